@@ -1,0 +1,1 @@
+//! kafka-bridge: see ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+//! tenant-policy: see ARCHITECTURE.md.

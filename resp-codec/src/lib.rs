@@ -1,1 +1,47 @@
-//! resp-codec: see ARCHITECTURE.md.
+//! RESP2/RESP3 framing for rkproxy.
+//!
+//! **Architecture invariant:** this crate does no I/O and knows no commands. It turns bytes
+//! into frames and frames into bytes; what a command means is decided elsewhere.
+//!
+//! # Layout
+//!
+//! - [`RequestDecoder`] (hand-written, resumable) frames client requests into [`Request`]s:
+//!   zero-copy multibulk bytes plus where each argument is. Inline commands are split like
+//!   redis-server does and re-encoded as multibulk.
+//! - [`ReplyDecoder`] (hand-written, resumable) frames one complete reply of any RESP2/RESP3
+//!   type and returns its raw bytes without building a tree.
+//! - [`Frame`], [`parse_frame`] and [`FrameCodec`] (built on `combine`) give the full tree
+//!   when something really needs to look inside a reply.
+//! - [`encode_command`] writes a command; [`ProtocolError::to_reply`] writes Redis's
+//!   `-ERR Protocol error: ...` reply.
+//!
+//! All decoders share one grammar and the [`Limits`], so they accept and reject the same
+//! inputs. The hand-written framers are used on the hot path because they are several
+//! times faster than the combine parser (see the crate README for numbers).
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use resp_codec::{encode_command, RequestDecoder};
+//! use tokio_util::codec::Decoder;
+//!
+//! let mut buffer = BytesMut::new();
+//! encode_command(&mut buffer, ["SET", "key", "value"]);
+//! let request = RequestDecoder::default().decode(&mut buffer).unwrap().unwrap();
+//! assert_eq!(request.name(), b"SET");
+//! ```
+
+mod combine_frame;
+mod error;
+mod frame;
+mod grammar;
+mod inline;
+mod limits;
+mod reply;
+mod request;
+
+pub use combine_frame::{parse_frame, FrameCodec};
+pub use error::ProtocolError;
+pub use frame::Frame;
+pub use limits::Limits;
+pub use reply::ReplyDecoder;
+pub use request::{encode_command, Request, RequestDecoder};

@@ -1,0 +1,484 @@
+//! Client requests: [`Request`], its hand-written resumable [`RequestDecoder`], and
+//! [`encode_command`].
+//!
+//! Requests follow redis-server's own reader (`processMultibulkBuffer` and
+//! `processInlineBuffer` in `networking.c`): a buffer starting with `*` is a multibulk of
+//! `$` bulk strings, anything else is an inline command line. Errors carry Redis's texts.
+
+use std::fmt;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::grammar::{check_array_len, check_bulk_len, parse_strict_i64, MAX_RESERVE_HINT};
+use crate::inline::split_inline_args;
+use crate::{Limits, ProtocolError};
+
+/// One client request, framed.
+///
+/// It holds the request's bytes as RESP multibulk (zero-copy, split from the read buffer)
+/// and where each argument is. Inline requests are re-encoded as a multibulk, so
+/// [`Request::raw`] can always be forwarded to a server as it is.
+///
+/// ```
+/// use resp_codec::Request;
+///
+/// let request = Request::from_args(["SET", "key", "value"]);
+/// assert_eq!(request.name(), b"SET");
+/// assert_eq!(request.argc(), 3);
+/// assert_eq!(request.arg(1), Some(&b"key"[..]));
+/// assert_eq!(&request.raw()[..], b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Request {
+    raw: Bytes,
+    /// `(start, end)` of each argument inside `raw`.
+    arg_spans: Vec<(usize, usize)>,
+}
+
+// === impl Request ===
+
+impl Request {
+    /// The whole request as RESP multibulk, ready to forward.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// The number of arguments, the command name included.
+    ///
+    /// Never 0 for a decoded request (empty arrays and blank lines are skipped); only
+    /// [`Request::from_args`] with no arguments builds an empty one.
+    pub fn argc(&self) -> usize {
+        self.arg_spans.len()
+    }
+
+    /// The argument at `index` (0 is the command name).
+    pub fn arg(&self, index: usize) -> Option<&[u8]> {
+        let &(start, end) = self.arg_spans.get(index)?;
+        self.raw.get(start..end)
+    }
+
+    /// The argument at `index` as a zero-copy slice of [`Request::raw`].
+    ///
+    /// ```
+    /// use resp_codec::Request;
+    ///
+    /// let request = Request::from_args(["GET", "key"]);
+    /// assert_eq!(request.arg_bytes(1).unwrap(), "key");
+    /// assert!(request.arg_bytes(2).is_none());
+    /// ```
+    pub fn arg_bytes(&self, index: usize) -> Option<Bytes> {
+        let &(start, end) = self.arg_spans.get(index)?;
+        Some(self.raw.slice(start..end))
+    }
+
+    /// All arguments in order, the command name first.
+    pub fn args(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.arg_spans
+            .iter()
+            .map(move |&(start, end)| &self.raw[start..end])
+    }
+
+    /// The command name (argument 0) as sent, not case-folded; empty if there are no arguments.
+    pub fn name(&self) -> &[u8] {
+        self.arg(0).unwrap_or_default()
+    }
+
+    /// Builds a request (and its multibulk encoding) from arguments.
+    ///
+    /// ```
+    /// use resp_codec::Request;
+    ///
+    /// let request = Request::from_args([&b"PING"[..]]);
+    /// assert_eq!(&request.raw()[..], b"*1\r\n$4\r\nPING\r\n");
+    /// ```
+    pub fn from_args<I, B>(args: I) -> Request
+    where
+        I: IntoIterator<Item = B>,
+        B: AsRef<[u8]>,
+    {
+        let args: Vec<B> = args.into_iter().collect();
+        let payload: usize = args.iter().map(|arg| arg.as_ref().len() + 16).sum();
+        let mut raw = BytesMut::with_capacity(payload + 16);
+        let mut arg_spans = Vec::with_capacity(args.len());
+        put_header(&mut raw, b'*', args.len());
+        for arg in &args {
+            let arg = arg.as_ref();
+            put_header(&mut raw, b'$', arg.len());
+            let start = raw.len();
+            raw.put_slice(arg);
+            arg_spans.push((start, raw.len()));
+            raw.put_slice(b"\r\n");
+        }
+        Request {
+            raw: raw.freeze(),
+            arg_spans,
+        }
+    }
+
+    /// Consumes the request, returning its multibulk bytes.
+    pub fn into_raw(self) -> Bytes {
+        self.raw
+    }
+}
+
+/// Shows the first few arguments, each cut short, so that logging a request with a huge
+/// value stays cheap.
+impl fmt::Debug for Request {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN_ARGS: usize = 8;
+        const SHOWN_BYTES: usize = 64;
+        let mut list = formatter.debug_list();
+        for arg in self.args().take(SHOWN_ARGS) {
+            let shown = &arg[..arg.len().min(SHOWN_BYTES)];
+            if shown.len() < arg.len() {
+                list.entry(&format_args!(
+                    "{:?}... ({} bytes)",
+                    String::from_utf8_lossy(shown),
+                    arg.len()
+                ));
+            } else {
+                list.entry(&String::from_utf8_lossy(shown));
+            }
+        }
+        if self.argc() > SHOWN_ARGS {
+            list.entry(&format_args!("... ({} arguments)", self.argc()));
+        }
+        list.finish()
+    }
+}
+
+/// Writes a RESP command (a multibulk of bulk strings) to `dst`.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use resp_codec::encode_command;
+///
+/// let mut buffer = BytesMut::new();
+/// encode_command(&mut buffer, ["GET", "key"]);
+/// assert_eq!(&buffer[..], b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n");
+/// ```
+pub fn encode_command<I, B>(dst: &mut BytesMut, args: I)
+where
+    I: IntoIterator<Item = B>,
+    I::IntoIter: ExactSizeIterator,
+    B: AsRef<[u8]>,
+{
+    let args = args.into_iter();
+    put_header(dst, b'*', args.len());
+    for arg in args {
+        let arg = arg.as_ref();
+        dst.reserve(arg.len() + 16);
+        put_header(dst, b'$', arg.len());
+        dst.put_slice(arg);
+        dst.put_slice(b"\r\n");
+    }
+}
+
+/// Writes `<prefix><number>\r\n` without going through `fmt`.
+pub(crate) fn put_header(dst: &mut BytesMut, prefix: u8, number: usize) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = number;
+    loop {
+        start -= 1;
+        // `rest % 10` is below 10, so the cast cannot truncate.
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    dst.reserve(digits.len() - start + 3);
+    dst.put_u8(prefix);
+    dst.put_slice(&digits[start..]);
+    dst.put_slice(b"\r\n");
+}
+
+/// Frames client requests out of a read buffer; see the crate docs for the rules.
+///
+/// `*0\r\n`, `*-1\r\n` and blank inline lines are skipped like redis-server does. The
+/// decoder is resumable: it keeps a cursor and the arguments found so far, so a request
+/// arriving in many small reads is walked once.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use resp_codec::RequestDecoder;
+/// use tokio_util::codec::Decoder;
+///
+/// let mut decoder = RequestDecoder::default();
+/// let mut buffer = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING \"a b\"\r\n"[..]);
+/// let get = decoder.decode(&mut buffer).unwrap().unwrap();
+/// assert_eq!(get.args().collect::<Vec<_>>(), [&b"GET"[..], b"k"]);
+/// let ping = decoder.decode(&mut buffer).unwrap().unwrap();
+/// assert_eq!(ping.arg(1), Some(&b"a b"[..]));
+/// assert_eq!(&ping.raw()[..], b"*2\r\n$4\r\nPING\r\n$3\r\na b\r\n");
+///
+/// let mut bad = BytesMut::from(&b"*1\r\nx"[..]);
+/// let error = decoder.decode(&mut bad).unwrap_err();
+/// assert_eq!(error.to_string(), "Protocol error: expected '$', got 'x'");
+/// ```
+#[derive(Debug, Default)]
+pub struct RequestDecoder {
+    limits: Limits,
+    state: RequestState,
+}
+
+impl Default for RequestState {
+    fn default() -> Self {
+        RequestState::Start { line_scan: 0 }
+    }
+}
+
+/// Progress on the request at byte 0 of the buffer.
+#[derive(Debug)]
+enum RequestState {
+    /// Nothing walked yet, except perhaps part of a `*N` line: no `\r` before `line_scan`.
+    Start { line_scan: usize },
+    /// An inline line; no `\n` before `line_scan`.
+    Inline { line_scan: usize },
+    /// Inside a multibulk.
+    Multibulk(MultibulkProgress),
+}
+
+#[derive(Debug)]
+struct MultibulkProgress {
+    argc: usize,
+    arg_spans: Vec<(usize, usize)>,
+    /// The next byte not yet walked.
+    cursor: usize,
+    /// Where to resume looking for the `\r` of the `$N` line at `cursor`.
+    line_scan: usize,
+    /// The length of the bulk whose data starts at `cursor`, once its header is read.
+    pending_bulk: Option<usize>,
+}
+
+/// The outcome of looking for the `\r\n` that ends a request header line.
+enum HeaderLine {
+    /// The content ends at this index and the line (with `\r\n`) at index + 2.
+    Complete(usize),
+    /// Resume the search here later.
+    Incomplete(usize),
+}
+
+// === impl RequestDecoder ===
+
+impl RequestDecoder {
+    /// A decoder enforcing `limits`.
+    pub fn new(limits: Limits) -> Self {
+        RequestDecoder {
+            limits,
+            state: RequestState::default(),
+        }
+    }
+
+    /// The limits this decoder enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn decode_inner(&mut self, src: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
+        loop {
+            match &mut self.state {
+                RequestState::Start { line_scan } => {
+                    let Some(&first) = src.first() else {
+                        return Ok(None);
+                    };
+                    if first != b'*' {
+                        self.state = RequestState::Inline { line_scan: 0 };
+                        continue;
+                    }
+                    let line_end = match find_request_header_end(
+                        src,
+                        1,
+                        *line_scan,
+                        self.limits.max_inline_len,
+                        ProtocolError::TooBigMultibulkCount,
+                        ProtocolError::InvalidMultibulkLength,
+                    )? {
+                        HeaderLine::Complete(end) => end,
+                        HeaderLine::Incomplete(resume) => {
+                            *line_scan = resume;
+                            return Ok(None);
+                        }
+                    };
+                    let argc = parse_strict_i64(&src[1..line_end])
+                        .filter(|&argc| argc <= i64::from(i32::MAX))
+                        .ok_or(ProtocolError::InvalidMultibulkLength)?;
+                    if argc <= 0 {
+                        // Redis treats `*0` and negative counts as an empty request and moves on.
+                        src.advance(line_end + 2);
+                        *line_scan = 0;
+                        continue;
+                    }
+                    let argc = check_array_len(argc, &self.limits)?;
+                    self.state = RequestState::Multibulk(MultibulkProgress {
+                        argc,
+                        // A hostile count must not allocate by itself; the vector grows as
+                        // arguments actually arrive.
+                        arg_spans: Vec::with_capacity(argc.min(1024)),
+                        cursor: line_end + 2,
+                        line_scan: 0,
+                        pending_bulk: None,
+                    });
+                }
+                RequestState::Inline { line_scan } => {
+                    let max = self.limits.max_inline_len;
+                    let search_from = (*line_scan).min(src.len());
+                    // redis-server looks for the `\n` with `strchr`, which stops at a NUL byte:
+                    // a NUL before the line ending means the line never ends, until the
+                    // buffer outgrows the inline limit. Mirror that.
+                    let found =
+                        memchr::memchr2(b'\n', 0, &src[search_from..]).map(|i| i + search_from);
+                    let newline = match found {
+                        Some(newline) if src[newline] == b'\n' => newline,
+                        stuck_or_none => {
+                            if src.len() > max {
+                                return Err(ProtocolError::TooBigInlineRequest);
+                            }
+                            *line_scan = stuck_or_none.unwrap_or(src.len());
+                            return Ok(None);
+                        }
+                    };
+                    if newline > max {
+                        return Err(ProtocolError::TooBigInlineRequest);
+                    }
+                    let mut line = &src[..newline];
+                    if let Some(without_cr) = line.strip_suffix(b"\r") {
+                        line = without_cr;
+                    }
+                    let args =
+                        split_inline_args(line).map_err(|_| ProtocolError::UnbalancedQuotes)?;
+                    src.advance(newline + 1);
+                    self.state = RequestState::default();
+                    if !args.is_empty() {
+                        return Ok(Some(Request::from_args(args)));
+                    }
+                }
+                RequestState::Multibulk(_) => return self.continue_multibulk(src),
+            }
+        }
+    }
+
+    fn continue_multibulk(&mut self, src: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
+        let limits = self.limits;
+        let RequestState::Multibulk(progress) = &mut self.state else {
+            return Ok(None);
+        };
+        while progress.arg_spans.len() < progress.argc {
+            let len = match progress.pending_bulk {
+                Some(len) => len,
+                None => {
+                    let Some(&type_byte) = src.get(progress.cursor) else {
+                        return Ok(None);
+                    };
+                    if type_byte != b'$' {
+                        return Err(ProtocolError::ExpectedBulk { got: type_byte });
+                    }
+                    let content_start = progress.cursor + 1;
+                    let line_end = match find_request_header_end(
+                        src,
+                        content_start,
+                        progress.line_scan,
+                        limits.max_inline_len,
+                        ProtocolError::TooBigBulkCount,
+                        ProtocolError::InvalidBulkLength,
+                    )? {
+                        HeaderLine::Complete(end) => end,
+                        HeaderLine::Incomplete(resume) => {
+                            progress.line_scan = resume;
+                            return Ok(None);
+                        }
+                    };
+                    progress.line_scan = 0;
+                    let len = parse_strict_i64(&src[content_start..line_end])
+                        .ok_or(ProtocolError::InvalidBulkLength)?;
+                    let len = check_bulk_len(len, &limits)?;
+                    progress.cursor = line_end + 2;
+                    progress.pending_bulk = Some(len);
+                    len
+                }
+            };
+            let end = progress.cursor.saturating_add(len).saturating_add(2);
+            if src.len() < end {
+                src.reserve((end - src.len()).min(MAX_RESERVE_HINT));
+                return Ok(None);
+            }
+            if &src[end - 2..end] != b"\r\n" {
+                return Err(ProtocolError::ExpectedCrlf);
+            }
+            progress.arg_spans.push((progress.cursor, end - 2));
+            progress.cursor = end;
+            progress.pending_bulk = None;
+        }
+        let arg_spans = std::mem::take(&mut progress.arg_spans);
+        let raw = src.split_to(progress.cursor).freeze();
+        self.state = RequestState::default();
+        Ok(Some(Request { raw, arg_spans }))
+    }
+}
+
+/// Finds the `\r\n` ending a `*N` or `$N` request header. Like Redis, a missing `\r` is only
+/// an error ("too big ... count string") once more than `cap` bytes arrived; unlike Redis,
+/// the byte after `\r` must be `\n` (Redis skips it unseen).
+fn find_request_header_end(
+    src: &[u8],
+    content_start: usize,
+    resume: usize,
+    cap: usize,
+    too_big: ProtocolError,
+    invalid: ProtocolError,
+) -> Result<HeaderLine, ProtocolError> {
+    let search_from = resume.max(content_start).min(src.len());
+    match memchr::memchr(b'\r', &src[search_from..]).map(|i| i + search_from) {
+        None => {
+            if src.len() - content_start > cap {
+                Err(too_big)
+            } else {
+                Ok(HeaderLine::Incomplete(src.len()))
+            }
+        }
+        Some(carriage_return) => {
+            if carriage_return - content_start > cap {
+                return Err(too_big);
+            }
+            match src.get(carriage_return + 1) {
+                None => Ok(HeaderLine::Incomplete(carriage_return)),
+                Some(b'\n') => Ok(HeaderLine::Complete(carriage_return)),
+                Some(_) => Err(invalid),
+            }
+        }
+    }
+}
+
+impl Decoder for RequestDecoder {
+    type Item = Request;
+    type Error = ProtocolError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
+        let result = self.decode_inner(src);
+        if result.is_err() {
+            self.state = RequestState::default();
+        }
+        result
+    }
+}
+
+/// Writes a request's multibulk bytes (for example when forwarding it to a server).
+impl Encoder<Request> for RequestDecoder {
+    type Error = ProtocolError;
+
+    fn encode(&mut self, item: Request, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        dst.extend_from_slice(&item.raw);
+        Ok(())
+    }
+}
+
+impl Encoder<&Request> for RequestDecoder {
+    type Error = ProtocolError;
+
+    fn encode(&mut self, item: &Request, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        dst.extend_from_slice(&item.raw);
+        Ok(())
+    }
+}

@@ -1,0 +1,701 @@
+//! The bridge: executes parsed Kafka commands for a tenant against one Kafka pool.
+//!
+//! [`KafkaBridge::connect`] makes sure every configured topic exists with at least its configured partition
+//! count, then serves commands. Every Kafka round trip is bounded by the pool's `request_timeout`, so a broker
+//! that is down gives a fast error, and rskafka reconnects by itself on later commands once the broker is back.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::client::error::{Error as RsError, ProtocolError};
+use rskafka::client::partition::OffsetAt;
+use rskafka::client::{Client, ClientBuilder};
+use rskafka::BackoffConfig;
+
+use crate::admin;
+use crate::command::{parse_command, KafkaCommand, OffsetQuery};
+use crate::config::{KafkaPoolConfig, TopicConfig};
+use crate::error::KafkaError;
+use crate::offsets::{CursorKey, CursorState, OffsetStore};
+use crate::partition::{BatchSettings, Partition, PartitionShared};
+use crate::reply::KafkaReply;
+
+/// How many missing offsets (gaps left by transaction markers or compaction) one managed KPOP skips over in a
+/// partition before it moves on; the next KPOP continues where this one stopped.
+const MAX_GAPS_PER_POP: usize = 64;
+
+/// A connected Kafka pool that executes KPUSH, KPOP, KPARTITIONS and KOFFSET for tenants.
+///
+/// Cheap to clone; clones share connections, batchers and cursors.
+#[derive(Debug, Clone)]
+pub struct KafkaBridge {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: KafkaPoolConfig,
+    topics: HashMap<String, Topic>,
+    offsets: Arc<dyn OffsetStore>,
+}
+
+#[derive(Debug)]
+struct Topic {
+    config: TopicConfig,
+    /// Sorted by partition id. Never empty: `connect` waits until Kafka shows at least the configured count,
+    /// which validation keeps at 1 or more, so the round-robin `%` below never divides by zero.
+    partitions: Vec<Partition>,
+    next_push: AtomicUsize,
+    next_pop: AtomicUsize,
+}
+
+// === impl KafkaBridge ===
+
+impl KafkaBridge {
+    /// Connects to the pool's brokers and ensures its topics: a missing topic is created, a topic with fewer
+    /// partitions than configured is grown (partitions never shrink; a topic with more keeps them all).
+    ///
+    /// Must be called inside a tokio runtime: each partition gets a produce-batching task.
+    pub async fn connect(
+        config: KafkaPoolConfig,
+        offsets: Arc<dyn OffsetStore>,
+    ) -> Result<Self, KafkaError> {
+        config.validate().map_err(KafkaError::Config)?;
+        let timeout = config.request_timeout;
+        let backoff = BackoffConfig {
+            init_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(500),
+            base: 2.0,
+            // rskafka retries broken connections with backoff, forever unless it has a deadline. Its retries
+            // nest (a request retries, and so does the connect inside it), so their deadlines add up; the real
+            // bound is our own `request_timeout` around every call, and a broker that is down is reported as
+            // REQUEST_TIMED_OUT after that long (measured: 2.00 s with the default).
+            deadline: Some(timeout),
+        };
+        let client = tokio::time::timeout(
+            timeout,
+            ClientBuilder::new(config.bootstrap.clone())
+                .client_id(config.client_id.clone())
+                .backoff_config(backoff)
+                .build(),
+        )
+        .await
+        .map_err(|_| KafkaError::Timeout {
+            operation: format!("connecting to {}", config.bootstrap.join(",")),
+            after: timeout,
+        })?
+        .map_err(|error| {
+            KafkaError::from_rskafka(
+                &error,
+                &format!("connecting to {}", config.bootstrap.join(",")),
+            )
+        })?;
+        let client = Arc::new(client);
+
+        let partition_ids = ensure_topics(&client, &config).await?;
+        let batch = BatchSettings {
+            linger: config.linger,
+            max_records: config.max_batch_records,
+            max_bytes: config.max_batch_bytes,
+            request_timeout: timeout,
+        };
+        let mut topics = HashMap::new();
+        for topic_config in &config.topics {
+            let ids = partition_ids
+                .get(&topic_config.name)
+                .cloned()
+                .unwrap_or_default();
+            let partitions: Vec<Partition> = ids
+                .into_iter()
+                .map(|id| {
+                    Partition::spawn(Arc::clone(&client), topic_config.name.clone(), id, batch)
+                })
+                .collect();
+            // Connect to every leader now, so the first commands do not pay for it. Right after a topic was
+            // created its leaders may not be known yet; that is retried until they are, within a deadline.
+            for partition in &partitions {
+                warm_up(&partition.shared, timeout * 5).await?;
+            }
+            topics.insert(
+                topic_config.name.clone(),
+                Topic {
+                    config: topic_config.clone(),
+                    partitions,
+                    next_push: AtomicUsize::new(0),
+                    next_pop: AtomicUsize::new(0),
+                },
+            );
+        }
+        Ok(KafkaBridge {
+            inner: Arc::new(Inner {
+                config,
+                topics,
+                offsets,
+            }),
+        })
+    }
+
+    /// Parses and executes one command for `tenant`. Never panics; every failure is a [`KafkaReply::Error`].
+    ///
+    /// `args[0]` is the command name; the rest are its arguments as the client sent them.
+    pub async fn execute(&self, tenant: &str, args: &[&[u8]]) -> KafkaReply {
+        match parse_command(args) {
+            Ok(command) => self
+                .execute_command(tenant, command)
+                .await
+                .unwrap_or_else(KafkaReply::from),
+            Err(error) => error.into(),
+        }
+    }
+
+    /// Executes an already parsed command for `tenant`.
+    ///
+    /// Replies: KPUSH `[partition, offset]`; KPOP `[partition, offset, value]` or nil; KPOP with a count an
+    /// array of such triples (empty when nothing is there); KPARTITIONS an array of partition ids; KOFFSET
+    /// `[offset, timestamp]`. All numbers are RESP integers.
+    pub async fn execute_command(
+        &self,
+        tenant: &str,
+        command: KafkaCommand<'_>,
+    ) -> Result<KafkaReply, KafkaError> {
+        let topic = self.topic(command.topic())?;
+        let allowed = if command.is_produce() {
+            topic.config.may_produce(tenant)
+        } else {
+            topic.config.may_consume(tenant)
+        };
+        if !allowed {
+            return Err(KafkaError::NotPermitted {
+                tenant: tenant.to_string(),
+                topic: topic.config.name.clone(),
+                action: if command.is_produce() {
+                    "produce to"
+                } else {
+                    "consume from"
+                },
+            });
+        }
+        match command {
+            KafkaCommand::Push {
+                partition, value, ..
+            } => {
+                let partition = match partition {
+                    Some(id) => topic.partition(id)?,
+                    None => topic.next_push_partition(),
+                };
+                let offset = partition.push(value.to_vec()).await?;
+                Ok(KafkaReply::Array(vec![
+                    KafkaReply::Integer(i64::from(partition.shared.id)),
+                    KafkaReply::Integer(offset),
+                ]))
+            }
+            KafkaCommand::PopManaged { topic: name } => self.pop_managed(tenant, name).await,
+            KafkaCommand::PopAt {
+                partition,
+                offset,
+                count,
+                ..
+            } => {
+                let partition = topic.partition(partition)?;
+                self.pop_at(&partition.shared, offset, count).await
+            }
+            KafkaCommand::Partitions { .. } => Ok(KafkaReply::Array(
+                topic
+                    .partitions
+                    .iter()
+                    .map(|partition| KafkaReply::Integer(i64::from(partition.shared.id)))
+                    .collect(),
+            )),
+            KafkaCommand::Offset { partition, at, .. } => {
+                let partition = topic.partition(partition)?;
+                self.offset(&partition.shared, at).await
+            }
+        }
+    }
+
+    /// The cursor of every partition of `topic` for `group`, for an admin command.
+    pub async fn show_cursors(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<Vec<(i32, CursorState)>, KafkaError> {
+        let topic = self.topic(topic)?;
+        let mut states = Vec::with_capacity(topic.partitions.len());
+        for partition in &topic.partitions {
+            let key = cursor_key(group, &partition.shared);
+            states.push((partition.shared.id, self.inner.offsets.show(&key).await?));
+        }
+        Ok(states)
+    }
+
+    /// Sets the cursor of `group` on one partition to `next_offset` (an admin repair).
+    pub async fn reset_cursor(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), KafkaError> {
+        let topic = self.topic(topic)?;
+        let partition = topic.partition(partition)?;
+        let key = cursor_key(group, &partition.shared);
+        Ok(self.inner.offsets.reset(&key, next_offset).await?)
+    }
+
+    /// The pool configuration this bridge was connected with.
+    pub fn config(&self) -> &KafkaPoolConfig {
+        &self.inner.config
+    }
+
+    fn topic(&self, name: &str) -> Result<&Topic, KafkaError> {
+        self.inner
+            .topics
+            .get(name)
+            .ok_or_else(|| KafkaError::UnknownTopic {
+                topic: name.to_string(),
+            })
+    }
+
+    /// `KPOP topic partition offset [count]`: a stateless fetch; never touches the cursors.
+    async fn pop_at(
+        &self,
+        partition: &PartitionShared,
+        offset: i64,
+        count: Option<u32>,
+    ) -> Result<KafkaReply, KafkaError> {
+        let (max_bytes, max_records) = match count {
+            // One byte still returns the whole first record batch (Kafka always returns at least one batch),
+            // and no more: the smallest fetch that has the record.
+            None => (1, 1),
+            Some(count) => (self.inner.config.fetch_max_bytes, count as usize),
+        };
+        let records = match fetch(partition, offset, max_bytes, self.fetch_max_wait_ms()).await {
+            Ok(records) => records,
+            Err(FetchError::OutOfRange) => {
+                let earliest = list_offset(partition, OffsetAt::Earliest).await?;
+                if offset < earliest {
+                    return Err(KafkaError::Kafka {
+                        name: "OFFSET_OUT_OF_RANGE".into(),
+                        message: format!(
+                            "offset {offset} is below the earliest kept offset {earliest} of {}",
+                            partition.context()
+                        ),
+                    });
+                }
+                Vec::new()
+            }
+            Err(FetchError::Other(error)) => return Err(error),
+        };
+        let mut triples = records
+            .into_iter()
+            .take(max_records)
+            .map(|record| KafkaReply::record(partition.id, record.offset, record.record.value));
+        match count {
+            None => Ok(triples.next().unwrap_or(KafkaReply::Nil)),
+            Some(_) => Ok(KafkaReply::Array(triples.collect())),
+        }
+    }
+
+    /// `KPOP topic`: the next record for the tenant's group, trying each partition once, starting round-robin.
+    ///
+    /// The work runs in its own task, so that a caller that goes away between the lease and the fetch (a client
+    /// that disconnects) does not leave a leased offset behind: the task still gives it back on failure.
+    async fn pop_managed(&self, tenant: &str, topic_name: &str) -> Result<KafkaReply, KafkaError> {
+        let bridge = self.clone();
+        let tenant = tenant.to_string();
+        let topic_name = topic_name.to_string();
+        let task = tokio::spawn(async move {
+            let topic = bridge.topic(&topic_name)?;
+            let count = topic.partitions.len();
+            let start = topic.next_pop.fetch_add(1, Ordering::Relaxed);
+            for step in 0..count {
+                let partition = &topic.partitions[(start + step) % count].shared;
+                if let Some(reply) = bridge.pop_managed_from(&tenant, partition).await? {
+                    return Ok(reply);
+                }
+            }
+            Ok(KafkaReply::Nil)
+        });
+        task.await.map_err(|join_error| KafkaError::Unavailable {
+            message: format!("the KPOP task failed: {join_error}"),
+        })?
+    }
+
+    /// Leases the group's next offset of one partition and fetches its record; `None` when nothing is new.
+    async fn pop_managed_from(
+        &self,
+        group: &str,
+        partition: &PartitionShared,
+    ) -> Result<Option<KafkaReply>, KafkaError> {
+        let key = cursor_key(group, partition);
+        let store = &self.inner.offsets;
+        let mut refreshed = false;
+        for _ in 0..MAX_GAPS_PER_POP {
+            let leased = with_timeout(
+                partition,
+                "leasing an offset",
+                store.lease(&key, partition.high_watermark()),
+            )
+            .await??;
+            let Some(offset) = leased else {
+                // Our high watermark may be stale (another proxy or kcat produced since); ask Kafka once.
+                if refreshed {
+                    return Ok(None);
+                }
+                refreshed = true;
+                let known = partition.high_watermark();
+                // `list_offset` records the new high watermark itself.
+                let latest = list_offset(partition, OffsetAt::Latest).await?;
+                if latest <= known {
+                    return Ok(None);
+                }
+                continue;
+            };
+            match fetch(partition, offset, 1, 0).await {
+                Ok(records) => match records.into_iter().next() {
+                    Some(record) if record.offset == offset => {
+                        return Ok(Some(KafkaReply::record(
+                            partition.id,
+                            offset,
+                            record.record.value,
+                        )));
+                    }
+                    // The first record is past the leased offset: that offset holds no record (a transaction
+                    // marker or a compacted record). The lease consumed it; the later record has its own offset.
+                    Some(_) => continue,
+                    None => {
+                        // Below the high watermark yet empty: the log was truncated or the record is not
+                        // readable yet. Keep it for a later KPOP.
+                        self.give_back(&key, offset, partition).await;
+                        return Ok(None);
+                    }
+                },
+                Err(FetchError::OutOfRange) => {
+                    let earliest = list_offset(partition, OffsetAt::Earliest);
+                    match earliest.await {
+                        Ok(earliest) if offset < earliest => {
+                            // Retention deleted the records below `earliest`: they can never be delivered, so
+                            // the cursor jumps to the first kept record and this lease is dropped.
+                            tracing::warn!(group, topic = %partition.topic, partition = partition.id, offset, earliest, "records deleted before they were consumed; skipping ahead");
+                            with_timeout(
+                                partition,
+                                "moving a cursor",
+                                store.skip_to(&key, earliest),
+                            )
+                            .await??;
+                        }
+                        Ok(_) => {
+                            self.give_back(&key, offset, partition).await;
+                            return Ok(None);
+                        }
+                        Err(error) => {
+                            self.give_back(&key, offset, partition).await;
+                            return Err(error);
+                        }
+                    }
+                }
+                Err(FetchError::Other(error)) => {
+                    self.give_back(&key, offset, partition).await;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    async fn give_back(&self, key: &CursorKey, offset: i64, partition: &PartitionShared) {
+        let outcome = with_timeout(
+            partition,
+            "giving an offset back",
+            self.inner.offsets.give_back(key, offset),
+        )
+        .await;
+        let error = match outcome {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => KafkaError::from(error),
+            Err(error) => error,
+        };
+        {
+            // The offset is lost for this group: the at-most-once case documented in `offsets`.
+            tracing::error!(group = %key.group, topic = %key.topic, partition = key.partition, offset, error = %error, "could not give a leased offset back; its record will not be delivered to this group");
+        }
+    }
+
+    /// `KOFFSET topic partition time`: `[offset, timestamp]`. Kafka reports timestamp -1 for the earliest and
+    /// latest queries; for a timestamp query it is the found record's timestamp, and `[-1, -1]` means no record
+    /// is that recent.
+    async fn offset(
+        &self,
+        partition: &PartitionShared,
+        at: OffsetQuery,
+    ) -> Result<KafkaReply, KafkaError> {
+        let pair = |offset: i64, timestamp: i64| {
+            Ok(KafkaReply::Array(vec![
+                KafkaReply::Integer(offset),
+                KafkaReply::Integer(timestamp),
+            ]))
+        };
+        match at {
+            OffsetQuery::Latest => pair(list_offset(partition, OffsetAt::Latest).await?, -1),
+            OffsetQuery::Earliest => pair(list_offset(partition, OffsetAt::Earliest).await?, -1),
+            OffsetQuery::Timestamp(millis) => {
+                let Some(time) = rskafka::chrono::DateTime::from_timestamp_millis(millis) else {
+                    return Err(KafkaError::InvalidArgument {
+                        what: format!("time {millis} is out of range"),
+                    });
+                };
+                let offset = list_offset(partition, OffsetAt::Timestamp(time)).await?;
+                if offset < 0 {
+                    return pair(-1, -1);
+                }
+                // rskafka drops the timestamp Kafka sends with the offset, so read it from the record itself.
+                let timestamp = match fetch(partition, offset, 1, 0).await {
+                    Ok(records) => records
+                        .into_iter()
+                        .next()
+                        .map(|record| record.record.timestamp.timestamp_millis())
+                        .unwrap_or(-1),
+                    Err(FetchError::OutOfRange) => -1,
+                    Err(FetchError::Other(error)) => return Err(error),
+                };
+                pair(offset, timestamp)
+            }
+        }
+    }
+
+    fn fetch_max_wait_ms(&self) -> i32 {
+        i32::try_from(self.inner.config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX)
+    }
+}
+
+// === impl Topic ===
+
+impl Topic {
+    fn partition(&self, id: i32) -> Result<&Partition, KafkaError> {
+        self.partitions
+            .iter()
+            .find(|partition| partition.shared.id == id)
+            .ok_or_else(|| KafkaError::WrongPartition {
+                topic: self.config.name.clone(),
+                partition: id,
+                first: self.partitions.first().map_or(0, |p| p.shared.id),
+                last: self.partitions.last().map_or(0, |p| p.shared.id),
+            })
+    }
+
+    fn next_push_partition(&self) -> &Partition {
+        let index = self.next_push.fetch_add(1, Ordering::Relaxed) % self.partitions.len();
+        &self.partitions[index]
+    }
+}
+
+// === Kafka round trips ===
+
+enum FetchError {
+    /// OFFSET_OUT_OF_RANGE: the offset is below the log start or above the high watermark.
+    OutOfRange,
+    Other(KafkaError),
+}
+
+/// Fetches records at or after `offset`, noting the high watermark on the way.
+async fn fetch(
+    partition: &PartitionShared,
+    offset: i64,
+    max_bytes: i32,
+    max_wait_ms: i32,
+) -> Result<Vec<rskafka::record::RecordAndOffset>, FetchError> {
+    let client = partition
+        .partition_client()
+        .await
+        .map_err(FetchError::Other)?;
+    // rskafka sends `end - 1` as the byte limit.
+    let bytes = 1..max_bytes.saturating_add(1);
+    let fetched = tokio::time::timeout(
+        partition.request_timeout,
+        client.fetch_records(offset, bytes, max_wait_ms),
+    )
+    .await
+    .map_err(|_| FetchError::Other(partition.timeout_error("fetching")))?;
+    match fetched {
+        Ok((records, high_watermark)) => {
+            partition.note_high_watermark(high_watermark);
+            Ok(records)
+        }
+        Err(RsError::ServerError {
+            protocol_error: ProtocolError::OffsetOutOfRange,
+            ..
+        }) => Err(FetchError::OutOfRange),
+        Err(error) => Err(FetchError::Other(KafkaError::from_rskafka(
+            &error,
+            &format!("{} offset {offset}", partition.context()),
+        ))),
+    }
+}
+
+/// Kafka's ListOffsets for one partition.
+async fn list_offset(partition: &PartitionShared, at: OffsetAt) -> Result<i64, KafkaError> {
+    let client = partition.partition_client().await?;
+    let offset = tokio::time::timeout(partition.request_timeout, client.get_offset(at))
+        .await
+        .map_err(|_| partition.timeout_error("listing offsets"))?
+        .map_err(|error| KafkaError::from_rskafka(&error, &partition.context()))?;
+    if at == OffsetAt::Latest {
+        partition.note_high_watermark(offset);
+    }
+    Ok(offset)
+}
+
+/// Bounds an offset-store call by the request timeout, like every Kafka call.
+async fn with_timeout<T>(
+    partition: &PartitionShared,
+    doing: &str,
+    future: impl std::future::Future<Output = T>,
+) -> Result<T, KafkaError> {
+    tokio::time::timeout(partition.request_timeout, future)
+        .await
+        .map_err(|_| partition.timeout_error(doing))
+}
+
+fn cursor_key(group: &str, partition: &PartitionShared) -> CursorKey {
+    CursorKey {
+        group: group.to_string(),
+        topic: partition.topic.clone(),
+        partition: partition.id,
+    }
+}
+
+/// Creates missing topics and grows small ones, then waits until the metadata shows every configured topic with
+/// at least its configured partitions. Returns the partition ids of each configured topic.
+async fn ensure_topics(
+    client: &Client,
+    config: &KafkaPoolConfig,
+) -> Result<HashMap<String, BTreeSet<i32>>, KafkaError> {
+    let timeout = config.request_timeout;
+    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    let existing = list_topics(client, timeout).await?;
+    let controller = client
+        .controller_client()
+        .map_err(|error| KafkaError::from_rskafka(&error, "opening the controller client"))?;
+    for topic in &config.topics {
+        match existing.get(&topic.name) {
+            None => {
+                tracing::info!(topic = %topic.name, partitions = topic.partitions, "creating Kafka topic");
+                let created = tokio::time::timeout(
+                    timeout,
+                    controller.create_topic(
+                        topic.name.clone(),
+                        topic.partitions,
+                        topic.replication_factor,
+                        timeout_ms,
+                    ),
+                )
+                .await
+                .map_err(|_| KafkaError::Timeout {
+                    operation: format!("creating topic '{}'", topic.name),
+                    after: timeout,
+                })?;
+                match created {
+                    Ok(()) => {}
+                    // Another proxy created it at the same moment; the growth check below still applies.
+                    Err(RsError::ServerError {
+                        protocol_error: ProtocolError::TopicAlreadyExists,
+                        ..
+                    }) => {}
+                    Err(error) => {
+                        return Err(KafkaError::from_rskafka(
+                            &error,
+                            &format!("creating topic '{}'", topic.name),
+                        ))
+                    }
+                }
+            }
+            Some(ids) if (ids.len() as i64) < i64::from(topic.partitions) => {
+                tracing::info!(topic = %topic.name, from = ids.len(), to = topic.partitions, "adding partitions to Kafka topic");
+                let grown = admin::create_partitions(
+                    &config.bootstrap,
+                    &config.client_id,
+                    &topic.name,
+                    topic.partitions,
+                    timeout,
+                )
+                .await;
+                match grown {
+                    Ok(()) => {}
+                    // Another proxy grew it at the same moment (to at least as many, checked below).
+                    Err(error) if error.kafka_error_name() == Some("INVALID_PARTITIONS") => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    // New topics and partitions show up in the metadata a little later; wait for them, within a deadline.
+    let deadline = tokio::time::Instant::now() + timeout * 10;
+    loop {
+        let current = list_topics(client, timeout).await?;
+        let missing: Vec<&TopicConfig> = config
+            .topics
+            .iter()
+            .filter(|topic| {
+                current
+                    .get(&topic.name)
+                    .is_none_or(|ids| (ids.len() as i64) < i64::from(topic.partitions))
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(config
+                .topics
+                .iter()
+                .map(|topic| {
+                    (
+                        topic.name.clone(),
+                        current.get(&topic.name).cloned().unwrap_or_default(),
+                    )
+                })
+                .collect());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let names: Vec<&str> = missing.iter().map(|topic| topic.name.as_str()).collect();
+            return Err(KafkaError::Config(format!(
+                "topics {} do not show their configured partitions in Kafka's metadata",
+                names.join(", ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn list_topics(
+    client: &Client,
+    timeout: Duration,
+) -> Result<HashMap<String, BTreeSet<i32>>, KafkaError> {
+    let topics = tokio::time::timeout(timeout, client.list_topics())
+        .await
+        .map_err(|_| KafkaError::Timeout {
+            operation: "listing topics".into(),
+            after: timeout,
+        })?
+        .map_err(|error| KafkaError::from_rskafka(&error, "listing topics"))?;
+    Ok(topics
+        .into_iter()
+        .map(|topic| (topic.name, topic.partitions))
+        .collect())
+}
+
+/// Creates the partition's client, retrying the errors a brand-new topic gives until its leader is known.
+async fn warm_up(partition: &PartitionShared, within: Duration) -> Result<(), KafkaError> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match partition.partition_client().await {
+            Ok(_) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() >= deadline => return Err(error),
+            Err(error) => {
+                tracing::debug!(topic = %partition.topic, partition = partition.id, error = %error, "partition not ready yet");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

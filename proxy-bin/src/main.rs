@@ -1,1 +1,90 @@
-fn main() {}
+//! The `rkproxy` binary: parse the command line, load the configuration, install tracing, run.
+
+use std::process::ExitCode;
+
+use proxy_bin::cli::{CommandLine, USAGE};
+use proxy_bin::config::Config;
+use tracing_subscriber::EnvFilter;
+
+/// sysexits.h EX_USAGE / EX_CONFIG: a bad command line or configuration.
+const EXIT_USAGE: u8 = 64;
+const EXIT_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let command_line = match CommandLine::parse(std::env::args().skip(1)) {
+        Ok(command_line) => command_line,
+        Err(problem) => {
+            eprintln!("rkproxy: {problem}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if command_line.show_help {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if command_line.show_version {
+        println!("rkproxy {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(command_line.config_file.as_deref(), &command_line.overrides) {
+        Ok(config) => config,
+        Err(problem) => {
+            eprintln!("rkproxy: bad configuration: {problem}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if command_line.check_only {
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.worker_threads > 0 {
+        runtime.worker_threads(config.worker_threads);
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("rkproxy: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let proxy = match proxy_bin::server::start(config).await {
+            Ok(proxy) => proxy,
+            Err(problem) => {
+                eprintln!("rkproxy: {problem}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(listen = %proxy.local_addr, "rkproxy ready");
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        proxy.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

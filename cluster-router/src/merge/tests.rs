@@ -1,0 +1,248 @@
+//! Unit tests for reply merging.
+
+use super::*;
+
+fn bulk(text: &str) -> Frame {
+    Frame::Bulk(Bytes::from(text.to_owned()))
+}
+
+fn err(text: &str) -> Frame {
+    Frame::Error(Bytes::from(text.to_owned()))
+}
+
+fn part(positions: &[usize]) -> SplitPart {
+    SplitPart {
+        slot: 0,
+        node_index: 0,
+        arg_indices: positions.iter().map(|p| p + 1).collect(),
+        key_positions: positions.to_vec(),
+    }
+}
+
+#[test]
+fn ordered_merge_restores_caller_key_order() {
+    let parts = [part(&[1, 3]), part(&[0]), part(&[2])];
+    let replies = vec![
+        Frame::Array(vec![bulk("b"), Frame::NullBulk]),
+        Frame::Array(vec![bulk("a")]),
+        Frame::Array(vec![bulk("c")]),
+    ];
+    assert_eq!(
+        merge_replies(MergePolicy::OrderedByKey, &parts, replies),
+        Frame::Array(vec![bulk("a"), bulk("b"), bulk("c"), Frame::NullBulk])
+    );
+}
+
+#[test]
+fn ordered_merge_reports_errors_and_bad_shapes() {
+    let parts = [part(&[0]), part(&[1])];
+    assert_eq!(
+        merge_ordered(
+            &parts,
+            vec![Frame::Array(vec![bulk("a")]), err("MOVED 1 h:1")]
+        ),
+        err("MOVED 1 h:1")
+    );
+    let wrong_length = merge_ordered(
+        &parts,
+        vec![
+            Frame::Array(vec![bulk("a"), bulk("x")]),
+            Frame::Array(vec![bulk("b")]),
+        ],
+    );
+    assert!(
+        matches!(wrong_length, Frame::Error(ref text) if text.starts_with(b"ERR unexpected reply"))
+    );
+    let missing_reply = merge_ordered(&parts, vec![Frame::Array(vec![bulk("a")])]);
+    assert!(matches!(missing_reply, Frame::Error(_)));
+    let not_array = merge_ordered(&parts, vec![bulk("a"), bulk("b")]);
+    assert!(matches!(not_array, Frame::Error(_)));
+    let duplicate_positions = merge_ordered(
+        &[part(&[0]), part(&[0])],
+        vec![Frame::Array(vec![bulk("a")]), Frame::Array(vec![bulk("b")])],
+    );
+    assert!(matches!(duplicate_positions, Frame::Error(_)));
+}
+
+#[test]
+fn sums_and_minimums() {
+    assert_eq!(
+        sum_integers(vec![
+            Frame::Integer(1),
+            Frame::Integer(0),
+            Frame::Integer(2)
+        ]),
+        Frame::Integer(3)
+    );
+    assert_eq!(
+        sum_integers(vec![Frame::Integer(i64::MAX), Frame::Integer(1)]),
+        Frame::Integer(i64::MAX)
+    );
+    assert_eq!(
+        sum_integers(vec![Frame::Integer(1), err("ERR x")]),
+        err("ERR x")
+    );
+    assert!(matches!(sum_integers(vec![bulk("1")]), Frame::Error(_)));
+    assert_eq!(
+        min_integers(vec![Frame::Integer(3), Frame::Integer(1)]),
+        Frame::Integer(1)
+    );
+    assert!(matches!(min_integers(vec![]), Frame::Error(_)));
+}
+
+#[test]
+fn all_and_one_succeeded() {
+    let ok = Frame::Simple(Bytes::from_static(b"OK"));
+    assert_eq!(all_succeeded(vec![ok.clone(), ok.clone()]), ok);
+    assert_eq!(
+        all_succeeded(vec![ok.clone(), err("OOM no")]),
+        err("OOM no")
+    );
+    assert_eq!(one_succeeded(vec![err("NOTBUSY a"), ok.clone()]), ok);
+    assert_eq!(
+        one_succeeded(vec![err("NOTBUSY a"), err("NOTBUSY b")]),
+        err("NOTBUSY a")
+    );
+    assert!(matches!(all_succeeded(vec![]), Frame::Error(_)));
+}
+
+#[test]
+fn array_concatenation_and_union() {
+    let merged = concat_arrays(vec![
+        Frame::Array(vec![bulk("a"), bulk("b")]),
+        Frame::Array(vec![]),
+        Frame::Array(vec![bulk("a")]),
+    ]);
+    assert_eq!(merged, Frame::Array(vec![bulk("a"), bulk("b"), bulk("a")]));
+    let merged = union_arrays(vec![
+        Frame::Array(vec![bulk("a"), bulk("b")]),
+        Frame::Array(vec![bulk("a"), bulk("c")]),
+    ]);
+    assert_eq!(merged, Frame::Array(vec![bulk("a"), bulk("b"), bulk("c")]));
+    assert_eq!(
+        concat_arrays(vec![Frame::Array(vec![]), err("ERR x")]),
+        err("ERR x")
+    );
+    assert!(matches!(
+        concat_arrays(vec![Frame::Integer(1)]),
+        Frame::Error(_)
+    ));
+}
+
+#[test]
+fn logical_and_of_script_exists() {
+    let merged = logical_and(vec![
+        Frame::Array(vec![
+            Frame::Integer(1),
+            Frame::Integer(1),
+            Frame::Integer(0),
+        ]),
+        Frame::Array(vec![
+            Frame::Integer(1),
+            Frame::Integer(0),
+            Frame::Integer(1),
+        ]),
+    ]);
+    assert_eq!(
+        merged,
+        Frame::Array(vec![
+            Frame::Integer(1),
+            Frame::Integer(0),
+            Frame::Integer(0)
+        ])
+    );
+    let uneven = logical_and(vec![
+        Frame::Array(vec![Frame::Integer(1)]),
+        Frame::Array(vec![]),
+    ]);
+    assert!(matches!(uneven, Frame::Error(_)));
+}
+
+#[test]
+fn pair_sums_keep_shape() {
+    let merged = sum_pairs(vec![
+        Frame::Array(vec![
+            bulk("a"),
+            Frame::Integer(1),
+            bulk("b"),
+            Frame::Integer(0),
+        ]),
+        Frame::Array(vec![
+            bulk("a"),
+            Frame::Integer(2),
+            bulk("b"),
+            Frame::Integer(5),
+        ]),
+    ]);
+    assert_eq!(
+        merged,
+        Frame::Array(vec![
+            bulk("a"),
+            Frame::Integer(3),
+            bulk("b"),
+            Frame::Integer(5)
+        ])
+    );
+    let merged = sum_pairs(vec![
+        Frame::Map(vec![(bulk("a"), Frame::Integer(1))]),
+        Frame::Map(vec![(bulk("a"), Frame::Integer(1))]),
+    ]);
+    assert_eq!(merged, Frame::Map(vec![(bulk("a"), Frame::Integer(2))]));
+    assert!(matches!(
+        sum_pairs(vec![Frame::Array(vec![bulk("a")])]),
+        Frame::Error(_)
+    ));
+}
+
+#[test]
+fn first_non_null_for_randomkey() {
+    assert_eq!(
+        first_non_null(vec![Frame::NullBulk, bulk("k"), bulk("j")]),
+        bulk("k")
+    );
+    assert_eq!(
+        first_non_null(vec![Frame::NullBulk, Frame::NullBulk]),
+        Frame::NullBulk
+    );
+    assert_eq!(first_non_null(vec![Frame::Null]), Frame::Null);
+}
+
+#[test]
+fn info_keyspace_is_summed() {
+    let node = |db0: &str, extra: &str| {
+        bulk(&format!(
+            "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\ndb0:{db0}\r\n{extra}"
+        ))
+    };
+    let merged = merge_info(vec![
+        node("keys=10,expires=1,avg_ttl=100", ""),
+        node(
+            "keys=5,expires=0,avg_ttl=300",
+            "db1:keys=2,expires=2,avg_ttl=0\r\n",
+        ),
+    ]);
+    assert_eq!(
+        merged,
+        bulk(
+            "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\n\
+             db0:keys=15,expires=1,avg_ttl=300\r\ndb1:keys=2,expires=2,avg_ttl=0\r\n"
+        )
+    );
+    // Sections after Keyspace survive, and RESP3 verbatim text keeps its type.
+    let verbatim = |text: &str| Frame::Verbatim {
+        format: *b"txt",
+        text: Bytes::from(text.to_owned()),
+    };
+    let merged = merge_info(vec![
+        verbatim("# Keyspace\r\n\r\n# Other\r\nx:1\r\n"),
+        verbatim("# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n\r\n# Other\r\nx:2\r\n"),
+    ]);
+    assert_eq!(
+        merged,
+        verbatim("# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n\r\n# Other\r\nx:1\r\n")
+    );
+    assert!(matches!(
+        merge_info(vec![Frame::Integer(1)]),
+        Frame::Error(_)
+    ));
+}

@@ -1,0 +1,221 @@
+//! Routing plans: where one command goes in a Redis Cluster.
+//!
+//! [`route`] turns a looked-up command and its arguments into a [`RoutePlan`]:
+//! - one slot ([`RoutePlan::Slot`]) for keyed commands whose keys share a slot (the usual
+//!   case, computed without allocating);
+//! - any node ([`RoutePlan::Keyless`]) for commands without keys;
+//! - a split ([`RoutePlan::Split`]) for MGET/MSET/DEL/UNLINK/EXISTS/TOUCH whose keys span
+//!   slots, with a merge policy (see [`crate::merge`]);
+//! - all masters or all nodes for whole-keyspace commands, and SCAN's cursor walk.
+//!
+//! Splits are per **slot**, not per key and not per node: Redis refuses a multi-key command
+//! whose keys are in different slots even when one node serves them all, so each slot
+//! needs its own sub-command. Each part carries its node's index so the proxy can write all
+//! parts for one node in a single pipelined batch.
+//!
+//! Everything else multi-key (MSETNX, SUNIONSTORE, EVAL, ...) must be single-slot, as in
+//! Redis Cluster; otherwise the plan is the `CROSSSLOT` error Redis would give.
+
+use crate::args::Args;
+use crate::commands::{
+    channel_indices, key_indices, ClusterRouting, CommandError, CommandSpec, KeyIndices,
+    MergePolicy, SplitPattern,
+};
+use crate::slot::{key_slot, SLOT_COUNT};
+use crate::topology::SlotMap;
+
+/// Where a command goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RoutePlan {
+    /// No keys: any node can run it (a master if the command writes).
+    Keyless,
+    /// The node serving this slot (its master, or a replica for reads if the proxy allows).
+    Slot(u16),
+    /// One sub-command per slot, then merge the replies in `parts` order.
+    Split {
+        /// The sub-commands.
+        parts: Vec<SplitPart>,
+        /// How to merge their replies.
+        merge: MergePolicy,
+    },
+    /// Every master, replies merged.
+    AllMasters(MergePolicy),
+    /// Every node (masters and replicas), replies merged.
+    AllNodes(MergePolicy),
+    /// SCAN: walk the masters one after another, with a per-node cursor.
+    Scan,
+}
+
+/// One sub-command of a split: the command name (argument 0) followed by the arguments at
+/// `arg_indices`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SplitPart {
+    /// The slot all of this part's keys hash to.
+    pub slot: u16,
+    /// The shard serving `slot`: an index into [`SlotMap::masters`].
+    pub node_index: usize,
+    /// The arguments of the sub-command (after the name), in the caller's order.
+    pub arg_indices: Vec<usize>,
+    /// For each key of this part, its position among all the caller's keys (0-based), so
+    /// an ordered merge can put each reply element back where the caller expects it.
+    pub key_positions: Vec<usize>,
+}
+
+/// Why a command cannot be routed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// The keys of a command that must be single-slot hash to different slots.
+    #[error("CROSSSLOT Keys in request don't hash to the same slot")]
+    CrossSlot,
+    /// No master serves a slot the command needs.
+    #[error("CLUSTERDOWN Hash slot not served")]
+    SlotNotServed {
+        /// The slot.
+        slot: u16,
+    },
+    /// The command itself is malformed (bad key count, odd MSET arguments, ...).
+    #[error(transparent)]
+    Command(#[from] CommandError),
+}
+
+impl RouteError {
+    /// The error as a complete RESP error reply: `-TEXT\r\n`.
+    ///
+    /// ```
+    /// use cluster_router::plan::RouteError;
+    ///
+    /// assert_eq!(
+    ///     RouteError::CrossSlot.to_reply(),
+    ///     b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+    /// );
+    /// ```
+    pub fn to_reply(&self) -> Vec<u8> {
+        match self {
+            RouteError::Command(error) => error.to_reply(),
+            other => format!("-{other}\r\n").into_bytes(),
+        }
+    }
+}
+
+/// Plans how to run `args` (already resolved to `spec` by [`lookup`](crate::commands::lookup))
+/// on the cluster described by `map`.
+///
+/// ```
+/// use cluster_router::commands::{lookup, MergePolicy};
+/// use cluster_router::plan::{route, RoutePlan};
+/// use cluster_router::topology::{NodeAddr, ShardInfo, SlotMap};
+///
+/// let map = SlotMap::from_shards(vec![
+///     ShardInfo::new(vec![(0, 8191)], NodeAddr::new("10.0.0.1", 6379), vec![]),
+///     ShardInfo::new(vec![(8192, 16383)], NodeAddr::new("10.0.0.2", 6379), vec![]),
+/// ])
+/// .unwrap();
+///
+/// let get: &[&[u8]] = &[b"GET", b"foo"];
+/// assert_eq!(route(lookup(&get).unwrap(), &get, &map).unwrap(), RoutePlan::Slot(12182));
+///
+/// let mget: &[&[u8]] = &[b"MGET", b"foo", b"bar", b"{foo}.2"];
+/// let RoutePlan::Split { parts, merge } = route(lookup(&mget).unwrap(), &mget, &map).unwrap() else {
+///     panic!("MGET across slots is split");
+/// };
+/// assert_eq!(merge, MergePolicy::OrderedByKey);
+/// assert_eq!(parts.len(), 2); // "bar" alone, and "foo" with "{foo}.2" (same slot).
+///
+/// let sunion: &[&[u8]] = &[b"SUNION", b"foo", b"bar"];
+/// let error = route(lookup(&sunion).unwrap(), &sunion, &map).unwrap_err();
+/// assert_eq!(error.to_string(), "CROSSSLOT Keys in request don't hash to the same slot");
+/// ```
+pub fn route(spec: &CommandSpec, args: &impl Args, map: &SlotMap) -> Result<RoutePlan, RouteError> {
+    match spec.cluster {
+        ClusterRouting::ByKeys => single_slot(&key_indices(spec, args)?, args),
+        ClusterRouting::ByShardChannels => single_slot(&channel_indices(spec, args), args),
+        ClusterRouting::Split { pattern, merge } => split(spec, args, map, pattern, merge),
+        ClusterRouting::AllMasters(merge) => Ok(RoutePlan::AllMasters(merge)),
+        ClusterRouting::AllNodes(merge) => Ok(RoutePlan::AllNodes(merge)),
+        ClusterRouting::AnyNode => Ok(RoutePlan::Keyless),
+        ClusterRouting::Scan => Ok(RoutePlan::Scan),
+        ClusterRouting::SlotArgument(index) => Ok(args
+            .arg(usize::from(index))
+            .and_then(|arg| std::str::from_utf8(arg).ok())
+            .and_then(|text| text.parse::<u16>().ok())
+            .filter(|slot| *slot < SLOT_COUNT)
+            // An invalid slot goes anywhere; the node answers with Redis's own error.
+            .map_or(RoutePlan::Keyless, RoutePlan::Slot)),
+    }
+}
+
+/// The one slot of all keys, or `CROSSSLOT`. Allocation-free.
+fn single_slot(keys: &KeyIndices, args: &impl Args) -> Result<RoutePlan, RouteError> {
+    let mut slot = None;
+    for index in keys {
+        let Some(key) = args.arg(index) else {
+            continue;
+        };
+        let this = key_slot(key);
+        match slot {
+            None => slot = Some(this),
+            Some(previous) if previous != this => return Err(RouteError::CrossSlot),
+            Some(_) => {}
+        }
+    }
+    Ok(slot.map_or(RoutePlan::Keyless, RoutePlan::Slot))
+}
+
+fn split(
+    spec: &CommandSpec,
+    args: &impl Args,
+    map: &SlotMap,
+    pattern: SplitPattern,
+    merge: MergePolicy,
+) -> Result<RoutePlan, RouteError> {
+    if pattern == SplitPattern::KeyValuePairs && args.argc() % 2 == 0 {
+        // MSET k1 v1 k2: Redis checks this before anything else.
+        return Err(CommandError::WrongArity { command: spec.name }.into());
+    }
+    let keys = key_indices(spec, args)?;
+    // The common case, all keys in one slot, needs no split and no allocation.
+    if let Ok(plan) = single_slot(&keys, args) {
+        return Ok(plan);
+    }
+    let mut slotted: Vec<(u16, usize, usize)> = keys
+        .iter()
+        .enumerate()
+        .filter_map(|(position, index)| args.arg(index).map(|key| (key_slot(key), position, index)))
+        .collect();
+    // A stable sort keeps each slot's keys in the caller's order; sorting (rather than a
+    // search per key) keeps huge MGETs O(n log n).
+    slotted.sort_by_key(|&(slot, _, _)| slot);
+    let values_per_key = match pattern {
+        SplitPattern::KeyValuePairs => 1,
+        _ => 0,
+    };
+    let mut parts: Vec<SplitPart> = Vec::new();
+    for (slot, position, index) in slotted {
+        match parts.last_mut() {
+            Some(part) if part.slot == slot => {
+                part.key_positions.push(position);
+                part.arg_indices.extend(index..=index + values_per_key);
+            }
+            _ => {
+                let node_index = map
+                    .shard_for_slot(slot)
+                    .ok_or(RouteError::SlotNotServed { slot })?;
+                parts.push(SplitPart {
+                    slot,
+                    node_index,
+                    arg_indices: (index..=index + values_per_key).collect(),
+                    key_positions: vec![position],
+                });
+            }
+        }
+    }
+    // Group parts by node so the proxy can write each node's parts as one batch.
+    parts.sort_by_key(|part| (part.node_index, part.slot));
+    Ok(RoutePlan::Split { parts, merge })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,178 @@
+//! Parsing Redis Cluster redirections: `-MOVED <slot> <host>:<port>` and `-ASK ...`.
+//!
+//! MOVED means the slot now lives elsewhere for good (refresh the slot map, then retry
+//! there); ASK means "this one command, on that node, preceded by ASKING" while a slot is
+//! being migrated. An empty host (`MOVED 3999 :6381`) is what Redis sends when it does not
+//! know the target's address; it means "the same host as the node that replied".
+
+use crate::slot::SLOT_COUNT;
+use crate::topology::NodeAddr;
+
+/// MOVED or ASK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RedirectKind {
+    /// The slot moved permanently.
+    Moved,
+    /// Retry this command once on the target, after `ASKING`.
+    Ask,
+}
+
+/// Where a redirect points.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RedirectTarget {
+    /// A full address.
+    Addr(NodeAddr),
+    /// Only a port: the host is that of the node which sent the redirect.
+    SameHost {
+        /// The target port.
+        port: u16,
+    },
+}
+
+/// A parsed MOVED/ASK error.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Redirect {
+    /// MOVED or ASK.
+    pub kind: RedirectKind,
+    /// The slot the command's keys hash to.
+    pub slot: u16,
+    /// The node to retry on.
+    pub target: RedirectTarget,
+}
+
+impl Redirect {
+    /// The target's full address, given the address of the node that sent the redirect.
+    ///
+    /// ```
+    /// use cluster_router::redirect::parse_redirect;
+    /// use cluster_router::topology::NodeAddr;
+    ///
+    /// let redirect = parse_redirect(b"-ASK 3999 :6381\r\n").unwrap();
+    /// let replied_by = NodeAddr::new("10.0.0.1", 6379);
+    /// assert_eq!(redirect.target_addr(&replied_by), NodeAddr::new("10.0.0.1", 6381));
+    /// ```
+    pub fn target_addr(&self, replied_by: &NodeAddr) -> NodeAddr {
+        match &self.target {
+            RedirectTarget::Addr(addr) => addr.clone(),
+            RedirectTarget::SameHost { port } => NodeAddr::new(replied_by.host.clone(), *port),
+        }
+    }
+}
+
+/// Parses a MOVED or ASK error, with or without the leading `-` and trailing CRLF. Anything
+/// else (other errors, bad slot numbers, missing ports) is `None`.
+///
+/// ```
+/// use cluster_router::redirect::{parse_redirect, RedirectKind, RedirectTarget};
+/// use cluster_router::topology::NodeAddr;
+///
+/// let redirect = parse_redirect(b"MOVED 3999 127.0.0.1:6381").unwrap();
+/// assert_eq!(redirect.kind, RedirectKind::Moved);
+/// assert_eq!(redirect.slot, 3999);
+/// assert_eq!(redirect.target, RedirectTarget::Addr(NodeAddr::new("127.0.0.1", 6381)));
+/// assert!(parse_redirect(b"-ERR no such key").is_none());
+/// ```
+pub fn parse_redirect(error_reply: &[u8]) -> Option<Redirect> {
+    let text = error_reply.strip_prefix(b"-").unwrap_or(error_reply);
+    let text = text.strip_suffix(b"\r\n").unwrap_or(text);
+    let text = std::str::from_utf8(text).ok()?;
+    let mut words = text.split(' ');
+    let kind = match words.next()? {
+        "MOVED" => RedirectKind::Moved,
+        "ASK" => RedirectKind::Ask,
+        _ => return None,
+    };
+    let slot: u16 = words.next()?.parse().ok()?;
+    if slot >= SLOT_COUNT {
+        return None;
+    }
+    let endpoint = words.next()?;
+    if words.next().is_some() {
+        return None;
+    }
+    let addr = NodeAddr::parse(endpoint)?;
+    let target = if addr.host.is_empty() {
+        RedirectTarget::SameHost { port: addr.port }
+    } else {
+        RedirectTarget::Addr(addr)
+    };
+    Some(Redirect { kind, slot, target })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moved_and_ask_parse_in_every_framing() {
+        for input in [
+            &b"MOVED 3999 127.0.0.1:6381"[..],
+            b"-MOVED 3999 127.0.0.1:6381",
+            b"-MOVED 3999 127.0.0.1:6381\r\n",
+            b"MOVED 3999 127.0.0.1:6381\r\n",
+        ] {
+            let redirect = parse_redirect(input).unwrap();
+            assert_eq!(redirect.kind, RedirectKind::Moved);
+            assert_eq!(redirect.slot, 3999);
+            assert_eq!(
+                redirect.target,
+                RedirectTarget::Addr(NodeAddr::new("127.0.0.1", 6381))
+            );
+        }
+        let ask = parse_redirect(b"-ASK 0 redis-2.internal:7001\r\n").unwrap();
+        assert_eq!(ask.kind, RedirectKind::Ask);
+        assert_eq!(ask.slot, 0);
+        assert_eq!(
+            ask.target_addr(&NodeAddr::new("x", 1)),
+            NodeAddr::new("redis-2.internal", 7001)
+        );
+    }
+
+    #[test]
+    fn empty_host_means_same_host() {
+        let redirect = parse_redirect(b"-MOVED 16383 :6380\r\n").unwrap();
+        assert_eq!(redirect.target, RedirectTarget::SameHost { port: 6380 });
+        assert_eq!(
+            redirect.target_addr(&NodeAddr::new("10.1.2.3", 6379)),
+            NodeAddr::new("10.1.2.3", 6380)
+        );
+    }
+
+    #[test]
+    fn ipv6_targets_use_the_last_colon() {
+        let redirect = parse_redirect(b"MOVED 1 ::1:7000").unwrap();
+        assert_eq!(
+            redirect.target,
+            RedirectTarget::Addr(NodeAddr::new("::1", 7000))
+        );
+    }
+
+    #[test]
+    fn other_errors_and_garbage_are_not_redirects() {
+        for input in [
+            &b"-ERR unknown command"[..],
+            b"-CROSSSLOT Keys in request don't hash to the same slot",
+            b"MOVED",
+            b"MOVED 3999",
+            b"MOVED x 127.0.0.1:6381",
+            b"MOVED 16384 127.0.0.1:6381",
+            b"MOVED -1 127.0.0.1:6381",
+            b"MOVED 1 127.0.0.1",
+            b"MOVED 1 127.0.0.1:99999",
+            b"MOVED 1 127.0.0.1:6381 extra",
+            b"moved 1 127.0.0.1:6381",
+            b"-MOVED 1 \xff:1",
+            b"",
+        ] {
+            assert_eq!(
+                parse_redirect(input),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Backend pools: the shared connections of one standalone Redis, created lazily per database and protocol.
+//!
+//! Clients never own a shared connection; they hold a cheap handle. A client is mapped to one of the
+//! `connections_per_node` connections of a (db, protocol) pair by its id, and keeps that mapping, so its pipelined
+//! commands stay in order on one connection. The lock here is taken only when a client first needs a (db,
+//! protocol) pair; the per-command path never touches it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::backend::{Endpoint, SharedConnection};
+use crate::config::{parse_node_address, PoolConfig};
+
+/// One standalone backend and its shared connections.
+#[derive(Debug)]
+pub struct StandalonePool {
+    name: Arc<str>,
+    template: Endpoint,
+    connections_per_node: usize,
+    shared: Mutex<HashMap<(u32, bool), Vec<SharedConnection>>>,
+}
+
+impl StandalonePool {
+    pub fn new(
+        name: &str,
+        config: &PoolConfig,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+    ) -> Result<StandalonePool, String> {
+        let node = config
+            .nodes
+            .first()
+            .ok_or_else(|| format!("pool '{name}' has no node"))?;
+        let address = parse_node_address(node)?;
+        Ok(StandalonePool {
+            name: Arc::from(name),
+            template: Endpoint {
+                address: Arc::from(address),
+                username: config.username.clone(),
+                password: config.password.clone(),
+                db: 0,
+                resp3: false,
+                readonly: false,
+                connect_timeout,
+                command_timeout,
+            },
+            connections_per_node: config.connections_per_node.max(1),
+            shared: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn address(&self) -> &Arc<str> {
+        &self.template.address
+    }
+
+    /// The shared connection this client uses for `db` and the protocol version.
+    pub fn shared_connection(&self, client_id: u64, db: u32, resp3: bool) -> SharedConnection {
+        // A poisoned lock only means another thread panicked while inserting; the map is still usable.
+        let mut shared = self
+            .shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let connections = shared.entry((db, resp3)).or_insert_with(|| {
+            (0..self.connections_per_node)
+                .map(|_| SharedConnection::spawn(self.endpoint(db, resp3)))
+                .collect()
+        });
+        let index = (client_id % connections.len() as u64) as usize;
+        connections[index].clone()
+    }
+
+    /// Connection settings for a connection to this pool's node (for dedicated connections too).
+    pub fn endpoint(&self, db: u32, resp3: bool) -> Endpoint {
+        Endpoint {
+            db,
+            resp3,
+            ..self.template.clone()
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Replies the proxy writes itself, encoded as RESP.
+
+use bytes::Bytes;
+use resp_codec::{Frame, Request};
+
+use crate::backend::one_line;
+
+/// Lets the command table read a framed request's arguments.
+pub struct RequestArgs<'a>(pub &'a Request);
+
+impl cluster_router::Args for RequestArgs<'_> {
+    fn argc(&self) -> usize {
+        self.0.argc()
+    }
+
+    fn arg(&self, index: usize) -> Option<&[u8]> {
+        self.0.arg(index)
+    }
+}
+
+pub fn ok() -> Bytes {
+    Bytes::from_static(b"+OK\r\n")
+}
+
+pub fn simple(text: &str) -> Bytes {
+    Bytes::from(format!("+{}\r\n", one_line(text)))
+}
+
+/// An error reply; `text` starts with the error code (`ERR`, `NOPERM`, ...).
+pub fn error(text: &str) -> Bytes {
+    Bytes::from(format!("-{}\r\n", one_line(text)))
+}
+
+pub fn integer(value: i64) -> Bytes {
+    Bytes::from(format!(":{value}\r\n"))
+}
+
+pub fn bulk(value: &[u8]) -> Bytes {
+    Frame::Bulk(Bytes::copy_from_slice(value)).to_bytes()
+}
+
+/// The null reply in the client's protocol.
+pub fn null(resp3: bool) -> Bytes {
+    if resp3 {
+        Bytes::from_static(b"_\r\n")
+    } else {
+        Bytes::from_static(b"$-1\r\n")
+    }
+}
+
+pub fn wrong_arity(command: &str) -> Bytes {
+    error(&format!(
+        "ERR wrong number of arguments for '{command}' command"
+    ))
+}
+
+/// The HELLO reply: a map in RESP3, a flat array in RESP2, like redis-server's.
+pub fn hello(client_id: u64, resp3: bool) -> Bytes {
+    let text = |s: &str| Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()));
+    let fields = vec![
+        (text("server"), text("redis")),
+        // The Redis protocol level the proxy speaks; clients use it for feature checks.
+        (text("version"), text("7.0.0")),
+        (text("proto"), Frame::Integer(if resp3 { 3 } else { 2 })),
+        (text("id"), Frame::Integer(client_id as i64)),
+        (text("mode"), text("standalone")),
+        (text("role"), text("master")),
+        (text("modules"), Frame::Array(Vec::new())),
+        (text("proxy"), text(concat!("rkproxy ", env!("CARGO_PKG_VERSION")))),
+    ];
+    let frame = if resp3 {
+        Frame::Map(fields)
+    } else {
+        Frame::Array(fields.into_iter().flat_map(|(k, v)| [k, v]).collect())
+    };
+    frame.to_bytes()
+}

@@ -1,0 +1,169 @@
+//! The listener: accepts clients, enforces the connection limit, and runs one session task per client.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use resp_codec::Limits;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::config::{Config, PoolKind};
+use crate::pool::StandalonePool;
+use crate::session::Session;
+
+/// What every session shares: the configuration and the pools.
+#[derive(Debug)]
+pub struct ProxyState {
+    config: Arc<Config>,
+    pools: HashMap<String, Arc<StandalonePool>>,
+    default_pool: Arc<StandalonePool>,
+}
+
+impl ProxyState {
+    /// Builds the pools. Backend connections are opened lazily, when clients first need them.
+    pub fn new(config: Config) -> Result<ProxyState, String> {
+        let mut pools = HashMap::new();
+        for (name, pool) in &config.pools {
+            match pool.kind {
+                PoolKind::Standalone => {
+                    let built = StandalonePool::new(
+                        name,
+                        pool,
+                        config.connect_timeout(),
+                        config.command_timeout(),
+                    )?;
+                    pools.insert(name.clone(), Arc::new(built));
+                }
+                PoolKind::Cluster => {
+                    return Err(format!("pool '{name}': cluster pools are not supported yet"))
+                }
+            }
+        }
+        let default_pool = pools
+            .get(&config.default_pool)
+            .cloned()
+            .ok_or_else(|| format!("default_pool '{}' is not defined", config.default_pool))?;
+        Ok(ProxyState {
+            config: Arc::new(config),
+            pools,
+            default_pool,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn default_pool(&self) -> &Arc<StandalonePool> {
+        &self.default_pool
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&Arc<StandalonePool>> {
+        self.pools.get(name)
+    }
+
+    /// Codec limits for client requests.
+    pub fn client_codec_limits(&self) -> Limits {
+        let limits = &self.config.client_limits;
+        Limits {
+            max_bulk_len: limits.max_bulk_bytes,
+            max_array_len: limits.max_arguments,
+            ..Limits::default()
+        }
+    }
+}
+
+/// A running proxy: its address, and a handle to stop it.
+pub struct RunningProxy {
+    pub local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningProxy {
+    /// Stops accepting clients and waits for the accept loop to end. Open sessions end with the runtime.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Binds the listen address and starts accepting clients on the current runtime.
+pub async fn start(config: Config) -> Result<RunningProxy, String> {
+    let listen = config.listen_addr().map_err(|e| e.to_string())?;
+    let state = Arc::new(ProxyState::new(config)?);
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the listen address: {e}"))?;
+    let (shutdown, shutdown_receiver) = watch::channel(false);
+    let task = tokio::spawn(accept_loop(listener, state, shutdown_receiver));
+    Ok(RunningProxy {
+        local_addr,
+        shutdown,
+        task,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<ProxyState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let connections = Arc::new(Semaphore::new(state.config().client_limits.max_connections));
+    let next_id = AtomicU64::new(1);
+    let server_addr = listener.local_addr().ok();
+    loop {
+        let (stream, client_addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Usually out of file descriptors; back off briefly instead of spinning.
+                    warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => {
+                info!("listener stopped");
+                return;
+            }
+        };
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let span = info_span!(
+            target: "rkproxy::connection",
+            "connection",
+            id,
+            client.addr = %client_addr,
+            server.addr = ?server_addr,
+        );
+        let state = Arc::clone(&state);
+        tokio::spawn(
+            async move {
+                debug!("client connected");
+                let end = Session::new(id, state, stream).run().await;
+                debug!(reason = %end, "client disconnected");
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn refuse(mut stream: TcpStream) {
+    let _ = stream
+        .write_all(b"-ERR max number of clients reached\r\n")
+        .await;
+    let _ = stream.shutdown().await;
+}

@@ -1,0 +1,76 @@
+//! The `rkproxy` binary itself: start-up forms, configuration errors, exit codes.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn rkproxy() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rkproxy"))
+}
+
+#[test]
+fn bad_config_exits_non_zero_naming_the_key() {
+    let dir = std::env::temp_dir().join(format!("rkproxy-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        "default_pool = 'main'\n[timeouts]\nconnect_ms = -5\n[pools.main]\nkind = 'standalone'\nnodes = ['127.0.0.1:1']\n",
+    )
+    .unwrap();
+    let output = rkproxy().arg("--config").arg(&file).output().unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("timeouts.connect_ms"), "{stderr}");
+
+    std::fs::write(&file, "default_pool = 'other'\n[pools.main]\nkind = 'standalone'\nnodes = ['127.0.0.1:1']\n").unwrap();
+    let output = rkproxy().arg("--config").arg(&file).output().unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("default_pool"));
+
+    let output = rkproxy().arg("--config").arg(dir.join("missing.toml")).output().unwrap();
+    assert_eq!(output.status.code(), Some(78));
+
+    let output = rkproxy().arg("--frobnicate").output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let output = rkproxy()
+        .args(["--backend", "redis://127.0.0.1:6399", "--check"])
+        .env("RKPROXY_TIMEOUTS__CONNECT_MS", "zero")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr).to_ascii_lowercase();
+    assert!(stderr.contains("timeouts.connect_ms"), "{stderr}");
+    let output = rkproxy()
+        .args(["--backend", "redis://127.0.0.1:6399", "--check"])
+        .env("RKPROXY_TIMEOUTS__CONNECT_MS", "250")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+}
+
+#[test]
+fn quick_start_form_proxies_to_redis() {
+    let port = free_port();
+    let mut child = rkproxy()
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--backend", &format!("redis://{}", redis_addr())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "rkproxy did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = Command::new("redis-cli").args(["-p", &port.to_string(), "PING"]).output().unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "PONG\n");
+}

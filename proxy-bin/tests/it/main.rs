@@ -1,0 +1,10 @@
+//! Integration tests for the rkproxy binary and engine, against real redis-server processes started by
+//! `cargo xtask test` (addresses in `RKPROXY_TEST_*`), through redis-cli and the redis-rs client library.
+
+mod support;
+
+mod bad_input;
+mod binary;
+mod failures;
+mod standalone;
+mod stateful;

@@ -359,7 +359,10 @@ async fn serve(
     };
     (
         Some(reason),
-        in_flight.into_iter().filter_map(|(reply, _)| reply).collect(),
+        in_flight
+            .into_iter()
+            .filter_map(|(reply, _)| reply)
+            .collect(),
     )
 }
 

@@ -40,7 +40,9 @@ impl CommandLine {
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let (flag, inline_value) = match arg.split_once('=') {
-                Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
+                Some((flag, value)) if flag.starts_with("--") => {
+                    (flag.to_owned(), Some(value.to_owned()))
+                }
                 _ => (arg.clone(), None),
             };
             let mut value = |name: &str| {
@@ -50,7 +52,9 @@ impl CommandLine {
                     .ok_or_else(|| format!("{name} needs a value"))
             };
             match flag.as_str() {
-                "-c" | "--config" => command_line.config_file = Some(PathBuf::from(value("--config")?)),
+                "-c" | "--config" => {
+                    command_line.config_file = Some(PathBuf::from(value("--config")?))
+                }
                 "-l" | "--listen" => command_line.overrides.listen = Some(value("--listen")?),
                 "-b" | "--backend" => command_line.overrides.backend = Some(value("--backend")?),
                 "--check" => command_line.check_only = true,
@@ -64,7 +68,9 @@ impl CommandLine {
             && !command_line.show_help
             && !command_line.show_version
         {
-            return Err("give --config FILE, or --backend redis://HOST:PORT (see --help)".to_owned());
+            return Err(
+                "give --config FILE, or --backend redis://HOST:PORT (see --help)".to_owned(),
+            );
         }
         Ok(command_line)
     }

@@ -245,7 +245,10 @@ impl Config {
         for (name, pool) in &self.pools {
             let key = format!("pools.{name}");
             if pool.nodes.is_empty() {
-                return Err(invalid(format!("{key}.nodes"), "must list at least one node"));
+                return Err(invalid(
+                    format!("{key}.nodes"),
+                    "must list at least one node",
+                ));
             }
             if pool.kind == PoolKind::Standalone && pool.nodes.len() != 1 {
                 return Err(invalid(
@@ -303,9 +306,12 @@ impl Config {
 
     /// The listen address as a socket address.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
-        self.listen
-            .parse()
-            .map_err(|_| invalid("listen", format!("'{}' is not an ip:port address", self.listen)))
+        self.listen.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("'{}' is not an ip:port address", self.listen),
+            )
+        })
     }
 
     pub fn connect_timeout(&self) -> Duration {
@@ -379,15 +385,23 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let error = load_str("default_pool = 'nope'\n[pools.main]\nkind = 'standalone'\nnodes = ['h:1']\n")
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("default_pool") && error.contains("nope"), "{error}");
+        let error =
+            load_str("default_pool = 'nope'\n[pools.main]\nkind = 'standalone'\nnodes = ['h:1']\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            error.contains("default_pool") && error.contains("nope"),
+            "{error}"
+        );
 
-        let error = load_str("default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['h:x']\n")
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("pools.main.nodes") && error.contains("port 'x'"), "{error}");
+        let error =
+            load_str("default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['h:x']\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            error.contains("pools.main.nodes") && error.contains("port 'x'"),
+            "{error}"
+        );
 
         let error = load_str("default_pool = 'main'\n[timeouts]\nconnect_ms = 'soon'\n[pools.main]\nkind = 'standalone'\nnodes = ['h:1']\n")
             .unwrap_err()
@@ -399,9 +413,11 @@ mod tests {
             .to_string();
         assert!(error.contains("listen_here"), "{error}");
 
-        let error = load_str("default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['a:1', 'b:2']\n")
-            .unwrap_err()
-            .to_string();
+        let error = load_str(
+            "default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['a:1', 'b:2']\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("exactly one node"), "{error}");
     }
 

@@ -20,6 +20,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod pool;
 pub mod reply;

@@ -1,22 +1,9 @@
 //! Replies the proxy writes itself, encoded as RESP.
 
 use bytes::Bytes;
-use resp_codec::{Frame, Request};
+use resp_codec::Frame;
 
 use crate::backend::one_line;
-
-/// Lets the command table read a framed request's arguments.
-pub struct RequestArgs<'a>(pub &'a Request);
-
-impl cluster_router::Args for RequestArgs<'_> {
-    fn argc(&self) -> usize {
-        self.0.argc()
-    }
-
-    fn arg(&self, index: usize) -> Option<&[u8]> {
-        self.0.arg(index)
-    }
-}
 
 pub fn ok() -> Bytes {
     Bytes::from_static(b"+OK\r\n")
@@ -63,10 +50,14 @@ pub fn hello(client_id: u64, resp3: bool) -> Bytes {
         (text("version"), text("7.0.0")),
         (text("proto"), Frame::Integer(if resp3 { 3 } else { 2 })),
         (text("id"), Frame::Integer(client_id as i64)),
+        // Clients see one standalone server, whatever the pool is.
         (text("mode"), text("standalone")),
         (text("role"), text("master")),
         (text("modules"), Frame::Array(Vec::new())),
-        (text("proxy"), text(concat!("rkproxy ", env!("CARGO_PKG_VERSION")))),
+        (
+            text("proxy"),
+            text(concat!("rkproxy ", env!("CARGO_PKG_VERSION"))),
+        ),
     ];
     let frame = if resp3 {
         Frame::Map(fields)

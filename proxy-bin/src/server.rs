@@ -11,37 +11,44 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::cluster::ClusterPool;
 use crate::config::{Config, PoolKind};
 use crate::pool::StandalonePool;
-use crate::session::Session;
+use crate::session::{PoolHandle, Session};
 
 /// What every session shares: the configuration and the pools.
 #[derive(Debug)]
 pub struct ProxyState {
     config: Arc<Config>,
-    pools: HashMap<String, Arc<StandalonePool>>,
-    default_pool: Arc<StandalonePool>,
+    pools: HashMap<String, PoolHandle>,
+    default_pool: PoolHandle,
 }
 
 impl ProxyState {
-    /// Builds the pools. Backend connections are opened lazily, when clients first need them.
-    pub fn new(config: Config) -> Result<ProxyState, String> {
+    /// Builds the pools. Standalone backends are connected lazily, when clients first need them; cluster pools
+    /// read their slot map first.
+    pub async fn new(config: Config) -> Result<ProxyState, String> {
         let mut pools = HashMap::new();
         for (name, pool) in &config.pools {
-            match pool.kind {
-                PoolKind::Standalone => {
-                    let built = StandalonePool::new(
+            let handle = match pool.kind {
+                PoolKind::Standalone => PoolHandle::Standalone(Arc::new(StandalonePool::new(
+                    name,
+                    pool,
+                    config.connect_timeout(),
+                    config.command_timeout(),
+                )?)),
+                PoolKind::Cluster => {
+                    let cluster = Arc::new(ClusterPool::new(
                         name,
                         pool,
                         config.connect_timeout(),
                         config.command_timeout(),
-                    )?;
-                    pools.insert(name.clone(), Arc::new(built));
+                    )?);
+                    cluster.start().await;
+                    PoolHandle::Cluster(cluster)
                 }
-                PoolKind::Cluster => {
-                    return Err(format!("pool '{name}': cluster pools are not supported yet"))
-                }
-            }
+            };
+            pools.insert(name.clone(), handle);
         }
         let default_pool = pools
             .get(&config.default_pool)
@@ -58,11 +65,11 @@ impl ProxyState {
         &self.config
     }
 
-    pub fn default_pool(&self) -> &Arc<StandalonePool> {
+    pub fn default_pool(&self) -> &PoolHandle {
         &self.default_pool
     }
 
-    pub fn pool(&self, name: &str) -> Option<&Arc<StandalonePool>> {
+    pub fn pool(&self, name: &str) -> Option<&PoolHandle> {
         self.pools.get(name)
     }
 
@@ -95,7 +102,7 @@ impl RunningProxy {
 /// Binds the listen address and starts accepting clients on the current runtime.
 pub async fn start(config: Config) -> Result<RunningProxy, String> {
     let listen = config.listen_addr().map_err(|e| e.to_string())?;
-    let state = Arc::new(ProxyState::new(config)?);
+    let state = Arc::new(ProxyState::new(config).await?);
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

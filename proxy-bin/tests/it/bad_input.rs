@@ -26,7 +26,10 @@ async fn malformed_protocol_is_refused_and_closed_while_others_go_on() {
 
     let (line, closed) = exchange(proxy.local_addr, b"*2\r\n$3\r\nGET\r\n:1\r\n").await;
     assert_eq!(line, "-ERR Protocol error: expected '$', got ':'\r\n");
-    assert!(closed, "a protocol error closes the connection, as in Redis");
+    assert!(
+        closed,
+        "a protocol error closes the connection, as in Redis"
+    );
 
     let (line, closed) = exchange(proxy.local_addr, b"*1\r\n$abc\r\n").await;
     assert_eq!(line, "-ERR Protocol error: invalid bulk length\r\n");
@@ -37,7 +40,10 @@ async fn malformed_protocol_is_refused_and_closed_while_others_go_on() {
     assert!(closed);
 
     let (line, closed) = exchange(proxy.local_addr, b"SET \"a b\r\n").await;
-    assert_eq!(line, "-ERR Protocol error: unbalanced quotes in request\r\n");
+    assert_eq!(
+        line,
+        "-ERR Protocol error: unbalanced quotes in request\r\n"
+    );
     assert!(closed);
 
     let value: String = neighbour.get(&key).await.unwrap();
@@ -51,11 +57,18 @@ async fn oversized_bulk_header_is_refused_at_once() {
     let mut neighbour = client(&proxy).await;
     let started = std::time::Instant::now();
     // 600 MiB announced, above the 512 MiB default limit: refused on the header, before any data.
-    let (line, closed) = exchange(proxy.local_addr, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$629145600\r\n").await;
+    let (line, closed) = exchange(
+        proxy.local_addr,
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$629145600\r\n",
+    )
+    .await;
     assert_eq!(line, "-ERR Protocol error: invalid bulk length\r\n");
     assert!(closed);
     assert!(started.elapsed() < Duration::from_secs(2));
-    let pong: String = redis::cmd("PING").query_async(&mut neighbour).await.unwrap();
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut neighbour)
+        .await
+        .unwrap();
     assert_eq!(pong, "PONG");
     proxy.shutdown().await;
 }
@@ -70,9 +83,18 @@ async fn unknown_command_and_wrong_arity_keep_the_connection() {
         [raw.read_line(), raw.read_line(), raw.read_line(), raw.read_line()]
     })
     .await;
-    assert_eq!(lines[0], "-ERR unknown or unsupported command 'NOSUCHC'\r\n");
-    assert_eq!(lines[1], "-ERR wrong number of arguments for 'get' command\r\n");
-    assert_eq!(lines[2], "-ERR wrong number of arguments for 'get' command\r\n");
+    assert_eq!(
+        lines[0],
+        "-ERR unknown or unsupported command 'NOSUCHC'\r\n"
+    );
+    assert_eq!(
+        lines[1],
+        "-ERR wrong number of arguments for 'get' command\r\n"
+    );
+    assert_eq!(
+        lines[2],
+        "-ERR wrong number of arguments for 'get' command\r\n"
+    );
     assert_eq!(lines[3], "+PONG\r\n", "the connection stays usable");
     proxy.shutdown().await;
 }
@@ -87,8 +109,15 @@ async fn commands_that_would_break_shared_connections_are_refused() {
         [raw.read_line(), raw.read_line(), raw.read_line()]
     })
     .await;
-    assert_eq!(lines[0], "-ERR unknown or unsupported command 'MONITOR'\r\n");
-    assert!(lines[1].starts_with("-ERR"), "CLIENT REPLY is refused: {}", lines[1]);
+    assert_eq!(
+        lines[0],
+        "-ERR unknown or unsupported command 'MONITOR'\r\n"
+    );
+    assert!(
+        lines[1].starts_with("-ERR"),
+        "CLIENT REPLY is refused: {}",
+        lines[1]
+    );
     assert_eq!(lines[2], "+PONG\r\n");
     proxy.shutdown().await;
 }

@@ -24,12 +24,20 @@ fn bad_config_exits_non_zero_naming_the_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("timeouts.connect_ms"), "{stderr}");
 
-    std::fs::write(&file, "default_pool = 'other'\n[pools.main]\nkind = 'standalone'\nnodes = ['127.0.0.1:1']\n").unwrap();
+    std::fs::write(
+        &file,
+        "default_pool = 'other'\n[pools.main]\nkind = 'standalone'\nnodes = ['127.0.0.1:1']\n",
+    )
+    .unwrap();
     let output = rkproxy().arg("--config").arg(&file).output().unwrap();
     assert_eq!(output.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&output.stderr).contains("default_pool"));
 
-    let output = rkproxy().arg("--config").arg(dir.join("missing.toml")).output().unwrap();
+    let output = rkproxy()
+        .arg("--config")
+        .arg(dir.join("missing.toml"))
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(78));
 
     let output = rkproxy().arg("--frobnicate").output().unwrap();
@@ -59,7 +67,12 @@ fn environment_overrides_the_file() {
 fn quick_start_form_proxies_to_redis() {
     let port = free_port();
     let mut child = rkproxy()
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--backend", &format!("redis://{}", redis_addr())])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--backend",
+            &format!("redis://{}", redis_addr()),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -69,7 +82,10 @@ fn quick_start_form_proxies_to_redis() {
         assert!(Instant::now() < deadline, "rkproxy did not start listening");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let output = Command::new("redis-cli").args(["-p", &port.to_string(), "PING"]).output().unwrap();
+    let output = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "PING"])
+        .output()
+        .unwrap();
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(String::from_utf8_lossy(&output.stdout), "PONG\n");

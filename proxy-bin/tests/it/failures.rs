@@ -17,10 +17,16 @@ async fn dead_backend_fails_fast_and_recovers_by_itself() {
     let started = Instant::now();
     let error = connection.get::<_, String>("k").await.unwrap_err();
     assert!(
-        error.to_string().contains(&format!("backend {} unavailable", backend.addr())),
+        error
+            .to_string()
+            .contains(&format!("backend {} unavailable", backend.addr())),
         "{error}"
     );
-    assert!(started.elapsed() < Duration::from_millis(1500), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        started.elapsed()
+    );
     // Still down: still a fast error.
     let started = Instant::now();
     let error = connection.get::<_, String>("k").await.unwrap_err();
@@ -54,13 +60,20 @@ async fn slow_backend_gives_an_error_within_the_timeout() {
     let error = connection.get::<_, String>("k").await.unwrap_err();
     let waited = started.elapsed();
     assert!(error.to_string().contains("unavailable"), "{error}");
-    assert!(error.to_string().contains("no reply within 1000 ms"), "{error}");
+    assert!(
+        error.to_string().contains("no reply within 1000 ms"),
+        "{error}"
+    );
     assert!(waited < Duration::from_millis(1800), "took {waited:?}");
     // Other requests during the stall also fail within the timeout instead of piling up.
     let started = Instant::now();
     let error = connection.get::<_, String>("k").await.unwrap_err();
     assert!(error.to_string().contains("unavailable"), "{error}");
-    assert!(started.elapsed() < Duration::from_millis(1800), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1800),
+        "took {:?}",
+        started.elapsed()
+    );
     backend.resume();
     // After the stall, service resumes without restarting anything.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -83,7 +96,10 @@ async fn backend_password_and_acl_user() {
     let key = unique("auth");
     for (credentials, label) in [
         ("password = 'rkproxy-test-pass'", "password"),
-        ("username = 'proxyuser'\npassword = 'proxyuser-pass'", "ACL user"),
+        (
+            "username = 'proxyuser'\npassword = 'proxyuser-pass'",
+            "ACL user",
+        ),
     ] {
         let proxy = start_proxy_toml(&format!(
             "default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{addr}']\n{credentials}\n"
@@ -101,13 +117,27 @@ async fn backend_password_and_acl_user() {
     ))
     .await;
     let mut connection = client(&proxy).await;
-    let error = connection.get::<_, String>(&key).await.unwrap_err().to_string();
-    assert!(error.contains("unavailable") && error.contains("WRONGPASS"), "{error}");
+    let error = connection
+        .get::<_, String>(&key)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("unavailable") && error.contains("WRONGPASS"),
+        "{error}"
+    );
     proxy.shutdown().await;
 
     let proxy = start_proxy(&addr).await;
     let mut connection = client(&proxy).await;
-    let error = connection.get::<_, String>(&key).await.unwrap_err().to_string();
-    assert!(error.contains("NOAUTH"), "without credentials the backend refuses: {error}");
+    let error = connection
+        .get::<_, String>(&key)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("NOAUTH"),
+        "without credentials the backend refuses: {error}"
+    );
     proxy.shutdown().await;
 }

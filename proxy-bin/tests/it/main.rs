@@ -1,6 +1,9 @@
 //! Integration tests for the rkproxy binary and engine, against real redis-server processes started by
 //! `cargo xtask test` (addresses in `RKPROXY_TEST_*`), through redis-cli and the redis-rs client library.
 
+// A failed unwrap in a test is a failed test, which is what it should be.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 mod bad_input;

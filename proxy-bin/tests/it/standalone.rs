@@ -8,15 +8,30 @@ use crate::support::*;
 async fn redis_cli_set_get_through_proxy() {
     let proxy = start_proxy(&redis_addr()).await;
     let key = unique("cli");
-    assert_eq!(redis_cli(proxy.local_addr, &["SET", &key, "hello world"]).await, "OK\n");
-    assert_eq!(redis_cli(proxy.local_addr, &["GET", &key]).await, "hello world\n");
-    assert_eq!(redis_cli(proxy.local_addr, &["INCRBY", &format!("{key}:n"), "5"]).await, "5\n");
-    assert_eq!(redis_cli(proxy.local_addr, &["DEL", &key, &format!("{key}:n")]).await, "2\n");
+    assert_eq!(
+        redis_cli(proxy.local_addr, &["SET", &key, "hello world"]).await,
+        "OK\n"
+    );
+    assert_eq!(
+        redis_cli(proxy.local_addr, &["GET", &key]).await,
+        "hello world\n"
+    );
+    assert_eq!(
+        redis_cli(proxy.local_addr, &["INCRBY", &format!("{key}:n"), "5"]).await,
+        "5\n"
+    );
+    assert_eq!(
+        redis_cli(proxy.local_addr, &["DEL", &key, &format!("{key}:n")]).await,
+        "2\n"
+    );
     assert_eq!(redis_cli(proxy.local_addr, &["PING"]).await, "PONG\n");
     // The value really is on the backend.
     let mut direct = direct(&redis_addr(), 0).await;
     let _: () = direct.set(&key, "direct").await.unwrap();
-    assert_eq!(redis_cli(proxy.local_addr, &["GET", &key]).await, "direct\n");
+    assert_eq!(
+        redis_cli(proxy.local_addr, &["GET", &key]).await,
+        "direct\n"
+    );
     proxy.shutdown().await;
 }
 
@@ -44,7 +59,11 @@ async fn pipeline_replies_come_back_in_order() {
 async fn many_clients_share_few_backend_connections() {
     let proxy = start_proxy(&redis_addr()).await;
     let mut direct = direct(&redis_addr(), 0).await;
-    let before: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut direct).await.unwrap();
+    let before: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut direct)
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for client_index in 0..40 {
         let url = format!("redis://{}/", proxy.local_addr);
@@ -67,9 +86,16 @@ async fn many_clients_share_few_backend_connections() {
     for task in tasks {
         connections.push(task.await.unwrap());
     }
-    let after: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut direct).await.unwrap();
+    let after: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut direct)
+        .await
+        .unwrap();
     let added = after.lines().count() as i64 - before.lines().count() as i64;
-    assert!(added <= 2, "40 clients should share the pool's connection(s), but Redis gained {added} connections");
+    assert!(
+        added <= 2,
+        "40 clients should share the pool's connection(s), but Redis gained {added} connections"
+    );
     drop(connections);
     proxy.shutdown().await;
 }
@@ -95,7 +121,12 @@ async fn inline_commands_work() {
     let replies = blocking(move || {
         let mut raw = RawClient::connect(addr);
         raw.send(format!("PING\r\nSET {key} \"two words\"\r\n\r\nGET {key}\r\n").as_bytes());
-        [raw.read_line(), raw.read_line(), raw.read_line(), raw.read_line()]
+        [
+            raw.read_line(),
+            raw.read_line(),
+            raw.read_line(),
+            raw.read_line(),
+        ]
     })
     .await;
     assert_eq!(replies, ["+PONG\r\n", "+OK\r\n", "$9\r\n", "two words\r\n"]);
@@ -124,11 +155,21 @@ async fn hello_3_switches_to_resp3() {
             rest.push(line);
         }
         raw.send(format!("HGETALL {key}\r\n").as_bytes());
-        let map = [raw.read_line(), raw.read_line(), raw.read_line(), raw.read_line(), raw.read_line()];
+        let map = [
+            raw.read_line(),
+            raw.read_line(),
+            raw.read_line(),
+            raw.read_line(),
+            raw.read_line(),
+        ];
         (first, map)
     })
     .await;
     assert_eq!(replies.0, "%8\r\n", "HELLO 3 answers with a RESP3 map");
-    assert_eq!(replies.1, ["%1\r\n", "$1\r\n", "f\r\n", "$1\r\n", "v\r\n"], "HGETALL is a map in RESP3");
+    assert_eq!(
+        replies.1,
+        ["%1\r\n", "$1\r\n", "f\r\n", "$1\r\n", "v\r\n"],
+        "HGETALL is a map in RESP3"
+    );
     proxy.shutdown().await;
 }

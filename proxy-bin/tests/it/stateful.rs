@@ -14,7 +14,11 @@ async fn select_is_per_client() {
     let key = unique("select");
     let mut in_db3 = client(&proxy).await;
     let mut in_db0 = client(&proxy).await;
-    let _: () = redis::cmd("SELECT").arg(3).query_async(&mut in_db3).await.unwrap();
+    let _: () = redis::cmd("SELECT")
+        .arg(3)
+        .query_async(&mut in_db3)
+        .await
+        .unwrap();
     let _: () = in_db3.set(&key, "three").await.unwrap();
     let _: () = in_db0.set(&key, "zero").await.unwrap();
     let three: String = in_db3.get(&key).await.unwrap();
@@ -25,9 +29,20 @@ async fn select_is_per_client() {
     let on_backend: String = direct3.get(&key).await.unwrap();
     assert_eq!(on_backend, "three");
 
-    let error = redis::cmd("SELECT").arg(99_999).query_async::<()>(&mut in_db0).await.unwrap_err();
-    assert!(error.to_string().contains("DB index is out of range"), "{error}");
-    let error = redis::cmd("SELECT").arg("x").query_async::<()>(&mut in_db0).await.unwrap_err();
+    let error = redis::cmd("SELECT")
+        .arg(99_999)
+        .query_async::<()>(&mut in_db0)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("DB index is out of range"),
+        "{error}"
+    );
+    let error = redis::cmd("SELECT")
+        .arg("x")
+        .query_async::<()>(&mut in_db0)
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("not an integer"), "{error}");
     let _: () = direct3.del(&key).await.unwrap();
     proxy.shutdown().await;
@@ -42,20 +57,34 @@ async fn transactions_run_on_a_dedicated_connection() {
 
     let (set, incr): (String, i64) = redis::pipe()
         .atomic()
-        .cmd("SET").arg(&key).arg(41)
-        .cmd("INCR").arg(&key)
+        .cmd("SET")
+        .arg(&key)
+        .arg(41)
+        .cmd("INCR")
+        .arg(&key)
         .query_async(&mut transaction_client)
         .await
         .unwrap();
     assert_eq!((set.as_str(), incr), ("OK", 42));
 
     // A MULTI left open by one client must not capture another client's commands.
-    let _: () = redis::cmd("MULTI").query_async(&mut transaction_client).await.unwrap();
-    let queued: String = redis::cmd("SET").arg(&key).arg("queued").query_async(&mut transaction_client).await.unwrap();
+    let _: () = redis::cmd("MULTI")
+        .query_async(&mut transaction_client)
+        .await
+        .unwrap();
+    let queued: String = redis::cmd("SET")
+        .arg(&key)
+        .arg("queued")
+        .query_async(&mut transaction_client)
+        .await
+        .unwrap();
     assert_eq!(queued, "QUEUED");
     let seen: i64 = other.get(&key).await.unwrap();
     assert_eq!(seen, 42, "the other client is not inside the transaction");
-    let _: () = redis::cmd("DISCARD").query_async(&mut transaction_client).await.unwrap();
+    let _: () = redis::cmd("DISCARD")
+        .query_async(&mut transaction_client)
+        .await
+        .unwrap();
     let after: i64 = other.get(&key).await.unwrap();
     assert_eq!(after, 42);
     proxy.shutdown().await;
@@ -68,11 +97,17 @@ async fn watch_aborts_when_the_key_changes() {
     let mut watcher = client(&proxy).await;
     let mut writer = client(&proxy).await;
     let _: () = writer.set(&key, 1).await.unwrap();
-    let _: () = redis::cmd("WATCH").arg(&key).query_async(&mut watcher).await.unwrap();
+    let _: () = redis::cmd("WATCH")
+        .arg(&key)
+        .query_async(&mut watcher)
+        .await
+        .unwrap();
     let _: () = writer.set(&key, 2).await.unwrap();
     let result: Option<(String,)> = redis::pipe()
         .atomic()
-        .cmd("SET").arg(&key).arg(3)
+        .cmd("SET")
+        .arg(&key)
+        .arg(3)
         .query_async(&mut watcher)
         .await
         .unwrap();
@@ -104,9 +139,16 @@ async fn blocking_pop_does_not_stall_other_clients() {
     for _ in 0..50 {
         let _: String = redis::cmd("PING").query_async(&mut other).await.unwrap();
     }
-    assert!(started.elapsed() < Duration::from_secs(1), "PINGs took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "PINGs took {:?}",
+        started.elapsed()
+    );
     let _: () = other.rpush(&key, "job").await.unwrap();
-    let popped = tokio::time::timeout(Duration::from_secs(5), waiter).await.unwrap().unwrap();
+    let popped = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(popped, Some((key, "job".to_owned())));
     proxy.shutdown().await;
 }
@@ -116,18 +158,31 @@ async fn subscribe_receives_published_messages() {
     let proxy = start_proxy(&redis_addr()).await;
     let channel = unique("channel");
     let url = format!("redis://{}/", proxy.local_addr);
-    let mut pubsub = redis::Client::open(url).unwrap().get_async_pubsub().await.unwrap();
+    let mut pubsub = redis::Client::open(url)
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
     pubsub.subscribe(&channel).await.unwrap();
     pubsub.psubscribe(format!("{channel}:*")).await.unwrap();
     let mut publisher = client(&proxy).await;
     let receivers: i64 = publisher.publish(&channel, "hello").await.unwrap();
     assert_eq!(receivers, 1);
-    let _: i64 = publisher.publish(format!("{channel}:sub"), "pattern").await.unwrap();
+    let _: i64 = publisher
+        .publish(format!("{channel}:sub"), "pattern")
+        .await
+        .unwrap();
     let mut messages = pubsub.on_message();
-    let first = tokio::time::timeout(Duration::from_secs(5), messages.next()).await.unwrap().unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), messages.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first.get_channel_name(), channel);
     assert_eq!(first.get_payload::<String>().unwrap(), "hello");
-    let second = tokio::time::timeout(Duration::from_secs(5), messages.next()).await.unwrap().unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), messages.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(second.get_payload::<String>().unwrap(), "pattern");
     proxy.shutdown().await;
 }
@@ -137,9 +192,22 @@ async fn client_name_is_per_client() {
     let proxy = start_proxy(&redis_addr()).await;
     let mut named = client(&proxy).await;
     let mut unnamed = client(&proxy).await;
-    let _: () = redis::cmd("CLIENT").arg("SETNAME").arg("worker-1").query_async(&mut named).await.unwrap();
-    let name: Option<String> = redis::cmd("CLIENT").arg("GETNAME").query_async(&mut named).await.unwrap();
-    let other: Option<String> = redis::cmd("CLIENT").arg("GETNAME").query_async(&mut unnamed).await.unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("worker-1")
+        .query_async(&mut named)
+        .await
+        .unwrap();
+    let name: Option<String> = redis::cmd("CLIENT")
+        .arg("GETNAME")
+        .query_async(&mut named)
+        .await
+        .unwrap();
+    let other: Option<String> = redis::cmd("CLIENT")
+        .arg("GETNAME")
+        .query_async(&mut unnamed)
+        .await
+        .unwrap();
     assert_eq!(name.as_deref(), Some("worker-1"));
     assert_eq!(other, None, "the name did not leak to another client");
     proxy.shutdown().await;

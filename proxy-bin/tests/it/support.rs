@@ -45,8 +45,8 @@ pub async fn start_proxy(backend: &str) -> RunningProxy {
 pub async fn client(proxy: &RunningProxy) -> redis::aio::MultiplexedConnection {
     let url = format!("redis://{}/", proxy.local_addr);
     // The client's own timeout is longer than the proxy's, so tests see the proxy's errors.
-    let config = redis::AsyncConnectionConfig::new()
-        .set_response_timeout(Some(Duration::from_secs(10)));
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
     redis::Client::open(url)
         .unwrap()
         .get_multiplexed_async_connection_with_config(&config)
@@ -96,21 +96,6 @@ impl RawClient {
 
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
-    }
-
-    /// Reads until `expected_len` bytes arrived or the peer closed; returns what came.
-    pub fn read_exactly(&mut self, expected_len: usize) -> Vec<u8> {
-        let mut out = vec![0; expected_len];
-        let mut filled = 0;
-        while filled < expected_len {
-            match self.stream.read(&mut out[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) => panic!("read failed after {filled} bytes: {e}"),
-            }
-        }
-        out.truncate(filled);
-        out
     }
 
     /// Reads one line (through CRLF).
@@ -194,7 +179,11 @@ impl OwnRedis {
 
     fn signal(&self, signal: &str) {
         let pid = self.child.as_ref().expect("server is running").id();
-        let status = Command::new("kill").arg(signal).arg(pid.to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
         assert!(status.success(), "kill {signal} {pid} failed");
     }
 

@@ -1,0 +1,285 @@
+//! Redis Cluster pools: the slot map, its refresh, and shared connections per node.
+//!
+//! The slot map is immutable; a refresh builds a new one and swaps it in, bumping a generation counter. Sessions
+//! keep the map they routed with and compare one atomic generation per request, so the hot path takes no lock.
+//!
+//! Refreshes happen at start, periodically (`cluster_refresh_ms`), on MOVED, and on backend connection errors
+//! (a request to refresh is cheap; refreshes are spaced at least `MIN_REFRESH_GAP` apart). A map read from one
+//! node does not replace the current one unless a second node reports the same map: a node cut off in a minority
+//! partition can report a stale map. Only when no map is known yet (or only one node answers and the current map
+//! names no reachable node) is a single node's word taken.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use cluster_router::topology::{NodeAddr, SlotMap};
+use resp_codec::{parse_frame, Limits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use crate::backend::{connect, Endpoint, SharedConnection};
+use crate::config::{parse_node_address, PoolConfig, ReadPolicy};
+
+/// Refreshes are at least this far apart, however many MOVED replies ask for one.
+const MIN_REFRESH_GAP: Duration = Duration::from_millis(100);
+
+/// A Redis Cluster pool.
+#[derive(Debug)]
+pub struct ClusterPool {
+    name: Arc<str>,
+    seeds: Vec<NodeAddr>,
+    template: Endpoint,
+    connections_per_node: usize,
+    read_policy: ReadPolicy,
+    refresh_interval: Duration,
+    topology: RwLock<Arc<Topology>>,
+    generation: AtomicU64,
+    shared: Mutex<HashMap<(NodeAddr, bool, bool), Vec<SharedConnection>>>,
+    refresh_requested: Notify,
+}
+
+/// One version of the slot map.
+#[derive(Debug)]
+pub struct Topology {
+    pub map: SlotMap,
+    pub generation: u64,
+}
+
+impl ClusterPool {
+    /// Builds the pool; call [`ClusterPool::start`] to load the first map and keep it fresh.
+    pub fn new(
+        name: &str,
+        config: &PoolConfig,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+    ) -> Result<ClusterPool, String> {
+        let mut seeds = Vec::new();
+        for node in &config.nodes {
+            let address = parse_node_address(node)?;
+            seeds.push(
+                NodeAddr::parse(&address).ok_or_else(|| format!("bad node address '{node}'"))?,
+            );
+        }
+        let empty = SlotMap::from_shards(Vec::new()).map_err(|e| e.to_string())?;
+        Ok(ClusterPool {
+            name: Arc::from(name),
+            seeds,
+            template: Endpoint {
+                address: Arc::from(""),
+                username: config.username.clone(),
+                password: config.password.clone(),
+                db: 0,
+                resp3: false,
+                readonly: false,
+                connect_timeout,
+                command_timeout,
+            },
+            connections_per_node: config.connections_per_node.max(1),
+            read_policy: config.read_from,
+            refresh_interval: Duration::from_millis(config.refresh_ms),
+            topology: RwLock::new(Arc::new(Topology {
+                map: empty,
+                generation: 0,
+            })),
+            generation: AtomicU64::new(0),
+            shared: Mutex::new(HashMap::new()),
+            refresh_requested: Notify::new(),
+        })
+    }
+
+    /// Loads the first slot map (waiting at most about one connect timeout per seed) and starts the task that
+    /// keeps it fresh. The proxy starts even when no node answers; requests then get a clear error until a map
+    /// is known.
+    pub async fn start(self: &Arc<Self>) {
+        if let Err(reason) = self.refresh().await {
+            warn!(pool = %self.name, %reason, "no cluster topology at start; will keep trying");
+        }
+        let pool = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(interval) = pool.upgrade().map(|pool| pool.refresh_interval) else {
+                    return;
+                };
+                let Some(notify_pool) = pool.upgrade() else {
+                    return;
+                };
+                let wait_for_request = notify_pool.refresh_requested.notified();
+                tokio::select! {
+                    () = wait_for_request => {}
+                    () = tokio::time::sleep(interval) => {}
+                }
+                drop(notify_pool);
+                let Some(pool) = pool.upgrade() else {
+                    return;
+                };
+                if let Err(reason) = pool.refresh().await {
+                    warn!(pool = %pool.name, %reason, "cluster topology refresh failed");
+                }
+                tokio::time::sleep(MIN_REFRESH_GAP).await;
+            }
+        });
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Asks the refresh task to reload the slot map soon (after a MOVED or a connection error).
+    pub fn request_refresh(&self) {
+        self.refresh_requested.notify_one();
+    }
+
+    /// The generation of the current map; changes whenever a new map is swapped in.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The current map.
+    pub fn topology(&self) -> Arc<Topology> {
+        Arc::clone(
+            &self
+                .topology
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
+    pub fn read_policy(&self) -> ReadPolicy {
+        self.read_policy
+    }
+
+    /// The shared connection this client uses to reach `node`.
+    pub fn shared_connection(
+        &self,
+        node: &NodeAddr,
+        client_id: u64,
+        resp3: bool,
+        readonly: bool,
+    ) -> SharedConnection {
+        let mut shared = self
+            .shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let connections = shared
+            .entry((node.clone(), resp3, readonly))
+            .or_insert_with(|| {
+                (0..self.connections_per_node)
+                    .map(|_| SharedConnection::spawn(self.endpoint(node, resp3, readonly)))
+                    .collect()
+            });
+        let index = (client_id % connections.len() as u64) as usize;
+        connections[index].clone()
+    }
+
+    /// Connection settings for a node of this pool.
+    pub fn endpoint(&self, node: &NodeAddr, resp3: bool, readonly: bool) -> Endpoint {
+        Endpoint {
+            address: Arc::from(node.to_string()),
+            resp3,
+            readonly,
+            ..self.template.clone()
+        }
+    }
+
+    /// Reads the slot map from the nodes and swaps it in when it is trustworthy and new.
+    async fn refresh(&self) -> Result<(), String> {
+        let current = self.topology();
+        let mut candidates: Vec<NodeAddr> = current.map.nodes().cloned().collect();
+        for seed in &self.seeds {
+            if !candidates.contains(seed) {
+                candidates.push(seed.clone());
+            }
+        }
+        let mut maps: Vec<SlotMap> = Vec::new();
+        let mut problems = Vec::new();
+        for node in &candidates {
+            match self.read_slots(node).await {
+                Ok(map) => {
+                    if let Some(agreed) = maps.iter().find(|m| m.agrees_with(&map)) {
+                        let agreed = agreed.clone();
+                        self.install(&current, agreed);
+                        return Ok(());
+                    }
+                    maps.push(map);
+                }
+                Err(problem) => problems.push(format!("{node}: {problem}")),
+            }
+        }
+        // Only one node answered: take its word only when no map is known yet, or it is the only node known.
+        if maps.len() == 1 && (current.map.masters().is_empty() || candidates.len() == 1) {
+            if let Some(map) = maps.pop() {
+                self.install(&current, map);
+                return Ok(());
+            }
+        }
+        if maps.len() == 1 {
+            return Err(format!(
+                "only one node answered and no other node confirmed its map; keeping the current map ({})",
+                problems.join("; ")
+            ));
+        }
+        if maps.is_empty() {
+            return Err(format!(
+                "no node answered CLUSTER SLOTS ({})",
+                problems.join("; ")
+            ));
+        }
+        Err("nodes disagree about the slot map; keeping the current one".to_owned())
+    }
+
+    fn install(&self, current: &Topology, map: SlotMap) {
+        if current.map.agrees_with(&map) && !current.map.masters().is_empty() {
+            return;
+        }
+        let mut slot = self
+            .topology
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let generation = slot.generation + 1;
+        info!(
+            pool = %self.name,
+            generation,
+            masters = map.masters().len(),
+            complete = map.is_complete(),
+            "cluster topology updated"
+        );
+        *slot = Arc::new(Topology { map, generation });
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    async fn read_slots(&self, node: &NodeAddr) -> Result<SlotMap, String> {
+        let endpoint = self.endpoint(node, false, false);
+        let mut stream = connect(&endpoint).await?;
+        let exchange = async {
+            stream
+                .write_all(b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n")
+                .await
+                .map_err(|e| format!("write failed: {e}"))?;
+            let mut buffer = BytesMut::with_capacity(4096);
+            loop {
+                if stream
+                    .read_buf(&mut buffer)
+                    .await
+                    .map_err(|e| format!("read failed: {e}"))?
+                    == 0
+                {
+                    return Err("connection closed".to_owned());
+                }
+                if let Some((frame, _)) =
+                    parse_frame(&buffer, &Limits::default()).map_err(|e| e.to_string())?
+                {
+                    return SlotMap::from_cluster_slots(&frame, node).map_err(|e| e.to_string());
+                }
+            }
+        };
+        let map = tokio::time::timeout(endpoint.command_timeout, exchange)
+            .await
+            .map_err(|_| "no CLUSTER SLOTS reply in time".to_owned())??;
+        debug!(%node, masters = map.masters().len(), "read slot map");
+        Ok(map)
+    }
+}

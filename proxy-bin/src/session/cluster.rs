@@ -1,0 +1,560 @@
+//! Cluster pools: routing each request by the slot map, following MOVED and ASK inside the proxy, splitting
+//! multi-key commands across slots and merging the replies, whole-keyspace commands, SCAN, and transactions.
+//!
+//! - A keyed command goes to the master of its slot (or a replica, for a read-only command when the pool has
+//!   `read_from = "prefer_replica"`). A keyless one goes to any master.
+//! - MOVED: the command is sent again to the named node and the pool is asked to refresh its map; ASK: it is
+//!   sent again to the named node right after `ASKING`, in one unit. At most [`MAX_REDIRECTS`] times, then the
+//!   client gets a clear error. Clients never see MOVED or ASK.
+//! - MGET/MSET/DEL/UNLINK/EXISTS/TOUCH across slots: one sub-command per slot (Redis refuses cross-slot
+//!   commands even when one node holds both slots), written to each node in one batch, merged in the caller's
+//!   order. These are not atomic across slots, as in any Redis Cluster client.
+//! - SCAN: the proxy's cursor carries the master's index in its top 12 bits and that master's cursor below.
+//! - MULTI without WATCH: queued in the session (`+QUEUED`), then sent at EXEC as one unit
+//!   (`MULTI` ... `EXEC`, nothing else written in between) on a shared connection to the node of its keys. Keys
+//!   in more than one slot get `CROSSSLOT` when queued and make EXEC fail with `EXECABORT`, as queue-time errors
+//!   do in Redis.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use cluster_router::commands::{CommandSpec, ProxyHandling};
+use cluster_router::merge::merge_replies;
+use cluster_router::plan::{route, RouteError, RoutePlan};
+use cluster_router::redirect::{parse_redirect, RedirectKind};
+use cluster_router::topology::NodeAddr;
+use resp_codec::{encode_command, parse_frame, Frame, Limits, Request};
+
+use super::pending::{Combine, Expect, Merge, Part, Pending, Routed};
+use super::Session;
+use crate::backend::{BackendReply, SharedConnection};
+use crate::cluster::{ClusterPool, Topology};
+use crate::config::ReadPolicy;
+use crate::reply;
+
+/// How often one command may be redirected before the client gets an error.
+const MAX_REDIRECTS: u8 = 5;
+/// SCAN cursors: bits above this hold the master's index.
+const SCAN_NODE_SHIFT: u32 = 52;
+const SCAN_CURSOR_MASK: u64 = (1 << SCAN_NODE_SHIFT) - 1;
+
+/// A session's view of a cluster pool.
+pub(super) struct ClusterSession {
+    pool: Arc<ClusterPool>,
+    topology: Arc<Topology>,
+    connections: HashMap<(NodeAddr, bool), SharedConnection>,
+    transaction: Option<Transaction>,
+}
+
+/// A MULTI queued in the session.
+#[derive(Default)]
+struct Transaction {
+    commands: BytesMut,
+    count: usize,
+    slot: Option<u16>,
+    /// Set by a queue-time error: EXEC then fails with EXECABORT.
+    failed: bool,
+}
+
+impl ClusterSession {
+    pub(super) fn new(pool: Arc<ClusterPool>) -> ClusterSession {
+        let topology = pool.topology();
+        ClusterSession {
+            pool,
+            topology,
+            connections: HashMap::new(),
+            transaction: None,
+        }
+    }
+
+    pub(super) fn in_transaction(&self) -> bool {
+        self.transaction.is_some()
+    }
+
+    /// Drops cached connection handles (after the protocol version changed).
+    pub(super) fn forget_connections(&mut self) {
+        self.connections.clear();
+    }
+
+    fn connection(
+        &mut self,
+        node: &NodeAddr,
+        readonly: bool,
+        client_id: u64,
+        resp3: bool,
+    ) -> &SharedConnection {
+        let pool = &self.pool;
+        self.connections
+            .entry((node.clone(), readonly))
+            .or_insert_with(|| pool.shared_connection(node, client_id, resp3, readonly))
+    }
+
+    fn any_master(&self, client_id: u64) -> Option<NodeAddr> {
+        let masters = self.topology.map.masters();
+        if masters.is_empty() {
+            None
+        } else {
+            Some(masters[(client_id as usize) % masters.len()].clone())
+        }
+    }
+}
+
+fn no_topology(pool: &ClusterPool) -> Bytes {
+    pool.request_refresh();
+    reply::error(&format!(
+        "CLUSTERDOWN no slot map known yet for pool '{}'",
+        pool.name()
+    ))
+}
+
+impl Session {
+    /// Routes a request on a cluster pool.
+    pub(super) fn cluster_forward(&mut self, spec: &CommandSpec, request: Request) {
+        let (id, resp3) = (self.id, self.resp3);
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        // A new slot map: let everything routed with the old one finish first, so nothing overtakes.
+        if cluster.pool.generation() != cluster.topology.generation {
+            if !self.pending.is_empty() {
+                self.deferred = Some(request);
+                return;
+            }
+            cluster.topology = cluster.pool.topology();
+        }
+        let plan = match route(spec, &request, &cluster.topology.map) {
+            Ok(plan) => plan,
+            Err(error) => {
+                if matches!(error, RouteError::SlotNotServed { .. }) {
+                    cluster.pool.request_refresh();
+                }
+                self.pending
+                    .push_back(Pending::Ready(Bytes::from(error.to_reply())));
+                return;
+            }
+        };
+        let entry = match plan {
+            RoutePlan::Slot(slot) => {
+                let map = &cluster.topology.map;
+                let replicas = map.replicas_for_slot(slot);
+                let use_replica = spec.is_readonly()
+                    && cluster.pool.read_policy() == ReadPolicy::PreferReplica
+                    && !replicas.is_empty();
+                let node = if use_replica {
+                    Some(replicas[(id as usize) % replicas.len()].clone())
+                } else {
+                    map.master_for_slot(slot).cloned()
+                };
+                match node {
+                    Some(node) => {
+                        let receiver = cluster
+                            .connection(&node, use_replica, id, resp3)
+                            .send(request.raw().clone());
+                        Pending::Routed(Box::new(Routed {
+                            receiver,
+                            request: request.raw().clone(),
+                            node,
+                            redirects: 0,
+                        }))
+                    }
+                    None => {
+                        cluster.pool.request_refresh();
+                        Pending::Ready(reply::error("CLUSTERDOWN Hash slot not served"))
+                    }
+                }
+            }
+            RoutePlan::Keyless => match cluster.any_master(id) {
+                Some(node) => {
+                    let receiver = cluster
+                        .connection(&node, false, id, resp3)
+                        .send(request.raw().clone());
+                    Pending::Routed(Box::new(Routed {
+                        receiver,
+                        request: request.raw().clone(),
+                        node,
+                        redirects: 0,
+                    }))
+                }
+                None => Pending::Ready(no_topology(&cluster.pool)),
+            },
+            RoutePlan::Split { parts, merge } => {
+                let name = request.name();
+                let mut sent = Vec::with_capacity(parts.len());
+                for part in &parts {
+                    let Some(node) = cluster.topology.map.masters().get(part.node_index).cloned()
+                    else {
+                        continue;
+                    };
+                    let mut sub = BytesMut::new();
+                    let args: Vec<&[u8]> = std::iter::once(name)
+                        .chain(
+                            part.arg_indices
+                                .iter()
+                                .map(|&index| request.arg(index).unwrap_or_default()),
+                        )
+                        .collect();
+                    encode_command(&mut sub, args);
+                    let sub = sub.freeze();
+                    let receiver = cluster
+                        .connection(&node, false, id, resp3)
+                        .send(sub.clone());
+                    sent.push(Part {
+                        receiver: Some(receiver),
+                        request: sub,
+                        node,
+                        redirects: 0,
+                        reply: None,
+                    });
+                }
+                Pending::Merge(Box::new(Merge {
+                    parts: sent,
+                    combine: Combine::Policy {
+                        policy: merge,
+                        split: parts,
+                    },
+                }))
+            }
+            RoutePlan::AllMasters(policy) | RoutePlan::AllNodes(policy) => {
+                let all_nodes = matches!(plan, RoutePlan::AllNodes(_));
+                let nodes: Vec<NodeAddr> = if all_nodes {
+                    cluster.topology.map.nodes().cloned().collect()
+                } else {
+                    cluster.topology.map.masters().to_vec()
+                };
+                if nodes.is_empty() {
+                    Pending::Ready(no_topology(&cluster.pool))
+                } else {
+                    let parts = nodes
+                        .into_iter()
+                        .map(|node| {
+                            let receiver = cluster
+                                .connection(&node, false, id, resp3)
+                                .send(request.raw().clone());
+                            Part {
+                                receiver: Some(receiver),
+                                request: request.raw().clone(),
+                                node,
+                                redirects: 0,
+                                reply: None,
+                            }
+                        })
+                        .collect();
+                    Pending::Merge(Box::new(Merge {
+                        parts,
+                        combine: Combine::Policy {
+                            policy,
+                            split: Vec::new(),
+                        },
+                    }))
+                }
+            }
+            RoutePlan::Scan => scan(cluster, &request, id, resp3),
+            _ => Pending::Ready(reply::error("ERR rkproxy cannot route this command")),
+        };
+        self.pending.push_back(entry);
+    }
+
+    /// A reply for a routed request: passed on, or (MOVED/ASK) the request goes out again.
+    pub(super) fn cluster_reply(
+        &mut self,
+        mut routed: Box<Routed>,
+        reply: BackendReply,
+    ) -> Result<Bytes, Pending> {
+        match self.follow_redirect(&routed.request, &routed.node, routed.redirects, &reply) {
+            Some(Ok((receiver, node))) => {
+                routed.receiver = receiver;
+                routed.node = node;
+                routed.redirects += 1;
+                Err(Pending::Routed(routed))
+            }
+            Some(Err(error)) => Ok(error),
+            None => Ok(self.finish_reply(reply)),
+        }
+    }
+
+    /// A reply for one part of a merge; the merged reply once every part has answered.
+    pub(super) fn cluster_part_reply(
+        &mut self,
+        mut merge: Box<Merge>,
+        index: usize,
+        reply: BackendReply,
+    ) -> Result<Bytes, Pending> {
+        let Some(part) = merge.parts.get(index) else {
+            return Ok(reply::error("ERR internal: reply for an unknown part"));
+        };
+        match self.follow_redirect(&part.request, &part.node, part.redirects, &reply) {
+            Some(Ok((receiver, node))) => {
+                let part = &mut merge.parts[index];
+                part.receiver = Some(receiver);
+                part.node = node;
+                part.redirects += 1;
+                return Err(Pending::Merge(merge));
+            }
+            Some(Err(error)) => merge.parts[index].reply = Some(error),
+            None => merge.parts[index].reply = Some(self.finish_reply(reply)),
+        }
+        if merge.parts.iter().any(|part| part.reply.is_none()) {
+            return Err(Pending::Merge(merge));
+        }
+        Ok(combine(*merge, self.resp3))
+    }
+
+    /// The bytes for a final reply; a failed backend also asks the pool to re-read the slot map.
+    fn finish_reply(&self, reply: BackendReply) -> Bytes {
+        match reply {
+            Ok(frame) => frame,
+            Err(error) => {
+                if let Some(cluster) = &self.cluster {
+                    cluster.pool.request_refresh();
+                }
+                error.to_reply()
+            }
+        }
+    }
+
+    /// If `reply` is MOVED or ASK, sends `request` to the named node. `None`: not a redirect.
+    /// `Some(Err)`: too many redirects, the client's error.
+    #[allow(clippy::type_complexity)]
+    fn follow_redirect(
+        &mut self,
+        request: &Bytes,
+        replied_by: &NodeAddr,
+        redirects: u8,
+        reply: &BackendReply,
+    ) -> Option<Result<(tokio::sync::oneshot::Receiver<BackendReply>, NodeAddr), Bytes>> {
+        let Ok(frame) = reply else {
+            return None;
+        };
+        if !(frame.starts_with(b"-MOVED ") || frame.starts_with(b"-ASK ")) {
+            return None;
+        }
+        let redirect = parse_redirect(frame)?;
+        let (id, resp3) = (self.id, self.resp3);
+        let cluster = self.cluster.as_mut()?;
+        if redirect.kind == RedirectKind::Moved {
+            cluster.pool.request_refresh();
+        }
+        if redirects >= MAX_REDIRECTS {
+            let text = String::from_utf8_lossy(&frame[1..]).trim_end().to_owned();
+            return Some(Err(reply::error(&format!(
+                "ERR too many cluster redirections (last: {text})"
+            ))));
+        }
+        let target = redirect.target_addr(replied_by);
+        let connection = cluster.connection(&target, false, id, resp3);
+        let receiver = match redirect.kind {
+            RedirectKind::Ask => connection.send_asking(request),
+            _ => connection.send(request.clone()),
+        };
+        Some(Ok((receiver, target)))
+    }
+
+    // === transactions ===
+
+    pub(super) fn begin_cluster_transaction(&mut self) {
+        if let Some(cluster) = &mut self.cluster {
+            cluster.transaction = Some(Transaction::default());
+        }
+        self.pending.push_back(Pending::Ready(reply::ok()));
+    }
+
+    /// Handles a command while a cluster MULTI is open: queue it, or run EXEC/DISCARD.
+    pub(super) fn queue_in_transaction(
+        &mut self,
+        spec: &CommandSpec,
+        request: Request,
+    ) -> Option<Pending> {
+        let (id, resp3) = (self.id, self.resp3);
+        let cluster = self.cluster.as_mut()?;
+        let transaction = cluster.transaction.as_mut()?;
+        let refuse = |transaction: &mut Transaction, text: &str| {
+            transaction.failed = true;
+            Some(Pending::Ready(reply::error(text)))
+        };
+        match spec.name {
+            "multi" => {
+                return Some(Pending::Ready(reply::error(
+                    "ERR MULTI calls can not be nested",
+                )))
+            }
+            "watch" => {
+                return Some(Pending::Ready(reply::error(
+                    "ERR WATCH inside MULTI is not allowed",
+                )))
+            }
+            "discard" => {
+                cluster.transaction = None;
+                return Some(Pending::Ready(reply::ok()));
+            }
+            "exec" => {
+                let transaction = cluster.transaction.take()?;
+                if transaction.failed {
+                    return Some(Pending::Ready(reply::error(
+                        "EXECABORT Transaction discarded because of previous errors.",
+                    )));
+                }
+                if transaction.count == 0 {
+                    return Some(Pending::Ready(Bytes::from_static(b"*0\r\n")));
+                }
+                let node = match transaction.slot {
+                    Some(slot) => cluster.topology.map.master_for_slot(slot).cloned(),
+                    None => cluster.any_master(id),
+                };
+                let Some(node) = node else {
+                    return Some(Pending::Ready(no_topology(&cluster.pool)));
+                };
+                let mut batch = BytesMut::with_capacity(transaction.commands.len() + 32);
+                batch.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
+                batch.extend_from_slice(&transaction.commands);
+                batch.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
+                let receiver = cluster
+                    .connection(&node, false, id, resp3)
+                    .send_batch(batch.freeze(), transaction.count + 2);
+                return Some(Pending::Waiting(receiver, Expect::Forward));
+            }
+            _ => {}
+        }
+        if !matches!(
+            spec.proxy,
+            ProxyHandling::Forward
+                | ProxyHandling::Dedicated
+                | ProxyHandling::DedicatedWhenBlocking
+        ) {
+            return refuse(
+                transaction,
+                &format!(
+                    "ERR '{}' cannot be queued in a transaction through rkproxy",
+                    spec.name.replace('|', " ")
+                ),
+            );
+        }
+        match route(spec, &request, &cluster.topology.map) {
+            Ok(RoutePlan::Slot(slot)) => match transaction.slot {
+                Some(first) if first != slot => {
+                    return refuse(
+                        transaction,
+                        "CROSSSLOT Keys in request don't hash to the same slot",
+                    )
+                }
+                _ => transaction.slot = Some(slot),
+            },
+            Ok(RoutePlan::Keyless) => {}
+            Ok(_) => {
+                return refuse(
+                    transaction,
+                    "CROSSSLOT Keys in request don't hash to the same slot",
+                )
+            }
+            Err(error) => {
+                transaction.failed = true;
+                return Some(Pending::Ready(Bytes::from(error.to_reply())));
+            }
+        }
+        transaction.commands.extend_from_slice(request.raw());
+        transaction.count += 1;
+        Some(Pending::Ready(reply::simple("QUEUED")))
+    }
+
+    /// A command that failed lookup inside a cluster MULTI makes EXEC fail, as in Redis.
+    pub(super) fn fail_transaction(&mut self) {
+        if let Some(transaction) = self.cluster.as_mut().and_then(|c| c.transaction.as_mut()) {
+            transaction.failed = true;
+        }
+    }
+}
+
+/// Starts one step of a cluster-wide SCAN.
+fn scan(cluster: &mut ClusterSession, request: &Request, id: u64, resp3: bool) -> Pending {
+    let masters = cluster.topology.map.masters().len();
+    if masters == 0 {
+        return Pending::Ready(no_topology(&cluster.pool));
+    }
+    let Some(cursor) = request
+        .arg(1)
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .and_then(|c| c.parse::<u64>().ok())
+    else {
+        return Pending::Ready(reply::error("ERR invalid cursor"));
+    };
+    let node_index = (cursor >> SCAN_NODE_SHIFT) as usize;
+    let Some(node) = cluster.topology.map.masters().get(node_index).cloned() else {
+        return Pending::Ready(reply::error("ERR invalid cursor"));
+    };
+    let node_cursor = (cursor & SCAN_CURSOR_MASK).to_string();
+    let mut sub = BytesMut::new();
+    let args: Vec<&[u8]> = request
+        .args()
+        .enumerate()
+        .map(|(index, arg)| {
+            if index == 1 {
+                node_cursor.as_bytes()
+            } else {
+                arg
+            }
+        })
+        .collect();
+    encode_command(&mut sub, args);
+    let sub = sub.freeze();
+    let receiver = cluster
+        .connection(&node, false, id, resp3)
+        .send(sub.clone());
+    Pending::Merge(Box::new(Merge {
+        parts: vec![Part {
+            receiver: Some(receiver),
+            request: sub,
+            node,
+            redirects: 0,
+            reply: None,
+        }],
+        combine: Combine::Scan {
+            node_index,
+            masters,
+        },
+    }))
+}
+
+/// Merges the parts' replies into the client's reply. Any part's error is the reply.
+fn combine(merge: Merge, _resp3: bool) -> Bytes {
+    let limits = Limits::default();
+    let mut frames = Vec::with_capacity(merge.parts.len());
+    for part in merge.parts {
+        let raw = part.reply.unwrap_or_default();
+        if raw.first() == Some(&b'-') {
+            return raw;
+        }
+        match parse_frame(&raw, &limits) {
+            Ok(Some((frame, _))) => frames.push(frame),
+            _ => return reply::error("ERR rkproxy could not read a backend reply to merge"),
+        }
+    }
+    match merge.combine {
+        Combine::Policy { policy, split } => merge_replies(policy, &split, frames).to_bytes(),
+        Combine::Scan {
+            node_index,
+            masters,
+        } => {
+            let Some(Frame::Array(mut items)) = frames.pop() else {
+                return reply::error("ERR unexpected SCAN reply from the backend");
+            };
+            let node_cursor = match items.first() {
+                Some(Frame::Bulk(text)) => std::str::from_utf8(text)
+                    .ok()
+                    .and_then(|t| t.parse::<u64>().ok()),
+                _ => None,
+            };
+            let Some(node_cursor) = node_cursor.filter(|c| *c <= SCAN_CURSOR_MASK) else {
+                return reply::error("ERR unexpected SCAN cursor from the backend");
+            };
+            let next = if node_cursor != 0 {
+                ((node_index as u64) << SCAN_NODE_SHIFT) | node_cursor
+            } else if node_index + 1 < masters {
+                ((node_index + 1) as u64) << SCAN_NODE_SHIFT
+            } else {
+                0
+            };
+            items[0] = Frame::Bulk(Bytes::from(next.to_string()));
+            Frame::Array(items).to_bytes()
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Commands the proxy answers from the session's own state: QUIT, SELECT, HELLO, RESET, CLIENT SETNAME and
+//! friends, AUTH (until tenants exist), READONLY/READWRITE/ASKING (the proxy routes replica reads and ASK itself).
+
+use bytes::Bytes;
+use cluster_router::commands::CommandSpec;
+use resp_codec::Request;
+
+use super::pending::{Expect, Pending};
+use super::{parse_u32, unsupported, PoolHandle, Session, SessionEnd};
+use crate::backend::one_line;
+use crate::reply;
+
+/// Redis's reply to AUTH when no password is configured; rkproxy has no client authentication until tenants
+/// are configured.
+const NO_PASSWORD: &str =
+    "ERR AUTH <password> called without any password configured for the default user. \
+                           Are you sure your configuration is correct?";
+
+impl Session {
+    pub(super) fn answer_locally(&mut self, spec: &CommandSpec, request: Request) {
+        let reply = match spec.name {
+            "quit" => {
+                self.closing = Some(SessionEnd::Quit);
+                reply::ok()
+            }
+            "select" => return self.select(&request),
+            "hello" => self.hello(&request),
+            "reset" => {
+                self.db = 0;
+                self.resp3 = false;
+                self.name = None;
+                self.route = None;
+                if let Some(cluster) = &mut self.cluster {
+                    cluster.forget_connections();
+                }
+                reply::simple("RESET")
+            }
+            _ => self.answer_session_command(spec, &request),
+        };
+        self.pending.push_back(Pending::Ready(reply));
+    }
+
+    /// Commands answered from session state in both shared and dedicated mode.
+    pub(super) fn answer_session_command(
+        &mut self,
+        spec: &CommandSpec,
+        request: &Request,
+    ) -> Bytes {
+        match spec.name {
+            "auth" => reply::error(NO_PASSWORD),
+            "client|setname" => match request.arg(2) {
+                Some(name) if name.iter().any(|b| *b <= b' ' || *b > b'~') => reply::error(
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                ),
+                Some(name) => {
+                    self.name = if name.is_empty() {
+                        None
+                    } else {
+                        Some(Bytes::copy_from_slice(name))
+                    };
+                    reply::ok()
+                }
+                None => reply::wrong_arity("client|setname"),
+            },
+            "client|getname" => match &self.name {
+                Some(name) => reply::bulk(name),
+                None => reply::null(self.resp3),
+            },
+            "client|id" => reply::integer(self.id as i64),
+            "client|setinfo" => reply::ok(),
+            "client|info" => {
+                let name = self
+                    .name
+                    .as_ref()
+                    .map(|n| String::from_utf8_lossy(n).into_owned())
+                    .unwrap_or_default();
+                reply::bulk(
+                    format!(
+                        "id={} name={} db={} resp={} lib=rkproxy\n",
+                        self.id,
+                        name,
+                        self.db,
+                        if self.resp3 { 3 } else { 2 }
+                    )
+                    .as_bytes(),
+                )
+            }
+            // The proxy decides where reads go (the pool's `read_from`) and follows ASK itself.
+            "readonly" | "readwrite" | "asking" => reply::ok(),
+            "acl|whoami" => reply::bulk(b"default"),
+            _ => unsupported(request),
+        }
+    }
+
+    /// SELECT: the session moves to the shared connection of that db. A PING on it checks that the db exists.
+    fn select(&mut self, request: &Request) {
+        let Some(db) = request.arg(1).and_then(parse_u32) else {
+            self.pending.push_back(Pending::Ready(reply::error(
+                "ERR value is not an integer or out of range",
+            )));
+            return;
+        };
+        let PoolHandle::Standalone(pool) = &self.pool else {
+            let reply = if db == 0 {
+                reply::ok()
+            } else {
+                reply::error("ERR SELECT is not allowed in cluster mode")
+            };
+            self.pending.push_back(Pending::Ready(reply));
+            return;
+        };
+        self.db = db;
+        let route = pool.shared_connection(self.id, db, self.resp3);
+        let receiver = route.send(Bytes::from_static(b"*1\r\n$4\r\nPING\r\n"));
+        self.route = Some(route);
+        self.pending
+            .push_back(Pending::Waiting(receiver, Expect::SelectCheck));
+    }
+
+    /// HELLO [protover [AUTH user pass] [SETNAME name]]
+    pub(super) fn hello(&mut self, request: &Request) -> Bytes {
+        let mut resp3 = self.resp3;
+        if let Some(version) = request.arg(1) {
+            match version {
+                b"2" => resp3 = false,
+                b"3" => resp3 = true,
+                _ if parse_u32(version).is_none() => {
+                    return reply::error("ERR Protocol version is not an integer or out of range")
+                }
+                _ => return reply::error("NOPROTO unsupported protocol version"),
+            }
+        }
+        let mut index = 2;
+        let mut new_name = None;
+        while index < request.argc() {
+            let option = request.arg(index).unwrap_or_default();
+            if option.eq_ignore_ascii_case(b"AUTH") && index + 2 < request.argc() {
+                return reply::error(NO_PASSWORD);
+            } else if option.eq_ignore_ascii_case(b"SETNAME") && index + 1 < request.argc() {
+                new_name = request.arg(index + 1).map(Bytes::copy_from_slice);
+                index += 2;
+            } else {
+                return reply::error(&format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    one_line(&String::from_utf8_lossy(option))
+                ));
+            }
+        }
+        if resp3 != self.resp3 {
+            self.resp3 = resp3;
+            self.route = None;
+            if let Some(cluster) = &mut self.cluster {
+                cluster.forget_connections();
+            }
+        }
+        if let Some(name) = new_name {
+            self.name = Some(name);
+        }
+        reply::hello(self.id, resp3)
+    }
+}

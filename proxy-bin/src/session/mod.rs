@@ -1,0 +1,350 @@
+//! One client connection: framing requests, routing them, and writing replies back in order.
+//!
+//! The session reads requests as they come (many in flight: pipelining), sends each to a shared backend
+//! connection, and keeps a queue of pending replies in request order ([`pending`]). Replies that are ready are
+//! gathered and written with one `write`. When a client has `max_pending_requests` in flight, the session stops
+//! reading from it until replies drain (backpressure), so a fast writer cannot make the proxy buffer without bound.
+//!
+//! Connection state lives in the session, never in a shared backend connection:
+//! - SELECT and HELLO pick which shared connection (db, protocol) serves the client; the proxy answers them
+//!   ([`local`]).
+//! - CLIENT SETNAME/GETNAME/ID are answered from the session.
+//! - MULTI/WATCH, blocking commands and SUBSCRIBE move the client to a backend connection of its own (a
+//!   dedicated connection) for the rest of its session ([`dedicated`]). In a cluster pool, a MULTI without WATCH
+//!   is instead queued in the session and sent at EXEC as one unit to the node of its keys ([`cluster`]).
+//!
+//! Whenever the backend connection that serves a client changes (or, in a cluster, the slot map does), the
+//! session first waits until every earlier reply has arrived (a barrier), so commands never overtake each other.
+
+mod cluster;
+mod dedicated;
+mod local;
+mod pending;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use cluster_router::commands::{self, CommandError, CommandSpec, ProxyHandling};
+use resp_codec::{Request, RequestDecoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Decoder;
+
+use crate::backend::{BackendError, BackendReply, SharedConnection};
+use crate::cluster::ClusterPool;
+use crate::pool::StandalonePool;
+use crate::reply;
+use crate::server::ProxyState;
+
+use self::cluster::ClusterSession;
+use self::pending::{next_front_event, try_front_event, Expect, FrontEvent, Pending};
+
+/// Why a session ended, for the connection's log line.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionEnd {
+    #[error("client closed the connection")]
+    ClientClosed,
+    #[error("client sent QUIT")]
+    Quit,
+    #[error("protocol error from client: {0}")]
+    Protocol(String),
+    #[error("client socket error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("dedicated backend connection lost: {0}")]
+    BackendLost(String),
+}
+
+/// What a session does next: serve on shared connections, move to a dedicated one, or end.
+enum Step {
+    Shared,
+    Dedicated(Request),
+    End(SessionEnd),
+}
+
+/// The pool serving a session.
+#[derive(Clone, Debug)]
+pub enum PoolHandle {
+    Standalone(Arc<StandalonePool>),
+    Cluster(Arc<ClusterPool>),
+}
+
+/// A client's protocol state and its link to a pool.
+pub struct Session {
+    id: u64,
+    state: Arc<ProxyState>,
+    stream: TcpStream,
+    read_buffer: BytesMut,
+    write_buffer: BytesMut,
+    decoder: RequestDecoder,
+    pending: VecDeque<Pending>,
+    /// A request that must wait until `pending` is empty (a barrier) before it runs.
+    deferred: Option<Request>,
+    closing: Option<SessionEnd>,
+    db: u32,
+    resp3: bool,
+    name: Option<Bytes>,
+    pool: PoolHandle,
+    /// Standalone pools: the shared connection for the current (db, protocol).
+    route: Option<SharedConnection>,
+    /// Cluster pools: the slot map this session routes with, and its connections.
+    cluster: Option<ClusterSession>,
+    /// Set when the client needs its own backend connection; the session then switches to dedicated mode.
+    go_dedicated: Option<Request>,
+    /// The last dedicated connection, kept for reuse after the client went back to shared connections.
+    spare_dedicated: Option<dedicated::SpareConnection>,
+}
+
+impl Session {
+    pub fn new(id: u64, state: Arc<ProxyState>, stream: TcpStream) -> Session {
+        let limits = state.client_codec_limits();
+        let pool = state.default_pool().clone();
+        Session {
+            id,
+            stream,
+            read_buffer: BytesMut::with_capacity(16 * 1024),
+            write_buffer: BytesMut::with_capacity(16 * 1024),
+            decoder: RequestDecoder::new(limits),
+            pending: VecDeque::new(),
+            deferred: None,
+            closing: None,
+            db: 0,
+            resp3: false,
+            name: None,
+            cluster: match &pool {
+                PoolHandle::Cluster(pool) => Some(ClusterSession::new(Arc::clone(pool))),
+                PoolHandle::Standalone(_) => None,
+            },
+            pool,
+            route: None,
+            go_dedicated: None,
+            spare_dedicated: None,
+            state,
+        }
+    }
+
+    /// Serves the client until it leaves or breaks the protocol.
+    pub async fn run(mut self) -> SessionEnd {
+        let mut step = Step::Shared;
+        loop {
+            let next = match step {
+                Step::Shared => self.run_shared().await,
+                Step::Dedicated(request) => self.run_dedicated(request).await,
+                Step::End(end) => return end,
+            };
+            step = next.unwrap_or_else(Step::End);
+        }
+    }
+
+    async fn run_shared(&mut self) -> Result<Step, SessionEnd> {
+        let max_pending = self.state.config().client_limits.max_pending_requests;
+        loop {
+            self.collect_ready_replies();
+            if !self.write_buffer.is_empty() {
+                self.stream.write_all(&self.write_buffer).await?;
+                self.write_buffer.clear();
+            }
+            if self.pending.is_empty() {
+                if let Some(end) = self.closing.take() {
+                    return Ok(Step::End(end));
+                }
+                if let Some(request) = self.deferred.take() {
+                    self.handle(request);
+                    continue;
+                }
+                if let Some(request) = self.go_dedicated.take() {
+                    return Ok(Step::Dedicated(request));
+                }
+            }
+            // Frame what is already buffered before reading more.
+            if self.accepting_requests(max_pending)
+                && !self.read_buffer.is_empty()
+                && self.decode_buffered(max_pending)
+            {
+                continue;
+            }
+            let can_read = self.accepting_requests(max_pending);
+            let front_waiting = self.pending.front().is_some_and(Pending::is_waiting);
+            tokio::select! {
+                biased;
+                event = next_front_event(self.pending.front_mut()), if front_waiting => {
+                    self.apply_front_event(event);
+                }
+                read = self.stream.read_buf(&mut self.read_buffer), if can_read => {
+                    if read? == 0 {
+                        return Ok(Step::End(SessionEnd::ClientClosed));
+                    }
+                }
+            }
+        }
+    }
+
+    fn accepting_requests(&self, max_pending: usize) -> bool {
+        self.closing.is_none()
+            && self.deferred.is_none()
+            && self.go_dedicated.is_none()
+            && self.pending.len() < max_pending
+    }
+
+    /// Moves every reply that is already available, from the front of the queue, into the write buffer.
+    fn collect_ready_replies(&mut self) {
+        loop {
+            let Some(front) = self.pending.front_mut() else {
+                return;
+            };
+            if let Pending::Ready(bytes) = front {
+                let bytes = std::mem::take(bytes);
+                self.write_buffer.extend_from_slice(&bytes);
+                self.pending.pop_front();
+                continue;
+            }
+            match try_front_event(front) {
+                Some(event) => self.apply_front_event(event),
+                None => return,
+            }
+        }
+    }
+
+    /// Applies an event to the front entry: completes it into the write buffer, or (cluster) sends it again.
+    fn apply_front_event(&mut self, event: FrontEvent) {
+        let Some(front) = self.pending.pop_front() else {
+            return;
+        };
+        match (front, event) {
+            (Pending::Waiting(_, expect), FrontEvent::Reply(reply)) => {
+                let bytes = convert_reply(reply, expect);
+                self.write_buffer.extend_from_slice(&bytes);
+            }
+            (Pending::Routed(routed), FrontEvent::Reply(reply)) => {
+                match self.cluster_reply(routed, reply) {
+                    Ok(bytes) => self.write_buffer.extend_from_slice(&bytes),
+                    Err(again) => self.pending.push_front(again),
+                }
+            }
+            (Pending::Merge(merge), FrontEvent::Part(index, reply)) => {
+                match self.cluster_part_reply(merge, index, reply) {
+                    Ok(bytes) => self.write_buffer.extend_from_slice(&bytes),
+                    Err(again) => self.pending.push_front(again),
+                }
+            }
+            (other, _) => self.pending.push_front(other),
+        }
+    }
+
+    /// Frames and handles buffered requests until the buffer runs dry or something asks to pause.
+    /// Returns whether it handled anything.
+    fn decode_buffered(&mut self, max_pending: usize) -> bool {
+        let mut handled = false;
+        while self.accepting_requests(max_pending) {
+            match self.decoder.decode(&mut self.read_buffer) {
+                Ok(Some(request)) => {
+                    self.handle(request);
+                    handled = true;
+                }
+                Ok(None) => return handled,
+                Err(error) => {
+                    // Like redis-server: reply with the protocol error, then close the connection.
+                    self.pending.push_back(Pending::Ready(error.to_reply()));
+                    self.closing = Some(SessionEnd::Protocol(error.to_string()));
+                    return true;
+                }
+            }
+        }
+        handled
+    }
+
+    /// Routes one request in shared mode.
+    fn handle(&mut self, request: Request) {
+        let spec = match commands::lookup(&request) {
+            Ok(spec) => spec,
+            Err(error) => {
+                self.fail_transaction();
+                self.pending
+                    .push_back(Pending::Ready(Bytes::from(error.to_reply())));
+                return;
+            }
+        };
+        if let Some(cluster) = &mut self.cluster {
+            if cluster.in_transaction() {
+                let reply = self.queue_in_transaction(spec, request);
+                if let Some(reply) = reply {
+                    self.pending.push_back(reply);
+                }
+                return;
+            }
+        }
+        let needs_barrier = self.changes_connection(spec, &request);
+        if needs_barrier && !self.pending.is_empty() {
+            self.deferred = Some(request);
+            return;
+        }
+        match spec.proxy {
+            ProxyHandling::Forward => self.forward(spec, request),
+            ProxyHandling::Dedicated | ProxyHandling::DedicatedWhenBlocking => {
+                if !commands::needs_dedicated_connection(spec, &request) {
+                    self.forward(spec, request);
+                } else if self.cluster.is_some() && spec.name == "multi" {
+                    self.begin_cluster_transaction();
+                } else {
+                    self.go_dedicated = Some(request);
+                }
+            }
+            ProxyHandling::Local => self.answer_locally(spec, request),
+            _ => self
+                .pending
+                .push_back(Pending::Ready(unsupported(&request))),
+        }
+    }
+
+    /// Sends a request down the pool's shared connections.
+    fn forward(&mut self, spec: &CommandSpec, request: Request) {
+        if self.cluster.is_some() {
+            self.cluster_forward(spec, request);
+            return;
+        }
+        let PoolHandle::Standalone(pool) = &self.pool else {
+            return;
+        };
+        let route = self
+            .route
+            .get_or_insert_with(|| pool.shared_connection(self.id, self.db, self.resp3));
+        let receiver = route.send(request.raw().clone());
+        self.pending
+            .push_back(Pending::Waiting(receiver, Expect::Forward));
+    }
+
+    /// Commands after which the client is served by another backend connection.
+    fn changes_connection(&self, spec: &CommandSpec, request: &Request) -> bool {
+        match spec.proxy {
+            ProxyHandling::Local => matches!(spec.name, "select" | "hello" | "reset"),
+            _ => {
+                commands::needs_dedicated_connection(spec, request)
+                    // A cluster MULTI is queued in the session and needs no barrier.
+                    && !(self.cluster.is_some() && spec.name == "multi")
+            }
+        }
+    }
+}
+
+fn convert_reply(reply: BackendReply, expect: Expect) -> Bytes {
+    match (reply, expect) {
+        (Ok(frame), Expect::Forward) => frame,
+        (Ok(frame), Expect::SelectCheck) if frame.first() == Some(&b'-') => frame,
+        (Ok(_), Expect::SelectCheck) => reply::ok(),
+        (Err(BackendError::Unavailable { reason, .. }), Expect::SelectCheck)
+            if reason.contains("DB index is out of range") =>
+        {
+            reply::error("ERR DB index is out of range")
+        }
+        (Err(error), _) => error.to_reply(),
+    }
+}
+
+/// The reply for a command the table knows but rkproxy does not serve.
+fn unsupported(request: &Request) -> Bytes {
+    Bytes::from(CommandError::unsupported(request).to_reply())
+}
+
+fn parse_u32(bytes: &[u8]) -> Option<u32> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}

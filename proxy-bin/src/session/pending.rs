@@ -1,0 +1,145 @@
+//! The queue of replies a client is owed, in request order, and how each entry completes.
+//!
+//! Most entries wait on one backend reply. Cluster entries may be redirected (MOVED/ASK) before they complete,
+//! and split or whole-keyspace commands wait on several parts that are merged. Entries only complete at the
+//! front of the queue, which keeps replies in order and makes a redirected command retry before anything the
+//! client sent after it.
+
+use bytes::Bytes;
+use cluster_router::commands::MergePolicy;
+use cluster_router::plan::SplitPart;
+use cluster_router::topology::NodeAddr;
+use tokio::sync::oneshot;
+
+use crate::backend::BackendReply;
+
+/// What the client will get for one request.
+pub enum Pending {
+    /// Already known (an error, or a command the proxy answers itself).
+    Ready(Bytes),
+    /// Waiting for one backend reply, passed on as it is (or converted, see [`Expect`]).
+    Waiting(oneshot::Receiver<BackendReply>, Expect),
+    /// A cluster command sent to one node; it may come back as MOVED or ASK and be sent again.
+    Routed(Box<Routed>),
+    /// A command sent as several parts (a split multi-key command, a whole-keyspace command, SCAN).
+    Merge(Box<Merge>),
+}
+
+/// How to turn a backend reply into the client's reply.
+#[derive(Clone, Copy)]
+pub enum Expect {
+    /// Pass the reply through.
+    Forward,
+    /// A PING sent to check a newly selected db: success becomes `+OK`.
+    SelectCheck,
+}
+
+/// A cluster request on its way to one node.
+pub struct Routed {
+    pub receiver: oneshot::Receiver<BackendReply>,
+    pub request: Bytes,
+    pub node: NodeAddr,
+    pub redirects: u8,
+}
+
+/// One part of a [`Merge`].
+pub struct Part {
+    pub receiver: Option<oneshot::Receiver<BackendReply>>,
+    pub request: Bytes,
+    pub node: NodeAddr,
+    pub redirects: u8,
+    pub reply: Option<Bytes>,
+}
+
+/// How the parts' replies become one.
+pub enum Combine {
+    /// Merge with the router's policy (`split` holds the split plan for key-ordered merges).
+    Policy {
+        policy: MergePolicy,
+        split: Vec<SplitPart>,
+    },
+    /// SCAN on master `node_index` of `masters`: rewrite the node's cursor into a proxy cursor.
+    Scan { node_index: usize, masters: usize },
+}
+
+/// A request made of several parts.
+pub struct Merge {
+    pub parts: Vec<Part>,
+    pub combine: Combine,
+}
+
+/// Something that happened to the entry at the front of the queue.
+pub enum FrontEvent {
+    /// The single reply of a `Waiting` or `Routed` entry.
+    Reply(BackendReply),
+    /// The reply of part `index` of a `Merge` entry.
+    Part(usize, BackendReply),
+}
+
+fn lost() -> BackendReply {
+    Ok(Bytes::from_static(
+        b"-ERR backend connection closed before replying\r\n",
+    ))
+}
+
+/// The front entry's next event, if one is ready now (never waits).
+pub fn try_front_event(front: &mut Pending) -> Option<FrontEvent> {
+    fn try_one(receiver: &mut oneshot::Receiver<BackendReply>) -> Option<BackendReply> {
+        match receiver.try_recv() {
+            Ok(reply) => Some(reply),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(lost()),
+        }
+    }
+    match front {
+        Pending::Ready(_) => None,
+        Pending::Waiting(receiver, _) => try_one(receiver).map(FrontEvent::Reply),
+        Pending::Routed(routed) => try_one(&mut routed.receiver).map(FrontEvent::Reply),
+        Pending::Merge(merge) => merge
+            .parts
+            .iter_mut()
+            .enumerate()
+            .find_map(|(index, part)| {
+                let reply = try_one(part.receiver.as_mut()?)?;
+                part.receiver = None;
+                Some(FrontEvent::Part(index, reply))
+            }),
+    }
+}
+
+/// Waits for the front entry's next event. The caller checks that the front entry waits on something.
+pub async fn next_front_event(front: Option<&mut Pending>) -> FrontEvent {
+    async fn wait(receiver: &mut oneshot::Receiver<BackendReply>) -> BackendReply {
+        receiver.await.unwrap_or_else(|_| lost())
+    }
+    match front {
+        Some(Pending::Waiting(receiver, _)) => FrontEvent::Reply(wait(receiver).await),
+        Some(Pending::Routed(routed)) => FrontEvent::Reply(wait(&mut routed.receiver).await),
+        Some(Pending::Merge(merge)) => {
+            let next = merge
+                .parts
+                .iter_mut()
+                .enumerate()
+                .find(|(_, part)| part.receiver.is_some());
+            match next {
+                Some((index, part)) => {
+                    let reply = match part.receiver.as_mut() {
+                        Some(receiver) => wait(receiver).await,
+                        None => lost(),
+                    };
+                    part.receiver = None;
+                    FrontEvent::Part(index, reply)
+                }
+                None => std::future::pending().await,
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+impl Pending {
+    /// Whether this entry waits on the backend (so the session should wait for its event).
+    pub fn is_waiting(&self) -> bool {
+        !matches!(self, Pending::Ready(_))
+    }
+}

@@ -1,0 +1,353 @@
+//! [`Tenant`]: one validated tenant, and its rights (which commands, which database, which
+//! pools).
+//!
+//! Rights are decided from the command table (`cluster_router::CommandSpec`), never from a
+//! list of names kept here, except for the few commands whose flags do not say enough
+//! ([`ADMIN_EXTRA`], [`DANGEROUS_BUT_ALLOWED`], [`MAY_WRITE_UNFLAGGED`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cluster_router::commands::{AclCategories, CommandClass, CommandFlags};
+use cluster_router::{Args, CommandSpec};
+use regex_lite::Regex;
+
+use crate::error::{sanitize, PolicyError};
+use crate::limits::TrafficLimits;
+
+/// Commands with the `@dangerous` ACL category that non-admin tenants may still run, because
+/// they only touch the tenant's own keys once prefixed: KEYS gets the prefix in its pattern, and
+/// SORT's BY/GET patterns and STORE key get it too.
+pub const DANGEROUS_BUT_ALLOWED: &[&str] = &["keys", "sort", "sort_ro"];
+
+/// Commands that are administrative although their flags do not say so: they act on state
+/// shared by every tenant of the server (the script cache and function libraries).
+pub const ADMIN_EXTRA: &[&str] = &[
+    "script|flush",
+    "script|kill",
+    "function|flush",
+    "function|delete",
+    "function|restore",
+    "function|kill",
+];
+
+/// Commands without the `write` flag that may write anyway: scripts and functions run
+/// whatever they contain (their `_ro` variants are flagged read-only and allowed).
+pub const MAY_WRITE_UNFLAGGED: &[&str] = &["eval", "evalsha", "fcall"];
+
+/// The commands that work before authentication.
+const BEFORE_AUTH: &[&str] = &["auth", "hello", "ping", "echo", "quit"];
+
+/// Whether a command is allowed on a connection that has not authenticated yet: AUTH, HELLO,
+/// PING, ECHO and QUIT. Everything else gets [`PolicyError::NoAuth`].
+///
+/// ```
+/// use cluster_router::lookup;
+/// use tenant_policy::allowed_before_auth;
+///
+/// assert!(allowed_before_auth(lookup(&[&b"PING"[..]]).unwrap()));
+/// assert!(!allowed_before_auth(lookup(&[&b"GET"[..], b"k"]).unwrap()));
+/// ```
+pub fn allowed_before_auth(spec: &CommandSpec) -> bool {
+    BEFORE_AUTH.contains(&spec.name)
+}
+
+/// Whether non-admin tenants are refused this command.
+pub(crate) fn is_admin_command(spec: &CommandSpec) -> bool {
+    spec.class == CommandClass::Admin
+        || spec.flags.contains(CommandFlags::ADMIN)
+        || spec.acl_categories.contains(AclCategories::ADMIN)
+        || (spec.acl_categories.contains(AclCategories::DANGEROUS)
+            && !DANGEROUS_BUT_ALLOWED.contains(&spec.name))
+        || ADMIN_EXTRA.contains(&spec.name)
+}
+
+/// Whether read-only tenants are refused this command.
+pub(crate) fn may_write(spec: &CommandSpec) -> bool {
+    spec.is_write() || MAY_WRITE_UNFLAGGED.contains(&spec.name)
+}
+
+/// Which databases of each pool are taken by tenants with a `db`; shared by all tenants of one
+/// configuration.
+#[derive(Debug, Default)]
+pub(crate) struct DbDirectory {
+    pub(crate) pools: BTreeMap<String, PoolDbs>,
+}
+
+/// The databases of one pool.
+#[derive(Debug, Default)]
+pub(crate) struct PoolDbs {
+    pub(crate) databases: u32,
+    /// Databases some tenant has as its `db` (fixed or auto).
+    pub(crate) claimed: BTreeSet<u32>,
+}
+
+/// The SHA-256 of a tenant's password. Its `Debug` hides it, so that logging a tenant does not
+/// log something a weak password could be recovered from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PasswordDigest(pub(crate) [u8; 32]);
+
+impl std::fmt::Debug for PasswordDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordDigest(..)")
+    }
+}
+
+/// One tenant, validated and ready for the hot path. Shared as `Arc<Tenant>` by all its
+/// connections; every method takes `&self` and is thread-safe.
+#[derive(Debug)]
+pub struct Tenant {
+    pub(crate) name: String,
+    pub(crate) password_digest: PasswordDigest,
+    pub(crate) pool: String,
+    pub(crate) pools: Vec<String>,
+    pub(crate) readonly: bool,
+    pub(crate) admin: bool,
+    pub(crate) db: Option<u32>,
+    pub(crate) db_is_auto: bool,
+    pub(crate) dbs: Arc<DbDirectory>,
+    pub(crate) key_prefix: Option<Bytes>,
+    /// The prefix with glob characters escaped, for KEYS/SCAN/PSUBSCRIBE patterns.
+    pub(crate) glob_prefix: Option<Bytes>,
+    pub(crate) key_pattern: Option<Regex>,
+    /// `default_ttl` in seconds, as the decimal text that goes after `EX`.
+    pub(crate) default_ttl: Option<Bytes>,
+    pub(crate) max_request_bytes: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) connections: AtomicUsize,
+    pub(crate) limits: TrafficLimits,
+}
+
+// === impl Tenant ===
+
+impl Tenant {
+    /// The tenant's name (its AUTH username).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The pool its connections start on.
+    pub fn pool(&self) -> &str {
+        &self.pool
+    }
+
+    /// Whether it may only read.
+    pub fn is_readonly(&self) -> bool {
+        self.readonly
+    }
+
+    /// Whether it may run administrative commands and use any pool.
+    pub fn is_admin(&self) -> bool {
+        self.admin
+    }
+
+    /// The database its connections use: the configured number, the one assigned for
+    /// `db = "auto"`, or `None` when unset (start in db 0; SELECT as [`Tenant::check_select`]
+    /// allows).
+    pub fn db(&self) -> Option<u32> {
+        self.db
+    }
+
+    /// Whether [`Tenant::db`] was assigned by `db = "auto"`.
+    pub fn db_is_auto(&self) -> bool {
+        self.db_is_auto
+    }
+
+    /// The key prefix, if any.
+    pub fn key_prefix(&self) -> Option<&[u8]> {
+        self.key_prefix.as_deref()
+    }
+
+    /// The SELECT check: parses the client's db argument and says whether this tenant may use
+    /// that database on `pool` (the connection's current pool). Returns the database number.
+    ///
+    /// Tenants with a `db` may select only it; tenants without one may select db 0 and any
+    /// database no tenant of that pool has as its `db`; admins may select any database.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use tenant_policy::{DbSetting, PoolInfo, TenantConfig, Tenants};
+    ///
+    /// let mut config = TenantConfig::new("pw", "main");
+    /// config.db = Some(DbSetting::Number(3));
+    /// let tenants = Tenants::new(
+    ///     &BTreeMap::from([("app".to_owned(), config)]),
+    ///     &BTreeMap::from([("main".to_owned(), PoolInfo::standalone())]),
+    /// )
+    /// .unwrap();
+    /// let app = tenants.get("app").unwrap();
+    /// assert_eq!(app.check_select("main", b"3"), Ok(3));
+    /// assert_eq!(
+    ///     app.check_select("main", b"4").unwrap_err().to_string(),
+    ///     "ERR SELECT 4 is not allowed: tenant 'app' works in db 3"
+    /// );
+    /// ```
+    pub fn check_select(&self, pool: &str, db: &[u8]) -> Result<u32, PolicyError> {
+        let requested = std::str::from_utf8(db)
+            .ok()
+            .and_then(|text| text.parse::<i64>().ok())
+            .ok_or(PolicyError::NotAnInteger)?;
+        let pool_dbs = self.dbs.pools.get(pool);
+        let databases = pool_dbs.map_or(0, |pool| pool.databases);
+        let requested = u32::try_from(requested)
+            .ok()
+            .filter(|db| *db < databases)
+            .ok_or(PolicyError::DbOutOfRange)?;
+        if self.admin {
+            return Ok(requested);
+        }
+        match self.db {
+            Some(own) if own == requested => Ok(requested),
+            Some(own) => Err(PolicyError::SelectOtherDb {
+                tenant: self.name.clone(),
+                requested,
+                own,
+            }),
+            None if requested != 0
+                && pool_dbs.is_some_and(|pool| pool.claimed.contains(&requested)) =>
+            {
+                Err(PolicyError::SelectReservedDb {
+                    pool: pool.to_owned(),
+                    requested,
+                })
+            }
+            None => Ok(requested),
+        }
+    }
+
+    /// The USE check: admins may use any pool, other tenants their own pool and the ones in
+    /// their `pools` list. (That the pool exists is the proxy's check.)
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use tenant_policy::{PoolInfo, TenantConfig, Tenants};
+    ///
+    /// let tenants = Tenants::new(
+    ///     &BTreeMap::from([("app".to_owned(), TenantConfig::new("pw", "main"))]),
+    ///     &BTreeMap::from([
+    ///         ("main".to_owned(), PoolInfo::standalone()),
+    ///         ("other".to_owned(), PoolInfo::standalone()),
+    ///     ]),
+    /// )
+    /// .unwrap();
+    /// let app = tenants.get("app").unwrap();
+    /// assert!(app.may_use_pool("main").is_ok());
+    /// assert_eq!(
+    ///     app.may_use_pool("other").unwrap_err().to_string(),
+    ///     "NOPERM tenant 'app' may not use pool 'other'"
+    /// );
+    /// ```
+    pub fn may_use_pool(&self, pool: &str) -> Result<(), PolicyError> {
+        if self.admin || self.pool == pool || self.pools.iter().any(|p| p == pool) {
+            Ok(())
+        } else {
+            Err(PolicyError::PoolNotAllowed {
+                tenant: self.name.clone(),
+                pool: sanitize(pool.as_bytes()),
+            })
+        }
+    }
+
+    /// The check for the proxy's own admin commands (RELOAD, SHOW, ...), which are not in the
+    /// Redis command table: admins only. `command` is the name as the client sent it.
+    pub fn may_run_proxy_admin(&self, command: &[u8]) -> Result<(), PolicyError> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(PolicyError::ProxyAdminOnly {
+                tenant: self.name.clone(),
+                command: sanitize(command).to_ascii_lowercase(),
+            })
+        }
+    }
+
+    /// The rights check for one command: admin-only commands for non-admins, writes for
+    /// read-only tenants, and commands that would cross the tenant's isolation. Allocates only
+    /// when it refuses.
+    ///
+    /// - Admin-only: class `Admin`, the `admin` flag, the `@admin` category, the `@dangerous`
+    ///   category except [`DANGEROUS_BUT_ALLOWED`], and [`ADMIN_EXTRA`].
+    /// - Writes: the `write` flag and [`MAY_WRITE_UNFLAGGED`] (EVAL, EVALSHA, FCALL; their
+    ///   `_ro` variants are allowed).
+    /// - Isolation: RANDOMKEY under a key prefix (the server cannot pick a random key among
+    ///   the tenant's keys: use SCAN), and for non-admins MOVE and `COPY ... DB n` into a
+    ///   database other than the tenant's.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use cluster_router::lookup;
+    /// use tenant_policy::{PoolInfo, TenantConfig, Tenants};
+    ///
+    /// let mut config = TenantConfig::new("pw", "main");
+    /// config.readonly = true;
+    /// let tenants = Tenants::new(
+    ///     &BTreeMap::from([("reports".to_owned(), config)]),
+    ///     &BTreeMap::from([("main".to_owned(), PoolInfo::standalone())]),
+    /// )
+    /// .unwrap();
+    /// let reports = tenants.get("reports").unwrap();
+    /// let args: &[&[u8]] = &[b"SET", b"k", b"v"];
+    /// assert_eq!(
+    ///     reports.authorize(lookup(&args).unwrap(), &args).unwrap_err().to_string(),
+    ///     "NOPERM this user has no permissions to run the 'set' command (tenant 'reports' is read-only)"
+    /// );
+    /// let args: &[&[u8]] = &[b"CONFIG", b"GET", b"maxmemory"];
+    /// assert_eq!(
+    ///     reports.authorize(lookup(&args).unwrap(), &args).unwrap_err().to_string(),
+    ///     "NOPERM this user has no permissions to run the 'config|get' command (tenant 'reports' is not an admin)"
+    /// );
+    /// ```
+    pub fn authorize(&self, spec: &CommandSpec, args: &impl Args) -> Result<(), PolicyError> {
+        if !self.admin && is_admin_command(spec) {
+            return Err(PolicyError::AdminOnly {
+                tenant: self.name.clone(),
+                command: spec.name,
+            });
+        }
+        if self.readonly && may_write(spec) {
+            return Err(PolicyError::ReadOnly {
+                tenant: self.name.clone(),
+                command: spec.name,
+            });
+        }
+        let isolation = |reason| PolicyError::Isolation {
+            tenant: self.name.clone(),
+            command: spec.name,
+            reason,
+        };
+        match spec.name {
+            "randomkey" if self.key_prefix.is_some() => Err(isolation(
+                "has a key prefix and RANDOMKEY would pick any tenant's key; use SCAN",
+            )),
+            "move" if !self.admin => Err(isolation("may not move keys to another database")),
+            "copy" if !self.admin && copies_to_other_db(args, self.db) => {
+                Err(isolation("may not copy keys to another database"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether `COPY src dst [DB n] [REPLACE]` names a database other than `own`.
+fn copies_to_other_db(args: &impl Args, own: Option<u32>) -> bool {
+    let mut index = 3;
+    while let Some(arg) = args.arg(index) {
+        if arg.eq_ignore_ascii_case(b"db") {
+            let target = args
+                .arg(index + 1)
+                .and_then(|db| std::str::from_utf8(db).ok())
+                .and_then(|db| db.parse::<u32>().ok());
+            // A malformed number is the server's syntax error to report; only a real other
+            // database (or any database for a tenant without one) is refused here.
+            return match (target, own) {
+                (Some(target), Some(own)) => target != own,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+        }
+        index += 1;
+    }
+    false
+}

@@ -1,0 +1,229 @@
+//! The throw-away server set that `cargo xtask test` runs the workspace tests against.
+//!
+//! Every server is a child process on a free loopback port, with its data and log under
+//! `target/rkproxy-servers/test-<xtask pid>/`. [`TestServers`] stops them all when dropped, so a
+//! failing test run, an error during startup and Ctrl-C all end with no server left running.
+//!
+//! Adding a kind of server means: start it in [`TestServers::start`] (pushing its process into the
+//! guard), keep its address in a field, and export it in [`TestServers::env`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::ports::PortReserver;
+use crate::redis::{self, RedisKind, RedisSpec};
+use crate::shell::{self, ChildGuard};
+use crate::{kafka, ports, project, Result};
+
+/// How many nodes the test cluster has: three masters with one replica each.
+pub const CLUSTER_NODES: usize = 6;
+
+/// Which optional servers to start besides the Redis ones.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerChoice {
+    pub kafka: bool,
+}
+
+/// Running test servers; dropping this stops them.
+pub struct TestServers {
+    pub dir: PathBuf,
+    pub redis: SocketAddr,
+    pub redis_auth: SocketAddr,
+    pub cluster: Vec<SocketAddr>,
+    pub kafka: Option<SocketAddr>,
+    /// Keep `dir` (logs, configs) after stopping.
+    pub keep_data: bool,
+    guard: ChildGuard,
+    stopped: bool,
+}
+
+impl TestServers {
+    /// Starts the whole set and waits until each server is ready (the cluster fully formed).
+    pub fn start(choice: ServerChoice) -> Result<TestServers> {
+        clean_up_interrupted_runs();
+        let dir = project::servers_dir().join(format!("test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        // The struct exists from the start so that an error halfway stops what already runs.
+        let mut servers = TestServers {
+            dir: dir.clone(),
+            redis: ports::loopback(0),
+            redis_auth: ports::loopback(0),
+            cluster: Vec::new(),
+            kafka: None,
+            keep_data: true,
+            guard: ChildGuard::default(),
+            stopped: false,
+        };
+
+        let mut reserver = PortReserver::default();
+        let mut specs = vec![
+            RedisSpec {
+                name: "redis".into(),
+                port: reserver.reserve()?,
+                dir: dir.join("redis"),
+                kind: RedisKind::Standalone,
+                daemonize: false,
+            },
+            RedisSpec {
+                name: "redis-auth".into(),
+                port: reserver.reserve()?,
+                dir: dir.join("redis-auth"),
+                kind: RedisKind::StandaloneAuth,
+                daemonize: false,
+            },
+        ];
+        for index in 0..CLUSTER_NODES {
+            specs.push(RedisSpec {
+                name: format!("cluster-{index}"),
+                port: reserver.reserve()?,
+                dir: dir.join(format!("cluster-{index}")),
+                kind: RedisKind::ClusterNode {
+                    bus_port: reserver.reserve()?,
+                },
+                daemonize: false,
+            });
+        }
+        drop(reserver);
+
+        // The JVM starts in the background while the Redis servers come up.
+        let kafka = if choice.kafka {
+            Some(kafka::spawn_child(&dir.join("kafka"), &mut servers.guard)?)
+        } else {
+            None
+        };
+
+        for spec in &mut specs {
+            spawn_with_port_retries(spec, &mut servers.guard)?;
+        }
+        servers.redis = specs[0].addr();
+        servers.redis_auth = specs[1].addr();
+        servers.cluster = specs[2..].iter().map(RedisSpec::addr).collect();
+
+        redis::create_cluster(&servers.cluster, &dir.join("cluster-create.log"))?;
+        redis::wait_cluster_ok(&servers.cluster, Duration::from_secs(60))?;
+
+        if let Some(kafka) = kafka {
+            kafka::wait_child_ready(&kafka, &mut servers.guard)?;
+            servers.kafka = Some(kafka.addr());
+        }
+        servers.keep_data = false;
+        Ok(servers)
+    }
+
+    /// The environment variables the workspace tests read.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let cluster: Vec<String> = self.cluster.iter().map(SocketAddr::to_string).collect();
+        let mut vars = vec![
+            ("RKPROXY_TEST_REDIS", self.redis.to_string()),
+            ("RKPROXY_TEST_REDIS_AUTH", self.redis_auth.to_string()),
+            ("RKPROXY_TEST_CLUSTER", cluster.join(",")),
+        ];
+        if let Some(kafka) = self.kafka {
+            vars.push(("RKPROXY_TEST_KAFKA", kafka.to_string()));
+        }
+        vars
+    }
+
+    /// Stops every server now (dropping does the same).
+    pub fn stop(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        self.guard.stop_all();
+        if self.keep_data {
+            eprintln!(
+                "server data and logs kept in {}",
+                project::display(&self.dir)
+            );
+        } else if let Err(error) = std::fs::remove_dir_all(&self.dir) {
+            eprintln!("warning: cannot remove {}: {error}", self.dir.display());
+        }
+    }
+}
+
+impl Drop for TestServers {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// Starts one redis-server child; if its port was taken between picking and binding, picks new
+/// ports and tries again.
+fn spawn_with_port_retries(spec: &mut RedisSpec, guard: &mut ChildGuard) -> Result<()> {
+    let mut attempt = 1;
+    loop {
+        match redis::spawn_child(spec) {
+            Ok(child) => {
+                guard.push(spec.name.clone(), child);
+                return Ok(());
+            }
+            Err(_) if attempt < 3 && spec.failed_on_busy_port() => {
+                eprintln!(
+                    "{} could not bind port {}; retrying on another port",
+                    spec.name, spec.port
+                );
+                let mut reserver = PortReserver::default();
+                spec.port = reserver.reserve()?;
+                if let RedisKind::ClusterNode { .. } = spec.kind {
+                    spec.kind = RedisKind::ClusterNode {
+                        bus_port: reserver.reserve()?,
+                    };
+                }
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Stops servers left by an earlier `test` run whose xtask died without cleaning up (killed with
+/// SIGKILL, for example), and removes its folder. Runs of other live xtask processes, which may
+/// share this target dir, are left alone.
+fn clean_up_interrupted_runs() {
+    let Ok(entries) = std::fs::read_dir(project::servers_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("test-")
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let owner_alive = shell::cmdline(pid).is_some_and(|line| line.contains("xtask"));
+        if owner_alive && shell::pid_alive(pid) {
+            continue;
+        }
+        let stopped = stop_servers_in(&entry.path());
+        if stopped > 0 {
+            eprintln!("stopped {stopped} servers left running by an interrupted run ({name})");
+        }
+        let _ = std::fs::remove_dir_all(entry.path());
+    }
+}
+
+/// Stops every live server whose pid file sits in a subfolder of `dir`. Returns how many.
+fn stop_servers_in(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut stopped = 0;
+    for entry in entries.flatten() {
+        for pid_file in ["redis.pid", "kafka.pid"] {
+            if let Some(pid) = shell::read_pid_file(&entry.path().join(pid_file)) {
+                if kafka::is_server_pid(pid) || redis::is_redis_pid(pid) {
+                    shell::stop_pid(pid);
+                    stopped += 1;
+                }
+            }
+        }
+    }
+    stopped
+}

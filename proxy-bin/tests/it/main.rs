@@ -8,6 +8,7 @@ mod support;
 
 mod bad_input;
 mod binary;
+mod cluster;
 mod failures;
 mod standalone;
 mod stateful;

@@ -160,6 +160,19 @@ impl OwnRedis {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// A stand-in for a node that was taken out (already stopped; dropping it does nothing).
+    pub fn placeholder(port: u16) -> OwnRedis {
+        OwnRedis {
+            port,
+            child: None,
+            extra_args: Vec::new(),
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -221,4 +234,173 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The 6-node test cluster that `cargo xtask test` started (3 masters, 3 replicas).
+pub fn cluster_nodes() -> Vec<String> {
+    env_addr("RKPROXY_TEST_CLUSTER")
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A proxy whose default pool is a cluster pool over `seeds`, with extra pool keys.
+pub async fn start_cluster_proxy(seeds: &[String], extra: &str) -> RunningProxy {
+    let nodes = seeds
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    start_proxy_toml(&format!(
+        "default_pool = 'c'\n[pools.c]\nkind = 'cluster'\nnodes = [{nodes}]\n{extra}\n"
+    ))
+    .await
+}
+
+/// Runs redis-cli against a `host:port` string and returns stdout.
+pub fn redis_cli_at(addr: &str, args: &[&str]) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let output = Command::new("redis-cli")
+        .args(["-h", host, "-p", port])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A Redis Cluster owned by one test (3 masters, 3 replicas, short node timeout), for tests that kill nodes or
+/// move slots. Every node is killed on drop.
+pub struct OwnCluster {
+    pub nodes: Vec<OwnRedis>,
+    _dir: TempDir,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl OwnCluster {
+    pub fn start(node_timeout_ms: u32) -> OwnCluster {
+        let dir = std::env::temp_dir().join(format!(
+            "rkproxy-own-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut nodes = Vec::new();
+        for index in 0..6 {
+            let node_dir = dir.join(format!("node-{index}"));
+            std::fs::create_dir_all(&node_dir).unwrap();
+            let bus_port = free_port();
+            let timeout = node_timeout_ms.to_string();
+            let bus = bus_port.to_string();
+            let node_dir_text = node_dir.display().to_string();
+            nodes.push(OwnRedis::start(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-node-timeout",
+                &timeout,
+                "--cluster-port",
+                &bus,
+                "--dir",
+                &node_dir_text,
+            ]));
+        }
+        let addrs: Vec<String> = nodes.iter().map(OwnRedis::addr).collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create").args(&addrs);
+        create.args(["--cluster-replicas", "1", "--cluster-yes"]);
+        let output = create.output().unwrap();
+        assert!(output.status.success(), "cluster create failed: {output:?}");
+        let cluster = OwnCluster {
+            nodes,
+            _dir: TempDir(dir),
+        };
+        cluster.wait_until_ok(Duration::from_secs(30));
+        cluster
+    }
+
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(OwnRedis::addr).collect()
+    }
+
+    /// Waits until every live node reports `cluster_state:ok` and all agree on the slot owners.
+    pub fn wait_until_ok(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let live: Vec<String> = self
+                .nodes
+                .iter()
+                .filter(|n| n.is_running())
+                .map(OwnRedis::addr)
+                .collect();
+            let all_ok = live
+                .iter()
+                .all(|a| redis_cli_at(a, &["CLUSTER", "INFO"]).contains("cluster_state:ok"));
+            let maps: Vec<String> = live.iter().map(|a| masters_of(a)).collect();
+            // A replica that never finished its first sync cannot take over from its master.
+            let replicas_synced = live.iter().all(|a| {
+                let info = redis_cli_at(a, &["INFO", "replication"]);
+                info.contains("role:master") || info.contains("master_link_status:up")
+            });
+            if all_ok && replicas_synced && maps.windows(2).all(|w| w[0] == w[1]) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster not ok in time: {maps:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The address of the master that serves `slot`, as the first live node sees it (`None` while a failed
+    /// master's slots have no new owner yet).
+    pub fn master_of_slot(&self, slot: u16) -> Option<String> {
+        let live = self.nodes.iter().find(|n| n.is_running()).unwrap().addr();
+        let nodes = redis_cli_at(&live, &["CLUSTER", "NODES"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            if !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            for range in &fields[8..] {
+                let (start, end) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(start), Ok(end)) = (start.parse::<u16>(), end.parse::<u16>()) {
+                    if (start..=end).contains(&slot) {
+                        return Some(fields[1].split('@').next().unwrap().to_owned());
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    pub fn node_mut(&mut self, addr: &str) -> &mut OwnRedis {
+        self.nodes.iter_mut().find(|n| n.addr() == addr).unwrap()
+    }
+}
+
+/// `host:port` of every master serving slots, sorted, as one node sees the cluster.
+fn masters_of(addr: &str) -> String {
+    let nodes = redis_cli_at(addr, &["CLUSTER", "NODES"]);
+    let mut masters: Vec<String> = nodes
+        .lines()
+        .filter(|l| l.contains("master") && !l.contains("fail") && l.split(' ').count() > 8)
+        .map(|l| {
+            let fields: Vec<&str> = l.split(' ').collect();
+            format!(
+                "{} {}",
+                fields[1].split('@').next().unwrap_or(""),
+                fields[8..].join(",")
+            )
+        })
+        .collect();
+    masters.sort();
+    masters.join(";")
 }

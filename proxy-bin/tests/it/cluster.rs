@@ -1,0 +1,606 @@
+//! Redis Cluster pools: routing, redirects, cross-slot splits, whole-keyspace commands, transactions,
+//! pub/sub, replica reads and failover. Clients are plain (non-cluster) clients: redis-cli without `-c` and
+//! redis-rs in standalone mode.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+
+use crate::support::*;
+
+/// Keys that hash to many different slots (and so to every master).
+fn spread_keys(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}:{i}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_redis_cli_reaches_every_slot() {
+    let nodes = cluster_nodes();
+    let proxy = start_cluster_proxy(&nodes[..2], "").await;
+    let keys = spread_keys(&unique("cli"), 40);
+    for key in &keys {
+        assert_eq!(
+            redis_cli(proxy.local_addr, &["SET", key, key]).await,
+            "OK\n"
+        );
+    }
+    for key in &keys {
+        assert_eq!(
+            redis_cli(proxy.local_addr, &["GET", key]).await,
+            format!("{key}\n")
+        );
+        // The value is on the node that owns the slot: a cluster-aware redis-cli finds it there.
+        let direct = redis_cli_at(&nodes[0], &["-c", "GET", key]);
+        assert_eq!(direct, format!("{key}\n"));
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_slot_multi_key_commands_are_split_and_merged_in_order() {
+    let proxy = start_cluster_proxy(&cluster_nodes(), "").await;
+    let mut connection = client(&proxy).await;
+    let keys = spread_keys(&unique("split"), 25);
+    let pairs: Vec<(String, String)> = keys.iter().map(|k| (k.clone(), format!("v-{k}"))).collect();
+    let _: () = connection.mset(&pairs).await.unwrap();
+    let mut asked = keys.clone();
+    asked.insert(3, unique("missing"));
+    asked.reverse();
+    let values: Vec<Option<String>> = connection.mget(&asked).await.unwrap();
+    for (key, value) in asked.iter().zip(&values) {
+        if key.contains("missing") {
+            assert_eq!(value, &None);
+        } else {
+            assert_eq!(
+                value.as_deref(),
+                Some(format!("v-{key}").as_str()),
+                "MGET order for {key}"
+            );
+        }
+    }
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&keys)
+        .arg(&keys[0])
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(exists, 26, "EXISTS counts a repeated key twice, like Redis");
+    let touched: i64 = redis::cmd("TOUCH")
+        .arg(&keys)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(touched, 25);
+
+    // Inside a pipeline the merged replies stay in order with the others.
+    let (first, count, second, deleted): (Vec<Option<String>>, i64, String, i64) = redis::pipe()
+        .cmd("MGET")
+        .arg(&keys[..10])
+        .cmd("EXISTS")
+        .arg(&keys[5..])
+        .cmd("GET")
+        .arg(&keys[7])
+        .cmd("UNLINK")
+        .arg(&keys[..12])
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 10);
+    assert_eq!(first[9].as_deref(), Some(format!("v-{}", keys[9]).as_str()));
+    assert_eq!(count, 20);
+    assert_eq!(second, format!("v-{}", keys[7]));
+    assert_eq!(deleted, 12);
+    let deleted: i64 = connection.del(&keys).await.unwrap();
+    assert_eq!(deleted, 13);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_that_cannot_span_slots_get_crossslot() {
+    let proxy = start_cluster_proxy(&cluster_nodes(), "").await;
+    let mut connection = client(&proxy).await;
+    let a = unique("a");
+    let b = unique("b");
+    for command in [
+        vec!["MSETNX", a.as_str(), "1", b.as_str(), "2"],
+        vec!["SUNIONSTORE", a.as_str(), b.as_str()],
+        vec!["RENAME", a.as_str(), b.as_str()],
+        vec!["BLMOVE", a.as_str(), b.as_str(), "LEFT", "RIGHT", "0.1"],
+    ] {
+        let mut cmd = redis::cmd(command[0]);
+        cmd.arg(&command[1..]);
+        let error = cmd
+            .query_async::<()>(&mut connection)
+            .await
+            .unwrap_err()
+            .to_string();
+        // redis-rs shows the CROSSSLOT code as "CrossSlot".
+        assert!(
+            error.to_lowercase().contains("crossslot")
+                && error.contains("don't hash to the same slot"),
+            "{command:?}: {error}"
+        );
+    }
+    // With a hash tag the same commands work.
+    let (x, y) = (format!("{{{a}}}.x"), format!("{{{a}}}.y"));
+    let set: i64 = redis::cmd("MSETNX")
+        .arg(&x)
+        .arg(1)
+        .arg(&y)
+        .arg(2)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(set, 1);
+    let _: () = redis::cmd("RENAME")
+        .arg(&x)
+        .arg(format!("{{{a}}}.z"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let _: () = connection.rpush(&x, "item").await.unwrap();
+    let moved: Option<String> = redis::cmd("BLMOVE")
+        .arg(&x)
+        .arg(&y)
+        .arg("LEFT")
+        .arg("RIGHT")
+        .arg(1)
+        .query_async(&mut connection)
+        .await
+        .unwrap_or(None);
+    // y holds a string, so BLMOVE fails with WRONGTYPE; use a fresh list key instead.
+    assert_eq!(moved, None);
+    let list = format!("{{{a}}}.list");
+    let moved: Option<String> = redis::cmd("BLMOVE")
+        .arg(&x)
+        .arg(&list)
+        .arg("LEFT")
+        .arg("RIGHT")
+        .arg(1)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(moved.as_deref(), Some("item"));
+    let _: i64 = connection
+        .del(&[&x, &y, &list, &format!("{{{a}}}.z")])
+        .await
+        .unwrap();
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_keyspace_commands_cover_every_master() {
+    let nodes = cluster_nodes();
+    let proxy = start_cluster_proxy(&nodes, "").await;
+    let mut connection = client(&proxy).await;
+    let prefix = unique("space");
+    let keys = spread_keys(&prefix, 60);
+    for key in &keys {
+        let _: () = connection.set(key, 1).await.unwrap();
+    }
+    // DBSIZE is the sum over the masters.
+    let total: i64 = redis::cmd("DBSIZE")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let direct_total: i64 = nodes
+        .iter()
+        .filter(|n| redis_cli_at(n, &["ROLE"]).starts_with("master"))
+        .map(|n| redis_cli_at(n, &["DBSIZE"]).trim().parse::<i64>().unwrap())
+        .sum();
+    assert!(total >= 60, "{total}");
+    assert!(
+        (total - direct_total).abs() <= 5,
+        "proxy {total} vs direct {direct_total} (other tests write too)"
+    );
+    // KEYS sees every key, from all masters.
+    let found: Vec<String> = connection.keys(format!("{prefix}:*")).await.unwrap();
+    assert_eq!(
+        found.into_iter().collect::<BTreeSet<_>>(),
+        keys.iter().cloned().collect::<BTreeSet<_>>()
+    );
+    // SCAN walks every master; every key comes back, and the walk ends with cursor 0.
+    let mut cursor = 0u64;
+    let mut scanned = Vec::new();
+    let mut rounds = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}:*"))
+            .arg("COUNT")
+            .arg(20)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        scanned.extend(batch);
+        cursor = next;
+        rounds += 1;
+        if cursor == 0 {
+            break;
+        }
+        assert!(rounds < 10_000, "SCAN never ends");
+    }
+    let scanned: BTreeSet<String> = scanned.into_iter().collect();
+    assert_eq!(scanned, keys.iter().cloned().collect::<BTreeSet<_>>());
+    let error = redis::cmd("SCAN")
+        .arg("banana")
+        .query_async::<()>(&mut connection)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("invalid cursor"), "{error}");
+    // Scripts are loaded on every master, so EVALSHA works whatever the key's slot.
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg("return redis.call('GET', KEYS[1])")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    for key in &keys[..10] {
+        let value: i64 = redis::cmd("EVALSHA")
+            .arg(&sha)
+            .arg(1)
+            .arg(key)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(value, 1);
+    }
+    let exists: Vec<i64> = redis::cmd("SCRIPT")
+        .arg("EXISTS")
+        .arg(&sha)
+        .arg("0000000000000000000000000000000000000000")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(exists, vec![1, 0]);
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(pong, "PONG");
+    let random: Option<String> = redis::cmd("RANDOMKEY")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(random.is_some());
+    let info: String = redis::cmd("INFO")
+        .arg("keyspace")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(info.contains("db0:keys="), "{info}");
+    let _: i64 = connection.del(&keys).await.unwrap();
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_in_one_slot_work_and_across_slots_abort() {
+    let proxy = start_cluster_proxy(&cluster_nodes(), "").await;
+    let mut connection = client(&proxy).await;
+    let tag = unique("tx");
+    let (a, b) = (format!("{{{tag}}}.a"), format!("{{{tag}}}.b"));
+    let (set, incr, got): (String, i64, String) = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg(&a)
+        .arg(10)
+        .cmd("INCRBY")
+        .arg(&a)
+        .arg(5)
+        .cmd("SET")
+        .arg(&b)
+        .arg("x")
+        .ignore()
+        .cmd("GET")
+        .arg(&b)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!((set.as_str(), incr, got.as_str()), ("OK", 15, "x"));
+
+    let other = unique("elsewhere");
+    let error = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg(&a)
+        .arg(1)
+        .cmd("SET")
+        .arg(&other)
+        .arg(1)
+        .query_async::<()>(&mut connection)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.to_lowercase().contains("crossslot"), "{error}");
+    let still: i64 = connection.get(&a).await.unwrap();
+    assert_eq!(still, 15, "an aborted transaction changed nothing");
+
+    // WATCH runs on a dedicated connection to the key's node; a change by another client aborts EXEC.
+    let mut other_client = client(&proxy).await;
+    let _: () = redis::cmd("WATCH")
+        .arg(&a)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let _: () = other_client.set(&a, 99).await.unwrap();
+    let result: Option<(i64,)> = redis::pipe()
+        .atomic()
+        .cmd("INCR")
+        .arg(&a)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(result, None);
+    // Afterwards the client is back on shared connections and reaches every slot again.
+    let keys = spread_keys(&unique("after"), 20);
+    for key in &keys {
+        let _: () = connection.set(key, 1).await.unwrap();
+    }
+    let _: i64 = connection.del(&keys).await.unwrap();
+    let _: i64 = connection.del(&[&a, &b]).await.unwrap();
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_pop_and_pubsub_in_a_cluster() {
+    let proxy = start_cluster_proxy(&cluster_nodes(), "").await;
+    let key = unique("queue");
+    let mut waiter = client(&proxy).await;
+    let mut pusher = client(&proxy).await;
+    let waiting_key = key.clone();
+    let task = tokio::spawn(async move {
+        let popped: Option<(String, String)> = redis::cmd("BRPOP")
+            .arg(&waiting_key)
+            .arg(5)
+            .query_async(&mut waiter)
+            .await
+            .unwrap();
+        // The same client then works on other slots.
+        let _: () = waiter.set(unique("post-block"), 1).await.unwrap();
+        popped
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _: () = pusher.lpush(&key, "job-1").await.unwrap();
+    let popped = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(popped, Some((key, "job-1".to_owned())));
+
+    let channel = unique("news");
+    let url = format!("redis://{}/", proxy.local_addr);
+    let mut pubsub = redis::Client::open(url)
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    pubsub.subscribe(&channel).await.unwrap();
+    // Published through another client and another node: cluster pub/sub reaches every node.
+    for i in 0..3 {
+        let _: i64 = pusher.publish(&channel, format!("m{i}")).await.unwrap();
+    }
+    let mut messages = pubsub.on_message();
+    for i in 0..3 {
+        let message = tokio::time::timeout(Duration::from_secs(5), messages.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(message.get_payload::<String>().unwrap(), format!("m{i}"));
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_can_go_to_replicas() {
+    let nodes = cluster_nodes();
+    let proxy = start_cluster_proxy(&nodes, "read_from = 'prefer_replica'").await;
+    let mut connection = client(&proxy).await;
+    let replica_gets = || -> i64 {
+        nodes
+            .iter()
+            .filter(|n| redis_cli_at(n, &["ROLE"]).starts_with("slave"))
+            .map(|n| {
+                let stats = redis_cli_at(n, &["INFO", "commandstats"]);
+                stats
+                    .lines()
+                    .find(|l| l.starts_with("cmdstat_get:"))
+                    .and_then(|l| l.split("calls=").nth(1))
+                    .and_then(|l| l.split(',').next())
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    let before = replica_gets();
+    let keys = spread_keys(&unique("replica"), 30);
+    for key in &keys {
+        let _: () = connection.set(key, "v").await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for key in &keys {
+        // Replication is asynchronous: a read right after a write may miss; retry briefly.
+        let mut value: Option<String> = connection.get(key).await.unwrap();
+        for _ in 0..20 {
+            if value.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            value = connection.get(key).await.unwrap();
+        }
+        assert_eq!(value.as_deref(), Some("v"));
+    }
+    let after = replica_gets();
+    assert!(
+        after - before >= 30,
+        "replicas served {} GETs",
+        after - before
+    );
+    let _: i64 = connection.del(&keys).await.unwrap();
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moved_and_ask_are_hidden_during_resharding() {
+    let cluster = blocking(|| OwnCluster::start(2000)).await;
+    let proxy = start_cluster_proxy(&cluster.addrs()[..1], "").await;
+    let mut connection = client(&proxy).await;
+    let key = "{reshard}existing".to_owned();
+    let slot = cluster_router::key_slot(key.as_bytes());
+    let _: () = connection.set(&key, "before").await.unwrap();
+
+    let source = cluster.master_of_slot(slot).unwrap();
+    let target = cluster
+        .addrs()
+        .into_iter()
+        .find(|a| *a != source && redis_cli_at(a, &["ROLE"]).starts_with("master"))
+        .unwrap();
+    let id_of = |addr: &str| redis_cli_at(addr, &["CLUSTER", "MYID"]).trim().to_owned();
+    let (source_id, target_id) = (id_of(&source), id_of(&target));
+    let slot_text = slot.to_string();
+    assert!(redis_cli_at(
+        &target,
+        &["CLUSTER", "SETSLOT", &slot_text, "IMPORTING", &source_id]
+    )
+    .contains("OK"));
+    assert!(redis_cli_at(
+        &source,
+        &["CLUSTER", "SETSLOT", &slot_text, "MIGRATING", &target_id]
+    )
+    .contains("OK"));
+
+    // A new key in a migrating slot belongs on the target: the source answers ASK, the proxy follows it.
+    let _: () = connection.set("{reshard}new", "during").await.unwrap();
+    assert_eq!(
+        redis_cli_at(&target, &["CLUSTER", "COUNTKEYSINSLOT", &slot_text]).trim(),
+        "1"
+    );
+    // Move the existing key; reading it now needs ASK too.
+    let (host, port) = target.rsplit_once(':').unwrap();
+    let migrated = redis_cli_at(
+        &source,
+        &["MIGRATE", host, port, "", "0", "5000", "KEYS", &key],
+    );
+    assert!(migrated.contains("OK"), "{migrated}");
+    let value: String = connection.get(&key).await.unwrap();
+    assert_eq!(value, "before");
+    // Finish the move on every master; the proxy then meets MOVED and refreshes its map.
+    for node in cluster.addrs() {
+        if redis_cli_at(&node, &["ROLE"]).starts_with("master") {
+            redis_cli_at(
+                &node,
+                &["CLUSTER", "SETSLOT", &slot_text, "NODE", &target_id],
+            );
+        }
+    }
+    cluster.wait_until_ok(Duration::from_secs(20));
+    for _ in 0..20 {
+        let value: String = connection.get(&key).await.unwrap();
+        assert_eq!(value, "before");
+        let value: String = connection.get("{reshard}new").await.unwrap();
+        assert_eq!(value, "during");
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traffic_survives_a_master_failover() {
+    let mut cluster = blocking(|| OwnCluster::start(1000)).await;
+    let seeds = cluster.addrs();
+    let proxy = start_cluster_proxy(&seeds, "refresh_ms = 1000").await;
+    let mut connection = client(&proxy).await;
+    let keys = spread_keys("failover", 30);
+    for key in &keys {
+        let _: () = connection.set(key, 0).await.unwrap();
+    }
+    let victim = cluster
+        .master_of_slot(cluster_router::key_slot(keys[0].as_bytes()))
+        .unwrap();
+
+    // Steady load from a writer: INCR every key in turn, counting errors and when they happen.
+    let load_url = format!("redis://{}/", proxy.local_addr);
+    let load_keys = keys.clone();
+    let (stop_sender, mut stop) = tokio::sync::oneshot::channel::<()>();
+    let load = tokio::spawn(async move {
+        let mut connection = redis::Client::open(load_url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let mut errors = Vec::new();
+        let mut successes = 0u64;
+        let started = Instant::now();
+        let mut index = 0;
+        loop {
+            if stop.try_recv().is_ok() {
+                break;
+            }
+            let key = &load_keys[index % load_keys.len()];
+            match connection.incr::<_, _, i64>(key, 1).await {
+                Ok(_) => successes += 1,
+                Err(error) => errors.push((started.elapsed(), error.to_string())),
+            }
+            index += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (successes, errors, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let killed_at = Instant::now();
+    blocking({
+        let node = cluster.node_mut(&victim);
+        let port = node.port;
+        let mut victim_node = std::mem::replace(node, OwnRedis::placeholder(port));
+        move || victim_node.stop()
+    })
+    .await;
+    // Wait for a replica to take over, then keep the load going for a while.
+    let slot = cluster_router::key_slot(keys[0].as_bytes());
+    loop {
+        let master = cluster.master_of_slot(slot);
+        if master.is_some() && master.as_deref() != Some(victim.as_str()) {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "no failover happened: {}",
+            redis_cli_at(
+                &cluster.addrs().into_iter().find(|a| *a != victim).unwrap(),
+                &["CLUSTER", "NODES"]
+            )
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failover_took = killed_at.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop_sender.send(()).unwrap();
+    let (successes, errors, _) = load.await.unwrap();
+    let killed_offset = Duration::from_secs(1);
+    println!(
+        "failover: replica took over {failover_took:?} after the kill; {successes} INCRs succeeded, {} failed",
+        errors.len()
+    );
+    for (when, error) in &errors {
+        println!("  error at {when:?}: {error}");
+    }
+    assert!(successes > 100, "the load ran");
+    // Errors are confined to the failover window (plus the map refresh after it), never after.
+    let window_end = killed_offset + failover_took + Duration::from_millis(2500);
+    for (when, error) in &errors {
+        assert!(
+            *when < window_end,
+            "error outside the failover window at {when:?}: {error}"
+        );
+        assert!(
+            !error.contains("MOVED") && !error.contains("ASK"),
+            "redirect leaked: {error}"
+        );
+    }
+    // Everything still works through the same proxy, without a restart.
+    for key in &keys {
+        let _: i64 = connection.incr(key, 1).await.unwrap();
+    }
+    proxy.shutdown().await;
+}

@@ -78,9 +78,22 @@ pub type BackendReply = Result<Bytes, BackendError>;
 
 struct Job {
     request: Bytes,
-    /// Replies to drop before the one that answers `reply` (the `+OK` of an `ASKING` sent in the same job).
+    /// Replies to drop before the ones that answer `reply` (the `+OK` of an `ASKING` sent in the same job).
     discard_replies: u8,
+    /// How many replies answer `reply`; several are sent back concatenated, in order (a pipelined batch).
+    replies: usize,
     reply: oneshot::Sender<BackendReply>,
+}
+
+/// A request (or batch) on the wire, waiting for its replies.
+struct InFlight {
+    /// `None`: a reply to drop.
+    reply: Option<oneshot::Sender<BackendReply>>,
+    /// Replies still to come for this entry.
+    remaining: usize,
+    /// The replies received so far, for a batch.
+    collected: BytesMut,
+    sent: Instant,
 }
 
 /// A cheap, cloneable handle to one shared backend connection.
@@ -99,7 +112,13 @@ impl SharedConnection {
 
     /// Queues a request (complete RESP bytes) and returns where its reply will arrive.
     pub fn send(&self, request: Bytes) -> oneshot::Receiver<BackendReply> {
-        self.send_job(request, 0)
+        self.send_job(request, 0, 1)
+    }
+
+    /// Queues `count` pipelined requests (complete RESP bytes, back to back); their replies arrive together,
+    /// concatenated in order. One channel message and one oneshot per batch instead of per request.
+    pub fn send_many(&self, requests: Bytes, count: usize) -> oneshot::Receiver<BackendReply> {
+        self.send_job(requests, 0, count.max(1))
     }
 
     /// Sends `ASKING` and the request together, so no other client's command can come between them (ASKING
@@ -108,22 +127,28 @@ impl SharedConnection {
         let mut both = BytesMut::with_capacity(request.len() + 20);
         both.extend_from_slice(b"*1\r\n$6\r\nASKING\r\n");
         both.extend_from_slice(request);
-        self.send_job(both.freeze(), 1)
+        self.send_job(both.freeze(), 1, 1)
     }
 
     /// Sends several commands as one unit (nothing else is written between them) and answers with the last
     /// reply only; used for a cluster transaction (`MULTI` ... `EXEC`).
     pub fn send_batch(&self, commands: Bytes, replies: usize) -> oneshot::Receiver<BackendReply> {
         let discard = u8::try_from(replies.saturating_sub(1)).unwrap_or(u8::MAX);
-        self.send_job(commands, discard)
+        self.send_job(commands, discard, 1)
     }
 
-    fn send_job(&self, request: Bytes, discard_replies: u8) -> oneshot::Receiver<BackendReply> {
+    fn send_job(
+        &self,
+        request: Bytes,
+        discard_replies: u8,
+        replies: usize,
+    ) -> oneshot::Receiver<BackendReply> {
         let (reply, receiver) = oneshot::channel();
         // If the task is gone, the dropped sender makes the receiver report an error; nothing else to do here.
         let _ = self.jobs.send(Job {
             request,
             discard_replies,
+            replies,
             reply,
         });
         receiver
@@ -267,8 +292,7 @@ async fn serve(
     let mut decoder = ReplyDecoder::new(Limits::default());
     let mut read_buffer = BytesMut::with_capacity(64 * 1024);
     let mut write_buffer = BytesMut::with_capacity(64 * 1024);
-    // `None` marks a reply to drop (see `Job::discard_replies`).
-    let mut in_flight: VecDeque<(Option<oneshot::Sender<BackendReply>>, Instant)> = VecDeque::new();
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut pending_first = Some(first);
     let command_timeout = endpoint.command_timeout;
     let mut handles_gone = false;
@@ -287,8 +311,8 @@ async fn serve(
                 }
             }
             if was_idle {
-                if let Some((_, sent)) = in_flight.front() {
-                    deadline.as_mut().reset(*sent + command_timeout);
+                if let Some(front) = in_flight.front() {
+                    deadline.as_mut().reset(front.sent + command_timeout);
                 }
             }
             match tokio::time::timeout(command_timeout, writer.write_all(&write_buffer)).await {
@@ -314,20 +338,32 @@ async fn serve(
                             if frame.first() == Some(&b'>') {
                                 continue;
                             }
-                            match in_flight.pop_front() {
-                                Some((reply, _)) => {
-                                    if let Some(reply) = reply {
-                                        let _ = reply.send(Ok(frame));
-                                    }
-                                    front_changed = true;
-                                }
-                                None => return (Some("reply without a request (protocol out of step)".to_owned()), Vec::new()),
+                            let Some(front) = in_flight.front_mut() else {
+                                return (Some("reply without a request (protocol out of step)".to_owned()), Vec::new());
+                            };
+                            front.remaining -= 1;
+                            if front.remaining > 0 {
+                                front.collected.extend_from_slice(&frame);
+                                continue;
                             }
+                            if let Some(done) = in_flight.pop_front() {
+                                if let Some(reply) = done.reply {
+                                    let bytes = if done.collected.is_empty() {
+                                        frame
+                                    } else {
+                                        let mut all = done.collected;
+                                        all.extend_from_slice(&frame);
+                                        all.freeze()
+                                    };
+                                    let _ = reply.send(Ok(bytes));
+                                }
+                            }
+                            front_changed = true;
                         }
                         Ok(None) => break,
                         Err(e) => {
                             let reason = format!("bad reply from backend: {e}");
-                            return (Some(reason), in_flight.into_iter().filter_map(|(reply, _)| reply).collect());
+                            return (Some(reason), in_flight.into_iter().filter_map(|entry| entry.reply).collect());
                         }
                     }
                 }
@@ -335,8 +371,8 @@ async fn serve(
                     return (None, Vec::new());
                 }
                 if front_changed {
-                    if let Some((_, sent)) = in_flight.front() {
-                        deadline.as_mut().reset(*sent + command_timeout);
+                    if let Some(front) = in_flight.front() {
+                        deadline.as_mut().reset(front.sent + command_timeout);
                     }
                 }
             }
@@ -361,7 +397,7 @@ async fn serve(
         Some(reason),
         in_flight
             .into_iter()
-            .filter_map(|(reply, _)| reply)
+            .filter_map(|entry| entry.reply)
             .collect(),
     )
 }
@@ -370,11 +406,21 @@ fn queue_job(
     job: Job,
     now: Instant,
     write_buffer: &mut BytesMut,
-    in_flight: &mut VecDeque<(Option<oneshot::Sender<BackendReply>>, Instant)>,
+    in_flight: &mut VecDeque<InFlight>,
 ) {
     write_buffer.extend_from_slice(&job.request);
     for _ in 0..job.discard_replies {
-        in_flight.push_back((None, now));
+        in_flight.push_back(InFlight {
+            reply: None,
+            remaining: 1,
+            collected: BytesMut::new(),
+            sent: now,
+        });
     }
-    in_flight.push_back((Some(job.reply), now));
+    in_flight.push_back(InFlight {
+        reply: Some(job.reply),
+        remaining: job.replies.max(1),
+        collected: BytesMut::new(),
+        sent: now,
+    });
 }

@@ -38,9 +38,12 @@ pub struct ClusterPool {
     refresh_interval: Duration,
     topology: RwLock<Arc<Topology>>,
     generation: AtomicU64,
-    shared: Mutex<HashMap<(NodeAddr, bool, bool), Vec<SharedConnection>>>,
+    shared: Mutex<HashMap<ConnectionKey, Vec<SharedConnection>>>,
     refresh_requested: Notify,
 }
+
+/// Which shared connections: (worker thread, node, RESP3, READONLY).
+type ConnectionKey = (usize, NodeAddr, bool, bool);
 
 /// One version of the slot map.
 #[derive(Debug)]
@@ -165,7 +168,7 @@ impl ClusterPool {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let connections = shared
-            .entry((node.clone(), resp3, readonly))
+            .entry((crate::server::worker_index(), node.clone(), resp3, readonly))
             .or_insert_with(|| {
                 (0..self.connections_per_node)
                     .map(|_| SharedConnection::spawn(self.endpoint(node, resp3, readonly)))

@@ -24,8 +24,9 @@ pub struct Config {
     pub listen: String,
     /// The pool that clients use.
     pub default_pool: String,
-    /// Worker threads of the runtime; 0 means one per CPU core.
-    #[serde(default)]
+    /// Worker threads, each an event loop with its own listener and backend connections; 0 means one per CPU
+    /// core. One thread is the fastest shape when the proxy shares a small machine with Redis and its clients.
+    #[serde(default = "default_worker_threads")]
     pub worker_threads: usize,
     /// Log filter in `tracing_subscriber::EnvFilter` syntax; `RUST_LOG` wins when set.
     #[serde(default = "default_log")]
@@ -37,6 +38,10 @@ pub struct Config {
     /// Backend pools by name.
     #[serde(default)]
     pub pools: BTreeMap<String, PoolConfig>,
+}
+
+fn default_worker_threads() -> usize {
+    1
 }
 
 fn default_log() -> String {

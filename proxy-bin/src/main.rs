@@ -40,31 +40,17 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if config.worker_threads > 0 {
-        runtime.worker_threads(config.worker_threads);
-    }
-    let runtime = match runtime.enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("rkproxy: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let threads = match config.worker_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     };
-    runtime.block_on(async move {
-        let proxy = match proxy_bin::server::start(config).await {
-            Ok(proxy) => proxy,
-            Err(problem) => {
-                eprintln!("rkproxy: {problem}");
-                return ExitCode::FAILURE;
-            }
-        };
-        tracing::info!(listen = %proxy.local_addr, "rkproxy ready");
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        proxy.shutdown().await;
-        ExitCode::SUCCESS
-    })
+    match proxy_bin::server::run(config, threads, wait_for_signal()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(problem) => {
+            eprintln!("rkproxy: {problem}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn wait_for_signal() {

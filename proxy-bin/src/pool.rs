@@ -18,7 +18,8 @@ pub struct StandalonePool {
     name: Arc<str>,
     template: Endpoint,
     connections_per_node: usize,
-    shared: Mutex<HashMap<(u32, bool), Vec<SharedConnection>>>,
+    /// Keyed by (worker thread, db, RESP3).
+    shared: Mutex<HashMap<(usize, u32, bool), Vec<SharedConnection>>>,
 }
 
 impl StandalonePool {
@@ -65,7 +66,8 @@ impl StandalonePool {
             .shared
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let connections = shared.entry((db, resp3)).or_insert_with(|| {
+        let worker = crate::server::worker_index();
+        let connections = shared.entry((worker, db, resp3)).or_insert_with(|| {
             (0..self.connections_per_node)
                 .map(|_| SharedConnection::spawn(self.endpoint(db, resp3)))
                 .collect()

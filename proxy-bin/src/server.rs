@@ -1,13 +1,15 @@
 //! The listener: accepts clients, enforces the connection limit, and runs one session task per client.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use resp_codec::Limits;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -16,12 +18,24 @@ use crate::config::{Config, PoolKind};
 use crate::pool::StandalonePool;
 use crate::session::{PoolHandle, Session};
 
-/// What every session shares: the configuration and the pools.
+thread_local! {
+    static WORKER_INDEX: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The index of the worker thread running the caller (0 outside worker threads). Pools keep separate backend
+/// connections per worker, so a session and its backend connections always run on the same thread.
+pub fn worker_index() -> usize {
+    WORKER_INDEX.with(Cell::get)
+}
+
+/// What every session shares: the configuration, the pools, the connection limit and client ids.
 #[derive(Debug)]
 pub struct ProxyState {
     config: Arc<Config>,
     pools: HashMap<String, PoolHandle>,
     default_pool: PoolHandle,
+    connections: Arc<Semaphore>,
+    next_client_id: AtomicU64,
 }
 
 impl ProxyState {
@@ -55,9 +69,11 @@ impl ProxyState {
             .cloned()
             .ok_or_else(|| format!("default_pool '{}' is not defined", config.default_pool))?;
         Ok(ProxyState {
+            connections: Arc::new(Semaphore::new(config.client_limits.max_connections)),
             config: Arc::new(config),
             pools,
             default_pool,
+            next_client_id: AtomicU64::new(1),
         })
     }
 
@@ -118,13 +134,89 @@ pub async fn start(config: Config) -> Result<RunningProxy, String> {
     })
 }
 
+/// Runs the proxy until `stop` completes, on `threads` worker threads (at least one). Each worker is a
+/// single-threaded runtime with its own listening socket (SO_REUSEPORT, so the kernel spreads new clients) and
+/// its own backend connections; nothing on the per-command path crosses threads.
+pub fn run(config: Config, threads: usize, stop: impl Future<Output = ()>) -> Result<(), String> {
+    let threads = threads.max(1);
+    let runtime = current_thread_runtime()?;
+    runtime.block_on(async move {
+        let listen = config.listen_addr().map_err(|e| e.to_string())?;
+        let state = Arc::new(ProxyState::new(config).await?);
+        let (shutdown, shutdown_receiver) = watch::channel(false);
+        let mut workers = Vec::new();
+        for index in 1..threads {
+            let state = Arc::clone(&state);
+            let shutdown_receiver = shutdown_receiver.clone();
+            let listener = bind(listen, threads > 1)?
+                .into_std()
+                .map_err(|e| e.to_string())?;
+            let worker = std::thread::Builder::new()
+                .name(format!("rkproxy-worker-{index}"))
+                .spawn(move || -> Result<(), String> {
+                    WORKER_INDEX.with(|cell| cell.set(index));
+                    let runtime = current_thread_runtime()?;
+                    runtime.block_on(async move {
+                        let listener =
+                            TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+                        accept_loop(listener, state, shutdown_receiver).await;
+                        Ok(())
+                    })
+                })
+                .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+            workers.push(worker);
+        }
+        let listener = bind(listen, threads > 1)?;
+        info!(listen = %listen, threads, "rkproxy ready");
+        let accept = tokio::spawn(accept_loop(listener, state, shutdown_receiver));
+        stop.await;
+        info!("shutting down");
+        let _ = shutdown.send(true);
+        let _ = accept.await;
+        for worker in workers {
+            let _ = worker.join();
+        }
+        Ok(())
+    })
+}
+
+fn current_thread_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// A listening socket; with `shared`, several sockets of this process listen on the same address.
+fn bind(addr: SocketAddr, shared: bool) -> Result<TcpListener, String> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| format!("cannot create a socket: {e}"))?;
+    socket
+        .set_reuseaddr(true)
+        .map_err(|e| format!("cannot set SO_REUSEADDR: {e}"))?;
+    if shared {
+        socket
+            .set_reuseport(true)
+            .map_err(|e| format!("cannot set SO_REUSEPORT: {e}"))?;
+    }
+    socket
+        .bind(addr)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    socket
+        .listen(1024)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
 async fn accept_loop(
     listener: TcpListener,
     state: Arc<ProxyState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let connections = Arc::new(Semaphore::new(state.config().client_limits.max_connections));
-    let next_id = AtomicU64::new(1);
+    let connections = Arc::clone(&state.connections);
     let server_addr = listener.local_addr().ok();
     loop {
         let (stream, client_addr) = tokio::select! {
@@ -142,7 +234,7 @@ async fn accept_loop(
                 return;
             }
         };
-        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let id = state.next_client_id.fetch_add(1, Ordering::Relaxed);
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
             tokio::spawn(refuse(stream));
             continue;

@@ -33,7 +33,72 @@ use crate::{Limits, ProtocolError};
 pub struct Request {
     raw: Bytes,
     /// `(start, end)` of each argument inside `raw`.
-    arg_spans: Vec<(usize, usize)>,
+    arg_spans: ArgSpans,
+}
+
+/// How many argument spans a request holds without a heap allocation (GET, SET with options, HSET, ...).
+const INLINE_ARGS: usize = 5;
+
+/// Argument spans: inline for short requests, so framing the common commands allocates nothing for them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ArgSpans {
+    Inline {
+        len: usize,
+        spans: [(usize, usize); INLINE_ARGS],
+    },
+    Heap(Vec<(usize, usize)>),
+}
+
+impl Default for ArgSpans {
+    fn default() -> Self {
+        ArgSpans::Inline {
+            len: 0,
+            spans: [(0, 0); INLINE_ARGS],
+        }
+    }
+}
+
+impl ArgSpans {
+    /// Room for `expected` spans; a hostile count must not allocate by itself, so the heap vector starts
+    /// small and grows as arguments actually arrive.
+    fn with_expected(expected: usize) -> ArgSpans {
+        if expected <= INLINE_ARGS {
+            ArgSpans::default()
+        } else {
+            ArgSpans::Heap(Vec::with_capacity(expected.min(1024)))
+        }
+    }
+
+    fn push(&mut self, span: (usize, usize)) {
+        match self {
+            ArgSpans::Inline { len, spans } if *len < INLINE_ARGS => {
+                spans[*len] = span;
+                *len += 1;
+            }
+            ArgSpans::Inline { len, spans } => {
+                let mut heap = Vec::with_capacity(INLINE_ARGS * 2);
+                heap.extend_from_slice(&spans[..*len]);
+                heap.push(span);
+                *self = ArgSpans::Heap(heap);
+            }
+            ArgSpans::Heap(heap) => heap.push(span),
+        }
+    }
+
+    fn as_slice(&self) -> &[(usize, usize)] {
+        match self {
+            ArgSpans::Inline { len, spans } => &spans[..*len],
+            ArgSpans::Heap(heap) => heap,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn get(&self, index: usize) -> Option<&(usize, usize)> {
+        self.as_slice().get(index)
+    }
 }
 
 // === impl Request ===
@@ -75,6 +140,7 @@ impl Request {
     /// All arguments in order, the command name first.
     pub fn args(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.arg_spans
+            .as_slice()
             .iter()
             .map(move |&(start, end)| &self.raw[start..end])
     }
@@ -100,7 +166,7 @@ impl Request {
         let args: Vec<B> = args.into_iter().collect();
         let payload: usize = args.iter().map(|arg| arg.as_ref().len() + 16).sum();
         let mut raw = BytesMut::with_capacity(payload + 16);
-        let mut arg_spans = Vec::with_capacity(args.len());
+        let mut arg_spans = ArgSpans::with_expected(args.len());
         put_header(&mut raw, b'*', args.len());
         for arg in &args {
             let arg = arg.as_ref();
@@ -244,7 +310,7 @@ enum RequestState {
 #[derive(Debug)]
 struct MultibulkProgress {
     argc: usize,
-    arg_spans: Vec<(usize, usize)>,
+    arg_spans: ArgSpans,
     /// The next byte not yet walked.
     cursor: usize,
     /// Where to resume looking for the `\r` of the `$N` line at `cursor`.
@@ -314,9 +380,7 @@ impl RequestDecoder {
                     let argc = check_array_len(argc, &self.limits)?;
                     self.state = RequestState::Multibulk(MultibulkProgress {
                         argc,
-                        // A hostile count must not allocate by itself; the vector grows as
-                        // arguments actually arrive.
-                        arg_spans: Vec::with_capacity(argc.min(1024)),
+                        arg_spans: ArgSpans::with_expected(argc),
                         cursor: line_end + 2,
                         line_scan: 0,
                         pending_bulk: None,

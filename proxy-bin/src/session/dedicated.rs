@@ -435,7 +435,7 @@ impl Session {
         dedicated: &mut Dedicated,
         to_backend: &mut BytesMut,
     ) {
-        let spec = match commands::lookup(&request) {
+        let spec = match self.lookup(&request) {
             Ok(spec) => spec,
             Err(error) => {
                 dedicated.queue_local(Bytes::from(error.to_reply()), &mut self.write_buffer);

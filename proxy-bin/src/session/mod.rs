@@ -93,7 +93,26 @@ pub struct Session {
     go_dedicated: Option<Request>,
     /// The last dedicated connection, kept for reuse after the client went back to shared connections.
     spare_dedicated: Option<dedicated::SpareConnection>,
+    /// The last command looked up: a pipeline of one command skips the table search.
+    last_command: Option<LastCommand>,
+    /// Standalone pools: plain requests framed from one read and not sent yet; they go to the backend as one
+    /// batch (one channel message, one reply message), in order.
+    batch: BytesMut,
+    batch_count: usize,
 }
+
+/// A batch is sent once it holds this many requests or bytes, even if more are buffered.
+const MAX_BATCH_REQUESTS: usize = 512;
+const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// A looked-up command name (lowercase) and its table entry.
+struct LastCommand {
+    name: [u8; LAST_COMMAND_NAME],
+    len: usize,
+    spec: &'static CommandSpec,
+}
+
+const LAST_COMMAND_NAME: usize = 16;
 
 impl Session {
     pub fn new(id: u64, state: Arc<ProxyState>, stream: TcpStream) -> Session {
@@ -119,6 +138,9 @@ impl Session {
             route: None,
             go_dedicated: None,
             spare_dedicated: None,
+            last_command: None,
+            batch: BytesMut::new(),
+            batch_count: 0,
             state,
         }
     }
@@ -241,29 +263,91 @@ impl Session {
                     self.handle(request);
                     handled = true;
                 }
-                Ok(None) => return handled,
+                Ok(None) => {
+                    self.flush_batch();
+                    return handled;
+                }
                 Err(error) => {
                     // Like redis-server: reply with the protocol error, then close the connection.
+                    self.flush_batch();
                     self.pending.push_back(Pending::Ready(error.to_reply()));
                     self.closing = Some(SessionEnd::Protocol(error.to_string()));
                     return true;
                 }
             }
         }
+        self.flush_batch();
         handled
+    }
+
+    /// Sends the batched requests, if any, as one pending entry.
+    fn flush_batch(&mut self) {
+        if self.batch_count == 0 {
+            return;
+        }
+        let PoolHandle::Standalone(pool) = &self.pool else {
+            return;
+        };
+        let route = self
+            .route
+            .get_or_insert_with(|| pool.shared_connection(self.id, self.db, self.resp3));
+        let requests = self.batch.split().freeze();
+        let count = std::mem::take(&mut self.batch_count);
+        let entry = if count == 1 {
+            Pending::Waiting(route.send(requests), Expect::Forward)
+        } else {
+            Pending::Waiting(route.send_many(requests, count), Expect::Batch(count))
+        };
+        self.pending.push_back(entry);
+    }
+
+    /// Looks a request up in the command table (see [`commands::lookup`]), remembering the last plain command.
+    fn lookup(&mut self, request: &Request) -> Result<&'static CommandSpec, CommandError> {
+        let name = request.name();
+        if let Some(last) = &self.last_command {
+            if name.len() == last.len
+                && name.eq_ignore_ascii_case(&last.name[..last.len])
+                && last.spec.arity_accepts(request.argc())
+            {
+                return Ok(last.spec);
+            }
+        }
+        let spec = commands::lookup(request)?;
+        // Subcommands depend on the second argument too; only plain commands are remembered.
+        if !spec.name.contains('|') && name.len() <= LAST_COMMAND_NAME {
+            let mut stored = [0u8; LAST_COMMAND_NAME];
+            stored[..name.len()].copy_from_slice(name);
+            self.last_command = Some(LastCommand {
+                name: stored,
+                len: name.len(),
+                spec,
+            });
+        }
+        Ok(spec)
     }
 
     /// Routes one request in shared mode.
     fn handle(&mut self, request: Request) {
-        let spec = match commands::lookup(&request) {
+        let spec = match self.lookup(&request) {
+            Ok(spec) if spec.proxy == ProxyHandling::Forward && self.cluster.is_none() => {
+                self.batch.extend_from_slice(request.raw());
+                self.batch_count += 1;
+                if self.batch_count >= MAX_BATCH_REQUESTS || self.batch.len() >= MAX_BATCH_BYTES {
+                    self.flush_batch();
+                }
+                return;
+            }
             Ok(spec) => spec,
             Err(error) => {
+                self.flush_batch();
                 self.fail_transaction();
                 self.pending
                     .push_back(Pending::Ready(Bytes::from(error.to_reply())));
                 return;
             }
         };
+        // Anything else is queued behind the batch, so the batch goes first.
+        self.flush_batch();
         if let Some(cluster) = &mut self.cluster {
             if cluster.in_transaction() {
                 let reply = self.queue_in_transaction(spec, request);
@@ -328,7 +412,15 @@ impl Session {
 
 fn convert_reply(reply: BackendReply, expect: Expect) -> Bytes {
     match (reply, expect) {
-        (Ok(frame), Expect::Forward) => frame,
+        (Ok(frame), Expect::Forward | Expect::Batch(_)) => frame,
+        (Err(error), Expect::Batch(count)) => {
+            let one = error.to_reply();
+            let mut all = BytesMut::with_capacity(one.len() * count);
+            for _ in 0..count {
+                all.extend_from_slice(&one);
+            }
+            all.freeze()
+        }
         (Ok(frame), Expect::SelectCheck) if frame.first() == Some(&b'-') => frame,
         (Ok(_), Expect::SelectCheck) => reply::ok(),
         (Err(BackendError::Unavailable { reason, .. }), Expect::SelectCheck)

@@ -32,6 +32,8 @@ pub enum Expect {
     Forward,
     /// A PING sent to check a newly selected db: success becomes `+OK`.
     SelectCheck,
+    /// A batch of this many pipelined requests; the replies arrive concatenated.
+    Batch(usize),
 }
 
 /// A cluster request on its way to one node.

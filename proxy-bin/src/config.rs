@@ -38,6 +38,10 @@ pub struct Config {
     /// Backend pools by name.
     #[serde(default)]
     pub pools: BTreeMap<String, PoolConfig>,
+    /// Tenants by name. With none configured, clients need no AUTH and use `default_pool`; with any, every
+    /// client must authenticate as one (see tenant-policy's README for the keys).
+    #[serde(default)]
+    pub tenants: tenant_policy::TenantsConfig,
 }
 
 fn default_worker_threads() -> usize {
@@ -57,6 +61,8 @@ pub struct Timeouts {
     /// How long a command may wait for its backend reply on a shared connection before the backend counts as
     /// unavailable. Blocking commands (BLPOP, ...) run on dedicated connections and are exempt.
     pub command_ms: u64,
+    /// With tenants configured: a connection that has not authenticated within this time is closed.
+    pub auth_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -64,6 +70,7 @@ impl Default for Timeouts {
         Timeouts {
             connect_ms: 1000,
             command_ms: 1000,
+            auth_ms: 10_000,
         }
     }
 }
@@ -294,6 +301,10 @@ impl Config {
         if self.timeouts.connect_ms == 0 {
             return Err(invalid("timeouts.connect_ms", "must be above 0"));
         }
+        if self.timeouts.auth_ms == 0 {
+            return Err(invalid("timeouts.auth_ms", "must be above 0"));
+        }
+        self.build_tenants()?;
         if self.timeouts.command_ms == 0 {
             return Err(invalid("timeouts.command_ms", "must be above 0"));
         }
@@ -307,6 +318,27 @@ impl Config {
             return Err(invalid("client_limits.max_connections", "must be above 0"));
         }
         Ok(())
+    }
+
+    /// The tenants, validated against the pools (`None` when no tenant is configured).
+    pub fn build_tenants(&self) -> Result<Option<tenant_policy::Tenants>, ConfigError> {
+        if self.tenants.is_empty() {
+            return Ok(None);
+        }
+        let pools = self
+            .pools
+            .iter()
+            .map(|(name, pool)| {
+                let info = match pool.kind {
+                    PoolKind::Standalone => tenant_policy::PoolInfo::standalone(),
+                    PoolKind::Cluster => tenant_policy::PoolInfo::cluster(),
+                };
+                (name.clone(), info)
+            })
+            .collect();
+        tenant_policy::Tenants::new(&self.tenants, &pools)
+            .map(Some)
+            .map_err(|error| invalid(error.key.clone(), error.problem.clone()))
     }
 
     /// The listen address as a socket address.

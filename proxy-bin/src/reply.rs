@@ -26,6 +26,16 @@ pub fn bulk(value: &[u8]) -> Bytes {
     Frame::Bulk(Bytes::copy_from_slice(value)).to_bytes()
 }
 
+/// An array of bulk strings.
+pub fn array_of_bulks<'a>(items: impl Iterator<Item = &'a [u8]>) -> Bytes {
+    Frame::Array(
+        items
+            .map(|item| Frame::Bulk(Bytes::copy_from_slice(item)))
+            .collect(),
+    )
+    .to_bytes()
+}
+
 /// The null reply in the client's protocol.
 pub fn null(resp3: bool) -> Bytes {
     if resp3 {

@@ -36,6 +36,7 @@ pub struct ProxyState {
     default_pool: PoolHandle,
     connections: Arc<Semaphore>,
     next_client_id: AtomicU64,
+    tenants: Option<tenant_policy::Tenants>,
 }
 
 impl ProxyState {
@@ -68,7 +69,9 @@ impl ProxyState {
             .get(&config.default_pool)
             .cloned()
             .ok_or_else(|| format!("default_pool '{}' is not defined", config.default_pool))?;
+        let tenants = config.build_tenants().map_err(|e| e.to_string())?;
         Ok(ProxyState {
+            tenants,
             connections: Arc::new(Semaphore::new(config.client_limits.max_connections)),
             config: Arc::new(config),
             pools,
@@ -83,6 +86,11 @@ impl ProxyState {
 
     pub fn default_pool(&self) -> &PoolHandle {
         &self.default_pool
+    }
+
+    /// The tenants, when any are configured (then every client must AUTH).
+    pub fn tenants(&self) -> Option<&tenant_policy::Tenants> {
+        self.tenants.as_ref()
     }
 
     pub fn pool(&self, name: &str) -> Option<&PoolHandle> {

@@ -479,7 +479,9 @@ fn directory(
 }
 
 /// Refuses prefixes that nest (`a:` and `a:b:`) between tenants that can reach the same
-/// database: the shorter prefix's tenant could read the other's keys with `KEYS *`.
+/// database: the shorter prefix's tenant could read the other's keys with `KEYS *`. The very
+/// same prefix is allowed: that is deliberate sharing (say, a read-only tenant over an
+/// application's data), not an accident.
 fn check_prefixes(configs: &TenantsConfig, dbs: &BTreeMap<&str, u32>) -> Result<(), ConfigError> {
     for (name_a, a) in configs {
         let Some(prefix_a) = a.key_prefix.as_deref() else {
@@ -495,7 +497,7 @@ fn check_prefixes(configs: &TenantsConfig, dbs: &BTreeMap<&str, u32>) -> Result<
             let Some(prefix_b) = b.key_prefix.as_deref() else {
                 continue;
             };
-            if name_a == name_b || !prefix_b.starts_with(prefix_a) {
+            if name_a == name_b || prefix_a == prefix_b || !prefix_b.starts_with(prefix_a) {
                 continue;
             }
             let share_pool = present_pools(a).any(|pool| present_pools(b).any(|p| p == pool));

@@ -110,8 +110,9 @@ fn no_topology(pool: &ClusterPool) -> Bytes {
 
 impl Session {
     /// Routes a request on a cluster pool.
-    pub(super) fn cluster_forward(&mut self, spec: &CommandSpec, request: Request) {
+    pub(super) fn cluster_forward(&mut self, spec: &'static CommandSpec, request: Request) {
         let (id, resp3) = (self.id, self.resp3);
+        let rewrite = self.reply_rewrite(spec);
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
@@ -156,6 +157,7 @@ impl Session {
                             request: request.raw().clone(),
                             node,
                             redirects: 0,
+                            rewrite,
                         }))
                     }
                     None => {
@@ -174,6 +176,7 @@ impl Session {
                         request: request.raw().clone(),
                         node,
                         redirects: 0,
+                        rewrite,
                     }))
                 }
                 None => Pending::Ready(no_topology(&cluster.pool)),
@@ -213,6 +216,7 @@ impl Session {
                         policy: merge,
                         split: parts,
                     },
+                    rewrite,
                 }))
             }
             RoutePlan::AllMasters(policy) | RoutePlan::AllNodes(policy) => {
@@ -246,10 +250,11 @@ impl Session {
                             policy,
                             split: Vec::new(),
                         },
+                        rewrite,
                     }))
                 }
             }
-            RoutePlan::Scan => scan(cluster, &request, id, resp3),
+            RoutePlan::Scan => scan(cluster, &request, id, resp3, rewrite),
             _ => Pending::Ready(reply::error("ERR rkproxy cannot route this command")),
         };
         self.pending.push_back(entry);
@@ -269,7 +274,13 @@ impl Session {
                 Err(Pending::Routed(routed))
             }
             Some(Err(error)) => Ok(error),
-            None => Ok(self.finish_reply(reply)),
+            None => {
+                let bytes = self.finish_reply(reply);
+                Ok(match routed.rewrite {
+                    Some(spec) => self.rewrite_reply_bytes(spec, bytes),
+                    None => bytes,
+                })
+            }
         }
     }
 
@@ -297,7 +308,12 @@ impl Session {
         if merge.parts.iter().any(|part| part.reply.is_none()) {
             return Err(Pending::Merge(merge));
         }
-        Ok(combine(*merge, self.resp3))
+        let rewrite = merge.rewrite;
+        let bytes = combine(*merge, self.resp3);
+        Ok(match rewrite {
+            Some(spec) => self.rewrite_reply_bytes(spec, bytes),
+            None => bytes,
+        })
     }
 
     /// The bytes for a final reply; a failed backend also asks the pool to re-read the slot map.
@@ -465,7 +481,13 @@ impl Session {
 }
 
 /// Starts one step of a cluster-wide SCAN.
-fn scan(cluster: &mut ClusterSession, request: &Request, id: u64, resp3: bool) -> Pending {
+fn scan(
+    cluster: &mut ClusterSession,
+    request: &Request,
+    id: u64,
+    resp3: bool,
+    rewrite: Option<&'static CommandSpec>,
+) -> Pending {
     let masters = cluster.topology.map.masters().len();
     if masters == 0 {
         return Pending::Ready(no_topology(&cluster.pool));
@@ -511,6 +533,7 @@ fn scan(cluster: &mut ClusterSession, request: &Request, id: u64, resp3: bool) -
             node_index,
             masters,
         },
+        rewrite,
     }))
 }
 

@@ -59,8 +59,8 @@ const RESUBSCRIBE_WINDOW: Duration = Duration::from_secs(15);
 
 /// A reply owed to the client on a dedicated connection.
 enum Slot {
-    /// The backend owes it.
-    Backend,
+    /// The backend owes it; with a spec, the reply's keys lose the tenant's prefix.
+    Backend(Option<&'static CommandSpec>),
     /// The proxy's own reply, waiting behind earlier backend replies.
     Local(Bytes),
 }
@@ -81,6 +81,8 @@ struct Dedicated {
     in_transaction: bool,
     /// Keys are WATCHed (until EXEC, DISCARD or UNWATCH).
     watching: bool,
+    /// A tenant with a key prefix: pushes (pub/sub messages) lose it.
+    tenant: Option<std::sync::Arc<tenant_policy::Tenant>>,
 }
 
 impl Dedicated {
@@ -97,12 +99,33 @@ impl Dedicated {
             self.swallow -= 1;
             return;
         }
-        out.extend_from_slice(&frame);
         if self.subscribed {
             // Pushes and subscription confirmations do not pair with requests.
             self.slots.retain(|slot| matches!(slot, Slot::Local(_)));
-        } else if let Some(Slot::Backend) = self.slots.front() {
+            let frame = match &self.tenant {
+                Some(tenant) if tenant.key_prefix().is_some() => {
+                    match parse_frame(&frame, &Limits::default()) {
+                        Ok(Some((parsed, _))) => tenant.rewrite_push(parsed).to_bytes(),
+                        _ => frame,
+                    }
+                }
+                _ => frame,
+            };
+            out.extend_from_slice(&frame);
+        } else if let Some(Slot::Backend(rewrite)) = self.slots.front() {
+            let frame = match (rewrite, &self.tenant) {
+                (Some(spec), Some(tenant)) if frame.first() != Some(&b'-') => {
+                    match parse_frame(&frame, &Limits::default()) {
+                        Ok(Some((parsed, _))) => tenant.rewrite_reply(spec, parsed).to_bytes(),
+                        _ => frame,
+                    }
+                }
+                _ => frame,
+            };
+            out.extend_from_slice(&frame);
             self.slots.pop_front();
+        } else {
+            out.extend_from_slice(&frame);
         }
         while let Some(Slot::Local(_)) = self.slots.front() {
             if let Some(Slot::Local(local)) = self.slots.pop_front() {
@@ -191,7 +214,10 @@ fn is_subscription_confirmation(frame: &[u8]) -> bool {
 impl Session {
     /// Serves the rest of the session over a backend connection of its own.
     pub(super) async fn run_dedicated(&mut self, first: Request) -> Result<Step, SessionEnd> {
-        let mut dedicated = Dedicated::default();
+        let mut dedicated = Dedicated {
+            tenant: self.tenant().cloned(),
+            ..Dedicated::default()
+        };
         let endpoint = match self.dedicated_endpoint(&first, &mut dedicated) {
             Ok(endpoint) => endpoint,
             Err(reply) => {
@@ -223,7 +249,8 @@ impl Session {
         let mut backend_buffer = BytesMut::with_capacity(16 * 1024);
         let mut reply_decoder = ReplyDecoder::new(Limits::default());
         let mut to_backend = BytesMut::new();
-        self.handle_dedicated(first, &mut dedicated, &mut to_backend);
+        // The first request was checked (and rewritten) in shared mode already.
+        self.handle_dedicated(first, &mut dedicated, &mut to_backend, false);
         let max_pending = self.state.config().client_limits.max_pending_requests;
 
         loop {
@@ -278,7 +305,7 @@ impl Session {
             {
                 match self.decoder.decode(&mut self.read_buffer) {
                     Ok(Some(request)) => {
-                        self.handle_dedicated(request, &mut dedicated, &mut to_backend);
+                        self.handle_dedicated(request, &mut dedicated, &mut to_backend, true);
                         handled = true;
                     }
                     Ok(None) => break,
@@ -367,7 +394,7 @@ impl Session {
         let error = BackendError::unavailable(&endpoint.address, reason);
         for slot in dedicated.slots.drain(..) {
             match slot {
-                Slot::Backend => self.write_buffer.extend_from_slice(&error.to_reply()),
+                Slot::Backend(_) => self.write_buffer.extend_from_slice(&error.to_reply()),
                 Slot::Local(reply) => self.write_buffer.extend_from_slice(&reply),
             }
         }
@@ -434,11 +461,31 @@ impl Session {
         request: Request,
         dedicated: &mut Dedicated,
         to_backend: &mut BytesMut,
+        police: bool,
     ) {
         let spec = match self.lookup(&request) {
             Ok(spec) => spec,
             Err(error) => {
                 dedicated.queue_local(Bytes::from(error.to_reply()), &mut self.write_buffer);
+                return;
+            }
+        };
+        let verdict = if police {
+            self.police(spec, request, false)
+        } else {
+            super::tenancy::Verdict::Proceed(request)
+        };
+        let request = match verdict {
+            super::tenancy::Verdict::Proceed(request) => request,
+            super::tenancy::Verdict::Refuse(reply) => {
+                dedicated.queue_local(reply, &mut self.write_buffer);
+                return;
+            }
+            super::tenancy::Verdict::Later(..) => {
+                dedicated.queue_local(
+                    reply::error("ERR over the tenant's traffic limit"),
+                    &mut self.write_buffer,
+                );
                 return;
             }
         };
@@ -449,13 +496,22 @@ impl Session {
             // On its own connection the backend can keep this state itself; the session mirrors it.
             ProxyHandling::Local => match spec.name {
                 "select" if self.cluster.is_none() => {
+                    // A tenant stays in its own db here too.
+                    if let Some(tenant) = self.tenant() {
+                        let checked = tenant
+                            .check_select(self.pool.name(), request.arg(1).unwrap_or_default());
+                        if let Err(error) = checked {
+                            dedicated.queue_local(error.to_reply(), &mut self.write_buffer);
+                            return;
+                        }
+                    }
                     if let Some(db) = request.arg(1).and_then(parse_u32) {
                         self.db = db;
                     }
                 }
                 "hello" => {
                     if request.args().any(|arg| arg.eq_ignore_ascii_case(b"AUTH")) {
-                        let reply = self.hello(&request);
+                        let reply = self.hello(spec, &request);
                         dedicated.queue_local(reply, &mut self.write_buffer);
                         return;
                     }
@@ -501,7 +557,8 @@ impl Session {
         dedicated.track(spec, &request);
         to_backend.extend_from_slice(request.raw());
         if !dedicated.subscribed {
-            dedicated.slots.push_back(Slot::Backend);
+            let rewrite = self.reply_rewrite(spec);
+            dedicated.slots.push_back(Slot::Backend(rewrite));
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::reply;
 
 /// Redis's reply to AUTH when no password is configured; rkproxy has no client authentication until tenants
 /// are configured.
-const NO_PASSWORD: &str =
+pub(super) const NO_PASSWORD: &str =
     "ERR AUTH <password> called without any password configured for the default user. \
                            Are you sure your configuration is correct?";
 
@@ -24,7 +24,7 @@ impl Session {
                 reply::ok()
             }
             "select" => return self.select(&request),
-            "hello" => self.hello(&request),
+            "hello" => self.hello(spec, &request),
             "reset" => {
                 self.db = 0;
                 self.resp3 = false;
@@ -47,7 +47,7 @@ impl Session {
         request: &Request,
     ) -> Bytes {
         match spec.name {
-            "auth" => reply::error(NO_PASSWORD),
+            "auth" => self.authenticate(spec, request),
             "client|setname" => match request.arg(2) {
                 Some(name) if name.iter().any(|b| *b <= b' ' || *b > b'~') => reply::error(
                     "ERR Client names cannot contain spaces, newlines or special characters.",
@@ -94,11 +94,21 @@ impl Session {
 
     /// SELECT: the session moves to the shared connection of that db. A PING on it checks that the db exists.
     fn select(&mut self, request: &Request) {
-        let Some(db) = request.arg(1).and_then(parse_u32) else {
-            self.pending.push_back(Pending::Ready(reply::error(
-                "ERR value is not an integer or out of range",
-            )));
-            return;
+        let checked = match self.tenant() {
+            Some(tenant) => tenant
+                .check_select(self.pool.name(), request.arg(1).unwrap_or_default())
+                .map_err(|error| error.to_reply()),
+            None => request
+                .arg(1)
+                .and_then(parse_u32)
+                .ok_or_else(|| reply::error("ERR value is not an integer or out of range")),
+        };
+        let db = match checked {
+            Ok(db) => db,
+            Err(reply) => {
+                self.pending.push_back(Pending::Ready(reply));
+                return;
+            }
         };
         let PoolHandle::Standalone(pool) = &self.pool else {
             let reply = if db == 0 {
@@ -118,7 +128,7 @@ impl Session {
     }
 
     /// HELLO [protover [AUTH user pass] [SETNAME name]]
-    pub(super) fn hello(&mut self, request: &Request) -> Bytes {
+    pub(super) fn hello(&mut self, spec: &CommandSpec, request: &Request) -> Bytes {
         let mut resp3 = self.resp3;
         if let Some(version) = request.arg(1) {
             match version {
@@ -135,7 +145,11 @@ impl Session {
         while index < request.argc() {
             let option = request.arg(index).unwrap_or_default();
             if option.eq_ignore_ascii_case(b"AUTH") && index + 2 < request.argc() {
-                return reply::error(NO_PASSWORD);
+                let outcome = self.authenticate(spec, request);
+                if outcome.first() == Some(&b'-') {
+                    return outcome;
+                }
+                index += 3;
             } else if option.eq_ignore_ascii_case(b"SETNAME") && index + 1 < request.argc() {
                 new_name = request.arg(index + 1).map(Bytes::copy_from_slice);
                 index += 2;

@@ -20,6 +20,7 @@ mod cluster;
 mod dedicated;
 mod local;
 mod pending;
+mod tenancy;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use crate::server::ProxyState;
 
 use self::cluster::ClusterSession;
 use self::pending::{next_front_event, try_front_event, Expect, FrontEvent, Pending};
+use self::tenancy::Verdict;
 
 /// Why a session ended, for the connection's log line.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,8 @@ pub enum SessionEnd {
     Io(#[from] std::io::Error),
     #[error("dedicated backend connection lost: {0}")]
     BackendLost(String),
+    #[error("no AUTH within the authentication timeout")]
+    AuthTimeout,
 }
 
 /// What a session does next: serve on shared connections, move to a dedicated one, or end.
@@ -67,6 +71,15 @@ enum Step {
 pub enum PoolHandle {
     Standalone(Arc<StandalonePool>),
     Cluster(Arc<ClusterPool>),
+}
+
+impl PoolHandle {
+    pub fn name(&self) -> &str {
+        match self {
+            PoolHandle::Standalone(pool) => pool.name(),
+            PoolHandle::Cluster(pool) => pool.name(),
+        }
+    }
 }
 
 /// A client's protocol state and its link to a pool.
@@ -99,6 +112,12 @@ pub struct Session {
     /// batch (one channel message, one reply message), in order.
     batch: BytesMut,
     batch_count: usize,
+    /// The tenant this connection is authenticated as (and its place in the tenant's connection count).
+    tenant: Option<tenant_policy::ConnectionPermit>,
+    /// With tenants configured: when an unauthenticated connection is closed.
+    auth_deadline: tokio::time::Instant,
+    /// A deferred request waits for the tenant's traffic budget until then.
+    resume_at: Option<tokio::time::Instant>,
 }
 
 /// A batch is sent once it holds this many requests or bytes, even if more are buffered.
@@ -141,6 +160,9 @@ impl Session {
             last_command: None,
             batch: BytesMut::new(),
             batch_count: 0,
+            tenant: None,
+            auth_deadline: tenancy::auth_deadline(state.config().timeouts.auth_ms),
+            resume_at: None,
             state,
         }
     }
@@ -164,7 +186,27 @@ impl Session {
             self.collect_ready_replies();
             if !self.write_buffer.is_empty() {
                 self.stream.write_all(&self.write_buffer).await?;
+                self.charge_reply(self.write_buffer.len());
                 self.write_buffer.clear();
+            }
+            if let Some(resume_at) = self.resume_at {
+                // Waiting for the tenant's traffic budget; replies still flow meanwhile.
+                if tokio::time::Instant::now() < resume_at {
+                    let front_waiting = self.pending.front().is_some_and(Pending::is_waiting);
+                    tokio::select! {
+                        event = next_front_event(self.pending.front_mut()), if front_waiting => {
+                            self.apply_front_event(event);
+                        }
+                        () = tokio::time::sleep_until(resume_at) => {}
+                    }
+                    continue;
+                }
+                self.resume_at = None;
+                if let Some(request) = self.deferred.take() {
+                    self.handle(request);
+                    self.flush_batch();
+                    continue;
+                }
             }
             if self.pending.is_empty() {
                 if let Some(end) = self.closing.take() {
@@ -172,6 +214,7 @@ impl Session {
                 }
                 if let Some(request) = self.deferred.take() {
                     self.handle(request);
+                    self.flush_batch();
                     continue;
                 }
                 if let Some(request) = self.go_dedicated.take() {
@@ -196,6 +239,9 @@ impl Session {
                     if read? == 0 {
                         return Ok(Step::End(SessionEnd::ClientClosed));
                     }
+                }
+                () = tokio::time::sleep_until(self.auth_deadline), if self.awaiting_auth() => {
+                    return Ok(Step::End(SessionEnd::AuthTimeout));
                 }
             }
         }
@@ -233,6 +279,11 @@ impl Session {
             return;
         };
         match (front, event) {
+            (Pending::Waiting(_, Expect::Rewrite(spec)), FrontEvent::Reply(reply)) => {
+                let bytes = convert_reply(reply, Expect::Forward);
+                let bytes = self.rewrite_reply_bytes(spec, bytes);
+                self.write_buffer.extend_from_slice(&bytes);
+            }
             (Pending::Waiting(_, expect), FrontEvent::Reply(reply)) => {
                 let bytes = convert_reply(reply, expect);
                 self.write_buffer.extend_from_slice(&bytes);
@@ -328,15 +379,21 @@ impl Session {
 
     /// Routes one request in shared mode.
     fn handle(&mut self, request: Request) {
-        let spec = match self.lookup(&request) {
-            Ok(spec) if spec.proxy == ProxyHandling::Forward && self.cluster.is_none() => {
-                self.batch.extend_from_slice(request.raw());
-                self.batch_count += 1;
-                if self.batch_count >= MAX_BATCH_REQUESTS || self.batch.len() >= MAX_BATCH_BYTES {
-                    self.flush_batch();
+        if let Some(name) = request.arg(0) {
+            if name.eq_ignore_ascii_case(b"USE") || name.eq_ignore_ascii_case(b"RKPROXY") {
+                self.flush_batch();
+                // USE moves the connection to another pool: earlier replies first.
+                if !self.pending.is_empty() {
+                    self.deferred = Some(request);
+                    return;
+                }
+                if let Some(reply) = self.proxy_command(&request) {
+                    self.pending.push_back(Pending::Ready(reply));
                 }
                 return;
             }
+        }
+        let spec = match self.lookup(&request) {
             Ok(spec) => spec,
             Err(error) => {
                 self.flush_batch();
@@ -346,6 +403,32 @@ impl Session {
                 return;
             }
         };
+        let request = match self.police(spec, request, true) {
+            Verdict::Proceed(request) => request,
+            Verdict::Refuse(reply) => {
+                self.flush_batch();
+                self.fail_transaction();
+                self.pending.push_back(Pending::Ready(reply));
+                return;
+            }
+            Verdict::Later(request, at) => {
+                self.flush_batch();
+                self.deferred = Some(request);
+                self.resume_at = Some(at);
+                return;
+            }
+        };
+        if spec.proxy == ProxyHandling::Forward
+            && self.cluster.is_none()
+            && self.reply_rewrite(spec).is_none()
+        {
+            self.batch.extend_from_slice(request.raw());
+            self.batch_count += 1;
+            if self.batch_count >= MAX_BATCH_REQUESTS || self.batch.len() >= MAX_BATCH_BYTES {
+                self.flush_batch();
+            }
+            return;
+        }
         // Anything else is queued behind the batch, so the batch goes first.
         self.flush_batch();
         if let Some(cluster) = &mut self.cluster {
@@ -381,7 +464,7 @@ impl Session {
     }
 
     /// Sends a request down the pool's shared connections.
-    fn forward(&mut self, spec: &CommandSpec, request: Request) {
+    fn forward(&mut self, spec: &'static CommandSpec, request: Request) {
         if self.cluster.is_some() {
             self.cluster_forward(spec, request);
             return;
@@ -393,14 +476,17 @@ impl Session {
             .route
             .get_or_insert_with(|| pool.shared_connection(self.id, self.db, self.resp3));
         let receiver = route.send(request.raw().clone());
-        self.pending
-            .push_back(Pending::Waiting(receiver, Expect::Forward));
+        let expect = match self.reply_rewrite(spec) {
+            Some(spec) => Expect::Rewrite(spec),
+            None => Expect::Forward,
+        };
+        self.pending.push_back(Pending::Waiting(receiver, expect));
     }
 
     /// Commands after which the client is served by another backend connection.
     fn changes_connection(&self, spec: &CommandSpec, request: &Request) -> bool {
         match spec.proxy {
-            ProxyHandling::Local => matches!(spec.name, "select" | "hello" | "reset"),
+            ProxyHandling::Local => matches!(spec.name, "select" | "hello" | "reset" | "auth"),
             _ => {
                 commands::needs_dedicated_connection(spec, request)
                     // A cluster MULTI is queued in the session and needs no barrier.
@@ -412,7 +498,7 @@ impl Session {
 
 fn convert_reply(reply: BackendReply, expect: Expect) -> Bytes {
     match (reply, expect) {
-        (Ok(frame), Expect::Forward | Expect::Batch(_)) => frame,
+        (Ok(frame), Expect::Forward | Expect::Batch(_) | Expect::Rewrite(_)) => frame,
         (Err(error), Expect::Batch(count)) => {
             let one = error.to_reply();
             let mut all = BytesMut::with_capacity(one.len() * count);

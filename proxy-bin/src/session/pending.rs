@@ -6,7 +6,7 @@
 //! client sent after it.
 
 use bytes::Bytes;
-use cluster_router::commands::MergePolicy;
+use cluster_router::commands::{CommandSpec, MergePolicy};
 use cluster_router::plan::SplitPart;
 use cluster_router::topology::NodeAddr;
 use tokio::sync::oneshot;
@@ -34,6 +34,8 @@ pub enum Expect {
     SelectCheck,
     /// A batch of this many pipelined requests; the replies arrive concatenated.
     Batch(usize),
+    /// The reply carries keys that lose the tenant's prefix (rewritten with this command's spec).
+    Rewrite(&'static CommandSpec),
 }
 
 /// A cluster request on its way to one node.
@@ -42,6 +44,8 @@ pub struct Routed {
     pub request: Bytes,
     pub node: NodeAddr,
     pub redirects: u8,
+    /// The reply's keys lose the tenant's prefix (see `Expect::Rewrite`).
+    pub rewrite: Option<&'static CommandSpec>,
 }
 
 /// One part of a [`Merge`].
@@ -68,6 +72,8 @@ pub enum Combine {
 pub struct Merge {
     pub parts: Vec<Part>,
     pub combine: Combine,
+    /// The merged reply's keys lose the tenant's prefix.
+    pub rewrite: Option<&'static CommandSpec>,
 }
 
 /// Something that happened to the entry at the front of the queue.

@@ -12,3 +12,4 @@ mod cluster;
 mod failures;
 mod standalone;
 mod stateful;
+mod tenants;

@@ -1,0 +1,252 @@
+//! Tenants in the session: AUTH, rights, request rewriting (key prefix, default TTL), reply rewriting, traffic
+//! limits, and the proxy's own commands `USE <pool>` and `RKPROXY ...`.
+//!
+//! The decisions are tenant-policy's; this module only applies them to the connection. Without tenants in the
+//! configuration none of this runs and clients need no AUTH.
+//!
+//! Traffic limits: a request over the tenant's ops or bytes budget waits (the session stops reading from that
+//! client) until the budget allows it, for at most the tenant's `limit_wait_ms`, then gets
+//! `-ERR tenant '<name>' is over its <limit> limit`; the connection stays open. Reply bytes are charged as they
+//! are written. On a dedicated connection (transaction, blocking command, subscription) an over-limit request is
+//! refused at once rather than delayed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use cluster_router::commands::CommandSpec;
+use resp_codec::{parse_frame, Limits, Request};
+use tenant_policy::{allowed_before_auth, credentials, Admission, PolicyError, Rewrite, Tenant};
+use tokio::time::Instant;
+
+use super::{PoolHandle, Session};
+use crate::reply;
+
+/// What policing decided for one request.
+pub(super) enum Verdict {
+    /// Go on with this (possibly rewritten) request.
+    Proceed(Request),
+    /// Reply with this and do not run the request.
+    Refuse(Bytes),
+    /// Over a traffic limit for now: run it again at this instant.
+    Later(Request, Instant),
+}
+
+impl Session {
+    /// The tenant this connection is authenticated as.
+    pub(super) fn tenant(&self) -> Option<&Arc<Tenant>> {
+        self.tenant.as_ref().map(|permit| permit.tenant())
+    }
+
+    /// Whether the client still has to authenticate.
+    pub(super) fn awaiting_auth(&self) -> bool {
+        self.state.tenants().is_some() && self.tenant.is_none()
+    }
+
+    /// Applies the tenant's rules to a request about to run. `may_wait`: a request over a traffic limit may be
+    /// delayed (shared mode) rather than refused (dedicated mode).
+    pub(super) fn police(
+        &mut self,
+        spec: &CommandSpec,
+        request: Request,
+        may_wait: bool,
+    ) -> Verdict {
+        if self.state.tenants().is_none() {
+            return Verdict::Proceed(request);
+        }
+        let Some(tenant) = self.tenant().cloned() else {
+            if allowed_before_auth(spec) {
+                return Verdict::Proceed(request);
+            }
+            return Verdict::Refuse(PolicyError::NoAuth.to_reply());
+        };
+        if let Err(error) = tenant.authorize(spec, &request) {
+            return Verdict::Refuse(error.to_reply());
+        }
+        let size = request.raw().len();
+        if let Err(error) = tenant.check_request_size(size) {
+            return Verdict::Refuse(error.to_reply());
+        }
+        match tenant.admit(size) {
+            Admission::Ok => {}
+            Admission::Wait(delay) if may_wait => {
+                return Verdict::Later(request, Instant::now() + delay);
+            }
+            Admission::Wait(_) => {
+                return Verdict::Refuse(reply::error(&format!(
+                    "ERR tenant '{}' is over its traffic limit",
+                    tenant.name()
+                )))
+            }
+            Admission::Reject(error) => return Verdict::Refuse(error.to_reply()),
+            _ => return Verdict::Refuse(reply::error("ERR traffic limit")),
+        }
+        if !tenant.rewrites_requests() {
+            return Verdict::Proceed(request);
+        }
+        match tenant.rewrite_request(spec, &request) {
+            Ok(Rewrite::Unchanged) => Verdict::Proceed(request),
+            Ok(Rewrite::Args(args)) => Verdict::Proceed(Request::from_args(args)),
+            Ok(_) => Verdict::Proceed(request),
+            Err(error) => Verdict::Refuse(error.to_reply()),
+        }
+    }
+
+    /// The spec to rewrite this command's reply with (keys lose the tenant's prefix), if it needs one.
+    pub(super) fn reply_rewrite(&self, spec: &'static CommandSpec) -> Option<&'static CommandSpec> {
+        let tenant = self.tenant()?;
+        tenant.reply_needs_rewrite(spec).then_some(spec)
+    }
+
+    /// Removes the tenant's prefix from the keys in a reply (one complete frame).
+    pub(super) fn rewrite_reply_bytes(&self, spec: &CommandSpec, bytes: Bytes) -> Bytes {
+        let Some(tenant) = self.tenant() else {
+            return bytes;
+        };
+        if bytes.first() == Some(&b'-') {
+            return bytes;
+        }
+        match parse_frame(&bytes, &Limits::default()) {
+            Ok(Some((frame, _))) => tenant.rewrite_reply(spec, frame).to_bytes(),
+            _ => bytes,
+        }
+    }
+
+    /// Charges written reply bytes to the tenant's bytes budget.
+    pub(super) fn charge_reply(&self, bytes: usize) {
+        if let Some(tenant) = self.tenant() {
+            tenant.account_reply(bytes);
+        }
+    }
+
+    /// AUTH (and HELLO ... AUTH): find the tenant, count the connection, move to its pool and db.
+    pub(super) fn authenticate(&mut self, spec: &CommandSpec, request: &Request) -> Bytes {
+        let Some(tenants) = self.state.tenants() else {
+            return reply::error(super::local::NO_PASSWORD);
+        };
+        let found = match credentials(spec, request) {
+            Ok(Some(found)) => found,
+            Ok(None) => return reply::ok(),
+            Err(error) => return error.to_reply(),
+        };
+        let tenant = match tenants.authenticate(found.username, found.password) {
+            Ok(tenant) => tenant,
+            Err(error) => return error.to_reply(),
+        };
+        // Re-AUTH as the same tenant keeps the connection's place; another tenant takes a new one.
+        if self
+            .tenant()
+            .is_some_and(|current| Arc::ptr_eq(current, &tenant))
+        {
+            return reply::ok();
+        }
+        let permit = match tenant.try_connect() {
+            Ok(permit) => permit,
+            Err(error) => return error.to_reply(),
+        };
+        let Some(pool) = self.state.pool(tenant.pool()).cloned() else {
+            return reply::error(&format!(
+                "ERR pool '{}' of tenant '{}' is not configured",
+                tenant.pool(),
+                tenant.name()
+            ));
+        };
+        self.tenant = Some(permit);
+        self.switch_pool(pool, tenant.db().unwrap_or(0));
+        reply::ok()
+    }
+
+    /// Moves the session to another pool (after AUTH or USE). The caller made sure no reply is pending.
+    pub(super) fn switch_pool(&mut self, pool: PoolHandle, db: u32) {
+        self.route = None;
+        self.spare_dedicated = None;
+        self.db = if matches!(pool, PoolHandle::Cluster(_)) {
+            0
+        } else {
+            db
+        };
+        self.cluster = match &pool {
+            PoolHandle::Cluster(cluster) => {
+                Some(super::cluster::ClusterSession::new(Arc::clone(cluster)))
+            }
+            PoolHandle::Standalone(_) => None,
+        };
+        self.pool = pool;
+    }
+
+    /// The proxy's own commands, which are not Redis commands: `USE <pool>` and `RKPROXY TENANTS | POOL`.
+    /// Returns `None` for any other command.
+    pub(super) fn proxy_command(&mut self, request: &Request) -> Option<Bytes> {
+        let name = request.name();
+        if name.eq_ignore_ascii_case(b"USE") {
+            return Some(self.use_pool(request));
+        }
+        if !name.eq_ignore_ascii_case(b"RKPROXY") {
+            return None;
+        }
+        if self.awaiting_auth() {
+            return Some(PolicyError::NoAuth.to_reply());
+        }
+        let sub = request.arg(1).unwrap_or_default().to_ascii_uppercase();
+        Some(match sub.as_slice() {
+            b"POOL" => reply::bulk(self.pool.name().as_bytes()),
+            b"TENANTS" => {
+                if let Some(tenant) = self.tenant() {
+                    if let Err(error) = tenant.may_run_proxy_admin(b"RKPROXY TENANTS") {
+                        return Some(error.to_reply());
+                    }
+                }
+                let lines: Vec<String> = match self.state.tenants() {
+                    Some(tenants) => tenants
+                        .db_assignments()
+                        .iter()
+                        .map(|a| {
+                            format!(
+                                "tenant={} pool={} db={}{}",
+                                a.tenant,
+                                a.pool,
+                                a.db,
+                                if a.auto { " (auto)" } else { "" }
+                            )
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                };
+                reply::array_of_bulks(lines.iter().map(String::as_bytes))
+            }
+            _ => reply::error(
+                "ERR unknown subcommand for RKPROXY. Try RKPROXY POOL or RKPROXY TENANTS.",
+            ),
+        })
+    }
+
+    /// USE <pool>: this connection (only) switches pool.
+    fn use_pool(&mut self, request: &Request) -> Bytes {
+        if request.argc() != 2 {
+            return reply::wrong_arity("use");
+        }
+        if self.awaiting_auth() {
+            return PolicyError::NoAuth.to_reply();
+        }
+        let name = String::from_utf8_lossy(request.arg(1).unwrap_or_default()).into_owned();
+        if let Some(tenant) = self.tenant() {
+            if let Err(error) = tenant.may_use_pool(&name) {
+                return error.to_reply();
+            }
+        }
+        let Some(pool) = self.state.pool(&name).cloned() else {
+            return reply::error(&format!(
+                "ERR unknown pool '{}'",
+                crate::backend::one_line(&name)
+            ));
+        };
+        let db = self.tenant().and_then(|t| t.db()).unwrap_or(0);
+        self.switch_pool(pool, db);
+        reply::ok()
+    }
+}
+
+/// How long an unauthenticated connection may stay.
+pub(super) fn auth_deadline(auth_ms: u64) -> Instant {
+    Instant::now() + Duration::from_millis(auth_ms)
+}

@@ -57,6 +57,8 @@ pub enum SessionEnd {
     BackendLost(String),
     #[error("no AUTH within the authentication timeout")]
     AuthTimeout,
+    #[error("the tenant has too many connections")]
+    TenantConnectionLimit,
 }
 
 /// What a session does next: serve on shared connections, move to a dedicated one, or end.

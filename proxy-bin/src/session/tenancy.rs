@@ -142,7 +142,11 @@ impl Session {
         }
         let permit = match tenant.try_connect() {
             Ok(permit) => permit,
-            Err(error) => return error.to_reply(),
+            Err(error) => {
+                // Over the tenant's connection limit: the error, then the connection is closed.
+                self.closing = Some(super::SessionEnd::TenantConnectionLimit);
+                return error.to_reply();
+            }
         };
         let Some(pool) = self.state.pool(tenant.pool()).cloned() else {
             return reply::error(&format!(

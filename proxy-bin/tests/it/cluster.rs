@@ -604,3 +604,62 @@ async fn traffic_survives_a_master_failover() {
     }
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_keeps_receiving_after_its_node_fails_over() {
+    let mut cluster = blocking(|| OwnCluster::start(1000)).await;
+    let proxy = start_cluster_proxy(&cluster.addrs(), "refresh_ms = 500").await;
+    let channel = "failover-news";
+    let url = format!("redis://{}/", proxy.local_addr);
+    let mut pubsub = redis::Client::open(url)
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    pubsub.subscribe(channel).await.unwrap();
+    let mut publisher = client(&proxy).await;
+    let _: i64 = publisher.publish(channel, "before").await.unwrap();
+    let mut messages = pubsub.on_message();
+    let first = tokio::time::timeout(Duration::from_secs(5), messages.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.get_payload::<String>().unwrap(), "before");
+
+    // The master holding the proxy's subscription connection.
+    let holder = cluster
+        .addrs()
+        .into_iter()
+        .find(|addr| {
+            redis_cli_at(addr, &["PUBSUB", "NUMSUB", channel])
+                .lines()
+                .nth(1)
+                == Some("1")
+        })
+        .expect("one node holds the subscription");
+    assert!(redis_cli_at(&holder, &["ROLE"]).starts_with("master"));
+    let killed_at = Instant::now();
+    cluster.node_mut(&holder).stop();
+
+    // Keep publishing until a message arrives through the new subscription.
+    let mut received = None;
+    while killed_at.elapsed() < Duration::from_secs(25) {
+        let _ = publisher.publish::<_, _, i64>(channel, "after").await;
+        if let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(300), messages.next()).await
+        {
+            received = Some(message.get_payload::<String>().unwrap());
+            break;
+        }
+    }
+    assert_eq!(
+        received.as_deref(),
+        Some("after"),
+        "no message after the failover"
+    );
+    println!(
+        "subscription restored {:?} after the kill",
+        killed_at.elapsed()
+    );
+    proxy.shutdown().await;
+}

@@ -438,11 +438,17 @@ async fn traffic_limits() {
     // max_connections = 2: the third connection's AUTH is refused.
     let _second = as_tenant(&proxy, "small", "small-pw").await;
     let addr = proxy.local_addr;
-    let third = blocking(move || raw_lines(addr, b"AUTH small small-pw\r\n", 1)).await;
+    let (line, closed) = blocking(move || {
+        let mut raw = RawClient::connect(addr);
+        raw.send(b"AUTH small small-pw\r\n");
+        (raw.read_line(), raw.is_closed())
+    })
+    .await;
     assert_eq!(
-        third[0],
+        line,
         "-ERR tenant 'small' has too many connections (max 2)\r\n"
     );
+    assert!(closed, "the connection over the limit is closed");
     proxy.shutdown().await;
 }
 

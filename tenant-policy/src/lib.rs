@@ -68,3 +68,6 @@ pub use tenant::{
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

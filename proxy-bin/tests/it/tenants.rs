@@ -472,3 +472,112 @@ async fn ops_limit_delays_briefly_before_refusing() {
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     proxy.shutdown().await;
 }
+
+/// Every key-taking command of the command table, sent through the proxy by a prefixed tenant that names
+/// another tenant's keys (`t2:...`), must neither read nor change them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_taking_command_reaches_another_tenants_keys() {
+    const DB: u32 = 12;
+    let redis = redis_addr();
+    let proxy = start_proxy_toml(&format!(
+        "default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{redis}']\n\
+         [tenants.t1]\npassword = 't1-pw'\npool = 'main'\nkey_prefix = 't1:'\ndb = {DB}\n"
+    ))
+    .await;
+    let mut direct = direct(&redis, DB).await;
+    let mut victims: Vec<String> = (0..20).map(|i| format!("t2:k{i}")).collect();
+    victims.extend(
+        [
+            "t2:s1", "t2:s2", "t2:list", "t2:geo", "t2:dst", "t2:a", "t2:b", "t2:k",
+        ]
+        .map(String::from),
+    );
+    for key in &victims {
+        let _: () = direct.set(key, "victim-secret").await.unwrap();
+    }
+    let dumps_before: Vec<Vec<u8>> = {
+        let mut dumps = Vec::new();
+        for key in &victims {
+            dumps.push(
+                redis::cmd("DUMP")
+                    .arg(key)
+                    .query_async(&mut direct)
+                    .await
+                    .unwrap(),
+            );
+        }
+        dumps
+    };
+
+    let specs: Vec<_> = tenant_policy::testing::every_spec()
+        .into_iter()
+        .filter(|spec| tenant_policy::testing::has_real_keys(spec))
+        .collect();
+    let addr = proxy.local_addr;
+    let names: Vec<&str> = specs.iter().map(|spec| spec.name).collect();
+    let leaks = blocking(move || {
+        let mut leaks = Vec::new();
+        for spec in &specs {
+            let args = tenant_policy::testing::sample_args(spec);
+            let mut request = format!("*{}\r\n", args.len()).into_bytes();
+            for arg in &args {
+                request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+                request.extend_from_slice(arg);
+                request.extend_from_slice(b"\r\n");
+            }
+            let mut raw = RawClient::connect(addr);
+            raw.send(b"AUTH t1 t1-pw\r\n");
+            assert_eq!(raw.read_line(), "+OK\r\n");
+            raw.send(&request);
+            raw.send(b"PING\r\n");
+            // Everything up to the PONG is this command's reply.
+            let mut reply = String::new();
+            loop {
+                let line = raw.read_line();
+                assert!(
+                    !line.is_empty(),
+                    "{}: connection closed or timed out",
+                    spec.name
+                );
+                if line == "+PONG\r\n" {
+                    break;
+                }
+                reply.push_str(&line);
+            }
+            if reply.contains("victim-secret") {
+                leaks.push(format!("{}: {reply}", spec.name));
+            }
+        }
+        leaks
+    })
+    .await;
+    assert!(
+        leaks.is_empty(),
+        "replies leaked another tenant's data: {leaks:?}"
+    );
+    assert!(names.len() > 150, "only {} commands sent", names.len());
+
+    // Nothing of the other tenant changed, and no key outside the tenant's prefix appeared.
+    for (key, before) in victims.iter().zip(&dumps_before) {
+        let after: Vec<u8> = redis::cmd("DUMP")
+            .arg(key)
+            .query_async(&mut direct)
+            .await
+            .unwrap();
+        assert_eq!(&after, before, "{key} was changed");
+    }
+    let outside: Vec<String> = direct.keys("*").await.unwrap();
+    let mut outside: Vec<String> = outside
+        .into_iter()
+        .filter(|k| !k.starts_with("t1:"))
+        .collect();
+    outside.sort();
+    let mut expected = victims.clone();
+    expected.sort();
+    assert_eq!(outside, expected, "keys outside the tenant's prefix");
+    let _: () = redis::cmd("FLUSHDB")
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    proxy.shutdown().await;
+}

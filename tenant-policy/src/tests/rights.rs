@@ -1,25 +1,13 @@
 //! Rights: before-auth commands, read-only and admin tenants, SELECT, USE, isolation refusals.
 
-use cluster_router::commands::{all_commands, CommandFlags};
+use cluster_router::commands::CommandFlags;
 use cluster_router::CommandSpec;
 
 use super::{build, config, spec, tenant};
 use crate::tenant::{is_admin_command, may_write};
 use crate::{allowed_before_auth, DbSetting, PolicyError};
 
-/// Every command and subcommand of the table (containers are represented by their
-/// subcommands).
-pub(super) fn every_spec() -> Vec<&'static CommandSpec> {
-    let mut specs = Vec::new();
-    for spec in all_commands() {
-        if spec.is_container() {
-            specs.extend(spec.subcommands.iter());
-        } else {
-            specs.push(spec);
-        }
-    }
-    specs
-}
+pub(super) use crate::testing::every_spec;
 
 #[test]
 fn only_five_commands_work_before_auth() {

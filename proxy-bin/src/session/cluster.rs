@@ -90,6 +90,28 @@ impl ClusterSession {
             .or_insert_with(|| pool.shared_connection(node, client_id, resp3, readonly))
     }
 
+    /// Sends a request to one node; the pending entry follows MOVED/ASK later.
+    fn send_routed(
+        &mut self,
+        node: NodeAddr,
+        readonly: bool,
+        client_id: u64,
+        resp3: bool,
+        request: &Request,
+        rewrite: Option<&'static CommandSpec>,
+    ) -> Pending {
+        let receiver = self
+            .connection(&node, readonly, client_id, resp3)
+            .send(request.raw().clone());
+        Pending::Routed(Box::new(Routed {
+            receiver,
+            request: request.raw().clone(),
+            node,
+            redirects: 0,
+            rewrite,
+        }))
+    }
+
     fn any_master(&self, client_id: u64) -> Option<NodeAddr> {
         let masters = self.topology.map.masters();
         if masters.is_empty() {
@@ -149,16 +171,7 @@ impl Session {
                 };
                 match node {
                     Some(node) => {
-                        let receiver = cluster
-                            .connection(&node, use_replica, id, resp3)
-                            .send(request.raw().clone());
-                        Pending::Routed(Box::new(Routed {
-                            receiver,
-                            request: request.raw().clone(),
-                            node,
-                            redirects: 0,
-                            rewrite,
-                        }))
+                        cluster.send_routed(node, use_replica, id, resp3, &request, rewrite)
                     }
                     None => {
                         cluster.pool.request_refresh();
@@ -167,18 +180,7 @@ impl Session {
                 }
             }
             RoutePlan::Keyless => match cluster.any_master(id) {
-                Some(node) => {
-                    let receiver = cluster
-                        .connection(&node, false, id, resp3)
-                        .send(request.raw().clone());
-                    Pending::Routed(Box::new(Routed {
-                        receiver,
-                        request: request.raw().clone(),
-                        node,
-                        redirects: 0,
-                        rewrite,
-                    }))
-                }
+                Some(node) => cluster.send_routed(node, false, id, resp3, &request, rewrite),
                 None => Pending::Ready(no_topology(&cluster.pool)),
             },
             RoutePlan::Split { parts, merge } => {

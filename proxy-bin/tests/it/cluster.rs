@@ -663,3 +663,41 @@ async fn subscriber_keeps_receiving_after_its_node_fails_over() {
     );
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_pubsub_reaches_the_channels_node() {
+    let proxy = start_cluster_proxy(&cluster_nodes(), "").await;
+    let channel = unique("shard-news");
+    let addr = proxy.local_addr;
+    let subscribe_channel = channel.clone();
+    let subscriber = tokio::task::spawn_blocking(move || {
+        let mut raw = RawClient::connect(addr);
+        raw.send(format!("SSUBSCRIBE {subscribe_channel}\r\n").as_bytes());
+        let confirmation: Vec<String> = (0..6).map(|_| raw.read_line()).collect();
+        let message: Vec<String> = (0..7).map(|_| raw.read_line()).collect();
+        (confirmation, message)
+    });
+    let mut publisher = client(&proxy).await;
+    // Publish until the subscriber has subscribed (SPUBLISH returns the receiver count).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let receivers: i64 = redis::cmd("SPUBLISH")
+            .arg(&channel)
+            .arg("sharded")
+            .query_async(&mut publisher)
+            .await
+            .unwrap();
+        if receivers == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the subscriber never subscribed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (confirmation, message) = subscriber.await.unwrap();
+    assert_eq!(confirmation[0], "*3\r\n");
+    assert_eq!(confirmation[2], "ssubscribe\r\n");
+    assert_eq!(message[2], "smessage\r\n");
+    assert_eq!(message[4], format!("{channel}\r\n"));
+    assert_eq!(message[6], "sharded\r\n");
+    proxy.shutdown().await;
+}

@@ -6,8 +6,18 @@
 //! every target, rotating the target order per round so no target always goes first; the table
 //! shows the median of the rounds.
 //!
-//! The code is organised as sections (a set of endpoints plus the scenarios to run against them)
-//! so later sections, such as cluster routing or Kafka, add one `Section` each.
+//! The code is organised as sections (a set of endpoints plus the scenarios to run against them),
+//! each selectable with `--sections`:
+//!
+//! - `standalone`: GET/SET through every target to one redis-server.
+//! - `cluster`: GET/SET to a 3-master, 3-replica Redis Cluster, `redis-benchmark --cluster`
+//!   direct versus plain redis-benchmark through rkproxy's cluster pool.
+//! - `mget`: a 10-key MGET whose keys sit in ten slots over the three masters, through rkproxy
+//!   (which splits it per slot and merges the replies), versus a 10-key MGET of keys sharing one
+//!   hash tag sent straight to that slot's master (the best Redis itself can do).
+//!
+//! Some scenarios carry a goal, the least rkproxy/direct ratio the project aims for; the table
+//! says whether the run met it.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
@@ -15,17 +25,26 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::flags::{BenchOptions, BenchTarget};
-use crate::redis::{self, RedisKind, RedisSpec};
+use crate::flags::{BenchOptions, BenchSection, BenchTarget};
+use crate::redis::{self, ClusterMaster, RedisKind, RedisSpec};
 use crate::resp::{Connection, Reply};
 use crate::shell::{self, ChildGuard};
-use crate::{bail, demo, ports, project, signals, Result};
+use crate::{bail, demo, ports, project, servers, signals, Result};
 
 /// Pipelined runs send this many times more requests than `--requests`, so that both kinds of
 /// run last a similar few seconds.
 const PIPELINED_REQUEST_FACTOR: u64 = 8;
 /// The key space for redis-benchmark's `-r`, so requests touch many keys rather than one.
 const KEY_SPACE: u32 = 100_000;
+/// How many keys the `mget` section's MGET reads.
+const MGET_KEYS: usize = 10;
+/// The hash tag that puts the direct MGET's keys in one slot.
+const MGET_SAME_SLOT_TAG: &str = "{mget}";
+/// The goals from the cluster issue: rkproxy/direct-cluster GET/SET throughput at pipeline 1 and
+/// 16, and cross-slot MGET through rkproxy against a single-node MGET.
+const CLUSTER_GOAL_UNPIPELINED: f64 = 0.9;
+const CLUSTER_GOAL_PIPELINED: f64 = 0.8;
+const MGET_GOAL: f64 = 0.6;
 
 /// One process the benchmark sends load to.
 #[derive(Debug, Clone)]
@@ -40,13 +59,12 @@ struct Endpoint {
 #[derive(Debug, Clone)]
 enum Workload {
     Tests(&'static str),
-    #[allow(
-        dead_code,
-        reason = "used by the cluster MGET section that issue 3 adds"
-    )]
+    /// A custom command, shown as `label` in the table. The command is given per target because
+    /// targets may need different keys for the same kind of request: a direct MGET must keep its
+    /// keys in one slot, while the one through rkproxy spreads them over the cluster.
     Custom {
         label: String,
-        args: Vec<String>,
+        args: BTreeMap<BenchTarget, Vec<String>>,
     },
 }
 
@@ -56,14 +74,24 @@ struct Scenario {
     workload: Workload,
     pipeline: u32,
     requests: u64,
+    /// The least rkproxy/direct throughput ratio the project aims for, if it has set one.
+    goal: Option<f64>,
 }
 
 /// Endpoints plus the scenarios to run against them.
 #[derive(Debug, Clone)]
 struct Section {
     name: &'static str,
+    /// What the section compares, printed under the table.
+    note: String,
     endpoints: Vec<Endpoint>,
     scenarios: Vec<Scenario>,
+}
+
+/// The cluster the `cluster` and `mget` sections share, and rkproxy in front of it.
+struct ClusterSetup {
+    masters: Vec<ClusterMaster>,
+    rkproxy: Option<SocketAddr>,
 }
 
 /// One measured result line from redis-benchmark's CSV output.
@@ -88,6 +116,7 @@ pub fn run(options: &BenchOptions) -> Result<ExitCode> {
         demo::build_release_rkproxy()?;
     }
 
+    servers::clean_up_interrupted_runs();
     let dir = project::servers_dir().join(format!("bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut guard = ChildGuard::default();
@@ -110,6 +139,43 @@ fn run_with_servers(
     dir: &Path,
     guard: &mut ChildGuard,
 ) -> Result<ExitCode> {
+    let mut sections = Vec::new();
+    if options.wants_section(BenchSection::Standalone) {
+        let endpoints = start_standalone_targets(options, dir, guard)?;
+        sections.push(standalone_section(options, endpoints));
+    }
+    if options.wants_section(BenchSection::Cluster) || options.wants_section(BenchSection::Mget) {
+        let cluster = start_cluster_targets(options, dir, guard)?;
+        if options.wants_section(BenchSection::Cluster) {
+            sections.push(cluster_section(options, &cluster)?);
+        }
+        if options.wants_section(BenchSection::Mget) {
+            sections.push(mget_section(options, &cluster)?);
+        }
+    }
+    for section in &sections {
+        for endpoint in &section.endpoints {
+            eprintln!(
+                "{:<10} {:<10} {} {}",
+                section.name,
+                endpoint.target.name(),
+                endpoint.addr,
+                endpoint.extra_args.join(" ")
+            );
+        }
+    }
+
+    let results = run_rounds(options, &sections)?;
+    println!("{}", render_table(options, &sections, &results));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One redis-server, and every chosen target in front of it.
+fn start_standalone_targets(
+    options: &BenchOptions,
+    dir: &Path,
+    guard: &mut ChildGuard,
+) -> Result<Vec<Endpoint>> {
     let redis_spec = RedisSpec {
         name: "redis".into(),
         port: ports::free_port()?,
@@ -124,7 +190,17 @@ fn run_with_servers(
     for target in &options.targets {
         let addr = match target {
             BenchTarget::Direct => redis_addr,
-            BenchTarget::Rkproxy => start_rkproxy(redis_addr, dir, guard)?,
+            BenchTarget::Rkproxy => {
+                let addr = ports::loopback(ports::free_port()?);
+                let args = [
+                    "--listen".to_string(),
+                    addr.to_string(),
+                    "--backend".to_string(),
+                    format!("redis://{redis_addr}"),
+                ];
+                start_rkproxy("rkproxy", addr, &args, dir, guard)?;
+                addr
+            }
             BenchTarget::Twemproxy => start_twemproxy(redis_addr, dir, guard)?,
         };
         check_round_trip(*target, addr)?;
@@ -134,33 +210,270 @@ fn run_with_servers(
             extra_args: Vec::new(),
         });
     }
-    for endpoint in &endpoints {
-        eprintln!("{:<10} {}", endpoint.target.name(), endpoint.addr);
-    }
-
-    let sections = vec![standalone_section(options, endpoints)];
-    let results = run_rounds(options, &sections)?;
-    println!("{}", render_table(options, &sections, &results));
-    Ok(ExitCode::SUCCESS)
+    Ok(endpoints)
 }
 
 /// GET and SET without and with pipelining, through every target to one redis-server.
 fn standalone_section(options: &BenchOptions, endpoints: Vec<Endpoint>) -> Section {
     Section {
         name: "standalone",
+        note: "every target in front of one redis-server".to_string(),
         endpoints,
-        scenarios: vec![
-            Scenario {
-                workload: Workload::Tests("get,set"),
-                pipeline: 1,
-                requests: options.requests,
+        scenarios: get_set_scenarios(options, None, None),
+    }
+}
+
+/// GET and SET at pipeline 1 and 16, with the goals for each.
+fn get_set_scenarios(
+    options: &BenchOptions,
+    unpipelined_goal: Option<f64>,
+    pipelined_goal: Option<f64>,
+) -> Vec<Scenario> {
+    vec![
+        Scenario {
+            workload: Workload::Tests("get,set"),
+            pipeline: 1,
+            requests: options.requests,
+            goal: unpipelined_goal,
+        },
+        Scenario {
+            workload: Workload::Tests("get,set"),
+            pipeline: 16,
+            requests: options.requests * PIPELINED_REQUEST_FACTOR,
+            goal: pipelined_goal,
+        },
+    ]
+}
+
+/// A 6-node cluster (3 masters, 3 replicas) like `cargo xtask test` runs, and rkproxy with a
+/// cluster pool in front of it when rkproxy is among the targets.
+fn start_cluster_targets(
+    options: &BenchOptions,
+    dir: &Path,
+    guard: &mut ChildGuard,
+) -> Result<ClusterSetup> {
+    if !options.wants_target(BenchTarget::Direct) && !options.wants_target(BenchTarget::Rkproxy) {
+        bail!("the cluster and mget sections need direct or rkproxy among --targets");
+    }
+    eprintln!("starting a {}-node cluster...", servers::CLUSTER_NODES);
+    let nodes = servers::start_cluster(&dir.join("cluster"), guard)?;
+    let Some(first_node) = nodes.first().copied() else {
+        bail!("the cluster has no nodes");
+    };
+    let masters = redis::cluster_masters(first_node)?;
+    if masters.len() != servers::CLUSTER_NODES / 2 {
+        bail!(
+            "expected {} masters, {first_node} reports {masters:?}",
+            servers::CLUSTER_NODES / 2
+        );
+    }
+    check_cluster_round_trip(first_node, &masters)?;
+
+    let rkproxy = if options.wants_target(BenchTarget::Rkproxy) {
+        let addr = ports::loopback(ports::free_port()?);
+        let seeds: Vec<SocketAddr> = masters.iter().map(|master| master.addr).collect();
+        let config_path = dir.join("rkproxy-cluster.toml");
+        std::fs::write(&config_path, rkproxy_cluster_config(addr, &seeds))?;
+        let args = ["--config".to_string(), config_path.display().to_string()];
+        start_rkproxy("rkproxy-cluster", addr, &args, dir, guard)?;
+        check_round_trip(BenchTarget::Rkproxy, addr)?;
+        Some(addr)
+    } else {
+        None
+    };
+    Ok(ClusterSetup { masters, rkproxy })
+}
+
+/// The rkproxy config for the cluster sections: one cluster pool seeded with the masters.
+fn rkproxy_cluster_config(listen: SocketAddr, seeds: &[SocketAddr]) -> String {
+    let nodes: Vec<String> = seeds.iter().map(|seed| format!("\"{seed}\"")).collect();
+    format!(
+        "# Generated by `cargo xtask bench`.\n\
+         listen = \"{listen}\"\n\
+         default_pool = \"c\"\n\
+         \n\
+         [pools.c]\n\
+         kind = \"cluster\"\n\
+         nodes = [{nodes}]\n",
+        nodes = nodes.join(", ")
+    )
+}
+
+/// GET and SET to the cluster: `redis-benchmark --cluster` (which learns the slot map and sends
+/// each client's keys to one master) against plain redis-benchmark through rkproxy.
+fn cluster_section(options: &BenchOptions, cluster: &ClusterSetup) -> Result<Section> {
+    let mut endpoints = Vec::new();
+    if options.wants_target(BenchTarget::Direct) {
+        let Some(master) = cluster.masters.first() else {
+            bail!("the cluster has no masters");
+        };
+        endpoints.push(Endpoint {
+            target: BenchTarget::Direct,
+            addr: master.addr,
+            extra_args: vec!["--cluster".to_string()],
+        });
+    }
+    if let Some(rkproxy) = cluster.rkproxy {
+        endpoints.push(Endpoint {
+            target: BenchTarget::Rkproxy,
+            addr: rkproxy,
+            extra_args: Vec::new(),
+        });
+    }
+    Ok(Section {
+        name: "cluster",
+        note: format!(
+            "3 masters + 3 replicas; direct is `redis-benchmark --cluster` (clients split over the \
+             masters, keys `key:{{tag}}:N` in one slot per master), rkproxy is plain \
+             redis-benchmark through a cluster pool (keys `key:N` over all slots); goals \
+             rkproxy >= {CLUSTER_GOAL_UNPIPELINED} x direct at -P 1, >= {CLUSTER_GOAL_PIPELINED} x at -P 16"
+        ),
+        endpoints,
+        scenarios: get_set_scenarios(
+            options,
+            Some(CLUSTER_GOAL_UNPIPELINED),
+            Some(CLUSTER_GOAL_PIPELINED),
+        ),
+    })
+}
+
+/// A 10-key MGET: through rkproxy with keys in ten slots spread over the three masters, against
+/// one node directly with keys that share a hash tag. Stores the keys first and checks that both
+/// targets answer the MGET with every value.
+fn mget_section(options: &BenchOptions, cluster: &ClusterSetup) -> Result<Section> {
+    let Some(first_master) = cluster.masters.first() else {
+        bail!("the cluster has no masters");
+    };
+    let mut connection = Connection::connect(first_master.addr)?;
+    let cross_slot_keys = pick_cross_slot_keys(&mut connection, &cluster.masters)?;
+    let same_slot_keys: Vec<String> = (1..=MGET_KEYS)
+        .map(|index| format!("{MGET_SAME_SLOT_TAG}:{index}"))
+        .collect();
+    let same_slot_owner = owner_of(&mut connection, &same_slot_keys[0], &cluster.masters)?;
+    for keys in [&cross_slot_keys, &same_slot_keys] {
+        for (index, key) in keys.iter().enumerate() {
+            let owner = owner_of(&mut connection, key, &cluster.masters)?;
+            let mut owner_connection = Connection::connect(owner)?;
+            match owner_connection.command(&["SET", key, &mget_value(index)])? {
+                Reply::Status(status) if status == "OK" => {}
+                other => bail!("SET {key} on {owner} answered {other:?}"),
+            }
+        }
+    }
+
+    let mut endpoints = Vec::new();
+    let mut args = BTreeMap::new();
+    if options.wants_target(BenchTarget::Direct) {
+        check_mget(same_slot_owner, &same_slot_keys)?;
+        endpoints.push(Endpoint {
+            target: BenchTarget::Direct,
+            addr: same_slot_owner,
+            extra_args: Vec::new(),
+        });
+        args.insert(BenchTarget::Direct, mget_command(&same_slot_keys));
+    }
+    if let Some(rkproxy) = cluster.rkproxy {
+        check_mget(rkproxy, &cross_slot_keys)?;
+        endpoints.push(Endpoint {
+            target: BenchTarget::Rkproxy,
+            addr: rkproxy,
+            extra_args: Vec::new(),
+        });
+        args.insert(BenchTarget::Rkproxy, mget_command(&cross_slot_keys));
+    }
+    eprintln!("mget keys through rkproxy: {}", cross_slot_keys.join(" "));
+    eprintln!(
+        "mget keys direct on {same_slot_owner}: {}",
+        same_slot_keys.join(" ")
+    );
+    Ok(Section {
+        name: "mget",
+        note: format!(
+            "rkproxy is MGET of {MGET_KEYS} keys in {MGET_KEYS} slots over the 3 masters (split and \
+             merged by the proxy); direct is MGET of {MGET_KEYS} keys sharing the hash tag \
+             {MGET_SAME_SLOT_TAG} on that slot's master; goal rkproxy >= {MGET_GOAL} x direct"
+        ),
+        endpoints,
+        scenarios: vec![Scenario {
+            workload: Workload::Custom {
+                label: format!("MGET x{MGET_KEYS}"),
+                args,
             },
-            Scenario {
-                workload: Workload::Tests("get,set"),
-                pipeline: 16,
-                requests: options.requests * PIPELINED_REQUEST_FACTOR,
-            },
-        ],
+            pipeline: 1,
+            requests: options.requests,
+            goal: Some(MGET_GOAL),
+        }],
+    })
+}
+
+/// Picks [`MGET_KEYS`] keys in distinct slots, taking the masters in turn so the keys spread
+/// evenly over them.
+fn pick_cross_slot_keys(
+    connection: &mut Connection,
+    masters: &[ClusterMaster],
+) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut slots = Vec::new();
+    for candidate in 0..100_000_u32 {
+        if keys.len() == MGET_KEYS {
+            return Ok(keys);
+        }
+        let key = format!("mget:{candidate}");
+        let slot = key_slot(connection, &key)?;
+        let wanted = &masters[keys.len() % masters.len()];
+        if wanted.serves(slot) && !slots.contains(&slot) {
+            keys.push(key);
+            slots.push(slot);
+        }
+    }
+    bail!("found only {} keys in distinct slots: {keys:?}", keys.len())
+}
+
+/// The slot of `key`, asked from the cluster so xtask needs no CRC16 of its own.
+fn key_slot(connection: &mut Connection, key: &str) -> Result<u16> {
+    match connection.command(&["CLUSTER", "KEYSLOT", key])? {
+        Reply::Integer(slot) => Ok(u16::try_from(slot)?),
+        other => bail!("CLUSTER KEYSLOT {key} answered {other:?}"),
+    }
+}
+
+/// The master that serves `key`.
+fn owner_of(
+    connection: &mut Connection,
+    key: &str,
+    masters: &[ClusterMaster],
+) -> Result<SocketAddr> {
+    let slot = key_slot(connection, key)?;
+    match masters.iter().find(|master| master.serves(slot)) {
+        Some(master) => Ok(master.addr),
+        None => bail!("no master serves slot {slot} (key {key})"),
+    }
+}
+
+/// The value stored under the `index`-th MGET key: three bytes, like redis-benchmark's default
+/// `-d 3` values.
+fn mget_value(index: usize) -> String {
+    format!("{:03}", index + 1)
+}
+
+fn mget_command(keys: &[String]) -> Vec<String> {
+    std::iter::once("MGET".to_string())
+        .chain(keys.iter().cloned())
+        .collect()
+}
+
+/// Checks that MGET of `keys` at `addr` answers every stored value, in order.
+fn check_mget(addr: SocketAddr, keys: &[String]) -> Result<()> {
+    let mut connection = Connection::connect(addr)?;
+    let command = mget_command(keys);
+    let args: Vec<&str> = command.iter().map(String::as_str).collect();
+    let reply = connection.command(&args)?;
+    let expected: Vec<Reply> = (0..keys.len())
+        .map(|index| Reply::Bulk(Some(mget_value(index).into_bytes())))
+        .collect();
+    match reply {
+        Reply::Array(Some(values)) if values == expected => Ok(()),
+        other => bail!("MGET at {addr} answered {other:?}, expected {expected:?}"),
     }
 }
 
@@ -233,9 +546,12 @@ fn run_benchmark(
         Workload::Tests(tests) => {
             command.args(["-t", tests]);
         }
-        Workload::Custom { args, .. } => {
-            command.args(args);
-        }
+        Workload::Custom { label, args } => match args.get(&endpoint.target) {
+            Some(args) => {
+                command.args(args);
+            }
+            None => bail!("{label} has no command for {}", endpoint.target.name()),
+        },
     }
     let output = command.stdin(Stdio::null()).output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -317,8 +633,8 @@ fn render_table(
         options.requests * PIPELINED_REQUEST_FACTOR,
         options.rounds,
     );
-    out.push_str("| section | target | test | pipeline | requests/s | p50 ms | p99 ms | vs direct | rkproxy vs twemproxy |\n");
-    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| section | target | test | pipeline | requests/s | p50 ms | p99 ms | vs direct | rkproxy vs twemproxy | goal |\n");
+    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---|\n");
     let medians = |key: &RowKey| -> Option<(f64, f64, f64)> {
         let runs = results.get(key)?;
         let mut rps: Vec<f64> = runs.iter().map(|run| run.requests_per_second).collect();
@@ -336,6 +652,11 @@ fn render_table(
         }
         tests.sort_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
         for (test, pipeline) in tests {
+            let goal = section
+                .scenarios
+                .iter()
+                .find(|scenario| scenario.pipeline == pipeline)
+                .and_then(|scenario| scenario.goal);
             let row = |target| (section.name, test.clone(), pipeline, target);
             let direct = medians(&row(BenchTarget::Direct)).map(|(rps, _, _)| rps);
             let twemproxy = medians(&row(BenchTarget::Twemproxy)).map(|(rps, _, _)| rps);
@@ -346,13 +667,16 @@ fn render_table(
                 let ratio = |base: Option<f64>| {
                     base.map_or_else(|| "-".to_string(), |base| format!("{:.2}", rps / base))
                 };
-                let vs_twemproxy = if endpoint.target == BenchTarget::Rkproxy {
-                    ratio(twemproxy)
+                let (vs_twemproxy, goal_text) = if endpoint.target == BenchTarget::Rkproxy {
+                    (
+                        ratio(twemproxy),
+                        goal_verdict(goal, direct.map(|base| rps / base)),
+                    )
                 } else {
-                    String::new()
+                    (String::new(), String::new())
                 };
                 out.push_str(&format!(
-                    "| {} | {} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {} |\n",
+                    "| {} | {} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} |\n",
                     section.name,
                     endpoint.target.name(),
                     test,
@@ -362,15 +686,37 @@ fn render_table(
                     p99,
                     ratio(direct),
                     vs_twemproxy,
+                    goal_text,
                 ));
             }
         }
     }
+    out.push('\n');
+    for section in sections {
+        out.push_str(&format!("- {}: {}\n", section.name, section.note));
+    }
     out
 }
 
-/// Starts rkproxy in front of `backend`, logging to a file, and waits until it accepts.
-fn start_rkproxy(backend: SocketAddr, dir: &Path, guard: &mut ChildGuard) -> Result<SocketAddr> {
+/// The goal cell of an rkproxy row: the least ratio and whether this run reached it.
+fn goal_verdict(goal: Option<f64>, ratio: Option<f64>) -> String {
+    match (goal, ratio) {
+        (None, _) => String::new(),
+        (Some(goal), None) => format!(">= {goal:.2} (no direct run)"),
+        (Some(goal), Some(ratio)) if ratio >= goal => format!(">= {goal:.2} met"),
+        (Some(goal), Some(_)) => format!(">= {goal:.2} MISSED"),
+    }
+}
+
+/// Starts the release rkproxy with `args` (which must make it listen on `addr`), logging to
+/// `dir/<name>.log`, and waits until it accepts. `name` must be unique among the guard's children.
+fn start_rkproxy(
+    name: &str,
+    addr: SocketAddr,
+    args: &[String],
+    dir: &Path,
+    guard: &mut ChildGuard,
+) -> Result<()> {
     let binary = project::release_rkproxy();
     if !binary.exists() {
         bail!(
@@ -378,24 +724,17 @@ fn start_rkproxy(backend: SocketAddr, dir: &Path, guard: &mut ChildGuard) -> Res
             binary.display()
         );
     }
-    let addr = ports::loopback(ports::free_port()?);
-    let log_path = dir.join("rkproxy.log");
+    let log_path = dir.join(format!("{name}.log"));
     let log = std::fs::File::create(&log_path)?;
     let mut command = Command::new(binary);
     command
-        .args([
-            "--listen",
-            &addr.to_string(),
-            "--backend",
-            &format!("redis://{backend}"),
-        ])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
     eprintln!("$ {}", shell::format_command(&command));
-    guard.push("rkproxy", command.spawn()?);
-    wait_accepting(guard, "rkproxy", addr, &log_path)?;
-    Ok(addr)
+    guard.push(name, command.spawn()?);
+    wait_accepting(guard, name, addr, &log_path)
 }
 
 /// Starts twemproxy (nutcracker) in front of `backend` and waits until it accepts.
@@ -479,6 +818,15 @@ fn check_round_trip(target: BenchTarget, addr: SocketAddr) -> Result<()> {
     }
 }
 
+/// Checks SET then GET on the master that owns the check key, so a cluster that cannot serve
+/// writes fails before any benchmark runs.
+fn check_cluster_round_trip(node: SocketAddr, masters: &[ClusterMaster]) -> Result<()> {
+    let mut connection = Connection::connect(node)?;
+    let key = format!("xtask:bench:check:{}", BenchTarget::Direct.name());
+    let owner = owner_of(&mut connection, &key, masters)?;
+    check_round_trip(BenchTarget::Direct, owner)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,6 +848,35 @@ mod tests {
     fn median_of_odd_and_even_counts() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn rkproxy_cluster_config_has_one_cluster_pool() {
+        let seeds = [ports::loopback(7001), ports::loopback(7002)];
+        let text = rkproxy_cluster_config(ports::loopback(7480), &seeds);
+        assert!(text.contains("listen = \"127.0.0.1:7480\"\n"));
+        assert!(text.contains("default_pool = \"c\"\n"));
+        assert!(text.contains(
+            "[pools.c]\nkind = \"cluster\"\nnodes = [\"127.0.0.1:7001\", \"127.0.0.1:7002\"]\n"
+        ));
+    }
+
+    #[test]
+    fn goal_verdicts() {
+        assert_eq!(goal_verdict(None, Some(0.5)), "");
+        assert_eq!(goal_verdict(Some(0.9), Some(0.95)), ">= 0.90 met");
+        assert_eq!(goal_verdict(Some(0.9), Some(0.85)), ">= 0.90 MISSED");
+        assert_eq!(goal_verdict(Some(0.6), None), ">= 0.60 (no direct run)");
+    }
+
+    #[test]
+    fn mget_values_are_three_bytes() {
+        assert_eq!(mget_value(0), "001");
+        assert_eq!(mget_value(9), "010");
+        assert_eq!(
+            mget_command(&["a".to_string(), "b".to_string()]),
+            ["MGET", "a", "b"]
+        );
     }
 
     #[test]

@@ -20,12 +20,15 @@ commands:
       --no-kafka            do not start Kafka (saves time and 512 MB; Kafka tests will fail)
   cluster up|down|status    the demo's servers, detached, for working by hand
                             (`cluster up --no-kafka` leaves Kafka out)
-  bench                     redis-benchmark against direct redis, rkproxy and twemproxy
+  bench                     redis-benchmark against direct redis, rkproxy and twemproxy, and
+                            against a 3-master Redis Cluster direct and through rkproxy
       --requests N          requests per redis-benchmark run at pipeline 1 (default 200000;
                             pipelined runs use 8 times as many)
       --rounds N            rounds per target, the table shows the median (default 3)
       --clients N           parallel connections (default 50)
-      --targets LIST        comma-separated subset of direct,rkproxy,twemproxy (default all)
+      --targets LIST        comma-separated subset of direct,rkproxy,twemproxy (default all;
+                            the cluster sections use direct and rkproxy only)
+      --sections LIST       comma-separated subset of standalone,cluster,mget (default all)
       --no-build            use the existing target/release/rkproxy instead of building it
   ci [-- <cargo args>]      cargo fmt --check, cargo clippy -D warnings, then `test`
   codegen                   regenerate cluster-router/src/commands/generated.rs from a live
@@ -99,6 +102,35 @@ impl BenchTarget {
     }
 }
 
+/// A group of `cargo xtask bench` measurements that share their servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BenchSection {
+    /// GET/SET through every target to one redis-server.
+    Standalone,
+    /// GET/SET to a 3-master Redis Cluster: `redis-benchmark --cluster` versus rkproxy.
+    Cluster,
+    /// A 10-key MGET: cross-slot through rkproxy versus one slot on one node direct.
+    Mget,
+}
+
+impl BenchSection {
+    /// Every section, in the order they run and the table lists them.
+    pub const ALL: [BenchSection; 3] = [
+        BenchSection::Standalone,
+        BenchSection::Cluster,
+        BenchSection::Mget,
+    ];
+
+    /// The name used on the command line and in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchSection::Standalone => "standalone",
+            BenchSection::Cluster => "cluster",
+            BenchSection::Mget => "mget",
+        }
+    }
+}
+
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BenchOptions {
@@ -106,7 +138,20 @@ pub struct BenchOptions {
     pub rounds: usize,
     pub clients: u32,
     pub targets: Vec<BenchTarget>,
+    pub sections: Vec<BenchSection>,
     pub no_build: bool,
+}
+
+impl BenchOptions {
+    /// Whether the run includes `section`.
+    pub fn wants_section(&self, section: BenchSection) -> bool {
+        self.sections.contains(&section)
+    }
+
+    /// Whether the run includes `target`.
+    pub fn wants_target(&self, target: BenchTarget) -> bool {
+        self.targets.contains(&target)
+    }
 }
 
 impl Default for BenchOptions {
@@ -116,6 +161,7 @@ impl Default for BenchOptions {
             rounds: 3,
             clients: 50,
             targets: BenchTarget::ALL.to_vec(),
+            sections: BenchSection::ALL.to_vec(),
             no_build: false,
         }
     }
@@ -198,27 +244,47 @@ fn parse_bench_options(args: &[String]) -> Result<BenchOptions, String> {
             "--rounds" => options.rounds = parse_positive(name, &value()?)?,
             "--clients" => options.clients = parse_positive(name, &value()?)?,
             "--targets" => {
-                let mut targets = Vec::new();
-                for target_name in value()?.split(',').filter(|name| !name.is_empty()) {
-                    let target = BenchTarget::ALL
-                        .into_iter()
-                        .find(|target| target.name() == target_name)
-                        .ok_or_else(|| format!("unknown bench target: {target_name}"))?;
-                    if !targets.contains(&target) {
-                        targets.push(target);
-                    }
-                }
-                if targets.is_empty() {
-                    return Err("--targets needs at least one target".to_string());
-                }
-                targets.sort();
-                options.targets = targets;
+                options.targets =
+                    parse_list(name, &value()?, &BenchTarget::ALL, |target| target.name())?;
+            }
+            "--sections" => {
+                options.sections = parse_list(name, &value()?, &BenchSection::ALL, |section| {
+                    section.name()
+                })?;
             }
             "--no-build" if inline_value.is_none() => options.no_build = true,
             other => return Err(format!("unknown option for bench: {other}")),
         }
     }
     Ok(options)
+}
+
+/// Parses a comma-separated list of names from `known`, without duplicates, in `known`'s order.
+fn parse_list<T: Copy + PartialEq>(
+    flag: &str,
+    text: &str,
+    known: &[T],
+    name_of: impl Fn(T) -> &'static str,
+) -> Result<Vec<T>, String> {
+    let mut picked = Vec::new();
+    for item_name in text.split(',').filter(|name| !name.is_empty()) {
+        let item = known
+            .iter()
+            .copied()
+            .find(|item| name_of(*item) == item_name)
+            .ok_or_else(|| format!("unknown value for {flag}: {item_name}"))?;
+        if !picked.contains(&item) {
+            picked.push(item);
+        }
+    }
+    if picked.is_empty() {
+        return Err(format!("{flag} needs at least one value"));
+    }
+    Ok(known
+        .iter()
+        .copied()
+        .filter(|item| picked.contains(item))
+        .collect())
 }
 
 fn parse_positive<T>(flag: &str, text: &str) -> Result<T, String>
@@ -283,7 +349,27 @@ mod tests {
     fn bench_rejects_zero_and_unknown_targets() {
         assert!(parse_words("bench --requests 0").is_err());
         assert!(parse_words("bench --targets envoy").is_err());
+        assert!(parse_words("bench --targets ,").is_err());
         assert!(parse_words("bench --rounds").is_err());
+    }
+
+    #[test]
+    fn bench_sections_default_to_all_and_keep_their_order() {
+        let Command::Bench(options) = parse_words("bench").unwrap() else {
+            panic!("expected bench");
+        };
+        assert_eq!(options.sections, BenchSection::ALL.to_vec());
+        let command = parse_words("bench --sections mget,cluster,mget").unwrap();
+        let Command::Bench(options) = command else {
+            panic!("expected bench, got {command:?}");
+        };
+        assert_eq!(
+            options.sections,
+            vec![BenchSection::Cluster, BenchSection::Mget]
+        );
+        assert!(options.wants_section(BenchSection::Mget));
+        assert!(!options.wants_section(BenchSection::Standalone));
+        assert!(parse_words("bench --sections kafka").is_err());
     }
 
     #[test]

@@ -296,6 +296,62 @@ pub fn cluster_problem(nodes: &[SocketAddr]) -> Result<Option<String>> {
     Ok(None)
 }
 
+/// One master of a cluster as `CLUSTER NODES` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterMaster {
+    pub addr: SocketAddr,
+    /// Inclusive slot ranges the master serves.
+    pub slots: Vec<(u16, u16)>,
+}
+
+impl ClusterMaster {
+    pub fn serves(&self, slot: u16) -> bool {
+        self.slots
+            .iter()
+            .any(|(first, last)| (*first..=*last).contains(&slot))
+    }
+}
+
+/// The masters that serve slots, as `node` sees them.
+pub fn cluster_masters(node: SocketAddr) -> Result<Vec<ClusterMaster>> {
+    let mut connection = Connection::connect(node)?;
+    let topology = connection.text_command(&["CLUSTER", "NODES"])?;
+    parse_cluster_masters(&topology)
+}
+
+/// Parses the masters out of `CLUSTER NODES` text: `<id> <ip:port@bus> <flags> <master> <ping>
+/// <pong> <epoch> <link> <slot or range>...`. Migrating and importing entries (`[...]`) are skipped.
+fn parse_cluster_masters(topology: &str) -> Result<Vec<ClusterMaster>> {
+    let mut masters = Vec::new();
+    for line in topology.lines().filter(|line| has_flag(line, "master")) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(address) = fields.get(1) else {
+            bail!("CLUSTER NODES line without an address: {line:?}");
+        };
+        let host_port = address.split('@').next().unwrap_or(address);
+        let addr: SocketAddr = host_port
+            .parse()
+            .map_err(|error| format!("CLUSTER NODES address {address:?}: {error}"))?;
+        let mut slots = Vec::new();
+        for range in fields
+            .iter()
+            .skip(8)
+            .filter(|range| !range.starts_with('['))
+        {
+            let (first, last) = range.split_once('-').unwrap_or((range, range));
+            match (first.parse::<u16>(), last.parse::<u16>()) {
+                (Ok(first), Ok(last)) => slots.push((first, last)),
+                _ => bail!("CLUSTER NODES slot range {range:?} in {line:?}"),
+            }
+        }
+        if !slots.is_empty() {
+            masters.push(ClusterMaster { addr, slots });
+        }
+    }
+    masters.sort_by_key(|master| master.slots.first().copied());
+    Ok(masters)
+}
+
 /// Whether a `CLUSTER NODES` line carries a flag (the third field is a comma-separated list).
 fn has_flag(line: &str, flag: &str) -> bool {
     line.split_whitespace()
@@ -346,6 +402,37 @@ mod tests {
         assert!(text.contains("cluster-port 27000\n"));
         assert!(text.contains("daemonize yes\n"));
         assert_eq!(spec.password(), None);
+    }
+
+    #[test]
+    fn masters_come_with_their_slot_ranges() {
+        let topology = "\
+a1 127.0.0.1:17001@27001 master - 0 0 2 connected 5461-10922 [12-<-x]
+a0 127.0.0.1:17000@27000 myself,master - 0 0 1 connected 0-5460
+a3 127.0.0.1:17003@27003 slave a0 0 0 1 connected
+a2 127.0.0.1:17002@27002 master - 0 0 3 connected 10923-16382 16383
+";
+        let masters = parse_cluster_masters(topology).unwrap();
+        assert_eq!(
+            masters,
+            vec![
+                ClusterMaster {
+                    addr: ports::loopback(17000),
+                    slots: vec![(0, 5460)],
+                },
+                ClusterMaster {
+                    addr: ports::loopback(17001),
+                    slots: vec![(5461, 10922)],
+                },
+                ClusterMaster {
+                    addr: ports::loopback(17002),
+                    slots: vec![(10923, 16382), (16383, 16383)],
+                },
+            ]
+        );
+        assert!(masters[2].serves(16383));
+        assert!(!masters[0].serves(5461));
+        assert!(parse_cluster_masters("x 127.0.0.1:1@2 master - 0 0 1 connected 5-z").is_err());
     }
 
     #[test]

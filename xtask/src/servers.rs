@@ -6,6 +6,8 @@
 //!
 //! Adding a kind of server means: start it in [`TestServers::start`] (pushing its process into the
 //! guard), keep its address in a field, and export it in [`TestServers::env`].
+//!
+//! `bench` starts the same cluster on its own with [`start_cluster`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -73,17 +75,7 @@ impl TestServers {
                 daemonize: false,
             },
         ];
-        for index in 0..CLUSTER_NODES {
-            specs.push(RedisSpec {
-                name: format!("cluster-{index}"),
-                port: reserver.reserve()?,
-                dir: dir.join(format!("cluster-{index}")),
-                kind: RedisKind::ClusterNode {
-                    bus_port: reserver.reserve()?,
-                },
-                daemonize: false,
-            });
-        }
+        specs.extend(cluster_specs(&mut reserver, &dir)?);
         drop(reserver);
 
         // The JVM starts in the background while the Redis servers come up.
@@ -153,6 +145,39 @@ impl Drop for TestServers {
     }
 }
 
+/// The nodes of a throw-away cluster, on reserved free ports, with data in `dir/cluster-<n>`.
+fn cluster_specs(reserver: &mut PortReserver, dir: &Path) -> Result<Vec<RedisSpec>> {
+    let mut specs = Vec::with_capacity(CLUSTER_NODES);
+    for index in 0..CLUSTER_NODES {
+        specs.push(RedisSpec {
+            name: format!("cluster-{index}"),
+            port: reserver.reserve()?,
+            dir: dir.join(format!("cluster-{index}")),
+            kind: RedisKind::ClusterNode {
+                bus_port: reserver.reserve()?,
+            },
+            daemonize: false,
+        });
+    }
+    Ok(specs)
+}
+
+/// Starts a throw-away cluster like the one `test` uses ([`CLUSTER_NODES`] nodes: three masters
+/// with one replica each) as children in `guard`, with data under `dir`, and waits until it is
+/// fully formed. Returns the node addresses. Used by `bench`.
+pub fn start_cluster(dir: &Path, guard: &mut ChildGuard) -> Result<Vec<SocketAddr>> {
+    let mut reserver = PortReserver::default();
+    let mut specs = cluster_specs(&mut reserver, dir)?;
+    drop(reserver);
+    for spec in &mut specs {
+        spawn_with_port_retries(spec, guard)?;
+    }
+    let nodes: Vec<SocketAddr> = specs.iter().map(RedisSpec::addr).collect();
+    redis::create_cluster(&nodes, &dir.join("cluster-create.log"))?;
+    redis::wait_cluster_ok(&nodes, Duration::from_secs(60))?;
+    Ok(nodes)
+}
+
 /// Starts one redis-server child; if its port was taken between picking and binding, picks new
 /// ports and tries again.
 fn spawn_with_port_retries(spec: &mut RedisSpec, guard: &mut ChildGuard) -> Result<()> {
@@ -182,10 +207,10 @@ fn spawn_with_port_retries(spec: &mut RedisSpec, guard: &mut ChildGuard) -> Resu
     }
 }
 
-/// Stops servers left by an earlier `test` run whose xtask died without cleaning up (killed with
-/// SIGKILL, for example), and removes its folder. Runs of other live xtask processes, which may
-/// share this target dir, are left alone.
-fn clean_up_interrupted_runs() {
+/// Stops servers left by an earlier `test` or `bench` run whose xtask died without cleaning up
+/// (killed with SIGKILL, for example), and removes its folder. Runs of other live xtask processes,
+/// which may share this target dir, are left alone.
+pub fn clean_up_interrupted_runs() {
     let Ok(entries) = std::fs::read_dir(project::servers_dir()) else {
         return;
     };
@@ -193,6 +218,7 @@ fn clean_up_interrupted_runs() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(pid) = name
             .strip_prefix("test-")
+            .or_else(|| name.strip_prefix("bench-"))
             .and_then(|pid| pid.parse::<u32>().ok())
         else {
             continue;

@@ -43,6 +43,10 @@ const SCAN_CURSOR_MASK: u64 = (1 << SCAN_NODE_SHIFT) - 1;
 pub(super) struct ClusterSession {
     pool: Arc<ClusterPool>,
     topology: Arc<Topology>,
+    /// The current map's masters, by index, and this session's connection to each (the per-command path:
+    /// no hashing, no address copies).
+    masters: Vec<(Arc<NodeAddr>, Option<SharedConnection>)>,
+    /// Connections to other nodes (replicas, redirect targets).
     connections: HashMap<(NodeAddr, bool), SharedConnection>,
     transaction: Option<Transaction>,
 }
@@ -60,12 +64,40 @@ struct Transaction {
 impl ClusterSession {
     pub(super) fn new(pool: Arc<ClusterPool>) -> ClusterSession {
         let topology = pool.topology();
-        ClusterSession {
+        let mut session = ClusterSession {
             pool,
             topology,
+            masters: Vec::new(),
             connections: HashMap::new(),
             transaction: None,
-        }
+        };
+        session.use_topology(session.topology.clone());
+        session
+    }
+
+    /// Routes with `topology` from now on.
+    fn use_topology(&mut self, topology: Arc<Topology>) {
+        self.masters = topology
+            .map
+            .masters()
+            .iter()
+            .map(|node| (Arc::new(node.clone()), None))
+            .collect();
+        self.topology = topology;
+    }
+
+    /// Master `index` of the current map and this session's connection to it.
+    fn master(
+        &mut self,
+        index: usize,
+        client_id: u64,
+        resp3: bool,
+    ) -> Option<(Arc<NodeAddr>, &SharedConnection)> {
+        let pool = &self.pool;
+        let (node, connection) = self.masters.get_mut(index)?;
+        let connection =
+            connection.get_or_insert_with(|| pool.shared_connection(node, client_id, resp3, false));
+        Some((Arc::clone(node), connection))
     }
 
     pub(super) fn in_transaction(&self) -> bool {
@@ -75,6 +107,9 @@ impl ClusterSession {
     /// Drops cached connection handles (after the protocol version changed).
     pub(super) fn forget_connections(&mut self) {
         self.connections.clear();
+        for (_, connection) in &mut self.masters {
+            *connection = None;
+        }
     }
 
     fn connection(
@@ -90,10 +125,30 @@ impl ClusterSession {
             .or_insert_with(|| pool.shared_connection(node, client_id, resp3, readonly))
     }
 
-    /// Sends a request to one node; the pending entry follows MOVED/ASK later.
+    /// Sends a request to master `index`; the pending entry follows MOVED/ASK later.
+    fn send_to_master(
+        &mut self,
+        index: usize,
+        client_id: u64,
+        resp3: bool,
+        request: &Request,
+        rewrite: Option<&'static CommandSpec>,
+    ) -> Option<Pending> {
+        let (node, connection) = self.master(index, client_id, resp3)?;
+        let receiver = connection.send(request.raw().clone());
+        Some(Pending::Routed(Box::new(Routed {
+            receiver,
+            request: request.raw().clone(),
+            node,
+            redirects: 0,
+            rewrite,
+        })))
+    }
+
+    /// Sends a request to any node (a replica, say); the pending entry follows MOVED/ASK later.
     fn send_routed(
         &mut self,
-        node: NodeAddr,
+        node: Arc<NodeAddr>,
         readonly: bool,
         client_id: u64,
         resp3: bool,
@@ -120,6 +175,11 @@ impl ClusterSession {
             Some(masters[(client_id as usize) % masters.len()].clone())
         }
     }
+
+    fn any_master_index(&self, client_id: u64) -> Option<usize> {
+        let count = self.masters.len();
+        (count > 0).then(|| (client_id as usize) % count)
+    }
 }
 
 fn no_topology(pool: &ClusterPool) -> Bytes {
@@ -144,7 +204,8 @@ impl Session {
                 self.deferred = Some(request);
                 return;
             }
-            cluster.topology = cluster.pool.topology();
+            let topology = cluster.pool.topology();
+            cluster.use_topology(topology);
         }
         let plan = match route(spec, &request, &cluster.topology.map) {
             Ok(plan) => plan,
@@ -164,31 +225,30 @@ impl Session {
                 let use_replica = spec.is_readonly()
                     && cluster.pool.read_policy() == ReadPolicy::PreferReplica
                     && !replicas.is_empty();
-                let node = if use_replica {
-                    Some(replicas[(id as usize) % replicas.len()].clone())
+                if use_replica {
+                    let replica = Arc::new(replicas[(id as usize) % replicas.len()].clone());
+                    cluster.send_routed(replica, true, id, resp3, &request, rewrite)
                 } else {
-                    map.master_for_slot(slot).cloned()
-                };
-                match node {
-                    Some(node) => {
-                        cluster.send_routed(node, use_replica, id, resp3, &request, rewrite)
-                    }
-                    None => {
+                    let sent = map.shard_for_slot(slot).and_then(|index| {
+                        cluster.send_to_master(index, id, resp3, &request, rewrite)
+                    });
+                    sent.unwrap_or_else(|| {
                         cluster.pool.request_refresh();
                         Pending::Ready(reply::error("CLUSTERDOWN Hash slot not served"))
-                    }
+                    })
                 }
             }
-            RoutePlan::Keyless => match cluster.any_master(id) {
-                Some(node) => cluster.send_routed(node, false, id, resp3, &request, rewrite),
-                None => Pending::Ready(no_topology(&cluster.pool)),
-            },
+            RoutePlan::Keyless => {
+                let sent = cluster
+                    .any_master_index(id)
+                    .and_then(|index| cluster.send_to_master(index, id, resp3, &request, rewrite));
+                sent.unwrap_or_else(|| Pending::Ready(no_topology(&cluster.pool)))
+            }
             RoutePlan::Split { parts, merge } => {
                 let name = request.name();
                 let mut sent = Vec::with_capacity(parts.len());
                 for part in &parts {
-                    let Some(node) = cluster.topology.map.masters().get(part.node_index).cloned()
-                    else {
+                    let Some((node, _)) = cluster.master(part.node_index, id, resp3) else {
                         continue;
                     };
                     let mut sub = BytesMut::new();
@@ -223,10 +283,20 @@ impl Session {
             }
             RoutePlan::AllMasters(policy) | RoutePlan::AllNodes(policy) => {
                 let all_nodes = matches!(plan, RoutePlan::AllNodes(_));
-                let nodes: Vec<NodeAddr> = if all_nodes {
-                    cluster.topology.map.nodes().cloned().collect()
+                let nodes: Vec<Arc<NodeAddr>> = if all_nodes {
+                    cluster
+                        .topology
+                        .map
+                        .nodes()
+                        .cloned()
+                        .map(Arc::new)
+                        .collect()
                 } else {
-                    cluster.topology.map.masters().to_vec()
+                    cluster
+                        .masters
+                        .iter()
+                        .map(|(node, _)| Arc::clone(node))
+                        .collect()
                 };
                 if nodes.is_empty() {
                     Pending::Ready(no_topology(&cluster.pool))
@@ -271,7 +341,7 @@ impl Session {
         match self.follow_redirect(&routed.request, &routed.node, routed.redirects, &reply) {
             Some(Ok((receiver, node))) => {
                 routed.receiver = receiver;
-                routed.node = node;
+                routed.node = Arc::new(node);
                 routed.redirects += 1;
                 Err(Pending::Routed(routed))
             }
@@ -300,7 +370,7 @@ impl Session {
             Some(Ok((receiver, node))) => {
                 let part = &mut merge.parts[index];
                 part.receiver = Some(receiver);
-                part.node = node;
+                part.node = Arc::new(node);
                 part.redirects += 1;
                 return Err(Pending::Merge(merge));
             }
@@ -527,7 +597,7 @@ fn scan(
         parts: vec![Part {
             receiver: Some(receiver),
             request: sub,
-            node,
+            node: Arc::new(node),
             redirects: 0,
             reply: None,
         }],

@@ -5,6 +5,8 @@
 //! front of the queue, which keeps replies in order and makes a redirected command retry before anything the
 //! client sent after it.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use cluster_router::commands::{CommandSpec, MergePolicy};
 use cluster_router::plan::SplitPart;
@@ -42,7 +44,7 @@ pub enum Expect {
 pub struct Routed {
     pub receiver: oneshot::Receiver<BackendReply>,
     pub request: Bytes,
-    pub node: NodeAddr,
+    pub node: Arc<NodeAddr>,
     pub redirects: u8,
     /// The reply's keys lose the tenant's prefix (see `Expect::Rewrite`).
     pub rewrite: Option<&'static CommandSpec>,
@@ -52,7 +54,7 @@ pub struct Routed {
 pub struct Part {
     pub receiver: Option<oneshot::Receiver<BackendReply>>,
     pub request: Bytes,
-    pub node: NodeAddr,
+    pub node: Arc<NodeAddr>,
     pub redirects: u8,
     pub reply: Option<Bytes>,
 }

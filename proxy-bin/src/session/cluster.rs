@@ -221,10 +221,14 @@ impl Session {
         let entry = match plan {
             RoutePlan::Slot(slot) => {
                 let map = &cluster.topology.map;
-                let replicas = map.replicas_for_slot(slot);
-                let use_replica = spec.is_readonly()
-                    && cluster.pool.read_policy() == ReadPolicy::PreferReplica
-                    && !replicas.is_empty();
+                let prefer_replica =
+                    spec.is_readonly() && cluster.pool.read_policy() == ReadPolicy::PreferReplica;
+                let replicas = if prefer_replica {
+                    map.replicas_for_slot(slot)
+                } else {
+                    &[]
+                };
+                let use_replica = !replicas.is_empty();
                 if use_replica {
                     let replica = Arc::new(replicas[(id as usize) % replicas.len()].clone());
                     cluster.send_routed(replica, true, id, resp3, &request, rewrite)

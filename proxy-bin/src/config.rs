@@ -108,6 +108,8 @@ pub enum PoolKind {
     Standalone,
     /// A Redis Cluster, reached through seed nodes.
     Cluster,
+    /// Apache Kafka, reached through bootstrap brokers and served as KPUSH/KPOP/KPARTITIONS/KOFFSET.
+    Kafka,
 }
 
 /// One backend pool.
@@ -132,6 +134,83 @@ pub struct PoolConfig {
     /// Cluster pools: how often the slot map is re-read even without a MOVED, in milliseconds.
     #[serde(default = "default_refresh_ms")]
     pub refresh_ms: u64,
+    /// Kafka pools: the topics served, by name (`[pools.NAME.topics.TOPIC]`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub topics: BTreeMap<String, KafkaTopicConfig>,
+    /// Kafka pools: how long a produce batch waits for more KPUSHes before it is sent (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linger_ms: Option<u64>,
+    /// Kafka pools: the longest wait for one Kafka or offset-store round trip (default 2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_ms: Option<u64>,
+    /// Kafka pools: the most records in one produce request (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_records: Option<usize>,
+    /// Kafka pools: the most value bytes in one produce request (default 921600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_bytes: Option<usize>,
+    /// Kafka pools: how long a fetch may wait on the broker when nothing is new (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_max_wait_ms: Option<u64>,
+    /// Kafka pools: the most bytes one `KPOP topic partition offset count` asks for (default 1048576).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_max_bytes: Option<u32>,
+    /// Kafka pools: the client id sent to Kafka (default `rkproxy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Kafka pools: how long to wait between attempts to connect while Kafka is unreachable (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_retry_ms: Option<u64>,
+    /// Kafka pools: where proxy-managed KPOP offsets live. Unset: in this process's memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsets: Option<KafkaOffsetsConfig>,
+}
+
+/// One topic of a Kafka pool: `[pools.NAME.topics.TOPIC]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTopicConfig {
+    /// Partitions: a missing topic is created with this many, a topic with fewer is grown (never shrunk).
+    pub partitions: i32,
+    /// Replication factor used when the proxy creates the topic; -1 takes the broker's default.
+    #[serde(default = "default_replication_factor")]
+    pub replication_factor: i16,
+    /// Tenants that may KPUSH; `"*"` admits every tenant. Without tenants the client is called `default`.
+    #[serde(default)]
+    pub producers: Vec<String>,
+    /// Tenants that may KPOP, KPARTITIONS and KOFFSET; `"*"` admits every tenant.
+    #[serde(default)]
+    pub consumers: Vec<String>,
+}
+
+fn default_replication_factor() -> i16 {
+    1
+}
+
+/// Where a Kafka pool keeps proxy-managed KPOP offsets: a Redis shared by every proxy process, given by
+/// address (`redis = "host:port"`) or by naming a standalone pool (`pool = "main"`, whose node and credentials
+/// are used). Without an `offsets` table the offsets live in the proxy's memory.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaOffsetsConfig {
+    /// `host:port` of the Redis that holds the offsets.
+    #[serde(default)]
+    pub redis: Option<String>,
+    /// A standalone pool whose Redis holds the offsets.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// ACL user for `redis` (a named pool brings its own).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password for `redis` (a named pool brings its own).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Prefix of the keys the offsets are kept under (default `rkproxy:kafka:`).
+    #[serde(default)]
+    pub key_prefix: Option<String>,
+    /// Connections to that Redis (default 4).
+    #[serde(default)]
+    pub connections: Option<usize>,
 }
 
 /// Where a cluster pool sends read-only commands.
@@ -211,6 +290,16 @@ impl Config {
                 connections_per_node: default_connections_per_node(),
                 read_from: ReadPolicy::Master,
                 refresh_ms: default_refresh_ms(),
+                topics: BTreeMap::new(),
+                linger_ms: None,
+                request_timeout_ms: None,
+                max_batch_records: None,
+                max_batch_bytes: None,
+                fetch_max_wait_ms: None,
+                fetch_max_bytes: None,
+                client_id: None,
+                connect_retry_ms: None,
+                offsets: None,
             };
             figment = figment
                 .merge(Serialized::default("pools.default", pool))
@@ -256,6 +345,16 @@ impl Config {
         }
         for (name, pool) in &self.pools {
             let key = format!("pools.{name}");
+            if pool.kind == PoolKind::Kafka {
+                self.validate_kafka_pool(name, pool)?;
+                continue;
+            }
+            if let Some(field) = pool.kafka_only_key() {
+                return Err(invalid(
+                    format!("{key}.{field}"),
+                    "only Kafka pools (kind = \"kafka\") have this key",
+                ));
+            }
             if pool.nodes.is_empty() {
                 return Err(invalid(
                     format!("{key}.nodes"),
@@ -332,6 +431,8 @@ impl Config {
                 let info = match pool.kind {
                     PoolKind::Standalone => tenant_policy::PoolInfo::standalone(),
                     PoolKind::Cluster => tenant_policy::PoolInfo::cluster(),
+                    // Kafka has no databases; db 0 is all a tenant of a Kafka pool can have.
+                    PoolKind::Kafka => tenant_policy::PoolInfo::with_databases(1),
                 };
                 (name.clone(), info)
             })
@@ -339,6 +440,188 @@ impl Config {
         tenant_policy::Tenants::new(&self.tenants, &pools)
             .map(Some)
             .map_err(|error| invalid(error.key.clone(), error.problem.clone()))
+    }
+
+    /// Checks a `kind = "kafka"` pool: brokers, settings, topics, who may produce and consume, the offset store.
+    fn validate_kafka_pool(&self, name: &str, pool: &PoolConfig) -> Result<(), ConfigError> {
+        let key = format!("pools.{name}");
+        if pool.nodes.is_empty() {
+            return Err(invalid(
+                format!("{key}.nodes"),
+                "must list at least one Kafka bootstrap broker (host:port)",
+            ));
+        }
+        for node in &pool.nodes {
+            parse_kafka_broker(node).map_err(|problem| {
+                invalid(format!("{key}.nodes"), format!("'{node}': {problem}"))
+            })?;
+        }
+        if pool.username.is_some() || pool.password.is_some() {
+            return Err(invalid(
+                format!("{key}.password"),
+                "Kafka pools connect without authentication (SASL is not supported); remove username/password",
+            ));
+        }
+        if pool.read_from != ReadPolicy::Master {
+            return Err(invalid(
+                format!("{key}.read_from"),
+                "only cluster pools have replicas to read from",
+            ));
+        }
+        let positive = |field: &str, value: Option<u64>| match value {
+            Some(0) => Err(invalid(format!("{key}.{field}"), "must be above 0")),
+            _ => Ok(()),
+        };
+        positive("request_timeout_ms", pool.request_timeout_ms)?;
+        positive(
+            "max_batch_records",
+            pool.max_batch_records.map(|n| n as u64),
+        )?;
+        positive("max_batch_bytes", pool.max_batch_bytes.map(|n| n as u64))?;
+        positive("fetch_max_bytes", pool.fetch_max_bytes.map(u64::from))?;
+        if pool
+            .fetch_max_bytes
+            .is_some_and(|bytes| i32::try_from(bytes).is_err())
+        {
+            return Err(invalid(
+                format!("{key}.fetch_max_bytes"),
+                "must be at most 2147483647",
+            ));
+        }
+        if pool.connect_retry_ms.is_some_and(|ms| ms < 10) {
+            return Err(invalid(
+                format!("{key}.connect_retry_ms"),
+                "must be at least 10",
+            ));
+        }
+        if pool.client_id.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid(format!("{key}.client_id"), "must not be empty"));
+        }
+        if pool.topics.is_empty() {
+            return Err(invalid(
+                format!("{key}.topics"),
+                "a Kafka pool serves only its configured topics; add at least one [pools.NAME.topics.TOPIC]",
+            ));
+        }
+        for (topic, settings) in &pool.topics {
+            let topic_key = format!("{key}.topics.{topic}");
+            check_topic_name(topic).map_err(|problem| invalid(&topic_key, problem))?;
+            if settings.partitions < 1 {
+                return Err(invalid(
+                    format!("{topic_key}.partitions"),
+                    "must be at least 1",
+                ));
+            }
+            if settings.replication_factor < 1 && settings.replication_factor != -1 {
+                return Err(invalid(
+                    format!("{topic_key}.replication_factor"),
+                    "must be at least 1 (or -1 for the broker's default)",
+                ));
+            }
+            for (field, names) in [
+                ("producers", &settings.producers),
+                ("consumers", &settings.consumers),
+            ] {
+                for tenant in names {
+                    self.check_kafka_tenant(name, tenant)
+                        .map_err(|problem| invalid(format!("{topic_key}.{field}"), problem))?;
+                }
+            }
+        }
+        if let Some(offsets) = &pool.offsets {
+            self.check_offsets(&format!("{key}.offsets"), offsets)?;
+        }
+        Ok(())
+    }
+
+    /// A producer or consumer name must be `*` or a tenant that can reach the pool (`default` without tenants).
+    fn check_kafka_tenant(&self, pool: &str, tenant: &str) -> Result<(), String> {
+        if tenant == "*" {
+            return Ok(());
+        }
+        if self.tenants.is_empty() {
+            if tenant == DEFAULT_KAFKA_TENANT {
+                return Ok(());
+            }
+            return Err(format!(
+                "'{tenant}' is not a tenant: without [tenants] every client is '{DEFAULT_KAFKA_TENANT}' (or use \"*\")"
+            ));
+        }
+        let Some(config) = self.tenants.get(tenant) else {
+            return Err(format!(
+                "'{tenant}' is not a configured tenant (tenants: {})",
+                self.tenants.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        };
+        if config.pool == pool || config.pools.iter().any(|p| p == pool) || config.admin {
+            Ok(())
+        } else {
+            Err(format!(
+                "tenant '{tenant}' cannot reach pool '{pool}': make it the tenant's `pool` or add it to its `pools`"
+            ))
+        }
+    }
+
+    fn check_offsets(&self, key: &str, offsets: &KafkaOffsetsConfig) -> Result<(), ConfigError> {
+        match (&offsets.redis, &offsets.pool) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    key,
+                    "give either `redis = \"host:port\"` or `pool = \"NAME\"`, not both",
+                ))
+            }
+            (None, None) => {
+                return Err(invalid(
+                    key,
+                    "name the Redis that holds the offsets: `redis = \"host:port\"` or `pool = \"NAME\"` \
+                     (leave `offsets` out to keep them in memory)",
+                ))
+            }
+            (Some(address), None) => {
+                parse_node_address(address).map_err(|problem| {
+                    invalid(format!("{key}.redis"), format!("'{address}': {problem}"))
+                })?;
+                if offsets.username.is_some() && offsets.password.is_none() {
+                    return Err(invalid(
+                        format!("{key}.password"),
+                        "a username needs a password",
+                    ));
+                }
+            }
+            (None, Some(pool)) => {
+                match self.pools.get(pool) {
+                    Some(found) if found.kind == PoolKind::Standalone => {}
+                    Some(_) => {
+                        return Err(invalid(
+                            format!("{key}.pool"),
+                            format!("pool '{pool}' is not a standalone Redis pool"),
+                        ))
+                    }
+                    None => {
+                        return Err(invalid(
+                            format!("{key}.pool"),
+                            format!("pool '{pool}' is not defined"),
+                        ))
+                    }
+                }
+                if offsets.username.is_some() || offsets.password.is_some() {
+                    return Err(invalid(
+                        format!("{key}.password"),
+                        "a named pool brings its own credentials; remove username/password here",
+                    ));
+                }
+            }
+        }
+        if offsets
+            .connections
+            .is_some_and(|connections| connections == 0 || connections > 64)
+        {
+            return Err(invalid(
+                format!("{key}.connections"),
+                "must be between 1 and 64",
+            ));
+        }
+        Ok(())
     }
 
     /// The listen address as a socket address.
@@ -358,6 +641,50 @@ impl Config {
     pub fn command_timeout(&self) -> Duration {
         Duration::from_millis(self.timeouts.command_ms)
     }
+}
+
+/// The tenant name Kafka permissions use when no tenants are configured.
+pub const DEFAULT_KAFKA_TENANT: &str = "default";
+
+impl PoolConfig {
+    /// The first Kafka-only key set on this pool, for the error when a Redis pool has one.
+    fn kafka_only_key(&self) -> Option<&'static str> {
+        [
+            ("topics", !self.topics.is_empty()),
+            ("linger_ms", self.linger_ms.is_some()),
+            ("request_timeout_ms", self.request_timeout_ms.is_some()),
+            ("max_batch_records", self.max_batch_records.is_some()),
+            ("max_batch_bytes", self.max_batch_bytes.is_some()),
+            ("fetch_max_wait_ms", self.fetch_max_wait_ms.is_some()),
+            ("fetch_max_bytes", self.fetch_max_bytes.is_some()),
+            ("client_id", self.client_id.is_some()),
+            ("connect_retry_ms", self.connect_retry_ms.is_some()),
+            ("offsets", self.offsets.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(field, set)| set.then_some(field))
+    }
+}
+
+/// A Kafka bootstrap broker is `host:port`.
+fn parse_kafka_broker(node: &str) -> Result<(), String> {
+    if node.contains("://") {
+        return Err("write a Kafka broker as host:port, without a scheme".to_owned());
+    }
+    parse_node_address(node).map(|_| ())
+}
+
+/// Kafka's rule for topic names: 1 to 249 of `a-z A-Z 0-9 . _ -`, and not `.` or `..`.
+fn check_topic_name(topic: &str) -> Result<(), String> {
+    let legal = topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if topic.is_empty() || topic.len() > 249 || !legal || topic == "." || topic == ".." {
+        return Err(format!(
+            "'{topic}' is not a valid Kafka topic name (1 to 249 of a-z, A-Z, 0-9, '.', '_', '-')"
+        ));
+    }
+    Ok(())
 }
 
 /// Defaults for the keys that have one, as a figment layer (the rest must come from the file or the command line).
@@ -456,6 +783,98 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("exactly one node"), "{error}");
+    }
+
+    const KAFKA_POOL: &str =
+        "default_pool = 'events'\n[pools.events]\nkind = 'kafka'\nnodes = ['127.0.0.1:9092']\n";
+
+    #[test]
+    fn kafka_pool_with_topics_and_offsets() {
+        let config = load_str(&format!(
+            "{KAFKA_POOL}linger_ms = 2\noffsets = {{ pool = 'main' }}\n\
+             [pools.events.topics.orders]\npartitions = 3\nproducers = ['*']\nconsumers = ['default']\n\
+             [pools.main]\nkind = 'standalone'\nnodes = ['127.0.0.1:6379']\n"
+        ))
+        .unwrap();
+        let pool = &config.pools["events"];
+        assert_eq!(pool.kind, PoolKind::Kafka);
+        assert_eq!(pool.linger_ms, Some(2));
+        assert_eq!(pool.topics["orders"].partitions, 3);
+        assert_eq!(pool.topics["orders"].replication_factor, 1);
+        assert_eq!(pool.offsets.as_ref().unwrap().pool.as_deref(), Some("main"));
+    }
+
+    #[test]
+    fn kafka_errors_name_the_key() {
+        let topic = "[pools.events.topics.t]\npartitions = 1\n";
+        let error_of = |extra: &str| {
+            load_str(&format!("{KAFKA_POOL}{extra}"))
+                .unwrap_err()
+                .to_string()
+        };
+
+        let error = error_of("");
+        assert!(
+            error.contains("pools.events.topics") && error.contains("at least one"),
+            "{error}"
+        );
+        let error = error_of("[pools.events.topics.t]\npartitions = 0\n");
+        assert!(
+            error.contains("pools.events.topics.t.partitions"),
+            "{error}"
+        );
+        let error = error_of("[pools.events.topics.'a b']\npartitions = 1\n");
+        assert!(error.contains("not a valid Kafka topic name"), "{error}");
+        let error = error_of(&format!("{topic}producers = ['app1']\n"));
+        assert!(
+            error.contains("pools.events.topics.t.producers") && error.contains("'default'"),
+            "{error}"
+        );
+        let error = error_of(&format!("password = 'x'\n{topic}"));
+        assert!(
+            error.contains("pools.events.password") && error.contains("SASL"),
+            "{error}"
+        );
+        let error = error_of(&format!(
+            "offsets = {{ redis = 'h:1', pool = 'main' }}\n{topic}"
+        ));
+        assert!(
+            error.contains("pools.events.offsets") && error.contains("not both"),
+            "{error}"
+        );
+        let error = error_of(&format!("offsets = {{ pool = 'events' }}\n{topic}"));
+        assert!(error.contains("not a standalone Redis pool"), "{error}");
+
+        let error = load_str(&format!(
+            "default_pool = 'events'\n[pools.events]\nkind = 'kafka'\nnodes = ['kafka://h:9092']\n{topic}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("without a scheme"), "{error}");
+        let error = load_str(
+            "default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['h:1']\nlinger_ms = 5\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("pools.main.linger_ms") && error.contains("only Kafka pools"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn kafka_topic_tenants_must_reach_the_pool() {
+        let base = "default_pool = 'main'\n\
+                    [pools.main]\nkind = 'standalone'\nnodes = ['h:1']\n\
+                    [pools.events]\nkind = 'kafka'\nnodes = ['h:9092']\n\
+                    [pools.events.topics.t]\npartitions = 1\nproducers = ['writer']\n\
+                    [tenants.writer]\npassword = 'w'\n";
+        assert!(load_str(&format!("{base}pool = 'events'\n")).is_ok());
+        assert!(load_str(&format!("{base}pool = 'main'\npools = ['events']\n")).is_ok());
+        let error = load_str(&format!("{base}pool = 'main'\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cannot reach pool 'events'"), "{error}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::cluster::ClusterPool;
 use crate::config::{Config, PoolKind};
+use crate::kafka::KafkaPool;
 use crate::pool::StandalonePool;
 use crate::session::{PoolHandle, Session};
 
@@ -62,6 +63,12 @@ impl ProxyState {
                     cluster.start().await;
                     PoolHandle::Cluster(cluster)
                 }
+                PoolKind::Kafka => {
+                    // Connects in the background: a broker that is down must not stop the proxy starting.
+                    let kafka = Arc::new(KafkaPool::new(name, pool, &config)?);
+                    kafka.start();
+                    PoolHandle::Kafka(kafka)
+                }
             };
             pools.insert(name.clone(), handle);
         }
@@ -95,6 +102,14 @@ impl ProxyState {
 
     pub fn pool(&self, name: &str) -> Option<&PoolHandle> {
         self.pools.get(name)
+    }
+
+    /// Every Kafka pool, for the proxy's Kafka admin commands.
+    pub fn kafka_pools(&self) -> impl Iterator<Item = &Arc<KafkaPool>> {
+        self.pools.values().filter_map(|pool| match pool {
+            PoolHandle::Kafka(kafka) => Some(kafka),
+            _ => None,
+        })
     }
 
     /// Codec limits for client requests.

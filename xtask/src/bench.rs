@@ -31,6 +31,10 @@ use crate::resp::{Connection, Reply};
 use crate::shell::{self, ChildGuard};
 use crate::{bail, demo, ports, project, servers, signals, Result};
 
+// The `kafka` section lives in its own file; as a child module it shares this module's helpers.
+#[path = "bench_kafka.rs"]
+mod kafka_section;
+
 /// Pipelined runs send this many times more requests than `--requests`, so that both kinds of
 /// run last a similar few seconds.
 const PIPELINED_REQUEST_FACTOR: u64 = 8;
@@ -166,7 +170,13 @@ fn run_with_servers(
     }
 
     let results = run_rounds(options, &sections)?;
-    println!("{}", render_table(options, &sections, &results));
+    let table = render_table(options, &sections, &results);
+    if options.wants_section(BenchSection::Kafka) {
+        let kafka = kafka_section::run(options, dir, guard)?;
+        println!("{}", kafka.add_to_table(&table));
+    } else {
+        println!("{table}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -28,7 +28,8 @@ commands:
       --clients N           parallel connections (default 50)
       --targets LIST        comma-separated subset of direct,rkproxy,twemproxy (default all;
                             the cluster sections use direct and rkproxy only)
-      --sections LIST       comma-separated subset of standalone,cluster,mget (default all)
+      --sections LIST       comma-separated subset of standalone,cluster,mget,kafka (default
+                            all; kafka starts a Kafka broker: KPUSH/KPOP vs SET through rkproxy)
       --no-build            use the existing target/release/rkproxy instead of building it
   ci [-- <cargo args>]      cargo fmt --check, cargo clippy -D warnings, then `test`
   codegen                   regenerate cluster-router/src/commands/generated.rs from a live
@@ -111,14 +112,17 @@ pub enum BenchSection {
     Cluster,
     /// A 10-key MGET: cross-slot through rkproxy versus one slot on one node direct.
     Mget,
+    /// KPUSH and KPOP through rkproxy's Kafka pool versus SET through its Redis pool.
+    Kafka,
 }
 
 impl BenchSection {
     /// Every section, in the order they run and the table lists them.
-    pub const ALL: [BenchSection; 3] = [
+    pub const ALL: [BenchSection; 4] = [
         BenchSection::Standalone,
         BenchSection::Cluster,
         BenchSection::Mget,
+        BenchSection::Kafka,
     ];
 
     /// The name used on the command line and in the table.
@@ -127,6 +131,7 @@ impl BenchSection {
             BenchSection::Standalone => "standalone",
             BenchSection::Cluster => "cluster",
             BenchSection::Mget => "mget",
+            BenchSection::Kafka => "kafka",
         }
     }
 }
@@ -369,7 +374,14 @@ mod tests {
         );
         assert!(options.wants_section(BenchSection::Mget));
         assert!(!options.wants_section(BenchSection::Standalone));
-        assert!(parse_words("bench --sections kafka").is_err());
+        assert!(
+            parse_words("bench --sections kafka,mget").is_ok_and(|command| command
+                == Command::Bench(BenchOptions {
+                    sections: vec![BenchSection::Mget, BenchSection::Kafka],
+                    ..BenchOptions::default()
+                }))
+        );
+        assert!(parse_words("bench --sections rabbitmq").is_err());
     }
 
     #[test]

@@ -433,6 +433,11 @@ impl Session {
     ) -> Result<Endpoint, Bytes> {
         match &self.pool {
             PoolHandle::Standalone(pool) => Ok(pool.endpoint(self.db, self.resp3)),
+            // The Kafka session code refuses every command that could need one; this is a safety net.
+            PoolHandle::Kafka(pool) => Err(reply::error(&format!(
+                "ERR kafka pool '{}' has no Redis connections",
+                pool.name()
+            ))),
             PoolHandle::Cluster(pool) => {
                 let spec = commands::lookup(first).map_err(|e| Bytes::from(e.to_reply()))?;
                 let topology = pool.topology();

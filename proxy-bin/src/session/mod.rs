@@ -13,11 +13,15 @@
 //!   dedicated connection) for the rest of its session ([`dedicated`]). In a cluster pool, a MULTI without WATCH
 //!   is instead queued in the session and sent at EXEC as one unit to the node of its keys ([`cluster`]).
 //!
+//! Kafka commands (KPUSH, KPOP, KPARTITIONS, KOFFSET) and sessions on a Kafka pool are served by [`kafka`]: each
+//! command runs in a task of its own and its reply waits in the same queue, in request order.
+//!
 //! Whenever the backend connection that serves a client changes (or, in a cluster, the slot map does), the
 //! session first waits until every earlier reply has arrived (a barrier), so commands never overtake each other.
 
 mod cluster;
 mod dedicated;
+mod kafka;
 mod local;
 mod pending;
 mod tenancy;
@@ -34,6 +38,7 @@ use tokio_util::codec::Decoder;
 
 use crate::backend::{BackendError, BackendReply, SharedConnection};
 use crate::cluster::ClusterPool;
+use crate::kafka::KafkaPool;
 use crate::pool::StandalonePool;
 use crate::reply;
 use crate::server::ProxyState;
@@ -73,6 +78,7 @@ enum Step {
 pub enum PoolHandle {
     Standalone(Arc<StandalonePool>),
     Cluster(Arc<ClusterPool>),
+    Kafka(Arc<KafkaPool>),
 }
 
 impl PoolHandle {
@@ -80,6 +86,7 @@ impl PoolHandle {
         match self {
             PoolHandle::Standalone(pool) => pool.name(),
             PoolHandle::Cluster(pool) => pool.name(),
+            PoolHandle::Kafka(pool) => pool.name(),
         }
     }
 }
@@ -153,7 +160,7 @@ impl Session {
             name: None,
             cluster: match &pool {
                 PoolHandle::Cluster(pool) => Some(ClusterSession::new(Arc::clone(pool))),
-                PoolHandle::Standalone(_) => None,
+                PoolHandle::Standalone(_) | PoolHandle::Kafka(_) => None,
             },
             pool,
             route: None,
@@ -381,6 +388,15 @@ impl Session {
 
     /// Routes one request in shared mode.
     fn handle(&mut self, request: Request) {
+        // Kafka commands, Kafka pools and the Kafka admin commands are served by `kafka.rs`.
+        let request = if self.may_concern_kafka(&request) {
+            match self.route_kafka(request) {
+                Some(request) => request,
+                None => return,
+            }
+        } else {
+            request
+        };
         if let Some(name) = request.arg(0) {
             if name.eq_ignore_ascii_case(b"USE") || name.eq_ignore_ascii_case(b"RKPROXY") {
                 self.flush_batch();

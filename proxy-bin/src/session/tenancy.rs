@@ -173,7 +173,7 @@ impl Session {
             PoolHandle::Cluster(cluster) => {
                 Some(super::cluster::ClusterSession::new(Arc::clone(cluster)))
             }
-            PoolHandle::Standalone(_) => None,
+            PoolHandle::Standalone(_) | PoolHandle::Kafka(_) => None,
         };
         self.pool = pool;
     }

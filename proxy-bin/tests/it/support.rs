@@ -404,3 +404,13 @@ fn masters_of(addr: &str) -> String {
     masters.sort();
     masters.join(";")
 }
+
+/// The Kafka broker that `cargo xtask test` started; fails loudly when it is missing.
+pub fn kafka_addr() -> String {
+    std::env::var("RKPROXY_TEST_KAFKA").unwrap_or_else(|_| {
+        panic!(
+            "RKPROXY_TEST_KAFKA is not set: the Kafka tests need a live Apache Kafka 4 broker. Run them with \
+             `cargo xtask test`, which starts one (and the Redis servers) and sets the variables."
+        )
+    })
+}

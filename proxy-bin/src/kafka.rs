@@ -1,0 +1,425 @@
+//! Kafka pools: a [`KafkaBridge`] connected in the background, and the K* commands run on it.
+//!
+//! A Kafka pool starts connecting when the proxy starts, but the proxy never waits for it: a broker that is down
+//! must not keep Redis clients out. Until the bridge is connected, K* commands get
+//! `-ERR kafka pool 'NAME' unavailable: <why>` at once (commands sent while the very first attempt is still
+//! running wait for its outcome, for a bounded time), and a background task tries again every
+//! `connect_retry_ms` until Kafka answers. Connecting creates missing topics and grows topics that have fewer
+//! partitions than configured (the bridge does that). Once connected, the bridge stays: rskafka reconnects by
+//! itself when the broker comes back after an outage.
+//!
+//! Every command runs in its own task and answers through a oneshot, so the session keeps serving its other
+//! requests meanwhile and puts the reply in request order. Every command is bounded by the pool's command
+//! timeout (three Kafka round trips), on top of the bridge's own `request_timeout` per round trip.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_bridge::{
+    KafkaBridge, KafkaPoolConfig, KafkaReply, MemoryOffsetStore, OffsetStore, RedisOffsetStore,
+    RedisStoreConfig, TopicConfig,
+};
+use resp_codec::Request;
+use tenant_policy::Tenant;
+use tokio::sync::{oneshot, watch};
+use tracing::{info, warn};
+
+use crate::backend::{one_line, BackendReply};
+use crate::config::{
+    parse_node_address, Config, KafkaOffsetsConfig, PoolConfig, DEFAULT_KAFKA_TENANT,
+};
+use crate::reply;
+
+/// How long to wait between connect attempts when the pool does not say.
+const DEFAULT_CONNECT_RETRY: Duration = Duration::from_millis(1000);
+
+/// One Kafka pool of the configuration.
+#[derive(Debug)]
+pub struct KafkaPool {
+    name: Arc<str>,
+    bridge_config: KafkaPoolConfig,
+    offsets: Arc<dyn OffsetStore>,
+    /// What the offsets live in, for the log.
+    offsets_description: String,
+    connect_retry: Duration,
+    /// The longest a K* command waits for its reply.
+    command_timeout: Duration,
+    /// The longest a command waits for the first connect attempt to finish.
+    first_connect_wait: Duration,
+    status: watch::Sender<Status>,
+}
+
+/// Where the pool's connection stands.
+#[derive(Debug, Clone)]
+enum Status {
+    /// The first connect attempt is running.
+    Starting,
+    /// The last attempt failed for this reason; the next one follows after `connect_retry`.
+    Down(Arc<str>),
+    /// Connected; the bridge recovers from broker outages by itself from now on.
+    Up(KafkaBridge),
+}
+
+// === impl KafkaPool ===
+
+impl KafkaPool {
+    /// Builds the pool from its configuration (already validated). Nothing connects until [`KafkaPool::start`].
+    pub fn new(name: &str, pool: &PoolConfig, config: &Config) -> Result<KafkaPool, String> {
+        let bridge_config = bridge_config(pool)?;
+        let request_timeout = bridge_config.request_timeout;
+        let (offsets, offsets_description) =
+            offset_store(name, pool.offsets.as_ref(), config, request_timeout)?;
+        Ok(KafkaPool {
+            name: Arc::from(name),
+            bridge_config,
+            offsets,
+            offsets_description,
+            connect_retry: pool
+                .connect_retry_ms
+                .map_or(DEFAULT_CONNECT_RETRY, Duration::from_millis),
+            // A managed KPOP is a lease, a fetch and, when the fetch fails, giving the lease back: three round
+            // trips, each bounded by `request_timeout` inside the bridge.
+            command_timeout: request_timeout * 3,
+            first_connect_wait: request_timeout * 3,
+            status: watch::Sender::new(Status::Starting),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether `topic` is one of this pool's configured topics.
+    pub fn has_topic(&self, topic: &str) -> bool {
+        self.bridge_config
+            .topics
+            .iter()
+            .any(|configured| configured.name == topic)
+    }
+
+    /// Starts connecting in the background on the current runtime, retrying until Kafka answers. The task
+    /// ends when it has connected, or when the pool is dropped.
+    pub fn start(self: &Arc<Self>) {
+        let pool = Arc::downgrade(self);
+        tokio::spawn(connect_until_up(pool));
+    }
+
+    /// Runs one K* command for `tenant` (`None`: no tenants are configured) in a task of its own; the reply,
+    /// RESP2 or RESP3, comes through the receiver.
+    pub fn execute(
+        self: &Arc<Self>,
+        tenant: Option<Arc<Tenant>>,
+        request: Request,
+        resp3: bool,
+    ) -> oneshot::Receiver<BackendReply> {
+        let pool = Arc::clone(self);
+        spawn_reply(async move {
+            let bridge = match pool.bridge().await {
+                Ok(bridge) => bridge,
+                Err(refusal) => return refusal,
+            };
+            let args: Vec<&[u8]> = request.args().collect();
+            let group = tenant.as_deref().map_or(DEFAULT_KAFKA_TENANT, Tenant::name);
+            // Boxed: the bridge's future is deep enough to overflow the compiler's layout query limit when
+            // it is nested in this one, and one allocation per command costs nothing next to a Kafka round trip.
+            let executed = Box::pin(bridge.execute(group, &args));
+            match tokio::time::timeout(pool.command_timeout, executed).await {
+                Ok(kafka_reply) => encode(&kafka_reply, resp3),
+                Err(_) => pool.timed_out(),
+            }
+        })
+    }
+
+    /// `RKPROXY KOFFSETS group topic`: one line per partition with the group's next offset and the offsets
+    /// given back for a later KPOP.
+    pub fn show_offsets(
+        self: &Arc<Self>,
+        group: String,
+        topic: String,
+    ) -> oneshot::Receiver<BackendReply> {
+        let pool = Arc::clone(self);
+        spawn_reply(async move {
+            let bridge = match pool.bridge().await {
+                Ok(bridge) => bridge,
+                Err(refusal) => return refusal,
+            };
+            let shown =
+                tokio::time::timeout(pool.command_timeout, bridge.show_cursors(&group, &topic))
+                    .await;
+            match shown {
+                Ok(Ok(cursors)) => {
+                    let lines: Vec<String> = cursors
+                        .iter()
+                        .map(|(partition, cursor)| {
+                            let given_back: Vec<String> =
+                                cursor.given_back.iter().map(i64::to_string).collect();
+                            format!(
+                                "partition={partition} next_offset={} given_back={}",
+                                cursor.next_offset,
+                                given_back.join(",")
+                            )
+                        })
+                        .collect();
+                    reply::array_of_bulks(lines.iter().map(String::as_bytes))
+                }
+                Ok(Err(error)) => reply::error(&error.to_string()),
+                Err(_) => pool.timed_out(),
+            }
+        })
+    }
+
+    /// `RKPROXY KRESET group topic partition next_offset`: sets the group's cursor (an admin repair).
+    pub fn reset_offset(
+        self: &Arc<Self>,
+        group: String,
+        topic: String,
+        partition: i32,
+        next_offset: i64,
+    ) -> oneshot::Receiver<BackendReply> {
+        let pool = Arc::clone(self);
+        spawn_reply(async move {
+            let bridge = match pool.bridge().await {
+                Ok(bridge) => bridge,
+                Err(refusal) => return refusal,
+            };
+            let reset = bridge.reset_cursor(&group, &topic, partition, next_offset);
+            match tokio::time::timeout(pool.command_timeout, reset).await {
+                Ok(Ok(())) => {
+                    info!(pool = %pool.name, group, topic, partition, next_offset, "Kafka cursor reset by an admin");
+                    reply::ok()
+                }
+                Ok(Err(error)) => reply::error(&error.to_string()),
+                Err(_) => pool.timed_out(),
+            }
+        })
+    }
+
+    /// The connected bridge, or the error reply that says why there is none.
+    async fn bridge(&self) -> Result<KafkaBridge, Bytes> {
+        if let Status::Up(bridge) = &*self.status.borrow() {
+            return Ok(bridge.clone());
+        }
+        let mut status = self.status.subscribe();
+        // Commands sent while the first attempt runs wait for its outcome, so a proxy that has just started
+        // does not refuse its first commands; later attempts never hold commands up.
+        let _ = tokio::time::timeout(
+            self.first_connect_wait,
+            status.wait_for(|status| !matches!(status, Status::Starting)),
+        )
+        .await;
+        let current = status.borrow().clone();
+        match current {
+            Status::Up(bridge) => Ok(bridge),
+            Status::Down(reason) => Err(self.unavailable(&reason)),
+            Status::Starting => Err(self.unavailable(&format!(
+                "still connecting after {} ms",
+                self.first_connect_wait.as_millis()
+            ))),
+        }
+    }
+
+    fn unavailable(&self, reason: &str) -> Bytes {
+        // The bridge's errors start with the RESP error code; inside this message it is noise.
+        let reason = reason.strip_prefix("ERR ").unwrap_or(reason);
+        reply::error(&format!(
+            "ERR kafka pool '{}' unavailable: {reason} (retrying every {} ms)",
+            self.name,
+            self.connect_retry.as_millis()
+        ))
+    }
+
+    fn timed_out(&self) -> Bytes {
+        reply::error(&format!(
+            "ERR kafka REQUEST_TIMED_OUT: no reply from Kafka pool '{}' within {} ms",
+            self.name,
+            self.command_timeout.as_millis()
+        ))
+    }
+}
+
+/// Connects the pool, retrying after failures, until it is up or the pool is gone.
+async fn connect_until_up(pool: Weak<KafkaPool>) {
+    let mut attempt: u64 = 0;
+    loop {
+        attempt += 1;
+        let Some(strong) = pool.upgrade() else {
+            return;
+        };
+        if attempt == 1 {
+            info!(pool = %strong.name, brokers = %strong.bridge_config.bootstrap.join(","), offsets = %strong.offsets_description, "connecting to Kafka");
+        }
+        let connected =
+            KafkaBridge::connect(strong.bridge_config.clone(), Arc::clone(&strong.offsets)).await;
+        match connected {
+            Ok(bridge) => {
+                info!(pool = %strong.name, attempt, "Kafka pool connected; topics are ready");
+                strong.status.send_replace(Status::Up(bridge));
+                return;
+            }
+            Err(error) => {
+                let reason = one_line(&error.to_string());
+                // Log the first failure and then one in ten, so a broker that stays down does not flood the log.
+                if attempt == 1 || attempt % 10 == 0 {
+                    warn!(pool = %strong.name, attempt, error = %reason, retry_ms = strong.connect_retry.as_millis() as u64, "Kafka pool unavailable; retrying in the background");
+                }
+                strong.status.send_replace(Status::Down(Arc::from(reason)));
+            }
+        }
+        let retry = strong.connect_retry;
+        drop(strong);
+        tokio::time::sleep(retry).await;
+    }
+}
+
+/// Runs `work` in a task of its own and hands its reply to the returned receiver.
+fn spawn_reply(
+    work: impl std::future::Future<Output = Bytes> + Send + 'static,
+) -> oneshot::Receiver<BackendReply> {
+    let (sender, receiver) = oneshot::channel();
+    tokio::spawn(async move {
+        let _ = sender.send(Ok(work.await));
+    });
+    receiver
+}
+
+/// The bridge's configuration from the pool's keys, with the bridge's defaults for the keys left out.
+fn bridge_config(pool: &PoolConfig) -> Result<KafkaPoolConfig, String> {
+    let mut config = KafkaPoolConfig::new(pool.nodes.clone());
+    if let Some(ms) = pool.linger_ms {
+        config.linger = Duration::from_millis(ms);
+    }
+    if let Some(ms) = pool.request_timeout_ms {
+        config.request_timeout = Duration::from_millis(ms);
+    }
+    if let Some(records) = pool.max_batch_records {
+        config.max_batch_records = records;
+    }
+    if let Some(bytes) = pool.max_batch_bytes {
+        config.max_batch_bytes = bytes;
+    }
+    if let Some(ms) = pool.fetch_max_wait_ms {
+        config.fetch_max_wait = Duration::from_millis(ms);
+    }
+    if let Some(bytes) = pool.fetch_max_bytes {
+        config.fetch_max_bytes =
+            i32::try_from(bytes).map_err(|_| "fetch_max_bytes is too large".to_owned())?;
+    }
+    if let Some(client_id) = &pool.client_id {
+        config.client_id = client_id.clone();
+    }
+    for (name, topic) in &pool.topics {
+        config.topics.push(
+            TopicConfig::new(name.clone(), topic.partitions)
+                .replication_factor(topic.replication_factor)
+                .producers(topic.producers.iter().cloned())
+                .consumers(topic.consumers.iter().cloned()),
+        );
+    }
+    Ok(config)
+}
+
+/// The offset store of a pool: memory, or a Redis given by address or by a standalone pool's name.
+fn offset_store(
+    pool_name: &str,
+    offsets: Option<&KafkaOffsetsConfig>,
+    config: &Config,
+    request_timeout: Duration,
+) -> Result<(Arc<dyn OffsetStore>, String), String> {
+    let Some(offsets) = offsets else {
+        return Ok((
+            Arc::new(MemoryOffsetStore::new()),
+            "memory (this process only)".to_owned(),
+        ));
+    };
+    let mut store = match (&offsets.redis, &offsets.pool) {
+        (Some(address), _) => {
+            let mut store = RedisStoreConfig::new(parse_node_address(address)?);
+            store.username = offsets.username.clone();
+            store.password = offsets.password.clone();
+            store
+        }
+        (None, Some(redis_pool)) => {
+            let found = config.pools.get(redis_pool).ok_or_else(|| {
+                format!("pools.{pool_name}.offsets.pool: pool '{redis_pool}' is not defined")
+            })?;
+            let node = found.nodes.first().ok_or_else(|| {
+                format!("pools.{pool_name}.offsets.pool: pool '{redis_pool}' has no node")
+            })?;
+            let mut store = RedisStoreConfig::new(parse_node_address(node)?);
+            store.username = found.username.clone();
+            store.password = found.password.clone();
+            store
+        }
+        (None, None) => return Err(format!("pools.{pool_name}.offsets: name `redis` or `pool`")),
+    };
+    if let Some(prefix) = &offsets.key_prefix {
+        store.key_prefix = prefix.clone();
+    }
+    if let Some(connections) = offsets.connections {
+        store.connections = connections;
+    }
+    // An offset-store call is one of the round trips the bridge bounds by `request_timeout`.
+    store.timeout = request_timeout;
+    let description = format!("redis {} (prefix {})", store.address, store.key_prefix);
+    Ok((Arc::new(RedisOffsetStore::new(store)), description))
+}
+
+/// Writes a bridge reply in the client's protocol: RESP3 clients get `_` for nil.
+fn encode(kafka_reply: &KafkaReply, resp3: bool) -> Bytes {
+    let mut out = BytesMut::new();
+    write_reply(kafka_reply, resp3, &mut out);
+    out.freeze()
+}
+
+fn write_reply(kafka_reply: &KafkaReply, resp3: bool, out: &mut BytesMut) {
+    match kafka_reply {
+        KafkaReply::Nil if resp3 => out.put_slice(b"_\r\n"),
+        KafkaReply::Array(items) if resp3 => {
+            out.put_u8(b'*');
+            out.put_slice(items.len().to_string().as_bytes());
+            out.put_slice(b"\r\n");
+            for item in items {
+                write_reply(item, resp3, out);
+            }
+        }
+        other => other.write_resp(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nil_follows_the_protocol() {
+        let triple = KafkaReply::Array(vec![
+            KafkaReply::Integer(0),
+            KafkaReply::Integer(7),
+            KafkaReply::Nil,
+        ]);
+        assert_eq!(&encode(&triple, false)[..], b"*3\r\n:0\r\n:7\r\n$-1\r\n");
+        assert_eq!(&encode(&triple, true)[..], b"*3\r\n:0\r\n:7\r\n_\r\n");
+        assert_eq!(&encode(&KafkaReply::Nil, true)[..], b"_\r\n");
+    }
+
+    #[test]
+    fn config_keys_reach_the_bridge() {
+        let config = Config::from_toml(
+            "default_pool = 'events'\n\
+             [pools.events]\nkind = 'kafka'\nnodes = ['127.0.0.1:9092']\nlinger_ms = 3\nrequest_timeout_ms = 500\n\
+             [pools.events.topics.orders]\npartitions = 3\nproducers = ['*']\nconsumers = ['default']\n",
+        )
+        .unwrap();
+        let bridge = bridge_config(&config.pools["events"]).unwrap();
+        assert_eq!(bridge.bootstrap, ["127.0.0.1:9092"]);
+        assert_eq!(bridge.linger, Duration::from_millis(3));
+        assert_eq!(bridge.request_timeout, Duration::from_millis(500));
+        assert_eq!(bridge.topics.len(), 1);
+        assert_eq!(bridge.topics[0].name, "orders");
+        assert_eq!(bridge.topics[0].partitions, 3);
+        assert_eq!(bridge.topics[0].replication_factor, 1);
+        assert_eq!(bridge.topics[0].producers, ["*"]);
+        assert_eq!(bridge.topics[0].consumers, ["default"]);
+    }
+}

@@ -1,0 +1,249 @@
+//! Kafka in the session: KPUSH, KPOP, KPARTITIONS and KOFFSET go to the session's Kafka pool; a Kafka pool
+//! serves nothing else but connection commands; and the admin commands `RKPROXY KOFFSETS` and `RKPROXY KRESET`.
+//!
+//! A Kafka command runs in a task of its own (see `crate::kafka`) and its reply waits in the pending queue
+//! like a backend reply, so the session keeps reading and replies stay in request order. The consumer group of
+//! `KPOP topic` is the tenant (`default` when no tenants are configured). Tenants' traffic limits apply to
+//! Kafka commands as to Redis commands.
+//!
+//! Replies of a Kafka pool to other commands:
+//! - PING and ECHO are answered by the proxy; AUTH, HELLO, QUIT, RESET, CLIENT SETNAME and the other commands
+//!   the proxy answers itself work as on any pool; USE and RKPROXY too.
+//! - Everything else: `-ERR command 'get' is not served by Kafka pool 'events': it accepts KPUSH, KPOP,
+//!   KPARTITIONS and KOFFSET`.
+//!
+//! A Kafka command on a Redis pool: `-ERR KPUSH is a Kafka command and this connection uses Redis pool 'main';
+//! a Kafka pool serves it (a tenant of a Kafka pool, or USE <kafka pool>)`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cluster_router::commands::ProxyHandling;
+use kafka_bridge::is_kafka_command;
+use resp_codec::Request;
+use tenant_policy::{Admission, PolicyError};
+use tokio::time::Instant;
+
+use super::pending::{Expect, Pending};
+use super::{PoolHandle, Session};
+use crate::backend::one_line;
+use crate::kafka::KafkaPool;
+use crate::reply;
+
+impl Session {
+    /// A cheap first test: whether the request may be a Kafka command (its name starts with K), a Kafka admin
+    /// command (R, for RKPROXY), or is sent to a Kafka pool. Redis requests on Redis pools pay only this.
+    #[inline]
+    pub(super) fn may_concern_kafka(&self, request: &Request) -> bool {
+        matches!(self.pool, PoolHandle::Kafka(_))
+            || request
+                .name()
+                .first()
+                .is_some_and(|first| matches!(first, b'k' | b'K' | b'r' | b'R'))
+    }
+
+    /// Serves the request when it concerns Kafka; otherwise hands it back for the Redis path.
+    pub(super) fn route_kafka(&mut self, request: Request) -> Option<Request> {
+        let name = request.name();
+        if is_kafka_command(name) {
+            self.kafka_command(request);
+            return None;
+        }
+        if name.eq_ignore_ascii_case(b"RKPROXY") && is_kafka_admin(request.arg(1)) {
+            self.kafka_admin(&request);
+            return None;
+        }
+        if matches!(self.pool, PoolHandle::Kafka(_)) {
+            return self.other_command_on_kafka_pool(request);
+        }
+        Some(request)
+    }
+
+    /// KPUSH, KPOP, KPARTITIONS, KOFFSET.
+    fn kafka_command(&mut self, request: Request) {
+        // Earlier batched Redis requests go first, so replies keep request order.
+        self.flush_batch();
+        if self.awaiting_auth() {
+            self.pending
+                .push_back(Pending::Ready(PolicyError::NoAuth.to_reply()));
+            return;
+        }
+        let pool = match &self.pool {
+            PoolHandle::Kafka(pool) => Arc::clone(pool),
+            redis_pool => {
+                let refusal = reply::error(&format!(
+                    "ERR {} is a Kafka command and this connection uses Redis pool '{}'; a Kafka pool serves it \
+                     (a tenant of a Kafka pool, or USE <kafka pool>)",
+                    String::from_utf8_lossy(request.name()).to_ascii_uppercase(),
+                    redis_pool.name()
+                ));
+                // Like an unknown command inside a cluster pool's MULTI, it makes EXEC fail.
+                self.fail_transaction();
+                self.pending.push_back(Pending::Ready(refusal));
+                return;
+            }
+        };
+        if let Some(tenant) = self.tenant().cloned() {
+            let size = request.raw().len();
+            if let Err(error) = tenant.check_request_size(size) {
+                self.pending.push_back(Pending::Ready(error.to_reply()));
+                return;
+            }
+            match tenant.admit(size) {
+                Admission::Ok => {}
+                Admission::Wait(delay) => {
+                    // Like any request over the tenant's budget: the session stops reading and runs it later.
+                    self.deferred = Some(request);
+                    self.resume_at = Some(Instant::now() + delay);
+                    return;
+                }
+                Admission::Reject(error) => {
+                    self.pending.push_back(Pending::Ready(error.to_reply()));
+                    return;
+                }
+                _ => {
+                    self.pending
+                        .push_back(Pending::Ready(reply::error("ERR traffic limit")));
+                    return;
+                }
+            }
+        }
+        let receiver = pool.execute(self.tenant().cloned(), request, self.resp3);
+        self.pending
+            .push_back(Pending::Waiting(receiver, Expect::Forward));
+    }
+
+    /// `RKPROXY KOFFSETS group topic` and `RKPROXY KRESET group topic partition next_offset`: admins only when
+    /// tenants are configured.
+    fn kafka_admin(&mut self, request: &Request) {
+        self.flush_batch();
+        let refusal = match self.kafka_admin_reply(request) {
+            Ok(receiver) => {
+                self.pending
+                    .push_back(Pending::Waiting(receiver, Expect::Forward));
+                return;
+            }
+            Err(refusal) => refusal,
+        };
+        self.pending.push_back(Pending::Ready(refusal));
+    }
+
+    fn kafka_admin_reply(
+        &self,
+        request: &Request,
+    ) -> Result<tokio::sync::oneshot::Receiver<crate::backend::BackendReply>, Bytes> {
+        if self.awaiting_auth() {
+            return Err(PolicyError::NoAuth.to_reply());
+        }
+        let sub = request.arg(1).unwrap_or_default().to_ascii_uppercase();
+        let reset = sub == b"KRESET";
+        if let Some(tenant) = self.tenant() {
+            let command: &[u8] = if reset {
+                b"RKPROXY KRESET"
+            } else {
+                b"RKPROXY KOFFSETS"
+            };
+            tenant
+                .may_run_proxy_admin(command)
+                .map_err(|error| error.to_reply())?;
+        }
+        let wanted_args = if reset { 6 } else { 4 };
+        if request.argc() != wanted_args {
+            return Err(reply::error(if reset {
+                "ERR wrong number of arguments: RKPROXY KRESET group topic partition next_offset"
+            } else {
+                "ERR wrong number of arguments: RKPROXY KOFFSETS group topic"
+            }));
+        }
+        let text = |index: usize| {
+            String::from_utf8_lossy(request.arg(index).unwrap_or_default()).into_owned()
+        };
+        let (group, topic) = (text(2), text(3));
+        let pool = self.kafka_pool_of_topic(&topic)?;
+        if !reset {
+            return Ok(pool.show_offsets(group, topic));
+        }
+        let partition: i32 = parse_number(request.arg(4))
+            .ok_or_else(|| reply::error("ERR partition is not an integer or out of range"))?;
+        let next_offset: i64 = parse_number(request.arg(5))
+            .filter(|offset| *offset >= 0)
+            .ok_or_else(|| {
+                reply::error("ERR next_offset is not an integer >= 0 or out of range")
+            })?;
+        Ok(pool.reset_offset(group, topic, partition, next_offset))
+    }
+
+    /// The Kafka pool serving `topic`: the session's pool when it has the topic, else the only pool that has it.
+    fn kafka_pool_of_topic(&self, topic: &str) -> Result<Arc<KafkaPool>, Bytes> {
+        if let PoolHandle::Kafka(pool) = &self.pool {
+            if pool.has_topic(topic) {
+                return Ok(Arc::clone(pool));
+            }
+        }
+        let having: Vec<&Arc<KafkaPool>> = self
+            .state
+            .kafka_pools()
+            .filter(|pool| pool.has_topic(topic))
+            .collect();
+        match having.as_slice() {
+            [pool] => Ok(Arc::clone(pool)),
+            [] => Err(reply::error(&format!(
+                "ERR unknown topic '{}': no Kafka pool has it configured",
+                one_line(topic)
+            ))),
+            several => {
+                let names: Vec<&str> = several.iter().map(|pool| pool.name()).collect();
+                Err(reply::error(&format!(
+                    "ERR topic '{}' is in several Kafka pools ({}); USE one of them first",
+                    one_line(topic),
+                    names.join(", ")
+                )))
+            }
+        }
+    }
+
+    /// A command other than K* on a Kafka pool: PING and ECHO answered here, the proxy's own connection
+    /// commands passed on, everything else refused.
+    fn other_command_on_kafka_pool(&mut self, request: Request) -> Option<Request> {
+        // An unknown command or a wrong arity gets the command table's own error on the normal path.
+        let Ok(spec) = self.lookup(&request) else {
+            return Some(request);
+        };
+        let answer = match spec.name {
+            "ping" => match request.arg(1) {
+                Some(message) => reply::bulk(message),
+                None => reply::simple("PONG"),
+            },
+            "echo" => reply::bulk(request.arg(1).unwrap_or_default()),
+            // Before AUTH the normal path refuses everything but AUTH, HELLO and QUIT with NOAUTH.
+            _ if self.awaiting_auth() => return Some(request),
+            "select" => reply::error(&format!(
+                "ERR SELECT is not available on Kafka pool '{}': Kafka has no databases",
+                self.pool.name()
+            )),
+            _ if spec.proxy == ProxyHandling::Local => return Some(request),
+            _ => reply::error(&format!(
+                "ERR command '{}' is not served by Kafka pool '{}': it accepts KPUSH, KPOP, KPARTITIONS and KOFFSET",
+                spec.name,
+                self.pool.name()
+            )),
+        };
+        self.pending.push_back(Pending::Ready(answer));
+        None
+    }
+}
+
+/// Whether `RKPROXY <sub>` is one of the Kafka admin subcommands.
+fn is_kafka_admin(sub: Option<&[u8]>) -> bool {
+    sub.is_some_and(|sub| {
+        sub.eq_ignore_ascii_case(b"KOFFSETS") || sub.eq_ignore_ascii_case(b"KRESET")
+    })
+}
+
+fn parse_number<T: std::str::FromStr>(raw: Option<&[u8]>) -> Option<T> {
+    let raw = raw?;
+    if raw.first() == Some(&b'+') {
+        return None;
+    }
+    std::str::from_utf8(raw).ok()?.parse().ok()
+}

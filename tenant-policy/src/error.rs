@@ -226,21 +226,5 @@ impl ConfigError {
     }
 }
 
-/// The longest client-sent text echoed back in an error, like Redis's `%.128s`.
-const MAX_ECHOED_BYTES: usize = 128;
-
-/// Makes client-sent bytes safe to echo in a one-line error: truncated, with control
-/// characters, quotes and non-ASCII bytes replaced by `?` so the reply stays one line.
-pub(crate) fn sanitize(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .take(MAX_ECHOED_BYTES)
-        .map(|&b| {
-            if (0x20..0x7f).contains(&b) && b != b'\'' {
-                b as char
-            } else {
-                '?'
-            }
-        })
-        .collect()
-}
+/// Client-sent text in errors: see [`cluster_router::commands::sanitize`] (one rule for every error reply).
+pub(crate) use cluster_router::commands::sanitize;

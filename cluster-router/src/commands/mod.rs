@@ -335,7 +335,14 @@ const MAX_ECHOED_BYTES: usize = 128;
 
 /// Makes client-sent bytes safe to echo in a one-line error: truncated to 128 bytes, with
 /// control characters, quotes and non-ASCII bytes replaced by `?` so the reply stays one line.
-fn sanitize(bytes: &[u8]) -> String {
+/// Used for every error that quotes the client (here and in tenant-policy).
+///
+/// ```
+/// use cluster_router::commands::sanitize;
+///
+/// assert_eq!(sanitize(b"GET\r\n'x'"), "GET???x?");
+/// ```
+pub fn sanitize(bytes: &[u8]) -> String {
     bytes
         .iter()
         .take(MAX_ECHOED_BYTES)

@@ -340,19 +340,28 @@ impl Session {
         handled
     }
 
+    /// Standalone pools: the shared connection for the session's (db, protocol), looked up once.
+    fn standalone_route(&mut self) -> Option<&SharedConnection> {
+        let PoolHandle::Standalone(pool) = &self.pool else {
+            return None;
+        };
+        Some(
+            self.route
+                .get_or_insert_with(|| pool.shared_connection(self.id, self.db, self.resp3)),
+        )
+    }
+
     /// Sends the batched requests, if any, as one pending entry.
     fn flush_batch(&mut self) {
         if self.batch_count == 0 {
             return;
         }
-        let PoolHandle::Standalone(pool) = &self.pool else {
-            return;
-        };
-        let route = self
-            .route
-            .get_or_insert_with(|| pool.shared_connection(self.id, self.db, self.resp3));
+        // Only standalone pools batch, so there is always a route here.
         let requests = self.batch.split().freeze();
         let count = std::mem::take(&mut self.batch_count);
+        let Some(route) = self.standalone_route() else {
+            return;
+        };
         let entry = if count == 1 {
             Pending::Waiting(route.send(requests), Expect::Forward)
         } else {
@@ -487,12 +496,9 @@ impl Session {
             self.cluster_forward(spec, request);
             return;
         }
-        let PoolHandle::Standalone(pool) = &self.pool else {
+        let Some(route) = self.standalone_route() else {
             return;
         };
-        let route = self
-            .route
-            .get_or_insert_with(|| pool.shared_connection(self.id, self.db, self.resp3));
         let receiver = route.send(request.raw().clone());
         let expect = match self.reply_rewrite(spec) {
             Some(spec) => Expect::Rewrite(spec),

@@ -57,7 +57,7 @@ pub fn run(options: &DemoOptions) -> Result<ExitCode> {
         enabled: stop_at_exit,
     };
 
-    let config_path = write_config()?;
+    let config_path = write_config(!options.no_kafka)?;
     let mut command = Command::new(&binary);
     command
         .arg("--config")
@@ -80,7 +80,9 @@ pub fn run(options: &DemoOptions) -> Result<ExitCode> {
     );
     eprintln!("connect with:");
     eprintln!("    redis-cli -p {LISTEN_PORT}");
+    eprintln!("then try `USE cluster` for the Redis Cluster pool");
     if !options.no_kafka {
+        eprintln!("or `USE kafka` and `KPUSH demo hello`, `KPOP demo` for the Kafka pool");
         eprintln!(
             "Kafka runs on 127.0.0.1:{} (kcat -b 127.0.0.1:{} -L)",
             fixed::KAFKA_PORT,
@@ -103,8 +105,9 @@ pub fn build_release_rkproxy() -> Result<()> {
     shell::run(project::cargo().args(["build", "--release", "-p", "proxy-bin"]))
 }
 
-/// The demo config: the standalone server as the default pool, the cluster as a second pool.
-pub fn config_text() -> String {
+/// The demo config: the standalone server as the default pool, the cluster as a second pool, and (with
+/// `kafka`) the Kafka broker as a third, with a topic `demo`.
+pub fn config_text(kafka: bool) -> String {
     let cluster_nodes: Vec<String> = fixed::CLUSTER_PORTS[..3]
         .iter()
         .map(|port| format!("\"127.0.0.1:{port}\""))
@@ -119,17 +122,32 @@ pub fn config_text() -> String {
          \n\
          [pools.cluster]\n\
          kind = \"cluster\"\n\
-         nodes = [{cluster}]\n",
+         nodes = [{cluster}]\n{kafka}",
         standalone = fixed::STANDALONE_PORT,
         cluster = cluster_nodes.join(", "),
+        kafka = if kafka {
+            format!(
+                "\n[pools.kafka]\n\
+                 kind = \"kafka\"\n\
+                 nodes = [\"127.0.0.1:{}\"]\n\
+                 \n\
+                 [pools.kafka.topics.demo]\n\
+                 partitions = 3\n\
+                 producers = [\"*\"]\n\
+                 consumers = [\"*\"]\n",
+                fixed::KAFKA_PORT
+            )
+        } else {
+            String::new()
+        },
     )
 }
 
-fn write_config() -> Result<PathBuf> {
+fn write_config(kafka: bool) -> Result<PathBuf> {
     let dir = project::target_dir().join("rkproxy-demo");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("rkproxy.toml");
-    std::fs::write(&path, config_text())?;
+    std::fs::write(&path, config_text(kafka))?;
     Ok(path)
 }
 
@@ -191,6 +209,12 @@ nodes = ["127.0.0.1:16379"]
 kind = "cluster"
 nodes = ["127.0.0.1:17000", "127.0.0.1:17001", "127.0.0.1:17002"]
 "#;
-        assert_eq!(config_text(), expected);
+        assert_eq!(config_text(false), expected);
+        let with_kafka = config_text(true);
+        assert!(with_kafka.starts_with(expected));
+        assert!(
+            with_kafka.contains("[pools.kafka]\nkind = \"kafka\"\nnodes = [\"127.0.0.1:19092\"]\n")
+        );
+        assert!(with_kafka.contains("[pools.kafka.topics.demo]\npartitions = 3\n"));
     }
 }

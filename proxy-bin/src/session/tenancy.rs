@@ -219,7 +219,7 @@ impl Session {
                 reply::array_of_bulks(lines.iter().map(String::as_bytes))
             }
             _ => reply::error(
-                "ERR unknown subcommand for RKPROXY. Try RKPROXY POOL or RKPROXY TENANTS.",
+                "ERR unknown subcommand for RKPROXY. Try RKPROXY POOL, TENANTS, KOFFSETS or KRESET.",
             ),
         })
     }

@@ -47,6 +47,27 @@ pub struct Endpoint {
     pub command_timeout: Duration,
 }
 
+impl Endpoint {
+    /// A node of a pool: its credentials and timeouts, db 0, RESP2, no READONLY.
+    pub fn for_pool(
+        address: &str,
+        config: &crate::config::PoolConfig,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+    ) -> Endpoint {
+        Endpoint {
+            address: Arc::from(address),
+            username: config.username.clone(),
+            password: config.password.clone(),
+            db: 0,
+            resp3: false,
+            readonly: false,
+            connect_timeout,
+            command_timeout,
+        }
+    }
+}
+
 /// Why a backend could not answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {

@@ -71,16 +71,8 @@ impl ClusterPool {
         Ok(ClusterPool {
             name: Arc::from(name),
             seeds,
-            template: Endpoint {
-                address: Arc::from(""),
-                username: config.username.clone(),
-                password: config.password.clone(),
-                db: 0,
-                resp3: false,
-                readonly: false,
-                connect_timeout,
-                command_timeout,
-            },
+            // The address is set per node (`endpoint`).
+            template: Endpoint::for_pool("", config, connect_timeout, command_timeout),
             connections_per_node: config.connections_per_node.max(1),
             read_policy: config.read_from,
             refresh_interval: Duration::from_millis(config.refresh_ms),

@@ -36,16 +36,7 @@ impl StandalonePool {
         let address = parse_node_address(node)?;
         Ok(StandalonePool {
             name: Arc::from(name),
-            template: Endpoint {
-                address: Arc::from(address),
-                username: config.username.clone(),
-                password: config.password.clone(),
-                db: 0,
-                resp3: false,
-                readonly: false,
-                connect_timeout,
-                command_timeout,
-            },
+            template: Endpoint::for_pool(&address, config, connect_timeout, command_timeout),
             connections_per_node: config.connections_per_node.max(1),
             shared: Mutex::new(HashMap::new()),
         })

@@ -19,12 +19,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use cluster_router::commands::{CommandSpec, ProxyHandling};
+use cluster_router::commands::{CommandSpec, MergePolicy, ProxyHandling};
 use cluster_router::merge::merge_replies;
-use cluster_router::plan::{route, RouteError, RoutePlan};
+use cluster_router::plan::{route, RouteError, RoutePlan, SplitPart};
 use cluster_router::redirect::{parse_redirect, RedirectKind};
 use cluster_router::topology::NodeAddr;
-use resp_codec::{encode_command, parse_frame, Frame, Limits, Request};
+use resp_codec::{encode_command, parse_frame, Frame, Limits, ReplyDecoder, Request};
+use tokio_util::codec::Decoder;
 
 use super::pending::{Combine, Expect, Merge, Part, Pending, Routed};
 use super::Session;
@@ -252,9 +253,6 @@ impl Session {
                 let name = request.name();
                 let mut sent = Vec::with_capacity(parts.len());
                 for part in &parts {
-                    let Some((node, _)) = cluster.master(part.node_index, id, resp3) else {
-                        continue;
-                    };
                     let mut sub = BytesMut::new();
                     let args: Vec<&[u8]> = std::iter::once(name)
                         .chain(
@@ -265,9 +263,12 @@ impl Session {
                         .collect();
                     encode_command(&mut sub, args);
                     let sub = sub.freeze();
-                    let receiver = cluster
-                        .connection(&node, false, id, resp3)
-                        .send(sub.clone());
+                    // Every part must go out, or the merged reply would miss keys.
+                    let Some((node, connection)) = cluster.master(part.node_index, id, resp3)
+                    else {
+                        break;
+                    };
+                    let receiver = connection.send(sub.clone());
                     sent.push(Part {
                         receiver: Some(receiver),
                         request: sub,
@@ -276,14 +277,19 @@ impl Session {
                         reply: None,
                     });
                 }
-                Pending::Merge(Box::new(Merge {
-                    parts: sent,
-                    combine: Combine::Policy {
-                        policy: merge,
-                        split: parts,
-                    },
-                    rewrite,
-                }))
+                if sent.len() == parts.len() {
+                    Pending::Merge(Box::new(Merge {
+                        parts: sent,
+                        combine: Combine::Policy {
+                            policy: merge,
+                            split: parts,
+                        },
+                        rewrite,
+                    }))
+                } else {
+                    cluster.pool.request_refresh();
+                    Pending::Ready(reply::error("CLUSTERDOWN Hash slot not served"))
+                }
             }
             RoutePlan::AllMasters(policy) | RoutePlan::AllNodes(policy) => {
                 let all_nodes = matches!(plan, RoutePlan::AllNodes(_));
@@ -613,8 +619,54 @@ fn scan(
     }))
 }
 
+/// MGET's merge without building trees: each part's array is split into its elements' raw bytes (framed, not
+/// parsed), and the elements are written back in the caller's key order. `None` when a reply is not the
+/// expected array (an error, say); the general merge then handles it.
+fn merge_ordered_raw(parts: &[Part], split: &[SplitPart]) -> Option<Bytes> {
+    let total: usize = split.iter().map(|plan| plan.key_positions.len()).sum();
+    let mut elements: Vec<Option<Bytes>> = vec![None; total];
+    let mut decoder = ReplyDecoder::new(Limits::default());
+    for (part, plan) in parts.iter().zip(split) {
+        let raw = part.reply.as_ref()?;
+        let line_end = raw.iter().position(|&b| b == b'\r')?;
+        if raw.first() != Some(&b'*') {
+            return None;
+        }
+        let count: usize = std::str::from_utf8(raw.get(1..line_end)?)
+            .ok()?
+            .parse()
+            .ok()?;
+        if count != plan.key_positions.len() {
+            return None;
+        }
+        let mut body = BytesMut::from(raw.get(line_end + 2..)?);
+        for &position in &plan.key_positions {
+            let element = decoder.decode(&mut body).ok()??;
+            *elements.get_mut(position)? = Some(element);
+        }
+        if !body.is_empty() {
+            return None;
+        }
+    }
+    let mut out = BytesMut::with_capacity(16 + total * 16);
+    out.extend_from_slice(format!("*{total}\r\n").as_bytes());
+    for element in elements {
+        out.extend_from_slice(&element?);
+    }
+    Some(out.freeze())
+}
+
 /// Merges the parts' replies into the client's reply. Any part's error is the reply.
 fn combine(merge: Merge, _resp3: bool) -> Bytes {
+    if let Combine::Policy {
+        policy: MergePolicy::OrderedByKey,
+        split,
+    } = &merge.combine
+    {
+        if let Some(merged) = merge_ordered_raw(&merge.parts, split) {
+            return merged;
+        }
+    }
     let limits = Limits::default();
     let mut frames = Vec::with_capacity(merge.parts.len());
     for part in merge.parts {

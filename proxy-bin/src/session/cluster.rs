@@ -252,17 +252,15 @@ impl Session {
             RoutePlan::Split { parts, merge } => {
                 let name = request.name();
                 let mut sent = Vec::with_capacity(parts.len());
+                // All sub-commands are written into one buffer and split off it, one allocation in all.
+                let mut subs = BytesMut::with_capacity(request.raw().len() + 16 * parts.len());
                 for part in &parts {
-                    let mut sub = BytesMut::new();
-                    let args: Vec<&[u8]> = std::iter::once(name)
-                        .chain(
-                            part.arg_indices
-                                .iter()
-                                .map(|&index| request.arg(index).unwrap_or_default()),
-                        )
-                        .collect();
-                    encode_command(&mut sub, args);
-                    let sub = sub.freeze();
+                    put_header(&mut subs, b'*', part.arg_indices.len() + 1);
+                    put_bulk(&mut subs, name);
+                    for &index in &part.arg_indices {
+                        put_bulk(&mut subs, request.arg(index).unwrap_or_default());
+                    }
+                    let sub = subs.split().freeze();
                     // Every part must go out, or the merged reply would miss keys.
                     let Some((node, connection)) = cluster.master(part.node_index, id, resp3)
                     else {
@@ -619,6 +617,31 @@ fn scan(
     }))
 }
 
+/// Writes a RESP header line (`*3\r\n`, `$5\r\n`) without allocating.
+fn put_header(dst: &mut BytesMut, kind: u8, len: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = len;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    dst.extend_from_slice(&[kind]);
+    dst.extend_from_slice(&digits[at..]);
+    dst.extend_from_slice(b"\r\n");
+}
+
+/// Writes one bulk string.
+fn put_bulk(dst: &mut BytesMut, value: &[u8]) {
+    put_header(dst, b'$', value.len());
+    dst.extend_from_slice(value);
+    dst.extend_from_slice(b"\r\n");
+}
+
 /// MGET's merge without building trees: each part's array is split into its elements' raw bytes (framed, not
 /// parsed), and the elements are written back in the caller's key order. `None` when a reply is not the
 /// expected array (an error, say); the general merge then handles it.
@@ -649,7 +672,7 @@ fn merge_ordered_raw(parts: &[Part], split: &[SplitPart]) -> Option<Bytes> {
         }
     }
     let mut out = BytesMut::with_capacity(16 + total * 16);
-    out.extend_from_slice(format!("*{total}\r\n").as_bytes());
+    put_header(&mut out, b'*', total);
     for element in elements {
         out.extend_from_slice(&element?);
     }

@@ -90,3 +90,23 @@ fn quick_start_form_proxies_to_redis() {
     let _ = child.wait();
     assert_eq!(String::from_utf8_lossy(&output.stdout), "PONG\n");
 }
+
+#[test]
+fn the_documented_example_config_is_valid() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rkproxy.toml");
+    let output = rkproxy()
+        .arg("--config")
+        .arg(&example)
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "configuration OK\n"
+    );
+}

@@ -113,12 +113,7 @@ impl KafkaPool {
         request: Request,
         resp3: bool,
     ) -> oneshot::Receiver<BackendReply> {
-        let pool = Arc::clone(self);
-        spawn_reply(async move {
-            let bridge = match pool.bridge().await {
-                Ok(bridge) => bridge,
-                Err(refusal) => return refusal,
-            };
+        self.spawn_with_bridge(move |pool, bridge| async move {
             let args: Vec<&[u8]> = request.args().collect();
             let group = tenant.as_deref().map_or(DEFAULT_KAFKA_TENANT, Tenant::name);
             // Boxed: the bridge's future is deep enough to overflow the compiler's layout query limit when
@@ -138,12 +133,7 @@ impl KafkaPool {
         group: String,
         topic: String,
     ) -> oneshot::Receiver<BackendReply> {
-        let pool = Arc::clone(self);
-        spawn_reply(async move {
-            let bridge = match pool.bridge().await {
-                Ok(bridge) => bridge,
-                Err(refusal) => return refusal,
-            };
+        self.spawn_with_bridge(move |pool, bridge| async move {
             let shown =
                 tokio::time::timeout(pool.command_timeout, bridge.show_cursors(&group, &topic))
                     .await;
@@ -177,12 +167,7 @@ impl KafkaPool {
         partition: i32,
         next_offset: i64,
     ) -> oneshot::Receiver<BackendReply> {
-        let pool = Arc::clone(self);
-        spawn_reply(async move {
-            let bridge = match pool.bridge().await {
-                Ok(bridge) => bridge,
-                Err(refusal) => return refusal,
-            };
+        self.spawn_with_bridge(move |pool, bridge| async move {
             let reset = bridge.reset_cursor(&group, &topic, partition, next_offset);
             match tokio::time::timeout(pool.command_timeout, reset).await {
                 Ok(Ok(())) => {
@@ -191,6 +176,22 @@ impl KafkaPool {
                 }
                 Ok(Err(error)) => reply::error(&error.to_string()),
                 Err(_) => pool.timed_out(),
+            }
+        })
+    }
+
+    /// Runs `work` with the connected bridge in a task of its own; without a bridge the reply is the error that
+    /// says why. The reply comes through the receiver.
+    fn spawn_with_bridge<F, Fut>(self: &Arc<Self>, work: F) -> oneshot::Receiver<BackendReply>
+    where
+        F: FnOnce(Arc<Self>, KafkaBridge) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Bytes> + Send,
+    {
+        let pool = Arc::clone(self);
+        spawn_reply(async move {
+            match pool.bridge().await {
+                Ok(bridge) => work(pool, bridge).await,
+                Err(refusal) => refusal,
             }
         })
     }

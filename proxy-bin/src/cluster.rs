@@ -5,9 +5,9 @@
 //!
 //! Refreshes happen at start, periodically (`cluster_refresh_ms`), on MOVED, and on backend connection errors
 //! (a request to refresh is cheap; refreshes are spaced at least `MIN_REFRESH_GAP` apart). A map read from one
-//! node does not replace the current one unless a second node reports the same map: a node cut off in a minority
-//! partition can report a stale map. Only when no map is known yet (or only one node answers and the current map
-//! names no reachable node) is a single node's word taken.
+//! node does not replace the current one unless a second node reports the same slot owners: a node cut off in a
+//! minority partition can report a stale map. Only when no map is known yet (or only one node is known) is a
+//! single node's word taken.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -194,9 +194,11 @@ impl ClusterPool {
         for node in &candidates {
             match self.read_slots(node).await {
                 Ok(map) => {
-                    if let Some(agreed) = maps.iter().find(|m| m.agrees_with(&map)) {
-                        let agreed = agreed.clone();
-                        self.install(&current, agreed);
+                    // Two nodes must agree on who owns every slot. Replica lists are not compared: Redis lists a
+                    // replica in CLUSTER SLOTS only once it has replicated data, so they differ between nodes
+                    // for a while on a healthy cluster. The newer reading is installed.
+                    if maps.iter().any(|m| m.slots_disagreeing_with(&map) == 0) {
+                        self.install(&current, map);
                         return Ok(());
                     }
                     maps.push(map);
@@ -204,18 +206,18 @@ impl ClusterPool {
                 Err(problem) => problems.push(format!("{node}: {problem}")),
             }
         }
-        // Only one node answered: take its word only when no map is known yet, or it is the only node known.
-        if maps.len() == 1 && (current.map.masters().is_empty() || candidates.len() == 1) {
-            if let Some(map) = maps.pop() {
+        // No confirmed map. With no map at all, any complete reading beats none (MOVED corrects a stale one);
+        // a known map is kept.
+        if current.map.masters().is_empty() || candidates.len() == 1 {
+            let best = maps
+                .iter()
+                .position(SlotMap::is_complete)
+                .or(if maps.is_empty() { None } else { Some(0) });
+            if let Some(index) = best {
+                let map = maps.swap_remove(index);
                 self.install(&current, map);
                 return Ok(());
             }
-        }
-        if maps.len() == 1 {
-            return Err(format!(
-                "only one node answered and no other node confirmed its map; keeping the current map ({})",
-                problems.join("; ")
-            ));
         }
         if maps.is_empty() {
             return Err(format!(
@@ -223,7 +225,10 @@ impl ClusterPool {
                 problems.join("; ")
             ));
         }
-        Err("nodes disagree about the slot map; keeping the current one".to_owned())
+        Err(format!(
+            "no two nodes agree about the slot owners; keeping the current map ({})",
+            problems.join("; ")
+        ))
     }
 
     fn install(&self, current: &Topology, map: SlotMap) {

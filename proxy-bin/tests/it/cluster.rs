@@ -396,6 +396,34 @@ async fn blocking_pop_and_pubsub_in_a_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_can_go_to_replicas() {
     let nodes = cluster_nodes();
+    // Redis lists a replica in CLUSTER SLOTS only once it has replicated some data: write to every master
+    // until each of the three slot ranges shows a replica, then start the proxy that reads from replicas.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut writes = 0;
+    loop {
+        for i in 0..30 {
+            redis_cli_at(
+                &nodes[0],
+                &["-c", "SET", &format!("replica-warmup:{writes}:{i}"), "1"],
+            );
+        }
+        writes += 1;
+        let slots = redis_cli_at(&nodes[0], &["CLUSTER", "SLOTS"]);
+        // Per range: start, end, then 3 lines per node (ip, port, id); a range with a replica has 2 nodes.
+        let lines: Vec<&str> = slots.lines().collect();
+        let ports = lines
+            .iter()
+            .filter(|line| line.parse::<u16>().is_ok_and(|n| n > 16383))
+            .count();
+        if ports >= 6 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas never appeared in CLUSTER SLOTS:\n{slots}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let proxy = start_cluster_proxy(&nodes, "read_from = 'prefer_replica'").await;
     let mut connection = client(&proxy).await;
     let replica_gets = || -> i64 {

@@ -107,6 +107,10 @@ pub enum ProtocolError {
     /// A `=` verbatim string without its three byte format and colon.
     #[error("Protocol error: invalid verbatim string")]
     InvalidVerbatim,
+    /// Bytes expected to hold only complete replies end inside one (see
+    /// [`split_replies`](crate::split_replies)).
+    #[error("Protocol error: incomplete reply")]
+    IncompleteReply,
     /// Reading from or writing to the underlying stream failed (tokio-util codecs need it).
     #[error(transparent)]
     Io(#[from] io::Error),

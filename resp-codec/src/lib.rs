@@ -43,5 +43,5 @@ pub use combine_frame::{parse_frame, FrameCodec};
 pub use error::ProtocolError;
 pub use frame::Frame;
 pub use limits::Limits;
-pub use reply::ReplyDecoder;
+pub use reply::{split_replies, ReplyDecoder};
 pub use request::{encode_command, Request, RequestDecoder};

@@ -65,6 +65,39 @@ impl Decoder for ReplyDecoder {
     }
 }
 
+/// Splits `replies`, complete replies written back to back, into one `Bytes` per reply, without copying.
+///
+/// This is for a batch of replies that is already known to be complete (a pipelined batch read back from a
+/// server): bytes that end inside a reply are an error, [`ProtocolError::IncompleteReply`].
+///
+/// ```
+/// use bytes::Bytes;
+/// use resp_codec::{split_replies, Limits};
+///
+/// let replies = Bytes::from_static(b"+OK\r\n$3\r\nbar\r\n*1\r\n:1\r\n");
+/// let split = split_replies(&replies, &Limits::default()).unwrap();
+/// assert_eq!(split, [&b"+OK\r\n"[..], b"$3\r\nbar\r\n", b"*1\r\n:1\r\n"]);
+/// assert!(split_replies(&Bytes::from_static(b"+OK\r\n$3\r\nba"), &Limits::default()).is_err());
+/// ```
+pub fn split_replies(replies: &Bytes, limits: &Limits) -> Result<Vec<Bytes>, ProtocolError> {
+    let mut framer = Framer::default();
+    let mut split = Vec::new();
+    let mut start = 0;
+    while start < replies.len() {
+        let rest = &replies[start..];
+        let length = framer
+            .walk(rest, limits)?
+            .ok_or(ProtocolError::IncompleteReply)?;
+        framer.cursor = 0;
+        framer.line_scan = 0;
+        framer.pending_bulk = None;
+        framer.open_aggregates.clear();
+        split.push(replies.slice(start..start + length));
+        start += length;
+    }
+    Ok(split)
+}
+
 /// Resumable state of the frame walk over a buffer whose byte 0 starts the current frame.
 #[derive(Debug, Default)]
 pub(crate) struct Framer {
@@ -96,6 +129,11 @@ impl Framer {
         limits: &Limits,
     ) -> Result<Option<usize>, ProtocolError> {
         let result = self.walk(src, limits);
+        if let (Ok(None), Some(bulk)) = (&result, self.pending_bulk) {
+            // Waiting for bulk data: make room for it now, so it arrives in few reads.
+            let end = self.cursor.saturating_add(bulk.len).saturating_add(2);
+            src.reserve(end.saturating_sub(src.len()).min(MAX_RESERVE_HINT));
+        }
         if !matches!(result, Ok(None)) {
             // Done with this frame (or the stream is broken): start afresh, keeping the
             // stack's allocation.
@@ -107,16 +145,11 @@ impl Framer {
         result
     }
 
-    fn walk(
-        &mut self,
-        src: &mut BytesMut,
-        limits: &Limits,
-    ) -> Result<Option<usize>, ProtocolError> {
+    fn walk(&mut self, src: &[u8], limits: &Limits) -> Result<Option<usize>, ProtocolError> {
         loop {
             if let Some(bulk) = self.pending_bulk {
                 let end = self.cursor.saturating_add(bulk.len).saturating_add(2);
                 if src.len() < end {
-                    src.reserve((end - src.len()).min(MAX_RESERVE_HINT));
                     return Ok(None);
                 }
                 if &src[end - 2..end] != b"\r\n" {

@@ -3,6 +3,10 @@
 //!
 //! - A keyed command goes to the master of its slot (or a replica, for a read-only command when the pool has
 //!   `read_from = "prefer_replica"`). A keyless one goes to any master.
+//! - Pipelines: the plain single-slot commands framed from one read are batched per master (one channel
+//!   message, one write and one reply message per master instead of per command); the replies are split and
+//!   put back in the client's order. A command answered with MOVED or ASK inside a batch is sent again on
+//!   its own, in its place.
 //! - MOVED: the command is sent again to the named node and the pool is asked to refresh its map; ASK: it is
 //!   sent again to the named node right after `ASKING`, in one unit. At most [`MAX_REDIRECTS`] times, then the
 //!   client gets a clear error. Clients never see MOVED or ASK.
@@ -24,10 +28,12 @@ use cluster_router::merge::merge_replies;
 use cluster_router::plan::{route, RouteError, RoutePlan, SplitPart};
 use cluster_router::redirect::{parse_redirect, RedirectKind};
 use cluster_router::topology::NodeAddr;
-use resp_codec::{encode_command, parse_frame, Frame, Limits, ReplyDecoder, Request};
+use resp_codec::{
+    encode_command, parse_frame, split_replies, Frame, Limits, ReplyDecoder, Request,
+};
 use tokio_util::codec::Decoder;
 
-use super::pending::{Combine, Expect, Merge, Part, Pending, Routed};
+use super::pending::{Combine, Expect, Merge, Part, Pending, Pipeline, PipelinePart, Routed};
 use super::Session;
 use crate::backend::{BackendReply, SharedConnection};
 use crate::cluster::{ClusterPool, Topology};
@@ -50,6 +56,19 @@ pub(super) struct ClusterSession {
     /// Connections to other nodes (replicas, redirect targets).
     connections: HashMap<(NodeAddr, bool), SharedConnection>,
     transaction: Option<Transaction>,
+    /// Single-slot commands framed from the current read and not sent yet.
+    batch: ClusterBatch,
+}
+
+/// Single-slot commands waiting to go out, grouped by master: one write and one reply message per master and
+/// read, instead of one per command.
+#[derive(Default)]
+struct ClusterBatch {
+    /// By master index: the requests, back to back, and where each one ends.
+    by_master: Vec<(BytesMut, Vec<usize>)>,
+    /// The master index of each command, in the client's order.
+    order: Vec<u16>,
+    bytes: usize,
 }
 
 /// A MULTI queued in the session.
@@ -71,6 +90,7 @@ impl ClusterSession {
             masters: Vec::new(),
             connections: HashMap::new(),
             transaction: None,
+            batch: ClusterBatch::default(),
         };
         session.use_topology(session.topology.clone());
         session
@@ -99,6 +119,86 @@ impl ClusterSession {
         let connection =
             connection.get_or_insert_with(|| pool.shared_connection(node, client_id, resp3, false));
         Some((Arc::clone(node), connection))
+    }
+
+    /// Queues a request for master `index` in the batch of the current read. False if there is no such master.
+    fn batch_for_master(&mut self, index: usize, request: &Request) -> bool {
+        let Ok(order) = u16::try_from(index) else {
+            return false;
+        };
+        if index >= self.masters.len() {
+            return false;
+        }
+        if self.batch.by_master.len() <= index {
+            self.batch
+                .by_master
+                .resize_with(index + 1, Default::default);
+        }
+        let (requests, ends) = &mut self.batch.by_master[index];
+        requests.extend_from_slice(request.raw());
+        ends.push(requests.len());
+        self.batch.order.push(order);
+        self.batch.bytes += request.raw().len();
+        true
+    }
+
+    fn batch_is_full(&self) -> bool {
+        self.batch.order.len() >= super::MAX_BATCH_REQUESTS
+            || self.batch.bytes >= super::MAX_BATCH_BYTES
+    }
+
+    /// Sends the batched requests: one batch per master. `None` if there were none.
+    fn flush_batch(&mut self, client_id: u64, resp3: bool) -> Option<Pending> {
+        if self.batch.order.is_empty() {
+            return None;
+        }
+        let mut order = std::mem::take(&mut self.batch.order);
+        self.batch.bytes = 0;
+        // `batch_for_master` only queues for masters that exist, so every part below finds its connection.
+        if let [index] = order[..] {
+            // One command: the plain routed entry, no reordering to do.
+            let index = usize::from(index);
+            let (requests, ends) = &mut self.batch.by_master[index];
+            let request = requests.split().freeze();
+            ends.clear();
+            let (node, connection) = self.master(index, client_id, resp3)?;
+            let receiver = connection.send(request.clone());
+            return Some(Pending::Routed(Box::new(Routed {
+                receiver,
+                request,
+                node,
+                redirects: 0,
+                rewrite: None,
+            })));
+        }
+        // Masters in the batch become parts; `order` is rewritten from master indices to part indices (at most
+        // one part per master, and master indices fit in u16).
+        let mut by_master = std::mem::take(&mut self.batch.by_master);
+        let mut part_of_master = vec![0u16; by_master.len()];
+        let mut parts = Vec::new();
+        for (index, (requests, ends)) in by_master.iter_mut().enumerate() {
+            if ends.is_empty() {
+                continue;
+            }
+            let requests = requests.split().freeze();
+            let ends = std::mem::take(ends);
+            let (node, connection) = self.master(index, client_id, resp3)?;
+            let receiver = connection.send_many(requests.clone(), ends.len());
+            part_of_master[index] = parts.len() as u16;
+            parts.push(PipelinePart {
+                receiver: Some(receiver),
+                node,
+                requests,
+                ends,
+                reply: None,
+            });
+        }
+        // Keep the buffers' allocations for the next read.
+        self.batch.by_master = by_master;
+        for entry in &mut order {
+            *entry = part_of_master[usize::from(*entry)];
+        }
+        Some(Pending::Pipeline(Box::new(Pipeline { parts, order })))
     }
 
     pub(super) fn in_transaction(&self) -> bool {
@@ -192,10 +292,58 @@ fn no_topology(pool: &ClusterPool) -> Bytes {
 }
 
 impl Session {
+    /// Cluster pools: puts a plain command for one slot's master into the batch of the current read (see
+    /// `ClusterBatch`); anything else is routed on its own, after the batch is sent.
+    pub(super) fn cluster_forward_or_batch(
+        &mut self,
+        spec: &'static CommandSpec,
+        request: Request,
+    ) {
+        let plan = match self.cluster.as_mut() {
+            Some(cluster)
+                if cluster.pool.generation() == cluster.topology.generation
+                    && !(spec.is_readonly()
+                        && cluster.pool.read_policy() == ReadPolicy::PreferReplica) =>
+            {
+                route(spec, &request, &cluster.topology.map)
+            }
+            _ => {
+                self.flush_batch();
+                self.cluster_forward(spec, request);
+                return;
+            }
+        };
+        if let (Ok(RoutePlan::Slot(slot)), Some(cluster)) = (&plan, self.cluster.as_mut()) {
+            let queued = cluster
+                .topology
+                .map
+                .shard_for_slot(*slot)
+                .is_some_and(|index| cluster.batch_for_master(index, &request));
+            if queued {
+                if cluster.batch_is_full() {
+                    self.flush_batch();
+                }
+                return;
+            }
+        }
+        self.flush_batch();
+        self.cluster_forward_planned(spec, request, plan);
+    }
+
+    /// Sends the batch of the current read, if any, as one pending entry.
+    pub(super) fn flush_cluster_batch(&mut self) {
+        let (id, resp3) = (self.id, self.resp3);
+        if let Some(entry) = self
+            .cluster
+            .as_mut()
+            .and_then(|cluster| cluster.flush_batch(id, resp3))
+        {
+            self.pending.push_back(entry);
+        }
+    }
+
     /// Routes a request on a cluster pool.
     pub(super) fn cluster_forward(&mut self, spec: &'static CommandSpec, request: Request) {
-        let (id, resp3) = (self.id, self.resp3);
-        let rewrite = self.reply_rewrite(spec);
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
@@ -208,7 +356,23 @@ impl Session {
             let topology = cluster.pool.topology();
             cluster.use_topology(topology);
         }
-        let plan = match route(spec, &request, &cluster.topology.map) {
+        let plan = route(spec, &request, &cluster.topology.map);
+        self.cluster_forward_planned(spec, request, plan);
+    }
+
+    /// Carries out a routing plan made with the session's current slot map.
+    fn cluster_forward_planned(
+        &mut self,
+        spec: &'static CommandSpec,
+        request: Request,
+        plan: Result<RoutePlan, RouteError>,
+    ) {
+        let (id, resp3) = (self.id, self.resp3);
+        let rewrite = self.reply_rewrite(spec);
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let plan = match plan {
             Ok(plan) => plan,
             Err(error) => {
                 if matches!(error, RouteError::SlotNotServed { .. }) {
@@ -394,6 +558,87 @@ impl Session {
             Some(spec) => self.rewrite_reply_bytes(spec, bytes),
             None => bytes,
         })
+    }
+
+    /// A reply for one part of a pipeline. Once every part has answered, the replies go to the client in its
+    /// order; commands answered with MOVED or ASK are sent again, each as a routed entry in its place.
+    pub(super) fn cluster_pipeline_reply(
+        &mut self,
+        mut pipeline: Box<Pipeline>,
+        index: usize,
+        reply: BackendReply,
+    ) -> Result<(), Pending> {
+        if let Some(part) = pipeline.parts.get_mut(index) {
+            part.reply = Some(reply);
+        }
+        if pipeline.parts.iter().any(|part| part.reply.is_none()) {
+            return Err(Pending::Pipeline(pipeline));
+        }
+        let Pipeline { parts, order } = *pipeline;
+        let mut replies = Vec::with_capacity(parts.len());
+        let mut redirected = false;
+        for part in &parts {
+            let frames = match &part.reply {
+                Some(Ok(bytes)) => match split_replies(bytes, &Limits::default()) {
+                    Ok(frames) if frames.len() == part.ends.len() => frames,
+                    _ => vec![
+                        reply::error("ERR rkproxy could not read a backend reply");
+                        part.ends.len()
+                    ],
+                },
+                Some(Err(error)) => {
+                    if let Some(cluster) = &self.cluster {
+                        cluster.pool.request_refresh();
+                    }
+                    vec![error.to_reply(); part.ends.len()]
+                }
+                None => Vec::new(),
+            };
+            redirected |= frames
+                .iter()
+                .any(|frame| frame.starts_with(b"-MOVED ") || frame.starts_with(b"-ASK "));
+            replies.push(frames.into_iter());
+        }
+        if !redirected {
+            for &part in &order {
+                if let Some(frame) = replies.get_mut(usize::from(part)).and_then(Iterator::next) {
+                    self.write_buffer.extend_from_slice(&frame);
+                }
+            }
+            return Ok(());
+        }
+        // Redirects: every command becomes an entry of its own, in order, in front of the queue.
+        let mut entries = Vec::with_capacity(order.len());
+        let mut next_request = vec![0usize; parts.len()];
+        for &part_index in &order {
+            let part_index = usize::from(part_index);
+            let (Some(part), Some(frame)) = (
+                parts.get(part_index),
+                replies.get_mut(part_index).and_then(Iterator::next),
+            ) else {
+                continue;
+            };
+            let number = next_request[part_index];
+            next_request[part_index] += 1;
+            let start = number.checked_sub(1).map_or(0, |before| part.ends[before]);
+            let request = part.requests.slice(start..part.ends[number]);
+            let redirect = self.follow_redirect(&request, &part.node, 0, &Ok(frame.clone()));
+            entries.push(match redirect {
+                Some(Ok((receiver, node))) => Pending::Routed(Box::new(Routed {
+                    receiver,
+                    request,
+                    node: Arc::new(node),
+                    redirects: 1,
+                    rewrite: None,
+                })),
+                Some(Err(error)) => Pending::Ready(error),
+                None => Pending::Ready(frame),
+            });
+        }
+        for entry in entries.into_iter().rev() {
+            self.pending.push_front(entry);
+        }
+        Ok(())
     }
 
     /// The bytes for a final reply; a failed backend also asks the pool to re-read the slot map.

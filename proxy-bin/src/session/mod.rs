@@ -118,7 +118,8 @@ pub struct Session {
     /// The last command looked up: a pipeline of one command skips the table search.
     last_command: Option<LastCommand>,
     /// Standalone pools: plain requests framed from one read and not sent yet; they go to the backend as one
-    /// batch (one channel message, one reply message), in order.
+    /// batch (one channel message, one reply message), in order. (Cluster pools batch per master, see
+    /// `cluster::ClusterBatch`.)
     batch: BytesMut,
     batch_count: usize,
     /// The tenant this connection is authenticated as (and its place in the tenant's connection count).
@@ -309,6 +310,11 @@ impl Session {
                     Err(again) => self.pending.push_front(again),
                 }
             }
+            (Pending::Pipeline(pipeline), FrontEvent::Part(index, reply)) => {
+                if let Err(again) = self.cluster_pipeline_reply(pipeline, index, reply) {
+                    self.pending.push_front(again);
+                }
+            }
             (other, _) => self.pending.push_front(other),
         }
     }
@@ -353,6 +359,10 @@ impl Session {
 
     /// Sends the batched requests, if any, as one pending entry.
     fn flush_batch(&mut self) {
+        if self.cluster.is_some() {
+            self.flush_cluster_batch();
+            return;
+        }
         if self.batch_count == 0 {
             return;
         }
@@ -445,10 +455,17 @@ impl Session {
                 return;
             }
         };
-        if spec.proxy == ProxyHandling::Forward
-            && self.cluster.is_none()
-            && self.reply_rewrite(spec).is_none()
+        let plain = spec.proxy == ProxyHandling::Forward && self.reply_rewrite(spec).is_none();
+        if plain
+            && self
+                .cluster
+                .as_ref()
+                .is_some_and(|cluster| !cluster.in_transaction())
         {
+            self.cluster_forward_or_batch(spec, request);
+            return;
+        }
+        if plain && self.cluster.is_none() {
             self.batch.extend_from_slice(request.raw());
             self.batch_count += 1;
             if self.batch_count >= MAX_BATCH_REQUESTS || self.batch.len() >= MAX_BATCH_BYTES {

@@ -25,6 +25,9 @@ pub enum Pending {
     Routed(Box<Routed>),
     /// A command sent as several parts (a split multi-key command, a whole-keyspace command, SCAN).
     Merge(Box<Merge>),
+    /// Cluster pools: single-slot commands framed from one read, sent as one batch per node; their replies are
+    /// put back in the client's order, and any that come back as MOVED or ASK are sent again one by one.
+    Pipeline(Box<Pipeline>),
 }
 
 /// How to turn a backend reply into the client's reply.
@@ -52,7 +55,7 @@ pub struct Routed {
 
 /// One part of a [`Merge`].
 pub struct Part {
-    pub receiver: Option<oneshot::Receiver<BackendReply>>,
+    pub receiver: PartReceiver,
     pub request: Bytes,
     pub node: Arc<NodeAddr>,
     pub redirects: u8,
@@ -78,11 +81,28 @@ pub struct Merge {
     pub rewrite: Option<&'static CommandSpec>,
 }
 
+/// One node's share of a [`Pipeline`]: its requests, back to back, and their replies, back to back.
+pub struct PipelinePart {
+    pub receiver: PartReceiver,
+    pub node: Arc<NodeAddr>,
+    pub requests: Bytes,
+    /// Where each request ends in `requests` (to send one again after a redirect).
+    pub ends: Vec<usize>,
+    pub reply: Option<BackendReply>,
+}
+
+/// Pipelined single-slot commands, batched per node.
+pub struct Pipeline {
+    pub parts: Vec<PipelinePart>,
+    /// For each command, in the client's order, the index of the part it went out in.
+    pub order: Vec<u16>,
+}
+
 /// Something that happened to the entry at the front of the queue.
 pub enum FrontEvent {
     /// The single reply of a `Waiting` or `Routed` entry.
     Reply(BackendReply),
-    /// The reply of part `index` of a `Merge` entry.
+    /// The reply of part `index` of a `Merge` or `Pipeline` entry.
     Part(usize, BackendReply),
 }
 
@@ -92,58 +112,73 @@ fn lost() -> BackendReply {
     ))
 }
 
+pub type PartReceiver = Option<oneshot::Receiver<BackendReply>>;
+
 /// The front entry's next event, if one is ready now (never waits).
 pub fn try_front_event(front: &mut Pending) -> Option<FrontEvent> {
-    fn try_one(receiver: &mut oneshot::Receiver<BackendReply>) -> Option<BackendReply> {
-        match receiver.try_recv() {
-            Ok(reply) => Some(reply),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(lost()),
-        }
-    }
     match front {
         Pending::Ready(_) => None,
         Pending::Waiting(receiver, _) => try_one(receiver).map(FrontEvent::Reply),
         Pending::Routed(routed) => try_one(&mut routed.receiver).map(FrontEvent::Reply),
-        Pending::Merge(merge) => merge
-            .parts
-            .iter_mut()
-            .enumerate()
-            .find_map(|(index, part)| {
-                let reply = try_one(part.receiver.as_mut()?)?;
-                part.receiver = None;
-                Some(FrontEvent::Part(index, reply))
-            }),
+        Pending::Merge(merge) => try_parts(merge.parts.iter_mut().map(|part| &mut part.receiver)),
+        Pending::Pipeline(pipeline) => {
+            try_parts(pipeline.parts.iter_mut().map(|part| &mut part.receiver))
+        }
     }
+}
+
+fn try_one(receiver: &mut oneshot::Receiver<BackendReply>) -> Option<BackendReply> {
+    match receiver.try_recv() {
+        Ok(reply) => Some(reply),
+        Err(oneshot::error::TryRecvError::Empty) => None,
+        Err(oneshot::error::TryRecvError::Closed) => Some(lost()),
+    }
+}
+
+/// The first part (of a merge or pipeline) whose reply has arrived.
+fn try_parts<'a>(receivers: impl Iterator<Item = &'a mut PartReceiver>) -> Option<FrontEvent> {
+    receivers.enumerate().find_map(|(index, receiver)| {
+        let reply = try_one(receiver.as_mut()?)?;
+        *receiver = None;
+        Some(FrontEvent::Part(index, reply))
+    })
 }
 
 /// Waits for the front entry's next event. The caller checks that the front entry waits on something.
 pub async fn next_front_event(front: Option<&mut Pending>) -> FrontEvent {
-    async fn wait(receiver: &mut oneshot::Receiver<BackendReply>) -> BackendReply {
-        receiver.await.unwrap_or_else(|_| lost())
-    }
     match front {
         Some(Pending::Waiting(receiver, _)) => FrontEvent::Reply(wait(receiver).await),
         Some(Pending::Routed(routed)) => FrontEvent::Reply(wait(&mut routed.receiver).await),
         Some(Pending::Merge(merge)) => {
-            let next = merge
-                .parts
-                .iter_mut()
-                .enumerate()
-                .find(|(_, part)| part.receiver.is_some());
-            match next {
-                Some((index, part)) => {
-                    let reply = match part.receiver.as_mut() {
-                        Some(receiver) => wait(receiver).await,
-                        None => lost(),
-                    };
-                    part.receiver = None;
-                    FrontEvent::Part(index, reply)
-                }
-                None => std::future::pending().await,
-            }
+            wait_parts(merge.parts.iter_mut().map(|part| &mut part.receiver)).await
+        }
+        Some(Pending::Pipeline(pipeline)) => {
+            wait_parts(pipeline.parts.iter_mut().map(|part| &mut part.receiver)).await
         }
         _ => std::future::pending().await,
+    }
+}
+
+async fn wait(receiver: &mut oneshot::Receiver<BackendReply>) -> BackendReply {
+    receiver.await.unwrap_or_else(|_| lost())
+}
+
+/// Waits for the first part (of a merge or pipeline) that still owes its reply. Parts complete in any order;
+/// waiting on the first open one is enough, as the others are picked up by `try_front_event` afterwards.
+async fn wait_parts<'a>(receivers: impl Iterator<Item = &'a mut PartReceiver>) -> FrontEvent {
+    let next = receivers
+        .enumerate()
+        .find(|(_, receiver)| receiver.is_some());
+    match next {
+        Some((index, receiver)) => {
+            let reply = match receiver.as_mut() {
+                Some(open) => wait(open).await,
+                None => lost(),
+            };
+            *receiver = None;
+            FrontEvent::Part(index, reply)
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -514,6 +514,13 @@ async fn moved_and_ask_are_hidden_during_resharding() {
     assert!(migrated.contains("OK"), "{migrated}");
     let value: String = connection.get(&key).await.unwrap();
     assert_eq!(value, "before");
+    // A pipeline over every master, with the migrated key between other keys: its GETs come back as ASK inside
+    // the per-node batches, are sent again, and every reply still arrives in order.
+    let others = spread_keys("reshard-pipeline", 12);
+    assert_eq!(
+        pipelined_reads(&mut connection, &key, &others).await,
+        expected_reads("before", &others)
+    );
     // Finish the move on every master; the proxy then meets MOVED and refreshes its map.
     for node in cluster.addrs() {
         if redis_cli_at(&node, &["ROLE"]).starts_with("master") {
@@ -523,6 +530,11 @@ async fn moved_and_ask_are_hidden_during_resharding() {
             );
         }
     }
+    // The same pipeline with the proxy's map still naming the old owner: MOVED inside the batches.
+    assert_eq!(
+        pipelined_reads(&mut connection, &key, &others).await,
+        expected_reads("before", &others)
+    );
     cluster.wait_until_ok(Duration::from_secs(20));
     for _ in 0..20 {
         let value: String = connection.get(&key).await.unwrap();
@@ -531,6 +543,29 @@ async fn moved_and_ask_are_hidden_during_resharding() {
         assert_eq!(value, "during");
     }
     proxy.shutdown().await;
+}
+
+/// Sets each of `others` to its index, then reads `key` and each other key in turn, all in one pipeline.
+async fn pipelined_reads(
+    connection: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    others: &[String],
+) -> Vec<String> {
+    let mut pipe = redis::pipe();
+    for (index, other) in others.iter().enumerate() {
+        pipe.set(other, index).ignore();
+    }
+    for other in others {
+        pipe.get(key).get(other);
+    }
+    pipe.query_async(connection).await.unwrap()
+}
+
+/// What [`pipelined_reads`] returns when `key` holds `value`.
+fn expected_reads(value: &str, others: &[String]) -> Vec<String> {
+    (0..others.len())
+        .flat_map(|index| [value.to_owned(), index.to_string()])
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

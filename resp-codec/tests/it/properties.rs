@@ -5,8 +5,8 @@ use bytes::{Bytes, BytesMut};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use resp_codec::{
-    encode_command, parse_frame, Frame, FrameCodec, Limits, ProtocolError, ReplyDecoder,
-    RequestDecoder,
+    encode_command, parse_frame, split_replies, Frame, FrameCodec, Limits, ProtocolError,
+    ReplyDecoder, RequestDecoder,
 };
 use tokio_util::codec::Decoder;
 
@@ -180,6 +180,23 @@ proptest! {
                 parse_frame(bytes, &Limits::default()).unwrap(),
                 Some((frame.clone(), bytes.len()))
             );
+        }
+
+        // A complete batch splits back into its replies. Cut short between replies, it splits into the ones
+        // before the cut; cut inside a reply, it is an error.
+        let batch = Bytes::from(pipelined);
+        prop_assert_eq!(&split_replies(&batch, &Limits::default()).unwrap(), &encoded);
+        let end = batch.len() - chunks.first().copied().unwrap_or(1) % batch.len();
+        let short = split_replies(&batch.slice(..end), &Limits::default());
+        let mut boundary = 0;
+        let whole = encoded.iter().take_while(|reply| {
+            boundary += reply.len();
+            boundary <= end
+        }).count();
+        if encoded[..whole].iter().map(Bytes::len).sum::<usize>() == end {
+            prop_assert_eq!(&short.unwrap(), &encoded[..whole].to_vec());
+        } else {
+            prop_assert!(short.is_err());
         }
     }
 

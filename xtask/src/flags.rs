@@ -24,7 +24,7 @@ commands:
                             against a 3-master Redis Cluster direct and through rkproxy
       --requests N          requests per redis-benchmark run at pipeline 1 (default 200000;
                             pipelined runs use 8 times as many)
-      --rounds N            rounds per target, the table shows the median (default 3)
+      --rounds N            rounds per target, the table shows the median (default 5)
       --clients N           parallel connections (default 50)
       --targets LIST        comma-separated subset of direct,rkproxy,twemproxy (default all;
                             the cluster sections use direct and rkproxy only)
@@ -163,7 +163,7 @@ impl Default for BenchOptions {
     fn default() -> Self {
         BenchOptions {
             requests: 200_000,
-            rounds: 3,
+            rounds: 5,
             clients: 50,
             targets: BenchTarget::ALL.to_vec(),
             sections: BenchSection::ALL.to_vec(),

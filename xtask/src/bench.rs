@@ -675,8 +675,10 @@ fn render_table(
         options.requests * PIPELINED_REQUEST_FACTOR,
         options.rounds,
     );
-    out.push_str("| section | target | test | pipeline | requests/s | min-max | p50 ms | p99 ms | vs direct | rkproxy vs twemproxy | goal |\n");
-    out.push_str("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    out.push_str(TABLE_HEADER);
+    out.push('\n');
+    out.push_str(TABLE_RULE);
+    out.push('\n');
     let medians = |key: &RowKey| -> Option<(f64, f64, f64)> {
         let runs = results.get(key)?;
         let mut rps: Vec<f64> = runs.iter().map(|run| run.requests_per_second).collect();
@@ -684,13 +686,7 @@ fn render_table(
         let mut p99: Vec<f64> = runs.iter().map(|run| run.p99_ms).collect();
         Some((median(&mut rps), median(&mut p50), median(&mut p99)))
     };
-    let spread = |key: &RowKey| -> String {
-        let runs = results.get(key).map(Vec::as_slice).unwrap_or_default();
-        let rps = runs.iter().map(|run| run.requests_per_second);
-        let low = rps.clone().fold(f64::INFINITY, f64::min);
-        let high = rps.fold(0.0, f64::max);
-        format!("{low:.0}-{high:.0}")
-    };
+    let spread = |key: &RowKey| spread(results.get(key).map(Vec::as_slice).unwrap_or_default());
     for section in sections {
         // Tests in the order redis-benchmark reported them, per pipeline.
         let mut tests: Vec<(String, u32)> = Vec::new();
@@ -750,6 +746,18 @@ fn render_table(
         out.push_str(&format!("- {}: {}\n", section.name, section.note));
     }
     out
+}
+
+/// The header and rule of the results table (the kafka section adds rows to it).
+pub(crate) const TABLE_HEADER: &str = "| section | target | test | pipeline | requests/s | min-max | p50 ms | p99 ms | vs direct | rkproxy vs twemproxy | goal |";
+pub(crate) const TABLE_RULE: &str = "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|";
+
+/// The lowest and highest requests per second among the rounds, as `low-high`.
+fn spread(runs: &[Measurement]) -> String {
+    let rps = runs.iter().map(|run| run.requests_per_second);
+    let low = rps.clone().fold(f64::INFINITY, f64::min);
+    let high = rps.fold(0.0, f64::max);
+    format!("{low:.0}-{high:.0}")
 }
 
 /// The goal cell of an rkproxy row: the least ratio to the goal's basis and whether this run

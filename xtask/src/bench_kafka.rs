@@ -21,7 +21,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{check_round_trip, median, parse_csv, start_rkproxy, Measurement, KEY_SPACE};
+use super::{
+    check_round_trip, median, parse_csv, spread, start_rkproxy, Measurement, KEY_SPACE,
+    TABLE_HEADER, TABLE_RULE,
+};
 use crate::flags::{BenchOptions, BenchTarget};
 use crate::redis::{self, RedisKind, RedisSpec};
 use crate::resp::{Connection, Reply};
@@ -220,17 +223,14 @@ impl KafkaSection {
     }
 }
 
-/// The main table's columns, for a run with no other section.
-const TABLE_HEADER: &str = "| section | target | test | pipeline | requests/s | p50 ms | p99 ms | vs direct | rkproxy vs twemproxy | goal |";
-const TABLE_RULE: &str = "|---|---|---|---:|---:|---:|---:|---:|---:|---|";
-
 /// Medians of the rounds as table rows, with the KPUSH/SET ratio in the KPUSH row's goal cell.
 fn section(runs: &[(Test, Vec<Measurement>)]) -> KafkaSection {
-    let medians = |test: Test| -> Option<(f64, f64, f64)> {
+    let measurements_of = |test: Test| -> Option<&[Measurement]> {
         let (_, measurements) = runs.iter().find(|(kind, _)| *kind == test)?;
-        if measurements.is_empty() {
-            return None;
-        }
+        (!measurements.is_empty()).then_some(measurements.as_slice())
+    };
+    let medians = |test: Test| -> Option<(f64, f64, f64)> {
+        let measurements = measurements_of(test)?;
         let mut rps: Vec<f64> = measurements.iter().map(|m| m.requests_per_second).collect();
         let mut p50: Vec<f64> = measurements.iter().map(|m| m.p50_ms).collect();
         let mut p99: Vec<f64> = measurements.iter().map(|m| m.p99_ms).collect();
@@ -239,15 +239,17 @@ fn section(runs: &[(Test, Vec<Measurement>)]) -> KafkaSection {
     let set_rps = medians(Test::Set).map(|(rps, _, _)| rps);
     let mut rows = Vec::new();
     for test in [Test::Set, Test::Kpush, Test::Kpop] {
-        let Some((rps, p50, p99)) = medians(test) else {
+        let (Some((rps, p50, p99)), Some(measurements)) = (medians(test), measurements_of(test))
+        else {
             continue;
         };
+        let range = spread(measurements);
         let goal = match (test, set_rps) {
             (Test::Kpush, Some(set)) => kpush_verdict(rps / set),
             _ => String::new(),
         };
         rows.push(format!(
-            "| kafka | {} | {} | 1 | {rps:.0} | {p50:.3} | {p99:.3} | - |  | {goal} |",
+            "| kafka | {} | {} | 1 | {rps:.0} | {range} | {p50:.3} | {p99:.3} | - |  | {goal} |",
             BenchTarget::Rkproxy.name(),
             test.label(),
         ));
@@ -416,9 +418,8 @@ mod tests {
         ];
         let section = section(&runs);
         assert_eq!(section.rows.len(), 3);
-        assert!(
-            section.rows[0].starts_with("| kafka | rkproxy | SET 100 B (Redis pool) | 1 | 200 |")
-        );
+        assert!(section.rows[0]
+            .starts_with("| kafka | rkproxy | SET 100 B (Redis pool) | 1 | 200 | 100-300 |"));
         assert!(
             section.rows[1].ends_with("| KPUSH/SET 0.60 >= 0.50 met |"),
             "{}",

@@ -233,7 +233,7 @@ fn start_standalone_targets(
                     "--backend".to_string(),
                     format!("redis://{redis_addr}"),
                 ];
-                start_rkproxy("rkproxy", addr, &args, dir, guard)?;
+                start_rkproxy(options, "rkproxy", addr, &args, dir, guard)?;
                 addr
             }
             BenchTarget::Twemproxy => start_twemproxy(redis_addr, dir, guard)?,
@@ -314,7 +314,7 @@ fn start_cluster_targets(
         let config_path = dir.join("rkproxy-cluster.toml");
         std::fs::write(&config_path, rkproxy_cluster_config(addr, &seeds))?;
         let args = ["--config".to_string(), config_path.display().to_string()];
-        start_rkproxy("rkproxy-cluster", addr, &args, dir, guard)?;
+        start_rkproxy(options, "rkproxy-cluster", addr, &args, dir, guard)?;
         check_round_trip(BenchTarget::Rkproxy, addr)?;
         Some(addr)
     } else {
@@ -669,11 +669,14 @@ fn render_table(
 ) -> String {
     let mut out = format!(
         "\nredis-benchmark -c {} -r {KEY_SPACE}, {} requests at pipeline 1 and {} when pipelined; \
-         median of {} rounds\n\n",
+         median of {} rounds; rkproxy worker_threads = {}\n\n",
         options.clients,
         options.requests,
         options.requests * PIPELINED_REQUEST_FACTOR,
         options.rounds,
+        options
+            .workers
+            .map_or_else(|| "default (1)".to_string(), |workers| workers.to_string()),
     );
     out.push_str(TABLE_HEADER);
     out.push('\n');
@@ -777,7 +780,9 @@ fn goal_verdict(goal: Option<Goal>, ratio: Option<f64>) -> String {
 
 /// Starts the release rkproxy with `args` (which must make it listen on `addr`), logging to
 /// `dir/<name>.log`, and waits until it accepts. `name` must be unique among the guard's children.
+/// `--workers` becomes `RKPROXY_WORKER_THREADS`.
 fn start_rkproxy(
+    options: &BenchOptions,
     name: &str,
     addr: SocketAddr,
     args: &[String],
@@ -799,6 +804,9 @@ fn start_rkproxy(
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
+    if let Some(workers) = options.workers {
+        command.env("RKPROXY_WORKER_THREADS", workers.to_string());
+    }
     eprintln!("$ {}", shell::format_command(&command));
     guard.push(name, command.spawn()?);
     wait_accepting(guard, name, addr, &log_path)

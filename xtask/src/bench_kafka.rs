@@ -96,7 +96,7 @@ pub(super) fn run(
         rkproxy_kafka_config(kafka_proxy, broker.addr()),
     )?;
     let args = ["--config".to_string(), config_path.display().to_string()];
-    start_rkproxy("rkproxy-kafka", kafka_proxy, &args, dir, guard)?;
+    start_rkproxy(options, "rkproxy-kafka", kafka_proxy, &args, dir, guard)?;
     wait_pool_ready(kafka_proxy)?;
     check_kafka_round_trip(kafka_proxy)?;
 
@@ -108,6 +108,7 @@ pub(super) fn run(
         format!("redis://{}", redis_spec.addr()),
     ];
     start_rkproxy(
+        options,
         "rkproxy-redis-kafka-section",
         redis_proxy,
         &args,

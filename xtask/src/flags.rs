@@ -30,6 +30,8 @@ commands:
                             the cluster sections use direct and rkproxy only)
       --sections LIST       comma-separated subset of standalone,cluster,mget,kafka (default
                             all; kafka starts a Kafka broker: KPUSH/KPOP vs SET through rkproxy)
+      --workers N           run every rkproxy with worker_threads = N (default: the config
+                            default, 1)
       --no-build            use the existing target/release/rkproxy instead of building it
   ci [-- <cargo args>]      cargo fmt --check, cargo clippy -D warnings, then `test`
   codegen                   regenerate cluster-router/src/commands/generated.rs from a live
@@ -144,6 +146,8 @@ pub struct BenchOptions {
     pub clients: u32,
     pub targets: Vec<BenchTarget>,
     pub sections: Vec<BenchSection>,
+    /// `worker_threads` for every rkproxy the bench starts; `None` keeps rkproxy's default.
+    pub workers: Option<usize>,
     pub no_build: bool,
 }
 
@@ -167,6 +171,7 @@ impl Default for BenchOptions {
             clients: 50,
             targets: BenchTarget::ALL.to_vec(),
             sections: BenchSection::ALL.to_vec(),
+            workers: None,
             no_build: false,
         }
     }
@@ -248,6 +253,7 @@ fn parse_bench_options(args: &[String]) -> Result<BenchOptions, String> {
             "--requests" => options.requests = parse_positive(name, &value()?)?,
             "--rounds" => options.rounds = parse_positive(name, &value()?)?,
             "--clients" => options.clients = parse_positive(name, &value()?)?,
+            "--workers" => options.workers = Some(parse_positive(name, &value()?)?),
             "--targets" => {
                 options.targets =
                     parse_list(name, &value()?, &BenchTarget::ALL, |target| target.name())?;
@@ -337,17 +343,20 @@ mod tests {
     #[test]
     fn bench_accepts_both_value_forms_and_sorts_targets() {
         let command =
-            parse_words("bench --requests=1000 --rounds 5 --targets twemproxy,direct").unwrap();
+            parse_words("bench --requests=1000 --rounds 5 --targets twemproxy,direct --workers 2")
+                .unwrap();
         let Command::Bench(options) = command else {
             panic!("expected bench, got {command:?}");
         };
         assert_eq!(options.requests, 1000);
         assert_eq!(options.rounds, 5);
         assert_eq!(options.clients, 50);
+        assert_eq!(options.workers, Some(2));
         assert_eq!(
             options.targets,
             vec![BenchTarget::Direct, BenchTarget::Twemproxy]
         );
+        assert_eq!(BenchOptions::default().workers, None);
     }
 
     #[test]
@@ -356,6 +365,7 @@ mod tests {
         assert!(parse_words("bench --targets envoy").is_err());
         assert!(parse_words("bench --targets ,").is_err());
         assert!(parse_words("bench --rounds").is_err());
+        assert!(parse_words("bench --workers 0").is_err());
     }
 
     #[test]

@@ -154,14 +154,22 @@ impl ClusterSession {
         }
         let mut order = std::mem::take(&mut self.batch.order);
         self.batch.bytes = 0;
-        // `batch_for_master` only queues for masters that exist, so every part below finds its connection.
+        // `batch_for_master` only queues for masters that exist, and the masters change only when nothing is
+        // batched, so every part below finds its connection. Should that ever fail, every command of the batch
+        // still gets a reply (an error), so that no client waits for ever.
+        let unroutable = |commands: usize| {
+            let error = reply::error("CLUSTERDOWN rkproxy lost the master of a batched command");
+            Pending::Ready(error.repeat(commands).into())
+        };
         if let [index] = order[..] {
             // One command: the plain routed entry, no reordering to do.
             let index = usize::from(index);
             let (requests, ends) = &mut self.batch.by_master[index];
             let request = requests.split().freeze();
             ends.clear();
-            let (node, connection) = self.master(index, client_id, resp3)?;
+            let Some((node, connection)) = self.master(index, client_id, resp3) else {
+                return Some(unroutable(1));
+            };
             let receiver = connection.send(request.clone());
             return Some(Pending::Routed(Box::new(Routed {
                 receiver,
@@ -182,7 +190,14 @@ impl ClusterSession {
             }
             let requests = requests.split().freeze();
             let ends = std::mem::take(ends);
-            let (node, connection) = self.master(index, client_id, resp3)?;
+            let Some((node, connection)) = self.master(index, client_id, resp3) else {
+                by_master.iter_mut().for_each(|(requests, ends)| {
+                    requests.clear();
+                    ends.clear();
+                });
+                self.batch.by_master = by_master;
+                return Some(unroutable(order.len()));
+            };
             let receiver = connection.send_many(requests.clone(), ends.len());
             part_of_master[index] = parts.len() as u16;
             parts.push(PipelinePart {

@@ -9,7 +9,8 @@
 //!   zero-copy multibulk bytes plus where each argument is. Inline commands are split like
 //!   redis-server does and re-encoded as multibulk.
 //! - [`ReplyDecoder`] (hand-written, resumable) frames one complete reply of any RESP2/RESP3
-//!   type and returns its raw bytes without building a tree.
+//!   type and returns its raw bytes without building a tree; [`split_replies`] splits a batch
+//!   of complete replies the same way.
 //! - [`Frame`], [`parse_frame`] and [`FrameCodec`] (built on `combine`) give the full tree
 //!   when something really needs to look inside a reply.
 //! - [`encode_command`] writes a command; [`ProtocolError::to_reply`] writes Redis's

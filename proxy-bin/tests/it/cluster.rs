@@ -764,3 +764,69 @@ async fn sharded_pubsub_reaches_the_channels_node() {
     assert_eq!(message[6], "sharded\r\n");
     proxy.shutdown().await;
 }
+
+/// With one master dead (and no failover yet), a pipeline over every master still gets one reply per command, in
+/// order: the dead master's share of the per-node batches fails with the backend error, the rest is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_master_fails_only_its_share_of_a_pipeline() {
+    // A node timeout far longer than the test, so no replica takes over meanwhile.
+    let mut cluster = blocking(|| OwnCluster::start(60_000)).await;
+    let proxy = start_cluster_proxy(&cluster.addrs(), "").await;
+    let mut connection = client(&proxy).await;
+    let keys = spread_keys("dead-master", 12);
+    for key in &keys {
+        let _: () = connection.set(key, key).await.unwrap();
+    }
+    let owner = |key: &String| cluster.master_of_slot(cluster_router::key_slot(key.as_bytes()));
+    let victim = owner(&keys[0]).unwrap();
+    let on_victim: Vec<bool> = keys
+        .iter()
+        .map(|key| owner(key).as_deref() == Some(victim.as_str()))
+        .collect();
+    assert!(
+        on_victim.iter().any(|dead| !dead),
+        "the keys should span more than one master"
+    );
+    blocking({
+        let node = cluster.node_mut(&victim);
+        let port = node.port;
+        let mut victim_node = std::mem::replace(node, OwnRedis::placeholder(port));
+        move || victim_node.stop()
+    })
+    .await;
+
+    let addr = proxy.local_addr;
+    let pipelined = keys.clone();
+    let replies = blocking(move || {
+        let mut raw = RawClient::connect(addr);
+        let mut pipeline = String::new();
+        for key in &pipelined {
+            pipeline.push_str(&format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()));
+        }
+        raw.send(pipeline.as_bytes());
+        pipelined
+            .iter()
+            .map(|_| {
+                let line = raw.read_line();
+                let line = if line.starts_with('$') {
+                    raw.read_line()
+                } else {
+                    line
+                };
+                line.trim_end().to_owned()
+            })
+            .collect::<Vec<String>>()
+    })
+    .await;
+    for ((key, reply), dead) in keys.iter().zip(&replies).zip(&on_victim) {
+        if *dead {
+            assert!(
+                reply.starts_with(&format!("-ERR backend {victim} unavailable")),
+                "{key} (on the dead master {victim}): {reply}"
+            );
+        } else {
+            assert_eq!(reply, key, "{key} lives on a master that is up");
+        }
+    }
+    proxy.shutdown().await;
+}

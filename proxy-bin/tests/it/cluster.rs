@@ -612,13 +612,7 @@ async fn traffic_survives_a_master_failover() {
     });
     tokio::time::sleep(Duration::from_secs(1)).await;
     let killed_at = Instant::now();
-    blocking({
-        let node = cluster.node_mut(&victim);
-        let port = node.port;
-        let mut victim_node = std::mem::replace(node, OwnRedis::placeholder(port));
-        move || victim_node.stop()
-    })
-    .await;
+    cluster.kill(&victim).await;
     // Wait for a replica to take over, then keep the load going for a while.
     let slot = cluster_router::key_slot(keys[0].as_bytes());
     loop {
@@ -787,13 +781,7 @@ async fn a_dead_master_fails_only_its_share_of_a_pipeline() {
         on_victim.iter().any(|dead| !dead),
         "the keys should span more than one master"
     );
-    blocking({
-        let node = cluster.node_mut(&victim);
-        let port = node.port;
-        let mut victim_node = std::mem::replace(node, OwnRedis::placeholder(port));
-        move || victim_node.stop()
-    })
-    .await;
+    cluster.kill(&victim).await;
 
     let addr = proxy.local_addr;
     let pipelined = keys.clone();

@@ -384,6 +384,14 @@ impl OwnCluster {
     pub fn node_mut(&mut self, addr: &str) -> &mut OwnRedis {
         self.nodes.iter_mut().find(|n| n.addr() == addr).unwrap()
     }
+
+    /// Stops node `addr` on a blocking thread (an in-process proxy keeps running); a placeholder takes its place.
+    pub async fn kill(&mut self, addr: &str) {
+        let node = self.node_mut(addr);
+        let port = node.port;
+        let mut killed = std::mem::replace(node, OwnRedis::placeholder(port));
+        blocking(move || killed.stop()).await;
+    }
 }
 
 /// `host:port` of every master serving slots, sorted, as one node sees the cluster.

@@ -180,21 +180,6 @@ async fn whole_keyspace_commands_cover_every_master() {
     for key in &keys {
         let _: () = connection.set(key, 1).await.unwrap();
     }
-    // DBSIZE is the sum over the masters.
-    let total: i64 = redis::cmd("DBSIZE")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    let direct_total: i64 = nodes
-        .iter()
-        .filter(|n| redis_cli_at(n, &["ROLE"]).starts_with("master"))
-        .map(|n| redis_cli_at(n, &["DBSIZE"]).trim().parse::<i64>().unwrap())
-        .sum();
-    assert!(total >= 60, "{total}");
-    assert!(
-        (total - direct_total).abs() <= 5,
-        "proxy {total} vs direct {direct_total} (other tests write too)"
-    );
     // KEYS sees every key, from all masters.
     let found: Vec<String> = connection.keys(format!("{prefix}:*")).await.unwrap();
     assert_eq!(
@@ -273,6 +258,34 @@ async fn whole_keyspace_commands_cover_every_master() {
         .unwrap();
     assert!(info.contains("db0:keys="), "{info}");
     let _: i64 = connection.del(&keys).await.unwrap();
+    proxy.shutdown().await;
+}
+
+/// DBSIZE is the sum over the masters. It counts every key, so it runs on a cluster of its own: on the shared one,
+/// other tests add and delete keys meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dbsize_is_the_sum_over_the_masters() {
+    let cluster = blocking(|| OwnCluster::start(5000)).await;
+    let nodes = cluster.addrs();
+    let proxy = start_cluster_proxy(&nodes, "").await;
+    let mut connection = client(&proxy).await;
+    let keys = spread_keys("dbsize", 60);
+    for key in &keys {
+        let _: () = connection.set(key, 1).await.unwrap();
+    }
+    let total: i64 = redis::cmd("DBSIZE")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let direct_total: i64 = blocking(move || {
+        nodes
+            .iter()
+            .filter(|n| redis_cli_at(n, &["ROLE"]).starts_with("master"))
+            .map(|n| redis_cli_at(n, &["DBSIZE"]).trim().parse::<i64>().unwrap())
+            .sum()
+    })
+    .await;
+    assert_eq!((total, direct_total), (60, 60), "(proxy, masters)");
     proxy.shutdown().await;
 }
 
@@ -393,11 +406,45 @@ async fn blocking_pop_and_pubsub_in_a_cluster() {
     proxy.shutdown().await;
 }
 
+/// Counts the GETs the replicas served (INFO commandstats), so it runs on a cluster of its own: on the shared
+/// one, other tests' commands (or a CONFIG RESETSTAT) would change the count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_can_go_to_replicas() {
-    let nodes = cluster_nodes();
-    // Redis lists a replica in CLUSTER SLOTS only once it has replicated some data: write to every master
-    // until each of the three slot ranges shows a replica, then start the proxy that reads from replicas.
+    let cluster = blocking(|| OwnCluster::start(5000)).await;
+    let nodes = cluster.addrs();
+    let warm_nodes = nodes.clone();
+    blocking(move || wait_until_replicas_are_listed(&warm_nodes)).await;
+    let proxy = start_cluster_proxy(&nodes, "read_from = 'prefer_replica'").await;
+    let mut connection = client(&proxy).await;
+    let counted_nodes = nodes.clone();
+    let before = blocking(move || replica_gets(&counted_nodes)).await;
+    let keys = spread_keys(&unique("replica"), 30);
+    for key in &keys {
+        let _: () = connection.set(key, "v").await.unwrap();
+    }
+    for key in &keys {
+        // Replication is asynchronous: a read right after a write may miss; retry until a deadline.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut value: Option<String> = connection.get(key).await.unwrap();
+        while value.is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            value = connection.get(key).await.unwrap();
+        }
+        assert_eq!(value.as_deref(), Some("v"));
+    }
+    let after = blocking(move || replica_gets(&nodes)).await;
+    assert!(
+        after - before >= 30,
+        "replicas served {} GETs",
+        after - before
+    );
+    let _: i64 = connection.del(&keys).await.unwrap();
+    proxy.shutdown().await;
+}
+
+/// Redis lists a replica in CLUSTER SLOTS only once it has replicated some data: writes to every master until
+/// each of the three slot ranges shows a replica.
+fn wait_until_replicas_are_listed(nodes: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut writes = 0;
     loop {
@@ -416,58 +463,32 @@ async fn reads_can_go_to_replicas() {
             .filter(|line| line.parse::<u16>().is_ok_and(|n| n > 16383))
             .count();
         if ports >= 6 {
-            break;
+            return;
         }
         assert!(
             Instant::now() < deadline,
             "replicas never appeared in CLUSTER SLOTS:\n{slots}"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        std::thread::sleep(Duration::from_millis(200));
     }
-    let proxy = start_cluster_proxy(&nodes, "read_from = 'prefer_replica'").await;
-    let mut connection = client(&proxy).await;
-    let replica_gets = || -> i64 {
-        nodes
-            .iter()
-            .filter(|n| redis_cli_at(n, &["ROLE"]).starts_with("slave"))
-            .map(|n| {
-                let stats = redis_cli_at(n, &["INFO", "commandstats"]);
-                stats
-                    .lines()
-                    .find(|l| l.starts_with("cmdstat_get:"))
-                    .and_then(|l| l.split("calls=").nth(1))
-                    .and_then(|l| l.split(',').next())
-                    .and_then(|n| n.parse::<i64>().ok())
-                    .unwrap_or(0)
-            })
-            .sum()
-    };
-    let before = replica_gets();
-    let keys = spread_keys(&unique("replica"), 30);
-    for key in &keys {
-        let _: () = connection.set(key, "v").await.unwrap();
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    for key in &keys {
-        // Replication is asynchronous: a read right after a write may miss; retry briefly.
-        let mut value: Option<String> = connection.get(key).await.unwrap();
-        for _ in 0..20 {
-            if value.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            value = connection.get(key).await.unwrap();
-        }
-        assert_eq!(value.as_deref(), Some("v"));
-    }
-    let after = replica_gets();
-    assert!(
-        after - before >= 30,
-        "replicas served {} GETs",
-        after - before
-    );
-    let _: i64 = connection.del(&keys).await.unwrap();
-    proxy.shutdown().await;
+}
+
+/// The GETs all replicas among `nodes` have served (INFO commandstats).
+fn replica_gets(nodes: &[String]) -> i64 {
+    nodes
+        .iter()
+        .filter(|n| redis_cli_at(n, &["ROLE"]).starts_with("slave"))
+        .map(|n| {
+            let stats = redis_cli_at(n, &["INFO", "commandstats"]);
+            stats
+                .lines()
+                .find(|l| l.starts_with("cmdstat_get:"))
+                .and_then(|l| l.split("calls=").nth(1))
+                .and_then(|l| l.split(',').next())
+                .and_then(|n| n.parse::<i64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ mod binary;
 mod cluster;
 mod failures;
 mod kafka;
+mod pairing;
 mod standalone;
 mod stateful;
 mod tenants;

@@ -55,10 +55,13 @@ async fn pipeline_replies_come_back_in_order() {
     proxy.shutdown().await;
 }
 
+/// Counts the backend's connections, so it runs on a redis-server of its own: on the shared one, other tests
+/// open and close connections at the same time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_clients_share_few_backend_connections() {
-    let proxy = start_proxy(&redis_addr()).await;
-    let mut direct = direct(&redis_addr(), 0).await;
+    let backend = blocking(|| OwnRedis::start(&[])).await;
+    let proxy = start_proxy(&backend.addr()).await;
+    let mut direct = direct(&backend.addr(), 0).await;
     let before: String = redis::cmd("CLIENT")
         .arg("LIST")
         .query_async(&mut direct)

@@ -117,9 +117,14 @@ async fn watch_aborts_when_the_key_changes() {
     proxy.shutdown().await;
 }
 
+/// While one client waits in BLPOP, other clients are served. It checks that the BLPOP really is blocked on the
+/// server (`blocked_clients` in INFO, so it runs on a redis-server of its own) instead of sleeping and hoping, and
+/// the BLPOP waits far longer than the PINGs may take, so a PING stuck behind it cannot pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_pop_does_not_stall_other_clients() {
-    let proxy = start_proxy(&redis_addr()).await;
+    const BLPOP_SECONDS: u64 = 60;
+    let backend = blocking(|| OwnRedis::start(&[])).await;
+    let proxy = start_proxy(&backend.addr()).await;
     let key = unique("blpop");
     let mut blocked = client(&proxy).await;
     let mut other = client(&proxy).await;
@@ -127,30 +132,44 @@ async fn blocking_pop_does_not_stall_other_clients() {
     let waiter = tokio::spawn(async move {
         let popped: Option<(String, String)> = redis::cmd("BLPOP")
             .arg(&waiting_key)
-            .arg(5)
+            .arg(BLPOP_SECONDS)
             .query_async(&mut blocked)
             .await
             .unwrap();
         popped
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // While BLPOP waits, other clients are served at once.
+    let backend_addr = backend.addr();
+    blocking(move || wait_for_blocked_clients(&backend_addr, 1)).await;
     let started = Instant::now();
     for _ in 0..50 {
         let _: String = redis::cmd("PING").query_async(&mut other).await.unwrap();
     }
     assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "PINGs took {:?}",
+        started.elapsed() < Duration::from_secs(BLPOP_SECONDS / 2),
+        "PINGs took {:?}: they waited for the BLPOP",
         started.elapsed()
     );
     let _: () = other.rpush(&key, "job").await.unwrap();
-    let popped = tokio::time::timeout(Duration::from_secs(5), waiter)
+    let popped = tokio::time::timeout(Duration::from_secs(BLPOP_SECONDS), waiter)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(popped, Some((key, "job".to_owned())));
     proxy.shutdown().await;
+}
+
+/// Waits (at most 10 s) until the redis-server at `addr` reports `count` clients blocked in a command.
+fn wait_for_blocked_clients(addr: &str, count: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let wanted = format!("blocked_clients:{count}");
+    loop {
+        let info = redis_cli_at(addr, &["INFO", "clients"]);
+        if info.lines().any(|line| line.trim() == wanted) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never {wanted}: {info}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

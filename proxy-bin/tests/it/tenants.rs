@@ -474,11 +474,13 @@ async fn ops_limit_delays_briefly_before_refusing() {
 }
 
 /// Every key-taking command of the command table, sent through the proxy by a prefixed tenant that names
-/// another tenant's keys (`t2:...`), must neither read nor change them.
+/// another tenant's keys (`t2:...`), must neither read nor change them. It lists every key of its db (`KEYS *`)
+/// and flushes it, so it runs on a redis-server of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_taking_command_reaches_another_tenants_keys() {
     const DB: u32 = 12;
-    let redis = redis_addr();
+    let backend = blocking(|| OwnRedis::start(&[])).await;
+    let redis = backend.addr();
     let proxy = start_proxy_toml(&format!(
         "default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{redis}']\n\
          [tenants.t1]\npassword = 't1-pw'\npool = 'main'\nkey_prefix = 't1:'\ndb = {DB}\n"

@@ -1,0 +1,360 @@
+//! The reply-pairing stress test: no reply may ever reach the wrong request or the wrong client.
+//!
+//! Many clients at once, each on its own raw TCP connection, each sending random pipelines (single commands,
+//! MGET/MSET/DEL/EXISTS over several hash tags, MULTI blocks of 1 to 2000 commands, errors, big values,
+//! PING/ECHO), framing the replies itself with `resp_codec`. Every key and value is unique to its client and
+//! request, and each client keeps a model of its own keys, so it knows the exact reply one Redis server would
+//! give to each request, and checks every reply, in order. On a cluster pool a migrator moves the clients' slots
+//! between masters the whole time, so the proxy meets ASK and MOVED, which a client must never see.
+//!
+//! The run is reproducible per client: the seed is printed, and `RKPROXY_PAIRING_SEED=<seed>` replays the same
+//! requests (the interleaving of clients and migration differs). `RKPROXY_PAIRING_MAX_MULTI=<n>` caps the MULTI
+//! blocks, and `RKPROXY_PAIRING_REFUSED_IN_MULTI=0` leaves out the MULTI blocks with a command refused at queue
+//! time (EXEC then fails with EXECABORT), and `RKPROXY_PAIRING_MIGRATE=0` keeps the cluster's slots still, to
+//! tell one kind of failure from the rest.
+
+mod migrator;
+mod model;
+mod script;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use resp_codec::{encode_command, parse_frame, Limits, ReplyDecoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Decoder;
+
+use crate::support::*;
+use migrator::Migrator;
+use model::{show_bytes, show_frame};
+use script::{Script, Sent};
+
+/// Clients at once, each on its own connection to the proxy.
+const CLIENTS: usize = 14;
+/// Pipelines each client sends.
+const PIPELINES: usize = 8;
+/// The longest MULTI block (`RKPROXY_PAIRING_MAX_MULTI` may lower it).
+const MAX_MULTI: usize = 2000;
+/// No byte of reply for this long: the client reports the request it waits for instead of hanging.
+const STALL_LIMIT: Duration = Duration::from_secs(30);
+/// The whole client run must end within this, or the test fails saying so.
+const RUN_LIMIT: Duration = Duration::from_secs(150);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_pair_with_requests_on_a_standalone_pool() {
+    let settings = Settings::from_env();
+    let proxy = start_proxy(&redis_addr()).await;
+    let report = run_clients(proxy.local_addr, &unique("pairing"), &settings, None).await;
+    proxy.shutdown().await;
+    report.check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_pair_with_requests_on_a_cluster_pool_during_slot_migration() {
+    let settings = Settings::from_env();
+    let cluster = blocking(|| OwnCluster::start(5000)).await;
+    let proxy = start_cluster_proxy(&cluster.addrs(), "").await;
+    let prefix = unique("pairing");
+    let owners = slot_owners(&cluster, &prefix);
+    let masters = masters(&cluster);
+    let migrator = settings
+        .migrate
+        .then(|| Migrator::start(masters, owners, settings.seed));
+    let report = run_clients(proxy.local_addr, &prefix, &settings, migrator.as_ref()).await;
+    let migrations = match migrator {
+        Some(migrator) => blocking(move || migrator.finish()).await,
+        None => Ok(0),
+    };
+    proxy.shutdown().await;
+    let migrations = migrations.unwrap_or_else(|error| panic!("the migrator failed: {error}"));
+    println!("pairing: {migrations} slot moves in all");
+    report.check();
+    assert!(
+        report.moves_during_run > 0 || !settings.migrate,
+        "no slot move finished while the clients ran: ASK and MOVED were not tested"
+    );
+}
+
+/// What this run sends: the seed and the largest MULTI block.
+struct Settings {
+    seed: u64,
+    max_multi: usize,
+    refused_in_multi: bool,
+    migrate: bool,
+}
+
+impl Settings {
+    /// The seed from `RKPROXY_PAIRING_SEED` or a fresh one, and the MULTI cap; both printed.
+    fn from_env() -> Settings {
+        let seed = std::env::var("RKPROXY_PAIRING_SEED")
+            .ok()
+            .map(|text| text.parse().expect("RKPROXY_PAIRING_SEED is a u64"))
+            .unwrap_or_else(|| fastrand::u64(..));
+        let max_multi = std::env::var("RKPROXY_PAIRING_MAX_MULTI")
+            .ok()
+            .map(|text| text.parse().expect("RKPROXY_PAIRING_MAX_MULTI is a number"))
+            .unwrap_or(MAX_MULTI);
+        let refused_in_multi = std::env::var("RKPROXY_PAIRING_REFUSED_IN_MULTI").as_deref() != Ok("0");
+        let migrate = std::env::var("RKPROXY_PAIRING_MIGRATE").as_deref() != Ok("0");
+        println!(
+            "pairing: seed {seed} (replay with RKPROXY_PAIRING_SEED={seed}), MULTI blocks up to {max_multi}, \
+             queue-time errors in MULTI: {refused_in_multi}, slot migration (cluster): {migrate}"
+        );
+        Settings {
+            seed,
+            max_multi,
+            refused_in_multi,
+            migrate,
+        }
+    }
+}
+
+/// The outcome of one run: each client's first failure, and counts.
+struct Report {
+    seed: u64,
+    failures: Vec<String>,
+    commands: u64,
+    multi_blocks: usize,
+    largest_multi: usize,
+    elapsed: Duration,
+    moves_during_run: usize,
+}
+
+impl Report {
+    fn check(&self) {
+        println!(
+            "pairing: {} commands, {} MULTI blocks (largest {}), {} slot moves meanwhile, in {:?}",
+            self.commands, self.multi_blocks, self.largest_multi, self.moves_during_run, self.elapsed
+        );
+        assert!(
+            self.failures.is_empty(),
+            "seed {} (replay with RKPROXY_PAIRING_SEED={}): {} client(s) got a wrong reply; first failure of each:\n{}",
+            self.seed,
+            self.seed,
+            self.failures.len(),
+            self.failures.join("\n\n")
+        );
+    }
+}
+
+/// One client's counts.
+struct ClientCounts {
+    commands: u64,
+    multi_blocks: usize,
+    largest_multi: usize,
+}
+
+/// Runs every client against the proxy at `proxy` (keys under `prefix`) and collects their outcomes.
+async fn run_clients(
+    proxy: SocketAddr,
+    prefix: &str,
+    settings: &Settings,
+    migrator: Option<&Migrator>,
+) -> Report {
+    let started = Instant::now();
+    let moves_before = migrator.map_or(0, Migrator::completed);
+    let failed = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for client in 0..CLIENTS {
+        let script = Script::new(
+            client,
+            prefix,
+            settings.seed,
+            settings.max_multi,
+            settings.refused_in_multi,
+        );
+        tasks.push(tokio::spawn(run_client(proxy, script, failed.clone())));
+    }
+    let mut report = Report {
+        seed: settings.seed,
+        failures: Vec::new(),
+        commands: 0,
+        multi_blocks: 0,
+        largest_multi: 0,
+        elapsed: Duration::ZERO,
+        moves_during_run: 0,
+    };
+    let deadline = tokio::time::Instant::now() + RUN_LIMIT;
+    for (client, task) in tasks.into_iter().enumerate() {
+        match tokio::time::timeout_at(deadline, task).await {
+            Err(_) => report.failures.push(format!(
+                "client {client}: not finished within {RUN_LIMIT:?} (the whole run's limit)"
+            )),
+            Ok(Err(panic)) => report.failures.push(format!("client {client} panicked: {panic}")),
+            Ok(Ok(Err(failure))) => report.failures.push(failure),
+            Ok(Ok(Ok(counts))) => {
+                report.commands += counts.commands;
+                report.multi_blocks += counts.multi_blocks;
+                report.largest_multi = report.largest_multi.max(counts.largest_multi);
+            }
+        }
+    }
+    report.elapsed = started.elapsed();
+    report.moves_during_run = migrator.map_or(0, Migrator::completed) - moves_before;
+    report
+}
+
+/// One client: its pipelines, then a last ECHO (which also shows that no extra reply is left over).
+/// Stops early, without failing, once another client has failed.
+async fn run_client(
+    proxy: SocketAddr,
+    mut script: Script,
+    failed: Arc<AtomicBool>,
+) -> Result<ClientCounts, String> {
+    let client = script.client();
+    let mut stream = TcpStream::connect(proxy)
+        .await
+        .map_err(|error| format!("client {client}: connect: {error}"))?;
+    let mut commands = 0;
+    for pipeline in 0..=PIPELINES {
+        if failed.load(Ordering::Relaxed) {
+            break;
+        }
+        let sent = if pipeline < PIPELINES {
+            script.pipeline()
+        } else {
+            script.final_echo()
+        };
+        commands += sent.len() as u64;
+        let result = exchange(&mut stream, &sent).await;
+        if let Err(failure) = result {
+            failed.store(true, Ordering::Relaxed);
+            return Err(format!("client {client}, pipeline {pipeline}: {failure}"));
+        }
+    }
+    Ok(ClientCounts {
+        commands,
+        multi_blocks: script.multi_blocks,
+        largest_multi: script.largest_multi,
+    })
+}
+
+/// Writes one pipeline while reading and checking its replies (both at once: a pipeline can be far bigger than
+/// the socket buffers).
+async fn exchange(stream: &mut TcpStream, sent: &[Sent]) -> Result<(), String> {
+    let mut request = BytesMut::new();
+    for one in sent {
+        encode_command(&mut request, one.args.iter());
+    }
+    let (mut reader, mut writer) = stream.split();
+    let write = async {
+        writer
+            .write_all(&request)
+            .await
+            .map_err(|error| format!("write failed: {error}"))
+    };
+    tokio::try_join!(write, read_replies(&mut reader, sent))?;
+    Ok(())
+}
+
+/// Reads one reply per request of `sent` and checks each against the model's expectation, in order.
+async fn read_replies(
+    reader: &mut tokio::net::tcp::ReadHalf<'_>,
+    sent: &[Sent],
+) -> Result<(), String> {
+    let limits = Limits::default();
+    let mut decoder = ReplyDecoder::new(limits);
+    let mut buffer = BytesMut::with_capacity(64 * 1024);
+    let mut index = 0;
+    while index < sent.len() {
+        if let Some(reply) = decoder
+            .decode(&mut buffer)
+            .map_err(|error| failure(sent, index, &format!("unframeable reply: {error}")))?
+        {
+            check_reply(sent, index, &reply, &limits)?;
+            index += 1;
+            continue;
+        }
+        let read = tokio::time::timeout(STALL_LIMIT, reader.read_buf(&mut buffer)).await;
+        match read {
+            Err(_) => {
+                let waited = format!("no reply for {STALL_LIMIT:?}");
+                return Err(failure(sent, index, &waited));
+            }
+            Ok(Ok(0)) => return Err(failure(sent, index, "the proxy closed the connection")),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(failure(sent, index, &format!("read failed: {error}"))),
+        }
+    }
+    if !buffer.is_empty() {
+        let extra = format!("bytes after the last reply: {}", show_bytes(&buffer));
+        return Err(failure(sent, sent.len() - 1, &extra));
+    }
+    Ok(())
+}
+
+/// Checks that `reply`, the reply to `sent[index]`, is the one the model expects.
+fn check_reply(sent: &[Sent], index: usize, reply: &Bytes, limits: &Limits) -> Result<(), String> {
+    let frame = match parse_frame(reply, limits) {
+        Ok(Some((frame, used))) if used == reply.len() => frame,
+        other => {
+            let problem = format!("reply {} does not parse: {other:?}", show_bytes(reply));
+            return Err(failure(sent, index, &problem));
+        }
+    };
+    let expected = &sent[index].expected;
+    if expected.matches(&frame) {
+        return Ok(());
+    }
+    let mismatch = format!(
+        "wrong reply\n  expected: {}\n  actual:   {}",
+        expected.show(),
+        show_frame(&frame)
+    );
+    Err(failure(sent, index, &mismatch))
+}
+
+/// A failure message naming the request (its number, place in the pipeline and arguments) and the two before.
+fn failure(sent: &[Sent], index: usize, problem: &str) -> String {
+    let mut text = format!(
+        "request #{} ({} of {} in this pipeline): {}\n  {problem}",
+        sent[index].number,
+        index + 1,
+        sent.len(),
+        show_args(&sent[index].args)
+    );
+    for earlier in sent[index.saturating_sub(2)..index].iter() {
+        text.push_str(&format!(
+            "\n  after #{}: {}",
+            earlier.number,
+            show_args(&earlier.args)
+        ));
+    }
+    text
+}
+
+/// The first arguments of a command, long ones shortened.
+fn show_args(args: &[Bytes]) -> String {
+    let mut shown: Vec<String> = args.iter().take(6).map(|arg| show_bytes(arg)).collect();
+    if args.len() > 6 {
+        shown.push(format!("... ({} arguments)", args.len()));
+    }
+    shown.join(" ")
+}
+
+/// The master of each slot the clients' hash tags live in.
+fn slot_owners(cluster: &OwnCluster, prefix: &str) -> HashMap<u16, String> {
+    let mut owners = HashMap::new();
+    for client in 0..CLIENTS {
+        for tag in Script::new(client, prefix, 0, 1, false).tags() {
+            let slot = cluster_router::key_slot(format!("{{{tag}}}").as_bytes());
+            let owner = cluster.master_of_slot(slot).expect("every slot has a master");
+            owners.insert(slot, owner);
+        }
+    }
+    owners
+}
+
+/// The cluster's masters.
+fn masters(cluster: &OwnCluster) -> Vec<String> {
+    cluster
+        .addrs()
+        .into_iter()
+        .filter(|addr| redis_cli_at(addr, &["ROLE"]).starts_with("master"))
+        .collect()
+}

@@ -19,7 +19,7 @@ mod script;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,14 +36,16 @@ use script::{Script, Sent};
 
 /// Clients at once, each on its own connection to the proxy.
 const CLIENTS: usize = 14;
-/// Pipelines each client sends.
-const PIPELINES: usize = 8;
+/// Pipelines each client sends at least (during a migration, more: until every slot has moved [`MOVES_PER_SLOT`] times).
+const PIPELINES: usize = 20;
+/// During a migration, the clients go on until the migrator has moved each slot this many times (on average).
+const MOVES_PER_SLOT: usize = 5;
 /// The longest MULTI block (`RKPROXY_PAIRING_MAX_MULTI` may lower it).
 const MAX_MULTI: usize = 2000;
 /// No byte of reply for this long: the client reports the request it waits for instead of hanging.
 const STALL_LIMIT: Duration = Duration::from_secs(30);
-/// The whole client run must end within this, or the test fails saying so.
-const RUN_LIMIT: Duration = Duration::from_secs(150);
+/// The clients stop sending after this, and the test fails saying what was left undone.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_pair_with_requests_on_a_standalone_pool() {
@@ -75,8 +77,10 @@ async fn replies_pair_with_requests_on_a_cluster_pool_during_slot_migration() {
     println!("pairing: {migrations} slot moves in all");
     report.check();
     assert!(
-        report.moves_during_run > 0 || !settings.migrate,
-        "no slot move finished while the clients ran: ASK and MOVED were not tested"
+        report.moves_during_run >= report.moves_wanted,
+        "only {} of {} slot moves while the clients ran (stopped at the run limit of {RUN_LIMIT:?})",
+        report.moves_during_run,
+        report.moves_wanted
     );
 }
 
@@ -99,7 +103,8 @@ impl Settings {
             .ok()
             .map(|text| text.parse().expect("RKPROXY_PAIRING_MAX_MULTI is a number"))
             .unwrap_or(MAX_MULTI);
-        let refused_in_multi = std::env::var("RKPROXY_PAIRING_REFUSED_IN_MULTI").as_deref() != Ok("0");
+        let refused_in_multi =
+            std::env::var("RKPROXY_PAIRING_REFUSED_IN_MULTI").as_deref() != Ok("0");
         let migrate = std::env::var("RKPROXY_PAIRING_MIGRATE").as_deref() != Ok("0");
         println!(
             "pairing: seed {seed} (replay with RKPROXY_PAIRING_SEED={seed}), MULTI blocks up to {max_multi}, \
@@ -121,15 +126,22 @@ struct Report {
     commands: u64,
     multi_blocks: usize,
     largest_multi: usize,
+    big_values: usize,
     elapsed: Duration,
     moves_during_run: usize,
+    moves_wanted: usize,
 }
 
 impl Report {
     fn check(&self) {
         println!(
-            "pairing: {} commands, {} MULTI blocks (largest {}), {} slot moves meanwhile, in {:?}",
-            self.commands, self.multi_blocks, self.largest_multi, self.moves_during_run, self.elapsed
+            "pairing: {} commands, {} MULTI blocks (largest {}), {} big values, {} slot moves meanwhile, in {:?}",
+            self.commands,
+            self.multi_blocks,
+            self.largest_multi,
+            self.big_values,
+            self.moves_during_run,
+            self.elapsed
         );
         assert!(
             self.failures.is_empty(),
@@ -143,10 +155,35 @@ impl Report {
 }
 
 /// One client's counts.
+#[derive(Default)]
 struct ClientCounts {
     commands: u64,
     multi_blocks: usize,
     largest_multi: usize,
+    big_values: usize,
+}
+
+/// When the clients stop: after [`PIPELINES`] pipelines and, during a migration, once the migrator has made
+/// `moves_wanted` moves; at once when one client has failed; and at the run limit whatever happened.
+#[derive(Clone)]
+struct Goal {
+    moves_done: Option<Arc<AtomicUsize>>,
+    moves_wanted: usize,
+    deadline: Instant,
+    failed: Arc<AtomicBool>,
+}
+
+impl Goal {
+    /// Whether a client that has sent `pipelines` pipelines sends another.
+    fn keep_going(&self, pipelines: usize) -> bool {
+        let moving = self
+            .moves_done
+            .as_ref()
+            .is_some_and(|done| done.load(Ordering::Relaxed) < self.moves_wanted);
+        !self.failed.load(Ordering::Relaxed)
+            && Instant::now() < self.deadline
+            && (pipelines < PIPELINES || moving)
+    }
 }
 
 /// Runs every client against the proxy at `proxy` (keys under `prefix`) and collects their outcomes.
@@ -158,7 +195,12 @@ async fn run_clients(
 ) -> Report {
     let started = Instant::now();
     let moves_before = migrator.map_or(0, Migrator::completed);
-    let failed = Arc::new(AtomicBool::new(false));
+    let goal = Goal {
+        moves_done: migrator.map(Migrator::progress),
+        moves_wanted: moves_before + migrator.map_or(0, |m| MOVES_PER_SLOT * m.slots()),
+        deadline: started + RUN_LIMIT,
+        failed: Arc::new(AtomicBool::new(false)),
+    };
     let mut tasks = Vec::new();
     for client in 0..CLIENTS {
         let script = Script::new(
@@ -168,7 +210,7 @@ async fn run_clients(
             settings.max_multi,
             settings.refused_in_multi,
         );
-        tasks.push(tokio::spawn(run_client(proxy, script, failed.clone())));
+        tasks.push(tokio::spawn(run_client(proxy, script, goal.clone())));
     }
     let mut report = Report {
         seed: settings.seed,
@@ -176,21 +218,28 @@ async fn run_clients(
         commands: 0,
         multi_blocks: 0,
         largest_multi: 0,
+        big_values: 0,
         elapsed: Duration::ZERO,
         moves_during_run: 0,
+        moves_wanted: goal.moves_wanted - moves_before,
     };
-    let deadline = tokio::time::Instant::now() + RUN_LIMIT;
+    // A client stuck in a read gives up after the stall limit; this only guards against a bug in the test.
+    let deadline = tokio::time::Instant::now() + RUN_LIMIT + 2 * STALL_LIMIT;
     for (client, task) in tasks.into_iter().enumerate() {
         match tokio::time::timeout_at(deadline, task).await {
             Err(_) => report.failures.push(format!(
-                "client {client}: not finished within {RUN_LIMIT:?} (the whole run's limit)"
+                "client {client}: not finished within {:?}",
+                RUN_LIMIT + 2 * STALL_LIMIT
             )),
-            Ok(Err(panic)) => report.failures.push(format!("client {client} panicked: {panic}")),
+            Ok(Err(panic)) => report
+                .failures
+                .push(format!("client {client} panicked: {panic}")),
             Ok(Ok(Err(failure))) => report.failures.push(failure),
             Ok(Ok(Ok(counts))) => {
                 report.commands += counts.commands;
                 report.multi_blocks += counts.multi_blocks;
                 report.largest_multi = report.largest_multi.max(counts.largest_multi);
+                report.big_values += counts.big_values;
             }
         }
     }
@@ -199,39 +248,62 @@ async fn run_clients(
     report
 }
 
-/// One client: its pipelines, then a last ECHO (which also shows that no extra reply is left over).
-/// Stops early, without failing, once another client has failed.
+/// One client: pipelines until the goal is reached, then a last one that deletes its keys and ECHOes (which also
+/// shows that no extra reply is left over). Stops early, without failing, once another client has failed.
 async fn run_client(
     proxy: SocketAddr,
     mut script: Script,
-    failed: Arc<AtomicBool>,
+    goal: Goal,
 ) -> Result<ClientCounts, String> {
     let client = script.client();
     let mut stream = TcpStream::connect(proxy)
         .await
         .map_err(|error| format!("client {client}: connect: {error}"))?;
     let mut commands = 0;
-    for pipeline in 0..=PIPELINES {
-        if failed.load(Ordering::Relaxed) {
-            break;
-        }
-        let sent = if pipeline < PIPELINES {
-            script.pipeline()
-        } else {
-            script.final_echo()
-        };
-        commands += sent.len() as u64;
-        let result = exchange(&mut stream, &sent).await;
-        if let Err(failure) = result {
-            failed.store(true, Ordering::Relaxed);
-            return Err(format!("client {client}, pipeline {pipeline}: {failure}"));
-        }
+    let mut pipelines = 0;
+    while goal.keep_going(pipelines) {
+        commands += send_pipeline(&mut stream, script.pipeline(), &goal, client, pipelines).await?;
+        pipelines += 1;
     }
+    if goal.failed.load(Ordering::Relaxed) {
+        return Ok(ClientCounts::default());
+    }
+    if pipelines < PIPELINES {
+        return Err(format!(
+            "client {client}: only {pipelines} of {PIPELINES} pipelines within {RUN_LIMIT:?}"
+        ));
+    }
+    commands += send_pipeline(
+        &mut stream,
+        script.final_pipeline(),
+        &goal,
+        client,
+        pipelines,
+    )
+    .await?;
     Ok(ClientCounts {
         commands,
         multi_blocks: script.multi_blocks,
         largest_multi: script.largest_multi,
+        big_values: script.big_values,
     })
+}
+
+/// Sends one pipeline and checks its replies; a failure is marked in `goal`, so the other clients stop.
+async fn send_pipeline(
+    stream: &mut TcpStream,
+    sent: Vec<Sent>,
+    goal: &Goal,
+    client: usize,
+    pipeline: usize,
+) -> Result<u64, String> {
+    match exchange(stream, &sent).await {
+        Ok(()) => Ok(sent.len() as u64),
+        Err(failure) => {
+            goal.failed.store(true, Ordering::Relaxed);
+            Err(format!("client {client}, pipeline {pipeline}: {failure}"))
+        }
+    }
 }
 
 /// Writes one pipeline while reading and checking its replies (both at once: a pipeline can be far bigger than
@@ -343,7 +415,9 @@ fn slot_owners(cluster: &OwnCluster, prefix: &str) -> HashMap<u16, String> {
     for client in 0..CLIENTS {
         for tag in Script::new(client, prefix, 0, 1, false).tags() {
             let slot = cluster_router::key_slot(format!("{{{tag}}}").as_bytes());
-            let owner = cluster.master_of_slot(slot).expect("every slot has a master");
+            let owner = cluster
+                .master_of_slot(slot)
+                .expect("every slot has a master");
             owners.insert(slot, owner);
         }
     }

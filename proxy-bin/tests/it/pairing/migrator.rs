@@ -21,6 +21,7 @@ const STEP_PAUSE: Duration = Duration::from_millis(10);
 
 /// The migrating thread; [`Migrator::finish`] stops it after the move in progress.
 pub struct Migrator {
+    slots: usize,
     stop: Arc<AtomicBool>,
     completed: Arc<AtomicUsize>,
     thread: JoinHandle<Result<(), String>>,
@@ -36,6 +37,7 @@ struct Master {
 impl Migrator {
     /// Starts moving `slots` (with their current owners in `owners`, by address) among `masters`.
     pub fn start(masters: Vec<String>, owners: HashMap<u16, String>, seed: u64) -> Migrator {
+        let slots = owners.len();
         let stop = Arc::new(AtomicBool::new(false));
         let completed = Arc::new(AtomicUsize::new(0));
         let (thread_stop, thread_completed) = (stop.clone(), completed.clone());
@@ -50,6 +52,7 @@ impl Migrator {
             move_slots(&masters, owners, seed, &thread_stop, &thread_completed)
         });
         Migrator {
+            slots,
             stop,
             completed,
             thread,
@@ -59,6 +62,16 @@ impl Migrator {
     /// Moves finished so far.
     pub fn completed(&self) -> usize {
         self.completed.load(Ordering::Relaxed)
+    }
+
+    /// The counter of finished moves, to watch while the migrator runs.
+    pub fn progress(&self) -> Arc<AtomicUsize> {
+        self.completed.clone()
+    }
+
+    /// How many slots it moves.
+    pub fn slots(&self) -> usize {
+        self.slots
     }
 
     /// Stops after the move in progress; returns the number of finished moves, or what went wrong.
@@ -102,7 +115,12 @@ fn move_slots(
 }
 
 /// Moves `slot` from `source` to `target`, keys and ownership.
-fn move_slot(masters: &[Master], slot: u16, source: &Master, target: &Master) -> Result<(), String> {
+fn move_slot(
+    masters: &[Master],
+    slot: u16,
+    source: &Master,
+    target: &Master,
+) -> Result<(), String> {
     let slot_text = slot.to_string();
     expect_ok(
         &target.addr,
@@ -129,7 +147,10 @@ fn move_slot(masters: &[Master], slot: u16, source: &Master, target: &Master) ->
         migrate.extend(&keys);
         let reply = redis_cli_at(&source.addr, &migrate);
         if !matches!(reply.trim(), "OK" | "NOKEY") {
-            return Err(format!("slot {slot}: {migrate:?} on {}: {reply}", source.addr));
+            return Err(format!(
+                "slot {slot}: {migrate:?} on {}: {reply}",
+                source.addr
+            ));
         }
         std::thread::sleep(STEP_PAUSE);
     }

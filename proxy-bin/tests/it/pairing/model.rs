@@ -239,7 +239,11 @@ impl Model {
     }
 
     fn rpush(&mut self, key: &Bytes, items: &[Bytes]) -> Expected {
-        let list = match self.keys.entry(key.clone()).or_insert(Value::List(Vec::new())) {
+        let list = match self
+            .keys
+            .entry(key.clone())
+            .or_insert(Value::List(Vec::new()))
+        {
             Value::List(list) => list,
             Value::Text(_) => return Expected::error("WRONGTYPE", WRONGTYPE),
         };

@@ -39,6 +39,8 @@ pub struct Script {
     /// How many MULTI blocks were generated, and the largest.
     pub multi_blocks: usize,
     pub largest_multi: usize,
+    /// How many big values were sent.
+    pub big_values: usize,
 }
 
 impl Script {
@@ -62,6 +64,7 @@ impl Script {
             refused_in_multi,
             multi_blocks: 0,
             largest_multi: 0,
+            big_values: 0,
         }
     }
 
@@ -84,11 +87,17 @@ impl Script {
         sent
     }
 
-    /// A single ECHO, to check that nothing is left over after the last pipeline.
-    pub fn final_echo(&mut self) -> Vec<Sent> {
+    /// The last pipeline: DEL of every key of this client (so nothing is left on a shared server), then an ECHO
+    /// that also shows no extra reply was left over.
+    pub fn final_pipeline(&mut self) -> Vec<Sent> {
+        let mut del = vec![b("DEL")];
+        for tag in 0..TAGS {
+            del.extend((0..KEYS_PER_TAG).map(|index| self.key(tag, index)));
+        }
+        let del = self.run(del);
         let payload = self.payload("final");
-        let args = vec![Bytes::from_static(b"ECHO"), payload.clone()];
-        vec![self.sent(args, Expected::bulk(payload))]
+        let args = vec![b("ECHO"), payload.clone()];
+        vec![del, self.sent(args, Expected::bulk(payload))]
     }
 
     fn entry(&mut self, sent: &mut Vec<Sent>) {
@@ -165,10 +174,7 @@ impl Script {
             self.sent(vec![Bytes::from_static(b"DISCARD")], Expected::ok())
         } else {
             self.model = inside;
-            self.sent(
-                vec![Bytes::from_static(b"EXEC")],
-                Expected::Array(results),
-            )
+            self.sent(vec![Bytes::from_static(b"EXEC")], Expected::Array(results))
         };
         sent.push(end);
     }
@@ -325,6 +331,7 @@ impl Script {
     fn value(&mut self, big_allowed: bool) -> Bytes {
         let mut value = self.payload("v").to_vec();
         let length = if big_allowed && self.rng.u32(0..BIG_VALUE_ONE_IN) == 0 {
+            self.big_values += 1;
             self.rng.usize(64 * 1024..=1024 * 1024)
         } else {
             value.len() + self.rng.usize(0..40)

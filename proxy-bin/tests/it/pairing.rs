@@ -36,10 +36,11 @@ use script::{Script, Sent};
 
 /// Clients at once, each on its own connection to the proxy.
 const CLIENTS: usize = 14;
-/// Pipelines each client sends at least (during a migration, more: until every slot has moved [`MOVES_PER_SLOT`] times).
-const PIPELINES: usize = 20;
+/// Pipelines each client sends at least (during a migration, more: until every slot has moved
+/// [`MOVES_PER_SLOT`] times).
+const PIPELINES: usize = 40;
 /// During a migration, the clients go on until the migrator has moved each slot this many times (on average).
-const MOVES_PER_SLOT: usize = 5;
+const MOVES_PER_SLOT: usize = 2;
 /// The longest MULTI block (`RKPROXY_PAIRING_MAX_MULTI` may lower it).
 const MAX_MULTI: usize = 2000;
 /// No byte of reply for this long: the client reports the request it waits for instead of hanging.

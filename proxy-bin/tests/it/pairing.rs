@@ -85,7 +85,8 @@ async fn replies_pair_with_requests_on_a_cluster_pool_during_slot_migration() {
     );
 }
 
-/// What this run sends: the seed and the largest MULTI block.
+/// What this run sends: the seed, the largest MULTI block, whether some MULTI blocks have a command refused at
+/// queue time, and (on a cluster) whether slots move meanwhile.
 struct Settings {
     seed: u64,
     max_multi: usize,
@@ -94,7 +95,7 @@ struct Settings {
 }
 
 impl Settings {
-    /// The seed from `RKPROXY_PAIRING_SEED` or a fresh one, and the MULTI cap; both printed.
+    /// From the `RKPROXY_PAIRING_*` variables, or the full test when they are unset; printed.
     fn from_env() -> Settings {
         let seed = std::env::var("RKPROXY_PAIRING_SEED")
             .ok()
@@ -120,10 +121,11 @@ impl Settings {
     }
 }
 
-/// The outcome of one run: each client's first failure, and counts.
+/// The outcome of one run: each client's first failure, and the counts of the clients that finished.
 struct Report {
     seed: u64,
     failures: Vec<String>,
+    finished: usize,
     commands: u64,
     multi_blocks: usize,
     largest_multi: usize,
@@ -136,7 +138,9 @@ struct Report {
 impl Report {
     fn check(&self) {
         println!(
-            "pairing: {} commands, {} MULTI blocks (largest {}), {} big values, {} slot moves meanwhile, in {:?}",
+            "pairing: {} of {CLIENTS} clients finished: {} commands, {} MULTI blocks (largest {}), {} big values; \
+             {} slot moves meanwhile; {:?}",
+            self.finished,
             self.commands,
             self.multi_blocks,
             self.largest_multi,
@@ -216,6 +220,7 @@ async fn run_clients(
     let mut report = Report {
         seed: settings.seed,
         failures: Vec::new(),
+        finished: 0,
         commands: 0,
         multi_blocks: 0,
         largest_multi: 0,
@@ -237,6 +242,7 @@ async fn run_clients(
                 .push(format!("client {client} panicked: {panic}")),
             Ok(Ok(Err(failure))) => report.failures.push(failure),
             Ok(Ok(Ok(counts))) => {
+                report.finished += usize::from(counts.commands > 0);
                 report.commands += counts.commands;
                 report.multi_blocks += counts.multi_blocks;
                 report.largest_multi = report.largest_multi.max(counts.largest_multi);

@@ -444,10 +444,11 @@ async fn reads_can_go_to_replicas() {
     proxy.shutdown().await;
 }
 
-/// Redis lists a replica in CLUSTER SLOTS only once it has replicated some data: writes to every master until
-/// each of the three slot ranges shows a replica.
+/// Redis lists a replica in CLUSTER SLOTS only once it has replicated some data, and a young cluster's nodes learn
+/// of each other's replicas by gossip: writes to every master until every node's CLUSTER SLOTS shows a replica
+/// for each of the three slot ranges (the proxy may ask any of them).
 fn wait_until_replicas_are_listed(nodes: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut writes = 0;
     loop {
         for i in 0..30 {
@@ -457,22 +458,28 @@ fn wait_until_replicas_are_listed(nodes: &[String]) {
             );
         }
         writes += 1;
-        let slots = redis_cli_at(&nodes[0], &["CLUSTER", "SLOTS"]);
-        // Per range: start, end, then 3 lines per node (ip, port, id); a range with a replica has 2 nodes.
-        let lines: Vec<&str> = slots.lines().collect();
-        let ports = lines
+        let views: Vec<String> = nodes
             .iter()
-            .filter(|line| line.parse::<u16>().is_ok_and(|n| n > 16383))
-            .count();
-        if ports >= 6 {
+            .map(|node| redis_cli_at(node, &["CLUSTER", "SLOTS"]))
+            .collect();
+        if views.iter().all(|slots| node_entries(slots) >= 6) {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "replicas never appeared in CLUSTER SLOTS:\n{slots}"
+            "replicas never appeared in every node's CLUSTER SLOTS:\n{views:#?}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The node entries in redis-cli's CLUSTER SLOTS output: per range, start and end, then 3 lines per node (ip,
+/// port, id); a range with a replica has 2 nodes. Ports are the numbers above the last slot, 16383.
+fn node_entries(slots: &str) -> usize {
+    slots
+        .lines()
+        .filter(|line| line.parse::<u16>().is_ok_and(|n| n > 16383))
+        .count()
 }
 
 /// The GETs all replicas among `nodes` have served (INFO commandstats).

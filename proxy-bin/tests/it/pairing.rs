@@ -7,10 +7,10 @@
 //! give to each request, and checks every reply, in order. On a cluster pool a migrator moves the clients' slots
 //! between masters the whole time, so the proxy meets ASK and MOVED, which a client must never see.
 //!
-//! The run is reproducible per client: the seed is printed, and `RKPROXY_PAIRING_SEED=<seed>` replays the same
-//! requests (the interleaving of clients and migration differs). `RKPROXY_PAIRING_MAX_MULTI=<n>` caps the MULTI
-//! blocks, and `RKPROXY_PAIRING_REFUSED_IN_MULTI=0` leaves out the MULTI blocks with a command refused at queue
-//! time (EXEC then fails with EXECABORT), and `RKPROXY_PAIRING_MIGRATE=0` keeps the cluster's slots still, to
+//! The run is reproducible per client: the seed is printed, and `RKPROXY_TEST_PAIRING_SEED=<seed>` replays the same
+//! requests (the interleaving of clients and migration differs). `RKPROXY_TEST_PAIRING_MAX_MULTI=<n>` caps the MULTI
+//! blocks, and `RKPROXY_TEST_PAIRING_REFUSED_IN_MULTI=0` leaves out the MULTI blocks with a command refused at queue
+//! time (EXEC then fails with EXECABORT), and `RKPROXY_TEST_PAIRING_MIGRATE=0` keeps the cluster's slots still, to
 //! tell one kind of failure from the rest.
 
 mod migrator;
@@ -41,7 +41,7 @@ const CLIENTS: usize = 14;
 const PIPELINES: usize = 40;
 /// During a migration, the clients go on until the migrator has moved each slot this many times (on average).
 const MOVES_PER_SLOT: usize = 2;
-/// The longest MULTI block (`RKPROXY_PAIRING_MAX_MULTI` may lower it).
+/// The longest MULTI block (`RKPROXY_TEST_PAIRING_MAX_MULTI` may lower it).
 const MAX_MULTI: usize = 2000;
 /// No byte of reply for this long: the client reports the request it waits for instead of hanging.
 const STALL_LIMIT: Duration = Duration::from_secs(30);
@@ -95,21 +95,24 @@ struct Settings {
 }
 
 impl Settings {
-    /// From the `RKPROXY_PAIRING_*` variables, or the full test when they are unset; printed.
+    /// From the `RKPROXY_TEST_PAIRING_*` variables, or the full test when they are unset; printed.
     fn from_env() -> Settings {
-        let seed = std::env::var("RKPROXY_PAIRING_SEED")
+        let seed = std::env::var("RKPROXY_TEST_PAIRING_SEED")
             .ok()
-            .map(|text| text.parse().expect("RKPROXY_PAIRING_SEED is a u64"))
+            .map(|text| text.parse().expect("RKPROXY_TEST_PAIRING_SEED is a u64"))
             .unwrap_or_else(|| fastrand::u64(..));
-        let max_multi = std::env::var("RKPROXY_PAIRING_MAX_MULTI")
+        let max_multi = std::env::var("RKPROXY_TEST_PAIRING_MAX_MULTI")
             .ok()
-            .map(|text| text.parse().expect("RKPROXY_PAIRING_MAX_MULTI is a number"))
+            .map(|text| {
+                text.parse()
+                    .expect("RKPROXY_TEST_PAIRING_MAX_MULTI is a number")
+            })
             .unwrap_or(MAX_MULTI);
         let refused_in_multi =
-            std::env::var("RKPROXY_PAIRING_REFUSED_IN_MULTI").as_deref() != Ok("0");
-        let migrate = std::env::var("RKPROXY_PAIRING_MIGRATE").as_deref() != Ok("0");
+            std::env::var("RKPROXY_TEST_PAIRING_REFUSED_IN_MULTI").as_deref() != Ok("0");
+        let migrate = std::env::var("RKPROXY_TEST_PAIRING_MIGRATE").as_deref() != Ok("0");
         println!(
-            "pairing: seed {seed} (replay with RKPROXY_PAIRING_SEED={seed}), MULTI blocks up to {max_multi}, \
+            "pairing: seed {seed} (replay with RKPROXY_TEST_PAIRING_SEED={seed}), MULTI blocks up to {max_multi}, \
              queue-time errors in MULTI: {refused_in_multi}, slot migration (cluster): {migrate}"
         );
         Settings {
@@ -150,7 +153,7 @@ impl Report {
         );
         assert!(
             self.failures.is_empty(),
-            "seed {} (replay with RKPROXY_PAIRING_SEED={}): {} client(s) got a wrong reply; first failure of each:\n{}",
+            "seed {} (replay with RKPROXY_TEST_PAIRING_SEED={}): {} client(s) got a wrong reply; first failure of each:\n{}",
             self.seed,
             self.seed,
             self.failures.len(),

@@ -57,6 +57,18 @@ async fn replies_pair_with_requests_on_a_standalone_pool() {
     report.check();
 }
 
+/// The same clients talking to redis-server directly: shows that the expected replies are Redis's own, so a
+/// failure of the tests above is the proxy's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_expected_replies_are_those_of_redis_itself() {
+    let settings = Settings::from_env();
+    let redis: SocketAddr = redis_addr()
+        .parse()
+        .expect("RKPROXY_TEST_REDIS is host:port");
+    let report = run_clients(redis, &unique("pairing-direct"), &settings, None).await;
+    report.check();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_pair_with_requests_on_a_cluster_pool_during_slot_migration() {
     let settings = Settings::from_env();

@@ -542,6 +542,51 @@ async fn client_reply_off_on_and_skip_are_emulated() {
     );
 }
 
+/// Sends `payload` then `ECHO end-of-exchange`, and returns every byte received up to that echo.
+fn exchange(addr: std::net::SocketAddr, payload: &[u8]) -> String {
+    let mut raw = RawClient::connect(addr);
+    raw.send(payload);
+    raw.send(b"ECHO end-of-exchange\r\n");
+    let mut received = String::new();
+    loop {
+        let line = raw.read_line();
+        assert!(!line.is_empty(), "closed after {received:?}");
+        if line == "end-of-exchange\r\n" {
+            return received;
+        }
+        received.push_str(&line);
+    }
+}
+
+#[tokio::test]
+async fn client_reply_sequences_match_redis_on_standalone_and_cluster_pools() {
+    let standalone = start_proxy(&redis_addr()).await;
+    let cluster = start_cluster_proxy(&cluster_nodes(), "").await;
+    let redis: std::net::SocketAddr = redis_addr().parse().unwrap();
+    let sequences: [&[u8]; 5] = [
+        b"CLIENT REPLY SKIP\r\nCLIENT REPLY bad\r\nPING\r\nCLIENT REPLY bad\r\n",
+        b"CLIENT REPLY OFF\r\nCLIENT REPLY SKIP\r\nPING\r\nCLIENT REPLY ON\r\nPING\r\n",
+        b"CLIENT REPLY OFF\r\nRESET\r\nPING\r\n",
+        b"PING a\r\nCLIENT REPLY OFF\r\nPING b\r\nMGET x y z\r\nCLIENT REPLY ON\r\nPING c\r\nCLIENT REPLY SKIP\r\nPING d\r\nPING e\r\n",
+        b"CLIENT REPLY SKIP\r\nCLIENT REPLY SKIP\r\nPING f\r\nPING g\r\n",
+    ];
+    for sequence in sequences {
+        let proxies = [standalone.local_addr, cluster.local_addr];
+        let (expected, got) = blocking(move || {
+            let expected = exchange(redis, sequence);
+            let got: Vec<String> = proxies
+                .iter()
+                .map(|addr| exchange(*addr, sequence))
+                .collect();
+            (expected, got)
+        })
+        .await;
+        for got in got {
+            assert_eq!(got, expected, "{}", String::from_utf8_lossy(sequence));
+        }
+    }
+}
+
 #[tokio::test]
 async fn connection_commands_are_answered_as_redis_answers_them() {
     let proxy = start_proxy(&redis_addr()).await;

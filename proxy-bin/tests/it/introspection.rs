@@ -618,4 +618,10 @@ async fn connection_commands_are_answered_as_redis_answers_them() {
         run_text(&mut connection, &["CLIENT", "SETINFO", "LIB-NAME", "x"]).await,
         "OK"
     );
+    // CLIENT NO-TOUCH is Redis 7.2's; the command table is 7.0's, whose servers do not know it either.
+    let no_touch = run_text(&mut connection, &["CLIENT", "NO-TOUCH", "on"]).await;
+    assert!(
+        no_touch.contains("unknown subcommand 'NO-TOUCH'"),
+        "{no_touch}"
+    );
 }

@@ -12,6 +12,7 @@
 //! - [`plan`]: [`route`] turns a command and a slot map into a [`RoutePlan`] (one slot, any
 //!   node, a per-slot split, all masters, all nodes, or a SCAN walk) or a `CROSSSLOT` error.
 //! - [`merge`]: combining the replies of a split or fan-out into one reply.
+//! - [`scan_cursor`]: the proxy's cluster-wide SCAN cursors (master index and master cursor, below 2^53).
 //!
 //! ```
 //! use cluster_router::{lookup, route, RoutePlan, NodeAddr, SlotMap};
@@ -44,6 +45,7 @@ pub mod commands;
 pub mod merge;
 pub mod plan;
 pub mod redirect;
+pub mod scan_cursor;
 pub mod slot;
 pub mod topology;
 

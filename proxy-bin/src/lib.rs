@@ -22,6 +22,7 @@ pub mod backend;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod introspection;
 pub mod kafka;
 pub mod pool;
 pub mod reply;

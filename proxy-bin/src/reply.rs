@@ -51,16 +51,32 @@ pub fn wrong_arity(command: &str) -> Bytes {
     ))
 }
 
-/// The HELLO reply: a map in RESP3, a flat array in RESP2, like redis-server's.
-pub fn hello(client_id: u64, resp3: bool) -> Bytes {
+/// A text reply (INFO, CLIENT INFO, CLIENT LIST): a verbatim `txt` string in RESP3, a bulk string in RESP2, as
+/// redis-server sends them.
+pub fn text(text: &str, resp3: bool) -> Bytes {
+    let text = Bytes::copy_from_slice(text.as_bytes());
+    if resp3 {
+        Frame::Verbatim {
+            format: *b"txt",
+            text,
+        }
+        .to_bytes()
+    } else {
+        Frame::Bulk(text).to_bytes()
+    }
+}
+
+/// The HELLO reply: a map in RESP3, a flat array in RESP2, like redis-server's. `version` is the backend's
+/// Redis version.
+pub fn hello(client_id: u64, resp3: bool, version: &str) -> Bytes {
     let text = |s: &str| Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()));
     let fields = vec![
         (text("server"), text("redis")),
-        // The Redis protocol level the proxy speaks; clients use it for feature checks.
-        (text("version"), text("7.0.0")),
+        // The backend's version: clients use it for feature checks.
+        (text("version"), text(version)),
         (text("proto"), Frame::Integer(if resp3 { 3 } else { 2 })),
         (text("id"), Frame::Integer(client_id as i64)),
-        // Clients see one standalone server, whatever the pool is.
+        // Clients see one standalone server, whatever the pool is (INFO's redis_mode says the same).
         (text("mode"), text("standalone")),
         (text("role"), text("master")),
         (text("modules"), Frame::Array(Vec::new())),

@@ -38,6 +38,10 @@ pub struct ProxyState {
     connections: Arc<Semaphore>,
     next_client_id: AtomicU64,
     tenants: Option<tenant_policy::Tenants>,
+    /// When the proxy started, for INFO's uptime.
+    started: std::time::Instant,
+    /// Each Redis pool's backend version, learned on first use (HELLO, INFO).
+    backend_versions: HashMap<String, crate::introspection::BackendVersion>,
 }
 
 impl ProxyState {
@@ -77,8 +81,14 @@ impl ProxyState {
             .cloned()
             .ok_or_else(|| format!("default_pool '{}' is not defined", config.default_pool))?;
         let tenants = config.build_tenants().map_err(|e| e.to_string())?;
+        let backend_versions = pools
+            .keys()
+            .map(|name| (name.clone(), Default::default()))
+            .collect();
         Ok(ProxyState {
             tenants,
+            started: std::time::Instant::now(),
+            backend_versions,
             connections: Arc::new(Semaphore::new(config.client_limits.max_connections)),
             config: Arc::new(config),
             pools,
@@ -102,6 +112,24 @@ impl ProxyState {
 
     pub fn pool(&self, name: &str) -> Option<&PoolHandle> {
         self.pools.get(name)
+    }
+
+    /// How long the proxy has been running.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Client connections open now (each holds one of the `max_connections` permits).
+    pub fn connected_clients(&self) -> usize {
+        self.config
+            .client_limits
+            .max_connections
+            .saturating_sub(self.connections.available_permits())
+    }
+
+    /// The backend version of pool `name`, once learned.
+    pub fn backend_version(&self, name: &str) -> Option<&crate::introspection::BackendVersion> {
+        self.backend_versions.get(name)
     }
 
     /// Every Kafka pool, for the proxy's Kafka admin commands.

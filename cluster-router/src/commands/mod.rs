@@ -4,6 +4,8 @@
 //! - `generated.rs` holds what Redis itself reports in `COMMAND INFO` (name, arity, flags,
 //!   ACL categories, the legacy key triple, key specs and tips). It is produced by
 //!   `cargo xtask codegen` and never edited by hand.
+//! - `added.rs` holds the few newer subcommands clients send at connect time (CLIENT SETINFO, Redis 7.2),
+//!   written by hand, looked up only when the generated table has no match.
 //! - `overlay.rs` holds what only a proxy cares about (the command's class, how the proxy
 //!   handles it, and how it is routed in a cluster). It is hand-kept, with a reason per entry,
 //!   and applied while the static table is built (`spec()` is a `const fn`).
@@ -13,6 +15,7 @@
 //! (`CLIENT`, `CONFIG`, ...) are resolved to their subcommand and the arity is checked.
 //! [`key_indices`] finds which arguments are keys, following Redis's own key-spec algorithm.
 
+mod added;
 mod bits;
 mod generated;
 mod keys;
@@ -452,12 +455,15 @@ pub fn lookup(args: &impl Args) -> Result<&'static CommandSpec, CommandError> {
     let spec = match (spec.is_container(), args.arg(1)) {
         (true, Some(sub)) => match find(spec.subcommands, sub) {
             Some(sub_spec) => sub_spec,
-            None => {
-                return Err(CommandError::UnknownSubcommand {
-                    subcommand: sanitize(sub),
-                    container: spec.name.to_ascii_uppercase(),
-                })
-            }
+            None => match added::find(spec.name, sub) {
+                Some(sub_spec) => sub_spec,
+                None => {
+                    return Err(CommandError::UnknownSubcommand {
+                        subcommand: sanitize(sub),
+                        container: spec.name.to_ascii_uppercase(),
+                    })
+                }
+            },
         },
         _ => spec,
     };

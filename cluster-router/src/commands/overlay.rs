@@ -104,6 +104,25 @@ pub(super) const OVERLAY: &[Entry] = &[
     local("client|getname"),
     local("client|id"),
     local("client|info"),
+    // Library name and version (CLIENT SETINFO, Redis 7.2) are shown by CLIENT INFO, so the
+    // proxy keeps them with the rest of the client's connection state.
+    local("client|setinfo"),
+    // CLIENT LIST shows the connection to the proxy (the backend's list would show the proxy's
+    // shared connections and other tenants).
+    local("client|list"),
+    // CLIENT REPLY OFF/SKIP would desynchronise replies on a shared connection; the proxy
+    // drops the client's replies itself instead.
+    local("client|reply"),
+    // Client-side caching needs invalidations on the client's own backend connection, which a
+    // shared connection cannot give: the proxy refuses CLIENT TRACKING ON with a reason and
+    // answers the rest as Redis does for a client that is not tracking.
+    local("client|tracking"),
+    local("client|caching"),
+    local("client|getredir"),
+    local("client|trackinginfo"),
+    // NO-EVICT protects one backend connection from client eviction; the proxy's connections
+    // are shared, so ON is refused with a reason and OFF (the default) acknowledged.
+    local("client|no-evict"),
     // Replica reads and redirects are the proxy's routing decisions; the client's view of
     // READONLY/READWRITE/ASKING is acknowledged locally.
     local("readonly"),
@@ -126,11 +145,6 @@ pub(super) const OVERLAY: &[Entry] = &[
     dedicated("punsubscribe"),
     dedicated("ssubscribe").cluster(R::ByShardChannels),
     dedicated("sunsubscribe").cluster(R::ByShardChannels),
-    // Client-side caching sends invalidations on (or redirects them to) a specific connection.
-    dedicated("client|tracking"),
-    dedicated("client|caching"),
-    dedicated("client|getredir"),
-    dedicated("client|trackinginfo"),
     // XREAD/XREADGROUP block only with the BLOCK option; without it they are plain reads.
     // (Every other command with the `blocking` flag is Dedicated by default.)
     entry("xread").proxy(P::DedicatedWhenBlocking),
@@ -143,17 +157,13 @@ pub(super) const OVERLAY: &[Entry] = &[
     unsupported("sync"),
     unsupported("psync"),
     unsupported("replconf"),
-    // CLIENT REPLY OFF/SKIP would desynchronise replies on a shared connection.
-    unsupported("client|reply"),
     // Client ids and addresses are backend-side: KILL could kill the proxy's own shared
-    // connections, UNBLOCK other tenants' commands, and LIST would show other tenants.
+    // connections and UNBLOCK other tenants' commands.
     unsupported("client|kill"),
     unsupported("client|unblock"),
-    unsupported("client|list"),
-    // Pausing or changing eviction affects every tenant on the backend.
+    // Pausing affects every tenant on the backend.
     unsupported("client|pause"),
     unsupported("client|unpause"),
-    unsupported("client|no-evict"),
     // Stopping, crashing, demoting or failing over servers is not a client's business.
     unsupported("shutdown"),
     unsupported("debug"),
@@ -165,13 +175,15 @@ pub(super) const OVERLAY: &[Entry] = &[
     // WAIT counts replica acknowledgements of the *connection's* writes; on a shared
     // connection it would block other clients, on a dedicated one it would count nothing.
     unsupported("wait"),
-    // Loading code or rewriting configuration changes the server for everyone, and can
-    // break the proxy (requirepass, timeouts, renamed commands).
+    // Loading code changes the server for everyone, and can break the proxy (renamed commands).
     unsupported("module|load"),
     unsupported("module|loadex"),
     unsupported("module|unload"),
-    unsupported("config|set"),
-    unsupported("config|rewrite"),
+    // CONFIG is for admin tenants (tenant-policy refuses it to others): the proxy forwards it on
+    // a standalone pool and sends it to every node of a cluster pool, naming a failing node.
+    local("config|get"),
+    local("config|set"),
+    local("config|rewrite"),
     // Backend ACL users are the proxy's credentials; tenants must not read or change them.
     unsupported("acl|setuser"),
     unsupported("acl|deluser"),
@@ -225,7 +237,9 @@ pub(super) const OVERLAY: &[Entry] = &[
     all_masters("save", M::AllSucceeded),
     all_masters("bgsave", M::AllSucceeded),
     all_masters("bgrewriteaof", M::AllSucceeded),
-    all_masters("info", M::Info),
+    // Admins get the backend's INFO (every master's on a cluster pool); other tenants the
+    // proxy's own (server, clients, their own keyspace): see proxy-bin's session.
+    all_masters("info", M::Info).proxy(P::Local),
     // Scripts are cached per node and not replicated, so replicas (which may serve
     // EVALSHA_RO) need them too; a script exists only if every node has it.
     all_nodes("script|load", M::AllSucceeded),
@@ -249,7 +263,7 @@ pub(super) const OVERLAY: &[Entry] = &[
     all_nodes("slowlog|len", M::Sum),
     all_nodes("slowlog|reset", M::AllSucceeded),
     all_nodes("latency|reset", M::Sum),
-    all_nodes("config|resetstat", M::AllSucceeded),
+    all_nodes("config|resetstat", M::AllSucceeded).proxy(P::Local),
     all_nodes("memory|purge", M::AllSucceeded),
     // Keyless queries that any node answers the same way.
     any_node("ping"),

@@ -53,7 +53,9 @@ fn names_fit_the_lookup_buffer_and_key_specs_fit_key_indices() {
 fn every_overlay_row_names_a_real_command() {
     for row in overlay::OVERLAY {
         assert!(
-            every_spec().any(|spec| spec.name == row.name),
+            every_spec()
+                .chain(added::ADDED.iter())
+                .any(|spec| spec.name == row.name),
             "overlay names unknown command {:?}",
             row.name
         );
@@ -144,7 +146,6 @@ fn proxy_handling_matches_the_design() {
         &[b"bzmpop", b"0", b"1", b"k", b"min"],
         &[b"subscribe", b"c"],
         &[b"ssubscribe", b"c"],
-        &[b"client", b"tracking", b"on"],
     ] {
         assert_eq!(proxy(args), Dedicated, "{args:?}");
     }
@@ -161,6 +162,11 @@ fn proxy_handling_matches_the_design() {
         &[b"client", b"setname", b"x"],
         &[b"client", b"getname"],
         &[b"client", b"id"],
+        &[b"client", b"tracking", b"on"],
+        &[b"client", b"reply", b"off"],
+        &[b"client", b"setinfo", b"lib-name", b"x"],
+        &[b"config", b"set", b"a", b"b"],
+        &[b"info"],
     ] {
         assert_eq!(proxy(args), Local, "{args:?}");
     }
@@ -168,7 +174,6 @@ fn proxy_handling_matches_the_design() {
         &[&b"monitor"[..]][..],
         &[b"sync"],
         &[b"psync", b"x", b"0"],
-        &[b"client", b"reply", b"off"],
         &[b"client", b"kill", b"x"],
         &[b"client", b"pause", b"10"],
         &[b"shutdown"],
@@ -176,7 +181,6 @@ fn proxy_handling_matches_the_design() {
         &[b"replicaof", b"no", b"one"],
         &[b"slaveof", b"no", b"one"],
         &[b"failover"],
-        &[b"config", b"set", b"a", b"b"],
     ] {
         assert_eq!(proxy(args), Unsupported, "{args:?}");
     }
@@ -632,4 +636,18 @@ fn strict_integers_follow_redis_string2ll() {
     ] {
         assert_eq!(parse_strict_i64(bad), None, "{bad:?}");
     }
+}
+
+#[test]
+fn client_setinfo_is_found_though_newer_than_the_table() {
+    let spec = spec_of(&[b"CLIENT", b"SetInfo", b"lib-name", b"x"]);
+    assert_eq!(spec.name, "client|setinfo");
+    assert_eq!(spec.proxy, ProxyHandling::Local);
+    assert_eq!(spec.class, CommandClass::Connection);
+    assert_eq!(
+        lookup(&[&b"client"[..], b"setinfo", b"lib-name"])
+            .unwrap_err()
+            .to_string(),
+        "ERR wrong number of arguments for 'client|setinfo' command"
+    );
 }

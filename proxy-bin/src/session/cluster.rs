@@ -13,7 +13,8 @@
 //! - MGET/MSET/DEL/UNLINK/EXISTS/TOUCH across slots: one sub-command per slot (Redis refuses cross-slot
 //!   commands even when one node holds both slots), written to each node in one batch, merged in the caller's
 //!   order. These are not atomic across slots, as in any Redis Cluster client.
-//! - SCAN: the proxy's cursor carries the master's index in its top 12 bits and that master's cursor below.
+//! - SCAN: the proxy's cursor carries the master's index in its low bits and that master's cursor above them,
+//!   and stays below 2^53 so that JavaScript clients read it exactly (`cluster_router::scan_cursor`).
 //! - MULTI without WATCH: queued in the session (`+QUEUED`), then sent at EXEC as one unit
 //!   (`MULTI` ... `EXEC`, nothing else written in between) on a shared connection to the node of its keys. Keys
 //!   in more than one slot get `CROSSSLOT` when queued and make EXEC fail with `EXECABORT`, as queue-time errors
@@ -27,6 +28,7 @@ use cluster_router::commands::{CommandSpec, MergePolicy, ProxyHandling};
 use cluster_router::merge::merge_replies;
 use cluster_router::plan::{route, RouteError, RoutePlan, SplitPart};
 use cluster_router::redirect::{parse_redirect, RedirectKind};
+use cluster_router::scan_cursor::{self, CursorError};
 use cluster_router::topology::NodeAddr;
 use resp_codec::{
     encode_command, parse_frame, split_replies, Frame, Limits, ReplyDecoder, Request,
@@ -42,9 +44,6 @@ use crate::reply;
 
 /// How often one command may be redirected before the client gets an error.
 const MAX_REDIRECTS: u8 = 5;
-/// SCAN cursors: bits above this hold the master's index.
-const SCAN_NODE_SHIFT: u32 = 52;
-const SCAN_CURSOR_MASK: u64 = (1 << SCAN_NODE_SHIFT) - 1;
 
 /// A session's view of a cluster pool.
 pub(super) struct ClusterSession {
@@ -832,18 +831,15 @@ fn scan(
     if masters == 0 {
         return Pending::Ready(no_topology(&cluster.pool));
     }
-    let Some(cursor) = request
-        .arg(1)
-        .and_then(|c| std::str::from_utf8(c).ok())
-        .and_then(|c| c.parse::<u64>().ok())
-    else {
-        return Pending::Ready(reply::error("ERR invalid cursor"));
+    let position = match scan_cursor::decode(request.arg(1).unwrap_or_default(), masters) {
+        Ok(position) => position,
+        Err(error) => return Pending::Ready(reply::error(&error.to_string())),
     };
-    let node_index = (cursor >> SCAN_NODE_SHIFT) as usize;
+    let node_index = position.node_index;
     let Some(node) = cluster.topology.map.masters().get(node_index).cloned() else {
-        return Pending::Ready(reply::error("ERR invalid cursor"));
+        return Pending::Ready(reply::error(&CursorError::Invalid.to_string()));
     };
-    let node_cursor = (cursor & SCAN_CURSOR_MASK).to_string();
+    let node_cursor = position.node_cursor.to_string();
     let mut sub = BytesMut::new();
     let args: Vec<&[u8]> = request
         .args()
@@ -977,15 +973,12 @@ fn combine(merge: Merge, _resp3: bool) -> Bytes {
                     .and_then(|t| t.parse::<u64>().ok()),
                 _ => None,
             };
-            let Some(node_cursor) = node_cursor.filter(|c| *c <= SCAN_CURSOR_MASK) else {
+            let Some(node_cursor) = node_cursor else {
                 return reply::error("ERR unexpected SCAN cursor from the backend");
             };
-            let next = if node_cursor != 0 {
-                ((node_index as u64) << SCAN_NODE_SHIFT) | node_cursor
-            } else if node_index + 1 < masters {
-                ((node_index + 1) as u64) << SCAN_NODE_SHIFT
-            } else {
-                0
+            let next = match scan_cursor::next_cursor(node_index, node_cursor, masters) {
+                Ok(next) => next,
+                Err(error) => return reply::error(&error.to_string()),
             };
             items[0] = Frame::Bulk(Bytes::from(next.to_string()));
             Frame::Array(items).to_bytes()

@@ -536,6 +536,8 @@ impl Session {
                     dedicated.subscribed = false;
                 }
                 "quit" => self.closing = Some(SessionEnd::Quit),
+                // INFO and CONFIG for admins: this connection's backend answers.
+                _ if self.backend_answers_on_dedicated(spec) => {}
                 _ => {
                     let reply = self.answer_session_command(spec, &request);
                     dedicated.queue_local(reply, &mut self.write_buffer);

@@ -1,5 +1,6 @@
 //! Commands the proxy answers from the session's own state: QUIT, SELECT, HELLO, RESET, CLIENT SETNAME and
-//! friends, AUTH (until tenants exist), READONLY/READWRITE/ASKING (the proxy routes replica reads and ASK itself).
+//! friends, AUTH (until tenants exist). INFO, CONFIG, CLIENT INFO/LIST/SETINFO/REPLY/TRACKING, READONLY and the
+//! other introspection commands are in `introspection.rs`.
 
 use bytes::Bytes;
 use cluster_router::commands::CommandSpec;
@@ -17,14 +18,26 @@ pub(super) const NO_PASSWORD: &str =
                            Are you sure your configuration is correct?";
 
 impl Session {
-    pub(super) fn answer_locally(&mut self, spec: &CommandSpec, request: Request) {
+    pub(super) fn answer_locally(&mut self, spec: &'static CommandSpec, request: Request) {
         let reply = match spec.name {
             "quit" => {
                 self.closing = Some(SessionEnd::Quit);
                 reply::ok()
             }
             "select" => return self.select(&request),
-            "hello" => self.hello(spec, &request),
+            "hello" => match self.apply_hello(spec, &request) {
+                Ok(()) => {
+                    let entry = self.hello_reply();
+                    self.pending.push_back(entry);
+                    return;
+                }
+                Err(refusal) => refusal,
+            },
+            "info" => return self.info(spec, request),
+            "config|get" | "config|set" | "config|resetstat" | "config|rewrite" => {
+                return self.config(spec, request)
+            }
+            "client|reply" => return self.client_reply(&request),
             "reset" => {
                 self.db = 0;
                 self.resp3 = false;
@@ -67,28 +80,10 @@ impl Session {
                 None => reply::null(self.resp3),
             },
             "client|id" => reply::integer(self.id as i64),
-            "client|setinfo" => reply::ok(),
-            "client|info" => {
-                let name = self
-                    .name
-                    .as_ref()
-                    .map(|n| String::from_utf8_lossy(n).into_owned())
-                    .unwrap_or_default();
-                reply::bulk(
-                    format!(
-                        "id={} name={} db={} resp={} lib=rkproxy\n",
-                        self.id,
-                        name,
-                        self.db,
-                        if self.resp3 { 3 } else { 2 }
-                    )
-                    .as_bytes(),
-                )
-            }
-            // The proxy decides where reads go (the pool's `read_from`) and follows ASK itself.
-            "readonly" | "readwrite" | "asking" => reply::ok(),
             "acl|whoami" => reply::bulk(b"default"),
-            _ => unsupported(request),
+            _ => self
+                .answer_introspection(spec, request)
+                .unwrap_or_else(|| unsupported(request)),
         }
     }
 
@@ -127,17 +122,28 @@ impl Session {
             .push_back(Pending::Waiting(receiver, Expect::SelectCheck));
     }
 
-    /// HELLO [protover [AUTH user pass] [SETNAME name]]
+    /// HELLO in dedicated mode: the reply with the backend version known so far.
     pub(super) fn hello(&mut self, spec: &CommandSpec, request: &Request) -> Bytes {
+        match self.apply_hello(spec, request) {
+            Ok(()) => self.hello_reply_now(),
+            Err(refusal) => refusal,
+        }
+    }
+
+    /// HELLO [protover [AUTH user pass] [SETNAME name]]: checks it and applies it to the session; the
+    /// refusal when it fails.
+    fn apply_hello(&mut self, spec: &CommandSpec, request: &Request) -> Result<(), Bytes> {
         let mut resp3 = self.resp3;
         if let Some(version) = request.arg(1) {
             match version {
                 b"2" => resp3 = false,
                 b"3" => resp3 = true,
                 _ if parse_u32(version).is_none() => {
-                    return reply::error("ERR Protocol version is not an integer or out of range")
+                    return Err(reply::error(
+                        "ERR Protocol version is not an integer or out of range",
+                    ))
                 }
-                _ => return reply::error("NOPROTO unsupported protocol version"),
+                _ => return Err(reply::error("NOPROTO unsupported protocol version")),
             }
         }
         let mut index = 2;
@@ -147,17 +153,17 @@ impl Session {
             if option.eq_ignore_ascii_case(b"AUTH") && index + 2 < request.argc() {
                 let outcome = self.authenticate(spec, request);
                 if outcome.first() == Some(&b'-') {
-                    return outcome;
+                    return Err(outcome);
                 }
                 index += 3;
             } else if option.eq_ignore_ascii_case(b"SETNAME") && index + 1 < request.argc() {
                 new_name = request.arg(index + 1).map(Bytes::copy_from_slice);
                 index += 2;
             } else {
-                return reply::error(&format!(
+                return Err(reply::error(&format!(
                     "ERR Syntax error in HELLO option '{}'",
                     one_line(&String::from_utf8_lossy(option))
-                ));
+                )));
             }
         }
         if resp3 != self.resp3 {
@@ -170,6 +176,6 @@ impl Session {
         if let Some(name) = new_name {
             self.name = Some(name);
         }
-        reply::hello(self.id, resp3)
+        Ok(())
     }
 }

@@ -8,7 +8,8 @@
 //! Connection state lives in the session, never in a shared backend connection:
 //! - SELECT and HELLO pick which shared connection (db, protocol) serves the client; the proxy answers them
 //!   ([`local`]).
-//! - CLIENT SETNAME/GETNAME/ID are answered from the session.
+//! - CLIENT SETNAME/GETNAME/ID/INFO/SETINFO are answered from the session; INFO, CONFIG and CLIENT REPLY are
+//!   handled by the proxy too ([`introspection`]).
 //! - MULTI/WATCH, blocking commands and SUBSCRIBE move the client to a backend connection of its own (a
 //!   dedicated connection) for the rest of its session ([`dedicated`]). In a cluster pool, a MULTI without WATCH
 //!   is instead queued in the session and sent at EXEC as one unit to the node of its keys ([`cluster`]).
@@ -21,6 +22,7 @@
 
 mod cluster;
 mod dedicated;
+mod introspection;
 mod kafka;
 mod local;
 mod pending;
@@ -128,6 +130,8 @@ pub struct Session {
     auth_deadline: tokio::time::Instant,
     /// A deferred request waits for the tenant's traffic budget until then.
     resume_at: Option<tokio::time::Instant>,
+    /// What CLIENT INFO and CLIENT REPLY need: start time, library name and version, reply mode.
+    client: introspection::ClientState,
 }
 
 /// A batch is sent once it holds this many requests or bytes, even if more are buffered.
@@ -173,6 +177,7 @@ impl Session {
             tenant: None,
             auth_deadline: tenancy::auth_deadline(state.config().timeouts.auth_ms),
             resume_at: None,
+            client: introspection::ClientState::new(),
             state,
         }
     }
@@ -194,6 +199,7 @@ impl Session {
         let max_pending = self.state.config().client_limits.max_pending_requests;
         loop {
             self.collect_ready_replies();
+            self.filter_replies();
             if !self.write_buffer.is_empty() {
                 self.stream.write_all(&self.write_buffer).await?;
                 self.charge_reply(self.write_buffer.len());
@@ -228,6 +234,7 @@ impl Session {
                     continue;
                 }
                 if let Some(request) = self.go_dedicated.take() {
+                    self.reply_filter_leaves_shared_mode();
                     return Ok(Step::Dedicated(request));
                 }
             }
@@ -326,7 +333,9 @@ impl Session {
         while self.accepting_requests(max_pending) {
             match self.decoder.decode(&mut self.read_buffer) {
                 Ok(Some(request)) => {
-                    self.handle(request);
+                    if !self.screen_for_reply_mode(&request) {
+                        self.handle(request);
+                    }
                     handled = true;
                 }
                 Ok(None) => {
@@ -527,7 +536,11 @@ impl Session {
     /// Commands after which the client is served by another backend connection.
     fn changes_connection(&self, spec: &CommandSpec, request: &Request) -> bool {
         match spec.proxy {
-            ProxyHandling::Local => matches!(spec.name, "select" | "hello" | "reset" | "auth"),
+            // CLIENT REPLY OFF/SKIP starts dropping replies once the earlier ones are written.
+            ProxyHandling::Local => matches!(
+                spec.name,
+                "select" | "hello" | "reset" | "auth" | "client|reply"
+            ),
             _ => {
                 commands::needs_dedicated_connection(spec, request)
                     // A cluster MULTI is queued in the session and needs no barrier.

@@ -105,7 +105,7 @@ async fn commands_that_would_break_shared_connections_are_refused() {
     let addr = proxy.local_addr;
     let lines = blocking(move || {
         let mut raw = RawClient::connect(addr);
-        raw.send(b"MONITOR\r\nCLIENT REPLY OFF\r\nPING\r\n");
+        raw.send(b"MONITOR\r\nCLIENT PAUSE 10\r\nPING\r\n");
         [raw.read_line(), raw.read_line(), raw.read_line()]
     })
     .await;
@@ -115,7 +115,7 @@ async fn commands_that_would_break_shared_connections_are_refused() {
     );
     assert!(
         lines[1].starts_with("-ERR"),
-        "CLIENT REPLY is refused: {}",
+        "CLIENT PAUSE is refused: {}",
         lines[1]
     );
     assert_eq!(lines[2], "+PONG\r\n");

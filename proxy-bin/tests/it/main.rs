@@ -10,6 +10,7 @@ mod bad_input;
 mod binary;
 mod cluster;
 mod failures;
+mod introspection;
 mod kafka;
 mod pairing;
 mod standalone;

@@ -25,6 +25,7 @@ mod kafka;
 mod local;
 mod pending;
 mod tenancy;
+mod transaction;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -304,6 +305,12 @@ impl Session {
                     Err(again) => self.pending.push_front(again),
                 }
             }
+            (Pending::Transaction(exec), FrontEvent::Reply(reply)) => {
+                match self.cluster_exec_reply(exec, reply) {
+                    Ok(bytes) => self.write_buffer.extend_from_slice(&bytes),
+                    Err(again) => self.pending.push_front(again),
+                }
+            }
             (Pending::Merge(merge), FrontEvent::Part(index, reply)) => {
                 match self.cluster_part_reply(merge, index, reply) {
                     Ok(bytes) => self.write_buffer.extend_from_slice(&bytes),
@@ -477,12 +484,20 @@ impl Session {
         self.flush_batch();
         if let Some(cluster) = &mut self.cluster {
             if cluster.in_transaction() {
-                let reply = self.queue_in_transaction(spec, request);
-                if let Some(reply) = reply {
-                    self.pending.push_back(reply);
+                if !matches!(spec.name, "quit" | "reset") {
+                    let reply = self.queue_in_transaction(spec, request);
+                    if let Some(reply) = reply {
+                        self.pending.push_back(reply);
+                    }
+                    return;
                 }
-                return;
+                // QUIT and RESET run at once inside MULTI, as in Redis; the transaction ends with them.
+                cluster.end_transaction();
             }
+        }
+        if let Some(reply) = transaction_command_without_state(spec) {
+            self.pending.push_back(Pending::Ready(reply));
+            return;
         }
         let needs_barrier = self.changes_connection(spec, &request);
         if needs_barrier && !self.pending.is_empty() {
@@ -556,6 +571,18 @@ fn convert_reply(reply: BackendReply, expect: Expect) -> Bytes {
             reply::error("ERR DB index is out of range")
         }
         (Err(error), _) => error.to_reply(),
+    }
+}
+
+/// On shared connections the client has no transaction and no WATCHed keys on the server (both move it to a
+/// dedicated connection, or, for a cluster MULTI, into the session), so EXEC, DISCARD and UNWATCH get Redis's
+/// replies for that state at once.
+fn transaction_command_without_state(spec: &CommandSpec) -> Option<Bytes> {
+    match spec.name {
+        "exec" => Some(transaction::TransactionError::ExecWithoutMulti.to_reply()),
+        "discard" => Some(transaction::TransactionError::DiscardWithoutMulti.to_reply()),
+        "unwatch" => Some(reply::ok()),
+        _ => None,
     }
 }
 

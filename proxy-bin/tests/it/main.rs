@@ -14,3 +14,4 @@ mod kafka;
 mod standalone;
 mod stateful;
 mod tenants;
+mod transactions;

@@ -809,7 +809,9 @@ impl Session {
             cluster.pool.request_refresh();
         }
         if exec.redirects >= MAX_REDIRECTS {
-            let text = String::from_utf8_lossy(&redirect[1..]).trim_end().to_owned();
+            let text = String::from_utf8_lossy(&redirect[1..])
+                .trim_end()
+                .to_owned();
             return Ok(reply::error(&format!(
                 "ERR too many cluster redirections (last: {text})"
             )));

@@ -119,6 +119,9 @@ struct Dedicated {
     aborted: bool,
     /// Keys are WATCHed (until EXEC, DISCARD or UNWATCH).
     watching: bool,
+    /// SELECT, HELLO or RESET went to this connection: its db or protocol may no longer be its endpoint's, so
+    /// it is not kept for reuse.
+    reconfigured: bool,
     /// A tenant with a key prefix: pushes (pub/sub messages) lose it.
     tenant: Option<std::sync::Arc<tenant_policy::Tenant>>,
 }
@@ -382,7 +385,13 @@ fn pubsub_frame(frame: &[u8]) -> Option<PubSubFrame> {
     };
     let kind = match items.first() {
         Some(Frame::Bulk(kind)) => kind.to_ascii_lowercase(),
-        _ => return if push { Some(PubSubFrame::Message) } else { None },
+        _ => {
+            return if push {
+                Some(PubSubFrame::Message)
+            } else {
+                None
+            }
+        }
     };
     let count = match items.get(2) {
         Some(Frame::Integer(count)) => Some(*count),
@@ -478,7 +487,7 @@ impl Session {
                     // Nothing left on the server for this client (a blocking command returned, a transaction
                     // ended): go back to shared connections, and keep this one for the next time.
                     if let Ok(stream) = backend_reader.reunite(backend_writer) {
-                        if backend_buffer.is_empty() {
+                        if backend_buffer.is_empty() && !dedicated.reconfigured {
                             self.spare_dedicated = Some(SpareConnection {
                                 address: endpoint.address.clone(),
                                 db: endpoint.db,
@@ -749,41 +758,11 @@ impl Session {
             ProxyHandling::Forward
             | ProxyHandling::Dedicated
             | ProxyHandling::DedicatedWhenBlocking => true,
+            ProxyHandling::Local if matches!(spec.name, "select" | "hello" | "reset") => {
+                dedicated.reconfigured = true;
+                self.mirror_connection_state(spec, request, dedicated)
+            }
             ProxyHandling::Local => match spec.name {
-                "select" if self.cluster.is_none() => {
-                    // A tenant stays in its own db here too.
-                    if let Some(tenant) = self.tenant() {
-                        let checked = tenant
-                            .check_select(self.pool.name(), request.arg(1).unwrap_or_default());
-                        if let Err(error) = checked {
-                            dedicated.refuse(error.to_reply(), &mut self.write_buffer);
-                            return false;
-                        }
-                    }
-                    if let Some(db) = request.arg(1).and_then(parse_u32) {
-                        self.db = db;
-                    }
-                    true
-                }
-                "hello" => {
-                    if request.args().any(|arg| arg.eq_ignore_ascii_case(b"AUTH")) {
-                        let reply = self.hello(spec, request);
-                        dedicated.queue_local(reply, &mut self.write_buffer);
-                        return false;
-                    }
-                    match request.arg(1) {
-                        Some(b"3") => self.resp3 = true,
-                        Some(b"2") => self.resp3 = false,
-                        _ => {}
-                    }
-                    true
-                }
-                "reset" => {
-                    self.db = 0;
-                    self.resp3 = false;
-                    self.name = None;
-                    true
-                }
                 // Sent on: Redis answers +OK after every reply owed, then closes the connection.
                 "quit" => {
                     self.closing = Some(SessionEnd::Quit);
@@ -797,6 +776,58 @@ impl Session {
             },
             _ => {
                 dedicated.refuse(unsupported(request), &mut self.write_buffer);
+                false
+            }
+        }
+    }
+
+    /// SELECT, HELLO and RESET on a dedicated connection: the backend keeps this state itself, so the request
+    /// goes on and the session mirrors it (HELLO with AUTH is answered here). Returns whether it goes on.
+    fn mirror_connection_state(
+        &mut self,
+        spec: &CommandSpec,
+        request: &Request,
+        dedicated: &mut Dedicated,
+    ) -> bool {
+        match spec.name {
+            "select" if self.cluster.is_none() => {
+                // A tenant stays in its own db here too.
+                if let Some(tenant) = self.tenant() {
+                    let checked =
+                        tenant.check_select(self.pool.name(), request.arg(1).unwrap_or_default());
+                    if let Err(error) = checked {
+                        dedicated.refuse(error.to_reply(), &mut self.write_buffer);
+                        return false;
+                    }
+                }
+                if let Some(db) = request.arg(1).and_then(parse_u32) {
+                    self.db = db;
+                }
+                true
+            }
+            "hello" => {
+                if request.args().any(|arg| arg.eq_ignore_ascii_case(b"AUTH")) {
+                    let reply = self.hello(spec, request);
+                    dedicated.queue_local(reply, &mut self.write_buffer);
+                    return false;
+                }
+                match request.arg(1) {
+                    Some(b"3") => self.resp3 = true,
+                    Some(b"2") => self.resp3 = false,
+                    _ => {}
+                }
+                true
+            }
+            "reset" => {
+                self.db = 0;
+                self.resp3 = false;
+                self.name = None;
+                true
+            }
+            // SELECT on a cluster pool.
+            _ => {
+                let reply = self.answer_session_command(spec, request);
+                dedicated.queue_local(reply, &mut self.write_buffer);
                 false
             }
         }

@@ -263,13 +263,7 @@ async fn differential(direct: String, proxy: String, tag: String, cases: u64) {
 async fn transactions_match_redis_on_a_standalone_pool() {
     let redis = redis_addr();
     let proxy = start_proxy(&redis).await;
-    differential(
-        redis,
-        proxy.local_addr.to_string(),
-        unique("txdiff"),
-        300,
-    )
-    .await;
+    differential(redis, proxy.local_addr.to_string(), unique("txdiff"), 300).await;
     proxy.shutdown().await;
 }
 
@@ -344,17 +338,40 @@ async fn refusals_abort(pool: &str) {
         let big = "x".repeat(300);
         let cases: Vec<(&str, Vec<Vec<&str>>, &str)> = vec![
             ("admin", vec![vec!["NO-SUCH-COMMAND", "x"]], "-ERR unknown"),
-            ("admin", vec![vec!["SET", &key]], "-ERR wrong number of arguments"),
+            (
+                "admin",
+                vec![vec!["SET", &key]],
+                "-ERR wrong number of arguments",
+            ),
             ("reader", vec![vec!["SET", &key, "w"]], "-NOPERM"),
-            ("pattern", vec![vec!["SET", "elsewhere", "w"]], "-ERR key 'elsewhere'"),
+            (
+                "pattern",
+                vec![vec!["SET", "elsewhere", "w"]],
+                "-ERR key 'elsewhere'",
+            ),
             ("small", vec![vec!["SET", &key, &big]], "-ERR request of"),
-            ("admin", vec![vec!["MONITOR"]], "-ERR unknown or unsupported command 'MONITOR'"),
-            ("admin", vec![vec!["CLIENT", "SETNAME", "n"]], "-ERR 'client setname' cannot"),
-            ("admin", vec![vec!["SUBSCRIBE", "c"]], "-ERR 'subscribe' cannot"),
+            (
+                "admin",
+                vec![vec!["MONITOR"]],
+                "-ERR unknown or unsupported command 'MONITOR'",
+            ),
+            (
+                "admin",
+                vec![vec!["CLIENT", "SETNAME", "n"]],
+                "-ERR 'client setname' cannot",
+            ),
+            (
+                "admin",
+                vec![vec!["SUBSCRIBE", "c"]],
+                "-ERR 'subscribe' cannot",
+            ),
         ];
         for (user, refused, error) in cases {
             let mut client = Resp::connect(&addr);
-            assert_eq!(client.command(&["AUTH", user, &format!("{user}-pw")]), "+OK\r\n");
+            assert_eq!(
+                client.command(&["AUTH", user, &format!("{user}-pw")]),
+                "+OK\r\n"
+            );
             // WATCH first (a dedicated connection on both pool kinds), or a plain MULTI.
             for watch in [false, true] {
                 if watch {
@@ -377,9 +394,16 @@ async fn refusals_abort(pool: &str) {
                     "{user} {refused:?} watch={watch}"
                 );
                 // Nothing was written, and no transaction is left open on the server.
-                assert_eq!(client.command(&["GET", &key]), "$-1\r\n", "{user} {refused:?}");
+                assert_eq!(
+                    client.command(&["GET", &key]),
+                    "$-1\r\n",
+                    "{user} {refused:?}"
+                );
                 assert_eq!(client.command(&["EXEC"]), "-ERR EXEC without MULTI\r\n");
-                assert_eq!(client.command(&["DISCARD"]), "-ERR DISCARD without MULTI\r\n");
+                assert_eq!(
+                    client.command(&["DISCARD"]),
+                    "-ERR DISCARD without MULTI\r\n"
+                );
             }
         }
     })
@@ -496,12 +520,17 @@ async fn redis_rs_connection_reused_after_pubsub_reaches_every_master() {
             {
                 let mut pubsub = connection.as_pubsub();
                 pubsub.subscribe(unique("pooled-chan")).unwrap();
-                pubsub.psubscribe(format!("{}*", unique("pooled-pat"))).unwrap();
+                pubsub
+                    .psubscribe(format!("{}*", unique("pooled-pat")))
+                    .unwrap();
             }
             for key in &keys {
-                let value: Option<String> = redis::cmd("GET").arg(key).query(&mut connection).unwrap_or_else(
-                    |error| panic!("round {round}, GET {key} after pub/sub: {error}"),
-                );
+                let value: Option<String> = redis::cmd("GET")
+                    .arg(key)
+                    .query(&mut connection)
+                    .unwrap_or_else(|error| {
+                        panic!("round {round}, GET {key} after pub/sub: {error}")
+                    });
                 assert_eq!(value, None);
             }
         }
@@ -563,5 +592,135 @@ async fn quit_on_a_dedicated_connection_answers_like_redis_cluster() {
     let proxy = start_cluster_proxy(&cluster_nodes(), "").await;
     let master = blocking(|| cluster_master_of_slot(cluster_router::key_slot(b"quit"))).await;
     quit_like_redis(master, proxy.local_addr.to_string()).await;
+    proxy.shutdown().await;
+}
+
+/// Cluster pools: a queued transaction whose slot is migrating (ASK) or has moved (MOVED) at EXEC is sent
+/// again whole where the slot is (after ASKING for ASK); the client gets EXEC's real reply, never a spurious
+/// EXECABORT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_transaction_follows_ask_and_moved() {
+    let cluster = blocking(|| OwnCluster::start(2000)).await;
+    let proxy = start_cluster_proxy(&cluster.addrs()[..1], "").await;
+    let addr = proxy.local_addr.to_string();
+    let addrs = cluster.addrs();
+    let source = cluster
+        .master_of_slot(cluster_router::key_slot(b"txmig"))
+        .unwrap();
+    blocking(move || {
+        let slot = cluster_router::key_slot(b"txmig").to_string();
+        let target = addrs
+            .iter()
+            .find(|a| **a != source && redis_cli_at(a, &["ROLE"]).starts_with("master"))
+            .unwrap()
+            .clone();
+        let mut client = Resp::connect(&addr);
+        assert_eq!(
+            client.command(&["SET", "{txmig}moved", "before"]),
+            "+OK\r\n"
+        );
+        let id_of = |addr: &str| redis_cli_at(addr, &["CLUSTER", "MYID"]).trim().to_owned();
+        let (source_id, target_id) = (id_of(&source), id_of(&target));
+        redis_cli_at(
+            &target,
+            &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id],
+        );
+        redis_cli_at(
+            &source,
+            &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id],
+        );
+        let (host, port) = target.rsplit_once(':').unwrap();
+        let migrated = redis_cli_at(
+            &source,
+            &[
+                "MIGRATE",
+                host,
+                port,
+                "",
+                "0",
+                "5000",
+                "KEYS",
+                "{txmig}moved",
+            ],
+        );
+        assert!(migrated.contains("OK"), "{migrated}");
+
+        // Migrating: the source answers ASK for every queued command (their keys are not there); the unit goes
+        // again to the target after ASKING. (Several different keys, some not there yet, would get Redis's
+        // TRYAGAIN from the target, as a cluster client talking to Redis gets it.)
+        let exec = |client: &mut Resp, commands: &[&[&str]]| {
+            assert_eq!(client.command(&["MULTI"]), "+OK\r\n");
+            for command in commands {
+                assert_eq!(client.command(command), "+QUEUED\r\n");
+            }
+            client.command(&["EXEC"])
+        };
+        let reply = exec(
+            &mut client,
+            &[&["GET", "{txmig}moved"], &["APPEND", "{txmig}moved", "+"]],
+        );
+        assert_eq!(reply, "*2\r\n$6\r\nbefore\r\n:7\r\n");
+        let reply = exec(
+            &mut client,
+            &[&["SET", "{txmig}new", "1"], &["INCR", "{txmig}new"]],
+        );
+        assert_eq!(reply, "*2\r\n+OK\r\n:2\r\n");
+        assert_eq!(client.command(&["GET", "{txmig}new"]), "$1\r\n2\r\n");
+
+        // Moved: the proxy's map still names the source, which answers MOVED.
+        for node in &addrs {
+            if redis_cli_at(node, &["ROLE"]).starts_with("master") {
+                redis_cli_at(node, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]);
+            }
+        }
+        let reply = exec(
+            &mut client,
+            &[&["INCR", "{txmig}count"], &["GET", "{txmig}moved"]],
+        );
+        assert_eq!(reply, "*2\r\n:1\r\n$7\r\nbefore+\r\n");
+        assert_eq!(redis_cli_at(&target, &["GET", "{txmig}count"]).trim(), "1");
+    })
+    .await;
+    proxy.shutdown().await;
+    drop(cluster);
+}
+
+/// A dedicated connection that was moved to another db (SELECT while WATCHing) is not reused as if it were
+/// still in its first db: a later transaction writes where the client's SELECT says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedicated_connection_moved_to_another_db_is_not_reused() {
+    let redis = redis_addr();
+    let proxy = start_proxy(&redis).await;
+    let addr = proxy.local_addr.to_string();
+    let key = unique("reused");
+    let replies = blocking({
+        let key = key.clone();
+        move || {
+            let mut client = Resp::connect(&addr);
+            let commands: [&[&str]; 8] = [
+                &["WATCH", &key],
+                &["SELECT", "5"],
+                &["UNWATCH"],
+                &["SELECT", "0"],
+                &["WATCH", &key],
+                &["MULTI"],
+                &["SET", &key, "db0"],
+                &["EXEC"],
+            ];
+            commands
+                .iter()
+                .map(|command| client.command(command))
+                .collect::<Vec<_>>()
+        }
+    })
+    .await;
+    assert_eq!(replies[7], "*1\r\n+OK\r\n", "{replies:?}");
+    let mut db0 = direct(&redis, 0).await;
+    let value: Option<String> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut db0)
+        .await
+        .unwrap();
+    assert_eq!(value.as_deref(), Some("db0"));
     proxy.shutdown().await;
 }

@@ -17,7 +17,8 @@
 //! - MULTI without WATCH: queued in the session (`+QUEUED`), then sent at EXEC as one unit
 //!   (`MULTI` ... `EXEC`, nothing else written in between) on a shared connection to the node of its keys. Keys
 //!   in more than one slot get `CROSSSLOT` when queued and make EXEC fail with `EXECABORT`, as queue-time errors
-//!   do in Redis.
+//!   do in Redis. Every reply of the unit is read: a MOVED or ASK for any queued command (Redis then discards the
+//!   transaction) sends the whole unit again to the named node, after `ASKING` for ASK.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -778,7 +779,7 @@ impl Session {
     /// so nothing ran and sending it again is safe; the client never sees the redirect nor a spurious EXECABORT.
     pub(super) fn cluster_exec_reply(
         &mut self,
-        exec: Box<ClusterExec>,
+        exec: ClusterExec,
         reply: BackendReply,
     ) -> Result<Bytes, Pending> {
         let bytes = match reply {

@@ -9,6 +9,11 @@
 //! In a cluster pool the connection goes to the node of the first command's keys (any master for SUBSCRIBE);
 //! later commands whose keys live on another node get `CROSSSLOT` instead of a MOVED the client could not follow.
 //!
+//! Inside MULTI, a command the proxy refuses itself (its own checks, tenant rules, a command it cannot queue)
+//! aborts the transaction as a queue-time error does in Redis: EXEC is sent as DISCARD, which ends the
+//! transaction and its WATCH on the server, and the client gets `EXECABORT`. QUIT goes to the backend, so the
+//! client gets every reply still owed, then Redis's `+OK`, then the connection closes.
+//!
 //! When the backend connection of a subscribed client breaks (a restart, a cluster failover), the session
 //! connects again (in a cluster, to a master of the refreshed map) and subscribes again to every channel and
 //! pattern, swallowing the confirmations, so the client keeps receiving messages. Any other lost dedicated

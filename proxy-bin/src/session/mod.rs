@@ -10,8 +10,10 @@
 //!   ([`local`]).
 //! - CLIENT SETNAME/GETNAME/ID are answered from the session.
 //! - MULTI/WATCH, blocking commands and SUBSCRIBE move the client to a backend connection of its own (a
-//!   dedicated connection) for the rest of its session ([`dedicated`]). In a cluster pool, a MULTI without WATCH
-//!   is instead queued in the session and sent at EXEC as one unit to the node of its keys ([`cluster`]).
+//!   dedicated connection) until the server holds no state for it any more ([`dedicated`]). In a cluster pool, a
+//!   MULTI without WATCH is instead queued in the session and sent at EXEC as one unit to the node of its keys
+//!   ([`cluster`]). Both follow Redis's transaction rules ([`transaction`]): a command refused while MULTI is
+//!   open, here or by Redis, makes EXEC fail with EXECABORT.
 //!
 //! Kafka commands (KPUSH, KPOP, KPARTITIONS, KOFFSET) and sessions on a Kafka pool are served by [`kafka`]: each
 //! command runs in a task of its own and its reply waits in the same queue, in request order.
@@ -306,7 +308,7 @@ impl Session {
                 }
             }
             (Pending::Transaction(exec), FrontEvent::Reply(reply)) => {
-                match self.cluster_exec_reply(exec, reply) {
+                match self.cluster_exec_reply(*exec, reply) {
                     Ok(bytes) => self.write_buffer.extend_from_slice(&bytes),
                     Err(again) => self.pending.push_front(again),
                 }

@@ -78,6 +78,8 @@ struct Owed {
     replies: usize,
     /// The request is a (un)subscription: its replies are subscription confirmations.
     pubsub: bool,
+    /// The request is an UNSUBSCRIBE, PUNSUBSCRIBE or SUNSUBSCRIBE: it may end every subscription.
+    unsubscribe: bool,
     /// With a spec, the reply's keys lose the tenant's prefix.
     rewrite: Option<&'static CommandSpec>,
     /// The client gets this instead of the backend's reply (EXEC of an aborted transaction, sent as DISCARD).
@@ -89,6 +91,7 @@ impl Owed {
         Owed {
             replies: 1,
             pubsub: false,
+            unsubscribe: false,
             rewrite,
             instead: None,
         }
@@ -279,6 +282,18 @@ impl Dedicated {
                 Slot::Local(reply) => out.extend_from_slice(&reply),
             }
         }
+    }
+
+    /// Whether more requests are taken on this connection now. Once the server holds no state for the client,
+    /// or may stop holding it (an UNSUBSCRIBE whose confirmation has not come back; Redis reports the count
+    /// that decides), requests wait until every reply owed has arrived: then the session knows whether they
+    /// run here or, as in Redis, like any client's on shared connections.
+    fn takes_requests(&self) -> bool {
+        let unsubscribing = self
+            .slots
+            .iter()
+            .any(|slot| matches!(slot, Slot::Backend(owed) if owed.unsubscribe));
+        self.slots.is_empty() || (self.holds_state() && !unsubscribing)
     }
 
     /// Whether the server holds state for this client that a shared connection could not carry.
@@ -511,7 +526,7 @@ impl Session {
             let mut handled = false;
             while self.closing.is_none()
                 && dedicated.slots.len() < max_pending
-                && (dedicated.holds_state() || dedicated.slots.is_empty())
+                && dedicated.takes_requests()
             {
                 match self.decoder.decode(&mut self.read_buffer) {
                     Ok(Some(request)) => {
@@ -531,7 +546,7 @@ impl Session {
             }
             let can_read = self.closing.is_none()
                 && dedicated.slots.len() < max_pending
-                && (dedicated.holds_state() || dedicated.slots.is_empty());
+                && dedicated.takes_requests();
             tokio::select! {
                 read = backend_reader.read_buf(&mut backend_buffer) => {
                     let read = match read {
@@ -719,6 +734,8 @@ impl Session {
         let mut owed = Owed::one(rewrite);
         owed.replies = dedicated.replies_owed(spec, &request);
         owed.pubsub = spec.class == CommandClass::PubSub && !dedicated.in_transaction;
+        owed.unsubscribe =
+            owed.pubsub && matches!(spec.name, "unsubscribe" | "punsubscribe" | "sunsubscribe");
         if spec.name == "exec" && dedicated.in_transaction && dedicated.aborted {
             // A command was refused while queued: Redis would discard the transaction at EXEC. DISCARD ends
             // it on the server (and its WATCH), and the client gets Redis's EXECABORT.

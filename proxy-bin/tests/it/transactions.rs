@@ -724,3 +724,47 @@ async fn dedicated_connection_moved_to_another_db_is_not_reused() {
     assert_eq!(value.as_deref(), Some("db0"));
     proxy.shutdown().await;
 }
+
+/// Pipelined pub/sub sequences, byte for byte as Redis answers them: confirmations, replies of commands sent
+/// while subscribed, the proxy's own replies in their place, and back to normal commands once every
+/// subscription ended. Each sequence ends with QUIT, so both sides are read until they close. Keys and shard
+/// channels carry the hash tag `{psq}`, which `direct` serves.
+async fn pubsub_like_redis(direct: String, proxy: String) {
+    blocking(move || {
+        let key = format!("{{psq}}:{}", unique("key"));
+        let sequences = [
+            format!("SUBSCRIBE c\r\nUNSUBSCRIBE c\r\nCLIENT GETNAME\r\nGET {key}\r\nQUIT\r\n"),
+            "SUBSCRIBE a b\r\nPSUBSCRIBE p*\r\nUNSUBSCRIBE\r\nPUNSUBSCRIBE\r\nPING\r\nQUIT\r\n"
+                .to_owned(),
+            format!(
+                "SSUBSCRIBE {{psq}}s\r\nSUBSCRIBE c\r\nUNSUBSCRIBE\r\nPING\r\nGET {key}\r\n\
+                 SUNSUBSCRIBE\r\nGET {key}\r\nQUIT\r\n"
+            ),
+            "UNSUBSCRIBE\r\nPUNSUBSCRIBE\r\nPING\r\nQUIT\r\n".to_owned(),
+            "SUBSCRIBE c c\r\nUNSUBSCRIBE\r\nECHO done\r\nQUIT\r\n".to_owned(),
+            "PSUBSCRIBE x* y*\r\nPUNSUBSCRIBE y* x* z*\r\nPING again\r\nQUIT\r\n".to_owned(),
+        ];
+        for sequence in sequences {
+            let direct_bytes = exchange_until_closed(&direct, sequence.as_bytes());
+            let proxied_bytes = exchange_until_closed(&proxy, sequence.as_bytes());
+            assert_eq!(proxied_bytes, direct_bytes, "{sequence:?}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_sequences_answer_like_redis_standalone() {
+    let redis = redis_addr();
+    let proxy = start_proxy(&redis).await;
+    pubsub_like_redis(redis, proxy.local_addr.to_string()).await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_sequences_answer_like_redis_cluster() {
+    let proxy = start_cluster_proxy(&cluster_nodes(), "").await;
+    let master = blocking(|| cluster_master_of_slot(cluster_router::key_slot(b"psq"))).await;
+    pubsub_like_redis(master, proxy.local_addr.to_string()).await;
+    proxy.shutdown().await;
+}

@@ -787,7 +787,7 @@ impl Session {
             Err(error) => return Ok(self.finish_reply(Err(error))),
         };
         let expected = exec.commands + usize::from(exec.asking);
-        let mut frames = match split_replies(&bytes, &Limits::default()) {
+        let mut frames = match split_replies(&bytes, &super::backend_reply_limits()) {
             Ok(frames) if frames.len() == expected => frames,
             _ => return Ok(reply::error("ERR rkproxy could not read a backend reply")),
         };

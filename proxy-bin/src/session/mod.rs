@@ -588,6 +588,15 @@ fn transaction_command_without_state(spec: &CommandSpec) -> Option<Bytes> {
     }
 }
 
+/// Limits for framing backend replies: any nesting Redis produces passes through (a Lua script can return
+/// arrays thousands deep); the nesting limit is for client requests.
+fn backend_reply_limits() -> resp_codec::Limits {
+    resp_codec::Limits {
+        max_depth: usize::MAX,
+        ..resp_codec::Limits::default()
+    }
+}
+
 /// The reply for a command the table knows but rkproxy does not serve.
 fn unsupported(request: &Request) -> Bytes {
     Bytes::from(CommandError::unsupported(request).to_reply())

@@ -7,14 +7,18 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use resp_codec::{parse_frame, Limits};
+use bytes::BytesMut;
+use resp_codec::{Limits, ReplyDecoder};
+use tokio_util::codec::Decoder;
 
 use crate::support::*;
 
 /// A blocking RESP connection that reads one complete reply per command.
 struct Resp {
     stream: TcpStream,
-    buffer: Vec<u8>,
+    buffer: BytesMut,
+    /// Frames replies of any depth (a Lua script can return arrays thousands deep).
+    decoder: ReplyDecoder,
 }
 
 impl Resp {
@@ -25,7 +29,11 @@ impl Resp {
             .unwrap();
         Resp {
             stream,
-            buffer: Vec::new(),
+            buffer: BytesMut::new(),
+            decoder: ReplyDecoder::new(Limits {
+                max_depth: usize::MAX,
+                ..Limits::default()
+            }),
         }
     }
 
@@ -49,8 +57,11 @@ impl Resp {
     /// One complete reply frame, as text.
     fn reply(&mut self) -> String {
         loop {
-            if let Ok(Some((_, used))) = parse_frame(&self.buffer, &Limits::default()) {
-                let frame: Vec<u8> = self.buffer.drain(..used).collect();
+            if let Some(frame) = self
+                .decoder
+                .decode(&mut self.buffer)
+                .expect("a valid reply")
+            {
                 return String::from_utf8_lossy(&frame).into_owned();
             }
             let mut chunk = [0u8; 16 * 1024];
@@ -62,7 +73,7 @@ impl Resp {
 
     /// Every byte until the peer closes the connection.
     fn until_closed(&mut self) -> String {
-        let mut rest = std::mem::take(&mut self.buffer);
+        let mut rest = self.buffer.split().to_vec();
         self.stream.read_to_end(&mut rest).expect("closed in time");
         String::from_utf8_lossy(&rest).into_owned()
     }
@@ -778,5 +789,33 @@ async fn pubsub_sequences_answer_like_redis_cluster() {
     let proxy = start_cluster_proxy(&cluster_nodes(), "").await;
     let master = blocking(|| cluster_master_of_slot(cluster_router::key_slot(b"psq"))).await;
     pubsub_like_redis(master, proxy.local_addr.to_string()).await;
+    proxy.shutdown().await;
+}
+
+/// A reply nested thousands deep (a Lua table that contains itself) inside EXEC's array passes through a
+/// dedicated connection unchanged; the nesting limit is for client requests only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_reply_inside_exec_passes_through_a_dedicated_connection() {
+    let redis = redis_addr();
+    let proxy = start_proxy(&redis).await;
+    let addr = proxy.local_addr.to_string();
+    blocking(move || {
+        let script = "local a = {}; local b = {a}; a[1] = b; return a";
+        let run = |addr: &str| {
+            let mut client = Resp::connect(addr);
+            let replies = [
+                client.command(&["MULTI"]),
+                client.command(&["EVAL", script, "0"]),
+                client.command(&["EXEC"]),
+                client.command(&["PING"]),
+            ];
+            replies
+        };
+        let direct_replies = run(&redis);
+        let proxied_replies = run(&addr);
+        assert!(direct_replies[2].len() > 1000, "{:?}", direct_replies[2]);
+        assert_eq!(proxied_replies, direct_replies);
+    })
+    .await;
     proxy.shutdown().await;
 }

@@ -803,13 +803,12 @@ async fn deep_reply_inside_exec_passes_through_a_dedicated_connection() {
         let script = "local a = {}; local b = {a}; a[1] = b; return a";
         let run = |addr: &str| {
             let mut client = Resp::connect(addr);
-            let replies = [
+            [
                 client.command(&["MULTI"]),
                 client.command(&["EVAL", script, "0"]),
                 client.command(&["EXEC"]),
                 client.command(&["PING"]),
-            ];
-            replies
+            ]
         };
         let direct_replies = run(&redis);
         let proxied_replies = run(&addr);

@@ -818,3 +818,42 @@ async fn deep_reply_inside_exec_passes_through_a_dedicated_connection() {
     .await;
     proxy.shutdown().await;
 }
+
+/// A cluster transaction of a thousand commands: EXEC's reply is its own array, and a client sharing the
+/// backend connection meanwhile gets its own replies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_cluster_transaction_gets_its_own_reply() {
+    let proxy = start_cluster_proxy(&cluster_nodes(), "").await;
+    let addr = proxy.local_addr.to_string();
+    blocking(move || {
+        let tag = unique("bigtx");
+        let counter = format!("{{{tag}}}:count");
+        let mine = format!("{{{tag}}}:mine");
+        let mut neighbour = Resp::connect(&addr);
+        assert_eq!(neighbour.command(&["SET", &mine, "neighbour"]), "+OK\r\n");
+        let mut client = Resp::connect(&addr);
+        let mut pipeline = String::from("MULTI\r\n");
+        for _ in 0..1000 {
+            pipeline.push_str(&format!("INCR {counter}\r\n"));
+        }
+        pipeline.push_str("EXEC\r\n");
+        client.send_raw(pipeline.as_bytes());
+        for _ in 0..50 {
+            neighbour.send(&["GET", &mine]);
+        }
+        assert_eq!(client.reply(), "+OK\r\n");
+        for _ in 0..1000 {
+            assert_eq!(client.reply(), "+QUEUED\r\n");
+        }
+        let mut expected = String::from("*1000\r\n");
+        for value in 1..=1000 {
+            expected.push_str(&format!(":{value}\r\n"));
+        }
+        assert_eq!(client.reply(), expected);
+        for _ in 0..50 {
+            assert_eq!(neighbour.reply(), "$9\r\nneighbour\r\n");
+        }
+    })
+    .await;
+    proxy.shutdown().await;
+}

@@ -576,10 +576,12 @@ async fn quit_like_redis(direct: String, proxy: String) {
     blocking(move || {
         let list = format!("{{quit}}:{}", unique("list"));
         let key = format!("{{quit}}:{}", unique("key"));
+        // Channel and pattern names no other test publishes to.
+        let c = unique("quitchan");
         let sequences = [
-            "SUBSCRIBE quitchan\r\nQUIT\r\n".to_owned(),
-            "SUBSCRIBE quitchan other\r\nPSUBSCRIBE quitpat*\r\nQUIT\r\n".to_owned(),
-            "SUBSCRIBE quitchan\r\nUNSUBSCRIBE\r\nQUIT\r\n".to_owned(),
+            format!("SUBSCRIBE {c}\r\nQUIT\r\n"),
+            format!("SUBSCRIBE {c} {c}other\r\nPSUBSCRIBE {c}pat*\r\nQUIT\r\n"),
+            format!("SUBSCRIBE {c}\r\nUNSUBSCRIBE\r\nQUIT\r\n"),
             format!("MULTI\r\nSET {key} 1\r\nQUIT\r\n"),
             format!("WATCH {key}\r\nQUIT\r\n"),
             format!("BLPOP {list} 0.2\r\nQUIT\r\n"),
@@ -593,9 +595,7 @@ async fn quit_like_redis(direct: String, proxy: String) {
         }
         // Subscribing, then QUIT once the confirmation came back.
         let mut client = Resp::connect(&proxy);
-        assert!(client
-            .command(&["SUBSCRIBE", "quitchan"])
-            .contains("subscribe"));
+        assert!(client.command(&["SUBSCRIBE", &c]).contains("subscribe"));
         assert_eq!(client.command(&["QUIT"]), "+OK\r\n");
         assert_eq!(client.until_closed(), "");
     })
@@ -755,17 +755,23 @@ async fn dedicated_connection_moved_to_another_db_is_not_reused() {
 async fn pubsub_like_redis(direct: String, proxy: String) {
     blocking(move || {
         let key = format!("{{psq}}:{}", unique("key"));
+        // Channel and pattern names no other test publishes to.
+        let c = unique("psc");
         let sequences = [
-            format!("SUBSCRIBE c\r\nUNSUBSCRIBE c\r\nCLIENT GETNAME\r\nGET {key}\r\nQUIT\r\n"),
-            "SUBSCRIBE a b\r\nPSUBSCRIBE p*\r\nUNSUBSCRIBE\r\nPUNSUBSCRIBE\r\nPING\r\nQUIT\r\n"
-                .to_owned(),
+            format!("SUBSCRIBE {c}\r\nUNSUBSCRIBE {c}\r\nCLIENT GETNAME\r\nGET {key}\r\nQUIT\r\n"),
             format!(
-                "SSUBSCRIBE {{psq}}s\r\nSUBSCRIBE c\r\nUNSUBSCRIBE\r\nPING\r\nGET {key}\r\n\
+                "SUBSCRIBE {c}a {c}b\r\nPSUBSCRIBE {c}p*\r\nUNSUBSCRIBE\r\nPUNSUBSCRIBE\r\nPING\r\n\
+                 QUIT\r\n"
+            ),
+            format!(
+                "SSUBSCRIBE {{psq}}{c}\r\nSUBSCRIBE {c}\r\nUNSUBSCRIBE\r\nPING\r\nGET {key}\r\n\
                  SUNSUBSCRIBE\r\nGET {key}\r\nQUIT\r\n"
             ),
             "UNSUBSCRIBE\r\nPUNSUBSCRIBE\r\nPING\r\nQUIT\r\n".to_owned(),
-            "SUBSCRIBE c c\r\nUNSUBSCRIBE\r\nECHO done\r\nQUIT\r\n".to_owned(),
-            "PSUBSCRIBE x* y*\r\nPUNSUBSCRIBE y* x* z*\r\nPING again\r\nQUIT\r\n".to_owned(),
+            format!("SUBSCRIBE {c} {c}\r\nUNSUBSCRIBE\r\nECHO done\r\nQUIT\r\n"),
+            format!(
+                "PSUBSCRIBE {c}x* {c}y*\r\nPUNSUBSCRIBE {c}y* {c}x* {c}z*\r\nPING again\r\nQUIT\r\n"
+            ),
         ];
         for sequence in sequences {
             let direct_bytes = exchange_until_closed(&direct, sequence.as_bytes());

@@ -18,13 +18,14 @@
 //! - MULTI without WATCH: queued in the session (`+QUEUED`), then sent at EXEC as one unit
 //!   (`MULTI` ... `EXEC`, nothing else written in between) on a shared connection to the node of its keys. Keys
 //!   in more than one slot get `CROSSSLOT` when queued and make EXEC fail with `EXECABORT`, as queue-time errors
-//!   do in Redis.
+//!   do in Redis. Every reply of the unit is read: a MOVED or ASK for any queued command (Redis then discards the
+//!   transaction) sends the whole unit again to the named node, after `ASKING` for ASK.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use cluster_router::commands::{CommandSpec, MergePolicy, ProxyHandling};
+use cluster_router::commands::{CommandSpec, MergePolicy};
 use cluster_router::merge::merge_replies;
 use cluster_router::plan::{route, RouteError, RoutePlan, SplitPart};
 use cluster_router::redirect::{parse_redirect, RedirectKind};
@@ -35,7 +36,8 @@ use resp_codec::{
 };
 use tokio_util::codec::Decoder;
 
-use super::pending::{Combine, Expect, Merge, Part, Pending, Pipeline, PipelinePart, Routed};
+use super::pending::{ClusterExec, Combine, Merge, Part, Pending, Pipeline, PipelinePart, Routed};
+use super::transaction::{self, TransactionError};
 use super::Session;
 use crate::backend::{BackendReply, SharedConnection};
 use crate::cluster::{ClusterPool, Topology};
@@ -723,20 +725,18 @@ impl Session {
         let (id, resp3) = (self.id, self.resp3);
         let cluster = self.cluster.as_mut()?;
         let transaction = cluster.transaction.as_mut()?;
-        let refuse = |transaction: &mut Transaction, text: &str| {
+        // A queue-time error: answered at once, and EXEC then fails with EXECABORT, as in Redis.
+        let refuse = |transaction: &mut Transaction, reply: Bytes| {
             transaction.failed = true;
-            Some(Pending::Ready(reply::error(text)))
+            Some(Pending::Ready(reply))
         };
         match spec.name {
-            "multi" => {
-                return Some(Pending::Ready(reply::error(
-                    "ERR MULTI calls can not be nested",
-                )))
-            }
+            // Errors that do not abort the transaction, as in Redis.
+            "multi" => return Some(Pending::Ready(TransactionError::NestedMulti.to_reply())),
             "watch" => {
-                return Some(Pending::Ready(reply::error(
-                    "ERR WATCH inside MULTI is not allowed",
-                )))
+                return Some(Pending::Ready(
+                    TransactionError::WatchInsideMulti.to_reply(),
+                ))
             }
             "discard" => {
                 cluster.transaction = None;
@@ -744,78 +744,150 @@ impl Session {
             }
             "exec" => {
                 let transaction = cluster.transaction.take()?;
-                if transaction.failed {
-                    return Some(Pending::Ready(reply::error(
-                        "EXECABORT Transaction discarded because of previous errors.",
-                    )));
-                }
-                if transaction.count == 0 {
-                    return Some(Pending::Ready(Bytes::from_static(b"*0\r\n")));
-                }
-                let node = match transaction.slot {
-                    Some(slot) => cluster.topology.map.master_for_slot(slot).cloned(),
-                    None => cluster.any_master(id),
-                };
-                let Some(node) = node else {
-                    return Some(Pending::Ready(no_topology(&cluster.pool)));
-                };
-                let mut batch = BytesMut::with_capacity(transaction.commands.len() + 32);
-                batch.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
-                batch.extend_from_slice(&transaction.commands);
-                batch.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
-                let receiver = cluster
-                    .connection(&node, false, id, resp3)
-                    .send_batch(batch.freeze(), transaction.count + 2);
-                return Some(Pending::Waiting(receiver, Expect::Forward));
+                return Some(cluster.send_transaction(transaction, id, resp3));
             }
             _ => {}
         }
-        if !matches!(
-            spec.proxy,
-            ProxyHandling::Forward
-                | ProxyHandling::Dedicated
-                | ProxyHandling::DedicatedWhenBlocking
-        ) {
-            return refuse(
-                transaction,
-                &format!(
-                    "ERR '{}' cannot be queued in a transaction through rkproxy",
-                    spec.name.replace('|', " ")
-                ),
-            );
+        if !transaction::queueable(spec) {
+            return refuse(transaction, transaction::refusal(spec, &request));
         }
+        let crossslot = || reply::error("CROSSSLOT Keys in request don't hash to the same slot");
         match route(spec, &request, &cluster.topology.map) {
             Ok(RoutePlan::Slot(slot)) => match transaction.slot {
-                Some(first) if first != slot => {
-                    return refuse(
-                        transaction,
-                        "CROSSSLOT Keys in request don't hash to the same slot",
-                    )
-                }
+                Some(first) if first != slot => return refuse(transaction, crossslot()),
                 _ => transaction.slot = Some(slot),
             },
             Ok(RoutePlan::Keyless) => {}
-            Ok(_) => {
-                return refuse(
-                    transaction,
-                    "CROSSSLOT Keys in request don't hash to the same slot",
-                )
-            }
-            Err(error) => {
-                transaction.failed = true;
-                return Some(Pending::Ready(Bytes::from(error.to_reply())));
-            }
+            Ok(_) => return refuse(transaction, crossslot()),
+            Err(error) => return refuse(transaction, Bytes::from(error.to_reply())),
         }
         transaction.commands.extend_from_slice(request.raw());
         transaction.count += 1;
         Some(Pending::Ready(reply::simple("QUEUED")))
     }
 
-    /// A command that failed lookup inside a cluster MULTI makes EXEC fail, as in Redis.
+    /// A command refused while a cluster MULTI is open makes EXEC fail, as in Redis.
     pub(super) fn fail_transaction(&mut self) {
         if let Some(transaction) = self.cluster.as_mut().and_then(|c| c.transaction.as_mut()) {
             transaction.failed = true;
         }
+    }
+
+    /// The reply to a transaction unit: EXEC's reply, or (MOVED/ASK for any queued command, or for EXEC) the
+    /// whole unit goes again to the named node. Redis discards a transaction in which a command was redirected,
+    /// so nothing ran and sending it again is safe; the client never sees the redirect nor a spurious EXECABORT.
+    pub(super) fn cluster_exec_reply(
+        &mut self,
+        exec: ClusterExec,
+        reply: BackendReply,
+    ) -> Result<Bytes, Pending> {
+        let bytes = match reply {
+            Ok(bytes) => bytes,
+            Err(error) => return Ok(self.finish_reply(Err(error))),
+        };
+        let expected = exec.commands + usize::from(exec.asking);
+        let mut frames = match split_replies(&bytes, &super::backend_reply_limits()) {
+            Ok(frames) if frames.len() == expected => frames,
+            _ => return Ok(reply::error("ERR rkproxy could not read a backend reply")),
+        };
+        let redirect = frames
+            .iter()
+            .skip(usize::from(exec.asking))
+            .find(|frame| frame.starts_with(b"-MOVED ") || frame.starts_with(b"-ASK "))
+            .cloned();
+        let Some(redirect) = redirect else {
+            return Ok(frames.pop().unwrap_or_default());
+        };
+        let (id, resp3) = (self.id, self.resp3);
+        let Some(cluster) = self.cluster.as_mut() else {
+            return Ok(redirect);
+        };
+        let Some(parsed) = parse_redirect(&redirect) else {
+            return Ok(redirect);
+        };
+        if parsed.kind == RedirectKind::Moved {
+            cluster.pool.request_refresh();
+        }
+        if exec.redirects >= MAX_REDIRECTS {
+            let text = String::from_utf8_lossy(&redirect[1..])
+                .trim_end()
+                .to_owned();
+            return Ok(reply::error(&format!(
+                "ERR too many cluster redirections (last: {text})"
+            )));
+        }
+        let target = parsed.target_addr(&exec.node);
+        let asking = parsed.kind == RedirectKind::Ask;
+        let receiver = cluster.send_unit(&target, &exec.unit, exec.commands, asking, id, resp3);
+        Err(Pending::Transaction(Box::new(ClusterExec {
+            receiver,
+            unit: exec.unit,
+            commands: exec.commands,
+            asking,
+            node: Arc::new(target),
+            redirects: exec.redirects + 1,
+        })))
+    }
+}
+
+impl ClusterSession {
+    /// EXEC of a queued transaction: EXECABORT after a queue-time error, `*0` when empty, otherwise the unit
+    /// (`MULTI` ... `EXEC`) goes to the master of its slot.
+    fn send_transaction(&mut self, transaction: Transaction, id: u64, resp3: bool) -> Pending {
+        if transaction.failed {
+            return Pending::Ready(TransactionError::ExecAbort.to_reply());
+        }
+        if transaction.count == 0 {
+            return Pending::Ready(Bytes::from_static(b"*0\r\n"));
+        }
+        let node = match transaction.slot {
+            Some(slot) => self.topology.map.master_for_slot(slot).cloned(),
+            None => self.any_master(id),
+        };
+        let Some(node) = node else {
+            return Pending::Ready(no_topology(&self.pool));
+        };
+        let mut unit = BytesMut::with_capacity(transaction.commands.len() + 32);
+        unit.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
+        unit.extend_from_slice(&transaction.commands);
+        unit.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
+        let unit = unit.freeze();
+        let commands = transaction.count + 2;
+        let receiver = self.send_unit(&node, &unit, commands, false, id, resp3);
+        Pending::Transaction(Box::new(ClusterExec {
+            receiver,
+            unit,
+            commands,
+            asking: false,
+            node: Arc::new(node),
+            redirects: 0,
+        }))
+    }
+
+    /// Writes a transaction unit to `node` (after `ASKING`: Redis keeps the ASKING flag for the whole MULTI
+    /// block) and asks for every reply.
+    fn send_unit(
+        &mut self,
+        node: &NodeAddr,
+        unit: &Bytes,
+        commands: usize,
+        asking: bool,
+        id: u64,
+        resp3: bool,
+    ) -> tokio::sync::oneshot::Receiver<BackendReply> {
+        let connection = self.connection(node, false, id, resp3);
+        if !asking {
+            return connection.send_many(unit.clone(), commands);
+        }
+        let mut both = BytesMut::with_capacity(unit.len() + 20);
+        both.extend_from_slice(b"*1\r\n$6\r\nASKING\r\n");
+        both.extend_from_slice(unit);
+        connection.send_many(both.freeze(), commands + 1)
+    }
+
+    /// Ends an open MULTI (QUIT or RESET inside it).
+    pub(super) fn end_transaction(&mut self) {
+        self.transaction = None;
     }
 }
 

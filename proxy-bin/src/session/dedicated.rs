@@ -9,6 +9,11 @@
 //! In a cluster pool the connection goes to the node of the first command's keys (any master for SUBSCRIBE);
 //! later commands whose keys live on another node get `CROSSSLOT` instead of a MOVED the client could not follow.
 //!
+//! Inside MULTI, a command the proxy refuses itself (its own checks, tenant rules, a command it cannot queue)
+//! aborts the transaction as a queue-time error does in Redis: EXEC is sent as DISCARD, which ends the
+//! transaction and its WATCH on the server, and the client gets `EXECABORT`. QUIT goes to the backend, so the
+//! client gets every reply still owed, then Redis's `+OK`, then the connection closes.
+//!
 //! When the backend connection of a subscribed client breaks (a restart, a cluster failover), the session
 //! connects again (in a cluster, to a master of the refreshed map) and subscribes again to every channel and
 //! pattern, swallowing the confirmations, so the client keeps receiving messages. Any other lost dedicated
@@ -18,7 +23,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use cluster_router::commands::{self, CommandSpec, ProxyHandling};
+use cluster_router::commands::{self, CommandClass, CommandSpec, ProxyHandling};
 use cluster_router::plan::{route, RoutePlan};
 use cluster_router::topology::NodeAddr;
 use resp_codec::{encode_command, parse_frame, Frame, Limits, ReplyDecoder, Request};
@@ -27,6 +32,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::Decoder;
 use tracing::{debug, info};
 
+use super::tenancy::Verdict;
+use super::transaction::{self, TransactionError};
 use super::{parse_u32, unsupported, PoolHandle, Session, SessionEnd, Step};
 use crate::backend::{connect, BackendError, Endpoint};
 use crate::reply;
@@ -59,17 +66,54 @@ const RESUBSCRIBE_WINDOW: Duration = Duration::from_secs(15);
 
 /// A reply owed to the client on a dedicated connection.
 enum Slot {
-    /// The backend owes it; with a spec, the reply's keys lose the tenant's prefix.
-    Backend(Option<&'static CommandSpec>),
+    /// The backend owes replies for one request.
+    Backend(Owed),
     /// The proxy's own reply, waiting behind earlier backend replies.
     Local(Bytes),
 }
 
+/// What the backend owes for one request.
+struct Owed {
+    /// How many replies: one, or one per channel for SUBSCRIBE and friends. An error ends the request early.
+    replies: usize,
+    /// The request is a (un)subscription: its replies are subscription confirmations.
+    pubsub: bool,
+    /// The request is an UNSUBSCRIBE, PUNSUBSCRIBE or SUNSUBSCRIBE: it may end every subscription.
+    unsubscribe: bool,
+    /// With a spec, the reply's keys lose the tenant's prefix.
+    rewrite: Option<&'static CommandSpec>,
+    /// The client gets this instead of the backend's reply (EXEC of an aborted transaction, sent as DISCARD).
+    instead: Option<Bytes>,
+}
+
+impl Owed {
+    fn one(rewrite: Option<&'static CommandSpec>) -> Owed {
+        Owed {
+            replies: 1,
+            pubsub: false,
+            unsubscribe: false,
+            rewrite,
+            instead: None,
+        }
+    }
+}
+
 /// Reply bookkeeping and subscriptions on a dedicated connection.
+///
+/// Every request sent to the backend owes a known number of replies (its slot), subscribed or not; pub/sub
+/// messages are told apart from replies by their kind and pass through as they come. So the session always
+/// knows when every reply has arrived, and can go back to shared connections once the server holds no state
+/// for the client: no transaction, no WATCH, and a subscription count of 0 as reported by Redis.
 #[derive(Default)]
 struct Dedicated {
     slots: VecDeque<Slot>,
+    /// Redis reported a subscription count above 0 (channels and patterns, or shard channels).
     subscribed: bool,
+    /// The last counts Redis reported: channels and patterns (SUBSCRIBE, PSUBSCRIBE and their UNSUBSCRIBE),
+    /// and shard channels (SSUBSCRIBE, SUNSUBSCRIBE). Redis leaves pub/sub mode when both are 0.
+    channel_count: i64,
+    shard_count: i64,
+    /// What the client asked to subscribe to, to subscribe again after a reconnect.
     channels: BTreeSet<Bytes>,
     patterns: BTreeSet<Bytes>,
     shard_channels: BTreeSet<Bytes>,
@@ -79,10 +123,27 @@ struct Dedicated {
     node: Option<NodeAddr>,
     /// Inside MULTI ... EXEC/DISCARD.
     in_transaction: bool,
+    /// A command was refused while queued: EXEC is sent as DISCARD and answered with EXECABORT, as Redis does.
+    aborted: bool,
     /// Keys are WATCHed (until EXEC, DISCARD or UNWATCH).
     watching: bool,
+    /// SELECT, HELLO or RESET went to this connection: its db or protocol may no longer be its endpoint's, so
+    /// it is not kept for reuse.
+    reconfigured: bool,
     /// A tenant with a key prefix: pushes (pub/sub messages) lose it.
     tenant: Option<std::sync::Arc<tenant_policy::Tenant>>,
+}
+
+/// A pub/sub frame from the backend.
+enum PubSubFrame {
+    /// A message (or any other RESP3 push) that answers no request.
+    Message,
+    /// A (un)subscribe confirmation with the count Redis reports; `shard` for SSUBSCRIBE/SUNSUBSCRIBE.
+    Confirmation {
+        subscribe: bool,
+        shard: bool,
+        count: i64,
+    },
 }
 
 impl Dedicated {
@@ -94,38 +155,82 @@ impl Dedicated {
         }
     }
 
-    fn backend_frame(&mut self, frame: Bytes, out: &mut BytesMut) {
-        if self.swallow > 0 && is_subscription_confirmation(&frame) {
-            self.swallow -= 1;
-            return;
+    /// A command the proxy refuses itself; inside MULTI this aborts the transaction, as in Redis.
+    fn refuse(&mut self, reply: Bytes, out: &mut BytesMut) {
+        if self.in_transaction {
+            self.aborted = true;
         }
-        if self.subscribed {
-            // Pushes and subscription confirmations do not pair with requests.
-            self.slots.retain(|slot| matches!(slot, Slot::Local(_)));
-            let frame = match &self.tenant {
-                Some(tenant) if tenant.key_prefix().is_some() => {
-                    match parse_frame(&frame, &Limits::default()) {
-                        Ok(Some((parsed, _))) => tenant.rewrite_push(parsed).to_bytes(),
-                        _ => frame,
-                    }
-                }
-                _ => frame,
-            };
-            out.extend_from_slice(&frame);
-        } else if let Some(Slot::Backend(rewrite)) = self.slots.front() {
-            let frame = match (rewrite, &self.tenant) {
-                (Some(spec), Some(tenant)) if frame.first() != Some(&b'-') => {
-                    match parse_frame(&frame, &Limits::default()) {
-                        Ok(Some((parsed, _))) => tenant.rewrite_reply(spec, parsed).to_bytes(),
-                        _ => frame,
-                    }
-                }
-                _ => frame,
-            };
-            out.extend_from_slice(&frame);
-            self.slots.pop_front();
+        self.queue_local(reply, out);
+    }
+
+    /// Whether this frame may be a pub/sub frame (and is worth parsing to find out).
+    fn may_be_pubsub(&self, frame: &[u8]) -> bool {
+        match frame.first() {
+            Some(b'>') => true,
+            Some(b'*') => {
+                self.subscribed
+                    || matches!(self.slots.front(), Some(Slot::Backend(owed)) if owed.pubsub)
+            }
+            _ => false,
+        }
+    }
+
+    fn backend_frame(&mut self, frame: Bytes, out: &mut BytesMut) {
+        let pubsub = if self.may_be_pubsub(&frame) {
+            pubsub_frame(&frame)
         } else {
-            out.extend_from_slice(&frame);
+            None
+        };
+        match pubsub {
+            Some(PubSubFrame::Message) => {
+                // Pushes answer no request: they pass through at once, local replies stay queued.
+                out.extend_from_slice(&self.rewrite_push(frame));
+                return;
+            }
+            Some(PubSubFrame::Confirmation {
+                subscribe,
+                shard,
+                count,
+            }) => {
+                if shard {
+                    self.shard_count = count;
+                } else {
+                    self.channel_count = count;
+                }
+                self.subscribed = self.channel_count > 0 || self.shard_count > 0;
+                if subscribe && self.swallow > 0 {
+                    self.swallow -= 1;
+                    return;
+                }
+            }
+            None => {}
+        }
+        let is_error = frame.first() == Some(&b'-');
+        let bytes = match self.slots.front() {
+            Some(Slot::Backend(owed)) => match (&owed.instead, &pubsub) {
+                (Some(instead), _) => instead.clone(),
+                (None, Some(_)) => self.rewrite_push(frame),
+                (None, None) => self.rewrite_reply(owed.rewrite, frame, is_error),
+            },
+            // Nothing owed (cannot happen while every request has its slot): pass it on rather than drop it.
+            _ => frame,
+        };
+        out.extend_from_slice(&bytes);
+        if let Some(Slot::Backend(owed)) = self.slots.front_mut() {
+            owed.replies = owed.replies.saturating_sub(1);
+            if owed.replies == 0 || is_error {
+                let pubsub_request = owed.pubsub;
+                self.slots.pop_front();
+                if pubsub_request && is_error {
+                    // A refused subscription: subscribed only if Redis said so, or another one is on its way.
+                    self.subscribed = self.channel_count > 0
+                        || self.shard_count > 0
+                        || self
+                            .slots
+                            .iter()
+                            .any(|slot| matches!(slot, Slot::Backend(owed) if owed.pubsub));
+                }
+            }
         }
         while let Some(Slot::Local(_)) = self.slots.front() {
             if let Some(Slot::Local(local)) = self.slots.pop_front() {
@@ -134,22 +239,115 @@ impl Dedicated {
         }
     }
 
+    /// A pub/sub frame loses the tenant's key prefix in channel names.
+    fn rewrite_push(&self, frame: Bytes) -> Bytes {
+        match &self.tenant {
+            Some(tenant) if tenant.key_prefix().is_some() => {
+                match parse_frame(&frame, &Limits::default()) {
+                    Ok(Some((parsed, _))) => tenant.rewrite_push(parsed).to_bytes(),
+                    _ => frame,
+                }
+            }
+            _ => frame,
+        }
+    }
+
+    /// A reply's keys lose the tenant's prefix.
+    fn rewrite_reply(
+        &self,
+        rewrite: Option<&'static CommandSpec>,
+        frame: Bytes,
+        is_error: bool,
+    ) -> Bytes {
+        match (rewrite, &self.tenant) {
+            (Some(spec), Some(tenant)) if !is_error => {
+                match parse_frame(&frame, &Limits::default()) {
+                    Ok(Some((parsed, _))) => tenant.rewrite_reply(spec, parsed).to_bytes(),
+                    _ => frame,
+                }
+            }
+            _ => frame,
+        }
+    }
+
+    /// Every reply still owed fails with `error` (the connection broke); local replies keep their place.
+    fn fail_owed(&mut self, error: &Bytes, out: &mut BytesMut) {
+        for slot in self.slots.drain(..) {
+            match slot {
+                Slot::Backend(owed) => {
+                    for _ in 0..owed.replies {
+                        out.extend_from_slice(error);
+                    }
+                }
+                Slot::Local(reply) => out.extend_from_slice(&reply),
+            }
+        }
+    }
+
+    /// Whether more requests are taken on this connection now. Once the server holds no state for the client,
+    /// or may stop holding it (an UNSUBSCRIBE whose confirmation has not come back; Redis reports the count
+    /// that decides), requests wait until every reply owed has arrived: then the session knows whether they
+    /// run here or, as in Redis, like any client's on shared connections.
+    fn takes_requests(&self) -> bool {
+        let unsubscribing = self
+            .slots
+            .iter()
+            .any(|slot| matches!(slot, Slot::Backend(owed) if owed.unsubscribe));
+        self.slots.is_empty() || (self.holds_state() && !unsubscribing)
+    }
+
     /// Whether the server holds state for this client that a shared connection could not carry.
     fn holds_state(&self) -> bool {
         self.subscribed || self.in_transaction || self.watching
     }
 
-    /// Records transaction state and (un)subscriptions (so they can be restored on a new connection).
+    /// How many replies the backend owes for a request, decided before `track` records it. Inside MULTI
+    /// every command gets one (`+QUEUED` or an error); SUBSCRIBE and friends get one per channel, and an
+    /// UNSUBSCRIBE without arguments one per channel it ends (at least one).
+    fn replies_owed(&self, spec: &CommandSpec, request: &Request) -> usize {
+        let named = request.argc().saturating_sub(1);
+        if self.in_transaction {
+            return 1;
+        }
+        match spec.name {
+            "subscribe" | "psubscribe" | "ssubscribe" => named.max(1),
+            "unsubscribe" | "punsubscribe" | "sunsubscribe" if named > 0 => named,
+            "unsubscribe" => self.channels.len().max(1),
+            "punsubscribe" => self.patterns.len().max(1),
+            "sunsubscribe" => self.shard_channels.len().max(1),
+            _ => 1,
+        }
+    }
+
+    /// Records transaction state and (un)subscriptions (so they can be restored on a new connection), the way
+    /// Redis changes them when it runs the request.
     fn track(&mut self, spec: &CommandSpec, request: &Request) {
         match spec.name {
             "multi" => self.in_transaction = true,
-            "exec" | "discard" => {
+            // Without MULTI, EXEC and DISCARD are errors that keep the WATCHed keys.
+            "exec" | "discard" if self.in_transaction => {
                 self.in_transaction = false;
+                self.aborted = false;
                 self.watching = false;
             }
-            "watch" => self.watching = true,
-            "unwatch" => self.watching = false,
+            // Inside MULTI, WATCH is an error and UNWATCH is queued (EXEC unwatches anyway).
+            "watch" if !self.in_transaction => self.watching = true,
+            "unwatch" if !self.in_transaction => self.watching = false,
+            "reset" => {
+                self.in_transaction = false;
+                self.aborted = false;
+                self.watching = false;
+                self.channels.clear();
+                self.patterns.clear();
+                self.shard_channels.clear();
+                self.channel_count = 0;
+                self.shard_count = 0;
+                self.subscribed = false;
+            }
             _ => {}
+        }
+        if self.in_transaction {
+            return;
         }
         let names = || (1..request.argc()).filter_map(|i| request.arg_bytes(i));
         match spec.name {
@@ -171,9 +369,6 @@ impl Dedicated {
                 }
             }
             _ => {}
-        }
-        if matches!(spec.name, "subscribe" | "psubscribe" | "ssubscribe") {
-            self.subscribed = true;
         }
     }
 
@@ -198,17 +393,47 @@ impl Dedicated {
     }
 }
 
-fn is_subscription_confirmation(frame: &[u8]) -> bool {
+/// What a pub/sub frame is; `None` for anything else.
+fn pubsub_frame(frame: &[u8]) -> Option<PubSubFrame> {
     let Ok(Some((parsed, _))) = parse_frame(frame, &Limits::default()) else {
-        return false;
+        return None;
     };
-    let items = match parsed {
-        Frame::Array(items) | Frame::Push(items) => items,
-        _ => return false,
+    let (items, push) = match parsed {
+        Frame::Array(items) => (items, false),
+        Frame::Push(items) => (items, true),
+        _ => return None,
     };
-    matches!(items.first(), Some(Frame::Bulk(kind)) if
-        kind.eq_ignore_ascii_case(b"subscribe") || kind.eq_ignore_ascii_case(b"psubscribe")
-            || kind.eq_ignore_ascii_case(b"ssubscribe"))
+    let kind = match items.first() {
+        Some(Frame::Bulk(kind)) => kind.to_ascii_lowercase(),
+        _ => {
+            return if push {
+                Some(PubSubFrame::Message)
+            } else {
+                None
+            }
+        }
+    };
+    let count = match items.get(2) {
+        Some(Frame::Integer(count)) => Some(*count),
+        _ => None,
+    };
+    let confirmation = |subscribe: bool, shard: bool| {
+        count.map(|count| PubSubFrame::Confirmation {
+            subscribe,
+            shard,
+            count,
+        })
+    };
+    match kind.as_slice() {
+        b"subscribe" | b"psubscribe" => confirmation(true, false),
+        b"ssubscribe" => confirmation(true, true),
+        b"unsubscribe" | b"punsubscribe" => confirmation(false, false),
+        b"sunsubscribe" => confirmation(false, true),
+        b"message" | b"pmessage" | b"smessage" => Some(PubSubFrame::Message),
+        // Any other RESP3 push (an invalidation, say) answers no request either.
+        _ if push => Some(PubSubFrame::Message),
+        _ => None,
+    }
 }
 
 impl Session {
@@ -247,7 +472,7 @@ impl Session {
         let (mut backend_reader, mut backend_writer) = backend.into_split();
         let mut endpoint = endpoint;
         let mut backend_buffer = BytesMut::with_capacity(16 * 1024);
-        let mut reply_decoder = ReplyDecoder::new(Limits::default());
+        let mut reply_decoder = ReplyDecoder::new(super::backend_reply_limits());
         let mut to_backend = BytesMut::new();
         // The first request was checked (and rewritten) in shared mode already.
         self.handle_dedicated(first, &mut dedicated, &mut to_backend, false);
@@ -265,7 +490,7 @@ impl Session {
                         &mut backend_writer,
                     )
                     .await?;
-                    reply_decoder = ReplyDecoder::new(Limits::default());
+                    reply_decoder = ReplyDecoder::new(super::backend_reply_limits());
                     backend_buffer.clear();
                 }
                 to_backend.clear();
@@ -282,7 +507,7 @@ impl Session {
                     // Nothing left on the server for this client (a blocking command returned, a transaction
                     // ended): go back to shared connections, and keep this one for the next time.
                     if let Ok(stream) = backend_reader.reunite(backend_writer) {
-                        if backend_buffer.is_empty() {
+                        if backend_buffer.is_empty() && !dedicated.reconfigured {
                             self.spare_dedicated = Some(SpareConnection {
                                 address: endpoint.address.clone(),
                                 db: endpoint.db,
@@ -301,7 +526,7 @@ impl Session {
             let mut handled = false;
             while self.closing.is_none()
                 && dedicated.slots.len() < max_pending
-                && (dedicated.holds_state() || dedicated.slots.is_empty())
+                && dedicated.takes_requests()
             {
                 match self.decoder.decode(&mut self.read_buffer) {
                     Ok(Some(request)) => {
@@ -321,7 +546,7 @@ impl Session {
             }
             let can_read = self.closing.is_none()
                 && dedicated.slots.len() < max_pending
-                && (dedicated.holds_state() || dedicated.slots.is_empty());
+                && dedicated.takes_requests();
             tokio::select! {
                 read = backend_reader.read_buf(&mut backend_buffer) => {
                     let read = match read {
@@ -329,7 +554,7 @@ impl Session {
                         Err(error) => {
                             let reason = format!("read failed: {error}");
                             self.backend_lost(&mut dedicated, &mut endpoint, &reason, &mut backend_reader, &mut backend_writer).await?;
-                            reply_decoder = ReplyDecoder::new(Limits::default());
+                            reply_decoder = ReplyDecoder::new(super::backend_reply_limits());
                             backend_buffer.clear();
                             continue;
                         }
@@ -348,7 +573,7 @@ impl Session {
                             return Ok(Step::End(SessionEnd::Quit));
                         }
                         self.backend_lost(&mut dedicated, &mut endpoint, "connection closed by the backend", &mut backend_reader, &mut backend_writer).await?;
-                        reply_decoder = ReplyDecoder::new(Limits::default());
+                        reply_decoder = ReplyDecoder::new(super::backend_reply_limits());
                         backend_buffer.clear();
                     }
                 }
@@ -382,6 +607,9 @@ impl Session {
                     let (new_reader, mut new_writer) = stream.into_split();
                     if new_writer.write_all(&commands).await.is_ok() {
                         info!(backend = %endpoint.address, "dedicated connection lost; subscribed again");
+                        // Replies owed by the old connection will never come.
+                        let error = BackendError::unavailable(&endpoint.address, reason).to_reply();
+                        dedicated.fail_owed(&error, &mut self.write_buffer);
                         dedicated.swallow = confirmations;
                         *reader = new_reader;
                         *writer = new_writer;
@@ -391,13 +619,8 @@ impl Session {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
-        let error = BackendError::unavailable(&endpoint.address, reason);
-        for slot in dedicated.slots.drain(..) {
-            match slot {
-                Slot::Backend(_) => self.write_buffer.extend_from_slice(&error.to_reply()),
-                Slot::Local(reply) => self.write_buffer.extend_from_slice(&reply),
-            }
-        }
+        let error = BackendError::unavailable(&endpoint.address, reason).to_reply();
+        dedicated.fail_owed(&error, &mut self.write_buffer);
         self.stream.write_all(&self.write_buffer).await?;
         self.write_buffer.clear();
         Err(SessionEnd::BackendLost(reason.to_owned()))
@@ -471,101 +694,187 @@ impl Session {
         let spec = match self.lookup(&request) {
             Ok(spec) => spec,
             Err(error) => {
-                dedicated.queue_local(Bytes::from(error.to_reply()), &mut self.write_buffer);
+                dedicated.refuse(Bytes::from(error.to_reply()), &mut self.write_buffer);
                 return;
             }
         };
         let verdict = if police {
             self.police(spec, request, false)
         } else {
-            super::tenancy::Verdict::Proceed(request)
+            Verdict::Proceed(request)
         };
         let request = match verdict {
-            super::tenancy::Verdict::Proceed(request) => request,
-            super::tenancy::Verdict::Refuse(reply) => {
-                dedicated.queue_local(reply, &mut self.write_buffer);
+            Verdict::Proceed(request) => request,
+            Verdict::Refuse(reply) => {
+                dedicated.refuse(reply, &mut self.write_buffer);
                 return;
             }
-            super::tenancy::Verdict::Later(..) => {
-                dedicated.queue_local(
+            Verdict::Later(..) => {
+                dedicated.refuse(
                     reply::error("ERR over the tenant's traffic limit"),
                     &mut self.write_buffer,
                 );
                 return;
             }
         };
+        if dedicated.in_transaction && !self.queue_on_dedicated(spec, &request, dedicated) {
+            return;
+        }
+        if !self.mirror_on_dedicated(spec, &request, dedicated) {
+            return;
+        }
+        if let Some(refusal) = self.cluster_refusal(spec, &request, dedicated) {
+            dedicated.refuse(refusal, &mut self.write_buffer);
+            return;
+        }
+        // Inside MULTI the reply is +QUEUED; EXEC's array is passed on as it is.
+        let rewrite = self
+            .reply_rewrite(spec)
+            .filter(|_| !dedicated.in_transaction);
+        let mut owed = Owed::one(rewrite);
+        owed.replies = dedicated.replies_owed(spec, &request);
+        owed.pubsub = spec.class == CommandClass::PubSub && !dedicated.in_transaction;
+        owed.unsubscribe =
+            owed.pubsub && matches!(spec.name, "unsubscribe" | "punsubscribe" | "sunsubscribe");
+        if spec.name == "exec" && dedicated.in_transaction && dedicated.aborted {
+            // A command was refused while queued: Redis would discard the transaction at EXEC. DISCARD ends
+            // it on the server (and its WATCH), and the client gets Redis's EXECABORT.
+            to_backend.extend_from_slice(b"*1\r\n$7\r\nDISCARD\r\n");
+            owed.instead = Some(TransactionError::ExecAbort.to_reply());
+        } else {
+            to_backend.extend_from_slice(request.raw());
+        }
+        dedicated.track(spec, &request);
+        dedicated.slots.push_back(Slot::Backend(owed));
+    }
+
+    /// Inside MULTI: whether the command goes to the backend to be queued there. QUIT and RESET run at once
+    /// (as in Redis); a command the proxy cannot queue is refused, which aborts the transaction.
+    fn queue_on_dedicated(
+        &mut self,
+        spec: &CommandSpec,
+        request: &Request,
+        dedicated: &mut Dedicated,
+    ) -> bool {
+        let handled_by_redis = matches!(
+            spec.name,
+            "multi" | "exec" | "discard" | "watch" | "unwatch" | "quit" | "reset"
+        );
+        if handled_by_redis || transaction::queueable(spec) {
+            return true;
+        }
+        dedicated.refuse(transaction::refusal(spec, request), &mut self.write_buffer);
+        false
+    }
+
+    /// Commands the proxy answers itself, on a dedicated connection: the backend keeps this state itself
+    /// (SELECT, HELLO), so the session mirrors it and the request goes on; others are answered here. Returns
+    /// whether the request goes to the backend.
+    fn mirror_on_dedicated(
+        &mut self,
+        spec: &CommandSpec,
+        request: &Request,
+        dedicated: &mut Dedicated,
+    ) -> bool {
         match spec.proxy {
             ProxyHandling::Forward
             | ProxyHandling::Dedicated
-            | ProxyHandling::DedicatedWhenBlocking => {}
-            // On its own connection the backend can keep this state itself; the session mirrors it.
+            | ProxyHandling::DedicatedWhenBlocking => true,
+            ProxyHandling::Local if matches!(spec.name, "select" | "hello" | "reset") => {
+                dedicated.reconfigured = true;
+                self.mirror_connection_state(spec, request, dedicated)
+            }
             ProxyHandling::Local => match spec.name {
-                "select" if self.cluster.is_none() => {
-                    // A tenant stays in its own db here too.
-                    if let Some(tenant) = self.tenant() {
-                        let checked = tenant
-                            .check_select(self.pool.name(), request.arg(1).unwrap_or_default());
-                        if let Err(error) = checked {
-                            dedicated.queue_local(error.to_reply(), &mut self.write_buffer);
-                            return;
-                        }
-                    }
-                    if let Some(db) = request.arg(1).and_then(parse_u32) {
-                        self.db = db;
-                    }
+                // Sent on: Redis answers +OK after every reply owed, then closes the connection.
+                "quit" => {
+                    self.closing = Some(SessionEnd::Quit);
+                    true
                 }
-                "hello" => {
-                    if request.args().any(|arg| arg.eq_ignore_ascii_case(b"AUTH")) {
-                        let reply = self.hello(spec, &request);
-                        dedicated.queue_local(reply, &mut self.write_buffer);
-                        return;
-                    }
-                    match request.arg(1) {
-                        Some(b"3") => self.resp3 = true,
-                        Some(b"2") => self.resp3 = false,
-                        _ => {}
-                    }
-                }
-                "reset" => {
-                    self.db = 0;
-                    self.resp3 = false;
-                    self.name = None;
-                    dedicated.channels.clear();
-                    dedicated.patterns.clear();
-                    dedicated.shard_channels.clear();
-                    dedicated.subscribed = false;
-                }
-                "quit" => self.closing = Some(SessionEnd::Quit),
                 // INFO and CONFIG for admins: this connection's backend answers.
-                _ if self.backend_answers_on_dedicated(spec) => {}
+                _ if self.backend_answers_on_dedicated(spec) => true,
                 _ => {
-                    let reply = self.answer_session_command(spec, &request);
+                    let reply = self.answer_session_command(spec, request);
                     dedicated.queue_local(reply, &mut self.write_buffer);
-                    return;
+                    false
                 }
             },
             _ => {
-                dedicated.queue_local(unsupported(&request), &mut self.write_buffer);
-                return;
+                dedicated.refuse(unsupported(request), &mut self.write_buffer);
+                false
             }
         }
-        if let (Some(node), PoolHandle::Cluster(pool)) = (&dedicated.node, &self.pool) {
-            let topology = pool.topology();
-            if let Ok(RoutePlan::Slot(slot)) = route(spec, &request, &topology.map) {
-                if topology.map.master_for_slot(slot) != Some(node) {
-                    dedicated.queue_local(
-                        reply::error("CROSSSLOT Keys in request don't hash to the same slot"),
-                        &mut self.write_buffer,
-                    );
-                    return;
+    }
+
+    /// SELECT, HELLO and RESET on a dedicated connection: the backend keeps this state itself, so the request
+    /// goes on and the session mirrors it (HELLO with AUTH is answered here). Returns whether it goes on.
+    fn mirror_connection_state(
+        &mut self,
+        spec: &CommandSpec,
+        request: &Request,
+        dedicated: &mut Dedicated,
+    ) -> bool {
+        match spec.name {
+            "select" if self.cluster.is_none() => {
+                // A tenant stays in its own db here too.
+                if let Some(tenant) = self.tenant() {
+                    let checked =
+                        tenant.check_select(self.pool.name(), request.arg(1).unwrap_or_default());
+                    if let Err(error) = checked {
+                        dedicated.refuse(error.to_reply(), &mut self.write_buffer);
+                        return false;
+                    }
                 }
+                if let Some(db) = request.arg(1).and_then(parse_u32) {
+                    self.db = db;
+                }
+                true
+            }
+            "hello" => {
+                if request.args().any(|arg| arg.eq_ignore_ascii_case(b"AUTH")) {
+                    let reply = self.hello(spec, request);
+                    dedicated.queue_local(reply, &mut self.write_buffer);
+                    return false;
+                }
+                match request.arg(1) {
+                    Some(b"3") => self.resp3 = true,
+                    Some(b"2") => self.resp3 = false,
+                    _ => {}
+                }
+                true
+            }
+            "reset" => {
+                self.db = 0;
+                self.resp3 = false;
+                self.name = None;
+                true
+            }
+            // SELECT on a cluster pool.
+            _ => {
+                let reply = self.answer_session_command(spec, request);
+                dedicated.queue_local(reply, &mut self.write_buffer);
+                false
             }
         }
-        dedicated.track(spec, &request);
-        to_backend.extend_from_slice(request.raw());
-        if !dedicated.subscribed {
-            let rewrite = self.reply_rewrite(spec);
-            dedicated.slots.push_back(Slot::Backend(rewrite));
+    }
+
+    /// Cluster pools: a command whose keys are not all in one slot, or whose slot is on another node than this
+    /// connection, gets `CROSSSLOT` (the client could not follow a MOVED to this connection).
+    fn cluster_refusal(
+        &self,
+        spec: &'static CommandSpec,
+        request: &Request,
+        dedicated: &Dedicated,
+    ) -> Option<Bytes> {
+        let (Some(node), PoolHandle::Cluster(pool)) = (&dedicated.node, &self.pool) else {
+            return None;
+        };
+        let topology = pool.topology();
+        match route(spec, request, &topology.map) {
+            Ok(RoutePlan::Slot(slot)) if topology.map.master_for_slot(slot) != Some(node) => Some(
+                reply::error("CROSSSLOT Keys in request don't hash to the same slot"),
+            ),
+            Err(error) => Some(Bytes::from(error.to_reply())),
+            _ => None,
         }
     }
 }

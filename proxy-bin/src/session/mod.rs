@@ -11,8 +11,10 @@
 //! - CLIENT SETNAME/GETNAME/ID/INFO/SETINFO are answered from the session; INFO, CONFIG and CLIENT REPLY are
 //!   handled by the proxy too ([`introspection`]).
 //! - MULTI/WATCH, blocking commands and SUBSCRIBE move the client to a backend connection of its own (a
-//!   dedicated connection) for the rest of its session ([`dedicated`]). In a cluster pool, a MULTI without WATCH
-//!   is instead queued in the session and sent at EXEC as one unit to the node of its keys ([`cluster`]).
+//!   dedicated connection) until the server holds no state for it any more ([`dedicated`]). In a cluster pool, a
+//!   MULTI without WATCH is instead queued in the session and sent at EXEC as one unit to the node of its keys
+//!   ([`cluster`]). Both follow Redis's transaction rules ([`transaction`]): a command refused while MULTI is
+//!   open, here or by Redis, makes EXEC fail with EXECABORT.
 //!
 //! Kafka commands (KPUSH, KPOP, KPARTITIONS, KOFFSET) and sessions on a Kafka pool are served by [`kafka`]: each
 //! command runs in a task of its own and its reply waits in the same queue, in request order.
@@ -27,6 +29,7 @@ mod kafka;
 mod local;
 mod pending;
 mod tenancy;
+mod transaction;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -311,6 +314,12 @@ impl Session {
                     Err(again) => self.pending.push_front(again),
                 }
             }
+            (Pending::Transaction(exec), FrontEvent::Reply(reply)) => {
+                match self.cluster_exec_reply(*exec, reply) {
+                    Ok(bytes) => self.write_buffer.extend_from_slice(&bytes),
+                    Err(again) => self.pending.push_front(again),
+                }
+            }
             (Pending::Merge(merge), FrontEvent::Part(index, reply)) => {
                 match self.cluster_part_reply(merge, index, reply) {
                     Ok(bytes) => self.write_buffer.extend_from_slice(&bytes),
@@ -486,12 +495,20 @@ impl Session {
         self.flush_batch();
         if let Some(cluster) = &mut self.cluster {
             if cluster.in_transaction() {
-                let reply = self.queue_in_transaction(spec, request);
-                if let Some(reply) = reply {
-                    self.pending.push_back(reply);
+                if !matches!(spec.name, "quit" | "reset") {
+                    let reply = self.queue_in_transaction(spec, request);
+                    if let Some(reply) = reply {
+                        self.pending.push_back(reply);
+                    }
+                    return;
                 }
-                return;
+                // QUIT and RESET run at once inside MULTI, as in Redis; the transaction ends with them.
+                cluster.end_transaction();
             }
+        }
+        if let Some(reply) = transaction_command_without_state(spec) {
+            self.pending.push_back(Pending::Ready(reply));
+            return;
         }
         let needs_barrier = self.changes_connection(spec, &request);
         if needs_barrier && !self.pending.is_empty() {
@@ -569,6 +586,27 @@ fn convert_reply(reply: BackendReply, expect: Expect) -> Bytes {
             reply::error("ERR DB index is out of range")
         }
         (Err(error), _) => error.to_reply(),
+    }
+}
+
+/// On shared connections the client has no transaction and no WATCHed keys on the server (both move it to a
+/// dedicated connection, or, for a cluster MULTI, into the session), so EXEC, DISCARD and UNWATCH get Redis's
+/// replies for that state at once.
+fn transaction_command_without_state(spec: &CommandSpec) -> Option<Bytes> {
+    match spec.name {
+        "exec" => Some(transaction::TransactionError::ExecWithoutMulti.to_reply()),
+        "discard" => Some(transaction::TransactionError::DiscardWithoutMulti.to_reply()),
+        "unwatch" => Some(reply::ok()),
+        _ => None,
+    }
+}
+
+/// Limits for framing backend replies: any nesting Redis produces passes through (a Lua script can return
+/// arrays thousands deep); the nesting limit is for client requests.
+fn backend_reply_limits() -> resp_codec::Limits {
+    resp_codec::Limits {
+        max_depth: usize::MAX,
+        ..resp_codec::Limits::default()
     }
 }
 

@@ -28,6 +28,8 @@ pub enum Pending {
     /// Cluster pools: single-slot commands framed from one read, sent as one batch per node; their replies are
     /// put back in the client's order, and any that come back as MOVED or ASK are sent again one by one.
     Pipeline(Box<Pipeline>),
+    /// Cluster pools: a queued transaction sent at EXEC as one unit; sent again whole if Redis redirects it.
+    Transaction(Box<ClusterExec>),
 }
 
 /// How to turn a backend reply into the client's reply.
@@ -98,6 +100,21 @@ pub struct Pipeline {
     pub order: Vec<u16>,
 }
 
+/// A cluster transaction on its way: `MULTI`, the queued commands and `EXEC`, written as one unit to one node
+/// (after `ASKING` when Redis asked for it). Every reply comes back, so a MOVED or ASK for any queued command
+/// can be seen and the whole unit sent again where the slot is.
+pub struct ClusterExec {
+    pub receiver: oneshot::Receiver<BackendReply>,
+    /// `MULTI` ... `EXEC`, without `ASKING`.
+    pub unit: Bytes,
+    /// How many commands the unit holds (queued commands plus `MULTI` and `EXEC`).
+    pub commands: usize,
+    /// Sent after `ASKING`, whose reply comes first.
+    pub asking: bool,
+    pub node: Arc<NodeAddr>,
+    pub redirects: u8,
+}
+
 /// Something that happened to the entry at the front of the queue.
 pub enum FrontEvent {
     /// The single reply of a `Waiting` or `Routed` entry.
@@ -120,6 +137,7 @@ pub fn try_front_event(front: &mut Pending) -> Option<FrontEvent> {
         Pending::Ready(_) => None,
         Pending::Waiting(receiver, _) => try_one(receiver).map(FrontEvent::Reply),
         Pending::Routed(routed) => try_one(&mut routed.receiver).map(FrontEvent::Reply),
+        Pending::Transaction(exec) => try_one(&mut exec.receiver).map(FrontEvent::Reply),
         Pending::Merge(merge) => try_parts(merge.parts.iter_mut().map(|part| &mut part.receiver)),
         Pending::Pipeline(pipeline) => {
             try_parts(pipeline.parts.iter_mut().map(|part| &mut part.receiver))
@@ -149,6 +167,7 @@ pub async fn next_front_event(front: Option<&mut Pending>) -> FrontEvent {
     match front {
         Some(Pending::Waiting(receiver, _)) => FrontEvent::Reply(wait(receiver).await),
         Some(Pending::Routed(routed)) => FrontEvent::Reply(wait(&mut routed.receiver).await),
+        Some(Pending::Transaction(exec)) => FrontEvent::Reply(wait(&mut exec.receiver).await),
         Some(Pending::Merge(merge)) => {
             wait_parts(merge.parts.iter_mut().map(|part| &mut part.receiver)).await
         }

@@ -16,3 +16,4 @@ mod pairing;
 mod standalone;
 mod stateful;
 mod tenants;
+mod transactions;

@@ -24,10 +24,12 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::flags::{BenchOptions, BenchSection, BenchTarget};
+use xshell::{cmd, Shell};
+
+use crate::flags::{BenchOptions, BenchSection, BenchTarget, Named};
 use crate::redis::{self, ClusterMaster, RedisKind, RedisSpec};
 use crate::resp::{Connection, Reply};
 use crate::shell::{self, ChildGuard};
@@ -567,45 +569,19 @@ fn run_benchmark(
     endpoint: &Endpoint,
     scenario: &Scenario,
 ) -> Result<Vec<Measurement>> {
-    if signals::requested() {
-        bail!("interrupted");
-    }
-    let mut command = Command::new(shell::require("redis-benchmark")?);
-    command
-        .args([
-            "-h",
-            &endpoint.addr.ip().to_string(),
-            "-p",
-            &endpoint.addr.port().to_string(),
-        ])
-        .args(["-c", &options.clients.to_string()])
-        .args(["-n", &scenario.requests.to_string()])
-        .args(["-P", &scenario.pipeline.to_string()])
-        .args(["-r", &KEY_SPACE.to_string()])
-        .arg("--csv")
-        .args(&endpoint.extra_args);
+    let mut args = vec!["-P".to_string(), scenario.pipeline.to_string()];
+    args.extend_from_slice(&endpoint.extra_args);
     match &scenario.workload {
-        Workload::Tests(tests) => {
-            command.args(["-t", tests]);
-        }
-        Workload::Custom { label, args } => match args.get(&endpoint.target) {
-            Some(args) => {
-                command.args(args);
-            }
+        Workload::Tests(tests) => args.extend(["-t".to_string(), tests.to_string()]),
+        Workload::Custom {
+            label,
+            args: custom,
+        } => match custom.get(&endpoint.target) {
+            Some(custom) => args.extend_from_slice(custom),
             None => bail!("{label} has no command for {}", endpoint.target.name()),
         },
     }
-    let output = command.stdin(Stdio::null()).output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!(
-            "`{}` failed ({}):\n{}{}",
-            shell::format_command(&command),
-            output.status,
-            stdout,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    let (stdout, command) = redis_benchmark(options, endpoint.addr, scenario.requests, &args)?;
     let mut measurements = parse_csv(&stdout);
     if let Workload::Custom { label, .. } = &scenario.workload {
         for measurement in &mut measurements {
@@ -613,12 +589,43 @@ fn run_benchmark(
         }
     }
     if measurements.is_empty() {
-        bail!(
-            "no results from `{}`:\n{stdout}",
-            shell::format_command(&command)
-        );
+        bail!("no results from `{command}`:\n{stdout}");
     }
     Ok(measurements)
+}
+
+/// Runs redis-benchmark against `addr` with `--csv` and `args` appended, quietly (the table shows
+/// the results), and returns its output and the command as text. A failure shows both streams.
+fn redis_benchmark(
+    options: &BenchOptions,
+    addr: SocketAddr,
+    requests: u64,
+    args: &[String],
+) -> Result<(String, String)> {
+    if signals::requested() {
+        bail!("interrupted");
+    }
+    let sh = Shell::new()?;
+    let program = shell::require("redis-benchmark")?;
+    let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+    let (clients, requests) = (options.clients.to_string(), requests.to_string());
+    let key_space = KEY_SPACE.to_string();
+    let command = cmd!(
+        sh,
+        "{program} -h {host} -p {port} -c {clients} -n {requests} -r {key_space} --csv {args...}"
+    )
+    .quiet()
+    .ignore_status();
+    let output = command.output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        bail!(
+            "`{command}` failed ({}):\n{stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok((stdout, command.to_string()))
 }
 
 /// Parses redis-benchmark's `--csv` output:
@@ -797,17 +804,13 @@ fn start_rkproxy(
         );
     }
     let log_path = dir.join(format!("{name}.log"));
-    let log = std::fs::File::create(&log_path)?;
-    let mut command = Command::new(binary);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+    let sh = Shell::new()?;
+    let mut command = cmd!(sh, "{binary} {args...}");
     if let Some(workers) = options.workers {
-        command.env("RKPROXY_WORKER_THREADS", workers.to_string());
+        command = command.env("RKPROXY_WORKER_THREADS", workers.to_string());
     }
-    eprintln!("$ {}", shell::format_command(&command));
+    let mut command = shell::spawnable(command);
+    shell::log_output(&mut command, &log_path)?;
     guard.push(name, command.spawn()?);
     wait_accepting(guard, name, addr, &log_path)
 }
@@ -821,19 +824,19 @@ fn start_twemproxy(backend: SocketAddr, dir: &Path, guard: &mut ChildGuard) -> R
     let config_path = dir.join("nutcracker.yml");
     std::fs::write(&config_path, twemproxy_config(addr, backend))?;
     let log_path = dir.join("nutcracker.log");
-    let mut command = Command::new(shell::require("nutcracker")?);
+    let sh = Shell::new()?;
+    let nutcracker = shell::require("nutcracker")?;
+    let stats_port = stats_port.to_string();
+    // The stats server listens on 0.0.0.0:22222 unless told otherwise; keep it on loopback and
+    // on a free port so parallel runs do not collide.
+    let mut command = shell::spawnable(cmd!(
+        sh,
+        "{nutcracker} -c {config_path} -o {log_path} -a 127.0.0.1 -s {stats_port}"
+    ));
     command
-        .arg("-c")
-        .arg(&config_path)
-        .arg("-o")
-        .arg(&log_path)
-        // The stats server listens on 0.0.0.0:22222 unless told otherwise; keep it on loopback and
-        // on a free port so parallel runs do not collide.
-        .args(["-a", "127.0.0.1", "-s", &stats_port.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    eprintln!("$ {}", shell::format_command(&command));
     guard.push("twemproxy", command.spawn()?);
     wait_accepting(guard, "twemproxy", addr, &log_path)?;
     Ok(addr)

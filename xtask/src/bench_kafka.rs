@@ -18,14 +18,13 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{
-    check_round_trip, median, parse_csv, spread, start_rkproxy, Measurement, KEY_SPACE,
+    check_round_trip, median, parse_csv, redis_benchmark, spread, start_rkproxy, Measurement,
     TABLE_HEADER, TABLE_RULE,
 };
-use crate::flags::{BenchOptions, BenchTarget};
+use crate::flags::{BenchOptions, BenchTarget, Named};
 use crate::redis::{self, RedisKind, RedisSpec};
 use crate::resp::{Connection, Reply};
 use crate::shell::{self, ChildGuard};
@@ -355,34 +354,10 @@ fn consumed(addr: SocketAddr) -> Result<u64> {
 
 /// Runs redis-benchmark once (unpipelined) and returns its measurement.
 fn benchmark(options: &BenchOptions, addr: SocketAddr, args: &[String]) -> Result<Measurement> {
-    if signals::requested() {
-        bail!("interrupted");
-    }
-    let mut command = Command::new(shell::require("redis-benchmark")?);
-    command
-        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
-        .args(["-c", &options.clients.to_string()])
-        .args(["-n", &options.requests.to_string()])
-        .args(["-r", &KEY_SPACE.to_string()])
-        .arg("--csv")
-        .args(args)
-        .stdin(Stdio::null());
-    let output = command.output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!(
-            "`{}` failed ({}):\n{stdout}{}",
-            shell::format_command(&command),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    let (stdout, command) = redis_benchmark(options, addr, options.requests, args)?;
     match parse_csv(&stdout).into_iter().next() {
         Some(measurement) => Ok(measurement),
-        None => bail!(
-            "no results from `{}`:\n{stdout}",
-            shell::format_command(&command)
-        ),
+        None => bail!("no results from `{command}`:\n{stdout}"),
     }
 }
 

@@ -3,15 +3,15 @@
 use std::process::ExitCode;
 
 use crate::fixed::{self, Owner, UpOutcome};
-use crate::flags::ClusterAction;
+use crate::flags::ClusterCmd;
 use crate::{kafka, redis, shell, Result};
 
 /// Runs the command.
-pub fn run(action: ClusterAction) -> Result<ExitCode> {
+pub fn run(action: ClusterCmd) -> Result<ExitCode> {
     match action {
-        ClusterAction::Up { kafka } => up(kafka),
-        ClusterAction::Down => down(),
-        ClusterAction::Status => status(),
+        ClusterCmd::Up(up_flags) => up(!up_flags.no_kafka),
+        ClusterCmd::Down(_) => down(),
+        ClusterCmd::Status(_) => status(),
     }
 }
 

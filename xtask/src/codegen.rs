@@ -19,6 +19,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use xshell::{cmd, Shell};
+
 /// Where the generated table goes, relative to the workspace root.
 const OUTPUT_PATH: &str = "cluster-router/src/commands/generated.rs";
 
@@ -63,16 +65,11 @@ fn generate_with(server: &Server, root: &Path) -> Result<(), String> {
 
 /// Runs rustfmt on the generated file so that `cargo fmt --check` stays clean.
 fn format_file(path: &Path) -> Result<(), String> {
-    let status = Command::new("rustfmt")
-        .args(["--edition", "2021"])
-        .arg(path)
-        .status()
-        .map_err(|e| format!("running rustfmt: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("rustfmt failed on {}: {status}", path.display()))
-    }
+    let sh = Shell::new().map_err(|e| e.to_string())?;
+    cmd!(sh, "rustfmt --edition 2021 {path}")
+        .quiet()
+        .run()
+        .map_err(|e| format!("rustfmt failed on {}: {e}", path.display()))
 }
 
 fn server_version(connection: &mut RespConnection) -> Result<String, String> {

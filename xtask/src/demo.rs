@@ -7,18 +7,20 @@
 
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use xshell::cmd;
+
 use crate::fixed::{self, Owner};
-use crate::flags::DemoOptions;
+use crate::flags::Demo;
 use crate::{bail, kafka, ports, project, shell, signals, Result};
 
 /// Where the demo proxy listens.
 pub const LISTEN_PORT: u16 = 7480;
 
 /// Runs the command.
-pub fn run(options: &DemoOptions) -> Result<ExitCode> {
+pub fn run(options: &Demo) -> Result<ExitCode> {
     let mut tools = shell::REDIS_TOOLS.to_vec();
     if !options.no_kafka {
         tools.extend_from_slice(kafka::KAFKA_TOOLS);
@@ -58,13 +60,8 @@ pub fn run(options: &DemoOptions) -> Result<ExitCode> {
     };
 
     let config_path = write_config(!options.no_kafka)?;
-    let mut command = Command::new(&binary);
-    command
-        .arg("--config")
-        .arg(&config_path)
-        .current_dir(project::root());
-    eprintln!("$ {}", shell::format_command(&command));
-    let mut child = command.spawn()?;
+    let sh = project::shell()?;
+    let mut child = shell::spawn(cmd!(sh, "{binary} --config {config_path}"))?;
     let ready = wait_listening(&mut child, Duration::from_secs(30));
     if let Err(error) = ready {
         if child.try_wait()?.is_none() {
@@ -102,7 +99,10 @@ pub fn run(options: &DemoOptions) -> Result<ExitCode> {
 
 /// Builds the release binary.
 pub fn build_release_rkproxy() -> Result<()> {
-    shell::run(project::cargo().args(["build", "--release", "-p", "proxy-bin"]))
+    let sh = project::shell()?;
+    let cargo = project::cargo();
+    cmd!(sh, "{cargo} build --release -p proxy-bin").run()?;
+    Ok(())
 }
 
 /// The demo config: the standalone server as the default pool, the cluster as a second pool, and (with

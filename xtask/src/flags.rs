@@ -1,82 +1,240 @@
-//! Command line parsing for `cargo xtask`.
+//! Command line parsing for `cargo xtask`, with `xflags` (the parser rust-analyzer's xtask uses).
 //!
-//! Parsed by hand: the grammar is a subcommand plus a few flags, which does not justify a
-//! dependency. Unknown flags are errors rather than being ignored, so a typo never silently
-//! changes what runs.
+//! The grammar below is the single description of the command line: the structs after it are
+//! generated from it (`env UPDATE_XFLAGS=1 cargo build -p xtask` rewrites them), and its doc
+//! comments are the help text. Unknown flags and stray words are errors, so a typo never silently
+//! changes what runs. Two things xflags does not do are added by [`parse`]: `--flag=value` (split
+//! into `--flag value`) and a check that arguments for `cargo test` come after `--`.
 
-/// The help text, printed for `help`, `--help` and on a usage error.
-pub const USAGE: &str = "\
-usage: cargo xtask <command> [options]
+use std::ffi::OsString;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
+use std::str::FromStr;
 
-commands:
-  demo                      start Redis (16379), a Redis Cluster (17000-17005) and Kafka (19092) on
-                            loopback, build rkproxy in release and run it in the foreground on
-                            127.0.0.1:7480; stops the servers it started when rkproxy exits
-      --no-build            use the existing target/release/rkproxy instead of building it
-      --no-kafka            do not start Kafka
-  test [-- <cargo args>]    start throw-away servers on free ports, run `cargo test --workspace`
-                            with RKPROXY_TEST_* set, stop the servers; exit code is cargo's
-      --keep-data           keep server data and logs under target/rkproxy-servers/ afterwards
-      --no-kafka            do not start Kafka (saves time and 512 MB; Kafka tests will fail)
-  cluster up|down|status    the demo's servers, detached, for working by hand
-                            (`cluster up --no-kafka` leaves Kafka out)
-  bench                     redis-benchmark against direct redis, rkproxy and twemproxy, and
-                            against a 3-master Redis Cluster direct and through rkproxy
-      --requests N          requests per redis-benchmark run at pipeline 1 (default 200000;
-                            pipelined runs use 8 times as many)
-      --rounds N            rounds per target, the table shows the median (default 5)
-      --clients N           parallel connections (default 50)
-      --targets LIST        comma-separated subset of direct,rkproxy,twemproxy (default all;
-                            the cluster sections use direct and rkproxy only)
-      --sections LIST       comma-separated subset of standalone,cluster,mget,kafka (default
-                            all; kafka starts a Kafka broker: KPUSH/KPOP vs SET through rkproxy)
-      --workers N           run every rkproxy with worker_threads = N (default: the config
-                            default, 1)
-      --no-build            use the existing target/release/rkproxy instead of building it
-  ci [-- <cargo args>]      cargo fmt --check, cargo clippy -D warnings, then `test`
-  codegen                   regenerate cluster-router/src/commands/generated.rs from a live
-                            redis-server (its own on a free port, or RKPROXY_CODEGEN_REDIS)
-  help                      this text
-";
+xflags::xflags! {
+    src "./src/flags.rs"
 
-/// What to do, as parsed from the command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    Help,
-    Demo(DemoOptions),
-    Test(TestOptions),
-    Cluster(ClusterAction),
-    Bench(BenchOptions),
-    Ci(TestOptions),
-    Codegen,
+    /// Developer automation for rkproxy. Usage: cargo xtask <command> [options]
+    cmd xtask {
+        /// Start Redis (16379), a Redis Cluster (17000-17005) and Kafka (19092) on loopback, build
+        /// rkproxy in release and run it in the foreground on 127.0.0.1:7480; stops the servers
+        /// it started when rkproxy exits.
+        cmd demo {
+            /// Use the existing target/release/rkproxy instead of building it.
+            optional --no-build
+            /// Do not start Kafka.
+            optional --no-kafka
+        }
+        /// Start throw-away servers on free ports, run `cargo test --workspace` with
+        /// RKPROXY_TEST_* set, stop the servers; the exit code is cargo's.
+        cmd test {
+            /// Arguments for `cargo test`, after `--`
+            /// (`cargo xtask test -- -p proxy-bin --test it -- filter`).
+            repeated cargo_args: OsString
+            /// Keep server data and logs under target/rkproxy-servers/ afterwards.
+            optional --keep-data
+            /// Do not start Kafka (saves time and 512 MB; Kafka tests will fail).
+            optional --no-kafka
+        }
+        /// The demo's servers, detached, for working by hand.
+        cmd cluster {
+            /// Start them (or adopt the ones a running demo started).
+            cmd up {
+                /// Leave Kafka out.
+                optional --no-kafka
+            }
+            /// Stop them.
+            cmd down {}
+            /// Show which are running and whether the cluster is healthy.
+            cmd status {}
+        }
+        /// redis-benchmark against direct redis, rkproxy and twemproxy, and against a 3-master
+        /// Redis Cluster direct and through rkproxy.
+        cmd bench {
+            /// Requests per redis-benchmark run at pipeline 1 (default 200000; pipelined runs use
+            /// 8 times as many).
+            optional --requests n: NonZeroU64
+            /// Rounds per target, the table shows the median (default 5).
+            optional --rounds n: NonZeroUsize
+            /// Parallel connections (default 50).
+            optional --clients n: NonZeroU32
+            /// Comma-separated subset of direct,rkproxy,twemproxy (default all; the cluster
+            /// sections use direct and rkproxy only).
+            optional --targets list: TargetList
+            /// Comma-separated subset of standalone,cluster,mget,kafka (default all; kafka starts
+            /// a Kafka broker: KPUSH/KPOP vs SET through rkproxy).
+            optional --sections list: SectionList
+            /// Run every rkproxy with worker_threads = n (default: the config default, 1).
+            optional --workers n: NonZeroUsize
+            /// Use the existing target/release/rkproxy instead of building it.
+            optional --no-build
+        }
+        /// cargo fmt --check, cargo clippy -D warnings, then `test` (same options).
+        cmd ci {
+            /// Arguments for `cargo test`, after `--`.
+            repeated cargo_args: OsString
+            /// Keep server data and logs under target/rkproxy-servers/ afterwards.
+            optional --keep-data
+            /// Do not start Kafka.
+            optional --no-kafka
+        }
+        /// Regenerate cluster-router/src/commands/generated.rs from a live redis-server (its own
+        /// on a free port, or RKPROXY_CODEGEN_REDIS).
+        cmd codegen {}
+        /// This text (also `--help`, `-h`, or no arguments).
+        cmd help {}
+    }
+}
+// generated start
+// The following code is generated by `xflags` macro.
+// Run `env UPDATE_XFLAGS=1 cargo build` to regenerate.
+#[derive(Debug)]
+pub struct Xtask {
+    pub subcommand: XtaskCmd,
 }
 
-/// Options of `cargo xtask demo`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct DemoOptions {
-    /// Run the existing release binary instead of building it first.
+#[derive(Debug)]
+pub enum XtaskCmd {
+    Demo(Demo),
+    Test(Test),
+    Cluster(Cluster),
+    Bench(Bench),
+    Ci(Ci),
+    Codegen(Codegen),
+    Help(Help),
+}
+
+#[derive(Debug)]
+pub struct Demo {
     pub no_build: bool,
-    /// Do not start the Kafka broker.
     pub no_kafka: bool,
 }
 
-/// Options of `cargo xtask test` (and of `ci`, which ends with a `test`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TestOptions {
-    /// Extra arguments for `cargo test`, everything after `--`.
-    pub cargo_args: Vec<String>,
-    /// Keep the servers' data directories and logs after the run.
+#[derive(Debug)]
+pub struct Test {
+    pub cargo_args: Vec<OsString>,
+
     pub keep_data: bool,
-    /// Do not start the Kafka broker (its tests then fail, saying so).
     pub no_kafka: bool,
 }
 
-/// The subcommands of `cargo xtask cluster`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClusterAction {
-    Up { kafka: bool },
-    Down,
-    Status,
+#[derive(Debug)]
+pub struct Cluster {
+    pub subcommand: ClusterCmd,
+}
+
+#[derive(Debug)]
+pub enum ClusterCmd {
+    Up(Up),
+    Down(Down),
+    Status(Status),
+}
+
+#[derive(Debug)]
+pub struct Up {
+    pub no_kafka: bool,
+}
+
+#[derive(Debug)]
+pub struct Down;
+
+#[derive(Debug)]
+pub struct Status;
+
+#[derive(Debug)]
+pub struct Bench {
+    pub requests: Option<NonZeroU64>,
+    pub rounds: Option<NonZeroUsize>,
+    pub clients: Option<NonZeroU32>,
+    pub targets: Option<TargetList>,
+    pub sections: Option<SectionList>,
+    pub workers: Option<NonZeroUsize>,
+    pub no_build: bool,
+}
+
+#[derive(Debug)]
+pub struct Ci {
+    pub cargo_args: Vec<OsString>,
+
+    pub keep_data: bool,
+    pub no_kafka: bool,
+}
+
+#[derive(Debug)]
+pub struct Codegen;
+
+#[derive(Debug)]
+pub struct Help;
+
+impl Xtask {
+    #[allow(dead_code)]
+    pub fn from_env_or_exit() -> Self {
+        Self::from_env_or_exit_()
+    }
+
+    #[allow(dead_code)]
+    pub fn from_env() -> xflags::Result<Self> {
+        Self::from_env_()
+    }
+
+    #[allow(dead_code)]
+    pub fn from_vec(args: Vec<std::ffi::OsString>) -> xflags::Result<Self> {
+        Self::from_vec_(args)
+    }
+}
+// generated end
+
+/// Parses the arguments that follow `cargo xtask`. No arguments means `help`.
+pub fn parse(args: Vec<OsString>) -> xflags::Result<XtaskCmd> {
+    if args.is_empty() {
+        return Ok(XtaskCmd::Help(Help));
+    }
+    let args = split_inline_values(args);
+    let command = Xtask::from_vec(args.clone())?.subcommand;
+    let cargo_args = match &command {
+        XtaskCmd::Test(test) => &test.cargo_args,
+        XtaskCmd::Ci(ci) => &ci.cargo_args,
+        _ => return Ok(command),
+    };
+    // xflags takes words before `--` as positional arguments too; `cargo xtask test foo` is a
+    // mistake (cargo's arguments go after `--`), so it stays an error.
+    let after_double_dash = args
+        .iter()
+        .position(|arg| arg == "--")
+        .map_or(0, |split| args.len() - split - 1);
+    if cargo_args.len() > after_double_dash {
+        return Err(xflags::Error::new(format!(
+            "unexpected argument: {:?} (arguments for cargo test go after `--`)",
+            cargo_args[0]
+        )));
+    }
+    Ok(command)
+}
+
+/// The help text, generated by xflags from the grammar's doc comments.
+pub fn help() -> &'static str {
+    Xtask::HELP_
+}
+
+/// Splits `--flag=value` into `--flag value` (xflags accepts only the second form). Arguments
+/// after `--` belong to cargo and are left as they are.
+fn split_inline_values(args: Vec<OsString>) -> Vec<OsString> {
+    let mut split = Vec::with_capacity(args.len());
+    let mut rest = args.into_iter();
+    for arg in rest.by_ref() {
+        if arg == "--" {
+            split.push(arg);
+            break;
+        }
+        match arg.to_str().and_then(|text| text.split_once('=')) {
+            Some((name, value)) if name.starts_with("--") => {
+                split.push(name.into());
+                split.push(value.into());
+            }
+            _ => split.push(arg),
+        }
+    }
+    split.extend(rest);
+    split
 }
 
 /// A process that `cargo xtask bench` can send load to.
@@ -85,24 +243,6 @@ pub enum BenchTarget {
     Direct,
     Rkproxy,
     Twemproxy,
-}
-
-impl BenchTarget {
-    /// Every target, in the order the table lists them.
-    pub const ALL: [BenchTarget; 3] = [
-        BenchTarget::Direct,
-        BenchTarget::Rkproxy,
-        BenchTarget::Twemproxy,
-    ];
-
-    /// The name used on the command line and in the table.
-    pub fn name(self) -> &'static str {
-        match self {
-            BenchTarget::Direct => "direct",
-            BenchTarget::Rkproxy => "rkproxy",
-            BenchTarget::Twemproxy => "twemproxy",
-        }
-    }
 }
 
 /// A group of `cargo xtask bench` measurements that share their servers.
@@ -118,17 +258,39 @@ pub enum BenchSection {
     Kafka,
 }
 
-impl BenchSection {
-    /// Every section, in the order they run and the table lists them.
-    pub const ALL: [BenchSection; 4] = [
+/// Something picked by name from a fixed list on the command line.
+pub trait Named: Copy + PartialEq + 'static {
+    /// Every value, in the order runs and tables use.
+    const ALL: &'static [Self];
+    /// The name used on the command line and in the table.
+    fn name(self) -> &'static str;
+}
+
+impl Named for BenchTarget {
+    const ALL: &'static [Self] = &[
+        BenchTarget::Direct,
+        BenchTarget::Rkproxy,
+        BenchTarget::Twemproxy,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            BenchTarget::Direct => "direct",
+            BenchTarget::Rkproxy => "rkproxy",
+            BenchTarget::Twemproxy => "twemproxy",
+        }
+    }
+}
+
+impl Named for BenchSection {
+    const ALL: &'static [Self] = &[
         BenchSection::Standalone,
         BenchSection::Cluster,
         BenchSection::Mget,
         BenchSection::Kafka,
     ];
 
-    /// The name used on the command line and in the table.
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             BenchSection::Standalone => "standalone",
             BenchSection::Cluster => "cluster",
@@ -138,7 +300,37 @@ impl BenchSection {
     }
 }
 
-/// Options of `cargo xtask bench`.
+/// A comma-separated list of names: at least one, without duplicates, in `T::ALL`'s order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameList<T>(pub Vec<T>);
+
+/// The value of `bench --targets` (xflags wants a plain type name).
+pub type TargetList = NameList<BenchTarget>;
+/// The value of `bench --sections`.
+pub type SectionList = NameList<BenchSection>;
+
+impl<T: Named> FromStr for NameList<T> {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut picked = Vec::new();
+        for item_name in text.split(',').filter(|name| !name.is_empty()) {
+            let item = T::ALL
+                .iter()
+                .copied()
+                .find(|item| item.name() == item_name)
+                .ok_or_else(|| format!("unknown value {item_name:?}"))?;
+            picked.push(item);
+        }
+        if picked.is_empty() {
+            return Err("needs at least one value".to_string());
+        }
+        let in_order = T::ALL.iter().copied().filter(|item| picked.contains(item));
+        Ok(NameList(in_order.collect()))
+    }
+}
+
+/// Options of `cargo xtask bench`, with the defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BenchOptions {
     pub requests: u64,
@@ -163,148 +355,21 @@ impl BenchOptions {
     }
 }
 
-impl Default for BenchOptions {
-    fn default() -> Self {
+impl From<Bench> for BenchOptions {
+    fn from(flags: Bench) -> Self {
         BenchOptions {
-            requests: 200_000,
-            rounds: 5,
-            clients: 50,
-            targets: BenchTarget::ALL.to_vec(),
-            sections: BenchSection::ALL.to_vec(),
-            workers: None,
-            no_build: false,
+            requests: flags.requests.map_or(200_000, NonZeroU64::get),
+            rounds: flags.rounds.map_or(5, NonZeroUsize::get),
+            clients: flags.clients.map_or(50, NonZeroU32::get),
+            targets: flags
+                .targets
+                .map_or(BenchTarget::ALL.to_vec(), |list| list.0),
+            sections: flags
+                .sections
+                .map_or(BenchSection::ALL.to_vec(), |list| list.0),
+            workers: flags.workers.map(NonZeroUsize::get),
+            no_build: flags.no_build,
         }
-    }
-}
-
-/// Parses the arguments that follow `cargo xtask`.
-pub fn parse(args: &[String]) -> Result<Command, String> {
-    let Some((command, rest)) = args.split_first() else {
-        return Ok(Command::Help);
-    };
-    match command.as_str() {
-        "help" | "--help" | "-h" => Ok(Command::Help),
-        "demo" => {
-            let mut options = DemoOptions::default();
-            for arg in rest {
-                match arg.as_str() {
-                    "--no-build" => options.no_build = true,
-                    "--no-kafka" => options.no_kafka = true,
-                    other => return Err(format!("unknown option for demo: {other}")),
-                }
-            }
-            Ok(Command::Demo(options))
-        }
-        "test" => parse_test_options(rest).map(Command::Test),
-        "ci" => parse_test_options(rest).map(Command::Ci),
-        "cluster" => match rest {
-            [action] if action == "up" => Ok(Command::Cluster(ClusterAction::Up { kafka: true })),
-            [action, flag] if action == "up" && flag == "--no-kafka" => {
-                Ok(Command::Cluster(ClusterAction::Up { kafka: false }))
-            }
-            [action] if action == "down" => Ok(Command::Cluster(ClusterAction::Down)),
-            [action] if action == "status" => Ok(Command::Cluster(ClusterAction::Status)),
-            _ => Err("cluster needs one of: up [--no-kafka], down, status".to_string()),
-        },
-        "bench" => parse_bench_options(rest).map(Command::Bench),
-        "codegen" if rest.is_empty() => Ok(Command::Codegen),
-        "codegen" => Err("codegen takes no arguments".to_string()),
-        other => Err(format!("unknown command: {other}")),
-    }
-}
-
-fn parse_test_options(args: &[String]) -> Result<TestOptions, String> {
-    let mut options = TestOptions::default();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--keep-data" => options.keep_data = true,
-            "--no-kafka" => options.no_kafka = true,
-            "--" => {
-                options.cargo_args = args.cloned().collect();
-                break;
-            }
-            other => {
-                return Err(format!(
-                    "unknown option: {other} (arguments for cargo test go after `--`)"
-                ))
-            }
-        }
-    }
-    Ok(options)
-}
-
-fn parse_bench_options(args: &[String]) -> Result<BenchOptions, String> {
-    let mut options = BenchOptions::default();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        // Both `--flag value` and `--flag=value` are accepted.
-        let (name, inline_value) = match arg.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_string())),
-            None => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String, String> {
-            inline_value
-                .clone()
-                .or_else(|| args.next().cloned())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match name {
-            "--requests" => options.requests = parse_positive(name, &value()?)?,
-            "--rounds" => options.rounds = parse_positive(name, &value()?)?,
-            "--clients" => options.clients = parse_positive(name, &value()?)?,
-            "--workers" => options.workers = Some(parse_positive(name, &value()?)?),
-            "--targets" => {
-                options.targets =
-                    parse_list(name, &value()?, &BenchTarget::ALL, |target| target.name())?;
-            }
-            "--sections" => {
-                options.sections = parse_list(name, &value()?, &BenchSection::ALL, |section| {
-                    section.name()
-                })?;
-            }
-            "--no-build" if inline_value.is_none() => options.no_build = true,
-            other => return Err(format!("unknown option for bench: {other}")),
-        }
-    }
-    Ok(options)
-}
-
-/// Parses a comma-separated list of names from `known`, without duplicates, in `known`'s order.
-fn parse_list<T: Copy + PartialEq>(
-    flag: &str,
-    text: &str,
-    known: &[T],
-    name_of: impl Fn(T) -> &'static str,
-) -> Result<Vec<T>, String> {
-    let mut picked = Vec::new();
-    for item_name in text.split(',').filter(|name| !name.is_empty()) {
-        let item = known
-            .iter()
-            .copied()
-            .find(|item| name_of(*item) == item_name)
-            .ok_or_else(|| format!("unknown value for {flag}: {item_name}"))?;
-        if !picked.contains(&item) {
-            picked.push(item);
-        }
-    }
-    if picked.is_empty() {
-        return Err(format!("{flag} needs at least one value"));
-    }
-    Ok(known
-        .iter()
-        .copied()
-        .filter(|item| picked.contains(item))
-        .collect())
-}
-
-fn parse_positive<T>(flag: &str, text: &str) -> Result<T, String>
-where
-    T: std::str::FromStr + PartialOrd + Default,
-{
-    match text.parse::<T>() {
-        Ok(number) if number > T::default() => Ok(number),
-        _ => Err(format!("{flag} needs a positive number, got {text:?}")),
     }
 }
 
@@ -312,42 +377,54 @@ where
 mod tests {
     use super::*;
 
-    fn parse_words(words: &str) -> Result<Command, String> {
-        let args: Vec<String> = words.split_whitespace().map(str::to_string).collect();
-        parse(&args)
+    fn parse_words(words: &str) -> xflags::Result<XtaskCmd> {
+        parse(words.split_whitespace().map(OsString::from).collect())
+    }
+
+    fn bench_options(words: &str) -> BenchOptions {
+        match parse_words(words) {
+            Ok(XtaskCmd::Bench(bench)) => BenchOptions::from(bench),
+            other => panic!("expected bench, got {other:?}"),
+        }
     }
 
     #[test]
     fn test_passes_everything_after_double_dash_to_cargo() {
-        let command = parse_words("test --keep-data -- -p resp-codec -- --nocapture").unwrap();
+        let command = parse_words("test --keep-data -- -p resp-codec -- --nocapture --x=y");
+        let Ok(XtaskCmd::Test(test)) = command else {
+            panic!("expected test, got {command:?}");
+        };
         assert_eq!(
-            command,
-            Command::Test(TestOptions {
-                cargo_args: vec![
-                    "-p".into(),
-                    "resp-codec".into(),
-                    "--".into(),
-                    "--nocapture".into()
-                ],
-                keep_data: true,
-                no_kafka: false,
-            })
+            test.cargo_args,
+            ["-p", "resp-codec", "--", "--nocapture", "--x=y"]
         );
+        assert!(test.keep_data);
+        assert!(!test.no_kafka);
     }
 
     #[test]
     fn test_rejects_cargo_arguments_without_double_dash() {
         assert!(parse_words("test -p resp-codec").is_err());
+        assert!(parse_words("test resp-codec").is_err());
+        assert!(parse_words("test resp-codec -- --nocapture").is_err());
+        assert!(parse_words("ci --no-kafka resp-codec").is_err());
+        assert!(parse_words("test --keep-data=yes").is_err());
+    }
+
+    #[test]
+    fn unknown_flags_and_commands_are_errors() {
+        assert!(parse_words("demo --no-kafka --fast").is_err());
+        assert!(parse_words("test --fast").is_err());
+        assert!(parse_words("bench --no-build=yes").is_err());
+        assert!(parse_words("codegen now").is_err());
+        assert!(parse_words("deploy").is_err());
     }
 
     #[test]
     fn bench_accepts_both_value_forms_and_sorts_targets() {
-        let command =
-            parse_words("bench --requests=1000 --rounds 5 --targets twemproxy,direct --workers 2")
-                .unwrap();
-        let Command::Bench(options) = command else {
-            panic!("expected bench, got {command:?}");
-        };
+        let options = bench_options(
+            "bench --requests=1000 --rounds 5 --targets twemproxy,direct --workers 2",
+        );
         assert_eq!(options.requests, 1000);
         assert_eq!(options.rounds, 5);
         assert_eq!(options.clients, 50);
@@ -356,7 +433,7 @@ mod tests {
             options.targets,
             vec![BenchTarget::Direct, BenchTarget::Twemproxy]
         );
-        assert_eq!(BenchOptions::default().workers, None);
+        assert_eq!(bench_options("bench").workers, None);
     }
 
     #[test]
@@ -370,46 +447,49 @@ mod tests {
 
     #[test]
     fn bench_sections_default_to_all_and_keep_their_order() {
-        let Command::Bench(options) = parse_words("bench").unwrap() else {
-            panic!("expected bench");
-        };
-        assert_eq!(options.sections, BenchSection::ALL.to_vec());
-        let command = parse_words("bench --sections mget,cluster,mget").unwrap();
-        let Command::Bench(options) = command else {
-            panic!("expected bench, got {command:?}");
-        };
+        assert_eq!(bench_options("bench").sections, BenchSection::ALL.to_vec());
+        let options = bench_options("bench --sections mget,cluster,mget");
         assert_eq!(
             options.sections,
             vec![BenchSection::Cluster, BenchSection::Mget]
         );
         assert!(options.wants_section(BenchSection::Mget));
         assert!(!options.wants_section(BenchSection::Standalone));
-        assert!(
-            parse_words("bench --sections kafka,mget").is_ok_and(|command| command
-                == Command::Bench(BenchOptions {
-                    sections: vec![BenchSection::Mget, BenchSection::Kafka],
-                    ..BenchOptions::default()
-                }))
+        assert_eq!(
+            bench_options("bench --sections kafka,mget").sections,
+            vec![BenchSection::Mget, BenchSection::Kafka]
         );
         assert!(parse_words("bench --sections rabbitmq").is_err());
     }
 
     #[test]
     fn cluster_needs_one_known_action() {
-        assert_eq!(
-            parse_words("cluster up").unwrap(),
-            Command::Cluster(ClusterAction::Up { kafka: true })
-        );
-        assert_eq!(
-            parse_words("cluster up --no-kafka").unwrap(),
-            Command::Cluster(ClusterAction::Up { kafka: false })
-        );
+        let up = |words| match parse_words(words) {
+            Ok(XtaskCmd::Cluster(Cluster {
+                subcommand: ClusterCmd::Up(up),
+            })) => Some(up.no_kafka),
+            _ => None,
+        };
+        assert_eq!(up("cluster up"), Some(false));
+        assert_eq!(up("cluster up --no-kafka"), Some(true));
+        assert!(matches!(
+            parse_words("cluster status"),
+            Ok(XtaskCmd::Cluster(Cluster {
+                subcommand: ClusterCmd::Status(Status)
+            }))
+        ));
         assert!(parse_words("cluster").is_err());
         assert!(parse_words("cluster restart").is_err());
+        assert!(parse_words("cluster down --no-kafka").is_err());
     }
 
     #[test]
-    fn no_arguments_means_help() {
-        assert_eq!(parse_words("").unwrap(), Command::Help);
+    fn no_arguments_or_help_means_help() {
+        assert!(matches!(parse_words(""), Ok(XtaskCmd::Help(_))));
+        assert!(matches!(parse_words("help"), Ok(XtaskCmd::Help(_))));
+        for words in ["--help", "-h", "bench --help"] {
+            assert!(parse_words(words).is_err_and(|error| error.is_help()));
+        }
+        assert!(help().contains("--no-kafka"));
     }
 }

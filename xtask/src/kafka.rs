@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use xshell::{cmd, Shell};
+
 use crate::ports::PortReserver;
 use crate::shell::{self, ChildGuard, Tool};
 use crate::{bail, project, signals, Result};
@@ -72,18 +74,15 @@ pub fn ensure_distribution() -> Result<PathBuf> {
     }
     // Maven's output (even with -q, some terminal escape codes) goes to a log shown on failure.
     let mvn_log = dist.join("mvn.log");
-    let output = std::fs::File::create(&mvn_log)?;
-    let mut command = Command::new(shell::require("mvn")?);
-    command
-        .args(["-q", "-B", "-f"])
-        .arg(dist.join("pom.xml"))
-        .arg(DEPENDENCY_PLUGIN)
-        .arg("-DincludeScope=runtime")
-        .arg(format!("-DoutputDirectory={}", partial.display()))
-        .stdin(Stdio::null())
-        .stdout(output.try_clone()?)
-        .stderr(output);
-    eprintln!("$ {}", shell::format_command(&command));
+    let sh = Shell::new()?;
+    let mvn = shell::require("mvn")?;
+    let pom_file = dist.join("pom.xml");
+    let output_dir = format!("-DoutputDirectory={}", partial.display());
+    let mut command = shell::spawnable(cmd!(
+        sh,
+        "{mvn} -q -B -f {pom_file} {DEPENDENCY_PLUGIN} -DincludeScope=runtime {output_dir}"
+    ));
+    shell::log_output(&mut command, &mvn_log)?;
     let status = command.status()?;
     if !status.success() {
         bail!(
@@ -237,6 +236,8 @@ impl KafkaSpec {
     }
 
     /// Wipes the folder, writes the configs and formats the storage with a fresh cluster id.
+    /// (The JVM commands are std `Command`s: the server keeps running, and both stream their
+    /// output into log files, neither of which xshell does.)
     fn prepare(&self, lib: &Path) -> Result<()> {
         if self.dir.exists() {
             std::fs::remove_dir_all(&self.dir)?;
@@ -245,24 +246,17 @@ impl KafkaSpec {
         std::fs::write(self.properties_file(), self.properties_text())?;
         std::fs::write(self.log4j_file(), self.log4j_text())?;
         let format_log = self.dir.join("format.log");
-        let output = std::fs::File::create(&format_log)?;
         let mut format = self.java(lib)?;
         format
-            .args([
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                &new_cluster_id()?,
-                "-c",
-            ])
-            .arg(self.properties_file())
-            .stdout(output.try_clone()?)
-            .stderr(output);
+            .args(["kafka.tools.StorageTool", "format", "-t"])
+            .arg(new_cluster_id()?)
+            .arg("-c")
+            .arg(self.properties_file());
+        shell::log_output(&mut format, &format_log)?;
         let status = format.status()?;
         if !status.success() {
             bail!(
-                "`{}` failed ({status}):\n{}",
-                shell::format_command(&format),
+                "formatting Kafka's storage (kafka.tools.StorageTool format) failed ({status}):\n{}",
                 shell::tail(&format_log, 20)
             );
         }
@@ -271,14 +265,12 @@ impl KafkaSpec {
 
     /// The broker command; its own output (mostly JVM warnings) goes to `stdout.log`.
     fn server_command(&self, lib: &Path) -> Result<Command> {
-        let output = std::fs::File::create(self.dir.join("stdout.log"))?;
         let mut command = self.java(lib)?;
         command
             .arg("-Xmx512m")
             .arg("kafka.Kafka")
-            .arg(self.properties_file())
-            .stdout(output.try_clone()?)
-            .stderr(output);
+            .arg(self.properties_file());
+        shell::log_output(&mut command, &self.dir.join("stdout.log"))?;
         Ok(command)
     }
 }
@@ -336,16 +328,16 @@ pub fn start_detached(spec: &KafkaSpec) -> Result<u32> {
 
 /// Whether the broker answers a metadata request (through kcat) within a few seconds.
 pub fn serves_metadata(addr: SocketAddr) -> bool {
-    let Ok(kcat) = shell::require("kcat") else {
+    let (Ok(kcat), Ok(sh)) = (shell::require("kcat"), Shell::new()) else {
         return false;
     };
-    Command::new(kcat)
-        .args(["-b", &addr.to_string(), "-L", "-m", "5"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
+    let addr = addr.to_string();
+    cmd!(sh, "{kcat} -b {addr} -L -m 5")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
 }
 
 /// Waits until kcat can fetch metadata from the broker, failing early if the broker exits.

@@ -13,9 +13,10 @@
 //!
 //! # Layout
 //!
-//! - `flags`: command line parsing (by hand, to keep dependencies at one).
+//! - `flags`: command line parsing with `xflags`.
 //! - `project`: where the workspace, the target dir and cargo are.
-//! - `shell`: running programs, checking for them, installing Debian packages, signalling pids.
+//! - `shell`: finding programs, installing Debian packages, children that keep running, signalling
+//!   pids (commands that run to completion use `xshell` directly).
 //! - `signals`: turns Ctrl-C and SIGTERM into a flag that long waits poll.
 //! - `resp`: a tiny blocking Redis client for health checks.
 //! - `ports`: free loopback ports.
@@ -61,11 +62,11 @@ macro_rules! bail {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let command = match flags::parse(&args) {
+    let command = match flags::parse(std::env::args_os().skip(1).collect()) {
         Ok(command) => command,
-        Err(message) => {
-            eprintln!("error: {message}\n\n{}", flags::USAGE);
+        Err(error) if error.is_help() => flags::XtaskCmd::Help(flags::Help),
+        Err(error) => {
+            eprintln!("error: {error}\n(`cargo xtask help` lists the commands and their options)");
             return ExitCode::from(2);
         }
     };
@@ -74,16 +75,16 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let outcome = match command {
-        flags::Command::Help => {
-            println!("{}", flags::USAGE);
+        flags::XtaskCmd::Help(_) => {
+            println!("{}", flags::help());
             Ok(ExitCode::SUCCESS)
         }
-        flags::Command::Demo(options) => demo::run(&options),
-        flags::Command::Test(options) => test::run(&options),
-        flags::Command::Cluster(action) => cluster::run(action),
-        flags::Command::Bench(options) => bench::run(&options),
-        flags::Command::Ci(options) => ci::run(&options),
-        flags::Command::Codegen => codegen::run(&project::root())
+        flags::XtaskCmd::Demo(options) => demo::run(&options),
+        flags::XtaskCmd::Test(options) => test::run(&options),
+        flags::XtaskCmd::Cluster(cluster) => cluster::run(cluster.subcommand),
+        flags::XtaskCmd::Bench(options) => bench::run(&options.into()),
+        flags::XtaskCmd::Ci(options) => ci::run(options),
+        flags::XtaskCmd::Codegen(_) => codegen::run(&project::root())
             .map(|()| ExitCode::SUCCESS)
             .map_err(Error::from),
     };

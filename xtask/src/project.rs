@@ -1,7 +1,11 @@
 //! Where things are: the workspace root, the target directory and the cargo binary.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use xshell::Shell;
+
+use crate::Result;
 
 /// The workspace root, found from this crate's manifest directory (its parent).
 ///
@@ -39,13 +43,17 @@ pub fn release_rkproxy() -> PathBuf {
     target_dir().join("release").join("rkproxy")
 }
 
-/// A `Command` for the cargo that is running us (cargo sets `CARGO` for `cargo run`), started in
-/// the workspace root.
-pub fn cargo() -> Command {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(cargo);
-    command.current_dir(root());
-    command
+/// The cargo that is running us (cargo sets `CARGO` for `cargo run`), so that every cargo we
+/// start uses the same toolchain; `cargo` from `PATH` otherwise.
+pub fn cargo() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// An xshell `Shell` whose commands start in the workspace root.
+pub fn shell() -> Result<Shell> {
+    let sh = Shell::new()?;
+    sh.change_dir(root());
+    Ok(sh)
 }
 
 /// Shows a path relative to the workspace root when it is inside it, for shorter messages.

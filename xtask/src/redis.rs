@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use xshell::{cmd, Shell};
+
 use crate::resp::{info_field, Connection, Reply};
 use crate::{bail, ports, project, shell, signals, Result};
 
@@ -212,22 +214,23 @@ pub fn ping(addr: SocketAddr, password: Option<&str>) -> bool {
 /// Forms a cluster of the given nodes with one replica per master, using redis-cli.
 /// Its chatty output goes to `log_file` and is shown only on failure.
 pub fn create_cluster(nodes: &[SocketAddr], log_file: &Path) -> Result<()> {
-    let log = std::fs::File::create(log_file)?;
-    let mut command = Command::new(shell::require("redis-cli")?);
-    command
-        .arg("--cluster")
-        .arg("create")
-        .args(nodes.iter().map(SocketAddr::to_string))
-        .args(["--cluster-replicas", "1", "--cluster-yes"])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+    let sh = Shell::new()?;
+    let redis_cli = shell::require("redis-cli")?;
+    let nodes: Vec<String> = nodes.iter().map(SocketAddr::to_string).collect();
+    let command = cmd!(
+        sh,
+        "{redis_cli} --cluster create {nodes...} --cluster-replicas 1 --cluster-yes"
+    );
+    let text = command.to_string();
+    // A std `Command`, not xshell's `run`: the output goes to a log file, and a SIGTERM to xtask
+    // is forwarded to redis-cli.
+    let mut command = Command::from(command);
+    shell::log_output(&mut command, log_file)?;
     let mut child = command.spawn()?;
     let status = shell::wait_forwarding_signals(&mut child)?;
     if !status.success() {
         bail!(
-            "`{}` failed ({status}); its output ({}):\n{}",
-            shell::format_command(&command),
+            "`{text}` failed ({status}); its output ({}):\n{}",
             project::display(log_file),
             shell::tail(log_file, 30)
         );

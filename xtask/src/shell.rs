@@ -1,15 +1,22 @@
-//! Running programs: echoing commands, finding binaries, installing Debian packages and sending
-//! signals to pids.
+//! Programs and processes: finding binaries, installing Debian packages, starting children that
+//! keep running, and signalling, watching and stopping pids.
+//!
+//! Commands that run to completion are built and run with `xshell` (`cmd!`, which echoes them).
+//! What xshell 0.2 cannot do stays here as small std code: it has no `PATH` lookup (so [`which`]),
+//! and a `Cmd` only runs to completion with its output inherited or captured in memory, so
+//! servers, children we watch or forward signals to, and output that streams into a log file go
+//! through std's `Command` ([`spawn`], [`log_output`], [`ChildGuard`], [`wait_forwarding_signals`]).
 //!
 //! Signals are sent through `sh -c 'kill ...'` because std cannot signal an arbitrary pid without
 //! `unsafe` libc calls, and `sh` (with its `kill` builtin) is on every Debian machine, unlike the
 //! procps `kill` binary.
 
-use std::ffi::OsStr;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
-use crate::{bail, Result};
+use xshell::{cmd, Cmd, Shell};
+
+use crate::{bail, project, Result};
 
 /// A program we need and the Debian package that ships it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,44 +49,26 @@ pub const BENCH_TOOLS: &[Tool] = &[
     },
 ];
 
-/// Formats a command the way a shell user would type it, for echoing.
-pub fn format_command(command: &Command) -> String {
-    // The cargo that runs us is a long rustup path; `cargo` reads better.
-    let program = command.get_program();
-    let program = if std::env::var_os("CARGO").is_some_and(|cargo| cargo == program) {
-        OsStr::new("cargo")
-    } else {
-        program
-    };
-    let mut words = vec![shell_quote(program)];
-    words.extend(command.get_args().map(shell_quote));
-    words.join(" ")
+/// A std `Command` for an xshell one, echoed first, for what xshell cannot do (see the module
+/// doc): the caller spawns it, or sends its output to a log file. Its stdin stays inherited.
+pub fn spawnable(command: Cmd<'_>) -> Command {
+    eprintln!("$ {command}");
+    Command::from(command)
 }
 
-fn shell_quote(word: &OsStr) -> String {
-    let word = word.to_string_lossy();
-    let is_plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c));
-    if is_plain {
-        word.into_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
-/// Runs a command to completion with inherited stdio, echoing it first; fails on a non-zero exit.
-pub fn run(command: &mut Command) -> Result<()> {
-    let text = format_command(command);
-    eprintln!("$ {text}");
-    let status = command
-        .status()
-        .map_err(|error| format!("cannot run `{text}`: {error}"))?;
-    if !status.success() {
-        bail!("`{text}` failed ({status})");
-    }
+/// Sends a command's stdout and stderr to a (new) log file and closes its stdin.
+pub fn log_output(command: &mut Command, log: &Path) -> Result<()> {
+    let file = std::fs::File::create(log)?;
+    command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file);
     Ok(())
+}
+
+/// Starts a child that keeps running, echoing it first (see [`spawnable`]).
+pub fn spawn(command: Cmd<'_>) -> Result<Child> {
+    Ok(spawnable(command).spawn()?)
 }
 
 /// Finds a program like `which` does. The sbin folders are searched too because Debian puts
@@ -92,7 +81,7 @@ pub fn which(binary: &str) -> Option<PathBuf> {
         .find(|candidate| is_executable(candidate))
 }
 
-fn is_executable(path: &std::path::Path) -> bool {
+fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path)
         .map(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
@@ -138,20 +127,18 @@ pub fn ensure_tools(tools: &[Tool]) -> Result<()> {
         bail!("missing packages: {list}, and apt-get is not available to install them");
     }
     eprintln!("installing missing packages: {list}");
+    let sh = project::shell()?;
+    let _noninteractive = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
     // A failed update (for example one unreachable mirror) should not stop an install that the
     // existing package lists can still satisfy, so its failure is only reported.
-    if let Err(error) = run(Command::new("apt-get")
-        .args(["update", "-q"])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdin(Stdio::null()))
-    {
+    if let Err(error) = cmd!(sh, "apt-get update -q").run() {
         eprintln!("warning: {error}; trying the install anyway");
     }
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing_packages)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdin(Stdio::null()))?;
+    cmd!(
+        sh,
+        "apt-get install -y -q --no-install-recommends {missing_packages...}"
+    )
+    .run()?;
     for tool in tools {
         if which(tool.binary).is_none() {
             bail!(
@@ -166,18 +153,15 @@ pub fn ensure_tools(tools: &[Tool]) -> Result<()> {
 
 /// Sends a signal (a name such as `TERM` or `KILL`) to a pid. Returns whether it was delivered.
 pub fn signal(pid: u32, signal_name: &str) -> bool {
-    Command::new("sh")
-        .args([
-            "-c",
-            "kill -s \"$1\" \"$2\" 2>/dev/null",
-            "sh",
-            signal_name,
-            &pid.to_string(),
-        ])
-        .stdin(Stdio::null())
-        .status()
-        .map(|status| status.success())
-        .unwrap_or(false)
+    const KILL: &str = r#"kill -s "$1" "$2""#;
+    let pid = pid.to_string();
+    Shell::new().is_ok_and(|sh| {
+        cmd!(sh, "sh -c {KILL} sh {signal_name} {pid}")
+            .quiet()
+            .ignore_stderr()
+            .run()
+            .is_ok()
+    })
 }
 
 /// Whether a pid names a live process (zombies, which are dead but not yet reaped, count as gone).
@@ -204,12 +188,12 @@ pub fn cmdline(pid: u32) -> Option<String> {
 }
 
 /// Reads a pid from a pid file, if the file exists and holds a number.
-pub fn read_pid_file(path: &std::path::Path) -> Option<u32> {
+pub fn read_pid_file(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// The last `count` lines of a text file, for showing why a server failed.
-pub fn tail(path: &std::path::Path, count: usize) -> String {
+pub fn tail(path: &Path, count: usize) -> String {
     let Ok(text) = std::fs::read_to_string(path) else {
         return format!("(no log at {})", path.display());
     };
@@ -222,13 +206,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn format_command_quotes_only_what_needs_it() {
-        let mut command = Command::new("redis-server");
-        command.args(["--save", "", "--user", "it's"]);
-        assert_eq!(
-            format_command(&command),
-            r"redis-server --save '' --user 'it'\''s'"
-        );
+    fn signal_reaches_a_child_and_not_a_dead_pid() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        assert!(signal(child.id(), "TERM"));
+        assert!(!child.wait().unwrap().success());
+        assert!(!signal(child.id(), "TERM"));
     }
 
     #[test]
@@ -321,7 +303,8 @@ pub fn stop_pid(pid: u32) -> bool {
 
 /// Waits for a child to exit while watching for Ctrl-C/SIGTERM. Children in the terminal's
 /// process group get Ctrl-C themselves; a SIGTERM sent to xtask alone is forwarded here, and a
-/// child that is still running ten seconds after the signal is killed.
+/// child that is still running ten seconds after the signal is killed. (xshell's `run` waits
+/// without looking at signals, so a SIGTERM to xtask would not reach the child.)
 pub fn wait_forwarding_signals(
     child: &mut std::process::Child,
 ) -> Result<std::process::ExitStatus> {

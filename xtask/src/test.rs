@@ -5,24 +5,27 @@
 //! tests run with `RKPROXY_TEST_*` pointing at them, and the servers are stopped whatever happens.
 //! The exit code is cargo's.
 
-use std::process::{Command, ExitCode};
+use std::ffi::OsString;
+use std::process::ExitCode;
 
-use crate::flags::TestOptions;
+use xshell::cmd;
+
+use crate::flags::Test;
 use crate::servers::{ServerChoice, TestServers};
 use crate::{kafka, project, shell, Result};
 
 /// Runs the command.
-pub fn run(options: &TestOptions) -> Result<ExitCode> {
+pub fn run(options: &Test) -> Result<ExitCode> {
     let mut tools = shell::REDIS_TOOLS.to_vec();
     if !options.no_kafka {
         tools.extend_from_slice(kafka::KAFKA_TOOLS);
     }
     shell::ensure_tools(&tools)?;
 
-    let mut build = cargo_test(&options.cargo_args, false);
-    build.arg("--no-run");
-    let build_status = shell::run(&mut build);
-    if let Err(error) = build_status {
+    let sh = project::shell()?;
+    let cargo = project::cargo();
+    let build_args = cargo_test_args(&options.cargo_args, false);
+    if let Err(error) = cmd!(sh, "{cargo} {build_args...} --no-run").run() {
         eprintln!("error: {error}");
         return Ok(ExitCode::FAILURE);
     }
@@ -39,12 +42,11 @@ pub fn run(options: &TestOptions) -> Result<ExitCode> {
         eprintln!("  {name}={value}");
     }
 
-    let mut command = cargo_test(&options.cargo_args, true);
-    command.envs(servers.env());
-    eprintln!("$ {}", shell::format_command(&command));
-    let status = command.spawn().and_then(|mut child| {
-        shell::wait_forwarding_signals(&mut child).map_err(std::io::Error::other)
-    });
+    let test_args = cargo_test_args(&options.cargo_args, true);
+    let command = cmd!(sh, "{cargo} {test_args...}").envs(servers.env());
+    // Spawned, not run by xshell, so that a SIGTERM to xtask reaches cargo test.
+    let status =
+        shell::spawn(command).and_then(|mut child| shell::wait_forwarding_signals(&mut child));
 
     servers.keep_data = options.keep_data || !matches!(&status, Ok(status) if status.success());
     servers.stop();
@@ -57,57 +59,51 @@ pub fn run(options: &TestOptions) -> Result<ExitCode> {
     })
 }
 
-/// `cargo test`, for the whole workspace unless the extra arguments pick packages themselves.
-/// Arguments after a second `--` go to the test binaries, and are left out of the build step.
-fn cargo_test(extra_args: &[String], with_test_binary_args: bool) -> Command {
-    let mut command = project::cargo();
-    command.arg("test");
+/// The arguments of `cargo test`, for the whole workspace unless the extra arguments pick packages
+/// themselves. Arguments after a second `--` go to the test binaries, and are left out of the
+/// build step.
+fn cargo_test_args(extra_args: &[OsString], with_test_binary_args: bool) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["test".into()];
     let (cargo_args, test_binary_args) = match extra_args.iter().position(|arg| arg == "--") {
         Some(split) => (&extra_args[..split], &extra_args[split..]),
         None => (extra_args, &[][..]),
     };
-    let picks_packages = cargo_args
-        .iter()
-        .any(|arg| arg.starts_with("-p") || arg.starts_with("--package") || arg == "--workspace");
+    let picks_packages = cargo_args.iter().any(|arg| {
+        let arg = arg.to_string_lossy();
+        arg.starts_with("-p") || arg.starts_with("--package") || arg == "--workspace"
+    });
     if !picks_packages {
-        command.arg("--workspace");
+        args.push("--workspace".into());
     }
     // Report every failing test binary, not just the first.
     if !cargo_args.iter().any(|arg| arg == "--no-fail-fast") {
-        command.arg("--no-fail-fast");
+        args.push("--no-fail-fast".into());
     }
-    command.args(cargo_args);
+    args.extend_from_slice(cargo_args);
     if with_test_binary_args {
-        command.args(test_binary_args);
+        args.extend_from_slice(test_binary_args);
     }
-    command
+    args
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args_of(command: &Command) -> Vec<String> {
-        command
-            .get_args()
-            .map(|arg| arg.to_string_lossy().into_owned())
-            .collect()
-    }
-
     #[test]
     fn whole_workspace_unless_packages_are_picked() {
-        let extra: Vec<String> = vec!["--".into(), "--nocapture".into()];
+        let extra: Vec<OsString> = vec!["--".into(), "--nocapture".into()];
         assert_eq!(
-            args_of(&cargo_test(&extra, true)),
+            cargo_test_args(&extra, true),
             ["test", "--workspace", "--no-fail-fast", "--", "--nocapture"]
         );
         assert_eq!(
-            args_of(&cargo_test(&extra, false)),
+            cargo_test_args(&extra, false),
             ["test", "--workspace", "--no-fail-fast"]
         );
-        let extra: Vec<String> = vec!["-p".into(), "proxy-bin".into()];
+        let extra: Vec<OsString> = vec!["-p".into(), "proxy-bin".into()];
         assert_eq!(
-            args_of(&cargo_test(&extra, true)),
+            cargo_test_args(&extra, true),
             ["test", "--no-fail-fast", "-p", "proxy-bin"]
         );
     }

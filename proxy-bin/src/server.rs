@@ -50,15 +50,13 @@ impl ProxyState {
                 PoolKind::Standalone => PoolHandle::Standalone(Arc::new(StandalonePool::new(
                     name,
                     pool,
-                    config.connect_timeout(),
-                    config.command_timeout(),
+                    &config.timeouts,
                 )?)),
                 PoolKind::Cluster => {
                     let cluster = Arc::new(ClusterPool::new(
                         name,
                         pool,
-                        config.connect_timeout(),
-                        config.command_timeout(),
+                        &config.timeouts,
                     )?);
                     cluster.start().await;
                     PoolHandle::Cluster(cluster)

@@ -35,7 +35,7 @@ use tokio_util::codec::Decoder;
 
 use super::pending::{Combine, Expect, Merge, Part, Pending, Pipeline, PipelinePart, Routed};
 use super::Session;
-use crate::backend::{BackendReply, SharedConnection};
+use crate::backend::{BackendReply, Patience, SharedConnection};
 use crate::cluster::{ClusterPool, Topology};
 use crate::config::ReadPolicy;
 use crate::reply;
@@ -69,6 +69,8 @@ struct ClusterBatch {
     /// The master index of each command, in the client's order.
     order: Vec<u16>,
     bytes: usize,
+    /// Slow if a batched command is (a script): every part is then sent with the longer allowance.
+    patience: Patience,
 }
 
 /// A MULTI queued in the session.
@@ -79,6 +81,8 @@ struct Transaction {
     slot: Option<u16>,
     /// Set by a queue-time error: EXEC then fails with EXECABORT.
     failed: bool,
+    /// Slow if a queued command is (a script): the backend then waits longer for EXEC.
+    patience: Patience,
 }
 
 impl ClusterSession {
@@ -154,6 +158,7 @@ impl ClusterSession {
         }
         let mut order = std::mem::take(&mut self.batch.order);
         self.batch.bytes = 0;
+        let patience = std::mem::take(&mut self.batch.patience);
         // `batch_for_master` only queues for masters that exist, and the masters change only when nothing is
         // batched, so every part below finds its connection. Should that ever fail, every command of the batch
         // still gets a reply (an error), so that no client waits for ever.
@@ -170,7 +175,7 @@ impl ClusterSession {
             let Some((node, connection)) = self.master(index, client_id, resp3) else {
                 return Some(unroutable(1));
             };
-            let receiver = connection.send(request.clone());
+            let receiver = connection.with_patience(patience).send(request.clone());
             return Some(Pending::Routed(Box::new(Routed {
                 receiver,
                 request,
@@ -198,7 +203,9 @@ impl ClusterSession {
                 self.batch.by_master = by_master;
                 return Some(unroutable(order.len()));
             };
-            let receiver = connection.send_many(requests.clone(), ends.len());
+            let receiver = connection
+                .with_patience(patience)
+                .send_many(requests.clone(), ends.len());
             part_of_master[index] = parts.len() as u16;
             parts.push(PipelinePart {
                 receiver: Some(receiver),
@@ -249,9 +256,12 @@ impl ClusterSession {
         resp3: bool,
         request: &Request,
         rewrite: Option<&'static CommandSpec>,
+        patience: Patience,
     ) -> Option<Pending> {
         let (node, connection) = self.master(index, client_id, resp3)?;
-        let receiver = connection.send(request.raw().clone());
+        let receiver = connection
+            .with_patience(patience)
+            .send(request.raw().clone());
         Some(Pending::Routed(Box::new(Routed {
             receiver,
             request: request.raw().clone(),
@@ -270,9 +280,11 @@ impl ClusterSession {
         resp3: bool,
         request: &Request,
         rewrite: Option<&'static CommandSpec>,
+        patience: Patience,
     ) -> Pending {
         let receiver = self
             .connection(&node, readonly, client_id, resp3)
+            .with_patience(patience)
             .send(request.raw().clone());
         Pending::Routed(Box::new(Routed {
             receiver,
@@ -335,6 +347,7 @@ impl Session {
                 .shard_for_slot(*slot)
                 .is_some_and(|index| cluster.batch_for_master(index, &request));
             if queued {
+                cluster.batch.patience = cluster.batch.patience.max(Patience::for_command(spec));
                 if cluster.batch_is_full() {
                     self.flush_batch();
                 }
@@ -384,6 +397,7 @@ impl Session {
     ) {
         let (id, resp3) = (self.id, self.resp3);
         let rewrite = self.reply_rewrite(spec);
+        let patience = Patience::for_command(spec);
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
@@ -411,10 +425,10 @@ impl Session {
                 let use_replica = !replicas.is_empty();
                 if use_replica {
                     let replica = Arc::new(replicas[(id as usize) % replicas.len()].clone());
-                    cluster.send_routed(replica, true, id, resp3, &request, rewrite)
+                    cluster.send_routed(replica, true, id, resp3, &request, rewrite, patience)
                 } else {
                     let sent = map.shard_for_slot(slot).and_then(|index| {
-                        cluster.send_to_master(index, id, resp3, &request, rewrite)
+                        cluster.send_to_master(index, id, resp3, &request, rewrite, patience)
                     });
                     sent.unwrap_or_else(|| {
                         cluster.pool.request_refresh();
@@ -425,7 +439,9 @@ impl Session {
             RoutePlan::Keyless => {
                 let sent = cluster
                     .any_master_index(id)
-                    .and_then(|index| cluster.send_to_master(index, id, resp3, &request, rewrite));
+                    .and_then(|index| {
+                        cluster.send_to_master(index, id, resp3, &request, rewrite, patience)
+                    });
                 sent.unwrap_or_else(|| Pending::Ready(no_topology(&cluster.pool)))
             }
             RoutePlan::Split { parts, merge } => {
@@ -594,7 +610,7 @@ impl Session {
         let mut redirected = false;
         for part in &parts {
             let frames = match &part.reply {
-                Some(Ok(bytes)) => match split_replies(bytes, &Limits::default()) {
+                Some(Ok(bytes)) => match split_replies(bytes, &Limits::for_backend_replies()) {
                     Ok(frames) if frames.len() == part.ends.len() => frames,
                     _ => vec![
                         reply::error("ERR rkproxy could not read a backend reply");
@@ -698,7 +714,10 @@ impl Session {
             ))));
         }
         let target = redirect.target_addr(replied_by);
-        let connection = cluster.connection(&target, false, id, resp3);
+        // Only the bytes of a redirected request are kept; redirects are rare enough to look it up again.
+        let connection = cluster
+            .connection(&target, false, id, resp3)
+            .with_patience(Patience::for_request_bytes(request));
         let receiver = match redirect.kind {
             RedirectKind::Ask => connection.send_asking(request),
             _ => connection.send(request.clone()),
@@ -766,6 +785,7 @@ impl Session {
                 batch.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
                 let receiver = cluster
                     .connection(&node, false, id, resp3)
+                    .with_patience(transaction.patience)
                     .send_batch(batch.freeze(), transaction.count + 2);
                 return Some(Pending::Waiting(receiver, Expect::Forward));
             }
@@ -809,6 +829,7 @@ impl Session {
         }
         transaction.commands.extend_from_slice(request.raw());
         transaction.count += 1;
+        transaction.patience = transaction.patience.max(Patience::for_command(spec));
         Some(Pending::Ready(reply::simple("QUEUED")))
     }
 
@@ -908,7 +929,7 @@ fn put_bulk(dst: &mut BytesMut, value: &[u8]) {
 fn merge_ordered_raw(parts: &[Part], split: &[SplitPart]) -> Option<Bytes> {
     let total: usize = split.iter().map(|plan| plan.key_positions.len()).sum();
     let mut elements: Vec<Option<Bytes>> = vec![None; total];
-    let mut decoder = ReplyDecoder::new(Limits::default());
+    let mut decoder = ReplyDecoder::new(Limits::for_backend_replies());
     for (part, plan) in parts.iter().zip(split) {
         let raw = part.reply.as_ref()?;
         let line_end = raw.iter().position(|&b| b == b'\r')?;

@@ -36,7 +36,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
-use crate::backend::{BackendError, BackendReply, SharedConnection};
+use crate::backend::{BackendError, BackendReply, Patience, SharedConnection};
 use crate::cluster::ClusterPool;
 use crate::kafka::KafkaPool;
 use crate::pool::StandalonePool;
@@ -122,6 +122,8 @@ pub struct Session {
     /// `cluster::ClusterBatch`.)
     batch: BytesMut,
     batch_count: usize,
+    /// Slow if a request in `batch` is (a script): the backend then waits longer for the batch's replies.
+    batch_patience: Patience,
     /// The tenant this connection is authenticated as (and its place in the tenant's connection count).
     tenant: Option<tenant_policy::ConnectionPermit>,
     /// With tenants configured: when an unauthenticated connection is closed.
@@ -170,6 +172,7 @@ impl Session {
             last_command: None,
             batch: BytesMut::new(),
             batch_count: 0,
+            batch_patience: Patience::Normal,
             tenant: None,
             auth_deadline: tenancy::auth_deadline(state.config().timeouts.auth_ms),
             resume_at: None,
@@ -369,9 +372,11 @@ impl Session {
         // Only standalone pools batch, so there is always a route here.
         let requests = self.batch.split().freeze();
         let count = std::mem::take(&mut self.batch_count);
+        let patience = std::mem::take(&mut self.batch_patience);
         let Some(route) = self.standalone_route() else {
             return;
         };
+        let route = route.with_patience(patience);
         let entry = if count == 1 {
             Pending::Waiting(route.send(requests), Expect::Forward)
         } else {
@@ -468,6 +473,7 @@ impl Session {
         if plain && self.cluster.is_none() {
             self.batch.extend_from_slice(request.raw());
             self.batch_count += 1;
+            self.batch_patience = self.batch_patience.max(Patience::for_command(spec));
             if self.batch_count >= MAX_BATCH_REQUESTS || self.batch.len() >= MAX_BATCH_BYTES {
                 self.flush_batch();
             }
@@ -516,7 +522,9 @@ impl Session {
         let Some(route) = self.standalone_route() else {
             return;
         };
-        let receiver = route.send(request.raw().clone());
+        let receiver = route
+            .with_patience(Patience::for_command(spec))
+            .send(request.raw().clone());
         let expect = match self.reply_rewrite(spec) {
             Some(spec) => Expect::Rewrite(spec),
             None => Expect::Forward,

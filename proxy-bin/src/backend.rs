@@ -25,8 +25,9 @@
 //! `command_timeout`, no reply bytes arrived and no request bytes left. So one client's long pipeline of big
 //! replies, or a big request, delays the others but fails no one. A request that may keep the server busy
 //! without a byte of progress ([`Patience::Slow`]: scripts and functions) gets `slow_command_timeout` instead
-//! while it is the oldest request owed, and so do the other shared connections of this process to the same
-//! server, which cannot be answered while it runs. Every request that cannot be answered gets
+//! while it is owed a reply (Redis runs every command of a pipeline it has read before writing their replies,
+//! so the replies to requests sent before the script wait for it too), and so do the other shared connections
+//! of this process to the same server, which cannot be answered while it runs. Every request that cannot be answered gets
 //! [`BackendError::Unavailable`] fast, and the task reconnects by itself when the next request arrives. Replies
 //! already received are delivered before a broken connection is given up.
 
@@ -40,6 +41,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use cluster_router::commands::{self, CommandClass, CommandSpec};
 use resp_codec::{encode_command, Limits, ReplyDecoder, RequestDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -71,7 +73,7 @@ pub struct Endpoint {
     pub connect_timeout: Duration,
     /// How long a shared connection that owes replies may go without progress (`timeouts.command_ms`).
     pub command_timeout: Duration,
-    /// The same while a [`Patience::Slow`] request is the oldest owed (`timeouts.slow_command_ms`).
+    /// The same while a [`Patience::Slow`] request is owed a reply (`timeouts.slow_command_ms`).
     pub slow_command_timeout: Duration,
 }
 
@@ -191,12 +193,15 @@ struct Owed<W> {
 #[derive(Debug)]
 struct ReplyQueue<W> {
     owed: VecDeque<Owed<W>>,
+    /// How many entries of `owed` are [`Patience::Slow`].
+    slow_owed: usize,
 }
 
 impl<W> Default for ReplyQueue<W> {
     fn default() -> Self {
         ReplyQueue {
             owed: VecDeque::new(),
+            slow_owed: 0,
         }
     }
 }
@@ -204,6 +209,9 @@ impl<W> Default for ReplyQueue<W> {
 impl<W> ReplyQueue<W> {
     /// Records a job whose bytes were just queued for writing, behind every job queued before.
     fn push(&mut self, waiter: W, expected: Expected, patience: Patience) {
+        if patience == Patience::Slow {
+            self.slow_owed += 1;
+        }
         self.owed.push_back(Owed {
             waiter,
             remaining: expected.replies(),
@@ -227,6 +235,9 @@ impl<W> ReplyQueue<W> {
         let Some(done) = self.owed.pop_front() else {
             return Err(Broken::ReplyWithoutRequest);
         };
+        if done.patience == Patience::Slow {
+            self.slow_owed -= 1;
+        }
         let answer = if done.collected.is_empty() {
             frame
         } else {
@@ -237,11 +248,15 @@ impl<W> ReplyQueue<W> {
         Ok(Some((done.waiter, answer)))
     }
 
-    /// The patience owed to the oldest job (normal when none is owed).
-    fn front_patience(&self) -> Patience {
-        self.owed
-            .front()
-            .map_or(Patience::Normal, |owed| owed.patience)
+    /// Slow while any job owed a reply is slow. Not only the oldest: Redis runs every command of a pipeline
+    /// it has read before it writes their replies, so the replies to requests sent before a script wait for
+    /// the script too.
+    fn patience(&self) -> Patience {
+        if self.slow_owed > 0 {
+            Patience::Slow
+        } else {
+            Patience::Normal
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -260,7 +275,7 @@ impl<W> ReplyQueue<W> {
 
 // === patience ===
 
-/// How long the backend may go without progress while a request is the oldest one owed.
+/// How long the backend may go without progress while a request is owed its reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum Patience {
     /// `timeouts.command_ms`.
@@ -287,36 +302,38 @@ impl Patience {
     pub fn for_request_bytes(request: &[u8]) -> Patience {
         let mut buffer = BytesMut::from(request);
         match RequestDecoder::default().decode(&mut buffer) {
-            Ok(Some(request)) => commands::lookup(&request).map_or(Patience::Normal, Self::for_command),
+            Ok(Some(request)) => {
+                commands::lookup(&request).map_or(Patience::Normal, Self::for_command)
+            }
             _ => Patience::Normal,
         }
     }
 }
 
-/// Per server address: how many shared connections of this process have a slow request at their front. While
-/// one has, the server may be running a script and answer no one, so the others are patient too.
+/// Per server address: how many shared connections of this process owe a reply to a slow request. While one
+/// does, the server may be running a script and answer no one, so the others are patient too.
 #[derive(Debug)]
-struct SlowFront {
+struct SlowOwed {
     busy_connections: Arc<AtomicUsize>,
     /// Whether this connection is counted in `busy_connections`.
     counted: bool,
 }
 
-impl SlowFront {
-    fn for_address(address: &str) -> SlowFront {
+impl SlowOwed {
+    fn for_address(address: &str) -> SlowOwed {
         static BY_ADDRESS: OnceLock<Mutex<HashMap<String, Arc<AtomicUsize>>>> = OnceLock::new();
         let mut map = BY_ADDRESS
             .get_or_init(Mutex::default)
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let busy_connections = Arc::clone(map.entry(address.to_owned()).or_default());
-        SlowFront {
+        SlowOwed {
             busy_connections,
             counted: false,
         }
     }
 
-    /// Records whether this connection's oldest owed request is slow.
+    /// Records whether this connection owes a reply to a slow request.
     fn set(&mut self, slow: bool) {
         if slow == self.counted {
             return;
@@ -329,13 +346,13 @@ impl SlowFront {
         self.counted = slow;
     }
 
-    /// Whether some connection of this process to the server has a slow request at its front.
+    /// Whether some connection of this process to the server owes a reply to a slow request.
     fn server_may_be_busy(&self) -> bool {
         self.busy_connections.load(Ordering::Relaxed) > 0
     }
 }
 
-impl Drop for SlowFront {
+impl Drop for SlowOwed {
     fn drop(&mut self) {
         self.set(false);
     }
@@ -577,7 +594,6 @@ async fn connect_inner(endpoint: &Endpoint) -> Result<TcpStream, String> {
     Ok(stream)
 }
 
-
 async fn run_shared_connection(endpoint: Endpoint, mut jobs: mpsc::UnboundedReceiver<Job>) {
     let mut last_failure: Option<(Instant, String)> = None;
     loop {
@@ -636,7 +652,7 @@ struct Live {
     read_buffer: BytesMut,
     write_buffer: BytesMut,
     watchdog: Watchdog,
-    slow_front: SlowFront,
+    scripts_on_server: SlowOwed,
     /// Every handle is gone: finish what is owed, then stop.
     handles_gone: bool,
 }
@@ -654,7 +670,7 @@ impl Live {
                 slow_command_timeout: endpoint.slow_command_timeout,
                 last_progress: Instant::now(),
             },
-            slow_front: SlowFront::for_address(&endpoint.address),
+            scripts_on_server: SlowOwed::for_address(&endpoint.address),
             handles_gone: false,
         }
     }
@@ -693,6 +709,7 @@ impl Live {
                     None => self.handles_gone = true,
                 },
                 () = &mut alarm, if !self.queue.is_empty() => {
+                    self.catch_up(&reader, &writer)?;
                     let next = self.check_progress()?;
                     alarm.as_mut().reset(next);
                 }
@@ -725,8 +742,8 @@ impl Live {
                 Err(_) => break,
             }
         }
-        self.slow_front
-            .set(self.queue.front_patience() == Patience::Slow);
+        self.scripts_on_server
+            .set(self.queue.patience() == Patience::Slow);
     }
 
     fn queue_job(&mut self, job: Job) {
@@ -754,8 +771,8 @@ impl Live {
                 let _ = waiter.send(Ok(answer));
             }
         }
-        self.slow_front
-            .set(self.queue.front_patience() == Patience::Slow);
+        self.scripts_on_server
+            .set(self.queue.patience() == Patience::Slow);
         Ok(())
     }
 
@@ -776,12 +793,29 @@ impl Live {
         }
     }
 
+    /// Takes the bytes the backend sent, and gives it the bytes it can accept, without waiting. The alarm can
+    /// ring when this task was not polled for a while (its thread busy with other tasks) although the backend
+    /// kept going: what it did meanwhile is progress, and must be seen before the backend is judged.
+    fn catch_up(&mut self, reader: &OwnedReadHalf, writer: &OwnedWriteHalf) -> Result<(), Broken> {
+        match reader.try_read_buf(&mut self.read_buffer) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            read => self.on_read(read)?,
+        }
+        if !self.write_buffer.is_empty() {
+            match writer.try_write(&self.write_buffer) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                written => self.on_written(written)?,
+            }
+        }
+        Ok(())
+    }
+
     /// When the alarm rings: the next time to look, or why the connection counts as broken.
     fn check_progress(&self) -> Result<Instant, Broken> {
-        let patience = if self.slow_front.server_may_be_busy() {
+        let patience = if self.scripts_on_server.server_may_be_busy() {
             Patience::Slow
         } else {
-            self.queue.front_patience()
+            self.queue.patience()
         };
         self.watchdog
             .check(Instant::now(), patience)
@@ -855,7 +889,10 @@ mod tests {
     fn a_reply_nobody_is_owed_breaks_the_connection() {
         let mut queue = ReplyQueue::default();
         queue.push(1, Expected::One, Patience::Normal);
-        assert!(queue.pair(Bytes::from_static(b"+OK\r\n")).unwrap().is_some());
+        assert!(queue
+            .pair(Bytes::from_static(b"+OK\r\n"))
+            .unwrap()
+            .is_some());
         assert!(matches!(
             queue.pair(Bytes::from_static(b"+OK\r\n")),
             Err(Broken::ReplyWithoutRequest)
@@ -911,18 +948,24 @@ mod tests {
             }
         }
         assert_eq!(answered, [(7, expected.freeze())]);
-        assert_eq!(feed(&mut queue, &[b"+PONG\r\n"]), [(8, Bytes::from_static(b"+PONG\r\n"))]);
+        assert_eq!(
+            feed(&mut queue, &[b"+PONG\r\n"]),
+            [(8, Bytes::from_static(b"+PONG\r\n"))]
+        );
     }
 
     #[test]
-    fn the_oldest_owed_request_decides_the_patience() {
+    fn a_connection_is_patient_while_a_script_is_owed_a_reply() {
         let mut queue = ReplyQueue::default();
-        assert_eq!(queue.front_patience(), Patience::Normal);
+        assert_eq!(queue.patience(), Patience::Normal);
         queue.push(1, Expected::One, Patience::Normal);
+        assert_eq!(queue.patience(), Patience::Normal);
+        // Redis holds the first reply back until the script that follows it has run.
         queue.push(2, Expected::One, Patience::Slow);
-        assert_eq!(queue.front_patience(), Patience::Normal);
-        feed(&mut queue, &[b"+OK\r\n"]);
-        assert_eq!(queue.front_patience(), Patience::Slow);
+        queue.push(3, Expected::One, Patience::Normal);
+        assert_eq!(queue.patience(), Patience::Slow);
+        feed(&mut queue, &[b"+OK\r\n", b":1\r\n"]);
+        assert_eq!(queue.patience(), Patience::Normal);
     }
 
     #[test]
@@ -945,12 +988,24 @@ mod tests {
             last_progress: start,
         };
         let early = start + Duration::from_millis(400);
-        assert_eq!(watchdog.check(early, Patience::Normal), Ok(start + Duration::from_millis(1000)));
+        assert_eq!(
+            watchdog.check(early, Patience::Normal),
+            Ok(start + Duration::from_millis(1000))
+        );
         let late = start + Duration::from_millis(1000);
-        assert_eq!(watchdog.check(late, Patience::Normal), Err(Duration::from_millis(1000)));
+        assert_eq!(
+            watchdog.check(late, Patience::Normal),
+            Err(Duration::from_millis(1000))
+        );
         // A slow request is given more time, but the watchdog looks again every command_timeout.
-        assert_eq!(watchdog.check(late, Patience::Slow), Ok(late + Duration::from_millis(1000)));
+        assert_eq!(
+            watchdog.check(late, Patience::Slow),
+            Ok(late + Duration::from_millis(1000))
+        );
         let much_later = start + Duration::from_millis(30_000);
-        assert_eq!(watchdog.check(much_later, Patience::Slow), Err(Duration::from_millis(30_000)));
+        assert_eq!(
+            watchdog.check(much_later, Patience::Slow),
+            Err(Duration::from_millis(30_000))
+        );
     }
 }

@@ -63,9 +63,9 @@ pub struct Timeouts {
     /// big request that keeps leaving, is progress. Blocking commands (BLPOP, ...) run on dedicated
     /// connections and are exempt.
     pub command_ms: u64,
-    /// The same allowance while a script or function (EVAL, EVALSHA, FCALL, ...) is the oldest request owed on
-    /// the connection, or on any shared connection of this process to the same server: Redis answers no one
-    /// until the script ends. Never shorter than `command_ms`.
+    /// The same allowance while a script or function (EVAL, EVALSHA, FCALL, ...) waits for its reply on the
+    /// connection, or on any shared connection of this process to the same server: Redis answers no one until
+    /// the script ends. Never shorter than `command_ms`.
     pub slow_command_ms: u64,
     /// With tenants configured: a connection that has not authenticated within this time is closed.
     pub auth_ms: u64,

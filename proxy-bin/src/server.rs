@@ -53,11 +53,7 @@ impl ProxyState {
                     &config.timeouts,
                 )?)),
                 PoolKind::Cluster => {
-                    let cluster = Arc::new(ClusterPool::new(
-                        name,
-                        pool,
-                        &config.timeouts,
-                    )?);
+                    let cluster = Arc::new(ClusterPool::new(name, pool, &config.timeouts)?);
                     cluster.start().await;
                     PoolHandle::Cluster(cluster)
                 }

@@ -97,7 +97,10 @@ mod tests {
         buffer.extend_from_slice(b"+OK\r\n");
         let mut decoder = ReplyDecoder::new(Limits::for_backend_replies());
         assert_eq!(decoder.decode(&mut buffer).unwrap().unwrap(), reply);
-        assert_eq!(&decoder.decode(&mut buffer).unwrap().unwrap()[..], b"+OK\r\n");
+        assert_eq!(
+            &decoder.decode(&mut buffer).unwrap().unwrap()[..],
+            b"+OK\r\n"
+        );
     }
 
     #[test]

@@ -437,11 +437,9 @@ impl Session {
                 }
             }
             RoutePlan::Keyless => {
-                let sent = cluster
-                    .any_master_index(id)
-                    .and_then(|index| {
-                        cluster.send_to_master(index, id, resp3, &request, rewrite, patience)
-                    });
+                let sent = cluster.any_master_index(id).and_then(|index| {
+                    cluster.send_to_master(index, id, resp3, &request, rewrite, patience)
+                });
                 sent.unwrap_or_else(|| Pending::Ready(no_topology(&cluster.pool)))
             }
             RoutePlan::Split { parts, merge } => {

@@ -6,11 +6,14 @@
 
 mod support;
 
+mod backend_deadlines;
 mod bad_input;
 mod binary;
 mod cluster;
+mod deep_replies;
 mod failures;
 mod kafka;
+mod pairing_backend;
 mod standalone;
 mod stateful;
 mod tenants;

@@ -272,6 +272,8 @@ impl ClusterSession {
     }
 
     /// Sends a request to any node (a replica, say); the pending entry follows MOVED/ASK later.
+    // The session's routing context (client id, protocol) is passed as is, like `send_to_master`'s.
+    #[allow(clippy::too_many_arguments)]
     fn send_routed(
         &mut self,
         node: Arc<NodeAddr>,

@@ -224,3 +224,64 @@ async fn a_stopped_backend_fails_in_time_after_a_script_and_recovers() {
     }
     proxy.shutdown().await;
 }
+
+/// Sends `SET key <value>` on a raw connection and returns the reply line.
+fn raw_set(proxy: SocketAddr, key: &str, value: &[u8]) -> String {
+    let mut stream = TcpStream::connect(proxy).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let header = format!(
+        "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n",
+        key.len(),
+        value.len()
+    );
+    stream.write_all(header.as_bytes()).unwrap();
+    stream.write_all(value).unwrap();
+    stream.write_all(b"\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_400_mb_sets_fail_no_one() {
+    let _heavy = CPU_HEAVY.lock().await;
+    let work = async {
+        let backend = OwnRedis::start(&[]);
+        let proxy = proxy_with_one_second_timeout(&backend, 1).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let control = tokio::spawn(control_client(
+            client(&proxy).await,
+            unique("control"),
+            Arc::clone(&stop),
+        ));
+        let value = Arc::new(vec![b'v'; 400 * 1024 * 1024]);
+        let keys = [unique("huge"), unique("huge")];
+        let mut sets = Vec::new();
+        for key in keys.clone() {
+            let value = Arc::clone(&value);
+            let address = proxy.local_addr;
+            sets.push(blocking(move || raw_set(address, &key, &value)));
+        }
+        for reply in futures_util::future::join_all(sets).await {
+            assert_eq!(reply, "+OK\r\n");
+        }
+        stop.store(true, Ordering::Relaxed);
+        let completed = control
+            .await
+            .unwrap()
+            .expect("the control client got an error");
+        assert!(completed > 0);
+        let mut check = direct(&backend.addr(), 0).await;
+        for key in &keys {
+            let length: usize = check.strlen(key).await.unwrap();
+            assert_eq!(length, value.len());
+        }
+        proxy.shutdown().await;
+    };
+    tokio::time::timeout(Duration::from_secs(40), work)
+        .await
+        .expect("the test finished within 40 s");
+}

@@ -298,8 +298,13 @@ impl Patience {
     }
 
     /// The patience for a request given as raw bytes (a redirected request, where only the bytes are kept).
-    /// Normal for anything that is not one well-formed, known command.
+    /// Normal for anything that is not one well-formed, known command, and for requests over 1 MiB, which
+    /// are not copied to be looked at (a script is rarely that big; a huge SET often is).
     pub fn for_request_bytes(request: &[u8]) -> Patience {
+        const MAX_LOOKED_AT: usize = 1024 * 1024;
+        if request.len() > MAX_LOOKED_AT {
+            return Patience::Normal;
+        }
         let mut buffer = BytesMut::from(request);
         match RequestDecoder::default().decode(&mut buffer) {
             Ok(Some(request)) => {

@@ -761,6 +761,19 @@ mod tests {
     }
 
     #[test]
+    fn scripts_get_a_longer_allowance_never_a_shorter_one() {
+        let pool = "[pools.main]\nkind = 'standalone'\nnodes = ['h:1']\n";
+        let config = load_str(&format!("default_pool = 'main'\n{pool}")).unwrap();
+        assert_eq!(config.timeouts.slow_command_ms, 30_000);
+        let error = load_str(&format!(
+            "default_pool = 'main'\n[timeouts]\ncommand_ms = 5000\nslow_command_ms = 2000\n{pool}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("timeouts.slow_command_ms"), "{error}");
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let error =
             load_str("default_pool = 'nope'\n[pools.main]\nkind = 'standalone'\nnodes = ['h:1']\n")

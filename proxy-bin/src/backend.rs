@@ -33,7 +33,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -315,26 +315,40 @@ impl Patience {
     }
 }
 
-/// Per server address: how many shared connections of this process owe a reply to a slow request. While one
-/// does, the server may be running a script and answer no one, so the others are patient too.
+/// What the shared connections of this process to one server know about its scripts.
+#[derive(Debug, Default)]
+struct ServerScripts {
+    /// How many connections owe a reply to a slow request. While one does, the server may be running a script
+    /// and answer no one, so the others are patient too.
+    busy_connections: AtomicUsize,
+    /// Bumped whenever a connection stops owing a slow reply: the server finished a script, which is progress
+    /// for every connection to it (the replies it held back meanwhile may still be on their way).
+    finished: AtomicU64,
+}
+
+/// One connection's share of its server's [`ServerScripts`].
 #[derive(Debug)]
 struct SlowOwed {
-    busy_connections: Arc<AtomicUsize>,
+    server: Arc<ServerScripts>,
     /// Whether this connection is counted in `busy_connections`.
     counted: bool,
+    /// The value of `finished` this connection saw last.
+    seen_finished: u64,
 }
 
 impl SlowOwed {
     fn for_address(address: &str) -> SlowOwed {
-        static BY_ADDRESS: OnceLock<Mutex<HashMap<String, Arc<AtomicUsize>>>> = OnceLock::new();
+        static BY_ADDRESS: OnceLock<Mutex<HashMap<String, Arc<ServerScripts>>>> = OnceLock::new();
         let mut map = BY_ADDRESS
             .get_or_init(Mutex::default)
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let busy_connections = Arc::clone(map.entry(address.to_owned()).or_default());
+        let server = Arc::clone(map.entry(address.to_owned()).or_default());
+        let seen_finished = server.finished.load(Ordering::Relaxed);
         SlowOwed {
-            busy_connections,
+            server,
             counted: false,
+            seen_finished,
         }
     }
 
@@ -344,16 +358,29 @@ impl SlowOwed {
             return;
         }
         if slow {
-            self.busy_connections.fetch_add(1, Ordering::Relaxed);
+            self.server.busy_connections.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.busy_connections.fetch_sub(1, Ordering::Relaxed);
+            self.server.busy_connections.fetch_sub(1, Ordering::Relaxed);
+            // Only compared for a change, so wrapping around is harmless. This connection read the script's
+            // reply itself: that is not news to it.
+            let before = self.server.finished.fetch_add(1, Ordering::Relaxed);
+            self.seen_finished = before.wrapping_add(1);
         }
         self.counted = slow;
     }
 
     /// Whether some connection of this process to the server owes a reply to a slow request.
     fn server_may_be_busy(&self) -> bool {
-        self.busy_connections.load(Ordering::Relaxed) > 0
+        self.server.busy_connections.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether the server finished a script since this connection last asked (it asks when it starts owing
+    /// replies, so older news do not count).
+    fn script_finished_since_last_look(&mut self) -> bool {
+        let finished = self.server.finished.load(Ordering::Relaxed);
+        let news = finished != self.seen_finished;
+        self.seen_finished = finished;
+        news
     }
 }
 
@@ -735,6 +762,7 @@ impl Live {
         if self.queue.is_empty() {
             // The clock starts when work is owed. The alarm is left alone if it rings soon enough anyway.
             self.watchdog.progress();
+            self.scripts_on_server.script_finished_since_last_look();
             let now = self.watchdog.last_progress;
             if alarm.deadline() <= now {
                 alarm.reset(now + self.watchdog.command_timeout);
@@ -816,7 +844,10 @@ impl Live {
     }
 
     /// When the alarm rings: the next time to look, or why the connection counts as broken.
-    fn check_progress(&self) -> Result<Instant, Broken> {
+    fn check_progress(&mut self) -> Result<Instant, Broken> {
+        if self.scripts_on_server.script_finished_since_last_look() {
+            self.watchdog.progress();
+        }
         let patience = if self.scripts_on_server.server_may_be_busy() {
             Patience::Slow
         } else {
@@ -971,6 +1002,26 @@ mod tests {
         assert_eq!(queue.patience(), Patience::Slow);
         feed(&mut queue, &[b"+OK\r\n", b":1\r\n"]);
         assert_eq!(queue.patience(), Patience::Normal);
+    }
+
+    #[test]
+    fn a_script_on_one_connection_makes_the_others_patient_and_its_end_is_news_to_them() {
+        let address = "test.invalid:1";
+        let mut scripting = SlowOwed::for_address(address);
+        let mut other = SlowOwed::for_address(address);
+        assert!(!other.server_may_be_busy());
+        scripting.set(true);
+        assert!(other.server_may_be_busy());
+        assert!(!other.script_finished_since_last_look());
+        scripting.set(false);
+        assert!(!other.server_may_be_busy());
+        assert!(other.script_finished_since_last_look());
+        assert!(!other.script_finished_since_last_look());
+        assert!(!scripting.script_finished_since_last_look());
+        // A connection that breaks while it owes a script's reply no longer counts.
+        scripting.set(true);
+        drop(scripting);
+        assert!(!other.server_may_be_busy());
     }
 
     #[test]

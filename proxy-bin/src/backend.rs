@@ -1,33 +1,59 @@
 //! Backend connections: connecting with a handshake, and shared, multiplexed connections.
 //!
 //! A [`SharedConnection`] is a handle to one TCP connection to one redis-server, used by many clients at once.
-//! A task owns the socket. It takes requests from an unbounded channel, yields once to the event loop so that
-//! clients made ready by the same round of I/O can add theirs, writes every request that is waiting in one
-//! `write` (so many clients' commands reach Redis in one read there), and answers each request's oneshot in the
-//! order the replies arrive, which is the order Redis received the requests.
+//! A task owns the socket. It takes jobs (requests) from an unbounded channel, yields once to the event loop so
+//! that clients made ready by the same round of I/O can add theirs, gathers the waiting requests into one write
+//! buffer (so many clients' commands reach Redis in one read there), and answers each job's oneshot in the order
+//! the replies arrive, which is the order Redis received the requests. Reading replies and writing requests go on
+//! at the same time: a big request being written never stops replies being read, and the reverse.
 //!
-//! Failure handling: a connect (with its AUTH/SELECT handshake) has `connect_timeout`; a request on a live
-//! connection has `command_timeout` to get its reply, after which the connection counts as broken. Every request
-//! that cannot be answered gets [`BackendError::Unavailable`] fast, and the task reconnects by itself when the next
-//! request arrives. Replies already acknowledged by Redis are delivered before a broken connection is given up.
+//! # Why a reply can never reach the wrong client
+//!
+//! Redis answers the commands of one connection in the order it read them, one reply per command. The task
+//! keeps a FIFO [`ReplyQueue`] with one entry per job, in the order the jobs' bytes go into the write buffer,
+//! and each entry records exactly how many replies it is owed ([`Expected`], counted in a `NonZeroUsize`: no
+//! counter that can saturate or wrap, and no job that is owed nothing). Every reply read is consumed by the
+//! oldest entry, and an entry's waiter is answered only with its own replies, once the last one arrived. A
+//! reply that arrives when no entry is owed one means the connection is out of step: it is handed to no one;
+//! the connection is dropped and every waiter gets [`BackendError::Unavailable`]. RESP3 push frames are not
+//! replies and are never paired (shared connections never enable anything that sends them).
+//!
+//! # Deadlines: a backend that makes no progress
+//!
+//! A connect (with its AUTH/SELECT handshake) has `connect_timeout`. On a live connection the deadline is for
+//! a backend that makes **no progress**: while replies are owed, the connection breaks only when, for
+//! `command_timeout`, no reply bytes arrived and no request bytes left. So one client's long pipeline of big
+//! replies, or a big request, delays the others but fails no one. A request that may keep the server busy
+//! without a byte of progress ([`Patience::Slow`]: scripts and functions) gets `slow_command_timeout` instead
+//! while it is owed a reply (Redis runs every command of a pipeline it has read before writing their replies,
+//! so the replies to requests sent before the script wait for it too), and so do the other shared connections
+//! of this process to the same server, which cannot be answered while it runs. Every request that cannot be answered gets
+//! [`BackendError::Unavailable`] fast, and the task reconnects by itself when the next request arrives. Replies
+//! already received are delivered before a broken connection is given up.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use resp_codec::{encode_command, Limits, ReplyDecoder};
+use bytes::{Buf, Bytes, BytesMut};
+use cluster_router::commands::{self, CommandClass, CommandSpec};
+use resp_codec::{encode_command, Limits, ReplyDecoder, RequestDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tracing::{debug, warn};
 
-/// Most requests one shared connection has in flight before it stops taking more (the rest wait in the channel).
+/// Most jobs one shared connection has in flight before it stops taking more (the rest wait in the channel).
 const MAX_IN_FLIGHT: usize = 16 * 1024;
-/// Soft cap on how many request bytes are gathered into one write.
+/// No more jobs are taken while this many request bytes wait to be written.
 const MAX_WRITE_BATCH: usize = 256 * 1024;
+/// A write buffer that grew past this (for a big request) is given back once it is empty.
+const MAX_IDLE_WRITE_CAPACITY: usize = 4 * 1024 * 1024;
 /// After a failed connect, requests fail at once for this long instead of each trying to connect again.
 const RECONNECT_HOLD_OFF: Duration = Duration::from_millis(100);
 
@@ -45,7 +71,10 @@ pub struct Endpoint {
     /// Send `READONLY` after connecting, so a cluster replica serves reads.
     pub readonly: bool,
     pub connect_timeout: Duration,
+    /// How long a shared connection that owes replies may go without progress (`timeouts.command_ms`).
     pub command_timeout: Duration,
+    /// The same while a [`Patience::Slow`] request is owed a reply (`timeouts.slow_command_ms`).
+    pub slow_command_timeout: Duration,
 }
 
 impl Endpoint {
@@ -53,8 +82,7 @@ impl Endpoint {
     pub fn for_pool(
         address: &str,
         config: &crate::config::PoolConfig,
-        connect_timeout: Duration,
-        command_timeout: Duration,
+        timeouts: &crate::config::Timeouts,
     ) -> Endpoint {
         Endpoint {
             address: Arc::from(address),
@@ -63,8 +91,9 @@ impl Endpoint {
             db: 0,
             resp3: false,
             readonly: false,
-            connect_timeout,
-            command_timeout,
+            connect_timeout: Duration::from_millis(timeouts.connect_ms),
+            command_timeout: Duration::from_millis(timeouts.command_ms),
+            slow_command_timeout: Duration::from_millis(timeouts.slow_command_ms),
         }
     }
 }
@@ -98,81 +127,420 @@ pub fn one_line(text: &str) -> String {
 /// A backend's answer to one request: the raw reply frame, or why there is none.
 pub type BackendReply = Result<Bytes, BackendError>;
 
-struct Job {
-    request: Bytes,
-    /// Replies to drop before the ones that answer `reply` (the `+OK` of an `ASKING` sent in the same job).
-    discard_replies: u8,
-    /// How many replies answer `reply`; several are sent back concatenated, in order (a pipelined batch).
-    replies: usize,
-    reply: oneshot::Sender<BackendReply>,
+/// Why a shared connection was given up. The texts are the `<reason>` of [`BackendError::Unavailable`].
+#[derive(Debug, thiserror::Error)]
+enum Broken {
+    #[error("connection closed by the backend")]
+    Closed,
+    #[error("read failed: {0}")]
+    Read(std::io::Error),
+    #[error("write failed: {0}")]
+    Write(std::io::Error),
+    #[error("bad reply from backend: {0}")]
+    BadReply(resp_codec::ProtocolError),
+    #[error("reply without a request (protocol out of step)")]
+    ReplyWithoutRequest,
+    #[error("no reply within {} ms", .0.as_millis())]
+    NoReply(Duration),
+    #[error("write blocked for {} ms", .0.as_millis())]
+    WriteBlocked(Duration),
 }
 
-/// A request (or batch) on the wire, waiting for its replies.
-struct InFlight {
-    /// `None`: a reply to drop.
-    reply: Option<oneshot::Sender<BackendReply>>,
-    /// Replies still to come for this entry.
-    remaining: usize,
-    /// The replies received so far, for a batch.
+// === reply bookkeeping ===
+
+/// How many replies a job is owed, and which of them its waiter gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// One request, one reply.
+    One,
+    /// A pipelined batch: this many replies, handed back concatenated in order.
+    Concatenated(NonZeroUsize),
+    /// A unit such as `MULTI` ... `EXEC`: this many replies, of which only the last is handed back.
+    LastOf(NonZeroUsize),
+    /// `ASKING` and one command: the `+OK` of `ASKING` is dropped, the command's reply handed back.
+    AskingThenOne,
+}
+
+impl Expected {
+    /// Replies owed.
+    fn replies(self) -> NonZeroUsize {
+        match self {
+            Expected::One => NonZeroUsize::MIN,
+            Expected::Concatenated(count) | Expected::LastOf(count) => count,
+            Expected::AskingThenOne => NonZeroUsize::MIN.saturating_add(1),
+        }
+    }
+
+    /// Whether every reply is handed back, or only the last.
+    fn keeps_all(self) -> bool {
+        matches!(self, Expected::One | Expected::Concatenated(_))
+    }
+}
+
+/// One job on the wire: who waits for it, and how many replies it is still owed.
+#[derive(Debug)]
+struct Owed<W> {
+    waiter: W,
+    remaining: NonZeroUsize,
+    keeps_all: bool,
+    /// The replies received so far, when every reply is handed back.
     collected: BytesMut,
-    sent: Instant,
+    patience: Patience,
+}
+
+/// The replies a connection is owed, oldest first, and who gets each (see the module docs for the invariant).
+/// Pure bookkeeping, without I/O, so that it can be tested on its own; `W` is the waiter (a oneshot sender).
+#[derive(Debug)]
+struct ReplyQueue<W> {
+    owed: VecDeque<Owed<W>>,
+    /// How many entries of `owed` are [`Patience::Slow`].
+    slow_owed: usize,
+}
+
+impl<W> Default for ReplyQueue<W> {
+    fn default() -> Self {
+        ReplyQueue {
+            owed: VecDeque::new(),
+            slow_owed: 0,
+        }
+    }
+}
+
+impl<W> ReplyQueue<W> {
+    /// Records a job whose bytes were just queued for writing, behind every job queued before.
+    fn push(&mut self, waiter: W, expected: Expected, patience: Patience) {
+        if patience == Patience::Slow {
+            self.slow_owed += 1;
+        }
+        self.owed.push_back(Owed {
+            waiter,
+            remaining: expected.replies(),
+            keeps_all: expected.keeps_all(),
+            collected: BytesMut::new(),
+            patience,
+        });
+    }
+
+    /// Gives one reply frame to the oldest job. Returns that job's waiter and its whole answer when this was
+    /// the job's last reply; `None` while it is owed more. An error when no job is owed a reply.
+    fn pair(&mut self, frame: Bytes) -> Result<Option<(W, Bytes)>, Broken> {
+        let front = self.owed.front_mut().ok_or(Broken::ReplyWithoutRequest)?;
+        if let Some(left) = NonZeroUsize::new(front.remaining.get() - 1) {
+            front.remaining = left;
+            if front.keeps_all {
+                front.collected.extend_from_slice(&frame);
+            }
+            return Ok(None);
+        }
+        let Some(done) = self.owed.pop_front() else {
+            return Err(Broken::ReplyWithoutRequest);
+        };
+        if done.patience == Patience::Slow {
+            self.slow_owed -= 1;
+        }
+        let answer = if done.collected.is_empty() {
+            frame
+        } else {
+            let mut all = done.collected;
+            all.extend_from_slice(&frame);
+            all.freeze()
+        };
+        Ok(Some((done.waiter, answer)))
+    }
+
+    /// Slow while any job owed a reply is slow. Not only the oldest: Redis runs every command of a pipeline
+    /// it has read before it writes their replies, so the replies to requests sent before a script wait for
+    /// the script too.
+    fn patience(&self) -> Patience {
+        if self.slow_owed > 0 {
+            Patience::Slow
+        } else {
+            Patience::Normal
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.owed.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.owed.len()
+    }
+
+    /// Every waiter still owed a reply, oldest first (to fail them).
+    fn into_waiters(self) -> impl Iterator<Item = W> {
+        self.owed.into_iter().map(|owed| owed.waiter)
+    }
+}
+
+// === patience ===
+
+/// How long the backend may go without progress while a request is owed its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Patience {
+    /// `timeouts.command_ms`.
+    #[default]
+    Normal,
+    /// `timeouts.slow_command_ms`: the command may legitimately keep the server busy, without a byte of
+    /// progress, for longer (Lua scripts and functions: EVAL, EVALSHA, FCALL, ... which Redis runs to the end
+    /// before it answers anyone).
+    Slow,
+}
+
+impl Patience {
+    /// The patience a command needs: slow for the command table's scripting class.
+    pub fn for_command(spec: &CommandSpec) -> Patience {
+        if spec.class == CommandClass::Scripting {
+            Patience::Slow
+        } else {
+            Patience::Normal
+        }
+    }
+
+    /// The patience for a request given as raw bytes (a redirected request, where only the bytes are kept).
+    /// Normal for anything that is not one well-formed, known command, and for requests over 1 MiB, which
+    /// are not copied to be looked at (a script is rarely that big; a huge SET often is).
+    pub fn for_request_bytes(request: &[u8]) -> Patience {
+        const MAX_LOOKED_AT: usize = 1024 * 1024;
+        if request.len() > MAX_LOOKED_AT {
+            return Patience::Normal;
+        }
+        let mut buffer = BytesMut::from(request);
+        match RequestDecoder::default().decode(&mut buffer) {
+            Ok(Some(request)) => {
+                commands::lookup(&request).map_or(Patience::Normal, Self::for_command)
+            }
+            _ => Patience::Normal,
+        }
+    }
+}
+
+/// What the shared connections of this process to one server know about its scripts.
+#[derive(Debug, Default)]
+struct ServerScripts {
+    /// How many connections owe a reply to a slow request. While one does, the server may be running a script
+    /// and answer no one, so the others are patient too.
+    busy_connections: AtomicUsize,
+    /// Bumped whenever a connection stops owing a slow reply: the server finished a script, which is progress
+    /// for every connection to it (the replies it held back meanwhile may still be on their way).
+    finished: AtomicU64,
+}
+
+/// One connection's share of its server's [`ServerScripts`].
+#[derive(Debug)]
+struct SlowOwed {
+    server: Arc<ServerScripts>,
+    /// Whether this connection is counted in `busy_connections`.
+    counted: bool,
+    /// The value of `finished` this connection saw last.
+    seen_finished: u64,
+}
+
+impl SlowOwed {
+    fn for_address(address: &str) -> SlowOwed {
+        static BY_ADDRESS: OnceLock<Mutex<HashMap<String, Arc<ServerScripts>>>> = OnceLock::new();
+        let mut map = BY_ADDRESS
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let server = Arc::clone(map.entry(address.to_owned()).or_default());
+        let seen_finished = server.finished.load(Ordering::Relaxed);
+        SlowOwed {
+            server,
+            counted: false,
+            seen_finished,
+        }
+    }
+
+    /// Records whether this connection owes a reply to a slow request.
+    fn set(&mut self, slow: bool) {
+        if slow == self.counted {
+            return;
+        }
+        if slow {
+            self.server.busy_connections.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.server.busy_connections.fetch_sub(1, Ordering::Relaxed);
+            // Only compared for a change, so wrapping around is harmless. This connection read the script's
+            // reply itself: that is not news to it.
+            let before = self.server.finished.fetch_add(1, Ordering::Relaxed);
+            self.seen_finished = before.wrapping_add(1);
+        }
+        self.counted = slow;
+    }
+
+    /// Whether some connection of this process to the server owes a reply to a slow request.
+    fn server_may_be_busy(&self) -> bool {
+        self.server.busy_connections.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether the server finished a script since this connection last asked (it asks when it starts owing
+    /// replies, so older news do not count).
+    fn script_finished_since_last_look(&mut self) -> bool {
+        let finished = self.server.finished.load(Ordering::Relaxed);
+        let news = finished != self.seen_finished;
+        self.seen_finished = finished;
+        news
+    }
+}
+
+impl Drop for SlowOwed {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
+
+/// Decides when a connection that owes replies has made no progress for too long.
+#[derive(Debug)]
+struct Watchdog {
+    command_timeout: Duration,
+    slow_command_timeout: Duration,
+    last_progress: Instant,
+}
+
+impl Watchdog {
+    fn progress(&mut self) {
+        self.last_progress = Instant::now();
+    }
+
+    /// `Ok(when to look again)`, or the allowance that ran out. Looks again at least every `command_timeout`,
+    /// so a connection that stops being patient is failed on time.
+    fn check(&self, now: Instant, patience: Patience) -> Result<Instant, Duration> {
+        let allowance = match patience {
+            Patience::Normal => self.command_timeout,
+            Patience::Slow => self.slow_command_timeout.max(self.command_timeout),
+        };
+        let due = self.last_progress + allowance;
+        if now >= due {
+            Err(allowance)
+        } else {
+            Ok(due.min(now + self.command_timeout))
+        }
+    }
+}
+
+// === the handle ===
+
+struct Job {
+    request: Bytes,
+    expected: Expected,
+    patience: Patience,
+    reply: oneshot::Sender<BackendReply>,
 }
 
 /// A cheap, cloneable handle to one shared backend connection.
 #[derive(Clone, Debug)]
 pub struct SharedConnection {
+    address: Arc<str>,
     jobs: mpsc::UnboundedSender<Job>,
+}
+
+/// Sends jobs with a given [`Patience`] (see [`SharedConnection::with_patience`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PatientSender<'a> {
+    connection: &'a SharedConnection,
+    patience: Patience,
 }
 
 impl SharedConnection {
     /// Starts the task that owns the connection. It connects when the first request arrives.
     pub fn spawn(endpoint: Endpoint) -> SharedConnection {
         let (jobs, receiver) = mpsc::unbounded_channel();
+        let address = Arc::clone(&endpoint.address);
         tokio::spawn(run_shared_connection(endpoint, receiver));
-        SharedConnection { jobs }
+        SharedConnection { address, jobs }
+    }
+
+    /// Sends with `patience`: `connection.with_patience(Patience::for_command(spec)).send(request)`. The
+    /// methods of `SharedConnection` itself send with [`Patience::Normal`].
+    pub fn with_patience(&self, patience: Patience) -> PatientSender<'_> {
+        PatientSender {
+            connection: self,
+            patience,
+        }
     }
 
     /// Queues a request (complete RESP bytes) and returns where its reply will arrive.
     pub fn send(&self, request: Bytes) -> oneshot::Receiver<BackendReply> {
-        self.send_job(request, 0, 1)
+        self.with_patience(Patience::Normal).send(request)
+    }
+
+    /// Queues `count` pipelined requests; see [`PatientSender::send_many`].
+    pub fn send_many(&self, requests: Bytes, count: usize) -> oneshot::Receiver<BackendReply> {
+        self.with_patience(Patience::Normal)
+            .send_many(requests, count)
+    }
+
+    /// Sends `ASKING` and the request together; see [`PatientSender::send_asking`].
+    pub fn send_asking(&self, request: &[u8]) -> oneshot::Receiver<BackendReply> {
+        self.with_patience(Patience::Normal).send_asking(request)
+    }
+
+    /// Sends several commands as one unit; see [`PatientSender::send_batch`].
+    pub fn send_batch(&self, commands: Bytes, replies: usize) -> oneshot::Receiver<BackendReply> {
+        self.with_patience(Patience::Normal)
+            .send_batch(commands, replies)
+    }
+}
+
+impl PatientSender<'_> {
+    /// Queues a request (complete RESP bytes) and returns where its reply will arrive.
+    pub fn send(self, request: Bytes) -> oneshot::Receiver<BackendReply> {
+        self.send_job(request, Expected::One)
     }
 
     /// Queues `count` pipelined requests (complete RESP bytes, back to back); their replies arrive together,
     /// concatenated in order. One channel message and one oneshot per batch instead of per request.
-    pub fn send_many(&self, requests: Bytes, count: usize) -> oneshot::Receiver<BackendReply> {
-        self.send_job(requests, 0, count.max(1))
+    pub fn send_many(self, requests: Bytes, count: usize) -> oneshot::Receiver<BackendReply> {
+        match NonZeroUsize::new(count) {
+            Some(count) => self.send_job(requests, Expected::Concatenated(count)),
+            None => self.owed_nothing(&requests),
+        }
     }
 
     /// Sends `ASKING` and the request together, so no other client's command can come between them (ASKING
     /// applies to the next command on the connection); the reply is the request's.
-    pub fn send_asking(&self, request: &[u8]) -> oneshot::Receiver<BackendReply> {
+    pub fn send_asking(self, request: &[u8]) -> oneshot::Receiver<BackendReply> {
         let mut both = BytesMut::with_capacity(request.len() + 20);
         both.extend_from_slice(b"*1\r\n$6\r\nASKING\r\n");
         both.extend_from_slice(request);
-        self.send_job(both.freeze(), 1, 1)
+        self.send_job(both.freeze(), Expected::AskingThenOne)
     }
 
-    /// Sends several commands as one unit (nothing else is written between them) and answers with the last
-    /// reply only; used for a cluster transaction (`MULTI` ... `EXEC`).
-    pub fn send_batch(&self, commands: Bytes, replies: usize) -> oneshot::Receiver<BackendReply> {
-        let discard = u8::try_from(replies.saturating_sub(1)).unwrap_or(u8::MAX);
-        self.send_job(commands, discard, 1)
+    /// Sends several commands (`replies` of them) as one unit, so nothing else is written between them, and
+    /// answers with the last reply only; used for a cluster transaction (`MULTI` ... `EXEC`).
+    pub fn send_batch(self, commands: Bytes, replies: usize) -> oneshot::Receiver<BackendReply> {
+        match NonZeroUsize::new(replies) {
+            Some(replies) => self.send_job(commands, Expected::LastOf(replies)),
+            None => self.owed_nothing(&commands),
+        }
     }
 
-    fn send_job(
-        &self,
-        request: Bytes,
-        discard_replies: u8,
-        replies: usize,
-    ) -> oneshot::Receiver<BackendReply> {
+    fn send_job(self, request: Bytes, expected: Expected) -> oneshot::Receiver<BackendReply> {
         let (reply, receiver) = oneshot::channel();
         // If the task is gone, the dropped sender makes the receiver report an error; nothing else to do here.
-        let _ = self.jobs.send(Job {
+        let _ = self.connection.jobs.send(Job {
             request,
-            discard_replies,
-            replies,
+            expected,
+            patience: self.patience,
             reply,
         });
+        receiver
+    }
+
+    /// A job that expects no reply is never sent: bytes without an owed reply would put every later reply on
+    /// the connection out of step. Nothing to send is answered with nothing; anything else is a caller's bug.
+    fn owed_nothing(self, requests: &Bytes) -> oneshot::Receiver<BackendReply> {
+        let (reply, receiver) = oneshot::channel();
+        let answer = if requests.is_empty() {
+            Ok(Bytes::new())
+        } else {
+            Err(BackendError::unavailable(
+                &self.connection.address,
+                "internal error: requests sent with no reply expected",
+            ))
+        };
+        let _ = reply.send(answer);
         receiver
     }
 }
@@ -233,7 +601,7 @@ async fn connect_inner(endpoint: &Endpoint) -> Result<TcpStream, String> {
         .write_all(&handshake)
         .await
         .map_err(|e| format!("handshake write failed: {e}"))?;
-    let mut decoder = ReplyDecoder::new(Limits::default());
+    let mut decoder = ReplyDecoder::new(Limits::for_backend_replies());
     let mut buffer = BytesMut::with_capacity(1024);
     let mut received = 0;
     while received < expected {
@@ -267,186 +635,433 @@ async fn run_shared_connection(endpoint: Endpoint, mut jobs: mpsc::UnboundedRece
         };
         if let Some((when, reason)) = &last_failure {
             if when.elapsed() < RECONNECT_HOLD_OFF {
-                let error = BackendError::unavailable(&endpoint.address, reason.clone());
-                let _ = first.reply.send(Err(error.clone()));
-                while let Ok(job) = jobs.try_recv() {
-                    let _ = job.reply.send(Err(error.clone()));
-                }
+                fail_all(&endpoint, reason, first, &mut jobs);
                 continue;
             }
         }
         match connect(&endpoint).await {
             Ok(stream) => {
                 debug!(backend = %endpoint.address, db = endpoint.db, "backend connected");
-                let (reason, in_flight) = serve(&endpoint, stream, first, &mut jobs).await;
-                let Some(reason) = reason else {
+                let mut live = Live::new(&endpoint);
+                let Err(broken) = live.serve(stream, first, &mut jobs).await else {
                     return;
                 };
+                let reason = broken.to_string();
                 warn!(backend = %endpoint.address, %reason, "backend connection lost");
                 let error = BackendError::unavailable(&endpoint.address, reason.clone());
-                for reply in in_flight {
-                    let _ = reply.send(Err(error.clone()));
+                for waiter in live.queue.into_waiters() {
+                    let _ = waiter.send(Err(error.clone()));
                 }
                 last_failure = Some((Instant::now(), reason));
             }
             Err(reason) => {
                 warn!(backend = %endpoint.address, %reason, "backend connect failed");
-                let error = BackendError::unavailable(&endpoint.address, reason.clone());
-                let _ = first.reply.send(Err(error.clone()));
-                while let Ok(job) = jobs.try_recv() {
-                    let _ = job.reply.send(Err(error.clone()));
-                }
+                fail_all(&endpoint, &reason, first, &mut jobs);
                 last_failure = Some((Instant::now(), reason));
             }
         }
     }
 }
 
-/// Runs a live connection until it breaks (returns the reason) or every handle is gone (returns `None`).
-/// Also returns the requests still waiting for a reply, so the caller can fail them.
-async fn serve(
+/// Answers `first` and every job already waiting with the error.
+fn fail_all(
     endpoint: &Endpoint,
-    stream: TcpStream,
+    reason: &str,
     first: Job,
     jobs: &mut mpsc::UnboundedReceiver<Job>,
-) -> (Option<String>, Vec<oneshot::Sender<BackendReply>>) {
-    let (mut reader, mut writer) = stream.into_split();
-    let mut decoder = ReplyDecoder::new(Limits::default());
-    let mut read_buffer = BytesMut::with_capacity(64 * 1024);
-    let mut write_buffer = BytesMut::with_capacity(64 * 1024);
-    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-    let mut pending_first = Some(first);
-    let command_timeout = endpoint.command_timeout;
-    let mut handles_gone = false;
-    let deadline = tokio::time::sleep(command_timeout);
-    tokio::pin!(deadline);
-
-    let reason = loop {
-        if let Some(job) = pending_first.take() {
-            let was_idle = in_flight.is_empty();
-            // Coalescing: let the event loop run once more (it polls for I/O before resuming a task that
-            // yielded), so the clients whose requests arrived meanwhile add them to this write. Fewer, larger
-            // writes mean fewer reads and wake-ups in Redis; cluster GET/SET at `-P 1` gained about 15%.
-            tokio::task::yield_now().await;
-            let now = Instant::now();
-            queue_job(job, now, &mut write_buffer, &mut in_flight);
-            while write_buffer.len() < MAX_WRITE_BATCH && in_flight.len() < MAX_IN_FLIGHT {
-                match jobs.try_recv() {
-                    Ok(job) => queue_job(job, now, &mut write_buffer, &mut in_flight),
-                    Err(_) => break,
-                }
-            }
-            if was_idle {
-                if let Some(front) = in_flight.front() {
-                    deadline.as_mut().reset(front.sent + command_timeout);
-                }
-            }
-            match tokio::time::timeout(command_timeout, writer.write_all(&write_buffer)).await {
-                Ok(Ok(())) => write_buffer.clear(),
-                Ok(Err(e)) => break format!("write failed: {e}"),
-                Err(_) => break format!("write blocked for {} ms", command_timeout.as_millis()),
-            }
-        }
-        tokio::select! {
-            biased;
-            read = reader.read_buf(&mut read_buffer) => {
-                match read {
-                    Ok(0) => break "connection closed by the backend".to_owned(),
-                    Ok(_) => {}
-                    Err(e) => break format!("read failed: {e}"),
-                }
-                let mut front_changed = false;
-                loop {
-                    match decoder.decode(&mut read_buffer) {
-                        Ok(Some(frame)) => {
-                            // RESP3 push frames are not replies to a request (we never enable tracking on shared
-                            // connections, so none should come); skip them rather than mis-assign replies.
-                            if frame.first() == Some(&b'>') {
-                                continue;
-                            }
-                            let Some(front) = in_flight.front_mut() else {
-                                return (Some("reply without a request (protocol out of step)".to_owned()), Vec::new());
-                            };
-                            front.remaining -= 1;
-                            if front.remaining > 0 {
-                                front.collected.extend_from_slice(&frame);
-                                continue;
-                            }
-                            if let Some(done) = in_flight.pop_front() {
-                                if let Some(reply) = done.reply {
-                                    let bytes = if done.collected.is_empty() {
-                                        frame
-                                    } else {
-                                        let mut all = done.collected;
-                                        all.extend_from_slice(&frame);
-                                        all.freeze()
-                                    };
-                                    let _ = reply.send(Ok(bytes));
-                                }
-                            }
-                            front_changed = true;
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            let reason = format!("bad reply from backend: {e}");
-                            return (Some(reason), in_flight.into_iter().filter_map(|entry| entry.reply).collect());
-                        }
-                    }
-                }
-                if handles_gone && in_flight.is_empty() {
-                    return (None, Vec::new());
-                }
-                if front_changed {
-                    if let Some(front) = in_flight.front() {
-                        deadline.as_mut().reset(front.sent + command_timeout);
-                    }
-                }
-            }
-            job = jobs.recv(), if !handles_gone && in_flight.len() < MAX_IN_FLIGHT => {
-                match job {
-                    Some(job) => pending_first = Some(job),
-                    None => {
-                        if in_flight.is_empty() {
-                            return (None, Vec::new());
-                        }
-                        // No handles left, but replies are owed: keep reading until they arrive or time out.
-                        handles_gone = true;
-                    }
-                }
-            }
-            () = &mut deadline, if !in_flight.is_empty() => {
-                break format!("no reply within {} ms", command_timeout.as_millis());
-            }
-        }
-    };
-    (
-        Some(reason),
-        in_flight
-            .into_iter()
-            .filter_map(|entry| entry.reply)
-            .collect(),
-    )
+) {
+    let error = BackendError::unavailable(&endpoint.address, reason);
+    let _ = first.reply.send(Err(error.clone()));
+    while let Ok(job) = jobs.try_recv() {
+        let _ = job.reply.send(Err(error.clone()));
+    }
 }
 
-fn queue_job(
-    job: Job,
-    now: Instant,
-    write_buffer: &mut BytesMut,
-    in_flight: &mut VecDeque<InFlight>,
-) {
-    write_buffer.extend_from_slice(&job.request);
-    for _ in 0..job.discard_replies {
-        in_flight.push_back(InFlight {
-            reply: None,
-            remaining: 1,
-            collected: BytesMut::new(),
-            sent: now,
-        });
+/// The state of one live shared connection.
+struct Live {
+    queue: ReplyQueue<oneshot::Sender<BackendReply>>,
+    decoder: ReplyDecoder,
+    read_buffer: BytesMut,
+    write_buffer: BytesMut,
+    watchdog: Watchdog,
+    scripts_on_server: SlowOwed,
+    /// Every handle is gone: finish what is owed, then stop.
+    handles_gone: bool,
+}
+
+impl Live {
+    fn new(endpoint: &Endpoint) -> Live {
+        Live {
+            queue: ReplyQueue::default(),
+            // Any reply Redis can produce must pass, however deep; the client limits are for client requests.
+            decoder: ReplyDecoder::new(Limits::for_backend_replies()),
+            read_buffer: BytesMut::with_capacity(64 * 1024),
+            write_buffer: BytesMut::with_capacity(64 * 1024),
+            watchdog: Watchdog {
+                command_timeout: endpoint.command_timeout,
+                slow_command_timeout: endpoint.slow_command_timeout,
+                last_progress: Instant::now(),
+            },
+            scripts_on_server: SlowOwed::for_address(&endpoint.address),
+            handles_gone: false,
+        }
     }
-    in_flight.push_back(InFlight {
-        reply: Some(job.reply),
-        remaining: job.replies.max(1),
-        collected: BytesMut::new(),
-        sent: now,
-    });
+
+    /// Runs the connection until it breaks (`Err`, the jobs still owed stay in `queue`) or every handle is
+    /// gone and nothing is owed (`Ok`). Reads, writes and new jobs are served as each becomes ready, so neither
+    /// direction waits for the other.
+    async fn serve(
+        &mut self,
+        stream: TcpStream,
+        first: Job,
+        jobs: &mut mpsc::UnboundedReceiver<Job>,
+    ) -> Result<(), Broken> {
+        let (mut reader, mut writer) = stream.into_split();
+        let alarm = tokio::time::sleep(self.watchdog.command_timeout);
+        tokio::pin!(alarm);
+        self.take_jobs(first, jobs, alarm.as_mut());
+        loop {
+            let accepting = !self.handles_gone
+                && self.write_buffer.len() < MAX_WRITE_BATCH
+                && self.queue.len() < MAX_IN_FLIGHT;
+            tokio::select! {
+                read = reader.read_buf(&mut self.read_buffer) => self.on_read(read)?,
+                written = writer.write(&self.write_buffer), if !self.write_buffer.is_empty() => {
+                    self.on_written(written)?;
+                }
+                job = jobs.recv(), if accepting => match job {
+                    Some(job) => {
+                        // Coalescing: let the event loop run once more (it polls for I/O before resuming a task
+                        // that yielded), so the clients whose requests arrived meanwhile add them to this write.
+                        // Fewer, larger writes mean fewer reads and wake-ups in Redis; cluster GET/SET at `-P 1`
+                        // gained about 15%.
+                        tokio::task::yield_now().await;
+                        self.take_jobs(job, jobs, alarm.as_mut());
+                    }
+                    None => self.handles_gone = true,
+                },
+                () = &mut alarm, if !self.queue.is_empty() => {
+                    self.catch_up(&reader, &writer)?;
+                    let next = self.check_progress()?;
+                    alarm.as_mut().reset(next);
+                }
+            }
+            if self.handles_gone && self.queue.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Queues `first` and every job already waiting (up to the batch limits) for writing.
+    fn take_jobs(
+        &mut self,
+        first: Job,
+        jobs: &mut mpsc::UnboundedReceiver<Job>,
+        alarm: std::pin::Pin<&mut tokio::time::Sleep>,
+    ) {
+        if self.queue.is_empty() {
+            // The clock starts when work is owed. The alarm is left alone if it rings soon enough anyway.
+            self.watchdog.progress();
+            self.scripts_on_server.script_finished_since_last_look();
+            let now = self.watchdog.last_progress;
+            if alarm.deadline() <= now {
+                alarm.reset(now + self.watchdog.command_timeout);
+            }
+        }
+        self.queue_job(first);
+        while self.write_buffer.len() < MAX_WRITE_BATCH && self.queue.len() < MAX_IN_FLIGHT {
+            match jobs.try_recv() {
+                Ok(job) => self.queue_job(job),
+                Err(_) => break,
+            }
+        }
+        self.scripts_on_server
+            .set(self.queue.patience() == Patience::Slow);
+    }
+
+    fn queue_job(&mut self, job: Job) {
+        self.write_buffer.extend_from_slice(&job.request);
+        self.queue.push(job.reply, job.expected, job.patience);
+    }
+
+    fn on_read(&mut self, read: std::io::Result<usize>) -> Result<(), Broken> {
+        match read {
+            Ok(0) => return Err(Broken::Closed),
+            Ok(_) => self.watchdog.progress(),
+            Err(e) => return Err(Broken::Read(e)),
+        }
+        while let Some(frame) = self
+            .decoder
+            .decode(&mut self.read_buffer)
+            .map_err(Broken::BadReply)?
+        {
+            // RESP3 push frames are not replies to a request (shared connections never enable tracking or
+            // subscriptions, so none should come); skipping them keeps the pairing in step.
+            if frame.first() == Some(&b'>') {
+                continue;
+            }
+            if let Some((waiter, answer)) = self.queue.pair(frame)? {
+                let _ = waiter.send(Ok(answer));
+            }
+        }
+        self.scripts_on_server
+            .set(self.queue.patience() == Patience::Slow);
+        Ok(())
+    }
+
+    fn on_written(&mut self, written: std::io::Result<usize>) -> Result<(), Broken> {
+        match written {
+            Ok(0) => Err(Broken::Write(std::io::ErrorKind::WriteZero.into())),
+            Ok(count) => {
+                self.write_buffer.advance(count);
+                self.watchdog.progress();
+                if self.write_buffer.is_empty()
+                    && self.write_buffer.capacity() > MAX_IDLE_WRITE_CAPACITY
+                {
+                    self.write_buffer = BytesMut::with_capacity(64 * 1024);
+                }
+                Ok(())
+            }
+            Err(e) => Err(Broken::Write(e)),
+        }
+    }
+
+    /// Takes the bytes the backend sent, and gives it the bytes it can accept, without waiting. The alarm can
+    /// ring when this task was not polled for a while (its thread busy with other tasks) although the backend
+    /// kept going: what it did meanwhile is progress, and must be seen before the backend is judged.
+    fn catch_up(&mut self, reader: &OwnedReadHalf, writer: &OwnedWriteHalf) -> Result<(), Broken> {
+        match reader.try_read_buf(&mut self.read_buffer) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            read => self.on_read(read)?,
+        }
+        if !self.write_buffer.is_empty() {
+            match writer.try_write(&self.write_buffer) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                written => self.on_written(written)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// When the alarm rings: the next time to look, or why the connection counts as broken.
+    fn check_progress(&mut self) -> Result<Instant, Broken> {
+        if self.scripts_on_server.script_finished_since_last_look() {
+            self.watchdog.progress();
+        }
+        let patience = if self.scripts_on_server.server_may_be_busy() {
+            Patience::Slow
+        } else {
+            self.queue.patience()
+        };
+        self.watchdog
+            .check(Instant::now(), patience)
+            .map_err(|allowance| {
+                if self.write_buffer.is_empty() {
+                    Broken::NoReply(allowance)
+                } else {
+                    Broken::WriteBlocked(allowance)
+                }
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn count(n: usize) -> NonZeroUsize {
+        NonZeroUsize::new(n).unwrap()
+    }
+
+    /// Feeds `frames` to the queue and returns (waiter, answer) in the order the waiters were answered.
+    fn feed(queue: &mut ReplyQueue<u32>, frames: &[&'static [u8]]) -> Vec<(u32, Bytes)> {
+        let mut answered = Vec::new();
+        for frame in frames {
+            if let Some(done) = queue.pair(Bytes::from_static(frame)).unwrap() {
+                answered.push(done);
+            }
+        }
+        answered
+    }
+
+    #[test]
+    fn each_shape_gets_exactly_its_replies() {
+        let mut queue = ReplyQueue::default();
+        queue.push(1, Expected::One, Patience::Normal);
+        queue.push(2, Expected::Concatenated(count(2)), Patience::Normal);
+        queue.push(3, Expected::LastOf(count(3)), Patience::Normal);
+        queue.push(4, Expected::AskingThenOne, Patience::Normal);
+        queue.push(5, Expected::One, Patience::Normal);
+        let answered = feed(
+            &mut queue,
+            &[
+                b"$2\r\nv1\r\n",
+                b":1\r\n",
+                b":2\r\n",
+                b"+OK\r\n",
+                b"+QUEUED\r\n",
+                b"*1\r\n+OK\r\n",
+                b"+OK\r\n",
+                b"$3\r\nask\r\n",
+                b"$2\r\nv5\r\n",
+            ],
+        );
+        assert_eq!(
+            answered,
+            [
+                (1, Bytes::from_static(b"$2\r\nv1\r\n")),
+                (2, Bytes::from_static(b":1\r\n:2\r\n")),
+                (3, Bytes::from_static(b"*1\r\n+OK\r\n")),
+                (4, Bytes::from_static(b"$3\r\nask\r\n")),
+                (5, Bytes::from_static(b"$2\r\nv5\r\n")),
+            ]
+        );
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_reply_nobody_is_owed_breaks_the_connection() {
+        let mut queue = ReplyQueue::default();
+        queue.push(1, Expected::One, Patience::Normal);
+        assert!(queue
+            .pair(Bytes::from_static(b"+OK\r\n"))
+            .unwrap()
+            .is_some());
+        assert!(matches!(
+            queue.pair(Bytes::from_static(b"+OK\r\n")),
+            Err(Broken::ReplyWithoutRequest)
+        ));
+    }
+
+    #[test]
+    fn a_transaction_of_10_000_commands_between_other_clients_replies() {
+        // The old bookkeeping capped the replies to drop at 255: every later waiter got someone else's reply.
+        let commands = 10_000;
+        let mut queue = ReplyQueue::default();
+        queue.push(1, Expected::One, Patience::Normal);
+        queue.push(2, Expected::LastOf(count(commands + 2)), Patience::Normal);
+        queue.push(3, Expected::One, Patience::Normal);
+        let mut answered = Vec::new();
+        let mut give = |frame: Bytes| {
+            if let Some(done) = queue.pair(frame).unwrap() {
+                answered.push(done);
+            }
+        };
+        give(Bytes::from_static(b"$6\r\nclient\r\n"));
+        give(Bytes::from_static(b"+OK\r\n"));
+        for _ in 0..commands {
+            give(Bytes::from_static(b"+QUEUED\r\n"));
+        }
+        let exec = Bytes::from(format!("*{commands}\r\n{}", "+OK\r\n".repeat(commands)));
+        give(exec.clone());
+        give(Bytes::from_static(b"$5\r\nother\r\n"));
+        assert_eq!(
+            answered,
+            [
+                (1, Bytes::from_static(b"$6\r\nclient\r\n")),
+                (2, exec),
+                (3, Bytes::from_static(b"$5\r\nother\r\n")),
+            ]
+        );
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn a_pipeline_of_10_000_replies_comes_back_whole_and_in_order() {
+        let commands = 10_000;
+        let mut queue = ReplyQueue::default();
+        queue.push(7, Expected::Concatenated(count(commands)), Patience::Normal);
+        queue.push(8, Expected::One, Patience::Normal);
+        let mut expected = BytesMut::new();
+        let mut answered = Vec::new();
+        for n in 0..commands {
+            let frame = Bytes::from(format!(":{n}\r\n"));
+            expected.extend_from_slice(&frame);
+            if let Some(done) = queue.pair(frame).unwrap() {
+                answered.push(done);
+            }
+        }
+        assert_eq!(answered, [(7, expected.freeze())]);
+        assert_eq!(
+            feed(&mut queue, &[b"+PONG\r\n"]),
+            [(8, Bytes::from_static(b"+PONG\r\n"))]
+        );
+    }
+
+    #[test]
+    fn a_connection_is_patient_while_a_script_is_owed_a_reply() {
+        let mut queue = ReplyQueue::default();
+        assert_eq!(queue.patience(), Patience::Normal);
+        queue.push(1, Expected::One, Patience::Normal);
+        assert_eq!(queue.patience(), Patience::Normal);
+        // Redis holds the first reply back until the script that follows it has run.
+        queue.push(2, Expected::One, Patience::Slow);
+        queue.push(3, Expected::One, Patience::Normal);
+        assert_eq!(queue.patience(), Patience::Slow);
+        feed(&mut queue, &[b"+OK\r\n", b":1\r\n"]);
+        assert_eq!(queue.patience(), Patience::Normal);
+    }
+
+    #[test]
+    fn a_script_on_one_connection_makes_the_others_patient_and_its_end_is_news_to_them() {
+        let address = "test.invalid:1";
+        let mut scripting = SlowOwed::for_address(address);
+        let mut other = SlowOwed::for_address(address);
+        assert!(!other.server_may_be_busy());
+        scripting.set(true);
+        assert!(other.server_may_be_busy());
+        assert!(!other.script_finished_since_last_look());
+        scripting.set(false);
+        assert!(!other.server_may_be_busy());
+        assert!(other.script_finished_since_last_look());
+        assert!(!other.script_finished_since_last_look());
+        assert!(!scripting.script_finished_since_last_look());
+        // A connection that breaks while it owes a script's reply no longer counts.
+        scripting.set(true);
+        drop(scripting);
+        assert!(!other.server_may_be_busy());
+    }
+
+    #[test]
+    fn scripts_are_slow_and_reads_are_not() {
+        let eval = b"*3\r\n$4\r\nEVAL\r\n$8\r\nreturn 1\r\n$1\r\n0\r\n";
+        assert_eq!(Patience::for_request_bytes(eval), Patience::Slow);
+        let fcall = b"*3\r\n$5\r\nfcall\r\n$1\r\nf\r\n$1\r\n0\r\n";
+        assert_eq!(Patience::for_request_bytes(fcall), Patience::Slow);
+        let get = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+        assert_eq!(Patience::for_request_bytes(get), Patience::Normal);
+        assert_eq!(Patience::for_request_bytes(b"*2\r\n$3"), Patience::Normal);
+    }
+
+    #[test]
+    fn the_watchdog_fails_only_after_the_allowance_without_progress() {
+        let start = Instant::now();
+        let watchdog = Watchdog {
+            command_timeout: Duration::from_millis(1000),
+            slow_command_timeout: Duration::from_millis(30_000),
+            last_progress: start,
+        };
+        let early = start + Duration::from_millis(400);
+        assert_eq!(
+            watchdog.check(early, Patience::Normal),
+            Ok(start + Duration::from_millis(1000))
+        );
+        let late = start + Duration::from_millis(1000);
+        assert_eq!(
+            watchdog.check(late, Patience::Normal),
+            Err(Duration::from_millis(1000))
+        );
+        // A slow request is given more time, but the watchdog looks again every command_timeout.
+        assert_eq!(
+            watchdog.check(late, Patience::Slow),
+            Ok(late + Duration::from_millis(1000))
+        );
+        let much_later = start + Duration::from_millis(30_000);
+        assert_eq!(
+            watchdog.check(much_later, Patience::Slow),
+            Err(Duration::from_millis(30_000))
+        );
+    }
 }

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::backend::{connect, Endpoint, SharedConnection};
-use crate::config::{parse_node_address, PoolConfig, ReadPolicy};
+use crate::config::{parse_node_address, PoolConfig, ReadPolicy, Timeouts};
 
 /// Refreshes are at least this far apart, however many MOVED replies ask for one.
 const MIN_REFRESH_GAP: Duration = Duration::from_millis(100);
@@ -57,8 +57,7 @@ impl ClusterPool {
     pub fn new(
         name: &str,
         config: &PoolConfig,
-        connect_timeout: Duration,
-        command_timeout: Duration,
+        timeouts: &Timeouts,
     ) -> Result<ClusterPool, String> {
         let mut seeds = Vec::new();
         for node in &config.nodes {
@@ -72,7 +71,7 @@ impl ClusterPool {
             name: Arc::from(name),
             seeds,
             // The address is set per node (`endpoint`).
-            template: Endpoint::for_pool("", config, connect_timeout, command_timeout),
+            template: Endpoint::for_pool("", config, timeouts),
             connections_per_node: config.connections_per_node.max(1),
             read_policy: config.read_from,
             refresh_interval: Duration::from_millis(config.refresh_ms),

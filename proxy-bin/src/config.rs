@@ -58,9 +58,15 @@ fn default_log() -> String {
 pub struct Timeouts {
     /// Connecting to a backend, including its AUTH and SELECT handshake.
     pub connect_ms: u64,
-    /// How long a command may wait for its backend reply on a shared connection before the backend counts as
-    /// unavailable. Blocking commands (BLPOP, ...) run on dedicated connections and are exempt.
+    /// How long a shared backend connection that owes replies may make no progress (no reply bytes read, no
+    /// request bytes written) before the backend counts as unavailable. A slow reply that keeps arriving, or a
+    /// big request that keeps leaving, is progress. Blocking commands (BLPOP, ...) run on dedicated
+    /// connections and are exempt.
     pub command_ms: u64,
+    /// The same allowance while a script or function (EVAL, EVALSHA, FCALL, ...) waits for its reply on the
+    /// connection, or on any shared connection of this process to the same server: Redis answers no one until
+    /// the script ends. Never shorter than `command_ms`.
+    pub slow_command_ms: u64,
     /// With tenants configured: a connection that has not authenticated within this time is closed.
     pub auth_ms: u64,
 }
@@ -70,6 +76,7 @@ impl Default for Timeouts {
         Timeouts {
             connect_ms: 1000,
             command_ms: 1000,
+            slow_command_ms: 30_000,
             auth_ms: 10_000,
         }
     }
@@ -406,6 +413,12 @@ impl Config {
         self.build_tenants()?;
         if self.timeouts.command_ms == 0 {
             return Err(invalid("timeouts.command_ms", "must be above 0"));
+        }
+        if self.timeouts.slow_command_ms < self.timeouts.command_ms {
+            return Err(invalid(
+                "timeouts.slow_command_ms",
+                "must not be below timeouts.command_ms",
+            ));
         }
         if self.client_limits.max_pending_requests == 0 {
             return Err(invalid(
@@ -745,6 +758,19 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:7480");
         assert_eq!(config.timeouts.connect_ms, 1000);
         assert_eq!(config.pools["main"].connections_per_node, 1);
+    }
+
+    #[test]
+    fn scripts_get_a_longer_allowance_never_a_shorter_one() {
+        let pool = "[pools.main]\nkind = 'standalone'\nnodes = ['h:1']\n";
+        let config = load_str(&format!("default_pool = 'main'\n{pool}")).unwrap();
+        assert_eq!(config.timeouts.slow_command_ms, 30_000);
+        let error = load_str(&format!(
+            "default_pool = 'main'\n[timeouts]\ncommand_ms = 5000\nslow_command_ms = 2000\n{pool}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("timeouts.slow_command_ms"), "{error}");
     }
 
     #[test]

@@ -7,10 +7,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::backend::{Endpoint, SharedConnection};
-use crate::config::{parse_node_address, PoolConfig};
+use crate::config::{parse_node_address, PoolConfig, Timeouts};
 
 /// One standalone backend and its shared connections.
 #[derive(Debug)]
@@ -26,8 +25,7 @@ impl StandalonePool {
     pub fn new(
         name: &str,
         config: &PoolConfig,
-        connect_timeout: Duration,
-        command_timeout: Duration,
+        timeouts: &Timeouts,
     ) -> Result<StandalonePool, String> {
         let node = config
             .nodes
@@ -36,7 +34,7 @@ impl StandalonePool {
         let address = parse_node_address(node)?;
         Ok(StandalonePool {
             name: Arc::from(name),
-            template: Endpoint::for_pool(&address, config, connect_timeout, command_timeout),
+            template: Endpoint::for_pool(&address, config, timeouts),
             connections_per_node: config.connections_per_node.max(1),
             shared: Mutex::new(HashMap::new()),
         })

@@ -54,16 +54,10 @@ impl ProxyState {
                 PoolKind::Standalone => PoolHandle::Standalone(Arc::new(StandalonePool::new(
                     name,
                     pool,
-                    config.connect_timeout(),
-                    config.command_timeout(),
+                    &config.timeouts,
                 )?)),
                 PoolKind::Cluster => {
-                    let cluster = Arc::new(ClusterPool::new(
-                        name,
-                        pool,
-                        config.connect_timeout(),
-                        config.command_timeout(),
-                    )?);
+                    let cluster = Arc::new(ClusterPool::new(name, pool, &config.timeouts)?);
                     cluster.start().await;
                     PoolHandle::Cluster(cluster)
                 }

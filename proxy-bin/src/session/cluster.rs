@@ -39,7 +39,7 @@ use tokio_util::codec::Decoder;
 use super::pending::{ClusterExec, Combine, Merge, Part, Pending, Pipeline, PipelinePart, Routed};
 use super::transaction::{self, TransactionError};
 use super::Session;
-use crate::backend::{BackendReply, SharedConnection};
+use crate::backend::{BackendReply, Patience, PatientSender, SharedConnection};
 use crate::cluster::{ClusterPool, Topology};
 use crate::config::ReadPolicy;
 use crate::reply;
@@ -70,6 +70,8 @@ struct ClusterBatch {
     /// The master index of each command, in the client's order.
     order: Vec<u16>,
     bytes: usize,
+    /// Slow if a batched command is (a script): every part is then sent with the longer allowance.
+    patience: Patience,
 }
 
 /// A MULTI queued in the session.
@@ -80,6 +82,8 @@ struct Transaction {
     slot: Option<u16>,
     /// Set by a queue-time error: EXEC then fails with EXECABORT.
     failed: bool,
+    /// Slow if a queued command is (a script): the backend then waits longer for EXEC.
+    patience: Patience,
 }
 
 impl ClusterSession {
@@ -155,6 +159,7 @@ impl ClusterSession {
         }
         let mut order = std::mem::take(&mut self.batch.order);
         self.batch.bytes = 0;
+        let patience = std::mem::take(&mut self.batch.patience);
         // `batch_for_master` only queues for masters that exist, and the masters change only when nothing is
         // batched, so every part below finds its connection. Should that ever fail, every command of the batch
         // still gets a reply (an error), so that no client waits for ever.
@@ -171,7 +176,7 @@ impl ClusterSession {
             let Some((node, connection)) = self.master(index, client_id, resp3) else {
                 return Some(unroutable(1));
             };
-            let receiver = connection.send(request.clone());
+            let receiver = connection.with_patience(patience).send(request.clone());
             return Some(Pending::Routed(Box::new(Routed {
                 receiver,
                 request,
@@ -199,7 +204,9 @@ impl ClusterSession {
                 self.batch.by_master = by_master;
                 return Some(unroutable(order.len()));
             };
-            let receiver = connection.send_many(requests.clone(), ends.len());
+            let receiver = connection
+                .with_patience(patience)
+                .send_many(requests.clone(), ends.len());
             part_of_master[index] = parts.len() as u16;
             parts.push(PipelinePart {
                 receiver: Some(receiver),
@@ -250,9 +257,12 @@ impl ClusterSession {
         resp3: bool,
         request: &Request,
         rewrite: Option<&'static CommandSpec>,
+        patience: Patience,
     ) -> Option<Pending> {
         let (node, connection) = self.master(index, client_id, resp3)?;
-        let receiver = connection.send(request.raw().clone());
+        let receiver = connection
+            .with_patience(patience)
+            .send(request.raw().clone());
         Some(Pending::Routed(Box::new(Routed {
             receiver,
             request: request.raw().clone(),
@@ -263,6 +273,8 @@ impl ClusterSession {
     }
 
     /// Sends a request to any node (a replica, say); the pending entry follows MOVED/ASK later.
+    // The session's routing context (client id, protocol) is passed as is, like `send_to_master`'s.
+    #[allow(clippy::too_many_arguments)]
     fn send_routed(
         &mut self,
         node: Arc<NodeAddr>,
@@ -271,9 +283,11 @@ impl ClusterSession {
         resp3: bool,
         request: &Request,
         rewrite: Option<&'static CommandSpec>,
+        patience: Patience,
     ) -> Pending {
         let receiver = self
             .connection(&node, readonly, client_id, resp3)
+            .with_patience(patience)
             .send(request.raw().clone());
         Pending::Routed(Box::new(Routed {
             receiver,
@@ -336,6 +350,7 @@ impl Session {
                 .shard_for_slot(*slot)
                 .is_some_and(|index| cluster.batch_for_master(index, &request));
             if queued {
+                cluster.batch.patience = cluster.batch.patience.max(Patience::for_command(spec));
                 if cluster.batch_is_full() {
                     self.flush_batch();
                 }
@@ -385,6 +400,7 @@ impl Session {
     ) {
         let (id, resp3) = (self.id, self.resp3);
         let rewrite = self.reply_rewrite(spec);
+        let patience = Patience::for_command(spec);
         let Some(cluster) = self.cluster.as_mut() else {
             return;
         };
@@ -412,10 +428,10 @@ impl Session {
                 let use_replica = !replicas.is_empty();
                 if use_replica {
                     let replica = Arc::new(replicas[(id as usize) % replicas.len()].clone());
-                    cluster.send_routed(replica, true, id, resp3, &request, rewrite)
+                    cluster.send_routed(replica, true, id, resp3, &request, rewrite, patience)
                 } else {
                     let sent = map.shard_for_slot(slot).and_then(|index| {
-                        cluster.send_to_master(index, id, resp3, &request, rewrite)
+                        cluster.send_to_master(index, id, resp3, &request, rewrite, patience)
                     });
                     sent.unwrap_or_else(|| {
                         cluster.pool.request_refresh();
@@ -424,9 +440,9 @@ impl Session {
                 }
             }
             RoutePlan::Keyless => {
-                let sent = cluster
-                    .any_master_index(id)
-                    .and_then(|index| cluster.send_to_master(index, id, resp3, &request, rewrite));
+                let sent = cluster.any_master_index(id).and_then(|index| {
+                    cluster.send_to_master(index, id, resp3, &request, rewrite, patience)
+                });
                 sent.unwrap_or_else(|| Pending::Ready(no_topology(&cluster.pool)))
             }
             RoutePlan::Split { parts, merge } => {
@@ -595,7 +611,7 @@ impl Session {
         let mut redirected = false;
         for part in &parts {
             let frames = match &part.reply {
-                Some(Ok(bytes)) => match split_replies(bytes, &Limits::default()) {
+                Some(Ok(bytes)) => match split_replies(bytes, &Limits::for_backend_replies()) {
                     Ok(frames) if frames.len() == part.ends.len() => frames,
                     _ => vec![
                         reply::error("ERR rkproxy could not read a backend reply");
@@ -699,7 +715,10 @@ impl Session {
             ))));
         }
         let target = redirect.target_addr(replied_by);
-        let connection = cluster.connection(&target, false, id, resp3);
+        // Only the bytes of a redirected request are kept; redirects are rare enough to look it up again.
+        let connection = cluster
+            .connection(&target, false, id, resp3)
+            .with_patience(Patience::for_request_bytes(request));
         let receiver = match redirect.kind {
             RedirectKind::Ask => connection.send_asking(request),
             _ => connection.send(request.clone()),
@@ -763,6 +782,7 @@ impl Session {
         }
         transaction.commands.extend_from_slice(request.raw());
         transaction.count += 1;
+        transaction.patience = transaction.patience.max(Patience::for_command(spec));
         Some(Pending::Ready(reply::simple("QUEUED")))
     }
 
@@ -786,7 +806,7 @@ impl Session {
             Err(error) => return Ok(self.finish_reply(Err(error))),
         };
         let expected = exec.commands + usize::from(exec.asking);
-        let mut frames = match split_replies(&bytes, &super::backend_reply_limits()) {
+        let mut frames = match split_replies(&bytes, &Limits::for_backend_replies()) {
             Ok(frames) if frames.len() == expected => frames,
             _ => return Ok(reply::error("ERR rkproxy could not read a backend reply")),
         };
@@ -818,7 +838,10 @@ impl Session {
         }
         let target = parsed.target_addr(&exec.node);
         let asking = parsed.kind == RedirectKind::Ask;
-        let receiver = cluster.send_unit(&target, &exec.unit, exec.commands, asking, id, resp3);
+        let receiver = cluster
+            .connection(&target, false, id, resp3)
+            .with_patience(exec.patience);
+        let receiver = send_unit(receiver, &exec.unit, exec.commands, asking);
         Err(Pending::Transaction(Box::new(ClusterExec {
             receiver,
             unit: exec.unit,
@@ -826,6 +849,7 @@ impl Session {
             asking,
             node: Arc::new(target),
             redirects: exec.redirects + 1,
+            patience: exec.patience,
         })))
     }
 }
@@ -853,7 +877,9 @@ impl ClusterSession {
         unit.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
         let unit = unit.freeze();
         let commands = transaction.count + 2;
-        let receiver = self.send_unit(&node, &unit, commands, false, id, resp3);
+        let patience = transaction.patience;
+        let connection = self.connection(&node, false, id, resp3);
+        let receiver = send_unit(connection.with_patience(patience), &unit, commands, false);
         Pending::Transaction(Box::new(ClusterExec {
             receiver,
             unit,
@@ -861,34 +887,31 @@ impl ClusterSession {
             asking: false,
             node: Arc::new(node),
             redirects: 0,
+            patience,
         }))
-    }
-
-    /// Writes a transaction unit to `node` (after `ASKING`: Redis keeps the ASKING flag for the whole MULTI
-    /// block) and asks for every reply.
-    fn send_unit(
-        &mut self,
-        node: &NodeAddr,
-        unit: &Bytes,
-        commands: usize,
-        asking: bool,
-        id: u64,
-        resp3: bool,
-    ) -> tokio::sync::oneshot::Receiver<BackendReply> {
-        let connection = self.connection(node, false, id, resp3);
-        if !asking {
-            return connection.send_many(unit.clone(), commands);
-        }
-        let mut both = BytesMut::with_capacity(unit.len() + 20);
-        both.extend_from_slice(b"*1\r\n$6\r\nASKING\r\n");
-        both.extend_from_slice(unit);
-        connection.send_many(both.freeze(), commands + 1)
     }
 
     /// Ends an open MULTI (QUIT or RESET inside it).
     pub(super) fn end_transaction(&mut self) {
         self.transaction = None;
     }
+}
+
+/// Writes a transaction unit (after `ASKING`: Redis keeps the ASKING flag for the whole MULTI block) and asks
+/// for every reply.
+fn send_unit(
+    connection: PatientSender<'_>,
+    unit: &Bytes,
+    commands: usize,
+    asking: bool,
+) -> tokio::sync::oneshot::Receiver<BackendReply> {
+    if !asking {
+        return connection.send_many(unit.clone(), commands);
+    }
+    let mut both = BytesMut::with_capacity(unit.len() + 20);
+    both.extend_from_slice(b"*1\r\n$6\r\nASKING\r\n");
+    both.extend_from_slice(unit);
+    connection.send_many(both.freeze(), commands + 1)
 }
 
 /// Starts one step of a cluster-wide SCAN.
@@ -976,7 +999,7 @@ fn put_bulk(dst: &mut BytesMut, value: &[u8]) {
 fn merge_ordered_raw(parts: &[Part], split: &[SplitPart]) -> Option<Bytes> {
     let total: usize = split.iter().map(|plan| plan.key_positions.len()).sum();
     let mut elements: Vec<Option<Bytes>> = vec![None; total];
-    let mut decoder = ReplyDecoder::new(Limits::default());
+    let mut decoder = ReplyDecoder::new(Limits::for_backend_replies());
     for (part, plan) in parts.iter().zip(split) {
         let raw = part.reply.as_ref()?;
         let line_end = raw.iter().position(|&b| b == b'\r')?;

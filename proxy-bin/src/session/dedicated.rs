@@ -472,7 +472,7 @@ impl Session {
         let (mut backend_reader, mut backend_writer) = backend.into_split();
         let mut endpoint = endpoint;
         let mut backend_buffer = BytesMut::with_capacity(16 * 1024);
-        let mut reply_decoder = ReplyDecoder::new(super::backend_reply_limits());
+        let mut reply_decoder = ReplyDecoder::new(Limits::for_backend_replies());
         let mut to_backend = BytesMut::new();
         // The first request was checked (and rewritten) in shared mode already.
         self.handle_dedicated(first, &mut dedicated, &mut to_backend, false);
@@ -490,7 +490,7 @@ impl Session {
                         &mut backend_writer,
                     )
                     .await?;
-                    reply_decoder = ReplyDecoder::new(super::backend_reply_limits());
+                    reply_decoder = ReplyDecoder::new(Limits::for_backend_replies());
                     backend_buffer.clear();
                 }
                 to_backend.clear();
@@ -554,7 +554,7 @@ impl Session {
                         Err(error) => {
                             let reason = format!("read failed: {error}");
                             self.backend_lost(&mut dedicated, &mut endpoint, &reason, &mut backend_reader, &mut backend_writer).await?;
-                            reply_decoder = ReplyDecoder::new(super::backend_reply_limits());
+                            reply_decoder = ReplyDecoder::new(Limits::for_backend_replies());
                             backend_buffer.clear();
                             continue;
                         }
@@ -573,7 +573,7 @@ impl Session {
                             return Ok(Step::End(SessionEnd::Quit));
                         }
                         self.backend_lost(&mut dedicated, &mut endpoint, "connection closed by the backend", &mut backend_reader, &mut backend_writer).await?;
-                        reply_decoder = ReplyDecoder::new(super::backend_reply_limits());
+                        reply_decoder = ReplyDecoder::new(Limits::for_backend_replies());
                         backend_buffer.clear();
                     }
                 }

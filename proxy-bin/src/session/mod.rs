@@ -41,7 +41,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
-use crate::backend::{BackendError, BackendReply, SharedConnection};
+use crate::backend::{BackendError, BackendReply, Patience, SharedConnection};
 use crate::cluster::ClusterPool;
 use crate::kafka::KafkaPool;
 use crate::pool::StandalonePool;
@@ -127,6 +127,8 @@ pub struct Session {
     /// `cluster::ClusterBatch`.)
     batch: BytesMut,
     batch_count: usize,
+    /// Slow if a request in `batch` is (a script): the backend then waits longer for the batch's replies.
+    batch_patience: Patience,
     /// The tenant this connection is authenticated as (and its place in the tenant's connection count).
     tenant: Option<tenant_policy::ConnectionPermit>,
     /// With tenants configured: when an unauthenticated connection is closed.
@@ -177,6 +179,7 @@ impl Session {
             last_command: None,
             batch: BytesMut::new(),
             batch_count: 0,
+            batch_patience: Patience::Normal,
             tenant: None,
             auth_deadline: tenancy::auth_deadline(state.config().timeouts.auth_ms),
             resume_at: None,
@@ -387,9 +390,11 @@ impl Session {
         // Only standalone pools batch, so there is always a route here.
         let requests = self.batch.split().freeze();
         let count = std::mem::take(&mut self.batch_count);
+        let patience = std::mem::take(&mut self.batch_patience);
         let Some(route) = self.standalone_route() else {
             return;
         };
+        let route = route.with_patience(patience);
         let entry = if count == 1 {
             Pending::Waiting(route.send(requests), Expect::Forward)
         } else {
@@ -486,6 +491,7 @@ impl Session {
         if plain && self.cluster.is_none() {
             self.batch.extend_from_slice(request.raw());
             self.batch_count += 1;
+            self.batch_patience = self.batch_patience.max(Patience::for_command(spec));
             if self.batch_count >= MAX_BATCH_REQUESTS || self.batch.len() >= MAX_BATCH_BYTES {
                 self.flush_batch();
             }
@@ -542,7 +548,9 @@ impl Session {
         let Some(route) = self.standalone_route() else {
             return;
         };
-        let receiver = route.send(request.raw().clone());
+        let receiver = route
+            .with_patience(Patience::for_command(spec))
+            .send(request.raw().clone());
         let expect = match self.reply_rewrite(spec) {
             Some(spec) => Expect::Rewrite(spec),
             None => Expect::Forward,
@@ -598,15 +606,6 @@ fn transaction_command_without_state(spec: &CommandSpec) -> Option<Bytes> {
         "discard" => Some(transaction::TransactionError::DiscardWithoutMulti.to_reply()),
         "unwatch" => Some(reply::ok()),
         _ => None,
-    }
-}
-
-/// Limits for framing backend replies: any nesting Redis produces passes through (a Lua script can return
-/// arrays thousands deep); the nesting limit is for client requests.
-fn backend_reply_limits() -> resp_codec::Limits {
-    resp_codec::Limits {
-        max_depth: usize::MAX,
-        ..resp_codec::Limits::default()
     }
 }
 

@@ -113,6 +113,8 @@ pub struct ClusterExec {
     pub asking: bool,
     pub node: Arc<NodeAddr>,
     pub redirects: u8,
+    /// Slow when a queued command is a script: the backend waits longer for EXEC.
+    pub patience: crate::backend::Patience,
 }
 
 /// Something that happened to the entry at the front of the queue.

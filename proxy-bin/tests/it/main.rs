@@ -6,13 +6,16 @@
 
 mod support;
 
+mod backend_deadlines;
 mod bad_input;
 mod binary;
 mod cluster;
+mod deep_replies;
 mod failures;
 mod introspection;
 mod kafka;
 mod pairing;
+mod pairing_backend;
 mod standalone;
 mod stateful;
 mod tenants;

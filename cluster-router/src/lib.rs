@@ -8,7 +8,7 @@
 //!   that matches Redis's own (`COMMAND GETKEYS`).
 //! - [`slot`]: CRC16 hash slots with hash tags.
 //! - [`topology`]: the immutable [`SlotMap`], built from `CLUSTER SLOTS`/`CLUSTER SHARDS`.
-//! - [`redirect`]: parsing `MOVED`/`ASK` errors.
+//! - [`redirect`]: parsing `MOVED`/`ASK` errors and classifying cluster replies (`TRYAGAIN`).
 //! - [`plan`]: [`route`] turns a command and a slot map into a [`RoutePlan`] (one slot, any
 //!   node, a per-slot split, all masters, all nodes, or a SCAN walk) or a `CROSSSLOT` error.
 //! - [`merge`]: combining the replies of a split or fan-out into one reply.
@@ -52,6 +52,6 @@ pub mod topology;
 pub use args::Args;
 pub use commands::{key_indices, lookup, CommandError, CommandSpec};
 pub use plan::{route, RouteError, RoutePlan};
-pub use redirect::{parse_redirect, Redirect};
+pub use redirect::{classify_reply, parse_redirect, ClusterReplyKind, Redirect};
 pub use slot::key_slot;
 pub use topology::{NodeAddr, SlotMap};

@@ -102,9 +102,67 @@ pub fn parse_redirect(error_reply: &[u8]) -> Option<Redirect> {
     Some(Redirect { kind, slot, target })
 }
 
+/// What a cluster node's reply asks of the client, beyond passing it on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ClusterReplyKind {
+    /// `-MOVED` or `-ASK`: send the command to another node ([`parse_redirect`] says where).
+    Redirect,
+    /// `-TRYAGAIN`: a multi-key command met a slot being migrated with its keys on both sides; the same command
+    /// succeeds once the migration of those keys is done, so a client waits a little and sends it again.
+    TryAgain,
+    /// Any other reply: it is the command's answer.
+    Final,
+}
+
+/// Classifies a node's reply (complete RESP bytes) by what it asks of the client. Only the first bytes are
+/// looked at, so this is cheap on any reply.
+///
+/// ```
+/// use cluster_router::redirect::{classify_reply, ClusterReplyKind};
+///
+/// assert_eq!(classify_reply(b"-MOVED 3999 127.0.0.1:6381\r\n"), ClusterReplyKind::Redirect);
+/// assert_eq!(classify_reply(b"-ASK 3999 127.0.0.1:6381\r\n"), ClusterReplyKind::Redirect);
+/// assert_eq!(
+///     classify_reply(b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n"),
+///     ClusterReplyKind::TryAgain
+/// );
+/// assert_eq!(classify_reply(b"$5\r\n-MOVE\r\n"), ClusterReplyKind::Final);
+/// ```
+pub fn classify_reply(reply: &[u8]) -> ClusterReplyKind {
+    if reply.starts_with(b"-MOVED ") || reply.starts_with(b"-ASK ") {
+        ClusterReplyKind::Redirect
+    } else if reply.starts_with(b"-TRYAGAIN") {
+        ClusterReplyKind::TryAgain
+    } else {
+        ClusterReplyKind::Final
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replies_are_classified_by_their_error_code_only() {
+        let cases: [(&[u8], ClusterReplyKind); 7] = [
+            (b"-MOVED 1 a:1\r\n", ClusterReplyKind::Redirect),
+            (b"-ASK 1 a:1\r\n", ClusterReplyKind::Redirect),
+            (b"-TRYAGAIN x\r\n", ClusterReplyKind::TryAgain),
+            (b"-MOVEDX\r\n", ClusterReplyKind::Final),
+            (b"-ERR MOVED 1 a:1\r\n", ClusterReplyKind::Final),
+            (b"+TRYAGAIN\r\n", ClusterReplyKind::Final),
+            (b"", ClusterReplyKind::Final),
+        ];
+        for (reply, kind) in cases {
+            assert_eq!(
+                classify_reply(reply),
+                kind,
+                "{:?}",
+                String::from_utf8_lossy(reply)
+            );
+        }
+    }
 
     #[test]
     fn moved_and_ask_parse_in_every_framing() {

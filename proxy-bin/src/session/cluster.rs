@@ -10,6 +10,10 @@
 //! - MOVED: the command is sent again to the named node and the pool is asked to refresh its map; ASK: it is
 //!   sent again to the named node right after `ASKING`, in one unit. At most [`MAX_REDIRECTS`] times, then the
 //!   client gets a clear error. Clients never see MOVED or ASK.
+//! - TRYAGAIN (a multi-key command met a slot in migration with its keys on both sides): the command is sent
+//!   again to the same node, after `ASKING` (which only matters on the importing node, where TRYAGAIN comes
+//!   from after ASK), after short, growing waits ([`TRY_AGAIN_DELAYS_MS`], about 1.3 s in all) until the keys
+//!   are on one side; only then does the client see TRYAGAIN.
 //! - MGET/MSET/DEL/UNLINK/EXISTS/TOUCH across slots: one sub-command per slot (Redis refuses cross-slot
 //!   commands even when one node holds both slots), written to each node in one batch, merged in the caller's
 //!   order. These are not atomic across slots, as in any Redis Cluster client.
@@ -19,7 +23,8 @@
 //!   (`MULTI` ... `EXEC`, nothing else written in between) on a shared connection to the node of its keys. Keys
 //!   in more than one slot get `CROSSSLOT` when queued and make EXEC fail with `EXECABORT`, as queue-time errors
 //!   do in Redis. Every reply of the unit is read: a MOVED or ASK for any queued command (Redis then discards the
-//!   transaction) sends the whole unit again to the named node, after `ASKING` for ASK.
+//!   transaction) sends the whole unit again to the named node, after `ASKING` for ASK; a TRYAGAIN sends it
+//!   again to the same node after a wait, as for a single command.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,7 +33,7 @@ use bytes::{Bytes, BytesMut};
 use cluster_router::commands::{CommandSpec, MergePolicy};
 use cluster_router::merge::merge_replies;
 use cluster_router::plan::{route, RouteError, RoutePlan, SplitPart};
-use cluster_router::redirect::{parse_redirect, RedirectKind};
+use cluster_router::redirect::{classify_reply, parse_redirect, ClusterReplyKind, RedirectKind};
 use cluster_router::scan_cursor::{self, CursorError};
 use cluster_router::topology::NodeAddr;
 use resp_codec::{
@@ -46,6 +51,10 @@ use crate::reply;
 
 /// How often one command may be redirected before the client gets an error.
 const MAX_REDIRECTS: u8 = 5;
+
+/// The waits before each new attempt of a command answered with TRYAGAIN. A migration moves a slot's keys in
+/// batches, so a multi-key command finds them split for a short time only.
+const TRY_AGAIN_DELAYS_MS: [u64; 8] = [5, 10, 20, 40, 80, 160, 320, 640];
 
 /// A session's view of a cluster pool.
 pub(super) struct ClusterSession {
@@ -628,7 +637,7 @@ impl Session {
             };
             redirected |= frames
                 .iter()
-                .any(|frame| frame.starts_with(b"-MOVED ") || frame.starts_with(b"-ASK "));
+                .any(|frame| classify_reply(frame) != ClusterReplyKind::Final);
             replies.push(frames.into_iter());
         }
         if !redirected {
@@ -699,12 +708,19 @@ impl Session {
         let Ok(frame) = reply else {
             return None;
         };
-        if !(frame.starts_with(b"-MOVED ") || frame.starts_with(b"-ASK ")) {
+        let kind = classify_reply(frame);
+        if kind == ClusterReplyKind::Final {
             return None;
         }
-        let redirect = parse_redirect(frame)?;
         let (id, resp3) = (self.id, self.resp3);
         let cluster = self.cluster.as_mut()?;
+        if kind == ClusterReplyKind::TryAgain {
+            let connection = cluster.connection(replied_by, false, id, resp3).clone();
+            let patience = Patience::for_request_bytes(request);
+            let receiver = send_until_not_try_again(connection, patience, request.clone());
+            return Some(Ok((receiver, replied_by.clone())));
+        }
+        let redirect = parse_redirect(frame)?;
         if redirect.kind == RedirectKind::Moved {
             cluster.pool.request_refresh();
         }
@@ -810,17 +826,24 @@ impl Session {
             Ok(frames) if frames.len() == expected => frames,
             _ => return Ok(reply::error("ERR rkproxy could not read a backend reply")),
         };
-        let redirect = frames
-            .iter()
-            .skip(usize::from(exec.asking))
-            .find(|frame| frame.starts_with(b"-MOVED ") || frame.starts_with(b"-ASK "))
+        let queued = || frames.iter().skip(usize::from(exec.asking));
+        let redirect = queued()
+            .find(|frame| classify_reply(frame) == ClusterReplyKind::Redirect)
             .cloned();
-        let Some(redirect) = redirect else {
-            return Ok(frames.pop().unwrap_or_default());
-        };
+        let try_again = queued().any(|frame| classify_reply(frame) == ClusterReplyKind::TryAgain);
         let (id, resp3) = (self.id, self.resp3);
         let Some(cluster) = self.cluster.as_mut() else {
-            return Ok(redirect);
+            return Ok(frames.pop().unwrap_or_default());
+        };
+        let redirect = match redirect {
+            Some(redirect) => redirect,
+            None if try_again => match cluster.send_unit_again_later(exec, id, resp3) {
+                Ok(again) => return Err(again),
+                Err(exec_reply) => {
+                    return Ok(exec_reply.unwrap_or_else(|| frames.pop().unwrap_or_default()))
+                }
+            },
+            None => return Ok(frames.pop().unwrap_or_default()),
         };
         let Some(parsed) = parse_redirect(&redirect) else {
             return Ok(redirect);
@@ -849,6 +872,7 @@ impl Session {
             asking,
             node: Arc::new(target),
             redirects: exec.redirects + 1,
+            try_again: exec.try_again,
             patience: exec.patience,
         })))
     }
@@ -887,8 +911,34 @@ impl ClusterSession {
             asking: false,
             node: Arc::new(node),
             redirects: 0,
+            try_again: 0,
             patience,
         }))
+    }
+
+    /// A transaction unit answered TRYAGAIN for a queued command (Redis discarded it): the unit goes again to the
+    /// same node, after `ASKING` and a wait. `Err(None)` when the attempts are used up: the client gets Redis's
+    /// own reply to EXEC.
+    fn send_unit_again_later(
+        &mut self,
+        exec: ClusterExec,
+        id: u64,
+        resp3: bool,
+    ) -> Result<Pending, Option<Bytes>> {
+        let delay = *TRY_AGAIN_DELAYS_MS
+            .get(usize::from(exec.try_again))
+            .ok_or(None)?;
+        let connection = self.connection(&exec.node, false, id, resp3).clone();
+        let (unit, commands, patience) = (exec.unit.clone(), exec.commands, exec.patience);
+        let receiver = send_later(std::time::Duration::from_millis(delay), move || {
+            send_unit(connection.with_patience(patience), &unit, commands, true)
+        });
+        Ok(Pending::Transaction(Box::new(ClusterExec {
+            receiver,
+            asking: true,
+            try_again: exec.try_again + 1,
+            ..exec
+        })))
     }
 
     /// Ends an open MULTI (QUIT or RESET inside it).
@@ -912,6 +962,46 @@ fn send_unit(
     both.extend_from_slice(b"*1\r\n$6\r\nASKING\r\n");
     both.extend_from_slice(unit);
     connection.send_many(both.freeze(), commands + 1)
+}
+
+/// Sends a request that was answered TRYAGAIN again, after `ASKING` (TRYAGAIN after ASK comes from the importing
+/// node, which needs it; on the slot's owner it changes nothing), waiting [`TRY_AGAIN_DELAYS_MS`] before each
+/// attempt, until the reply is something else or the attempts are used up (the client then gets TRYAGAIN).
+fn send_until_not_try_again(
+    connection: SharedConnection,
+    patience: Patience,
+    request: Bytes,
+) -> tokio::sync::oneshot::Receiver<BackendReply> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut reply = super::pending::lost();
+        for delay in TRY_AGAIN_DELAYS_MS {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            let attempt = connection.with_patience(patience).send_asking(&request);
+            reply = attempt.await.unwrap_or_else(|_| super::pending::lost());
+            let again =
+                matches!(&reply, Ok(frame) if classify_reply(frame) == ClusterReplyKind::TryAgain);
+            if !again {
+                break;
+            }
+        }
+        let _ = sender.send(reply);
+    });
+    receiver
+}
+
+/// Runs `send` after `delay`, in a task of its own, and hands its reply on.
+fn send_later(
+    delay: std::time::Duration,
+    send: impl FnOnce() -> tokio::sync::oneshot::Receiver<BackendReply> + Send + 'static,
+) -> tokio::sync::oneshot::Receiver<BackendReply> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let reply = send().await.unwrap_or_else(|_| super::pending::lost());
+        let _ = sender.send(reply);
+    });
+    receiver
 }
 
 /// Starts one step of a cluster-wide SCAN.

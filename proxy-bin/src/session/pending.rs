@@ -113,6 +113,8 @@ pub struct ClusterExec {
     pub asking: bool,
     pub node: Arc<NodeAddr>,
     pub redirects: u8,
+    /// How often the unit was sent again after TRYAGAIN.
+    pub try_again: u8,
     /// Slow when a queued command is a script: the backend waits longer for EXEC.
     pub patience: crate::backend::Patience,
 }
@@ -125,7 +127,8 @@ pub enum FrontEvent {
     Part(usize, BackendReply),
 }
 
-fn lost() -> BackendReply {
+/// The reply when a backend connection went away without answering.
+pub fn lost() -> BackendReply {
     Ok(Bytes::from_static(
         b"-ERR backend connection closed before replying\r\n",
     ))

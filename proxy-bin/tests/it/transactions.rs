@@ -708,6 +708,102 @@ async fn cluster_transaction_follows_ask_and_moved() {
     drop(cluster);
 }
 
+/// While a slot migrates with some of a multi-key command's keys on each side, Redis answers TRYAGAIN; a client
+/// of one Redis server never sees that: the proxy waits and sends the command again (single commands, and
+/// transactions whose queued commands got TRYAGAIN) until the migration of those keys is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_commands_wait_out_tryagain_during_a_migration() {
+    let cluster = blocking(|| OwnCluster::start(2000)).await;
+    let proxy = start_cluster_proxy(&cluster.addrs()[..1], "").await;
+    let addr = proxy.local_addr.to_string();
+    let addrs = cluster.addrs();
+    let source = cluster
+        .master_of_slot(cluster_router::key_slot(b"tryagain"))
+        .unwrap();
+    blocking(move || {
+        let slot = cluster_router::key_slot(b"tryagain").to_string();
+        let target = addrs
+            .iter()
+            .find(|a| **a != source && redis_cli_at(a, &["ROLE"]).starts_with("master"))
+            .unwrap()
+            .clone();
+        let mut client = Resp::connect(&addr);
+        for key in ["{tryagain}a", "{tryagain}b", "{tryagain}c"] {
+            assert_eq!(client.command(&["SET", key, key]), "+OK\r\n");
+        }
+        let id_of = |addr: &str| redis_cli_at(addr, &["CLUSTER", "MYID"]).trim().to_owned();
+        let (source_id, target_id) = (id_of(&source), id_of(&target));
+        redis_cli_at(
+            &target,
+            &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id],
+        );
+        redis_cli_at(
+            &source,
+            &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id],
+        );
+        let (host, port) = target.rsplit_once(':').unwrap();
+        let migrate = |key: &str| {
+            let reply = redis_cli_at(
+                &source,
+                &["MIGRATE", host, port, "", "0", "5000", "KEYS", key],
+            );
+            assert!(reply.contains("OK"), "MIGRATE {key}: {reply}");
+        };
+        migrate("{tryagain}a");
+        // Keys on both sides now: Redis itself answers TRYAGAIN to a multi-key command.
+        let direct = redis_cli_at(&source, &["MGET", "{tryagain}a", "{tryagain}b"]);
+        assert!(direct.contains("TRYAGAIN"), "{direct}");
+
+        // The rest of the keys move a moment later, while the proxy's commands wait.
+        let finish = {
+            let (source, target, addrs, slot) =
+                (source.clone(), target.clone(), addrs.clone(), slot.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                let (host, port) = target.rsplit_once(':').unwrap();
+                let reply = redis_cli_at(
+                    &source,
+                    &[
+                        "MIGRATE",
+                        host,
+                        port,
+                        "",
+                        "0",
+                        "5000",
+                        "KEYS",
+                        "{tryagain}b",
+                        "{tryagain}c",
+                    ],
+                );
+                assert!(reply.contains("OK"), "{reply}");
+                for node in &addrs {
+                    if redis_cli_at(node, &["ROLE"]).starts_with("master") {
+                        redis_cli_at(node, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]);
+                    }
+                }
+            })
+        };
+        client.send(&["MGET", "{tryagain}a", "{tryagain}b"]);
+        client.send(&["MULTI"]);
+        client.send(&["MGET", "{tryagain}a", "{tryagain}c"]);
+        client.send(&["EXEC"]);
+        assert_eq!(
+            client.reply(),
+            "*2\r\n$11\r\n{tryagain}a\r\n$11\r\n{tryagain}b\r\n"
+        );
+        assert_eq!(client.reply(), "+OK\r\n");
+        assert_eq!(client.reply(), "+QUEUED\r\n");
+        assert_eq!(
+            client.reply(),
+            "*1\r\n*2\r\n$11\r\n{tryagain}a\r\n$11\r\n{tryagain}c\r\n"
+        );
+        finish.join().unwrap();
+    })
+    .await;
+    proxy.shutdown().await;
+    drop(cluster);
+}
+
 /// A dedicated connection that was moved to another db (SELECT while WATCHing) is not reused as if it were
 /// still in its first db: a later transaction writes where the client's SELECT says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

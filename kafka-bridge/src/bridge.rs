@@ -17,6 +17,7 @@ use rskafka::BackoffConfig;
 use crate::admin;
 use crate::command::{parse_command, KafkaCommand, OffsetQuery};
 use crate::config::{KafkaPoolConfig, TopicConfig};
+use crate::cursor_admin::CursorAdmin;
 use crate::error::KafkaError;
 use crate::offsets::{CursorKey, CursorState, OffsetStore};
 use crate::partition::{BatchSettings, Partition, PartitionShared};
@@ -213,6 +214,27 @@ impl KafkaBridge {
                 self.offset(&partition.shared, at).await
             }
         }
+    }
+
+    /// Runs `RKPROXY KOFFSETS` (the cursors, see [`KafkaReply::cursors`]) or `RKPROXY KRESET` (`+OK`). Never
+    /// panics; every failure is a [`KafkaReply::Error`].
+    pub async fn run_cursor_admin(&self, command: &CursorAdmin) -> KafkaReply {
+        let ran = match command {
+            CursorAdmin::Show { group, topic } => self
+                .show_cursors(group, topic)
+                .await
+                .map(|cursors| KafkaReply::cursors(&cursors)),
+            CursorAdmin::Reset {
+                group,
+                topic,
+                partition,
+                next_offset,
+            } => self
+                .reset_cursor(group, topic, *partition, *next_offset)
+                .await
+                .map(|()| KafkaReply::Ok),
+        };
+        ran.unwrap_or_else(KafkaReply::from)
     }
 
     /// The cursor of every partition of `topic` for `group`, for an admin command.

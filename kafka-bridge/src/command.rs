@@ -195,7 +195,10 @@ fn parse_topic(raw: &[u8]) -> Result<&str, KafkaError> {
     })
 }
 
-fn parse_integer<T: std::str::FromStr>(raw: &[u8], what: &'static str) -> Result<T, KafkaError> {
+pub(crate) fn parse_integer<T: std::str::FromStr>(
+    raw: &[u8],
+    what: &'static str,
+) -> Result<T, KafkaError> {
     // `FromStr` for integers accepts a leading `+`; Redis does not, and neither do we.
     if raw.first() == Some(&b'+') {
         return Err(KafkaError::NotAnInteger { what });
@@ -206,7 +209,7 @@ fn parse_integer<T: std::str::FromStr>(raw: &[u8], what: &'static str) -> Result
         .ok_or(KafkaError::NotAnInteger { what })
 }
 
-fn parse_partition(raw: &[u8]) -> Result<i32, KafkaError> {
+pub(crate) fn parse_partition(raw: &[u8]) -> Result<i32, KafkaError> {
     parse_integer(raw, "partition")
 }
 

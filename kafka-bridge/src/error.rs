@@ -107,6 +107,17 @@ pub enum KafkaError {
         after: Duration,
     },
 
+    /// An `RKPROXY KOFFSETS` or `RKPROXY KRESET` admin command had the wrong number of arguments.
+    #[error("ERR wrong number of arguments: {usage}")]
+    AdminArity {
+        /// The command's whole form, for example `RKPROXY KOFFSETS group topic`.
+        usage: &'static str,
+    },
+
+    /// The `next_offset` of `RKPROXY KRESET` is not an integer >= 0.
+    #[error("ERR next_offset is not an integer >= 0 or out of range")]
+    NotANextOffset,
+
     /// The offset store (memory or Redis) failed.
     #[error("ERR kafka offset store: {0}")]
     OffsetStore(#[from] OffsetStoreError),

@@ -1,7 +1,10 @@
 //! kafka-bridge: rkproxy's Kafka commands (`KPUSH`, `KPOP`, `KPARTITIONS`, `KOFFSET`) turned into Kafka requests.
 //!
 //! The proxy hands each Kafka command of a tenant to [`KafkaBridge::execute`] and writes the returned
-//! [`KafkaReply`] (RESP2 via [`KafkaReply::to_resp`]) back to the client.
+//! [`KafkaReply`] (in the client's protocol via [`KafkaReply::resp_bytes`]) back to the client. The admin
+//! commands on cursors, `RKPROXY KOFFSETS` and `RKPROXY KRESET`, are parsed here too ([`CursorAdminKind`]) and
+//! run by [`KafkaBridge::run_cursor_admin`]. RESP framing and encoding (replies, and the Redis offset store's
+//! requests and replies) come from `resp-codec`.
 //!
 //! # The Kafka client: rskafka
 //!
@@ -18,7 +21,8 @@
 //! # Layout
 //!
 //! - [`command`]: pure parsing of argument slices into a [`KafkaCommand`].
-//! - [`reply`]: the [`KafkaReply`] value and its RESP2 encoding.
+//! - [`cursor_admin`]: pure parsing of `RKPROXY KOFFSETS` / `KRESET` into a [`CursorAdmin`].
+//! - [`reply`]: the [`KafkaReply`] value and its RESP2/RESP3 encoding.
 //! - [`config`]: [`KafkaPoolConfig`] and [`TopicConfig`].
 //! - [`bridge`]: [`KafkaBridge`], permissions, managed and app-managed KPOP, KOFFSET, topic setup.
 //! - `partition`: per-partition rskafka clients and the produce batcher (concurrent KPUSHes, one request).
@@ -46,6 +50,7 @@ mod admin;
 pub mod bridge;
 pub mod command;
 pub mod config;
+pub mod cursor_admin;
 pub mod error;
 pub mod offsets;
 mod partition;
@@ -55,6 +60,7 @@ pub mod reply;
 pub use bridge::KafkaBridge;
 pub use command::{is_kafka_command, parse_command, KafkaCommand, OffsetQuery, MAX_POP_COUNT};
 pub use config::{Acks, KafkaPoolConfig, TopicConfig};
+pub use cursor_admin::{CursorAdmin, CursorAdminKind};
 pub use error::{KafkaError, OffsetStoreError};
 pub use offsets::{BoxFuture, CursorKey, CursorState, MemoryOffsetStore, OffsetStore};
 pub use redis_store::{RedisOffsetStore, RedisStoreConfig};

@@ -12,15 +12,18 @@
 //! never repeat one.
 //!
 //! The client is a deliberately tiny RESP2 request/reply over a few tokio `TcpStream`s, not the `redis` crate,
-//! to keep the library's dependency tree small.
+//! to keep the library's dependency tree small: requests are written by `resp_codec::encode_command`, replies
+//! framed by `resp_codec::ReplyDecoder` (within [`REPLY_LIMITS`]) and read by `resp_codec::parse_frame`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufStream};
+use bytes::BytesMut;
+use resp_codec::{encode_command, parse_frame, Frame, Limits, ReplyDecoder};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
+use tokio_util::codec::Decoder;
 
 use crate::error::OffsetStoreError;
 use crate::offsets::{BoxFuture, CursorKey, CursorState, OffsetStore};
@@ -83,12 +86,14 @@ redis.call('DEL', KEYS[2])
 return 0
 ";
 
-/// Longest line (simple string, error, integer, length) accepted from Redis.
-const MAX_LINE_BYTES: u64 = 64 * 1024;
-/// Largest bulk string accepted from Redis; our replies are offsets.
-const MAX_BULK_BYTES: usize = 1024 * 1024;
-/// Largest array accepted from Redis (given-back offsets in SHOW).
-const MAX_ARRAY_LEN: usize = 1_000_000;
+/// What the store accepts from Redis: bulk strings and lines of 1 MiB (our replies are offsets), arrays of a
+/// million items (given-back offsets in SHOW), and no nesting (all our replies are flat).
+const REPLY_LIMITS: Limits = Limits {
+    max_bulk_len: 1024 * 1024,
+    max_array_len: 1_000_000,
+    max_depth: 1,
+    max_inline_len: 64 * 1024,
+};
 
 /// Where the Redis offset store connects and how.
 ///
@@ -125,17 +130,10 @@ pub struct RedisOffsetStore {
 
 #[derive(Debug)]
 struct RedisConnection {
-    stream: BufStream<TcpStream>,
-}
-
-/// The subset of RESP2 values our scripts and AUTH reply with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum RedisValue {
-    Simple(String),
-    Error(String),
-    Integer(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(Vec<RedisValue>),
+    stream: TcpStream,
+    /// Bytes read from Redis and not yet framed into a reply.
+    read_buffer: BytesMut,
+    replies: ReplyDecoder,
 }
 
 /// Why a call failed, and whether it may be retried on a fresh connection.
@@ -180,10 +178,8 @@ impl RedisOffsetStore {
     /// Connects once and checks that Redis answers `PING`, so a misconfigured store is reported at start.
     pub async fn check(&self) -> Result<(), OffsetStoreError> {
         match self.call(&[b"PING"]).await? {
-            RedisValue::Simple(pong) if pong == "PONG" => Ok(()),
-            other => Err(OffsetStoreError::Protocol(format!(
-                "PING answered {other:?}"
-            ))),
+            Frame::Simple(pong) if &pong[..] == b"PONG" => Ok(()),
+            other => Err(unexpected("PING", &other)),
         }
     }
 
@@ -200,7 +196,7 @@ impl RedisOffsetStore {
         script: &str,
         key: &CursorKey,
         argument: i64,
-    ) -> Result<RedisValue, OffsetStoreError> {
+    ) -> Result<Frame, OffsetStoreError> {
         let (next_key, back_key) = self.keys(key);
         let argument = argument.to_string();
         self.call(&[
@@ -215,7 +211,7 @@ impl RedisOffsetStore {
     }
 
     /// Sends one command and reads its reply, connecting first if needed; see [`CallError`] for the retry.
-    async fn call(&self, args: &[&[u8]]) -> Result<RedisValue, OffsetStoreError> {
+    async fn call(&self, args: &[&[u8]]) -> Result<Frame, OffsetStoreError> {
         let index = self.next_connection.fetch_add(1, Ordering::Relaxed) % self.connections.len();
         let mut slot = self.connections[index].lock().await;
         for attempt in 0..2 {
@@ -226,7 +222,7 @@ impl RedisOffsetStore {
             };
             let outcome = tokio::time::timeout(self.config.timeout, connection.call(args)).await;
             let failure = match outcome {
-                Ok(Ok(RedisValue::Error(text))) => return Err(OffsetStoreError::Protocol(text)),
+                Ok(Ok(Frame::Error(text))) => return Err(OffsetStoreError::Protocol(lossy(&text))),
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(failure)) => failure,
                 Err(_) => CallError {
@@ -262,9 +258,7 @@ impl RedisOffsetStore {
         stream
             .set_nodelay(true)
             .map_err(|error| unavailable(error.to_string()))?;
-        let mut connection = RedisConnection {
-            stream: BufStream::new(stream),
-        };
+        let mut connection = RedisConnection::new(stream);
         if let Some(password) = &self.config.password {
             let mut auth: Vec<&[u8]> = vec![b"AUTH"];
             if let Some(username) = &self.config.username {
@@ -276,15 +270,14 @@ impl RedisOffsetStore {
                 .map_err(|_| unavailable("AUTH timed out".into()))?
                 .map_err(|failure| failure.error)?;
             match reply {
-                RedisValue::Simple(ok) if ok == "OK" => {}
-                RedisValue::Error(text) => {
-                    return Err(OffsetStoreError::Protocol(format!("AUTH refused: {text}")))
-                }
-                other => {
+                Frame::Simple(ok) if &ok[..] == b"OK" => {}
+                Frame::Error(text) => {
                     return Err(OffsetStoreError::Protocol(format!(
-                        "AUTH answered {other:?}"
+                        "AUTH refused: {}",
+                        lossy(&text)
                     )))
                 }
+                other => return Err(unexpected("AUTH", &other)),
             }
         }
         Ok(connection)
@@ -300,11 +293,9 @@ impl OffsetStore for RedisOffsetStore {
         Box::pin(async move {
             // The scripts compare decimal strings, which is only exact for non-negative numbers.
             match self.eval(LEASE_SCRIPT, key, high_watermark.max(0)).await? {
-                RedisValue::Bulk(Some(text)) => Ok(Some(parse_i64(&text)?)),
-                RedisValue::Bulk(None) => Ok(None),
-                other => Err(OffsetStoreError::Protocol(format!(
-                    "lease script answered {other:?}"
-                ))),
+                Frame::Bulk(text) => Ok(Some(parse_i64(&text)?)),
+                Frame::NullBulk => Ok(None),
+                other => Err(unexpected("lease script", &other)),
             }
         })
     }
@@ -342,30 +333,22 @@ impl OffsetStore for RedisOffsetStore {
         Box::pin(async move {
             let (next_key, back_key) = self.keys(key);
             let next_offset = match self.call(&[b"GET", next_key.as_bytes()]).await? {
-                RedisValue::Bulk(None) => 0,
-                RedisValue::Bulk(Some(text)) => parse_i64(&text)?,
-                other => {
-                    return Err(OffsetStoreError::Protocol(format!(
-                        "GET answered {other:?}"
-                    )))
-                }
+                Frame::NullBulk => 0,
+                Frame::Bulk(text) => parse_i64(&text)?,
+                other => return Err(unexpected("GET", &other)),
             };
             let given_back = match self
                 .call(&[b"ZRANGE", back_key.as_bytes(), b"0", b"-1"])
                 .await?
             {
-                RedisValue::Array(items) => items
+                Frame::Array(items) => items
                     .into_iter()
                     .map(|item| match item {
-                        RedisValue::Bulk(Some(text)) => parse_i64(&text),
-                        other => Err(OffsetStoreError::Protocol(format!("ZRANGE item {other:?}"))),
+                        Frame::Bulk(text) => parse_i64(&text),
+                        other => Err(unexpected("an item of ZRANGE", &other)),
                     })
                     .collect::<Result<Vec<i64>, _>>()?,
-                other => {
-                    return Err(OffsetStoreError::Protocol(format!(
-                        "ZRANGE answered {other:?}"
-                    )))
-                }
+                other => return Err(unexpected("ZRANGE", &other)),
             };
             Ok(CursorState {
                 next_offset,
@@ -391,161 +374,90 @@ fn parse_i64(text: &[u8]) -> Result<i64, OffsetStoreError> {
     std::str::from_utf8(text)
         .ok()
         .and_then(|text| text.parse().ok())
-        .ok_or_else(|| {
-            OffsetStoreError::Protocol(format!(
-                "not an offset: {:?}",
-                String::from_utf8_lossy(text)
-            ))
-        })
+        .ok_or_else(|| OffsetStoreError::Protocol(format!("not an offset: {:?}", lossy(text))))
+}
+
+/// The error for a reply of the wrong shape: `what` (a command or script) answered `reply`.
+fn unexpected(what: &str, reply: &Frame) -> OffsetStoreError {
+    OffsetStoreError::Protocol(format!("{what} answered {reply:?}"))
+}
+
+fn lossy(text: &[u8]) -> String {
+    String::from_utf8_lossy(text).into_owned()
 }
 
 // === impl RedisConnection ===
 
 impl RedisConnection {
-    async fn call(&mut self, args: &[&[u8]]) -> Result<RedisValue, CallError> {
+    fn new(stream: TcpStream) -> Self {
+        RedisConnection {
+            stream,
+            read_buffer: BytesMut::with_capacity(4096),
+            replies: ReplyDecoder::new(REPLY_LIMITS),
+        }
+    }
+
+    async fn call(&mut self, args: &[&[u8]]) -> Result<Frame, CallError> {
         let mut request = BytesMut::new();
-        encode_command(args, &mut request);
-        let sent = async {
-            self.stream.write_all(&request).await?;
-            self.stream.flush().await
-        };
-        sent.await.map_err(|error| CallError {
-            error: OffsetStoreError::Unavailable(format!("writing to Redis: {error}")),
-            // A failed write to an idle connection means Redis closed it; the command was not run.
-            retry_on_fresh_connection: true,
-        })?;
-        let mut first_line = Vec::new();
-        let read = self
-            .read_line(&mut first_line)
+        encode_command(&mut request, args);
+        self.stream
+            .write_all(&request)
             .await
             .map_err(|error| CallError {
-                retry_on_fresh_connection: error.kind() == std::io::ErrorKind::UnexpectedEof,
-                error: OffsetStoreError::Unavailable(format!("reading from Redis: {error}")),
+                error: OffsetStoreError::Unavailable(format!("writing to Redis: {error}")),
+                // A failed write to an idle connection means Redis closed it; the command was not run.
+                retry_on_fresh_connection: true,
             })?;
-        debug_assert!(read > 0);
-        let value = self
-            .read_value(first_line, true)
-            .await
-            .map_err(|error| CallError {
-                error,
-                retry_on_fresh_connection: false,
-            })?;
-        Ok(value)
+        self.read_reply().await
     }
 
-    /// Reads one CRLF-terminated line (without the CRLF); EOF before any byte is `UnexpectedEof`.
-    async fn read_line(&mut self, line: &mut Vec<u8>) -> std::io::Result<usize> {
-        line.clear();
-        let read = (&mut self.stream)
-            .take(MAX_LINE_BYTES)
-            .read_until(b'\n', line)
-            .await?;
-        if read == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "Redis closed the connection",
-            ));
-        }
-        if !line.ends_with(b"\r\n") {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "a reply line without CRLF or too long",
-            ));
-        }
-        line.truncate(line.len() - 2);
-        Ok(read)
-    }
-
-    /// Decodes the value that starts with `line`; arrays may hold only scalars (all our replies are flat).
-    async fn read_value(
-        &mut self,
-        line: Vec<u8>,
-        allow_array: bool,
-    ) -> Result<RedisValue, OffsetStoreError> {
-        let protocol = |what: String| OffsetStoreError::Protocol(what);
-        let io = |error: std::io::Error| {
-            OffsetStoreError::Unavailable(format!("reading from Redis: {error}"))
+    /// Reads until one whole reply is framed, then parses it. Redis closing the connection before any byte of
+    /// the reply arrived may be retried on a fresh connection (see [`CallError`]); nothing else may.
+    async fn read_reply(&mut self) -> Result<Frame, CallError> {
+        let no_retry = |error: OffsetStoreError| CallError {
+            error,
+            retry_on_fresh_connection: false,
         };
-        let (&kind, rest) = line
-            .split_first()
-            .ok_or_else(|| protocol("empty reply line".into()))?;
-        let text = String::from_utf8_lossy(rest).into_owned();
-        let number = || {
-            text.parse::<i64>()
-                .map_err(|_| protocol(format!("bad number {text:?}")))
-        };
-        match kind {
-            b'+' => Ok(RedisValue::Simple(text)),
-            b'-' => Ok(RedisValue::Error(text)),
-            b':' => Ok(RedisValue::Integer(number()?)),
-            b'$' => {
-                let length = number()?;
-                if length < 0 {
-                    return Ok(RedisValue::Bulk(None));
-                }
-                let length = usize::try_from(length)
-                    .ok()
-                    .filter(|length| *length <= MAX_BULK_BYTES)
+        loop {
+            let framed = self
+                .replies
+                .decode(&mut self.read_buffer)
+                .map_err(|error| no_retry(OffsetStoreError::Protocol(error.to_string())))?;
+            if let Some(reply) = framed {
+                return parse_frame(&reply, &REPLY_LIMITS)
+                    .map_err(|error| no_retry(OffsetStoreError::Protocol(error.to_string())))?
+                    .map(|(frame, _)| frame)
                     .ok_or_else(|| {
-                        protocol(format!("bulk string of {length} bytes is too large"))
-                    })?;
-                let mut data = vec![0u8; length + 2];
-                self.stream.read_exact(&mut data).await.map_err(io)?;
-                if !data.ends_with(b"\r\n") {
-                    return Err(protocol("bulk string without CRLF".into()));
-                }
-                data.truncate(length);
-                Ok(RedisValue::Bulk(Some(data)))
+                        no_retry(OffsetStoreError::Protocol(
+                            "a framed reply did not parse whole".into(),
+                        ))
+                    });
             }
-            b'*' if allow_array => {
-                let length = number()?;
-                if length < 0 {
-                    return Ok(RedisValue::Array(Vec::new()));
-                }
-                let length = usize::try_from(length)
-                    .ok()
-                    .filter(|length| *length <= MAX_ARRAY_LEN)
-                    .ok_or_else(|| protocol(format!("array of {length} items is too large")))?;
-                let mut items = Vec::with_capacity(length.min(1024));
-                for _ in 0..length {
-                    let mut item_line = Vec::new();
-                    self.read_line(&mut item_line).await.map_err(io)?;
-                    items.push(Box::pin(self.read_value(item_line, false)).await?);
-                }
-                Ok(RedisValue::Array(items))
+            let nothing_yet = self.read_buffer.is_empty();
+            let read = self
+                .stream
+                .read_buf(&mut self.read_buffer)
+                .await
+                .map_err(|error| {
+                    no_retry(OffsetStoreError::Unavailable(format!(
+                        "reading from Redis: {error}"
+                    )))
+                })?;
+            if read == 0 {
+                return Err(CallError {
+                    error: OffsetStoreError::Unavailable(
+                        "reading from Redis: Redis closed the connection".into(),
+                    ),
+                    retry_on_fresh_connection: nothing_yet,
+                });
             }
-            other => Err(protocol(format!(
-                "unexpected reply type {:?}",
-                char::from(other)
-            ))),
         }
-    }
-}
-
-/// Writes a command as a RESP2 array of bulk strings.
-fn encode_command(args: &[&[u8]], out: &mut BytesMut) {
-    out.put_u8(b'*');
-    out.put_slice(args.len().to_string().as_bytes());
-    out.put_slice(b"\r\n");
-    for arg in args {
-        out.put_u8(b'$');
-        out.put_slice(arg.len().to_string().as_bytes());
-        out.put_slice(b"\r\n");
-        out.put_slice(arg);
-        out.put_slice(b"\r\n");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn commands_are_resp_arrays_of_bulk_strings() {
-        let mut out = BytesMut::new();
-        encode_command(&[b"GET", b"a\r\nb"], &mut out);
-        assert_eq!(&out[..], b"*2\r\n$3\r\nGET\r\n$4\r\na\r\nb\r\n");
-    }
 
     #[test]
     fn keys_share_a_hash_tag() {
@@ -562,6 +474,68 @@ mod tests {
                 "rkproxy:kafka:{orders/2/billing}:back".to_string()
             )
         );
+    }
+
+    /// A connection to a one-shot server on loopback that reads one request, then writes `chunks` one by one
+    /// (each its own write, a little apart) and closes. Returns the connection and what the server read.
+    async fn scripted_server(
+        chunks: &'static [&'static [u8]],
+    ) -> (RedisConnection, tokio::task::JoinHandle<Vec<u8>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 1024];
+            let read = socket.read(&mut request).await.unwrap();
+            request.truncate(read);
+            for chunk in chunks {
+                socket.write_all(chunk).await.unwrap();
+                socket.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            request
+        });
+        let stream = TcpStream::connect(address).await.unwrap();
+        (RedisConnection::new(stream), server)
+    }
+
+    #[tokio::test]
+    async fn a_reply_split_over_reads_is_read_whole() {
+        let (mut connection, server) =
+            scripted_server(&[b"*2\r\n$1\r", b"\n3\r\n$2", b"\r\n10\r\n"]).await;
+        let reply = connection.call(&[b"ZRANGE", b"k", b"0", b"-1"]).await;
+        assert_eq!(
+            reply.ok(),
+            Some(Frame::Array(vec![
+                Frame::Bulk("3".into()),
+                Frame::Bulk("10".into())
+            ]))
+        );
+        assert_eq!(
+            server.await.unwrap(),
+            b"*4\r\n$6\r\nZRANGE\r\n$1\r\nk\r\n$1\r\n0\r\n$2\r\n-1\r\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_a_close_before_any_reply_byte_may_be_retried() {
+        let (mut connection, _server) = scripted_server(&[]).await;
+        let failure = connection.call(&[b"PING"]).await.unwrap_err();
+        assert!(failure.retry_on_fresh_connection);
+        let (mut connection, _server) = scripted_server(&[b"$5\r\nab"]).await;
+        let failure = connection.call(&[b"GET", b"k"]).await.unwrap_err();
+        assert!(!failure.retry_on_fresh_connection);
+        assert!(matches!(failure.error, OffsetStoreError::Unavailable(_)));
+    }
+
+    #[tokio::test]
+    async fn nested_or_oversized_replies_are_protocol_errors() {
+        let (mut connection, _server) = scripted_server(&[b"*1\r\n*0\r\n"]).await;
+        let failure = connection.call(&[b"PING"]).await.unwrap_err();
+        assert!(matches!(failure.error, OffsetStoreError::Protocol(_)));
+        let (mut connection, _server) = scripted_server(&[b"$2000000\r\n"]).await;
+        let failure = connection.call(&[b"PING"]).await.unwrap_err();
+        assert!(matches!(failure.error, OffsetStoreError::Protocol(_)));
     }
 
     #[tokio::test]

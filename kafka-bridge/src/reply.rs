@@ -1,11 +1,13 @@
-//! The bridge's replies, as a small RESP value type that writes itself as RESP2.
+//! The bridge's replies: a small value type, written as RESP2 or RESP3 through resp-codec's [`Frame`].
 //!
-//! The bridge keeps its own reply type so that it does not depend on the codec crate's progress; the proxy
-//! either writes [`KafkaReply::to_resp`] bytes to the client as they are or converts the value into its own frame.
+//! The bridge owns the shape of every K* reply and of the cursor admin replies, so the proxy writes
+//! [`KafkaReply::resp_bytes`] to the client as they are and never builds a Kafka reply itself.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
+use resp_codec::Frame;
 
 use crate::error::KafkaError;
+use crate::offsets::CursorState;
 
 /// A reply to a Kafka command.
 ///
@@ -14,6 +16,7 @@ use crate::error::KafkaError;
 /// let reply = KafkaReply::Array(vec![KafkaReply::Integer(0), KafkaReply::Integer(42)]);
 /// assert_eq!(&reply.to_resp()[..], b"*2\r\n:0\r\n:42\r\n");
 /// assert_eq!(&KafkaReply::Nil.to_resp()[..], b"$-1\r\n");
+/// assert_eq!(&KafkaReply::Nil.resp_bytes(true)[..], b"_\r\n");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -22,62 +25,38 @@ pub enum KafkaReply {
     Integer(i64),
     /// A RESP bulk string (binary safe).
     Bulk(Bytes),
-    /// The RESP2 null bulk string (`$-1`): nothing new to read.
+    /// Nothing new to read: the null bulk string (`$-1`) in RESP2, the null (`_`) in RESP3.
     Nil,
     /// A RESP array.
     Array(Vec<KafkaReply>),
     /// A RESP error; the text is the whole line without `-`, for example `ERR kafka UNKNOWN_TOPIC_OR_PARTITION: ...`.
     Error(String),
+    /// The simple string `+OK`: an admin command that changed something.
+    Ok,
 }
 
 // === impl KafkaReply ===
 
 impl KafkaReply {
-    /// The reply written as RESP2 bytes.
+    /// The reply written as RESP2 bytes; the same as `resp_bytes(false)`.
     pub fn to_resp(&self) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.encoded_len_hint());
-        self.write_resp(&mut out);
-        out.freeze()
+        self.resp_bytes(false)
     }
 
-    /// Appends the reply as RESP2 to `out`, for callers that batch several replies into one write.
-    pub fn write_resp(&self, out: &mut BytesMut) {
-        match self {
-            KafkaReply::Integer(value) => {
-                out.put_u8(b':');
-                out.put_slice(value.to_string().as_bytes());
-                out.put_slice(b"\r\n");
-            }
-            KafkaReply::Bulk(bytes) => {
-                out.put_u8(b'$');
-                out.put_slice(bytes.len().to_string().as_bytes());
-                out.put_slice(b"\r\n");
-                out.put_slice(bytes);
-                out.put_slice(b"\r\n");
-            }
-            KafkaReply::Nil => out.put_slice(b"$-1\r\n"),
-            KafkaReply::Array(items) => {
-                out.put_u8(b'*');
-                out.put_slice(items.len().to_string().as_bytes());
-                out.put_slice(b"\r\n");
-                for item in items {
-                    item.write_resp(out);
-                }
-            }
-            KafkaReply::Error(text) => {
-                out.put_u8(b'-');
-                // A CR or LF inside an error line would end the line early and desynchronise the client, so
-                // broker messages that contain them are flattened to spaces.
-                for &byte in text.as_bytes() {
-                    out.put_u8(if byte == b'\r' || byte == b'\n' {
-                        b' '
-                    } else {
-                        byte
-                    });
-                }
-                out.put_slice(b"\r\n");
-            }
-        }
+    /// The reply in the client's protocol: RESP3 clients (`resp3`) get `_` for [`KafkaReply::Nil`], RESP2
+    /// clients `$-1`; every other shape is written the same in both.
+    ///
+    /// ```
+    /// use kafka_bridge::KafkaReply;
+    /// let record = KafkaReply::Array(vec![KafkaReply::Integer(0), KafkaReply::Integer(7), KafkaReply::Nil]);
+    /// assert_eq!(&record.resp_bytes(false)[..], b"*3\r\n:0\r\n:7\r\n$-1\r\n");
+    /// assert_eq!(&record.resp_bytes(true)[..], b"*3\r\n:0\r\n:7\r\n_\r\n");
+    /// assert_eq!(&KafkaReply::Ok.resp_bytes(true)[..], b"+OK\r\n");
+    /// ```
+    pub fn resp_bytes(&self, resp3: bool) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.encoded_len_hint());
+        self.to_frame(resp3).encode(&mut out);
+        out.freeze()
     }
 
     /// True for [`KafkaReply::Error`].
@@ -85,9 +64,24 @@ impl KafkaReply {
         matches!(self, KafkaReply::Error(_))
     }
 
+    /// The reply as a RESP frame; bulk strings are shared, not copied.
+    fn to_frame(&self, resp3: bool) -> Frame {
+        match self {
+            KafkaReply::Integer(value) => Frame::Integer(*value),
+            KafkaReply::Bulk(bytes) => Frame::Bulk(bytes.clone()),
+            KafkaReply::Nil if resp3 => Frame::Null,
+            KafkaReply::Nil => Frame::NullBulk,
+            KafkaReply::Array(items) => {
+                Frame::Array(items.iter().map(|item| item.to_frame(resp3)).collect())
+            }
+            KafkaReply::Error(text) => Frame::Error(one_line(text)),
+            KafkaReply::Ok => Frame::Simple(Bytes::from_static(b"OK")),
+        }
+    }
+
     fn encoded_len_hint(&self) -> usize {
         match self {
-            KafkaReply::Integer(_) | KafkaReply::Nil => 24,
+            KafkaReply::Integer(_) | KafkaReply::Nil | KafkaReply::Ok => 24,
             KafkaReply::Bulk(bytes) => bytes.len() + 24,
             KafkaReply::Array(items) => {
                 16 + items.iter().map(Self::encoded_len_hint).sum::<usize>()
@@ -108,12 +102,58 @@ impl KafkaReply {
             },
         ])
     }
+
+    /// The reply of `RKPROXY KOFFSETS`: one bulk line per partition with the group's next offset and the
+    /// offsets given back for a later KPOP.
+    ///
+    /// ```
+    /// use kafka_bridge::{CursorState, KafkaReply};
+    /// let cursor = CursorState { next_offset: 5, given_back: vec![2, 3] };
+    /// let reply = KafkaReply::cursors(&[(0, cursor)]);
+    /// assert_eq!(&reply.to_resp()[..], b"*1\r\n$40\r\npartition=0 next_offset=5 given_back=2,3\r\n");
+    /// ```
+    pub fn cursors(cursors: &[(i32, CursorState)]) -> KafkaReply {
+        KafkaReply::Array(
+            cursors
+                .iter()
+                .map(|(partition, cursor)| {
+                    KafkaReply::Bulk(Bytes::from(cursor_line(*partition, cursor)))
+                })
+                .collect(),
+        )
+    }
 }
 
 impl From<KafkaError> for KafkaReply {
     fn from(error: KafkaError) -> Self {
         KafkaReply::Error(error.to_string())
     }
+}
+
+/// `partition=0 next_offset=5 given_back=2,3`: one partition's cursor as an admin reads it.
+fn cursor_line(partition: i32, cursor: &CursorState) -> String {
+    let given_back: Vec<String> = cursor.given_back.iter().map(i64::to_string).collect();
+    format!(
+        "partition={partition} next_offset={} given_back={}",
+        cursor.next_offset,
+        given_back.join(",")
+    )
+}
+
+/// A CR or LF inside an error line would end the line early and desynchronise the client, so broker messages
+/// that contain them are flattened to spaces.
+fn one_line(text: &str) -> Bytes {
+    let flattened: Vec<u8> = text
+        .bytes()
+        .map(|byte| {
+            if byte == b'\r' || byte == b'\n' {
+                b' '
+            } else {
+                byte
+            }
+        })
+        .collect();
+    Bytes::from(flattened)
 }
 
 #[cfg(test)]
@@ -128,11 +168,30 @@ mod tests {
             KafkaReply::Bulk(Bytes::new()),
             KafkaReply::Nil,
             KafkaReply::Array(vec![]),
+            KafkaReply::Ok,
         ]);
         assert_eq!(
             &reply.to_resp()[..],
-            b"*5\r\n:-2\r\n$4\r\na\r\nb\r\n$0\r\n\r\n$-1\r\n*0\r\n"
+            b"*6\r\n:-2\r\n$4\r\na\r\nb\r\n$0\r\n\r\n$-1\r\n*0\r\n+OK\r\n"
         );
+    }
+
+    #[test]
+    fn nil_follows_the_protocol_at_any_depth() {
+        let records = KafkaReply::Array(vec![KafkaReply::Array(vec![
+            KafkaReply::Integer(0),
+            KafkaReply::Integer(7),
+            KafkaReply::Nil,
+        ])]);
+        assert_eq!(
+            &records.resp_bytes(false)[..],
+            b"*1\r\n*3\r\n:0\r\n:7\r\n$-1\r\n"
+        );
+        assert_eq!(
+            &records.resp_bytes(true)[..],
+            b"*1\r\n*3\r\n:0\r\n:7\r\n_\r\n"
+        );
+        assert_eq!(&KafkaReply::Nil.resp_bytes(true)[..], b"_\r\n");
     }
 
     #[test]
@@ -141,6 +200,32 @@ mod tests {
         assert_eq!(
             &reply.to_resp()[..],
             b"-ERR kafka X: line one  line two\r\n"
+        );
+        assert_eq!(reply.resp_bytes(true), reply.to_resp());
+    }
+
+    #[test]
+    fn cursor_lines_list_every_partition() {
+        let reply = KafkaReply::cursors(&[
+            (
+                0,
+                CursorState {
+                    next_offset: 5,
+                    given_back: vec![],
+                },
+            ),
+            (
+                1,
+                CursorState {
+                    next_offset: 9,
+                    given_back: vec![4, 7],
+                },
+            ),
+        ]);
+        assert_eq!(
+            &reply.to_resp()[..],
+            &b"*2\r\n$37\r\npartition=0 next_offset=5 given_back=\r\n\
+               $40\r\npartition=1 next_offset=9 given_back=4,7\r\n"[..]
         );
     }
 }

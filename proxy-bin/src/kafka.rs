@@ -15,9 +15,9 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_bridge::{
-    KafkaBridge, KafkaPoolConfig, KafkaReply, MemoryOffsetStore, OffsetStore, RedisOffsetStore,
+    CursorAdmin, KafkaBridge, KafkaPoolConfig, MemoryOffsetStore, OffsetStore, RedisOffsetStore,
     RedisStoreConfig, TopicConfig,
 };
 use resp_codec::Request;
@@ -33,6 +33,49 @@ use crate::reply;
 
 /// How long to wait between connect attempts when the pool does not say.
 const DEFAULT_CONNECT_RETRY: Duration = Duration::from_millis(1000);
+
+/// The proxy's own errors around Kafka pools (the bridge's are [`kafka_bridge::KafkaError`]); each `Display`
+/// is the RESP error line the client receives.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaPoolError {
+    /// The pool has no connected bridge; `reason` is the last connect attempt's error without its `ERR `.
+    #[error("ERR kafka pool '{pool}' unavailable: {reason} (retrying every {retry_ms} ms)")]
+    Unavailable {
+        pool: Arc<str>,
+        reason: String,
+        retry_ms: u128,
+    },
+    /// A command got no reply within the pool's command timeout.
+    #[error("ERR kafka REQUEST_TIMED_OUT: no reply from Kafka pool '{pool}' within {after_ms} ms")]
+    TimedOut { pool: Arc<str>, after_ms: u128 },
+    /// A K* command on a connection that uses a Redis pool.
+    #[error(
+        "ERR {command} is a Kafka command and this connection uses Redis pool '{pool}'; a Kafka pool serves it \
+         (a tenant of a Kafka pool, or USE <kafka pool>)"
+    )]
+    KafkaCommandOnRedisPool { command: String, pool: String },
+    /// A Redis command the proxy does not answer itself, on a Kafka pool.
+    #[error(
+        "ERR command '{command}' is not served by Kafka pool '{pool}': it accepts KPUSH, KPOP, KPARTITIONS and KOFFSET"
+    )]
+    NotServedByKafkaPool { command: &'static str, pool: String },
+    /// SELECT on a Kafka pool.
+    #[error("ERR SELECT is not available on Kafka pool '{pool}': Kafka has no databases")]
+    SelectOnKafkaPool { pool: String },
+    /// A cursor admin command names a topic no Kafka pool has.
+    #[error("ERR unknown topic '{topic}': no Kafka pool has it configured")]
+    TopicInNoPool { topic: String },
+    /// A cursor admin command names a topic several Kafka pools have, from a connection on none of them.
+    #[error("ERR topic '{topic}' is in several Kafka pools ({pools}); USE one of them first")]
+    TopicInSeveralPools { topic: String, pools: String },
+}
+
+impl KafkaPoolError {
+    /// The RESP error reply (on one line, whatever a broker's message held).
+    pub fn to_reply(&self) -> Bytes {
+        reply::error(&self.to_string())
+    }
+}
 
 /// One Kafka pool of the configuration.
 #[derive(Debug)]
@@ -120,61 +163,30 @@ impl KafkaPool {
             // it is nested in this one, and one allocation per command costs nothing next to a Kafka round trip.
             let executed = Box::pin(bridge.execute(group, &args));
             match tokio::time::timeout(pool.command_timeout, executed).await {
-                Ok(kafka_reply) => encode(&kafka_reply, resp3),
+                Ok(kafka_reply) => kafka_reply.resp_bytes(resp3),
                 Err(_) => pool.timed_out(),
             }
         })
     }
 
-    /// `RKPROXY KOFFSETS group topic`: one line per partition with the group's next offset and the offsets
-    /// given back for a later KPOP.
-    pub fn show_offsets(
+    /// `RKPROXY KOFFSETS` (one line per partition with the group's next offset and the offsets given back for
+    /// a later KPOP) or `RKPROXY KRESET` (sets the group's cursor, an admin repair), run by the bridge.
+    pub fn run_cursor_admin(
         self: &Arc<Self>,
-        group: String,
-        topic: String,
+        command: CursorAdmin,
+        resp3: bool,
     ) -> oneshot::Receiver<BackendReply> {
         self.spawn_with_bridge(move |pool, bridge| async move {
-            let shown =
-                tokio::time::timeout(pool.command_timeout, bridge.show_cursors(&group, &topic))
-                    .await;
-            match shown {
-                Ok(Ok(cursors)) => {
-                    let lines: Vec<String> = cursors
-                        .iter()
-                        .map(|(partition, cursor)| {
-                            let given_back: Vec<String> =
-                                cursor.given_back.iter().map(i64::to_string).collect();
-                            format!(
-                                "partition={partition} next_offset={} given_back={}",
-                                cursor.next_offset,
-                                given_back.join(",")
-                            )
-                        })
-                        .collect();
-                    reply::array_of_bulks(lines.iter().map(String::as_bytes))
+            let ran = bridge.run_cursor_admin(&command);
+            match tokio::time::timeout(pool.command_timeout, ran).await {
+                Ok(kafka_reply) => {
+                    if let CursorAdmin::Reset { group, topic, partition, next_offset } = &command {
+                        if !kafka_reply.is_error() {
+                            info!(pool = %pool.name, group, topic, partition, next_offset, "Kafka cursor reset by an admin");
+                        }
+                    }
+                    kafka_reply.resp_bytes(resp3)
                 }
-                Ok(Err(error)) => reply::error(&error.to_string()),
-                Err(_) => pool.timed_out(),
-            }
-        })
-    }
-
-    /// `RKPROXY KRESET group topic partition next_offset`: sets the group's cursor (an admin repair).
-    pub fn reset_offset(
-        self: &Arc<Self>,
-        group: String,
-        topic: String,
-        partition: i32,
-        next_offset: i64,
-    ) -> oneshot::Receiver<BackendReply> {
-        self.spawn_with_bridge(move |pool, bridge| async move {
-            let reset = bridge.reset_cursor(&group, &topic, partition, next_offset);
-            match tokio::time::timeout(pool.command_timeout, reset).await {
-                Ok(Ok(())) => {
-                    info!(pool = %pool.name, group, topic, partition, next_offset, "Kafka cursor reset by an admin");
-                    reply::ok()
-                }
-                Ok(Err(error)) => reply::error(&error.to_string()),
                 Err(_) => pool.timed_out(),
             }
         })
@@ -223,19 +235,20 @@ impl KafkaPool {
     fn unavailable(&self, reason: &str) -> Bytes {
         // The bridge's errors start with the RESP error code; inside this message it is noise.
         let reason = reason.strip_prefix("ERR ").unwrap_or(reason);
-        reply::error(&format!(
-            "ERR kafka pool '{}' unavailable: {reason} (retrying every {} ms)",
-            self.name,
-            self.connect_retry.as_millis()
-        ))
+        KafkaPoolError::Unavailable {
+            pool: Arc::clone(&self.name),
+            reason: reason.to_owned(),
+            retry_ms: self.connect_retry.as_millis(),
+        }
+        .to_reply()
     }
 
     fn timed_out(&self) -> Bytes {
-        reply::error(&format!(
-            "ERR kafka REQUEST_TIMED_OUT: no reply from Kafka pool '{}' within {} ms",
-            self.name,
-            self.command_timeout.as_millis()
-        ))
+        KafkaPoolError::TimedOut {
+            pool: Arc::clone(&self.name),
+            after_ms: self.command_timeout.as_millis(),
+        }
+        .to_reply()
     }
 }
 
@@ -366,43 +379,9 @@ fn offset_store(
     Ok((Arc::new(RedisOffsetStore::new(store)), description))
 }
 
-/// Writes a bridge reply in the client's protocol: RESP3 clients get `_` for nil.
-fn encode(kafka_reply: &KafkaReply, resp3: bool) -> Bytes {
-    let mut out = BytesMut::new();
-    write_reply(kafka_reply, resp3, &mut out);
-    out.freeze()
-}
-
-fn write_reply(kafka_reply: &KafkaReply, resp3: bool, out: &mut BytesMut) {
-    match kafka_reply {
-        KafkaReply::Nil if resp3 => out.put_slice(b"_\r\n"),
-        KafkaReply::Array(items) if resp3 => {
-            out.put_u8(b'*');
-            out.put_slice(items.len().to_string().as_bytes());
-            out.put_slice(b"\r\n");
-            for item in items {
-                write_reply(item, resp3, out);
-            }
-        }
-        other => other.write_resp(out),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nil_follows_the_protocol() {
-        let triple = KafkaReply::Array(vec![
-            KafkaReply::Integer(0),
-            KafkaReply::Integer(7),
-            KafkaReply::Nil,
-        ]);
-        assert_eq!(&encode(&triple, false)[..], b"*3\r\n:0\r\n:7\r\n$-1\r\n");
-        assert_eq!(&encode(&triple, true)[..], b"*3\r\n:0\r\n:7\r\n_\r\n");
-        assert_eq!(&encode(&KafkaReply::Nil, true)[..], b"_\r\n");
-    }
 
     #[test]
     fn config_keys_reach_the_bridge() {

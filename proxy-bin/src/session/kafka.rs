@@ -19,15 +19,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cluster_router::commands::ProxyHandling;
-use kafka_bridge::is_kafka_command;
+use kafka_bridge::{is_kafka_command, CursorAdminKind, KafkaReply};
 use resp_codec::Request;
 use tenant_policy::{Admission, PolicyError};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::pending::{Expect, Pending};
 use super::{PoolHandle, Session};
-use crate::backend::one_line;
-use crate::kafka::KafkaPool;
+use crate::backend::{one_line, BackendReply};
+use crate::kafka::{KafkaPool, KafkaPoolError};
 use crate::reply;
 
 impl Session {
@@ -49,9 +50,11 @@ impl Session {
             self.kafka_command(request);
             return None;
         }
-        if name.eq_ignore_ascii_case(b"RKPROXY") && is_kafka_admin(request.arg(1)) {
-            self.kafka_admin(&request);
-            return None;
+        if name.eq_ignore_ascii_case(b"RKPROXY") {
+            if let Some(kind) = request.arg(1).and_then(CursorAdminKind::of) {
+                self.kafka_admin(kind, &request);
+                return None;
+            }
         }
         if matches!(self.pool, PoolHandle::Kafka(_)) {
             return self.other_command_on_kafka_pool(request);
@@ -71,12 +74,11 @@ impl Session {
         let pool = match &self.pool {
             PoolHandle::Kafka(pool) => Arc::clone(pool),
             redis_pool => {
-                let refusal = reply::error(&format!(
-                    "ERR {} is a Kafka command and this connection uses Redis pool '{}'; a Kafka pool serves it \
-                     (a tenant of a Kafka pool, or USE <kafka pool>)",
-                    String::from_utf8_lossy(request.name()).to_ascii_uppercase(),
-                    redis_pool.name()
-                ));
+                let refusal = KafkaPoolError::KafkaCommandOnRedisPool {
+                    command: String::from_utf8_lossy(request.name()).to_ascii_uppercase(),
+                    pool: redis_pool.name().to_owned(),
+                }
+                .to_reply();
                 // Like an unknown command inside a cluster pool's MULTI, it makes EXEC fail.
                 self.fail_transaction();
                 self.pending.push_back(Pending::Ready(refusal));
@@ -115,9 +117,9 @@ impl Session {
 
     /// `RKPROXY KOFFSETS group topic` and `RKPROXY KRESET group topic partition next_offset`: admins only when
     /// tenants are configured.
-    fn kafka_admin(&mut self, request: &Request) {
+    fn kafka_admin(&mut self, kind: CursorAdminKind, request: &Request) {
         self.flush_batch();
-        let refusal = match self.kafka_admin_reply(request) {
+        let refusal = match self.kafka_admin_reply(kind, request) {
             Ok(receiver) => {
                 self.pending
                     .push_back(Pending::Waiting(receiver, Expect::Forward));
@@ -128,53 +130,33 @@ impl Session {
         self.pending.push_back(Pending::Ready(refusal));
     }
 
+    /// Checks the caller (authenticated, an admin), parses the command (kafka-bridge) and hands it to the pool
+    /// that has its topic; a refusal is the error reply.
     fn kafka_admin_reply(
         &self,
+        kind: CursorAdminKind,
         request: &Request,
-    ) -> Result<tokio::sync::oneshot::Receiver<crate::backend::BackendReply>, Bytes> {
+    ) -> Result<oneshot::Receiver<BackendReply>, Bytes> {
         if self.awaiting_auth() {
             return Err(PolicyError::NoAuth.to_reply());
         }
-        let sub = request.arg(1).unwrap_or_default().to_ascii_uppercase();
-        let reset = sub == b"KRESET";
         if let Some(tenant) = self.tenant() {
-            let command: &[u8] = if reset {
-                b"RKPROXY KRESET"
-            } else {
-                b"RKPROXY KOFFSETS"
-            };
             tenant
-                .may_run_proxy_admin(command)
+                .may_run_proxy_admin(kind.command_name().as_bytes())
                 .map_err(|error| error.to_reply())?;
         }
-        let wanted_args = if reset { 6 } else { 4 };
-        if request.argc() != wanted_args {
-            return Err(reply::error(if reset {
-                "ERR wrong number of arguments: RKPROXY KRESET group topic partition next_offset"
-            } else {
-                "ERR wrong number of arguments: RKPROXY KOFFSETS group topic"
-            }));
-        }
-        let text = |index: usize| {
-            String::from_utf8_lossy(request.arg(index).unwrap_or_default()).into_owned()
-        };
-        let (group, topic) = (text(2), text(3));
-        let pool = self.kafka_pool_of_topic(&topic)?;
-        if !reset {
-            return Ok(pool.show_offsets(group, topic));
-        }
-        let partition: i32 = parse_number(request.arg(4))
-            .ok_or_else(|| reply::error("ERR partition is not an integer or out of range"))?;
-        let next_offset: i64 = parse_number(request.arg(5))
-            .filter(|offset| *offset >= 0)
-            .ok_or_else(|| {
-                reply::error("ERR next_offset is not an integer >= 0 or out of range")
-            })?;
-        Ok(pool.reset_offset(group, topic, partition, next_offset))
+        let args: Vec<&[u8]> = request.args().collect();
+        let command = kind
+            .parse(&args)
+            .map_err(|error| KafkaReply::from(error).resp_bytes(self.resp3))?;
+        let pool = self
+            .kafka_pool_of_topic(command.topic())
+            .map_err(|error| error.to_reply())?;
+        Ok(pool.run_cursor_admin(command, self.resp3))
     }
 
     /// The Kafka pool serving `topic`: the session's pool when it has the topic, else the only pool that has it.
-    fn kafka_pool_of_topic(&self, topic: &str) -> Result<Arc<KafkaPool>, Bytes> {
+    fn kafka_pool_of_topic(&self, topic: &str) -> Result<Arc<KafkaPool>, KafkaPoolError> {
         if let PoolHandle::Kafka(pool) = &self.pool {
             if pool.has_topic(topic) {
                 return Ok(Arc::clone(pool));
@@ -187,17 +169,15 @@ impl Session {
             .collect();
         match having.as_slice() {
             [pool] => Ok(Arc::clone(pool)),
-            [] => Err(reply::error(&format!(
-                "ERR unknown topic '{}': no Kafka pool has it configured",
-                one_line(topic)
-            ))),
+            [] => Err(KafkaPoolError::TopicInNoPool {
+                topic: one_line(topic),
+            }),
             several => {
                 let names: Vec<&str> = several.iter().map(|pool| pool.name()).collect();
-                Err(reply::error(&format!(
-                    "ERR topic '{}' is in several Kafka pools ({}); USE one of them first",
-                    one_line(topic),
-                    names.join(", ")
-                )))
+                Err(KafkaPoolError::TopicInSeveralPools {
+                    topic: one_line(topic),
+                    pools: names.join(", "),
+                })
             }
         }
     }
@@ -217,33 +197,18 @@ impl Session {
             "echo" => reply::bulk(request.arg(1).unwrap_or_default()),
             // Before AUTH the normal path refuses everything but AUTH, HELLO and QUIT with NOAUTH.
             _ if self.awaiting_auth() => return Some(request),
-            "select" => reply::error(&format!(
-                "ERR SELECT is not available on Kafka pool '{}': Kafka has no databases",
-                self.pool.name()
-            )),
+            "select" => KafkaPoolError::SelectOnKafkaPool {
+                pool: self.pool.name().to_owned(),
+            }
+            .to_reply(),
             _ if spec.proxy == ProxyHandling::Local => return Some(request),
-            _ => reply::error(&format!(
-                "ERR command '{}' is not served by Kafka pool '{}': it accepts KPUSH, KPOP, KPARTITIONS and KOFFSET",
-                spec.name,
-                self.pool.name()
-            )),
+            _ => KafkaPoolError::NotServedByKafkaPool {
+                command: spec.name,
+                pool: self.pool.name().to_owned(),
+            }
+            .to_reply(),
         };
         self.pending.push_back(Pending::Ready(answer));
         None
     }
-}
-
-/// Whether `RKPROXY <sub>` is one of the Kafka admin subcommands.
-fn is_kafka_admin(sub: Option<&[u8]>) -> bool {
-    sub.is_some_and(|sub| {
-        sub.eq_ignore_ascii_case(b"KOFFSETS") || sub.eq_ignore_ascii_case(b"KRESET")
-    })
-}
-
-fn parse_number<T: std::str::FromStr>(raw: Option<&[u8]>) -> Option<T> {
-    let raw = raw?;
-    if raw.first() == Some(&b'+') {
-        return None;
-    }
-    std::str::from_utf8(raw).ok()?.parse().ok()
 }

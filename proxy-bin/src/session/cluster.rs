@@ -551,7 +551,15 @@ impl Session {
         mut routed: Box<Routed>,
         reply: BackendReply,
     ) -> Result<Bytes, Pending> {
-        match self.follow_redirect(&routed.request, &routed.node, routed.redirects, &reply) {
+        let later_in_flight = self.later_requests_in_flight();
+        let redirects = routed.redirects;
+        match self.follow_redirect(
+            &routed.request,
+            &routed.node,
+            redirects,
+            later_in_flight,
+            &reply,
+        ) {
             Some(Ok((receiver, node))) => {
                 routed.receiver = receiver;
                 routed.node = Arc::new(node);
@@ -579,7 +587,14 @@ impl Session {
         let Some(part) = merge.parts.get(index) else {
             return Ok(reply::error("ERR internal: reply for an unknown part"));
         };
-        match self.follow_redirect(&part.request, &part.node, part.redirects, &reply) {
+        let later_in_flight = self.later_requests_in_flight();
+        match self.follow_redirect(
+            &part.request,
+            &part.node,
+            part.redirects,
+            later_in_flight,
+            &reply,
+        ) {
             Some(Ok((receiver, node))) => {
                 let part = &mut merge.parts[index];
                 part.receiver = Some(receiver);
@@ -651,7 +666,7 @@ impl Session {
         // Redirects: every command becomes an entry of its own, in order, in front of the queue.
         let mut entries = Vec::with_capacity(order.len());
         let mut next_request = vec![0usize; parts.len()];
-        for &part_index in &order {
+        for (position, &part_index) in order.iter().enumerate() {
             let part_index = usize::from(part_index);
             let (Some(part), Some(frame)) = (
                 parts.get(part_index),
@@ -663,7 +678,9 @@ impl Session {
             next_request[part_index] += 1;
             let start = number.checked_sub(1).map_or(0, |before| part.ends[before]);
             let request = part.requests.slice(start..part.ends[number]);
-            let redirect = self.follow_redirect(&request, &part.node, 0, &Ok(frame.clone()));
+            let later_in_flight = position + 1 < order.len() || self.later_requests_in_flight();
+            let redirect =
+                self.follow_redirect(&request, &part.node, 0, later_in_flight, &Ok(frame.clone()));
             entries.push(match redirect {
                 Some(Ok((receiver, node))) => Pending::Routed(Box::new(Routed {
                     receiver,
@@ -703,14 +720,22 @@ impl Session {
         request: &Bytes,
         replied_by: &NodeAddr,
         redirects: u8,
+        later_in_flight: bool,
         reply: &BackendReply,
     ) -> Option<Result<(tokio::sync::oneshot::Receiver<BackendReply>, NodeAddr), Bytes>> {
         let Ok(frame) = reply else {
             return None;
         };
         let kind = classify_reply(frame);
-        if kind == ClusterReplyKind::Final {
+        // TRYAGAIN: sending the command again later is only safe when none of the client's later requests can
+        // have run meanwhile (they might touch the same keys); otherwise the client gets Redis's TRYAGAIN.
+        if kind == ClusterReplyKind::Final
+            || (kind == ClusterReplyKind::TryAgain && later_in_flight)
+        {
             return None;
+        }
+        if kind == ClusterReplyKind::TryAgain {
+            self.try_again_hold = true;
         }
         let (id, resp3) = (self.id, self.resp3);
         let cluster = self.cluster.as_mut()?;
@@ -830,20 +855,32 @@ impl Session {
         let redirect = queued()
             .find(|frame| classify_reply(frame) == ClusterReplyKind::Redirect)
             .cloned();
-        let try_again = queued().any(|frame| classify_reply(frame) == ClusterReplyKind::TryAgain);
+        let try_again = queued()
+            .find(|frame| classify_reply(frame) == ClusterReplyKind::TryAgain)
+            .cloned();
+        let later_in_flight = self.later_requests_in_flight();
         let (id, resp3) = (self.id, self.resp3);
-        let Some(cluster) = self.cluster.as_mut() else {
-            return Ok(frames.pop().unwrap_or_default());
+        let redirect = match (redirect, try_again) {
+            (Some(redirect), _) => redirect,
+            // Nothing ran; the client gets Redis's TRYAGAIN as EXEC's reply when sending the unit again could
+            // put it behind later requests, or when the attempts are used up.
+            (None, Some(try_again)) if later_in_flight => return Ok(try_again),
+            (None, Some(try_again)) => {
+                let Some(cluster) = self.cluster.as_mut() else {
+                    return Ok(try_again);
+                };
+                return match cluster.send_unit_again_later(exec, id, resp3) {
+                    Some(again) => {
+                        self.try_again_hold = true;
+                        Err(again)
+                    }
+                    None => Ok(try_again),
+                };
+            }
+            (None, None) => return Ok(frames.pop().unwrap_or_default()),
         };
-        let redirect = match redirect {
-            Some(redirect) => redirect,
-            None if try_again => match cluster.send_unit_again_later(exec, id, resp3) {
-                Ok(again) => return Err(again),
-                Err(exec_reply) => {
-                    return Ok(exec_reply.unwrap_or_else(|| frames.pop().unwrap_or_default()))
-                }
-            },
-            None => return Ok(frames.pop().unwrap_or_default()),
+        let Some(cluster) = self.cluster.as_mut() else {
+            return Ok(redirect);
         };
         let Some(parsed) = parse_redirect(&redirect) else {
             return Ok(redirect);
@@ -917,23 +954,20 @@ impl ClusterSession {
     }
 
     /// A transaction unit answered TRYAGAIN for a queued command (Redis discarded it): the unit goes again to the
-    /// same node, after `ASKING` and a wait. `Err(None)` when the attempts are used up: the client gets Redis's
-    /// own reply to EXEC.
+    /// same node, after `ASKING` and a wait. `None` when the attempts are used up.
     fn send_unit_again_later(
         &mut self,
         exec: ClusterExec,
         id: u64,
         resp3: bool,
-    ) -> Result<Pending, Option<Bytes>> {
-        let delay = *TRY_AGAIN_DELAYS_MS
-            .get(usize::from(exec.try_again))
-            .ok_or(None)?;
+    ) -> Option<Pending> {
+        let delay = *TRY_AGAIN_DELAYS_MS.get(usize::from(exec.try_again))?;
         let connection = self.connection(&exec.node, false, id, resp3).clone();
         let (unit, commands, patience) = (exec.unit.clone(), exec.commands, exec.patience);
         let receiver = send_later(std::time::Duration::from_millis(delay), move || {
             send_unit(connection.with_patience(patience), &unit, commands, true)
         });
-        Ok(Pending::Transaction(Box::new(ClusterExec {
+        Some(Pending::Transaction(Box::new(ClusterExec {
             receiver,
             asking: true,
             try_again: exec.try_again + 1,

@@ -135,6 +135,8 @@ pub struct Session {
     auth_deadline: tokio::time::Instant,
     /// A deferred request waits for the tenant's traffic budget until then.
     resume_at: Option<tokio::time::Instant>,
+    /// A cluster command answered TRYAGAIN is being sent again: read no new request until it is answered.
+    try_again_hold: bool,
     /// What CLIENT INFO and CLIENT REPLY need: start time, library name and version, reply mode.
     client: introspection::ClientState,
 }
@@ -183,6 +185,7 @@ impl Session {
             tenant: None,
             auth_deadline: tenancy::auth_deadline(state.config().timeouts.auth_ms),
             resume_at: None,
+            try_again_hold: false,
             client: introspection::ClientState::new(),
             state,
         }
@@ -212,14 +215,17 @@ impl Session {
                 self.write_buffer.clear();
             }
             if let Some(resume_at) = self.resume_at {
-                // Waiting for the tenant's traffic budget; replies still flow meanwhile.
-                if tokio::time::Instant::now() < resume_at {
+                // Waiting for the tenant's traffic budget; replies still flow meanwhile. A command being sent
+                // again after TRYAGAIN holds the deferred one back too.
+                let holding = self.holding_for_try_again();
+                if holding || tokio::time::Instant::now() < resume_at {
                     let front_waiting = self.pending.front().is_some_and(Pending::is_waiting);
                     tokio::select! {
                         event = next_front_event(self.pending.front_mut()), if front_waiting => {
                             self.apply_front_event(event);
                         }
-                        () = tokio::time::sleep_until(resume_at) => {}
+                        () = tokio::time::sleep_until(resume_at), if !holding => {}
+                        else => {}
                     }
                     continue;
                 }
@@ -231,6 +237,7 @@ impl Session {
                 }
             }
             if self.pending.is_empty() {
+                self.try_again_hold = false;
                 if let Some(end) = self.closing.take() {
                     return Ok(Step::End(end));
                 }
@@ -275,6 +282,19 @@ impl Session {
             && self.deferred.is_none()
             && self.go_dedicated.is_none()
             && self.pending.len() < max_pending
+            && !self.holding_for_try_again()
+    }
+
+    /// Whether a cluster command is being sent again after TRYAGAIN: until it is answered, no new request is
+    /// sent, so none can run before it (see `cluster::TRY_AGAIN_DELAYS_MS`).
+    fn holding_for_try_again(&self) -> bool {
+        self.try_again_hold && !self.pending.is_empty()
+    }
+
+    /// Whether any request behind the front entry is still owed by a backend: then it may already have run, and
+    /// the front entry can no longer be sent again without changing the order the client sees.
+    fn later_requests_in_flight(&self) -> bool {
+        self.pending.iter().any(Pending::is_waiting)
     }
 
     /// Moves every reply that is already available, from the front of the queue, into the write buffer.

@@ -172,7 +172,7 @@ type RowKey = (&'static str, String, u32, BenchTarget);
 
 /// Runs the command.
 pub fn run(options: &BenchOptions) -> Result<ExitCode> {
-    let options = &runnable_options(options)?;
+    let options = &runnable_options(options, &predixy_binary())?;
     let mut tools = shell::REDIS_TOOLS.to_vec();
     tools.extend_from_slice(shell::BENCH_TOOLS);
     shell::ensure_tools(&tools)?;
@@ -199,12 +199,11 @@ pub fn run(options: &BenchOptions) -> Result<ExitCode> {
     outcome
 }
 
-/// The options without predixy when its binary is missing (it is a peer for comparison, not a
-/// requirement, so the bench says so and runs the other targets). A missing baseline binary is an
-/// error: the user asked for it by path.
-fn runnable_options(options: &BenchOptions) -> Result<BenchOptions> {
+/// The options without predixy when its binary (`predixy`) is missing: it is a peer for
+/// comparison, not a requirement, so the bench says so and runs the other targets. A missing
+/// baseline binary is an error: the user asked for it by path.
+fn runnable_options(options: &BenchOptions, predixy: &Path) -> Result<BenchOptions> {
     let mut options = options.clone();
-    let predixy = predixy_binary();
     if options.wants_target(BenchTarget::Predixy) && !predixy.exists() {
         eprintln!(
             "predixy: {} not found; skipping target predixy (a peer for comparison only)",
@@ -1292,6 +1291,29 @@ mod tests {
         let cluster = predixy_cluster_pool(&[ports::loopback(7001), ports::loopback(7002)]);
         assert!(cluster.starts_with("ClusterServerPool {\n"));
         assert!(cluster.contains(" Servers {\n  + 127.0.0.1:7001\n  + 127.0.0.1:7002\n }\n}\n"));
+    }
+
+    #[test]
+    fn a_missing_predixy_is_skipped_and_a_missing_baseline_is_an_error() {
+        use BenchTarget::{Baseline, Direct, Predixy, Rkproxy};
+        let nowhere = Path::new("/nonexistent/predixy");
+        let mut options = options_for_table(&[Direct, Rkproxy, Predixy]);
+        let runnable = runnable_options(&options, nowhere)
+            .ok()
+            .map(|run| run.targets);
+        assert_eq!(runnable, Some(vec![Direct, Rkproxy]));
+        assert!(table_preamble(&options_for_table(&[Direct, Rkproxy]))
+            .contains("targets run: direct, rkproxy; not run: baseline, twemproxy, predixy\n"));
+        let present = Path::new("/bin/sh");
+        let runnable = runnable_options(&options, present)
+            .ok()
+            .map(|run| run.targets);
+        assert_eq!(runnable, Some(vec![Direct, Rkproxy, Predixy]));
+        options.targets = vec![Predixy];
+        assert!(runnable_options(&options, nowhere).is_err());
+        options.targets = vec![Rkproxy, Baseline];
+        options.baseline = Some(PathBuf::from("/nonexistent/rkproxy-old"));
+        assert!(runnable_options(&options, present).is_err());
     }
 
     #[test]

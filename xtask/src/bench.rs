@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: redis-benchmark against direct Redis, rkproxy and twemproxy, side by side.
+//! `cargo xtask bench`: redis-benchmark against direct Redis, rkproxy, twemproxy and predixy, side
+//! by side, and (with `--baseline PATH`) against an older rkproxy binary as target `baseline`.
 //!
 //! All targets run in one invocation on this machine, in front of the same redis-server, so their
 //! numbers are comparable with each other (and with nothing else: on a 2-core machine the
@@ -11,10 +12,18 @@
 //!
 //! - `standalone`: GET/SET through every target to one redis-server.
 //! - `cluster`: GET/SET to a 3-master, 3-replica Redis Cluster, `redis-benchmark --cluster`
-//!   direct versus plain redis-benchmark through rkproxy's cluster pool.
+//!   direct versus plain redis-benchmark through rkproxy's cluster pool (and the baseline's, and
+//!   predixy's `ClusterServerPool`).
 //! - `mget`: a 10-key MGET whose keys sit in ten slots over the three masters, through rkproxy
-//!   (which splits it per slot and merges the replies), versus a 10-key MGET of keys sharing one
-//!   hash tag sent straight to that slot's master (the best Redis itself can do).
+//!   (which splits it per slot and merges the replies; so do the baseline and predixy), versus a
+//!   10-key MGET of keys sharing one hash tag sent straight to that slot's master (the best Redis
+//!   itself can do).
+//!
+//! The baseline is started exactly like rkproxy, with the same generated configs, and predixy runs
+//! one worker thread like rkproxy's default. The rkproxy rows carry the ratio of medians to each
+//! of twemproxy, the baseline and predixy, so a before/after comparison is read from one run whose
+//! rounds shared the machine's noise. predixy is a peer, not a requirement: when its binary is
+//! missing the bench says so and runs the other targets.
 //!
 //! Some scenarios carry a goal, the least ratio of rkproxy to direct (or, for the standalone
 //! pipelined scenario, to twemproxy) that the project aims for; the table says whether the run met
@@ -23,7 +32,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -60,6 +69,19 @@ const STANDALONE_GOAL_PIPELINED: Goal = Goal {
     ratio: 2.0,
     basis: BenchTarget::Twemproxy,
 };
+
+/// The targets an rkproxy row is compared with, one column each after `vs direct`.
+const RKPROXY_PEERS: [BenchTarget; 3] = [
+    BenchTarget::Twemproxy,
+    BenchTarget::Baseline,
+    BenchTarget::Predixy,
+];
+/// The targets that can sit in front of the cluster (twemproxy does not speak Redis Cluster).
+const CLUSTER_PROXIES: [BenchTarget; 3] = [
+    BenchTarget::Rkproxy,
+    BenchTarget::Baseline,
+    BenchTarget::Predixy,
+];
 
 /// The least throughput ratio of rkproxy to `basis` that the project aims for.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -119,10 +141,21 @@ struct Section {
     scenarios: Vec<Scenario>,
 }
 
-/// The cluster the `cluster` and `mget` sections share, and rkproxy in front of it.
+impl Section {
+    /// The goal of the section's scenario at `pipeline`, if it has one.
+    fn goal(&self, pipeline: u32) -> Option<Goal> {
+        self.scenarios
+            .iter()
+            .find(|scenario| scenario.pipeline == pipeline)
+            .and_then(|scenario| scenario.goal)
+    }
+}
+
+/// The cluster the `cluster` and `mget` sections share, and the proxies in front of it.
 struct ClusterSetup {
     masters: Vec<ClusterMaster>,
-    rkproxy: Option<SocketAddr>,
+    /// Each of [`CLUSTER_PROXIES`] among the targets, with the address it listens on.
+    proxies: Vec<(BenchTarget, SocketAddr)>,
 }
 
 /// One measured result line from redis-benchmark's CSV output.
@@ -139,6 +172,7 @@ type RowKey = (&'static str, String, u32, BenchTarget);
 
 /// Runs the command.
 pub fn run(options: &BenchOptions) -> Result<ExitCode> {
+    let options = &runnable_options(options, &predixy_binary())?;
     let mut tools = shell::REDIS_TOOLS.to_vec();
     tools.extend_from_slice(shell::BENCH_TOOLS);
     shell::ensure_tools(&tools)?;
@@ -163,6 +197,38 @@ pub fn run(options: &BenchOptions) -> Result<ExitCode> {
         ),
     }
     outcome
+}
+
+/// The options without predixy when its binary (`predixy`) is missing: it is a peer for
+/// comparison, not a requirement, so the bench says so and runs the other targets. A missing
+/// baseline binary is an error: the user asked for it by path.
+fn runnable_options(options: &BenchOptions, predixy: &Path) -> Result<BenchOptions> {
+    let mut options = options.clone();
+    if options.wants_target(BenchTarget::Predixy) && !predixy.exists() {
+        eprintln!(
+            "predixy: {} not found; skipping target predixy (a peer for comparison only)",
+            predixy.display()
+        );
+        options
+            .targets
+            .retain(|target| *target != BenchTarget::Predixy);
+    }
+    if let Some(baseline) = &options.baseline {
+        if options.wants_target(BenchTarget::Baseline) && !baseline.exists() {
+            bail!("--baseline {} does not exist", baseline.display());
+        }
+    }
+    if options.targets.is_empty() {
+        bail!("no target left to run");
+    }
+    Ok(options)
+}
+
+/// predixy, built outside this project: `shared/peers/predixy` beside the workspace.
+fn predixy_binary() -> PathBuf {
+    let root = project::root();
+    let beside = root.parent().unwrap_or(&root);
+    beside.join("shared").join("peers").join("predixy")
 }
 
 fn run_with_servers(
@@ -227,18 +293,14 @@ fn start_standalone_targets(
     for target in &options.targets {
         let addr = match target {
             BenchTarget::Direct => redis_addr,
-            BenchTarget::Rkproxy => {
-                let addr = ports::loopback(ports::free_port()?);
-                let args = [
-                    "--listen".to_string(),
-                    addr.to_string(),
-                    "--backend".to_string(),
-                    format!("redis://{redis_addr}"),
-                ];
-                start_rkproxy(options, "rkproxy", addr, &args, dir, guard)?;
-                addr
+            BenchTarget::Rkproxy | BenchTarget::Baseline => {
+                start_standalone_rkproxy(options, *target, redis_addr, dir, guard)?
             }
             BenchTarget::Twemproxy => start_twemproxy(redis_addr, dir, guard)?,
+            BenchTarget::Predixy => {
+                let pool = predixy_standalone_pool(redis_addr);
+                start_predixy("predixy", &pool, dir, guard)?
+            }
         };
         check_round_trip(*target, addr)?;
         endpoints.push(Endpoint {
@@ -248,6 +310,25 @@ fn start_standalone_targets(
         });
     }
     Ok(endpoints)
+}
+
+/// rkproxy (or the baseline: `target`) in front of one redis-server, configured by its flags.
+fn start_standalone_rkproxy(
+    options: &BenchOptions,
+    target: BenchTarget,
+    redis_addr: SocketAddr,
+    dir: &Path,
+    guard: &mut ChildGuard,
+) -> Result<SocketAddr> {
+    let addr = ports::loopback(ports::free_port()?);
+    let args = [
+        "--listen".to_string(),
+        addr.to_string(),
+        "--backend".to_string(),
+        format!("redis://{redis_addr}"),
+    ];
+    start_rkproxy(options, target, target.name(), addr, &args, dir, guard)?;
+    Ok(addr)
 }
 
 /// GET and SET without and with pipelining, through every target to one redis-server.
@@ -286,15 +367,21 @@ fn get_set_scenarios(
     ]
 }
 
-/// A 6-node cluster (3 masters, 3 replicas) like `cargo xtask test` runs, and rkproxy with a
-/// cluster pool in front of it when rkproxy is among the targets.
+/// A 6-node cluster (3 masters, 3 replicas) like `cargo xtask test` runs, and in front of it each
+/// of rkproxy, the baseline and predixy that is among the targets.
 fn start_cluster_targets(
     options: &BenchOptions,
     dir: &Path,
     guard: &mut ChildGuard,
 ) -> Result<ClusterSetup> {
-    if !options.wants_target(BenchTarget::Direct) && !options.wants_target(BenchTarget::Rkproxy) {
-        bail!("the cluster and mget sections need direct or rkproxy among --targets");
+    let proxy_targets: Vec<BenchTarget> = CLUSTER_PROXIES
+        .into_iter()
+        .filter(|target| options.wants_target(*target))
+        .collect();
+    if !options.wants_target(BenchTarget::Direct) && proxy_targets.is_empty() {
+        bail!(
+            "the cluster and mget sections need direct, rkproxy, baseline or predixy among --targets"
+        );
     }
     eprintln!("starting a {}-node cluster...", servers::CLUSTER_NODES);
     let nodes = servers::start_cluster(&dir.join("cluster"), guard)?;
@@ -310,19 +397,37 @@ fn start_cluster_targets(
     }
     check_cluster_round_trip(first_node, &masters)?;
 
-    let rkproxy = if options.wants_target(BenchTarget::Rkproxy) {
-        let addr = ports::loopback(ports::free_port()?);
-        let seeds: Vec<SocketAddr> = masters.iter().map(|master| master.addr).collect();
-        let config_path = dir.join("rkproxy-cluster.toml");
-        std::fs::write(&config_path, rkproxy_cluster_config(addr, &seeds))?;
-        let args = ["--config".to_string(), config_path.display().to_string()];
-        start_rkproxy(options, "rkproxy-cluster", addr, &args, dir, guard)?;
-        check_round_trip(BenchTarget::Rkproxy, addr)?;
-        Some(addr)
+    let seeds: Vec<SocketAddr> = masters.iter().map(|master| master.addr).collect();
+    let mut proxies = Vec::new();
+    for target in proxy_targets {
+        let addr = start_cluster_proxy(options, target, &seeds, dir, guard)?;
+        proxies.push((target, addr));
+    }
+    Ok(ClusterSetup { masters, proxies })
+}
+
+/// One of [`CLUSTER_PROXIES`] in front of the cluster seeded with `seeds`, checked with a SET and
+/// a GET. rkproxy and the baseline get the same generated config (only `listen` differs).
+fn start_cluster_proxy(
+    options: &BenchOptions,
+    target: BenchTarget,
+    seeds: &[SocketAddr],
+    dir: &Path,
+    guard: &mut ChildGuard,
+) -> Result<SocketAddr> {
+    let name = format!("{}-cluster", target.name());
+    let addr = if target == BenchTarget::Predixy {
+        start_predixy(&name, &predixy_cluster_pool(seeds), dir, guard)?
     } else {
-        None
+        let addr = ports::loopback(ports::free_port()?);
+        let config_path = dir.join(format!("{name}.toml"));
+        std::fs::write(&config_path, rkproxy_cluster_config(addr, seeds))?;
+        let args = ["--config".to_string(), config_path.display().to_string()];
+        start_rkproxy(options, target, &name, addr, &args, dir, guard)?;
+        addr
     };
-    Ok(ClusterSetup { masters, rkproxy })
+    wait_round_trip(target, addr)?;
+    Ok(addr)
 }
 
 /// The rkproxy config for the cluster sections: one cluster pool seeded with the masters.
@@ -354,10 +459,10 @@ fn cluster_section(options: &BenchOptions, cluster: &ClusterSetup) -> Result<Sec
             extra_args: vec!["--cluster".to_string()],
         });
     }
-    if let Some(rkproxy) = cluster.rkproxy {
+    for &(target, addr) in &cluster.proxies {
         endpoints.push(Endpoint {
-            target: BenchTarget::Rkproxy,
-            addr: rkproxy,
+            target,
+            addr,
             extra_args: Vec::new(),
         });
     }
@@ -365,9 +470,9 @@ fn cluster_section(options: &BenchOptions, cluster: &ClusterSetup) -> Result<Sec
         name: "cluster",
         note: format!(
             "3 masters + 3 replicas; direct is `redis-benchmark --cluster` (clients split over the \
-             masters, keys `key:{{tag}}:N` in one slot per master), rkproxy is plain \
-             redis-benchmark through a cluster pool (keys `key:N` over all slots); goals \
-             rkproxy >= {} x direct at -P 1, >= {} x at -P 16",
+             masters, keys `key:{{tag}}:N` in one slot per master), rkproxy (and baseline, \
+             predixy) is plain redis-benchmark through a cluster pool (keys `key:N` over all \
+             slots); goals rkproxy >= {} x direct at -P 1, >= {} x at -P 16",
             CLUSTER_GOAL_UNPIPELINED.ratio,
             CLUSTER_GOAL_PIPELINED.ratio
         ),
@@ -380,9 +485,9 @@ fn cluster_section(options: &BenchOptions, cluster: &ClusterSetup) -> Result<Sec
     })
 }
 
-/// A 10-key MGET: through rkproxy with keys in ten slots spread over the three masters, against
-/// one node directly with keys that share a hash tag. Stores the keys first and checks that both
-/// targets answer the MGET with every value.
+/// A 10-key MGET: through each proxy with keys in ten slots spread over the three masters,
+/// against one node directly with keys that share a hash tag. Stores the keys first and checks that
+/// every target answers the MGET with every value.
 fn mget_section(options: &BenchOptions, cluster: &ClusterSetup) -> Result<Section> {
     let Some(first_master) = cluster.masters.first() else {
         bail!("the cluster has no masters");
@@ -394,37 +499,31 @@ fn mget_section(options: &BenchOptions, cluster: &ClusterSetup) -> Result<Sectio
         .collect();
     let same_slot_owner = owner_of(&mut connection, &same_slot_keys[0], &cluster.masters)?;
     for keys in [&cross_slot_keys, &same_slot_keys] {
-        for (index, key) in keys.iter().enumerate() {
-            let owner = owner_of(&mut connection, key, &cluster.masters)?;
-            let mut owner_connection = Connection::connect(owner)?;
-            match owner_connection.command(&["SET", key, &mget_value(index)])? {
-                Reply::Status(status) if status == "OK" => {}
-                other => bail!("SET {key} on {owner} answered {other:?}"),
-            }
-        }
+        store_mget_keys(&mut connection, keys, &cluster.masters)?;
     }
 
     let mut endpoints = Vec::new();
     let mut args = BTreeMap::new();
+    let mut add_target = |target, addr, keys: &[String]| -> Result<()> {
+        check_mget(addr, keys)?;
+        endpoints.push(Endpoint {
+            target,
+            addr,
+            extra_args: Vec::new(),
+        });
+        args.insert(target, mget_command(keys));
+        Ok(())
+    };
     if options.wants_target(BenchTarget::Direct) {
-        check_mget(same_slot_owner, &same_slot_keys)?;
-        endpoints.push(Endpoint {
-            target: BenchTarget::Direct,
-            addr: same_slot_owner,
-            extra_args: Vec::new(),
-        });
-        args.insert(BenchTarget::Direct, mget_command(&same_slot_keys));
+        add_target(BenchTarget::Direct, same_slot_owner, &same_slot_keys)?;
     }
-    if let Some(rkproxy) = cluster.rkproxy {
-        check_mget(rkproxy, &cross_slot_keys)?;
-        endpoints.push(Endpoint {
-            target: BenchTarget::Rkproxy,
-            addr: rkproxy,
-            extra_args: Vec::new(),
-        });
-        args.insert(BenchTarget::Rkproxy, mget_command(&cross_slot_keys));
+    for &(target, addr) in &cluster.proxies {
+        add_target(target, addr, &cross_slot_keys)?;
     }
-    eprintln!("mget keys through rkproxy: {}", cross_slot_keys.join(" "));
+    eprintln!(
+        "mget keys through the proxies: {}",
+        cross_slot_keys.join(" ")
+    );
     eprintln!(
         "mget keys direct on {same_slot_owner}: {}",
         same_slot_keys.join(" ")
@@ -432,9 +531,10 @@ fn mget_section(options: &BenchOptions, cluster: &ClusterSetup) -> Result<Sectio
     Ok(Section {
         name: "mget",
         note: format!(
-            "rkproxy is MGET of {MGET_KEYS} keys in {MGET_KEYS} slots over the 3 masters (split and \
-             merged by the proxy); direct is MGET of {MGET_KEYS} keys sharing the hash tag \
-             {MGET_SAME_SLOT_TAG} on that slot's master; goal rkproxy >= {} x direct",
+            "rkproxy (and baseline, predixy) is MGET of {MGET_KEYS} keys in {MGET_KEYS} slots over \
+             the 3 masters (split and merged by the proxy); direct is MGET of {MGET_KEYS} keys \
+             sharing the hash tag {MGET_SAME_SLOT_TAG} on that slot's master; goal rkproxy >= {} x \
+             direct",
             MGET_GOAL.ratio
         ),
         endpoints,
@@ -448,6 +548,23 @@ fn mget_section(options: &BenchOptions, cluster: &ClusterSetup) -> Result<Sectio
             goal: Some(MGET_GOAL),
         }],
     })
+}
+
+/// SETs each of `keys` to its [`mget_value`] on the master that owns it.
+fn store_mget_keys(
+    connection: &mut Connection,
+    keys: &[String],
+    masters: &[ClusterMaster],
+) -> Result<()> {
+    for (index, key) in keys.iter().enumerate() {
+        let owner = owner_of(connection, key, masters)?;
+        let mut owner_connection = Connection::connect(owner)?;
+        match owner_connection.command(&["SET", key, &mget_value(index)])? {
+            Reply::Status(status) if status == "OK" => {}
+            other => bail!("SET {key} on {owner} answered {other:?}"),
+        }
+    }
+    Ok(())
 }
 
 /// Picks [`MGET_KEYS`] keys in distinct slots, taking the masters in turn so the keys spread
@@ -667,87 +784,42 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// The medians over the rounds of one table row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Medians {
+    requests_per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn medians(runs: &[Measurement]) -> Medians {
+    let mut rps: Vec<f64> = runs.iter().map(|run| run.requests_per_second).collect();
+    let mut p50: Vec<f64> = runs.iter().map(|run| run.p50_ms).collect();
+    let mut p99: Vec<f64> = runs.iter().map(|run| run.p99_ms).collect();
+    Medians {
+        requests_per_second: median(&mut rps),
+        p50_ms: median(&mut p50),
+        p99_ms: median(&mut p99),
+    }
+}
+
 /// The markdown table: one row per section, test, pipeline and target, with the median of the
-/// rounds and the ratios to direct Redis and (for rkproxy) to twemproxy.
+/// rounds, the ratio to direct Redis and (for rkproxy) the ratios to each of [`RKPROXY_PEERS`].
 fn render_table(
     options: &BenchOptions,
     sections: &[Section],
     results: &BTreeMap<RowKey, Vec<Measurement>>,
 ) -> String {
-    let mut out = format!(
-        "\nredis-benchmark -c {} -r {KEY_SPACE}, {} requests at pipeline 1 and {} when pipelined; \
-         median of {} rounds; rkproxy worker_threads = {}\n\n",
-        options.clients,
-        options.requests,
-        options.requests * PIPELINED_REQUEST_FACTOR,
-        options.rounds,
-        options
-            .workers
-            .map_or_else(|| "default (1)".to_string(), |workers| workers.to_string()),
-    );
+    let mut out = table_preamble(options);
     out.push_str(TABLE_HEADER);
     out.push('\n');
     out.push_str(TABLE_RULE);
     out.push('\n');
-    let medians = |key: &RowKey| -> Option<(f64, f64, f64)> {
-        let runs = results.get(key)?;
-        let mut rps: Vec<f64> = runs.iter().map(|run| run.requests_per_second).collect();
-        let mut p50: Vec<f64> = runs.iter().map(|run| run.p50_ms).collect();
-        let mut p99: Vec<f64> = runs.iter().map(|run| run.p99_ms).collect();
-        Some((median(&mut rps), median(&mut p50), median(&mut p99)))
-    };
-    let spread = |key: &RowKey| spread(results.get(key).map(Vec::as_slice).unwrap_or_default());
     for section in sections {
-        // Tests in the order redis-benchmark reported them, per pipeline.
-        let mut tests: Vec<(String, u32)> = Vec::new();
-        for (name, test, pipeline, _) in results.keys() {
-            if *name == section.name && !tests.contains(&(test.clone(), *pipeline)) {
-                tests.push((test.clone(), *pipeline));
-            }
-        }
-        tests.sort_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
-        for (test, pipeline) in tests {
-            let goal = section
-                .scenarios
-                .iter()
-                .find(|scenario| scenario.pipeline == pipeline)
-                .and_then(|scenario| scenario.goal);
-            let row = |target| (section.name, test.clone(), pipeline, target);
-            let direct = medians(&row(BenchTarget::Direct)).map(|(rps, _, _)| rps);
-            let twemproxy = medians(&row(BenchTarget::Twemproxy)).map(|(rps, _, _)| rps);
-            let goal_basis = goal.and_then(|goal| match goal.basis {
-                BenchTarget::Twemproxy => twemproxy,
-                _ => direct,
-            });
+        for (test, pipeline) in tests_of(section.name, results) {
             for endpoint in &section.endpoints {
-                let Some((rps, p50, p99)) = medians(&row(endpoint.target)) else {
-                    continue;
-                };
-                let ratio = |base: Option<f64>| {
-                    base.map_or_else(|| "-".to_string(), |base| format!("{:.2}", rps / base))
-                };
-                let (vs_twemproxy, goal_text) = if endpoint.target == BenchTarget::Rkproxy {
-                    (
-                        ratio(twemproxy),
-                        goal_verdict(goal, goal_basis.map(|base| rps / base)),
-                    )
-                } else {
-                    (String::new(), String::new())
-                };
-                out.push_str(&format!(
-                    "| {} | {} | {} | {} | {:.0} | {} | {:.3} | {:.3} | {} | {} | {} |\n",
-                    section.name,
-                    endpoint.target.name(),
-                    test,
-                    pipeline,
-                    rps,
-                    spread(&row(endpoint.target)),
-                    p50,
-                    p99,
-                    ratio(direct),
-                    vs_twemproxy,
-                    goal_text,
-                ));
+                let row = table_row(section, endpoint.target, &test, pipeline, results);
+                out.push_str(&row.unwrap_or_default());
             }
         }
     }
@@ -758,9 +830,103 @@ fn render_table(
     out
 }
 
+/// What was run: the redis-benchmark settings, and which targets ran and which did not.
+fn table_preamble(options: &BenchOptions) -> String {
+    let ran: Vec<String> = options
+        .targets
+        .iter()
+        .map(|target| match (target, &options.baseline) {
+            (BenchTarget::Baseline, Some(path)) => format!("baseline ({})", path.display()),
+            _ => target.name().to_string(),
+        })
+        .collect();
+    let not_run: Vec<&str> = BenchTarget::ALL
+        .iter()
+        .filter(|target| !options.wants_target(**target))
+        .map(|target| target.name())
+        .collect();
+    let not_run = match not_run.is_empty() {
+        true => String::new(),
+        false => format!("; not run: {}", not_run.join(", ")),
+    };
+    format!(
+        "\nredis-benchmark -c {} -r {KEY_SPACE}, {} requests at pipeline 1 and {} when pipelined; \
+         median of {} rounds; rkproxy worker_threads = {}\ntargets run: {}{not_run}\n\n",
+        options.clients,
+        options.requests,
+        options.requests * PIPELINED_REQUEST_FACTOR,
+        options.rounds,
+        options
+            .workers
+            .map_or_else(|| "default (1)".to_string(), |workers| workers.to_string()),
+        ran.join(", "),
+    )
+}
+
+/// The tests a section measured, per pipeline: unpipelined first, SET before GET.
+fn tests_of(section: &str, results: &BTreeMap<RowKey, Vec<Measurement>>) -> Vec<(String, u32)> {
+    let mut tests: Vec<(String, u32)> = Vec::new();
+    for (name, test, pipeline, _) in results.keys() {
+        if *name == section && !tests.contains(&(test.clone(), *pipeline)) {
+            tests.push((test.clone(), *pipeline));
+        }
+    }
+    tests.sort_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)));
+    tests
+}
+
+/// One line of the table, if `target` has results for this test. Only rkproxy's rows carry the
+/// ratios to its peers and the goal verdict: those are the comparisons the project reads.
+fn table_row(
+    section: &Section,
+    target: BenchTarget,
+    test: &str,
+    pipeline: u32,
+    results: &BTreeMap<RowKey, Vec<Measurement>>,
+) -> Option<String> {
+    let runs_of = |target| results.get(&(section.name, test.to_string(), pipeline, target));
+    let rps_of = |target| runs_of(target).map(|runs| medians(runs).requests_per_second);
+    let runs = runs_of(target)?;
+    let row = medians(runs);
+    let ratio = |basis| ratio_cell(row.requests_per_second, rps_of(basis));
+    let (peer_cells, goal_cell) = if target == BenchTarget::Rkproxy {
+        let goal = section.goal(pipeline);
+        let goal_basis = goal.and_then(|goal| rps_of(goal.basis));
+        (
+            RKPROXY_PEERS.map(ratio),
+            goal_verdict(
+                goal,
+                goal_basis.map(|basis| row.requests_per_second / basis),
+            ),
+        )
+    } else {
+        (RKPROXY_PEERS.map(|_| String::new()), String::new())
+    };
+    Some(format!(
+        "| {} | {} | {test} | {pipeline} | {:.0} | {} | {:.3} | {:.3} | {} | {} | {goal_cell} |\n",
+        section.name,
+        target.name(),
+        row.requests_per_second,
+        spread(runs),
+        row.p50_ms,
+        row.p99_ms,
+        ratio(BenchTarget::Direct),
+        peer_cells.join(" | "),
+    ))
+}
+
+/// `requests_per_second / basis` with two decimals, or `-` when the basis did not run.
+fn ratio_cell(requests_per_second: f64, basis: Option<f64>) -> String {
+    basis.map_or_else(
+        || "-".to_string(),
+        |basis| format!("{:.2}", requests_per_second / basis),
+    )
+}
+
 /// The header and rule of the results table (the kafka section adds rows to it).
-pub(crate) const TABLE_HEADER: &str = "| section | target | test | pipeline | requests/s | min-max | p50 ms | p99 ms | vs direct | rkproxy vs twemproxy | goal |";
-pub(crate) const TABLE_RULE: &str = "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|";
+pub(crate) const TABLE_HEADER: &str = "| section | target | test | pipeline | requests/s | min-max | p50 ms | p99 ms | vs direct | rkproxy vs twemproxy | rkproxy vs baseline | rkproxy vs predixy | goal |";
+pub(crate) const TABLE_RULE: &str =
+    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
 
 /// The lowest and highest requests per second among the rounds, as `low-high`.
 fn spread(runs: &[Measurement]) -> String {
@@ -785,22 +951,24 @@ fn goal_verdict(goal: Option<Goal>, ratio: Option<f64>) -> String {
     }
 }
 
-/// Starts the release rkproxy with `args` (which must make it listen on `addr`), logging to
-/// `dir/<name>.log`, and waits until it accepts. `name` must be unique among the guard's children.
-/// `--workers` becomes `RKPROXY_WORKER_THREADS`.
+/// Starts `target`'s rkproxy binary (see [`rkproxy_binary`]) with `args` (which must make it
+/// listen on `addr`), logging to `dir/<name>.log`, and waits until it accepts. `name` must be
+/// unique among the guard's children. `--workers` becomes `RKPROXY_WORKER_THREADS`.
 fn start_rkproxy(
     options: &BenchOptions,
+    target: BenchTarget,
     name: &str,
     addr: SocketAddr,
     args: &[String],
     dir: &Path,
     guard: &mut ChildGuard,
 ) -> Result<()> {
-    let binary = project::release_rkproxy();
+    let binary = rkproxy_binary(options, target)?;
     if !binary.exists() {
         bail!(
-            "{} does not exist; build it or leave rkproxy out with --targets",
-            binary.display()
+            "{} does not exist; build it or leave {} out with --targets",
+            binary.display(),
+            target.name()
         );
     }
     let log_path = dir.join(format!("{name}.log"));
@@ -813,6 +981,58 @@ fn start_rkproxy(
     shell::log_output(&mut command, &log_path)?;
     guard.push(name, command.spawn()?);
     wait_accepting(guard, name, addr, &log_path)
+}
+
+/// The binary an rkproxy target runs: this workspace's release build for `rkproxy`, the
+/// `--baseline` one for `baseline`.
+fn rkproxy_binary(options: &BenchOptions, target: BenchTarget) -> Result<PathBuf> {
+    match (target, &options.baseline) {
+        (BenchTarget::Baseline, Some(path)) => Ok(path.clone()),
+        (BenchTarget::Baseline, None) => bail!("target baseline needs --baseline PATH"),
+        _ => Ok(project::release_rkproxy()),
+    }
+}
+
+/// Starts predixy with one worker thread and `pool` (a server pool section of its config),
+/// logging to `dir/<name>.log`, and waits until it accepts.
+fn start_predixy(name: &str, pool: &str, dir: &Path, guard: &mut ChildGuard) -> Result<SocketAddr> {
+    let addr = ports::loopback(ports::free_port()?);
+    let config_path = dir.join(format!("{name}.conf"));
+    std::fs::write(&config_path, predixy_config(addr, pool))?;
+    let log_path = dir.join(format!("{name}.log"));
+    let sh = Shell::new()?;
+    let binary = predixy_binary();
+    let mut command = shell::spawnable(cmd!(sh, "{binary} {config_path}"));
+    shell::log_output(&mut command, &log_path)?;
+    guard.push(name, command.spawn()?);
+    wait_accepting(guard, name, addr, &log_path)?;
+    Ok(addr)
+}
+
+/// predixy's config: one worker thread (rkproxy's default), no password, and `pool`.
+fn predixy_config(listen: SocketAddr, pool: &str) -> String {
+    format!(
+        "# Generated by `cargo xtask bench`.\n\
+         Bind {listen}\n\
+         WorkerThreads 1\n\
+         Authority {{\n Auth {{\n  Mode write\n }}\n}}\n\
+         {pool}"
+    )
+}
+
+/// A predixy pool of one redis-server.
+fn predixy_standalone_pool(redis: SocketAddr) -> String {
+    format!("StandaloneServerPool {{\n RefreshMethod fixed\n Group g {{\n  + {redis}\n }}\n}}\n")
+}
+
+/// A predixy pool in front of a Redis Cluster seeded with `seeds`. Reads go to the masters only
+/// (master priority above the replicas'), as they do through rkproxy.
+fn predixy_cluster_pool(seeds: &[SocketAddr]) -> String {
+    let servers: String = seeds.iter().map(|seed| format!("  + {seed}\n")).collect();
+    format!(
+        "ClusterServerPool {{\n MasterReadPriority 60\n StaticSlaveReadPriority 50\n \
+         DynamicSlaveReadPriority 50\n Servers {{\n{servers} }}\n}}\n"
+    )
 }
 
 /// Starts twemproxy (nutcracker) in front of `backend` and waits until it accepts.
@@ -896,6 +1116,19 @@ fn check_round_trip(target: BenchTarget, addr: SocketAddr) -> Result<()> {
     }
 }
 
+/// [`check_round_trip`], retried for up to ten seconds: a proxy in front of a cluster may accept
+/// connections before it has learned the slot map.
+fn wait_round_trip(target: BenchTarget, addr: SocketAddr) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match check_round_trip(target, addr) {
+            Ok(()) => return Ok(()),
+            Err(error) if Instant::now() > deadline => return Err(error),
+            Err(_) => signals::sleep(Duration::from_millis(100))?,
+        }
+    }
+}
+
 /// Checks SET then GET on the master that owns the check key, so a cluster that cannot serve
 /// writes fails before any benchmark runs.
 fn check_cluster_round_trip(node: SocketAddr, masters: &[ClusterMaster]) -> Result<()> {
@@ -963,6 +1196,142 @@ mod tests {
             mget_command(&["a".to_string(), "b".to_string()]),
             ["MGET", "a", "b"]
         );
+    }
+
+    fn measurement(test: &str, requests_per_second: f64) -> Measurement {
+        Measurement {
+            test: test.to_string(),
+            requests_per_second,
+            p50_ms: 0.3,
+            p99_ms: 0.6,
+        }
+    }
+
+    fn options_for_table(targets: &[BenchTarget]) -> BenchOptions {
+        BenchOptions {
+            requests: 1000,
+            rounds: 3,
+            clients: 50,
+            targets: targets.to_vec(),
+            sections: vec![BenchSection::Standalone],
+            baseline: Some(PathBuf::from("/tmp/rkproxy-old")),
+            workers: None,
+            no_build: true,
+        }
+    }
+
+    /// A standalone section with `targets` and GET at pipeline 1, with a goal of 0.5 x direct.
+    fn section_for_table(targets: &[BenchTarget]) -> Section {
+        let endpoints = targets.iter().map(|&target| Endpoint {
+            target,
+            addr: ports::loopback(1),
+            extra_args: Vec::new(),
+        });
+        Section {
+            name: "standalone",
+            note: "note".to_string(),
+            endpoints: endpoints.collect(),
+            scenarios: vec![Scenario {
+                workload: Workload::Tests("get"),
+                pipeline: 1,
+                requests: 1000,
+                goal: Some(Goal::vs_direct(0.5)),
+            }],
+        }
+    }
+
+    #[test]
+    fn rkproxy_rows_carry_ratios_of_medians_to_baseline_and_predixy() {
+        use BenchTarget::{Baseline, Direct, Predixy, Rkproxy};
+        let targets = [Direct, Rkproxy, Baseline, Predixy];
+        let mut results = BTreeMap::new();
+        for (target, rounds) in [
+            (Direct, vec![125.0]),
+            (Rkproxy, vec![110.0, 90.0, 100.0]),
+            (Baseline, vec![80.0]),
+            (Predixy, vec![300.0, 200.0, 100.0]),
+        ] {
+            let runs = rounds.iter().map(|rps| measurement("GET", *rps)).collect();
+            results.insert(("standalone", "GET".to_string(), 1, target), runs);
+        }
+        let table = render_table(
+            &options_for_table(&targets),
+            &[section_for_table(&targets)],
+            &results,
+        );
+        let rows: Vec<&str> = table.lines().filter(|line| line.starts_with('|')).collect();
+        assert_eq!(rows[0], TABLE_HEADER);
+        assert_eq!(
+            rows[3],
+            "| standalone | rkproxy | GET | 1 | 100 | 90-110 | 0.300 | 0.600 | 0.80 | - | 1.25 \
+             | 0.50 | >= 0.50 x direct: met |"
+        );
+        assert_eq!(
+            rows[4],
+            "| standalone | baseline | GET | 1 | 80 | 80-80 | 0.300 | 0.600 | 0.64 |  |  |  |  |"
+        );
+        let columns = |row: &str| row.matches('|').count();
+        assert!(rows.iter().all(|row| columns(row) == columns(TABLE_HEADER)));
+        assert!(table.contains(
+            "targets run: direct, rkproxy, baseline (/tmp/rkproxy-old), predixy; not run: twemproxy\n"
+        ));
+    }
+
+    #[test]
+    fn predixy_configs_have_one_thread_and_the_servers() {
+        let standalone = predixy_config(
+            ports::loopback(7617),
+            &predixy_standalone_pool(ports::loopback(6379)),
+        );
+        assert!(standalone.contains("Bind 127.0.0.1:7617\nWorkerThreads 1\n"));
+        assert!(standalone.contains("  Mode write\n"));
+        assert!(standalone.contains(
+            "StandaloneServerPool {\n RefreshMethod fixed\n Group g {\n  + 127.0.0.1:6379\n }\n}\n"
+        ));
+        let cluster = predixy_cluster_pool(&[ports::loopback(7001), ports::loopback(7002)]);
+        assert!(cluster.starts_with("ClusterServerPool {\n"));
+        assert!(cluster.contains(" Servers {\n  + 127.0.0.1:7001\n  + 127.0.0.1:7002\n }\n}\n"));
+    }
+
+    #[test]
+    fn a_missing_predixy_is_skipped_and_a_missing_baseline_is_an_error() {
+        use BenchTarget::{Baseline, Direct, Predixy, Rkproxy};
+        let nowhere = Path::new("/nonexistent/predixy");
+        let mut options = options_for_table(&[Direct, Rkproxy, Predixy]);
+        let runnable = runnable_options(&options, nowhere)
+            .ok()
+            .map(|run| run.targets);
+        assert_eq!(runnable, Some(vec![Direct, Rkproxy]));
+        assert!(table_preamble(&options_for_table(&[Direct, Rkproxy]))
+            .contains("targets run: direct, rkproxy; not run: baseline, twemproxy, predixy\n"));
+        let present = Path::new("/bin/sh");
+        let runnable = runnable_options(&options, present)
+            .ok()
+            .map(|run| run.targets);
+        assert_eq!(runnable, Some(vec![Direct, Rkproxy, Predixy]));
+        options.targets = vec![Predixy];
+        assert!(runnable_options(&options, nowhere).is_err());
+        options.targets = vec![Rkproxy, Baseline];
+        options.baseline = Some(PathBuf::from("/nonexistent/rkproxy-old"));
+        assert!(runnable_options(&options, present).is_err());
+    }
+
+    #[test]
+    fn baseline_runs_its_own_binary() {
+        let options = options_for_table(&[BenchTarget::Rkproxy, BenchTarget::Baseline]);
+        assert_eq!(
+            rkproxy_binary(&options, BenchTarget::Baseline).ok(),
+            Some(PathBuf::from("/tmp/rkproxy-old"))
+        );
+        assert_eq!(
+            rkproxy_binary(&options, BenchTarget::Rkproxy).ok(),
+            Some(project::release_rkproxy())
+        );
+        let without = BenchOptions {
+            baseline: None,
+            ..options
+        };
+        assert!(rkproxy_binary(&without, BenchTarget::Baseline).is_err());
     }
 
     #[test]

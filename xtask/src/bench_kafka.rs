@@ -95,7 +95,15 @@ pub(super) fn run(
         rkproxy_kafka_config(kafka_proxy, broker.addr()),
     )?;
     let args = ["--config".to_string(), config_path.display().to_string()];
-    start_rkproxy(options, "rkproxy-kafka", kafka_proxy, &args, dir, guard)?;
+    start_rkproxy(
+        options,
+        BenchTarget::Rkproxy,
+        "rkproxy-kafka",
+        kafka_proxy,
+        &args,
+        dir,
+        guard,
+    )?;
     wait_pool_ready(kafka_proxy)?;
     check_kafka_round_trip(kafka_proxy)?;
 
@@ -108,6 +116,7 @@ pub(super) fn run(
     ];
     start_rkproxy(
         options,
+        BenchTarget::Rkproxy,
         "rkproxy-redis-kafka-section",
         redis_proxy,
         &args,
@@ -249,7 +258,7 @@ fn section(runs: &[(Test, Vec<Measurement>)]) -> KafkaSection {
             _ => String::new(),
         };
         rows.push(format!(
-            "| kafka | {} | {} | 1 | {rps:.0} | {range} | {p50:.3} | {p99:.3} | - |  | {goal} |",
+            "| kafka | {} | {} | 1 | {rps:.0} | {range} | {p50:.3} | {p99:.3} | - |  |  |  | {goal} |",
             BenchTarget::Rkproxy.name(),
             test.label(),
         ));

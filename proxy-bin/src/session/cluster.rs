@@ -13,7 +13,10 @@
 //! - TRYAGAIN (a multi-key command met a slot in migration with its keys on both sides): the command is sent
 //!   again to the same node, after `ASKING` (which only matters on the importing node, where TRYAGAIN comes
 //!   from after ASK), after short, growing waits ([`TRY_AGAIN_DELAYS_MS`], about 1.3 s in all) until the keys
-//!   are on one side; only then does the client see TRYAGAIN.
+//!   are on one side; only then does the client see TRYAGAIN. This is done only when none of the client's later
+//!   requests is still owed a reply (one of them may already have run on those keys, and sending the command
+//!   again would put it behind); new requests are not read until it is answered. Otherwise the client gets
+//!   TRYAGAIN at once, as from Redis Cluster: nothing ran, the client may send it again.
 //! - MGET/MSET/DEL/UNLINK/EXISTS/TOUCH across slots: one sub-command per slot (Redis refuses cross-slot
 //!   commands even when one node holds both slots), written to each node in one batch, merged in the caller's
 //!   order. These are not atomic across slots, as in any Redis Cluster client.
@@ -22,9 +25,10 @@
 //! - MULTI without WATCH: queued in the session (`+QUEUED`), then sent at EXEC as one unit
 //!   (`MULTI` ... `EXEC`, nothing else written in between) on a shared connection to the node of its keys. Keys
 //!   in more than one slot get `CROSSSLOT` when queued and make EXEC fail with `EXECABORT`, as queue-time errors
-//!   do in Redis. Every reply of the unit is read: a MOVED or ASK for any queued command (Redis then discards the
-//!   transaction) sends the whole unit again to the named node, after `ASKING` for ASK; a TRYAGAIN sends it
-//!   again to the same node after a wait, as for a single command.
+//!   do in Redis. Every reply of the unit is read: a MOVED, or an ASK for every keyed queued command (Redis then
+//!   discards the transaction), sends the whole unit again to the named node, after `ASKING` for ASK. ASK for
+//!   some queued commands while others were queued means the keys are split between the two nodes of a
+//!   migration: that, and Redis's own TRYAGAIN, are handled like TRYAGAIN for a single command.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,6 +59,9 @@ const MAX_REDIRECTS: u8 = 5;
 /// The waits before each new attempt of a command answered with TRYAGAIN. A migration moves a slot's keys in
 /// batches, so a multi-key command finds them split for a short time only.
 const TRY_AGAIN_DELAYS_MS: [u64; 8] = [5, 10, 20, 40, 80, 160, 320, 640];
+
+/// Redis's reply to a multi-key command whose keys a slot migration has split between two nodes.
+const TRY_AGAIN_REPLY: &[u8] = b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n";
 
 /// A session's view of a cluster pool.
 pub(super) struct ClusterSession {
@@ -855,9 +862,19 @@ impl Session {
         let redirect = queued()
             .find(|frame| classify_reply(frame) == ClusterReplyKind::Redirect)
             .cloned();
-        let try_again = queued()
-            .find(|frame| classify_reply(frame) == ClusterReplyKind::TryAgain)
-            .cloned();
+        // ASK for some queued commands while others were queued: the transaction's keys are split between the
+        // two nodes of a migration, and neither can run it whole (the importing node would treat the keys still
+        // on the other side as missing). Redis's answer to a multi-key command in that state is TRYAGAIN.
+        let split_by_migration = redirect.as_ref().is_some_and(|r| r.starts_with(b"-ASK "))
+            && queued().any(|frame| frame.starts_with(b"+QUEUED"));
+        let (redirect, try_again) = if split_by_migration {
+            (None, Some(Bytes::from_static(TRY_AGAIN_REPLY)))
+        } else {
+            let try_again = queued()
+                .find(|frame| classify_reply(frame) == ClusterReplyKind::TryAgain)
+                .cloned();
+            (redirect, try_again)
+        };
         let later_in_flight = self.later_requests_in_flight();
         let (id, resp3) = (self.id, self.resp3);
         let redirect = match (redirect, try_again) {

@@ -36,7 +36,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
 use crate::support::*;
-use checker::{Checker, TryAgainPolicy};
+use checker::{Checker, TryAgainCounts, TryAgainPolicy};
 use migrator::Migrator;
 use model::show_bytes;
 use script::{Script, Sent};
@@ -152,8 +152,10 @@ struct Report {
     multi_blocks: usize,
     largest_multi: usize,
     big_values: usize,
-    /// TRYAGAIN replies accepted (during a migration only), in all.
-    try_agains: usize,
+    /// Whether TRYAGAIN was accepted at all (during a migration only).
+    try_again_accepted: bool,
+    /// TRYAGAIN replies accepted by the clients that did not fail (a failed client's are in its failure).
+    try_agains: TryAgainCounts,
     /// (client, TRYAGAIN replies it accepted), for the clients that accepted any.
     try_agains_per_client: Vec<(usize, usize)>,
     elapsed: Duration,
@@ -174,16 +176,9 @@ impl Report {
             self.moves_during_run,
             self.elapsed
         );
-        let per_client: Vec<String> = self
-            .try_agains_per_client
-            .iter()
-            .map(|(client, count)| format!("client {client}: {count}"))
-            .collect();
-        println!(
-            "pairing: {} TRYAGAIN replies accepted ({})",
-            self.try_agains,
-            per_client.join(", ")
-        );
+        if self.try_again_accepted {
+            self.show_try_agains();
+        }
         assert!(
             self.failures.is_empty(),
             "seed {} (replay with RKPROXY_TEST_PAIRING_SEED={}): {} client(s) got a wrong reply; first failure of each:\n{}",
@@ -191,6 +186,22 @@ impl Report {
             self.seed,
             self.failures.len(),
             self.failures.join("\n\n")
+        );
+    }
+
+    /// How often the proxy passed a TRYAGAIN on (so a run shows how common it is).
+    fn show_try_agains(&self) {
+        let per_client: Vec<String> = self
+            .try_agains_per_client
+            .iter()
+            .map(|(client, count)| format!("client {client}: {count}"))
+            .collect();
+        println!(
+            "pairing: {} TRYAGAIN replies accepted ({} to multi-key commands, {} to EXEC; per client: {})",
+            self.try_agains.total(),
+            self.try_agains.commands,
+            self.try_agains.execs,
+            per_client.join(", ")
         );
     }
 }
@@ -202,7 +213,7 @@ struct ClientCounts {
     multi_blocks: usize,
     largest_multi: usize,
     big_values: usize,
-    try_agains: usize,
+    try_agains: TryAgainCounts,
 }
 
 /// When the clients stop: after [`PIPELINES`] pipelines and, during a migration, once the migrator has made
@@ -273,7 +284,8 @@ async fn run_clients(
         multi_blocks: 0,
         largest_multi: 0,
         big_values: 0,
-        try_agains: 0,
+        try_again_accepted: try_again == TryAgainPolicy::DuringMigration,
+        try_agains: TryAgainCounts::default(),
         try_agains_per_client: Vec::new(),
         elapsed: Duration::ZERO,
         moves_during_run: 0,
@@ -297,11 +309,10 @@ async fn run_clients(
                 report.multi_blocks += counts.multi_blocks;
                 report.largest_multi = report.largest_multi.max(counts.largest_multi);
                 report.big_values += counts.big_values;
-                report.try_agains += counts.try_agains;
-                if counts.try_agains > 0 {
-                    report
-                        .try_agains_per_client
-                        .push((client, counts.try_agains));
+                report.try_agains.add(counts.try_agains);
+                if counts.try_agains.total() > 0 {
+                    let accepted = (client, counts.try_agains.total());
+                    report.try_agains_per_client.push(accepted);
                 }
             }
         }
@@ -332,7 +343,10 @@ async fn run_client(
         pipelines += 1;
     }
     if goal.failed.load(Ordering::Relaxed) {
-        return Ok(ClientCounts::default());
+        return Ok(ClientCounts {
+            try_agains: checker.try_agains,
+            ..ClientCounts::default()
+        });
     }
     if pipelines < PIPELINES {
         return Err(format!(
@@ -363,7 +377,10 @@ async fn send_pipeline(
         Ok(()) => Ok(sent.len() as u64),
         Err(failure) => {
             goal.failed.store(true, Ordering::Relaxed);
-            Err(format!("client {client}, pipeline {pipeline}: {failure}"))
+            let accepted = checker.try_agains.total();
+            Err(format!(
+                "client {client}, pipeline {pipeline} (after {accepted} accepted TRYAGAIN replies): {failure}"
+            ))
         }
     }
 }

@@ -29,8 +29,27 @@ pub struct Checker {
     model: Model,
     transaction: Option<Transaction>,
     policy: TryAgainPolicy,
-    /// TRYAGAIN replies accepted so far (each one a command or transaction that had no effect).
-    pub try_agains: usize,
+    pub try_agains: TryAgainCounts,
+}
+
+/// TRYAGAIN replies accepted (each one a command or transaction that had no effect).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TryAgainCounts {
+    /// As the reply to a multi-key command.
+    pub commands: usize,
+    /// As EXEC's reply.
+    pub execs: usize,
+}
+
+impl TryAgainCounts {
+    pub fn total(&self) -> usize {
+        self.commands + self.execs
+    }
+
+    pub fn add(&mut self, other: TryAgainCounts) {
+        self.commands += other.commands;
+        self.execs += other.execs;
+    }
 }
 
 /// The commands queued since MULTI, run by the model only when EXEC's reply is checked.
@@ -47,7 +66,7 @@ impl Checker {
             model: Model::default(),
             transaction: None,
             policy,
-            try_agains: 0,
+            try_agains: TryAgainCounts::default(),
         }
     }
 
@@ -95,7 +114,7 @@ impl Checker {
     /// A command outside a transaction: run by the model, unless it was refused with an acceptable TRYAGAIN.
     fn command(&mut self, args: &[Bytes], reply: &Frame) -> Result<(), String> {
         if self.accepts_try_again(reply) && has_keys_in_one_slot(args) {
-            self.try_agains += 1;
+            self.try_agains.commands += 1;
             return Ok(());
         }
         let expected = self.model.apply(args);
@@ -110,7 +129,7 @@ impl Checker {
             return compare(&aborted, reply);
         }
         if self.accepts_try_again(reply) {
-            self.try_agains += 1;
+            self.try_agains.execs += 1;
             return Ok(());
         }
         let results = transaction

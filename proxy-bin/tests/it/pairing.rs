@@ -197,7 +197,8 @@ impl Report {
             .map(|(client, count)| format!("client {client}: {count}"))
             .collect();
         println!(
-            "pairing: {} TRYAGAIN replies accepted ({} to multi-key commands, {} to EXEC; per client: {})",
+            "pairing: {} TRYAGAIN replies accepted by the clients that did not fail ({} to multi-key commands, {} to \
+             EXEC; per client: {})",
             self.try_agains.total(),
             self.try_agains.commands,
             self.try_agains.execs,

@@ -8,10 +8,13 @@
 //!   slots, with a merge policy (see [`crate::merge`]);
 //! - all masters or all nodes for whole-keyspace commands, and SCAN's cursor walk.
 //!
-//! Splits are per **slot**, not per key and not per node: Redis refuses a multi-key command
-//! whose keys are in different slots even when one node serves them all, so each slot
-//! needs its own sub-command. Each part carries its node's index so the proxy can write all
-//! parts for one node in a single pipelined batch.
+//! Splits are per **key**, not per slot and not per node: Redis refuses a multi-key command
+//! whose keys are in different slots even when one node serves them all, and a sub-command
+//! with several keys of one slot can get `TRYAGAIN` while that slot migrates (its keys split
+//! between two nodes), after the other slots' parts already ran. A one-key part never gets
+//! `TRYAGAIN` (a missing key is an ASK), so a split command is never half done by a
+//! migration. Each part carries its node's index so the proxy can write all parts for one
+//! node in a single pipelined batch, in the caller's order.
 //!
 //! Everything else multi-key (MSETNX, SUNIONSTORE, EVAL, ...) must be single-slot, as in
 //! Redis Cluster; otherwise the plan is the `CROSSSLOT` error Redis would give.
@@ -192,25 +195,17 @@ fn split(
         SplitPattern::KeyValuePairs => 1,
         _ => 0,
     };
-    let mut parts: Vec<SplitPart> = Vec::new();
+    let mut parts: Vec<SplitPart> = Vec::with_capacity(slotted.len());
     for (slot, position, index) in slotted {
-        match parts.last_mut() {
-            Some(part) if part.slot == slot => {
-                part.key_positions.push(position);
-                part.arg_indices.extend(index..=index + values_per_key);
-            }
-            _ => {
-                let node_index = map
-                    .shard_for_slot(slot)
-                    .ok_or(RouteError::SlotNotServed { slot })?;
-                parts.push(SplitPart {
-                    slot,
-                    node_index,
-                    arg_indices: (index..=index + values_per_key).collect(),
-                    key_positions: vec![position],
-                });
-            }
-        }
+        let node_index = map
+            .shard_for_slot(slot)
+            .ok_or(RouteError::SlotNotServed { slot })?;
+        parts.push(SplitPart {
+            slot,
+            node_index,
+            arg_indices: (index..=index + values_per_key).collect(),
+            key_positions: vec![position],
+        });
     }
     // Group parts by node so the proxy can write each node's parts as one batch.
     parts.sort_by_key(|part| (part.node_index, part.slot));

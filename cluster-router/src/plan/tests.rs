@@ -138,7 +138,7 @@ fn shard_channels_and_slot_arguments() {
 }
 
 #[test]
-fn mget_splits_per_slot_keeping_caller_order() {
+fn mget_splits_per_key_keeping_caller_order() {
     // foo: 12182 (c), bar: 5061 (a), {foo}x: 12182 (c), hello: 866 (a), baz: 4813 (a).
     let args: &[&[u8]] = &[b"MGET", b"foo", b"bar", b"{foo}x", b"hello", b"baz"];
     let RoutePlan::Split { parts, merge } = plan(args).unwrap() else {
@@ -162,7 +162,9 @@ fn mget_splits_per_slot_keeping_caller_order() {
             (866, 0, vec![4], vec![3]),
             (4813, 0, vec![5], vec![4]),
             (5061, 0, vec![2], vec![1]),
-            (12182, 2, vec![1, 3], vec![0, 2]),
+            // Two keys of one slot are two parts, in the caller's order: a one-key part never gets TRYAGAIN.
+            (12182, 2, vec![1], vec![0]),
+            (12182, 2, vec![3], vec![2]),
         ]
     );
 }
@@ -174,10 +176,11 @@ fn mset_parts_carry_key_value_pairs() {
         panic!("expected a split");
     };
     assert_eq!(merge, MergePolicy::AllSucceeded);
-    assert_eq!(parts.len(), 2);
+    assert_eq!(parts.len(), 3);
     assert_eq!(parts[0].arg_indices, [3, 4]);
-    assert_eq!(parts[1].arg_indices, [1, 2, 5, 6]);
-    assert_eq!(parts[1].key_positions, [0, 2]);
+    assert_eq!(parts[1].arg_indices, [1, 2]);
+    assert_eq!(parts[2].arg_indices, [5, 6]);
+    assert_eq!(parts[2].key_positions, [2]);
     // An odd MSET is an arity error, as in Redis.
     let error = plan(&[b"MSET", b"foo", b"1", b"bar"]).unwrap_err();
     assert_eq!(
@@ -233,7 +236,10 @@ fn huge_mget_splits_quickly() {
     };
     let total: usize = parts.iter().map(|p| p.key_positions.len()).sum();
     assert_eq!(total, 20_000);
-    assert!(parts
-        .windows(2)
-        .all(|w| (w[0].node_index, w[0].slot) < (w[1].node_index, w[1].slot)));
+    // One part per key, grouped by node and slot, each slot's keys in the caller's order.
+    assert_eq!(parts.len(), 20_000);
+    assert!(parts.windows(2).all(|w| {
+        let (a, b) = (&w[0], &w[1]);
+        (a.node_index, a.slot, a.key_positions[0]) < (b.node_index, b.slot, b.key_positions[0])
+    }));
 }

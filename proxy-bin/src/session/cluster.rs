@@ -17,9 +17,10 @@
 //!   requests is still owed a reply (one of them may already have run on those keys, and sending the command
 //!   again would put it behind); new requests are not read until it is answered. Otherwise the client gets
 //!   TRYAGAIN at once, as from Redis Cluster: nothing ran, the client may send it again.
-//! - MGET/MSET/DEL/UNLINK/EXISTS/TOUCH across slots: one sub-command per slot (Redis refuses cross-slot
-//!   commands even when one node holds both slots), written to each node in one batch, merged in the caller's
-//!   order. These are not atomic across slots, as in any Redis Cluster client.
+//! - MGET/MSET/DEL/UNLINK/EXISTS/TOUCH across slots: one sub-command per key (Redis refuses cross-slot
+//!   commands even when one node holds both slots; one key per part means a migration can never answer a
+//!   part TRYAGAIN after the others ran), written to each node in one batch, merged in the caller's order.
+//!   These are not atomic across slots, as in any Redis Cluster client.
 //! - SCAN: the proxy's cursor carries the master's index in its low bits and that master's cursor above them,
 //!   and stays below 2^53 so that JavaScript clients read it exactly (`cluster_router::scan_cursor`).
 //! - MULTI without WATCH: queued in the session (`+QUEUED`), then sent at EXEC as one unit

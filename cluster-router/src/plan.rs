@@ -125,7 +125,7 @@ impl RouteError {
 ///     panic!("MGET across slots is split");
 /// };
 /// assert_eq!(merge, MergePolicy::OrderedByKey);
-/// assert_eq!(parts.len(), 2); // "bar" alone, and "foo" with "{foo}.2" (same slot).
+/// assert_eq!(parts.len(), 3); // one part per key, even "foo" and "{foo}.2" (same slot).
 ///
 /// let sunion: &[&[u8]] = &[b"SUNION", b"foo", b"bar"];
 /// let error = route(lookup(&sunion).unwrap(), &sunion, &map).unwrap_err();

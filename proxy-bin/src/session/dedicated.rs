@@ -744,6 +744,11 @@ impl Session {
         } else {
             to_backend.extend_from_slice(request.raw());
         }
+        if spec.name == "hello" && !dedicated.in_transaction {
+            // The backend switches protocol; the client gets the proxy's own HELLO (its id, the backend's
+            // version, one standalone mode), as on shared connections, not the node's.
+            owed.instead = Some(self.hello_reply_now());
+        }
         dedicated.track(spec, &request);
         dedicated.slots.push_back(Slot::Backend(owed));
     }

@@ -402,6 +402,30 @@ async fn hello_reports_the_backend_version_and_one_standalone_mode() {
     assert_eq!(hello[index + 2], cluster_version, "{hello:?}");
     let info = info.join("\n");
     assert!(info.contains("redis_mode:standalone"), "{info}");
+
+    // On a dedicated backend connection (WATCH) too: the proxy's HELLO, not the cluster node's.
+    let key = unique("{hello}dedicated");
+    let (id, hello) = blocking(move || {
+        let mut raw = RawClient::connect(addr);
+        raw.send(b"CLIENT ID\r\n");
+        let id = read_reply(&mut raw);
+        let watch = format!("*2\r\n$5\r\nWATCH\r\n${}\r\n{key}\r\n", key.len());
+        raw.send(watch.as_bytes());
+        assert_eq!(read_reply(&mut raw), ["+OK"]);
+        raw.send(b"HELLO 2\r\n");
+        (id, read_reply(&mut raw))
+    })
+    .await;
+    let at = |name: &str| {
+        let index = hello.iter().position(|line| line == name).unwrap();
+        hello[index + 1].clone()
+    };
+    assert_eq!(
+        hello[hello.iter().position(|l| l == "mode").unwrap() + 2],
+        "standalone",
+        "{hello:?}"
+    );
+    assert_eq!(at("id"), id[0], "{hello:?}");
 }
 
 #[tokio::test]

@@ -57,6 +57,7 @@ const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_pair_with_requests_on_a_standalone_pool() {
+    let _heavy = cpu_heavy().await;
     let settings = Settings::from_env();
     let proxy = start_proxy(&redis_addr()).await;
     let report = run_clients(proxy.local_addr, &unique("pairing"), &settings, None).await;
@@ -68,6 +69,7 @@ async fn replies_pair_with_requests_on_a_standalone_pool() {
 /// failure of the tests above is the proxy's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_expected_replies_are_those_of_redis_itself() {
+    let _heavy = cpu_heavy().await;
     let settings = Settings::from_env();
     let redis: SocketAddr = redis_addr()
         .parse()
@@ -78,6 +80,7 @@ async fn the_expected_replies_are_those_of_redis_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_pair_with_requests_on_a_cluster_pool_during_slot_migration() {
+    let _heavy = cpu_heavy().await;
     let settings = Settings::from_env();
     let cluster = blocking(|| OwnCluster::start(5000)).await;
     let proxy = start_cluster_proxy(&cluster.addrs(), "").await;

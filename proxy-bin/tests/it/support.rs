@@ -54,6 +54,27 @@ pub async fn client(proxy: &RunningProxy) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// A redis-rs connection to the proxy that waits up to a minute for each reply (for clients whose commands
+/// may queue behind a big transfer on a loaded machine, where only an error would be a failure).
+pub async fn patient_client(proxy: &RunningProxy) -> redis::aio::MultiplexedConnection {
+    let url = format!("redis://{}/", proxy.local_addr);
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap()
+}
+
+/// Held by the tests that load the whole machine (the reply-pairing stress tests, a script keeping a core
+/// busy, gigabytes through the proxy), so that they run one at a time and none starves another's servers past
+/// a timeout on a 2-core machine.
+pub async fn cpu_heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static CPU_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    CPU_HEAVY.lock().await
+}
+
 /// A direct connection to a backend (to check what the proxy did there).
 pub async fn direct(addr: &str, db: u32) -> redis::aio::MultiplexedConnection {
     redis::Client::open(format!("redis://{addr}/{db}"))

@@ -155,8 +155,6 @@ pub enum Expected {
     One,
     /// A pipelined batch: this many replies, handed back concatenated in order.
     Concatenated(NonZeroUsize),
-    /// A unit such as `MULTI` ... `EXEC`: this many replies, of which only the last is handed back.
-    LastOf(NonZeroUsize),
     /// `ASKING` and one command: the `+OK` of `ASKING` is dropped, the command's reply handed back.
     AskingThenOne,
 }
@@ -166,7 +164,7 @@ impl Expected {
     fn replies(self) -> NonZeroUsize {
         match self {
             Expected::One => NonZeroUsize::MIN,
-            Expected::Concatenated(count) | Expected::LastOf(count) => count,
+            Expected::Concatenated(count) => count,
             Expected::AskingThenOne => NonZeroUsize::MIN.saturating_add(1),
         }
     }
@@ -464,23 +462,6 @@ impl SharedConnection {
     pub fn send(&self, request: Bytes) -> oneshot::Receiver<BackendReply> {
         self.with_patience(Patience::Normal).send(request)
     }
-
-    /// Queues `count` pipelined requests; see [`PatientSender::send_many`].
-    pub fn send_many(&self, requests: Bytes, count: usize) -> oneshot::Receiver<BackendReply> {
-        self.with_patience(Patience::Normal)
-            .send_many(requests, count)
-    }
-
-    /// Sends `ASKING` and the request together; see [`PatientSender::send_asking`].
-    pub fn send_asking(&self, request: &[u8]) -> oneshot::Receiver<BackendReply> {
-        self.with_patience(Patience::Normal).send_asking(request)
-    }
-
-    /// Sends several commands as one unit; see [`PatientSender::send_batch`].
-    pub fn send_batch(&self, commands: Bytes, replies: usize) -> oneshot::Receiver<BackendReply> {
-        self.with_patience(Patience::Normal)
-            .send_batch(commands, replies)
-    }
 }
 
 impl PatientSender<'_> {
@@ -505,15 +486,6 @@ impl PatientSender<'_> {
         both.extend_from_slice(b"*1\r\n$6\r\nASKING\r\n");
         both.extend_from_slice(request);
         self.send_job(both.freeze(), Expected::AskingThenOne)
-    }
-
-    /// Sends several commands (`replies` of them) as one unit, so nothing else is written between them, and
-    /// answers with the last reply only; used for a cluster transaction (`MULTI` ... `EXEC`).
-    pub fn send_batch(self, commands: Bytes, replies: usize) -> oneshot::Receiver<BackendReply> {
-        match NonZeroUsize::new(replies) {
-            Some(replies) => self.send_job(commands, Expected::LastOf(replies)),
-            None => self.owed_nothing(&commands),
-        }
     }
 
     fn send_job(self, request: Bytes, expected: Expected) -> oneshot::Receiver<BackendReply> {
@@ -891,7 +863,6 @@ mod tests {
         let mut queue = ReplyQueue::default();
         queue.push(1, Expected::One, Patience::Normal);
         queue.push(2, Expected::Concatenated(count(2)), Patience::Normal);
-        queue.push(3, Expected::LastOf(count(3)), Patience::Normal);
         queue.push(4, Expected::AskingThenOne, Patience::Normal);
         queue.push(5, Expected::One, Patience::Normal);
         let answered = feed(
@@ -900,9 +871,6 @@ mod tests {
                 b"$2\r\nv1\r\n",
                 b":1\r\n",
                 b":2\r\n",
-                b"+OK\r\n",
-                b"+QUEUED\r\n",
-                b"*1\r\n+OK\r\n",
                 b"+OK\r\n",
                 b"$3\r\nask\r\n",
                 b"$2\r\nv5\r\n",
@@ -913,7 +881,6 @@ mod tests {
             [
                 (1, Bytes::from_static(b"$2\r\nv1\r\n")),
                 (2, Bytes::from_static(b":1\r\n:2\r\n")),
-                (3, Bytes::from_static(b"*1\r\n+OK\r\n")),
                 (4, Bytes::from_static(b"$3\r\nask\r\n")),
                 (5, Bytes::from_static(b"$2\r\nv5\r\n")),
             ]
@@ -937,11 +904,16 @@ mod tests {
 
     #[test]
     fn a_transaction_of_10_000_commands_between_other_clients_replies() {
-        // The old bookkeeping capped the replies to drop at 255: every later waiter got someone else's reply.
+        // The old bookkeeping capped the replies owed at 255: every later waiter got someone else's reply. A
+        // cluster transaction (MULTI, the queued commands, EXEC) is one job owed every one of its replies.
         let commands = 10_000;
         let mut queue = ReplyQueue::default();
         queue.push(1, Expected::One, Patience::Normal);
-        queue.push(2, Expected::LastOf(count(commands + 2)), Patience::Normal);
+        queue.push(
+            2,
+            Expected::Concatenated(count(commands + 2)),
+            Patience::Normal,
+        );
         queue.push(3, Expected::One, Patience::Normal);
         let mut answered = Vec::new();
         let mut give = |frame: Bytes| {
@@ -954,14 +926,17 @@ mod tests {
         for _ in 0..commands {
             give(Bytes::from_static(b"+QUEUED\r\n"));
         }
-        let exec = Bytes::from(format!("*{commands}\r\n{}", "+OK\r\n".repeat(commands)));
-        give(exec.clone());
+        let exec = format!("*{commands}\r\n{}", "+OK\r\n".repeat(commands));
+        give(Bytes::from(exec.clone()));
         give(Bytes::from_static(b"$5\r\nother\r\n"));
         assert_eq!(
             answered,
             [
                 (1, Bytes::from_static(b"$6\r\nclient\r\n")),
-                (2, exec),
+                (
+                    2,
+                    Bytes::from(format!("+OK\r\n{}{exec}", "+QUEUED\r\n".repeat(commands)))
+                ),
                 (3, Bytes::from_static(b"$5\r\nother\r\n")),
             ]
         );

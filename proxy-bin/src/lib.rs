@@ -1,30 +1,37 @@
-//! rkproxy's proxy engine: configuration, backend connections, client sessions and the listener.
+//! rkproxy's proxy engine: a Redis and Kafka proxy that a service can embed, and that the `rkproxy` binary runs.
 //!
-//! The `rkproxy` binary (`src/main.rs`) only parses the command line, loads the configuration, installs
-//! tracing and runs [`server::start`]. Tests and embedders can do the same in-process:
+//! Build a [`Config`](config::Config) (from TOML, a file, the environment), then start a [`Proxy`]:
 //!
 //! ```no_run
-//! # async fn example() -> Result<(), String> {
-//! use proxy_bin::config::{CommandLineOverrides, Config};
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use rkproxy::config::{CommandLineOverrides, Config};
 //! let overrides = CommandLineOverrides {
 //!     listen: Some("127.0.0.1:0".into()),
 //!     backend: Some("redis://127.0.0.1:6379".into()),
 //! };
-//! let config = Config::load(None, &overrides).map_err(|e| e.to_string())?;
-//! let proxy = proxy_bin::server::start(config).await?;
-//! println!("listening on {}", proxy.local_addr);
+//! let config = Config::load(None, &overrides)?;
+//! let proxy = rkproxy::Proxy::builder(config).start().await?;
+//! println!("listening on {}", proxy.local_addr());
 //! proxy.shutdown().await;
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! The engine is in layers, each importing only the ones below it: the embedding API ([`Proxy`]) and the
+//! listener (`server`) → one client connection (`session`) → pools (`pools`: standalone, cluster, Kafka) →
+//! backend connections (`backend`). The shared state (`state`) is read by the listener and sessions;
+//! configuration (`config`) and reply helpers are read by all. Only [`Proxy`], [`config`] and the binary's
+//! command line ([`cli`]) are public.
 
-pub mod backend;
+mod backend;
 pub mod cli;
-pub mod cluster;
 pub mod config;
-pub mod introspection;
-pub mod kafka;
-pub mod pool;
-pub mod reply;
-pub mod server;
-pub mod session;
+mod introspection;
+mod pools;
+mod proxy;
+mod reply;
+mod server;
+mod session;
+mod state;
+
+pub use proxy::{Proxy, ProxyBuilder, StartError};

@@ -2,8 +2,9 @@
 
 use std::process::ExitCode;
 
-use proxy_bin::cli::{CommandLine, USAGE};
-use proxy_bin::config::Config;
+use rkproxy::cli::{CommandLine, USAGE};
+use rkproxy::config::Config;
+use rkproxy::Proxy;
 use tracing_subscriber::EnvFilter;
 
 /// sysexits.h EX_USAGE / EX_CONFIG: a bad command line or configuration.
@@ -40,11 +41,7 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
-    let threads = match config.worker_threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    match proxy_bin::server::run(config, threads, wait_for_signal()) {
+    match Proxy::builder(config).run_until(wait_for_signal()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(problem) => {
             eprintln!("rkproxy: {problem}");

@@ -50,8 +50,8 @@ use super::pending::{ClusterExec, Combine, Merge, Part, Pending, Pipeline, Pipel
 use super::transaction::{self, TransactionError};
 use super::Session;
 use crate::backend::{BackendReply, Patience, PatientSender, SharedConnection};
-use crate::cluster::{ClusterPool, Topology};
 use crate::config::ReadPolicy;
+use crate::pools::cluster::{ClusterPool, Topology};
 use crate::reply;
 
 /// How often one command may be redirected before the client gets an error.
@@ -67,6 +67,8 @@ const TRY_AGAIN_REPLY: &[u8] = b"-TRYAGAIN Multiple keys request during rehashin
 /// A session's view of a cluster pool.
 pub(super) struct ClusterSession {
     pool: Arc<ClusterPool>,
+    /// The worker thread the session runs on: the pool keeps connections per worker.
+    worker: usize,
     topology: Arc<Topology>,
     /// The current map's masters, by index, and this session's connection to each (the per-command path:
     /// no hashing, no address copies).
@@ -104,10 +106,11 @@ struct Transaction {
 }
 
 impl ClusterSession {
-    pub(super) fn new(pool: Arc<ClusterPool>) -> ClusterSession {
+    pub(super) fn new(pool: Arc<ClusterPool>, worker: usize) -> ClusterSession {
         let topology = pool.topology();
         let mut session = ClusterSession {
             pool,
+            worker,
             topology,
             masters: Vec::new(),
             connections: HashMap::new(),
@@ -136,10 +139,10 @@ impl ClusterSession {
         client_id: u64,
         resp3: bool,
     ) -> Option<(Arc<NodeAddr>, &SharedConnection)> {
-        let pool = &self.pool;
+        let (pool, worker) = (&self.pool, self.worker);
         let (node, connection) = self.masters.get_mut(index)?;
-        let connection =
-            connection.get_or_insert_with(|| pool.shared_connection(node, client_id, resp3, false));
+        let connection = connection
+            .get_or_insert_with(|| pool.shared_connection(worker, node, client_id, resp3, false));
         Some((Arc::clone(node), connection))
     }
 
@@ -260,10 +263,10 @@ impl ClusterSession {
         client_id: u64,
         resp3: bool,
     ) -> &SharedConnection {
-        let pool = &self.pool;
+        let (pool, worker) = (&self.pool, self.worker);
         self.connections
             .entry((node.clone(), readonly))
-            .or_insert_with(|| pool.shared_connection(node, client_id, resp3, readonly))
+            .or_insert_with(|| pool.shared_connection(worker, node, client_id, resp3, readonly))
     }
 
     /// Sends a request to master `index`; the pending entry follows MOVED/ASK later.

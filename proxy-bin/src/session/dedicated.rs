@@ -34,8 +34,9 @@ use tracing::{debug, info};
 
 use super::tenancy::Verdict;
 use super::transaction::{self, TransactionError};
-use super::{parse_u32, unsupported, PoolHandle, Session, SessionEnd, Step};
+use super::{parse_u32, unsupported, Session, SessionEnd, Step};
 use crate::backend::{connect, BackendError, Endpoint};
+use crate::pools::PoolHandle;
 use crate::reply;
 
 /// A dedicated connection kept after its client went back to shared connections, for the next time.

@@ -26,12 +26,13 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::pending::{Expect, Pending};
-use super::{PoolHandle, Session};
+use super::Session;
 use crate::backend::BackendReply;
 use crate::introspection::{
     as_standalone, is_valid_client_attribute, keyspace_line, proxy_info, requested_sections,
     ClientLine, ProxyInfo, TABLE_VERSION,
 };
+use crate::pools::PoolHandle;
 use crate::reply;
 
 /// Redis's reply to CLIENT CACHING from a client that is not tracking (none is, through rkproxy).
@@ -177,7 +178,7 @@ impl Session {
         args: &Bytes,
         all_nodes: bool,
     ) -> Vec<(String, oneshot::Receiver<BackendReply>)> {
-        let (id, resp3) = (self.id, self.resp3);
+        let (id, worker, resp3) = (self.id, self.worker, self.resp3);
         match self.pool.clone() {
             PoolHandle::Standalone(pool) => match self.standalone_route() {
                 Some(route) => vec![(pool.address().to_string(), route.send(args.clone()))],
@@ -193,7 +194,7 @@ impl Session {
                 nodes
                     .iter()
                     .map(|node| {
-                        let connection = pool.shared_connection(node, id, resp3, false);
+                        let connection = pool.shared_connection(worker, node, id, resp3, false);
                         (node.to_string(), connection.send(args.clone()))
                     })
                     .collect()

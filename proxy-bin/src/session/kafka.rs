@@ -1,7 +1,7 @@
 //! Kafka in the session: KPUSH, KPOP, KPARTITIONS and KOFFSET go to the session's Kafka pool; a Kafka pool
 //! serves nothing else but connection commands; and the admin commands `RKPROXY KOFFSETS` and `RKPROXY KRESET`.
 //!
-//! A Kafka command runs in a task of its own (see `crate::kafka`) and its reply waits in the pending queue
+//! A Kafka command runs in a task of its own (see `crate::pools::kafka`) and its reply waits in the pending queue
 //! like a backend reply, so the session keeps reading and replies stay in request order. The consumer group of
 //! `KPOP topic` is the tenant (`default` when no tenants are configured). Tenants' traffic limits apply to
 //! Kafka commands as to Redis commands.
@@ -26,9 +26,10 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::pending::{Expect, Pending};
-use super::{PoolHandle, Session};
+use super::Session;
 use crate::backend::{one_line, BackendReply};
-use crate::kafka::{KafkaPool, KafkaPoolError};
+use crate::pools::kafka::{KafkaPool, KafkaPoolError};
+use crate::pools::PoolHandle;
 use crate::reply;
 
 impl Session {

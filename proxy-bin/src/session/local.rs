@@ -7,8 +7,9 @@ use cluster_router::commands::CommandSpec;
 use resp_codec::Request;
 
 use super::pending::{Expect, Pending};
-use super::{parse_u32, unsupported, PoolHandle, Session, SessionEnd};
+use super::{parse_u32, unsupported, Session, SessionEnd};
 use crate::backend::one_line;
+use crate::pools::PoolHandle;
 use crate::reply;
 
 /// Redis's reply to AUTH when no password is configured; rkproxy has no client authentication until tenants
@@ -115,7 +116,7 @@ impl Session {
             return;
         };
         self.db = db;
-        let route = pool.shared_connection(self.id, db, self.resp3);
+        let route = pool.shared_connection(self.worker, self.id, db, self.resp3);
         let receiver = route.send(Bytes::from_static(b"*1\r\n$4\r\nPING\r\n"));
         self.route = Some(route);
         self.pending

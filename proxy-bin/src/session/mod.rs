@@ -42,11 +42,9 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
 use crate::backend::{BackendError, BackendReply, Patience, SharedConnection};
-use crate::cluster::ClusterPool;
-use crate::kafka::KafkaPool;
-use crate::pool::StandalonePool;
+use crate::pools::PoolHandle;
 use crate::reply;
-use crate::server::ProxyState;
+use crate::state::ProxyState;
 
 use self::cluster::ClusterSession;
 use self::pending::{next_front_event, try_front_event, Expect, FrontEvent, Pending};
@@ -78,27 +76,11 @@ enum Step {
     End(SessionEnd),
 }
 
-/// The pool serving a session.
-#[derive(Clone, Debug)]
-pub enum PoolHandle {
-    Standalone(Arc<StandalonePool>),
-    Cluster(Arc<ClusterPool>),
-    Kafka(Arc<KafkaPool>),
-}
-
-impl PoolHandle {
-    pub fn name(&self) -> &str {
-        match self {
-            PoolHandle::Standalone(pool) => pool.name(),
-            PoolHandle::Cluster(pool) => pool.name(),
-            PoolHandle::Kafka(pool) => pool.name(),
-        }
-    }
-}
-
 /// A client's protocol state and its link to a pool.
 pub struct Session {
     id: u64,
+    /// The worker thread (event loop) this session runs on; pools keep backend connections per worker.
+    worker: usize,
     state: Arc<ProxyState>,
     stream: TcpStream,
     read_buffer: BytesMut,
@@ -155,11 +137,13 @@ struct LastCommand {
 const LAST_COMMAND_NAME: usize = 16;
 
 impl Session {
-    pub fn new(id: u64, state: Arc<ProxyState>, stream: TcpStream) -> Session {
+    /// A session for client `id`, accepted by the listener of worker `worker` (the thread it runs on).
+    pub fn new(id: u64, worker: usize, state: Arc<ProxyState>, stream: TcpStream) -> Session {
         let limits = state.client_codec_limits();
         let pool = state.default_pool().clone();
         Session {
             id,
+            worker,
             stream,
             read_buffer: BytesMut::with_capacity(16 * 1024),
             write_buffer: BytesMut::with_capacity(16 * 1024),
@@ -171,7 +155,7 @@ impl Session {
             resp3: false,
             name: None,
             cluster: match &pool {
-                PoolHandle::Cluster(pool) => Some(ClusterSession::new(Arc::clone(pool))),
+                PoolHandle::Cluster(pool) => Some(ClusterSession::new(Arc::clone(pool), worker)),
                 PoolHandle::Standalone(_) | PoolHandle::Kafka(_) => None,
             },
             pool,
@@ -392,10 +376,9 @@ impl Session {
         let PoolHandle::Standalone(pool) = &self.pool else {
             return None;
         };
-        Some(
-            self.route
-                .get_or_insert_with(|| pool.shared_connection(self.id, self.db, self.resp3)),
-        )
+        Some(self.route.get_or_insert_with(|| {
+            pool.shared_connection(self.worker, self.id, self.db, self.resp3)
+        }))
     }
 
     /// Sends the batched requests, if any, as one pending entry.

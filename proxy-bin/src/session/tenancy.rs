@@ -19,7 +19,8 @@ use resp_codec::{parse_frame, Limits, Request};
 use tenant_policy::{allowed_before_auth, credentials, Admission, PolicyError, Rewrite, Tenant};
 use tokio::time::Instant;
 
-use super::{PoolHandle, Session};
+use super::Session;
+use crate::pools::PoolHandle;
 use crate::reply;
 
 /// What policing decided for one request.
@@ -173,9 +174,10 @@ impl Session {
             db
         };
         self.cluster = match &pool {
-            PoolHandle::Cluster(cluster) => {
-                Some(super::cluster::ClusterSession::new(Arc::clone(cluster)))
-            }
+            PoolHandle::Cluster(cluster) => Some(super::cluster::ClusterSession::new(
+                Arc::clone(cluster),
+                self.worker,
+            )),
             PoolHandle::Standalone(_) | PoolHandle::Kafka(_) => None,
         };
         self.pool = pool;

@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proxy_bin::server::RunningProxy;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
+use rkproxy::Proxy;
 
 use crate::support::*;
 
 /// A standalone pool on `backend` with `command_ms = 1000` and `connections` shared connections.
-async fn proxy_with_one_second_timeout(backend: &OwnRedis, connections: usize) -> RunningProxy {
+async fn proxy_with_one_second_timeout(backend: &OwnRedis, connections: usize) -> Proxy {
     start_proxy_toml(&format!(
         "default_pool = 'main'\n[timeouts]\ncommand_ms = 1000\n[pools.main]\nkind = 'standalone'\n\
          nodes = ['{}']\nconnections_per_node = {connections}\n",
@@ -160,7 +160,7 @@ async fn twenty_thousand_pipelined_100_kb_gets_fail_no_one() {
             unique("control"),
             Arc::clone(&stop),
         ));
-        let address = proxy.local_addr;
+        let address = proxy.local_addr();
         let read = blocking(move || pipelined_big_gets(address, &key, 20_000, &value)).await;
         stop.store(true, Ordering::Relaxed);
         assert_eq!(read, 20_000);
@@ -260,7 +260,7 @@ async fn two_concurrent_400_mb_sets_fail_no_one() {
         let mut sets = Vec::new();
         for key in keys.clone() {
             let value = Arc::clone(&value);
-            let address = proxy.local_addr;
+            let address = proxy.local_addr();
             sets.push(blocking(move || raw_set(address, &key, &value)));
         }
         for reply in futures_util::future::join_all(sets).await {

@@ -24,22 +24,22 @@ async fn malformed_protocol_is_refused_and_closed_while_others_go_on() {
     let key = unique("neighbour");
     let _: () = neighbour.set(&key, "safe").await.unwrap();
 
-    let (line, closed) = exchange(proxy.local_addr, b"*2\r\n$3\r\nGET\r\n:1\r\n").await;
+    let (line, closed) = exchange(proxy.local_addr(), b"*2\r\n$3\r\nGET\r\n:1\r\n").await;
     assert_eq!(line, "-ERR Protocol error: expected '$', got ':'\r\n");
     assert!(
         closed,
         "a protocol error closes the connection, as in Redis"
     );
 
-    let (line, closed) = exchange(proxy.local_addr, b"*1\r\n$abc\r\n").await;
+    let (line, closed) = exchange(proxy.local_addr(), b"*1\r\n$abc\r\n").await;
     assert_eq!(line, "-ERR Protocol error: invalid bulk length\r\n");
     assert!(closed);
 
-    let (line, closed) = exchange(proxy.local_addr, b"*x\r\n").await;
+    let (line, closed) = exchange(proxy.local_addr(), b"*x\r\n").await;
     assert_eq!(line, "-ERR Protocol error: invalid multibulk length\r\n");
     assert!(closed);
 
-    let (line, closed) = exchange(proxy.local_addr, b"SET \"a b\r\n").await;
+    let (line, closed) = exchange(proxy.local_addr(), b"SET \"a b\r\n").await;
     assert_eq!(
         line,
         "-ERR Protocol error: unbalanced quotes in request\r\n"
@@ -58,7 +58,7 @@ async fn oversized_bulk_header_is_refused_at_once() {
     let started = std::time::Instant::now();
     // 600 MiB announced, above the 512 MiB default limit: refused on the header, before any data.
     let (line, closed) = exchange(
-        proxy.local_addr,
+        proxy.local_addr(),
         b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$629145600\r\n",
     )
     .await;
@@ -76,7 +76,7 @@ async fn oversized_bulk_header_is_refused_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_command_and_wrong_arity_keep_the_connection() {
     let proxy = start_proxy(&redis_addr()).await;
-    let addr = proxy.local_addr;
+    let addr = proxy.local_addr();
     let lines = blocking(move || {
         let mut raw = RawClient::connect(addr);
         raw.send(b"*2\r\n$7\r\nNOSUCHC\r\n$1\r\nx\r\n*1\r\n$3\r\nGET\r\n*3\r\n$3\r\nGET\r\n$1\r\na\r\n$1\r\nb\r\n*1\r\n$4\r\nPING\r\n");
@@ -102,7 +102,7 @@ async fn unknown_command_and_wrong_arity_keep_the_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_that_would_break_shared_connections_are_refused() {
     let proxy = start_proxy(&redis_addr()).await;
-    let addr = proxy.local_addr;
+    let addr = proxy.local_addr();
     let lines = blocking(move || {
         let mut raw = RawClient::connect(addr);
         raw.send(b"MONITOR\r\nCLIENT PAUSE 10\r\nPING\r\n");

@@ -24,13 +24,13 @@ async fn plain_redis_cli_reaches_every_slot() {
     let keys = spread_keys(&unique("cli"), 40);
     for key in &keys {
         assert_eq!(
-            redis_cli(proxy.local_addr, &["SET", key, key]).await,
+            redis_cli(proxy.local_addr(), &["SET", key, key]).await,
             "OK\n"
         );
     }
     for key in &keys {
         assert_eq!(
-            redis_cli(proxy.local_addr, &["GET", key]).await,
+            redis_cli(proxy.local_addr(), &["GET", key]).await,
             format!("{key}\n")
         );
         // The value is on the node that owns the slot: a cluster-aware redis-cli finds it there.
@@ -386,7 +386,7 @@ async fn blocking_pop_and_pubsub_in_a_cluster() {
     assert_eq!(popped, Some((key, "job-1".to_owned())));
 
     let channel = unique("news");
-    let url = format!("redis://{}/", proxy.local_addr);
+    let url = format!("redis://{}/", proxy.local_addr());
     let mut pubsub = redis::Client::open(url)
         .unwrap()
         .get_async_pubsub()
@@ -616,7 +616,7 @@ async fn traffic_survives_a_master_failover() {
         .unwrap();
     let failed_over = Arc::new(AtomicBool::new(false));
     let load = tokio::spawn(steady_load(
-        format!("redis://{}/", proxy.local_addr),
+        format!("redis://{}/", proxy.local_addr()),
         keys.clone(),
         failed_over.clone(),
     ));
@@ -735,7 +735,7 @@ async fn subscriber_keeps_receiving_after_its_node_fails_over() {
     let mut cluster = blocking(|| OwnCluster::start(1000)).await;
     let proxy = start_cluster_proxy(&cluster.addrs(), "refresh_ms = 500").await;
     let channel = "failover-news";
-    let url = format!("redis://{}/", proxy.local_addr);
+    let url = format!("redis://{}/", proxy.local_addr());
     let mut pubsub = redis::Client::open(url)
         .unwrap()
         .get_async_pubsub()
@@ -793,7 +793,7 @@ async fn subscriber_keeps_receiving_after_its_node_fails_over() {
 async fn sharded_pubsub_reaches_the_channels_node() {
     let proxy = start_cluster_proxy(&cluster_nodes(), "").await;
     let channel = unique("shard-news");
-    let addr = proxy.local_addr;
+    let addr = proxy.local_addr();
     let subscribe_channel = channel.clone();
     let subscriber = tokio::task::spawn_blocking(move || {
         let mut raw = RawClient::connect(addr);
@@ -851,7 +851,7 @@ async fn a_dead_master_fails_only_its_share_of_a_pipeline() {
     );
     cluster.kill(&victim).await;
 
-    let addr = proxy.local_addr;
+    let addr = proxy.local_addr();
     let pipelined = keys.clone();
     let replies = blocking(move || {
         let mut raw = RawClient::connect(addr);

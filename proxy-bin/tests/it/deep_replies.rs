@@ -74,7 +74,7 @@ async fn a_reply_thousands_of_levels_deep_passes_and_the_connection_stays() {
     let mut info = direct(&backend.addr(), 0).await;
     let connections_before = connections_received(&mut info).await;
 
-    let proxy_addr = proxy.local_addr.to_string();
+    let proxy_addr = proxy.local_addr().to_string();
     let through_proxy = blocking(move || raw_reply(&proxy_addr, &eval)).await;
     assert!(
         through_proxy == direct_reply,

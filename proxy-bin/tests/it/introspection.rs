@@ -97,7 +97,7 @@ fn read_reply(raw: &mut RawClient) -> Vec<String> {
 #[tokio::test]
 async fn client_tracking_is_refused_with_a_reason_and_off_is_ok() {
     let proxy = start_proxy(&redis_addr()).await;
-    let addr = proxy.local_addr;
+    let addr = proxy.local_addr();
     let replies = blocking(move || {
         let mut raw = RawClient::connect(addr);
         raw.send(
@@ -240,7 +240,7 @@ async fn client_info_and_list_give_every_field_redis_gives() {
         .collect();
     assert!(missing.is_empty(), "missing {missing:?} in {line}");
     assert_eq!(info["id"], id.to_string());
-    assert_eq!(info["laddr"], proxy.local_addr.to_string());
+    assert_eq!(info["laddr"], proxy.local_addr().to_string());
     assert!(info["addr"].starts_with("127.0.0.1:"), "{line}");
     assert_eq!(info["name"], "introspect");
     assert_eq!(info["db"], "2");
@@ -285,7 +285,7 @@ async fn client_info_and_list_give_every_field_redis_gives() {
 
 /// A proxy over the test Redis with an admin and a non-admin tenant (own db 5), plus a Kafka pool whose broker
 /// is absent.
-async fn tenant_proxy() -> proxy_bin::server::RunningProxy {
+async fn tenant_proxy() -> rkproxy::Proxy {
     let port = free_port();
     start_proxy_toml(&format!(
         "default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n\
@@ -320,7 +320,7 @@ async fn info_is_answered_for_every_tenant_and_the_full_one_for_admins() {
     assert_eq!(found["redis_mode"], "standalone");
     assert_eq!(found["rkproxy_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(found["process_id"], std::process::id().to_string());
-    assert_eq!(found["tcp_port"], proxy.local_addr.port().to_string());
+    assert_eq!(found["tcp_port"], proxy.local_addr().port().to_string());
     assert!(found["uptime_in_seconds"].parse::<u64>().is_ok(), "{info}");
     assert!(
         found["connected_clients"].parse::<u64>().unwrap() >= 1,
@@ -369,7 +369,7 @@ async fn info_is_answered_for_every_tenant_and_the_full_one_for_admins() {
 async fn hello_reports_the_backend_version_and_one_standalone_mode() {
     let version = backend_version(&redis_addr()).await;
     let proxy = start_proxy(&redis_addr()).await;
-    let addr = proxy.local_addr;
+    let addr = proxy.local_addr();
     let hello = blocking(move || {
         let mut raw = RawClient::connect(addr);
         raw.send(b"HELLO 2\r\n");
@@ -386,7 +386,7 @@ async fn hello_reports_the_backend_version_and_one_standalone_mode() {
     let nodes = cluster_nodes();
     let cluster_version = backend_version(&nodes[0]).await;
     let cluster_proxy = start_cluster_proxy(&nodes, "").await;
-    let addr = cluster_proxy.local_addr;
+    let addr = cluster_proxy.local_addr();
     let hello = blocking(move || {
         let mut raw = RawClient::connect(addr);
         raw.send(b"HELLO 2\r\nINFO server\r\n");
@@ -537,7 +537,7 @@ async fn config_is_refused_to_non_admin_tenants() {
 #[tokio::test]
 async fn client_reply_off_on_and_skip_are_emulated() {
     let proxy = start_proxy(&redis_addr()).await;
-    let addr = proxy.local_addr;
+    let addr = proxy.local_addr();
     let key = unique("replymode");
     let replies = blocking(move || {
         let mut raw = RawClient::connect(addr);
@@ -597,7 +597,7 @@ async fn client_reply_sequences_match_redis_on_standalone_and_cluster_pools() {
         b"CLIENT REPLY SKIP\r\nCLIENT REPLY SKIP\r\nPING f\r\nPING g\r\n",
     ];
     for sequence in sequences {
-        let proxies = [standalone.local_addr, cluster.local_addr];
+        let proxies = [standalone.local_addr(), cluster.local_addr()];
         let (expected, got) = blocking(move || {
             let expected = exchange(redis, sequence);
             let got: Vec<String> = proxies

@@ -58,7 +58,7 @@ fn kafka_pool_toml(pool_keys: &str, topics: &str) -> String {
 }
 
 /// An in-process proxy whose default pool is the Kafka pool `events` with `topics`; `extra` adds tables.
-async fn kafka_proxy(topics: &str, extra: &str) -> proxy_bin::server::RunningProxy {
+async fn kafka_proxy(topics: &str, extra: &str) -> rkproxy::Proxy {
     start_proxy_toml(&format!(
         "default_pool = 'events'\n{}\n{extra}\n",
         kafka_pool_toml("", topics)
@@ -224,7 +224,11 @@ async fn kpush_is_read_back_byte_for_byte_by_kcat() {
     );
 
     // An explicit partition, from redis-cli this time.
-    let output = redis_cli(proxy.local_addr, &["KPUSH", &topic, "1", "from redis-cli"]).await;
+    let output = redis_cli(
+        proxy.local_addr(),
+        &["KPUSH", &topic, "1", "from redis-cli"],
+    )
+    .await;
     let numbers: Vec<i64> = output.lines().map(|line| line.parse().unwrap()).collect();
     assert_eq!(numbers.len(), 2, "{output}");
     assert_eq!(numbers[0], 1);
@@ -415,7 +419,7 @@ async fn errors_are_replies_and_the_connection_stays_open() {
             request.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
         }
     }
-    let addr = proxy.local_addr;
+    let addr = proxy.local_addr();
     let lines = blocking(move || {
         let mut raw = RawClient::connect(addr);
         raw.send(&request);
@@ -490,7 +494,7 @@ async fn tenants_of_redis_and_kafka_pools() {
         pool = kafka_pool_toml("", &topic_toml(&topic, 1, &["writer"], &["reader", "app"])),
     ))
     .await;
-    let addr = proxy.local_addr;
+    let addr = proxy.local_addr();
 
     // Before AUTH: NOAUTH, also for Kafka commands.
     let line = blocking(move || {

@@ -60,7 +60,7 @@ async fn replies_pair_with_requests_on_a_standalone_pool() {
     let _heavy = cpu_heavy().await;
     let settings = Settings::from_env();
     let proxy = start_proxy(&redis_addr()).await;
-    let report = run_clients(proxy.local_addr, &unique("pairing"), &settings, None).await;
+    let report = run_clients(proxy.local_addr(), &unique("pairing"), &settings, None).await;
     proxy.shutdown().await;
     report.check();
 }
@@ -90,7 +90,7 @@ async fn replies_pair_with_requests_on_a_cluster_pool_during_slot_migration() {
     let migrator = settings
         .migrate
         .then(|| Migrator::start(masters, owners, settings.seed));
-    let report = run_clients(proxy.local_addr, &prefix, &settings, migrator.as_ref()).await;
+    let report = run_clients(proxy.local_addr(), &prefix, &settings, migrator.as_ref()).await;
     let migrations = match migrator {
         Some(migrator) => blocking(move || migrator.finish()).await,
         None => Ok(0),

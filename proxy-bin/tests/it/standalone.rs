@@ -9,27 +9,27 @@ async fn redis_cli_set_get_through_proxy() {
     let proxy = start_proxy(&redis_addr()).await;
     let key = unique("cli");
     assert_eq!(
-        redis_cli(proxy.local_addr, &["SET", &key, "hello world"]).await,
+        redis_cli(proxy.local_addr(), &["SET", &key, "hello world"]).await,
         "OK\n"
     );
     assert_eq!(
-        redis_cli(proxy.local_addr, &["GET", &key]).await,
+        redis_cli(proxy.local_addr(), &["GET", &key]).await,
         "hello world\n"
     );
     assert_eq!(
-        redis_cli(proxy.local_addr, &["INCRBY", &format!("{key}:n"), "5"]).await,
+        redis_cli(proxy.local_addr(), &["INCRBY", &format!("{key}:n"), "5"]).await,
         "5\n"
     );
     assert_eq!(
-        redis_cli(proxy.local_addr, &["DEL", &key, &format!("{key}:n")]).await,
+        redis_cli(proxy.local_addr(), &["DEL", &key, &format!("{key}:n")]).await,
         "2\n"
     );
-    assert_eq!(redis_cli(proxy.local_addr, &["PING"]).await, "PONG\n");
+    assert_eq!(redis_cli(proxy.local_addr(), &["PING"]).await, "PONG\n");
     // The value really is on the backend.
     let mut direct = direct(&redis_addr(), 0).await;
     let _: () = direct.set(&key, "direct").await.unwrap();
     assert_eq!(
-        redis_cli(proxy.local_addr, &["GET", &key]).await,
+        redis_cli(proxy.local_addr(), &["GET", &key]).await,
         "direct\n"
     );
     proxy.shutdown().await;
@@ -69,7 +69,7 @@ async fn many_clients_share_few_backend_connections() {
         .unwrap();
     let mut tasks = Vec::new();
     for client_index in 0..40 {
-        let url = format!("redis://{}/", proxy.local_addr);
+        let url = format!("redis://{}/", proxy.local_addr());
         tasks.push(tokio::spawn(async move {
             let mut connection = redis::Client::open(url)
                 .unwrap()
@@ -119,7 +119,7 @@ async fn big_values_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inline_commands_work() {
     let proxy = start_proxy(&redis_addr()).await;
-    let addr = proxy.local_addr;
+    let addr = proxy.local_addr();
     let key = unique("inline");
     let replies = blocking(move || {
         let mut raw = RawClient::connect(addr);
@@ -139,7 +139,7 @@ async fn inline_commands_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_3_switches_to_resp3() {
     let proxy = start_proxy(&redis_addr()).await;
-    let addr = proxy.local_addr;
+    let addr = proxy.local_addr();
     let key = unique("resp3");
     let mut direct = direct(&redis_addr(), 0).await;
     let _: () = direct.hset(&key, "f", "v").await.unwrap();

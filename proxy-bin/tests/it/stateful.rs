@@ -176,7 +176,7 @@ fn wait_for_blocked_clients(addr: &str, count: u32) {
 async fn subscribe_receives_published_messages() {
     let proxy = start_proxy(&redis_addr()).await;
     let channel = unique("channel");
-    let url = format!("redis://{}/", proxy.local_addr);
+    let url = format!("redis://{}/", proxy.local_addr());
     let mut pubsub = redis::Client::open(url)
         .unwrap()
         .get_async_pubsub()
@@ -235,7 +235,7 @@ async fn client_name_is_per_client() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quit_replies_ok_and_closes() {
     let proxy = start_proxy(&redis_addr()).await;
-    let addr = proxy.local_addr;
+    let addr = proxy.local_addr();
     let (line, closed) = blocking(move || {
         let mut raw = RawClient::connect(addr);
         raw.send(b"QUIT\r\n");

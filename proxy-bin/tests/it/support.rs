@@ -6,8 +6,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use proxy_bin::config::Config;
-use proxy_bin::server::RunningProxy;
+use rkproxy::config::Config;
+use rkproxy::Proxy;
 
 /// Reads a server address that `cargo xtask test` exports; fails loudly when it is missing.
 pub fn env_addr(name: &str) -> String {
@@ -25,16 +25,14 @@ pub fn redis_addr() -> String {
 }
 
 /// Starts a proxy in this process in front of `toml`'s pools, listening on a free port.
-pub async fn start_proxy_toml(toml: &str) -> RunningProxy {
+pub async fn start_proxy_toml(toml: &str) -> Proxy {
     let toml = format!("listen = '127.0.0.1:0'\n{toml}");
     let config = Config::from_toml(&toml).expect("test config is valid");
-    proxy_bin::server::start(config)
-        .await
-        .expect("proxy starts")
+    Proxy::builder(config).start().await.expect("proxy starts")
 }
 
 /// Starts a proxy in front of one standalone backend.
-pub async fn start_proxy(backend: &str) -> RunningProxy {
+pub async fn start_proxy(backend: &str) -> Proxy {
     start_proxy_toml(&format!(
         "default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{backend}']\n"
     ))
@@ -42,8 +40,8 @@ pub async fn start_proxy(backend: &str) -> RunningProxy {
 }
 
 /// A redis-rs multiplexed connection to the proxy.
-pub async fn client(proxy: &RunningProxy) -> redis::aio::MultiplexedConnection {
-    let url = format!("redis://{}/", proxy.local_addr);
+pub async fn client(proxy: &Proxy) -> redis::aio::MultiplexedConnection {
+    let url = format!("redis://{}/", proxy.local_addr());
     // The client's own timeout is longer than the proxy's, so tests see the proxy's errors.
     let config =
         redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
@@ -266,7 +264,7 @@ pub fn cluster_nodes() -> Vec<String> {
 }
 
 /// A proxy whose default pool is a cluster pool over `seeds`, with extra pool keys.
-pub async fn start_cluster_proxy(seeds: &[String], extra: &str) -> RunningProxy {
+pub async fn start_cluster_proxy(seeds: &[String], extra: &str) -> Proxy {
     let nodes = seeds
         .iter()
         .map(|s| format!("'{s}'"))

@@ -7,7 +7,7 @@ use redis::AsyncCommands;
 use crate::support::*;
 
 /// A proxy with two pools (both on the test Redis) and a set of tenants.
-async fn tenant_proxy(extra: &str) -> proxy_bin::server::RunningProxy {
+async fn tenant_proxy(extra: &str) -> rkproxy::Proxy {
     let redis = redis_addr();
     start_proxy_toml(&format!(
         "default_pool = 'main'\n\
@@ -28,11 +28,11 @@ async fn tenant_proxy(extra: &str) -> proxy_bin::server::RunningProxy {
 
 /// A redis-rs connection authenticated as `user`.
 async fn as_tenant(
-    proxy: &proxy_bin::server::RunningProxy,
+    proxy: &rkproxy::Proxy,
     user: &str,
     password: &str,
 ) -> redis::aio::MultiplexedConnection {
-    let url = format!("redis://{user}:{password}@{}/", proxy.local_addr);
+    let url = format!("redis://{user}:{password}@{}/", proxy.local_addr());
     let config =
         redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
     redis::Client::open(url)
@@ -51,7 +51,7 @@ fn raw_lines(addr: std::net::SocketAddr, send: &'static [u8], lines: usize) -> V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentication_rules() {
     let proxy = tenant_proxy("").await;
-    let addr = proxy.local_addr;
+    let addr = proxy.local_addr();
     let lines = blocking(move || {
         raw_lines(
             addr,
@@ -437,7 +437,7 @@ async fn traffic_limits() {
     assert!(ttl > 0 && ttl <= 60, "ttl {ttl}");
     // max_connections = 2: the third connection's AUTH is refused.
     let _second = as_tenant(&proxy, "small", "small-pw").await;
-    let addr = proxy.local_addr;
+    let addr = proxy.local_addr();
     let (line, closed) = blocking(move || {
         let mut raw = RawClient::connect(addr);
         raw.send(b"AUTH small small-pw\r\n");
@@ -515,7 +515,7 @@ async fn no_key_taking_command_reaches_another_tenants_keys() {
         .into_iter()
         .filter(|spec| tenant_policy::testing::has_real_keys(spec))
         .collect();
-    let addr = proxy.local_addr;
+    let addr = proxy.local_addr();
     let names: Vec<&str> = specs.iter().map(|spec| spec.name).collect();
     let leaks = blocking(move || {
         let mut leaks = Vec::new();

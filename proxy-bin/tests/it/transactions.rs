@@ -286,7 +286,7 @@ async fn differential(direct: String, proxy: String, tag: String, cases: u64) {
 async fn transactions_match_redis_on_a_standalone_pool() {
     let redis = redis_addr();
     let proxy = start_proxy(&redis).await;
-    differential(redis, proxy.local_addr.to_string(), unique("txdiff"), 300).await;
+    differential(redis, proxy.local_addr().to_string(), unique("txdiff"), 300).await;
     proxy.shutdown().await;
 }
 
@@ -334,12 +334,12 @@ async fn transactions_match_redis_on_a_cluster_pool() {
         move || cluster_master_of_slot(cluster_router::key_slot(tag.as_bytes()))
     })
     .await;
-    differential(master, proxy.local_addr.to_string(), tag, 500).await;
+    differential(master, proxy.local_addr().to_string(), tag, 500).await;
     proxy.shutdown().await;
 }
 
 /// A proxy with tenants whose refusals must abort a transaction; `pool` is the TOML of pool `p`.
-async fn refusing_proxy(pool: &str) -> proxy_bin::server::RunningProxy {
+async fn refusing_proxy(pool: &str) -> rkproxy::Proxy {
     start_proxy_toml(&format!(
         "default_pool = 'p'\n\
          [pools.p]\n{pool}\n\
@@ -355,7 +355,7 @@ async fn refusing_proxy(pool: &str) -> proxy_bin::server::RunningProxy {
 /// nothing is written; the connection works normally afterwards.
 async fn refusals_abort(pool: &str) {
     let proxy = refusing_proxy(pool).await;
-    let addr = proxy.local_addr.to_string();
+    let addr = proxy.local_addr().to_string();
     blocking(move || {
         let key = format!("{{txok}}:{}", unique("abort"));
         let big = "x".repeat(300);
@@ -458,7 +458,7 @@ async fn proxy_refusals_abort_transactions_on_a_cluster_pool() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_crossslot_under_watch_aborts() {
     let proxy = start_cluster_proxy(&cluster_nodes(), "").await;
-    let addr = proxy.local_addr.to_string();
+    let addr = proxy.local_addr().to_string();
     blocking(move || {
         let keys = key_on_every_master(&unique("watchx"));
         let mut client = Resp::connect(&addr);
@@ -485,7 +485,7 @@ async fn cluster_crossslot_under_watch_aborts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_client_leaves_its_node_after_unsubscribing() {
     let proxy = start_cluster_proxy(&cluster_nodes(), "").await;
-    let addr = proxy.local_addr.to_string();
+    let addr = proxy.local_addr().to_string();
     blocking(move || {
         let keys = key_on_every_master(&unique("unsub"));
         let channel = unique("chan");
@@ -531,7 +531,7 @@ async fn cluster_client_leaves_its_node_after_unsubscribing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_rs_connection_reused_after_pubsub_reaches_every_master() {
     let proxy = start_cluster_proxy(&cluster_nodes(), "").await;
-    let url = format!("redis://{}/", proxy.local_addr);
+    let url = format!("redis://{}/", proxy.local_addr());
     blocking(move || {
         let keys = key_on_every_master(&unique("pooled"));
         let client = redis::Client::open(url).unwrap();
@@ -606,7 +606,7 @@ async fn quit_like_redis(direct: String, proxy: String) {
 async fn quit_on_a_dedicated_connection_answers_like_redis_standalone() {
     let redis = redis_addr();
     let proxy = start_proxy(&redis).await;
-    quit_like_redis(redis, proxy.local_addr.to_string()).await;
+    quit_like_redis(redis, proxy.local_addr().to_string()).await;
     proxy.shutdown().await;
 }
 
@@ -614,7 +614,7 @@ async fn quit_on_a_dedicated_connection_answers_like_redis_standalone() {
 async fn quit_on_a_dedicated_connection_answers_like_redis_cluster() {
     let proxy = start_cluster_proxy(&cluster_nodes(), "").await;
     let master = blocking(|| cluster_master_of_slot(cluster_router::key_slot(b"quit"))).await;
-    quit_like_redis(master, proxy.local_addr.to_string()).await;
+    quit_like_redis(master, proxy.local_addr().to_string()).await;
     proxy.shutdown().await;
 }
 
@@ -625,7 +625,7 @@ async fn quit_on_a_dedicated_connection_answers_like_redis_cluster() {
 async fn cluster_transaction_follows_ask_and_moved() {
     let cluster = blocking(|| OwnCluster::start(2000)).await;
     let proxy = start_cluster_proxy(&cluster.addrs()[..1], "").await;
-    let addr = proxy.local_addr.to_string();
+    let addr = proxy.local_addr().to_string();
     let addrs = cluster.addrs();
     let source = cluster
         .master_of_slot(cluster_router::key_slot(b"txmig"))
@@ -715,7 +715,7 @@ async fn cluster_transaction_follows_ask_and_moved() {
 async fn cluster_commands_wait_out_tryagain_during_a_migration() {
     let cluster = blocking(|| OwnCluster::start(2000)).await;
     let proxy = start_cluster_proxy(&cluster.addrs()[..1], "").await;
-    let addr = proxy.local_addr.to_string();
+    let addr = proxy.local_addr().to_string();
     let addrs = cluster.addrs();
     let source = cluster
         .master_of_slot(cluster_router::key_slot(b"tryagain"))
@@ -810,7 +810,7 @@ async fn cluster_commands_wait_out_tryagain_during_a_migration() {
 async fn dedicated_connection_moved_to_another_db_is_not_reused() {
     let redis = redis_addr();
     let proxy = start_proxy(&redis).await;
-    let addr = proxy.local_addr.to_string();
+    let addr = proxy.local_addr().to_string();
     let key = unique("reused");
     let replies = blocking({
         let key = key.clone();
@@ -882,7 +882,7 @@ async fn pubsub_like_redis(direct: String, proxy: String) {
 async fn pubsub_sequences_answer_like_redis_standalone() {
     let redis = redis_addr();
     let proxy = start_proxy(&redis).await;
-    pubsub_like_redis(redis, proxy.local_addr.to_string()).await;
+    pubsub_like_redis(redis, proxy.local_addr().to_string()).await;
     proxy.shutdown().await;
 }
 
@@ -890,7 +890,7 @@ async fn pubsub_sequences_answer_like_redis_standalone() {
 async fn pubsub_sequences_answer_like_redis_cluster() {
     let proxy = start_cluster_proxy(&cluster_nodes(), "").await;
     let master = blocking(|| cluster_master_of_slot(cluster_router::key_slot(b"psq"))).await;
-    pubsub_like_redis(master, proxy.local_addr.to_string()).await;
+    pubsub_like_redis(master, proxy.local_addr().to_string()).await;
     proxy.shutdown().await;
 }
 
@@ -900,7 +900,7 @@ async fn pubsub_sequences_answer_like_redis_cluster() {
 async fn deep_reply_inside_exec_passes_through_a_dedicated_connection() {
     let redis = redis_addr();
     let proxy = start_proxy(&redis).await;
-    let addr = proxy.local_addr.to_string();
+    let addr = proxy.local_addr().to_string();
     blocking(move || {
         let script = "local a = {}; local b = {a}; a[1] = b; return a";
         let run = |addr: &str| {
@@ -926,7 +926,7 @@ async fn deep_reply_inside_exec_passes_through_a_dedicated_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_cluster_transaction_gets_its_own_reply() {
     let proxy = start_cluster_proxy(&cluster_nodes(), "").await;
-    let addr = proxy.local_addr.to_string();
+    let addr = proxy.local_addr().to_string();
     blocking(move || {
         let tag = unique("bigtx");
         let counter = format!("{{{tag}}}:count");

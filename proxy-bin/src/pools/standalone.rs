@@ -1,4 +1,5 @@
-//! Backend pools: the shared connections of one standalone Redis, created lazily per database and protocol.
+//! Standalone pools: the shared connections of one standalone Redis, created lazily per worker, database and
+//! protocol.
 //!
 //! Clients never own a shared connection; they hold a cheap handle. A client is mapped to one of the
 //! `connections_per_node` connections of a (db, protocol) pair by its id, and keeps that mapping, so its pipelined
@@ -48,14 +49,21 @@ impl StandalonePool {
         &self.template.address
     }
 
-    /// The shared connection this client uses for `db` and the protocol version.
-    pub fn shared_connection(&self, client_id: u64, db: u32, resp3: bool) -> SharedConnection {
+    /// The shared connection this client uses for `db` and the protocol version on event loop `worker` (the
+    /// session passes the index of the worker thread it runs on: each worker has its own backend connections,
+    /// so nothing on the per-command path crosses threads).
+    pub fn shared_connection(
+        &self,
+        worker: usize,
+        client_id: u64,
+        db: u32,
+        resp3: bool,
+    ) -> SharedConnection {
         // A poisoned lock only means another thread panicked while inserting; the map is still usable.
         let mut shared = self
             .shared
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let worker = crate::server::worker_index();
         let connections = shared.entry((worker, db, resp3)).or_insert_with(|| {
             (0..self.connections_per_node)
                 .map(|_| SharedConnection::spawn(self.endpoint(db, resp3)))

@@ -146,9 +146,11 @@ impl ClusterPool {
         self.read_policy
     }
 
-    /// The shared connection this client uses to reach `node`.
+    /// The shared connection this client uses to reach `node` on event loop `worker` (see
+    /// [`StandalonePool::shared_connection`](super::standalone::StandalonePool::shared_connection)).
     pub fn shared_connection(
         &self,
+        worker: usize,
         node: &NodeAddr,
         client_id: u64,
         resp3: bool,
@@ -159,7 +161,7 @@ impl ClusterPool {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let connections = shared
-            .entry((crate::server::worker_index(), node.clone(), resp3, readonly))
+            .entry((worker, node.clone(), resp3, readonly))
             .or_insert_with(|| {
                 (0..self.connections_per_node)
                     .map(|_| SharedConnection::spawn(self.endpoint(node, resp3, readonly)))

@@ -1,0 +1,62 @@
+//! The pools layer: each configured pool as a standalone Redis, a Redis Cluster or a Kafka cluster, and the
+//! shared backend connections it hands out.
+//!
+//! Pools sit below sessions and above backend connections: a session asks its pool for a connection (passing
+//! the index of the worker thread it runs on, since each worker has its own connections), and a pool never
+//! knows about sessions or the listener. [`PoolHandle`] is the cheap, cloneable reference to one pool that
+//! sessions and the shared state hold.
+
+pub mod cluster;
+pub mod kafka;
+pub mod standalone;
+
+use std::sync::Arc;
+
+use crate::config::{Config, PoolConfig, PoolKind};
+
+use self::cluster::ClusterPool;
+use self::kafka::KafkaPool;
+use self::standalone::StandalonePool;
+
+/// One pool, of any kind.
+#[derive(Clone, Debug)]
+pub enum PoolHandle {
+    Standalone(Arc<StandalonePool>),
+    Cluster(Arc<ClusterPool>),
+    Kafka(Arc<KafkaPool>),
+}
+
+impl PoolHandle {
+    /// Builds pool `name`. Standalone backends are connected lazily, when clients first need them; a cluster pool
+    /// reads its first slot map here; a Kafka pool connects in the background.
+    pub async fn start(
+        name: &str,
+        pool: &PoolConfig,
+        config: &Config,
+    ) -> Result<PoolHandle, String> {
+        Ok(match pool.kind {
+            PoolKind::Standalone => {
+                PoolHandle::Standalone(Arc::new(StandalonePool::new(name, pool, &config.timeouts)?))
+            }
+            PoolKind::Cluster => {
+                let cluster = Arc::new(ClusterPool::new(name, pool, &config.timeouts)?);
+                cluster.start().await;
+                PoolHandle::Cluster(cluster)
+            }
+            PoolKind::Kafka => {
+                // Connects in the background: a broker that is down must not stop the proxy starting.
+                let kafka = Arc::new(KafkaPool::new(name, pool, config)?);
+                kafka.start();
+                PoolHandle::Kafka(kafka)
+            }
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            PoolHandle::Standalone(pool) => pool.name(),
+            PoolHandle::Cluster(pool) => pool.name(),
+            PoolHandle::Kafka(pool) => pool.name(),
+        }
+    }
+}

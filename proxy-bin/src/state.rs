@@ -1,0 +1,126 @@
+//! What every session shares: the configuration, the pools, the tenants, the connection limit and client ids.
+//!
+//! The listener builds one [`ProxyState`] at start and hands an `Arc` of it to every session; sessions read the
+//! configuration and find pools only through it. It is the snapshot a configuration reload will build anew and
+//! swap (the operations issue); nothing else holds configuration that a reload would have to chase.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use resp_codec::Limits;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::Config;
+use crate::introspection::BackendVersion;
+use crate::pools::kafka::KafkaPool;
+use crate::pools::PoolHandle;
+
+/// What every session shares: the configuration, the pools, the connection limit and client ids.
+#[derive(Debug)]
+pub struct ProxyState {
+    config: Arc<Config>,
+    pools: HashMap<String, PoolHandle>,
+    default_pool: PoolHandle,
+    connections: Arc<Semaphore>,
+    next_client_id: AtomicU64,
+    tenants: Option<tenant_policy::Tenants>,
+    /// When the proxy started, for INFO's uptime.
+    started: std::time::Instant,
+    /// Each Redis pool's backend version, learned on first use (HELLO, INFO).
+    backend_versions: HashMap<String, BackendVersion>,
+}
+
+impl ProxyState {
+    /// Builds the pools. Standalone backends are connected lazily, when clients first need them; cluster pools
+    /// read their slot map first.
+    pub async fn new(config: Config) -> Result<ProxyState, String> {
+        let mut pools = HashMap::new();
+        for (name, pool) in &config.pools {
+            pools.insert(name.clone(), PoolHandle::start(name, pool, &config).await?);
+        }
+        let default_pool = pools
+            .get(&config.default_pool)
+            .cloned()
+            .ok_or_else(|| format!("default_pool '{}' is not defined", config.default_pool))?;
+        let tenants = config.build_tenants().map_err(|e| e.to_string())?;
+        let backend_versions = pools
+            .keys()
+            .map(|name| (name.clone(), Default::default()))
+            .collect();
+        Ok(ProxyState {
+            tenants,
+            started: std::time::Instant::now(),
+            backend_versions,
+            connections: Arc::new(Semaphore::new(config.client_limits.max_connections)),
+            config: Arc::new(config),
+            pools,
+            default_pool,
+            next_client_id: AtomicU64::new(1),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn default_pool(&self) -> &PoolHandle {
+        &self.default_pool
+    }
+
+    /// The tenants, when any are configured (then every client must AUTH).
+    pub fn tenants(&self) -> Option<&tenant_policy::Tenants> {
+        self.tenants.as_ref()
+    }
+
+    pub fn pool(&self, name: &str) -> Option<&PoolHandle> {
+        self.pools.get(name)
+    }
+
+    /// How long the proxy has been running.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// A new client's id: unique in this process, never reused.
+    pub fn next_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// One of the `max_connections` permits for a new client, held for as long as its connection is open;
+    /// `None` when every permit is taken.
+    pub fn admit_client(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.connections).try_acquire_owned().ok()
+    }
+
+    /// Client connections open now (each holds one of the `max_connections` permits).
+    pub fn connected_clients(&self) -> usize {
+        self.config
+            .client_limits
+            .max_connections
+            .saturating_sub(self.connections.available_permits())
+    }
+
+    /// The backend version of pool `name`, once learned.
+    pub fn backend_version(&self, name: &str) -> Option<&BackendVersion> {
+        self.backend_versions.get(name)
+    }
+
+    /// Every Kafka pool, for the proxy's Kafka admin commands.
+    pub fn kafka_pools(&self) -> impl Iterator<Item = &Arc<KafkaPool>> {
+        self.pools.values().filter_map(|pool| match pool {
+            PoolHandle::Kafka(kafka) => Some(kafka),
+            _ => None,
+        })
+    }
+
+    /// Codec limits for client requests.
+    pub fn client_codec_limits(&self) -> Limits {
+        let limits = &self.config.client_limits;
+        Limits {
+            max_bulk_len: limits.max_bulk_bytes,
+            max_array_len: limits.max_arguments,
+            ..Limits::default()
+        }
+    }
+}

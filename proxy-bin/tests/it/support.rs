@@ -54,8 +54,8 @@ pub async fn client(proxy: &Proxy) -> redis::aio::MultiplexedConnection {
 
 /// A redis-rs connection to the proxy that waits up to a minute for each reply (for clients whose commands
 /// may queue behind a big transfer on a loaded machine, where only an error would be a failure).
-pub async fn patient_client(proxy: &RunningProxy) -> redis::aio::MultiplexedConnection {
-    let url = format!("redis://{}/", proxy.local_addr);
+pub async fn patient_client(proxy: &Proxy) -> redis::aio::MultiplexedConnection {
+    let url = format!("redis://{}/", proxy.local_addr());
     let config =
         redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
     redis::Client::open(url)

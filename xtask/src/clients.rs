@@ -1,21 +1,23 @@
 //! `cargo xtask clients`: the Redis client libraries people use, against a real rkproxy.
 //!
 //! The workspace tests speak to rkproxy through redis-rs and raw sockets; applications use
-//! redis-py, ioredis, node-redis, go-redis, ... This command runs each of them, in plain
+//! redis-py, ioredis, node-redis, go-redis, Jedis, Lettuce. This command runs each of them, in plain
 //! (non-cluster) mode, through the scenarios in `clients/matrix/<language>/`:
 //!
 //! 1. builds rkproxy (debug, or release with `--release`);
 //! 2. installs each language's pinned packages: a venv under `target/clients/python/`, `npm ci`
 //!    in a copy of the Node suite under `target/clients/node/`, `go mod download` for Go (the
-//!    module cache is Go's own); nothing is written into `clients/`;
+//!    module cache is Go's own), Maven's test-compile for Java (build folder
+//!    `target/clients/java/`, jars in Maven's own repository); nothing is written into `clients/`;
 //! 3. starts the test servers that `cargo xtask test` uses (Kafka unless `--no-kafka`);
 //! 4. starts two rkproxy processes in front of them (see [`open_config`] and [`tenant_config`])
 //!    and passes their addresses to the suites in `RKPROXY_CLIENTS_*` variables;
-//! 5. runs each suite with its own runner (pytest, node's test runner, go test), then stops
+//! 5. runs each suite with its own runner (pytest, node's test runner, go test, Maven Surefire
+//!    with JUnit), then stops
 //!    everything and prints one line per suite with its time.
 //!
-//! Toolchains (python3, node and npm, go) are expected on the machine; only packages are
-//! installed, from PyPI, npm and the Go module proxy.
+//! Toolchains (python3, node and npm, go, java and mvn) are expected on the machine; only
+//! packages are installed, from PyPI, npm, the Go module proxy and Maven Central.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -151,6 +153,7 @@ fn toolchain(suite: ClientSuite) -> &'static [&'static str] {
         ClientSuite::Python => &["python3"],
         ClientSuite::Node => &["node", "npm"],
         ClientSuite::Go => &["go"],
+        ClientSuite::Java => &["java", "mvn"],
     }
 }
 
@@ -204,6 +207,11 @@ fn install(suite: ClientSuite) -> Result<()> {
         ClientSuite::Go => {
             sh.change_dir(&source);
             cmd!(sh, "go mod download").run()?;
+        }
+        ClientSuite::Java => {
+            sh.change_dir(&source);
+            let build = maven_build_flag();
+            cmd!(sh, "mvn -B -q -ntp test-compile {build}").run()?;
         }
     }
     Ok(())
@@ -264,11 +272,30 @@ fn run_suite(suite: ClientSuite, env: &[(&str, String)], no_kafka: bool) -> Resu
             };
             cmd!(sh, "go test -count=1 -v {skip_kafka...} ./...")
         }
+        ClientSuite::Java => {
+            sh.change_dir(&source);
+            let build = maven_build_flag();
+            let skip_kafka: &[&str] = if no_kafka {
+                &["-DexcludedGroups=kafka"]
+            } else {
+                &[]
+            };
+            cmd!(sh, "mvn -B -ntp test {build} {skip_kafka...}")
+        }
     };
     let command = command.envs(env.iter().map(|(name, value)| (*name, value)));
     let status =
         shell::spawn(command).and_then(|mut child| shell::wait_forwarding_signals(&mut child))?;
     Ok(status.success())
+}
+
+/// Maven's build folder for the Java suite, under the target dir (the pom's default is the same
+/// place for a workspace without `CARGO_TARGET_DIR`).
+fn maven_build_flag() -> String {
+    format!(
+        "-Dmatrix.build={}",
+        install_dir(ClientSuite::Java).display()
+    )
 }
 
 /// The variables the suites read.

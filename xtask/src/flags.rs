@@ -84,10 +84,11 @@ xflags::xflags! {
             optional --no-kafka
         }
         /// Start the test servers and rkproxy, then run real client libraries against it in plain
-        /// (non-cluster) mode: redis-py, ioredis, node-redis, go-redis (clients/matrix/). Each
+        /// (non-cluster) mode: redis-py, ioredis, node-redis, go-redis, Jedis, Lettuce
+        /// (clients/matrix/). Each
         /// language's pinned packages are installed first (under target/clients/).
         cmd clients {
-            /// Comma-separated subset of python,node,go (default all).
+            /// Comma-separated subset of python,node,go,java (default all).
             optional --only list: SuiteList
             /// Build and run the release rkproxy (default: the debug build).
             optional --release
@@ -362,16 +363,24 @@ pub enum ClientSuite {
     Node,
     /// go-redis v9, under go test.
     Go,
+    /// Jedis and Lettuce, under Maven and JUnit.
+    Java,
 }
 
 impl Named for ClientSuite {
-    const ALL: &'static [Self] = &[ClientSuite::Python, ClientSuite::Node, ClientSuite::Go];
+    const ALL: &'static [Self] = &[
+        ClientSuite::Python,
+        ClientSuite::Node,
+        ClientSuite::Go,
+        ClientSuite::Java,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             ClientSuite::Python => "python",
             ClientSuite::Node => "node",
             ClientSuite::Go => "go",
+            ClientSuite::Java => "java",
         }
     }
 }
@@ -600,10 +609,14 @@ mod tests {
         let all = clients("clients").expect("clients parses");
         assert!(all.only.is_none());
         assert!(!all.release && !all.no_kafka && !all.keep_data);
-        let picked = clients("clients --only go,python --release --no-kafka").expect("parses");
+        let picked = clients("clients --only java,go,python --release --no-kafka").expect("parses");
         assert_eq!(
             picked.only.map(|list| list.0),
-            Some(vec![ClientSuite::Python, ClientSuite::Go])
+            Some(vec![
+                ClientSuite::Python,
+                ClientSuite::Go,
+                ClientSuite::Java
+            ])
         );
         assert!(picked.release && picked.no_kafka);
         assert!(parse_words("clients --only ruby").is_err());

@@ -83,6 +83,20 @@ xflags::xflags! {
             /// Do not start Kafka.
             optional --no-kafka
         }
+        /// Start the test servers and rkproxy, then run real client libraries against it in plain
+        /// (non-cluster) mode: redis-py, ioredis, node-redis, go-redis, Jedis, Lettuce
+        /// (clients/matrix/). Each
+        /// language's pinned packages are installed first (under target/clients/).
+        cmd clients {
+            /// Comma-separated subset of python,node,go,java (default all).
+            optional --only list: SuiteList
+            /// Build and run the release rkproxy (default: the debug build).
+            optional --release
+            /// Do not start Kafka: the Kafka pool and its scenarios are left out.
+            optional --no-kafka
+            /// Keep server data and logs (the proxies' included) under target/rkproxy-servers/.
+            optional --keep-data
+        }
         /// Regenerate cluster-router/src/commands/generated.rs from a live redis-server (its own
         /// on a free port, or RKPROXY_CODEGEN_REDIS).
         cmd codegen {}
@@ -105,6 +119,7 @@ pub enum XtaskCmd {
     Cluster(Cluster),
     Bench(Bench),
     Ci(Ci),
+    Clients(Clients),
     Codegen(Codegen),
     Help(Help),
 }
@@ -164,6 +179,14 @@ pub struct Ci {
 
     pub keep_data: bool,
     pub no_kafka: bool,
+}
+
+#[derive(Debug)]
+pub struct Clients {
+    pub only: Option<SuiteList>,
+    pub release: bool,
+    pub no_kafka: bool,
+    pub keep_data: bool,
 }
 
 #[derive(Debug)]
@@ -331,6 +354,37 @@ impl Named for BenchSection {
     }
 }
 
+/// A language whose client libraries `cargo xtask clients` runs (`clients/matrix/<name>/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ClientSuite {
+    /// redis-py, sync and asyncio, under pytest.
+    Python,
+    /// ioredis and node-redis, under node's test runner.
+    Node,
+    /// go-redis v9, under go test.
+    Go,
+    /// Jedis and Lettuce, under Maven and JUnit.
+    Java,
+}
+
+impl Named for ClientSuite {
+    const ALL: &'static [Self] = &[
+        ClientSuite::Python,
+        ClientSuite::Node,
+        ClientSuite::Go,
+        ClientSuite::Java,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            ClientSuite::Python => "python",
+            ClientSuite::Node => "node",
+            ClientSuite::Go => "go",
+            ClientSuite::Java => "java",
+        }
+    }
+}
+
 /// A comma-separated list of names: at least one, without duplicates, in `T::ALL`'s order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameList<T>(pub Vec<T>);
@@ -339,6 +393,8 @@ pub struct NameList<T>(pub Vec<T>);
 pub type TargetList = NameList<BenchTarget>;
 /// The value of `bench --sections`.
 pub type SectionList = NameList<BenchSection>;
+/// The value of `clients --only`.
+pub type SuiteList = NameList<ClientSuite>;
 
 impl<T: Named> FromStr for NameList<T> {
     type Err = String;
@@ -542,6 +598,29 @@ mod tests {
             vec![BenchSection::Mget, BenchSection::Kafka]
         );
         assert!(parse_words("bench --sections rabbitmq").is_err());
+    }
+
+    #[test]
+    fn clients_picks_suites_in_order() {
+        let clients = |words| match parse_words(words) {
+            Ok(XtaskCmd::Clients(clients)) => Some(clients),
+            _ => None,
+        };
+        let all = clients("clients").expect("clients parses");
+        assert!(all.only.is_none());
+        assert!(!all.release && !all.no_kafka && !all.keep_data);
+        let picked = clients("clients --only java,go,python --release --no-kafka").expect("parses");
+        assert_eq!(
+            picked.only.map(|list| list.0),
+            Some(vec![
+                ClientSuite::Python,
+                ClientSuite::Go,
+                ClientSuite::Java
+            ])
+        );
+        assert!(picked.release && picked.no_kafka);
+        assert!(parse_words("clients --only ruby").is_err());
+        assert!(parse_words("clients python").is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! - `bench`: redis-benchmark against direct Redis, rkproxy and twemproxy, side by side.
 //! - `ci`: formatting, clippy, then `test`.
 //! - `codegen`: regenerate cluster-router's command table from a live redis-server.
+//! - `clients`: real client libraries (Python, Node, Go) against rkproxy and the test servers.
 //!
 //! # Layout
 //!
@@ -24,12 +25,13 @@
 //! - `servers`: the server set used by `test` (and, later, Kafka).
 //! - `kafka`: a single-node Apache Kafka broker from Maven Central jars.
 //! - `fixed`: the fixed-port servers shared by `demo` and `cluster`.
-//! - one module per command: `demo`, `test`, `cluster`, `bench`, `ci`, `codegen`.
+//! - one module per command: `demo`, `test`, `cluster`, `bench`, `ci`, `codegen`, `clients`.
 
 #![forbid(unsafe_code)]
 
 mod bench;
 mod ci;
+mod clients;
 mod cluster;
 mod codegen;
 mod demo;
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         flags::XtaskCmd::Cluster(cluster) => cluster::run(cluster.subcommand),
         flags::XtaskCmd::Bench(options) => bench::run(&options.into()),
         flags::XtaskCmd::Ci(options) => ci::run(options),
+        flags::XtaskCmd::Clients(options) => clients::run(&options),
         flags::XtaskCmd::Codegen(_) => codegen::run(&project::root())
             .map(|()| ExitCode::SUCCESS)
             .map_err(Error::from),

@@ -202,7 +202,8 @@ mod tests {
 
     #[test]
     fn a_batch_is_final_only_when_every_reply_is() {
-        let cases: [(&[u8], Option<(usize, ClusterReplyKind)>); 7] = [
+        type Read = Option<(usize, ClusterReplyKind)>;
+        let cases: [(&[u8], Read); 7] = [
             (b"", Some((0, ClusterReplyKind::Final))),
             (
                 b"+OK\r\n*2\r\n-MOVED 1 a:1\r\n:1\r\n",

@@ -10,8 +10,11 @@
 //! - [`topology`]: the immutable [`SlotMap`], built from `CLUSTER SLOTS`/`CLUSTER SHARDS`.
 //! - [`redirect`]: parsing `MOVED`/`ASK` errors and classifying cluster replies (`TRYAGAIN`).
 //! - [`plan`]: [`route`] turns a command and a slot map into a [`RoutePlan`] (one slot, any
-//!   node, a per-slot split, all masters, all nodes, or a SCAN walk) or a `CROSSSLOT` error.
-//! - [`merge`]: combining the replies of a split or fan-out into one reply.
+//!   node, a per-slot split, all masters, all nodes, or a SCAN walk) or a `CROSSSLOT` error;
+//!   and how a split goes on the wire: its sub-commands encoded one run per node
+//!   ([`plan::encode_parts`], [`plan::parts_by_node`]).
+//! - [`merge`]: combining the replies of a split or fan-out into one reply; MGET's on raw
+//!   bytes, without trees ([`merge::merge_ordered_raw`]).
 //! - [`scan_cursor`]: the proxy's cluster-wide SCAN cursors (master index and master cursor, below 2^53).
 //!
 //! ```

@@ -2,15 +2,16 @@
 //! expects, according to a [`MergePolicy`].
 //!
 //! All functions are pure, take the per-node replies in the order the parts were sent, and
-//! return a [`Frame`]. A backend error in any part becomes the merged reply (the first one
+//! return a [`Frame`], except [`merge_ordered_raw`], MGET's fast path, which reads and writes
+//! RESP bytes without building trees. A backend error in any part becomes the merged reply (the first one
 //! wins), except for [`MergePolicy::OneSucceeded`], where one success is enough. A reply of
 //! an unexpected shape (which a healthy Redis never sends) becomes an `ERR` reply naming
 //! the problem rather than a panic.
 
 use std::collections::HashSet;
 
-use bytes::Bytes;
-use resp_codec::Frame;
+use bytes::{Bytes, BytesMut};
+use resp_codec::{put_header, reply_len, Frame, Limits};
 
 use crate::commands::MergePolicy;
 use crate::plan::SplitPart;
@@ -111,6 +112,101 @@ pub fn merge_ordered(parts: &[SplitPart], replies: Vec<Frame>) -> Frame {
     }
     let merged: Option<Vec<Frame>> = merged.into_iter().collect();
     merged.map_or_else(|| unexpected("a value for every key"), Frame::Array)
+}
+
+/// MGET's merge without trees: the elements of each part's array reply are framed (not
+/// parsed) where they lie and copied once, in the caller's key order, into the merged array.
+///
+/// `replies` are the parts' replies in `parts` order, back to back, in one or more chunks: a
+/// chunk may hold several parts' replies (a node answering its share of the split in one
+/// batch, see [`crate::plan::encode_parts`]); no reply spans two chunks. Each reply must be an
+/// array with one element per key of its part. `None` when they are not (an error or a
+/// redirect, a short array, bytes left over): the caller then parses the replies and uses
+/// [`merge_ordered`], which passes errors on and names bad shapes.
+///
+/// ```
+/// use cluster_router::merge::merge_ordered_raw;
+/// # use cluster_router::commands::lookup;
+/// # use cluster_router::plan::{route, RoutePlan};
+/// # use cluster_router::topology::{NodeAddr, ShardInfo, SlotMap};
+///
+/// # let map = SlotMap::from_shards(vec![ShardInfo::new(vec![(0, 16383)], NodeAddr::new("h", 1), vec![])]).unwrap();
+/// let args: &[&[u8]] = &[b"MGET", b"foo", b"bar"];
+/// let RoutePlan::Split { parts, .. } = route(lookup(&args).unwrap(), &args, &map).unwrap() else { panic!() };
+/// // parts[0] is "bar" (slot 5061), parts[1] is "foo" (slot 12182); one node, one batch.
+/// let batch: &[u8] = b"*1\r\n$1\r\nB\r\n*1\r\n$-1\r\n";
+/// assert_eq!(&merge_ordered_raw(&parts, [batch]).unwrap()[..], b"*2\r\n$-1\r\n$1\r\nB\r\n");
+/// assert_eq!(merge_ordered_raw(&parts, [&b"-MOVED 5061 h:2\r\n"[..], b"*1\r\n$-1\r\n"]), None);
+/// ```
+pub fn merge_ordered_raw<'a>(
+    parts: &[SplitPart],
+    replies: impl IntoIterator<Item = &'a [u8]>,
+) -> Option<Bytes> {
+    let total: usize = parts.iter().map(|part| part.key_positions.len()).sum();
+    // Every element is at least `_\r\n`, so an empty slice marks a position not filled yet.
+    let mut elements: Vec<&[u8]> = vec![&[]; total];
+    // Any reply Redis produces must pass, however deep (the client limits are for requests).
+    let limits = Limits::for_backend_replies();
+    let mut chunks = replies.into_iter();
+    let mut rest: &[u8] = &[];
+    for part in parts {
+        while rest.is_empty() {
+            rest = chunks.next()?;
+        }
+        let (count, mut at) = array_header(rest)?;
+        if count != part.key_positions.len() {
+            return None;
+        }
+        for &position in &part.key_positions {
+            let element_len = reply_len(rest.get(at..)?, &limits).ok()??;
+            let element = rest.get(at..at + element_len)?;
+            match elements.get_mut(position) {
+                Some(slot) if slot.is_empty() => *slot = element,
+                _ => return None,
+            }
+            at += element_len;
+        }
+        rest = rest.get(at..)?;
+    }
+    if !rest.is_empty() || chunks.any(|chunk| !chunk.is_empty()) {
+        return None;
+    }
+    if elements.iter().any(|element| element.is_empty()) {
+        return None;
+    }
+    let body: usize = elements.iter().map(|element| element.len()).sum();
+    let mut merged = BytesMut::with_capacity(body + 24);
+    put_header(&mut merged, b'*', total);
+    for element in elements {
+        merged.extend_from_slice(element);
+    }
+    Some(merged.freeze())
+}
+
+/// An array header at the start of `reply`: its element count and where the first element
+/// starts. `None` for anything else (errors, null arrays, other types).
+fn array_header(reply: &[u8]) -> Option<(usize, usize)> {
+    /// Longer than any `usize` in decimal: the header is malformed.
+    const MAX_DIGITS: usize = 20;
+    let digits = reply.strip_prefix(b"*")?;
+    let line_len = digits
+        .iter()
+        .take(MAX_DIGITS + 1)
+        .position(|&byte| byte == b'\r')?;
+    if line_len == 0 || digits.get(line_len + 1) != Some(&b'\n') {
+        return None;
+    }
+    let mut count: usize = 0;
+    for &digit in &digits[..line_len] {
+        if !digit.is_ascii_digit() {
+            return None;
+        }
+        count = count
+            .checked_mul(10)?
+            .checked_add(usize::from(digit - b'0'))?;
+    }
+    // `*`, the digits, CRLF.
+    Some((count, line_len + 3))
 }
 
 fn integers(replies: &[Frame]) -> Option<Vec<i64>> {

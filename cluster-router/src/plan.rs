@@ -18,6 +18,14 @@
 //!
 //! Everything else multi-key (MSETNX, SUNIONSTORE, EVAL, ...) must be single-slot, as in
 //! Redis Cluster; otherwise the plan is the `CROSSSLOT` error Redis would give.
+//!
+//! How a split goes on the wire is decided here too: [`SplitPart::encode`] writes one part's
+//! sub-command, [`parts_by_node`] groups the parts one run per node, and [`encode_parts`]
+//! writes a run back to back, so the proxy sends each node its share in one write and gets the
+//! replies back to back, in the order [`crate::merge::merge_ordered_raw`] reads them.
+
+use bytes::BytesMut;
+use resp_codec::{put_bulk, put_header};
 
 use crate::args::Args;
 use crate::commands::{
@@ -64,6 +72,90 @@ pub struct SplitPart {
     /// For each key of this part, its position among all the caller's keys (0-based), so
     /// an ordered merge can put each reply element back where the caller expects it.
     pub key_positions: Vec<usize>,
+}
+
+impl SplitPart {
+    /// Writes this part's sub-command to `dst`: the command name (argument 0 of `args`, as the
+    /// client spelled it) followed by the arguments at [`SplitPart::arg_indices`], as a RESP
+    /// multibulk. `args` must be the request the part was planned from.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use cluster_router::commands::lookup;
+    /// use cluster_router::plan::{route, RoutePlan};
+    /// use cluster_router::topology::{NodeAddr, ShardInfo, SlotMap};
+    ///
+    /// let map = SlotMap::from_shards(vec![ShardInfo::new(vec![(0, 16383)], NodeAddr::new("h", 1), vec![])])
+    ///     .unwrap();
+    /// let args: &[&[u8]] = &[b"MSET", b"foo", b"1", b"bar", b"2"];
+    /// let RoutePlan::Split { parts, .. } = route(lookup(&args).unwrap(), &args, &map).unwrap() else {
+    ///     panic!("two slots")
+    /// };
+    /// let mut wire = BytesMut::new();
+    /// parts[0].encode(&args, &mut wire); // "bar" is in the lower slot.
+    /// assert_eq!(&wire[..], b"*3\r\n$4\r\nMSET\r\n$3\r\nbar\r\n$1\r\n2\r\n");
+    /// ```
+    pub fn encode(&self, args: &impl Args, dst: &mut BytesMut) {
+        put_header(dst, b'*', self.arg_indices.len() + 1);
+        put_bulk(dst, args.arg(0).unwrap_or_default());
+        for &index in &self.arg_indices {
+            put_bulk(dst, args.arg(index).unwrap_or_default());
+        }
+    }
+}
+
+/// Writes the sub-commands of `parts` to `dst`, back to back in `parts` order: one node's
+/// share of a split (see [`parts_by_node`]), sent in one write. The node answers them in the
+/// same order, one reply each. `dst` grows as needed; a caller writing every share into one
+/// buffer can size it once beforehand (the request's length plus the name and a few header
+/// bytes per part is enough).
+///
+/// ```
+/// use bytes::BytesMut;
+/// use cluster_router::commands::lookup;
+/// use cluster_router::plan::{encode_parts, route, RoutePlan};
+/// use cluster_router::topology::{NodeAddr, ShardInfo, SlotMap};
+///
+/// let map = SlotMap::from_shards(vec![ShardInfo::new(vec![(0, 16383)], NodeAddr::new("h", 1), vec![])])
+///     .unwrap();
+/// let args: &[&[u8]] = &[b"DEL", b"foo", b"bar"];
+/// let RoutePlan::Split { parts, .. } = route(lookup(&args).unwrap(), &args, &map).unwrap() else {
+///     panic!("two slots")
+/// };
+/// let mut wire = BytesMut::new();
+/// encode_parts(&args, &parts, &mut wire);
+/// assert_eq!(&wire[..], b"*2\r\n$3\r\nDEL\r\n$3\r\nbar\r\n*2\r\n$3\r\nDEL\r\n$3\r\nfoo\r\n");
+/// ```
+pub fn encode_parts(args: &impl Args, parts: &[SplitPart], dst: &mut BytesMut) {
+    for part in parts {
+        part.encode(args, dst);
+    }
+}
+
+/// The parts of a split in runs of one node each (consecutive parts with the same
+/// [`SplitPart::node_index`]). [`route`] orders a split's parts by node, so each node has
+/// exactly one run.
+///
+/// ```
+/// use cluster_router::commands::lookup;
+/// use cluster_router::plan::{parts_by_node, route, RoutePlan};
+/// use cluster_router::topology::{NodeAddr, ShardInfo, SlotMap};
+///
+/// let map = SlotMap::from_shards(vec![
+///     ShardInfo::new(vec![(0, 8191)], NodeAddr::new("a", 1), vec![]),
+///     ShardInfo::new(vec![(8192, 16383)], NodeAddr::new("b", 1), vec![]),
+/// ])
+/// .unwrap();
+/// // Slots 12182, 5061, 4813: two on node 0, one on node 1.
+/// let args: &[&[u8]] = &[b"MGET", b"foo", b"bar", b"baz"];
+/// let RoutePlan::Split { parts, .. } = route(lookup(&args).unwrap(), &args, &map).unwrap() else {
+///     panic!("three slots")
+/// };
+/// let runs: Vec<(usize, usize)> = parts_by_node(&parts).map(|run| (run[0].node_index, run.len())).collect();
+/// assert_eq!(runs, [(0, 2), (1, 1)]);
+/// ```
+pub fn parts_by_node(parts: &[SplitPart]) -> impl Iterator<Item = &[SplitPart]> {
+    parts.chunk_by(|one, next| one.node_index == next.node_index)
 }
 
 /// Why a command cannot be routed.
@@ -191,10 +283,13 @@ fn split(
     // A stable sort keeps each slot's keys in the caller's order; sorting (rather than a
     // search per key) keeps huge MGETs O(n log n).
     slotted.sort_by_key(|&(slot, _, _)| slot);
-    let values_per_key = match pattern {
-        SplitPattern::KeyValuePairs => 1,
-        _ => 0,
+    let args_per_key = match pattern {
+        SplitPattern::KeyValuePairs => 2,
+        _ => 1,
     };
+    // One part per key (see the module docs); every list is allocated once at its final size: on
+    // the proxy's path for cross-slot MGETs, growing them (and the allocator's work behind it)
+    // cost more than the routing.
     let mut parts: Vec<SplitPart> = Vec::with_capacity(slotted.len());
     for (slot, position, index) in slotted {
         let node_index = map
@@ -203,7 +298,7 @@ fn split(
         parts.push(SplitPart {
             slot,
             node_index,
-            arg_indices: (index..=index + values_per_key).collect(),
+            arg_indices: (index..index + args_per_key).collect(),
             key_positions: vec![position],
         });
     }

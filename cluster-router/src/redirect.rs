@@ -139,6 +139,42 @@ pub fn classify_reply(reply: &[u8]) -> ClusterReplyKind {
     }
 }
 
+/// Reads a batch of replies written back to back (a node's answers to several commands sent in
+/// one write): how many replies it holds, and the batch's kind, [`ClusterReplyKind::Final`]
+/// only if every reply is final; otherwise `Redirect` if any reply is one, else `TryAgain`.
+/// `None` if the bytes do not end at the end of a reply. Nothing is copied or allocated for
+/// flat replies, so the proxy pays little for the usual all-final batch.
+///
+/// ```
+/// use cluster_router::redirect::{classify_batch, ClusterReplyKind};
+///
+/// assert_eq!(classify_batch(b"*1\r\n$1\r\na\r\n:1\r\n"), Some((2, ClusterReplyKind::Final)));
+/// assert_eq!(classify_batch(b":1\r\n-ASK 1 h:2\r\n"), Some((2, ClusterReplyKind::Redirect)));
+/// assert_eq!(classify_batch(b":1\r\n$5\r\nab"), None);
+/// ```
+pub fn classify_batch(replies: &[u8]) -> Option<(usize, ClusterReplyKind)> {
+    let limits = resp_codec::Limits::for_backend_replies();
+    let mut kind = ClusterReplyKind::Final;
+    let mut count = 0;
+    let mut rest = replies;
+    while !rest.is_empty() {
+        let len = resp_codec::reply_len(rest, &limits).ok()??;
+        let (reply, after) = rest.split_at_checked(len)?;
+        kind = match (kind, classify_reply(reply)) {
+            (ClusterReplyKind::Redirect, _) | (_, ClusterReplyKind::Redirect) => {
+                ClusterReplyKind::Redirect
+            }
+            (ClusterReplyKind::TryAgain, _) | (_, ClusterReplyKind::TryAgain) => {
+                ClusterReplyKind::TryAgain
+            }
+            _ => ClusterReplyKind::Final,
+        };
+        count += 1;
+        rest = after;
+    }
+    Some((count, kind))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +196,40 @@ mod tests {
                 kind,
                 "{:?}",
                 String::from_utf8_lossy(reply)
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_is_final_only_when_every_reply_is() {
+        type Read = Option<(usize, ClusterReplyKind)>;
+        let cases: [(&[u8], Read); 7] = [
+            (b"", Some((0, ClusterReplyKind::Final))),
+            (
+                b"+OK\r\n*2\r\n-MOVED 1 a:1\r\n:1\r\n",
+                Some((2, ClusterReplyKind::Final)),
+            ),
+            (
+                b"-TRYAGAIN x\r\n:1\r\n",
+                Some((2, ClusterReplyKind::TryAgain)),
+            ),
+            (
+                b"-TRYAGAIN x\r\n-MOVED 1 a:1\r\n",
+                Some((2, ClusterReplyKind::Redirect)),
+            ),
+            (
+                b"-ASK 1 a:1\r\n-TRYAGAIN x\r\n",
+                Some((2, ClusterReplyKind::Redirect)),
+            ),
+            (b":1\r\n*2\r\n:1\r\n", None),
+            (b":1\r\n?\r\n", None),
+        ];
+        for (batch, expected) in cases {
+            assert_eq!(
+                classify_batch(batch),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(batch)
             );
         }
     }

@@ -1,7 +1,7 @@
 //! Replies the proxy writes itself, encoded as RESP.
 
-use bytes::Bytes;
-use resp_codec::Frame;
+use bytes::{Bytes, BytesMut};
+use resp_codec::{put_integer, Frame};
 
 use crate::backend::one_line;
 
@@ -19,7 +19,9 @@ pub fn error(text: &str) -> Bytes {
 }
 
 pub fn integer(value: i64) -> Bytes {
-    Bytes::from(format!(":{value}\r\n"))
+    let mut reply = BytesMut::with_capacity(24);
+    put_integer(&mut reply, b':', value);
+    reply.freeze()
 }
 
 pub fn bulk(value: &[u8]) -> Bytes {

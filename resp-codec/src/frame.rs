@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::request::put_header;
+use crate::write::{put_header, put_integer, put_line};
 
 /// One RESP2 or RESP3 value, as a tree.
 ///
@@ -83,12 +83,8 @@ impl Frame {
         match self {
             Frame::Simple(text) => put_line(dst, b'+', text),
             Frame::Error(text) => put_line(dst, b'-', text),
-            Frame::Integer(value) => {
-                let mut text = BytesMut::with_capacity(20);
-                put_i64(&mut text, *value);
-                put_line(dst, b':', &text);
-            }
-            Frame::Bulk(data) => put_bulk(dst, b'$', &[data]),
+            Frame::Integer(value) => put_integer(dst, b':', *value),
+            Frame::Bulk(data) => put_bulk_parts(dst, b'$', &[data]),
             Frame::NullBulk => dst.put_slice(b"$-1\r\n"),
             Frame::Array(items) => put_aggregate(dst, b'*', items),
             Frame::NullArray => dst.put_slice(b"*-1\r\n"),
@@ -96,8 +92,10 @@ impl Frame {
             Frame::Double(text) => put_line(dst, b',', text),
             Frame::Boolean(value) => dst.put_slice(if *value { b"#t\r\n" } else { b"#f\r\n" }),
             Frame::BigNumber(text) => put_line(dst, b'(', text),
-            Frame::Verbatim { format, text } => put_bulk(dst, b'=', &[&format[..], b":", text]),
-            Frame::BulkError(data) => put_bulk(dst, b'!', &[data]),
+            Frame::Verbatim { format, text } => {
+                put_bulk_parts(dst, b'=', &[&format[..], b":", text])
+            }
+            Frame::BulkError(data) => put_bulk_parts(dst, b'!', &[data]),
             Frame::Map(entries) => put_entries(dst, b'%', entries),
             Frame::Set(items) => put_aggregate(dst, b'~', items),
             Frame::Push(items) => put_aggregate(dst, b'>', items),
@@ -122,14 +120,8 @@ impl Frame {
     }
 }
 
-fn put_line(dst: &mut BytesMut, prefix: u8, text: &[u8]) {
-    dst.reserve(text.len() + 3);
-    dst.put_u8(prefix);
-    dst.put_slice(text);
-    dst.put_slice(b"\r\n");
-}
-
-fn put_bulk(dst: &mut BytesMut, prefix: u8, parts: &[&[u8]]) {
+/// Writes a bulk-like frame (`$`, `=`, `!`) whose data is `parts` joined.
+fn put_bulk_parts(dst: &mut BytesMut, prefix: u8, parts: &[&[u8]]) {
     let len = parts.iter().map(|part| part.len()).sum();
     put_header(dst, prefix, len);
     dst.reserve(len + 2);
@@ -152,23 +144,4 @@ fn put_entries(dst: &mut BytesMut, prefix: u8, entries: &[(Frame, Frame)]) {
         key.encode(dst);
         value.encode(dst);
     }
-}
-
-fn put_i64(dst: &mut BytesMut, value: i64) {
-    if value < 0 {
-        dst.put_u8(b'-');
-    }
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut rest = value.unsigned_abs();
-    loop {
-        start -= 1;
-        // `rest % 10` is below 10, so the cast cannot truncate.
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    dst.put_slice(&digits[start..]);
 }

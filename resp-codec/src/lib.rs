@@ -10,11 +10,13 @@
 //!   redis-server does and re-encoded as multibulk.
 //! - [`ReplyDecoder`] (hand-written, resumable) frames one complete reply of any RESP2/RESP3
 //!   type and returns its raw bytes without building a tree; [`split_replies`] splits a batch
-//!   of complete replies the same way.
+//!   of complete replies the same way, and [`reply_len`] measures one reply in a slice.
 //! - [`Frame`], [`parse_frame`] and [`FrameCodec`] (built on `combine`) give the full tree
 //!   when something really needs to look inside a reply.
-//! - [`encode_command`] writes a command; [`ProtocolError::to_reply`] writes Redis's
-//!   `-ERR Protocol error: ...` reply.
+//! - [`encode_command`] writes a command; [`put_header`], [`put_integer`] and [`put_bulk`]
+//!   write single RESP lines and bulk strings for callers that assemble RESP by hand (the
+//!   proxy's split sub-commands and merged replies); [`ProtocolError::to_reply`] writes
+//!   Redis's `-ERR Protocol error: ...` reply.
 //!
 //! All decoders share one grammar and the [`Limits`], so they accept and reject the same
 //! inputs. The hand-written framers are used on the hot path because they are several
@@ -39,10 +41,12 @@ mod inline;
 mod limits;
 mod reply;
 mod request;
+mod write;
 
 pub use combine_frame::{parse_frame, FrameCodec};
 pub use error::ProtocolError;
 pub use frame::Frame;
 pub use limits::Limits;
-pub use reply::{split_replies, ReplyDecoder};
+pub use reply::{reply_len, split_replies, ReplyDecoder};
 pub use request::{encode_command, Request, RequestDecoder};
+pub use write::{put_bulk, put_header, put_integer};

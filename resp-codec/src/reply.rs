@@ -98,6 +98,24 @@ pub fn split_replies(replies: &Bytes, limits: &Limits) -> Result<Vec<Bytes>, Pro
     Ok(split)
 }
 
+/// The length of the complete reply at the start of `src`, or `None` if `src` ends inside it.
+///
+/// The same walk as [`ReplyDecoder`], over a borrowed slice: for code that reads replies in
+/// place (the proxy's raw MGET merge picks array elements out of a node's reply this way,
+/// without a `Bytes` per element). It allocates only for nested aggregates.
+///
+/// ```
+/// use resp_codec::{reply_len, Limits};
+///
+/// let replies = b"*2\r\n$1\r\na\r\n:1\r\n+OK\r\n";
+/// assert_eq!(reply_len(replies, &Limits::default()).unwrap(), Some(15));
+/// assert_eq!(reply_len(&replies[..10], &Limits::default()).unwrap(), None);
+/// assert!(reply_len(b"?\r\n", &Limits::default()).is_err());
+/// ```
+pub fn reply_len(src: &[u8], limits: &Limits) -> Result<Option<usize>, ProtocolError> {
+    Framer::default().walk(src, limits)
+}
+
 /// Resumable state of the frame walk over a buffer whose byte 0 starts the current frame.
 #[derive(Debug, Default)]
 pub(crate) struct Framer {

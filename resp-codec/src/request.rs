@@ -12,6 +12,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use crate::grammar::{check_array_len, check_bulk_len, parse_strict_i64, MAX_RESERVE_HINT};
 use crate::inline::split_inline_args;
+use crate::write::{put_bulk, put_header};
 use crate::{Limits, ProtocolError};
 
 /// One client request, framed.
@@ -233,32 +234,8 @@ where
     let args = args.into_iter();
     put_header(dst, b'*', args.len());
     for arg in args {
-        let arg = arg.as_ref();
-        dst.reserve(arg.len() + 16);
-        put_header(dst, b'$', arg.len());
-        dst.put_slice(arg);
-        dst.put_slice(b"\r\n");
+        put_bulk(dst, arg.as_ref());
     }
-}
-
-/// Writes `<prefix><number>\r\n` without going through `fmt`.
-pub(crate) fn put_header(dst: &mut BytesMut, prefix: u8, number: usize) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut rest = number;
-    loop {
-        start -= 1;
-        // `rest % 10` is below 10, so the cast cannot truncate.
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    dst.reserve(digits.len() - start + 3);
-    dst.put_u8(prefix);
-    dst.put_slice(&digits[start..]);
-    dst.put_slice(b"\r\n");
 }
 
 /// Frames client requests out of a read buffer; see the crate docs for the rules.

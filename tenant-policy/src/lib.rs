@@ -17,9 +17,13 @@
 //!   pattern, default TTL).
 //! - `limits`: [`Tenant::admit`], [`Tenant::account_reply`], [`Tenant::check_request_size`],
 //!   [`Tenant::try_connect`] ([`TrafficLimits`] on governor).
+//! - [`police`]: the one entry point for a request about to run (Redis or Kafka): rights,
+//!   size, traffic admission and rewrite in one call, answered with a [`Verdict`].
 //! - [`PolicyError`]: every refusal, whose `Display` is the reply text after `-`.
 //!
 //! # Per command, in the proxy
+//!
+//! The proxy calls [`police`] for each request; it is built from these steps, shown one by one:
 //!
 //! ```
 //! use std::collections::BTreeMap;
@@ -53,6 +57,7 @@
 pub mod config;
 mod error;
 mod limits;
+mod police;
 mod registry;
 mod rewrite;
 mod tenant;
@@ -60,6 +65,7 @@ mod tenant;
 pub use config::{DbSetting, PoolInfo, TenantConfig, TenantsConfig, DEFAULT_LIMIT_WAIT_MS};
 pub use error::{ConfigError, LimitKind, PolicyError};
 pub use limits::{Admission, ConnectionPermit, TrafficLimits};
+pub use police::{police, OverLimit, Policed, Verdict, ANSWERED_BY_THE_PROXY_FOR_NON_ADMINS};
 pub use registry::{credentials, Credentials, DbAssignment, DbChange, Tenants};
 pub use rewrite::{escape_glob, Rewrite};
 pub use tenant::{

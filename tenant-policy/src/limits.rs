@@ -53,6 +53,14 @@ pub enum Admission {
     Reject(PolicyError),
 }
 
+/// The outcome of trying to charge a request, before deciding whether it may wait.
+enum Charge {
+    /// Within the limits; charged.
+    Charged,
+    /// `limit` is short for now; nothing was charged. It allows the request in `wait`.
+    Over { wait: Duration, limit: LimitKind },
+}
+
 /// The ops and bytes limiters of one tenant. `C` is the clock: the real monotonic clock in the
 /// proxy, governor's `FakeRelativeClock` in tests.
 #[derive(Debug)]
@@ -152,46 +160,66 @@ impl<C: Clock + Clone> TrafficLimits<C> {
     /// and bytes limits, after any debt from earlier replies. See the module docs for the
     /// policy.
     pub fn admit(&self, request_bytes: usize) -> Admission {
+        match self.charge(request_bytes) {
+            Charge::Charged => Admission::Ok,
+            Charge::Over { wait, limit } => self.wait_or_reject(wait, limit),
+        }
+    }
+
+    /// Like [`TrafficLimits::admit`], for a request that may not wait: over a limit it is
+    /// refused at once, with the limit's name, and nothing is charged.
+    pub(crate) fn admit_without_waiting(&self, request_bytes: usize) -> Result<(), PolicyError> {
+        match self.charge(request_bytes) {
+            Charge::Charged => Ok(()),
+            Charge::Over { limit, .. } => Err(self.over(limit)),
+        }
+    }
+
+    /// Charges the request if both limits allow it now; otherwise charges nothing and says how
+    /// long until they would, and which limit is short.
+    fn charge(&self, request_bytes: usize) -> Charge {
         let mut charged_op = false;
         if let Some(ops) = &self.ops {
             if !take_one(&self.ops_credit) {
                 if let Err(not_until) = ops.check() {
-                    let wait = not_until.wait_time_from(self.clock.now());
-                    return self.wait_or_reject(wait, LimitKind::OpsPerSec);
+                    return Charge::Over {
+                        wait: not_until.wait_time_from(self.clock.now()),
+                        limit: LimitKind::OpsPerSec,
+                    };
                 }
                 charged_op = true;
             }
         }
         let Some(bytes) = &self.bytes else {
-            return Admission::Ok;
+            return Charge::Charged;
         };
         let debt = bytes.debt.swap(0, Ordering::AcqRel);
         let wanted = bytes.cells(request_bytes as u64).saturating_add(debt);
         let now = wanted.min(u64::from(bytes.burst));
         let Some(now_cells) = NonZeroU32::new(u32::try_from(now).unwrap_or(u32::MAX)) else {
-            return Admission::Ok;
+            return Charge::Charged;
+        };
+        let over_bytes = |wait| {
+            bytes.debt.fetch_add(debt, Ordering::AcqRel);
+            if charged_op {
+                // The retry must not pay for this op again.
+                self.ops_credit.fetch_add(1, Ordering::AcqRel);
+            }
+            Charge::Over {
+                wait,
+                limit: LimitKind::BytesPerSec,
+            }
         };
         match bytes.limiter.check_n(now_cells) {
             Ok(Ok(())) => {
                 if wanted > now {
                     bytes.debt.fetch_add(wanted - now, Ordering::AcqRel);
                 }
-                Admission::Ok
+                Charge::Charged
             }
-            Ok(Err(not_until)) => {
-                bytes.debt.fetch_add(debt, Ordering::AcqRel);
-                if charged_op {
-                    // The retry must not pay for this op again.
-                    self.ops_credit.fetch_add(1, Ordering::AcqRel);
-                }
-                let wait = not_until.wait_time_from(self.clock.now());
-                self.wait_or_reject(wait, LimitKind::BytesPerSec)
-            }
+            Ok(Err(not_until)) => over_bytes(not_until.wait_time_from(self.clock.now())),
             // Cannot happen: at most one bucket is asked for. Refuse rather than panic.
-            Err(_insufficient) => {
-                bytes.debt.fetch_add(debt, Ordering::AcqRel);
-                Admission::Reject(self.over(LimitKind::BytesPerSec))
-            }
+            Err(_insufficient) => over_bytes(Duration::MAX),
         }
     }
 

@@ -246,3 +246,146 @@ fn info_keyspace_is_summed() {
         Frame::Error(_)
     ));
 }
+
+mod raw {
+    use proptest::prelude::*;
+    use resp_codec::Frame;
+
+    use super::{bulk, part};
+    use crate::commands::lookup;
+    use crate::merge::{merge_ordered, merge_ordered_raw};
+    use crate::plan::{parts_by_node, route, RoutePlan, SplitPart};
+    use crate::topology::{NodeAddr, ShardInfo, SlotMap};
+
+    fn encoded(frame: &Frame) -> Vec<u8> {
+        frame.to_bytes().to_vec()
+    }
+
+    fn three_masters() -> SlotMap {
+        SlotMap::from_shards(vec![
+            ShardInfo::new(vec![(0, 5460)], NodeAddr::new("a", 1), vec![]),
+            ShardInfo::new(vec![(5461, 10922)], NodeAddr::new("b", 1), vec![]),
+            ShardInfo::new(vec![(10923, 16383)], NodeAddr::new("c", 1), vec![]),
+        ])
+        .unwrap()
+    }
+
+    /// What the test's "server" holds for a key: keys ending in `x` are missing.
+    fn value_of(key: &[u8]) -> Frame {
+        if key.ends_with(b"x") {
+            Frame::NullBulk
+        } else {
+            Frame::Bulk(key.iter().rev().copied().collect::<Vec<u8>>().into())
+        }
+    }
+
+    /// Each part's reply as a node gives it: the values of the part's keys, in the part's order.
+    fn part_reply(part: &SplitPart, args: &[&[u8]]) -> Frame {
+        Frame::Array(
+            part.arg_indices
+                .iter()
+                .map(|&index| value_of(args[index]))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn elements_go_back_to_the_callers_key_order_across_chunks() {
+        let parts = [part(&[1, 3]), part(&[0]), part(&[2])];
+        let first = encoded(&Frame::Array(vec![bulk("b"), Frame::NullBulk]));
+        let rest = [
+            encoded(&Frame::Array(vec![bulk("a")])),
+            encoded(&Frame::Array(vec![Frame::Null])),
+        ]
+        .concat();
+        let merged = merge_ordered_raw(&parts, [&first[..], &rest[..]]).unwrap();
+        assert_eq!(&merged[..], b"*4\r\n$1\r\na\r\n$1\r\nb\r\n_\r\n$-1\r\n");
+    }
+
+    #[test]
+    fn anything_but_the_expected_arrays_is_left_to_the_parsing_merge() {
+        let parts = [part(&[0]), part(&[1])];
+        let one = encoded(&Frame::Array(vec![bulk("a")]));
+        let cases: [(&str, Vec<&[u8]>); 7] = [
+            ("an error", vec![&one, b"-ERR down\r\n"]),
+            ("a redirect", vec![b"-MOVED 1 h:1\r\n", &one]),
+            ("a short array", vec![&one, b"*0\r\n"]),
+            ("a long array", vec![&one, b"*2\r\n:1\r\n:2\r\n"]),
+            ("a missing reply", vec![&one]),
+            ("bytes left over", vec![&one, &one, b"+OK\r\n"]),
+            ("a cut element", vec![&one, b"*1\r\n$3\r\nab"]),
+        ];
+        for (what, replies) in cases {
+            assert_eq!(merge_ordered_raw(&parts, replies), None, "{what}");
+        }
+        assert_eq!(
+            merge_ordered_raw(&[part(&[0]), part(&[0])], [&one[..], &one[..]]),
+            None,
+            "a position twice"
+        );
+        assert_eq!(
+            merge_ordered_raw(&[part(&[0]), part(&[5])], [&one[..], &one[..]]),
+            None,
+            "a position past the keys"
+        );
+    }
+
+    #[test]
+    fn malformed_array_headers_are_refused() {
+        let parts = [part(&[0])];
+        for header in [
+            &b"*\r\n"[..],
+            b"*-1\r\n",
+            b"*+1\r\n$1\r\na\r\n",
+            b"*1\n$1\r\na\r\n",
+            b"*99999999999999999999999\r\n",
+            b"*18446744073709551616\r\n",
+            b"$1\r\na\r\n",
+        ] {
+            assert_eq!(
+                merge_ordered_raw(&parts, [header]),
+                None,
+                "{}",
+                String::from_utf8_lossy(header)
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn raw_merge_equals_the_parsing_merge_for_any_split_mget(
+            keys in proptest::collection::vec("[a-e{}]{1,4}x?", 1..24),
+            batched_by_node in any::<bool>(),
+        ) {
+            let mut args: Vec<&[u8]> = vec![b"MGET"];
+            args.extend(keys.iter().map(String::as_bytes));
+            let map = three_masters();
+            let RoutePlan::Split { parts, .. } = route(lookup(&args).unwrap(), &args, &map).unwrap() else {
+                // All keys in one slot: nothing to merge.
+                return Ok(());
+            };
+            let replies: Vec<Frame> = parts.iter().map(|part| part_reply(part, &args)).collect();
+            let chunks: Vec<Vec<u8>> = if batched_by_node {
+                let mut next = replies.iter();
+                parts_by_node(&parts)
+                    .map(|run| run.iter().zip(&mut next).flat_map(|(_, reply)| encoded(reply)).collect())
+                    .collect()
+            } else {
+                replies.iter().map(encoded).collect()
+            };
+            let merged = merge_ordered_raw(&parts, chunks.iter().map(Vec::as_slice)).unwrap();
+            let expected = Frame::Array(args[1..].iter().map(|key| value_of(key)).collect());
+            prop_assert_eq!(&merged[..], &encoded(&expected)[..]);
+            prop_assert_eq!(&merged[..], &encoded(&merge_ordered(&parts, replies))[..]);
+        }
+
+        #[test]
+        fn raw_merge_never_panics(
+            replies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..4),
+            positions in proptest::collection::vec(0usize..6, 1..5),
+        ) {
+            let parts: Vec<SplitPart> = positions.iter().map(|&position| part(&[position])).collect();
+            let _ = merge_ordered_raw(&parts, replies.iter().map(Vec::as_slice));
+        }
+    }
+}

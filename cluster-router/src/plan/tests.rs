@@ -243,3 +243,74 @@ fn huge_mget_splits_quickly() {
         (a.node_index, a.slot, a.key_positions[0]) < (b.node_index, b.slot, b.key_positions[0])
     }));
 }
+
+mod encoding {
+    use bytes::BytesMut;
+    use proptest::prelude::*;
+    use resp_codec::RequestDecoder;
+    use tokio_util::codec::Decoder;
+
+    use super::three_masters;
+    use crate::commands::lookup;
+    use crate::plan::{encode_parts, parts_by_node, route, RoutePlan};
+
+    #[test]
+    fn a_part_keeps_the_clients_spelling_of_the_name_and_binary_arguments() {
+        let args: &[&[u8]] = &[b"mSeT", b"foo", b"a\r\nb", b"bar", b""];
+        let Ok(RoutePlan::Split { parts, .. }) =
+            route(lookup(&args).unwrap(), &args, &three_masters())
+        else {
+            panic!("foo and bar are in two slots");
+        };
+        let mut wire = BytesMut::new();
+        encode_parts(&args, &parts, &mut wire);
+        assert_eq!(
+            &wire[..],
+            b"*3\r\n$4\r\nmSeT\r\n$3\r\nbar\r\n$0\r\n\r\n*3\r\n$4\r\nmSeT\r\n$3\r\nfoo\r\n$4\r\na\r\nb\r\n"
+        );
+    }
+
+    proptest! {
+        /// Whatever the keys, the runs of `parts_by_node` cover every part once, one run per node,
+        /// and each run's encoding frames back into its parts' commands, in order.
+        #[test]
+        fn node_runs_encode_to_the_parts_commands(
+            keys in proptest::collection::vec("[a-f{}]{1,5}", 2..30),
+            command in prop::sample::select(vec!["MGET", "DEL", "EXISTS", "MSET"]),
+        ) {
+            let mut args: Vec<Vec<u8>> = vec![command.as_bytes().to_vec()];
+            for key in &keys {
+                args.push(key.as_bytes().to_vec());
+                if command == "MSET" {
+                    args.push(format!("value of {key}").into_bytes());
+                }
+            }
+            let plan = route(lookup(&args).unwrap(), &args, &three_masters()).unwrap();
+            let RoutePlan::Split { parts, .. } = plan else {
+                return Ok(());
+            };
+            let mut nodes_seen = Vec::new();
+            let mut covered = 0;
+            for run in parts_by_node(&parts) {
+                let node = run[0].node_index;
+                prop_assert!(run.iter().all(|part| part.node_index == node));
+                prop_assert!(!nodes_seen.contains(&node), "node {} has two runs", node);
+                nodes_seen.push(node);
+                let mut wire = BytesMut::new();
+                encode_parts(&args, run, &mut wire);
+                let mut decoder = RequestDecoder::default();
+                for part in run {
+                    let request = decoder.decode(&mut wire).unwrap().unwrap();
+                    let expected: Vec<&[u8]> = std::iter::once(&args[0])
+                        .chain(part.arg_indices.iter().map(|&index| &args[index]))
+                        .map(Vec::as_slice)
+                        .collect();
+                    prop_assert_eq!(request.args().collect::<Vec<_>>(), expected);
+                }
+                prop_assert!(wire.is_empty());
+                covered += run.len();
+            }
+            prop_assert_eq!(covered, parts.len());
+        }
+    }
+}

@@ -19,8 +19,11 @@
 //!   TRYAGAIN at once, as from Redis Cluster: nothing ran, the client may send it again.
 //! - MGET/MSET/DEL/UNLINK/EXISTS/TOUCH across slots: one sub-command per key (Redis refuses cross-slot
 //!   commands even when one node holds both slots; one key per part means a migration can never answer a
-//!   part TRYAGAIN after the others ran), written to each node in one batch, merged in the caller's order.
-//!   These are not atomic across slots, as in any Redis Cluster client.
+//!   part TRYAGAIN after the others ran); each master's share goes in one message and one write, its replies
+//!   come back in one message, and they are merged in the caller's order (`cluster_router::plan` encodes the
+//!   shares, `cluster_router::merge` merges; MGET's merge reads the replies in place, without trees). A
+//!   redirected sub-command is sent again on its own. These are not atomic across slots, as in any Redis
+//!   Cluster client.
 //! - SCAN: the proxy's cursor carries the master's index in its low bits and that master's cursor above them,
 //!   and stays below 2^53 so that JavaScript clients read it exactly (`cluster_router::scan_cursor`).
 //! - MULTI without WATCH: queued in the session (`+QUEUED`), then sent at EXEC as one unit
@@ -36,15 +39,14 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use cluster_router::commands::{CommandSpec, MergePolicy};
-use cluster_router::merge::merge_replies;
-use cluster_router::plan::{route, RouteError, RoutePlan, SplitPart};
-use cluster_router::redirect::{classify_reply, parse_redirect, ClusterReplyKind, RedirectKind};
+use cluster_router::merge::{merge_ordered_raw, merge_replies};
+use cluster_router::plan::{encode_parts, parts_by_node, route, RouteError, RoutePlan, SplitPart};
+use cluster_router::redirect::{
+    classify_batch, classify_reply, parse_redirect, ClusterReplyKind, RedirectKind,
+};
 use cluster_router::scan_cursor::{self, CursorError};
 use cluster_router::topology::NodeAddr;
-use resp_codec::{
-    encode_command, parse_frame, split_replies, Frame, Limits, ReplyDecoder, Request,
-};
-use tokio_util::codec::Decoder;
+use resp_codec::{encode_command, parse_frame, split_replies, Frame, Limits, Request};
 
 use super::pending::{ClusterExec, Combine, Merge, Part, Pending, Pipeline, PipelinePart, Routed};
 use super::transaction::{self, TransactionError};
@@ -63,6 +65,12 @@ const TRY_AGAIN_DELAYS_MS: [u64; 8] = [5, 10, 20, 40, 80, 160, 320, 640];
 
 /// Redis's reply to a multi-key command whose keys a slot migration has split between two nodes.
 const TRY_AGAIN_REPLY: &[u8] = b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n";
+
+/// The reply when a backend's replies cannot be framed as expected.
+const UNREADABLE_REPLY: &str = "ERR rkproxy could not read a backend reply";
+
+/// The reply when a part's reply cannot be parsed for merging.
+const UNMERGEABLE_REPLY: &str = "ERR rkproxy could not read a backend reply to merge";
 
 /// A session's view of a cluster pool.
 pub(super) struct ClusterSession {
@@ -318,6 +326,55 @@ impl ClusterSession {
         }))
     }
 
+    /// Sends a command split across slots: each master gets its share of the sub-commands in one write (encoded
+    /// by `cluster_router::plan`) and answers them in one reply message; the merge waits for every master.
+    // The session's routing context (client id, protocol) is passed as is, like `send_routed`'s.
+    #[allow(clippy::too_many_arguments)]
+    fn send_split(
+        &mut self,
+        request: &Request,
+        split: Vec<SplitPart>,
+        policy: MergePolicy,
+        rewrite: Option<&'static CommandSpec>,
+        client_id: u64,
+        resp3: bool,
+    ) -> Pending {
+        // Room for every share at once (the keys, plus the name and headers per part): one allocation in all.
+        let mut wire = BytesMut::with_capacity(
+            request.raw().len() + split.len() * (request.name().len() + 16),
+        );
+        let mut shares = Vec::with_capacity(self.masters.len().min(split.len()));
+        for run in parts_by_node(&split) {
+            let Some(first) = run.first() else {
+                continue;
+            };
+            encode_parts(request, run, &mut wire);
+            let requests = wire.split().freeze();
+            // Every share must go out, or the merged reply would miss keys.
+            let Some((node, connection)) = self.master(first.node_index, client_id, resp3) else {
+                self.pool.request_refresh();
+                let error = RouteError::SlotNotServed { slot: first.slot };
+                return Pending::Ready(Bytes::from(error.to_reply()));
+            };
+            let receiver = connection
+                .with_patience(Patience::Normal)
+                .send_many(requests.clone(), run.len());
+            shares.push(Part {
+                receiver: Some(receiver),
+                request: requests,
+                commands: run.len(),
+                node,
+                redirects: 0,
+                reply: None,
+            });
+        }
+        Pending::Merge(Box::new(Merge {
+            parts: shares,
+            combine: Combine::Policy { policy, split },
+            rewrite,
+        }))
+    }
+
     fn any_master(&self, client_id: u64) -> Option<NodeAddr> {
         let masters = self.topology.map.masters();
         if masters.is_empty() {
@@ -466,44 +523,7 @@ impl Session {
                 sent.unwrap_or_else(|| Pending::Ready(no_topology(&cluster.pool)))
             }
             RoutePlan::Split { parts, merge } => {
-                let name = request.name();
-                let mut sent = Vec::with_capacity(parts.len());
-                // All sub-commands are written into one buffer and split off it, one allocation in all.
-                let mut subs = BytesMut::with_capacity(request.raw().len() + 16 * parts.len());
-                for part in &parts {
-                    put_header(&mut subs, b'*', part.arg_indices.len() + 1);
-                    put_bulk(&mut subs, name);
-                    for &index in &part.arg_indices {
-                        put_bulk(&mut subs, request.arg(index).unwrap_or_default());
-                    }
-                    let sub = subs.split().freeze();
-                    // Every part must go out, or the merged reply would miss keys.
-                    let Some((node, connection)) = cluster.master(part.node_index, id, resp3)
-                    else {
-                        break;
-                    };
-                    let receiver = connection.send(sub.clone());
-                    sent.push(Part {
-                        receiver: Some(receiver),
-                        request: sub,
-                        node,
-                        redirects: 0,
-                        reply: None,
-                    });
-                }
-                if sent.len() == parts.len() {
-                    Pending::Merge(Box::new(Merge {
-                        parts: sent,
-                        combine: Combine::Policy {
-                            policy: merge,
-                            split: parts,
-                        },
-                        rewrite,
-                    }))
-                } else {
-                    cluster.pool.request_refresh();
-                    Pending::Ready(reply::error("CLUSTERDOWN Hash slot not served"))
-                }
+                cluster.send_split(&request, parts, merge, rewrite, id, resp3)
             }
             RoutePlan::AllMasters(policy) | RoutePlan::AllNodes(policy) => {
                 let all_nodes = matches!(plan, RoutePlan::AllNodes(_));
@@ -534,6 +554,7 @@ impl Session {
                             Part {
                                 receiver: Some(receiver),
                                 request: request.raw().clone(),
+                                commands: 1,
                                 node,
                                 redirects: 0,
                                 reply: None,
@@ -595,26 +616,14 @@ impl Session {
         index: usize,
         reply: BackendReply,
     ) -> Result<Bytes, Pending> {
-        let Some(part) = merge.parts.get(index) else {
+        let Some(part) = merge.parts.get_mut(index) else {
             return Ok(reply::error("ERR internal: reply for an unknown part"));
         };
         let later_in_flight = self.later_requests_in_flight();
-        match self.follow_redirect(
-            &part.request,
-            &part.node,
-            part.redirects,
-            later_in_flight,
-            &reply,
-        ) {
-            Some(Ok((receiver, node))) => {
-                let part = &mut merge.parts[index];
-                part.receiver = Some(receiver);
-                part.node = Arc::new(node);
-                part.redirects += 1;
-                return Err(Pending::Merge(merge));
-            }
-            Some(Err(error)) => merge.parts[index].reply = Some(error),
-            None => merge.parts[index].reply = Some(self.finish_reply(reply)),
+        if part.commands > 1 {
+            self.settle_share(&mut merge.parts, index, reply, later_in_flight);
+        } else {
+            self.settle_part(part, reply, later_in_flight);
         }
         if merge.parts.iter().any(|part| part.reply.is_none()) {
             return Err(Pending::Merge(merge));
@@ -625,6 +634,83 @@ impl Session {
             Some(spec) => self.rewrite_reply_bytes(spec, bytes),
             None => bytes,
         })
+    }
+
+    /// One command's reply in a merge: kept, or (MOVED, ASK, TRYAGAIN) the command goes out again and the part
+    /// waits for the new reply.
+    fn settle_part(&mut self, part: &mut Part, reply: BackendReply, later_in_flight: bool) {
+        match self.follow_redirect(
+            &part.request,
+            &part.node,
+            part.redirects,
+            later_in_flight,
+            &reply,
+        ) {
+            Some(Ok((receiver, node))) => {
+                part.receiver = Some(receiver);
+                part.node = Arc::new(node);
+                part.redirects += 1;
+            }
+            Some(Err(error)) => part.reply = Some(error),
+            None => part.reply = Some(self.finish_reply(reply)),
+        }
+    }
+
+    /// The replies to a master's share of a split (`parts[index]`, several sub-commands answered back to back).
+    /// Kept whole when every reply is final, the usual case: the merge reads them where they are. Otherwise the
+    /// share becomes one part per sub-command, in its place, and each is settled on its own.
+    fn settle_share(
+        &mut self,
+        parts: &mut Vec<Part>,
+        index: usize,
+        reply: BackendReply,
+        later_in_flight: bool,
+    ) {
+        let Some(share) = parts.get_mut(index) else {
+            return;
+        };
+        let bytes = match reply {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                share.reply = Some(self.finish_reply(Err(error)));
+                return;
+            }
+        };
+        match classify_batch(&bytes) {
+            Some((count, ClusterReplyKind::Final)) if count == share.commands => {
+                share.reply = Some(bytes);
+                return;
+            }
+            Some((count, _)) if count == share.commands => {}
+            _ => {
+                share.reply = Some(reply::error(UNREADABLE_REPLY));
+                return;
+            }
+        }
+        // The sub-commands are RESP arrays of bulk strings, so the reply framer splits them as well.
+        let limits = Limits::for_backend_replies();
+        let (Ok(requests), Ok(replies)) = (
+            split_replies(&share.request, &limits),
+            split_replies(&bytes, &limits),
+        ) else {
+            share.reply = Some(reply::error(UNREADABLE_REPLY));
+            return;
+        };
+        let mut singles: Vec<Part> = requests
+            .into_iter()
+            .map(|request| Part {
+                receiver: None,
+                request,
+                commands: 1,
+                node: Arc::clone(&share.node),
+                redirects: share.redirects,
+                reply: None,
+            })
+            .collect();
+        for (single, reply) in singles.iter_mut().zip(replies) {
+            self.settle_part(single, Ok(reply), later_in_flight);
+        }
+        parts.splice(index..=index, singles);
     }
 
     /// A reply for one part of a pipeline. Once every part has answered, the replies go to the client in its
@@ -648,10 +734,7 @@ impl Session {
             let frames = match &part.reply {
                 Some(Ok(bytes)) => match split_replies(bytes, &Limits::for_backend_replies()) {
                     Ok(frames) if frames.len() == part.ends.len() => frames,
-                    _ => vec![
-                        reply::error("ERR rkproxy could not read a backend reply");
-                        part.ends.len()
-                    ],
+                    _ => vec![reply::error(UNREADABLE_REPLY); part.ends.len()],
                 },
                 Some(Err(error)) => {
                     if let Some(cluster) = &self.cluster {
@@ -860,7 +943,7 @@ impl Session {
         let expected = exec.commands + usize::from(exec.asking);
         let mut frames = match split_replies(&bytes, &Limits::for_backend_replies()) {
             Ok(frames) if frames.len() == expected => frames,
-            _ => return Ok(reply::error("ERR rkproxy could not read a backend reply")),
+            _ => return Ok(reply::error(UNREADABLE_REPLY)),
         };
         let queued = || frames.iter().skip(usize::from(exec.asking));
         let redirect = queued()
@@ -1101,6 +1184,7 @@ fn scan(
         parts: vec![Part {
             receiver: Some(receiver),
             request: sub,
+            commands: 1,
             node: Arc::new(node),
             redirects: 0,
             reply: None,
@@ -1113,76 +1197,18 @@ fn scan(
     }))
 }
 
-/// Writes a RESP header line (`*3\r\n`, `$5\r\n`) without allocating.
-fn put_header(dst: &mut BytesMut, kind: u8, len: usize) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = len;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    dst.extend_from_slice(&[kind]);
-    dst.extend_from_slice(&digits[at..]);
-    dst.extend_from_slice(b"\r\n");
-}
-
-/// Writes one bulk string.
-fn put_bulk(dst: &mut BytesMut, value: &[u8]) {
-    put_header(dst, b'$', value.len());
-    dst.extend_from_slice(value);
-    dst.extend_from_slice(b"\r\n");
-}
-
-/// MGET's merge without building trees: each part's array is split into its elements' raw bytes (framed, not
-/// parsed), and the elements are written back in the caller's key order. `None` when a reply is not the
-/// expected array (an error, say); the general merge then handles it.
-fn merge_ordered_raw(parts: &[Part], split: &[SplitPart]) -> Option<Bytes> {
-    let total: usize = split.iter().map(|plan| plan.key_positions.len()).sum();
-    let mut elements: Vec<Option<Bytes>> = vec![None; total];
-    let mut decoder = ReplyDecoder::new(Limits::for_backend_replies());
-    for (part, plan) in parts.iter().zip(split) {
-        let raw = part.reply.as_ref()?;
-        let line_end = raw.iter().position(|&b| b == b'\r')?;
-        if raw.first() != Some(&b'*') {
-            return None;
-        }
-        let count: usize = std::str::from_utf8(raw.get(1..line_end)?)
-            .ok()?
-            .parse()
-            .ok()?;
-        if count != plan.key_positions.len() {
-            return None;
-        }
-        let mut body = BytesMut::from(raw.get(line_end + 2..)?);
-        for &position in &plan.key_positions {
-            let element = decoder.decode(&mut body).ok()??;
-            *elements.get_mut(position)? = Some(element);
-        }
-        if !body.is_empty() {
-            return None;
-        }
-    }
-    let mut out = BytesMut::with_capacity(16 + total * 16);
-    put_header(&mut out, b'*', total);
-    for element in elements {
-        out.extend_from_slice(&element?);
-    }
-    Some(out.freeze())
-}
-
-/// Merges the parts' replies into the client's reply. Any part's error is the reply.
+/// Merges the parts' replies into the client's reply. Any error is the reply.
 fn combine(merge: Merge, _resp3: bool) -> Bytes {
     if let Combine::Policy {
         policy: MergePolicy::OrderedByKey,
         split,
     } = &merge.combine
     {
-        if let Some(merged) = merge_ordered_raw(&merge.parts, split) {
+        let replies = merge
+            .parts
+            .iter()
+            .map(|part| part.reply.as_deref().unwrap_or_default());
+        if let Some(merged) = merge_ordered_raw(split, replies) {
             return merged;
         }
     }
@@ -1190,12 +1216,18 @@ fn combine(merge: Merge, _resp3: bool) -> Bytes {
     let mut frames = Vec::with_capacity(merge.parts.len());
     for part in merge.parts {
         let raw = part.reply.unwrap_or_default();
-        if raw.first() == Some(&b'-') {
-            return raw;
-        }
-        match parse_frame(&raw, &limits) {
-            Ok(Some((frame, _))) => frames.push(frame),
-            _ => return reply::error("ERR rkproxy could not read a backend reply to merge"),
+        // A part holds one reply per command it sent (several for a master's share of a split).
+        let Ok(replies) = split_replies(&raw, &Limits::for_backend_replies()) else {
+            return reply::error(UNMERGEABLE_REPLY);
+        };
+        for one in replies {
+            if one.first() == Some(&b'-') {
+                return one;
+            }
+            match parse_frame(&one, &limits) {
+                Ok(Some((frame, _))) => frames.push(frame),
+                _ => return reply::error(UNMERGEABLE_REPLY),
+            }
         }
     }
     match merge.combine {

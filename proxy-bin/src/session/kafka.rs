@@ -21,7 +21,7 @@ use bytes::Bytes;
 use cluster_router::commands::ProxyHandling;
 use kafka_bridge::{is_kafka_command, CursorAdminKind, KafkaReply};
 use resp_codec::Request;
-use tenant_policy::{Admission, PolicyError};
+use tenant_policy::{OverLimit, PolicyError, Verdict as PolicyVerdict};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -86,29 +86,19 @@ impl Session {
                 return;
             }
         };
-        if let Some(tenant) = self.tenant().cloned() {
-            let size = request.raw().len();
-            if let Err(error) = tenant.check_request_size(size) {
-                self.pending.push_back(Pending::Ready(error.to_reply()));
+        // The tenant's size and traffic limits, as for Redis commands (tenant-policy decides).
+        match self.police_request(None, &request, OverLimit::Wait) {
+            // Commands outside the command table are never rewritten.
+            PolicyVerdict::Proceed | PolicyVerdict::Rewritten(_) => {}
+            PolicyVerdict::Wait(delay) => {
+                // Like any request over the tenant's budget: the session stops reading and runs it later.
+                self.deferred = Some(request);
+                self.resume_at = Some(Instant::now() + delay);
                 return;
             }
-            match tenant.admit(size) {
-                Admission::Ok => {}
-                Admission::Wait(delay) => {
-                    // Like any request over the tenant's budget: the session stops reading and runs it later.
-                    self.deferred = Some(request);
-                    self.resume_at = Some(Instant::now() + delay);
-                    return;
-                }
-                Admission::Reject(error) => {
-                    self.pending.push_back(Pending::Ready(error.to_reply()));
-                    return;
-                }
-                _ => {
-                    self.pending
-                        .push_back(Pending::Ready(reply::error("ERR traffic limit")));
-                    return;
-                }
+            PolicyVerdict::Refuse(error) => {
+                self.pending.push_back(Pending::Ready(error.to_reply()));
+                return;
             }
         }
         let receiver = pool.execute(self.tenant().cloned(), request, self.resp3);

@@ -55,10 +55,13 @@ pub struct Routed {
     pub rewrite: Option<&'static CommandSpec>,
 }
 
-/// One part of a [`Merge`].
+/// One part of a [`Merge`]: one command to one node, or a master's share of a split command (several
+/// sub-commands, written and answered back to back).
 pub struct Part {
     pub receiver: PartReceiver,
     pub request: Bytes,
+    /// How many commands `request` holds, each owed one reply; `reply` holds them all, back to back.
+    pub commands: usize,
     pub node: Arc<NodeAddr>,
     pub redirects: u8,
     pub reply: Option<Bytes>,

@@ -16,14 +16,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use cluster_router::commands::CommandSpec;
 use resp_codec::{parse_frame, Limits, Request};
-use tenant_policy::{allowed_before_auth, credentials, Admission, PolicyError, Rewrite, Tenant};
+use tenant_policy::{
+    credentials, police, OverLimit, Policed, PolicyError, Tenant, Verdict as PolicyVerdict,
+};
 use tokio::time::Instant;
 
 use super::Session;
 use crate::pools::PoolHandle;
 use crate::reply;
 
-/// What policing decided for one request.
+/// What policing decided for one request, with the request to run.
 pub(super) enum Verdict {
     /// Go on with this (possibly rewritten) request.
     Proceed(Request),
@@ -44,56 +46,45 @@ impl Session {
         self.state.tenants().is_some() && self.tenant.is_none()
     }
 
-    /// Applies the tenant's rules to a request about to run. `may_wait`: a request over a traffic limit may be
-    /// delayed (shared mode) rather than refused (dedicated mode).
+    /// Applies the tenant's rules to a request about to run (tenant-policy's `police`). `may_wait`: a request
+    /// over a traffic limit may be delayed (shared mode) rather than refused (dedicated mode).
     pub(super) fn police(
         &mut self,
         spec: &CommandSpec,
         request: Request,
         may_wait: bool,
     ) -> Verdict {
-        if self.state.tenants().is_none() {
-            return Verdict::Proceed(request);
-        }
-        let Some(tenant) = self.tenant().cloned() else {
-            if allowed_before_auth(spec) {
-                return Verdict::Proceed(request);
-            }
-            return Verdict::Refuse(PolicyError::NoAuth.to_reply());
+        let over_limit = if may_wait {
+            OverLimit::Wait
+        } else {
+            OverLimit::Refuse
         };
-        if let Err(error) = tenant.authorize(spec, &request) {
-            // INFO is admin-only as the backend's INFO; other tenants get the proxy's own (introspection.rs).
-            if spec.name != "info" {
-                return Verdict::Refuse(error.to_reply());
-            }
+        match self.police_request(Some(spec), &request, over_limit) {
+            PolicyVerdict::Proceed => Verdict::Proceed(request),
+            PolicyVerdict::Rewritten(args) => Verdict::Proceed(Request::from_args(args)),
+            PolicyVerdict::Wait(delay) => Verdict::Later(request, Instant::now() + delay),
+            PolicyVerdict::Refuse(error) => Verdict::Refuse(error.to_reply()),
         }
-        let size = request.raw().len();
-        if let Err(error) = tenant.check_request_size(size) {
-            return Verdict::Refuse(error.to_reply());
+    }
+
+    /// Asks tenant-policy about a request (`spec` is `None` for commands outside the command table, Kafka's).
+    /// Without tenants in the configuration every request proceeds.
+    pub(super) fn police_request(
+        &self,
+        spec: Option<&CommandSpec>,
+        request: &Request,
+        over_limit: OverLimit,
+    ) -> PolicyVerdict {
+        if self.state.tenants().is_none() {
+            return PolicyVerdict::Proceed;
         }
-        match tenant.admit(size) {
-            Admission::Ok => {}
-            Admission::Wait(delay) if may_wait => {
-                return Verdict::Later(request, Instant::now() + delay);
-            }
-            Admission::Wait(_) => {
-                return Verdict::Refuse(reply::error(&format!(
-                    "ERR tenant '{}' is over its traffic limit",
-                    tenant.name()
-                )))
-            }
-            Admission::Reject(error) => return Verdict::Refuse(error.to_reply()),
-            _ => return Verdict::Refuse(reply::error("ERR traffic limit")),
-        }
-        if !tenant.rewrites_requests() {
-            return Verdict::Proceed(request);
-        }
-        match tenant.rewrite_request(spec, &request) {
-            Ok(Rewrite::Unchanged) => Verdict::Proceed(request),
-            Ok(Rewrite::Args(args)) => Verdict::Proceed(Request::from_args(args)),
-            Ok(_) => Verdict::Proceed(request),
-            Err(error) => Verdict::Refuse(error.to_reply()),
-        }
+        let policed = Policed {
+            spec,
+            args: request,
+            size: request.raw().len(),
+            over_limit,
+        };
+        police(self.tenant().map(|tenant| &**tenant), policed)
     }
 
     /// The spec to rewrite this command's reply with (keys lose the tenant's prefix), if it needs one.

@@ -551,6 +551,19 @@ async fn moved_and_ask_are_hidden_during_resharding() {
         pipelined_reads(&mut connection, &key, &others).await,
         expected_reads("before", &others)
     );
+    // An MGET over every master with the migrated key among the others: its sub-command comes back as ASK inside
+    // its master's share of the split, is sent again on its own, and every value still arrives in order.
+    let on_source = |other: &String| {
+        cluster.master_of_slot(cluster_router::key_slot(other.as_bytes())) == Some(source.clone())
+    };
+    assert!(
+        others.iter().any(on_source),
+        "the source's share must hold more than the migrated key's sub-command"
+    );
+    assert_eq!(
+        mget_around(&mut connection, &key, &others).await,
+        expected_mget("before", &others)
+    );
     // Finish the move on every master; the proxy then meets MOVED and refreshes its map.
     for node in cluster.addrs() {
         if redis_cli_at(&node, &["ROLE"]).starts_with("master") {
@@ -560,7 +573,11 @@ async fn moved_and_ask_are_hidden_during_resharding() {
             );
         }
     }
-    // The same pipeline with the proxy's map still naming the old owner: MOVED inside the batches.
+    // The same MGET and pipeline with the proxy's map still naming the old owner: MOVED inside the batches.
+    assert_eq!(
+        mget_around(&mut connection, &key, &others).await,
+        expected_mget("before", &others)
+    );
     assert_eq!(
         pipelined_reads(&mut connection, &key, &others).await,
         expected_reads("before", &others)
@@ -589,6 +606,25 @@ async fn pipelined_reads(
         pipe.get(key).get(other);
     }
     pipe.query_async(connection).await.unwrap()
+}
+
+/// MGET of `others` with `key` in their middle.
+async fn mget_around(
+    connection: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    others: &[String],
+) -> Vec<String> {
+    let mut keys: Vec<&str> = others.iter().map(String::as_str).collect();
+    keys.insert(others.len() / 2, key);
+    connection.mget(&keys).await.unwrap()
+}
+
+/// What [`mget_around`] returns when `key` holds `value` and each of `others` its index (as
+/// [`pipelined_reads`] left them).
+fn expected_mget(value: &str, others: &[String]) -> Vec<String> {
+    let mut values: Vec<String> = (0..others.len()).map(|index| index.to_string()).collect();
+    values.insert(others.len() / 2, value.to_owned());
+    values
 }
 
 /// What [`pipelined_reads`] returns when `key` holds `value`.

@@ -133,3 +133,27 @@ fn io_errors_convert() {
     assert!(matches!(error, ProtocolError::Io(_)));
     assert_eq!(&error.to_reply()[..], b"-ERR boom\r\n");
 }
+
+#[test]
+fn reply_len_measures_every_type_and_waits_for_the_end_of_each() {
+    for reply in EVERY_TYPE {
+        let mut followed = reply.to_vec();
+        followed.extend_from_slice(b"+next\r\n");
+        let length = resp_codec::reply_len(&followed, &Limits::default()).unwrap();
+        assert_eq!(
+            length,
+            Some(reply.len()),
+            "{}",
+            String::from_utf8_lossy(reply)
+        );
+        for cut in 0..reply.len() {
+            let partial = resp_codec::reply_len(&reply[..cut], &Limits::default()).unwrap();
+            assert_eq!(
+                partial,
+                None,
+                "cut at {cut}: {}",
+                String::from_utf8_lossy(reply)
+            );
+        }
+    }
+}

@@ -3,6 +3,7 @@
 mod config;
 mod isolation;
 mod limits;
+mod police;
 mod rights;
 
 use std::collections::BTreeMap;

@@ -71,6 +71,25 @@ pub enum PolicyError {
         /// Why, completing "tenant 't' ...".
         reason: &'static str,
     },
+    /// A script or function command (EVAL, EVALSHA, FCALL and their `_ro` variants, SCRIPT ...,
+    /// FUNCTION ...) from a non-admin tenant on a pool that other tenants are configured on too.
+    /// Scripts run inside Redis, out of the proxy's reach: they can name keys they were not
+    /// given, SELECT any database, and load or read function libraries and cached scripts,
+    /// which every tenant of the server shares.
+    #[error(
+        "NOPERM this user has no permissions to run the '{command}' command (tenant '{tenant}' \
+         shares pool '{pool}' with other tenants, and scripts and functions can read and write \
+         any key, select any db and replace other tenants' functions; give the tenant a pool of \
+         its own (backend_user per tenant is planned))"
+    )]
+    ScriptsOnSharedPool {
+        /// The tenant.
+        tenant: String,
+        /// The command, lowercase, subcommands as `container|sub`.
+        command: &'static str,
+        /// The pool the connection is on.
+        pool: String,
+    },
     /// A proxy admin command (RELOAD, SHOW, ...) from a non-admin tenant.
     #[error(
         "NOPERM this user has no permissions to run the '{command}' command \

@@ -2,7 +2,8 @@
 //! run, Redis or Kafka.
 //!
 //! It applies, in this order: authentication (before AUTH only [`allowed_before_auth`]
-//! commands pass), rights ([`Tenant::authorize`]), the request size limit
+//! commands pass), rights ([`Tenant::authorize`], then [`Tenant::check_scripts`] for the pool
+//! the connection is on), the request size limit
 //! ([`Tenant::check_request_size`]), traffic admission ([`Tenant::admit`], which charges the
 //! request) and the request rewrite ([`Tenant::rewrite_request`]: key prefix, key pattern,
 //! default TTL). The first refusal wins. Every refusal is a [`PolicyError`], so each text is
@@ -32,6 +33,8 @@ pub struct Policed<'a, A: ?Sized> {
     pub spec: Option<&'a CommandSpec>,
     /// Its arguments, argument 0 being the command name.
     pub args: &'a A,
+    /// The pool the connection is on (scripts are refused on a pool shared between tenants).
+    pub pool: &'a str,
     /// Its size on the wire, in bytes: what the size limit and the bytes limit count.
     pub size: usize,
     /// What to do if it is over a traffic limit.
@@ -88,6 +91,7 @@ pub enum Verdict {
 /// let request = |tenant| police(tenant, Policed {
 ///     spec: Some(lookup(&get).unwrap()),
 ///     args: get,
+///     pool: "main",
 ///     size: 22,
 ///     over_limit: OverLimit::Wait,
 /// });
@@ -96,7 +100,7 @@ pub enum Verdict {
 ///
 /// // A Kafka command: no table entry, so only size and traffic apply.
 /// let kpush: &[&[u8]] = &[b"KPUSH", b"events", b"hello"];
-/// let verdict = police(app1, Policed { spec: None, args: kpush, size: 40, over_limit: OverLimit::Wait });
+/// let verdict = police(app1, Policed { spec: None, args: kpush, pool: "main", size: 40, over_limit: OverLimit::Wait });
 /// assert_eq!(verdict, Verdict::Proceed);
 /// ```
 pub fn police<A: Args + ?Sized>(tenant: Option<&Tenant>, request: Policed<'_, A>) -> Verdict {
@@ -131,7 +135,7 @@ pub fn police<A: Args + ?Sized>(tenant: Option<&Tenant>, request: Policed<'_, A>
     }
 }
 
-/// Rights and size: the checks that cost the tenant nothing when they refuse.
+/// Rights (including scripts on a shared pool) and size: the checks that cost the tenant nothing when they refuse.
 fn check_before_charging<A: Args + ?Sized>(
     tenant: &Tenant,
     request: &Policed<'_, A>,
@@ -142,6 +146,7 @@ fn check_before_charging<A: Args + ?Sized>(
                 return Err(error);
             }
         }
+        tenant.check_scripts(spec, request.pool)?;
     }
     tenant.check_request_size(request.size)
 }

@@ -116,9 +116,14 @@ impl Tenants {
         check_prefixes(configs, &dbs)?;
         let directory = Arc::new(directory(configs, pools, &dbs));
 
+        let tenants_per_pool = tenants_per_pool(configs);
         let mut by_name = BTreeMap::new();
         for (name, config) in configs {
-            let tenant = build_tenant(name, config, &dbs, &directory)?;
+            let mut tenant = build_tenant(name, config, &dbs, &directory)?;
+            tenant.shared_pools = present_pools(config)
+                .filter(|pool| tenants_per_pool.get(pool).is_some_and(|count| *count > 1))
+                .map(str::to_owned)
+                .collect();
             by_name.insert(name.clone(), Arc::new(tenant));
         }
         let assignments = configs
@@ -377,6 +382,19 @@ fn present_pools(config: &TenantConfig) -> impl Iterator<Item = &str> {
     std::iter::once(config.pool.as_str()).chain(config.pools.iter().map(String::as_str))
 }
 
+/// How many tenants are configured on each pool (as their `pool` or in their `pools`), admins
+/// included.
+fn tenants_per_pool(configs: &TenantsConfig) -> BTreeMap<&str, usize> {
+    let mut counts = BTreeMap::new();
+    for config in configs.values() {
+        let pools: BTreeSet<&str> = present_pools(config).collect();
+        for pool in pools {
+            *counts.entry(pool).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
 /// Each tenant's database (fixed or auto); tenants without `db` are absent.
 fn assign_dbs<'a>(
     configs: &'a TenantsConfig,
@@ -552,6 +570,7 @@ fn build_tenant(
             .map(|ttl| Bytes::from(ttl.get().to_string())),
         max_request_bytes: config.max_request_bytes.map(|max| max.get()),
         max_connections: config.max_connections.map(|max| max.get()),
+        shared_pools: BTreeSet::new(),
         connections: AtomicUsize::new(0),
         limits: TrafficLimits::new(
             name,

@@ -69,6 +69,14 @@ pub(crate) fn may_write(spec: &CommandSpec) -> bool {
     spec.is_write() || MAY_WRITE_UNFLAGGED.contains(&spec.name)
 }
 
+/// Whether a command runs or manages scripts or functions: the `@scripting` ACL category (EVAL,
+/// EVALSHA, FCALL and their `_ro` variants, every SCRIPT and FUNCTION subcommand), and the bare
+/// SCRIPT and FUNCTION containers.
+pub(crate) fn is_script_command(spec: &CommandSpec) -> bool {
+    spec.acl_categories.contains(AclCategories::SCRIPTING)
+        || matches!(spec.name, "script" | "function")
+}
+
 /// Which databases of each pool are taken by tenants with a `db`; shared by all tenants of one
 /// configuration.
 #[derive(Debug, Default)]
@@ -116,6 +124,9 @@ pub struct Tenant {
     pub(crate) default_ttl: Option<Bytes>,
     pub(crate) max_request_bytes: Option<usize>,
     pub(crate) max_connections: Option<usize>,
+    /// The pools this tenant is configured on (its `pool` and `pools`) together with at least
+    /// one other tenant: there it may not run scripts ([`Tenant::check_scripts`]).
+    pub(crate) shared_pools: BTreeSet<String>,
     pub(crate) connections: AtomicUsize,
     pub(crate) limits: TrafficLimits,
 }
@@ -248,6 +259,47 @@ impl Tenant {
                 pool: sanitize(pool.as_bytes()),
             })
         }
+    }
+
+    /// The script check, for a connection on `pool`: a tenant that is configured on `pool`
+    /// together with other tenants (admins count) may not run script or function commands
+    /// (EVAL, EVALSHA, FCALL and their `_ro` variants, SCRIPT ..., FUNCTION ...): a script can
+    /// name keys it was not given, SELECT any database, and read or replace the function
+    /// libraries and cached scripts that every tenant of the server shares, so neither the key
+    /// prefix nor the `db` would hold. Admins may run them anywhere (FUNCTION LOAD, FUNCTION
+    /// FLUSH, ... are theirs on a shared pool); a tenant alone on its pool may run them as before.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use cluster_router::lookup;
+    /// use tenant_policy::{PoolInfo, TenantConfig, Tenants};
+    ///
+    /// let tenants = Tenants::new(
+    ///     &BTreeMap::from([
+    ///         ("a".to_owned(), TenantConfig::new("pw-a", "main")),
+    ///         ("b".to_owned(), TenantConfig::new("pw-b", "main")),
+    ///         ("solo".to_owned(), TenantConfig::new("pw-solo", "own")),
+    ///     ]),
+    ///     &BTreeMap::from([
+    ///         ("main".to_owned(), PoolInfo::standalone()),
+    ///         ("own".to_owned(), PoolInfo::standalone()),
+    ///     ]),
+    /// )
+    /// .unwrap();
+    /// let eval = lookup(&[&b"EVAL"[..], b"return 1", b"0"]).unwrap();
+    /// assert!(tenants.get("a").unwrap().check_scripts(eval, "main").unwrap_err().to_string()
+    ///     .starts_with("NOPERM this user has no permissions to run the 'eval' command (tenant 'a' shares pool 'main'"));
+    /// assert!(tenants.get("solo").unwrap().check_scripts(eval, "own").is_ok());
+    /// ```
+    pub fn check_scripts(&self, spec: &CommandSpec, pool: &str) -> Result<(), PolicyError> {
+        if self.admin || !is_script_command(spec) || !self.shared_pools.contains(pool) {
+            return Ok(());
+        }
+        Err(PolicyError::ScriptsOnSharedPool {
+            tenant: self.name.clone(),
+            command: spec.name,
+            pool: pool.to_owned(),
+        })
     }
 
     /// The check for the proxy's own admin commands (RELOAD, SHOW, ...), which are not in the

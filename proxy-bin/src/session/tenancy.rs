@@ -81,6 +81,7 @@ impl Session {
         let policed = Policed {
             spec,
             args: request,
+            pool: self.pool.name(),
             size: request.raw().len(),
             over_limit,
         };

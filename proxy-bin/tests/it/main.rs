@@ -18,5 +18,6 @@ mod pairing;
 mod pairing_backend;
 mod standalone;
 mod stateful;
+mod tenant_scripts;
 mod tenants;
 mod transactions;

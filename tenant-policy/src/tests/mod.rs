@@ -5,6 +5,7 @@ mod isolation;
 mod limits;
 mod police;
 mod rights;
+mod scripts;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

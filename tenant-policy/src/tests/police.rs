@@ -12,6 +12,7 @@ fn redis<'a>(args: &'a [&'a str], over_limit: OverLimit) -> Policed<'a, [&'a str
     Policed {
         spec: Some(spec(args)),
         args,
+        pool: "main",
         size: args.iter().map(|arg| arg.len() + 8).sum(),
         over_limit,
     }
@@ -21,6 +22,7 @@ fn kafka<'a>(args: &'a [&'a str], size: usize) -> Policed<'a, [&'a str]> {
     Policed {
         spec: None,
         args,
+        pool: "main",
         size,
         over_limit: OverLimit::Wait,
     }

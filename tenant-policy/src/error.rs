@@ -80,7 +80,7 @@ pub enum PolicyError {
         "NOPERM this user has no permissions to run the '{command}' command (tenant '{tenant}' \
          shares pool '{pool}' with other tenants, and scripts and functions can read and write \
          any key, select any db and replace other tenants' functions; give the tenant a pool of \
-         its own (backend_user per tenant is planned))"
+         its own, on servers no other tenant uses (backend_user per tenant is planned))"
     )]
     ScriptsOnSharedPool {
         /// The tenant.

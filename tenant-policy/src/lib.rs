@@ -11,7 +11,7 @@
 //! - [`config`]: the `[tenants.NAME]` serde structs ([`TenantConfig`]).
 //! - [`Tenants`] (in `registry`): validation with errors naming the key, `db = "auto"`
 //!   assignment, [`Tenants::authenticate`], [`credentials`] from AUTH/HELLO.
-//! - [`Tenant`] (in `tenant`): rights ([`Tenant::authorize`], [`allowed_before_auth`],
+//! - [`Tenant`] (in `tenant`): rights ([`Tenant::authorize`], [`Tenant::check_scripts`], [`allowed_before_auth`],
 //!   [`Tenant::check_select`], [`Tenant::may_use_pool`]).
 //! - `rewrite`: [`Tenant::rewrite_request`] and [`Tenant::rewrite_reply`] (key prefix, key
 //!   pattern, default TTL).

@@ -75,17 +75,21 @@ async fn auth_failures_close_the_connection_and_slow_down() {
     proxy.shutdown().await;
 }
 
-/// Pipelines ECHO without reading any reply until the proxy closes the connection (a write fails), for at
-/// most `limit`. Returns how long the connection stayed open, or `None` if it never closed.
+/// Pipelines ECHO of 64 KiB without reading any reply until the proxy closes the connection (a write fails),
+/// for at most `limit`. The replies are as big as the requests, so the proxy's socket fills within
+/// milliseconds. Returns how long the connection stayed open, or `None` if it never closed.
 fn pipeline_echo_without_reading(addr: SocketAddr, limit: Duration) -> Option<Duration> {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_write_timeout(Some(Duration::from_millis(50)))
         .unwrap();
-    let chunk = b"*2\r\n$4\r\nECHO\r\n$1\r\nx\r\n".repeat(4096);
+    let payload = vec![b'x'; 64 * 1024];
+    let mut request = format!("*2\r\n$4\r\nECHO\r\n${}\r\n", payload.len()).into_bytes();
+    request.extend_from_slice(&payload);
+    request.extend_from_slice(b"\r\n");
     let started = Instant::now();
     while started.elapsed() < limit {
-        match stream.write(&chunk) {
+        match stream.write(&request) {
             Ok(_) => {}
             Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(_) => return Some(started.elapsed()),

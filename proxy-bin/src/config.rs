@@ -67,8 +67,12 @@ pub struct Timeouts {
     /// connection, or on any shared connection of this process to the same server: Redis answers no one until
     /// the script ends. Never shorter than `command_ms`.
     pub slow_command_ms: u64,
-    /// With tenants configured: a connection that has not authenticated within this time is closed.
+    /// With tenants configured: a connection that has not authenticated within this time is closed, whatever
+    /// it sends, and even while the proxy waits to write replies it does not read.
     pub auth_ms: u64,
+    /// An authenticated client that sends nothing for this long is closed (0: never, like Redis's `timeout`).
+    /// Subscribers and clients waiting in a blocking command are exempt.
+    pub idle_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -78,6 +82,7 @@ impl Default for Timeouts {
             command_ms: 1000,
             slow_command_ms: 30_000,
             auth_ms: 10_000,
+            idle_ms: 0,
         }
     }
 }
@@ -94,6 +99,12 @@ pub struct ClientLimits {
     pub max_arguments: usize,
     /// Most client connections at once; new ones beyond it get an error and are closed.
     pub max_connections: usize,
+    /// With tenants configured: most connections at once that have not authenticated yet; new ones beyond it
+    /// get an error and are closed. They never hold a tenant's `max_connections` place (taken at AUTH).
+    pub max_unauthenticated: usize,
+    /// With tenants configured: wrong passwords one connection may send; the last of them is answered with an
+    /// error and the connection is closed.
+    pub auth_max_failures: u32,
 }
 
 impl Default for ClientLimits {
@@ -103,6 +114,8 @@ impl Default for ClientLimits {
             max_bulk_bytes: 512 * 1024 * 1024,
             max_arguments: 1024 * 1024,
             max_connections: 10_000,
+            max_unauthenticated: 1024,
+            auth_max_failures: 5,
         }
     }
 }
@@ -428,6 +441,18 @@ impl Config {
         }
         if self.client_limits.max_connections == 0 {
             return Err(invalid("client_limits.max_connections", "must be above 0"));
+        }
+        if self.client_limits.max_unauthenticated == 0 {
+            return Err(invalid(
+                "client_limits.max_unauthenticated",
+                "must be above 0",
+            ));
+        }
+        if self.client_limits.auth_max_failures == 0 {
+            return Err(invalid(
+                "client_limits.auth_max_failures",
+                "must be above 0",
+            ));
         }
         Ok(())
     }

@@ -23,6 +23,7 @@
 //! configuration (`config`) and reply helpers are read by all. Only [`Proxy`], [`config`] and the binary's
 //! command line ([`cli`]) are public.
 
+mod auth_throttle;
 mod backend;
 pub mod cli;
 pub mod config;

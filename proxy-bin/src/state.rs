@@ -11,6 +11,7 @@ use std::sync::Arc;
 use resp_codec::Limits;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::auth_throttle::AuthThrottle;
 use crate::config::Config;
 use crate::introspection::BackendVersion;
 use crate::pools::kafka::KafkaPool;
@@ -23,6 +24,10 @@ pub struct ProxyState {
     pools: HashMap<String, PoolHandle>,
     default_pool: PoolHandle,
     connections: Arc<Semaphore>,
+    /// Places for connections that have not authenticated yet (`client_limits.max_unauthenticated`).
+    unauthenticated: Arc<Semaphore>,
+    /// Recent AUTH failures per client IP, and their total.
+    auth_failures: AuthThrottle,
     next_client_id: AtomicU64,
     tenants: Option<tenant_policy::Tenants>,
     /// When the proxy started, for INFO's uptime.
@@ -53,6 +58,8 @@ impl ProxyState {
             started: std::time::Instant::now(),
             backend_versions,
             connections: Arc::new(Semaphore::new(config.client_limits.max_connections)),
+            unauthenticated: Arc::new(Semaphore::new(config.client_limits.max_unauthenticated)),
+            auth_failures: AuthThrottle::default(),
             config: Arc::new(config),
             pools,
             default_pool,
@@ -91,6 +98,17 @@ impl ProxyState {
     /// `None` when every permit is taken.
     pub fn admit_client(&self) -> Option<OwnedSemaphorePermit> {
         Arc::clone(&self.connections).try_acquire_owned().ok()
+    }
+
+    /// One of the `max_unauthenticated` places, held until the connection authenticates or closes; `None`
+    /// when every place is taken.
+    pub fn admit_unauthenticated(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.unauthenticated).try_acquire_owned().ok()
+    }
+
+    /// Per-IP AUTH failures (their delays) and their count.
+    pub fn auth_failures(&self) -> &AuthThrottle {
+        &self.auth_failures
     }
 
     /// Client connections open now (each holds one of the `max_connections` permits).

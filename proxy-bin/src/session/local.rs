@@ -147,6 +147,9 @@ impl Session {
                 _ => return Err(reply::error("NOPROTO unsupported protocol version")),
             }
         }
+        if self.awaiting_auth() && !hello_carries_auth(request) {
+            return Err(tenant_policy::PolicyError::NoAuth.to_reply());
+        }
         let mut index = 2;
         let mut new_name = None;
         while index < request.argc() {
@@ -179,4 +182,13 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Whether a HELLO has an AUTH option (which may authenticate a client that has not yet).
+fn hello_carries_auth(request: &Request) -> bool {
+    (2..request.argc()).any(|index| {
+        request
+            .arg(index)
+            .is_some_and(|option| option.eq_ignore_ascii_case(b"AUTH"))
+    })
 }

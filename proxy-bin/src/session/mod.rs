@@ -67,6 +67,12 @@ pub enum SessionEnd {
     AuthTimeout,
     #[error("the tenant has too many connections")]
     TenantConnectionLimit,
+    #[error("too many connections that have not authenticated")]
+    TooManyUnauthenticated,
+    #[error("too many wrong passwords")]
+    TooManyAuthFailures,
+    #[error("idle for longer than timeouts.idle_ms")]
+    Idle,
 }
 
 /// What a session does next: serve on shared connections, move to a dedicated one, or end.
@@ -115,6 +121,16 @@ pub struct Session {
     tenant: Option<tenant_policy::ConnectionPermit>,
     /// With tenants configured: when an unauthenticated connection is closed.
     auth_deadline: tokio::time::Instant,
+    /// With tenants configured: this connection's place among the unauthenticated ones, until it authenticates.
+    unauthenticated: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Wrong passwords sent on this connection.
+    auth_failures: u32,
+    /// After a wrong password: no reply is written (and nothing read) before then.
+    reply_hold: Option<tokio::time::Instant>,
+    /// The client's IP, for the AUTH failure throttle and its log lines.
+    client_ip: Option<std::net::IpAddr>,
+    /// When the client last sent something (for `timeouts.idle_ms`).
+    last_activity: tokio::time::Instant,
     /// A deferred request waits for the tenant's traffic budget until then.
     resume_at: Option<tokio::time::Instant>,
     /// A cluster command answered TRYAGAIN is being sent again: read no new request until it is answered.
@@ -141,6 +157,7 @@ impl Session {
     pub fn new(id: u64, worker: usize, state: Arc<ProxyState>, stream: TcpStream) -> Session {
         let limits = state.client_codec_limits();
         let pool = state.default_pool().clone();
+        let client_ip = stream.peer_addr().ok().map(|addr| addr.ip());
         Session {
             id,
             worker,
@@ -168,6 +185,11 @@ impl Session {
             batch_patience: Patience::Normal,
             tenant: None,
             auth_deadline: tenancy::auth_deadline(state.config().timeouts.auth_ms),
+            unauthenticated: None,
+            auth_failures: 0,
+            reply_hold: None,
+            client_ip,
+            last_activity: tokio::time::Instant::now(),
             resume_at: None,
             try_again_hold: false,
             client: introspection::ClientState::new(),
@@ -177,6 +199,9 @@ impl Session {
 
     /// Serves the client until it leaves or breaks the protocol.
     pub async fn run(mut self) -> SessionEnd {
+        if let Err(end) = self.admit_unauthenticated().await {
+            return end;
+        }
         let mut step = Step::Shared;
         loop {
             let next = match step {
@@ -190,13 +215,16 @@ impl Session {
 
     async fn run_shared(&mut self) -> Result<Step, SessionEnd> {
         let max_pending = self.state.config().client_limits.max_pending_requests;
+        let idle_ms = self.state.config().timeouts.idle_ms;
+        self.last_activity = tokio::time::Instant::now();
         loop {
+            if let Some(until) = self.reply_hold.take() {
+                self.hold_replies(until).await?;
+            }
             self.collect_ready_replies();
             self.filter_replies();
             if !self.write_buffer.is_empty() {
-                self.stream.write_all(&self.write_buffer).await?;
-                self.charge_reply(self.write_buffer.len());
-                self.write_buffer.clear();
+                self.write_replies().await?;
             }
             if let Some(resume_at) = self.resume_at {
                 // Waiting for the tenant's traffic budget; replies still flow meanwhile. A command being sent
@@ -244,6 +272,9 @@ impl Session {
             }
             let can_read = self.accepting_requests(max_pending);
             let front_waiting = self.pending.front().is_some_and(Pending::is_waiting);
+            let awaiting_auth = self.awaiting_auth();
+            let may_idle_out = self.may_idle_out(idle_ms);
+            let idle_deadline = self.idle_deadline(idle_ms);
             tokio::select! {
                 biased;
                 event = next_front_event(self.pending.front_mut()), if front_waiting => {
@@ -253,12 +284,43 @@ impl Session {
                     if read? == 0 {
                         return Ok(Step::End(SessionEnd::ClientClosed));
                     }
+                    self.last_activity = tokio::time::Instant::now();
                 }
-                () = tokio::time::sleep_until(self.auth_deadline), if self.awaiting_auth() => {
+                () = tokio::time::sleep_until(self.auth_deadline), if awaiting_auth => {
                     return Ok(Step::End(SessionEnd::AuthTimeout));
+                }
+                () = tokio::time::sleep_until(idle_deadline), if may_idle_out => {
+                    return Ok(Step::End(SessionEnd::Idle));
                 }
             }
         }
+    }
+
+    /// Writes the gathered replies. Before AUTH the write must finish by the auth deadline too, so a client
+    /// that sends requests and never reads the replies cannot stay by filling its socket.
+    async fn write_replies(&mut self) -> Result<(), SessionEnd> {
+        if self.awaiting_auth() {
+            let write = self.stream.write_all(&self.write_buffer);
+            match tokio::time::timeout_at(self.auth_deadline, write).await {
+                Ok(written) => written?,
+                Err(_) => return Err(SessionEnd::AuthTimeout),
+            }
+        } else {
+            self.stream.write_all(&self.write_buffer).await?;
+        }
+        self.charge_reply(self.write_buffer.len());
+        self.write_buffer.clear();
+        Ok(())
+    }
+
+    /// Whether `timeouts.idle_ms` can close the connection now: it is on, the client is authenticated (or
+    /// there are no tenants) and no reply is owed. Dedicated mode (subscribers, blocked clients) never gets here.
+    fn may_idle_out(&self, idle_ms: u64) -> bool {
+        idle_ms > 0 && !self.awaiting_auth() && self.pending.is_empty()
+    }
+
+    fn idle_deadline(&self, idle_ms: u64) -> tokio::time::Instant {
+        self.last_activity + std::time::Duration::from_millis(idle_ms)
     }
 
     fn accepting_requests(&self, max_pending: usize) -> bool {

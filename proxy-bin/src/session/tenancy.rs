@@ -19,7 +19,9 @@ use resp_codec::{parse_frame, Limits, Request};
 use tenant_policy::{
     credentials, police, OverLimit, Policed, PolicyError, Tenant, Verdict as PolicyVerdict,
 };
+use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
+use tracing::warn;
 
 use super::Session;
 use crate::pools::PoolHandle;
@@ -127,7 +129,7 @@ impl Session {
         };
         let tenant = match tenants.authenticate(found.username, found.password) {
             Ok(tenant) => tenant,
-            Err(error) => return error.to_reply(),
+            Err(error) => return self.auth_failed(found.username, error.to_reply()),
         };
         // Re-AUTH as the same tenant keeps the connection's place; another tenant takes a new one.
         if self
@@ -152,8 +154,65 @@ impl Session {
             ));
         };
         self.tenant = Some(permit);
+        self.unauthenticated = None;
         self.switch_pool(pool, tenant.db().unwrap_or(0));
         reply::ok()
+    }
+
+    /// A wrong password: logged (never the password) and counted; the reply waits for the client IP's growing
+    /// delay; the `auth_max_failures`-th failure on this connection is answered with an error and closes it.
+    fn auth_failed(&mut self, username: Option<&[u8]>, wrongpass: Bytes) -> Bytes {
+        self.auth_failures = self.auth_failures.saturating_add(1);
+        let delay = match self.client_ip {
+            Some(ip) => self.state.auth_failures().failure(ip),
+            None => Duration::ZERO,
+        };
+        let user = username.map(String::from_utf8_lossy);
+        warn!(
+            client.ip = ?self.client_ip,
+            user = %crate::backend::one_line(user.as_deref().unwrap_or("default")),
+            failures_here = self.auth_failures,
+            failures_total = self.state.auth_failures().total(),
+            "AUTH failed"
+        );
+        self.reply_hold = Some(Instant::now() + delay);
+        if self.auth_failures >= self.state.config().client_limits.auth_max_failures {
+            self.closing = Some(super::SessionEnd::TooManyAuthFailures);
+            return reply::error(TOO_MANY_AUTH_FAILURES);
+        }
+        wrongpass
+    }
+
+    /// With tenants configured, takes one of the `max_unauthenticated` places; over the cap the client gets
+    /// an error and the session ends.
+    pub(super) async fn admit_unauthenticated(&mut self) -> Result<(), super::SessionEnd> {
+        if self.state.tenants().is_none() {
+            return Ok(());
+        }
+        match self.state.admit_unauthenticated() {
+            Some(permit) => {
+                self.unauthenticated = Some(permit);
+                Ok(())
+            }
+            None => {
+                let refusal = reply::error(TOO_MANY_UNAUTHENTICATED);
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), self.stream.write_all(&refusal))
+                        .await;
+                Err(super::SessionEnd::TooManyUnauthenticated)
+            }
+        }
+    }
+
+    /// Waits out a failed AUTH's delay before the next reply, but never past the auth deadline while the
+    /// client has not authenticated.
+    pub(super) async fn hold_replies(&mut self, until: Instant) -> Result<(), super::SessionEnd> {
+        if self.awaiting_auth() && until >= self.auth_deadline {
+            tokio::time::sleep_until(self.auth_deadline).await;
+            return Err(super::SessionEnd::AuthTimeout);
+        }
+        tokio::time::sleep_until(until).await;
+        Ok(())
     }
 
     /// Moves the session to another pool (after AUTH or USE). The caller made sure no reply is pending.
@@ -246,6 +305,13 @@ impl Session {
         reply::ok()
     }
 }
+
+/// The reply to the `auth_max_failures`-th wrong password on a connection, which is then closed.
+const TOO_MANY_AUTH_FAILURES: &str =
+    "ERR too many failed authentication attempts, closing the connection";
+
+/// The reply to a connection over `client_limits.max_unauthenticated`, which is then closed.
+const TOO_MANY_UNAUTHENTICATED: &str = "ERR max number of unauthenticated clients reached";
 
 /// How long an unauthenticated connection may stay.
 pub(super) fn auth_deadline(auth_ms: u64) -> Instant {

@@ -1,5 +1,7 @@
 //! Tenants through the proxy: AUTH, rights, db and key-prefix isolation, limits, USE.
 
+mod hardening;
+
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;

@@ -458,7 +458,7 @@ impl Session {
         // A new slot map: let everything routed with the old one finish first, so nothing overtakes.
         if cluster.pool.generation() != cluster.topology.generation {
             if !self.pending.is_empty() {
-                self.deferred = Some(request);
+                self.defer_policed(request);
                 return;
             }
             let topology = cluster.pool.topology();

@@ -95,6 +95,8 @@ pub struct Session {
     pending: VecDeque<Pending>,
     /// A request that must wait until `pending` is empty (a barrier) before it runs.
     deferred: Option<Request>,
+    /// The deferred request was already policed (and rewritten) when it was read: it runs as it is.
+    deferred_is_policed: bool,
     closing: Option<SessionEnd>,
     db: u32,
     resp3: bool,
@@ -167,6 +169,7 @@ impl Session {
             decoder: RequestDecoder::new(limits),
             pending: VecDeque::new(),
             deferred: None,
+            deferred_is_policed: false,
             closing: None,
             db: 0,
             resp3: false,
@@ -493,6 +496,12 @@ impl Session {
         Ok(spec)
     }
 
+    /// Holds a request that was policed (and rewritten) already until every earlier reply arrived.
+    fn defer_policed(&mut self, request: Request) {
+        self.deferred = Some(request);
+        self.deferred_is_policed = true;
+    }
+
     /// Routes one request in shared mode.
     fn handle(&mut self, request: Request) {
         // Kafka commands, Kafka pools and the Kafka admin commands are served by `kafka.rs`.
@@ -528,7 +537,12 @@ impl Session {
                 return;
             }
         };
-        let request = match self.police(spec, request, true) {
+        let policed = if std::mem::take(&mut self.deferred_is_policed) {
+            Verdict::Proceed(request)
+        } else {
+            self.police(spec, request, true)
+        };
+        let request = match policed {
             Verdict::Proceed(request) => request,
             Verdict::Refuse(reply) => {
                 self.flush_batch();
@@ -583,7 +597,7 @@ impl Session {
         }
         let needs_barrier = self.changes_connection(spec, &request);
         if needs_barrier && !self.pending.is_empty() {
-            self.deferred = Some(request);
+            self.defer_policed(request);
             return;
         }
         match spec.proxy {

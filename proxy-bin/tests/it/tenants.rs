@@ -583,3 +583,38 @@ async fn no_key_taking_command_reaches_another_tenants_keys() {
         .unwrap();
     proxy.shutdown().await;
 }
+
+/// A request that waits behind earlier replies (a barrier: SUBSCRIBE, BLPOP, SELECT, ...) was policed when it
+/// was read; it must not be policed again when it runs, or its keys and channels get the prefix twice (and it is
+/// charged twice against the tenant's budget).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_behind_a_barrier_gets_the_prefix_once() {
+    let proxy = tenant_proxy("").await;
+    let addr = proxy.local_addr();
+    let channel = unique("barrier-channel");
+    let list = unique("barrier-list");
+    let mut direct = direct(&redis_addr(), 0).await;
+    let _: () = direct.rpush(format!("alpha:{list}"), "item").await.unwrap();
+    let (channel_sent, list_sent) = (channel.clone(), list.clone());
+    let redis = redis_addr();
+    let (replies, channels) = blocking(move || {
+        let mut raw = RawClient::connect(addr);
+        // AUTH's reply is still owed when BLPOP (a move to a dedicated connection) is read.
+        let pipeline =
+            format!("AUTH alpha alpha-pw\r\nBLPOP {list_sent} 1\r\nSUBSCRIBE {channel_sent}\r\n");
+        raw.send(pipeline.as_bytes());
+        // +OK, BLPOP's array (5 lines), SUBSCRIBE's confirmation (6 lines).
+        let replies: Vec<String> = (0..12).map(|_| raw.read_line()).collect();
+        // Asked while the client is still subscribed.
+        let channels = redis_cli_at(&redis, &["PUBSUB", "CHANNELS", &format!("*{channel_sent}")]);
+        (replies, channels)
+    })
+    .await;
+    assert_eq!(replies[0], "+OK\r\n", "{replies:?}");
+    // BLPOP found the list under the prefix given once: `alpha:<list>`, not `alpha:alpha:<list>`.
+    assert_eq!(replies[1], "*2\r\n", "{replies:?}");
+    assert_eq!(replies[3], format!("{list}\r\n"), "{replies:?}");
+    assert_eq!(replies[5], "item\r\n", "{replies:?}");
+    assert_eq!(replies[7], "$9\r\n", "{replies:?}");
+    assert_eq!(channels.trim(), format!("alpha:{channel}"));
+}

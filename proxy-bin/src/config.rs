@@ -69,6 +69,9 @@ pub struct Timeouts {
     pub slow_command_ms: u64,
     /// With tenants configured: a connection that has not authenticated within this time is closed.
     pub auth_ms: u64,
+    /// On SIGTERM/SIGINT (or [`Proxy::shutdown`](crate::Proxy::shutdown)): how long requests already read may
+    /// take to be answered before the remaining connections are closed.
+    pub shutdown_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -78,6 +81,7 @@ impl Default for Timeouts {
             command_ms: 1000,
             slow_command_ms: 30_000,
             auth_ms: 10_000,
+            shutdown_ms: 10_000,
         }
     }
 }

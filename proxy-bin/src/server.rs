@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
 use tracing::{debug, debug_span, info, warn, Instrument};
 
 use crate::config::Config;
@@ -156,6 +157,9 @@ fn bind(addr: SocketAddr, shared: bool) -> Result<TcpListener, String> {
 /// worker `worker`.
 async fn accept_loop(worker: usize, listener: TcpListener, state: Arc<ProxyState>) {
     let mut shutdown = state.shutdown_signal();
+    // The sessions of this worker watch a signal of their own, passed on from the proxy's: the sessions of
+    // other threads then never share a lock with them on their hot path.
+    let (sessions_shutdown, sessions_signal) = watch::channel(false);
     let server_addr = listener.local_addr().ok();
     loop {
         let (stream, client_addr) = tokio::select! {
@@ -169,6 +173,7 @@ async fn accept_loop(worker: usize, listener: TcpListener, state: Arc<ProxyState
                 }
             },
             _ = shutdown_begun(&mut shutdown) => {
+                sessions_shutdown.send_replace(true);
                 info!("listener stopped");
                 return;
             }
@@ -190,10 +195,13 @@ async fn accept_loop(worker: usize, listener: TcpListener, state: Arc<ProxyState
             server.addr = ?server_addr,
         );
         let state = Arc::clone(&state);
+        let shutdown = sessions_signal.clone();
         tokio::spawn(
             async move {
                 debug!(target: "rkproxy::connection", "client connected");
-                let end = Session::new(id, worker, state, stream).run().await;
+                let end = Session::new(id, worker, state, stream, shutdown)
+                    .run()
+                    .await;
                 debug!(target: "rkproxy::connection", reason = %end, "client disconnected");
                 drop(permit);
             }

@@ -44,7 +44,7 @@ use tokio_util::codec::Decoder;
 use crate::backend::{BackendError, BackendReply, Patience, SharedConnection};
 use crate::pools::PoolHandle;
 use crate::reply;
-use crate::state::{shutdown_begun, ProxyState};
+use crate::state::ProxyState;
 
 use self::cluster::ClusterSession;
 use self::pending::{next_front_event, try_front_event, Expect, FrontEvent, Pending};
@@ -153,11 +153,17 @@ const LAST_COMMAND_NAME: usize = 16;
 
 impl Session {
     /// A session for client `id`, accepted by the listener of worker `worker` (the thread it runs on).
-    pub fn new(id: u64, worker: usize, state: Arc<ProxyState>, stream: TcpStream) -> Session {
+    /// `shutdown` is that worker's shutdown signal (true, or its sender gone, once the proxy shuts down).
+    pub fn new(
+        id: u64,
+        worker: usize,
+        state: Arc<ProxyState>,
+        stream: TcpStream,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Session {
         let limits = state.client_codec_limits();
         let pool = state.default_pool().clone();
-        let shutdown = state.shutdown_signal();
-        let shutting_down = *shutdown.borrow();
+        let shutting_down = *shutdown.borrow() || shutdown.has_changed().is_err();
         Session {
             id,
             worker,
@@ -197,7 +203,7 @@ impl Session {
     /// Serves the client until it leaves or breaks the protocol, or the proxy shuts down: then the session
     /// answers what it has read and closes, or is closed `timeouts.shutdown_ms` after the shutdown began.
     pub async fn run(mut self) -> SessionEnd {
-        let shutdown = self.state.shutdown_signal();
+        let shutdown = self.shutdown.clone();
         let limit = self.state.shutdown_limit();
         tokio::select! {
             end = self.serve() => end,
@@ -654,9 +660,8 @@ async fn shutdown_deadline(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     limit: std::time::Duration,
 ) {
-    if !shutdown_begun(&mut shutdown).await {
-        std::future::pending::<()>().await;
-    }
+    // The worker's signal turns true, or its sender is dropped as the accept loop ends: both mean shutdown.
+    let _ = shutdown.wait_for(|&shutting_down| shutting_down).await;
     tokio::time::sleep(limit).await;
 }
 

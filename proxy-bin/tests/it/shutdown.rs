@@ -1,4 +1,4 @@
-//! Graceful shutdown of the `rkproxy` binary (SIGTERM): requests already read are answered, subscribers are
+//! Graceful shutdown of the `rkproxy` binary (SIGTERM, SIGINT): requests already read are answered, subscribers are
 //! told, and a client that is never answered does not keep the process alive past `timeouts.shutdown_ms`.
 //! Each test runs its own rkproxy process and its own redis-server.
 
@@ -69,8 +69,12 @@ impl RunningProxy {
     }
 
     fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -195,7 +199,7 @@ fn sigterm_lets_a_running_script_reply() {
 }
 
 #[test]
-fn sigterm_tells_subscribers_the_proxy_is_shutting_down() {
+fn sigint_tells_subscribers_the_proxy_is_shutting_down() {
     let redis = OwnRedis::start(&[]);
     let mut proxy = RunningProxy::start(&redis, 5000);
     let channel = unique("shutdown:channel");
@@ -211,7 +215,7 @@ fn sigterm_tells_subscribers_the_proxy_is_shutting_down() {
         confirmation.push(line);
     }
     assert_eq!(confirmation[2], "subscribe\r\n", "{confirmation:?}");
-    proxy.terminate();
+    proxy.signal("-INT");
     let mut rest = String::new();
     let _ = reader.read_to_string(&mut rest);
     assert_eq!(rest, "-ERR rkproxy is shutting down\r\n");

@@ -265,3 +265,36 @@ fn sigterm_serves_blocked_clients_until_shutdown_ms_then_exits() {
     let _ = stuck.read_to_end(&mut rest);
     assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
 }
+
+#[tokio::test]
+async fn embedded_shutdown_waits_for_a_running_script_to_reply() {
+    let redis = OwnRedis::start(&[]);
+    let proxy = start_proxy(&redis.addr()).await;
+    let addr = proxy.local_addr();
+    let received = Arc::new(std::sync::Mutex::new(None));
+    let client_received = Arc::clone(&received);
+    let client = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let script = "local t = redis.call('TIME') \
+                      local start = t[1] * 1000000 + t[2] \
+                      repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start >= 1000000 \
+                      return 'done'";
+        stream.write_all(&command(&["EVAL", script, "0"])).unwrap();
+        let mut reply = String::new();
+        let _ = stream.read_to_string(&mut reply);
+        // Recorded before the client closes its end, which the proxy waits for.
+        *client_received.lock().unwrap() = Some(reply);
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.shutdown().await;
+    let reply = received.lock().unwrap().take();
+    assert_eq!(
+        reply.as_deref(),
+        Some("$4\r\ndone\r\n"),
+        "shutdown() returned before the script's reply was written"
+    );
+    blocking(move || client.join().unwrap()).await;
+}

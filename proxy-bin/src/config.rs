@@ -73,6 +73,9 @@ pub struct Timeouts {
     /// An authenticated client that sends nothing for this long is closed (0: never, like Redis's `timeout`).
     /// Subscribers and clients waiting in a blocking command are exempt.
     pub idle_ms: u64,
+    /// On SIGTERM/SIGINT (or [`Proxy::shutdown`](crate::Proxy::shutdown)): how long requests already read may
+    /// take to be answered before the remaining connections are closed.
+    pub shutdown_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -83,6 +86,7 @@ impl Default for Timeouts {
             slow_command_ms: 30_000,
             auth_ms: 10_000,
             idle_ms: 0,
+            shutdown_ms: 10_000,
         }
     }
 }

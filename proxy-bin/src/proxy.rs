@@ -53,8 +53,9 @@ impl Proxy {
         self.listener.local_addr
     }
 
-    /// Stops accepting clients and waits until the listener has stopped. Connections already open are served
-    /// until the runtime that runs them ends.
+    /// Shuts down gracefully: stops accepting clients; open connections get the replies to the requests
+    /// already read (subscribers and later requests get `-ERR rkproxy is shutting down`) and are closed; waits
+    /// until they all are, at most `timeouts.shutdown_ms` (connections still owing replies then are closed).
     pub async fn shutdown(self) {
         self.listener.stop().await;
     }

@@ -17,7 +17,7 @@ use tracing::{debug, debug_span, info, warn, Instrument};
 
 use crate::config::Config;
 use crate::session::Session;
-use crate::state::ProxyState;
+use crate::state::{shutdown_begun, ProxyState};
 
 /// The worker index of the accept loop that runs on the caller's runtime (`start`, and the first loop of `run`).
 const FIRST_WORKER: usize = 0;
@@ -26,15 +26,32 @@ const FIRST_WORKER: usize = 0;
 #[derive(Debug)]
 pub struct AcceptLoop {
     pub local_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
+    state: Arc<ProxyState>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl AcceptLoop {
-    /// Stops accepting clients and waits for the accept loop to end. Open sessions end with the runtime.
+    /// Stops accepting clients, then lets open sessions answer what they have read (up to
+    /// `timeouts.shutdown_ms`) and waits until they have closed.
     pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
+        self.state.begin_shutdown();
         let _ = self.task.await;
+        drain(&self.state).await;
+    }
+}
+
+/// Sessions end by themselves `shutdown_ms` after the shutdown began; the listener waits this much longer
+/// before it gives up on them, so that they close their sockets first.
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Waits until every session has ended (they stop themselves at `shutdown_ms`), and logs the outcome.
+async fn drain(state: &ProxyState) {
+    let still_open = state.drained(state.shutdown_limit() + DRAIN_GRACE).await;
+    if still_open > 0 {
+        warn!(
+            connections = still_open,
+            "connections still open after timeouts.shutdown_ms; closing them"
+        );
     }
 }
 
@@ -48,16 +65,10 @@ pub async fn start(config: Config) -> Result<AcceptLoop, String> {
     let local_addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
-    let (shutdown, shutdown_receiver) = watch::channel(false);
-    let task = tokio::spawn(accept_loop(
-        FIRST_WORKER,
-        listener,
-        state,
-        shutdown_receiver,
-    ));
+    let task = tokio::spawn(accept_loop(FIRST_WORKER, listener, Arc::clone(&state)));
     Ok(AcceptLoop {
         local_addr,
-        shutdown,
+        state,
         task,
     })
 }
@@ -71,11 +82,9 @@ pub fn run(config: Config, threads: usize, stop: impl Future<Output = ()>) -> Re
     runtime.block_on(async move {
         let listen = config.listen_addr().map_err(|e| e.to_string())?;
         let state = Arc::new(ProxyState::new(config).await?);
-        let (shutdown, shutdown_receiver) = watch::channel(false);
         let mut workers = Vec::new();
         for index in 1..threads {
             let state = Arc::clone(&state);
-            let shutdown_receiver = shutdown_receiver.clone();
             let listener = bind(listen, threads > 1)?
                 .into_std()
                 .map_err(|e| e.to_string())?;
@@ -86,7 +95,9 @@ pub fn run(config: Config, threads: usize, stop: impl Future<Output = ()>) -> Re
                     runtime.block_on(async move {
                         let listener =
                             TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-                        accept_loop(index, listener, state, shutdown_receiver).await;
+                        accept_loop(index, listener, Arc::clone(&state)).await;
+                        // This runtime runs its sessions: it must live until they have drained.
+                        drain(&state).await;
                         Ok(())
                     })
                 })
@@ -95,16 +106,15 @@ pub fn run(config: Config, threads: usize, stop: impl Future<Output = ()>) -> Re
         }
         let listener = bind(listen, threads > 1)?;
         info!(listen = %listen, threads, "rkproxy ready");
-        let accept = tokio::spawn(accept_loop(
-            FIRST_WORKER,
-            listener,
-            state,
-            shutdown_receiver,
-        ));
+        let accept = tokio::spawn(accept_loop(FIRST_WORKER, listener, Arc::clone(&state)));
         stop.await;
-        info!("shutting down");
-        let _ = shutdown.send(true);
+        info!(
+            shutdown_ms = state.config().timeouts.shutdown_ms,
+            "shutting down: answering requests already read"
+        );
+        state.begin_shutdown();
         let _ = accept.await;
+        drain(&state).await;
         for worker in workers {
             let _ = worker.join();
         }
@@ -143,14 +153,13 @@ fn bind(addr: SocketAddr, shared: bool) -> Result<TcpListener, String> {
         .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
-/// Accepts clients on `listener` until `shutdown`; every session it starts runs on this thread, as worker
-/// `worker`.
-async fn accept_loop(
-    worker: usize,
-    listener: TcpListener,
-    state: Arc<ProxyState>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Accepts clients on `listener` until the shutdown begins; every session it starts runs on this thread, as
+/// worker `worker`.
+async fn accept_loop(worker: usize, listener: TcpListener, state: Arc<ProxyState>) {
+    let mut shutdown = state.shutdown_signal();
+    // The sessions of this worker watch a signal of their own, passed on from the proxy's: the sessions of
+    // other threads then never share a lock with them on their hot path.
+    let (sessions_shutdown, sessions_signal) = watch::channel(false);
     let server_addr = listener.local_addr().ok();
     loop {
         let (stream, client_addr) = tokio::select! {
@@ -163,7 +172,8 @@ async fn accept_loop(
                     continue;
                 }
             },
-            _ = shutdown.changed() => {
+            _ = shutdown_begun(&mut shutdown) => {
+                sessions_shutdown.send_replace(true);
                 info!("listener stopped");
                 return;
             }
@@ -185,10 +195,13 @@ async fn accept_loop(
             server.addr = ?server_addr,
         );
         let state = Arc::clone(&state);
+        let shutdown = sessions_signal.clone();
         tokio::spawn(
             async move {
                 debug!(target: "rkproxy::connection", "client connected");
-                let end = Session::new(id, worker, state, stream).run().await;
+                let end = Session::new(id, worker, state, stream, shutdown)
+                    .run()
+                    .await;
                 debug!(target: "rkproxy::connection", reason = %end, "client disconnected");
                 drop(permit);
             }

@@ -9,13 +9,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use resp_codec::Limits;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::auth_throttle::AuthThrottle;
 use crate::config::Config;
 use crate::introspection::BackendVersion;
 use crate::pools::kafka::KafkaPool;
 use crate::pools::PoolHandle;
+
+/// Waits until the shutdown watched by `signal` (from [`ProxyState::shutdown_signal`]) has begun; false if
+/// the proxy's state is gone, so it never will.
+pub async fn shutdown_begun(signal: &mut watch::Receiver<bool>) -> bool {
+    signal
+        .wait_for(|&shutting_down| shutting_down)
+        .await
+        .is_ok()
+}
+
+/// How often a shutdown checks whether every connection has closed.
+const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// What every session shares: the configuration, the pools, the connection limit and client ids.
 #[derive(Debug)]
@@ -34,6 +46,8 @@ pub struct ProxyState {
     started: std::time::Instant,
     /// Each Redis pool's backend version, learned on first use (HELLO, INFO).
     backend_versions: HashMap<String, BackendVersion>,
+    /// Becomes true once the proxy shuts down: accept loops stop, sessions drain and close.
+    shutdown: watch::Sender<bool>,
 }
 
 impl ProxyState {
@@ -64,6 +78,7 @@ impl ProxyState {
             pools,
             default_pool,
             next_client_id: AtomicU64::new(1),
+            shutdown: watch::Sender::new(false),
         })
     }
 
@@ -117,6 +132,30 @@ impl ProxyState {
             .client_limits
             .max_connections
             .saturating_sub(self.connections.available_permits())
+    }
+
+    /// Starts the graceful shutdown: every accept loop and session watching [`Self::shutdown_signal`] sees it.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Watches for the shutdown; the value is true once it has begun.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// How long sessions may take to answer what they have read, once the shutdown has begun.
+    pub fn shutdown_limit(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.config.timeouts.shutdown_ms)
+    }
+
+    /// Waits until every client connection has closed, or `limit` has passed; returns how many are still open.
+    pub async fn drained(&self, limit: std::time::Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.connected_clients() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        self.connected_clients()
     }
 
     /// The backend version of pool `name`, once learned.

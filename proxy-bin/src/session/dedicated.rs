@@ -504,6 +504,13 @@ impl Session {
                 if let Some(end) = self.closing.take() {
                     return Ok(Step::End(end));
                 }
+                if self.shutting_down {
+                    // Every reply owed is written; a subscriber is told why its messages stop.
+                    if dedicated.subscribed {
+                        self.stream.write_all(super::SHUTTING_DOWN).await?;
+                    }
+                    return self.close_after_shutdown().await;
+                }
                 if !dedicated.holds_state() {
                     // Nothing left on the server for this client (a blocking command returned, a transaction
                     // ended): go back to shared connections, and keep this one for the next time.
@@ -526,6 +533,7 @@ impl Session {
             // arrive, the session goes back to shared connections.
             let mut handled = false;
             while self.closing.is_none()
+                && !self.shutting_down
                 && dedicated.slots.len() < max_pending
                 && dedicated.takes_requests()
             {
@@ -546,6 +554,7 @@ impl Session {
                 continue;
             }
             let can_read = self.closing.is_none()
+                && !self.shutting_down
                 && dedicated.slots.len() < max_pending
                 && dedicated.takes_requests();
             tokio::select! {
@@ -582,6 +591,9 @@ impl Session {
                     if read? == 0 {
                         return Ok(Step::End(SessionEnd::ClientClosed));
                     }
+                }
+                _ = self.shutdown.changed(), if !self.shutting_down => {
+                    self.shutting_down = true;
                 }
             }
         }

@@ -73,7 +73,18 @@ pub enum SessionEnd {
     TooManyAuthFailures,
     #[error("idle for longer than timeouts.idle_ms")]
     Idle,
+    #[error("the proxy is shutting down")]
+    Shutdown,
+    #[error("the proxy shut down before every reply was written (timeouts.shutdown_ms)")]
+    ShutdownDeadline,
 }
+
+/// How long a session closing at shutdown waits for the client to close its end (see
+/// `Session::close_after_shutdown`).
+const SHUTDOWN_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// What subscribers and requests read after the shutdown began are told.
+const SHUTTING_DOWN: &[u8] = b"-ERR rkproxy is shutting down\r\n";
 
 /// What a session does next: serve on shared connections, move to a dedicated one, or end.
 enum Step {
@@ -139,6 +150,10 @@ pub struct Session {
     try_again_hold: bool,
     /// What CLIENT INFO and CLIENT REPLY need: start time, library name and version, reply mode.
     client: introspection::ClientState,
+    /// Turns true when the proxy shuts down.
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The proxy is shutting down: read no more requests, answer those already read, then close.
+    shutting_down: bool,
 }
 
 /// A batch is sent once it holds this many requests or bytes, even if more are buffered.
@@ -156,10 +171,18 @@ const LAST_COMMAND_NAME: usize = 16;
 
 impl Session {
     /// A session for client `id`, accepted by the listener of worker `worker` (the thread it runs on).
-    pub fn new(id: u64, worker: usize, state: Arc<ProxyState>, stream: TcpStream) -> Session {
+    /// `shutdown` is that worker's shutdown signal (true, or its sender gone, once the proxy shuts down).
+    pub fn new(
+        id: u64,
+        worker: usize,
+        state: Arc<ProxyState>,
+        stream: TcpStream,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Session {
         let limits = state.client_codec_limits();
         let pool = state.default_pool().clone();
         let client_ip = stream.peer_addr().ok().map(|addr| addr.ip());
+        let shutting_down = *shutdown.borrow() || shutdown.has_changed().is_err();
         Session {
             id,
             worker,
@@ -196,15 +219,27 @@ impl Session {
             resume_at: None,
             try_again_hold: false,
             client: introspection::ClientState::new(),
+            shutdown,
+            shutting_down,
             state,
         }
     }
 
-    /// Serves the client until it leaves or breaks the protocol.
+    /// Serves the client until it leaves or breaks the protocol, or the proxy shuts down: then the session
+    /// answers what it has read and closes, or is closed `timeouts.shutdown_ms` after the shutdown began.
     pub async fn run(mut self) -> SessionEnd {
         if let Err(end) = self.admit_unauthenticated().await {
             return end;
         }
+        let shutdown = self.shutdown.clone();
+        let limit = self.state.shutdown_limit();
+        tokio::select! {
+            end = self.serve() => end,
+            () = shutdown_deadline(shutdown, limit) => SessionEnd::ShutdownDeadline,
+        }
+    }
+
+    async fn serve(&mut self) -> SessionEnd {
         let mut step = Step::Shared;
         loop {
             let next = match step {
@@ -265,6 +300,9 @@ impl Session {
                     self.reply_filter_leaves_shared_mode();
                     return Ok(Step::Dedicated(request));
                 }
+                if self.shutting_down {
+                    return self.refuse_unread_and_close().await;
+                }
             }
             // Frame what is already buffered before reading more.
             if self.accepting_requests(max_pending)
@@ -294,6 +332,9 @@ impl Session {
                 }
                 () = tokio::time::sleep_until(idle_deadline), if may_idle_out => {
                     return Ok(Step::End(SessionEnd::Idle));
+                }
+                _ = self.shutdown.changed(), if !self.shutting_down => {
+                    self.shutting_down = true;
                 }
             }
         }
@@ -326,8 +367,44 @@ impl Session {
         self.last_activity + std::time::Duration::from_millis(idle_ms)
     }
 
+    /// The proxy shuts down and every request read so far is answered: requests that reached the proxy since
+    /// (framed but not handled, or already in the socket) get the shutting-down error; then the session ends.
+    async fn refuse_unread_and_close(&mut self) -> Result<Step, SessionEnd> {
+        // Whatever the client sent that arrived by now; nothing more is waited for.
+        let _ = self.stream.try_read_buf(&mut self.read_buffer);
+        while let Ok(Some(_request)) = self.decoder.decode(&mut self.read_buffer) {
+            self.write_buffer.extend_from_slice(SHUTTING_DOWN);
+        }
+        self.stream.write_all(&self.write_buffer).await?;
+        self.write_buffer.clear();
+        self.close_after_shutdown().await
+    }
+
+    /// Ends the session at shutdown without losing the replies just written: closing a socket that still has
+    /// unread input sends a reset, and the client's system may then drop replies it has not read yet. So the
+    /// proxy sends its end of stream first and discards what the client still sends, until the client closes
+    /// too or [`SHUTDOWN_LINGER`] has passed.
+    async fn close_after_shutdown(&mut self) -> Result<Step, SessionEnd> {
+        self.stream.shutdown().await?;
+        let linger = tokio::time::sleep(SHUTDOWN_LINGER);
+        tokio::pin!(linger);
+        let mut discard = [0u8; 16 * 1024];
+        loop {
+            tokio::select! {
+                read = self.stream.read(&mut discard) => {
+                    if matches!(read, Ok(0) | Err(_)) {
+                        break;
+                    }
+                }
+                () = &mut linger => break,
+            }
+        }
+        Ok(Step::End(SessionEnd::Shutdown))
+    }
+
     fn accepting_requests(&self, max_pending: usize) -> bool {
         self.closing.is_none()
+            && !self.shutting_down
             && self.deferred.is_none()
             && self.go_dedicated.is_none()
             && self.pending.len() < max_pending
@@ -652,6 +729,16 @@ impl Session {
             }
         }
     }
+}
+
+/// Completes `limit` after the proxy began to shut down (never, if it does not).
+async fn shutdown_deadline(
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    limit: std::time::Duration,
+) {
+    // The worker's signal turns true, or its sender is dropped as the accept loop ends: both mean shutdown.
+    let _ = shutdown.wait_for(|&shutting_down| shutting_down).await;
+    tokio::time::sleep(limit).await;
 }
 
 fn convert_reply(reply: BackendReply, expect: Expect) -> Bytes {

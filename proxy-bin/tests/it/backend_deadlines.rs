@@ -147,8 +147,16 @@ async fn twenty_thousand_pipelined_100_kb_gets_fail_no_one() {
     let _heavy = cpu_heavy().await;
     let work = async {
         let backend = OwnRedis::start(&[]);
-        // One shared connection: the control client's commands queue behind the big replies on it.
-        let proxy = proxy_with_one_second_timeout(&backend, 1).await;
+        // One shared connection: the control client's commands queue behind the big replies on it. Two
+        // seconds without progress rather than one: on a loaded 2-core machine the whole suite running beside
+        // this test has starved Redis for a second. (With one second, this test failed on the code that counted
+        // from each request's sending: the first batch of replies took longer than that to collect.)
+        let proxy = start_proxy_toml(&format!(
+            "default_pool = 'main'\n[timeouts]\ncommand_ms = 2000\n[pools.main]\nkind = 'standalone'\n\
+             nodes = ['{}']\nconnections_per_node = 1\n",
+            backend.addr()
+        ))
+        .await;
         let key = unique("big");
         let value = vec![b'x'; 100 * 1024];
         let mut setup = client(&proxy).await;

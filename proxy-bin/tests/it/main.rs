@@ -16,6 +16,7 @@ mod introspection;
 mod kafka;
 mod pairing;
 mod pairing_backend;
+mod shutdown;
 mod standalone;
 mod stateful;
 mod tenant_scripts;

@@ -41,23 +41,36 @@ pub async fn start_proxy(backend: &str) -> Proxy {
 
 /// A redis-rs multiplexed connection to the proxy.
 pub async fn client(proxy: &Proxy) -> redis::aio::MultiplexedConnection {
-    let url = format!("redis://{}/", proxy.local_addr());
     // The client's own timeout is longer than the proxy's, so tests see the proxy's errors.
-    let config =
-        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .unwrap()
+    connect(
+        format!("redis://{}/", proxy.local_addr()),
+        Duration::from_secs(10),
+    )
+    .await
 }
 
 /// A redis-rs connection to the proxy that waits up to a minute for each reply (for clients whose commands
 /// may queue behind a big transfer on a loaded machine, where only an error would be a failure).
 pub async fn patient_client(proxy: &Proxy) -> redis::aio::MultiplexedConnection {
-    let url = format!("redis://{}/", proxy.local_addr());
-    let config =
-        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
+    connect(
+        format!("redis://{}/", proxy.local_addr()),
+        Duration::from_secs(60),
+    )
+    .await
+}
+
+/// A redis-rs connection to the proxy authenticated as `user` (AUTH user password at connect).
+pub async fn as_tenant(
+    proxy: &Proxy,
+    user: &str,
+    password: &str,
+) -> redis::aio::MultiplexedConnection {
+    let url = format!("redis://{user}:{password}@{}/", proxy.local_addr());
+    connect(url, Duration::from_secs(10)).await
+}
+
+async fn connect(url: String, reply_timeout: Duration) -> redis::aio::MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(Some(reply_timeout));
     redis::Client::open(url)
         .unwrap()
         .get_multiplexed_async_connection_with_config(&config)

@@ -3,8 +3,6 @@
 //! or database through a script. Each test has its own redis-server: the function libraries and
 //! the script cache are server-wide, and FUNCTION FLUSH empties them for everyone.
 
-use std::time::Duration;
-
 use crate::support::*;
 
 const B_LIBRARY: &str =
@@ -28,15 +26,9 @@ async fn shared_pool_proxy(redis: &OwnRedis) -> rkproxy::Proxy {
     .await
 }
 
-async fn as_tenant(proxy: &rkproxy::Proxy, user: &str) -> redis::aio::MultiplexedConnection {
-    let url = format!("redis://{user}:{user}-pw@{}/", proxy.local_addr());
-    let config =
-        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .unwrap()
+/// A connection authenticated as `user`, whose password in these tests is `<user>-pw`.
+async fn as_user(proxy: &rkproxy::Proxy, user: &str) -> redis::aio::MultiplexedConnection {
+    as_tenant(proxy, user, &format!("{user}-pw")).await
 }
 
 /// Sends `args` and expects the shared-pool refusal for `command`, for tenant `a` on `main`.
@@ -87,7 +79,7 @@ async fn a_tenant_cannot_read_or_replace_the_functions_of_a_tenant_on_its_pool()
         .await
         .unwrap();
     let proxy = shared_pool_proxy(&redis).await;
-    let mut a = as_tenant(&proxy, "a").await;
+    let mut a = as_user(&proxy, "a").await;
 
     assert_refused(&mut a, &["FUNCTION", "LIST", "WITHCODE"]).await;
     assert_refused(&mut a, &["FUNCTION", "DUMP"]).await;
@@ -119,7 +111,7 @@ async fn a_tenant_cannot_run_scripts_that_escape_its_prefix_or_its_db() {
         .await
         .unwrap();
     let proxy = shared_pool_proxy(&redis).await;
-    let mut a = as_tenant(&proxy, "a").await;
+    let mut a = as_user(&proxy, "a").await;
 
     assert_refused(&mut a, &["EVALSHA", &b_script, "0"]).await;
     assert_refused(&mut a, &["EVALSHA_RO", &b_script, "0"]).await;
@@ -161,7 +153,7 @@ async fn scripts_are_refused_inside_multi_and_the_transaction_is_aborted() {
         .await
         .unwrap();
     let proxy = shared_pool_proxy(&redis).await;
-    let mut a = as_tenant(&proxy, "a").await;
+    let mut a = as_user(&proxy, "a").await;
 
     let _: () = redis::cmd("MULTI").query_async(&mut a).await.unwrap();
     let _: String = redis::cmd("SET")
@@ -194,7 +186,7 @@ async fn scripts_are_refused_inside_multi_and_the_transaction_is_aborted() {
 async fn admins_manage_functions_and_a_tenant_alone_on_its_pool_keeps_scripts() {
     let redis = OwnRedis::start(&[]);
     let proxy = shared_pool_proxy(&redis).await;
-    let mut boss = as_tenant(&proxy, "boss").await;
+    let mut boss = as_user(&proxy, "boss").await;
     let loaded: String = redis::cmd("FUNCTION")
         .arg("LOAD")
         .arg(B_LIBRARY)
@@ -216,7 +208,7 @@ async fn admins_manage_functions_and_a_tenant_alone_on_its_pool_keeps_scripts() 
         .unwrap();
     assert!(libraries.is_empty(), "{libraries:?}");
 
-    let mut solo = as_tenant(&proxy, "solo").await;
+    let mut solo = as_user(&proxy, "solo").await;
     let set: String = redis::cmd("EVAL")
         .arg("return redis.call('set', KEYS[1], ARGV[1])")
         .arg(1)

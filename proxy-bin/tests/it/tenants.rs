@@ -28,22 +28,6 @@ async fn tenant_proxy(extra: &str) -> rkproxy::Proxy {
     .await
 }
 
-/// A redis-rs connection authenticated as `user`.
-async fn as_tenant(
-    proxy: &rkproxy::Proxy,
-    user: &str,
-    password: &str,
-) -> redis::aio::MultiplexedConnection {
-    let url = format!("redis://{user}:{password}@{}/", proxy.local_addr());
-    let config =
-        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .unwrap()
-}
-
 fn raw_lines(addr: std::net::SocketAddr, send: &'static [u8], lines: usize) -> Vec<String> {
     let mut raw = RawClient::connect(addr);
     raw.send(send);

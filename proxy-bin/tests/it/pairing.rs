@@ -81,6 +81,7 @@ async fn the_expected_replies_are_those_of_redis_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_pair_with_requests_on_a_cluster_pool_during_slot_migration() {
     let _heavy = cpu_heavy().await;
+    log_from_env();
     let settings = Settings::from_env();
     let cluster = blocking(|| OwnCluster::start(5000)).await;
     let proxy = start_cluster_proxy(&cluster.addrs(), "").await;

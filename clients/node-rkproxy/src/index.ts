@@ -163,7 +163,8 @@ export class KafkaCommands {
 /**
  * Sends `USE pool` on every connection `client` opens, right after node-redis's handshake and
  * before any other queued command. Call it before `client.connect()`. A refused USE is reported
- * on the client's `error` event.
+ * on the client's `error` event. It needs node-redis's offline queue (on by default): with
+ * `disableOfflineQueue: true` node-redis refuses commands until the handshake is over.
  */
 export function usePoolOnConnect<T extends ConnectingClient>(client: T, pool: string): T {
   client.on('connect', () => {

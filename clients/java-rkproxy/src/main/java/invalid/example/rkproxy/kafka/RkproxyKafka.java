@@ -58,7 +58,7 @@ public class RkproxyKafka implements AutoCloseable {
   }
 
   /** Writes {@code value} to {@code topic}'s {@code partition}. */
-  public Pushed kpush(String topic, int partition, byte[] value) {
+  public Pushed kpush(String topic, byte[] value, int partition) {
     return pushed(call(KafkaCommand.KPUSH, bytes(topic), bytes(partition), value));
   }
 

@@ -74,13 +74,13 @@ class RkproxyKafkaTest {
   void kpushThenKpopByPartitionAndOffset(RedisProtocol protocol) {
     try (RkproxyKafka kafka = RkproxyKafka.connect(PROXY, config(protocol), POOL)) {
       byte[] value = bytes("java\0\u00ff\r\n" + UUID.randomUUID());
-      Pushed pushed = kafka.kpush(TOPIC, 1, value);
+      Pushed pushed = kafka.kpush(TOPIC, value, 1);
       assertEquals(1, pushed.partition());
       assertTrue(pushed.offset() >= 0);
       assertEquals(
           Optional.of(new KafkaRecord(1, pushed.offset(), value)),
           kafka.kpop(TOPIC, 1, pushed.offset()));
-      Pushed empty = kafka.kpush(TOPIC, 1, new byte[0]);
+      Pushed empty = kafka.kpush(TOPIC, new byte[0], 1);
       List<KafkaRecord> records = kafka.kpop(TOPIC, 1, pushed.offset(), 2);
       assertEquals(2, records.size());
       assertEquals(new KafkaRecord(1, pushed.offset(), value), records.get(0));
@@ -153,10 +153,10 @@ class RkproxyKafkaTest {
       throws IOException {
     try (Relay relay = new Relay(PROXY);
         RkproxyKafka kafka = RkproxyKafka.connect(relay.address(), config(protocol), POOL)) {
-      kafka.kpush(TOPIC, 0, bytes("before the cut"));
+      kafka.kpush(TOPIC, bytes("before the cut"), 0);
       relay.cutAll();
       // Jedis retries on a new pooled connection, which the factory put back on the Kafka pool.
-      Pushed pushed = kafka.kpush(TOPIC, 0, bytes("after the cut"));
+      Pushed pushed = kafka.kpush(TOPIC, bytes("after the cut"), 0);
       assertEquals(
           Optional.of(new KafkaRecord(0, pushed.offset(), bytes("after the cut"))),
           kafka.kpop(TOPIC, 0, pushed.offset()));
@@ -176,10 +176,10 @@ class RkproxyKafkaTest {
                 Duration.ofSeconds(10))) {
       jedis.sendCommand(KafkaCommand.USE, bytes(POOL));
       RkproxyKafka kafka = new RkproxyKafka(jedis);
-      kafka.kpush(TOPIC, 0, bytes("before the cut"));
+      kafka.kpush(TOPIC, bytes("before the cut"), 0);
       relay.cutAll();
       JedisDataException error =
-          assertThrows(JedisDataException.class, () -> kafka.kpush(TOPIC, 0, bytes("after")));
+          assertThrows(JedisDataException.class, () -> kafka.kpush(TOPIC, bytes("after"), 0));
       assertTrue(error.getMessage().contains("uses Redis pool"), error::getMessage);
     }
   }

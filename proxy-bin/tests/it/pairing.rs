@@ -88,6 +88,12 @@ async fn replies_pair_with_requests_on_a_cluster_pool_during_slot_migration() {
     let prefix = unique("pairing");
     let owners = slot_owners(&cluster, &prefix);
     let masters = masters_among(&cluster.addrs());
+    // `RKPROXY_TEST_PAIRING_MONITOR=1`: every command each master runs is recorded (MONITOR), and a failure
+    // shows those that name the failing client's keys.
+    let monitors: Vec<Monitor> = match std::env::var("RKPROXY_TEST_PAIRING_MONITOR").as_deref() {
+        Ok("1") => masters.iter().map(|master| Monitor::start(master)).collect(),
+        _ => Vec::new(),
+    };
     let migrator = settings
         .migrate
         .then(|| Migrator::start(masters, owners, settings.seed));
@@ -101,6 +107,18 @@ async fn replies_pair_with_requests_on_a_cluster_pool_during_slot_migration() {
     println!("pairing: {migrations} slot moves in all");
     if !report.failures.is_empty() {
         show_where_keys_are(&masters_among(&cluster.addrs()), &prefix);
+        // What the nodes said about slots and keys meanwhile (a node that loses a slot it still holds keys of
+        // deletes them).
+        for line in cluster.logs("lot").iter().chain(&cluster.logs("poch")) {
+            println!("pairing: {line}");
+        }
+        for key in keys_named(&report.failures.join("\n")) {
+            for monitor in &monitors {
+                for line in monitor.lines_naming(&key) {
+                    println!("pairing: {} ran: {line}", monitor.master);
+                }
+            }
+        }
     }
     report.check();
     assert!(
@@ -526,4 +544,57 @@ fn show_where_keys_are(masters: &[String], prefix: &str) {
         let nodes = redis_cli_at(master, &["CLUSTER", "NODES"]);
         println!("pairing: CLUSTER NODES from {master}:\n{nodes}");
     }
+}
+
+/// `redis-cli MONITOR` on one master, into a file.
+struct Monitor {
+    master: String,
+    file: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+impl Monitor {
+    fn start(master: &str) -> Monitor {
+        let (host, port) = master.rsplit_once(':').expect("host:port");
+        let file = std::env::temp_dir().join(format!("rkproxy-monitor-{}-{port}.txt", std::process::id()));
+        let out = std::fs::File::create(&file).expect("monitor file");
+        let child = std::process::Command::new("redis-cli")
+            .args(["-h", host, "-p", port, "MONITOR"])
+            .stdout(out)
+            .spawn()
+            .expect("redis-cli runs");
+        Monitor {
+            master: master.to_owned(),
+            file,
+            child,
+        }
+    }
+
+    /// The last recorded commands that name `key`.
+    fn lines_naming(&self, key: &str) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.file).unwrap_or_default();
+        let quoted = format!("\"{key}\"");
+        let lines: Vec<String> = text.lines().filter(|line| line.contains(&quoted)).map(str::to_owned).collect();
+        lines[lines.len().saturating_sub(60)..].to_vec()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// The distinct `{...}:kN` keys a failure message names.
+fn keys_named(text: &str) -> Vec<String> {
+    let mut keys: Vec<String> = text
+        .split('"')
+        .filter(|part| part.starts_with('{') && part.contains("}:k"))
+        .map(str::to_owned)
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }

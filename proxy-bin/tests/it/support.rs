@@ -405,6 +405,8 @@ impl OwnCluster {
             let timeout = node_timeout_ms.to_string();
             let bus = bus_port.to_string();
             let node_dir_text = node_dir.display().to_string();
+            // Each node logs to its own file, which a test may show when it fails (`OwnCluster::logs`).
+            let log_file = node_dir.join("redis.log").display().to_string();
             nodes.push(OwnRedis::start(&[
                 "--cluster-enabled",
                 "yes",
@@ -414,6 +416,8 @@ impl OwnCluster {
                 &bus,
                 "--dir",
                 &node_dir_text,
+                "--logfile",
+                &log_file,
             ]));
         }
         let addrs: Vec<String> = nodes.iter().map(OwnRedis::addr).collect();
@@ -428,6 +432,21 @@ impl OwnCluster {
         };
         cluster.wait_until_ok(Duration::from_secs(30));
         cluster
+    }
+
+    /// The lines of every node's log file that contain `needle`, each after its node's address.
+    pub fn logs(&self, needle: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (index, node) in self.nodes.iter().enumerate() {
+            let file = self._dir.0.join(format!("node-{index}")).join("redis.log");
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            lines.extend(
+                text.lines()
+                    .filter(|line| line.contains(needle))
+                    .map(|line| format!("{}: {line}", node.addr())),
+            );
+        }
+        lines
     }
 
     pub fn addrs(&self) -> Vec<String> {

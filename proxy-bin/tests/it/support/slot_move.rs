@@ -76,6 +76,7 @@ impl SlotMove {
                 &["CLUSTER", "GETKEYSINSLOT", &self.slot, &count],
             );
             let keys: Vec<&str> = listed.lines().filter(|line| !line.is_empty()).collect();
+            tracing::debug!(target: "slot_move", slot = %self.slot, ?keys, "listed on the source");
             if keys.is_empty() {
                 return Ok(());
             }

@@ -360,9 +360,9 @@ mod tests {
     fn a_pool_changes_with_its_settings_or_its_backend_timeouts() {
         let old = config(BASE);
         assert!(pool_settings_unchanged(&old, &config(BASE), "main"));
-        let idle = config(&format!("[timeouts]\nidle_ms = 5\n{BASE}"));
+        let idle = config(&format!("{BASE}[timeouts]\nidle_ms = 5\n"));
         assert!(pool_settings_unchanged(&old, &idle, "main"));
-        let slower = config(&format!("[timeouts]\ncommand_ms = 5\n{BASE}"));
+        let slower = config(&format!("{BASE}[timeouts]\ncommand_ms = 5\n"));
         assert!(!pool_settings_unchanged(&old, &slower, "main"));
         let more = config(&format!("{BASE}connections_per_node = 2\n"));
         assert!(!pool_settings_unchanged(&old, &more, "main"));

@@ -10,6 +10,10 @@
 //! - for a removed tenant, answers the next request with [`Retired::TenantRemoved`] and closes; for a removed
 //!   pool, or one the tenant may no longer use, answers every request but USE, AUTH and QUIT with an error
 //!   naming it, until the client moves to another pool.
+//!
+//! On a dedicated connection only a removed tenant is looked for, whenever the connection owes no reply: a
+//! subscriber (at its next message or command) or a client between the commands of a transaction gets the
+//! error and is closed. A blocking command waiting for its reply is left to finish.
 
 use bytes::Bytes;
 use resp_codec::Request;
@@ -108,6 +112,26 @@ impl Session {
         let refusal = reply::error(&retired.to_string());
         self.flush_batch();
         Some(refusal)
+    }
+
+    /// On a dedicated connection, which takes up a new configuration only once it is back on shared ones: the
+    /// error for a tenant that a reload removed, if this connection's was (the connection then closes). One
+    /// relaxed atomic load when no reload happened.
+    pub(super) fn tenant_removed_by_reload(&self) -> Option<Bytes> {
+        if self.state.is_newest() {
+            return None;
+        }
+        let name = self.tenant()?.name();
+        let newest = self.state.newest()?;
+        if newest
+            .tenants()
+            .is_some_and(|tenants| tenants.get(name).is_some())
+        {
+            return None;
+        }
+        Some(reply::error(
+            &Retired::TenantRemoved(name.to_owned()).to_string(),
+        ))
     }
 
     /// `RKPROXY RELOAD`: reads the configuration again as at start and reloads it, in a task; the reply (what

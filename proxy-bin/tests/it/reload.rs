@@ -1,5 +1,6 @@
 //! Hot reload: `Proxy::reload_from_file`, `RKPROXY RELOAD` and SIGHUP read the configuration file again and
-//! apply it whole, or change nothing; clients stay connected. Each test has a proxy and a file of its own.
+//! apply it whole, or change nothing; clients stay connected. Each test has a proxy and a file of its own. The
+//! Kafka test needs the broker (`cargo xtask test` without `--no-kafka`; with it, add `--skip kafka`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -87,6 +88,11 @@ async fn a_new_tenant_and_a_new_pool_work_at_once() {
     let proxy = proxy_from(&file).await;
     let mut alpha = as_tenant(&proxy, "alpha", "alpha-pw").await;
     let key = unique("reload-new");
+    let lines = raw_exchange(proxy.local_addr(), "AUTH alpha-pw\r\nRKPROXY RELOAD\r\n", 2).await;
+    assert_eq!(
+        lines[1],
+        "-NOPERM this user has no permissions to run the 'rkproxy reload' command (tenant 'alpha' is not an admin)\r\n"
+    );
     let () = redis::cmd("SET")
         .arg(&key)
         .arg("before")
@@ -241,6 +247,59 @@ async fn a_removed_tenant_gets_a_clear_error_on_its_next_command() {
         lines,
         ["-WRONGPASS invalid username-password pair or user is disabled.\r\n"]
     );
+    proxy.shutdown().await;
+}
+
+/// A subscriber owes nothing between messages: a removed tenant's subscriber gets the error at its next message
+/// and is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_tenants_subscriber_is_closed_with_the_error() {
+    let file = ConfigFile::new(&with_tenants(&format!("{ALPHA}{BETA}")));
+    let proxy = proxy_from(&file).await;
+    let addr = proxy.local_addr();
+    let channel = unique("reload-channel");
+    let subscribe = format!("AUTH beta-pw\r\nSUBSCRIBE {channel}\r\n");
+    let (mut raw, confirmation) = blocking(move || {
+        let mut raw = RawClient::connect(addr);
+        raw.send(subscribe.as_bytes());
+        let lines: Vec<String> = (0..7).map(|_| raw.read_line()).collect();
+        (raw, lines)
+    })
+    .await;
+    assert_eq!(confirmation[0], "+OK\r\n");
+    assert_eq!(confirmation[1..3], ["*3\r\n", "$9\r\n"]);
+    assert_eq!(confirmation[3], "subscribe\r\n");
+
+    file.write(&with_tenants(ALPHA));
+    proxy.reload_from_file().await.unwrap();
+    // The next message wakes the subscriber (its channel carries the tenant's prefix at the backend).
+    let mut publisher = direct(&redis_addr(), 0).await;
+    let receivers: i64 = redis::cmd("PUBLISH")
+        .arg(format!("beta:{channel}"))
+        .arg("after the reload")
+        .query_async(&mut publisher)
+        .await
+        .unwrap();
+    assert_eq!(receivers, 1);
+    let (lines, closed) = blocking(move || {
+        let mut lines = Vec::new();
+        while lines.len() < 20 {
+            let line = raw.read_line();
+            let done = line.is_empty() || line.starts_with('-');
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        (lines, raw.is_closed())
+    })
+    .await;
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("-ERR tenant 'beta' was removed by a configuration reload\r\n"),
+        "{lines:?}"
+    );
+    assert!(closed);
     proxy.shutdown().await;
 }
 

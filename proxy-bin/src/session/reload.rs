@@ -8,8 +8,8 @@
 //! - keeps its tenant, now with the new settings (rights, limits, prefix, db); a changed password matters only
 //!   for the next AUTH, so the open connection keeps working;
 //! - for a removed tenant, answers the next request with [`Retired::TenantRemoved`] and closes; for a removed
-//!   pool, or one the tenant may no longer use, answers every request but USE, AUTH and QUIT with an error
-//!   naming it, until the client moves to another pool.
+//!   pool, or one the tenant may no longer use, answers every request but USE, AUTH, QUIT and RKPROXY with an
+//!   error naming it, until the client moves to another pool.
 //!
 //! On a dedicated connection only a removed tenant is looked for, whenever the connection owes no reply: a
 //! subscriber (at its next message or command) or a client between the commands of a transaction gets the
@@ -102,7 +102,7 @@ impl Session {
             self.closing = Some(SessionEnd::TenantRemoved);
         } else {
             let name = request.name();
-            if [&b"USE"[..], b"AUTH", b"QUIT"]
+            if [&b"USE"[..], b"AUTH", b"QUIT", b"RKPROXY"]
                 .iter()
                 .any(|allowed| name.eq_ignore_ascii_case(allowed))
             {

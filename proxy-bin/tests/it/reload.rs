@@ -525,16 +525,24 @@ async fn checked_round(
     Ok(())
 }
 
-/// 100 reloads, alternating between two valid files that rebuild both pools, change a tenant's password and
-/// limits and add or remove another tenant, while 4 clients send pipelines and check every reply.
+/// 100 reloads, alternating between two valid files that rebuild every pool (two standalone, one cluster),
+/// change a tenant's password and limits and add or remove another tenant, while 6 clients (2 per pool) send
+/// pipelines and check every reply. Every tenth reload is an admin's `RKPROXY RELOAD`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_reloads_under_pipelined_traffic_lose_no_reply() {
-    const CLIENTS: usize = 4;
+    const CLIENTS: usize = 6;
+    const POOLS: [&str; 3] = ["main", "side", "ring"];
     const RELOADS: u64 = 100;
-    let app = "[tenants.app]\npassword = 'app-pw'\npool = 'main'\npools = ['side']\nkey_prefix = 'app:'\n";
-    let first = with_tenants(app);
+    let seeds = cluster_nodes()
+        .iter()
+        .map(|node| format!("'{node}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let ring = format!("[pools.ring]\nkind = 'cluster'\nnodes = [{seeds}]\n");
+    let app = "[tenants.app]\npassword = 'app-pw'\npool = 'main'\npools = ['side', 'ring']\nkey_prefix = 'app:'\n";
+    let first = with_tenants(&format!("{app}{ring}"));
     let second = with_tenants(&format!(
-        "{}ops_per_sec = 1000000\n[tenants.extra]\npassword = 'extra-pw'\npool = 'side'\nkey_prefix = 'extra:'\n",
+        "{}ops_per_sec = 1000000\n[tenants.extra]\npassword = 'extra-pw'\npool = 'side'\nkey_prefix = 'extra:'\n{ring}",
         app.replace("app-pw", "app-new-pw")
     ))
     .replace("nodes =", "connections_per_node = 2\nnodes =")
@@ -547,13 +555,11 @@ async fn a_hundred_reloads_under_pipelined_traffic_lose_no_reply() {
     let mut clients = Vec::new();
     for index in 0..CLIENTS {
         let mut connection = as_tenant(&proxy, "app", "app-pw").await;
-        if index % 2 == 1 {
-            let () = redis::cmd("USE")
-                .arg("side")
-                .query_async(&mut connection)
-                .await
-                .unwrap();
-        }
+        let () = redis::cmd("USE")
+            .arg(POOLS[index % POOLS.len()])
+            .query_async(&mut connection)
+            .await
+            .unwrap();
         let (rounds_done, stop) = (Arc::clone(&rounds_done), Arc::clone(&stop));
         let counter = unique("reload-traffic-counter");
         let value_key = unique("reload-traffic-value");
@@ -583,8 +589,15 @@ async fn a_hundred_reloads_under_pipelined_traffic_lose_no_reply() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         file.write(if reload % 2 == 1 { &second } else { &first });
-        let report = proxy.reload_from_file().await.unwrap();
-        assert_eq!(report.generation, reload);
+        if reload % 10 == 0 {
+            let reply = reload_command(proxy.local_addr()).await;
+            let expected = format!("+OK configuration generation {reload} in force");
+            assert!(reply.starts_with(&expected), "{reply}");
+        } else {
+            let report = proxy.reload_from_file().await.unwrap();
+            assert_eq!(report.generation, reload);
+            assert_eq!(report.pools_changed, ["main", "ring", "side"]);
+        }
     }
     stop.store(true, Ordering::Release);
     for client in clients {

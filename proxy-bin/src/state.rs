@@ -307,3 +307,26 @@ impl ProxyState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lower_client_limit_closes_nothing_and_refuses_until_below_it() {
+        let limit = ClientLimit::new(2);
+        let (first, second) = (limit.try_acquire().unwrap(), limit.try_acquire().unwrap());
+        assert!(limit.try_acquire().is_none());
+        limit.resize(1);
+        assert_eq!(limit.in_use(), 2);
+        drop(first);
+        assert!(limit.try_acquire().is_none(), "one open, limit one");
+        drop(second);
+        let third = limit.try_acquire().unwrap();
+        limit.resize(3);
+        let more = [limit.try_acquire().unwrap(), limit.try_acquire().unwrap()];
+        assert!(limit.try_acquire().is_none());
+        drop((third, more));
+        assert_eq!(limit.in_use(), 0);
+    }
+}

@@ -210,6 +210,40 @@ async fn a_bad_file_changes_nothing_and_the_reply_names_the_key() {
     proxy.shutdown().await;
 }
 
+/// Turning tenants on (clients connected without AUTH) or moving an auto-assigned tenant's db is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn turning_tenants_on_or_moving_an_auto_db_is_refused() {
+    let without_tenants = with_tenants("").replace(
+        "[tenants.boss]\npassword = 'boss-pw'\npool = 'main'\nadmin = true\n",
+        "",
+    );
+    let file = ConfigFile::new(&without_tenants);
+    let proxy = proxy_from(&file).await;
+    file.write(&with_tenants(ALPHA));
+    let error = proxy.reload_from_file().await.unwrap_err().to_string();
+    assert!(
+        error.starts_with("config key `tenants`: turning tenants on or off needs a restart"),
+        "{error}"
+    );
+    let lines = raw_exchange(proxy.local_addr(), "PING\r\n", 1).await;
+    assert_eq!(lines, ["+PONG\r\n"], "still no AUTH needed");
+    proxy.shutdown().await;
+
+    let auto = "[tenants.zed]\npassword = 'zed-pw'\npool = 'main'\ndb = 'auto'\n";
+    let file = ConfigFile::new(&with_tenants(auto));
+    let proxy = proxy_from(&file).await;
+    // A new auto tenant whose name sorts first would take zed's db.
+    file.write(&with_tenants(&format!(
+        "{auto}[tenants.abe]\npassword = 'abe-pw'\npool = 'main'\ndb = 'auto'\n"
+    )));
+    let reply = reload_command(proxy.local_addr()).await;
+    assert!(
+        reply.starts_with("-ERR reload refused, nothing changed: config key `tenants.zed.db`"),
+        "{reply}"
+    );
+    proxy.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_tenant_gets_a_clear_error_on_its_next_command() {
     let file = ConfigFile::new(&with_tenants(&format!("{ALPHA}{BETA}")));

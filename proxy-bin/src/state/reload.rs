@@ -6,8 +6,9 @@
 //! anywhere changes nothing. What lives as long as the process ([`super::Process`]: connection limits and
 //! counts, client ids, start time, AUTH failure counts, the shutdown signal) is carried over, never rebuilt. A
 //! pool whose settings did not change is the same pool afterwards (its `PoolHandle`, its live backend
-//! connections, its learned backend version); a changed pool is built anew and the old one is dropped when its
-//! last session has moved off it; a removed pool is dropped the same way.
+//! connections, its learned backend version); a changed pool is built anew, and the old one (like a removed
+//! pool) is dropped, closing its connections, once no session holds the old state (a session moves to the
+//! newest at its next barrier; an idle one holds the old state until its next command).
 //!
 //! `listen`, `worker_threads` and `log` are read only at start: a reload that changes them applies everything
 //! else and names them in its report as needing a restart. Turning tenants on or off (none configured before,

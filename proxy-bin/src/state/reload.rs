@@ -207,17 +207,39 @@ async fn prepare(
     };
     let tenants = config.build_tenants()?;
     check_tenant_change(old.tenants(), tenants.as_ref())?;
+    let (pools, backend_versions) = build_pools(old, &config, &mut report).await?;
+    report.pools_removed = removed(old.config().pools.keys(), |name| {
+        config.pools.contains_key(name)
+    });
+    tenant_changes(old.config(), &config, &mut report);
+    let default_pool = config.default_pool.clone();
+    let snapshot = Snapshot::new(config, pools, tenants, backend_versions).map_err(|problem| {
+        ReloadError::Pool {
+            pool: default_pool,
+            problem,
+        }
+    })?;
+    Ok((snapshot, report))
+}
+
+/// Pools and backend versions of the next state: the running pool where its settings did not change, a new
+/// one (noted in `report` as changed or added) where they did or the pool is new.
+async fn build_pools(
+    old: &ProxyState,
+    config: &Config,
+    report: &mut ReloadReport,
+) -> Result<PoolsAndVersions, ReloadError> {
     let mut pools = HashMap::new();
     let mut backend_versions = HashMap::new();
     for (name, settings) in &config.pools {
         let previous = old.pools.get(name);
         let (pool, version) = match previous {
-            Some(pool) if pool_settings_unchanged(old.config(), &config, name) => {
+            Some(pool) if pool_settings_unchanged(old.config(), config, name) => {
                 let version = old.backend_versions.get(name).cloned().unwrap_or_default();
                 (pool.clone(), version)
             }
             _ => {
-                let pool = PoolHandle::start_replacing(name, settings, &config, previous)
+                let pool = PoolHandle::start_replacing(name, settings, config, previous)
                     .await
                     .map_err(|problem| ReloadError::Pool {
                         pool: name.clone(),
@@ -234,19 +256,14 @@ async fn prepare(
         pools.insert(name.clone(), pool);
         backend_versions.insert(name.clone(), version);
     }
-    report.pools_removed = removed(old.config().pools.keys(), |name| {
-        config.pools.contains_key(name)
-    });
-    tenant_changes(old.config(), &config, &mut report);
-    let default_pool = config.default_pool.clone();
-    let snapshot = Snapshot::new(config, pools, tenants, backend_versions).map_err(|problem| {
-        ReloadError::Pool {
-            pool: default_pool,
-            problem,
-        }
-    })?;
-    Ok((snapshot, report))
+    Ok((pools, backend_versions))
 }
+
+/// The pools of a state by name, and their backend versions.
+type PoolsAndVersions = (
+    HashMap<String, PoolHandle>,
+    HashMap<String, Arc<BackendVersion>>,
+);
 
 /// The keys read only at start: their running values stay in `new`, and the ones that differ are returned.
 fn keep_start_only_keys(old: &Config, new: &mut Config) -> Vec<&'static str> {

@@ -31,7 +31,11 @@ OPTIONS:
     -V, --version          show the version
 
 Every configuration key can also be set from the environment with the RKPROXY_ prefix, nested keys
-separated by `__`, for example RKPROXY_TIMEOUTS__CONNECT_MS=500.";
+separated by `__`, for example RKPROXY_TIMEOUTS__CONNECT_MS=500.
+
+SIGHUP reads the configuration again (file, options, environment) and applies it while clients stay
+connected, or changes nothing and logs why; listen, worker_threads and log need a restart.
+SIGTERM or SIGINT shuts down gracefully.";
 
 impl CommandLine {
     /// Parses arguments (without the program name).

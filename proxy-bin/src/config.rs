@@ -137,7 +137,7 @@ pub enum PoolKind {
 }
 
 /// One backend pool.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
     pub kind: PoolKind,
@@ -191,7 +191,7 @@ pub struct PoolConfig {
 }
 
 /// One topic of a Kafka pool: `[pools.NAME.topics.TOPIC]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaTopicConfig {
     /// Partitions: a missing topic is created with this many, a topic with fewer is grown (never shrunk).
@@ -214,7 +214,7 @@ fn default_replication_factor() -> i16 {
 /// Where a Kafka pool keeps proxy-managed KPOP offsets: a Redis shared by every proxy process, given by
 /// address (`redis = "host:port"`) or by naming a standalone pool (`pool = "main"`, whose node and credentials
 /// are used). Without an `offsets` table the offsets live in the proxy's memory.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaOffsetsConfig {
     /// `host:port` of the Redis that holds the offsets.

@@ -20,8 +20,9 @@
 //! The engine is in layers, each importing only the ones below it: the embedding API ([`Proxy`]) and the
 //! listener (`server`) → one client connection (`session`) → pools (`pools`: standalone, cluster, Kafka) →
 //! backend connections (`backend`). The shared state (`state`) is read by the listener and sessions;
-//! configuration (`config`) and reply helpers are read by all. Only [`Proxy`], [`config`] and the binary's
-//! command line ([`cli`]) are public.
+//! configuration (`config`) and reply helpers are read by all. Only [`Proxy`] (with its builder, [`Reloader`]
+//! and the reload's [`ReloadReport`] and [`ReloadError`]), [`config`] and the binary's command line ([`cli`])
+//! are public.
 
 mod auth_throttle;
 mod backend;
@@ -35,4 +36,5 @@ mod server;
 mod session;
 mod state;
 
-pub use proxy::{Proxy, ProxyBuilder, StartError};
+pub use proxy::{Proxy, ProxyBuilder, Reloader, StartError};
+pub use state::{ReloadError, ReloadReport};

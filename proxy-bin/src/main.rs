@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use rkproxy::cli::{CommandLine, USAGE};
 use rkproxy::config::Config;
-use rkproxy::Proxy;
+use rkproxy::{Proxy, Reloader};
 use tracing_subscriber::EnvFilter;
 
 /// sysexits.h EX_USAGE / EX_CONFIG: a bad command line or configuration.
@@ -41,7 +41,10 @@ fn main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
-    match Proxy::builder(config).run_until(wait_for_signal()) {
+    let builder =
+        Proxy::builder(config).reload_source(command_line.config_file, command_line.overrides);
+    let reloader = builder.reloader();
+    match builder.run_until(serve_signals(reloader)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(problem) => {
             eprintln!("rkproxy: {problem}");
@@ -50,24 +53,37 @@ fn main() -> ExitCode {
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Until SIGTERM or SIGINT: SIGHUP reads the configuration again (file, command line, environment) and
+/// reloads it; the outcome is logged by the reload (it never stops the proxy).
+async fn serve_signals(reloader: Reloader) {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) => loop {
                 tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => return,
+                    _ = terminate.recv() => return,
+                    _ = hangup.recv() => {
+                        tracing::info!("SIGHUP: reloading the configuration");
+                        // The reload logs its outcome (what changed, or the key and the problem).
+                        let _ = reloader.reload_from_file().await;
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
+            },
+            (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
+                tracing::warn!(%error, "cannot watch SIGINT/SIGTERM/SIGHUP; stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = ctrl_c.await;
+        let _ = reloader;
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

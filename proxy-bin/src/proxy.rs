@@ -5,14 +5,20 @@
 //! tokio runtime and returns a [`Proxy`] handle; [`ProxyBuilder::run_until`] runs it on its own worker threads
 //! until a future completes (the binary's way).
 //!
-//! Reloading the configuration of a running proxy is not offered yet; it will be a method of [`Proxy`] (the
-//! operations issue), built on the shared state in `state.rs`, which is the snapshot a reload will swap.
+//! A running proxy's configuration is replaced while clients stay connected by [`Proxy::reload`] (a new
+//! [`Config`]) or [`Proxy::reload_from_file`] (the file and command-line values given to
+//! [`ProxyBuilder::reload_source`], read again with the environment); a proxy run by
+//! [`ProxyBuilder::run_until`] is reloaded through a [`Reloader`]. The rules (what changes at once, what needs
+//! a restart) are in `state/reload.rs` and the README's "Hot reload".
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock, Weak};
 
-use crate::config::Config;
+use crate::config::{CommandLineOverrides, Config};
 use crate::server::{self, AcceptLoop};
+use crate::state::{ConfigSource, Live, ReloadError, ReloadReport};
 
 /// Why a proxy could not start: a pool that cannot be built, the listen address, a runtime or thread that
 /// could not be created. The text says which, naming the pool or address.
@@ -42,10 +48,46 @@ pub struct Proxy {
     listener: AcceptLoop,
 }
 
+/// Reloads the configuration of a running proxy: what the binary's `SIGHUP` uses. Get one from
+/// [`ProxyBuilder::reloader`] before [`ProxyBuilder::run_until`], or from [`Proxy::reloader`]; clones reload
+/// the same proxy. It does not keep the proxy alive: once the proxy has stopped (or before it has started),
+/// reloading fails with [`ReloadError::NotRunning`].
+#[derive(Debug, Clone, Default)]
+pub struct Reloader {
+    live: Arc<OnceLock<Weak<Live>>>,
+}
+
+impl Reloader {
+    fn attach(&self, live: &Arc<Live>) {
+        let _ = self.live.set(Arc::downgrade(live));
+    }
+
+    fn live(&self) -> Result<Arc<Live>, ReloadError> {
+        self.live
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or(ReloadError::NotRunning)
+    }
+
+    /// See [`Proxy::reload`].
+    pub async fn reload(&self, config: Config) -> Result<ReloadReport, ReloadError> {
+        self.live()?.reload(config).await
+    }
+
+    /// See [`Proxy::reload_from_file`].
+    pub async fn reload_from_file(&self) -> Result<ReloadReport, ReloadError> {
+        self.live()?.reload_from_source().await
+    }
+}
+
 impl Proxy {
     /// A builder for a proxy serving `config` (see [`Config::from_toml`] and [`Config::load`]).
     pub fn builder(config: Config) -> ProxyBuilder {
-        ProxyBuilder { config }
+        ProxyBuilder {
+            config,
+            source: None,
+            reloader: Reloader::default(),
+        }
     }
 
     /// The address clients connect to (with `listen = "127.0.0.1:0"`, the port the system picked).
@@ -59,15 +101,54 @@ impl Proxy {
     pub async fn shutdown(self) {
         self.listener.stop().await;
     }
+
+    /// Replaces the configuration while clients stay connected: `config` is validated whole and applied
+    /// whole, or nothing changes and the error names the key and the problem. Pools whose settings did not
+    /// change keep their connections; tenants, pools, limits, Kafka topics and timeouts change at each
+    /// client's next command (after the replies it is owed); `listen`, `worker_threads` and `log` need a
+    /// restart (the report names them). Logged either way.
+    pub async fn reload(&self, config: Config) -> Result<ReloadReport, ReloadError> {
+        self.listener.live.reload(config).await
+    }
+
+    /// Reads the configuration again from the file and command-line values given to
+    /// [`ProxyBuilder::reload_source`] (with `RKPROXY_*` environment variables over them, as at start) and
+    /// reloads it, like [`Proxy::reload`] (what `SIGHUP` and `RKPROXY RELOAD` do).
+    pub async fn reload_from_file(&self) -> Result<ReloadReport, ReloadError> {
+        self.listener.live.reload_from_source().await
+    }
+
+    /// A handle that reloads this proxy from elsewhere (a signal handler's task).
+    pub fn reloader(&self) -> Reloader {
+        let reloader = Reloader::default();
+        reloader.attach(&self.listener.live);
+        reloader
+    }
 }
 
-/// How a [`Proxy`] is started. Options a reload needs will be added here.
+/// How a [`Proxy`] is started.
 #[derive(Debug)]
 pub struct ProxyBuilder {
     config: Config,
+    source: Option<ConfigSource>,
+    reloader: Reloader,
 }
 
 impl ProxyBuilder {
+    /// Where the configuration came from (the `file`, if any, and the command-line values), so that
+    /// [`Proxy::reload_from_file`], `RKPROXY RELOAD` and a [`Reloader`] can read it again the same way
+    /// ([`Config::load`]). Without it only [`Proxy::reload`] with a new [`Config`] can reload.
+    pub fn reload_source(mut self, file: Option<PathBuf>, overrides: CommandLineOverrides) -> Self {
+        self.source = Some(ConfigSource { file, overrides });
+        self
+    }
+
+    /// A handle that reloads the proxy once it runs (for [`ProxyBuilder::run_until`], whose `stop` future
+    /// can serve signals: the binary reloads on `SIGHUP` with it).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
     /// Builds the pools (a cluster pool reads its slot map first; standalone and Kafka pools connect later,
     /// so a backend that is down does not stop the start), binds the listen address and accepts clients on the
     /// caller's tokio runtime, as one worker: `worker_threads` is not used here.
@@ -81,7 +162,10 @@ impl ProxyBuilder {
     /// # }
     /// ```
     pub async fn start(self) -> Result<Proxy, StartError> {
-        let listener = server::start(self.config).await.map_err(StartError)?;
+        let listener = server::start(self.config, self.source)
+            .await
+            .map_err(StartError)?;
+        self.reloader.attach(&listener.live);
         Ok(Proxy { listener })
     }
 
@@ -101,6 +185,14 @@ impl ProxyBuilder {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        server::run(self.config, threads, stop).map_err(StartError)
+        let reloader = self.reloader;
+        server::run(
+            self.config,
+            self.source,
+            threads,
+            |live| reloader.attach(live),
+            stop,
+        )
+        .map_err(StartError)
     }
 }

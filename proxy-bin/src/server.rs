@@ -2,9 +2,9 @@
 //! limit, and runs one session task per client.
 //!
 //! This is the top layer of the engine (under the embedding API in `proxy.rs`): it builds the shared
-//! [`ProxyState`] and creates sessions; nothing below imports it. Each accept loop knows its worker index and
-//! gives it to the sessions it creates, which pass it to their pools (each worker has its own backend
-//! connections).
+//! [`ProxyState`] (in its reload cell, [`Live`]) and creates sessions, each with the newest state; nothing
+//! below imports it. Each accept loop knows its worker index and gives it to the sessions it creates, which
+//! pass it to their pools (each worker has its own backend connections).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,7 +17,7 @@ use tracing::{debug, debug_span, info, warn, Instrument};
 
 use crate::config::Config;
 use crate::session::Session;
-use crate::state::{shutdown_begun, ProxyState};
+use crate::state::{shutdown_begun, ConfigSource, Live, ProxyState};
 
 /// The worker index of the accept loop that runs on the caller's runtime (`start`, and the first loop of `run`).
 const FIRST_WORKER: usize = 0;
@@ -26,7 +26,8 @@ const FIRST_WORKER: usize = 0;
 #[derive(Debug)]
 pub struct AcceptLoop {
     pub local_addr: SocketAddr,
-    state: Arc<ProxyState>,
+    /// The newest configuration, and how to reload it.
+    pub live: Arc<Live>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -34,9 +35,9 @@ impl AcceptLoop {
     /// Stops accepting clients, then lets open sessions answer what they have read (up to
     /// `timeouts.shutdown_ms`) and waits until they have closed.
     pub async fn stop(self) {
-        self.state.begin_shutdown();
+        self.live.current().begin_shutdown();
         let _ = self.task.await;
-        drain(&self.state).await;
+        drain(&self.live.current()).await;
     }
 }
 
@@ -55,36 +56,45 @@ async fn drain(state: &ProxyState) {
     }
 }
 
-/// Binds the listen address and starts accepting clients on the current runtime.
-pub async fn start(config: Config) -> Result<AcceptLoop, String> {
+/// Binds the listen address and starts accepting clients on the current runtime. `source` is where a reload
+/// reads the configuration again, if anywhere.
+pub async fn start(config: Config, source: Option<ConfigSource>) -> Result<AcceptLoop, String> {
     let listen = config.listen_addr().map_err(|e| e.to_string())?;
-    let state = Arc::new(ProxyState::new(config).await?);
+    let live = Live::start(config, source).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let local_addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
-    let task = tokio::spawn(accept_loop(FIRST_WORKER, listener, Arc::clone(&state)));
+    let task = tokio::spawn(accept_loop(FIRST_WORKER, listener, Arc::clone(&live)));
     Ok(AcceptLoop {
         local_addr,
-        state,
+        live,
         task,
     })
 }
 
 /// Runs the proxy until `stop` completes, on `threads` worker threads (at least one). Each worker is a
 /// single-threaded runtime with its own listening socket (SO_REUSEPORT, so the kernel spreads new clients) and
-/// its own backend connections; nothing on the per-command path crosses threads.
-pub fn run(config: Config, threads: usize, stop: impl Future<Output = ()>) -> Result<(), String> {
+/// its own backend connections; nothing on the per-command path crosses threads. `started` is given the
+/// reload cell once the state is built (`stop` runs on the first worker's runtime, where a reload can run).
+pub fn run(
+    config: Config,
+    source: Option<ConfigSource>,
+    threads: usize,
+    started: impl FnOnce(&Arc<Live>),
+    stop: impl Future<Output = ()>,
+) -> Result<(), String> {
     let threads = threads.max(1);
     let runtime = current_thread_runtime()?;
     runtime.block_on(async move {
         let listen = config.listen_addr().map_err(|e| e.to_string())?;
-        let state = Arc::new(ProxyState::new(config).await?);
+        let live = Live::start(config, source).await?;
+        started(&live);
         let mut workers = Vec::new();
         for index in 1..threads {
-            let state = Arc::clone(&state);
+            let live = Arc::clone(&live);
             let listener = bind(listen, threads > 1)?
                 .into_std()
                 .map_err(|e| e.to_string())?;
@@ -95,9 +105,9 @@ pub fn run(config: Config, threads: usize, stop: impl Future<Output = ()>) -> Re
                     runtime.block_on(async move {
                         let listener =
                             TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-                        accept_loop(index, listener, Arc::clone(&state)).await;
+                        accept_loop(index, listener, Arc::clone(&live)).await;
                         // This runtime runs its sessions: it must live until they have drained.
-                        drain(&state).await;
+                        drain(&live.current()).await;
                         Ok(())
                     })
                 })
@@ -106,8 +116,9 @@ pub fn run(config: Config, threads: usize, stop: impl Future<Output = ()>) -> Re
         }
         let listener = bind(listen, threads > 1)?;
         info!(listen = %listen, threads, "rkproxy ready");
-        let accept = tokio::spawn(accept_loop(FIRST_WORKER, listener, Arc::clone(&state)));
+        let accept = tokio::spawn(accept_loop(FIRST_WORKER, listener, Arc::clone(&live)));
         stop.await;
+        let state = live.current();
         info!(
             shutdown_ms = state.config().timeouts.shutdown_ms,
             "shutting down: answering requests already read"
@@ -154,9 +165,9 @@ fn bind(addr: SocketAddr, shared: bool) -> Result<TcpListener, String> {
 }
 
 /// Accepts clients on `listener` until the shutdown begins; every session it starts runs on this thread, as
-/// worker `worker`.
-async fn accept_loop(worker: usize, listener: TcpListener, state: Arc<ProxyState>) {
-    let mut shutdown = state.shutdown_signal();
+/// worker `worker`, and starts with the newest configuration.
+async fn accept_loop(worker: usize, listener: TcpListener, live: Arc<Live>) {
+    let mut shutdown = live.current().shutdown_signal();
     // The sessions of this worker watch a signal of their own, passed on from the proxy's: the sessions of
     // other threads then never share a lock with them on their hot path.
     let (sessions_shutdown, sessions_signal) = watch::channel(false);
@@ -178,6 +189,7 @@ async fn accept_loop(worker: usize, listener: TcpListener, state: Arc<ProxyState
                 return;
             }
         };
+        let state = live.current();
         let id = state.next_client_id();
         let Some(permit) = state.admit_client() else {
             tokio::spawn(refuse(stream));
@@ -194,7 +206,6 @@ async fn accept_loop(worker: usize, listener: TcpListener, state: Arc<ProxyState
             client.addr = %client_addr,
             server.addr = ?server_addr,
         );
-        let state = Arc::clone(&state);
         let shutdown = sessions_signal.clone();
         tokio::spawn(
             async move {

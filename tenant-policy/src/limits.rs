@@ -395,6 +395,42 @@ impl Tenant {
         })
     }
 
+    /// Counts on this tenant a connection that `permit` counted on another `Tenant` of the same
+    /// name (the tenant as configured before a reload), and gives back the permit for this one.
+    /// The connection is never refused: it is open already, so it stays open even when the new
+    /// `max_connections` is lower than the count; new connections are refused until the count
+    /// is below it again.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use std::num::NonZeroUsize;
+    /// use tenant_policy::{PoolInfo, TenantConfig, Tenants};
+    ///
+    /// let pools = BTreeMap::from([("main".to_owned(), PoolInfo::standalone())]);
+    /// let before = Tenants::new(&BTreeMap::from([("t".to_owned(), TenantConfig::new("pw", "main"))]), &pools)
+    ///     .unwrap();
+    /// let mut config = TenantConfig::new("pw2", "main");
+    /// config.max_connections = NonZeroUsize::new(1);
+    /// let after = Tenants::new(&BTreeMap::from([("t".to_owned(), config)]), &pools).unwrap();
+    /// let (old, new) = (before.get("t").unwrap(), after.get("t").unwrap());
+    /// let permits = [old.try_connect().unwrap(), old.try_connect().unwrap()];
+    /// let moved: Vec<_> = permits.into_iter().map(|p| new.adopt_connection(p)).collect();
+    /// assert_eq!((old.connection_count(), new.connection_count()), (0, 2));
+    /// assert!(new.try_connect().is_err());
+    /// drop(moved);
+    /// assert!(new.try_connect().is_ok());
+    /// ```
+    pub fn adopt_connection(self: &Arc<Self>, permit: ConnectionPermit) -> ConnectionPermit {
+        if Arc::ptr_eq(&permit.tenant, self) {
+            return permit;
+        }
+        self.connections.fetch_add(1, Ordering::AcqRel);
+        drop(permit);
+        ConnectionPermit {
+            tenant: self.clone(),
+        }
+    }
+
     /// How many connections the tenant has now.
     pub fn connection_count(&self) -> usize {
         self.connections.load(Ordering::Acquire)

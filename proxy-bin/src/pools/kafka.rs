@@ -133,6 +133,16 @@ impl KafkaPool {
         &self.name
     }
 
+    /// Takes over the offsets `previous` (this pool as configured before a reload) keeps in memory, when
+    /// this one keeps them in memory too: a new memory store would forget every consumer group's cursor,
+    /// and KPOP would hand out records again. Offsets kept in a Redis outlive any pool and need nothing.
+    pub fn keep_memory_offsets(&mut self, previous: &KafkaPool) {
+        if self.offsets_description == MEMORY_STORE && previous.offsets_description == MEMORY_STORE
+        {
+            self.offsets = Arc::clone(&previous.offsets);
+        }
+    }
+
     /// Whether `topic` is one of this pool's configured topics.
     pub fn has_topic(&self, topic: &str) -> bool {
         self.bridge_config
@@ -333,6 +343,9 @@ fn bridge_config(pool: &PoolConfig) -> Result<KafkaPoolConfig, String> {
     Ok(config)
 }
 
+/// How the log describes offsets kept in this process's memory.
+const MEMORY_STORE: &str = "memory (this process only)";
+
 /// The offset store of a pool: memory, or a Redis given by address or by a standalone pool's name.
 fn offset_store(
     pool_name: &str,
@@ -341,10 +354,7 @@ fn offset_store(
     request_timeout: Duration,
 ) -> Result<(Arc<dyn OffsetStore>, String), String> {
     let Some(offsets) = offsets else {
-        return Ok((
-            Arc::new(MemoryOffsetStore::new()),
-            "memory (this process only)".to_owned(),
-        ));
+        return Ok((Arc::new(MemoryOffsetStore::new()), MEMORY_STORE.to_owned()));
     };
     let mut store = match (&offsets.redis, &offsets.pool) {
         (Some(address), _) => {

@@ -34,6 +34,18 @@ impl PoolHandle {
         pool: &PoolConfig,
         config: &Config,
     ) -> Result<PoolHandle, String> {
+        Self::start_replacing(name, pool, config, None).await
+    }
+
+    /// Builds pool `name` like [`PoolHandle::start`], to replace `previous` (the pool of that name before a
+    /// configuration reload, whose settings changed): a Kafka pool keeps the previous one's offsets when both
+    /// keep them in memory ([`KafkaPool::keep_memory_offsets`]).
+    pub async fn start_replacing(
+        name: &str,
+        pool: &PoolConfig,
+        config: &Config,
+        previous: Option<&PoolHandle>,
+    ) -> Result<PoolHandle, String> {
         Ok(match pool.kind {
             PoolKind::Standalone => {
                 PoolHandle::Standalone(Arc::new(StandalonePool::new(name, pool, &config.timeouts)?))
@@ -45,11 +57,25 @@ impl PoolHandle {
             }
             PoolKind::Kafka => {
                 // Connects in the background: a broker that is down must not stop the proxy starting.
-                let kafka = Arc::new(KafkaPool::new(name, pool, config)?);
+                let mut kafka = KafkaPool::new(name, pool, config)?;
+                if let Some(PoolHandle::Kafka(previous)) = previous {
+                    kafka.keep_memory_offsets(previous);
+                }
+                let kafka = Arc::new(kafka);
                 kafka.start();
                 PoolHandle::Kafka(kafka)
             }
         })
+    }
+
+    /// Whether both handles are the same pool (a reload that left a pool's settings alone keeps its handle).
+    pub fn same_pool(&self, other: &PoolHandle) -> bool {
+        match (self, other) {
+            (PoolHandle::Standalone(a), PoolHandle::Standalone(b)) => Arc::ptr_eq(a, b),
+            (PoolHandle::Cluster(a), PoolHandle::Cluster(b)) => Arc::ptr_eq(a, b),
+            (PoolHandle::Kafka(a), PoolHandle::Kafka(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 
     pub fn name(&self) -> &str {

@@ -504,6 +504,11 @@ impl Session {
                 if let Some(end) = self.closing.take() {
                     return Ok(Step::End(end));
                 }
+                if let Some(refusal) = self.tenant_removed_by_reload() {
+                    // A subscriber, or a client between the commands of a transaction, of a removed tenant.
+                    self.stream.write_all(&refusal).await?;
+                    return Ok(Step::End(SessionEnd::TenantRemoved));
+                }
                 if self.shutting_down {
                     // Every reply owed is written; a subscriber is told why its messages stop.
                     if dedicated.subscribed {

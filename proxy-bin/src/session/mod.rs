@@ -28,6 +28,7 @@ mod introspection;
 mod kafka;
 mod local;
 mod pending;
+mod reload;
 mod tenancy;
 mod transaction;
 
@@ -77,6 +78,8 @@ pub enum SessionEnd {
     Shutdown,
     #[error("the proxy shut down before every reply was written (timeouts.shutdown_ms)")]
     ShutdownDeadline,
+    #[error("the tenant was removed by a configuration reload")]
+    TenantRemoved,
 }
 
 /// How long a session closing at shutdown waits for the client to close its end (see
@@ -135,7 +138,7 @@ pub struct Session {
     /// With tenants configured: when an unauthenticated connection is closed.
     auth_deadline: tokio::time::Instant,
     /// With tenants configured: this connection's place among the unauthenticated ones, until it authenticates.
-    unauthenticated: Option<tokio::sync::OwnedSemaphorePermit>,
+    unauthenticated: Option<crate::state::ClientPermit>,
     /// Wrong passwords sent on this connection.
     auth_failures: u32,
     /// After a wrong password: no reply is written (and nothing read) before then.
@@ -154,6 +157,8 @@ pub struct Session {
     shutdown: tokio::sync::watch::Receiver<bool>,
     /// The proxy is shutting down: read no more requests, answer those already read, then close.
     shutting_down: bool,
+    /// A configuration reload removed this session's tenant or pool: requests get this error.
+    retired: Option<reload::Retired>,
 }
 
 /// A batch is sent once it holds this many requests or bytes, even if more are buffered.
@@ -221,6 +226,7 @@ impl Session {
             client: introspection::ClientState::new(),
             shutdown,
             shutting_down,
+            retired: None,
             state,
         }
     }
@@ -252,8 +258,8 @@ impl Session {
     }
 
     async fn run_shared(&mut self) -> Result<Step, SessionEnd> {
-        let max_pending = self.state.config().client_limits.max_pending_requests;
-        let idle_ms = self.state.config().timeouts.idle_ms;
+        let mut max_pending = self.state.config().client_limits.max_pending_requests;
+        let mut idle_ms = self.state.config().timeouts.idle_ms;
         self.last_activity = tokio::time::Instant::now();
         loop {
             if let Some(until) = self.reply_hold.take() {
@@ -290,6 +296,12 @@ impl Session {
                 self.try_again_hold = false;
                 if let Some(cluster) = &self.cluster {
                     cluster.redirects.clear();
+                }
+                // A barrier: a reloaded configuration is taken up here (not while moving to a dedicated
+                // connection, which was decided under the current one).
+                if self.go_dedicated.is_none() && self.adopt_newest_state() {
+                    max_pending = self.state.config().client_limits.max_pending_requests;
+                    idle_ms = self.state.config().timeouts.idle_ms;
                 }
                 if let Some(end) = self.closing.take() {
                     return Ok(Step::End(end));
@@ -596,6 +608,10 @@ impl Session {
 
     /// Routes one request in shared mode.
     fn handle(&mut self, request: Request) {
+        if let Some(refusal) = self.refuse_after_reload(&request) {
+            self.pending.push_back(Pending::Ready(refusal));
+            return;
+        }
         // Kafka commands, Kafka pools and the Kafka admin commands are served by `kafka.rs`.
         let request = if self.may_concern_kafka(&request) {
             match self.route_kafka(request) {

@@ -218,6 +218,7 @@ impl Session {
     /// Moves the session to another pool (after AUTH or USE). The caller made sure no reply is pending.
     pub(super) fn switch_pool(&mut self, pool: PoolHandle, db: u32) {
         self.route = None;
+        self.retired = None;
         self.spare_dedicated = None;
         self.db = if matches!(pool, PoolHandle::Cluster(_)) {
             0
@@ -234,8 +235,8 @@ impl Session {
         self.pool = pool;
     }
 
-    /// The proxy's own commands, which are not Redis commands: `USE <pool>` and `RKPROXY TENANTS | POOL`.
-    /// Returns `None` for any other command.
+    /// The proxy's own commands, which are not Redis commands: `USE <pool>` and `RKPROXY TENANTS | POOL |
+    /// RELOAD`. Returns `None` for any other command, and for `RKPROXY RELOAD`, whose reply a task queues.
     pub(super) fn proxy_command(&mut self, request: &Request) -> Option<Bytes> {
         let name = request.name();
         if name.eq_ignore_ascii_case(b"USE") {
@@ -250,6 +251,10 @@ impl Session {
         let sub = request.arg(1).unwrap_or_default().to_ascii_uppercase();
         Some(match sub.as_slice() {
             b"POOL" => reply::bulk(self.pool.name().as_bytes()),
+            b"RELOAD" => {
+                self.start_reload();
+                return None;
+            }
             b"TENANTS" => {
                 if let Some(tenant) = self.tenant() {
                     if let Err(error) = tenant.may_run_proxy_admin(b"RKPROXY TENANTS") {
@@ -275,7 +280,7 @@ impl Session {
                 reply::array_of_bulks(lines.iter().map(String::as_bytes))
             }
             _ => reply::error(
-                "ERR unknown subcommand for RKPROXY. Try RKPROXY POOL, TENANTS, KOFFSETS or KRESET.",
+                "ERR unknown subcommand for RKPROXY. Try RKPROXY POOL, TENANTS, RELOAD, KOFFSETS or KRESET.",
             ),
         })
     }

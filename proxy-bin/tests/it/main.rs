@@ -16,6 +16,7 @@ mod introspection;
 mod kafka;
 mod pairing;
 mod pairing_backend;
+mod reload;
 mod shutdown;
 mod standalone;
 mod stateful;

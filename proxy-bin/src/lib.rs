@@ -28,6 +28,7 @@ mod backend;
 pub mod cli;
 pub mod config;
 mod introspection;
+mod memory;
 mod pools;
 mod proxy;
 mod reply;
@@ -35,4 +36,5 @@ mod server;
 mod session;
 mod state;
 
+pub use memory::MemoryCounters;
 pub use proxy::{Proxy, ProxyBuilder, StartError};

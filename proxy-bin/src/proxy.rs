@@ -12,6 +12,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use crate::config::Config;
+use crate::memory::MemoryCounters;
 use crate::server::{self, AcceptLoop};
 
 /// Why a proxy could not start: a pool that cannot be built, the listen address, a runtime or thread that
@@ -51,6 +52,12 @@ impl Proxy {
     /// The address clients connect to (with `listen = "127.0.0.1:0"`, the port the system picked).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr
+    }
+
+    /// The memory limits' counters: bytes held for clients now, `max_memory` episodes, and clients
+    /// disconnected at `client_limits.max_output_bytes`.
+    pub fn memory_counters(&self) -> MemoryCounters {
+        self.listener.memory_counters()
     }
 
     /// Shuts down gracefully: stops accepting clients; open connections get the replies to the requests

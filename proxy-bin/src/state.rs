@@ -14,6 +14,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use crate::auth_throttle::AuthThrottle;
 use crate::config::Config;
 use crate::introspection::BackendVersion;
+use crate::memory::MemoryBudget;
 use crate::pools::kafka::KafkaPool;
 use crate::pools::PoolHandle;
 
@@ -48,6 +49,8 @@ pub struct ProxyState {
     backend_versions: HashMap<String, BackendVersion>,
     /// Becomes true once the proxy shuts down: accept loops stop, sessions drain and close.
     shutdown: watch::Sender<bool>,
+    /// Bytes held for clients in the whole process (`max_memory`), and the memory limits' counters.
+    memory: Arc<MemoryBudget>,
 }
 
 impl ProxyState {
@@ -63,6 +66,7 @@ impl ProxyState {
             .cloned()
             .ok_or_else(|| format!("default_pool '{}' is not defined", config.default_pool))?;
         let tenants = config.build_tenants().map_err(|e| e.to_string())?;
+        let config_max_memory = config.max_memory;
         let backend_versions = pools
             .keys()
             .map(|name| (name.clone(), Default::default()))
@@ -79,11 +83,17 @@ impl ProxyState {
             default_pool,
             next_client_id: AtomicU64::new(1),
             shutdown: watch::Sender::new(false),
+            memory: Arc::new(MemoryBudget::new(config_max_memory)),
         })
     }
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Bytes held for clients in the whole process, `max_memory`, and the memory limits' counters.
+    pub fn memory(&self) -> &Arc<MemoryBudget> {
+        &self.memory
     }
 
     pub fn default_pool(&self) -> &PoolHandle {

@@ -32,6 +32,8 @@ pub struct MemoryBudget {
     /// While over the limit: the client allowed to finish the request it is receiving (0 = none), so that a
     /// budget filled with partly received requests still drains, one request at a time.
     finisher: AtomicU64,
+    /// Wakes the sessions paused by the limit once the held bytes fell below it.
+    room: tokio::sync::Notify,
 }
 
 /// Counters for the operations stats.
@@ -54,12 +56,25 @@ impl MemoryBudget {
         }
     }
 
-    /// Records that a session now holds `now` bytes instead of `before`.
+    /// Records that a session now holds `now` bytes instead of `before`. During an episode, a fall below the
+    /// limit wakes the paused sessions.
     pub fn change(&self, before: usize, now: usize) {
         if now > before {
             self.held.fetch_add(now - before, Ordering::Relaxed);
         } else if before > now {
-            self.held.fetch_sub(before - now, Ordering::Relaxed);
+            let held = self.held.fetch_sub(before - now, Ordering::Relaxed) - (before - now);
+            if self.limit > 0 && held <= self.limit && self.over.load(Ordering::Relaxed) {
+                self.room.notify_waiters();
+            }
+        }
+    }
+
+    /// Completes once the held bytes fell below the limit during an episode (or `fallback` passed: a fall
+    /// that happened between the caller's check and this call would otherwise go unseen).
+    pub async fn room(&self, fallback: std::time::Duration) {
+        tokio::select! {
+            () = self.room.notified() => {}
+            () = tokio::time::sleep(fallback) => {}
         }
     }
 

@@ -600,7 +600,7 @@ impl Session {
                         return Ok(Step::End(SessionEnd::ClientClosed));
                     }
                 }
-                () = tokio::time::sleep(super::memory::MEMORY_RECHECK), if memory_paused => {}
+                () = self.memory.wait_for_room(), if memory_paused => {}
                 _ = self.shutdown.changed(), if !self.shutting_down => {
                     self.shutting_down = true;
                 }

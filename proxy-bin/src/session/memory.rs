@@ -10,8 +10,9 @@ use crate::memory::MemoryBudget;
 use super::output::OverOutputLimit;
 use super::{Session, SessionEnd};
 
-/// How often a session paused by `max_memory` looks whether the proxy is below it again.
-pub(super) const MEMORY_RECHECK: std::time::Duration = std::time::Duration::from_millis(5);
+/// How often a session paused by `max_memory` looks whether the proxy is below it again, should it miss the
+/// wake-up (see `MemoryBudget::room`).
+const MEMORY_RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The bytes one session reported to the budget, given back when the session ends.
 #[derive(Debug)]
@@ -52,6 +53,11 @@ impl ClientMemory {
         }
         self.finishing = may_finish;
         self.paused = over && !may_finish;
+    }
+
+    /// Waits until the proxy may be below `max_memory` again.
+    pub(super) async fn wait_for_room(&self) {
+        self.budget.room(MEMORY_RECHECK).await;
     }
 }
 

@@ -343,7 +343,7 @@ impl Session {
                         return Ok(Step::End(SessionEnd::ClientClosed));
                     }
                 }
-                () = tokio::time::sleep(memory::MEMORY_RECHECK), if memory_paused => {}
+                () = self.memory.wait_for_room(), if memory_paused => {}
                 () = tokio::time::sleep_until(self.auth_deadline), if awaiting_auth => {
                     return Ok(Step::End(SessionEnd::AuthTimeout));
                 }

@@ -35,6 +35,10 @@ pub struct Config {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub client_limits: ClientLimits,
+    /// Bytes the whole process may hold for its clients (read buffers, requests in flight, replies waiting);
+    /// over it the proxy reads no new request until they drain. 0 = no limit.
+    #[serde(default)]
+    pub max_memory: usize,
     /// Backend pools by name.
     #[serde(default)]
     pub pools: BTreeMap<String, PoolConfig>,
@@ -97,6 +101,13 @@ impl Default for Timeouts {
 pub struct ClientLimits {
     /// Requests a client may have in flight before the proxy stops reading from it (backpressure).
     pub max_pending_requests: usize,
+    /// Bytes of a client's requests in flight and replies not yet written at which the proxy stops reading
+    /// from it until they drain (a request bigger than this is still read, alone).
+    pub max_pending_bytes: usize,
+    /// Bytes of replies waiting to be written above which a client is disconnected (as Redis's
+    /// `client-output-buffer-limit`); 0 = no limit. One bulk string bigger than this is still written when
+    /// nothing else waits.
+    pub max_output_bytes: usize,
     /// Largest single bulk string accepted from a client, in bytes (Redis's proto-max-bulk-len).
     pub max_bulk_bytes: usize,
     /// Most elements in one request array.
@@ -115,6 +126,8 @@ impl Default for ClientLimits {
     fn default() -> Self {
         ClientLimits {
             max_pending_requests: 1024,
+            max_pending_bytes: 1024 * 1024,
+            max_output_bytes: 256 * 1024 * 1024,
             max_bulk_bytes: 512 * 1024 * 1024,
             max_arguments: 1024 * 1024,
             max_connections: 10_000,
@@ -440,6 +453,12 @@ impl Config {
         if self.client_limits.max_pending_requests == 0 {
             return Err(invalid(
                 "client_limits.max_pending_requests",
+                "must be above 0",
+            ));
+        }
+        if self.client_limits.max_pending_bytes == 0 {
+            return Err(invalid(
+                "client_limits.max_pending_bytes",
                 "must be above 0",
             ));
         }

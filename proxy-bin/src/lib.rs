@@ -29,6 +29,7 @@ mod backend;
 pub mod cli;
 pub mod config;
 mod introspection;
+mod memory;
 mod pools;
 mod proxy;
 mod reply;
@@ -36,5 +37,6 @@ mod server;
 mod session;
 mod state;
 
+pub use memory::MemoryCounters;
 pub use proxy::{Proxy, ProxyBuilder, Reloader, StartError};
 pub use state::{ReloadError, ReloadReport};

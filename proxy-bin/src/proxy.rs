@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock, Weak};
 
 use crate::config::{CommandLineOverrides, Config};
+use crate::memory::MemoryCounters;
 use crate::server::{self, AcceptLoop};
 use crate::state::{ConfigSource, Live, ReloadError, ReloadReport};
 
@@ -93,6 +94,12 @@ impl Proxy {
     /// The address clients connect to (with `listen = "127.0.0.1:0"`, the port the system picked).
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr
+    }
+
+    /// The memory limits' counters: bytes held for clients now, `max_memory` episodes, and clients
+    /// disconnected at `client_limits.max_output_bytes`.
+    pub fn memory_counters(&self) -> MemoryCounters {
+        self.listener.memory_counters()
     }
 
     /// Shuts down gracefully: stops accepting clients; open connections get the replies to the requests

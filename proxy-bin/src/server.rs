@@ -32,6 +32,11 @@ pub struct AcceptLoop {
 }
 
 impl AcceptLoop {
+    /// The memory limits' counters (see `crate::memory`).
+    pub fn memory_counters(&self) -> crate::memory::MemoryCounters {
+        self.live.current().memory().counters()
+    }
+
     /// Stops accepting clients, then lets open sessions answer what they have read (up to
     /// `timeouts.shutdown_ms`) and waits until they have closed.
     pub async fn stop(self) {

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::auth_throttle::AuthThrottle;
 use crate::config::Config;
 use crate::introspection::BackendVersion;
+use crate::memory::MemoryBudget;
 use crate::pools::kafka::KafkaPool;
 use crate::pools::PoolHandle;
 
@@ -73,6 +74,8 @@ struct Process {
     /// The generation of the newest [`ProxyState`]: a session compares its own with it (one relaxed load) to
     /// learn that a reload happened.
     newest_generation: AtomicU64,
+    /// Bytes held for clients in the whole process (`max_memory`), and the memory limits' counters.
+    memory: Arc<MemoryBudget>,
 }
 
 impl Process {
@@ -86,6 +89,7 @@ impl Process {
             started: std::time::Instant::now(),
             shutdown: watch::Sender::new(false),
             newest_generation: AtomicU64::new(0),
+            memory: Arc::new(MemoryBudget::new(config.max_memory)),
         }
     }
 }
@@ -266,6 +270,11 @@ impl ProxyState {
     }
 
     /// Watches for the shutdown; the value is true once it has begun.
+    /// Bytes held for clients in the whole process, `max_memory`, and the memory limits' counters.
+    pub fn memory(&self) -> &Arc<MemoryBudget> {
+        &self.process.memory
+    }
+
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.process.shutdown.subscribe()
     }

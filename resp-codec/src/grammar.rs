@@ -15,6 +15,20 @@ pub(crate) const MAX_NUMBER_LINE: usize = 32;
 /// make us allocate `N` bytes up front.
 pub(crate) const MAX_RESERVE_HINT: usize = 1 << 20;
 
+/// The hint [`reserve_hint`] may always give, however little has arrived.
+pub(crate) const MIN_RESERVE_HINT: usize = 16 * 1024;
+
+/// How much room to make for the rest of a partly received bulk string: no more than is missing,
+/// than [`MAX_RESERVE_HINT`], or than what has `arrived` (at least [`MIN_RESERVE_HINT`]). The
+/// buffer then doubles with what the peer actually sent, so a connection that announced a huge
+/// bulk and sent a few bytes costs memory in proportion to those bytes, never to the length it
+/// announced (a proxy holding many such connections would otherwise hold a megabyte for each).
+pub(crate) fn reserve_hint(missing: usize, arrived: usize) -> usize {
+    missing
+        .min(MAX_RESERVE_HINT)
+        .min(arrived.max(MIN_RESERVE_HINT))
+}
+
 /// What follows a type byte, and how it is validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TypeKind {

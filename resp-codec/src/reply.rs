@@ -7,9 +7,7 @@
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
-use crate::grammar::{
-    find_line_end, interpret_line, Header, LineSearch, TypeKind, MAX_RESERVE_HINT,
-};
+use crate::grammar::{find_line_end, interpret_line, reserve_hint, Header, LineSearch, TypeKind};
 use crate::{Limits, ProtocolError};
 
 /// Frames one complete reply of any RESP2/RESP3 type and returns its raw bytes, zero-copy.
@@ -150,7 +148,7 @@ impl Framer {
         if let (Ok(None), Some(bulk)) = (&result, self.pending_bulk) {
             // Waiting for bulk data: make room for it now, so it arrives in few reads.
             let end = self.cursor.saturating_add(bulk.len).saturating_add(2);
-            src.reserve(end.saturating_sub(src.len()).min(MAX_RESERVE_HINT));
+            src.reserve(reserve_hint(end.saturating_sub(src.len()), src.len()));
         }
         if !matches!(result, Ok(None)) {
             // Done with this frame (or the stream is broken): start afresh, keeping the

@@ -10,7 +10,7 @@ use std::fmt;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::grammar::{check_array_len, check_bulk_len, parse_strict_i64, MAX_RESERVE_HINT};
+use crate::grammar::{check_array_len, check_bulk_len, parse_strict_i64, reserve_hint};
 use crate::inline::split_inline_args;
 use crate::write::{put_bulk, put_header};
 use crate::{Limits, ProtocolError};
@@ -442,7 +442,7 @@ impl RequestDecoder {
             };
             let end = progress.cursor.saturating_add(len).saturating_add(2);
             if src.len() < end {
-                src.reserve((end - src.len()).min(MAX_RESERVE_HINT));
+                src.reserve(reserve_hint(end - src.len(), src.len()));
                 return Ok(None);
             }
             if &src[end - 2..end] != b"\r\n" {

@@ -47,6 +47,9 @@ use crate::{bail, demo, ports, project, servers, signals, Result};
 // The `kafka` section lives in its own file; as a child module it shares this module's helpers.
 #[path = "bench_kafka.rs"]
 mod kafka_section;
+// So does the `bigreq` section.
+#[path = "bench_bigreq.rs"]
+mod bigreq_section;
 
 /// Pipelined runs send this many times more requests than `--requests`, so that both kinds of
 /// run last a similar few seconds.
@@ -264,11 +267,19 @@ fn run_with_servers(
 
     let results = run_rounds(options, &sections)?;
     let table = render_table(options, &sections, &results);
+    let bigreq = if options.wants_section(BenchSection::Bigreq) {
+        Some(bigreq_section::run(options, dir, guard)?)
+    } else {
+        None
+    };
     if options.wants_section(BenchSection::Kafka) {
         let kafka = kafka_section::run(options, dir, guard)?;
         println!("{}", kafka.add_to_table(&table));
-    } else {
+    } else if !sections.is_empty() {
         println!("{table}");
+    }
+    if let Some(bigreq) = bigreq {
+        println!("{bigreq}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -1037,6 +1048,16 @@ fn predixy_cluster_pool(seeds: &[SocketAddr]) -> String {
 
 /// Starts twemproxy (nutcracker) in front of `backend` and waits until it accepts.
 fn start_twemproxy(backend: SocketAddr, dir: &Path, guard: &mut ChildGuard) -> Result<SocketAddr> {
+    start_twemproxy_named("twemproxy", backend, dir, guard)
+}
+
+/// [`start_twemproxy`] with a child `name` of its own (unique among the guard's children).
+fn start_twemproxy_named(
+    name: &str,
+    backend: SocketAddr,
+    dir: &Path,
+    guard: &mut ChildGuard,
+) -> Result<SocketAddr> {
     let mut reserver = ports::PortReserver::default();
     let addr = ports::loopback(reserver.reserve()?);
     let stats_port = reserver.reserve()?;
@@ -1057,8 +1078,8 @@ fn start_twemproxy(backend: SocketAddr, dir: &Path, guard: &mut ChildGuard) -> R
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    guard.push("twemproxy", command.spawn()?);
-    wait_accepting(guard, "twemproxy", addr, &log_path)?;
+    guard.push(name, command.spawn()?);
+    wait_accepting(guard, name, addr, &log_path)?;
     Ok(addr)
 }
 

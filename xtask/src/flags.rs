@@ -66,8 +66,9 @@ xflags::xflags! {
             /// An older rkproxy binary, run as target `baseline` with the same configs as the
             /// current rkproxy, so that one run compares before and after.
             optional --baseline path: PathBuf
-            /// Comma-separated subset of standalone,cluster,mget,kafka (default all; kafka starts
-            /// a Kafka broker: KPUSH/KPOP vs SET through rkproxy).
+            /// Comma-separated subset of standalone,cluster,mget,kafka,bigreq (default all; kafka
+            /// starts a Kafka broker: KPUSH/KPOP vs SET through rkproxy; bigreq: 1 MiB SETs and
+            /// slow readers, peak RSS and small-GET latency).
             optional --sections list: SectionList
             /// Run every rkproxy with worker_threads = n (default: the config default, 1).
             optional --workers n: NonZeroUsize
@@ -306,6 +307,8 @@ pub enum BenchSection {
     Mget,
     /// KPUSH and KPOP through rkproxy's Kafka pool versus SET through its Redis pool.
     Kafka,
+    /// Pipelined 1 MiB SETs and clients that never read: peak RSS and a small GET's latency beside them.
+    Bigreq,
 }
 
 /// Something picked by name from a fixed list on the command line.
@@ -342,6 +345,7 @@ impl Named for BenchSection {
         BenchSection::Cluster,
         BenchSection::Mget,
         BenchSection::Kafka,
+        BenchSection::Bigreq,
     ];
 
     fn name(self) -> &'static str {
@@ -350,6 +354,7 @@ impl Named for BenchSection {
             BenchSection::Cluster => "cluster",
             BenchSection::Mget => "mget",
             BenchSection::Kafka => "kafka",
+            BenchSection::Bigreq => "bigreq",
         }
     }
 }

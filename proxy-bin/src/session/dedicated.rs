@@ -496,12 +496,11 @@ impl Session {
                 }
                 to_backend.clear();
             }
-            if !self.write_buffer.is_empty() {
-                self.stream.write_all(&self.write_buffer).await?;
-                self.write_buffer.clear();
-            }
+            self.send_replies()?;
+            self.account_memory(backend_buffer.len() + to_backend.len());
             if dedicated.slots.is_empty() {
                 if let Some(end) = self.closing.take() {
+                    self.flush_output().await?;
                     return Ok(Step::End(end));
                 }
                 if let Some(refusal) = self.tenant_removed_by_reload() {
@@ -511,6 +510,7 @@ impl Session {
                 }
                 if self.shutting_down {
                     // Every reply owed is written; a subscriber is told why its messages stop.
+                    self.flush_output().await?;
                     if dedicated.subscribed {
                         self.stream.write_all(super::SHUTTING_DOWN).await?;
                     }
@@ -541,6 +541,8 @@ impl Session {
                 && !self.shutting_down
                 && dedicated.slots.len() < max_pending
                 && dedicated.takes_requests()
+                && !self.over_pending_bytes(0)
+                && !self.memory.paused
             {
                 match self.decoder.decode(&mut self.read_buffer) {
                     Ok(Some(request)) => {
@@ -561,7 +563,11 @@ impl Session {
             let can_read = self.closing.is_none()
                 && !self.shutting_down
                 && dedicated.slots.len() < max_pending
-                && dedicated.takes_requests();
+                && dedicated.takes_requests()
+                && !self.over_pending_bytes(0)
+                && !self.memory.paused;
+            let writing = !self.output.is_empty();
+            let memory_paused = self.memory.paused;
             tokio::select! {
                 read = backend_reader.read_buf(&mut backend_buffer) => {
                     let read = match read {
@@ -584,7 +590,7 @@ impl Session {
                     if read == 0 {
                         if matches!(self.closing, Some(SessionEnd::Quit)) {
                             // Redis closes the connection after QUIT's +OK.
-                            self.stream.write_all(&self.write_buffer).await?;
+                            self.flush_output().await?;
                             return Ok(Step::End(SessionEnd::Quit));
                         }
                         self.backend_lost(&mut dedicated, &mut endpoint, "connection closed by the backend", &mut backend_reader, &mut backend_writer).await?;
@@ -592,11 +598,14 @@ impl Session {
                         backend_buffer.clear();
                     }
                 }
-                read = self.stream.read_buf(&mut self.read_buffer), if can_read => {
-                    if read? == 0 {
+                writable = self.stream.writable(), if writing => writable?,
+                readable = self.stream.readable(), if can_read => {
+                    readable?;
+                    if self.read_some()? == Some(0) {
                         return Ok(Step::End(SessionEnd::ClientClosed));
                     }
                 }
+                () = self.memory.wait_for_room(), if memory_paused => {}
                 _ = self.shutdown.changed(), if !self.shutting_down => {
                     self.shutting_down = true;
                 }
@@ -639,8 +648,7 @@ impl Session {
         }
         let error = BackendError::unavailable(&endpoint.address, reason).to_reply();
         dedicated.fail_owed(&error, &mut self.write_buffer);
-        self.stream.write_all(&self.write_buffer).await?;
-        self.write_buffer.clear();
+        self.flush_output().await?;
         Err(SessionEnd::BackendLost(reason.to_owned()))
     }
 

@@ -27,12 +27,13 @@ mod dedicated;
 mod introspection;
 mod kafka;
 mod local;
+mod memory;
+mod output;
 mod pending;
 mod reload;
 mod tenancy;
 mod transaction;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -48,7 +49,7 @@ use crate::reply;
 use crate::state::ProxyState;
 
 use self::cluster::ClusterSession;
-use self::pending::{next_front_event, try_front_event, Expect, FrontEvent, Pending};
+use self::pending::{next_front_event, try_front_event, Expect, FrontEvent, Pending, PendingQueue};
 use self::tenancy::Verdict;
 
 /// Why a session ended, for the connection's log line.
@@ -80,6 +81,8 @@ pub enum SessionEnd {
     ShutdownDeadline,
     #[error("the tenant was removed by a configuration reload")]
     TenantRemoved,
+    #[error(transparent)]
+    OutputLimit(#[from] output::OverOutputLimit),
 }
 
 /// How long a session closing at shutdown waits for the client to close its end (see
@@ -104,9 +107,14 @@ pub struct Session {
     state: Arc<ProxyState>,
     stream: TcpStream,
     read_buffer: BytesMut,
+    /// Replies gathered in this turn of the loop (filtered by CLIENT REPLY), then moved to `output`.
     write_buffer: BytesMut,
+    /// Replies on their way to the client, written without blocking (`client_limits.max_output_bytes`).
+    output: output::Output,
+    /// This session's share of the process's memory budget (`max_memory`).
+    memory: memory::ClientMemory,
     decoder: RequestDecoder,
-    pending: VecDeque<Pending>,
+    pending: PendingQueue,
     /// A request that must wait until `pending` is empty (a barrier) before it runs.
     deferred: Option<Request>,
     /// The deferred request was already policed (and rewritten) when it was read: it runs as it is.
@@ -194,8 +202,10 @@ impl Session {
             stream,
             read_buffer: BytesMut::with_capacity(16 * 1024),
             write_buffer: BytesMut::with_capacity(16 * 1024),
+            output: output::Output::new(state.config().client_limits.max_output_bytes),
+            memory: memory::ClientMemory::new(Arc::clone(state.memory()), id),
             decoder: RequestDecoder::new(limits),
-            pending: VecDeque::new(),
+            pending: PendingQueue::default(),
             deferred: None,
             deferred_is_policed: false,
             closing: None,
@@ -267,19 +277,20 @@ impl Session {
             }
             self.collect_ready_replies();
             self.filter_replies();
-            if !self.write_buffer.is_empty() {
-                self.write_replies().await?;
-            }
+            self.send_replies()?;
+            self.account_memory(0);
             if let Some(resume_at) = self.resume_at {
                 // Waiting for the tenant's traffic budget; replies still flow meanwhile. A command being sent
                 // again after TRYAGAIN holds the deferred one back too.
                 let holding = self.holding_for_try_again() || self.holding_for_redirects();
                 if holding || tokio::time::Instant::now() < resume_at {
                     let front_waiting = self.pending.front().is_some_and(Pending::is_waiting);
+                    let writing = !self.output.is_empty();
                     tokio::select! {
                         event = next_front_event(self.pending.front_mut()), if front_waiting => {
                             self.apply_front_event(event);
                         }
+                        writable = self.stream.writable(), if writing => writable?,
                         () = tokio::time::sleep_until(resume_at), if !holding => {}
                         else => {}
                     }
@@ -304,6 +315,7 @@ impl Session {
                     idle_ms = self.state.config().timeouts.idle_ms;
                 }
                 if let Some(end) = self.closing.take() {
+                    self.flush_output().await?;
                     return Ok(Step::End(end));
                 }
                 if let Some(request) = self.deferred.take() {
@@ -313,6 +325,7 @@ impl Session {
                 }
                 if let Some(request) = self.go_dedicated.take() {
                     self.reply_filter_leaves_shared_mode();
+                    self.pending.forget_unattributed();
                     return Ok(Step::Dedicated(request));
                 }
                 if self.shutting_down {
@@ -328,6 +341,8 @@ impl Session {
             }
             let can_read = self.accepting_requests(max_pending);
             let front_waiting = self.pending.front().is_some_and(Pending::is_waiting);
+            let writing = !self.output.is_empty();
+            let memory_paused = self.memory.paused;
             let awaiting_auth = self.awaiting_auth();
             let may_idle_out = self.may_idle_out(idle_ms);
             let idle_deadline = self.idle_deadline(idle_ms);
@@ -336,12 +351,14 @@ impl Session {
                 event = next_front_event(self.pending.front_mut()), if front_waiting => {
                     self.apply_front_event(event);
                 }
-                read = self.stream.read_buf(&mut self.read_buffer), if can_read => {
-                    if read? == 0 {
+                writable = self.stream.writable(), if writing => writable?,
+                readable = self.stream.readable(), if can_read => {
+                    readable?;
+                    if self.read_some()? == Some(0) {
                         return Ok(Step::End(SessionEnd::ClientClosed));
                     }
-                    self.last_activity = tokio::time::Instant::now();
                 }
+                () = self.memory.wait_for_room(), if memory_paused => {}
                 () = tokio::time::sleep_until(self.auth_deadline), if awaiting_auth => {
                     return Ok(Step::End(SessionEnd::AuthTimeout));
                 }
@@ -355,21 +372,51 @@ impl Session {
         }
     }
 
-    /// Writes the gathered replies. Before AUTH the write must finish by the auth deadline too, so a client
-    /// that sends requests and never reads the replies cannot stay by filling its socket.
-    async fn write_replies(&mut self) -> Result<(), SessionEnd> {
-        if self.awaiting_auth() {
-            let write = self.stream.write_all(&self.write_buffer);
+    /// Moves the gathered replies to the output and writes what the socket takes now, without waiting; the
+    /// loop waits for the socket to take more while it goes on collecting replies (and reading requests, within
+    /// the limits). Over `client_limits.max_output_bytes` the client is disconnected. Before AUTH the loop also
+    /// watches the auth deadline, so a client that sends requests and never reads the replies cannot stay.
+    fn send_replies(&mut self) -> Result<(), SessionEnd> {
+        if let Err(over) = self.output.take(&mut self.write_buffer) {
+            return Err(self.output_limit_reached(over));
+        }
+        if !self.output.is_empty() {
+            let written = self.output.write_now(&self.stream)?;
+            self.charge_reply(written);
+        }
+        Ok(())
+    }
+
+    /// Writes every reply gathered or waiting, however long it takes (the session is about to end or change
+    /// mode). Before AUTH the write must finish by the auth deadline.
+    async fn flush_output(&mut self) -> Result<(), SessionEnd> {
+        if let Err(over) = self.output.take(&mut self.write_buffer) {
+            return Err(self.output_limit_reached(over));
+        }
+        let written = if self.awaiting_auth() {
+            let write = self.output.write_all(&mut self.stream);
             match tokio::time::timeout_at(self.auth_deadline, write).await {
                 Ok(written) => written?,
                 Err(_) => return Err(SessionEnd::AuthTimeout),
             }
         } else {
-            self.stream.write_all(&self.write_buffer).await?;
-        }
-        self.charge_reply(self.write_buffer.len());
-        self.write_buffer.clear();
+            self.output.write_all(&mut self.stream).await?
+        };
+        self.charge_reply(written);
         Ok(())
+    }
+
+    /// Reads what the client sent, without waiting: `Some(0)` when it closed, `None` when nothing was there
+    /// after all (the socket's readiness was stale).
+    fn read_some(&mut self) -> Result<Option<usize>, SessionEnd> {
+        match self.stream.try_read_buf(&mut self.read_buffer) {
+            Ok(read) => {
+                self.last_activity = tokio::time::Instant::now();
+                Ok(Some(read))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Whether `timeouts.idle_ms` can close the connection now: it is on, the client is authenticated (or
@@ -390,8 +437,7 @@ impl Session {
         while let Ok(Some(_request)) = self.decoder.decode(&mut self.read_buffer) {
             self.write_buffer.extend_from_slice(SHUTTING_DOWN);
         }
-        self.stream.write_all(&self.write_buffer).await?;
-        self.write_buffer.clear();
+        self.flush_output().await?;
         self.close_after_shutdown().await
     }
 
@@ -417,12 +463,18 @@ impl Session {
         Ok(Step::End(SessionEnd::Shutdown))
     }
 
+    /// Whether the session may frame (and read) more requests: nothing holds it back, the client's requests in
+    /// flight are below `max_pending_requests` (counting each request of a batch) and, with its replies not yet
+    /// written, below `max_pending_bytes`, and the proxy is not over `max_memory`.
     fn accepting_requests(&self, max_pending: usize) -> bool {
         self.closing.is_none()
             && !self.shutting_down
             && self.deferred.is_none()
             && self.go_dedicated.is_none()
             && self.pending.len() < max_pending
+            && self.pending.in_flight_requests() < max_pending
+            && !self.over_pending_bytes(self.pending.in_flight_bytes())
+            && !self.memory.paused
             && !self.holding_for_try_again()
             && !self.holding_for_redirects()
     }
@@ -518,25 +570,25 @@ impl Session {
         while self.accepting_requests(max_pending) {
             match self.decoder.decode(&mut self.read_buffer) {
                 Ok(Some(request)) => {
+                    self.pending.framed(request.raw().len());
                     if !self.screen_for_reply_mode(&request) {
                         self.handle(request);
                     }
                     handled = true;
                 }
-                Ok(None) => {
-                    self.flush_batch();
-                    return handled;
-                }
+                Ok(None) => break,
                 Err(error) => {
                     // Like redis-server: reply with the protocol error, then close the connection.
                     self.flush_batch();
                     self.pending.push_back(Pending::Ready(error.to_reply()));
                     self.closing = Some(SessionEnd::Protocol(error.to_string()));
-                    return true;
+                    handled = true;
+                    break;
                 }
             }
         }
         self.flush_batch();
+        self.pending.forget_unattributed();
         handled
     }
 

@@ -163,3 +163,33 @@ fn reply_line_limit() {
         assert!(matches!(error, ProtocolError::InvalidInteger), "{error:?}");
     }
 }
+
+/// A partly received bulk string costs room in proportion to what arrived, never to the length it announced:
+/// a `$536870912` header followed by 1 KiB must not make either decoder reserve a megabyte or more.
+#[test]
+fn an_announced_huge_bulk_reserves_only_what_arrived() {
+    let arrived = vec![b'x'; 1024];
+    let mut request = BytesMut::from(&b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870912\r\n"[..]);
+    request.extend_from_slice(&arrived);
+    assert!(RequestDecoder::new(Limits::default())
+        .decode(&mut request)
+        .expect("a valid prefix")
+        .is_none());
+    assert!(
+        request.capacity() < 64 * 1024,
+        "the request buffer reserved {} bytes for 1 KiB",
+        request.capacity()
+    );
+    let mut reply = BytesMut::from(&b"$536870912\r\n"[..]);
+    reply.extend_from_slice(&arrived);
+    let mut decoder = ReplyDecoder::new(Limits::for_backend_replies());
+    assert!(decoder
+        .decode(&mut reply)
+        .expect("a valid prefix")
+        .is_none());
+    assert!(
+        reply.capacity() < 64 * 1024,
+        "the reply buffer reserved {} bytes for 1 KiB",
+        reply.capacity()
+    );
+}

@@ -1,0 +1,358 @@
+//! Bounded memory: clients that do not read are disconnected at `client_limits.max_output_bytes` (shared mode
+//! and subscribers), `max_memory` pauses reading and recovers with every request answered once, and a partly
+//! received request costs what arrived, not what it announced. Each test runs a proxy of its own (its counters
+//! are its own), with unique keys on the shared Redis.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+
+use crate::support::*;
+
+/// A proxy in front of the shared standalone Redis, with `extra` TOML (top-level keys and sections).
+async fn proxy_with(extra: &str) -> rkproxy::Proxy {
+    start_proxy_toml(&format!(
+        "default_pool = 'main'\n{extra}\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+        redis_addr()
+    ))
+    .await
+}
+
+/// GETs and SETs its own key until `stop`; returns how many round trips it made, or the first error.
+async fn control_client(
+    mut connection: redis::aio::MultiplexedConnection,
+    key: String,
+    stop: Arc<AtomicBool>,
+) -> Result<usize, String> {
+    let mut completed = 0;
+    while !stop.load(Ordering::Relaxed) || completed == 0 {
+        let _: () = connection
+            .set(&key, completed)
+            .await
+            .map_err(|e| e.to_string())?;
+        let value: usize = connection.get(&key).await.map_err(|e| e.to_string())?;
+        if value != completed {
+            return Err(format!("GET {key} gave {value}, expected {completed}"));
+        }
+        completed += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(completed)
+}
+
+/// Waits until the proxy has disconnected `count` clients at the output limit (at most 20 s).
+async fn wait_for_output_disconnects(proxy: &rkproxy::Proxy, count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while proxy.memory_counters().output_limit_disconnects < count {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} clients were disconnected at the output limit",
+            proxy.memory_counters().output_limit_disconnects
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Writes a PING every 20 ms, never reading, until a write fails (the proxy closed the connection: true) or
+/// 10 s passed (false).
+fn closed_by_proxy(mut stream: TcpStream) -> bool {
+    stream
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Err(error) = stream.write(b"*1\r\n$4\r\nPING\r\n") {
+            if !matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn get_command(key: &str) -> Vec<u8> {
+    format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).into_bytes()
+}
+
+fn set_command(key: &str, value: &[u8]) -> Vec<u8> {
+    let mut command = format!(
+        "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n",
+        key.len(),
+        value.len()
+    )
+    .into_bytes();
+    command.extend_from_slice(value);
+    command.extend_from_slice(b"\r\n");
+    command
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_is_disconnected_at_the_output_limit_and_a_control_client_is_unharmed() {
+    let proxy = proxy_with("[client_limits]\nmax_output_bytes = 1048576").await;
+    let key = unique("slow-reader");
+    let mut setup = client(&proxy).await;
+    let _: () = setup.set(&key, vec![b'v'; 100 * 1024]).await.unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let control = tokio::spawn(control_client(
+        patient_client(&proxy).await,
+        unique("control"),
+        Arc::clone(&stop),
+    ));
+    // 500 GETs of 100 KB: 50 MB of replies, fifty times the limit, and the client reads none of them.
+    let address = proxy.local_addr();
+    let slow = blocking(move || {
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream.write_all(&get_command(&key).repeat(500)).unwrap();
+        closed_by_proxy(stream)
+    })
+    .await;
+    assert!(slow, "the slow reader was not disconnected");
+    wait_for_output_disconnects(&proxy, 1).await;
+    stop.store(true, Ordering::Relaxed);
+    let completed = control
+        .await
+        .unwrap()
+        .expect("the control client got an error");
+    assert!(completed > 0);
+    // The proxy serves new clients as before, and counted exactly the one disconnect.
+    let mut after = client(&proxy).await;
+    let pong: String = redis::cmd("PING").query_async(&mut after).await.unwrap();
+    assert_eq!(pong, "PONG");
+    assert_eq!(proxy.memory_counters().output_limit_disconnects, 1);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_gets_a_value_bigger_than_the_output_limit() {
+    let proxy = proxy_with("[client_limits]\nmax_output_bytes = 65536").await;
+    let key = unique("big-value");
+    let value: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let mut connection = client(&proxy).await;
+    let _: () = connection.set(&key, &value).await.unwrap();
+    let read: Vec<u8> = connection.get(&key).await.unwrap();
+    assert!(read == value, "the value came back changed");
+    assert_eq!(proxy.memory_counters().output_limit_disconnects, 0);
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_does_not_read_is_disconnected_at_the_output_limit() {
+    let proxy = proxy_with("[client_limits]\nmax_output_bytes = 1048576").await;
+    let channel = unique("slow-subscriber");
+    let address = proxy.local_addr();
+    let mut subscriber = TcpStream::connect(address).unwrap();
+    let subscribe = format!(
+        "*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{channel}\r\n",
+        channel.len()
+    );
+    subscriber.write_all(subscribe.as_bytes()).unwrap();
+    subscriber
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // The confirmation is read, so the subscription is in place; no message is read after it.
+    let confirmation = format!(
+        "*3\r\n$9\r\nsubscribe\r\n${}\r\n{channel}\r\n:1\r\n",
+        channel.len()
+    );
+    let mut read = vec![0u8; confirmation.len()];
+    subscriber.read_exact(&mut read).unwrap();
+    assert_eq!(String::from_utf8_lossy(&read), confirmation);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let control = tokio::spawn(control_client(
+        patient_client(&proxy).await,
+        unique("control"),
+        Arc::clone(&stop),
+    ));
+    // Published straight to Redis: 200 messages of 100 KB, twenty times the limit.
+    let mut publisher = direct(&redis_addr(), 0).await;
+    let message = vec![b'm'; 100 * 1024];
+    for _ in 0..200 {
+        let _: i64 = publisher.publish(&channel, &message).await.unwrap();
+        if proxy.memory_counters().output_limit_disconnects > 0 {
+            break;
+        }
+    }
+    wait_for_output_disconnects(&proxy, 1).await;
+    assert!(
+        blocking(move || closed_by_proxy(subscriber)).await,
+        "the subscriber's connection is still open"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let completed = control
+        .await
+        .unwrap()
+        .expect("the control client got an error");
+    assert!(completed > 0);
+    proxy.shutdown().await;
+}
+
+/// Pipelines `rounds` x (`SET key:n <value n>`, `INCR counter`) on a raw connection, writing from another
+/// thread, and checks every reply in order: `+OK`, then 1, 2, 3, ...
+fn pipelined_sets_and_incrs(proxy: SocketAddr, prefix: &str, rounds: usize, size: usize) {
+    let stream = TcpStream::connect(proxy).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let counter = format!("{prefix}:counter");
+    let incr = format!("*2\r\n$4\r\nINCR\r\n${}\r\n{counter}\r\n", counter.len());
+    let mut pipeline = Vec::new();
+    for n in 0..rounds {
+        pipeline.extend_from_slice(&set_command(&format!("{prefix}:{n}"), &value(n, size)));
+        pipeline.extend_from_slice(incr.as_bytes());
+    }
+    let mut writer = stream.try_clone().unwrap();
+    let sending = std::thread::spawn(move || writer.write_all(&pipeline));
+    let mut reader = std::io::BufReader::new(stream);
+    for n in 0..rounds {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        assert_eq!(line, "+OK\r\n", "SET {n} of {prefix}");
+        line.clear();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        assert_eq!(line, format!(":{}\r\n", n + 1), "INCR {n} of {prefix}");
+    }
+    sending.join().unwrap().unwrap();
+}
+
+/// Value `n` of a test: `size` bytes that differ per `n`.
+fn value(n: usize, size: usize) -> Vec<u8> {
+    (0..size).map(|i| ((i + n * 7) % 251) as u8).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_memory_is_reached_and_recovered_from_with_every_request_answered_once() {
+    // 1 MiB: every 1 MiB SET held whole in a read buffer is over it, so the episode is certain.
+    let proxy = proxy_with("max_memory = 1048576").await;
+    const CLIENTS: usize = 4;
+    const ROUNDS: usize = 12;
+    const SIZE: usize = 1024 * 1024;
+    let prefixes: Vec<String> = (0..CLIENTS).map(|_| unique("max-memory")).collect();
+    let address = proxy.local_addr();
+    let mut clients = Vec::new();
+    for prefix in prefixes.clone() {
+        clients.push(blocking(move || {
+            pipelined_sets_and_incrs(address, &prefix, ROUNDS, SIZE)
+        }));
+    }
+    futures_util::future::join_all(clients).await;
+    assert!(
+        proxy.memory_counters().max_memory_episodes >= 1,
+        "the proxy never went over max_memory"
+    );
+    // Every SET ran once with its own value and every INCR once: nothing lost, nothing twice.
+    let mut check = direct(&redis_addr(), 0).await;
+    for prefix in &prefixes {
+        let count: usize = check.get(format!("{prefix}:counter")).await.unwrap();
+        assert_eq!(count, ROUNDS);
+        for n in 0..ROUNDS {
+            let stored: Vec<u8> = check.get(format!("{prefix}:{n}")).await.unwrap();
+            assert!(stored == value(n, SIZE), "{prefix}:{n} holds another value");
+        }
+    }
+    // Recovered: once the clients left, the proxy holds nothing for them and serves new requests.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.memory_counters().held_bytes > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} bytes still held",
+            proxy.memory_counters().held_bytes
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut after = client(&proxy).await;
+    let key = unique("after-max-memory");
+    let _: () = after.set(&key, "ok").await.unwrap();
+    let read: String = after.get(&key).await.unwrap();
+    assert_eq!(read, "ok");
+    proxy.shutdown().await;
+}
+
+/// The rkproxy binary, killed on drop.
+struct ProxyProcess(Child);
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A field of `/proc/<pid>/status` in kB (`VmRSS`, `VmSize`).
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|line| line.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn partly_received_requests_cost_what_arrived_not_what_they_announced() {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_rkproxy"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--backend",
+            &format!("redis://{}", redis_addr()),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let proxy = ProxyProcess(child);
+    let pid = proxy.0.id();
+    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(address).is_err() {
+        assert!(Instant::now() < deadline, "rkproxy did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // One request through first, so the proxy's backend connection and buffers exist before measuring.
+    let key = unique("partial");
+    let mut warm = RawClient::connect(address);
+    warm.send(&set_command(&key, &[b'w'; 64 * 1024]));
+    assert_eq!(warm.read_line(), "+OK\r\n");
+    let rss_before = status_kb(pid, "VmRSS");
+    let size_before = status_kb(pid, "VmSize");
+
+    // 200 connections, each announcing a 500 MB bulk string and sending 1 KB of it.
+    let header = format!(
+        "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$524288000\r\n",
+        key.len()
+    );
+    let mut partial = header.into_bytes();
+    partial.extend_from_slice(&[b'p'; 1024]);
+    let connections: Vec<RawClient> = (0..200)
+        .map(|_| {
+            let mut connection = RawClient::connect(address);
+            connection.send(&partial);
+            connection
+        })
+        .collect();
+    // The proxy has read every connection's bytes once one more request on a fresh connection is answered
+    // (it serves connections in the order they became readable).
+    let mut probe = RawClient::connect(address);
+    probe.send(b"*1\r\n$4\r\nPING\r\n");
+    assert_eq!(probe.read_line(), "+PONG\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+    let rss_growth = status_kb(pid, "VmRSS").saturating_sub(rss_before);
+    let size_growth = status_kb(pid, "VmSize").saturating_sub(size_before);
+    // What arrived is 200 KB; allow 100 KB of buffers and bookkeeping per connection. Reserving room for the
+    // announced length (1 MiB per connection before) shows in the address space even where pages are untouched.
+    assert!(rss_growth < 20 * 1024, "RSS grew by {rss_growth} kB");
+    assert!(size_growth < 100 * 1024, "VmSize grew by {size_growth} kB");
+    drop(connections);
+}

@@ -1,0 +1,517 @@
+//! The `bigreq` section of `cargo xtask bench`: big requests and clients that do not read, and what they cost in
+//! memory and in the latency of a small request beside them (the load of the big-request issue).
+//!
+//! Row 1, through every chosen target (direct redis-server, rkproxy, twemproxy, predixy), each a fresh process
+//! in front of one redis-server of the section's own: 20 clients each pipeline 50 SETs of 1 MiB at once (all
+//! 50 written before any reply is read; each client overwrites one key of its own, so Redis holds 20 MiB);
+//! meanwhile a control client GETs a small key every 10 ms. The row shows the proxy's peak RSS (`VmHWM` of its
+//! process, read after the load), the small GETs' p50/p99 and the time until every SET was answered.
+//!
+//! Row 2, rkproxy only, with `client_limits.max_output_bytes = 16777216`: 10 clients each pipeline 2000 GETs
+//! of a 100 KB value and never read; each then writes a PING every 50 ms, which fails once the proxy closed the
+//! connection. The control client GETs the small key every 10 ms meanwhile. The row shows the peak RSS,
+//! how many slow readers were disconnected (within 30 s), and the control client's errors.
+//!
+//! Each target runs once per round (a fresh process each time, since `VmHWM` is a peak since start); the
+//! table shows the median of the rounds.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use super::{
+    median, predixy_standalone_pool, start_predixy, start_rkproxy, start_twemproxy_named,
+    wait_round_trip,
+};
+use crate::flags::{BenchOptions, BenchTarget, Named};
+use crate::redis::{self, RedisKind, RedisSpec};
+use crate::shell::{self, ChildGuard};
+use crate::{bail, ports, Result};
+
+/// Row 1: clients, SETs per client, value size.
+const SET_CLIENTS: usize = 20;
+const SETS_PER_CLIENT: usize = 50;
+const SET_VALUE_BYTES: usize = 1024 * 1024;
+/// Row 2: slow readers, GETs each, value size, and rkproxy's output limit.
+const SLOW_READERS: usize = 10;
+const GETS_PER_READER: usize = 2000;
+const GET_VALUE_BYTES: usize = 100 * 1024;
+const OUTPUT_LIMIT: usize = 16_777_216;
+/// How long row 2 waits for every slow reader to be disconnected.
+const DISCONNECT_WAIT: Duration = Duration::from_secs(30);
+/// The control client's GET interval.
+const CONTROL_INTERVAL: Duration = Duration::from_millis(10);
+/// The small key the control client reads.
+const SMALL_KEY: &str = "bigreq:small";
+const BIG_KEY: &str = "bigreq:big";
+/// The issue's goals for rkproxy in row 1.
+const RSS_GOAL_MB: f64 = 64.0;
+const P99_GOAL_VS_DIRECT: f64 = 2.0;
+const TIME_GOAL_VS_DIRECT: f64 = 1.2;
+
+/// What one run of a load measured.
+#[derive(Debug, Clone, Default)]
+struct Run {
+    peak_rss_mb: Option<f64>,
+    p50_ms: f64,
+    p99_ms: f64,
+    total_s: f64,
+    control_gets: usize,
+    control_errors: usize,
+    /// Row 2: slow readers disconnected.
+    disconnected: usize,
+}
+
+/// Runs the section and returns its table (printed after the main one).
+pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) -> Result<String> {
+    let redis_spec = RedisSpec {
+        name: "redis-bigreq".into(),
+        port: ports::free_port()?,
+        dir: dir.join("redis-bigreq"),
+        kind: RedisKind::Standalone,
+        daemonize: false,
+    };
+    guard.push("redis-bigreq", redis::spawn_child(&redis_spec)?);
+    let redis_addr = redis_spec.addr();
+    wait_round_trip(BenchTarget::Direct, redis_addr)?;
+    set_value(redis_addr, SMALL_KEY, b"v")?;
+    set_value(redis_addr, BIG_KEY, &vec![b'x'; GET_VALUE_BYTES])?;
+
+    let mut rows = Vec::new();
+    let mut row_one = Vec::new();
+    for target in options.targets.iter().copied() {
+        if target == BenchTarget::Baseline && options.baseline.is_none() {
+            continue;
+        }
+        let mut runs = Vec::new();
+        for round in 0..options.rounds {
+            let name = format!("bigreq-{}-{round}", target.name());
+            let (addr, pid) = start_target(options, target, &name, redis_addr, None, dir, guard)?;
+            eprintln!(
+                "bigreq     {:<10} {addr} round {}",
+                target.name(),
+                round + 1
+            );
+            let mut run = big_sets(addr)?;
+            run.peak_rss_mb = pid.and_then(peak_rss_mb);
+            stop(pid);
+            runs.push(run);
+        }
+        row_one.push((target, medians(&runs)));
+    }
+    let direct = row_one
+        .iter()
+        .find(|(target, _)| *target == BenchTarget::Direct)
+        .map(|(_, run)| run.clone());
+    for (target, run) in &row_one {
+        rows.push(row_one_line(*target, run, direct.as_ref()));
+    }
+
+    if options.wants_target(BenchTarget::Rkproxy) {
+        let mut runs = Vec::new();
+        for round in 0..options.rounds {
+            let name = format!("bigreq-slow-rkproxy-{round}");
+            let (addr, pid) = start_target(
+                options,
+                BenchTarget::Rkproxy,
+                &name,
+                redis_addr,
+                Some(OUTPUT_LIMIT),
+                dir,
+                guard,
+            )?;
+            eprintln!(
+                "bigreq     rkproxy    {addr} slow readers, round {}",
+                round + 1
+            );
+            let mut run = slow_readers(addr)?;
+            run.peak_rss_mb = pid.and_then(peak_rss_mb);
+            stop(pid);
+            runs.push(run);
+        }
+        rows.push(row_two_line(&medians(&runs)));
+    }
+    Ok(render(&rows))
+}
+
+/// Starts `target` in front of Redis (a fresh process, except `direct`); returns its address and process id.
+fn start_target(
+    options: &BenchOptions,
+    target: BenchTarget,
+    name: &str,
+    redis_addr: SocketAddr,
+    max_output_bytes: Option<usize>,
+    dir: &Path,
+    guard: &mut ChildGuard,
+) -> Result<(SocketAddr, Option<u32>)> {
+    let run_dir = dir.join(name);
+    std::fs::create_dir_all(&run_dir)?;
+    let addr = match target {
+        BenchTarget::Direct => return Ok((redis_addr, None)),
+        BenchTarget::Rkproxy | BenchTarget::Baseline => {
+            let addr = ports::loopback(ports::free_port()?);
+            let config = run_dir.join("rkproxy.toml");
+            std::fs::write(&config, rkproxy_config(addr, redis_addr, max_output_bytes))?;
+            let args = ["--config".to_string(), config.display().to_string()];
+            start_rkproxy(options, target, name, addr, &args, &run_dir, guard)?;
+            addr
+        }
+        BenchTarget::Twemproxy => start_twemproxy_named(name, redis_addr, &run_dir, guard)?,
+        BenchTarget::Predixy => {
+            let pool = predixy_standalone_pool(redis_addr);
+            start_predixy(name, &pool, &run_dir, guard)?
+        }
+    };
+    wait_round_trip(target, addr)?;
+    let pid = guard.child_mut(name).map(|child| child.id());
+    Ok((addr, pid))
+}
+
+/// The rkproxy config of the section: one standalone pool; row 2 sets the output limit.
+fn rkproxy_config(
+    listen: SocketAddr,
+    redis: SocketAddr,
+    max_output_bytes: Option<usize>,
+) -> String {
+    let limits = max_output_bytes
+        .map(|limit| format!("[client_limits]\nmax_output_bytes = {limit}\n"))
+        .unwrap_or_default();
+    format!(
+        "listen = \"{listen}\"\ndefault_pool = \"main\"\nlog = \"warn\"\n{limits}\
+         [pools.main]\nkind = \"standalone\"\nnodes = [\"{redis}\"]\n"
+    )
+}
+
+fn stop(pid: Option<u32>) {
+    if let Some(pid) = pid {
+        shell::stop_pid(pid);
+    }
+}
+
+/// `VmHWM` (peak resident set) of process `pid`, in MB.
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn set_value(addr: SocketAddr, key: &str, value: &[u8]) -> Result<()> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.write_all(&set_command(key, value))?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    if line != "+OK\r\n" {
+        bail!("SET {key} through {addr}: {line:?}");
+    }
+    Ok(())
+}
+
+fn set_command(key: &str, value: &[u8]) -> Vec<u8> {
+    let mut command = format!(
+        "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n",
+        key.len(),
+        value.len()
+    )
+    .into_bytes();
+    command.extend_from_slice(value);
+    command.extend_from_slice(b"\r\n");
+    command
+}
+
+fn get_command(key: &str) -> Vec<u8> {
+    format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).into_bytes()
+}
+
+/// Row 1: 20 clients each pipeline 50 SETs of 1 MiB at once, beside the control client.
+fn big_sets(addr: SocketAddr) -> Result<Run> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let control = spawn_control(addr, Arc::clone(&stop))?;
+    let start = Arc::new(Barrier::new(SET_CLIENTS + 1));
+    let mut clients = Vec::new();
+    for client in 0..SET_CLIENTS {
+        let start = Arc::clone(&start);
+        clients.push(std::thread::spawn(move || -> Result<()> {
+            let key = format!("bigreq:set:{client}");
+            let one = set_command(&key, &vec![b's'; SET_VALUE_BYTES]);
+            let pipeline = one.repeat(SETS_PER_CLIENT);
+            let stream = TcpStream::connect(addr)?;
+            stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+            let mut writer = stream.try_clone()?;
+            start.wait();
+            let sending = std::thread::spawn(move || writer.write_all(&pipeline));
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            for n in 0..SETS_PER_CLIENT {
+                line.clear();
+                reader.read_line(&mut line)?;
+                if line != "+OK\r\n" {
+                    bail!("SET {n} of client {client}: {line:?}");
+                }
+            }
+            sending.join().map_err(|_| "the writer thread panicked")??;
+            Ok(())
+        }));
+    }
+    start.wait();
+    let started = Instant::now();
+    let mut failure = None;
+    for client in clients {
+        match client.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => failure = Some(error.to_string()),
+            Err(_) => failure = Some("a client thread panicked".into()),
+        }
+    }
+    let total_s = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let (mut latencies, errors) = control.join().map_err(|_| "the control client panicked")?;
+    if let Some(failure) = failure {
+        bail!("bigreq SETs through {addr}: {failure}");
+    }
+    Ok(Run {
+        p50_ms: percentile(&mut latencies, 0.50),
+        p99_ms: percentile(&mut latencies, 0.99),
+        total_s,
+        control_gets: latencies.len(),
+        control_errors: errors,
+        ..Run::default()
+    })
+}
+
+/// Row 2: 10 clients pipeline 2000 GETs of 100 KB each and never read, beside the control client.
+fn slow_readers(addr: SocketAddr) -> Result<Run> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let control = spawn_control(addr, Arc::clone(&stop))?;
+    let started = Instant::now();
+    let mut readers = Vec::new();
+    for _ in 0..SLOW_READERS {
+        readers.push(std::thread::spawn(move || -> Result<bool> {
+            let mut stream = TcpStream::connect(addr)?;
+            stream.set_write_timeout(Some(Duration::from_millis(200)))?;
+            let pipeline = get_command(BIG_KEY).repeat(GETS_PER_READER);
+            write_ignoring_timeouts(&mut stream, &pipeline)?;
+            Ok(wait_until_closed(&mut stream))
+        }));
+    }
+    let mut disconnected = 0;
+    for reader in readers {
+        if matches!(reader.join(), Ok(Ok(true))) {
+            disconnected += 1;
+        }
+    }
+    let total_s = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let (mut latencies, errors) = control.join().map_err(|_| "the control client panicked")?;
+    Ok(Run {
+        p50_ms: percentile(&mut latencies, 0.50),
+        p99_ms: percentile(&mut latencies, 0.99),
+        total_s,
+        control_gets: latencies.len(),
+        control_errors: errors,
+        disconnected,
+        ..Run::default()
+    })
+}
+
+/// Writes `bytes`; a write that times out (the proxy stopped reading: backpressure) just stops the writing.
+fn write_ignoring_timeouts(stream: &mut TcpStream, bytes: &[u8]) -> Result<()> {
+    match stream.write_all(bytes) {
+        Ok(()) => Ok(()),
+        Err(error)
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Writes a PING every 50 ms, never reading, until a write fails (the proxy closed the connection: true) or
+/// [`DISCONNECT_WAIT`] passed (false).
+fn wait_until_closed(stream: &mut TcpStream) -> bool {
+    let deadline = Instant::now() + DISCONNECT_WAIT;
+    while Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        match stream.write(b"*1\r\n$4\r\nPING\r\n") {
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// The control client: GET the small key every 10 ms until `stop`; returns the latencies (ms) and errors.
+fn spawn_control(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<(Vec<f64>, usize)>> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    Ok(std::thread::spawn(move || {
+        let mut latencies = Vec::new();
+        let mut errors = 0;
+        let Ok(mut writer) = stream.try_clone() else {
+            return (latencies, 1);
+        };
+        let mut reader = BufReader::new(stream);
+        let command = get_command(SMALL_KEY);
+        let expected = b"$1\r\nv\r\n";
+        let mut reply = [0u8; 7];
+        while !stop.load(Ordering::Relaxed) {
+            let sent = Instant::now();
+            let ok = writer.write_all(&command).is_ok()
+                && reader.read_exact(&mut reply).is_ok()
+                && &reply == expected;
+            if ok {
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+            } else {
+                errors += 1;
+                break;
+            }
+            std::thread::sleep(CONTROL_INTERVAL);
+        }
+        (latencies, errors)
+    }))
+}
+
+fn percentile(values: &mut [f64], quantile: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let index = ((values.len() as f64 - 1.0) * quantile).round() as usize;
+    values[index.min(values.len() - 1)]
+}
+
+/// The median of each measure over the rounds (counts: the worst round).
+fn medians(runs: &[Run]) -> Run {
+    let of = |pick: fn(&Run) -> f64| median(&mut runs.iter().map(pick).collect::<Vec<_>>());
+    Run {
+        peak_rss_mb: runs
+            .iter()
+            .all(|run| run.peak_rss_mb.is_some())
+            .then(|| of(|run| run.peak_rss_mb.unwrap_or_default())),
+        p50_ms: of(|run| run.p50_ms),
+        p99_ms: of(|run| run.p99_ms),
+        total_s: of(|run| run.total_s),
+        control_gets: runs.iter().map(|run| run.control_gets).min().unwrap_or(0),
+        control_errors: runs.iter().map(|run| run.control_errors).max().unwrap_or(0),
+        disconnected: runs.iter().map(|run| run.disconnected).min().unwrap_or(0),
+    }
+}
+
+fn rss_cell(run: &Run) -> String {
+    run.peak_rss_mb
+        .map_or_else(|| "–".to_string(), |mb| format!("{mb:.0} MB"))
+}
+
+fn row_one_line(target: BenchTarget, run: &Run, direct: Option<&Run>) -> String {
+    let goal = if target == BenchTarget::Rkproxy {
+        row_one_goal(run, direct)
+    } else {
+        String::new()
+    };
+    format!(
+        "| {SET_CLIENTS} clients x {SETS_PER_CLIENT} pipelined SETs of 1 MiB | {} | {} | {:.1} | {:.1} | {:.2} s | control: {} GETs, {} errors | {goal} |",
+        target.name(),
+        rss_cell(run),
+        run.p50_ms,
+        run.p99_ms,
+        run.total_s,
+        run.control_gets,
+        run.control_errors,
+    )
+}
+
+/// The issue's goals for rkproxy: peak RSS, p99 and time against direct.
+fn row_one_goal(run: &Run, direct: Option<&Run>) -> String {
+    let mut verdicts = Vec::new();
+    if let Some(mb) = run.peak_rss_mb {
+        verdicts.push(verdict(
+            mb <= RSS_GOAL_MB,
+            &format!("RSS <= {RSS_GOAL_MB:.0} MB"),
+        ));
+    }
+    if let Some(direct) = direct {
+        verdicts.push(verdict(
+            run.p99_ms <= P99_GOAL_VS_DIRECT * direct.p99_ms,
+            &format!("p99 <= {P99_GOAL_VS_DIRECT}x direct"),
+        ));
+        verdicts.push(verdict(
+            run.total_s <= TIME_GOAL_VS_DIRECT * direct.total_s,
+            &format!("time <= {TIME_GOAL_VS_DIRECT}x direct"),
+        ));
+    }
+    verdicts.join("; ")
+}
+
+fn verdict(met: bool, goal: &str) -> String {
+    format!("{goal}: {}", if met { "met" } else { "missed" })
+}
+
+fn row_two_line(run: &Run) -> String {
+    let met = run.disconnected == SLOW_READERS && run.control_errors == 0;
+    format!(
+        "| {SLOW_READERS} clients x {GETS_PER_READER} pipelined GETs of 100 KB, never read (max_output_bytes = {OUTPUT_LIMIT}) | rkproxy | {} | {:.1} | {:.1} | {:.2} s | {}/{SLOW_READERS} slow readers disconnected; control: {} GETs, {} errors | {} |",
+        rss_cell(run),
+        run.p50_ms,
+        run.p99_ms,
+        run.total_s,
+        run.disconnected,
+        run.control_gets,
+        run.control_errors,
+        verdict(met, "every slow reader disconnected, control without errors"),
+    )
+}
+
+fn render(rows: &[String]) -> String {
+    let mut out = String::from(
+        "\n| bigreq load | target | peak RSS (VmHWM) | small GET p50 ms | small GET p99 ms | time | clients | goal |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for row in rows {
+        out.push_str(row);
+        out.push('\n');
+    }
+    out.push_str(
+        "- bigreq: every target a fresh process per round in front of one redis-server; the control client GETs a \
+         small key every 10 ms during the load; time is until every SET was answered (row 1) or every slow \
+         reader was disconnected (row 2, at most 30 s).\n",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_sorted_samples() {
+        let mut values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&mut values, 0.5), 51.0);
+        assert_eq!(percentile(&mut values, 0.99), 99.0);
+        assert!(percentile(&mut [], 0.5).is_nan());
+    }
+
+    #[test]
+    fn the_slow_reader_config_sets_the_output_limit() {
+        let listen: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let redis: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let config = rkproxy_config(listen, redis, Some(OUTPUT_LIMIT));
+        assert!(config.contains("max_output_bytes = 16777216"));
+        assert!(!rkproxy_config(listen, redis, None).contains("client_limits"));
+    }
+}

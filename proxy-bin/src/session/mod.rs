@@ -22,6 +22,7 @@
 //! Whenever the backend connection that serves a client changes (or, in a cluster, the slot map does), the
 //! session first waits until every earlier reply has arrived (a barrier), so commands never overtake each other.
 
+mod big;
 mod cluster;
 mod dedicated;
 mod introspection;
@@ -47,7 +48,7 @@ use crate::reply;
 use crate::state::ProxyState;
 
 use self::cluster::ClusterSession;
-use self::pending::{next_front_event, try_front_event, Expect, FrontEvent, Pending};
+use self::pending::{next_front_event, try_front_event, Expect, FrontEvent, Pending, Sent};
 use self::tenancy::Verdict;
 
 /// Why a session ended, for the connection's log line.
@@ -154,6 +155,8 @@ pub struct Session {
     shutdown: tokio::sync::watch::Receiver<bool>,
     /// The proxy is shutting down: read no more requests, answer those already read, then close.
     shutting_down: bool,
+    /// A request went down the big lane: the next request waits until it is answered (see [`big`]).
+    big_request_owed: bool,
 }
 
 /// A batch is sent once it holds this many requests or bytes, even if more are buffered.
@@ -221,6 +224,7 @@ impl Session {
             client: introspection::ClientState::new(),
             shutdown,
             shutting_down,
+            big_request_owed: false,
             state,
         }
     }
@@ -457,6 +461,11 @@ impl Session {
                 let bytes = convert_reply(reply, expect);
                 self.write_buffer.extend_from_slice(&bytes);
             }
+            (Pending::Sent(sent), FrontEvent::Reply(reply)) => {
+                let bytes = convert_reply(reply, Expect::Batch(sent.count));
+                self.note_batch_reply_sizes(&sent, &bytes);
+                self.write_buffer.extend_from_slice(&bytes);
+            }
             (Pending::Routed(routed), FrontEvent::Reply(reply)) => {
                 match self.cluster_reply(routed, reply) {
                     Ok(bytes) => self.write_buffer.extend_from_slice(&bytes),
@@ -540,7 +549,15 @@ impl Session {
             return;
         };
         let route = route.with_patience(patience);
-        let entry = if count == 1 {
+        let entry = if requests.len() <= MAX_BATCH_BYTES {
+            // Small enough to keep until answered: a big reply is then traced to its key (see `big`).
+            let receiver = route.send_many(requests.clone(), count);
+            Pending::Sent(Box::new(Sent {
+                receiver,
+                requests,
+                count,
+            }))
+        } else if count == 1 {
             Pending::Waiting(route.send(requests), Expect::Forward)
         } else {
             Pending::Waiting(route.send_many(requests, count), Expect::Batch(count))
@@ -633,6 +650,9 @@ impl Session {
                 self.resume_at = Some(at);
                 return;
             }
+        };
+        let Some(request) = self.route_big_request(spec, request) else {
+            return;
         };
         let plain = spec.proxy == ProxyHandling::Forward && self.reply_rewrite(spec).is_none();
         if plain

@@ -848,6 +848,31 @@ mod tests {
     }
 
     #[test]
+    fn big_requests_have_defaults_and_are_checked() {
+        let pool = "[pools.main]\nkind = 'standalone'\nnodes = ['h:1']\n";
+        let config = load_str(&format!("default_pool = 'main'\n{pool}")).unwrap();
+        assert_eq!(config.big_requests.threshold_bytes, 262_144);
+        assert_eq!(config.big_requests.connections_per_node, 2);
+        assert_eq!(config.big_requests.max_queued, 64);
+        assert_eq!(config.big_requests.queue_wait_ms, 5000);
+        for (setting, key) in [
+            ("threshold_bytes = 100", "big_requests.threshold_bytes"),
+            (
+                "connections_per_node = 0",
+                "big_requests.connections_per_node",
+            ),
+            ("queue_wait_ms = 0", "big_requests.queue_wait_ms"),
+        ] {
+            let error = load_str(&format!(
+                "default_pool = 'main'\n[big_requests]\n{setting}\n{pool}"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains(key), "{setting}: {error}");
+        }
+    }
+
+    #[test]
     fn scripts_get_a_longer_allowance_never_a_shorter_one() {
         let pool = "[pools.main]\nkind = 'standalone'\nnodes = ['h:1']\n";
         let config = load_str(&format!("default_pool = 'main'\n{pool}")).unwrap();

@@ -14,7 +14,7 @@
 //! `session/big.rs`).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -101,9 +101,7 @@ impl Default for RecentBigKeys {
 impl RecentBigKeys {
     /// A key's hash (never 0, which marks a free slot) and its slot.
     fn locate(&self, key: &[u8]) -> (u64, &AtomicU64) {
-        let mut hasher = self.hasher.build_hasher();
-        key.hash(&mut hasher);
-        let hash = hasher.finish().max(1);
+        let hash = self.hasher.hash_one(key).max(1);
         // The table length is a power of two.
         let slot = &self.slots[(hash as usize) & (RECENT_KEY_SLOTS - 1)];
         (hash, slot)
@@ -379,5 +377,50 @@ impl BigLane {
         } else {
             self.recent.forget(key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_big_keys_remember_and_forget() {
+        let recent = RecentBigKeys::default();
+        assert!(recent.is_empty());
+        recent.remember(b"big");
+        assert!(recent.contains(b"big") && !recent.contains(b"small"));
+        assert!(!recent.is_empty());
+        recent.forget(b"small");
+        assert!(recent.contains(b"big"));
+        recent.forget(b"big");
+        assert!(!recent.contains(b"big") && recent.is_empty());
+    }
+
+    #[test]
+    fn recent_big_keys_stay_bounded() {
+        let recent = RecentBigKeys::default();
+        for index in 0..100_000u32 {
+            recent.remember(&index.to_be_bytes());
+        }
+        assert!(recent.used.load(Ordering::Relaxed) <= RECENT_KEY_SLOTS);
+        assert_eq!(recent.slots.len(), RECENT_KEY_SLOTS);
+        // The newest key is always there; most old ones were pushed out.
+        assert!(recent.contains(&99_999u32.to_be_bytes()));
+        let kept = (0..100_000u32)
+            .filter(|index| recent.contains(&index.to_be_bytes()))
+            .count();
+        assert!(kept <= RECENT_KEY_SLOTS, "{kept}");
+    }
+
+    #[test]
+    fn the_busy_error_names_the_node() {
+        let error = BigLaneError::Busy {
+            node: Arc::from("10.0.0.1:6379"),
+        };
+        assert_eq!(
+            &error.to_reply()[..],
+            b"-ERR big request lane of 10.0.0.1:6379 is busy, try again\r\n"
+        );
     }
 }

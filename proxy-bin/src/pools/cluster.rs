@@ -57,11 +57,7 @@ pub struct Topology {
 
 impl ClusterPool {
     /// Builds the pool; call [`ClusterPool::start`] to load the first map and keep it fresh.
-    pub fn new(
-        name: &str,
-        config: &PoolConfig,
-        proxy: &Config,
-    ) -> Result<ClusterPool, String> {
+    pub fn new(name: &str, config: &PoolConfig, proxy: &Config) -> Result<ClusterPool, String> {
         let mut seeds = Vec::new();
         for node in &config.nodes {
             let address = parse_node_address(node)?;

@@ -26,11 +26,7 @@ pub struct StandalonePool {
 }
 
 impl StandalonePool {
-    pub fn new(
-        name: &str,
-        config: &PoolConfig,
-        proxy: &Config,
-    ) -> Result<StandalonePool, String> {
+    pub fn new(name: &str, config: &PoolConfig, proxy: &Config) -> Result<StandalonePool, String> {
         let node = config
             .nodes
             .first()

@@ -48,13 +48,9 @@ impl Session {
         if !big {
             return Some(request);
         }
-        match self.send_big(spec, request) {
-            Ok(()) => {
-                self.big_request_owed = true;
-                None
-            }
-            Err(request) => Some(request),
-        }
+        let unsent = self.send_big(spec, request);
+        self.big_request_owed = unsent.is_none();
+        unsent
     }
 
     /// Whether a request goes to the big lane: a plain forwarded command (not queued in a cluster MULTI) that
@@ -82,9 +78,9 @@ impl Session {
         lanes.is_big(size, first_key(spec, request))
     }
 
-    /// Sends a big request on the lane of its node. `Err` gives the request back when it has no single node
-    /// (a cluster command split across slots or sent to every node): it then goes the usual way.
-    fn send_big(&mut self, spec: &'static CommandSpec, request: Request) -> Result<(), Request> {
+    /// Sends a big request on the lane of its node. The request comes back when it has no single node (a
+    /// cluster command split across slots or sent to every node): it then goes the usual way.
+    fn send_big(&mut self, spec: &'static CommandSpec, request: Request) -> Option<Request> {
         let big = BigRequest {
             request: request.raw().clone(),
             send: LaneSend::One,
@@ -97,15 +93,15 @@ impl Session {
                 let receiver = pool.big_lane(self.worker, self.db, self.resp3).send(big);
                 let expect = rewrite.map_or(Expect::Forward, Expect::Rewrite);
                 self.pending.push_back(Pending::Waiting(receiver, expect));
-                Ok(())
+                None
             }
             PoolHandle::Cluster(_) => {
                 let (id, resp3) = (self.id, self.resp3);
                 let Some(cluster) = self.cluster.as_mut() else {
-                    return Err(request);
+                    return Some(request);
                 };
                 let Some(node) = cluster.master_for_big_request(spec, &request, id) else {
-                    return Err(request);
+                    return Some(request);
                 };
                 let receiver = cluster.big_lane(&node, resp3).send(big);
                 self.pending.push_back(Pending::Routed(Box::new(Routed {
@@ -115,9 +111,9 @@ impl Session {
                     redirects: 0,
                     rewrite,
                 })));
-                Ok(())
+                None
             }
-            PoolHandle::Kafka(_) => Err(request),
+            PoolHandle::Kafka(_) => Some(request),
         }
     }
 
@@ -131,7 +127,8 @@ impl Session {
             return;
         }
         let mut buffer = bytes::BytesMut::from(request);
-        let Ok(Some(request)) = RequestDecoder::new(Limits::for_backend_replies()).decode(&mut buffer)
+        let Ok(Some(request)) =
+            RequestDecoder::new(Limits::for_backend_replies()).decode(&mut buffer)
         else {
             return;
         };

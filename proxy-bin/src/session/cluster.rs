@@ -779,7 +779,10 @@ impl Session {
             replies.push(frames.into_iter());
         }
         if !redirected {
-            let threshold = self.pool.big_lanes().map_or(usize::MAX, |lanes| lanes.threshold());
+            let threshold = self
+                .pool
+                .big_lanes()
+                .map_or(usize::MAX, |lanes| lanes.threshold());
             let mut next_request = vec![0usize; parts.len()];
             for &part in &order {
                 let part = usize::from(part);
@@ -832,7 +835,13 @@ impl Session {
     }
 
     /// A big reply to request `number` of pipeline part `part`: its key is remembered for the big lane.
-    fn note_pipelined_reply(&self, parts: &[PipelinePart], part: usize, number: usize, reply: &[u8]) {
+    fn note_pipelined_reply(
+        &self,
+        parts: &[PipelinePart],
+        part: usize,
+        number: usize,
+        reply: &[u8],
+    ) {
         let Some(part) = parts.get(part) else {
             return;
         };
@@ -841,7 +850,11 @@ impl Session {
             .and_then(|before| part.ends.get(before))
             .copied()
             .unwrap_or(0);
-        if let Some(request) = part.ends.get(number).and_then(|&end| part.requests.get(start..end)) {
+        if let Some(request) = part
+            .ends
+            .get(number)
+            .and_then(|&end| part.requests.get(start..end))
+        {
             self.note_reply_size(request, reply);
         }
     }

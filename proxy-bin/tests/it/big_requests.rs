@@ -30,7 +30,11 @@ async fn round_trip(proxy: &rkproxy::Proxy, prefix: &str, sizes: &[usize]) {
         let () = client.set(&key, &sent).await.unwrap();
         let got: Vec<u8> = client.get(&key).await.unwrap();
         let took = started.elapsed();
-        assert!(got == sent, "{key}: {} bytes came back, {size} sent", got.len());
+        assert!(
+            got == sent,
+            "{key}: {} bytes came back, {size} sent",
+            got.len()
+        );
         eprintln!("{prefix}: {} MB set and read back in {took:?}", size / MB);
         let _: i64 = client.del(&key).await.unwrap();
     }
@@ -64,11 +68,9 @@ async fn big_values_pass_byte_for_byte_on_a_cluster_pool() {
     let sizes = [MB, 16 * MB, 100 * MB];
     let lane = support::start_cluster_proxy(&seeds, "").await;
     round_trip(&lane, "big:clane", &sizes).await;
-    let shared = support::start_cluster_proxy(
-        &seeds,
-        "[big_requests]\nthreshold_bytes = 1099511627776\n",
-    )
-    .await;
+    let shared =
+        support::start_cluster_proxy(&seeds, "[big_requests]\nthreshold_bytes = 1099511627776\n")
+            .await;
     round_trip(&shared, "big:cshared", &sizes).await;
 }
 
@@ -148,8 +150,8 @@ impl ProxyThread {
     }
 
     async fn client(&self) -> redis::aio::MultiplexedConnection {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_response_timeout(Some(Duration::from_secs(60)));
+        let config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
         redis::Client::open(format!("redis://{}/", self.addr))
             .unwrap()
             .get_multiplexed_async_connection_with_config(&config)
@@ -255,7 +257,8 @@ async fn small_gets_keep_their_latency_beside_a_big_set() {
 /// Sends `SET key <len bytes>` on a raw connection and returns the first line of the reply.
 async fn raw_big_set(proxy: std::net::SocketAddr, key: String, len: usize) -> String {
     let mut stream = TcpStream::connect(proxy).await.unwrap();
-    let mut request = format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${len}\r\n", key.len()).into_bytes();
+    let mut request =
+        format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${len}\r\n", key.len()).into_bytes();
     request.extend(value(len, 1));
     request.extend_from_slice(b"\r\n");
     stream.write_all(&request).await.unwrap();
@@ -291,7 +294,10 @@ async fn a_full_lane_refuses_big_requests_with_a_clear_error() {
     let mut sets: Vec<_> = (0..3)
         .map(|index| tokio::spawn(raw_big_set(addr, format!("k{index}"), MB)))
         .collect();
-    let busy = format!("-ERR big request lane of {} is busy, try again\r\n", redis.addr());
+    let busy = format!(
+        "-ERR big request lane of {} is busy, try again\r\n",
+        redis.addr()
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let refused = loop {
         assert!(Instant::now() < deadline, "no request was refused");
@@ -319,12 +325,18 @@ async fn a_big_request_waiting_too_long_is_refused() {
     let second = tokio::spawn(raw_big_set(addr, "second".to_owned(), MB));
     let deadline = Instant::now() + Duration::from_secs(20);
     while !first.is_finished() && !second.is_finished() {
-        assert!(Instant::now() < deadline, "the waiting request was not refused");
+        assert!(
+            Instant::now() < deadline,
+            "the waiting request was not refused"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     redis.resume();
     let replies = [first.await.unwrap(), second.await.unwrap()];
-    let busy = format!("-ERR big request lane of {} is busy, try again\r\n", redis.addr());
+    let busy = format!(
+        "-ERR big request lane of {} is busy, try again\r\n",
+        redis.addr()
+    );
     assert!(
         replies.contains(&busy) && replies.contains(&"+OK\r\n".to_owned()),
         "{replies:?}"
@@ -358,7 +370,11 @@ async fn check_ordering(proxy: &rkproxy::Proxy, prefix: &str, seed: u64) {
         let steps: Vec<Step> = (0..12)
             .map(|_| {
                 let key = rng.usize(..keys.len());
-                let len = if rng.bool() { rng.usize(1..64) } else { rng.usize(300_000..1_200_000) };
+                let len = if rng.bool() {
+                    rng.usize(1..64)
+                } else {
+                    rng.usize(300_000..1_200_000)
+                };
                 match rng.u8(..4) {
                     0 => Step::Set(key, value(len, rng.u8(..))),
                     1 => Step::Get(key),
@@ -398,7 +414,11 @@ async fn check_ordering(proxy: &rkproxy::Proxy, prefix: &str, seed: u64) {
         // The DELs' replies first (0 or 1 each: the keys may exist from the round before).
         while dels < keys.len() {
             let reply = decoder.next(&mut stream).await;
-            assert!(reply == b":0\r\n" || reply == b":1\r\n", "DEL: {:?}", short(&reply));
+            assert!(
+                reply == b":0\r\n" || reply == b":1\r\n",
+                "DEL: {:?}",
+                short(&reply)
+            );
             dels += 1;
         }
         for (index, want) in expected_replies.iter().enumerate() {
@@ -463,7 +483,10 @@ impl ReplyReader {
         if self.buffer.first() != Some(&b'$') {
             return Some(line_end);
         }
-        let len: i64 = std::str::from_utf8(&self.buffer[1..line_end - 2]).ok()?.parse().ok()?;
+        let len: i64 = std::str::from_utf8(&self.buffer[1..line_end - 2])
+            .ok()?
+            .parse()
+            .ok()?;
         if len < 0 {
             return Some(line_end);
         }

@@ -254,6 +254,83 @@ async fn small_gets_keep_their_latency_beside_a_big_set() {
     );
 }
 
+/// A TCP relay to `backend` that passes at most `bytes_per_sec` towards the backend on each connection (a slow
+/// link), and replies at full speed. Runs on the calling runtime until dropped with it.
+async fn slow_link(backend: String, bytes_per_sec: usize) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(&backend).await else {
+                continue;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            tokio::spawn(async move {
+                let mut chunk = vec![0u8; 64 * 1024];
+                let pause = Duration::from_secs_f64(chunk.len() as f64 / bytes_per_sec as f64);
+                while let Ok(read) = client_read.read(&mut chunk).await {
+                    if read == 0 || server_write.write_all(&chunk[..read]).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(pause.mul_f64(read as f64 / chunk.len() as f64)).await;
+                }
+            });
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            });
+        }
+    });
+    addr
+}
+
+/// The big lane's purpose: a big SET crawling over a slow link to Redis (32 MB/s per connection) holds only
+/// its lane connection, so another client's small GETs on the shared connection (one per node, the default)
+/// keep their latency. On the old code every GET waited behind the value on the one shared connection (p50
+/// and p99 of hundreds of ms).
+#[tokio::test]
+async fn small_gets_are_not_stalled_by_a_big_set_on_a_slow_link() {
+    let redis = OwnRedis::start(&[]);
+    let link = slow_link(redis.addr(), 32 * MB).await;
+    let proxy = ProxyThread::start(format!(
+        "default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{link}']\n"
+    ));
+    let mut setup = proxy.client().await;
+    let () = setup.set("small-key", "small").await.unwrap();
+    let writer = std::thread::spawn({
+        let addr = proxy.addr;
+        move || {
+            let big_value = value(16 * MB, 5);
+            let mut client = redis::Client::open(format!("redis://{addr}/"))
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            for _ in 0..2 {
+                let () = redis::Commands::set(&mut client, "big-key", &big_value).unwrap();
+            }
+            2
+        }
+    });
+    let started = Instant::now();
+    let latencies = small_get_latencies(&proxy, "small-key", Some(&writer)).await;
+    let measured_for = started.elapsed();
+    let written = support::blocking(move || writer.join().unwrap()).await;
+    let count = latencies.len();
+    let (p50, p99) = percentiles(latencies);
+    eprintln!(
+        "{count} small GETs beside {written} SETs of 16 MB over a 32 MB/s link ({measured_for:?}): \
+         p50 {p50:?} p99 {p99:?}"
+    );
+    assert!(
+        measured_for > Duration::from_millis(900),
+        "the big SETs did not take the slow link"
+    );
+    assert!(
+        p99 < Duration::from_millis(250),
+        "small GETs stalled behind the big SETs: p50 {p50:?} p99 {p99:?}"
+    );
+}
+
 /// Sends `SET key <len bytes>` on a raw connection and returns the first line of the reply.
 async fn raw_big_set(proxy: std::net::SocketAddr, key: String, len: usize) -> String {
     let mut stream = TcpStream::connect(proxy).await.unwrap();

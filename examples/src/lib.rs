@@ -5,3 +5,8 @@
 //!   talking through it; it needs a Redis server (`-- HOST:PORT`, default 127.0.0.1:6379).
 //! - `frame_pipeline`: framing pipelined requests and replies with `resp-codec`.
 //! - `route_command`: planning where commands go in a Redis Cluster with `cluster-router`.
+//!
+//! The library itself holds [`kafka_commands`]: rkproxy's Kafka commands (KPUSH, KPOP, KPARTITIONS,
+//! KOFFSET) as a trait over redis-rs connections, with typed results.
+
+pub mod kafka_commands;

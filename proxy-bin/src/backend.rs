@@ -33,12 +33,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use cluster_router::commands::{self, CommandClass, CommandSpec};
+use cluster_router::redirect::{classify_reply, ClusterReplyKind};
 use resp_codec::{encode_command, Limits, ReplyDecoder, RequestDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -187,6 +188,8 @@ struct Owed<W> {
     /// The replies received so far, when every reply is handed back.
     collected: BytesMut,
     patience: Patience,
+    /// Set when one of this job's replies is a cluster redirect (see [`SharedConnection::watching_redirects`]).
+    redirects: Option<RedirectWatch>,
 }
 
 /// The replies a connection is owed, oldest first, and who gets each (see the module docs for the invariant).
@@ -209,7 +212,19 @@ impl<W> Default for ReplyQueue<W> {
 
 impl<W> ReplyQueue<W> {
     /// Records a job whose bytes were just queued for writing, behind every job queued before.
+    #[cfg(test)]
     fn push(&mut self, waiter: W, expected: Expected, patience: Patience) {
+        self.push_watched(waiter, expected, patience, None);
+    }
+
+    /// [`ReplyQueue::push`], with the flag to raise if a reply to this job is a cluster redirect.
+    fn push_watched(
+        &mut self,
+        waiter: W,
+        expected: Expected,
+        patience: Patience,
+        redirects: Option<RedirectWatch>,
+    ) {
         if patience == Patience::Slow {
             self.slow_owed += 1;
         }
@@ -219,6 +234,7 @@ impl<W> ReplyQueue<W> {
             keeps_all: expected.keeps_all(),
             collected: BytesMut::new(),
             patience,
+            redirects,
         });
     }
 
@@ -226,6 +242,9 @@ impl<W> ReplyQueue<W> {
     /// the job's last reply; `None` while it is owed more. An error when no job is owed a reply.
     fn pair(&mut self, frame: Bytes) -> Result<Option<(W, Bytes)>, Broken> {
         let front = self.owed.front_mut().ok_or(Broken::ReplyWithoutRequest)?;
+        if let Some(watch) = &front.redirects {
+            watch.note(&frame);
+        }
         if let Some(left) = NonZeroUsize::new(front.remaining.get() - 1) {
             front.remaining = left;
             if front.keeps_all {
@@ -427,6 +446,7 @@ struct Job {
     expected: Expected,
     patience: Patience,
     reply: oneshot::Sender<BackendReply>,
+    redirects: Option<RedirectWatch>,
 }
 
 /// A cheap, cloneable handle to one shared backend connection.
@@ -434,6 +454,31 @@ struct Job {
 pub struct SharedConnection {
     address: Arc<str>,
     jobs: mpsc::UnboundedSender<Job>,
+    redirects: Option<RedirectWatch>,
+}
+
+/// A flag a cluster session shares with its connection handles: the connection task raises it as soon as it
+/// reads a MOVED, ASK or TRYAGAIN reply to one of the session's jobs, long before the session gets to that
+/// reply in its queue. The session then sends no new request until every redirected one has run again, so no
+/// later request can run first (the slot may have moved on, or back, meanwhile).
+#[derive(Clone, Debug, Default)]
+pub struct RedirectWatch(Arc<AtomicBool>);
+
+impl RedirectWatch {
+    /// Whether a redirect was seen since the last [`RedirectWatch::clear`].
+    pub fn seen(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn clear(&self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+
+    fn note(&self, reply: &[u8]) {
+        if reply.first() == Some(&b'-') && classify_reply(reply) != ClusterReplyKind::Final {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Sends jobs with a given [`Patience`] (see [`SharedConnection::with_patience`]).
@@ -449,7 +494,17 @@ impl SharedConnection {
         let (jobs, receiver) = mpsc::unbounded_channel();
         let address = Arc::clone(&endpoint.address);
         tokio::spawn(run_shared_connection(endpoint, receiver));
-        SharedConnection { address, jobs }
+        SharedConnection {
+            address,
+            jobs,
+            redirects: None,
+        }
+    }
+
+    /// This handle, raising `watch` for every redirect replied to a job sent through it.
+    pub fn watching_redirects(mut self, watch: &RedirectWatch) -> SharedConnection {
+        self.redirects = Some(watch.clone());
+        self
     }
 
     /// Sends with `patience`: `connection.with_patience(Patience::for_command(spec)).send(request)`. The
@@ -499,6 +554,7 @@ impl PatientSender<'_> {
             expected,
             patience: self.patience,
             reply,
+            redirects: self.connection.redirects.clone(),
         });
         receiver
     }
@@ -772,7 +828,8 @@ impl Live {
         } else {
             self.write_buffer.extend_from_slice(&job.request);
         }
-        self.queue.push(job.reply, job.expected, job.patience);
+        self.queue
+            .push_watched(job.reply, job.expected, job.patience, job.redirects);
     }
 
     /// Request bytes queued and not written yet.

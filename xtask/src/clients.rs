@@ -10,11 +10,13 @@
 //!    module cache is Go's own), Maven's test-compile for Java (build folder
 //!    `target/clients/java/`, jars in Maven's own repository); nothing is written into `clients/`;
 //! 3. starts the test servers that `cargo xtask test` uses (Kafka unless `--no-kafka`);
-//! 4. starts two rkproxy processes in front of them (see [`open_config`] and [`tenant_config`])
-//!    and passes their addresses to the suites in `RKPROXY_CLIENTS_*` variables;
+//! 4. starts two rkproxy processes in front of them (see [`open_config`] and [`tenant_config`]),
+//!    with Kafka a third for the K* helper packages ([`client_helpers::config`]), and passes
+//!    their addresses to the suites in `RKPROXY_CLIENTS_*` variables;
 //! 5. runs each suite with its own runner (pytest, node's test runner, go test, Maven Surefire
-//!    with JUnit), then stops
-//!    everything and prints one line per suite with its time.
+//!    with JUnit), each followed, with Kafka, by the tests of that language's K* helper package
+//!    (`clients/<language>-rkproxy/`, see [`client_helpers`]), then stops everything and prints
+//!    one line per suite with its time.
 //!
 //! Toolchains (python3, node and npm, go, java and mvn) are expected on the machine; only
 //! packages are installed, from PyPI, npm, the Go module proxy and Maven Central.
@@ -29,7 +31,7 @@ use xshell::{cmd, Cmd};
 use crate::flags::{ClientSuite, Clients, Named};
 use crate::servers::{ServerChoice, TestServers};
 use crate::shell::{self, ChildGuard};
-use crate::{bail, kafka, ports, project, resp, signals, Result};
+use crate::{bail, client_helpers, kafka, ports, project, resp, signals, Result};
 
 /// The password of the key-prefixed tenant.
 const TENANT_PASSWORD: &str = "matrix-shop-pw";
@@ -60,6 +62,9 @@ pub fn run(options: &Clients) -> Result<ExitCode> {
     let install_started = Instant::now();
     for suite in &suites {
         install(*suite)?;
+        if !options.no_kafka {
+            client_helpers::install(*suite)?;
+        }
     }
     let install_time = install_started.elapsed();
 
@@ -78,13 +83,12 @@ pub fn run(options: &Clients) -> Result<ExitCode> {
     for outcome in &outcomes {
         let verdict = if outcome.passed { "passed" } else { "FAILED" };
         eprintln!(
-            "  {:<8} {verdict} in {:.1?}",
-            outcome.suite.name(),
-            outcome.elapsed
+            "  {:<16} {verdict} in {:.1?}",
+            outcome.name, outcome.elapsed
         );
     }
     if options.no_kafka {
-        eprintln!("  (--no-kafka: the Kafka scenarios were left out)");
+        eprintln!("  (--no-kafka: the Kafka scenarios and the K* helper packages were left out)");
     }
     eprintln!("total {:.0?}", started.elapsed());
     Ok(if all_passed {
@@ -94,9 +98,9 @@ pub fn run(options: &Clients) -> Result<ExitCode> {
     })
 }
 
-/// How one suite went.
+/// How one suite went (a language's matrix, or its K* helper package).
 struct Outcome {
-    suite: ClientSuite,
+    name: String,
     passed: bool,
     elapsed: Duration,
 }
@@ -123,10 +127,20 @@ fn start_proxies_and_run(
         &mut proxies,
         |listen| tenant_config(listen, servers),
     )?;
-    if servers.kafka.is_some() {
-        wait_kafka_pool(open, Duration::from_secs(60))?;
+    let mut env = suite_env(open, tenant, servers.kafka.is_some());
+    if let Some(kafka) = servers.kafka {
+        wait_kafka_pool(open, &[&["USE", "kafka"]], KAFKA_TOPIC)?;
+        let nowhere = ports::loopback(ports::free_port()?);
+        let helpers = start_proxy(
+            binary,
+            "rkproxy-helpers",
+            &servers.dir,
+            &mut proxies,
+            |listen| client_helpers::config(listen, servers.redis, kafka, nowhere),
+        )?;
+        wait_kafka_pool(helpers, client_helpers::LOGIN, client_helpers::TOPIC)?;
+        env.extend(client_helpers::env(helpers));
     }
-    let env = suite_env(open, tenant, servers.kafka.is_some());
     for (name, value) in &env {
         eprintln!("  {name}={value}");
     }
@@ -135,10 +149,19 @@ fn start_proxies_and_run(
         let suite_started = Instant::now();
         let passed = run_suite(*suite, &env, no_kafka)?;
         outcomes.push(Outcome {
-            suite: *suite,
+            name: suite.name().to_string(),
             passed,
             elapsed: suite_started.elapsed(),
         });
+        if !no_kafka && !signals::requested() {
+            let helpers_started = Instant::now();
+            let passed = run_helpers_suite(*suite, &env)?;
+            outcomes.push(Outcome {
+                name: client_helpers::suite_name(*suite),
+                passed,
+                elapsed: helpers_started.elapsed(),
+            });
+        }
         if signals::requested() {
             break;
         }
@@ -283,6 +306,23 @@ fn run_suite(suite: ClientSuite, env: &[(&str, String)], no_kafka: bool) -> Resu
             cmd!(sh, "mvn -B -ntp test {build} {skip_kafka...}")
         }
     };
+    run_with_env(command, env)
+}
+
+/// Runs the tests of a language's K* helper package; returns whether they passed.
+fn run_helpers_suite(suite: ClientSuite, env: &[(&str, String)]) -> Result<bool> {
+    eprintln!();
+    eprintln!("=== {} ===", client_helpers::suite_name(suite));
+    let sh = project::shell()?;
+    let python = install_dir(ClientSuite::Python)
+        .join("venv")
+        .join("bin")
+        .join("python");
+    run_with_env(client_helpers::test_command(&sh, suite, &python), env)
+}
+
+/// Runs a suite's command with the suites' variables, forwarding Ctrl-C; returns whether it passed.
+fn run_with_env(command: Cmd<'_>, env: &[(&str, String)]) -> Result<bool> {
     let command = command.envs(env.iter().map(|(name, value)| (*name, value)));
     let status =
         shell::spawn(command).and_then(|mut child| shell::wait_forwarding_signals(&mut child))?;
@@ -416,19 +456,22 @@ fn wait_listening(
     }
 }
 
-/// Waits until the Kafka pool serves the topic (the proxy connects to Kafka and creates the
-/// topic in the background after it starts listening).
-fn wait_kafka_pool(proxy: SocketAddr, timeout: Duration) -> Result<()> {
+/// Waits until the Kafka pool that `login` (AUTH, USE) reaches serves `topic` (the proxy connects
+/// to Kafka and creates the topics in the background after it starts listening).
+fn wait_kafka_pool(proxy: SocketAddr, login: &[&[&str]], topic: &str) -> Result<()> {
+    let timeout = Duration::from_secs(60);
     let deadline = Instant::now() + timeout;
     let mut connection = resp::Connection::connect(proxy)?;
-    connection.text_command(&["USE", "kafka"])?;
+    for command in login {
+        connection.text_command(command)?;
+    }
     loop {
-        let reply = connection.command(&["KPARTITIONS", KAFKA_TOPIC])?;
+        let reply = connection.command(&["KPARTITIONS", topic])?;
         if matches!(&reply, resp::Reply::Array(Some(partitions)) if !partitions.is_empty()) {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("the Kafka pool did not serve {KAFKA_TOPIC} within {timeout:?}: {reply:?}");
+            bail!("the Kafka pool did not serve {topic} within {timeout:?}: {reply:?}");
         }
         signals::sleep(Duration::from_millis(200))?;
     }

@@ -85,14 +85,14 @@ xflags::xflags! {
         }
         /// Start the test servers and rkproxy, then run real client libraries against it in plain
         /// (non-cluster) mode: redis-py, ioredis, node-redis, go-redis, Jedis, Lettuce
-        /// (clients/matrix/). Each
-        /// language's pinned packages are installed first (under target/clients/).
+        /// (clients/matrix/), then each language's K* helper package (clients/<language>-rkproxy/).
+        /// Each language's pinned packages are installed first (under target/clients/).
         cmd clients {
             /// Comma-separated subset of python,node,go,java (default all).
             optional --only list: SuiteList
             /// Build and run the release rkproxy (default: the debug build).
             optional --release
-            /// Do not start Kafka: the Kafka pool and its scenarios are left out.
+            /// Do not start Kafka: the Kafka pool, its scenarios and the K* helper packages are left out.
             optional --no-kafka
             /// Keep server data and logs (the proxies' included) under target/rkproxy-servers/.
             optional --keep-data

@@ -379,8 +379,19 @@ pub fn is_server_pid(pid: u32) -> bool {
 }
 
 /// A fresh cluster id: 16 random bytes in URL-safe base64 without padding, the form Kafka's
-/// `Uuid.toString()` produces. The kernel's random UUID supplies the bytes.
+/// `Uuid.toString()` produces. Like Kafka's `Uuid.randomUuid`, it never starts with `-`, which the
+/// storage tool's command line would read as an option (`-t -abc...` fails about one run in 64).
 fn new_cluster_id() -> Result<String> {
+    loop {
+        let id = random_base64_id()?;
+        if !id.starts_with('-') {
+            return Ok(id);
+        }
+    }
+}
+
+/// 16 random bytes (the kernel's random UUID) in URL-safe base64 without padding.
+fn random_base64_id() -> Result<String> {
     let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")?;
     let hex: String = uuid.trim().chars().filter(|c| *c != '-').collect();
     if hex.len() != 32 {
@@ -427,6 +438,14 @@ mod tests {
         let second = new_cluster_id().unwrap();
         assert_eq!(first.len(), 22);
         assert_ne!(first, second);
+    }
+
+    #[test]
+    fn cluster_ids_never_start_with_a_dash() {
+        // One random id in 64 would; a thousand draws make a miss most unlikely.
+        for _ in 0..1000 {
+            assert!(!new_cluster_id().unwrap().starts_with('-'));
+        }
     }
 
     #[test]

@@ -25,12 +25,14 @@
 //! - `servers`: the server set used by `test` (and, later, Kafka).
 //! - `kafka`: a single-node Apache Kafka broker from Maven Central jars.
 //! - `fixed`: the fixed-port servers shared by `demo` and `cluster`.
-//! - one module per command: `demo`, `test`, `cluster`, `bench`, `ci`, `codegen`, `clients`.
+//! - one module per command: `demo`, `test`, `cluster`, `bench`, `ci`, `codegen`, `clients`
+//!   (with `client_helpers`, the K* helper packages it tests).
 
 #![forbid(unsafe_code)]
 
 mod bench;
 mod ci;
+mod client_helpers;
 mod clients;
 mod cluster;
 mod codegen;

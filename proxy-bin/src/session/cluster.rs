@@ -51,7 +51,7 @@ use resp_codec::{encode_command, parse_frame, split_replies, Frame, Limits, Requ
 use super::pending::{ClusterExec, Combine, Merge, Part, Pending, Pipeline, PipelinePart, Routed};
 use super::transaction::{self, TransactionError};
 use super::Session;
-use crate::backend::{BackendReply, Patience, PatientSender, SharedConnection};
+use crate::backend::{BackendReply, Patience, PatientSender, RedirectWatch, SharedConnection};
 use crate::config::ReadPolicy;
 use crate::pools::big_lane::BigLane;
 use crate::pools::cluster::{ClusterPool, Topology};
@@ -87,6 +87,10 @@ pub(super) struct ClusterSession {
     transaction: Option<Transaction>,
     /// Single-slot commands framed from the current read and not sent yet.
     batch: ClusterBatch,
+    /// Raised by the connection tasks when a reply to one of this session's requests is MOVED, ASK or
+    /// TRYAGAIN: the session then holds new requests back until every earlier one has run (see
+    /// `Session::holding_for_redirects`).
+    pub(super) redirects: RedirectWatch,
 }
 
 /// Single-slot commands waiting to go out, grouped by master: one write and one reply message per master and
@@ -125,6 +129,7 @@ impl ClusterSession {
             connections: HashMap::new(),
             transaction: None,
             batch: ClusterBatch::default(),
+            redirects: RedirectWatch::default(),
         };
         session.use_topology(session.topology.clone());
         session
@@ -148,10 +153,12 @@ impl ClusterSession {
         client_id: u64,
         resp3: bool,
     ) -> Option<(Arc<NodeAddr>, &SharedConnection)> {
-        let (pool, worker) = (&self.pool, self.worker);
+        let (pool, worker, redirects) = (&self.pool, self.worker, &self.redirects);
         let (node, connection) = self.masters.get_mut(index)?;
-        let connection = connection
-            .get_or_insert_with(|| pool.shared_connection(worker, node, client_id, resp3, false));
+        let connection = connection.get_or_insert_with(|| {
+            pool.shared_connection(worker, node, client_id, resp3, false)
+                .watching_redirects(redirects)
+        });
         Some((Arc::clone(node), connection))
     }
 
@@ -272,10 +279,13 @@ impl ClusterSession {
         client_id: u64,
         resp3: bool,
     ) -> &SharedConnection {
-        let (pool, worker) = (&self.pool, self.worker);
+        let (pool, worker, redirects) = (&self.pool, self.worker, &self.redirects);
         self.connections
             .entry((node.clone(), readonly))
-            .or_insert_with(|| pool.shared_connection(worker, node, client_id, resp3, readonly))
+            .or_insert_with(|| {
+                pool.shared_connection(worker, node, client_id, resp3, readonly)
+                    .watching_redirects(redirects)
+            })
     }
 
     /// Sends a request to master `index`; the pending entry follows MOVED/ASK later.
@@ -900,6 +910,8 @@ impl Session {
         let (id, resp3) = (self.id, self.resp3);
         let cluster = self.cluster.as_mut()?;
         if kind == ClusterReplyKind::TryAgain {
+            tracing::debug!(target: "rkproxy::cluster", client = id, node = %replied_by,
+                command = %command_summary(request), "TRYAGAIN: sending again later");
             let connection = cluster.connection(replied_by, false, id, resp3).clone();
             let patience = Patience::for_request_bytes(request);
             let receiver = send_until_not_try_again(connection, patience, request.clone());
@@ -916,6 +928,8 @@ impl Session {
             ))));
         }
         let target = redirect.target_addr(replied_by);
+        tracing::debug!(target: "rkproxy::cluster", client = id, from = %replied_by, to = %target,
+            ask = redirect.kind == RedirectKind::Ask, command = %command_summary(request), "redirected");
         // A big request goes again on the big lane of the node named.
         let threshold = cluster.pool.big_lanes().threshold();
         let asking = redirect.kind == RedirectKind::Ask;
@@ -1075,6 +1089,8 @@ impl Session {
         }
         let target = parsed.target_addr(&exec.node);
         let asking = parsed.kind == RedirectKind::Ask;
+        tracing::debug!(target: "rkproxy::cluster", client = id, from = %exec.node, to = %target, ask = asking,
+            commands = exec.commands, replies = %reply_kinds(&frames), "transaction redirected");
         let receiver = cluster
             .connection(&target, false, id, resp3)
             .with_patience(exec.patience);
@@ -1199,6 +1215,38 @@ fn send_until_not_try_again(
         let _ = sender.send(reply);
     });
     receiver
+}
+
+/// The first bytes of each reply, for debug logs (`+QUEUED -ASK -TRYAGAIN ...`).
+fn reply_kinds(frames: &[Bytes]) -> String {
+    let kinds: Vec<String> = frames
+        .iter()
+        .map(|frame| {
+            let end = frame
+                .iter()
+                .position(|&byte| byte == b' ' || byte == b'\r')
+                .unwrap_or(frame.len());
+            String::from_utf8_lossy(&frame[..end]).into_owned()
+        })
+        .collect();
+    kinds.join(" ")
+}
+
+/// The command name and first argument of a request, for debug logs (values are never logged).
+fn command_summary(request: &[u8]) -> String {
+    let limits = Limits::for_backend_replies();
+    match parse_frame(request, &limits) {
+        Ok(Some((Frame::Array(args), _))) => args
+            .iter()
+            .take(2)
+            .filter_map(|arg| match arg {
+                Frame::Bulk(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::from("?"),
+    }
 }
 
 /// Runs `send` after `delay`, in a task of its own, and hands its reply on.

@@ -271,7 +271,7 @@ impl Session {
             if let Some(resume_at) = self.resume_at {
                 // Waiting for the tenant's traffic budget; replies still flow meanwhile. A command being sent
                 // again after TRYAGAIN holds the deferred one back too.
-                let holding = self.holding_for_try_again();
+                let holding = self.holding_for_try_again() || self.holding_for_redirects();
                 if holding || tokio::time::Instant::now() < resume_at {
                     let front_waiting = self.pending.front().is_some_and(Pending::is_waiting);
                     tokio::select! {
@@ -292,6 +292,9 @@ impl Session {
             }
             if self.pending.is_empty() {
                 self.try_again_hold = false;
+                if let Some(cluster) = &self.cluster {
+                    cluster.redirects.clear();
+                }
                 if let Some(end) = self.closing.take() {
                     return Ok(Step::End(end));
                 }
@@ -413,6 +416,18 @@ impl Session {
             && self.go_dedicated.is_none()
             && self.pending.len() < max_pending
             && !self.holding_for_try_again()
+            && !self.holding_for_redirects()
+    }
+
+    /// Whether a reply to one of the client's requests was a cluster redirect (MOVED, ASK, TRYAGAIN) and some
+    /// request is still owed: that request runs again only when it reaches the front of the queue, so no new
+    /// request is sent before then. A later request could otherwise run first, on a node the slot moved back
+    /// to meanwhile. Pipelining resumes once the queue is empty.
+    fn holding_for_redirects(&self) -> bool {
+        self.cluster
+            .as_ref()
+            .is_some_and(|cluster| cluster.redirects.seen())
+            && !self.pending.is_empty()
     }
 
     /// Whether a cluster command is being sent again after TRYAGAIN: until it is answered, no new request is

@@ -515,19 +515,8 @@ async fn moved_and_ask_are_hidden_during_resharding() {
         .into_iter()
         .find(|a| *a != source && redis_cli_at(a, &["ROLE"]).starts_with("master"))
         .unwrap();
-    let id_of = |addr: &str| redis_cli_at(addr, &["CLUSTER", "MYID"]).trim().to_owned();
-    let (source_id, target_id) = (id_of(&source), id_of(&target));
+    let slot_move = SlotMove::begin(slot, &source, &target).unwrap();
     let slot_text = slot.to_string();
-    assert!(redis_cli_at(
-        &target,
-        &["CLUSTER", "SETSLOT", &slot_text, "IMPORTING", &source_id]
-    )
-    .contains("OK"));
-    assert!(redis_cli_at(
-        &source,
-        &["CLUSTER", "SETSLOT", &slot_text, "MIGRATING", &target_id]
-    )
-    .contains("OK"));
 
     // A new key in a migrating slot belongs on the target: the source answers ASK, the proxy follows it.
     let _: () = connection.set("{reshard}new", "during").await.unwrap();
@@ -536,12 +525,7 @@ async fn moved_and_ask_are_hidden_during_resharding() {
         "1"
     );
     // Move the existing key; reading it now needs ASK too.
-    let (host, port) = target.rsplit_once(':').unwrap();
-    let migrated = redis_cli_at(
-        &source,
-        &["MIGRATE", host, port, "", "0", "5000", "KEYS", &key],
-    );
-    assert!(migrated.contains("OK"), "{migrated}");
+    slot_move.migrate(&[&key]).unwrap();
     let value: String = connection.get(&key).await.unwrap();
     assert_eq!(value, "before");
     // A pipeline over every master, with the migrated key between other keys: its GETs come back as ASK inside
@@ -565,14 +549,7 @@ async fn moved_and_ask_are_hidden_during_resharding() {
         expected_mget("before", &others)
     );
     // Finish the move on every master; the proxy then meets MOVED and refreshes its map.
-    for node in cluster.addrs() {
-        if redis_cli_at(&node, &["ROLE"]).starts_with("master") {
-            redis_cli_at(
-                &node,
-                &["CLUSTER", "SETSLOT", &slot_text, "NODE", &target_id],
-            );
-        }
-    }
+    slot_move.finish(&masters_among(&cluster.addrs())).unwrap();
     // The same MGET and pipeline with the proxy's map still naming the old owner: MOVED inside the batches.
     assert_eq!(
         mget_around(&mut connection, &key, &others).await,
@@ -590,6 +567,110 @@ async fn moved_and_ask_are_hidden_during_resharding() {
         assert_eq!(value, "during");
     }
     proxy.shutdown().await;
+}
+
+/// A command answered with ASK is sent again only when it reaches the front of the client's queue; requests the
+/// client sends meanwhile must not run before it. Here the slot moves to another master and straight back while
+/// the redirected SET waits behind a slow script: a DEL sent after it must still run after it, as one Redis server
+/// would run them. (The DEL used to go to the old owner at once, which had the key again, so the late SET
+/// brought back the value the DEL had removed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirected_write_runs_before_later_requests_when_its_slot_moves_back() {
+    // The script below keeps one master busy for seconds; the others must not fail it over meanwhile.
+    let cluster = blocking(|| OwnCluster::start(20_000)).await;
+    // No periodic map refresh during the test: the proxy's map keeps naming the first owner throughout.
+    let proxy = start_cluster_proxy(&cluster.addrs(), "refresh_ms = 600000").await;
+    let addr = proxy.local_addr().to_string();
+    let key = "{comeback}k";
+    let first_owner = cluster
+        .master_of_slot(cluster_router::key_slot(key.as_bytes()))
+        .unwrap();
+    let masters = masters_among(&cluster.addrs());
+    let other = masters.iter().find(|m| **m != first_owner).unwrap().clone();
+    // A key on the third master, where the slow script runs (the two others must answer the slot moves).
+    let slow_key = (0..1000)
+        .map(|n| format!("{{slow{n}}}"))
+        .find(|candidate| {
+            let owner = cluster.master_of_slot(cluster_router::key_slot(candidate.as_bytes()));
+            owner.is_some_and(|owner| owner != first_owner && owner != other)
+        })
+        .unwrap();
+    blocking(move || {
+        let slot = cluster_router::key_slot(key.as_bytes());
+        let both = [first_owner.clone(), other.clone()];
+        let mut client = Resp::connect(&addr);
+        assert_eq!(client.command(&["SET", key, "v0"]), "+OK\r\n");
+        let away = SlotMove::begin(slot, &first_owner, &other).unwrap();
+        away.migrate(&[key]).unwrap();
+        let asked_before = rejected_calls(&first_owner, "set");
+        let script_sent = Instant::now();
+        client.send(&[
+            "EVAL",
+            BUSY_SCRIPT,
+            "1",
+            &slow_key,
+            &SCRIPT_RUNS.as_micros().to_string(),
+        ]);
+        client.send(&["SET", key, "v1"]);
+        // The first owner answered the SET with ASK (the key is on the other master now).
+        while rejected_calls(&first_owner, "set") == asked_before {
+            assert!(
+                script_sent.elapsed() < SCRIPT_RUNS,
+                "the SET never reached {first_owner}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The slot moves on, and back, with the key; the proxy's map names the first owner again, rightly.
+        away.finish(&both).unwrap();
+        let back = SlotMove::begin(slot, &other, &first_owner).unwrap();
+        back.migrate(&[key]).unwrap();
+        back.finish(&both).unwrap();
+        client.send(&["DEL", key]);
+        client.send(&["GET", key]);
+        // (A busy server answers nobody before its script ends, so the time is the only witness that the DEL
+        // reached the proxy while the SET still waited behind the script.)
+        assert!(
+            script_sent.elapsed() < SCRIPT_RUNS,
+            "the slot moves took longer than the script runs ({SCRIPT_RUNS:?}): nothing was tested"
+        );
+        assert_eq!(client.reply(), ":1\r\n", "EVAL");
+        assert_eq!(client.reply(), "+OK\r\n", "SET");
+        assert_eq!(client.reply(), ":1\r\n", "DEL");
+        assert_eq!(client.reply(), "$-1\r\n", "GET");
+        assert_eq!(
+            client.command(&["GET", key]),
+            "$-1\r\n",
+            "the DEL ran before the SET"
+        );
+    })
+    .await;
+    proxy.shutdown().await;
+}
+
+/// How long the script of the test above keeps its master busy.
+const SCRIPT_RUNS: Duration = Duration::from_secs(5);
+
+/// A Lua script that keeps its server busy for ARGV[1] microseconds, then returns 1.
+const BUSY_SCRIPT: &str = "local start = redis.call('TIME') \
+    while true do \
+        local now = redis.call('TIME') \
+        if (now[1] - start[1]) * 1000000 + (now[2] - start[2]) > tonumber(ARGV[1]) then return 1 end \
+    end";
+
+/// How many calls of `command` the node refused (`rejected_calls` in INFO commandstats: redirects among them).
+fn rejected_calls(node: &str, command: &str) -> u64 {
+    let stats = redis_cli_at(node, &["INFO", "commandstats"]);
+    let prefix = format!("cmdstat_{command}:");
+    stats
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|fields| {
+            fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("rejected_calls="))
+        })
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Sets each of `others` to its index, then reads `key` and each other key in turn, all in one pipeline.

@@ -81,12 +81,13 @@ async fn the_expected_replies_are_those_of_redis_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_pair_with_requests_on_a_cluster_pool_during_slot_migration() {
     let _heavy = cpu_heavy().await;
+    log_from_env();
     let settings = Settings::from_env();
     let cluster = blocking(|| OwnCluster::start(5000)).await;
     let proxy = start_cluster_proxy(&cluster.addrs(), "").await;
     let prefix = unique("pairing");
     let owners = slot_owners(&cluster, &prefix);
-    let masters = masters(&cluster);
+    let masters = masters_among(&cluster.addrs());
     let migrator = settings
         .migrate
         .then(|| Migrator::start(masters, owners, settings.seed));
@@ -98,6 +99,9 @@ async fn replies_pair_with_requests_on_a_cluster_pool_during_slot_migration() {
     proxy.shutdown().await;
     let migrations = migrations.unwrap_or_else(|error| panic!("the migrator failed: {error}"));
     println!("pairing: {migrations} slot moves in all");
+    if !report.failures.is_empty() {
+        show_where_keys_are(&masters_among(&cluster.addrs()), &prefix);
+    }
     report.check();
     assert!(
         report.moves_during_run >= report.moves_wanted,
@@ -510,11 +514,16 @@ fn slot_owners(cluster: &OwnCluster, prefix: &str) -> HashMap<u16, String> {
     owners
 }
 
-/// The cluster's masters.
-fn masters(cluster: &OwnCluster) -> Vec<String> {
-    cluster
-        .addrs()
-        .into_iter()
-        .filter(|addr| redis_cli_at(addr, &["ROLE"]).starts_with("master"))
-        .collect()
+/// After a failure: which master holds each of the clients' keys now, and the slots in migration.
+fn show_where_keys_are(masters: &[String], prefix: &str) {
+    for master in masters {
+        let listed = redis_cli_at(master, &["KEYS", &format!("*{prefix}*")]);
+        let mut keys: Vec<&str> = listed.lines().collect();
+        keys.sort_unstable();
+        println!("pairing: keys on {master}: {}", keys.join(" "));
+    }
+    if let Some(master) = masters.first() {
+        let nodes = redis_cli_at(master, &["CLUSTER", "NODES"]);
+        println!("pairing: CLUSTER NODES from {master}:\n{nodes}");
+    }
 }

@@ -6,8 +6,15 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod slot_move;
+
+use bytes::BytesMut;
+use resp_codec::{Limits, ReplyDecoder};
+use tokio_util::codec::Decoder;
+
 use rkproxy::config::Config;
 use rkproxy::Proxy;
+pub use slot_move::{masters_among, SlotMove};
 
 /// Reads a server address that `cargo xtask test` exports; fails loudly when it is missing.
 pub fn env_addr(name: &str) -> String {
@@ -153,6 +160,72 @@ impl RawClient {
     pub fn is_closed(&mut self) -> bool {
         let mut byte = [0u8; 64];
         matches!(self.stream.read(&mut byte), Ok(0))
+    }
+}
+
+/// A blocking RESP connection that reads one complete reply per command.
+pub struct Resp {
+    stream: TcpStream,
+    buffer: BytesMut,
+    /// Frames replies of any depth (a Lua script can return arrays thousands deep).
+    decoder: ReplyDecoder,
+}
+
+impl Resp {
+    pub fn connect(addr: &str) -> Resp {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        Resp {
+            stream,
+            buffer: BytesMut::new(),
+            decoder: ReplyDecoder::new(Limits {
+                max_depth: usize::MAX,
+                ..Limits::default()
+            }),
+        }
+    }
+
+    pub fn send(&mut self, args: &[&str]) {
+        let mut out = format!("*{}\r\n", args.len());
+        for arg in args {
+            out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        self.stream.write_all(out.as_bytes()).unwrap();
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    pub fn command(&mut self, args: &[&str]) -> String {
+        self.send(args);
+        self.reply()
+    }
+
+    /// One complete reply frame, as text.
+    pub fn reply(&mut self) -> String {
+        loop {
+            if let Some(frame) = self
+                .decoder
+                .decode(&mut self.buffer)
+                .expect("a valid reply")
+            {
+                return String::from_utf8_lossy(&frame).into_owned();
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let read = self.stream.read(&mut chunk).expect("a reply in time");
+            assert!(read > 0, "connection closed while waiting for a reply");
+            self.buffer.extend_from_slice(&chunk[..read]);
+        }
+    }
+
+    /// Every byte until the peer closes the connection.
+    pub fn until_closed(&mut self) -> String {
+        let mut rest = self.buffer.split().to_vec();
+        self.stream.read_to_end(&mut rest).expect("closed in time");
+        String::from_utf8_lossy(&rest).into_owned()
     }
 }
 
@@ -453,4 +526,15 @@ pub fn kafka_addr() -> String {
              `cargo xtask test`, which starts one (and the Redis servers) and sets the variables."
         )
     })
+}
+
+/// Test-run logging: with `RKPROXY_TEST_LOG=<filter>` (for example `rkproxy::cluster=debug`), the proxy's events
+/// go to the test's captured output, shown when the test fails. Without it, nothing is logged.
+pub fn log_from_env() {
+    if let Ok(filter) = std::env::var("RKPROXY_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
 }

@@ -3,81 +3,9 @@
 //! the proxy's own refusals inside MULTI (they abort the transaction, nothing is written), leaving pub/sub mode
 //! once every subscription ended, and QUIT on a dedicated connection.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use resp_codec::{Limits, ReplyDecoder};
-use tokio_util::codec::Decoder;
-
 use crate::support::*;
-
-/// A blocking RESP connection that reads one complete reply per command.
-struct Resp {
-    stream: TcpStream,
-    buffer: BytesMut,
-    /// Frames replies of any depth (a Lua script can return arrays thousands deep).
-    decoder: ReplyDecoder,
-}
-
-impl Resp {
-    fn connect(addr: &str) -> Resp {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        Resp {
-            stream,
-            buffer: BytesMut::new(),
-            decoder: ReplyDecoder::new(Limits {
-                max_depth: usize::MAX,
-                ..Limits::default()
-            }),
-        }
-    }
-
-    fn send(&mut self, args: &[&str]) {
-        let mut out = format!("*{}\r\n", args.len());
-        for arg in args {
-            out.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        self.stream.write_all(out.as_bytes()).unwrap();
-    }
-
-    fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
-    }
-
-    fn command(&mut self, args: &[&str]) -> String {
-        self.send(args);
-        self.reply()
-    }
-
-    /// One complete reply frame, as text.
-    fn reply(&mut self) -> String {
-        loop {
-            if let Some(frame) = self
-                .decoder
-                .decode(&mut self.buffer)
-                .expect("a valid reply")
-            {
-                return String::from_utf8_lossy(&frame).into_owned();
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            let read = self.stream.read(&mut chunk).expect("a reply in time");
-            assert!(read > 0, "connection closed while waiting for a reply");
-            self.buffer.extend_from_slice(&chunk[..read]);
-        }
-    }
-
-    /// Every byte until the peer closes the connection.
-    fn until_closed(&mut self) -> String {
-        let mut rest = self.buffer.split().to_vec();
-        self.stream.read_to_end(&mut rest).expect("closed in time");
-        String::from_utf8_lossy(&rest).into_owned()
-    }
-}
 
 /// A small deterministic generator (xorshift), so a failing case can be replayed from its seed.
 struct Rng(u64);
@@ -631,7 +559,7 @@ async fn cluster_transaction_follows_ask_and_moved() {
         .master_of_slot(cluster_router::key_slot(b"txmig"))
         .unwrap();
     blocking(move || {
-        let slot = cluster_router::key_slot(b"txmig").to_string();
+        let slot = cluster_router::key_slot(b"txmig");
         let target = addrs
             .iter()
             .find(|a| **a != source && redis_cli_at(a, &["ROLE"]).starts_with("master"))
@@ -642,31 +570,8 @@ async fn cluster_transaction_follows_ask_and_moved() {
             client.command(&["SET", "{txmig}moved", "before"]),
             "+OK\r\n"
         );
-        let id_of = |addr: &str| redis_cli_at(addr, &["CLUSTER", "MYID"]).trim().to_owned();
-        let (source_id, target_id) = (id_of(&source), id_of(&target));
-        redis_cli_at(
-            &target,
-            &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id],
-        );
-        redis_cli_at(
-            &source,
-            &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id],
-        );
-        let (host, port) = target.rsplit_once(':').unwrap();
-        let migrated = redis_cli_at(
-            &source,
-            &[
-                "MIGRATE",
-                host,
-                port,
-                "",
-                "0",
-                "5000",
-                "KEYS",
-                "{txmig}moved",
-            ],
-        );
-        assert!(migrated.contains("OK"), "{migrated}");
+        let slot_move = SlotMove::begin(slot, &source, &target).unwrap();
+        slot_move.migrate(&["{txmig}moved"]).unwrap();
 
         // Migrating: the source answers ASK for every queued command (their keys are not there); the unit goes
         // again to the target after ASKING. (Several different keys, some not there yet, would get Redis's
@@ -691,11 +596,7 @@ async fn cluster_transaction_follows_ask_and_moved() {
         assert_eq!(client.command(&["GET", "{txmig}new"]), "$1\r\n2\r\n");
 
         // Moved: the proxy's map still names the source, which answers MOVED.
-        for node in &addrs {
-            if redis_cli_at(node, &["ROLE"]).starts_with("master") {
-                redis_cli_at(node, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]);
-            }
-        }
+        slot_move.finish(&masters_among(&addrs)).unwrap();
         let reply = exec(
             &mut client,
             &[&["INCR", "{txmig}count"], &["GET", "{txmig}moved"]],
@@ -721,7 +622,7 @@ async fn cluster_commands_wait_out_tryagain_during_a_migration() {
         .master_of_slot(cluster_router::key_slot(b"tryagain"))
         .unwrap();
     blocking(move || {
-        let slot = cluster_router::key_slot(b"tryagain").to_string();
+        let slot = cluster_router::key_slot(b"tryagain");
         let target = addrs
             .iter()
             .find(|a| **a != source && redis_cli_at(a, &["ROLE"]).starts_with("master"))
@@ -731,58 +632,18 @@ async fn cluster_commands_wait_out_tryagain_during_a_migration() {
         for key in ["{tryagain}a", "{tryagain}b", "{tryagain}c"] {
             assert_eq!(client.command(&["SET", key, key]), "+OK\r\n");
         }
-        let id_of = |addr: &str| redis_cli_at(addr, &["CLUSTER", "MYID"]).trim().to_owned();
-        let (source_id, target_id) = (id_of(&source), id_of(&target));
-        redis_cli_at(
-            &target,
-            &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &source_id],
-        );
-        redis_cli_at(
-            &source,
-            &["CLUSTER", "SETSLOT", &slot, "MIGRATING", &target_id],
-        );
-        let (host, port) = target.rsplit_once(':').unwrap();
-        let migrate = |key: &str| {
-            let reply = redis_cli_at(
-                &source,
-                &["MIGRATE", host, port, "", "0", "5000", "KEYS", key],
-            );
-            assert!(reply.contains("OK"), "MIGRATE {key}: {reply}");
-        };
-        migrate("{tryagain}a");
+        let slot_move = SlotMove::begin(slot, &source, &target).unwrap();
+        slot_move.migrate(&["{tryagain}a"]).unwrap();
         // Keys on both sides now: Redis itself answers TRYAGAIN to a multi-key command.
         let direct = redis_cli_at(&source, &["MGET", "{tryagain}a", "{tryagain}b"]);
         assert!(direct.contains("TRYAGAIN"), "{direct}");
 
         // The rest of the keys move a moment later, while the proxy's commands wait.
-        let finish = {
-            let (source, target, addrs, slot) =
-                (source.clone(), target.clone(), addrs.clone(), slot.clone());
-            std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(300));
-                let (host, port) = target.rsplit_once(':').unwrap();
-                let reply = redis_cli_at(
-                    &source,
-                    &[
-                        "MIGRATE",
-                        host,
-                        port,
-                        "",
-                        "0",
-                        "5000",
-                        "KEYS",
-                        "{tryagain}b",
-                        "{tryagain}c",
-                    ],
-                );
-                assert!(reply.contains("OK"), "{reply}");
-                for node in &addrs {
-                    if redis_cli_at(node, &["ROLE"]).starts_with("master") {
-                        redis_cli_at(node, &["CLUSTER", "SETSLOT", &slot, "NODE", &target_id]);
-                    }
-                }
-            })
-        };
+        let finish = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            slot_move.migrate(&["{tryagain}b", "{tryagain}c"]).unwrap();
+            slot_move.finish(&masters_among(&addrs)).unwrap();
+        });
         client.send(&["MGET", "{tryagain}a", "{tryagain}b"]);
         client.send(&["MULTI"]);
         client.send(&["MGET", "{tryagain}a", "{tryagain}c"]);

@@ -151,7 +151,8 @@ for (const target of TARGETS) {
           if (cursor === '0') break;
         }
         assert.equal(cursor, '0');
-        assert.deepEqual(found.sort(), [...names].sort());
+        // SCAN may return a key twice (while a node rehashes); every key once at least.
+        assert.deepEqual([...new Set(found)].sort(), [...names].sort());
         assert.equal(await r.del(...names), 150);
       });
 

@@ -8,10 +8,12 @@
 //! transaction, had no effect, so the model must skip it, and every later expectation depends on whether it
 //! did: they can only be known once the earlier replies are.
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 use resp_codec::Frame;
 
-use super::model::{show_frame, Expected, Model};
+use super::model::{show_bytes, show_frame, Expected, Model};
 use super::script::{Kind, Sent};
 
 /// Whether a `-TRYAGAIN` reply is acceptable at all.
@@ -30,7 +32,12 @@ pub struct Checker {
     transaction: Option<Transaction>,
     policy: TryAgainPolicy,
     pub try_agains: TryAgainCounts,
+    /// The last requests and their replies, to show a failing key's story.
+    history: VecDeque<(u64, Vec<Bytes>, String)>,
 }
+
+/// How many requests the history keeps.
+const HISTORY: usize = 20_000;
 
 /// TRYAGAIN replies accepted (each one a command or transaction that had no effect).
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,11 +74,52 @@ impl Checker {
             transaction: None,
             policy,
             try_agains: TryAgainCounts::default(),
+            history: VecDeque::new(),
         }
     }
 
-    /// Checks `reply`, the reply to `sent`, and brings the model up to date; the error says what was wrong.
+    /// Checks `reply`, the reply to `sent`, and brings the model up to date; the error says what was wrong,
+    /// followed by the story of the keys involved: every earlier request (of the last [`HISTORY`]) naming one of
+    /// them, with its reply (for EXEC, the keys of the commands queued since MULTI).
     pub fn check(&mut self, sent: &Sent, reply: &Frame) -> Result<(), String> {
+        let result = self.check_against_model(sent, reply);
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history
+            .push_back((sent.number, sent.args.clone(), show_frame(reply)));
+        result
+            .map_err(|problem| format!("{problem}\n  the story of its keys:\n    {}", self.story()))
+    }
+
+    /// The history of the keys of the last request (of the transaction, for EXEC).
+    fn story(&self) -> String {
+        let is_key = |arg: &Bytes| arg.contains(&b'{');
+        let name = |args: &[Bytes]| args.first().map(|name| name.to_ascii_uppercase());
+        let mut keys: Vec<&Bytes> = Vec::new();
+        let mut entries = self.history.iter().rev();
+        let last_is_exec = self
+            .history
+            .back()
+            .is_some_and(|(_, args, _)| name(args).as_deref() == Some(b"EXEC"));
+        for (_, args, _) in entries.by_ref() {
+            keys.extend(args.iter().skip(1).filter(|arg| is_key(arg)));
+            if !last_is_exec || name(args).as_deref() == Some(b"MULTI") {
+                break;
+            }
+        }
+        self.history
+            .iter()
+            .filter(|(_, args, _)| args.iter().any(|arg| keys.contains(&arg)))
+            .map(|(number, args, reply)| {
+                let args: Vec<String> = args.iter().take(8).map(|arg| show_bytes(arg)).collect();
+                format!("#{number} {} -> {reply}", args.join(" "))
+            })
+            .collect::<Vec<_>>()
+            .join("\n    ")
+    }
+
+    fn check_against_model(&mut self, sent: &Sent, reply: &Frame) -> Result<(), String> {
         match &sent.kind {
             Kind::Command => self.command(&sent.args, reply),
             Kind::Refused(expected) => {

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::support::redis_cli_at;
+use crate::support::SlotMove;
 
 /// Keys moved by one MIGRATE: small, so a slot stays split over several steps.
-const KEYS_PER_MIGRATE: &str = "3";
+const KEYS_PER_MIGRATE: usize = 3;
 /// The pause between two MIGRATE steps of one slot.
 const STEP_PAUSE: Duration = Duration::from_millis(10);
 
@@ -27,13 +27,6 @@ pub struct Migrator {
     thread: JoinHandle<Result<(), String>>,
 }
 
-/// A master: its address and node id.
-#[derive(Clone)]
-struct Master {
-    addr: String,
-    id: String,
-}
-
 impl Migrator {
     /// Starts moving `slots` (with their current owners in `owners`, by address) among `masters`.
     pub fn start(masters: Vec<String>, owners: HashMap<u16, String>, seed: u64) -> Migrator {
@@ -42,13 +35,6 @@ impl Migrator {
         let completed = Arc::new(AtomicUsize::new(0));
         let (thread_stop, thread_completed) = (stop.clone(), completed.clone());
         let thread = std::thread::spawn(move || {
-            let masters: Vec<Master> = masters
-                .into_iter()
-                .map(|addr| Master {
-                    id: redis_cli_at(&addr, &["CLUSTER", "MYID"]).trim().to_owned(),
-                    addr,
-                })
-                .collect();
             move_slots(&masters, owners, seed, &thread_stop, &thread_completed)
         });
         Migrator {
@@ -86,7 +72,7 @@ impl Migrator {
 
 /// Moves the slots round-robin, each to a random other master, until `stop`.
 fn move_slots(
-    masters: &[Master],
+    masters: &[String],
     mut owners: HashMap<u16, String>,
     seed: u64,
     stop: &AtomicBool,
@@ -100,14 +86,14 @@ fn move_slots(
             if stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            let source = masters
-                .iter()
-                .find(|m| m.addr == owners[&slot])
-                .ok_or_else(|| format!("slot {slot}: owner {} is no master", owners[&slot]))?;
-            let others: Vec<&Master> = masters.iter().filter(|m| m.addr != source.addr).collect();
-            let target = others[rng.usize(0..others.len())];
-            move_slot(masters, slot, source, target)?;
-            owners.insert(slot, target.addr.clone());
+            let source = &owners[&slot];
+            if !masters.contains(source) {
+                return Err(format!("slot {slot}: owner {source} is no master"));
+            }
+            let others: Vec<&String> = masters.iter().filter(|m| *m != source).collect();
+            let target = others[rng.usize(0..others.len())].clone();
+            move_slot(masters, slot, source, &target)?;
+            owners.insert(slot, target);
             completed.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -115,63 +101,11 @@ fn move_slots(
 }
 
 /// Moves `slot` from `source` to `target`, keys and ownership.
-fn move_slot(
-    masters: &[Master],
-    slot: u16,
-    source: &Master,
-    target: &Master,
-) -> Result<(), String> {
-    let slot_text = slot.to_string();
-    expect_ok(
-        &target.addr,
-        &["CLUSTER", "SETSLOT", &slot_text, "IMPORTING", &source.id],
-    )?;
-    expect_ok(
-        &source.addr,
-        &["CLUSTER", "SETSLOT", &slot_text, "MIGRATING", &target.id],
-    )?;
-    let (host, port) = target
-        .addr
-        .rsplit_once(':')
-        .ok_or_else(|| format!("bad address {}", target.addr))?;
-    loop {
-        let listed = redis_cli_at(
-            &source.addr,
-            &["CLUSTER", "GETKEYSINSLOT", &slot_text, KEYS_PER_MIGRATE],
-        );
-        let keys: Vec<&str> = listed.lines().filter(|line| !line.is_empty()).collect();
-        if keys.is_empty() {
-            break;
-        }
-        let mut migrate = vec!["MIGRATE", host, port, "", "0", "5000", "KEYS"];
-        migrate.extend(&keys);
-        let reply = redis_cli_at(&source.addr, &migrate);
-        if !matches!(reply.trim(), "OK" | "NOKEY") {
-            return Err(format!(
-                "slot {slot}: {migrate:?} on {}: {reply}",
-                source.addr
-            ));
-        }
-        std::thread::sleep(STEP_PAUSE);
-    }
-    // The target first, so the slot is never owned by nobody.
-    let others = masters
-        .iter()
-        .filter(|m| m.addr != target.addr && m.addr != source.addr);
-    for master in [target, source].into_iter().chain(others) {
-        expect_ok(
-            &master.addr,
-            &["CLUSTER", "SETSLOT", &slot_text, "NODE", &target.id],
-        )?;
-    }
-    Ok(())
-}
-
-fn expect_ok(addr: &str, args: &[&str]) -> Result<(), String> {
-    let reply = redis_cli_at(addr, args);
-    if reply.trim() == "OK" {
-        Ok(())
-    } else {
-        Err(format!("{args:?} on {addr}: {reply}"))
-    }
+fn move_slot(masters: &[String], slot: u16, source: &str, target: &str) -> Result<(), String> {
+    let in_slot = |error: String| format!("slot {slot}: {error}");
+    let slot_move = SlotMove::begin(slot, source, target).map_err(in_slot)?;
+    slot_move
+        .migrate_all(KEYS_PER_MIGRATE, STEP_PAUSE)
+        .map_err(in_slot)?;
+    slot_move.finish(masters).map_err(in_slot)
 }

@@ -413,6 +413,62 @@ mod tests {
         assert!(kept <= RECENT_KEY_SLOTS, "{kept}");
     }
 
+    /// A lane of one connection with room for one waiting request, to a server that accepts and never answers:
+    /// the first request holds the connection, the second waits and gives up after `queue_wait_ms`, the third
+    /// finds the queue full and is refused at once. Each is counted.
+    #[tokio::test]
+    async fn a_full_lane_refuses_and_counts() {
+        #![allow(clippy::unwrap_used)]
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = silent.local_addr().unwrap().to_string();
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                held.push(socket);
+            }
+        });
+        let settings = BigRequests {
+            connections_per_node: 1,
+            max_queued: 1,
+            queue_wait_ms: 50,
+            ..BigRequests::default()
+        };
+        let lanes = BigLanes::new(&settings);
+        let endpoint = Endpoint {
+            address: Arc::from(address.as_str()),
+            username: None,
+            password: None,
+            db: 0,
+            resp3: false,
+            readonly: false,
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(30),
+            slow_command_timeout: Duration::from_secs(30),
+        };
+        let lane = lanes.lane(0, endpoint);
+        let request = |key: &'static str| BigRequest {
+            request: Bytes::from(format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len())),
+            send: LaneSend::One,
+            patience: Patience::Normal,
+            key: None,
+        };
+        let _holding = lane.send(request("a"));
+        let waiting = lane.send(request("b"));
+        let refused = lane.send(request("c"));
+        let busy = format!("-ERR big request lane of {address} is busy, try again\r\n");
+        assert_eq!(&refused.await.unwrap().unwrap()[..], busy.as_bytes());
+        assert_eq!(&waiting.await.unwrap().unwrap()[..], busy.as_bytes());
+        assert_eq!(
+            lanes.stats().snapshot(),
+            BigLaneCounts {
+                big_requests: 3,
+                queue_waits: 1,
+                rejections: 2,
+            }
+        );
+        holder.abort();
+    }
+
     #[test]
     fn the_busy_error_names_the_node() {
         let error = BigLaneError::Busy {

@@ -422,6 +422,68 @@ async fn a_big_request_waiting_too_long_is_refused() {
     );
 }
 
+/// On a cluster pool each master has its own lane: with one master stalled, its lane (one connection, no
+/// queue) refuses a second big request naming that master, while a big request for another master's key goes
+/// through; once the master goes on, the held request succeeds.
+#[tokio::test]
+async fn each_cluster_master_has_its_own_lane() {
+    // A long node timeout: the stalled master must not be failed over.
+    let mut cluster = support::blocking(|| support::OwnCluster::start(30_000)).await;
+    let addrs = cluster.addrs();
+    let slot_of = |key: &str| -> u16 {
+        support::redis_cli_at(&addrs[0], &["CLUSTER", "KEYSLOT", key])
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let stalled = cluster.master_of_slot(slot_of("{lane}a")).unwrap();
+    let other_key = (0..100)
+        .map(|index| format!("other{index}"))
+        .find(|key| cluster.master_of_slot(slot_of(key)).as_deref() != Some(stalled.as_str()))
+        .unwrap();
+    let proxy = support::start_cluster_proxy(
+        &addrs,
+        "[timeouts]\ncommand_ms = 30000\nslow_command_ms = 30000\n\
+         [big_requests]\nconnections_per_node = 1\nmax_queued = 0\n",
+    )
+    .await;
+    let addr = proxy.local_addr();
+    cluster.node_mut(&stalled).pause();
+    let mut on_stalled: Vec<_> = ["{lane}a", "{lane}b"]
+        .into_iter()
+        .map(|key| tokio::spawn(raw_big_set(addr, key.to_owned(), MB)))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        assert!(Instant::now() < deadline, "no request was refused");
+        if let Some(done) = on_stalled
+            .iter()
+            .position(tokio::task::JoinHandle::is_finished)
+        {
+            break on_stalled.remove(done).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let elsewhere = tokio::time::timeout(
+        Duration::from_secs(20),
+        raw_big_set(addr, other_key.clone(), MB),
+    )
+    .await;
+    cluster.node_mut(&stalled).resume();
+    assert_eq!(
+        refused,
+        format!("-ERR big request lane of {stalled} is busy, try again\r\n")
+    );
+    assert_eq!(
+        elsewhere.expect("the other master's lane is not held up"),
+        "+OK\r\n",
+        "{other_key}"
+    );
+    for held in on_stalled {
+        assert_eq!(held.await.unwrap(), "+OK\r\n");
+    }
+}
+
 /// One step of an ordering case and what Redis answers.
 enum Step {
     Set(usize, Vec<u8>),

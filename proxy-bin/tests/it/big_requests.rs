@@ -74,13 +74,30 @@ async fn big_values_pass_byte_for_byte_on_a_cluster_pool() {
     round_trip(&shared, "big:cshared", &sizes).await;
 }
 
-/// 400 MB through the lane of a standalone pool of the test's own.
+/// 400 MB through the lane and through the shared connection of a standalone pool of the test's own.
 #[tokio::test]
-async fn a_400_mb_value_passes_the_lane() {
+async fn a_400_mb_value_passes_both_lanes_of_a_standalone_pool() {
     let _heavy = support::cpu_heavy().await;
     let redis = OwnRedis::start(&[]);
-    let proxy = support::start_proxy(&redis.addr()).await;
-    round_trip(&proxy, "big:400", &[400 * MB]).await;
+    let lane = support::start_proxy(&redis.addr()).await;
+    round_trip(&lane, "big:400", &[400 * MB]).await;
+    let shared = support::start_proxy_toml(&format!(
+        "default_pool = 'main'\n[big_requests]\nthreshold_bytes = 1099511627776\n\
+         [timeouts]\ncommand_ms = 10000\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+        redis.addr()
+    ))
+    .await;
+    round_trip(&shared, "big:400shared", &[400 * MB]).await;
+}
+
+/// 400 MB through the lane of a cluster pool of the test's own (its replicas may drop off and resync: the
+/// value is over their output buffer limit; the proxy only talks to masters).
+#[tokio::test]
+async fn a_400_mb_value_passes_the_lane_of_a_cluster_pool() {
+    let _heavy = support::cpu_heavy().await;
+    let cluster = support::blocking(|| support::OwnCluster::start(30_000)).await;
+    let proxy = support::start_cluster_proxy(&cluster.addrs(), "").await;
+    round_trip(&proxy, "big:c400", &[400 * MB]).await;
 }
 
 /// Where a big key's GET ran: on a connection of its own, not on the shared one that served a small SET.

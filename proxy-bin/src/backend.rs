@@ -55,6 +55,9 @@ const MAX_IN_FLIGHT: usize = 16 * 1024;
 const MAX_WRITE_BATCH: usize = 256 * 1024;
 /// A write buffer that grew past this (for a big request) is given back once it is empty.
 const MAX_IDLE_WRITE_CAPACITY: usize = 4 * 1024 * 1024;
+/// A request this big is written from where it is, never copied into the write buffer: a copy of many MB holds
+/// up the event loop (every client on it) and doubles the memory the request costs.
+const MIN_UNCOPIED_REQUEST: usize = MAX_WRITE_BATCH;
 /// After a failed connect, requests fail at once for this long instead of each trying to connect again.
 const RECONNECT_HOLD_OFF: Duration = Duration::from_millis(100);
 
@@ -711,6 +714,10 @@ struct Live {
     decoder: ReplyDecoder,
     read_buffer: BytesMut,
     write_buffer: BytesMut,
+    /// Requests of at least [`MIN_UNCOPIED_REQUEST`] bytes (and, frozen, what was queued before each), written
+    /// as they are, oldest first, before `write_buffer`, whose bytes were all queued after them.
+    uncopied: VecDeque<Bytes>,
+    uncopied_bytes: usize,
     watchdog: Watchdog,
     scripts_on_server: SlowOwed,
     /// Every handle is gone: finish what is owed, then stop.
@@ -725,6 +732,8 @@ impl Live {
             decoder: ReplyDecoder::new(Limits::for_backend_replies()),
             read_buffer: BytesMut::with_capacity(64 * 1024),
             write_buffer: BytesMut::with_capacity(64 * 1024),
+            uncopied: VecDeque::new(),
+            uncopied_bytes: 0,
             watchdog: Watchdog {
                 command_timeout: endpoint.command_timeout,
                 slow_command_timeout: endpoint.slow_command_timeout,
@@ -750,11 +759,11 @@ impl Live {
         self.take_jobs(first, jobs, alarm.as_mut());
         loop {
             let accepting = !self.handles_gone
-                && self.write_buffer.len() < MAX_WRITE_BATCH
+                && self.unwritten() < MAX_WRITE_BATCH
                 && self.queue.len() < MAX_IN_FLIGHT;
             tokio::select! {
                 read = reader.read_buf(&mut self.read_buffer) => self.on_read(read)?,
-                written = writer.write(&self.write_buffer), if !self.write_buffer.is_empty() => {
+                written = writer.write(next_bytes(&self.uncopied, &self.write_buffer)), if self.unwritten() > 0 => {
                     self.on_written(written)?;
                 }
                 job = jobs.recv(), if accepting => match job {
@@ -797,7 +806,7 @@ impl Live {
             }
         }
         self.queue_job(first);
-        while self.write_buffer.len() < MAX_WRITE_BATCH && self.queue.len() < MAX_IN_FLIGHT {
+        while self.unwritten() < MAX_WRITE_BATCH && self.queue.len() < MAX_IN_FLIGHT {
             match jobs.try_recv() {
                 Ok(job) => self.queue_job(job),
                 Err(_) => break,
@@ -808,9 +817,24 @@ impl Live {
     }
 
     fn queue_job(&mut self, job: Job) {
-        self.write_buffer.extend_from_slice(&job.request);
+        if job.request.len() >= MIN_UNCOPIED_REQUEST {
+            if !self.write_buffer.is_empty() {
+                let earlier = self.write_buffer.split().freeze();
+                self.uncopied_bytes += earlier.len();
+                self.uncopied.push_back(earlier);
+            }
+            self.uncopied_bytes += job.request.len();
+            self.uncopied.push_back(job.request);
+        } else {
+            self.write_buffer.extend_from_slice(&job.request);
+        }
         self.queue
             .push_watched(job.reply, job.expected, job.patience, job.redirects);
+    }
+
+    /// Request bytes queued and not written yet.
+    fn unwritten(&self) -> usize {
+        self.uncopied_bytes + self.write_buffer.len()
     }
 
     fn on_read(&mut self, read: std::io::Result<usize>) -> Result<(), Broken> {
@@ -842,7 +866,7 @@ impl Live {
         match written {
             Ok(0) => Err(Broken::Write(std::io::ErrorKind::WriteZero.into())),
             Ok(count) => {
-                self.write_buffer.advance(count);
+                self.advance_written(count);
                 self.watchdog.progress();
                 if self.write_buffer.is_empty()
                     && self.write_buffer.capacity() > MAX_IDLE_WRITE_CAPACITY
@@ -855,6 +879,21 @@ impl Live {
         }
     }
 
+    /// Drops `count` written bytes from the front of what was queued (see [`next_bytes`]).
+    fn advance_written(&mut self, count: usize) {
+        match self.uncopied.front_mut() {
+            Some(front) => {
+                let count = count.min(front.len());
+                front.advance(count);
+                self.uncopied_bytes -= count;
+                if front.is_empty() {
+                    self.uncopied.pop_front();
+                }
+            }
+            None => self.write_buffer.advance(count),
+        }
+    }
+
     /// Takes the bytes the backend sent, and gives it the bytes it can accept, without waiting. The alarm can
     /// ring when this task was not polled for a while (its thread busy with other tasks) although the backend
     /// kept going: what it did meanwhile is progress, and must be seen before the backend is judged.
@@ -863,8 +902,8 @@ impl Live {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             read => self.on_read(read)?,
         }
-        if !self.write_buffer.is_empty() {
-            match writer.try_write(&self.write_buffer) {
+        if self.unwritten() > 0 {
+            match writer.try_write(next_bytes(&self.uncopied, &self.write_buffer)) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 written => self.on_written(written)?,
             }
@@ -885,12 +924,20 @@ impl Live {
         self.watchdog
             .check(Instant::now(), patience)
             .map_err(|allowance| {
-                if self.write_buffer.is_empty() {
+                if self.unwritten() == 0 {
                     Broken::NoReply(allowance)
                 } else {
                     Broken::WriteBlocked(allowance)
                 }
             })
+    }
+}
+
+/// The bytes to write next: the oldest uncopied request (or what was queued before it), else the write buffer.
+fn next_bytes<'a>(uncopied: &'a VecDeque<Bytes>, write_buffer: &'a BytesMut) -> &'a [u8] {
+    match uncopied.front() {
+        Some(front) => front,
+        None => write_buffer,
     }
 }
 

@@ -39,6 +39,9 @@ pub struct Config {
     /// over it the proxy reads no new request until they drain. 0 = no limit.
     #[serde(default)]
     pub max_memory: usize,
+    /// The big-request lane: separate backend connections for big requests and big replies.
+    #[serde(default)]
+    pub big_requests: BigRequests,
     /// Backend pools by name.
     #[serde(default)]
     pub pools: BTreeMap<String, PoolConfig>,
@@ -134,6 +137,61 @@ impl Default for ClientLimits {
             max_unauthenticated: 1024,
             auth_max_failures: 5,
         }
+    }
+}
+
+/// The big-request lane (`[big_requests]`): a request of at least `threshold_bytes`, or one for a key recently
+/// seen with a reply (or a value written) that big, goes to backend connections of its own, so a big transfer
+/// never queues in front of the small requests of other clients on a shared connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BigRequests {
+    /// A request (or reply) this big, in bytes, or bigger, is big.
+    pub threshold_bytes: usize,
+    /// Lane connections per backend node (per worker, db and protocol, like the shared ones); each carries one
+    /// big request at a time.
+    pub connections_per_node: usize,
+    /// Big requests that may wait for a free lane connection of one node; one more is refused at once.
+    pub max_queued: usize,
+    /// How long a big request may wait for a free lane connection before it is refused.
+    pub queue_wait_ms: u64,
+}
+
+impl Default for BigRequests {
+    fn default() -> Self {
+        BigRequests {
+            threshold_bytes: 256 * 1024,
+            connections_per_node: 2,
+            max_queued: 64,
+            queue_wait_ms: 5000,
+        }
+    }
+}
+
+impl BigRequests {
+    pub fn queue_wait(&self) -> Duration {
+        Duration::from_millis(self.queue_wait_ms)
+    }
+
+    /// Every key in range. The threshold is at least 1 KiB: below that, ordinary requests would take the lane
+    /// and queue behind each other.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.threshold_bytes < 1024 {
+            return Err(invalid(
+                "big_requests.threshold_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.connections_per_node == 0 || self.connections_per_node > 64 {
+            return Err(invalid(
+                "big_requests.connections_per_node",
+                "must be between 1 and 64",
+            ));
+        }
+        if self.queue_wait_ms == 0 {
+            return Err(invalid("big_requests.queue_wait_ms", "must be above 0"));
+        }
+        Ok(())
     }
 }
 
@@ -477,7 +535,7 @@ impl Config {
                 "must be above 0",
             ));
         }
-        Ok(())
+        self.big_requests.validate()
     }
 
     /// The tenants, validated against the pools (`None` when no tenant is configured).
@@ -806,6 +864,31 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:7480");
         assert_eq!(config.timeouts.connect_ms, 1000);
         assert_eq!(config.pools["main"].connections_per_node, 1);
+    }
+
+    #[test]
+    fn big_requests_have_defaults_and_are_checked() {
+        let pool = "[pools.main]\nkind = 'standalone'\nnodes = ['h:1']\n";
+        let config = load_str(&format!("default_pool = 'main'\n{pool}")).unwrap();
+        assert_eq!(config.big_requests.threshold_bytes, 262_144);
+        assert_eq!(config.big_requests.connections_per_node, 2);
+        assert_eq!(config.big_requests.max_queued, 64);
+        assert_eq!(config.big_requests.queue_wait_ms, 5000);
+        for (setting, key) in [
+            ("threshold_bytes = 100", "big_requests.threshold_bytes"),
+            (
+                "connections_per_node = 0",
+                "big_requests.connections_per_node",
+            ),
+            ("queue_wait_ms = 0", "big_requests.queue_wait_ms"),
+        ] {
+            let error = load_str(&format!(
+                "default_pool = 'main'\n[big_requests]\n{setting}\n{pool}"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains(key), "{setting}: {error}");
+        }
     }
 
     #[test]

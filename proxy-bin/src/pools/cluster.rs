@@ -21,8 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
+use super::big_lane::{BigLane, BigLanes};
 use crate::backend::{connect, Endpoint, SharedConnection};
-use crate::config::{parse_node_address, PoolConfig, ReadPolicy, Timeouts};
+use crate::config::{parse_node_address, Config, PoolConfig, ReadPolicy};
 
 /// Refreshes are at least this far apart, however many MOVED replies ask for one.
 const MIN_REFRESH_GAP: Duration = Duration::from_millis(100);
@@ -40,6 +41,8 @@ pub struct ClusterPool {
     generation: AtomicU64,
     shared: Mutex<HashMap<ConnectionKey, Vec<SharedConnection>>>,
     refresh_requested: Notify,
+    /// Connections of their own for big requests, per master (see [`super::big_lane`]).
+    big: BigLanes,
 }
 
 /// Which shared connections: (worker thread, node, RESP3, READONLY).
@@ -54,11 +57,7 @@ pub struct Topology {
 
 impl ClusterPool {
     /// Builds the pool; call [`ClusterPool::start`] to load the first map and keep it fresh.
-    pub fn new(
-        name: &str,
-        config: &PoolConfig,
-        timeouts: &Timeouts,
-    ) -> Result<ClusterPool, String> {
+    pub fn new(name: &str, config: &PoolConfig, proxy: &Config) -> Result<ClusterPool, String> {
         let mut seeds = Vec::new();
         for node in &config.nodes {
             let address = parse_node_address(node)?;
@@ -71,7 +70,7 @@ impl ClusterPool {
             name: Arc::from(name),
             seeds,
             // The address is set per node (`endpoint`).
-            template: Endpoint::for_pool("", config, timeouts),
+            template: Endpoint::for_pool("", config, &proxy.timeouts),
             connections_per_node: config.connections_per_node.max(1),
             read_policy: config.read_from,
             refresh_interval: Duration::from_millis(config.refresh_ms),
@@ -82,6 +81,7 @@ impl ClusterPool {
             generation: AtomicU64::new(0),
             shared: Mutex::new(HashMap::new()),
             refresh_requested: Notify::new(),
+            big: BigLanes::new(&proxy.big_requests),
         })
     }
 
@@ -169,6 +169,15 @@ impl ClusterPool {
             });
         let index = (client_id % connections.len() as u64) as usize;
         connections[index].clone()
+    }
+
+    pub fn big_lanes(&self) -> &BigLanes {
+        &self.big
+    }
+
+    /// The big-request lane to `node` (a master) on event loop `worker`.
+    pub fn big_lane(&self, worker: usize, node: &NodeAddr, resp3: bool) -> Arc<BigLane> {
+        self.big.lane(worker, self.endpoint(node, resp3, false))
     }
 
     /// Connection settings for a node of this pool.

@@ -6,6 +6,7 @@
 //! knows about sessions or the listener. [`PoolHandle`] is the cheap, cloneable reference to one pool that
 //! sessions and the shared state hold.
 
+pub mod big_lane;
 pub mod cluster;
 pub mod kafka;
 pub mod standalone;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, PoolConfig, PoolKind};
 
+use self::big_lane::BigLanes;
 use self::cluster::ClusterPool;
 use self::kafka::KafkaPool;
 use self::standalone::StandalonePool;
@@ -48,10 +50,10 @@ impl PoolHandle {
     ) -> Result<PoolHandle, String> {
         Ok(match pool.kind {
             PoolKind::Standalone => {
-                PoolHandle::Standalone(Arc::new(StandalonePool::new(name, pool, &config.timeouts)?))
+                PoolHandle::Standalone(Arc::new(StandalonePool::new(name, pool, config)?))
             }
             PoolKind::Cluster => {
-                let cluster = Arc::new(ClusterPool::new(name, pool, &config.timeouts)?);
+                let cluster = Arc::new(ClusterPool::new(name, pool, config)?);
                 cluster.start().await;
                 PoolHandle::Cluster(cluster)
             }
@@ -75,6 +77,15 @@ impl PoolHandle {
             (PoolHandle::Cluster(a), PoolHandle::Cluster(b)) => Arc::ptr_eq(a, b),
             (PoolHandle::Kafka(a), PoolHandle::Kafka(b)) => Arc::ptr_eq(a, b),
             _ => false,
+        }
+    }
+
+    /// The pool's big-request lanes (Kafka pools have none).
+    pub fn big_lanes(&self) -> Option<&BigLanes> {
+        match self {
+            PoolHandle::Standalone(pool) => Some(pool.big_lanes()),
+            PoolHandle::Cluster(pool) => Some(pool.big_lanes()),
+            PoolHandle::Kafka(_) => None,
         }
     }
 

@@ -9,8 +9,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use super::big_lane::{BigLane, BigLanes};
 use crate::backend::{Endpoint, SharedConnection};
-use crate::config::{parse_node_address, PoolConfig, Timeouts};
+use crate::config::{parse_node_address, Config, PoolConfig};
 
 /// One standalone backend and its shared connections.
 #[derive(Debug)]
@@ -20,14 +21,12 @@ pub struct StandalonePool {
     connections_per_node: usize,
     /// Keyed by (worker thread, db, RESP3).
     shared: Mutex<HashMap<(usize, u32, bool), Vec<SharedConnection>>>,
+    /// Connections of their own for big requests (see [`super::big_lane`]).
+    big: BigLanes,
 }
 
 impl StandalonePool {
-    pub fn new(
-        name: &str,
-        config: &PoolConfig,
-        timeouts: &Timeouts,
-    ) -> Result<StandalonePool, String> {
+    pub fn new(name: &str, config: &PoolConfig, proxy: &Config) -> Result<StandalonePool, String> {
         let node = config
             .nodes
             .first()
@@ -35,9 +34,10 @@ impl StandalonePool {
         let address = parse_node_address(node)?;
         Ok(StandalonePool {
             name: Arc::from(name),
-            template: Endpoint::for_pool(&address, config, timeouts),
+            template: Endpoint::for_pool(&address, config, &proxy.timeouts),
             connections_per_node: config.connections_per_node.max(1),
             shared: Mutex::new(HashMap::new()),
+            big: BigLanes::new(&proxy.big_requests),
         })
     }
 
@@ -71,6 +71,15 @@ impl StandalonePool {
         });
         let index = (client_id % connections.len() as u64) as usize;
         connections[index].clone()
+    }
+
+    pub fn big_lanes(&self) -> &BigLanes {
+        &self.big
+    }
+
+    /// The big-request lane for `db` and the protocol version on event loop `worker`.
+    pub fn big_lane(&self, worker: usize, db: u32, resp3: bool) -> Arc<BigLane> {
+        self.big.lane(worker, self.endpoint(db, resp3))
     }
 
     /// Connection settings for a connection to this pool's node (for dedicated connections too).

@@ -53,6 +53,7 @@ use super::transaction::{self, TransactionError};
 use super::Session;
 use crate::backend::{BackendReply, Patience, PatientSender, RedirectWatch, SharedConnection};
 use crate::config::ReadPolicy;
+use crate::pools::big_lane::BigLane;
 use crate::pools::cluster::{ClusterPool, Topology};
 use crate::reply;
 
@@ -385,6 +386,33 @@ impl ClusterSession {
         }))
     }
 
+    /// The master a big request goes to: its slot's master, or any master for a keyless one. `None` for a
+    /// request split across slots or sent to every node (it stays on shared connections). A new slot map is
+    /// picked up first: the caller owes the client no reply, so nothing routed with the old map can be
+    /// overtaken.
+    pub(super) fn master_for_big_request(
+        &mut self,
+        spec: &'static CommandSpec,
+        request: &Request,
+        client_id: u64,
+    ) -> Option<Arc<NodeAddr>> {
+        if self.pool.generation() != self.topology.generation {
+            let topology = self.pool.topology();
+            self.use_topology(topology);
+        }
+        let index = match route(spec, request, &self.topology.map) {
+            Ok(RoutePlan::Slot(slot)) => self.topology.map.shard_for_slot(slot)?,
+            Ok(RoutePlan::Keyless) => self.any_master_index(client_id)?,
+            _ => return None,
+        };
+        self.masters.get(index).map(|(node, _)| Arc::clone(node))
+    }
+
+    /// The big-request lane to `node` for this session's worker.
+    pub(super) fn big_lane(&self, node: &NodeAddr, resp3: bool) -> Arc<BigLane> {
+        self.pool.big_lane(self.worker, node, resp3)
+    }
+
     fn any_master(&self, client_id: u64) -> Option<NodeAddr> {
         let masters = self.topology.map.masters();
         if masters.is_empty() {
@@ -611,6 +639,7 @@ impl Session {
             Some(Err(error)) => Ok(error),
             None => {
                 let bytes = self.finish_reply(reply);
+                self.note_reply_size(&routed.request, &bytes);
                 Ok(match routed.rewrite {
                     Some(spec) => self.rewrite_reply_bytes(spec, bytes),
                     None => bytes,
@@ -760,9 +789,21 @@ impl Session {
             replies.push(frames.into_iter());
         }
         if !redirected {
+            let threshold = self
+                .pool
+                .big_lanes()
+                .map_or(usize::MAX, |lanes| lanes.threshold());
+            let mut next_request = vec![0usize; parts.len()];
             for &part in &order {
-                if let Some(frame) = replies.get_mut(usize::from(part)).and_then(Iterator::next) {
+                let part = usize::from(part);
+                if let Some(frame) = replies.get_mut(part).and_then(Iterator::next) {
+                    if frame.len() >= threshold {
+                        self.note_pipelined_reply(&parts, part, next_request[part], &frame);
+                    }
                     self.write_buffer.extend_from_slice(&frame);
+                }
+                if let Some(next) = next_request.get_mut(part) {
+                    *next += 1;
                 }
             }
             return Ok(());
@@ -801,6 +842,31 @@ impl Session {
             self.pending.push_front(entry);
         }
         Ok(())
+    }
+
+    /// A big reply to request `number` of pipeline part `part`: its key is remembered for the big lane.
+    fn note_pipelined_reply(
+        &self,
+        parts: &[PipelinePart],
+        part: usize,
+        number: usize,
+        reply: &[u8],
+    ) {
+        let Some(part) = parts.get(part) else {
+            return;
+        };
+        let start = number
+            .checked_sub(1)
+            .and_then(|before| part.ends.get(before))
+            .copied()
+            .unwrap_or(0);
+        if let Some(request) = part
+            .ends
+            .get(number)
+            .and_then(|&end| part.requests.get(start..end))
+        {
+            self.note_reply_size(request, reply);
+        }
     }
 
     /// The bytes for a final reply; a failed backend also asks the pool to re-read the slot map.
@@ -864,6 +930,13 @@ impl Session {
         let target = redirect.target_addr(replied_by);
         tracing::debug!(target: "rkproxy::cluster", client = id, from = %replied_by, to = %target,
             ask = redirect.kind == RedirectKind::Ask, command = %command_summary(request), "redirected");
+        // A big request goes again on the big lane of the node named.
+        let threshold = cluster.pool.big_lanes().threshold();
+        let asking = redirect.kind == RedirectKind::Ask;
+        let lane = || cluster.big_lane(&target, resp3);
+        if let Some(receiver) = super::big::redirect_on_lane(lane, threshold, request, asking) {
+            return Some(Ok((receiver, target)));
+        }
         // Only the bytes of a redirected request are kept; redirects are rare enough to look it up again.
         let connection = cluster
             .connection(&target, false, id, resp3)

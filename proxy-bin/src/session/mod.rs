@@ -22,6 +22,7 @@
 //! Whenever the backend connection that serves a client changes (or, in a cluster, the slot map does), the
 //! session first waits until every earlier reply has arrived (a barrier), so commands never overtake each other.
 
+mod big;
 mod cluster;
 mod dedicated;
 mod introspection;
@@ -49,7 +50,9 @@ use crate::reply;
 use crate::state::ProxyState;
 
 use self::cluster::ClusterSession;
-use self::pending::{next_front_event, try_front_event, Expect, FrontEvent, Pending, PendingQueue};
+use self::pending::{
+    next_front_event, try_front_event, Expect, FrontEvent, Pending, PendingQueue, Sent,
+};
 use self::tenancy::Verdict;
 
 /// Why a session ended, for the connection's log line.
@@ -167,6 +170,8 @@ pub struct Session {
     shutting_down: bool,
     /// A configuration reload removed this session's tenant or pool: requests get this error.
     retired: Option<reload::Retired>,
+    /// A request went down the big lane: the next request waits until it is answered (see [`big`]).
+    big_request_owed: bool,
 }
 
 /// A batch is sent once it holds this many requests or bytes, even if more are buffered.
@@ -237,6 +242,7 @@ impl Session {
             shutdown,
             shutting_down,
             retired: None,
+            big_request_owed: false,
             state,
         }
     }
@@ -536,6 +542,11 @@ impl Session {
                 let bytes = convert_reply(reply, expect);
                 self.write_buffer.extend_from_slice(&bytes);
             }
+            (Pending::Sent(sent), FrontEvent::Reply(reply)) => {
+                let bytes = convert_reply(reply, Expect::Batch(sent.count));
+                self.note_batch_reply_sizes(&sent, &bytes);
+                self.write_buffer.extend_from_slice(&bytes);
+            }
             (Pending::Routed(routed), FrontEvent::Reply(reply)) => {
                 match self.cluster_reply(routed, reply) {
                     Ok(bytes) => self.write_buffer.extend_from_slice(&bytes),
@@ -619,7 +630,15 @@ impl Session {
             return;
         };
         let route = route.with_patience(patience);
-        let entry = if count == 1 {
+        let entry = if requests.len() <= MAX_BATCH_BYTES {
+            // Small enough to keep until answered: a big reply is then traced to its key (see `big`).
+            let receiver = route.send_many(requests.clone(), count);
+            Pending::Sent(Box::new(Sent {
+                receiver,
+                requests,
+                count,
+            }))
+        } else if count == 1 {
             Pending::Waiting(route.send(requests), Expect::Forward)
         } else {
             Pending::Waiting(route.send_many(requests, count), Expect::Batch(count))
@@ -716,6 +735,9 @@ impl Session {
                 self.resume_at = Some(at);
                 return;
             }
+        };
+        let Some(request) = self.route_big_request(spec, request) else {
+            return;
         };
         let plain = spec.proxy == ProxyHandling::Forward && self.reply_rewrite(spec).is_none();
         if plain

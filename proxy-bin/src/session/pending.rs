@@ -22,6 +22,9 @@ pub enum Pending {
     Ready(Bytes),
     /// Waiting for one backend reply, passed on as it is (or converted, see [`Expect`]).
     Waiting(oneshot::Receiver<BackendReply>, Expect),
+    /// Standalone pools: plain requests sent as one job, whose bytes are kept (a reference, not a copy) until
+    /// they are answered, so that a big reply can be traced to its key for the big lane.
+    Sent(Box<Sent>),
     /// A cluster command sent to one node; it may come back as MOVED or ASK and be sent again.
     Routed(Box<Routed>),
     /// A command sent as several parts (a split multi-key command, a whole-keyspace command, SCAN).
@@ -44,6 +47,15 @@ pub enum Expect {
     Batch(usize),
     /// The reply carries keys that lose the tenant's prefix (rewritten with this command's spec).
     Rewrite(&'static CommandSpec),
+}
+
+/// Plain requests on a shared connection (see [`Pending::Sent`]).
+pub struct Sent {
+    pub receiver: oneshot::Receiver<BackendReply>,
+    /// The requests, back to back.
+    pub requests: bytes::Bytes,
+    /// How many requests `requests` holds; their replies arrive concatenated.
+    pub count: usize,
 }
 
 /// A cluster request on its way to one node.
@@ -145,6 +157,7 @@ pub fn try_front_event(front: &mut Pending) -> Option<FrontEvent> {
     match front {
         Pending::Ready(_) => None,
         Pending::Waiting(receiver, _) => try_one(receiver).map(FrontEvent::Reply),
+        Pending::Sent(sent) => try_one(&mut sent.receiver).map(FrontEvent::Reply),
         Pending::Routed(routed) => try_one(&mut routed.receiver).map(FrontEvent::Reply),
         Pending::Transaction(exec) => try_one(&mut exec.receiver).map(FrontEvent::Reply),
         Pending::Merge(merge) => try_parts(merge.parts.iter_mut().map(|part| &mut part.receiver)),
@@ -175,6 +188,7 @@ fn try_parts<'a>(receivers: impl Iterator<Item = &'a mut PartReceiver>) -> Optio
 pub async fn next_front_event(front: Option<&mut Pending>) -> FrontEvent {
     match front {
         Some(Pending::Waiting(receiver, _)) => FrontEvent::Reply(wait(receiver).await),
+        Some(Pending::Sent(sent)) => FrontEvent::Reply(wait(&mut sent.receiver).await),
         Some(Pending::Routed(routed)) => FrontEvent::Reply(wait(&mut routed.receiver).await),
         Some(Pending::Transaction(exec)) => FrontEvent::Reply(wait(&mut exec.receiver).await),
         Some(Pending::Merge(merge)) => {

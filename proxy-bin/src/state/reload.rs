@@ -280,6 +280,10 @@ fn keep_start_only_keys(old: &Config, new: &mut Config) -> Vec<&'static str> {
         changed.push("log");
         new.log.clone_from(&old.log);
     }
+    if new.big_requests != old.big_requests {
+        changed.push("big_requests");
+        new.big_requests = old.big_requests.clone();
+    }
     if new.max_memory != old.max_memory {
         changed.push("max_memory");
         new.max_memory = old.max_memory;

@@ -8,6 +8,7 @@ mod support;
 
 mod backend_deadlines;
 mod bad_input;
+mod big_requests;
 mod binary;
 mod cluster;
 mod deep_replies;

@@ -91,7 +91,10 @@ async fn replies_pair_with_requests_on_a_cluster_pool_during_slot_migration() {
     // `RKPROXY_TEST_PAIRING_MONITOR=1`: every command each master runs is recorded (MONITOR), and a failure
     // shows those that name the failing client's keys.
     let monitors: Vec<Monitor> = match std::env::var("RKPROXY_TEST_PAIRING_MONITOR").as_deref() {
-        Ok("1") => masters.iter().map(|master| Monitor::start(master)).collect(),
+        Ok("1") => masters
+            .iter()
+            .map(|master| Monitor::start(master))
+            .collect(),
         _ => Vec::new(),
     };
     let migrator = settings
@@ -556,7 +559,8 @@ struct Monitor {
 impl Monitor {
     fn start(master: &str) -> Monitor {
         let (host, port) = master.rsplit_once(':').expect("host:port");
-        let file = std::env::temp_dir().join(format!("rkproxy-monitor-{}-{port}.txt", std::process::id()));
+        let file =
+            std::env::temp_dir().join(format!("rkproxy-monitor-{}-{port}.txt", std::process::id()));
         let out = std::fs::File::create(&file).expect("monitor file");
         let child = std::process::Command::new("redis-cli")
             .args(["-h", host, "-p", port, "MONITOR"])
@@ -574,7 +578,11 @@ impl Monitor {
     fn lines_naming(&self, key: &str) -> Vec<String> {
         let text = std::fs::read_to_string(&self.file).unwrap_or_default();
         let quoted = format!("\"{key}\"");
-        let lines: Vec<String> = text.lines().filter(|line| line.contains(&quoted)).map(str::to_owned).collect();
+        let lines: Vec<String> = text
+            .lines()
+            .filter(|line| line.contains(&quoted))
+            .map(str::to_owned)
+            .collect();
         lines[lines.len().saturating_sub(60)..].to_vec()
     }
 }

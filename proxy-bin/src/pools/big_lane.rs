@@ -1,0 +1,482 @@
+//! The big-request lane: backend connections of their own for big requests and for requests whose replies are
+//! big, so that a transfer of many megabytes never queues in front of the small requests that other clients
+//! sent down a shared connection.
+//!
+//! A pool keeps one [`BigLane`] per (worker, node, db, protocol), like its shared connections, each with
+//! `big_requests.connections_per_node` connections. A lane connection carries one big request at a time: a big
+//! request takes a free connection, or waits for one (at most `max_queued` wait, each at most
+//! `queue_wait_ms`); otherwise it is answered [`BigLaneError::Busy`] without being sent, so nothing ran.
+//!
+//! Which requests are big is decided by [`BigLanes::is_big`]: the request's size, or its first key being one
+//! the pool recently saw with a big reply or a big value written ([`RecentBigKeys`], a fixed-size table: its
+//! memory is bounded whatever clients do). Ordering is the session's job: it waits for a client's earlier
+//! replies before a lane request and for the lane reply before the client's next request (see
+//! `session/big.rs`).
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::backend::{BackendError, BackendReply, Endpoint, Patience, SharedConnection};
+use crate::config::BigRequests;
+
+/// Why a big request was not sent. The text is the client's error reply (after `-`).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BigLaneError {
+    #[error("ERR big request lane of {node} is busy, try again")]
+    Busy { node: Arc<str> },
+}
+
+impl BigLaneError {
+    /// The error as a RESP error reply.
+    pub fn to_reply(&self) -> Bytes {
+        Bytes::from(format!("-{self}\r\n"))
+    }
+}
+
+/// What the big lanes of one pool did, for the stats (read with [`BigLaneStats::snapshot`]).
+#[derive(Debug, Default)]
+pub struct BigLaneStats {
+    big_requests: AtomicU64,
+    queue_waits: AtomicU64,
+    rejections: AtomicU64,
+}
+
+/// A copy of [`BigLaneStats`] at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BigLaneCounts {
+    /// Requests that went to the lane (sent, or refused as busy).
+    pub big_requests: u64,
+    /// Of those, how many had to wait for a free lane connection.
+    pub queue_waits: u64,
+    /// Of those, how many were refused: the queue was full or the wait too long.
+    pub rejections: u64,
+}
+
+impl BigLaneStats {
+    // Read by the stats of the operations issue; only the tests read it so far.
+    #[allow(dead_code)]
+    pub fn snapshot(&self) -> BigLaneCounts {
+        BigLaneCounts {
+            big_requests: self.big_requests.load(Ordering::Relaxed),
+            queue_waits: self.queue_waits.load(Ordering::Relaxed),
+            rejections: self.rejections.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Slots in [`RecentBigKeys`]: 8 KiB per pool.
+const RECENT_KEY_SLOTS: usize = 1024;
+
+/// The keys a pool recently saw with a big reply or a big value written, as 64-bit hashes in a fixed table: a
+/// key goes to the slot its hash picks and pushes out whatever was there. So memory is bounded, lookups take no
+/// lock, and a forgotten or mistaken key only costs a request its lane (never a wrong reply).
+#[derive(Debug)]
+pub struct RecentBigKeys {
+    slots: Box<[AtomicU64]>,
+    /// Slots in use; when 0 (the usual case) the session skips looking for a request's key.
+    used: AtomicUsize,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Default for RecentBigKeys {
+    fn default() -> Self {
+        RecentBigKeys {
+            slots: (0..RECENT_KEY_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            used: AtomicUsize::new(0),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+}
+
+impl RecentBigKeys {
+    /// A key's hash (never 0, which marks a free slot) and its slot.
+    fn locate(&self, key: &[u8]) -> (u64, &AtomicU64) {
+        let hash = self.hasher.hash_one(key).max(1);
+        // The table length is a power of two.
+        let slot = &self.slots[(hash as usize) & (RECENT_KEY_SLOTS - 1)];
+        (hash, slot)
+    }
+
+    pub fn remember(&self, key: &[u8]) {
+        let (hash, slot) = self.locate(key);
+        if slot.swap(hash, Ordering::Relaxed) == 0 {
+            self.used.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn forget(&self, key: &[u8]) {
+        let (hash, slot) = self.locate(key);
+        if slot
+            .compare_exchange(hash, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.used.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        let (hash, slot) = self.locate(key);
+        slot.load(Ordering::Relaxed) == hash
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.used.load(Ordering::Relaxed) == 0
+    }
+}
+
+/// Which lane: (worker thread, node address, db, RESP3).
+type LaneKey = (usize, Arc<str>, u32, bool);
+
+/// The big lanes of one pool, created lazily, with what they share: the settings, the recent big keys and the
+/// counters.
+#[derive(Debug)]
+pub struct BigLanes {
+    settings: BigRequests,
+    lanes: Mutex<HashMap<LaneKey, Arc<BigLane>>>,
+    recent: Arc<RecentBigKeys>,
+    stats: Arc<BigLaneStats>,
+}
+
+impl BigLanes {
+    pub fn new(settings: &BigRequests) -> BigLanes {
+        BigLanes {
+            settings: settings.clone(),
+            lanes: Mutex::new(HashMap::new()),
+            recent: Arc::default(),
+            stats: Arc::default(),
+        }
+    }
+
+    pub fn threshold(&self) -> usize {
+        self.settings.threshold_bytes
+    }
+
+    pub fn recent(&self) -> &RecentBigKeys {
+        &self.recent
+    }
+
+    // Read by the stats of the operations issue.
+    #[allow(dead_code)]
+    pub fn stats(&self) -> &BigLaneStats {
+        &self.stats
+    }
+
+    /// Whether a request of `size` bytes whose first key is `key` goes to the lane.
+    pub fn is_big(&self, size: usize, key: Option<&[u8]>) -> bool {
+        size >= self.settings.threshold_bytes
+            || (!self.recent.is_empty() && key.is_some_and(|key| self.recent.contains(key)))
+    }
+
+    /// The lane to `endpoint` (its address, db and protocol) on event loop `worker`. The lane's connections are
+    /// tasks of the calling worker's runtime, like shared connections.
+    pub fn lane(&self, worker: usize, endpoint: Endpoint) -> Arc<BigLane> {
+        let key = (
+            worker,
+            Arc::clone(&endpoint.address),
+            endpoint.db,
+            endpoint.resp3,
+        );
+        let mut lanes = self
+            .lanes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let lane = lanes.entry(key).or_insert_with(|| {
+            Arc::new(BigLane::new(
+                endpoint,
+                &self.settings,
+                Arc::clone(&self.recent),
+                Arc::clone(&self.stats),
+            ))
+        });
+        Arc::clone(lane)
+    }
+}
+
+/// How a lane request is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaneSend {
+    /// The request alone.
+    One,
+    /// `ASKING` and the request together (a cluster ASK redirect).
+    Asking,
+}
+
+/// A big request and what the lane learns from its reply.
+#[derive(Debug)]
+pub struct BigRequest {
+    pub request: Bytes,
+    pub send: LaneSend,
+    pub patience: Patience,
+    /// The request's first key, remembered when the reply is big (or the request is), forgotten when neither.
+    pub key: Option<Bytes>,
+}
+
+/// The lane connections to one node for one (worker, db, protocol).
+#[derive(Debug)]
+pub struct BigLane {
+    node: Arc<str>,
+    connections: Vec<SharedConnection>,
+    /// Indices into `connections` not carrying a request; as many as `permits` has permits.
+    free: Mutex<Vec<usize>>,
+    permits: Arc<Semaphore>,
+    /// Requests waiting for a permit.
+    waiting: AtomicUsize,
+    max_queued: usize,
+    queue_wait: Duration,
+    threshold: usize,
+    recent: Arc<RecentBigKeys>,
+    stats: Arc<BigLaneStats>,
+}
+
+impl BigLane {
+    fn new(
+        endpoint: Endpoint,
+        settings: &BigRequests,
+        recent: Arc<RecentBigKeys>,
+        stats: Arc<BigLaneStats>,
+    ) -> BigLane {
+        let count = settings.connections_per_node.max(1);
+        BigLane {
+            node: Arc::clone(&endpoint.address),
+            connections: (0..count)
+                .map(|_| SharedConnection::spawn(endpoint.clone()))
+                .collect(),
+            free: Mutex::new((0..count).collect()),
+            permits: Arc::new(Semaphore::new(count)),
+            waiting: AtomicUsize::new(0),
+            max_queued: settings.max_queued,
+            queue_wait: settings.queue_wait(),
+            threshold: settings.threshold_bytes,
+            recent,
+            stats,
+        }
+    }
+
+    /// Sends a big request on a free lane connection, waiting for one if need be, and returns where its reply
+    /// arrives. A request that finds the queue full, or waits too long, gets [`BigLaneError::Busy`] as its
+    /// reply and is never sent.
+    pub fn send(self: &Arc<Self>, big: BigRequest) -> oneshot::Receiver<BackendReply> {
+        BigLaneStats::count(&self.stats.big_requests);
+        let (reply, receiver) = oneshot::channel();
+        let permit = match Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                if !self.enter_queue() {
+                    let _ = reply.send(Ok(self.busy()));
+                    return receiver;
+                }
+                None
+            }
+        };
+        let lane = Arc::clone(self);
+        tokio::spawn(async move {
+            let answer = lane.carry(permit, big).await;
+            let _ = reply.send(answer);
+        });
+        receiver
+    }
+
+    /// Takes a place in the queue, if one is left.
+    fn enter_queue(&self) -> bool {
+        let before = self.waiting.fetch_add(1, Ordering::AcqRel);
+        if before >= self.max_queued {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        BigLaneStats::count(&self.stats.queue_waits);
+        true
+    }
+
+    /// The busy reply, counted.
+    fn busy(&self) -> Bytes {
+        BigLaneStats::count(&self.stats.rejections);
+        BigLaneError::Busy {
+            node: Arc::clone(&self.node),
+        }
+        .to_reply()
+    }
+
+    /// Waits for a lane connection (unless `permit` is one already), sends the request and waits for its reply.
+    async fn carry(
+        self: Arc<Self>,
+        permit: Option<OwnedSemaphorePermit>,
+        big: BigRequest,
+    ) -> BackendReply {
+        let permit = match permit {
+            Some(permit) => permit,
+            None => {
+                let waited = tokio::time::timeout(
+                    self.queue_wait,
+                    Arc::clone(&self.permits).acquire_owned(),
+                )
+                .await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                match waited {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) | Err(_) => return Ok(self.busy()),
+                }
+            }
+        };
+        // `free` holds indices below `connections.len()` (at least 1); the modulo only keeps this panic-free.
+        let index = self.take_free() % self.connections.len().max(1);
+        let Some(connection) = self.connections.get(index) else {
+            return Ok(self.busy());
+        };
+        let connection = connection.with_patience(big.patience);
+        let receiver = match big.send {
+            LaneSend::One => connection.send(big.request.clone()),
+            LaneSend::Asking => connection.send_asking(&big.request),
+        };
+        let reply = receiver.await.unwrap_or_else(|_| {
+            Err(BackendError::unavailable(
+                &self.node,
+                "lane connection closed before replying",
+            ))
+        });
+        self.give_back(index);
+        drop(permit);
+        self.learn(&big, &reply);
+        reply
+    }
+
+    fn take_free(&self) -> usize {
+        let mut free = self
+            .free
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        free.pop().unwrap_or(0)
+    }
+
+    fn give_back(&self, index: usize) {
+        let mut free = self
+            .free
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !free.contains(&index) {
+            free.push(index);
+        }
+    }
+
+    /// Remembers the key of a big value (written or read), forgets it when neither was big.
+    fn learn(&self, big: &BigRequest, reply: &BackendReply) {
+        let (Some(key), Ok(frame)) = (&big.key, reply) else {
+            return;
+        };
+        if frame.len() >= self.threshold || big.request.len() >= self.threshold {
+            self.recent.remember(key);
+        } else {
+            self.recent.forget(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_big_keys_remember_and_forget() {
+        let recent = RecentBigKeys::default();
+        assert!(recent.is_empty());
+        recent.remember(b"big");
+        assert!(recent.contains(b"big") && !recent.contains(b"small"));
+        assert!(!recent.is_empty());
+        recent.forget(b"small");
+        assert!(recent.contains(b"big"));
+        recent.forget(b"big");
+        assert!(!recent.contains(b"big") && recent.is_empty());
+    }
+
+    #[test]
+    fn recent_big_keys_stay_bounded() {
+        let recent = RecentBigKeys::default();
+        for index in 0..100_000u32 {
+            recent.remember(&index.to_be_bytes());
+        }
+        assert!(recent.used.load(Ordering::Relaxed) <= RECENT_KEY_SLOTS);
+        assert_eq!(recent.slots.len(), RECENT_KEY_SLOTS);
+        // The newest key is always there; most old ones were pushed out.
+        assert!(recent.contains(&99_999u32.to_be_bytes()));
+        let kept = (0..100_000u32)
+            .filter(|index| recent.contains(&index.to_be_bytes()))
+            .count();
+        assert!(kept <= RECENT_KEY_SLOTS, "{kept}");
+    }
+
+    /// A lane of one connection with room for one waiting request, to a server that accepts and never answers:
+    /// the first request holds the connection, the second waits and gives up after `queue_wait_ms`, the third
+    /// finds the queue full and is refused at once. Each is counted.
+    #[tokio::test]
+    async fn a_full_lane_refuses_and_counts() {
+        #![allow(clippy::unwrap_used)]
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = silent.local_addr().unwrap().to_string();
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = silent.accept().await {
+                held.push(socket);
+            }
+        });
+        let settings = BigRequests {
+            connections_per_node: 1,
+            max_queued: 1,
+            queue_wait_ms: 50,
+            ..BigRequests::default()
+        };
+        let lanes = BigLanes::new(&settings);
+        let endpoint = Endpoint {
+            address: Arc::from(address.as_str()),
+            username: None,
+            password: None,
+            db: 0,
+            resp3: false,
+            readonly: false,
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(30),
+            slow_command_timeout: Duration::from_secs(30),
+        };
+        let lane = lanes.lane(0, endpoint);
+        let request = |key: &'static str| BigRequest {
+            request: Bytes::from(format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len())),
+            send: LaneSend::One,
+            patience: Patience::Normal,
+            key: None,
+        };
+        let _holding = lane.send(request("a"));
+        let waiting = lane.send(request("b"));
+        let refused = lane.send(request("c"));
+        let busy = format!("-ERR big request lane of {address} is busy, try again\r\n");
+        assert_eq!(&refused.await.unwrap().unwrap()[..], busy.as_bytes());
+        assert_eq!(&waiting.await.unwrap().unwrap()[..], busy.as_bytes());
+        assert_eq!(
+            lanes.stats().snapshot(),
+            BigLaneCounts {
+                big_requests: 3,
+                queue_waits: 1,
+                rejections: 2,
+            }
+        );
+        holder.abort();
+    }
+
+    #[test]
+    fn the_busy_error_names_the_node() {
+        let error = BigLaneError::Busy {
+            node: Arc::from("10.0.0.1:6379"),
+        };
+        assert_eq!(
+            &error.to_reply()[..],
+            b"-ERR big request lane of 10.0.0.1:6379 is busy, try again\r\n"
+        );
+    }
+}

@@ -69,7 +69,8 @@ pub use police::{police, OverLimit, Policed, Verdict, ANSWERED_BY_THE_PROXY_FOR_
 pub use registry::{credentials, Credentials, DbAssignment, DbChange, Tenants};
 pub use rewrite::{escape_glob, Rewrite};
 pub use tenant::{
-    allowed_before_auth, Tenant, ADMIN_EXTRA, DANGEROUS_BUT_ALLOWED, MAY_WRITE_UNFLAGGED,
+    allowed_before_auth, Tenant, ADMIN_EXTRA, DANGEROUS_BUT_ALLOWED, KEYLESS_COMMANDS_FOR_TENANTS,
+    MAY_WRITE_UNFLAGGED,
 };
 
 #[cfg(test)]

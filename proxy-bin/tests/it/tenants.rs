@@ -1,6 +1,7 @@
 //! Tenants through the proxy: AUTH, rights, db and key-prefix isolation, limits, USE.
 
 mod hardening;
+mod hostile;
 
 use std::time::{Duration, Instant};
 

@@ -398,6 +398,49 @@ impl Tenant {
         })
     }
 
+    /// The channel check, for a connection on `pool`: a tenant that has a `db` but no key prefix, configured
+    /// on `pool` together with other tenants, may not run pub/sub commands there (SUBSCRIBE, PSUBSCRIBE,
+    /// SSUBSCRIBE, their UNSUBSCRIBEs, PUBLISH, SPUBLISH, PUBSUB ...). Its db keeps its keys apart, but
+    /// channels are server-wide: `SUBSCRIBE b:news` or `PSUBSCRIBE *` would hear the other tenants'
+    /// messages, including keyspace notifications of their databases. A key prefix prefixes channels too,
+    /// so a prefixed tenant keeps pub/sub. Admins, a tenant alone on its pool, and a tenant with neither a db
+    /// nor a prefix (which shares db 0 and its keys with the others by configuration) are not checked.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use cluster_router::lookup;
+    /// use tenant_policy::{DbSetting, PoolInfo, TenantConfig, Tenants};
+    ///
+    /// let mut own_db = TenantConfig::new("pw-c", "main");
+    /// own_db.db = Some(DbSetting::Number(3));
+    /// let mut prefixed = TenantConfig::new("pw-b", "main");
+    /// prefixed.key_prefix = Some("b:".to_owned());
+    /// let tenants = Tenants::new(
+    ///     &BTreeMap::from([("c".to_owned(), own_db), ("b".to_owned(), prefixed)]),
+    ///     &BTreeMap::from([("main".to_owned(), PoolInfo::standalone())]),
+    /// )
+    /// .unwrap();
+    /// let subscribe = lookup(&[&b"SUBSCRIBE"[..], b"b:news"]).unwrap();
+    /// assert!(tenants.get("c").unwrap().check_channels(subscribe, "main").unwrap_err().to_string()
+    ///     .contains("has a db but no key prefix"));
+    /// assert!(tenants.get("b").unwrap().check_channels(subscribe, "main").is_ok());
+    /// ```
+    pub fn check_channels(&self, spec: &CommandSpec, pool: &str) -> Result<(), PolicyError> {
+        if self.admin
+            || spec.class != CommandClass::PubSub
+            || self.key_prefix.is_some()
+            || self.db.is_none()
+            || !self.shared_pools.contains(pool)
+        {
+            return Ok(());
+        }
+        Err(PolicyError::ChannelsWithoutPrefix {
+            tenant: self.name.clone(),
+            command: spec.name,
+            pool: pool.to_owned(),
+        })
+    }
+
     /// The check for the proxy's own admin commands (RELOAD, SHOW, ...), which are not in the
     /// Redis command table: admins only. `command` is the name as the client sent it.
     pub fn may_run_proxy_admin(&self, command: &[u8]) -> Result<(), PolicyError> {

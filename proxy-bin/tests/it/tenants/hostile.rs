@@ -1,13 +1,15 @@
 //! A hostile tenant against the commands that take no key (issue 12): tenants `a` and `b` (key prefixes `a:`
-//! and `b:`) share one standalone pool; `a` sends every command of the table that names no key, with arguments
-//! an attacker would choose, and must neither see nor change anything of `b`.
+//! and `b:`) and `c` (a db of its own, no prefix) share one standalone pool; `a`, then `c`, sends every command
+//! of the table that names no key, with arguments an attacker would choose, and must neither see nor change
+//! anything of `b`.
 //!
-//! The sweep is a non-interference test: `a` runs every request once while `b` has nothing, and once while `b`
-//! has keys, channel, pattern and shard-channel subscribers, a client blocked in BLPOP and an idle connection.
-//! Every reply `a` gets must be the same both times (what `b` does cannot show through), must not contain `b`'s
-//! names or values, and must be either a refusal or come from a command in tenant-policy's list of commands
-//! without keys that tenants may run (each listed with its reason). Afterwards `b`'s keys, subscriptions,
-//! blocked client and connection are checked, and the server's configuration, users, functions and databases.
+//! The sweep is a non-interference test: the attacker runs every request once while `b` has nothing, and once
+//! while `b` has keys, channel, pattern and shard-channel subscribers, a client blocked in BLPOP and an idle
+//! connection. Every reply it gets must be the same both times (what `b` does cannot show through), must not
+//! contain `b`'s names or values, and must be either a refusal or come from a command in tenant-policy's list
+//! of commands without keys that tenants may run (each listed with its reason). Afterwards `b`'s keys,
+//! subscriptions, blocked client and connection are checked, and the server's configuration, users, functions
+//! and databases.
 //! Each request runs on its own connection, once as it is and once inside MULTI ... EXEC.
 
 use std::collections::BTreeMap;
@@ -38,7 +40,8 @@ const VARIES_BY_ITSELF: &[(&str, &str)] = &[
     ),
 ];
 
-/// Tenants `a` and `b` (prefixed, not admins) and the admin `boss`, all on pool `main`.
+/// Tenants `a` and `b` (prefixed), `c` (db 1, the first free one, without a prefix) and the admin `boss`, all
+/// on pool `main`.
 async fn hostile_proxy(redis: &OwnRedis) -> rkproxy::Proxy {
     let addr = redis.addr();
     start_proxy_toml(&format!(
@@ -46,10 +49,29 @@ async fn hostile_proxy(redis: &OwnRedis) -> rkproxy::Proxy {
          [pools.main]\nkind = 'standalone'\nnodes = ['{addr}']\n\
          [tenants.a]\npassword = 'a-pw'\npool = 'main'\nkey_prefix = 'a:'\n\
          [tenants.b]\npassword = 'b-pw'\npool = 'main'\nkey_prefix = 'b:'\n\
+         [tenants.c]\npassword = 'c-pw'\npool = 'main'\ndb = 'auto'\n\
          [tenants.boss]\npassword = 'boss-pw'\npool = 'main'\nadmin = true\n"
     ))
     .await
 }
+
+/// The tenant that attacks: `a` (prefix `a:`) or `c` (a db of its own, no prefix).
+#[derive(Clone, Copy, Debug)]
+struct Attacker {
+    user: &'static str,
+    password: &'static str,
+}
+
+const ATTACKERS: [Attacker; 2] = [
+    Attacker {
+        user: "a",
+        password: "a-pw",
+    },
+    Attacker {
+        user: "c",
+        password: "c-pw",
+    },
+];
 
 /// One request of the sweep.
 #[derive(Clone, Debug)]
@@ -88,7 +110,6 @@ fn keyless_specs() -> Vec<&'static CommandSpec> {
 /// the right arity (see [`plain_args`]).
 fn hostile_variants(name: &str) -> Option<&'static [&'static [&'static str]]> {
     Some(match name {
-        "auth" => &[&["AUTH", "a", "a-pw"]],
         "select" => &[&["SELECT", "1"], &["SELECT", "0"]],
         "hello" => &[&["HELLO", "3"], &["HELLO", "2"]],
         "client|reply" => &[&["CLIENT", "REPLY", "ON"]],
@@ -184,9 +205,20 @@ fn plain_args(spec: &CommandSpec) -> Vec<String> {
     args
 }
 
-fn probes() -> Vec<Probe> {
+fn probes(attacker: Attacker) -> Vec<Probe> {
     let mut probes = Vec::new();
     for spec in keyless_specs() {
+        if spec.name == "auth" {
+            probes.push(Probe {
+                name: spec.name,
+                args: vec![
+                    "AUTH".into(),
+                    attacker.user.into(),
+                    attacker.password.into(),
+                ],
+            });
+            continue;
+        }
         match hostile_variants(spec.name) {
             Some(variants) => probes.extend(variants.iter().map(|args| Probe {
                 name: spec.name,
@@ -262,9 +294,9 @@ fn is_ping_reply(reply: &str, transaction_open: bool) -> bool {
 
 /// Runs one probe as tenant `a` on a new connection (inside MULTI ... EXEC when `in_multi`), and returns every
 /// reply it got, in order.
-fn run_probe(addr: SocketAddr, probe: &Probe, in_multi: bool) -> Vec<String> {
+fn run_probe(addr: SocketAddr, attacker: Attacker, probe: &Probe, in_multi: bool) -> Vec<String> {
     let mut raw = RawClient::connect(addr);
-    let mut request = b"AUTH a a-pw\r\n".to_vec();
+    let mut request = format!("AUTH {} {}\r\n", attacker.user, attacker.password).into_bytes();
     if in_multi {
         request.extend_from_slice(b"MULTI\r\n");
     }
@@ -295,7 +327,19 @@ fn run_probe(addr: SocketAddr, probe: &Probe, in_multi: bool) -> Vec<String> {
         }
         replies.push(reply);
     }
+    end_probe(&mut raw);
     replies
+}
+
+/// RESET, which ends whatever the probe left (a subscription, a transaction) on the server before `+RESET`
+/// comes back, so that no later probe sees a subscription of this one.
+fn end_probe(raw: &mut RawClient) {
+    raw.send(b"RESET\r\n");
+    while let Some(reply) = read_reply(raw) {
+        if reply == "+RESET\r\n" {
+            return;
+        }
+    }
 }
 
 /// Whether the proxy refused the request without running it: no rights, a command it does not serve, or one
@@ -331,34 +375,10 @@ fn normalize(name: &str, replies: &[String]) -> String {
     text.chars().next().map(String::from).unwrap_or_default()
 }
 
-/// Waits until the server has dropped the subscriptions of `a`'s probe connections that are closed, so that a
-/// later probe (PUBLISH, PUBSUB ...) never sees a subscription of an earlier one. `b_patterns`: how many
-/// pattern subscriptions `b` holds.
-fn wait_for_no_subscriptions_of_a(redis: SocketAddr, b_patterns: usize) {
-    let mut server = RawClient::connect(redis);
-    let quiet = [
-        "*0\r\n".to_owned(),
-        "*0\r\n".to_owned(),
-        format!(":{b_patterns}\r\n"),
-    ];
-    for _ in 0..500 {
-        server.send(b"PUBSUB CHANNELS a:*\r\nPUBSUB SHARDCHANNELS a:*\r\nPUBSUB NUMPAT\r\n");
-        let now: Vec<String> = (0..3)
-            .map(|_| read_reply(&mut server).unwrap_or_default())
-            .collect();
-        if now == quiet {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("the subscriptions of a's closed connections stayed on the server");
-}
-
 /// Runs every probe, as it is and inside MULTI; the replies by (probe index, in MULTI).
 async fn sweep(
     addr: SocketAddr,
-    redis: SocketAddr,
-    b_patterns: usize,
+    attacker: Attacker,
     probes: &[Probe],
 ) -> BTreeMap<(usize, bool), Vec<String>> {
     let probes = probes.to_vec();
@@ -366,18 +386,16 @@ async fn sweep(
         let mut replies = BTreeMap::new();
         for (index, probe) in probes.iter().enumerate() {
             for in_multi in [false, true] {
-                replies.insert((index, in_multi), run_probe(addr, probe, in_multi));
-                wait_for_no_subscriptions_of_a(redis, b_patterns);
+                replies.insert(
+                    (index, in_multi),
+                    run_probe(addr, attacker, probe, in_multi),
+                );
             }
         }
         replies
     })
     .await
 }
-
-/// How many pattern subscriptions `b` holds before it is populated, and after ([`populate_b`]).
-const B_PATTERNS_NONE: usize = 0;
-const B_PATTERNS: usize = 2;
 
 /// Everything of `b` that `a` might disturb, kept open during the second sweep.
 struct TenantB {
@@ -539,32 +557,18 @@ async fn server_state(redis: &OwnRedis) -> Vec<String> {
     state
 }
 
-/// The sweep itself (see the module docs).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_command_without_keys_lets_a_tenant_see_or_touch_another_tenant() {
-    let redis = blocking(|| OwnRedis::start(&[])).await;
-    let proxy = hostile_proxy(&redis).await;
-    let addr = proxy.local_addr();
-    // `a` has keys and a subscription of its own, so its replies are not all empty.
-    let mut a = as_tenant(&proxy, "a", "a-pw").await;
-    for key in ["mine-1", "mine-2"] {
-        let _: () = a.set(key, "a-value").await.unwrap();
-    }
-    let probes = probes();
-    assert!(probes.len() > 150, "only {} probes", probes.len());
-
-    let redis_addr: SocketAddr = redis.addr().parse().unwrap();
-    let before = sweep(addr, redis_addr, B_PATTERNS_NONE, &probes).await;
-    let b = populate_b(&proxy).await;
-    let server_before = server_state(&redis).await;
-    let during = sweep(addr, redis_addr, B_PATTERNS, &probes).await;
-    let server_after = server_state(&redis).await;
-    check_b_untouched(&proxy, b).await;
-    assert_eq!(server_before, server_after, "the server was changed");
-
+/// What is wrong with one attacker's replies (see the module docs); adds the commands that ran, or were
+/// refused only for the key prefix, to `ran`.
+fn problems_of(
+    attacker: Attacker,
+    probes: &[Probe],
+    before: &BTreeMap<(usize, bool), Vec<String>>,
+    during: &BTreeMap<(usize, bool), Vec<String>>,
+    ran: &mut std::collections::BTreeSet<&'static str>,
+) -> Vec<String> {
     let allowed = tenant_policy::KEYLESS_COMMANDS_FOR_TENANTS;
     let mut problems = Vec::new();
-    let mut ran = std::collections::BTreeSet::new();
+    let who = attacker.user;
     for (index, probe) in probes.iter().enumerate() {
         for in_multi in [false, true] {
             let replies = &during[&(index, in_multi)];
@@ -574,16 +578,15 @@ async fn no_command_without_keys_lets_a_tenant_see_or_touch_another_tenant() {
             for marker in B_MARKERS {
                 if text.contains(marker) && !sent.contains(marker) {
                     problems.push(format!(
-                        "{probe:?} (multi {in_multi}) shows b's {marker}: {text:?}"
+                        "{who}: {probe:?} (multi {in_multi}) shows b's {marker}: {text:?}"
                     ));
                 }
             }
-            let unchanged = normalize(probe.name, &before[&(index, in_multi)])
-                == normalize(probe.name, replies);
-            if !unchanged {
+            let earlier = &before[&(index, in_multi)];
+            if normalize(probe.name, earlier) != normalize(probe.name, replies) {
                 problems.push(format!(
-                    "{probe:?} (multi {in_multi}) answers differently once b has data: {:?} then {replies:?}",
-                    before[&(index, in_multi)]
+                    "{who}: {probe:?} (multi {in_multi}) answers differently once b has data: \
+                     {earlier:?} then {replies:?}"
                 ));
             }
             if first.contains("has a key prefix and") {
@@ -598,10 +601,54 @@ async fn no_command_without_keys_lets_a_tenant_see_or_touch_another_tenant() {
             }
             if !allowed.iter().any(|(name, _)| *name == probe.name) {
                 problems.push(format!(
-                    "{probe:?} (multi {in_multi}) ran for a tenant without being listed as safe: {text:?}"
+                    "{who}: {probe:?} (multi {in_multi}) ran for a tenant without being listed as \
+                     safe: {text:?}"
                 ));
             }
         }
+    }
+    problems
+}
+
+/// The sweep itself (see the module docs), by `a` (prefixed like `b`) and by `c` (a db of its own, no prefix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_command_without_keys_lets_a_tenant_see_or_touch_another_tenant() {
+    let redis = blocking(|| OwnRedis::start(&[])).await;
+    let proxy = hostile_proxy(&redis).await;
+    let addr = proxy.local_addr();
+    // The attackers have keys of their own, so their replies are not all empty (`c` one, so that its
+    // RANDOMKEY does not vary by itself).
+    let mut a = as_tenant(&proxy, "a", "a-pw").await;
+    for key in ["mine-1", "mine-2"] {
+        let _: () = a.set(key, "a-value").await.unwrap();
+    }
+    let mut c = as_tenant(&proxy, "c", "c-pw").await;
+    let _: () = c.set("mine-1", "c-value").await.unwrap();
+    let probes: Vec<Vec<Probe>> = ATTACKERS.iter().map(|attacker| probes(*attacker)).collect();
+    assert!(probes[0].len() > 150, "only {} probes", probes[0].len());
+
+    let mut before = Vec::new();
+    for (attacker, probes) in ATTACKERS.iter().zip(&probes) {
+        before.push(sweep(addr, *attacker, probes).await);
+    }
+    let b = populate_b(&proxy).await;
+    let server_before = server_state(&redis).await;
+    let mut during = Vec::new();
+    for (attacker, probes) in ATTACKERS.iter().zip(&probes) {
+        during.push(sweep(addr, *attacker, probes).await);
+    }
+    let server_after = server_state(&redis).await;
+
+    let mut ran = std::collections::BTreeSet::new();
+    let mut problems = Vec::new();
+    for (index, attacker) in ATTACKERS.iter().enumerate() {
+        problems.extend(problems_of(
+            *attacker,
+            &probes[index],
+            &before[index],
+            &during[index],
+            &mut ran,
+        ));
     }
     assert!(
         problems.is_empty(),
@@ -609,10 +656,12 @@ async fn no_command_without_keys_lets_a_tenant_see_or_touch_another_tenant() {
         problems.len(),
         problems.join("\n")
     );
+    check_b_untouched(&proxy, b).await;
+    assert_eq!(server_before, server_after, "the server was changed");
     // The list is not stale: every listed command ran, or was refused only for the key prefix (scripts are
     // refused on this shared pool).
     let script_commands = ["function|", "script|"];
-    for (name, _) in allowed {
+    for (name, _) in tenant_policy::KEYLESS_COMMANDS_FOR_TENANTS {
         if script_commands
             .iter()
             .any(|prefix| name.starts_with(prefix))

@@ -20,7 +20,7 @@ use redis::AsyncCommands;
 
 use crate::support::*;
 
-/// Strings only `b` uses: one of them in a reply to `a` is a leak (unless `a` itself sent it).
+/// Strings only `b` uses: one of them in a reply to the attacker is a leak (unless the attacker sent it).
 const B_MARKERS: &[&str] = &["b-secret", "bkey", "bchan", "bshard", "bpat", "bblock"];
 
 /// Commands whose replies change by themselves from one call to the next: their replies are compared after
@@ -397,7 +397,7 @@ async fn sweep(
     .await
 }
 
-/// Everything of `b` that `a` might disturb, kept open during the second sweep.
+/// Everything of `b` that an attacker might disturb, kept open during the second sweeps.
 struct TenantB {
     subscriber: RawClient,
     pattern_subscriber: RawClient,

@@ -40,19 +40,71 @@ const VARIES_BY_ITSELF: &[(&str, &str)] = &[
     ),
 ];
 
-/// Tenants `a` and `b` (prefixed), `c` (db 1, the first free one, without a prefix) and the admin `boss`, all
-/// on pool `main`.
+/// Tenants `a` and `b` (prefixed) and the admin `boss` on `pool`, and with `with_c` also `c` (db 1, the first
+/// free one, without a prefix).
+fn tenants_toml(pool: &str, with_c: bool) -> String {
+    let c = if with_c {
+        format!("[tenants.c]\npassword = 'c-pw'\npool = '{pool}'\ndb = 'auto'\n")
+    } else {
+        String::new()
+    };
+    format!(
+        "[tenants.a]\npassword = 'a-pw'\npool = '{pool}'\nkey_prefix = 'a:'\n\
+         [tenants.b]\npassword = 'b-pw'\npool = '{pool}'\nkey_prefix = 'b:'\n\
+         [tenants.boss]\npassword = 'boss-pw'\npool = '{pool}'\nadmin = true\n{c}"
+    )
+}
+
+/// Tenants `a`, `b`, `c` and `boss` on the standalone pool `main`.
 async fn hostile_proxy(redis: &OwnRedis) -> rkproxy::Proxy {
     let addr = redis.addr();
     start_proxy_toml(&format!(
-        "default_pool = 'main'\n\
-         [pools.main]\nkind = 'standalone'\nnodes = ['{addr}']\n\
-         [tenants.a]\npassword = 'a-pw'\npool = 'main'\nkey_prefix = 'a:'\n\
-         [tenants.b]\npassword = 'b-pw'\npool = 'main'\nkey_prefix = 'b:'\n\
-         [tenants.c]\npassword = 'c-pw'\npool = 'main'\ndb = 'auto'\n\
-         [tenants.boss]\npassword = 'boss-pw'\npool = 'main'\nadmin = true\n"
+        "default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{addr}']\n{}",
+        tenants_toml("main", true)
     ))
     .await
+}
+
+/// The servers behind the pool, to look at directly.
+#[derive(Clone)]
+struct Backend {
+    nodes: Vec<String>,
+    databases: u32,
+    standalone: bool,
+}
+
+impl Backend {
+    fn standalone(redis: &OwnRedis) -> Backend {
+        Backend {
+            nodes: vec![redis.addr()],
+            databases: 16,
+            standalone: true,
+        }
+    }
+
+    fn cluster(cluster: &OwnCluster) -> Backend {
+        Backend {
+            nodes: cluster.addrs(),
+            databases: 1,
+            standalone: false,
+        }
+    }
+
+    /// Clients blocked in a command, on every node.
+    fn blocked_clients(&self) -> usize {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let mut raw = RawClient::connect(node.parse().unwrap());
+                raw.send(b"INFO clients\r\n");
+                let info = read_reply(&mut raw).unwrap_or_default();
+                info.lines()
+                    .find_map(|line| line.strip_prefix("blocked_clients:"))
+                    .and_then(|count| count.trim().parse::<usize>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
 }
 
 /// The tenant that attacks: `a` (prefix `a:`) or `c` (a db of its own, no prefix).
@@ -151,18 +203,18 @@ fn hostile_variants(name: &str) -> Option<&'static [&'static [&'static str]]> {
             &["PUBSUB", "SHARDCHANNELS", "b:*"],
         ],
         "pubsub|numsub" => &[&["PUBSUB", "NUMSUB", "news", "b:news", "*"]],
-        "pubsub|shardnumsub" => &[&["PUBSUB", "SHARDNUMSUB", "shard", "b:shard"]],
+        "pubsub|shardnumsub" => &[&["PUBSUB", "SHARDNUMSUB", "{bshard}1", "b:{bshard}1"]],
         "publish" => &[
             &["PUBLISH", "news", "from-a"],
             &["PUBLISH", "b:news", "from-a"],
         ],
         "spublish" => &[
-            &["SPUBLISH", "shard", "from-a"],
-            &["SPUBLISH", "b:shard", "from-a"],
+            &["SPUBLISH", "{bshard}1", "from-a"],
+            &["SPUBLISH", "b:{bshard}1", "from-a"],
         ],
         "subscribe" => &[&["SUBSCRIBE", "news", "b:news"]],
         "psubscribe" => &[&["PSUBSCRIBE", "*", "b:*", "n*"]],
-        "ssubscribe" => &[&["SSUBSCRIBE", "shard"], &["SSUBSCRIBE", "b:shard"]],
+        "ssubscribe" => &[&["SSUBSCRIBE", "{bshard}1"], &["SSUBSCRIBE", "b:{bshard}1"]],
         "keys" => &[&["KEYS", "*"], &["KEYS", "b:*"], &["KEYS", "\\b*"]],
         "scan" => &[
             &["SCAN", "0", "COUNT", "100000"],
@@ -418,7 +470,7 @@ fn b_client(addr: SocketAddr, command: &str, replies: usize) -> RawClient {
     raw
 }
 
-async fn populate_b(proxy: &rkproxy::Proxy) -> TenantB {
+async fn populate_b(proxy: &rkproxy::Proxy, backend: &Backend) -> TenantB {
     let mut b = as_tenant(proxy, "b", "b-pw").await;
     let keys: Vec<String> = (0..40).map(|i| format!("bkey-{i}")).collect();
     for key in &keys {
@@ -435,7 +487,8 @@ async fn populate_b(proxy: &rkproxy::Proxy) -> TenantB {
         TenantB {
             subscriber: b_client(addr, "SUBSCRIBE bchan news", 2),
             pattern_subscriber: b_client(addr, "PSUBSCRIBE bpat* *", 2),
-            shard_subscriber: b_client(addr, "SSUBSCRIBE bshard shard", 2),
+            // One hash tag: on a cluster, shard channels of one SSUBSCRIBE must share a slot.
+            shard_subscriber: b_client(addr, "SSUBSCRIBE {bshard}1 {bshard}2", 2),
             blocked,
             idle: b_client(addr, "PING", 1),
             keys,
@@ -443,14 +496,9 @@ async fn populate_b(proxy: &rkproxy::Proxy) -> TenantB {
     })
     .await;
     // The blocked client is blocked on the server before the sweep starts.
-    let mut boss = as_tenant(proxy, "boss", "boss-pw").await;
     for _ in 0..500 {
-        let info: String = redis::cmd("INFO")
-            .arg("clients")
-            .query_async(&mut boss)
-            .await
-            .unwrap();
-        if info.contains("blocked_clients:1") {
+        let backend = backend.clone();
+        if blocking(move || backend.blocked_clients() == 1).await {
             return b;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -466,7 +514,7 @@ async fn check_b_untouched(proxy: &rkproxy::Proxy, b: TenantB) {
         let _: i64 = publisher.publish(channel, "from-b").await.unwrap();
     }
     let _: i64 = redis::cmd("SPUBLISH")
-        .arg("bshard")
+        .arg("{bshard}1")
         .arg("from-b")
         .query_async(&mut publisher)
         .await
@@ -482,17 +530,19 @@ async fn check_b_untouched(proxy: &rkproxy::Proxy, b: TenantB) {
         ..
     } = b;
     blocking(move || {
-        // In publishing order: nothing of `a`'s PUBLISH/SPUBLISH arrived before `b`'s own messages.
-        for channel in ["bchan", "news"] {
-            let message = read_reply(&mut subscriber).unwrap();
-            assert_eq!(
-                message,
-                format!(
-                    "*3\r\n$7\r\nmessage\r\n${}\r\n{channel}\r\n$6\r\nfrom-b\r\n",
-                    channel.len()
-                )
-            );
-        }
+        // Nothing of the attacker's PUBLISH/SPUBLISH arrived before `b`'s own messages (in any order: on a
+        // cluster they may come through different nodes).
+        let mut messages: Vec<String> = (0..2)
+            .map(|_| read_reply(&mut subscriber).unwrap())
+            .collect();
+        messages.sort();
+        assert_eq!(
+            messages,
+            [
+                "*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$6\r\nfrom-b\r\n",
+                "*3\r\n$7\r\nmessage\r\n$5\r\nbchan\r\n$6\r\nfrom-b\r\n",
+            ]
+        );
         // `*` matches the three messages, `bpat*` one of them.
         for _ in 0..4 {
             let message = read_reply(&mut pattern_subscriber).unwrap();
@@ -502,7 +552,7 @@ async fn check_b_untouched(proxy: &rkproxy::Proxy, b: TenantB) {
         let message = read_reply(&mut shard_subscriber).unwrap();
         assert_eq!(
             message,
-            "*3\r\n$8\r\nsmessage\r\n$6\r\nbshard\r\n$6\r\nfrom-b\r\n"
+            "*3\r\n$8\r\nsmessage\r\n$9\r\n{bshard}1\r\n$6\r\nfrom-b\r\n"
         );
         let popped = read_reply(&mut blocked).unwrap();
         assert_eq!(popped, "*2\r\n$6\r\nbblock\r\n$6\r\nfrom-b\r\n");
@@ -517,42 +567,47 @@ async fn check_b_untouched(proxy: &rkproxy::Proxy, b: TenantB) {
     }
 }
 
-/// What the server holds that a tenant must not change: every database's keys, the configuration, the ACL
-/// users, the function libraries, the role and the last save.
-async fn server_state(redis: &OwnRedis) -> Vec<String> {
-    let mut server = direct(&redis.addr(), 0).await;
+/// What the servers hold that a tenant must not change: every database's keys, the configuration, the ACL
+/// users, the function libraries, and on a standalone server the role and the last save.
+async fn server_state(backend: &Backend) -> Vec<String> {
     let mut state = Vec::new();
-    for db in 0..16 {
-        let mut conn = direct(&redis.addr(), db).await;
-        let mut keys: Vec<String> = conn.keys("*").await.unwrap();
-        keys.sort();
-        state.push(format!("db{db}: {keys:?}"));
-    }
-    for command in [
-        &["CONFIG", "GET", "*"][..],
-        &["ACL", "LIST"],
-        &["FUNCTION", "LIST"],
-        &["ROLE"],
-        &["LASTSAVE"],
-    ] {
-        let mut cmd = redis::cmd(command[0]);
-        for arg in &command[1..] {
-            cmd.arg(*arg);
+    for node in &backend.nodes {
+        let mut server = direct(node, 0).await;
+        for db in 0..backend.databases {
+            let mut conn = direct(node, db).await;
+            let mut keys: Vec<String> = conn.keys("*").await.unwrap();
+            keys.sort();
+            state.push(format!("{node} db{db}: {keys:?}"));
         }
-        let value: redis::Value = cmd.query_async(&mut server).await.unwrap();
-        let mut text = format!("{value:?}");
-        if command[0] == "CONFIG" {
-            // CONFIG GET * answers in hash-table order: compare it as a set of pairs.
-            let mut pairs: Vec<String> = match value {
-                redis::Value::Array(items) => {
-                    items.chunks(2).map(|pair| format!("{pair:?}")).collect()
-                }
-                other => vec![format!("{other:?}")],
-            };
-            pairs.sort();
-            text = pairs.concat();
+        let mut commands = vec![
+            &["CONFIG", "GET", "*"][..],
+            &["ACL", "LIST"],
+            &["FUNCTION", "LIST"],
+        ];
+        if backend.standalone {
+            // A cluster node's role carries replication offsets, which move by themselves.
+            commands.extend([&["ROLE"][..], &["LASTSAVE"]]);
         }
-        state.push(format!("{command:?}: {text}"));
+        for command in commands {
+            let mut cmd = redis::cmd(command[0]);
+            for arg in &command[1..] {
+                cmd.arg(*arg);
+            }
+            let value: redis::Value = cmd.query_async(&mut server).await.unwrap();
+            let mut text = format!("{value:?}");
+            if command[0] == "CONFIG" {
+                // CONFIG GET * answers in hash-table order: compare it as a set of pairs.
+                let mut pairs: Vec<String> = match value {
+                    redis::Value::Array(items) => {
+                        items.chunks(2).map(|pair| format!("{pair:?}")).collect()
+                    }
+                    other => vec![format!("{other:?}")],
+                };
+                pairs.sort();
+                text = pairs.concat();
+            }
+            state.push(format!("{node} {command:?}: {text}"));
+        }
     }
     state
 }
@@ -610,38 +665,26 @@ fn problems_of(
     problems
 }
 
-/// The sweep itself (see the module docs), by `a` (prefixed like `b`) and by `c` (a db of its own, no prefix).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_command_without_keys_lets_a_tenant_see_or_touch_another_tenant() {
-    let redis = blocking(|| OwnRedis::start(&[])).await;
-    let proxy = hostile_proxy(&redis).await;
+/// The sweep (see the module docs) by `attackers` against `b`, through `proxy` in front of `backend`.
+async fn sweep_against_b(proxy: &rkproxy::Proxy, backend: &Backend, attackers: &[Attacker]) {
     let addr = proxy.local_addr();
-    // The attackers have keys of their own, so their replies are not all empty (`c` one, so that its
-    // RANDOMKEY does not vary by itself).
-    let mut a = as_tenant(&proxy, "a", "a-pw").await;
-    for key in ["mine-1", "mine-2"] {
-        let _: () = a.set(key, "a-value").await.unwrap();
-    }
-    let mut c = as_tenant(&proxy, "c", "c-pw").await;
-    let _: () = c.set("mine-1", "c-value").await.unwrap();
-    let probes: Vec<Vec<Probe>> = ATTACKERS.iter().map(|attacker| probes(*attacker)).collect();
+    let probes: Vec<Vec<Probe>> = attackers.iter().map(|attacker| probes(*attacker)).collect();
     assert!(probes[0].len() > 150, "only {} probes", probes[0].len());
-
     let mut before = Vec::new();
-    for (attacker, probes) in ATTACKERS.iter().zip(&probes) {
+    for (attacker, probes) in attackers.iter().zip(&probes) {
         before.push(sweep(addr, *attacker, probes).await);
     }
-    let b = populate_b(&proxy).await;
-    let server_before = server_state(&redis).await;
+    let b = populate_b(proxy, backend).await;
+    let server_before = server_state(backend).await;
     let mut during = Vec::new();
-    for (attacker, probes) in ATTACKERS.iter().zip(&probes) {
+    for (attacker, probes) in attackers.iter().zip(&probes) {
         during.push(sweep(addr, *attacker, probes).await);
     }
-    let server_after = server_state(&redis).await;
+    let server_after = server_state(backend).await;
 
     let mut ran = std::collections::BTreeSet::new();
     let mut problems = Vec::new();
-    for (index, attacker) in ATTACKERS.iter().enumerate() {
+    for (index, attacker) in attackers.iter().enumerate() {
         problems.extend(problems_of(
             *attacker,
             &probes[index],
@@ -656,7 +699,7 @@ async fn no_command_without_keys_lets_a_tenant_see_or_touch_another_tenant() {
         problems.len(),
         problems.join("\n")
     );
-    check_b_untouched(&proxy, b).await;
+    check_b_untouched(proxy, b).await;
     assert_eq!(server_before, server_after, "the server was changed");
     // The list is not stale: every listed command ran, or was refused only for the key prefix (scripts are
     // refused on this shared pool).
@@ -673,6 +716,37 @@ async fn no_command_without_keys_lets_a_tenant_see_or_touch_another_tenant() {
             "{name} is listed as safe but did not run"
         );
     }
+}
+
+/// The sweep on a standalone pool, by `a` (prefixed like `b`) and by `c` (a db of its own, no prefix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_command_without_keys_lets_a_tenant_see_or_touch_another_tenant() {
+    let redis = blocking(|| OwnRedis::start(&[])).await;
+    let proxy = hostile_proxy(&redis).await;
+    // The attackers have keys of their own, so their replies are not all empty (`c` one, so that its
+    // RANDOMKEY does not vary by itself).
+    let mut a = as_tenant(&proxy, "a", "a-pw").await;
+    for key in ["mine-1", "mine-2"] {
+        let _: () = a.set(key, "a-value").await.unwrap();
+    }
+    let mut c = as_tenant(&proxy, "c", "c-pw").await;
+    let _: () = c.set("mine-1", "c-value").await.unwrap();
+    sweep_against_b(&proxy, &Backend::standalone(&redis), &ATTACKERS).await;
+    proxy.shutdown().await;
+}
+
+/// The sweep on a cluster pool, by `a` (a cluster has no databases for `c`): there the proxy sends keyless
+/// commands to every node or master and merges the replies (PUBSUB CHANNELS, KEYS, SCAN, ...), and `b` must not
+/// show through the merged replies either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_pool_no_command_without_keys_lets_a_tenant_see_or_touch_another_tenant() {
+    let cluster = blocking(|| OwnCluster::start(5000)).await;
+    let proxy = start_cluster_proxy(&cluster.addrs(), &tenants_toml("c", false)).await;
+    let mut a = as_tenant(&proxy, "a", "a-pw").await;
+    for key in ["mine-1", "mine-2"] {
+        let _: () = a.set(key, "a-value").await.unwrap();
+    }
+    sweep_against_b(&proxy, &Backend::cluster(&cluster), &ATTACKERS[..1]).await;
     proxy.shutdown().await;
 }
 

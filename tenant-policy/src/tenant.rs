@@ -262,6 +262,11 @@ impl Tenant {
         self.db_is_auto
     }
 
+    /// The traffic budget shared with other proxies (`limits_store`), if the tenant has one and limits.
+    pub fn shared_budget(&self) -> Option<&crate::SharedBudget> {
+        self.limits.shared()
+    }
+
     /// The key prefix, if any.
     pub fn key_prefix(&self) -> Option<&[u8]> {
         self.key_prefix.as_deref()

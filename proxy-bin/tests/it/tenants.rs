@@ -2,6 +2,7 @@
 
 mod hardening;
 mod hostile;
+mod limits_store;
 
 use std::time::{Duration, Instant};
 

@@ -91,6 +91,19 @@ pub struct TenantConfig {
     /// milliseconds; 0 refuses at once.
     #[serde(default = "default_limit_wait_ms")]
     pub limit_wait_ms: u64,
+    /// Where `ops_per_sec` and `bytes_per_sec` are shared with other proxies: unset, each process
+    /// allows the whole budget (N proxies allow N times the limit); with a pool, the budget is a
+    /// token bucket in that pool's Redis, which every proxy takes batches from.
+    #[serde(default)]
+    pub limits_store: Option<LimitsStore>,
+}
+
+/// `limits_store = { pool = "main" }`: the Redis pool that holds a tenant's shared traffic budget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsStore {
+    /// A standalone pool of the configuration.
+    pub pool: String,
 }
 
 /// The default of [`TenantConfig::limit_wait_ms`]: one second, the time a limiter needs to
@@ -119,6 +132,7 @@ impl TenantConfig {
             bytes_per_sec: None,
             max_request_bytes: None,
             limit_wait_ms: DEFAULT_LIMIT_WAIT_MS,
+            limits_store: None,
         }
     }
 }

@@ -90,6 +90,23 @@ pub enum PolicyError {
         /// The pool the connection is on.
         pool: String,
     },
+    /// A pub/sub command (SUBSCRIBE, PUBLISH, PUBSUB ..., ...) from a non-admin tenant that has a `db` but no
+    /// key prefix, on a pool other tenants are configured on too: channels are server-wide, not per database,
+    /// so only a key prefix (which prefixes channels too) keeps its channels apart from the other tenants'.
+    #[error(
+        "NOPERM this user has no permissions to run the '{command}' command (tenant '{tenant}' \
+         shares pool '{pool}' with other tenants and has a db but no key prefix; pub/sub channels are \
+         server-wide, not per db, so it would hear and reach every tenant's channels; give the tenant a \
+         key_prefix, which prefixes its channels too)"
+    )]
+    ChannelsWithoutPrefix {
+        /// The tenant.
+        tenant: String,
+        /// The command, lowercase, subcommands as `container|sub`.
+        command: &'static str,
+        /// The pool the connection is on.
+        pool: String,
+    },
     /// A proxy admin command (RELOAD, SHOW, ...) from a non-admin tenant.
     #[error(
         "NOPERM this user has no permissions to run the '{command}' command \

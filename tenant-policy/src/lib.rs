@@ -60,16 +60,21 @@ mod limits;
 mod police;
 mod registry;
 mod rewrite;
+mod shared_budget;
 mod tenant;
 
-pub use config::{DbSetting, PoolInfo, TenantConfig, TenantsConfig, DEFAULT_LIMIT_WAIT_MS};
+pub use config::{
+    DbSetting, LimitsStore, PoolInfo, TenantConfig, TenantsConfig, DEFAULT_LIMIT_WAIT_MS,
+};
 pub use error::{ConfigError, LimitKind, PolicyError};
 pub use limits::{Admission, ConnectionPermit, TrafficLimits};
 pub use police::{police, OverLimit, Policed, Verdict, ANSWERED_BY_THE_PROXY_FOR_NON_ADMINS};
 pub use registry::{credentials, Credentials, DbAssignment, DbChange, Tenants};
 pub use rewrite::{escape_glob, Rewrite};
+pub use shared_budget::{SharedBudget, Want, STORE_GRACE, TOKEN_BUCKET_SCRIPT};
 pub use tenant::{
-    allowed_before_auth, Tenant, ADMIN_EXTRA, DANGEROUS_BUT_ALLOWED, MAY_WRITE_UNFLAGGED,
+    allowed_before_auth, Tenant, ADMIN_EXTRA, DANGEROUS_BUT_ALLOWED, KEYLESS_COMMANDS_FOR_TENANTS,
+    MAY_WRITE_UNFLAGGED,
 };
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 use crate::error::{LimitKind, PolicyError};
+use crate::shared_budget::SharedBudget;
 use crate::tenant::Tenant;
 
 /// The limiter type for a clock.
@@ -72,6 +73,8 @@ pub struct TrafficLimits<C: Clock = MonotonicClock> {
     bytes: Option<ByteLimiter<C>>,
     max_wait: Duration,
     clock: C,
+    /// The budget shared with other proxies (`limits_store`), if any.
+    shared: Option<SharedBudget>,
 }
 
 #[derive(Debug)]
@@ -147,7 +150,19 @@ impl<C: Clock + Clone> TrafficLimits<C> {
             bytes,
             max_wait,
             clock,
+            shared: None,
         }
+    }
+
+    /// The same limits, shared with other proxies through `shared` too.
+    pub(crate) fn with_shared(mut self, shared: Option<SharedBudget>) -> TrafficLimits<C> {
+        self.shared = shared;
+        self
+    }
+
+    /// The budget shared with other proxies, when the tenant has a `limits_store`.
+    pub fn shared(&self) -> Option<&SharedBudget> {
+        self.shared.as_ref()
     }
 
     /// Whether any limit is configured (if not, [`TrafficLimits::admit`] always says Ok and the
@@ -178,6 +193,21 @@ impl<C: Clock + Clone> TrafficLimits<C> {
     /// Charges the request if both limits allow it now; otherwise charges nothing and says how
     /// long until they would, and which limit is short.
     fn charge(&self, request_bytes: usize) -> Charge {
+        let Some(shared) = &self.shared else {
+            return self.charge_locally(request_bytes);
+        };
+        if let Err((wait, limit)) = shared.take(request_bytes as u64) {
+            return Charge::Over { wait, limit };
+        }
+        let charge = self.charge_locally(request_bytes);
+        if matches!(charge, Charge::Over { .. }) {
+            shared.give_back(request_bytes as u64);
+        }
+        charge
+    }
+
+    /// [`TrafficLimits::charge`] against this process's limiters.
+    fn charge_locally(&self, request_bytes: usize) -> Charge {
         let mut charged_op = false;
         if let Some(ops) = &self.ops {
             if !take_one(&self.ops_credit) {
@@ -226,6 +256,9 @@ impl<C: Clock + Clone> TrafficLimits<C> {
     /// Charges `reply_bytes` of a reply to the bytes limit: from the bucket if it has them,
     /// otherwise as debt that delays the tenant's next requests.
     pub fn account_reply(&self, reply_bytes: usize) {
+        if let Some(shared) = &self.shared {
+            shared.charge_reply(reply_bytes as u64);
+        }
         let Some(bytes) = &self.bytes else {
             return;
         };

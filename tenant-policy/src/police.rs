@@ -2,8 +2,8 @@
 //! run, Redis or Kafka.
 //!
 //! It applies, in this order: authentication (before AUTH only [`allowed_before_auth`]
-//! commands pass), rights ([`Tenant::authorize`], then [`Tenant::check_scripts`] for the pool
-//! the connection is on), the request size limit
+//! commands pass), rights ([`Tenant::authorize`], then [`Tenant::check_scripts`] and
+//! [`Tenant::check_channels`] for the pool the connection is on), the request size limit
 //! ([`Tenant::check_request_size`]), traffic admission ([`Tenant::admit`], which charges the
 //! request) and the request rewrite ([`Tenant::rewrite_request`]: key prefix, key pattern,
 //! default TTL). The first refusal wins. Every refusal is a [`PolicyError`], so each text is
@@ -135,7 +135,7 @@ pub fn police<A: Args + ?Sized>(tenant: Option<&Tenant>, request: Policed<'_, A>
     }
 }
 
-/// Rights (including scripts on a shared pool) and size: the checks that cost the tenant nothing when they refuse.
+/// Rights (including scripts and channels on a shared pool) and size: the checks that cost the tenant nothing when they refuse.
 fn check_before_charging<A: Args + ?Sized>(
     tenant: &Tenant,
     request: &Policed<'_, A>,
@@ -147,6 +147,7 @@ fn check_before_charging<A: Args + ?Sized>(
             }
         }
         tenant.check_scripts(spec, request.pool)?;
+        tenant.check_channels(spec, request.pool)?;
     }
     tenant.check_request_size(request.size)
 }

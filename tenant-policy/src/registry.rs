@@ -29,6 +29,7 @@ use crate::config::{DbSetting, PoolInfo, TenantConfig, TenantsConfig};
 use crate::error::{sanitize, ConfigError, PolicyError};
 use crate::limits::TrafficLimits;
 use crate::rewrite::escape_glob;
+use crate::shared_budget::SharedBudget;
 use crate::tenant::{DbDirectory, PasswordDigest, PoolDbs, Tenant};
 
 /// Every tenant of one configuration, by name. Built once per configuration (and per reload)
@@ -343,6 +344,18 @@ fn check_pools(
             ),
         ));
     }
+    if let Some(store) = &config.limits_store {
+        if !pools.contains_key(&store.pool) {
+            return Err(ConfigError::new(
+                key(name, "limits_store.pool"),
+                format!(
+                    "pool '{}' is not defined (defined: {})",
+                    store.pool,
+                    defined()
+                ),
+            ));
+        }
+    }
     for pool in &config.pools {
         if !pools.contains_key(pool) {
             return Err(ConfigError::new(
@@ -577,6 +590,9 @@ fn build_tenant(
             config.ops_per_sec,
             config.bytes_per_sec,
             std::time::Duration::from_millis(config.limit_wait_ms),
-        ),
+        )
+        .with_shared(config.limits_store.as_ref().and_then(|store| {
+            SharedBudget::new(name, &store.pool, config.ops_per_sec, config.bytes_per_sec)
+        })),
     })
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cluster_router::commands::{AclCategories, CommandClass, CommandFlags};
+use cluster_router::commands::{AclCategories, CommandClass, CommandFlags, KeySpecFlags};
 use cluster_router::{Args, CommandSpec};
 use regex_lite::Regex;
 
@@ -31,6 +31,89 @@ pub const ADMIN_EXTRA: &[&str] = &[
     "function|delete",
     "function|restore",
     "function|kill",
+];
+
+/// Why a command is safe for tenants when its connection is the tenant's own.
+const LOCAL: &str = "answered by the proxy from this connection's own state";
+/// Why the transaction commands are safe.
+const OWN_TRANSACTION: &str = "the client's own transaction, on a backend connection of its own";
+/// Why script and function commands are listed.
+const SCRIPTS: &str =
+    "refused on a pool shared with other tenants (Tenant::check_scripts); on a pool of \
+                       its own the server's scripts and functions are the tenant's alone";
+/// Why static server metadata is safe.
+const STATIC: &str = "the server's static command table or help text: nothing of any tenant";
+/// Why subscription commands are safe.
+const OWN_CHANNELS: &str =
+    "channels and patterns get the key prefix, on a backend connection of the client's own";
+
+/// The commands without keys that tenants who are not admins may run, each with why it cannot show or change
+/// anything of another tenant (sorted by name). Every other command that names no key is for admins: a
+/// command that a newer command table adds is refused to tenants until it is reviewed and listed here. The
+/// proxy's integration test `tenants::hostile` runs every command without keys as a tenant while another
+/// tenant has data, subscribers and blocked clients, and checks that nothing of it shows through these.
+pub const KEYLESS_COMMANDS_FOR_TENANTS: &[(&str, &str)] = &[
+    ("asking", LOCAL),
+    ("auth", "authenticates this connection to the proxy"),
+    ("client|caching", LOCAL),
+    ("client|getname", LOCAL),
+    ("client|getredir", LOCAL),
+    ("client|help", STATIC),
+    ("client|id", LOCAL),
+    ("client|info", LOCAL),
+    ("client|reply", "the proxy drops this client's replies itself"),
+    ("client|setinfo", LOCAL),
+    ("client|setname", LOCAL),
+    ("client|tracking", "answered by the proxy: ON is refused, OFF acknowledged"),
+    ("client|trackinginfo", LOCAL),
+    ("command", STATIC),
+    ("command|count", STATIC),
+    ("command|docs", STATIC),
+    ("command|getkeys", "finds the keys of the arguments given; reads no data"),
+    ("command|getkeysandflags", "finds the keys of the arguments given; reads no data"),
+    ("command|help", STATIC),
+    ("command|info", STATIC),
+    ("command|list", STATIC),
+    ("dbsize", "counts the tenant's own database; refused under a key prefix, where it would count every tenant's keys"),
+    ("discard", OWN_TRANSACTION),
+    ("echo", "answers its argument"),
+    ("exec", OWN_TRANSACTION),
+    ("function|dump", SCRIPTS),
+    ("function|help", SCRIPTS),
+    ("function|list", SCRIPTS),
+    ("function|load", SCRIPTS),
+    ("function|stats", SCRIPTS),
+    ("hello", LOCAL),
+    ("info", "answered by the proxy for tenants that are not admins: the proxy's facts, the tenant's own connections and keyspace"),
+    ("keys", "the pattern gets the key prefix"),
+    ("lolwut", "the server's version, drawn"),
+    ("multi", OWN_TRANSACTION),
+    ("ping", "answers PONG"),
+    ("psubscribe", OWN_CHANNELS),
+    ("publish", "the channel gets the key prefix: only the tenant's own subscribers receive it, and only they are counted"),
+    ("pubsub|channels", "the pattern gets the key prefix, and the reply's channels lose it"),
+    ("pubsub|numpat", "counts every pattern subscription of the server; refused under a key prefix"),
+    ("pubsub|numsub", "the channels get the key prefix, and the reply's lose it"),
+    ("pubsub|shardchannels", "the pattern gets the key prefix, and the reply's channels lose it"),
+    ("pubsub|shardnumsub", "the channels get the key prefix, and the reply's lose it"),
+    ("punsubscribe", OWN_CHANNELS),
+    ("quit", LOCAL),
+    ("randomkey", "picks a key of the tenant's own database; refused under a key prefix, where it would pick any tenant's key"),
+    ("readonly", LOCAL),
+    ("readwrite", LOCAL),
+    ("reset", LOCAL),
+    ("scan", "MATCH patterns get the key prefix (MATCH <prefix>* when there is none)"),
+    ("script|exists", SCRIPTS),
+    ("script|help", SCRIPTS),
+    ("script|load", SCRIPTS),
+    ("select", "checked by Tenant::check_select: the tenant's own db, or one no tenant of the pool has"),
+    ("spublish", "the shard channel gets the key prefix"),
+    ("ssubscribe", OWN_CHANNELS),
+    ("subscribe", OWN_CHANNELS),
+    ("sunsubscribe", OWN_CHANNELS),
+    ("time", "the server's clock"),
+    ("unsubscribe", OWN_CHANNELS),
+    ("unwatch", OWN_TRANSACTION),
 ];
 
 /// Commands without the `write` flag that may write anyway: scripts and functions run
@@ -62,6 +145,19 @@ pub(crate) fn is_admin_command(spec: &CommandSpec) -> bool {
         || (spec.acl_categories.contains(AclCategories::DANGEROUS)
             && !DANGEROUS_BUT_ALLOWED.contains(&spec.name))
         || ADMIN_EXTRA.contains(&spec.name)
+}
+
+/// Whether a command names no key (every key spec, if any, is flagged `not_key`: the shard channels of
+/// SSUBSCRIBE and friends) and is not in [`KEYLESS_COMMANDS_FOR_TENANTS`]: such commands are for admins.
+pub(crate) fn is_unlisted_keyless(spec: &CommandSpec) -> bool {
+    let takes_keys = spec
+        .key_specs
+        .iter()
+        .any(|key_spec| !key_spec.flags.contains(KeySpecFlags::NOT_KEY));
+    !takes_keys
+        && KEYLESS_COMMANDS_FOR_TENANTS
+            .binary_search_by(|(name, _)| name.cmp(&spec.name))
+            .is_err()
 }
 
 /// Whether read-only tenants are refused this command.
@@ -164,6 +260,11 @@ impl Tenant {
     /// Whether [`Tenant::db`] was assigned by `db = "auto"`.
     pub fn db_is_auto(&self) -> bool {
         self.db_is_auto
+    }
+
+    /// The traffic budget shared with other proxies (`limits_store`), if the tenant has one and limits.
+    pub fn shared_budget(&self) -> Option<&crate::SharedBudget> {
+        self.limits.shared()
     }
 
     /// The key prefix, if any.
@@ -302,6 +403,49 @@ impl Tenant {
         })
     }
 
+    /// The channel check, for a connection on `pool`: a tenant that has a `db` but no key prefix, configured
+    /// on `pool` together with other tenants, may not run pub/sub commands there (SUBSCRIBE, PSUBSCRIBE,
+    /// SSUBSCRIBE, their UNSUBSCRIBEs, PUBLISH, SPUBLISH, PUBSUB ...). Its db keeps its keys apart, but
+    /// channels are server-wide: `SUBSCRIBE b:news` or `PSUBSCRIBE *` would hear the other tenants'
+    /// messages, including keyspace notifications of their databases. A key prefix prefixes channels too,
+    /// so a prefixed tenant keeps pub/sub. Admins, a tenant alone on its pool, and a tenant with neither a db
+    /// nor a prefix (which shares db 0 and its keys with the others by configuration) are not checked.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use cluster_router::lookup;
+    /// use tenant_policy::{DbSetting, PoolInfo, TenantConfig, Tenants};
+    ///
+    /// let mut own_db = TenantConfig::new("pw-c", "main");
+    /// own_db.db = Some(DbSetting::Number(3));
+    /// let mut prefixed = TenantConfig::new("pw-b", "main");
+    /// prefixed.key_prefix = Some("b:".to_owned());
+    /// let tenants = Tenants::new(
+    ///     &BTreeMap::from([("c".to_owned(), own_db), ("b".to_owned(), prefixed)]),
+    ///     &BTreeMap::from([("main".to_owned(), PoolInfo::standalone())]),
+    /// )
+    /// .unwrap();
+    /// let subscribe = lookup(&[&b"SUBSCRIBE"[..], b"b:news"]).unwrap();
+    /// assert!(tenants.get("c").unwrap().check_channels(subscribe, "main").unwrap_err().to_string()
+    ///     .contains("has a db but no key prefix"));
+    /// assert!(tenants.get("b").unwrap().check_channels(subscribe, "main").is_ok());
+    /// ```
+    pub fn check_channels(&self, spec: &CommandSpec, pool: &str) -> Result<(), PolicyError> {
+        if self.admin
+            || spec.class != CommandClass::PubSub
+            || self.key_prefix.is_some()
+            || self.db.is_none()
+            || !self.shared_pools.contains(pool)
+        {
+            return Ok(());
+        }
+        Err(PolicyError::ChannelsWithoutPrefix {
+            tenant: self.name.clone(),
+            command: spec.name,
+            pool: pool.to_owned(),
+        })
+    }
+
     /// The check for the proxy's own admin commands (RELOAD, SHOW, ...), which are not in the
     /// Redis command table: admins only. `command` is the name as the client sent it.
     pub fn may_run_proxy_admin(&self, command: &[u8]) -> Result<(), PolicyError> {
@@ -320,12 +464,14 @@ impl Tenant {
     /// when it refuses.
     ///
     /// - Admin-only: class `Admin`, the `admin` flag, the `@admin` category, the `@dangerous`
-    ///   category except [`DANGEROUS_BUT_ALLOWED`], and [`ADMIN_EXTRA`].
+    ///   category except [`DANGEROUS_BUT_ALLOWED`], [`ADMIN_EXTRA`], and every command without
+    ///   keys that is not in [`KEYLESS_COMMANDS_FOR_TENANTS`].
     /// - Writes: the `write` flag and [`MAY_WRITE_UNFLAGGED`] (EVAL, EVALSHA, FCALL; their
     ///   `_ro` variants are allowed).
-    /// - Isolation: RANDOMKEY under a key prefix (the server cannot pick a random key among
-    ///   the tenant's keys: use SCAN), and for non-admins MOVE and `COPY ... DB n` into a
-    ///   database other than the tenant's.
+    /// - Isolation: under a key prefix RANDOMKEY (the server cannot pick a random key among the
+    ///   tenant's keys: use SCAN), DBSIZE and PUBSUB NUMPAT (they would count every tenant's keys
+    ///   and patterns), and for non-admins MOVE and `COPY ... DB n` into a database other than
+    ///   the tenant's.
     ///
     /// ```
     /// use std::collections::BTreeMap;
@@ -352,7 +498,7 @@ impl Tenant {
     /// );
     /// ```
     pub fn authorize(&self, spec: &CommandSpec, args: &impl Args) -> Result<(), PolicyError> {
-        if !self.admin && is_admin_command(spec) {
+        if !self.admin && (is_admin_command(spec) || is_unlisted_keyless(spec)) {
             return Err(PolicyError::AdminOnly {
                 tenant: self.name.clone(),
                 command: spec.name,
@@ -372,6 +518,12 @@ impl Tenant {
         match spec.name {
             "randomkey" if self.key_prefix.is_some() => Err(isolation(
                 "has a key prefix and RANDOMKEY would pick any tenant's key; use SCAN",
+            )),
+            "dbsize" if self.key_prefix.is_some() => Err(isolation(
+                "has a key prefix and DBSIZE would count every tenant's keys; use SCAN",
+            )),
+            "pubsub|numpat" if self.key_prefix.is_some() => Err(isolation(
+                "has a key prefix and PUBSUB NUMPAT would count every tenant's patterns",
             )),
             "move" if !self.admin => Err(isolation("may not move keys to another database")),
             "copy" if !self.admin && copies_to_other_db(args, self.db) => {

@@ -479,6 +479,12 @@ pub fn all_commands() -> &'static [CommandSpec] {
     &generated::COMMANDS
 }
 
+/// The hand-written subcommands newer than the generated table (CLIENT SETINFO), which [`lookup`] finds too
+/// but [`all_commands`] does not list under their container.
+pub fn added_commands() -> &'static [CommandSpec] {
+    &added::ADDED
+}
+
 /// Whether this request needs a dedicated backend connection: always for
 /// [`ProxyHandling::Dedicated`], and for [`ProxyHandling::DedicatedWhenBlocking`] only when a
 /// `BLOCK` option is present before `STREAMS` (XREAD/XREADGROUP).

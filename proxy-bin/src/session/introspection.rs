@@ -213,6 +213,15 @@ impl Session {
             .and_then(|version| version.get().cloned())
     }
 
+    /// The connections INFO counts: the proxy's for admins and without tenants, the tenant's own for others
+    /// (the proxy's total would tell a tenant how many connections the other tenants have).
+    fn visible_connections(&self) -> usize {
+        match self.tenant() {
+            Some(tenant) if !tenant.is_admin() => tenant.connection_count(),
+            _ => self.state.connected_clients(),
+        }
+    }
+
     /// The proxy's INFO facts, before the backend's version and keyspace are filled in.
     fn proxy_info_facts(&self) -> ProxyInfo {
         ProxyInfo {
@@ -222,7 +231,7 @@ impl Session {
             process_id: std::process::id(),
             tcp_port: self.stream.local_addr().map_or(0, |addr| addr.port()),
             uptime_seconds: self.state.uptime().as_secs(),
-            connected_clients: self.state.connected_clients(),
+            connected_clients: self.visible_connections(),
             keyspace: None,
         }
     }

@@ -153,6 +153,7 @@ impl Session {
                 tenant.name()
             ));
         };
+        self.start_limits_refill(&tenant);
         self.tenant = Some(permit);
         self.unauthenticated = None;
         self.switch_pool(pool, tenant.db().unwrap_or(0));
@@ -308,6 +309,105 @@ impl Session {
         let db = self.tenant().and_then(|t| t.db()).unwrap_or(0);
         self.switch_pool(pool, db);
         reply::ok()
+    }
+}
+
+impl Session {
+    /// The first connection of a tenant with a `limits_store` starts the task that keeps its shared budget's
+    /// leases topped up from the store's Redis, on this worker, for the proxy's lifetime.
+    fn start_limits_refill(&self, tenant: &Arc<Tenant>) {
+        let Some(budget) = tenant.shared_budget() else {
+            return;
+        };
+        if !budget.claim_refiller() {
+            return;
+        }
+        let Some(PoolHandle::Standalone(pool)) = self.state.pool(budget.pool()) else {
+            // Without answers from a store the leases are ignored after STORE_GRACE: the limits hold per
+            // process, as without limits_store.
+            warn!(
+                tenant = tenant.name(),
+                pool = budget.pool(),
+                "limits_store needs a standalone Redis pool; the tenant's limits hold per process"
+            );
+            return;
+        };
+        let connection = pool.shared_connection(self.worker, 0, 0, false);
+        tokio::spawn(refill_shared_budget(
+            Arc::clone(tenant),
+            connection,
+            self.state.shutdown_signal(),
+        ));
+    }
+}
+
+/// How often the refill task looks at the leases.
+const REFILL_TICK: Duration = Duration::from_millis(5);
+
+/// Keeps a tenant's leases topped up: every [`REFILL_TICK`], each lease below half a batch gets a batch from
+/// the store (one EVAL of tenant-policy's token-bucket script per lease), until the proxy shuts down.
+async fn refill_shared_budget(
+    tenant: Arc<Tenant>,
+    connection: crate::backend::SharedConnection,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(REFILL_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let Some(budget) = tenant.shared_budget() else {
+            return;
+        };
+        for want in budget.wanted() {
+            let mut request = bytes::BytesMut::new();
+            let (rate, burst, tokens) = (
+                want.rate.to_string(),
+                want.burst.to_string(),
+                want.tokens.to_string(),
+            );
+            resp_codec::encode_command(
+                &mut request,
+                [
+                    &b"EVAL"[..],
+                    tenant_policy::TOKEN_BUCKET_SCRIPT.as_bytes(),
+                    b"1",
+                    want.key.as_bytes(),
+                    rate.as_bytes(),
+                    burst.as_bytes(),
+                    tokens.as_bytes(),
+                ],
+            );
+            let reply = connection.send(request.freeze()).await;
+            match reply.ok().and_then(Result::ok).as_deref().and_then(granted) {
+                Some((tokens, wait_ms)) => {
+                    budget.granted(want.limit, tokens, Duration::from_millis(wait_ms));
+                }
+                None => tracing::debug!(
+                    tenant = tenant.name(),
+                    "limits_store did not answer; the leases stay as they are"
+                ),
+            }
+        }
+    }
+}
+
+/// The token-bucket script's reply `[granted, ms until more]`.
+fn granted(reply: &[u8]) -> Option<(u64, u64)> {
+    let (frame, _) = parse_frame(reply, &Limits::default()).ok()??;
+    let resp_codec::Frame::Array(items) = frame else {
+        return None;
+    };
+    match items.as_slice() {
+        [resp_codec::Frame::Integer(tokens), resp_codec::Frame::Integer(wait)] => {
+            Some((u64::try_from(*tokens).ok()?, u64::try_from(*wait).ok()?))
+        }
+        _ => None,
     }
 }
 

@@ -1,6 +1,8 @@
 //! Tenants through the proxy: AUTH, rights, db and key-prefix isolation, limits, USE.
 
 mod hardening;
+mod hostile;
+mod limits_store;
 
 use std::time::{Duration, Instant};
 

@@ -362,3 +362,24 @@ fn credentials_from_auth_and_hello() {
     );
     assert_eq!(found(&["PING"]), Ok(None));
 }
+
+#[test]
+fn limits_store_must_name_a_defined_pool() {
+    let mut t = config("t");
+    t.ops_per_sec = std::num::NonZeroU32::new(10);
+    t.limits_store = Some(crate::LimitsStore {
+        pool: "nowhere".to_owned(),
+    });
+    let error = try_build(vec![("t", t.clone())]).unwrap_err().to_string();
+    assert!(error.contains("tenants.t.limits_store.pool"), "{error}");
+    t.limits_store = Some(crate::LimitsStore {
+        pool: "other".to_owned(),
+    });
+    let tenants = try_build(vec![("t", t)]).unwrap();
+    let budget = tenants
+        .get("t")
+        .unwrap()
+        .shared_budget()
+        .map(|budget| budget.pool().to_owned());
+    assert_eq!(budget.as_deref(), Some("other"));
+}

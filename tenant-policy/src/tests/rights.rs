@@ -1,11 +1,11 @@
 //! Rights: before-auth commands, read-only and admin tenants, SELECT, USE, isolation refusals.
 
-use cluster_router::commands::CommandFlags;
+use cluster_router::commands::{added_commands, all_commands, CommandFlags, KeySpecFlags};
 use cluster_router::CommandSpec;
 
 use super::{build, config, spec, tenant};
 use crate::tenant::{is_admin_command, may_write};
-use crate::{allowed_before_auth, DbSetting, PolicyError};
+use crate::{allowed_before_auth, DbSetting, PolicyError, KEYLESS_COMMANDS_FOR_TENANTS};
 
 pub(super) use crate::testing::every_spec;
 
@@ -188,10 +188,87 @@ fn isolation_refusals_randomkey_move_copy_db() {
         .contains("another database"));
     assert!(refuse(&["COPY", "a", "b", "db", "2", "REPLACE"]).is_ok());
     assert!(refuse(&["COPY", "a", "b"]).is_ok());
-    // Without a prefix RANDOMKEY is harmless.
+    assert_eq!(
+        refuse(&["DBSIZE"]).unwrap_err(),
+        "NOPERM this user has no permissions to run the 'dbsize' command (tenant 'p' has a key \
+         prefix and DBSIZE would count every tenant's keys; use SCAN)"
+    );
+    assert_eq!(
+        refuse(&["PUBSUB", "NUMPAT"]).unwrap_err(),
+        "NOPERM this user has no permissions to run the 'pubsub|numpat' command (tenant 'p' has a \
+         key prefix and PUBSUB NUMPAT would count every tenant's patterns)"
+    );
+    // Without a prefix they are harmless: the tenant's own database, or no isolation to keep.
     let plain = tenant("q", config("q"));
-    let args = ["RANDOMKEY"];
-    assert!(plain.authorize(spec(&args), &args).is_ok());
+    for args in [&["RANDOMKEY"][..], &["DBSIZE"], &["PUBSUB", "NUMPAT"]] {
+        assert!(plain.authorize(spec(args), &args).is_ok(), "{args:?}");
+    }
+}
+
+/// Every command the table can return for a request: commands, subcommands, the containers that run bare
+/// (COMMAND) and the hand-written additions (CLIENT SETINFO).
+fn every_lookup_target() -> Vec<&'static CommandSpec> {
+    let mut specs = every_spec();
+    specs.extend(
+        all_commands()
+            .iter()
+            .filter(|spec| spec.is_container() && spec.arity_accepts(1)),
+    );
+    specs.extend(added_commands());
+    specs
+}
+
+fn takes_keys(spec: &CommandSpec) -> bool {
+    spec.key_specs
+        .iter()
+        .any(|key_spec| !key_spec.flags.contains(KeySpecFlags::NOT_KEY))
+}
+
+#[test]
+fn keyless_commands_are_for_admins_unless_listed_with_a_reason() {
+    let names: Vec<&str> = KEYLESS_COMMANDS_FOR_TENANTS
+        .iter()
+        .map(|(name, _)| *name)
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(
+        names, sorted,
+        "the list is sorted (binary search) without duplicates"
+    );
+    let targets = every_lookup_target();
+    for (name, reason) in KEYLESS_COMMANDS_FOR_TENANTS {
+        let spec = targets
+            .iter()
+            .find(|spec| spec.name == *name)
+            .unwrap_or_else(|| panic!("{name} is not in the command table"));
+        assert!(!takes_keys(spec), "{name} takes keys: it needs no listing");
+        assert!(reason.len() > 10, "{name} has no reason");
+    }
+    let user = tenant("user", config("user"));
+    let mut admin_config = config("root");
+    admin_config.admin = true;
+    let admin = tenant("root", admin_config);
+    let no_args: &[&[u8]] = &[];
+    let mut for_tenants = Vec::new();
+    for spec in targets.into_iter().filter(|spec| !takes_keys(spec)) {
+        if user.authorize(spec, &no_args).is_ok() {
+            for_tenants.push(spec.name);
+        } else {
+            assert!(
+                admin.authorize(spec, &no_args).is_ok(),
+                "{} for an admin",
+                spec.name
+            );
+        }
+    }
+    // INFO is refused by `authorize` and answered by the proxy itself (`police` lets it through).
+    let listed_without_info: Vec<&str> = names.into_iter().filter(|name| *name != "info").collect();
+    for_tenants.sort_unstable();
+    assert_eq!(for_tenants, listed_without_info);
+    // Commands a newer table might add are refused until listed: WAIT (the proxy cannot serve it either).
+    assert!(user.authorize(spec(&["WAIT", "0", "0"]), &no_args).is_err());
 }
 
 #[test]

@@ -243,3 +243,74 @@ fn commands_outside_the_table_are_not_script_commands() {
     );
     assert_eq!(verdict, Verdict::Proceed);
 }
+
+/// Channels are server-wide: a tenant with a db but no key prefix may not use pub/sub on a pool shared with
+/// other tenants; a prefix (which prefixes channels), being alone on the pool, or being an admin lifts it.
+#[test]
+fn pubsub_needs_a_key_prefix_for_a_db_tenant_on_a_shared_pool() {
+    let mut a = config("a");
+    a.key_prefix = Some("a:".to_owned());
+    let mut c = config("c");
+    c.db = Some(crate::DbSetting::Number(3));
+    let mut lone = config("lone");
+    lone.db = Some(crate::DbSetting::Number(4));
+    lone.pool = "other".to_owned();
+    let mut boss = config("boss");
+    boss.admin = true;
+    boss.db = Some(crate::DbSetting::Number(5));
+    let plain = config("plain");
+    let tenants = build(vec![
+        ("a", a),
+        ("c", c),
+        ("lone", lone),
+        ("boss", boss),
+        ("plain", plain),
+    ]);
+    let requests: [&[&str]; 5] = [
+        &["SUBSCRIBE", "b:news"],
+        &["PSUBSCRIBE", "*"],
+        &["PUBLISH", "b:news", "x"],
+        &["PUBSUB", "CHANNELS"],
+        &["SSUBSCRIBE", "b:shard"],
+    ];
+    for args in requests {
+        let command = spec(args).name;
+        assert_eq!(
+            police_on(&tenants, "c", "main", args),
+            Verdict::Refuse(PolicyError::ChannelsWithoutPrefix {
+                tenant: "c".to_owned(),
+                command,
+                pool: "main".to_owned(),
+            }),
+            "{args:?}"
+        );
+        for (name, pool) in [
+            ("a", "main"),
+            ("boss", "main"),
+            ("plain", "main"),
+            ("lone", "other"),
+        ] {
+            assert!(
+                !matches!(police_on(&tenants, name, pool, args), Verdict::Refuse(_)),
+                "{name} {args:?}"
+            );
+        }
+    }
+    assert_eq!(
+        PolicyError::ChannelsWithoutPrefix {
+            tenant: "c".to_owned(),
+            command: "subscribe",
+            pool: "main".to_owned(),
+        }
+        .to_string(),
+        "NOPERM this user has no permissions to run the 'subscribe' command (tenant 'c' shares pool 'main' \
+         with other tenants and has a db but no key prefix; pub/sub channels are server-wide, not per db, so \
+         it would hear and reach every tenant's channels; give the tenant a key_prefix, which prefixes its \
+         channels too)"
+    );
+    // Other commands are not concerned.
+    assert!(!matches!(
+        police_on(&tenants, "c", "main", &["GET", "k"]),
+        Verdict::Refuse(_)
+    ));
+}

@@ -1036,11 +1036,15 @@ impl Session {
         let redirect = queued()
             .find(|frame| classify_reply(frame) == ClusterReplyKind::Redirect)
             .cloned();
-        // ASK for some queued commands while others were queued: the transaction's keys are split between the
-        // two nodes of a migration, and neither can run it whole (the importing node would treat the keys still
-        // on the other side as missing). Redis's answer to a multi-key command in that state is TRYAGAIN.
+        // ASK for some queued commands while others were queued or answered TRYAGAIN: the transaction's keys
+        // are split between the two nodes of a migration, and neither can run it whole (the importing node
+        // would treat the keys still on the other side as missing). Redis's answer to a multi-key command in
+        // that state is TRYAGAIN, and it is handled as one: sending the unit to the importing node could run it
+        // after later requests of the client that ran on the keys still at the old owner.
         let split_by_migration = redirect.as_ref().is_some_and(|r| r.starts_with(b"-ASK "))
-            && queued().any(|frame| frame.starts_with(b"+QUEUED"));
+            && queued().any(|frame| {
+                frame.starts_with(b"+QUEUED") || classify_reply(frame) == ClusterReplyKind::TryAgain
+            });
         let (redirect, try_again) = if split_by_migration {
             (None, Some(Bytes::from_static(TRY_AGAIN_REPLY)))
         } else {

@@ -659,18 +659,98 @@ const BUSY_SCRIPT: &str = "local start = redis.call('TIME') \
 
 /// How many calls of `command` the node refused (`rejected_calls` in INFO commandstats: redirects among them).
 fn rejected_calls(node: &str, command: &str) -> u64 {
+    command_stat(node, command, "rejected_calls")
+}
+
+/// One field of `command`'s line in the node's INFO commandstats (`calls`, `rejected_calls`, ...); 0 if none.
+fn command_stat(node: &str, command: &str, field: &str) -> u64 {
     let stats = redis_cli_at(node, &["INFO", "commandstats"]);
     let prefix = format!("cmdstat_{command}:");
+    let field = format!("{field}=");
     stats
         .lines()
         .find_map(|line| line.strip_prefix(prefix.as_str()))
         .and_then(|fields| {
             fields
                 .split(',')
-                .find_map(|f| f.strip_prefix("rejected_calls="))
+                .find_map(|f| f.strip_prefix(field.as_str()))
         })
         .and_then(|count| count.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// A transaction refused because a migration split its keys (some queued commands answered ASK, others TRYAGAIN:
+/// nothing ran) must not run later behind the client's back: a SET the client sent after EXEC already ran on the
+/// keys still at the old owner. Redis Cluster's answer, passed on, is TRYAGAIN for EXEC. (The proxy used to send
+/// the whole unit again to the new owner, where it ran after that SET and overwrote it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_split_by_a_migration_never_runs_after_later_requests() {
+    let cluster = blocking(|| OwnCluster::start(20_000)).await;
+    let proxy = start_cluster_proxy(&cluster.addrs(), "refresh_ms = 600000").await;
+    let addr = proxy.local_addr().to_string();
+    let (a, b) = ("{splittx}a", "{splittx}b");
+    let owner = cluster
+        .master_of_slot(cluster_router::key_slot(a.as_bytes()))
+        .unwrap();
+    let masters = masters_among(&cluster.addrs());
+    let other = masters.iter().find(|m| **m != owner).unwrap().clone();
+    let slow_key = (0..1000)
+        .map(|n| format!("{{slow{n}}}"))
+        .find(|candidate| {
+            let node = cluster.master_of_slot(cluster_router::key_slot(candidate.as_bytes()));
+            node.is_some_and(|node| node != owner && node != other)
+        })
+        .unwrap();
+    blocking(move || {
+        let slot = cluster_router::key_slot(a.as_bytes());
+        let mut client = Resp::connect(&addr);
+        assert_eq!(client.command(&["MSET", a, "a0", b, "b0"]), "+OK\r\n");
+        let slot_move = SlotMove::begin(slot, &owner, &other).unwrap();
+        slot_move.migrate(&[a]).unwrap();
+        let sets_before = command_stat(&owner, "set", "calls");
+        let script_sent = Instant::now();
+        // The slow script keeps the transaction's reply from being handled until the migration is over.
+        client.send(&[
+            "EVAL",
+            BUSY_SCRIPT,
+            "1",
+            &slow_key,
+            &SCRIPT_RUNS.as_micros().to_string(),
+        ]);
+        client.send(&["MULTI"]);
+        client.send(&["GET", a]);
+        client.send(&["MSET", a, "x", b, "y"]);
+        client.send(&["EXEC"]);
+        client.send(&["SET", b, "later"]);
+        // The later SET ran at the old owner, where b still is.
+        while command_stat(&owner, "set", "calls") == sets_before {
+            assert!(
+                script_sent.elapsed() < SCRIPT_RUNS,
+                "the later SET never ran on {owner}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        slot_move.migrate(&[b]).unwrap();
+        slot_move.finish(&[owner.clone(), other.clone()]).unwrap();
+        assert!(
+            script_sent.elapsed() < SCRIPT_RUNS,
+            "the migration took longer than the script runs ({SCRIPT_RUNS:?}): nothing was tested"
+        );
+        assert_eq!(client.reply(), ":1\r\n", "EVAL");
+        assert_eq!(client.reply(), "+OK\r\n", "MULTI");
+        assert_eq!(client.reply(), "+QUEUED\r\n", "GET");
+        assert_eq!(client.reply(), "+QUEUED\r\n", "MSET");
+        let exec = client.reply();
+        assert_eq!(client.reply(), "+OK\r\n", "SET");
+        assert_eq!(
+            client.command(&["GET", b]),
+            "$5\r\nlater\r\n",
+            "the transaction ran after the later SET (EXEC's reply: {exec:?})"
+        );
+        assert!(exec.starts_with("-TRYAGAIN"), "EXEC's reply: {exec:?}");
+    })
+    .await;
+    proxy.shutdown().await;
 }
 
 /// Sets each of `others` to its index, then reads `key` and each other key in turn, all in one pipeline.

@@ -42,6 +42,51 @@ pub struct Config {
     /// client must authenticate as one (see tenant-policy's README for the keys).
     #[serde(default)]
     pub tenants: tenant_policy::TenantsConfig,
+    /// `host:port` serving `GET /metrics` (Prometheus text format); unset: no metrics endpoint.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    /// `text` (default) or `json` (one JSON object per line).
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Count per tenant, pool and command (RKPROXY STATS, INFO proxy, /metrics, the slow log); on by default.
+    #[serde(default = "default_stats")]
+    pub stats: bool,
+    #[serde(default)]
+    pub slowlog: SlowlogConfig,
+}
+
+fn default_stats() -> bool {
+    true
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The proxy's slow log (`SLOWLOG GET | LEN | RESET`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlowlogConfig {
+    /// Requests whose reply took at least this long (from dispatch to the backend until the reply reached the
+    /// proxy) are logged; negative turns the log off, 0 logs every request (as Redis's
+    /// `slowlog-log-slower-than`).
+    pub slower_than_us: i64,
+    /// The newest entries kept.
+    pub max_len: usize,
+}
+
+impl Default for SlowlogConfig {
+    fn default() -> Self {
+        SlowlogConfig {
+            slower_than_us: 10_000,
+            max_len: 128,
+        }
+    }
 }
 
 fn default_worker_threads() -> usize {
@@ -451,6 +496,17 @@ impl Config {
                 "client_limits.max_unauthenticated",
                 "must be above 0",
             ));
+        }
+        if let Some(metrics) = &self.metrics_listen {
+            metrics.parse::<SocketAddr>().map_err(|e| {
+                invalid(
+                    "metrics_listen",
+                    format!("'{metrics}' is not host:port: {e}"),
+                )
+            })?;
+        }
+        if self.slowlog.max_len > 100_000 {
+            return Err(invalid("slowlog.max_len", "must be at most 100000"));
         }
         if self.client_limits.auth_max_failures == 0 {
             return Err(invalid(

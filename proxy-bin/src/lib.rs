@@ -28,11 +28,13 @@ mod backend;
 pub mod cli;
 pub mod config;
 mod introspection;
+mod metrics;
 mod pools;
 mod proxy;
 mod reply;
 mod server;
 mod session;
 mod state;
+mod stats;
 
 pub use proxy::{Proxy, ProxyBuilder, StartError};

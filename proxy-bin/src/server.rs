@@ -26,6 +26,8 @@ const FIRST_WORKER: usize = 0;
 #[derive(Debug)]
 pub struct AcceptLoop {
     pub local_addr: SocketAddr,
+    /// Where `GET /metrics` is served (`metrics_listen`), if it is.
+    pub metrics_addr: Option<SocketAddr>,
     state: Arc<ProxyState>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -59,6 +61,7 @@ async fn drain(state: &ProxyState) {
 pub async fn start(config: Config) -> Result<AcceptLoop, String> {
     let listen = config.listen_addr().map_err(|e| e.to_string())?;
     let state = Arc::new(ProxyState::new(config).await?);
+    let metrics_addr = start_metrics(&state).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -68,6 +71,7 @@ pub async fn start(config: Config) -> Result<AcceptLoop, String> {
     let task = tokio::spawn(accept_loop(FIRST_WORKER, listener, Arc::clone(&state)));
     Ok(AcceptLoop {
         local_addr,
+        metrics_addr,
         state,
         task,
     })
@@ -82,6 +86,7 @@ pub fn run(config: Config, threads: usize, stop: impl Future<Output = ()>) -> Re
     runtime.block_on(async move {
         let listen = config.listen_addr().map_err(|e| e.to_string())?;
         let state = Arc::new(ProxyState::new(config).await?);
+        start_metrics(&state).await?;
         let mut workers = Vec::new();
         for index in 1..threads {
             let state = Arc::clone(&state);
@@ -120,6 +125,14 @@ pub fn run(config: Config, threads: usize, stop: impl Future<Output = ()>) -> Re
         }
         Ok(())
     })
+}
+
+/// Serves `GET /metrics` on `metrics_listen`, when it is set (on the current runtime).
+async fn start_metrics(state: &Arc<ProxyState>) -> Result<Option<SocketAddr>, String> {
+    match state.config().metrics_listen.clone() {
+        Some(listen) => crate::metrics::start(state, &listen).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 fn current_thread_runtime() -> Result<tokio::runtime::Runtime, String> {

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::introspection::BackendVersion;
 use crate::pools::kafka::KafkaPool;
 use crate::pools::PoolHandle;
+use crate::stats::Stats;
 
 /// Waits until the shutdown watched by `signal` (from [`ProxyState::shutdown_signal`]) has begun; false if
 /// the proxy's state is gone, so it never will.
@@ -48,12 +49,19 @@ pub struct ProxyState {
     backend_versions: HashMap<String, BackendVersion>,
     /// Becomes true once the proxy shuts down: accept loops stop, sessions drain and close.
     shutdown: watch::Sender<bool>,
+    /// Counts and the slow log: created once per process and carried across configuration reloads.
+    stats: Arc<Stats>,
 }
 
 impl ProxyState {
     /// Builds the pools. Standalone backends are connected lazily, when clients first need them; cluster pools
     /// read their slot map first.
     pub async fn new(config: Config) -> Result<ProxyState, String> {
+        let stats = Stats::new(
+            config.stats,
+            config.slowlog.slower_than_us,
+            config.slowlog.max_len,
+        );
         let mut pools = HashMap::new();
         for (name, pool) in &config.pools {
             pools.insert(name.clone(), PoolHandle::start(name, pool, &config).await?);
@@ -79,6 +87,7 @@ impl ProxyState {
             default_pool,
             next_client_id: AtomicU64::new(1),
             shutdown: watch::Sender::new(false),
+            stats,
         })
     }
 
@@ -97,6 +106,16 @@ impl ProxyState {
 
     pub fn pool(&self, name: &str) -> Option<&PoolHandle> {
         self.pools.get(name)
+    }
+
+    /// Every pool.
+    pub fn pool_handles(&self) -> impl Iterator<Item = &PoolHandle> {
+        self.pools.values()
+    }
+
+    /// The process's counts and slow log (they outlive a configuration reload: carry this `Arc` over).
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
     }
 
     /// How long the proxy has been running.

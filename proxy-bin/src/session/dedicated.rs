@@ -497,6 +497,7 @@ impl Session {
                 to_backend.clear();
             }
             if !self.write_buffer.is_empty() {
+                self.observe_before_write(self.write_buffer.len());
                 self.stream.write_all(&self.write_buffer).await?;
                 self.write_buffer.clear();
             }
@@ -539,6 +540,7 @@ impl Session {
             {
                 match self.decoder.decode(&mut self.read_buffer) {
                     Ok(Some(request)) => {
+                        self.count_request(&request);
                         self.handle_dedicated(request, &mut dedicated, &mut to_backend, true);
                         handled = true;
                     }
@@ -707,6 +709,7 @@ impl Session {
         let spec = match self.lookup(&request) {
             Ok(spec) => spec,
             Err(error) => {
+                self.stats.error(crate::stats::ErrorKind::Refused, 1);
                 dedicated.refuse(Bytes::from(error.to_reply()), &mut self.write_buffer);
                 return;
             }
@@ -723,6 +726,7 @@ impl Session {
                 return;
             }
             Verdict::Later(..) => {
+                self.stats.error(crate::stats::ErrorKind::Limit, 1);
                 dedicated.refuse(
                     reply::error("ERR over the tenant's traffic limit"),
                     &mut self.write_buffer,

@@ -27,11 +27,11 @@ mod dedicated;
 mod introspection;
 mod kafka;
 mod local;
+mod observe;
 mod pending;
 mod tenancy;
 mod transaction;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -45,6 +45,8 @@ use crate::backend::{BackendError, BackendReply, Patience, SharedConnection};
 use crate::pools::PoolHandle;
 use crate::reply;
 use crate::state::ProxyState;
+
+pub use self::observe::{probe_nodes, proxy_facts};
 
 use self::cluster::ClusterSession;
 use self::pending::{next_front_event, try_front_event, Expect, FrontEvent, Pending};
@@ -103,7 +105,10 @@ pub struct Session {
     read_buffer: BytesMut,
     write_buffer: BytesMut,
     decoder: RequestDecoder,
-    pending: VecDeque<Pending>,
+    /// The replies owed, in request order, each timed (see `observe`).
+    pending: observe::PendingQueue,
+    /// This session's counts, flushed into its worker's before each write.
+    stats: crate::stats::SessionStats,
     /// A request that must wait until `pending` is empty (a barrier) before it runs.
     deferred: Option<Request>,
     /// The deferred request was already policed (and rewritten) when it was read: it runs as it is.
@@ -190,7 +195,8 @@ impl Session {
             read_buffer: BytesMut::with_capacity(16 * 1024),
             write_buffer: BytesMut::with_capacity(16 * 1024),
             decoder: RequestDecoder::new(limits),
-            pending: VecDeque::new(),
+            pending: observe::new_queue(state.stats()),
+            stats: observe::session_stats(&state, worker),
             deferred: None,
             deferred_is_policed: false,
             closing: None,
@@ -343,6 +349,7 @@ impl Session {
     /// Writes the gathered replies. Before AUTH the write must finish by the auth deadline too, so a client
     /// that sends requests and never reads the replies cannot stay by filling its socket.
     async fn write_replies(&mut self) -> Result<(), SessionEnd> {
+        self.observe_before_write(self.write_buffer.len());
         if self.awaiting_auth() {
             let write = self.stream.write_all(&self.write_buffer);
             match tokio::time::timeout_at(self.auth_deadline, write).await {
@@ -447,6 +454,7 @@ impl Session {
         let Some(front) = self.pending.pop_front() else {
             return;
         };
+        self.count_backend_failure(&front, &event);
         match (front, event) {
             (Pending::Waiting(_, Expect::Rewrite(spec)), FrontEvent::Reply(reply)) => {
                 let bytes = convert_reply(reply, Expect::Forward);
@@ -491,6 +499,7 @@ impl Session {
         while self.accepting_requests(max_pending) {
             match self.decoder.decode(&mut self.read_buffer) {
                 Ok(Some(request)) => {
+                    self.count_request(&request);
                     if !self.screen_for_reply_mode(&request) {
                         self.handle(request);
                     }
@@ -523,6 +532,14 @@ impl Session {
         }))
     }
 
+    /// Standalone pools: the node's address (for the slow log).
+    fn standalone_address(&self) -> Arc<str> {
+        match &self.pool {
+            PoolHandle::Standalone(pool) => Arc::clone(pool.address()),
+            _ => Arc::from(""),
+        }
+    }
+
     /// Sends the batched requests, if any, as one pending entry.
     fn flush_batch(&mut self) {
         if self.cluster.is_some() {
@@ -536,16 +553,20 @@ impl Session {
         let requests = self.batch.split().freeze();
         let count = std::mem::take(&mut self.batch_count);
         let patience = std::mem::take(&mut self.batch_patience);
+        let node = self.standalone_address();
         let Some(route) = self.standalone_route() else {
             return;
         };
         let route = route.with_patience(patience);
         let entry = if count == 1 {
-            Pending::Waiting(route.send(requests), Expect::Forward)
+            Pending::Waiting(route.send(requests.clone()), Expect::Forward)
         } else {
-            Pending::Waiting(route.send_many(requests, count), Expect::Batch(count))
+            Pending::Waiting(
+                route.send_many(requests.clone(), count),
+                Expect::Batch(count),
+            )
         };
-        self.pending.push_back(entry);
+        self.pending.push_sent(entry, &requests, &node);
     }
 
     /// Looks a request up in the command table (see [`commands::lookup`]), remembering the last plain command.
@@ -598,6 +619,11 @@ impl Session {
                     self.deferred = Some(request);
                     return;
                 }
+                if is_stats_command(&request) {
+                    let entry = self.stats_command(&request);
+                    self.pending.push_back(entry);
+                    return;
+                }
                 if let Some(reply) = self.proxy_command(&request) {
                     self.pending.push_back(Pending::Ready(reply));
                 }
@@ -609,11 +635,19 @@ impl Session {
             Err(error) => {
                 self.flush_batch();
                 self.fail_transaction();
+                self.stats.error(crate::stats::ErrorKind::Refused, 1);
                 self.pending
                     .push_back(Pending::Ready(Bytes::from(error.to_reply())));
                 return;
             }
         };
+        if spec.name.starts_with("slowlog|") {
+            // The proxy's own slow log, not the backend's (a tenant sees only its own entries).
+            self.flush_batch();
+            let reply = self.slowlog_command(spec.name, &request);
+            self.pending.push_back(Pending::Ready(reply));
+            return;
+        }
         let policed = if std::mem::take(&mut self.deferred_is_policed) {
             Verdict::Proceed(request)
         } else {
@@ -701,6 +735,7 @@ impl Session {
             self.cluster_forward(spec, request);
             return;
         }
+        let node = self.standalone_address();
         let Some(route) = self.standalone_route() else {
             return;
         };
@@ -711,7 +746,8 @@ impl Session {
             Some(spec) => Expect::Rewrite(spec),
             None => Expect::Forward,
         };
-        self.pending.push_back(Pending::Waiting(receiver, expect));
+        self.pending
+            .push_sent(Pending::Waiting(receiver, expect), request.raw(), &node);
     }
 
     /// Commands after which the client is served by another backend connection.
@@ -773,6 +809,14 @@ fn transaction_command_without_state(spec: &CommandSpec) -> Option<Bytes> {
         "unwatch" => Some(reply::ok()),
         _ => None,
     }
+}
+
+/// Whether `request` is `RKPROXY STATS ...` (answered by `observe`).
+fn is_stats_command(request: &Request) -> bool {
+    request.name().eq_ignore_ascii_case(b"RKPROXY")
+        && request
+            .arg(1)
+            .is_some_and(|sub| sub.eq_ignore_ascii_case(b"STATS"))
 }
 
 /// The reply for a command the table knows but rkproxy does not serve.

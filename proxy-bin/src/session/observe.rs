@@ -1,0 +1,558 @@
+//! What the session contributes to the proxy's stats: it counts each request as it is framed, times each
+//! entry of its reply queue from dispatch to reply, logs slow ones, and answers `RKPROXY STATS`, `SLOWLOG` and
+//! INFO's `# Proxy` section.
+//!
+//! Counting is into the session's own [`SessionStats`](crate::stats::SessionStats) (plain fields), flushed into
+//! the worker's cell before each write of replies, so a client that has read a reply finds it counted.
+//!
+//! Timing: [`PendingQueue`] is the session's reply queue. It records when each entry waiting on a backend was
+//! pushed (one clock read per entry: a batch of pipelined requests is one entry) and when it was taken off the
+//! front complete; an entry taken off and put back (a cluster redirect, a merge still waiting for parts) keeps
+//! its start. Entries the proxy answers itself are not timed.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use resp_codec::{Frame, Request, RequestDecoder};
+use tenant_policy::PolicyError;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+
+use super::pending::{Expect, FrontEvent, Pending};
+use super::Session;
+use crate::backend::{BackendError, BackendReply};
+use crate::pools::PoolHandle;
+use crate::reply;
+use crate::stats::report::{self, Facts, NodeFacts, PoolFacts, Section};
+use crate::stats::slowlog::{SlowEntry, SlowRequest};
+use crate::stats::{ErrorKind, SessionStats, Stats, NO_TENANT, UNAUTHENTICATED, UNKNOWN_COMMAND};
+
+/// Timing of one entry of the reply queue.
+#[derive(Default)]
+pub(super) struct Sent {
+    /// When it was pushed; `None` for entries the proxy answered itself.
+    at: Option<Instant>,
+    /// How long until it was last taken off the front.
+    took: Option<Duration>,
+    /// Requests it stands for (a batch stands for several).
+    requests: u32,
+    /// Kept only while the slow log is on: what was sent and to which node, for a slow-log entry.
+    request: Option<Bytes>,
+    node: Option<Arc<str>>,
+}
+
+/// The reply queue, with the timing of each entry (see the module docs).
+#[derive(Default)]
+pub(super) struct PendingQueue {
+    entries: VecDeque<Pending>,
+    sent: VecDeque<Sent>,
+    /// The entry taken off the front last, until it is put back or settled.
+    popped: Option<Sent>,
+    /// Entries taken off complete, not yet recorded.
+    completed: Vec<Sent>,
+    timing: bool,
+    slow_after: Option<Duration>,
+}
+
+impl PendingQueue {
+    pub(super) fn new(timing: bool, slow_after: Option<Duration>) -> PendingQueue {
+        PendingQueue {
+            timing,
+            slow_after,
+            ..PendingQueue::default()
+        }
+    }
+
+    pub(super) fn push_back(&mut self, entry: Pending) {
+        let sent = self.start(&entry);
+        self.sent.push_back(sent);
+        self.entries.push_back(entry);
+    }
+
+    /// Pushes an entry for `request`, sent to `node` (kept for the slow log while it is on).
+    pub(super) fn push_sent(&mut self, entry: Pending, request: &Bytes, node: &Arc<str>) {
+        let mut sent = self.start(&entry);
+        if self.timing && self.slow_after.is_some() {
+            sent.request = Some(request.clone());
+            sent.node = Some(Arc::clone(node));
+        }
+        self.sent.push_back(sent);
+        self.entries.push_back(entry);
+    }
+
+    fn start(&self, entry: &Pending) -> Sent {
+        if !self.timing || matches!(entry, Pending::Ready(_)) {
+            return Sent::default();
+        }
+        Sent {
+            at: Some(Instant::now()),
+            requests: requests_of(entry),
+            ..Sent::default()
+        }
+    }
+
+    /// Puts back the entry taken off last (it keeps its start), or another entry in its place.
+    pub(super) fn push_front(&mut self, entry: Pending) {
+        let sent = self.popped.take().unwrap_or_default();
+        self.sent.push_front(sent);
+        self.entries.push_front(entry);
+    }
+
+    pub(super) fn pop_front(&mut self) -> Option<Pending> {
+        let entry = self.entries.pop_front()?;
+        let mut sent = self.sent.pop_front().unwrap_or_default();
+        if let Some(previous) = self.popped.take() {
+            self.completed.push(previous);
+        }
+        if let Some(at) = sent.at {
+            let took = at.elapsed();
+            sent.took = Some(took);
+            if self.slow_after.is_some_and(|limit| took >= limit) && sent.request.is_none() {
+                (sent.request, sent.node) = describe(&entry);
+            }
+        }
+        self.popped = Some(sent);
+        Some(entry)
+    }
+
+    /// The entries completed since the last call.
+    fn settle(&mut self) -> std::vec::Drain<'_, Sent> {
+        if let Some(last) = self.popped.take() {
+            self.completed.push(last);
+        }
+        self.completed.drain(..)
+    }
+
+    pub(super) fn front(&self) -> Option<&Pending> {
+        self.entries.front()
+    }
+
+    pub(super) fn front_mut(&mut self) -> Option<&mut Pending> {
+        self.entries.front_mut()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(super) fn iter(&self) -> std::collections::vec_deque::Iter<'_, Pending> {
+        self.entries.iter()
+    }
+}
+
+/// How many client requests an entry answers.
+fn requests_of(entry: &Pending) -> u32 {
+    let requests = match entry {
+        Pending::Waiting(_, Expect::Batch(count)) => *count,
+        Pending::Pipeline(pipeline) => pipeline.order.len(),
+        _ => 1,
+    };
+    u32::try_from(requests).unwrap_or(u32::MAX)
+}
+
+/// What a cluster entry sent and where, for the slow log (standalone entries carry it from `push_sent`).
+fn describe(entry: &Pending) -> (Option<Bytes>, Option<Arc<str>>) {
+    let node = |node: &cluster_router::topology::NodeAddr| Some(Arc::from(node.to_string()));
+    match entry {
+        Pending::Routed(routed) => (Some(routed.request.clone()), node(&routed.node)),
+        Pending::Transaction(exec) => (Some(exec.unit.clone()), node(&exec.node)),
+        Pending::Merge(merge) => merge.parts.first().map_or((None, None), |part| {
+            (Some(part.request.clone()), node(&part.node))
+        }),
+        Pending::Pipeline(pipeline) => pipeline.parts.first().map_or((None, None), |part| {
+            (Some(part.requests.clone()), node(&part.node))
+        }),
+        Pending::Ready(_) | Pending::Waiting(..) => (None, None),
+    }
+}
+
+/// The first request in `bytes` (a batch holds several) and how many there are.
+fn first_request(bytes: &Bytes) -> (Option<Request>, usize) {
+    let mut buffer = BytesMut::from(&bytes[..]);
+    let mut decoder = RequestDecoder::new(resp_codec::Limits {
+        max_bulk_len: usize::MAX,
+        max_array_len: usize::MAX,
+        ..resp_codec::Limits::default()
+    });
+    let mut first = None;
+    let mut count = 0;
+    while let Ok(Some(request)) = decoder.decode(&mut buffer) {
+        count += 1;
+        first.get_or_insert(request);
+    }
+    (first, count)
+}
+
+/// The stats label of a request the command table does not know: the proxy's own and Kafka commands by name.
+fn unlisted_command(name: &[u8]) -> &'static str {
+    const OWN: [&str; 6] = ["use", "rkproxy", "kpush", "kpop", "kpartitions", "koffset"];
+    OWN.iter()
+        .find(|own| name.eq_ignore_ascii_case(own.as_bytes()))
+        .copied()
+        .unwrap_or(UNKNOWN_COMMAND)
+}
+
+/// The tenant label a session starts with.
+pub(super) fn initial_tenant(state: &crate::state::ProxyState) -> &'static str {
+    if state.tenants().is_some() {
+        UNAUTHENTICATED
+    } else {
+        NO_TENANT
+    }
+}
+
+/// The reply queue a session starts with.
+pub(super) fn new_queue(stats: &Stats) -> PendingQueue {
+    PendingQueue::new(stats.enabled(), stats.slowlog().threshold())
+}
+
+/// How a backend failure is counted: a timeout when the backend made no progress in time.
+fn failure_kind(error: &BackendError) -> ErrorKind {
+    let BackendError::Unavailable { reason, .. } = error;
+    let timed_out = [
+        "no reply within",
+        "write blocked for",
+        "no connection within",
+    ]
+    .iter()
+    .any(|start| reason.starts_with(start));
+    if timed_out {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Backend
+    }
+}
+
+/// How a tenant-policy refusal is counted.
+pub(super) fn refusal_kind(error: &PolicyError) -> ErrorKind {
+    match error {
+        PolicyError::OverLimit { .. } | PolicyError::RequestTooLarge { .. } => ErrorKind::Limit,
+        _ => ErrorKind::Refused,
+    }
+}
+
+impl Session {
+    /// Counts a request as it is framed (each request once, whatever happens to it later).
+    pub(super) fn count_request(&mut self, request: &Request) {
+        if !self.stats.enabled() {
+            return;
+        }
+        let name = match self.lookup(request) {
+            Ok(spec) => spec.name,
+            Err(_) => unlisted_command(request.name()),
+        };
+        self.stats.command(name, request.raw().len());
+    }
+
+    /// Counts the requests of the entry `front` failed by a backend error in `event`.
+    pub(super) fn count_backend_failure(&mut self, front: &Pending, event: &FrontEvent) {
+        let (FrontEvent::Reply(Err(error)) | FrontEvent::Part(_, Err(error))) = event else {
+            return;
+        };
+        let times = u64::from(requests_of(front));
+        self.stats.error(failure_kind(error), times);
+    }
+
+    /// Before replies are written: records the timing of completed entries (and logs slow ones), counts the
+    /// reply bytes, and flushes the session's counts into its worker's.
+    pub(super) fn observe_before_write(&mut self, reply_bytes: usize) {
+        if !self.stats.enabled() {
+            return;
+        }
+        let completed: Vec<Sent> = self.pending.settle().collect();
+        for sent in completed {
+            let Some(took) = sent.took else {
+                continue;
+            };
+            self.stats.latency(took, u64::from(sent.requests.max(1)));
+            if self.pending.slow_after.is_some_and(|limit| took >= limit) {
+                self.log_slow(&sent, took);
+            }
+        }
+        self.stats.bytes_out(reply_bytes);
+        self.stats.flush();
+        // Settings may have changed (a reload): the next entries use the current threshold.
+        self.pending.slow_after = self.state.stats().slowlog().threshold();
+    }
+
+    fn log_slow(&self, sent: &Sent, took: Duration) {
+        let (first, count) = sent
+            .request
+            .as_ref()
+            .map_or((None, 0), |bytes| first_request(bytes));
+        let mut args: Vec<&[u8]> = first.as_ref().map_or_else(Vec::new, |r| r.args().collect());
+        let batch_note = format!("... ({count} requests in one batch)");
+        if count > 1 {
+            args.push(batch_note.as_bytes());
+        }
+        self.state.stats().slowlog().log(SlowRequest {
+            duration: took,
+            args,
+            client_addr: self
+                .stream
+                .peer_addr()
+                .map(|addr| addr.to_string())
+                .unwrap_or_default(),
+            client_name: self
+                .name
+                .as_ref()
+                .map(|name| String::from_utf8_lossy(name).into_owned())
+                .unwrap_or_default(),
+            tenant: Arc::clone(self.stats.tenant()),
+            node: sent.node.as_deref().unwrap_or_default().to_owned(),
+        });
+    }
+
+    /// After AUTH or USE: later counts carry the new tenant and pool.
+    pub(super) fn relabel_stats(&mut self) {
+        let tenant = self
+            .tenant()
+            .map(|tenant| tenant.name().to_owned())
+            .unwrap_or_else(|| initial_tenant(&self.state).to_owned());
+        let pool = self.pool.name().to_owned();
+        self.stats.relabel(&pool, &tenant);
+    }
+
+    /// The tenant whose rows this client may see: `None` (all) for admins and when no tenants are configured.
+    fn visible_tenant(&self) -> Option<String> {
+        match self.tenant() {
+            Some(tenant) if !tenant.is_admin() => Some(tenant.name().to_owned()),
+            _ => None,
+        }
+    }
+
+    /// SLOWLOG GET [count] | LEN | RESET | HELP, from the proxy's own slow log (a tenant sees only its own).
+    pub(super) fn slowlog_command(&mut self, spec_name: &str, request: &Request) -> Bytes {
+        if self.awaiting_auth() {
+            return PolicyError::NoAuth.to_reply();
+        }
+        let mine = self.visible_tenant();
+        let visible = |entry: &SlowEntry| mine.as_deref().is_none_or(|t| t == &*entry.tenant);
+        let log = self.state.stats().slowlog();
+        match spec_name {
+            "slowlog|get" => {
+                let count = match request.arg(2) {
+                    None => Some(10),
+                    Some(text) => match parse_count(text) {
+                        Some(count) => count,
+                        None => {
+                            return reply::error(
+                                "ERR count should be greater than or equal to -1",
+                            )
+                        }
+                    },
+                };
+                let entries = log.get(count, visible);
+                Frame::Array(entries.iter().map(SlowEntry::to_frame).collect()).to_bytes()
+            }
+            "slowlog|len" => reply::integer(i64::try_from(log.len(visible)).unwrap_or(i64::MAX)),
+            "slowlog|reset" => {
+                log.reset(visible);
+                reply::ok()
+            }
+            _ => reply::array_of_bulks(
+                [
+                    &b"SLOWLOG GET [<count>] -- entries of the proxy's slow log (-1: all), newest first"[..],
+                    b"SLOWLOG LEN -- how many entries",
+                    b"SLOWLOG RESET -- empties it (a tenant: its own entries)",
+                ]
+                .into_iter(),
+            ),
+        }
+    }
+
+    /// `RKPROXY STATS [tenants|commands|pools|nodes|kafka]`: the section's lines; the nodes section probes
+    /// every node first, so its reply comes from a task.
+    pub(super) fn stats_command(&mut self, request: &Request) -> Pending {
+        if self.awaiting_auth() {
+            return Pending::Ready(PolicyError::NoAuth.to_reply());
+        }
+        let Some(section) = Section::parse(request.arg(2)) else {
+            return Pending::Ready(reply::error(
+                "ERR unknown RKPROXY STATS section. Try TENANTS, COMMANDS, POOLS, NODES or KAFKA.",
+            ));
+        };
+        // The client's own counts so far are part of the answer.
+        self.stats.flush();
+        let state = Arc::clone(&self.state);
+        let visible = self.visible_tenant();
+        if section != Section::Nodes {
+            let facts = proxy_facts(&state);
+            let lines = report::stats_lines(
+                section,
+                &state.stats().snapshot(),
+                &facts,
+                visible.as_deref(),
+            );
+            return Pending::Ready(reply::array_of_bulks(lines.iter().map(String::as_bytes)));
+        }
+        if visible.is_some() {
+            return Pending::Ready(reply::error(
+                "NOPERM RKPROXY STATS NODES is for admins: backend nodes are shared by every tenant",
+            ));
+        }
+        let (sender, receiver) = oneshot::channel::<BackendReply>();
+        tokio::spawn(async move {
+            let mut facts = proxy_facts(&state);
+            facts.nodes = probe_nodes(&state).await;
+            let lines = report::stats_lines(section, &state.stats().snapshot(), &facts, None);
+            let _ = sender.send(Ok(reply::array_of_bulks(
+                lines.iter().map(String::as_bytes),
+            )));
+        });
+        Pending::Waiting(receiver, Expect::Forward)
+    }
+
+    /// INFO's `# Proxy` section as this client may see it.
+    pub(super) fn proxy_section(&mut self) -> String {
+        self.stats.flush();
+        let facts = proxy_facts(&self.state);
+        report::info_section(
+            &self.state.stats().snapshot(),
+            &facts,
+            self.state.uptime().as_secs(),
+            self.visible_tenant().as_deref(),
+        )
+    }
+}
+
+/// SLOWLOG GET's count: -1 for all, else at least 0.
+fn parse_count(text: &[u8]) -> Option<Option<usize>> {
+    let count: i64 = std::str::from_utf8(text).ok()?.parse().ok()?;
+    match count {
+        -1 => Some(None),
+        n if n >= 0 => Some(Some(usize::try_from(n).unwrap_or(usize::MAX))),
+        _ => None,
+    }
+}
+
+/// Connections per tenant and the pools' states, from the proxy's state.
+pub fn proxy_facts(state: &crate::state::ProxyState) -> Facts {
+    let mut facts = Facts::default();
+    let total = state.connected_clients();
+    match state.tenants() {
+        Some(tenants) => {
+            let mut authenticated = 0;
+            for tenant in tenants.iter() {
+                let count = tenant.connection_count();
+                authenticated += count;
+                facts.connections.insert(tenant.name().to_owned(), count);
+            }
+            facts.connections.insert(
+                UNAUTHENTICATED.to_owned(),
+                total.saturating_sub(authenticated),
+            );
+        }
+        None => {
+            facts.connections.insert(NO_TENANT.to_owned(), total);
+        }
+    }
+    facts.pools = state.pool_handles().map(pool_facts).collect();
+    facts.pools.sort_by(|a, b| a.name.cmp(&b.name));
+    facts
+}
+
+fn pool_facts(pool: &PoolHandle) -> PoolFacts {
+    match pool {
+        PoolHandle::Standalone(standalone) => PoolFacts {
+            name: standalone.name().to_owned(),
+            kind: "standalone",
+            state: "lazy".to_owned(),
+            nodes: vec![standalone.address().to_string()],
+        },
+        PoolHandle::Cluster(cluster) => {
+            let topology = cluster.topology();
+            let nodes: Vec<String> = topology.map.nodes().map(ToString::to_string).collect();
+            PoolFacts {
+                name: cluster.name().to_owned(),
+                kind: "cluster",
+                state: if topology.map.masters().is_empty() {
+                    "no_slot_map".to_owned()
+                } else {
+                    "ok".to_owned()
+                },
+                nodes,
+            }
+        }
+        PoolHandle::Kafka(kafka) => PoolFacts {
+            name: kafka.name().to_owned(),
+            kind: "kafka",
+            state: kafka.state_name().to_owned(),
+            nodes: kafka.brokers().to_vec(),
+        },
+    }
+}
+
+/// Whether each Redis node of every pool accepts a connection (with the pool's handshake) within the connect
+/// timeout; a Kafka pool's brokers are up when the pool is connected.
+pub async fn probe_nodes(state: &crate::state::ProxyState) -> Vec<NodeFacts> {
+    let mut probes = Vec::new();
+    for pool in state.pool_handles() {
+        match pool {
+            PoolHandle::Standalone(standalone) => {
+                probes.push((pool.name().to_owned(), standalone.endpoint(0, false)));
+            }
+            PoolHandle::Cluster(cluster) => {
+                for node in cluster.topology().map.nodes() {
+                    probes.push((pool.name().to_owned(), cluster.endpoint(node, false, false)));
+                }
+            }
+            PoolHandle::Kafka(_) => {}
+        }
+    }
+    let checks = probes.into_iter().map(|(pool, endpoint)| async move {
+        let up = crate::backend::connect(&endpoint).await.is_ok();
+        NodeFacts {
+            pool,
+            node: endpoint.address.to_string(),
+            up,
+        }
+    });
+    let mut nodes: Vec<NodeFacts> = futures_join_all(checks).await;
+    for pool in state.pool_handles() {
+        if let PoolHandle::Kafka(kafka) = pool {
+            for broker in kafka.brokers() {
+                nodes.push(NodeFacts {
+                    pool: kafka.name().to_owned(),
+                    node: broker.clone(),
+                    up: kafka.state_name() == "up",
+                });
+            }
+        }
+    }
+    nodes.sort_by(|a, b| (&a.pool, &a.node).cmp(&(&b.pool, &b.node)));
+    nodes
+}
+
+/// Runs the probes concurrently (each bounded by its connect timeout).
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        if let Ok(result) = handle.await {
+            out.push(result);
+        }
+    }
+    out
+}
+
+/// A session's stats, labelled with its starting pool and tenant.
+pub(super) fn session_stats(state: &crate::state::ProxyState, worker: usize) -> SessionStats {
+    SessionStats::new(
+        state.stats(),
+        worker,
+        state.default_pool().name(),
+        initial_tenant(state),
+    )
+}

@@ -1,0 +1,365 @@
+//! The proxy's counts: `RKPROXY STATS`, INFO's `# Proxy` section and `GET /metrics` (parsed with a real
+//! Prometheus text parser), exact for the test's own proxy, and each tenant seeing only its own rows.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+
+use redis::Value;
+
+use crate::support::*;
+
+/// A reply's lines (an array of bulk strings, as RKPROXY STATS gives).
+async fn stats_lines(
+    connection: &mut redis::aio::MultiplexedConnection,
+    section: &str,
+) -> Vec<String> {
+    let lines: Vec<String> = redis::cmd("RKPROXY")
+        .arg("STATS")
+        .arg(section)
+        .query_async(connection)
+        .await
+        .unwrap();
+    lines
+}
+
+/// The `key=value` fields of one stats line.
+fn fields(line: &str) -> BTreeMap<String, String> {
+    line.split(' ')
+        .filter_map(|field| field.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The line of `lines` whose fields include every `(key, value)` of `matching`.
+fn line_with<'a>(
+    lines: &'a [String],
+    matching: &[(&str, &str)],
+) -> Option<BTreeMap<String, String>> {
+    lines.iter().map(|line| fields(line)).find(|f| {
+        matching
+            .iter()
+            .all(|(k, v)| f.get(*k).map(String::as_str) == Some(*v))
+    })
+}
+
+fn number(fields: &BTreeMap<String, String>, key: &str) -> u64 {
+    fields
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key} in {fields:?}"))
+        .parse()
+        .unwrap()
+}
+
+async fn info_text(connection: &mut redis::aio::MultiplexedConnection, section: &str) -> String {
+    let mut command = redis::cmd("INFO");
+    if !section.is_empty() {
+        command.arg(section);
+    }
+    match command.query_async::<Value>(connection).await.unwrap() {
+        Value::BulkString(bytes) => String::from_utf8(bytes).unwrap(),
+        Value::VerbatimString { text, .. } => text,
+        other => panic!("INFO reply {other:?}"),
+    }
+}
+
+fn info_field(info: &str, name: &str) -> Option<String> {
+    info.lines().find_map(|line| {
+        let (field, value) = line.trim_end().split_once(':')?;
+        (field == name).then(|| value.to_owned())
+    })
+}
+
+#[tokio::test]
+async fn commands_errors_and_bytes_are_counted_exactly() {
+    let proxy = start_proxy(&redis_addr()).await;
+    let mut connection = client(&proxy).await;
+    let key = unique("stats:exact");
+    for _ in 0..7 {
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg("v")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+    // A pipeline of 20 GETs is framed from one read and sent as one batch: still 20 calls.
+    let mut pipe = redis::pipe();
+    for _ in 0..20 {
+        pipe.cmd("GET").arg(&key);
+    }
+    let values: Vec<String> = pipe.query_async(&mut connection).await.unwrap();
+    assert_eq!(values.len(), 20);
+    // Refused by the proxy: an unknown command and a wrong arity.
+    let unknown: redis::RedisResult<Value> = redis::cmd("NOSUCHCOMMAND")
+        .query_async(&mut connection)
+        .await;
+    assert!(unknown.is_err());
+    let arity: redis::RedisResult<Value> = redis::cmd("GET").query_async(&mut connection).await;
+    assert!(arity.is_err());
+
+    let commands = stats_lines(&mut connection, "commands").await;
+    let set = line_with(
+        &commands,
+        &[("tenant", "default"), ("pool", "main"), ("command", "set")],
+    )
+    .unwrap_or_else(|| panic!("no set line in {commands:?}"));
+    assert_eq!(number(&set, "calls"), 7);
+    let set_bytes =
+        format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$1\r\nv\r\n", key.len()).len() as u64;
+    assert_eq!(number(&set, "bytes_in"), 7 * set_bytes);
+    let get = line_with(&commands, &[("command", "get")]).unwrap();
+    assert_eq!(number(&get, "calls"), 20);
+    let unknown = line_with(&commands, &[("command", "unknown")]).unwrap();
+    assert_eq!(number(&unknown, "calls"), 2);
+    // This STATS request is counted before it is answered.
+    let own = line_with(&commands, &[("command", "rkproxy")]).unwrap();
+    assert_eq!(number(&own, "calls"), 1);
+
+    let tenants = stats_lines(&mut connection, "tenants").await;
+    let default = line_with(&tenants, &[("tenant", "default")]).unwrap();
+    assert_eq!(number(&default, "errors_refused"), 2);
+    assert_eq!(number(&default, "errors_backend"), 0);
+    assert_eq!(number(&default, "connections"), 1);
+    // 7 SETs and one batch entry for the 20 GETs: 27 requests timed at the backend.
+    assert_eq!(number(&default, "timed"), 27);
+    assert!(number(&default, "bytes_out") > 0);
+
+    let pools = stats_lines(&mut connection, "pools").await;
+    let main = line_with(&pools, &[("pool", "main")]).unwrap();
+    assert_eq!(main["kind"], "standalone");
+    assert_eq!(main["nodes"], redis_addr());
+
+    let info = info_text(&mut connection, "proxy").await;
+    assert!(info.starts_with("# Proxy\r\n"), "{info}");
+    assert_eq!(
+        info_field(&info, "rkproxy_version").as_deref(),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        info_field(&info, "total_errors_refused").as_deref(),
+        Some("2")
+    );
+    assert_eq!(info_field(&info, "connected_clients").as_deref(), Some("1"));
+    assert!(info_field(&info, "pool_main").is_some_and(|line| line.starts_with("kind=standalone")));
+    // INFO without arguments is the backend's, with the proxy's section after it.
+    let all = info_text(&mut connection, "").await;
+    assert!(all.contains("redis_version:"), "{all}");
+    assert!(all.contains("\r\n# Proxy\r\n"), "{all}");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn backend_failures_are_counted_by_kind() {
+    let mut redis = OwnRedis::start(&[]);
+    let proxy = start_proxy(&redis.addr()).await;
+    let mut connection = client(&proxy).await;
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    redis.stop();
+    for _ in 0..3 {
+        let failed: redis::RedisResult<Value> = redis::cmd("GET")
+            .arg("k")
+            .query_async(&mut connection)
+            .await;
+        assert!(failed.is_err());
+    }
+    let tenants = stats_lines(&mut connection, "tenants").await;
+    let default = line_with(&tenants, &[("tenant", "default")]).unwrap();
+    assert_eq!(number(&default, "errors_backend"), 3, "{tenants:?}");
+    assert_eq!(number(&default, "errors_timeout"), 0);
+    let nodes = stats_lines(&mut connection, "nodes").await;
+    let node = line_with(&nodes, &[("node", redis.addr().as_str())]).unwrap();
+    assert_eq!(node["up"], "0");
+    proxy.shutdown().await;
+}
+
+const TENANTS: &str = "default_pool = 'main'
+[pools.main]
+kind = 'standalone'
+nodes = ['{redis}']
+[tenants.alpha]
+password = 'alpha-pw'
+pool = 'main'
+key_prefix = 'alpha:'
+[tenants.beta]
+password = 'beta-pw'
+pool = 'main'
+key_prefix = 'beta:'
+[tenants.boss]
+password = 'boss-pw'
+pool = 'main'
+admin = true
+";
+
+#[tokio::test]
+async fn a_tenant_sees_only_its_own_stats() {
+    let proxy = start_proxy_toml(&TENANTS.replace("{redis}", &redis_addr())).await;
+    let mut alpha = as_tenant(&proxy, "alpha", "alpha-pw").await;
+    let mut beta = as_tenant(&proxy, "beta", "beta-pw").await;
+    let mut boss = as_tenant(&proxy, "boss", "boss-pw").await;
+    for _ in 0..3 {
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg("1")
+            .query_async(&mut alpha)
+            .await
+            .unwrap();
+    }
+    for _ in 0..5 {
+        let _: Option<String> = redis::cmd("GET")
+            .arg("k")
+            .query_async(&mut beta)
+            .await
+            .unwrap();
+    }
+    // A command refused by the tenant's rights.
+    let refused: redis::RedisResult<Value> = redis::cmd("FLUSHALL").query_async(&mut beta).await;
+    assert!(refused.is_err());
+
+    let alpha_view = stats_lines(&mut alpha, "commands").await;
+    assert!(
+        alpha_view
+            .iter()
+            .all(|line| fields(line)["tenant"] == "alpha"),
+        "{alpha_view:?}"
+    );
+    let set = line_with(&alpha_view, &[("command", "set")]).unwrap();
+    assert_eq!(number(&set, "calls"), 3);
+    let beta_view = stats_lines(&mut beta, "tenants").await;
+    assert_eq!(beta_view.len(), 1, "{beta_view:?}");
+    assert_eq!(number(&fields(&beta_view[0]), "errors_refused"), 1);
+    assert_eq!(number(&fields(&beta_view[0]), "connections"), 1);
+
+    let boss_view = stats_lines(&mut boss, "commands").await;
+    let beta_get = line_with(&boss_view, &[("tenant", "beta"), ("command", "get")]).unwrap();
+    assert_eq!(number(&beta_get, "calls"), 5);
+    assert!(line_with(&boss_view, &[("tenant", "alpha"), ("command", "set")]).is_some());
+
+    let nodes: redis::RedisResult<Vec<String>> = redis::cmd("RKPROXY")
+        .arg("STATS")
+        .arg("NODES")
+        .query_async(&mut alpha)
+        .await;
+    assert!(nodes.is_err(), "a tenant does not see the shared nodes");
+    let info = info_text(&mut alpha, "proxy").await;
+    assert_eq!(
+        info_field(&info, "connected_clients").as_deref(),
+        Some("1"),
+        "{info}"
+    );
+    let alpha_total: u64 = info_field(&info, "total_commands")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(alpha_total < 3 + 5, "alpha's totals are its own: {info}");
+    proxy.shutdown().await;
+}
+
+/// `GET path` over HTTP/1.0; the status line and the body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n");
+    blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        (head.lines().next().unwrap().to_owned(), body.to_owned())
+    })
+    .await
+}
+
+fn sample<'a>(
+    scrape: &'a prometheus_parse::Scrape,
+    metric: &str,
+    labels: &[(&str, &str)],
+) -> Option<&'a prometheus_parse::Sample> {
+    scrape.samples.iter().find(|sample| {
+        sample.metric == metric && labels.iter().all(|(k, v)| sample.labels.get(k) == Some(*v))
+    })
+}
+
+#[tokio::test]
+async fn metrics_are_served_in_the_prometheus_text_format() {
+    let toml = format!(
+        "metrics_listen = '127.0.0.1:0'\ndefault_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+        redis_addr()
+    );
+    let proxy = start_proxy_toml(&toml).await;
+    let metrics = proxy.metrics_addr().expect("metrics are served");
+    let mut connection = client(&proxy).await;
+    let key = unique("stats:metrics");
+    for _ in 0..4 {
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg("v")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+    let unknown: redis::RedisResult<Value> = redis::cmd("NOSUCHCOMMAND")
+        .query_async(&mut connection)
+        .await;
+    assert!(unknown.is_err());
+
+    let (status, body) = http_get(metrics, "/metrics").await;
+    assert_eq!(status, "HTTP/1.0 200 OK");
+    let scrape =
+        prometheus_parse::Scrape::parse(body.lines().map(|line| Ok(line.to_owned()))).unwrap();
+    let main = [("pool", "main"), ("tenant", "default")];
+    let sets = sample(
+        &scrape,
+        "rkproxy_commands_total",
+        &[main[0], main[1], ("command", "set")],
+    )
+    .unwrap_or_else(|| panic!("no set sample in\n{body}"));
+    assert!(
+        matches!(sets.value, prometheus_parse::Value::Counter(n) if n == 4.0),
+        "{body}"
+    );
+    let refused = sample(
+        &scrape,
+        "rkproxy_errors_total",
+        &[main[0], main[1], ("kind", "refused")],
+    )
+    .unwrap();
+    assert!(matches!(refused.value, prometheus_parse::Value::Counter(n) if n == 1.0));
+    let duration = sample(&scrape, "rkproxy_command_duration_seconds", &main).unwrap();
+    match &duration.value {
+        prometheus_parse::Value::Histogram(buckets) => {
+            let all = buckets.iter().find(|b| b.less_than.is_infinite()).unwrap();
+            assert_eq!(all.count, 4.0, "{body}");
+            assert!(buckets.len() > 10);
+        }
+        other => panic!("duration is {other:?}"),
+    }
+    let bytes_in = sample(
+        &scrape,
+        "rkproxy_bytes_total",
+        &[("tenant", "default"), ("direction", "in")],
+    )
+    .unwrap();
+    assert!(matches!(bytes_in.value, prometheus_parse::Value::Counter(n) if n > 0.0));
+    let clients = sample(
+        &scrape,
+        "rkproxy_connected_clients",
+        &[("tenant", "default")],
+    )
+    .unwrap();
+    assert!(matches!(clients.value, prometheus_parse::Value::Gauge(n) if n == 1.0));
+    let up = sample(
+        &scrape,
+        "rkproxy_backend_up",
+        &[("pool", "main"), ("node", redis_addr().as_str())],
+    )
+    .unwrap();
+    assert!(matches!(up.value, prometheus_parse::Value::Gauge(n) if n == 1.0));
+
+    let (status, _) = http_get(metrics, "/other").await;
+    assert_eq!(status, "HTTP/1.0 404 Not Found");
+    proxy.shutdown().await;
+}

@@ -283,10 +283,7 @@ impl Session {
     }
 
     fn log_slow(&self, sent: &Sent, took: Duration) {
-        let (first, count) = sent
-            .request
-            .as_ref()
-            .map_or((None, 0), |bytes| first_request(bytes));
+        let (first, count) = sent.request.as_ref().map_or((None, 0), first_request);
         let mut args: Vec<&[u8]> = first.as_ref().map_or_else(Vec::new, |r| r.args().collect());
         let batch_note = format!("... ({count} requests in one batch)");
         if count > 1 {

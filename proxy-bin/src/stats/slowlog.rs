@@ -198,7 +198,7 @@ mod tests {
 
     #[test]
     fn arguments_are_truncated_like_redis() {
-        let long = vec![b'x'; 200];
+        let long = [b'x'; 200];
         let many: Vec<&[u8]> = std::iter::repeat_n(&b"a"[..], 40).collect();
         let truncated = truncate_args(&many);
         assert_eq!(truncated.len(), 32);

@@ -14,6 +14,7 @@ mod deep_replies;
 mod failures;
 mod introspection;
 mod kafka;
+mod logs;
 mod pairing;
 mod pairing_backend;
 mod shutdown;

@@ -118,12 +118,17 @@ impl PendingQueue {
         Some(entry)
     }
 
-    /// The entries completed since the last call.
-    fn settle(&mut self) -> std::vec::Drain<'_, Sent> {
+    /// The entries completed since the last call (give the vector back with `reuse`, to keep its capacity).
+    fn settle(&mut self) -> Vec<Sent> {
         if let Some(last) = self.popped.take() {
             self.completed.push(last);
         }
-        self.completed.drain(..)
+        std::mem::take(&mut self.completed)
+    }
+
+    fn reuse(&mut self, mut emptied: Vec<Sent>) {
+        emptied.clear();
+        self.completed = emptied;
     }
 
     pub(super) fn front(&self) -> Option<&Pending> {
@@ -266,8 +271,8 @@ impl Session {
         if !self.stats.enabled() {
             return;
         }
-        let completed: Vec<Sent> = self.pending.settle().collect();
-        for sent in completed {
+        let mut completed = self.pending.settle();
+        for sent in completed.drain(..) {
             let Some(took) = sent.took else {
                 continue;
             };
@@ -276,6 +281,7 @@ impl Session {
                 self.log_slow(&sent, took);
             }
         }
+        self.pending.reuse(completed);
         self.stats.bytes_out(reply_bytes);
         self.stats.flush();
         // Settings may have changed (a reload): the next entries use the current threshold.

@@ -361,6 +361,24 @@ async fn metrics_are_served_in_the_prometheus_text_format() {
     .unwrap();
     assert!(matches!(up.value, prometheus_parse::Value::Gauge(n) if n == 1.0));
 
+    // Every series the shipped Grafana dashboard queries is one the proxy serves.
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/grafana-dashboard.json"),
+    )
+    .unwrap();
+    let served: Vec<&String> = scrape.docs.keys().collect();
+    for (start, _) in dashboard.match_indices("rkproxy_") {
+        let name: String = dashboard[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        let family = name.strip_suffix("_bucket").unwrap_or(&name);
+        assert!(
+            scrape.docs.contains_key(family) || name == "rkproxy_",
+            "the dashboard's {name} is not served (served: {served:?})"
+        );
+    }
+
     let (status, _) = http_get(metrics, "/other").await;
     assert_eq!(status, "HTTP/1.0 404 Not Found");
     proxy.shutdown().await;

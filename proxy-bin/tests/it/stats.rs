@@ -383,3 +383,66 @@ async fn metrics_are_served_in_the_prometheus_text_format() {
     assert_eq!(status, "HTTP/1.0 404 Not Found");
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn cluster_requests_are_counted_timed_and_logged_with_their_node() {
+    let nodes = cluster_nodes();
+    let proxy = start_cluster_proxy(&nodes, "[slowlog]\nslower_than_us = 0\nmax_len = 1000").await;
+    let mut connection = client(&proxy).await;
+    let keys: Vec<String> = (0..6)
+        .map(|i| unique(&format!("stats:cluster{i}")))
+        .collect();
+    // Keys in several slots: routed one by one, batched per master in a pipeline, split and merged by MGET.
+    for key in &keys {
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg("v")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+    let mut pipe = redis::pipe();
+    for key in &keys {
+        pipe.cmd("GET").arg(key);
+    }
+    let values: Vec<String> = pipe.query_async(&mut connection).await.unwrap();
+    assert_eq!(values.len(), keys.len());
+    let merged: Vec<String> = redis::cmd("MGET")
+        .arg(&keys)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(merged.len(), keys.len());
+
+    let commands = stats_lines(&mut connection, "commands").await;
+    let calls = |command: &str| {
+        line_with(&commands, &[("pool", "c"), ("command", command)])
+            .map_or(0, |line| number(&line, "calls"))
+    };
+    assert_eq!(calls("set"), 6, "{commands:?}");
+    assert_eq!(calls("get"), 6);
+    assert_eq!(calls("mget"), 1);
+    let tenants = stats_lines(&mut connection, "tenants").await;
+    let default = line_with(&tenants, &[("tenant", "default")]).unwrap();
+    assert_eq!(number(&default, "timed"), 6 + 6 + 1, "{tenants:?}");
+
+    let entries: Vec<Vec<Value>> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg("-1")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let set_nodes: Vec<String> = entries
+        .iter()
+        .filter(|entry| matches!(&entry[3], Value::Array(args) if args.first() == Some(&Value::BulkString(b"SET".to_vec()))))
+        .map(|entry| match &entry[7] {
+            Value::BulkString(node) => String::from_utf8_lossy(node).into_owned(),
+            other => panic!("node is {other:?}"),
+        })
+        .collect();
+    assert_eq!(set_nodes.len(), 6, "{entries:?}");
+    for node in set_nodes {
+        assert!(nodes.contains(&node), "{node} is not a cluster node");
+    }
+    proxy.shutdown().await;
+}

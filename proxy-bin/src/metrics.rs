@@ -11,6 +11,7 @@
 //! - `rkproxy_errors_total{pool,tenant,kind}` (kind: refused, backend, timeout, limit)
 //! - `rkproxy_bytes_total{tenant,direction}` (direction: in, out)
 //! - `rkproxy_connected_clients{tenant}`, `rkproxy_backend_up{pool,node}`, `rkproxy_pool_up{pool,kind}`
+//! - `rkproxy_node_requests_total{pool,node}`, `rkproxy_node_failures_total{pool,node}`
 //! - `rkproxy_kafka_records_total{pool,topic,tenant,op}`, `rkproxy_kafka_bytes_total{pool,topic,tenant,op}`
 //!   (op: kpush, kpop)
 //! - `rkproxy_slowlog_length`, `rkproxy_uptime_seconds`
@@ -302,6 +303,25 @@ impl Scrape {
                 )
             })
             .collect();
+        let mut requests = Vec::new();
+        let mut failures = Vec::new();
+        for ((pool, node), counts) in sorted(&self.snapshot.nodes) {
+            let labels: Labels = vec![("pool", pool.to_string()), ("node", node.to_string())];
+            requests.push((labels.clone(), counts.requests));
+            failures.push((labels, counts.failures));
+        }
+        counter(
+            encoder,
+            "rkproxy_node_requests",
+            "Requests answered by each backend node (or failed there).",
+            requests,
+        )?;
+        counter(
+            encoder,
+            "rkproxy_node_failures",
+            "Requests failed by each backend node (unavailable, broken connection, timeout).",
+            failures,
+        )?;
         gauge(
             encoder,
             "rkproxy_backend_up",

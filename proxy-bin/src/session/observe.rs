@@ -29,6 +29,7 @@ use crate::reply;
 use crate::stats::report::{self, Facts, NodeFacts, PoolFacts, Section};
 use crate::stats::slowlog::{SlowEntry, SlowRequest};
 use crate::stats::{ErrorKind, SessionStats, Stats, NO_TENANT, UNAUTHENTICATED, UNKNOWN_COMMAND};
+use cluster_router::topology::NodeAddr;
 
 /// Timing of one entry of the reply queue.
 #[derive(Default)]
@@ -39,9 +40,23 @@ pub(super) struct Sent {
     took: Option<Duration>,
     /// Requests it stands for (a batch stands for several).
     requests: u32,
-    /// Kept only while the slow log is on: what was sent and to which node, for a slow-log entry.
+    /// Kept only while the slow log is on: what was sent, for a slow-log entry.
     request: Option<Bytes>,
-    node: Option<Arc<str>>,
+    /// The backend node(s) that answered.
+    target: Target,
+}
+
+/// Which backend node(s) answered an entry.
+#[derive(Default)]
+enum Target {
+    #[default]
+    Unknown,
+    /// A standalone pool's node.
+    Label(Arc<str>),
+    /// A cluster node (its label is looked up once per session, see `PendingQueue::label`).
+    Node(Arc<NodeAddr>),
+    /// Cluster nodes of a split or pipelined request, with the requests each answered.
+    Parts(Vec<(Arc<NodeAddr>, u32)>),
 }
 
 /// The reply queue, with the timing of each entry (see the module docs).
@@ -55,6 +70,8 @@ pub(super) struct PendingQueue {
     completed: Vec<Sent>,
     timing: bool,
     slow_after: Option<Duration>,
+    /// Cluster nodes' labels, made once per session (not once per request).
+    labels: Vec<(Arc<NodeAddr>, Arc<str>)>,
 }
 
 impl PendingQueue {
@@ -72,12 +89,14 @@ impl PendingQueue {
         self.entries.push_back(entry);
     }
 
-    /// Pushes an entry for `request`, sent to `node` (kept for the slow log while it is on).
+    /// Pushes an entry for `request`, sent to `node` (the request is kept for the slow log while it is on).
     pub(super) fn push_sent(&mut self, entry: Pending, request: &Bytes, node: &Arc<str>) {
         let mut sent = self.start(&entry);
-        if self.timing && self.slow_after.is_some() {
-            sent.request = Some(request.clone());
-            sent.node = Some(Arc::clone(node));
+        if self.timing {
+            sent.target = Target::Label(Arc::clone(node));
+            if self.slow_after.is_some() {
+                sent.request = Some(request.clone());
+            }
         }
         self.sent.push_back(sent);
         self.entries.push_back(entry);
@@ -110,8 +129,11 @@ impl PendingQueue {
         if let Some(at) = sent.at {
             let took = at.elapsed();
             sent.took = Some(took);
+            if !matches!(sent.target, Target::Label(_)) {
+                sent.target = target_of(&entry);
+            }
             if self.slow_after.is_some_and(|limit| took >= limit) && sent.request.is_none() {
-                (sent.request, sent.node) = describe(&entry);
+                sent.request = request_of(&entry);
             }
         }
         self.popped = Some(sent);
@@ -129,6 +151,35 @@ impl PendingQueue {
     fn reuse(&mut self, mut emptied: Vec<Sent>) {
         emptied.clear();
         self.completed = emptied;
+    }
+
+    /// A cluster node's label, made once per session.
+    fn label(&mut self, node: &Arc<NodeAddr>) -> Arc<str> {
+        if let Some((_, label)) = self
+            .labels
+            .iter()
+            .find(|(known, _)| Arc::ptr_eq(known, node) || **known == **node)
+        {
+            return Arc::clone(label);
+        }
+        let label: Arc<str> = Arc::from(node.to_string());
+        self.labels.push((Arc::clone(node), Arc::clone(&label)));
+        label
+    }
+
+    /// Calls `count` with each node of a completed entry and the requests it answered (no allocation: this
+    /// runs once per completed entry).
+    fn for_each_node(&mut self, sent: &Sent, mut count: impl FnMut(&Arc<str>, u32)) {
+        match &sent.target {
+            Target::Unknown => {}
+            Target::Label(label) => count(label, sent.requests),
+            Target::Node(node) => count(&self.label(node), sent.requests),
+            Target::Parts(parts) => {
+                for (node, requests) in parts {
+                    count(&self.label(node), *requests);
+                }
+            }
+        }
     }
 
     pub(super) fn front(&self) -> Option<&Pending> {
@@ -162,19 +213,38 @@ fn requests_of(entry: &Pending) -> u32 {
     u32::try_from(requests).unwrap_or(u32::MAX)
 }
 
-/// What a cluster entry sent and where, for the slow log (standalone entries carry it from `push_sent`).
-fn describe(entry: &Pending) -> (Option<Bytes>, Option<Arc<str>>) {
-    let node = |node: &cluster_router::topology::NodeAddr| Some(Arc::from(node.to_string()));
+/// What a cluster entry sent, for the slow log (standalone entries carry it from `push_sent`).
+fn request_of(entry: &Pending) -> Option<Bytes> {
     match entry {
-        Pending::Routed(routed) => (Some(routed.request.clone()), node(&routed.node)),
-        Pending::Transaction(exec) => (Some(exec.unit.clone()), node(&exec.node)),
-        Pending::Merge(merge) => merge.parts.first().map_or((None, None), |part| {
-            (Some(part.request.clone()), node(&part.node))
-        }),
-        Pending::Pipeline(pipeline) => pipeline.parts.first().map_or((None, None), |part| {
-            (Some(part.requests.clone()), node(&part.node))
-        }),
-        Pending::Ready(_) | Pending::Waiting(..) => (None, None),
+        Pending::Routed(routed) => Some(routed.request.clone()),
+        Pending::Transaction(exec) => Some(exec.unit.clone()),
+        Pending::Merge(merge) => merge.parts.first().map(|part| part.request.clone()),
+        Pending::Pipeline(pipeline) => pipeline.parts.first().map(|part| part.requests.clone()),
+        Pending::Ready(_) | Pending::Waiting(..) => None,
+    }
+}
+
+/// The cluster node(s) that answered an entry.
+fn target_of(entry: &Pending) -> Target {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    match entry {
+        Pending::Routed(routed) => Target::Node(Arc::clone(&routed.node)),
+        Pending::Transaction(exec) => Target::Node(Arc::clone(&exec.node)),
+        Pending::Merge(merge) => Target::Parts(
+            merge
+                .parts
+                .iter()
+                .map(|part| (Arc::clone(&part.node), count(part.commands)))
+                .collect(),
+        ),
+        Pending::Pipeline(pipeline) => Target::Parts(
+            pipeline
+                .parts
+                .iter()
+                .map(|part| (Arc::clone(&part.node), count(part.ends.len())))
+                .collect(),
+        ),
+        Pending::Ready(_) | Pending::Waiting(..) => Target::Unknown,
     }
 }
 
@@ -263,6 +333,8 @@ impl Session {
         };
         let times = u64::from(requests_of(front));
         self.stats.error(failure_kind(error), times);
+        let BackendError::Unavailable { address, .. } = error;
+        self.stats.node(address, 0, times);
     }
 
     /// Before replies are written: records the timing of completed entries (and logs slow ones), counts the
@@ -277,8 +349,14 @@ impl Session {
                 continue;
             };
             self.stats.latency(took, u64::from(sent.requests.max(1)));
+            let mut first_node: Option<Arc<str>> = None;
+            let stats = &mut self.stats;
+            self.pending.for_each_node(&sent, |node, requests| {
+                stats.node(node, u64::from(requests), 0);
+                first_node.get_or_insert_with(|| Arc::clone(node));
+            });
             if self.pending.slow_after.is_some_and(|limit| took >= limit) {
-                self.log_slow(&sent, took);
+                self.log_slow(&sent, took, first_node.as_deref().unwrap_or_default());
             }
         }
         self.pending.reuse(completed);
@@ -288,7 +366,7 @@ impl Session {
         self.pending.slow_after = self.state.stats().slowlog().threshold();
     }
 
-    fn log_slow(&self, sent: &Sent, took: Duration) {
+    fn log_slow(&self, sent: &Sent, took: Duration, node: &str) {
         let (first, count) = sent.request.as_ref().map_or((None, 0), first_request);
         let mut args: Vec<&[u8]> = first.as_ref().map_or_else(Vec::new, |r| r.args().collect());
         let batch_note = format!("... ({count} requests in one batch)");
@@ -309,7 +387,7 @@ impl Session {
                 .map(|name| String::from_utf8_lossy(name).into_owned())
                 .unwrap_or_default(),
             tenant: Arc::clone(self.stats.tenant()),
-            node: sent.node.as_deref().unwrap_or_default().to_owned(),
+            node: node.to_owned(),
         });
     }
 

@@ -138,6 +138,22 @@ impl TopicCounts {
     }
 }
 
+/// Requests one backend node answered, and those it failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeCounts {
+    pub requests: u64,
+    pub failures: u64,
+}
+
+impl NodeCounts {
+    pub(crate) fn merge(&mut self, other: &NodeCounts) {
+        self.requests += other.requests;
+        self.failures += other.failures;
+    }
+}
+
+/// (pool, node address).
+pub type PoolNode = (Arc<str>, Arc<str>);
 /// (pool, tenant).
 pub type PoolTenant = (Arc<str>, Arc<str>);
 /// (pool, tenant, command).
@@ -151,6 +167,7 @@ pub struct WorkerStats {
     pub commands: HashMap<CommandKey, CommandCounts>,
     pub traffic: HashMap<PoolTenant, Traffic>,
     pub topics: HashMap<TopicKey, TopicCounts>,
+    pub nodes: HashMap<PoolNode, NodeCounts>,
 }
 
 impl WorkerStats {
@@ -163,6 +180,9 @@ impl WorkerStats {
         }
         for (key, counts) in &other.topics {
             self.topics.entry(key.clone()).or_default().merge(counts);
+        }
+        for (key, counts) in &other.nodes {
+            self.nodes.entry(key.clone()).or_default().merge(counts);
         }
     }
 }
@@ -250,6 +270,7 @@ pub struct SessionStats {
     commands: Vec<(&'static str, CommandCounts)>,
     traffic: Traffic,
     topics: Vec<(Arc<str>, TopicCounts)>,
+    nodes: Vec<(Arc<str>, NodeCounts)>,
     dirty: bool,
 }
 
@@ -263,6 +284,7 @@ impl SessionStats {
             commands: Vec::new(),
             traffic: Traffic::default(),
             topics: Vec::new(),
+            nodes: Vec::new(),
             dirty: false,
         }
     }
@@ -336,6 +358,30 @@ impl SessionStats {
         self.traffic.latency.record(duration, requests);
     }
 
+    /// `requests` answered by backend node `node`, of which `failures` failed there.
+    pub fn node(&mut self, node: &Arc<str>, requests: u64, failures: u64) {
+        if !self.enabled {
+            return;
+        }
+        self.dirty = true;
+        let counts = match self
+            .nodes
+            .iter_mut()
+            .find(|(known, _)| Arc::ptr_eq(known, node) || **known == **node)
+        {
+            Some((_, counts)) => counts,
+            None => {
+                self.nodes.push((Arc::clone(node), NodeCounts::default()));
+                match self.nodes.last_mut() {
+                    Some((_, counts)) => counts,
+                    None => return,
+                }
+            }
+        };
+        counts.requests += requests;
+        counts.failures += failures;
+    }
+
     /// A KPUSH (`push`) or KPOP to a topic the pool serves.
     pub fn kafka(&mut self, topic: &str, push: bool, request_bytes: usize) {
         if !self.enabled {
@@ -378,6 +424,10 @@ impl SessionStats {
         for (topic, counts) in self.topics.drain(..) {
             let key = (Arc::clone(&self.pool), topic, Arc::clone(&self.tenant));
             worker.topics.entry(key).or_default().merge(&counts);
+        }
+        for (node, counts) in self.nodes.drain(..) {
+            let key = (Arc::clone(&self.pool), node);
+            worker.nodes.entry(key).or_default().merge(&counts);
         }
     }
 }

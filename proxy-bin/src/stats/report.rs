@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::{ErrorKind, Histogram, Traffic, WorkerStats};
+use super::{ErrorKind, Histogram, NodeCounts, Traffic, WorkerStats};
 
 /// The sections of `RKPROXY STATS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,18 +75,7 @@ pub fn stats_lines(
         Section::Tenants => tenant_lines(snapshot, facts, &visible),
         Section::Commands => command_lines(snapshot, &visible),
         Section::Pools => pool_lines(snapshot, facts, &visible),
-        Section::Nodes => facts
-            .nodes
-            .iter()
-            .map(|node| {
-                format!(
-                    "pool={} node={} up={}",
-                    node.pool,
-                    node.node,
-                    u8::from(node.up)
-                )
-            })
-            .collect(),
+        Section::Nodes => node_lines(snapshot, facts),
         Section::Kafka => kafka_lines(snapshot, &visible),
     }
 }
@@ -182,6 +171,35 @@ fn pool_lines(
                 pool.state,
                 pool.nodes.join(","),
                 traffic_fields(&traffic)
+            )
+        })
+        .collect()
+}
+
+/// One line per probed node (and per node that answered requests, if it was not probed): up or not, requests
+/// it answered, and those that failed there.
+fn node_lines(snapshot: &WorkerStats, facts: &Facts) -> Vec<String> {
+    let mut nodes: BTreeMap<(String, String), (Option<bool>, NodeCounts)> = BTreeMap::new();
+    for node in &facts.nodes {
+        nodes
+            .entry((node.pool.clone(), node.node.clone()))
+            .or_default()
+            .0 = Some(node.up);
+    }
+    for ((pool, node), counts) in &snapshot.nodes {
+        nodes
+            .entry((pool.to_string(), node.to_string()))
+            .or_default()
+            .1
+            .merge(counts);
+    }
+    nodes
+        .iter()
+        .map(|((pool, node), (up, counts))| {
+            let up = up.map_or_else(|| "-".to_owned(), |up| u8::from(up).to_string());
+            format!(
+                "pool={pool} node={node} up={up} requests={} failures={}",
+                counts.requests, counts.failures
             )
         })
         .collect()

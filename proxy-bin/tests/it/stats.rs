@@ -171,6 +171,9 @@ async fn backend_failures_are_counted_by_kind() {
     let nodes = stats_lines(&mut connection, "nodes").await;
     let node = line_with(&nodes, &[("node", redis.addr().as_str())]).unwrap();
     assert_eq!(node["up"], "0");
+    // The SET and the three failed GETs went to that node.
+    assert_eq!(number(&node, "requests"), 4, "{nodes:?}");
+    assert_eq!(number(&node, "failures"), 3);
     proxy.shutdown().await;
 }
 
@@ -441,6 +444,18 @@ async fn cluster_requests_are_counted_timed_and_logged_with_their_node() {
         })
         .collect();
     assert_eq!(set_nodes.len(), 6, "{entries:?}");
+    // Every request reached a master: per node, the counts add up to what was sent (MGET's parts count per node).
+    let node_lines = stats_lines(&mut connection, "nodes").await;
+    let answered: u64 = node_lines
+        .iter()
+        .map(|line| number(&fields(line), "requests"))
+        .sum();
+    let slots: std::collections::BTreeSet<u16> = keys
+        .iter()
+        .map(|key| cluster_router::key_slot(key.as_bytes()))
+        .collect();
+    // MGET is split per slot: one sub-command per slot.
+    assert_eq!(answered, 6 + 6 + slots.len() as u64, "{node_lines:?}");
     for node in set_nodes {
         assert!(nodes.contains(&node), "{node} is not a cluster node");
     }

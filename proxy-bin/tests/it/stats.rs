@@ -461,3 +461,69 @@ async fn cluster_requests_are_counted_timed_and_logged_with_their_node() {
     }
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn kafka_pushes_and_pops_are_counted_per_topic() {
+    let topic = format!("it-stats-{}", unique("topic").replace(':', "-"));
+    let toml = format!(
+        "default_pool = 'events'\n[pools.events]\nkind = 'kafka'\nnodes = ['{}']\n\
+         [pools.events.topics.{topic}]\npartitions = 1\nproducers = ['default']\nconsumers = ['default']\n",
+        kafka_addr()
+    );
+    let proxy = start_proxy_toml(&toml).await;
+    let mut connection = client(&proxy).await;
+    // The pool connects in the background: wait until it serves the topic.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while redis::cmd("KPARTITIONS")
+        .arg(&topic)
+        .query_async::<Vec<i64>>(&mut connection)
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Kafka pool never came up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let mut pushed_bytes = 0;
+    for value in ["one", "two", "three"] {
+        let _: Vec<i64> = redis::cmd("KPUSH")
+            .arg(&topic)
+            .arg(value)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        pushed_bytes += redis::cmd("KPUSH")
+            .arg(&topic)
+            .arg(value)
+            .get_packed_command()
+            .len();
+    }
+    let (mut popped, mut pops) = (0, 0);
+    while popped < 3 {
+        pops += 1;
+        let record: Option<(i64, i64, Vec<u8>)> = redis::cmd("KPOP")
+            .arg(&topic)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if record.is_some() {
+            popped += 1;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "records never came back"
+        );
+    }
+    let lines = stats_lines(&mut connection, "kafka").await;
+    let line = line_with(&lines, &[("topic", topic.as_str())])
+        .unwrap_or_else(|| panic!("no line for {topic} in {lines:?}"));
+    assert_eq!(line["pool"], "events");
+    assert_eq!(line["tenant"], "default");
+    assert_eq!(number(&line, "kpush"), 3);
+    assert_eq!(number(&line, "kpush_bytes"), pushed_bytes as u64);
+    assert_eq!(number(&line, "kpop"), pops, "{line:?}");
+    assert!(number(&line, "kpop_bytes") > 0, "{line:?}");
+    proxy.shutdown().await;
+}

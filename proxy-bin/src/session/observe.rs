@@ -14,12 +14,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use resp_codec::{Frame, Request, RequestDecoder};
+use bytes::Bytes;
+use resp_codec::{Frame, Request};
 use tenant_policy::PolicyError;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tokio_util::codec::Decoder;
 
 use super::pending::{Expect, FrontEvent, Pending};
 use super::Session;
@@ -27,7 +26,7 @@ use crate::backend::{BackendError, BackendReply};
 use crate::pools::PoolHandle;
 use crate::reply;
 use crate::stats::report::{self, Facts, NodeFacts, PoolFacts, Section};
-use crate::stats::slowlog::{SlowEntry, SlowRequest};
+use crate::stats::slowlog::{SlowArg, SlowEntry, SlowRequest};
 use crate::stats::{ErrorKind, SessionStats, Stats, NO_TENANT, UNAUTHENTICATED, UNKNOWN_COMMAND};
 use cluster_router::topology::NodeAddr;
 
@@ -95,7 +94,9 @@ impl PendingQueue {
         if self.timing {
             sent.target = Target::Label(Arc::clone(node));
             if self.slow_after.is_some() {
-                sent.request = Some(request.clone());
+                // A copy of the first bytes, not the request: its buffer is not kept alive until the reply.
+                let kept = request.len().min(SLOW_PREFIX);
+                sent.request = Some(Bytes::copy_from_slice(&request[..kept]));
             }
         }
         self.sent.push_back(sent);
@@ -248,21 +249,43 @@ fn target_of(entry: &Pending) -> Target {
     }
 }
 
-/// The first request in `bytes` (a batch holds several) and how many there are.
-fn first_request(bytes: &Bytes) -> (Option<Request>, usize) {
-    let mut buffer = BytesMut::from(&bytes[..]);
-    let mut decoder = RequestDecoder::new(resp_codec::Limits {
-        max_bulk_len: usize::MAX,
-        max_array_len: usize::MAX,
-        ..resp_codec::Limits::default()
-    });
-    let mut first = None;
-    let mut count = 0;
-    while let Ok(Some(request)) = decoder.decode(&mut buffer) {
-        count += 1;
-        first.get_or_insert(request);
+/// The slow log keeps at most this many leading bytes of a request sent to a standalone pool (enough for
+/// 32 short arguments; a big value is not kept alive until its reply).
+const SLOW_PREFIX: usize = 1024;
+
+/// The arguments of the first request in `bytes`, as far as they are there (a prefix of a request, or of a
+/// batch), and how many arguments it declared.
+fn prefix_args(bytes: &[u8]) -> (Vec<SlowArg<'_>>, usize) {
+    let mut args = Vec::new();
+    let Some((argc, mut at)) = resp_number(bytes, 0, b'*') else {
+        return (args, 0);
+    };
+    while args.len() < argc {
+        let Some((len, start)) = resp_number(bytes, at, b'$') else {
+            break;
+        };
+        let end = start.saturating_add(len).min(bytes.len());
+        args.push(SlowArg {
+            shown: bytes.get(start..end).unwrap_or_default(),
+            len,
+        });
+        at = start.saturating_add(len).saturating_add(2);
+        if at > bytes.len() {
+            break;
+        }
     }
-    (first, count)
+    (args, argc)
+}
+
+/// A RESP header `<kind><digits>\r\n` at `at`: its number and where what follows it starts.
+fn resp_number(bytes: &[u8], at: usize, kind: u8) -> Option<(usize, usize)> {
+    if *bytes.get(at)? != kind {
+        return None;
+    }
+    let digits = bytes.get(at + 1..)?;
+    let end = digits.iter().position(|&b| b == b'\r')?;
+    let number = std::str::from_utf8(&digits[..end]).ok()?.parse().ok()?;
+    Some((number, at + 1 + end + 2))
 }
 
 /// The stats label of a request the command table does not know: the proxy's own and Kafka commands by name.
@@ -367,14 +390,17 @@ impl Session {
     }
 
     fn log_slow(&self, sent: &Sent, took: Duration, node: &str) {
-        let (first, count) = sent.request.as_ref().map_or((None, 0), first_request);
-        let mut args: Vec<&[u8]> = first.as_ref().map_or_else(Vec::new, |r| r.args().collect());
-        let batch_note = format!("... ({count} requests in one batch)");
-        if count > 1 {
-            args.push(batch_note.as_bytes());
+        let (mut args, mut argc) = sent.request.as_deref().map_or((Vec::new(), 0), prefix_args);
+        let batch_note = format!("... ({} requests in one batch)", sent.requests);
+        if sent.requests > 1 && argc < 32 {
+            // The note is an argument of its own (so it is never cut), unless the request has 32 or more.
+            args.truncate(argc);
+            args.push(SlowArg::whole(batch_note.as_bytes()));
+            argc += 1;
         }
         self.state.stats().slowlog().log(SlowRequest {
             duration: took,
+            argc,
             args,
             client_addr: self
                 .stream
@@ -636,4 +662,30 @@ pub(super) fn session_stats(state: &crate::state::ProxyState, worker: usize) -> 
         state.default_pool().name(),
         initial_tenant(state),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_prefix_gives_its_leading_arguments_and_their_lengths() {
+        let request = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10\r\n0123456789\r\n";
+        let (args, argc) = prefix_args(request);
+        assert_eq!(argc, 3);
+        let shown: Vec<(&[u8], usize)> = args.iter().map(|a| (a.shown, a.len)).collect();
+        assert_eq!(
+            shown,
+            [(&b"SET"[..], 3), (&b"k"[..], 1), (&b"0123456789"[..], 10)]
+        );
+        // Cut inside the value: the value is partly there, its length still known.
+        let (args, argc) = prefix_args(&request[..30]);
+        assert_eq!(argc, 3);
+        assert_eq!(args.len(), 3);
+        assert_eq!((args[2].shown, args[2].len), (&b"01234"[..], 10));
+        // Cut inside a header: the arguments before it.
+        let (args, _) = prefix_args(&request[..15]);
+        assert_eq!(args.len(), 1);
+        assert_eq!(prefix_args(b"PING\r\n").1, 0);
+    }
 }

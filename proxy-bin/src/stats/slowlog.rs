@@ -52,11 +52,31 @@ impl SlowEntry {
     }
 }
 
+/// One argument as far as the proxy kept it: its first bytes and its full length.
+#[derive(Debug, Clone, Copy)]
+pub struct SlowArg<'a> {
+    pub shown: &'a [u8],
+    pub len: usize,
+}
+
+impl<'a> SlowArg<'a> {
+    /// A whole argument.
+    pub fn whole(arg: &'a [u8]) -> SlowArg<'a> {
+        SlowArg {
+            shown: arg,
+            len: arg.len(),
+        }
+    }
+}
+
 /// What a session knows about a slow request when it logs it.
 #[derive(Debug)]
 pub struct SlowRequest<'a> {
     pub duration: Duration,
-    pub args: Vec<&'a [u8]>,
+    /// The leading arguments kept (possibly fewer than `argc`: the proxy keeps only a request's first bytes).
+    pub args: Vec<SlowArg<'a>>,
+    /// How many arguments the request had.
+    pub argc: usize,
     pub client_addr: String,
     pub client_name: String,
     pub tenant: Arc<str>,
@@ -114,7 +134,7 @@ impl SlowLog {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |since| since.as_secs()),
             duration_us: u64::try_from(request.duration.as_micros()).unwrap_or(u64::MAX),
-            args: truncate_args(&request.args),
+            args: truncate_args(&request.args, request.argc),
             client_addr: request.client_addr,
             client_name: request.client_name,
             tenant: request.tenant,
@@ -150,32 +170,29 @@ impl SlowLog {
 }
 
 /// Redis's truncation: at most 32 arguments (the 32nd says how many more there were), each at most 128 bytes
-/// (then saying how many more bytes it had).
-fn truncate_args(args: &[&[u8]]) -> Vec<Bytes> {
-    let kept = if args.len() > MAX_ARGS {
-        MAX_ARGS - 1
-    } else {
-        args.len()
-    };
+/// (then saying how many more bytes it had). Arguments the proxy did not keep are counted as more arguments.
+fn truncate_args(args: &[SlowArg<'_>], argc: usize) -> Vec<Bytes> {
+    let kept = if argc > MAX_ARGS { MAX_ARGS - 1 } else { argc };
     let mut out: Vec<Bytes> = args
         .iter()
         .take(kept)
         .map(|arg| {
-            if arg.len() > MAX_ARG_BYTES {
-                let mut text = arg[..MAX_ARG_BYTES].to_vec();
+            if arg.len > MAX_ARG_BYTES || arg.shown.len() < arg.len {
+                let shown = &arg.shown[..arg.shown.len().min(MAX_ARG_BYTES)];
+                let mut text = shown.to_vec();
                 text.extend_from_slice(
-                    format!("... ({} more bytes)", arg.len() - MAX_ARG_BYTES).as_bytes(),
+                    format!("... ({} more bytes)", arg.len - shown.len()).as_bytes(),
                 );
                 Bytes::from(text)
             } else {
-                Bytes::copy_from_slice(arg)
+                Bytes::copy_from_slice(arg.shown)
             }
         })
         .collect();
-    if args.len() > kept {
+    if argc > out.len() {
         out.push(Bytes::from(format!(
             "... ({} more arguments)",
-            args.len() - kept
+            argc - out.len()
         )));
     }
     out
@@ -188,7 +205,8 @@ mod tests {
     fn request<'a>(tenant: &str, args: Vec<&'a [u8]>) -> SlowRequest<'a> {
         SlowRequest {
             duration: Duration::from_millis(20),
-            args,
+            argc: args.len(),
+            args: args.into_iter().map(SlowArg::whole).collect(),
             client_addr: "127.0.0.1:5000".into(),
             client_name: String::new(),
             tenant: Arc::from(tenant),
@@ -199,13 +217,27 @@ mod tests {
     #[test]
     fn arguments_are_truncated_like_redis() {
         let long = [b'x'; 200];
-        let many: Vec<&[u8]> = std::iter::repeat_n(&b"a"[..], 40).collect();
-        let truncated = truncate_args(&many);
+        let many: Vec<SlowArg> = std::iter::repeat_n(SlowArg::whole(b"a"), 40).collect();
+        let truncated = truncate_args(&many, 40);
         assert_eq!(truncated.len(), 32);
         assert_eq!(&truncated[31][..], b"... (9 more arguments)");
-        let one = truncate_args(&[&long[..]]);
+        let one = truncate_args(&[SlowArg::whole(&long)], 1);
         assert_eq!(one[0].len(), 128 + "... (72 more bytes)".len());
         assert!(one[0].ends_with(b"... (72 more bytes)"));
+        // Only the first bytes were kept: a cut argument and the arguments after it are still counted.
+        let cut = truncate_args(
+            &[
+                SlowArg::whole(b"SET"),
+                SlowArg {
+                    shown: b"ke",
+                    len: 3,
+                },
+            ],
+            3,
+        );
+        assert_eq!(cut.len(), 3);
+        assert_eq!(&cut[1][..], b"ke... (1 more bytes)");
+        assert_eq!(&cut[2][..], b"... (1 more arguments)");
     }
 
     #[test]

@@ -187,10 +187,68 @@ impl WorkerStats {
     }
 }
 
-/// One worker's counts; only that worker's sessions write to it.
-pub type WorkerCell = Arc<Mutex<WorkerStats>>;
+/// Rows of one kind in a worker's table: appended, never removed, so a session keeps a row's index after its
+/// first flush and later flushes find it without hashing.
+#[derive(Debug)]
+struct Rows<K, V> {
+    rows: Vec<(K, V)>,
+    index: HashMap<K, usize>,
+}
 
-fn lock(cell: &Mutex<WorkerStats>) -> MutexGuard<'_, WorkerStats> {
+impl<K, V> Default for Rows<K, V> {
+    fn default() -> Self {
+        Rows {
+            rows: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Default> Rows<K, V> {
+    /// The row of `key` (`known`: its index from an earlier flush), created if new.
+    fn row(&mut self, known: &mut Option<usize>, key: impl FnOnce() -> K) -> Option<&mut V> {
+        let index = match *known {
+            Some(index) => index,
+            None => {
+                let key = key();
+                let next = self.rows.len();
+                let index = *self.index.entry(key.clone()).or_insert(next);
+                if index == next {
+                    self.rows.push((key, V::default()));
+                }
+                *known = Some(index);
+                index
+            }
+        };
+        self.rows.get_mut(index).map(|(_, value)| value)
+    }
+}
+
+/// One worker's counts, as its sessions flush them (only that worker's sessions write to it).
+#[derive(Debug, Default)]
+pub struct WorkerTable {
+    commands: Rows<CommandKey, CommandCounts>,
+    traffic: Rows<PoolTenant, Traffic>,
+    nodes: Rows<PoolNode, NodeCounts>,
+    /// Kafka topics, rare enough to be looked up by key.
+    topics: HashMap<TopicKey, TopicCounts>,
+}
+
+impl WorkerTable {
+    fn to_stats(&self) -> WorkerStats {
+        WorkerStats {
+            commands: self.commands.rows.iter().cloned().collect(),
+            traffic: self.traffic.rows.iter().cloned().collect(),
+            nodes: self.nodes.rows.iter().cloned().collect(),
+            topics: self.topics.clone(),
+        }
+    }
+}
+
+/// One worker's table behind its (uncontended) lock.
+pub type WorkerCell = Arc<Mutex<WorkerTable>>;
+
+fn lock<T>(cell: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain counters behind: still fine to read and add to.
     cell.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -252,7 +310,7 @@ impl Stats {
             .collect();
         let mut all = lock(&self.kafka_replies).clone();
         for cell in cells {
-            let worker = lock(&cell).clone();
+            let worker = lock(&cell).to_stats();
             all.merge(&worker);
         }
         all
@@ -266,11 +324,13 @@ pub struct SessionStats {
     worker: WorkerCell,
     pool: Arc<str>,
     tenant: Arc<str>,
-    /// A session runs few distinct commands between flushes: a short list beats a map.
-    commands: Vec<(&'static str, CommandCounts)>,
+    /// A session runs few distinct commands: a short list beats a map. Each entry keeps its row in the
+    /// worker's table once known (until the labels change).
+    commands: Vec<(&'static str, CommandCounts, Option<usize>)>,
     traffic: Traffic,
+    traffic_row: Option<usize>,
     topics: Vec<(Arc<str>, TopicCounts)>,
-    nodes: Vec<(Arc<str>, NodeCounts)>,
+    nodes: Vec<(Arc<str>, NodeCounts, Option<usize>)>,
     dirty: bool,
 }
 
@@ -283,6 +343,7 @@ impl SessionStats {
             tenant: Arc::from(tenant),
             commands: Vec::new(),
             traffic: Traffic::default(),
+            traffic_row: None,
             topics: Vec::new(),
             nodes: Vec::new(),
             dirty: false,
@@ -303,6 +364,10 @@ impl SessionStats {
             return;
         }
         self.flush();
+        // Rows are per labels: the new labels find theirs on the next flush.
+        self.commands.clear();
+        self.nodes.clear();
+        self.traffic_row = None;
         self.pool = Arc::from(pool);
         self.tenant = Arc::from(tenant);
     }
@@ -319,13 +384,13 @@ impl SessionStats {
         let found = self
             .commands
             .iter_mut()
-            .find(|(known, _)| std::ptr::eq(*known, name) || *known == name);
+            .find(|(known, _, _)| std::ptr::eq(*known, name) || *known == name);
         let counts = match found {
-            Some((_, counts)) => counts,
+            Some((_, counts, _)) => counts,
             None => {
-                self.commands.push((name, CommandCounts::default()));
+                self.commands.push((name, CommandCounts::default(), None));
                 match self.commands.last_mut() {
-                    Some((_, counts)) => counts,
+                    Some((_, counts, _)) => counts,
                     None => return,
                 }
             }
@@ -367,13 +432,14 @@ impl SessionStats {
         let counts = match self
             .nodes
             .iter_mut()
-            .find(|(known, _)| Arc::ptr_eq(known, node) || **known == **node)
+            .find(|(known, _, _)| Arc::ptr_eq(known, node) || **known == **node)
         {
-            Some((_, counts)) => counts,
+            Some((_, counts, _)) => counts,
             None => {
-                self.nodes.push((Arc::clone(node), NodeCounts::default()));
+                self.nodes
+                    .push((Arc::clone(node), NodeCounts::default(), None));
                 match self.nodes.last_mut() {
-                    Some((_, counts)) => counts,
+                    Some((_, counts, _)) => counts,
                     None => return,
                 }
             }
@@ -411,23 +477,38 @@ impl SessionStats {
             return;
         }
         self.dirty = false;
+        let (pool, tenant) = (&self.pool, &self.tenant);
         let mut worker = lock(&self.worker);
-        for (name, counts) in self.commands.drain(..) {
-            let key = (Arc::clone(&self.pool), Arc::clone(&self.tenant), name);
-            worker.commands.entry(key).or_default().merge(&counts);
+        for (name, counts, row) in &mut self.commands {
+            if counts.calls == 0 {
+                continue;
+            }
+            let key = || (Arc::clone(pool), Arc::clone(tenant), *name);
+            if let Some(total) = worker.commands.row(row, key) {
+                total.merge(counts);
+            }
+            *counts = CommandCounts::default();
         }
-        let traffic = std::mem::take(&mut self.traffic);
-        if !traffic.is_empty() {
-            let key = (Arc::clone(&self.pool), Arc::clone(&self.tenant));
-            worker.traffic.entry(key).or_default().merge(&traffic);
+        if !self.traffic.is_empty() {
+            let key = || (Arc::clone(pool), Arc::clone(tenant));
+            if let Some(total) = worker.traffic.row(&mut self.traffic_row, key) {
+                total.merge(&self.traffic);
+            }
+            self.traffic = Traffic::default();
         }
         for (topic, counts) in self.topics.drain(..) {
-            let key = (Arc::clone(&self.pool), topic, Arc::clone(&self.tenant));
+            let key = (Arc::clone(pool), topic, Arc::clone(tenant));
             worker.topics.entry(key).or_default().merge(&counts);
         }
-        for (node, counts) in self.nodes.drain(..) {
-            let key = (Arc::clone(&self.pool), node);
-            worker.nodes.entry(key).or_default().merge(&counts);
+        for (node, counts, row) in &mut self.nodes {
+            if *counts == NodeCounts::default() {
+                continue;
+            }
+            let key = || (Arc::clone(pool), Arc::clone(node));
+            if let Some(total) = worker.nodes.row(row, key) {
+                total.merge(counts);
+            }
+            *counts = NodeCounts::default();
         }
     }
 }

@@ -62,7 +62,7 @@ const MIN_UNCOPIED_REQUEST: usize = MAX_WRITE_BATCH;
 const RECONNECT_HOLD_OFF: Duration = Duration::from_millis(100);
 
 /// How to reach and log in to one backend node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Endpoint {
     /// `host:port`.
     pub address: Arc<str>,
@@ -79,6 +79,23 @@ pub struct Endpoint {
     pub command_timeout: Duration,
     /// The same while a [`Patience::Slow`] request is owed a reply (`timeouts.slow_command_ms`).
     pub slow_command_timeout: Duration,
+}
+
+/// No password in `Debug`.
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("address", &self.address)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("db", &self.db)
+            .field("resp3", &self.resp3)
+            .field("readonly", &self.readonly)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("slow_command_timeout", &self.slow_command_timeout)
+            .finish()
+    }
 }
 
 impl Endpoint {

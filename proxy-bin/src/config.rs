@@ -49,6 +49,51 @@ pub struct Config {
     /// client must authenticate as one (see tenant-policy's README for the keys).
     #[serde(default)]
     pub tenants: tenant_policy::TenantsConfig,
+    /// `host:port` serving `GET /metrics` (Prometheus text format); unset: no metrics endpoint.
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    /// `text` (default) or `json` (one JSON object per line).
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Count per tenant, pool and command (RKPROXY STATS, INFO proxy, /metrics, the slow log); on by default.
+    #[serde(default = "default_stats")]
+    pub stats: bool,
+    #[serde(default)]
+    pub slowlog: SlowlogConfig,
+}
+
+fn default_stats() -> bool {
+    true
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The proxy's slow log (`SLOWLOG GET | LEN | RESET`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlowlogConfig {
+    /// Requests whose reply took at least this long (from dispatch to the backend until the reply reached the
+    /// proxy) are logged; negative turns the log off, 0 logs every request (as Redis's
+    /// `slowlog-log-slower-than`).
+    pub slower_than_us: i64,
+    /// The newest entries kept.
+    pub max_len: usize,
+}
+
+impl Default for SlowlogConfig {
+    fn default() -> Self {
+        SlowlogConfig {
+            slower_than_us: 10_000,
+            max_len: 128,
+        }
+    }
 }
 
 fn default_worker_threads() -> usize {
@@ -207,8 +252,8 @@ pub enum PoolKind {
     Kafka,
 }
 
-/// One backend pool.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One backend pool. Its `Debug` shows no password.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
     pub kind: PoolKind,
@@ -261,6 +306,37 @@ pub struct PoolConfig {
     pub offsets: Option<KafkaOffsetsConfig>,
 }
 
+/// What `Debug` shows in place of a password, so a configuration printed for diagnosis leaks no secret.
+const REDACTED: &str = "<redacted>";
+
+fn redacted(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| REDACTED)
+}
+
+impl std::fmt::Debug for PoolConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolConfig")
+            .field("kind", &self.kind)
+            .field("nodes", &self.nodes)
+            .field("username", &self.username)
+            .field("password", &redacted(&self.password))
+            .field("connections_per_node", &self.connections_per_node)
+            .field("read_from", &self.read_from)
+            .field("refresh_ms", &self.refresh_ms)
+            .field("topics", &self.topics)
+            .field("linger_ms", &self.linger_ms)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("max_batch_records", &self.max_batch_records)
+            .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("fetch_max_wait_ms", &self.fetch_max_wait_ms)
+            .field("fetch_max_bytes", &self.fetch_max_bytes)
+            .field("client_id", &self.client_id)
+            .field("connect_retry_ms", &self.connect_retry_ms)
+            .field("offsets", &self.offsets)
+            .finish()
+    }
+}
+
 /// One topic of a Kafka pool: `[pools.NAME.topics.TOPIC]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -284,8 +360,8 @@ fn default_replication_factor() -> i16 {
 
 /// Where a Kafka pool keeps proxy-managed KPOP offsets: a Redis shared by every proxy process, given by
 /// address (`redis = "host:port"`) or by naming a standalone pool (`pool = "main"`, whose node and credentials
-/// are used). Without an `offsets` table the offsets live in the proxy's memory.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// are used). Without an `offsets` table the offsets live in the proxy's memory. Its `Debug` shows no password.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaOffsetsConfig {
     /// `host:port` of the Redis that holds the offsets.
@@ -306,6 +382,19 @@ pub struct KafkaOffsetsConfig {
     /// Connections to that Redis (default 4).
     #[serde(default)]
     pub connections: Option<usize>,
+}
+
+impl std::fmt::Debug for KafkaOffsetsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaOffsetsConfig")
+            .field("redis", &self.redis)
+            .field("pool", &self.pool)
+            .field("username", &self.username)
+            .field("password", &redacted(&self.password))
+            .field("key_prefix", &self.key_prefix)
+            .field("connections", &self.connections)
+            .finish()
+    }
 }
 
 /// Where a cluster pool sends read-only commands.
@@ -528,6 +617,17 @@ impl Config {
                 "client_limits.max_unauthenticated",
                 "must be above 0",
             ));
+        }
+        if let Some(metrics) = &self.metrics_listen {
+            metrics.parse::<SocketAddr>().map_err(|e| {
+                invalid(
+                    "metrics_listen",
+                    format!("'{metrics}' is not host:port: {e}"),
+                )
+            })?;
+        }
+        if self.slowlog.max_len > 100_000 {
+            return Err(invalid("slowlog.max_len", "must be at most 100000"));
         }
         if self.client_limits.auth_max_failures == 0 {
             return Err(invalid(
@@ -853,6 +953,46 @@ mod tests {
 
     fn load_str(toml: &str) -> Result<Config, ConfigError> {
         Config::from_toml(toml)
+    }
+
+    #[test]
+    fn debug_output_shows_no_password() {
+        let config = load_str(
+            "default_pool = 'main'\n\
+             [pools.main]\nkind = 'standalone'\nnodes = ['h:1']\npassword = 'pool-secret-1'\n\
+             [pools.events]\nkind = 'kafka'\nnodes = ['h:9092']\n\
+             offsets = { redis = 'h:2', password = 'offsets-secret-2' }\n\
+             [pools.events.topics.t]\npartitions = 1\n\
+             [tenants.shop]\npassword = 'tenant-secret-3'\npool = 'main'\n",
+        )
+        .unwrap();
+        let shown = format!("{config:?}");
+        for secret in ["pool-secret-1", "offsets-secret-2", "tenant-secret-3"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn operations_keys_have_defaults_and_are_checked() {
+        let pool = "[pools.main]\nkind = 'standalone'\nnodes = ['h:1']\n";
+        let config = load_str(&format!("default_pool = 'main'\n{pool}")).unwrap();
+        assert_eq!(config.slowlog.slower_than_us, 10_000);
+        assert_eq!(config.slowlog.max_len, 128);
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert!(config.stats);
+        assert!(config.metrics_listen.is_none());
+        let config = load_str(&format!(
+            "default_pool = 'main'\nlog_format = 'json'\nmetrics_listen = '127.0.0.1:9100'\n{pool}"
+        ))
+        .unwrap();
+        assert_eq!(config.log_format, LogFormat::Json);
+        let error = load_str(&format!(
+            "default_pool = 'main'\nmetrics_listen = 'nowhere'\n{pool}"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("metrics_listen"), "{error}");
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub struct ProxyInfo {
     pub connected_clients: usize,
     /// The client's own keyspace line (`db5:keys=1,expires=0,avg_ttl=0`), when it can be known.
     pub keyspace: Option<String>,
+    /// The `# Proxy` section (stats; see `stats::report::info_section`).
+    pub proxy: Option<String>,
 }
 
 /// The proxy's own INFO text: the Server, Clients and Keyspace sections (those asked for), in Redis's format.
@@ -105,6 +107,9 @@ pub fn proxy_info(info: &ProxyInfo, sections: Option<&[String]>) -> String {
             .map(|line| format!("{line}\r\n"))
             .unwrap_or_default();
         parts.push(format!("# Keyspace\r\n{line}"));
+    }
+    if let Some(section) = info.proxy.as_ref().filter(|_| wanted("proxy")) {
+        parts.push(section.clone());
     }
     parts.join("\r\n")
 }
@@ -217,12 +222,14 @@ mod tests {
             uptime_seconds: 90_000,
             connected_clients: 3,
             keyspace: Some("db5:keys=1,expires=0,avg_ttl=0".into()),
+            proxy: Some("# Proxy\r\ntotal_commands:1\r\n".into()),
         };
         let all = proxy_info(&info, None);
         assert!(all.starts_with("# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n"));
         assert!(all.contains("uptime_in_days:1\r\n"));
         assert!(all.contains("\r\n\r\n# Clients\r\nconnected_clients:3\r\n"));
-        assert!(all.ends_with("# Keyspace\r\ndb5:keys=1,expires=0,avg_ttl=0\r\n"));
+        assert!(all.contains("# Keyspace\r\ndb5:keys=1,expires=0,avg_ttl=0\r\n"));
+        assert!(all.ends_with("\r\n\r\n# Proxy\r\ntotal_commands:1\r\n"));
         let sections = requested_sections([&b"CLIENTS"[..]].into_iter());
         let clients = proxy_info(&info, sections.as_deref());
         assert_eq!(clients, "# Clients\r\nconnected_clients:3\r\n");

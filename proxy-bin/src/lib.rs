@@ -30,12 +30,14 @@ pub mod cli;
 pub mod config;
 mod introspection;
 mod memory;
+mod metrics;
 mod pools;
 mod proxy;
 mod reply;
 mod server;
 mod session;
 mod state;
+mod stats;
 
 pub use memory::MemoryCounters;
 pub use proxy::{Proxy, ProxyBuilder, Reloader, StartError};

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use rkproxy::cli::{CommandLine, USAGE};
-use rkproxy::config::Config;
+use rkproxy::config::{Config, LogFormat};
 use rkproxy::{Proxy, Reloader};
 use tracing_subscriber::EnvFilter;
 
@@ -38,8 +38,7 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    install_tracing(&config);
 
     let builder =
         Proxy::builder(config).reload_source(command_line.config_file, command_line.overrides);
@@ -50,6 +49,32 @@ fn main() -> ExitCode {
             eprintln!("rkproxy: {problem}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to stderr in the configured format. The Kafka client's own INFO lines (every connection and
+/// metadata refresh) are hidden unless the filter names `rskafka`: the Kafka pool logs its state changes itself.
+fn install_tracing(config: &Config) {
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log.clone());
+    let directives = with_quiet_kafka_client(&directives);
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Adds `rskafka=warn` to a filter that says nothing about rskafka.
+fn with_quiet_kafka_client(directives: &str) -> String {
+    if directives.contains("rskafka") {
+        directives.to_owned()
+    } else if directives.trim().is_empty() {
+        "info,rskafka=warn".to_owned()
+    } else {
+        format!("{directives},rskafka=warn")
     }
 }
 

@@ -102,6 +102,11 @@ impl Proxy {
         self.listener.memory_counters()
     }
 
+    /// Where `GET /metrics` is served, when `metrics_listen` is set (with port 0, the port the system picked).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.listener.metrics_addr
+    }
+
     /// Shuts down gracefully: stops accepting clients; open connections get the replies to the requests
     /// already read (subscribers and later requests get `-ERR rkproxy is shutting down`) and are closed; waits
     /// until they all are, at most `timeouts.shutdown_ms` (connections still owing replies then are closed).

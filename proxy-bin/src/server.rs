@@ -28,6 +28,8 @@ pub struct AcceptLoop {
     pub local_addr: SocketAddr,
     /// The newest configuration, and how to reload it.
     pub live: Arc<Live>,
+    /// Where `GET /metrics` is served (`metrics_listen`), if it is.
+    pub metrics_addr: Option<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -66,6 +68,7 @@ async fn drain(state: &ProxyState) {
 pub async fn start(config: Config, source: Option<ConfigSource>) -> Result<AcceptLoop, String> {
     let listen = config.listen_addr().map_err(|e| e.to_string())?;
     let live = Live::start(config, source).await?;
+    let metrics_addr = start_metrics(&live).await?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -76,6 +79,7 @@ pub async fn start(config: Config, source: Option<ConfigSource>) -> Result<Accep
     Ok(AcceptLoop {
         local_addr,
         live,
+        metrics_addr,
         task,
     })
 }
@@ -97,6 +101,7 @@ pub fn run(
         let listen = config.listen_addr().map_err(|e| e.to_string())?;
         let live = Live::start(config, source).await?;
         started(&live);
+        start_metrics(&live).await?;
         let mut workers = Vec::new();
         for index in 1..threads {
             let live = Arc::clone(&live);
@@ -136,6 +141,14 @@ pub fn run(
         }
         Ok(())
     })
+}
+
+/// Serves `GET /metrics` on `metrics_listen`, when it is set (on the current runtime).
+async fn start_metrics(live: &Arc<Live>) -> Result<Option<SocketAddr>, String> {
+    match live.current().config().metrics_listen.clone() {
+        Some(listen) => crate::metrics::start(live, &listen).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 fn current_thread_runtime() -> Result<tokio::runtime::Runtime, String> {

@@ -21,6 +21,7 @@ use crate::introspection::BackendVersion;
 use crate::memory::MemoryBudget;
 use crate::pools::kafka::KafkaPool;
 use crate::pools::PoolHandle;
+use crate::stats::Stats;
 
 mod reload;
 
@@ -76,6 +77,8 @@ struct Process {
     newest_generation: AtomicU64,
     /// Bytes held for clients in the whole process (`max_memory`), and the memory limits' counters.
     memory: Arc<MemoryBudget>,
+    /// Counts and the slow log: created once per process and carried across configuration reloads.
+    stats: Arc<Stats>,
 }
 
 impl Process {
@@ -90,6 +93,11 @@ impl Process {
             shutdown: watch::Sender::new(false),
             newest_generation: AtomicU64::new(0),
             memory: Arc::new(MemoryBudget::new(config.max_memory)),
+            stats: Stats::new(
+                config.stats,
+                config.slowlog.slower_than_us,
+                config.slowlog.max_len,
+            ),
         }
     }
 }
@@ -230,6 +238,16 @@ impl ProxyState {
 
     pub fn pool(&self, name: &str) -> Option<&PoolHandle> {
         self.pools.get(name)
+    }
+
+    /// Every pool.
+    pub fn pool_handles(&self) -> impl Iterator<Item = &PoolHandle> {
+        self.pools.values()
+    }
+
+    /// The process's counts and slow log (they live in the process, so they outlive a configuration reload).
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.process.stats
     }
 
     /// How long the proxy has been running.

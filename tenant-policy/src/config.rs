@@ -40,7 +40,9 @@ pub type TenantsConfig = BTreeMap<String, TenantConfig>;
 /// assert!(!config.readonly);
 /// assert_eq!("auto".parse::<DbSetting>().unwrap(), DbSetting::Auto);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Its `Debug` shows no password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TenantConfig {
@@ -104,6 +106,27 @@ pub struct TenantConfig {
 pub struct LimitsStore {
     /// A standalone pool of the configuration.
     pub pool: String,
+}
+
+impl std::fmt::Debug for TenantConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantConfig")
+            .field("password", &"<redacted>")
+            .field("pool", &self.pool)
+            .field("pools", &self.pools)
+            .field("readonly", &self.readonly)
+            .field("admin", &self.admin)
+            .field("db", &self.db)
+            .field("key_prefix", &self.key_prefix)
+            .field("key_pattern", &self.key_pattern)
+            .field("default_ttl", &self.default_ttl)
+            .field("max_connections", &self.max_connections)
+            .field("ops_per_sec", &self.ops_per_sec)
+            .field("bytes_per_sec", &self.bytes_per_sec)
+            .field("max_request_bytes", &self.max_request_bytes)
+            .field("limit_wait_ms", &self.limit_wait_ms)
+            .finish()
+    }
 }
 
 /// The default of [`TenantConfig::limit_wait_ms`]: one second, the time a limiter needs to

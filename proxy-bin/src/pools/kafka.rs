@@ -143,6 +143,20 @@ impl KafkaPool {
         }
     }
 
+    /// The pool's connection state for INFO and the stats: `starting`, `down` or `up`.
+    pub fn state_name(&self) -> &'static str {
+        match &*self.status.borrow() {
+            Status::Starting => "starting",
+            Status::Down(_) => "down",
+            Status::Up(_) => "up",
+        }
+    }
+
+    /// The bootstrap brokers.
+    pub fn brokers(&self) -> &[String] {
+        &self.bridge_config.bootstrap
+    }
+
     /// Whether `topic` is one of this pool's configured topics.
     pub fn has_topic(&self, topic: &str) -> bool {
         self.bridge_config

@@ -496,6 +496,7 @@ impl Session {
                 }
                 to_backend.clear();
             }
+            self.observe_before_write(self.write_buffer.len());
             self.send_replies()?;
             self.account_memory(backend_buffer.len() + to_backend.len());
             if dedicated.slots.is_empty() {
@@ -546,6 +547,7 @@ impl Session {
             {
                 match self.decoder.decode(&mut self.read_buffer) {
                     Ok(Some(request)) => {
+                        self.count_request(&request);
                         self.handle_dedicated(request, &mut dedicated, &mut to_backend, true);
                         handled = true;
                     }
@@ -720,6 +722,7 @@ impl Session {
         let spec = match self.lookup(&request) {
             Ok(spec) => spec,
             Err(error) => {
+                self.stats.error(crate::stats::ErrorKind::Refused, 1);
                 dedicated.refuse(Bytes::from(error.to_reply()), &mut self.write_buffer);
                 return;
             }
@@ -736,6 +739,7 @@ impl Session {
                 return;
             }
             Verdict::Later(..) => {
+                self.stats.error(crate::stats::ErrorKind::Limit, 1);
                 dedicated.refuse(
                     reply::error("ERR over the tenant's traffic limit"),
                     &mut self.write_buffer,

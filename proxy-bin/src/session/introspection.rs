@@ -223,7 +223,8 @@ impl Session {
     }
 
     /// The proxy's INFO facts, before the backend's version and keyspace are filled in.
-    fn proxy_info_facts(&self) -> ProxyInfo {
+    fn proxy_info_facts(&mut self) -> ProxyInfo {
+        let proxy = Some(self.proxy_section());
         ProxyInfo {
             redis_version: self
                 .known_version()
@@ -233,15 +234,37 @@ impl Session {
             uptime_seconds: self.state.uptime().as_secs(),
             connected_clients: self.visible_connections(),
             keyspace: None,
+            proxy,
         }
     }
 
-    /// INFO in shared mode: the backend's for admins, the proxy's for others (see the module docs).
+    /// INFO in shared mode: the backend's for admins, the proxy's for others (see the module docs); both
+    /// with the proxy's `# Proxy` section when asked for (`INFO proxy` alone is the proxy's).
     pub(super) fn info(&mut self, spec: &'static CommandSpec, request: Request) {
         let admin = self.tenant().is_none_or(|tenant| tenant.is_admin());
+        let sections = requested_sections(request.args().skip(1));
+        let wants_proxy = sections
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|name| name == "proxy"));
+        if sections
+            .as_ref()
+            .is_some_and(|names| names.iter().all(|name| name == "proxy"))
+        {
+            let text = self.proxy_section();
+            self.pending
+                .push_back(Pending::Ready(reply::text(&text, self.resp3)));
+            return;
+        }
+        let proxy_section = if admin && wants_proxy {
+            Some(self.proxy_section())
+        } else {
+            None
+        };
         let entry = match (&self.pool, admin) {
-            (PoolHandle::Standalone(_), true) => return self.forward(spec, request),
-            (PoolHandle::Cluster(_), true) => {
+            (PoolHandle::Standalone(_), true) if proxy_section.is_none() => {
+                return self.forward(spec, request)
+            }
+            (PoolHandle::Standalone(_) | PoolHandle::Cluster(_), true) => {
                 let parts = self.ask_backend(request.raw(), false);
                 if parts.is_empty() {
                     Pending::Ready(self.proxy_info_now(&request))
@@ -261,7 +284,12 @@ impl Session {
                                 if let Some(version) = state.backend_version(&pool) {
                                     version.learn(&text);
                                 }
-                                reply::text(&as_standalone(&text), resp3)
+                                let mut text = as_standalone(&text);
+                                if let Some(section) = &proxy_section {
+                                    text.push_str("\r\n");
+                                    text.push_str(section);
+                                }
+                                reply::text(&text, resp3)
                             }
                             None => replies
                                 .into_iter()
@@ -278,7 +306,7 @@ impl Session {
     }
 
     /// The proxy's INFO from what the session knows now (no keyspace): Kafka pools, dedicated mode.
-    fn proxy_info_now(&self, request: &Request) -> Bytes {
+    fn proxy_info_now(&mut self, request: &Request) -> Bytes {
         let sections = requested_sections(request.args().skip(1));
         reply::text(
             &proxy_info(&self.proxy_info_facts(), sections.as_deref()),

@@ -97,13 +97,63 @@ impl Session {
                 return;
             }
             PolicyVerdict::Refuse(error) => {
+                self.stats.error(super::observe::refusal_kind(&error), 1);
                 self.pending.push_back(Pending::Ready(error.to_reply()));
                 return;
             }
         }
+        let counted = self.count_kafka(&pool, &request);
         let receiver = pool.execute(self.tenant().cloned(), request, self.resp3);
+        let receiver = match counted {
+            Some(topic) => self.count_kpop_reply(&pool, topic, receiver),
+            None => receiver,
+        };
         self.pending
             .push_back(Pending::Waiting(receiver, Expect::Forward));
+    }
+
+    /// Counts a KPUSH or KPOP to a topic the pool serves; returns the topic of a KPOP, whose reply bytes are
+    /// counted when it arrives.
+    fn count_kafka(&mut self, pool: &KafkaPool, request: &Request) -> Option<Arc<str>> {
+        let name = request.name();
+        let push = name.eq_ignore_ascii_case(b"KPUSH");
+        if !push && !name.eq_ignore_ascii_case(b"KPOP") {
+            return None;
+        }
+        let topic = std::str::from_utf8(request.arg(1)?).ok()?;
+        if !pool.has_topic(topic) {
+            return None;
+        }
+        self.stats.kafka(topic, push, request.raw().len());
+        (!push).then(|| Arc::from(topic))
+    }
+
+    /// Passes a KPOP's reply on, counting its bytes for the topic (in the task, off the session's path).
+    fn count_kpop_reply(
+        &self,
+        pool: &KafkaPool,
+        topic: Arc<str>,
+        receiver: oneshot::Receiver<BackendReply>,
+    ) -> oneshot::Receiver<BackendReply> {
+        if !self.stats.enabled() {
+            return receiver;
+        }
+        let key = (
+            Arc::from(pool.name()),
+            topic,
+            Arc::clone(self.stats.tenant()),
+        );
+        let stats = Arc::clone(self.state.stats());
+        let (sender, counted) = oneshot::channel();
+        tokio::spawn(async move {
+            if let Ok(reply) = receiver.await {
+                if let Ok(bytes) = &reply {
+                    stats.kafka_reply(key, bytes.len());
+                }
+                let _ = sender.send(reply);
+            }
+        });
+        counted
     }
 
     /// `RKPROXY KOFFSETS group topic` and `RKPROXY KRESET group topic partition next_offset`: admins only when

@@ -29,6 +29,7 @@ mod introspection;
 mod kafka;
 mod local;
 mod memory;
+mod observe;
 mod output;
 mod pending;
 mod reload;
@@ -49,10 +50,10 @@ use crate::pools::PoolHandle;
 use crate::reply;
 use crate::state::ProxyState;
 
+pub use self::observe::{probe_nodes, proxy_facts};
+
 use self::cluster::ClusterSession;
-use self::pending::{
-    next_front_event, try_front_event, Expect, FrontEvent, Pending, PendingQueue, Sent,
-};
+use self::pending::{next_front_event, try_front_event, Expect, FrontEvent, Pending, Sent};
 use self::tenancy::Verdict;
 
 /// Why a session ended, for the connection's log line.
@@ -117,7 +118,10 @@ pub struct Session {
     /// This session's share of the process's memory budget (`max_memory`).
     memory: memory::ClientMemory,
     decoder: RequestDecoder,
-    pending: PendingQueue,
+    /// The replies owed, in request order, each timed (see `observe`), with the requests in flight counted.
+    pending: observe::PendingQueue,
+    /// This session's counts, flushed into its worker's before each write.
+    stats: crate::stats::SessionStats,
     /// A request that must wait until `pending` is empty (a barrier) before it runs.
     deferred: Option<Request>,
     /// The deferred request was already policed (and rewritten) when it was read: it runs as it is.
@@ -210,7 +214,8 @@ impl Session {
             output: output::Output::new(state.config().client_limits.max_output_bytes),
             memory: memory::ClientMemory::new(Arc::clone(state.memory()), id),
             decoder: RequestDecoder::new(limits),
-            pending: PendingQueue::default(),
+            pending: observe::new_queue(state.stats()),
+            stats: observe::session_stats(&state, worker),
             deferred: None,
             deferred_is_policed: false,
             closing: None,
@@ -383,6 +388,7 @@ impl Session {
     /// the limits). Over `client_limits.max_output_bytes` the client is disconnected. Before AUTH the loop also
     /// watches the auth deadline, so a client that sends requests and never reads the replies cannot stay.
     fn send_replies(&mut self) -> Result<(), SessionEnd> {
+        self.observe_before_write(self.write_buffer.len());
         if let Err(over) = self.output.take(&mut self.write_buffer) {
             return Err(self.output_limit_reached(over));
         }
@@ -396,6 +402,7 @@ impl Session {
     /// Writes every reply gathered or waiting, however long it takes (the session is about to end or change
     /// mode). Before AUTH the write must finish by the auth deadline.
     async fn flush_output(&mut self) -> Result<(), SessionEnd> {
+        self.observe_before_write(self.write_buffer.len());
         if let Err(over) = self.output.take(&mut self.write_buffer) {
             return Err(self.output_limit_reached(over));
         }
@@ -532,6 +539,7 @@ impl Session {
         let Some(front) = self.pending.pop_front() else {
             return;
         };
+        self.count_backend_failure(&front, &event);
         match (front, event) {
             (Pending::Waiting(_, Expect::Rewrite(spec)), FrontEvent::Reply(reply)) => {
                 let bytes = convert_reply(reply, Expect::Forward);
@@ -582,6 +590,7 @@ impl Session {
             match self.decoder.decode(&mut self.read_buffer) {
                 Ok(Some(request)) => {
                     self.pending.framed(request.raw().len());
+                    self.count_request(&request);
                     if !self.screen_for_reply_mode(&request) {
                         self.handle(request);
                     }
@@ -613,6 +622,14 @@ impl Session {
         }))
     }
 
+    /// Standalone pools: the node's address (for the slow log).
+    fn standalone_address(&self) -> Arc<str> {
+        match &self.pool {
+            PoolHandle::Standalone(pool) => Arc::clone(pool.address()),
+            _ => Arc::from(""),
+        }
+    }
+
     /// Sends the batched requests, if any, as one pending entry.
     fn flush_batch(&mut self) {
         if self.cluster.is_some() {
@@ -626,6 +643,7 @@ impl Session {
         let requests = self.batch.split().freeze();
         let count = std::mem::take(&mut self.batch_count);
         let patience = std::mem::take(&mut self.batch_patience);
+        let node = self.standalone_address();
         let Some(route) = self.standalone_route() else {
             return;
         };
@@ -635,15 +653,18 @@ impl Session {
             let receiver = route.send_many(requests.clone(), count);
             Pending::Sent(Box::new(Sent {
                 receiver,
-                requests,
+                requests: requests.clone(),
                 count,
             }))
         } else if count == 1 {
-            Pending::Waiting(route.send(requests), Expect::Forward)
+            Pending::Waiting(route.send(requests.clone()), Expect::Forward)
         } else {
-            Pending::Waiting(route.send_many(requests, count), Expect::Batch(count))
+            Pending::Waiting(
+                route.send_many(requests.clone(), count),
+                Expect::Batch(count),
+            )
         };
-        self.pending.push_back(entry);
+        self.pending.push_sent(entry, &requests, &node);
     }
 
     /// Looks a request up in the command table (see [`commands::lookup`]), remembering the last plain command.
@@ -700,6 +721,11 @@ impl Session {
                     self.deferred = Some(request);
                     return;
                 }
+                if is_stats_command(&request) {
+                    let entry = self.stats_command(&request);
+                    self.pending.push_back(entry);
+                    return;
+                }
                 if let Some(reply) = self.proxy_command(&request) {
                     self.pending.push_back(Pending::Ready(reply));
                 }
@@ -711,11 +737,19 @@ impl Session {
             Err(error) => {
                 self.flush_batch();
                 self.fail_transaction();
+                self.stats.error(crate::stats::ErrorKind::Refused, 1);
                 self.pending
                     .push_back(Pending::Ready(Bytes::from(error.to_reply())));
                 return;
             }
         };
+        if spec.name.starts_with("slowlog|") {
+            // The proxy's own slow log, not the backend's (a tenant sees only its own entries).
+            self.flush_batch();
+            let reply = self.slowlog_command(spec.name, &request);
+            self.pending.push_back(Pending::Ready(reply));
+            return;
+        }
         let policed = if std::mem::take(&mut self.deferred_is_policed) {
             Verdict::Proceed(request)
         } else {
@@ -806,6 +840,7 @@ impl Session {
             self.cluster_forward(spec, request);
             return;
         }
+        let node = self.standalone_address();
         let Some(route) = self.standalone_route() else {
             return;
         };
@@ -816,7 +851,8 @@ impl Session {
             Some(spec) => Expect::Rewrite(spec),
             None => Expect::Forward,
         };
-        self.pending.push_back(Pending::Waiting(receiver, expect));
+        self.pending
+            .push_sent(Pending::Waiting(receiver, expect), request.raw(), &node);
     }
 
     /// Commands after which the client is served by another backend connection.
@@ -878,6 +914,14 @@ fn transaction_command_without_state(spec: &CommandSpec) -> Option<Bytes> {
         "unwatch" => Some(reply::ok()),
         _ => None,
     }
+}
+
+/// Whether `request` is `RKPROXY STATS ...` (answered by `observe`).
+fn is_stats_command(request: &Request) -> bool {
+    request.name().eq_ignore_ascii_case(b"RKPROXY")
+        && request
+            .arg(1)
+            .is_some_and(|sub| sub.eq_ignore_ascii_case(b"STATS"))
 }
 
 /// The reply for a command the table knows but rkproxy does not serve.

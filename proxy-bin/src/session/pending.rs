@@ -5,7 +5,6 @@
 //! front of the queue, which keeps replies in order and makes a redirected command retry before anything the
 //! client sent after it.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -228,101 +227,5 @@ impl Pending {
     /// Whether this entry waits on the backend (so the session should wait for its event).
     pub fn is_waiting(&self) -> bool {
         !matches!(self, Pending::Ready(_))
-    }
-}
-
-/// What one queue entry stands for: client requests in flight and their bytes.
-#[derive(Clone, Copy, Default)]
-struct InFlight {
-    requests: usize,
-    bytes: usize,
-}
-
-/// The session's reply queue, which also counts the client's requests in flight and their bytes (for
-/// `client_limits.max_pending_requests` and `max_pending_bytes`). A batch of requests is one entry but counts
-/// every request in it.
-///
-/// Requests are counted as they are framed ([`PendingQueue::framed`]) and attributed to the next entry pushed,
-/// which is the one that carries them (a batch is pushed after its requests were framed); their count falls
-/// when that entry completes. Requests framed that push no entry (held behind a barrier, CLIENT REPLY OFF) are
-/// forgotten at the end of the read ([`PendingQueue::forget_unattributed`]): at most one request, so never a
-/// count that cannot fall.
-#[derive(Default)]
-pub struct PendingQueue {
-    entries: VecDeque<(Pending, InFlight)>,
-    /// Framed requests not attributed to an entry yet.
-    unattributed: InFlight,
-    /// Totals over `entries` and `unattributed`.
-    total: InFlight,
-    /// What the entry last taken by `pop_front` stood for, given back by `push_front` (which only ever puts
-    /// back the entry just taken).
-    last_popped: InFlight,
-}
-
-impl PendingQueue {
-    /// Counts a framed request of `bytes` bytes, in flight from now on.
-    pub fn framed(&mut self, bytes: usize) {
-        self.unattributed.requests += 1;
-        self.unattributed.bytes += bytes;
-        self.total.requests += 1;
-        self.total.bytes += bytes;
-    }
-
-    /// Forgets framed requests that no entry carries (see the type's documentation).
-    pub fn forget_unattributed(&mut self) {
-        let forgotten = std::mem::take(&mut self.unattributed);
-        self.total.requests -= forgotten.requests;
-        self.total.bytes -= forgotten.bytes;
-    }
-
-    /// Client requests in flight (a batch counts each of its requests).
-    pub fn in_flight_requests(&self) -> usize {
-        self.total.requests
-    }
-
-    /// Bytes of the client's requests in flight.
-    pub fn in_flight_bytes(&self) -> usize {
-        self.total.bytes
-    }
-
-    pub fn push_back(&mut self, entry: Pending) {
-        let carried = std::mem::take(&mut self.unattributed);
-        self.entries.push_back((entry, carried));
-    }
-
-    /// Puts back the entry just taken by `pop_front` (to send it again, or when it was not complete).
-    pub fn push_front(&mut self, entry: Pending) {
-        let carried = std::mem::take(&mut self.last_popped);
-        self.total.requests += carried.requests;
-        self.total.bytes += carried.bytes;
-        self.entries.push_front((entry, carried));
-    }
-
-    pub fn pop_front(&mut self) -> Option<Pending> {
-        let (entry, carried) = self.entries.pop_front()?;
-        self.total.requests -= carried.requests;
-        self.total.bytes -= carried.bytes;
-        self.last_popped = carried;
-        Some(entry)
-    }
-
-    pub fn front(&self) -> Option<&Pending> {
-        self.entries.front().map(|(entry, _)| entry)
-    }
-
-    pub fn front_mut(&mut self) -> Option<&mut Pending> {
-        self.entries.front_mut().map(|(entry, _)| entry)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Pending> {
-        self.entries.iter().map(|(entry, _)| entry)
     }
 }

@@ -65,7 +65,10 @@ impl Session {
             PolicyVerdict::Proceed => Verdict::Proceed(request),
             PolicyVerdict::Rewritten(args) => Verdict::Proceed(Request::from_args(args)),
             PolicyVerdict::Wait(delay) => Verdict::Later(request, Instant::now() + delay),
-            PolicyVerdict::Refuse(error) => Verdict::Refuse(error.to_reply()),
+            PolicyVerdict::Refuse(error) => {
+                self.stats.error(super::observe::refusal_kind(&error), 1);
+                Verdict::Refuse(error.to_reply())
+            }
         }
     }
 
@@ -234,6 +237,7 @@ impl Session {
             PoolHandle::Standalone(_) | PoolHandle::Kafka(_) => None,
         };
         self.pool = pool;
+        self.relabel_stats();
     }
 
     /// The proxy's own commands, which are not Redis commands: `USE <pool>` and `RKPROXY TENANTS | POOL |

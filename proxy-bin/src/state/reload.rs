@@ -169,6 +169,11 @@ impl Live {
         old.process
             .unauthenticated
             .resize(limits.max_unauthenticated);
+        let slowlog = &snapshot.config.slowlog;
+        old.process
+            .stats
+            .slowlog()
+            .configure(slowlog.slower_than_us, slowlog.max_len);
         let next = ProxyState::assemble(
             snapshot,
             report.generation,
@@ -283,6 +288,18 @@ fn keep_start_only_keys(old: &Config, new: &mut Config) -> Vec<&'static str> {
     if new.big_requests != old.big_requests {
         changed.push("big_requests");
         new.big_requests = old.big_requests.clone();
+    }
+    if new.metrics_listen != old.metrics_listen {
+        changed.push("metrics_listen");
+        new.metrics_listen.clone_from(&old.metrics_listen);
+    }
+    if new.log_format != old.log_format {
+        changed.push("log_format");
+        new.log_format = old.log_format;
+    }
+    if new.stats != old.stats {
+        changed.push("stats");
+        new.stats = old.stats;
     }
     if new.max_memory != old.max_memory {
         changed.push("max_memory");

@@ -1,0 +1,429 @@
+//! `GET /metrics`: the proxy's counts in the Prometheus text format (version 0.0.4), on `metrics_listen`.
+//!
+//! The exposition format is prometheus-client's; the HTTP side is a deliberately tiny HTTP/1.0 responder (read
+//! one request head, answer, close), since a scraper needs nothing more. Each scrape merges the workers' counts
+//! ([`Stats::snapshot`](crate::stats::Stats::snapshot)) and probes the backend nodes for `rkproxy_backend_up`,
+//! so nothing is computed between scrapes.
+//!
+//! Series (labels in braces):
+//! - `rkproxy_commands_total{pool,tenant,command}`, `rkproxy_command_bytes_total{pool,tenant,command}`
+//! - `rkproxy_command_duration_seconds{pool,tenant}` (histogram: dispatch to the backend until the reply)
+//! - `rkproxy_errors_total{pool,tenant,kind}` (kind: refused, backend, timeout, limit)
+//! - `rkproxy_bytes_total{tenant,direction}` (direction: in, out)
+//! - `rkproxy_connected_clients{tenant}`, `rkproxy_backend_up{pool,node}`, `rkproxy_pool_up{pool,kind}`
+//! - `rkproxy_node_requests_total{pool,node}`, `rkproxy_node_failures_total{pool,node}`
+//! - `rkproxy_kafka_records_total{pool,topic,tenant,op}`, `rkproxy_kafka_bytes_total{pool,topic,tenant,op}`
+//!   (op: kpush, kpop)
+//! - `rkproxy_slowlog_length`, `rkproxy_uptime_seconds`
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::{debug, info, warn};
+
+use crate::state::{shutdown_begun, Live, ProxyState};
+use crate::stats::report::{Facts, NodeFacts};
+use crate::stats::{ErrorKind, WorkerStats};
+
+/// A scraper that sends nothing (or never finishes its request head) is dropped after this.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest request head read.
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
+
+/// Binds `metrics_listen` and serves scrapes until the proxy shuts down; returns the bound address.
+pub async fn start(live: &Arc<Live>, listen: &str) -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen for metrics on {listen}: {e}"))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the metrics address: {e}"))?;
+    info!(metrics = %local, "serving GET /metrics");
+    tokio::spawn(serve(listener, Arc::downgrade(live)));
+    Ok(local)
+}
+
+/// Accepts scrapers until the shutdown begins or the proxy is gone; each scrape reads the newest state (after a
+/// reload, the reloaded one).
+async fn serve(listener: TcpListener, live: std::sync::Weak<Live>) {
+    let Some(mut shutdown) = live.upgrade().map(|live| live.current().shutdown_signal()) else {
+        return;
+    };
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    warn!(%error, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown_begun(&mut shutdown) => return,
+        };
+        let Some(state) = live.upgrade().map(|live| live.current()) else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(error) = answer(stream, &state).await {
+                debug!(%error, "metrics request failed");
+            }
+        });
+    }
+}
+
+/// Reads one request head and answers it: `GET /metrics` gets the metrics, anything else 404 or 405.
+async fn answer(mut stream: TcpStream, state: &ProxyState) -> std::io::Result<()> {
+    let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
+        Ok(head) => head?,
+        Err(_) => return Ok(()),
+    };
+    let request_line = head.lines().next().unwrap_or_default();
+    let mut parts = request_line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let (status, content_type, body) = match (method, path) {
+        ("GET", "/metrics") => (
+            "200 OK",
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            render(state).await,
+        ),
+        ("GET", _) => (
+            "404 Not Found",
+            "text/plain",
+            "not found; try /metrics\n".to_owned(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET /metrics\n".to_owned(),
+        ),
+    };
+    let response = format!(
+        "HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// The request head, up to the blank line (or [`MAX_REQUEST_HEAD`] bytes).
+async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST_HEAD {
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..read]);
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+/// The metrics text: merged counts, facts and node probes, encoded by prometheus-client.
+pub async fn render(state: &ProxyState) -> String {
+    let mut facts = crate::session::proxy_facts(state);
+    facts.nodes = crate::session::probe_nodes(state).await;
+    let scrape = Scrape {
+        snapshot: state.stats().snapshot(),
+        facts,
+        slowlog_length: state.stats().slowlog().len(|_| true),
+        uptime_seconds: state.uptime().as_secs(),
+    };
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(scrape));
+    let mut text = String::new();
+    if let Err(error) = prometheus_client::encoding::prometheus_text::encode(&mut text, &registry) {
+        warn!(%error, "metrics could not be encoded");
+    }
+    text
+}
+
+/// One scrape's data, encoded by [`Collector::encode`].
+#[derive(Debug)]
+struct Scrape {
+    snapshot: WorkerStats,
+    facts: Facts,
+    slowlog_length: usize,
+    uptime_seconds: u64,
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.encode_commands(&mut encoder)?;
+        self.encode_traffic(&mut encoder)?;
+        self.encode_clients_and_backends(&mut encoder)?;
+        self.encode_kafka(&mut encoder)?;
+        gauge(
+            &mut encoder,
+            "rkproxy_slowlog_length",
+            "Entries in the proxy's slow log.",
+            vec![(Vec::new(), self.slowlog_length as i64)],
+        )?;
+        gauge(
+            &mut encoder,
+            "rkproxy_uptime_seconds",
+            "Seconds since the proxy started.",
+            vec![(
+                Vec::new(),
+                i64::try_from(self.uptime_seconds).unwrap_or(i64::MAX),
+            )],
+        )
+    }
+}
+
+impl Scrape {
+    fn encode_commands(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut calls = Vec::new();
+        let mut bytes = Vec::new();
+        for ((pool, tenant, command), counts) in sorted(&self.snapshot.commands) {
+            let labels: Labels = vec![
+                ("pool", pool.to_string()),
+                ("tenant", tenant.to_string()),
+                ("command", (*command).to_owned()),
+            ];
+            calls.push((labels.clone(), counts.calls));
+            bytes.push((labels, counts.bytes_in));
+        }
+        counter(
+            encoder,
+            "rkproxy_commands",
+            "Requests by pool, tenant and command (unknown: not in the command table).",
+            calls,
+        )?;
+        counter(
+            encoder,
+            "rkproxy_command_bytes",
+            "Request bytes by pool, tenant and command.",
+            bytes,
+        )
+    }
+
+    fn encode_traffic(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let traffic = sorted(&self.snapshot.traffic);
+        let mut errors = Vec::new();
+        let mut by_tenant: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for ((pool, tenant), counts) in &traffic {
+            for kind in ErrorKind::ALL {
+                let labels: Labels = vec![
+                    ("pool", pool.to_string()),
+                    ("tenant", tenant.to_string()),
+                    ("kind", kind.label().to_owned()),
+                ];
+                errors.push((labels, counts.error(kind)));
+            }
+            let tenant_bytes = by_tenant.entry(tenant.to_string()).or_default();
+            tenant_bytes.0 += counts.bytes_in;
+            tenant_bytes.1 += counts.bytes_out;
+        }
+        counter(
+            encoder,
+            "rkproxy_errors",
+            "Failed requests by pool, tenant and kind (refused, backend, timeout, limit).",
+            errors,
+        )?;
+        let mut bytes = Vec::new();
+        for (tenant, (bytes_in, bytes_out)) in by_tenant {
+            bytes.push((
+                vec![("tenant", tenant.clone()), ("direction", "in".to_owned())],
+                bytes_in,
+            ));
+            bytes.push((
+                vec![("tenant", tenant), ("direction", "out".to_owned())],
+                bytes_out,
+            ));
+        }
+        counter(
+            encoder,
+            "rkproxy_bytes",
+            "Client bytes by tenant and direction (in: requests, out: replies).",
+            bytes,
+        )?;
+        let mut metric = encoder.encode_descriptor(
+            "rkproxy_command_duration_seconds",
+            "Time from a request's dispatch to the backend until its reply reached the proxy.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for ((pool, tenant), counts) in &traffic {
+            let labels: Labels = vec![("pool", pool.to_string()), ("tenant", tenant.to_string())];
+            let buckets = counts.latency.cumulative_seconds();
+            // prometheus-client adds the +Inf bucket itself from the count.
+            let bounded: Vec<(f64, u64)> = buckets
+                .into_iter()
+                .filter(|(bound, _)| bound.is_finite())
+                .collect();
+            let bounded = non_cumulative(&bounded);
+            metric.encode_family(&labels)?.encode_histogram::<Labels>(
+                counts.latency.sum_seconds(),
+                counts.latency.count(),
+                &bounded,
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn encode_clients_and_backends(
+        &self,
+        encoder: &mut DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let clients = self
+            .facts
+            .connections
+            .iter()
+            .map(|(tenant, n)| (vec![("tenant", tenant.clone())], *n as i64))
+            .collect();
+        gauge(
+            encoder,
+            "rkproxy_connected_clients",
+            "Open client connections by tenant.",
+            clients,
+        )?;
+        let nodes = self
+            .facts
+            .nodes
+            .iter()
+            .map(|NodeFacts { pool, node, up }| {
+                (
+                    vec![("pool", pool.clone()), ("node", node.clone())],
+                    i64::from(*up),
+                )
+            })
+            .collect();
+        let mut requests = Vec::new();
+        let mut failures = Vec::new();
+        for ((pool, node), counts) in sorted(&self.snapshot.nodes) {
+            let labels: Labels = vec![("pool", pool.to_string()), ("node", node.to_string())];
+            requests.push((labels.clone(), counts.requests));
+            failures.push((labels, counts.failures));
+        }
+        counter(
+            encoder,
+            "rkproxy_node_requests",
+            "Requests answered by each backend node (or failed there).",
+            requests,
+        )?;
+        counter(
+            encoder,
+            "rkproxy_node_failures",
+            "Requests failed by each backend node (unavailable, broken connection, timeout).",
+            failures,
+        )?;
+        gauge(
+            encoder,
+            "rkproxy_backend_up",
+            "1 when the node accepted a connection (with the pool's handshake) at scrape time.",
+            nodes,
+        )?;
+        let pools = self
+            .facts
+            .pools
+            .iter()
+            .map(|pool| {
+                let up = matches!(pool.state.as_str(), "up" | "ok" | "lazy");
+                (
+                    vec![("pool", pool.name.clone()), ("kind", pool.kind.to_owned())],
+                    i64::from(up),
+                )
+            })
+            .collect();
+        gauge(
+            encoder,
+            "rkproxy_pool_up",
+            "1 when the pool can serve (cluster: a slot map is known; Kafka: connected).",
+            pools,
+        )
+    }
+
+    fn encode_kafka(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut records = Vec::new();
+        let mut bytes = Vec::new();
+        for ((pool, topic, tenant), counts) in sorted(&self.snapshot.topics) {
+            for (op, count, size) in [
+                ("kpush", counts.pushes, counts.push_bytes),
+                ("kpop", counts.pops, counts.pop_bytes),
+            ] {
+                let labels: Labels = vec![
+                    ("pool", pool.to_string()),
+                    ("topic", topic.to_string()),
+                    ("tenant", tenant.to_string()),
+                    ("op", op.to_owned()),
+                ];
+                records.push((labels.clone(), count));
+                bytes.push((labels, size));
+            }
+        }
+        counter(
+            encoder,
+            "rkproxy_kafka_records",
+            "KPUSH and KPOP commands by pool, topic and tenant.",
+            records,
+        )?;
+        counter(
+            encoder,
+            "rkproxy_kafka_bytes",
+            "KPUSH request bytes and KPOP reply bytes by pool, topic and tenant.",
+            bytes,
+        )
+    }
+}
+
+/// prometheus-client's histogram encoder takes per-bucket counts and accumulates them itself.
+fn non_cumulative(cumulative: &[(f64, u64)]) -> Vec<(f64, u64)> {
+    let mut previous = 0;
+    cumulative
+        .iter()
+        .map(|&(bound, total)| {
+            let own = total - previous;
+            previous = total;
+            (bound, own)
+        })
+        .collect()
+}
+
+fn sorted<K: Ord, V>(map: &std::collections::HashMap<K, V>) -> Vec<(&K, &V)> {
+    let mut rows: Vec<_> = map.iter().collect();
+    rows.sort_by(|a, b| a.0.cmp(b.0));
+    rows
+}
+
+/// A counter family (`name` gets `_total`).
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: Vec<(Labels, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in rows {
+        ConstCounter::new(value).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: Vec<(Labels, i64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in rows {
+        ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,755 @@
+//! What the session contributes to the proxy's stats: it counts each request as it is framed, times each
+//! entry of its reply queue from dispatch to reply, logs slow ones, and answers `RKPROXY STATS`, `SLOWLOG` and
+//! INFO's `# Proxy` section.
+//!
+//! Counting is into the session's own [`SessionStats`](crate::stats::SessionStats) (plain fields), flushed into
+//! the worker's cell before each write of replies, so a client that has read a reply finds it counted.
+//!
+//! Timing: [`PendingQueue`] is the session's reply queue. It records when each entry waiting on a backend was
+//! pushed (one clock read per entry: a batch of pipelined requests is one entry) and when it was taken off the
+//! front complete; an entry taken off and put back (a cluster redirect, a merge still waiting for parts) keeps
+//! its start. Entries the proxy answers itself are not timed.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use resp_codec::{Frame, Request};
+use tenant_policy::PolicyError;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::pending::{Expect, FrontEvent, Pending};
+use super::Session;
+use crate::backend::{BackendError, BackendReply};
+use crate::pools::PoolHandle;
+use crate::reply;
+use crate::stats::report::{self, Facts, NodeFacts, PoolFacts, Section};
+use crate::stats::slowlog::{SlowArg, SlowEntry, SlowRequest};
+use crate::stats::{ErrorKind, SessionStats, Stats, NO_TENANT, UNAUTHENTICATED, UNKNOWN_COMMAND};
+use cluster_router::topology::NodeAddr;
+
+/// Timing of one entry of the reply queue.
+#[derive(Default)]
+pub(super) struct Sent {
+    /// When it was pushed; `None` for entries the proxy answered itself.
+    at: Option<Instant>,
+    /// How long until it was last taken off the front.
+    took: Option<Duration>,
+    /// Requests it stands for (a batch stands for several).
+    requests: u32,
+    /// Kept only while the slow log is on: what was sent, for a slow-log entry.
+    request: Option<Bytes>,
+    /// The backend node(s) that answered.
+    target: Target,
+}
+
+/// Which backend node(s) answered an entry.
+#[derive(Default)]
+enum Target {
+    #[default]
+    Unknown,
+    /// A standalone pool's node.
+    Label(Arc<str>),
+    /// A cluster node (its label is looked up once per session, see `PendingQueue::label`).
+    Node(Arc<NodeAddr>),
+    /// Cluster nodes of a split or pipelined request, with the requests each answered.
+    Parts(Vec<(Arc<NodeAddr>, u32)>),
+}
+
+/// What one queue entry stands for: client requests in flight and their bytes.
+#[derive(Clone, Copy, Default)]
+struct InFlight {
+    requests: usize,
+    bytes: usize,
+}
+
+/// The reply queue, with the timing of each entry (see the module docs). It also counts the client's requests
+/// in flight and their bytes (for `client_limits.max_pending_requests` and `max_pending_bytes`); a batch of
+/// requests is one entry but counts every request in it.
+///
+/// Requests are counted as they are framed ([`PendingQueue::framed`]) and attributed to the next entry pushed,
+/// which is the one that carries them (a batch is pushed after its requests were framed); their count falls
+/// when that entry completes. Requests framed that push no entry (held behind a barrier, CLIENT REPLY OFF) are
+/// forgotten at the end of the read ([`PendingQueue::forget_unattributed`]): at most one request, so never a
+/// count that cannot fall.
+#[derive(Default)]
+pub(super) struct PendingQueue {
+    entries: VecDeque<Pending>,
+    sent: VecDeque<Sent>,
+    /// What each entry of `entries` stands for, in the same order.
+    carried: VecDeque<InFlight>,
+    /// Framed requests not attributed to an entry yet.
+    unattributed: InFlight,
+    /// Totals over `carried` and `unattributed`.
+    total: InFlight,
+    /// What the entry last taken by `pop_front` stood for, given back by `push_front`.
+    last_carried: InFlight,
+    /// The entry taken off the front last, until it is put back or settled.
+    popped: Option<Sent>,
+    /// Entries taken off complete, not yet recorded.
+    completed: Vec<Sent>,
+    timing: bool,
+    slow_after: Option<Duration>,
+    /// Cluster nodes' labels, made once per session (not once per request).
+    labels: Vec<(Arc<NodeAddr>, Arc<str>)>,
+}
+
+impl PendingQueue {
+    pub(super) fn new(timing: bool, slow_after: Option<Duration>) -> PendingQueue {
+        PendingQueue {
+            timing,
+            slow_after,
+            ..PendingQueue::default()
+        }
+    }
+
+    pub(super) fn push_back(&mut self, entry: Pending) {
+        let sent = self.start(&entry);
+        self.sent.push_back(sent);
+        self.entries.push_back(entry);
+        self.carry_unattributed();
+    }
+
+    fn carry_unattributed(&mut self) {
+        let carried = std::mem::take(&mut self.unattributed);
+        self.carried.push_back(carried);
+    }
+
+    /// Counts a framed request of `bytes` bytes, in flight from now on.
+    pub(super) fn framed(&mut self, bytes: usize) {
+        self.unattributed.requests += 1;
+        self.unattributed.bytes += bytes;
+        self.total.requests += 1;
+        self.total.bytes += bytes;
+    }
+
+    /// Forgets framed requests that no entry carries (see the type's documentation).
+    pub(super) fn forget_unattributed(&mut self) {
+        let forgotten = std::mem::take(&mut self.unattributed);
+        self.total.requests -= forgotten.requests;
+        self.total.bytes -= forgotten.bytes;
+    }
+
+    /// Client requests in flight (a batch counts each of its requests).
+    pub(super) fn in_flight_requests(&self) -> usize {
+        self.total.requests
+    }
+
+    /// Bytes of the client's requests in flight.
+    pub(super) fn in_flight_bytes(&self) -> usize {
+        self.total.bytes
+    }
+
+    /// Pushes an entry for `request`, sent to `node` (the request is kept for the slow log while it is on).
+    pub(super) fn push_sent(&mut self, entry: Pending, request: &Bytes, node: &Arc<str>) {
+        let mut sent = self.start(&entry);
+        if self.timing {
+            sent.target = Target::Label(Arc::clone(node));
+            if self.slow_after.is_some() {
+                // A copy of the first bytes, not the request: its buffer is not kept alive until the reply.
+                let kept = request.len().min(SLOW_PREFIX);
+                sent.request = Some(Bytes::copy_from_slice(&request[..kept]));
+            }
+        }
+        self.sent.push_back(sent);
+        self.entries.push_back(entry);
+        self.carry_unattributed();
+    }
+
+    fn start(&self, entry: &Pending) -> Sent {
+        if !self.timing || matches!(entry, Pending::Ready(_)) {
+            return Sent::default();
+        }
+        Sent {
+            at: Some(Instant::now()),
+            requests: requests_of(entry),
+            ..Sent::default()
+        }
+    }
+
+    /// Puts back the entry taken off last (it keeps its start), or another entry in its place.
+    pub(super) fn push_front(&mut self, entry: Pending) {
+        let sent = self.popped.take().unwrap_or_default();
+        self.sent.push_front(sent);
+        self.entries.push_front(entry);
+        let carried = std::mem::take(&mut self.last_carried);
+        self.total.requests += carried.requests;
+        self.total.bytes += carried.bytes;
+        self.carried.push_front(carried);
+    }
+
+    pub(super) fn pop_front(&mut self) -> Option<Pending> {
+        let entry = self.entries.pop_front()?;
+        let carried = self.carried.pop_front().unwrap_or_default();
+        self.total.requests -= carried.requests;
+        self.total.bytes -= carried.bytes;
+        self.last_carried = carried;
+        let mut sent = self.sent.pop_front().unwrap_or_default();
+        if let Some(previous) = self.popped.take() {
+            self.completed.push(previous);
+        }
+        if let Some(at) = sent.at {
+            let took = at.elapsed();
+            sent.took = Some(took);
+            if !matches!(sent.target, Target::Label(_)) {
+                sent.target = target_of(&entry);
+            }
+            if self.slow_after.is_some_and(|limit| took >= limit) && sent.request.is_none() {
+                sent.request = request_of(&entry);
+            }
+        }
+        self.popped = Some(sent);
+        Some(entry)
+    }
+
+    /// The entries completed since the last call (give the vector back with `reuse`, to keep its capacity).
+    fn settle(&mut self) -> Vec<Sent> {
+        if let Some(last) = self.popped.take() {
+            self.completed.push(last);
+        }
+        std::mem::take(&mut self.completed)
+    }
+
+    fn reuse(&mut self, mut emptied: Vec<Sent>) {
+        emptied.clear();
+        self.completed = emptied;
+    }
+
+    /// A cluster node's label, made once per session.
+    fn label(&mut self, node: &Arc<NodeAddr>) -> Arc<str> {
+        if let Some((_, label)) = self
+            .labels
+            .iter()
+            .find(|(known, _)| Arc::ptr_eq(known, node) || **known == **node)
+        {
+            return Arc::clone(label);
+        }
+        let label: Arc<str> = Arc::from(node.to_string());
+        self.labels.push((Arc::clone(node), Arc::clone(&label)));
+        label
+    }
+
+    /// Calls `count` with each node of a completed entry and the requests it answered (no allocation: this
+    /// runs once per completed entry).
+    fn for_each_node(&mut self, sent: &Sent, mut count: impl FnMut(&Arc<str>, u32)) {
+        match &sent.target {
+            Target::Unknown => {}
+            Target::Label(label) => count(label, sent.requests),
+            Target::Node(node) => count(&self.label(node), sent.requests),
+            Target::Parts(parts) => {
+                for (node, requests) in parts {
+                    count(&self.label(node), *requests);
+                }
+            }
+        }
+    }
+
+    pub(super) fn front(&self) -> Option<&Pending> {
+        self.entries.front()
+    }
+
+    pub(super) fn front_mut(&mut self) -> Option<&mut Pending> {
+        self.entries.front_mut()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(super) fn iter(&self) -> std::collections::vec_deque::Iter<'_, Pending> {
+        self.entries.iter()
+    }
+}
+
+/// How many client requests an entry answers.
+fn requests_of(entry: &Pending) -> u32 {
+    let requests = match entry {
+        Pending::Waiting(_, Expect::Batch(count)) => *count,
+        Pending::Sent(sent) => sent.count,
+        Pending::Pipeline(pipeline) => pipeline.order.len(),
+        _ => 1,
+    };
+    u32::try_from(requests).unwrap_or(u32::MAX)
+}
+
+/// What a cluster entry sent, for the slow log (standalone entries carry it from `push_sent`).
+fn request_of(entry: &Pending) -> Option<Bytes> {
+    match entry {
+        Pending::Routed(routed) => Some(routed.request.clone()),
+        Pending::Transaction(exec) => Some(exec.unit.clone()),
+        Pending::Merge(merge) => merge.parts.first().map(|part| part.request.clone()),
+        Pending::Pipeline(pipeline) => pipeline.parts.first().map(|part| part.requests.clone()),
+        Pending::Ready(_) | Pending::Waiting(..) | Pending::Sent(_) => None,
+    }
+}
+
+/// The cluster node(s) that answered an entry.
+fn target_of(entry: &Pending) -> Target {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    match entry {
+        Pending::Routed(routed) => Target::Node(Arc::clone(&routed.node)),
+        Pending::Transaction(exec) => Target::Node(Arc::clone(&exec.node)),
+        Pending::Merge(merge) => Target::Parts(
+            merge
+                .parts
+                .iter()
+                .map(|part| (Arc::clone(&part.node), count(part.commands)))
+                .collect(),
+        ),
+        Pending::Pipeline(pipeline) => Target::Parts(
+            pipeline
+                .parts
+                .iter()
+                .map(|part| (Arc::clone(&part.node), count(part.ends.len())))
+                .collect(),
+        ),
+        Pending::Ready(_) | Pending::Waiting(..) | Pending::Sent(_) => Target::Unknown,
+    }
+}
+
+/// The slow log keeps at most this many leading bytes of a request sent to a standalone pool (enough for
+/// 32 short arguments; a big value is not kept alive until its reply).
+const SLOW_PREFIX: usize = 1024;
+
+/// The arguments of the first request in `bytes`, as far as they are there (a prefix of a request, or of a
+/// batch), and how many arguments it declared.
+fn prefix_args(bytes: &[u8]) -> (Vec<SlowArg<'_>>, usize) {
+    let mut args = Vec::new();
+    let Some((argc, mut at)) = resp_number(bytes, 0, b'*') else {
+        return (args, 0);
+    };
+    while args.len() < argc {
+        let Some((len, start)) = resp_number(bytes, at, b'$') else {
+            break;
+        };
+        let end = start.saturating_add(len).min(bytes.len());
+        args.push(SlowArg {
+            shown: bytes.get(start..end).unwrap_or_default(),
+            len,
+        });
+        at = start.saturating_add(len).saturating_add(2);
+        if at > bytes.len() {
+            break;
+        }
+    }
+    (args, argc)
+}
+
+/// A RESP header `<kind><digits>\r\n` at `at`: its number and where what follows it starts.
+fn resp_number(bytes: &[u8], at: usize, kind: u8) -> Option<(usize, usize)> {
+    if *bytes.get(at)? != kind {
+        return None;
+    }
+    let digits = bytes.get(at + 1..)?;
+    let end = digits.iter().position(|&b| b == b'\r')?;
+    let number = std::str::from_utf8(&digits[..end]).ok()?.parse().ok()?;
+    Some((number, at + 1 + end + 2))
+}
+
+/// The stats label of a request the command table does not know: the proxy's own and Kafka commands by name.
+fn unlisted_command(name: &[u8]) -> &'static str {
+    const OWN: [&str; 6] = ["use", "rkproxy", "kpush", "kpop", "kpartitions", "koffset"];
+    OWN.iter()
+        .find(|own| name.eq_ignore_ascii_case(own.as_bytes()))
+        .copied()
+        .unwrap_or(UNKNOWN_COMMAND)
+}
+
+/// The tenant label a session starts with.
+pub(super) fn initial_tenant(state: &crate::state::ProxyState) -> &'static str {
+    if state.tenants().is_some() {
+        UNAUTHENTICATED
+    } else {
+        NO_TENANT
+    }
+}
+
+/// The reply queue a session starts with.
+pub(super) fn new_queue(stats: &Stats) -> PendingQueue {
+    PendingQueue::new(stats.enabled(), stats.slowlog().threshold())
+}
+
+/// How a backend failure is counted: a timeout when the backend made no progress in time.
+fn failure_kind(error: &BackendError) -> ErrorKind {
+    let BackendError::Unavailable { reason, .. } = error;
+    let timed_out = [
+        "no reply within",
+        "write blocked for",
+        "no connection within",
+    ]
+    .iter()
+    .any(|start| reason.starts_with(start));
+    if timed_out {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Backend
+    }
+}
+
+/// How a tenant-policy refusal is counted.
+pub(super) fn refusal_kind(error: &PolicyError) -> ErrorKind {
+    match error {
+        PolicyError::OverLimit { .. } | PolicyError::RequestTooLarge { .. } => ErrorKind::Limit,
+        _ => ErrorKind::Refused,
+    }
+}
+
+impl Session {
+    /// Counts a request as it is framed (each request once, whatever happens to it later).
+    pub(super) fn count_request(&mut self, request: &Request) {
+        if !self.stats.enabled() {
+            return;
+        }
+        let name = match self.lookup(request) {
+            Ok(spec) => spec.name,
+            Err(_) => unlisted_command(request.name()),
+        };
+        self.stats.command(name, request.raw().len());
+    }
+
+    /// Counts the requests of the entry `front` failed by a backend error in `event`.
+    pub(super) fn count_backend_failure(&mut self, front: &Pending, event: &FrontEvent) {
+        let (FrontEvent::Reply(Err(error)) | FrontEvent::Part(_, Err(error))) = event else {
+            return;
+        };
+        let times = u64::from(requests_of(front));
+        self.stats.error(failure_kind(error), times);
+        let BackendError::Unavailable { address, .. } = error;
+        self.stats.node(address, 0, times);
+    }
+
+    /// Before replies are written: records the timing of completed entries (and logs slow ones), counts the
+    /// reply bytes, and flushes the session's counts into its worker's.
+    pub(super) fn observe_before_write(&mut self, reply_bytes: usize) {
+        if !self.stats.enabled() {
+            return;
+        }
+        let mut completed = self.pending.settle();
+        for sent in completed.drain(..) {
+            let Some(took) = sent.took else {
+                continue;
+            };
+            self.stats.latency(took, u64::from(sent.requests.max(1)));
+            let mut first_node: Option<Arc<str>> = None;
+            let stats = &mut self.stats;
+            self.pending.for_each_node(&sent, |node, requests| {
+                stats.node(node, u64::from(requests), 0);
+                first_node.get_or_insert_with(|| Arc::clone(node));
+            });
+            if self.pending.slow_after.is_some_and(|limit| took >= limit) {
+                self.log_slow(&sent, took, first_node.as_deref().unwrap_or_default());
+            }
+        }
+        self.pending.reuse(completed);
+        self.stats.bytes_out(reply_bytes);
+        self.stats.flush();
+        // Settings may have changed (a reload): the next entries use the current threshold.
+        self.pending.slow_after = self.state.stats().slowlog().threshold();
+    }
+
+    fn log_slow(&self, sent: &Sent, took: Duration, node: &str) {
+        let (mut args, mut argc) = sent.request.as_deref().map_or((Vec::new(), 0), prefix_args);
+        let batch_note = format!("... ({} requests in one batch)", sent.requests);
+        if sent.requests > 1 && argc < 32 {
+            // The note is an argument of its own (so it is never cut), unless the request has 32 or more.
+            args.truncate(argc);
+            args.push(SlowArg::whole(batch_note.as_bytes()));
+            argc += 1;
+        }
+        self.state.stats().slowlog().log(SlowRequest {
+            duration: took,
+            argc,
+            args,
+            client_addr: self
+                .stream
+                .peer_addr()
+                .map(|addr| addr.to_string())
+                .unwrap_or_default(),
+            client_name: self
+                .name
+                .as_ref()
+                .map(|name| String::from_utf8_lossy(name).into_owned())
+                .unwrap_or_default(),
+            tenant: Arc::clone(self.stats.tenant()),
+            node: node.to_owned(),
+        });
+    }
+
+    /// After AUTH or USE: later counts carry the new tenant and pool.
+    pub(super) fn relabel_stats(&mut self) {
+        let tenant = self
+            .tenant()
+            .map(|tenant| tenant.name().to_owned())
+            .unwrap_or_else(|| initial_tenant(&self.state).to_owned());
+        let pool = self.pool.name().to_owned();
+        self.stats.relabel(&pool, &tenant);
+    }
+
+    /// The tenant whose rows this client may see: `None` (all) for admins and when no tenants are configured.
+    fn visible_tenant(&self) -> Option<String> {
+        match self.tenant() {
+            Some(tenant) if !tenant.is_admin() => Some(tenant.name().to_owned()),
+            _ => None,
+        }
+    }
+
+    /// SLOWLOG GET [count] | LEN | RESET | HELP, from the proxy's own slow log (a tenant sees only its own).
+    pub(super) fn slowlog_command(&mut self, spec_name: &str, request: &Request) -> Bytes {
+        if self.awaiting_auth() {
+            return PolicyError::NoAuth.to_reply();
+        }
+        let mine = self.visible_tenant();
+        let visible = |entry: &SlowEntry| mine.as_deref().is_none_or(|t| t == &*entry.tenant);
+        let log = self.state.stats().slowlog();
+        match spec_name {
+            "slowlog|get" => {
+                let count = match request.arg(2) {
+                    None => Some(10),
+                    Some(text) => match parse_count(text) {
+                        Some(count) => count,
+                        None => {
+                            return reply::error(
+                                "ERR count should be greater than or equal to -1",
+                            )
+                        }
+                    },
+                };
+                let entries = log.get(count, visible);
+                Frame::Array(entries.iter().map(SlowEntry::to_frame).collect()).to_bytes()
+            }
+            "slowlog|len" => reply::integer(i64::try_from(log.len(visible)).unwrap_or(i64::MAX)),
+            "slowlog|reset" => {
+                log.reset(visible);
+                reply::ok()
+            }
+            _ => reply::array_of_bulks(
+                [
+                    &b"SLOWLOG GET [<count>] -- entries of the proxy's slow log (-1: all), newest first"[..],
+                    b"SLOWLOG LEN -- how many entries",
+                    b"SLOWLOG RESET -- empties it (a tenant: its own entries)",
+                ]
+                .into_iter(),
+            ),
+        }
+    }
+
+    /// `RKPROXY STATS [tenants|commands|pools|nodes|kafka]`: the section's lines; the nodes section probes
+    /// every node first, so its reply comes from a task.
+    pub(super) fn stats_command(&mut self, request: &Request) -> Pending {
+        if self.awaiting_auth() {
+            return Pending::Ready(PolicyError::NoAuth.to_reply());
+        }
+        let Some(section) = Section::parse(request.arg(2)) else {
+            return Pending::Ready(reply::error(
+                "ERR unknown RKPROXY STATS section. Try TENANTS, COMMANDS, POOLS, NODES or KAFKA.",
+            ));
+        };
+        // The client's own counts so far are part of the answer.
+        self.stats.flush();
+        let state = Arc::clone(&self.state);
+        let visible = self.visible_tenant();
+        if section != Section::Nodes {
+            let facts = proxy_facts(&state);
+            let lines = report::stats_lines(
+                section,
+                &state.stats().snapshot(),
+                &facts,
+                visible.as_deref(),
+            );
+            return Pending::Ready(reply::array_of_bulks(lines.iter().map(String::as_bytes)));
+        }
+        if visible.is_some() {
+            return Pending::Ready(reply::error(
+                "NOPERM RKPROXY STATS NODES is for admins: backend nodes are shared by every tenant",
+            ));
+        }
+        let (sender, receiver) = oneshot::channel::<BackendReply>();
+        tokio::spawn(async move {
+            let mut facts = proxy_facts(&state);
+            facts.nodes = probe_nodes(&state).await;
+            let lines = report::stats_lines(section, &state.stats().snapshot(), &facts, None);
+            let _ = sender.send(Ok(reply::array_of_bulks(
+                lines.iter().map(String::as_bytes),
+            )));
+        });
+        Pending::Waiting(receiver, Expect::Forward)
+    }
+
+    /// INFO's `# Proxy` section as this client may see it.
+    pub(super) fn proxy_section(&mut self) -> String {
+        self.stats.flush();
+        let facts = proxy_facts(&self.state);
+        report::info_section(
+            &self.state.stats().snapshot(),
+            &facts,
+            self.state.uptime().as_secs(),
+            self.visible_tenant().as_deref(),
+        )
+    }
+}
+
+/// SLOWLOG GET's count: -1 for all, else at least 0.
+fn parse_count(text: &[u8]) -> Option<Option<usize>> {
+    let count: i64 = std::str::from_utf8(text).ok()?.parse().ok()?;
+    match count {
+        -1 => Some(None),
+        n if n >= 0 => Some(Some(usize::try_from(n).unwrap_or(usize::MAX))),
+        _ => None,
+    }
+}
+
+/// Connections per tenant and the pools' states, from the proxy's state.
+pub fn proxy_facts(state: &crate::state::ProxyState) -> Facts {
+    let mut facts = Facts::default();
+    let total = state.connected_clients();
+    match state.tenants() {
+        Some(tenants) => {
+            let mut authenticated = 0;
+            for tenant in tenants.iter() {
+                let count = tenant.connection_count();
+                authenticated += count;
+                facts.connections.insert(tenant.name().to_owned(), count);
+            }
+            facts.connections.insert(
+                UNAUTHENTICATED.to_owned(),
+                total.saturating_sub(authenticated),
+            );
+        }
+        None => {
+            facts.connections.insert(NO_TENANT.to_owned(), total);
+        }
+    }
+    facts.pools = state.pool_handles().map(pool_facts).collect();
+    facts.pools.sort_by(|a, b| a.name.cmp(&b.name));
+    facts
+}
+
+fn pool_facts(pool: &PoolHandle) -> PoolFacts {
+    match pool {
+        PoolHandle::Standalone(standalone) => PoolFacts {
+            name: standalone.name().to_owned(),
+            kind: "standalone",
+            state: "lazy".to_owned(),
+            nodes: vec![standalone.address().to_string()],
+        },
+        PoolHandle::Cluster(cluster) => {
+            let topology = cluster.topology();
+            let nodes: Vec<String> = topology.map.nodes().map(ToString::to_string).collect();
+            PoolFacts {
+                name: cluster.name().to_owned(),
+                kind: "cluster",
+                state: if topology.map.masters().is_empty() {
+                    "no_slot_map".to_owned()
+                } else {
+                    "ok".to_owned()
+                },
+                nodes,
+            }
+        }
+        PoolHandle::Kafka(kafka) => PoolFacts {
+            name: kafka.name().to_owned(),
+            kind: "kafka",
+            state: kafka.state_name().to_owned(),
+            nodes: kafka.brokers().to_vec(),
+        },
+    }
+}
+
+/// Whether each Redis node of every pool accepts a connection (with the pool's handshake) within the connect
+/// timeout; a Kafka pool's brokers are up when the pool is connected.
+pub async fn probe_nodes(state: &crate::state::ProxyState) -> Vec<NodeFacts> {
+    let mut probes = Vec::new();
+    for pool in state.pool_handles() {
+        match pool {
+            PoolHandle::Standalone(standalone) => {
+                probes.push((pool.name().to_owned(), standalone.endpoint(0, false)));
+            }
+            PoolHandle::Cluster(cluster) => {
+                for node in cluster.topology().map.nodes() {
+                    probes.push((pool.name().to_owned(), cluster.endpoint(node, false, false)));
+                }
+            }
+            PoolHandle::Kafka(_) => {}
+        }
+    }
+    let checks = probes.into_iter().map(|(pool, endpoint)| async move {
+        let up = crate::backend::connect(&endpoint).await.is_ok();
+        NodeFacts {
+            pool,
+            node: endpoint.address.to_string(),
+            up,
+        }
+    });
+    let mut nodes: Vec<NodeFacts> = futures_join_all(checks).await;
+    for pool in state.pool_handles() {
+        if let PoolHandle::Kafka(kafka) = pool {
+            for broker in kafka.brokers() {
+                nodes.push(NodeFacts {
+                    pool: kafka.name().to_owned(),
+                    node: broker.clone(),
+                    up: kafka.state_name() == "up",
+                });
+            }
+        }
+    }
+    nodes.sort_by(|a, b| (&a.pool, &a.node).cmp(&(&b.pool, &b.node)));
+    nodes
+}
+
+/// Runs the probes concurrently (each bounded by its connect timeout).
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        if let Ok(result) = handle.await {
+            out.push(result);
+        }
+    }
+    out
+}
+
+/// A session's stats, labelled with its starting pool and tenant.
+pub(super) fn session_stats(state: &crate::state::ProxyState, worker: usize) -> SessionStats {
+    SessionStats::new(
+        state.stats(),
+        worker,
+        state.default_pool().name(),
+        initial_tenant(state),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_prefix_gives_its_leading_arguments_and_their_lengths() {
+        let request = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10\r\n0123456789\r\n";
+        let (args, argc) = prefix_args(request);
+        assert_eq!(argc, 3);
+        let shown: Vec<(&[u8], usize)> = args.iter().map(|a| (a.shown, a.len)).collect();
+        assert_eq!(
+            shown,
+            [(&b"SET"[..], 3), (&b"k"[..], 1), (&b"0123456789"[..], 10)]
+        );
+        // Cut inside the value: the value is partly there, its length still known.
+        let (args, argc) = prefix_args(&request[..30]);
+        assert_eq!(argc, 3);
+        assert_eq!(args.len(), 3);
+        assert_eq!((args[2].shown, args[2].len), (&b"01234"[..], 10));
+        // Cut inside a header: the arguments before it.
+        let (args, _) = prefix_args(&request[..15]);
+        assert_eq!(args.len(), 1);
+        assert_eq!(prefix_args(b"PING\r\n").1, 0);
+    }
+}

@@ -1,0 +1,122 @@
+//! A fixed-bucket latency histogram: cheap to record into (a short scan of constant bounds), cheap to merge
+//! (bucket by bucket), and exactly what the Prometheus histogram type wants (cumulative `le` buckets).
+
+use std::time::Duration;
+
+/// Upper bounds of the buckets, in microseconds (1-2.5-5 per decade, 50 µs to 10 s); one more bucket holds
+/// everything slower.
+pub const BOUNDS_US: [u64; 17] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// Counts of observations per bucket, their number and their sum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// Not cumulative: `buckets[i]` counts observations in `(BOUNDS_US[i-1], BOUNDS_US[i]]`; the last one
+    /// counts those above every bound.
+    buckets: [u64; BOUNDS_US.len() + 1],
+    count: u64,
+    sum_us: u64,
+}
+
+impl Histogram {
+    /// Records `times` observations of `duration` (a batch of requests answered together).
+    pub fn record(&mut self, duration: Duration, times: u64) {
+        let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
+        let index = BOUNDS_US
+            .iter()
+            .position(|&bound| micros <= bound)
+            .unwrap_or(BOUNDS_US.len());
+        if let Some(bucket) = self.buckets.get_mut(index) {
+            *bucket += times;
+        }
+        self.count += times;
+        self.sum_us = self.sum_us.saturating_add(micros.saturating_mul(times));
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets.iter()) {
+            *mine += theirs;
+        }
+        self.count += other.count;
+        self.sum_us = self.sum_us.saturating_add(other.sum_us);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_us as f64 / 1e6
+    }
+
+    /// The mean in microseconds (0 without observations).
+    pub fn mean_us(&self) -> u64 {
+        self.sum_us.checked_div(self.count).unwrap_or(0)
+    }
+
+    /// The upper bound (µs) of the bucket holding the `quantile` (0..=1) observation: an upper estimate, as
+    /// Prometheus's `histogram_quantile` gives. `None` without observations or above the last bound.
+    pub fn quantile_upper_us(&self, quantile: f64) -> Option<u64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = ((self.count as f64) * quantile.clamp(0.0, 1.0))
+            .ceil()
+            .max(1.0) as u64;
+        let mut seen = 0;
+        for (index, count) in self.buckets.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return BOUNDS_US.get(index).copied();
+            }
+        }
+        None
+    }
+
+    /// Cumulative `(upper bound in seconds, count)` pairs for the bounded buckets, as Prometheus encodes them
+    /// (the `+Inf` bucket is the total count).
+    pub fn cumulative_seconds(&self) -> Vec<(f64, u64)> {
+        let mut total = 0;
+        let mut out: Vec<(f64, u64)> = BOUNDS_US
+            .iter()
+            .zip(self.buckets.iter())
+            .map(|(&bound, &count)| {
+                total += count;
+                (bound as f64 / 1e6, total)
+            })
+            .collect();
+        out.push((f64::INFINITY, self.count));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observations_land_in_their_bucket_and_merge() {
+        let mut one = Histogram::default();
+        one.record(Duration::from_micros(40), 3);
+        one.record(Duration::from_millis(20), 1);
+        let mut other = Histogram::default();
+        other.record(Duration::from_secs(60), 1);
+        one.merge(&other);
+        assert_eq!(one.count(), 5);
+        let buckets = one.cumulative_seconds();
+        assert_eq!(buckets[0], (0.00005, 3));
+        // 20 ms is in the 25 ms bucket.
+        assert_eq!(buckets[8], (0.025, 4));
+        assert_eq!(buckets[BOUNDS_US.len() - 1].1, 4);
+        assert_eq!(buckets.last().map(|b| b.1), Some(5));
+        assert_eq!(one.quantile_upper_us(0.5), Some(50));
+        assert_eq!(one.quantile_upper_us(0.8), Some(25_000));
+        assert_eq!(one.quantile_upper_us(1.0), None);
+    }
+}

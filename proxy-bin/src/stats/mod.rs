@@ -1,0 +1,583 @@
+//! Counting what the proxy does, per tenant, pool and command, at a cost no benchmark can see.
+//!
+//! Three levels, so that nothing on the per-command path is shared between threads:
+//! - [`SessionStats`]: each session counts into plain fields of its own (no lock, no atomic);
+//! - [`WorkerStats`]: one per worker thread (accept loop), behind a mutex that only that thread's sessions take,
+//!   once per write of replies, when they flush their counts into it (so the lock is never contended on the
+//!   hot path; a reader takes it briefly);
+//! - [`Stats`]: the process-lifetime registry of the workers' cells and the slow log, merged when read
+//!   ([`Stats::snapshot`]) by `RKPROXY STATS`, `INFO proxy` and `/metrics`.
+//!
+//! `Stats` lives as long as the process and is carried across configuration reloads (the configuration
+//! snapshot in `ProxyState` is swapped, the counts are not); labels are the names in force when a command ran.
+//! Label sets stay bounded: pool and tenant names come from the configuration, command names from the command
+//! table (`unknown` for anything else), Kafka topics only when the pool serves them.
+
+mod histogram;
+pub mod report;
+pub mod slowlog;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+pub use histogram::Histogram;
+use slowlog::SlowLog;
+
+/// The label of commands the command table does not know.
+pub const UNKNOWN_COMMAND: &str = "unknown";
+/// The tenant label of clients when no tenants are configured.
+pub const NO_TENANT: &str = "default";
+/// The tenant label of clients that have not authenticated yet.
+pub const UNAUTHENTICATED: &str = "(unauthenticated)";
+
+/// Why a request failed, as counted (`rkproxy_errors_total{kind}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Refused by the proxy: unknown command, wrong arity, missing rights, a command it does not serve.
+    Refused,
+    /// The backend was unavailable or its connection broke.
+    Backend,
+    /// The backend made no progress within the timeout.
+    Timeout,
+    /// A tenant's traffic or size limit.
+    Limit,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 4] = [
+        ErrorKind::Refused,
+        ErrorKind::Backend,
+        ErrorKind::Timeout,
+        ErrorKind::Limit,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::Refused => "refused",
+            ErrorKind::Backend => "backend",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Limit => "limit",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One command's counts (per pool and tenant).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommandCounts {
+    pub calls: u64,
+    /// Request bytes, as the client sent them.
+    pub bytes_in: u64,
+}
+
+impl CommandCounts {
+    fn merge(&mut self, other: &CommandCounts) {
+        self.calls += other.calls;
+        self.bytes_in += other.bytes_in;
+    }
+}
+
+/// A (pool, tenant) pair's traffic: errors by kind, bytes, latency.
+#[derive(Debug, Clone, Default)]
+pub struct Traffic {
+    pub errors: [u64; 4],
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// From a request's dispatch to the backend until its reply is in the proxy (requests the proxy answers
+    /// itself are not timed).
+    pub latency: Histogram,
+}
+
+impl Traffic {
+    fn merge(&mut self, other: &Traffic) {
+        for (mine, theirs) in self.errors.iter_mut().zip(other.errors.iter()) {
+            *mine += theirs;
+        }
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.latency.merge(&other.latency);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.errors.iter().all(|&n| n == 0)
+            && self.bytes_in == 0
+            && self.bytes_out == 0
+            && self.latency.is_empty()
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+
+    pub fn error(&self, kind: ErrorKind) -> u64 {
+        self.errors[kind.index()]
+    }
+}
+
+/// KPUSH/KPOP counts of one topic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TopicCounts {
+    pub pushes: u64,
+    /// Request bytes of KPUSH.
+    pub push_bytes: u64,
+    pub pops: u64,
+    /// Reply bytes of KPOP.
+    pub pop_bytes: u64,
+}
+
+impl TopicCounts {
+    fn merge(&mut self, other: &TopicCounts) {
+        self.pushes += other.pushes;
+        self.push_bytes += other.push_bytes;
+        self.pops += other.pops;
+        self.pop_bytes += other.pop_bytes;
+    }
+}
+
+/// Requests one backend node answered, and those it failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeCounts {
+    pub requests: u64,
+    pub failures: u64,
+}
+
+impl NodeCounts {
+    pub(crate) fn merge(&mut self, other: &NodeCounts) {
+        self.requests += other.requests;
+        self.failures += other.failures;
+    }
+}
+
+/// (pool, node address).
+pub type PoolNode = (Arc<str>, Arc<str>);
+/// (pool, tenant).
+pub type PoolTenant = (Arc<str>, Arc<str>);
+/// (pool, tenant, command).
+pub type CommandKey = (Arc<str>, Arc<str>, &'static str);
+/// (pool, topic, tenant).
+pub type TopicKey = (Arc<str>, Arc<str>, Arc<str>);
+
+/// Counts of every session of one worker thread (and of sessions that ended), merged when read.
+#[derive(Debug, Default, Clone)]
+pub struct WorkerStats {
+    pub commands: HashMap<CommandKey, CommandCounts>,
+    pub traffic: HashMap<PoolTenant, Traffic>,
+    pub topics: HashMap<TopicKey, TopicCounts>,
+    pub nodes: HashMap<PoolNode, NodeCounts>,
+}
+
+impl WorkerStats {
+    fn merge(&mut self, other: &WorkerStats) {
+        for (key, counts) in &other.commands {
+            self.commands.entry(key.clone()).or_default().merge(counts);
+        }
+        for (key, traffic) in &other.traffic {
+            self.traffic.entry(key.clone()).or_default().merge(traffic);
+        }
+        for (key, counts) in &other.topics {
+            self.topics.entry(key.clone()).or_default().merge(counts);
+        }
+        for (key, counts) in &other.nodes {
+            self.nodes.entry(key.clone()).or_default().merge(counts);
+        }
+    }
+}
+
+/// Rows of one kind in a worker's table: appended, never removed, so a session keeps a row's index after its
+/// first flush and later flushes find it without hashing.
+#[derive(Debug)]
+struct Rows<K, V> {
+    rows: Vec<(K, V)>,
+    index: HashMap<K, usize>,
+}
+
+impl<K, V> Default for Rows<K, V> {
+    fn default() -> Self {
+        Rows {
+            rows: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Default> Rows<K, V> {
+    /// The row of `key` (`known`: its index from an earlier flush), created if new.
+    fn row(&mut self, known: &mut Option<usize>, key: impl FnOnce() -> K) -> Option<&mut V> {
+        let index = match *known {
+            Some(index) => index,
+            None => {
+                let key = key();
+                let next = self.rows.len();
+                let index = *self.index.entry(key.clone()).or_insert(next);
+                if index == next {
+                    self.rows.push((key, V::default()));
+                }
+                *known = Some(index);
+                index
+            }
+        };
+        self.rows.get_mut(index).map(|(_, value)| value)
+    }
+}
+
+/// One worker's counts, as its sessions flush them (only that worker's sessions write to it).
+#[derive(Debug, Default)]
+pub struct WorkerTable {
+    commands: Rows<CommandKey, CommandCounts>,
+    traffic: Rows<PoolTenant, Traffic>,
+    nodes: Rows<PoolNode, NodeCounts>,
+    /// Kafka topics, rare enough to be looked up by key.
+    topics: HashMap<TopicKey, TopicCounts>,
+}
+
+impl WorkerTable {
+    fn to_stats(&self) -> WorkerStats {
+        WorkerStats {
+            commands: self.commands.rows.iter().cloned().collect(),
+            traffic: self.traffic.rows.iter().cloned().collect(),
+            nodes: self.nodes.rows.iter().cloned().collect(),
+            topics: self.topics.clone(),
+        }
+    }
+}
+
+/// One worker's table behind its (uncontended) lock.
+pub type WorkerCell = Arc<Mutex<WorkerTable>>;
+
+fn lock<T>(cell: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain counters behind: still fine to read and add to.
+    cell.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The process-lifetime registry: every worker's counts and the slow log.
+#[derive(Debug)]
+pub struct Stats {
+    enabled: bool,
+    workers: Mutex<BTreeMap<usize, WorkerCell>>,
+    /// Kafka reply bytes, counted by the tasks that run Kafka commands (not on any session's hot path).
+    kafka_replies: Mutex<WorkerStats>,
+    slowlog: SlowLog,
+}
+
+impl Stats {
+    /// A registry; with `enabled` false sessions count nothing (the slow log then stays empty too).
+    pub fn new(enabled: bool, slower_than_us: i64, slowlog_max_len: usize) -> Arc<Stats> {
+        Arc::new(Stats {
+            enabled,
+            workers: Mutex::new(BTreeMap::new()),
+            kafka_replies: Mutex::new(WorkerStats::default()),
+            slowlog: SlowLog::new(slower_than_us, slowlog_max_len),
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Worker `index`'s cell, created on first use.
+    pub fn worker(&self, index: usize) -> WorkerCell {
+        let mut workers = self
+            .workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(workers.entry(index).or_default())
+    }
+
+    pub fn slowlog(&self) -> &SlowLog {
+        &self.slowlog
+    }
+
+    /// Adds a KPOP reply's bytes (called from the task that ran it).
+    pub fn kafka_reply(&self, key: TopicKey, bytes: usize) {
+        let mut replies = lock(&self.kafka_replies);
+        let counts = replies.topics.entry(key).or_default();
+        counts.pop_bytes += bytes as u64;
+    }
+
+    /// Every worker's counts, merged.
+    pub fn snapshot(&self) -> WorkerStats {
+        let cells: Vec<WorkerCell> = self
+            .workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut all = lock(&self.kafka_replies).clone();
+        for cell in cells {
+            let worker = lock(&cell).to_stats();
+            all.merge(&worker);
+        }
+        all
+    }
+}
+
+/// One session's counts since its last flush, kept in plain fields; flushed into its worker's cell.
+#[derive(Debug)]
+pub struct SessionStats {
+    enabled: bool,
+    worker: WorkerCell,
+    pool: Arc<str>,
+    tenant: Arc<str>,
+    /// A session runs few distinct commands: a short list beats a map. Each entry keeps its row in the
+    /// worker's table once known (until the labels change).
+    commands: Vec<(&'static str, CommandCounts, Option<usize>)>,
+    traffic: Traffic,
+    traffic_row: Option<usize>,
+    topics: Vec<(Arc<str>, TopicCounts)>,
+    nodes: Vec<(Arc<str>, NodeCounts, Option<usize>)>,
+    dirty: bool,
+}
+
+impl SessionStats {
+    pub fn new(stats: &Stats, worker: usize, pool: &str, tenant: &str) -> SessionStats {
+        SessionStats {
+            enabled: stats.enabled,
+            worker: stats.worker(worker),
+            pool: Arc::from(pool),
+            tenant: Arc::from(tenant),
+            commands: Vec::new(),
+            traffic: Traffic::default(),
+            traffic_row: None,
+            topics: Vec::new(),
+            nodes: Vec::new(),
+            dirty: false,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn tenant(&self) -> &Arc<str> {
+        &self.tenant
+    }
+
+    /// The session moved to another pool or authenticated: earlier counts keep their labels.
+    pub fn relabel(&mut self, pool: &str, tenant: &str) {
+        if *self.pool == *pool && *self.tenant == *tenant {
+            return;
+        }
+        self.flush();
+        // Rows are per labels: the new labels find theirs on the next flush.
+        self.commands.clear();
+        self.nodes.clear();
+        self.traffic_row = None;
+        self.pool = Arc::from(pool);
+        self.tenant = Arc::from(tenant);
+    }
+
+    /// One request of command `name` (a command table name, or [`UNKNOWN_COMMAND`]).
+    #[inline]
+    pub fn command(&mut self, name: &'static str, request_bytes: usize) {
+        if !self.enabled {
+            return;
+        }
+        self.dirty = true;
+        self.traffic.bytes_in += request_bytes as u64;
+        // Names are 'static table entries: the same command is the same pointer.
+        let found = self
+            .commands
+            .iter_mut()
+            .find(|(known, _, _)| std::ptr::eq(*known, name) || *known == name);
+        let counts = match found {
+            Some((_, counts, _)) => counts,
+            None => {
+                self.commands.push((name, CommandCounts::default(), None));
+                match self.commands.last_mut() {
+                    Some((_, counts, _)) => counts,
+                    None => return,
+                }
+            }
+        };
+        counts.calls += 1;
+        counts.bytes_in += request_bytes as u64;
+    }
+
+    pub fn error(&mut self, kind: ErrorKind, times: u64) {
+        if !self.enabled {
+            return;
+        }
+        self.dirty = true;
+        self.traffic.errors[kind.index()] += times;
+    }
+
+    pub fn bytes_out(&mut self, bytes: usize) {
+        if !self.enabled {
+            return;
+        }
+        self.dirty = true;
+        self.traffic.bytes_out += bytes as u64;
+    }
+
+    pub fn latency(&mut self, duration: Duration, requests: u64) {
+        if !self.enabled {
+            return;
+        }
+        self.dirty = true;
+        self.traffic.latency.record(duration, requests);
+    }
+
+    /// `requests` answered by backend node `node`, of which `failures` failed there.
+    pub fn node(&mut self, node: &Arc<str>, requests: u64, failures: u64) {
+        if !self.enabled {
+            return;
+        }
+        self.dirty = true;
+        let counts = match self
+            .nodes
+            .iter_mut()
+            .find(|(known, _, _)| Arc::ptr_eq(known, node) || **known == **node)
+        {
+            Some((_, counts, _)) => counts,
+            None => {
+                self.nodes
+                    .push((Arc::clone(node), NodeCounts::default(), None));
+                match self.nodes.last_mut() {
+                    Some((_, counts, _)) => counts,
+                    None => return,
+                }
+            }
+        };
+        counts.requests += requests;
+        counts.failures += failures;
+    }
+
+    /// A KPUSH (`push`) or KPOP to a topic the pool serves.
+    pub fn kafka(&mut self, topic: &str, push: bool, request_bytes: usize) {
+        if !self.enabled {
+            return;
+        }
+        self.dirty = true;
+        let index = match self.topics.iter().position(|(t, _)| **t == *topic) {
+            Some(index) => index,
+            None => {
+                self.topics.push((Arc::from(topic), TopicCounts::default()));
+                self.topics.len() - 1
+            }
+        };
+        if let Some((_, counts)) = self.topics.get_mut(index) {
+            if push {
+                counts.pushes += 1;
+                counts.push_bytes += request_bytes as u64;
+            } else {
+                counts.pops += 1;
+            }
+        }
+    }
+
+    /// Moves the counts into the worker's cell (before replies are written, and when the session ends).
+    pub fn flush(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let (pool, tenant) = (&self.pool, &self.tenant);
+        let mut worker = lock(&self.worker);
+        for (name, counts, row) in &mut self.commands {
+            if counts.calls == 0 {
+                continue;
+            }
+            let key = || (Arc::clone(pool), Arc::clone(tenant), *name);
+            if let Some(total) = worker.commands.row(row, key) {
+                total.merge(counts);
+            }
+            *counts = CommandCounts::default();
+        }
+        if !self.traffic.is_empty() {
+            let key = || (Arc::clone(pool), Arc::clone(tenant));
+            if let Some(total) = worker.traffic.row(&mut self.traffic_row, key) {
+                total.merge(&self.traffic);
+            }
+            self.traffic = Traffic::default();
+        }
+        for (topic, counts) in self.topics.drain(..) {
+            let key = (Arc::clone(pool), topic, Arc::clone(tenant));
+            worker.topics.entry(key).or_default().merge(&counts);
+        }
+        for (node, counts, row) in &mut self.nodes {
+            if *counts == NodeCounts::default() {
+                continue;
+            }
+            let key = || (Arc::clone(pool), Arc::clone(node));
+            if let Some(total) = worker.nodes.row(row, key) {
+                total.merge(counts);
+            }
+            *counts = NodeCounts::default();
+        }
+    }
+}
+
+impl Drop for SessionStats {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_flush_into_their_worker_and_reads_merge_workers() {
+        let stats = Stats::new(true, 10_000, 128);
+        let mut one = SessionStats::new(&stats, 0, "main", "shop");
+        let mut two = SessionStats::new(&stats, 1, "main", "shop");
+        one.command("get", 10);
+        one.command("get", 10);
+        one.error(ErrorKind::Limit, 1);
+        two.command("get", 5);
+        two.bytes_out(7);
+        // Nothing is visible before a flush.
+        assert!(stats.snapshot().commands.is_empty());
+        one.flush();
+        drop(two);
+        let all = stats.snapshot();
+        let key: CommandKey = (Arc::from("main"), Arc::from("shop"), "get");
+        assert_eq!(
+            all.commands.get(&key),
+            Some(&CommandCounts {
+                calls: 3,
+                bytes_in: 25
+            })
+        );
+        let traffic = &all.traffic[&(Arc::from("main"), Arc::from("shop"))];
+        assert_eq!(traffic.error(ErrorKind::Limit), 1);
+        assert_eq!((traffic.bytes_in, traffic.bytes_out), (25, 7));
+    }
+
+    #[test]
+    fn relabelling_keeps_earlier_counts_under_the_old_labels() {
+        let stats = Stats::new(true, 10_000, 128);
+        let mut session = SessionStats::new(&stats, 0, "main", UNAUTHENTICATED);
+        session.command("auth", 20);
+        session.relabel("cache", "shop");
+        session.command("get", 10);
+        drop(session);
+        let all = stats.snapshot();
+        assert_eq!(all.commands.len(), 2);
+        assert!(all.commands.contains_key(&(
+            Arc::from("main"),
+            Arc::from(UNAUTHENTICATED),
+            "auth"
+        )));
+        assert!(all
+            .commands
+            .contains_key(&(Arc::from("cache"), Arc::from("shop"), "get")));
+    }
+
+    #[test]
+    fn disabled_stats_count_nothing() {
+        let stats = Stats::new(false, 10_000, 128);
+        let mut session = SessionStats::new(&stats, 0, "main", "shop");
+        session.command("get", 10);
+        session.latency(Duration::from_millis(1), 1);
+        drop(session);
+        assert!(stats.snapshot().commands.is_empty());
+    }
+}

@@ -1,0 +1,229 @@
+//! `SLOWLOG GET | LEN | RESET` answered from the proxy's own slow log: a slow request is logged with Redis's
+//! fields plus the tenant and the backend node, arguments truncated as Redis does, and a tenant sees and resets
+//! only its own entries.
+
+use redis::Value;
+
+use crate::support::*;
+
+/// A script that keeps the server busy for at least `ms` milliseconds (by the server's own clock).
+fn busy_script(ms: u32) -> String {
+    format!(
+        "local t = redis.call('TIME') local start = t[1] * 1000000 + t[2] \
+         repeat local n = redis.call('TIME') until n[1] * 1000000 + n[2] - start >= {} return 1",
+        ms * 1000
+    )
+}
+
+/// One SLOWLOG GET entry, by field.
+#[derive(Debug)]
+struct Entry {
+    id: i64,
+    duration_us: i64,
+    args: Vec<String>,
+    client_addr: String,
+    client_name: String,
+    tenant: String,
+    node: String,
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Value::SimpleString(text) => text.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn int(value: &Value) -> i64 {
+    match value {
+        Value::Int(n) => *n,
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+async fn slowlog_get(
+    connection: &mut redis::aio::MultiplexedConnection,
+    count: &str,
+) -> Vec<Entry> {
+    let reply: Vec<Vec<Value>> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(count)
+        .query_async(connection)
+        .await
+        .unwrap();
+    reply
+        .iter()
+        .map(|fields| {
+            assert_eq!(
+                fields.len(),
+                8,
+                "Redis's six fields, the tenant and the node: {fields:?}"
+            );
+            let args = match &fields[3] {
+                Value::Array(args) => args.iter().map(text).collect(),
+                other => panic!("args are {other:?}"),
+            };
+            Entry {
+                id: int(&fields[0]),
+                duration_us: int(&fields[2]),
+                args,
+                client_addr: text(&fields[4]),
+                client_name: text(&fields[5]),
+                tenant: text(&fields[6]),
+                node: text(&fields[7]),
+            }
+        })
+        .collect()
+}
+
+async fn slowlog_len(connection: &mut redis::aio::MultiplexedConnection) -> i64 {
+    redis::cmd("SLOWLOG")
+        .arg("LEN")
+        .query_async(connection)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_slow_request_is_logged_with_its_client_tenant_and_node() {
+    // A server of the test's own: the script keeps it busy, and no other test's commands wait for it.
+    let redis = OwnRedis::start(&[]);
+    let toml = format!(
+        "default_pool = 'main'\n[slowlog]\nslower_than_us = 100000\n\
+         [pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+        redis.addr()
+    );
+    let proxy = start_proxy_toml(&toml).await;
+    let mut connection = client(&proxy).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg("slow-one")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let script = busy_script(250);
+    let _: i64 = redis::cmd("EVAL")
+        .arg(&script)
+        .arg(0)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let entries = slowlog_get(&mut connection, "-1").await;
+    let slow = entries
+        .iter()
+        .find(|entry| entry.args.first().map(String::as_str) == Some("EVAL"))
+        .unwrap_or_else(|| panic!("the EVAL is logged: {entries:?}"));
+    assert!(slow.duration_us >= 250_000, "{slow:?}");
+    // The script is longer than 128 bytes: cut like Redis cuts it.
+    assert_eq!(slow.args.len(), 3);
+    assert!(slow.args[1].starts_with(&script[..128]), "{slow:?}");
+    assert!(
+        slow.args[1].ends_with(&format!("... ({} more bytes)", script.len() - 128)),
+        "{slow:?}"
+    );
+    assert_eq!(slow.args[2], "0");
+    assert_eq!(slow.client_name, "slow-one");
+    assert!(slow.client_addr.starts_with("127.0.0.1:"), "{slow:?}");
+    assert_eq!(slow.tenant, "default");
+    assert_eq!(slow.node, redis.addr());
+    assert!(slowlog_len(&mut connection).await >= 1);
+
+    let reset: String = redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(reset, "OK");
+    assert_eq!(slowlog_len(&mut connection).await, 0);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_negative_threshold_turns_the_log_off() {
+    let redis = OwnRedis::start(&[]);
+    let toml = format!(
+        "default_pool = 'main'\n[slowlog]\nslower_than_us = -1\n\
+         [pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+        redis.addr()
+    );
+    let proxy = start_proxy_toml(&toml).await;
+    let mut connection = client(&proxy).await;
+    let _: i64 = redis::cmd("EVAL")
+        .arg(busy_script(50))
+        .arg(0)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(slowlog_len(&mut connection).await, 0);
+    assert!(slowlog_get(&mut connection, "10").await.is_empty());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tenant_sees_and_resets_only_its_own_slow_entries() {
+    // Every request is logged (threshold 0), so the test needs no slow command.
+    let toml = format!(
+        "default_pool = 'main'\n[slowlog]\nslower_than_us = 0\n\
+         [pools.main]\nkind = 'standalone'\nnodes = ['{}']\n\
+         [tenants.alpha]\npassword = 'alpha-pw'\npool = 'main'\nkey_prefix = 'alpha:'\n\
+         [tenants.beta]\npassword = 'beta-pw'\npool = 'main'\nkey_prefix = 'beta:'\n\
+         [tenants.boss]\npassword = 'boss-pw'\npool = 'main'\nadmin = true\n",
+        redis_addr()
+    );
+    let proxy = start_proxy_toml(&toml).await;
+    let mut alpha = as_tenant(&proxy, "alpha", "alpha-pw").await;
+    let mut beta = as_tenant(&proxy, "beta", "beta-pw").await;
+    let mut boss = as_tenant(&proxy, "boss", "boss-pw").await;
+    let key = unique("slowlog");
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("a")
+        .query_async(&mut alpha)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("b")
+        .query_async(&mut beta)
+        .await
+        .unwrap();
+
+    let alpha_entries = slowlog_get(&mut alpha, "-1").await;
+    assert!(!alpha_entries.is_empty());
+    assert!(
+        alpha_entries.iter().all(|entry| entry.tenant == "alpha"),
+        "{alpha_entries:?}"
+    );
+    assert!(alpha_entries
+        .iter()
+        .any(|entry| entry.args.first().map(String::as_str) == Some("SET")));
+    let beta_entries = slowlog_get(&mut beta, "-1").await;
+    assert!(
+        beta_entries.iter().all(|entry| entry.tenant == "beta"),
+        "{beta_entries:?}"
+    );
+    // Newest first.
+    let ids: Vec<i64> = beta_entries.iter().map(|entry| entry.id).collect();
+    assert!(ids.windows(2).all(|pair| pair[0] > pair[1]), "{ids:?}");
+
+    let all = slowlog_get(&mut boss, "-1").await;
+    assert!(all.iter().any(|entry| entry.tenant == "alpha"));
+    assert!(all.iter().any(|entry| entry.tenant == "beta"));
+
+    // alpha's RESET removes alpha's entries only.
+    let _: String = redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(&mut alpha)
+        .await
+        .unwrap();
+    assert_eq!(slowlog_len(&mut alpha).await, 0);
+    assert!(!slowlog_get(&mut beta, "-1").await.is_empty());
+    let after = slowlog_get(&mut boss, "-1").await;
+    assert!(
+        after.iter().all(|entry| entry.tenant != "alpha"),
+        "{after:?}"
+    );
+    assert_eq!(slowlog_get(&mut boss, "1").await.len(), 1);
+    proxy.shutdown().await;
+}

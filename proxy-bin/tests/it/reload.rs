@@ -306,7 +306,9 @@ async fn a_removed_tenants_subscriber_is_closed_with_the_error() {
 
     file.write(&with_tenants(ALPHA));
     proxy.reload_from_file().await.unwrap();
-    // The next message wakes the subscriber (its channel carries the tenant's prefix at the backend).
+    // The next message wakes the subscriber (its channel carries the tenant's prefix at the backend). The session
+    // may also have woken for another reason and closed already: then nobody receives it, and the error line was
+    // written anyway.
     let mut publisher = direct(&redis_addr(), 0).await;
     let receivers: i64 = redis::cmd("PUBLISH")
         .arg(format!("beta:{channel}"))
@@ -314,7 +316,7 @@ async fn a_removed_tenants_subscriber_is_closed_with_the_error() {
         .query_async(&mut publisher)
         .await
         .unwrap();
-    assert_eq!(receivers, 1);
+    assert!(receivers <= 1, "{receivers} receivers");
     let (lines, closed) = blocking(move || {
         let mut lines = Vec::new();
         while lines.len() < 20 {

@@ -21,8 +21,15 @@ use crate::tenant::{allowed_before_auth, Tenant};
 
 /// Commands that are administrative when a server runs them, but that the proxy answers itself
 /// for tenants without that right, so policing lets them through: INFO (a tenant that is not an
-/// admin gets the proxy's own INFO, which shows nothing of the server or of other tenants).
-pub const ANSWERED_BY_THE_PROXY_FOR_NON_ADMINS: &[&str] = &["info"];
+/// admin gets the proxy's own INFO, which shows nothing of the server or of other tenants) and
+/// SLOWLOG (the proxy's own slow log, of which a tenant sees and resets only its own entries).
+pub const ANSWERED_BY_THE_PROXY_FOR_NON_ADMINS: &[&str] = &[
+    "info",
+    "slowlog|get",
+    "slowlog|help",
+    "slowlog|len",
+    "slowlog|reset",
+];
 
 /// A request to police.
 #[derive(Debug)]

@@ -35,6 +35,9 @@ pub const ADMIN_EXTRA: &[&str] = &[
 
 /// Why a command is safe for tenants when its connection is the tenant's own.
 const LOCAL: &str = "answered by the proxy from this connection's own state";
+/// Why SLOWLOG is safe for a tenant.
+const SLOWLOG: &str =
+    "answered by the proxy from its own slow log, which shows and resets only the tenant's own entries";
 /// Why the transaction commands are safe.
 const OWN_TRANSACTION: &str = "the client's own transaction, on a backend connection of its own";
 /// Why script and function commands are listed.
@@ -107,6 +110,10 @@ pub const KEYLESS_COMMANDS_FOR_TENANTS: &[(&str, &str)] = &[
     ("script|help", SCRIPTS),
     ("script|load", SCRIPTS),
     ("select", "checked by Tenant::check_select: the tenant's own db, or one no tenant of the pool has"),
+    ("slowlog|get", SLOWLOG),
+    ("slowlog|help", SLOWLOG),
+    ("slowlog|len", SLOWLOG),
+    ("slowlog|reset", SLOWLOG),
     ("spublish", "the shard channel gets the key prefix"),
     ("ssubscribe", OWN_CHANNELS),
     ("subscribe", OWN_CHANNELS),

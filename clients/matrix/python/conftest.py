@@ -112,6 +112,12 @@ class Clients:
         self.made.append(client)
         return client
 
+    def adopt(self, client):
+        """Takes a client made elsewhere (`from_url`) under this object's care: wrapped for
+        asyncio, closed at the end of the test."""
+        self.made.append(client)
+        return Blocking(client, self.loop) if self.is_async else client
+
     def close(self):
         for client in self.made:
             if self.is_async:

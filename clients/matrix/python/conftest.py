@@ -4,7 +4,7 @@
 
 - RKPROXY_CLIENTS_PROXY: a proxy without tenants; default pool `standalone`, pools `cluster` and
   (with Kafka) `kafka`, reached with `USE <pool>` from a connect hook.
-- RKPROXY_CLIENTS_TENANT_PROXY, _TENANT_PASSWORD, _TENANT_PREFIX: a proxy whose only tenant has a
+- RKPROXY_CLIENTS_TENANT_PROXY, _TENANT_USER, _TENANT_PASSWORD, _TENANT_PREFIX: a proxy whose only tenant has a
   key prefix, on a standalone pool over the same Redis.
 - RKPROXY_CLIENTS_KAFKA_TOPIC: a topic of the `kafka` pool (unset with --no-kafka).
 """

@@ -102,7 +102,7 @@ def test_auth_in_every_form(clients, key):
     # CLIENT SETINFO: HELLO 3 and CLIENT SETINFO before AUTH get NOAUTH (from Redis too), which
     # redis-py raises at connect.
     if clients.protocol == 2:
-        single = clients.make(password=None, single_connection_client=True, lib_name=None, lib_version=None)
+        single = clients.make(password=None, single_connection_client=True, driver_info=None)
         assert single.execute_command("AUTH", user, password) in (True, b"OK", "OK")
         tenant_owns(clients, single, key)
     # A wrong password is the client's authentication error, at connect. Without retries: the

@@ -33,6 +33,8 @@ use crate::servers::{ServerChoice, TestServers};
 use crate::shell::{self, ChildGuard};
 use crate::{bail, client_helpers, kafka, ports, project, resp, signals, Result};
 
+/// The name of the key-prefixed tenant (its AUTH user name).
+const TENANT_USER: &str = "shop";
 /// The password of the key-prefixed tenant.
 const TENANT_PASSWORD: &str = "matrix-shop-pw";
 /// The tenant's key prefix; the suites check that keys land under it.
@@ -283,7 +285,7 @@ fn run_suite(suite: ClientSuite, env: &[(&str, String)], no_kafka: bool) -> Resu
             sh.change_dir(install_dir(suite));
             cmd!(
                 sh,
-                "node --test test/ioredis.test.mjs test/node-redis.test.mjs"
+                "node --test test/ioredis.test.mjs test/node-redis.test.mjs test/ioredis-more.test.mjs test/node-redis-more.test.mjs"
             )
         }
         ClientSuite::Go => {
@@ -343,6 +345,7 @@ fn suite_env(open: SocketAddr, tenant: SocketAddr, kafka: bool) -> Vec<(&'static
     let mut env = vec![
         ("RKPROXY_CLIENTS_PROXY", open.to_string()),
         ("RKPROXY_CLIENTS_TENANT_PROXY", tenant.to_string()),
+        ("RKPROXY_CLIENTS_TENANT_USER", TENANT_USER.to_string()),
         (
             "RKPROXY_CLIENTS_TENANT_PASSWORD",
             TENANT_PASSWORD.to_string(),
@@ -403,7 +406,7 @@ fn tenant_config(listen: SocketAddr, servers: &TestServers) -> String {
          kind = \"standalone\"\n\
          nodes = [\"{redis}\"]\n\
          \n\
-         [tenants.shop]\n\
+         [tenants.{TENANT_USER}]\n\
          password = \"{TENANT_PASSWORD}\"\n\
          pool = \"standalone\"\n\
          key_prefix = \"{TENANT_PREFIX}\"\n",

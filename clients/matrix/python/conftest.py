@@ -4,7 +4,7 @@
 
 - RKPROXY_CLIENTS_PROXY: a proxy without tenants; default pool `standalone`, pools `cluster` and
   (with Kafka) `kafka`, reached with `USE <pool>` from a connect hook.
-- RKPROXY_CLIENTS_TENANT_PROXY, _TENANT_PASSWORD, _TENANT_PREFIX: a proxy whose only tenant has a
+- RKPROXY_CLIENTS_TENANT_PROXY, _TENANT_USER, _TENANT_PASSWORD, _TENANT_PREFIX: a proxy whose only tenant has a
   key prefix, on a standalone pool over the same Redis.
 - RKPROXY_CLIENTS_KAFKA_TOPIC: a topic of the `kafka` pool (unset with --no-kafka).
 """
@@ -111,6 +111,12 @@ class Clients:
         client = redis.Redis(**settings)
         self.made.append(client)
         return client
+
+    def adopt(self, client):
+        """Takes a client made elsewhere (`from_url`) under this object's care: wrapped for
+        asyncio, closed at the end of the test."""
+        self.made.append(client)
+        return Blocking(client, self.loop) if self.is_async else client
 
     def close(self):
         for client in self.made:

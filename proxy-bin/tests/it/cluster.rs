@@ -582,19 +582,7 @@ async fn a_redirected_write_runs_before_later_requests_when_its_slot_moves_back(
     let proxy = start_cluster_proxy(&cluster.addrs(), "refresh_ms = 600000").await;
     let addr = proxy.local_addr().to_string();
     let key = "{comeback}k";
-    let first_owner = cluster
-        .master_of_slot(cluster_router::key_slot(key.as_bytes()))
-        .unwrap();
-    let masters = masters_among(&cluster.addrs());
-    let other = masters.iter().find(|m| **m != first_owner).unwrap().clone();
-    // A key on the third master, where the slow script runs (the two others must answer the slot moves).
-    let slow_key = (0..1000)
-        .map(|n| format!("{{slow{n}}}"))
-        .find(|candidate| {
-            let owner = cluster.master_of_slot(cluster_router::key_slot(candidate.as_bytes()));
-            owner.is_some_and(|owner| owner != first_owner && owner != other)
-        })
-        .unwrap();
+    let (first_owner, other, slow_key) = three_masters_for(&cluster, key);
     blocking(move || {
         let slot = cluster_router::key_slot(key.as_bytes());
         let both = [first_owner.clone(), other.clone()];
@@ -647,6 +635,24 @@ async fn a_redirected_write_runs_before_later_requests_when_its_slot_moves_back(
     proxy.shutdown().await;
 }
 
+/// For the tests above: the master of `key`'s slot, another master the slot can move to, and a key on the third
+/// master, where the slow script runs (the two others must answer the slot moves meanwhile).
+fn three_masters_for(cluster: &OwnCluster, key: &str) -> (String, String, String) {
+    let owner = cluster
+        .master_of_slot(cluster_router::key_slot(key.as_bytes()))
+        .unwrap();
+    let masters = masters_among(&cluster.addrs());
+    let other = masters.iter().find(|m| **m != owner).unwrap().clone();
+    let slow_key = (0..1000)
+        .map(|n| format!("{{slow{n}}}"))
+        .find(|candidate| {
+            let node = cluster.master_of_slot(cluster_router::key_slot(candidate.as_bytes()));
+            node.is_some_and(|node| node != owner && node != other)
+        })
+        .unwrap();
+    (owner, other, slow_key)
+}
+
 /// How long the script of the test above keeps its master busy.
 const SCRIPT_RUNS: Duration = Duration::from_secs(5);
 
@@ -689,18 +695,7 @@ async fn a_transaction_split_by_a_migration_never_runs_after_later_requests() {
     let proxy = start_cluster_proxy(&cluster.addrs(), "refresh_ms = 600000").await;
     let addr = proxy.local_addr().to_string();
     let (a, b) = ("{splittx}a", "{splittx}b");
-    let owner = cluster
-        .master_of_slot(cluster_router::key_slot(a.as_bytes()))
-        .unwrap();
-    let masters = masters_among(&cluster.addrs());
-    let other = masters.iter().find(|m| **m != owner).unwrap().clone();
-    let slow_key = (0..1000)
-        .map(|n| format!("{{slow{n}}}"))
-        .find(|candidate| {
-            let node = cluster.master_of_slot(cluster_router::key_slot(candidate.as_bytes()));
-            node.is_some_and(|node| node != owner && node != other)
-        })
-        .unwrap();
+    let (owner, other, slow_key) = three_masters_for(&cluster, a);
     blocking(move || {
         let slot = cluster_router::key_slot(a.as_bytes());
         let mut client = Resp::connect(&addr);

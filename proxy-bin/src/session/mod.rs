@@ -141,6 +141,11 @@ pub struct Session {
     spare_dedicated: Option<dedicated::SpareConnection>,
     /// The last command looked up: a pipeline of one command skips the table search.
     last_command: Option<LastCommand>,
+    /// The command table entry of the request just framed, found while counting it: `handle` then need not
+    /// look it up again (the lookup is a large part of the per-request cost).
+    looked_up: Option<&'static CommandSpec>,
+    /// Loop turns since the session's counts were last flushed into its worker's table (see `observe`).
+    writes_since_flush: u32,
     /// Standalone pools: plain requests framed from one read and not sent yet; they go to the backend as one
     /// batch (one channel message, one reply message), in order. (Cluster pools batch per master, see
     /// `cluster::ClusterBatch`.)
@@ -231,6 +236,8 @@ impl Session {
             go_dedicated: None,
             spare_dedicated: None,
             last_command: None,
+            looked_up: None,
+            writes_since_flush: 0,
             batch: BytesMut::new(),
             batch_count: 0,
             batch_patience: Patience::Normal,
@@ -370,10 +377,10 @@ impl Session {
                     }
                 }
                 () = self.memory.wait_for_room(), if memory_paused => {}
-                () = tokio::time::sleep_until(self.auth_deadline), if awaiting_auth => {
+                () = sleep_until_lazily(self.auth_deadline), if awaiting_auth => {
                     return Ok(Step::End(SessionEnd::AuthTimeout));
                 }
-                () = tokio::time::sleep_until(idle_deadline), if may_idle_out => {
+                () = sleep_until_lazily(idle_deadline), if may_idle_out => {
                     return Ok(Step::End(SessionEnd::Idle));
                 }
                 _ = self.shutdown.changed(), if !self.shutting_down => {
@@ -421,14 +428,21 @@ impl Session {
 
     /// Reads what the client sent, without waiting: `Some(0)` when it closed, `None` when nothing was there
     /// after all (the socket's readiness was stale).
+    ///
+    /// A poll with a waker that does nothing, not `try_read_buf`: after a read shorter than the buffer, tokio
+    /// takes the socket as drained, so the next turn waits for readiness instead of making a `recvfrom` that
+    /// can only say EAGAIN (one wasted system call per batch of requests otherwise). The loop's `readable()`
+    /// registers the real waker again before it waits.
     fn read_some(&mut self) -> Result<Option<usize>, SessionEnd> {
-        match self.stream.try_read_buf(&mut self.read_buffer) {
-            Ok(read) => {
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        let stream = std::pin::Pin::new(&mut self.stream);
+        match tokio_util::io::poll_read_buf(stream, &mut context, &mut self.read_buffer) {
+            std::task::Poll::Ready(Ok(read)) => {
                 self.last_activity = tokio::time::Instant::now();
                 Ok(Some(read))
             }
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-            Err(error) => Err(error.into()),
+            std::task::Poll::Ready(Err(error)) => Err(error.into()),
+            std::task::Poll::Pending => Ok(None),
         }
     }
 
@@ -590,8 +604,9 @@ impl Session {
             match self.decoder.decode(&mut self.read_buffer) {
                 Ok(Some(request)) => {
                     self.pending.framed(request.raw().len());
-                    self.count_request(&request);
+                    let counted = self.count_request(&request);
                     if !self.screen_for_reply_mode(&request) {
+                        self.looked_up = counted;
                         self.handle(request);
                     }
                     handled = true;
@@ -700,12 +715,15 @@ impl Session {
 
     /// Routes one request in shared mode.
     fn handle(&mut self, request: Request) {
+        // Taken first, so that no later call of `handle` (a deferred request) finds it.
+        let mut looked_up = self.looked_up.take();
         if let Some(refusal) = self.refuse_after_reload(&request) {
             self.pending.push_back(Pending::Ready(refusal));
             return;
         }
         // Kafka commands, Kafka pools and the Kafka admin commands are served by `kafka.rs`.
         let request = if self.may_concern_kafka(&request) {
+            looked_up = None;
             match self.route_kafka(request) {
                 Some(request) => request,
                 None => return,
@@ -732,7 +750,7 @@ impl Session {
                 return;
             }
         }
-        let spec = match self.lookup(&request) {
+        let spec = match looked_up.map_or_else(|| self.lookup(&request), Ok) {
             Ok(spec) => spec,
             Err(error) => {
                 self.flush_batch();
@@ -873,6 +891,12 @@ impl Session {
 }
 
 /// Completes `limit` after the proxy began to shut down (never, if it does not).
+/// `tokio::time::sleep_until`, made only when first polled: `select!` builds every branch's future on every
+/// turn, even a disabled one, and a timer costs a runtime handle clone and drop each time.
+async fn sleep_until_lazily(deadline: tokio::time::Instant) {
+    tokio::time::sleep_until(deadline).await;
+}
+
 async fn shutdown_deadline(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     limit: std::time::Duration,

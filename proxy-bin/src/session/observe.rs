@@ -28,6 +28,7 @@ use crate::reply;
 use crate::stats::report::{self, Facts, NodeFacts, PoolFacts, Section};
 use crate::stats::slowlog::{SlowArg, SlowEntry, SlowRequest};
 use crate::stats::{ErrorKind, SessionStats, Stats, NO_TENANT, UNAUTHENTICATED, UNKNOWN_COMMAND};
+use cluster_router::commands::CommandSpec;
 use cluster_router::topology::NodeAddr;
 
 /// Timing of one entry of the reply queue.
@@ -400,17 +401,22 @@ pub(super) fn refusal_kind(error: &PolicyError) -> ErrorKind {
     }
 }
 
+/// How many loop turns a session with requests always in flight may keep its counts before flushing them.
+const FLUSH_EVERY_WRITES: u32 = 16;
+
 impl Session {
-    /// Counts a request as it is framed (each request once, whatever happens to it later).
-    pub(super) fn count_request(&mut self, request: &Request) {
+    /// Counts a request as it is framed (each request once, whatever happens to it later). Returns its command
+    /// table entry when counting looked it up.
+    pub(super) fn count_request(&mut self, request: &Request) -> Option<&'static CommandSpec> {
         if !self.stats.enabled() {
-            return;
+            return None;
         }
-        let name = match self.lookup(request) {
-            Ok(spec) => spec.name,
-            Err(_) => unlisted_command(request.name()),
+        let (name, spec) = match self.lookup(request) {
+            Ok(spec) => (spec.name, Some(spec)),
+            Err(_) => (unlisted_command(request.name()), None),
         };
         self.stats.command(name, request.raw().len());
+        spec
     }
 
     /// Counts the requests of the entry `front` failed by a backend error in `event`.
@@ -448,7 +454,14 @@ impl Session {
         }
         self.pending.reuse(completed);
         self.stats.bytes_out(reply_bytes);
-        self.stats.flush();
+        // Flushing takes the worker's table lock and merges every row: once the client's replies are all in
+        // (so a client that got its replies finds them counted), or every `FLUSH_EVERY_WRITES` turns under a
+        // pipeline that never drains.
+        self.writes_since_flush += 1;
+        if self.pending.is_empty() || self.writes_since_flush >= FLUSH_EVERY_WRITES {
+            self.writes_since_flush = 0;
+            self.stats.flush();
+        }
         // Settings may have changed (a reload): the next entries use the current threshold.
         self.pending.slow_after = self.state.stats().slowlog().threshold();
     }

@@ -466,7 +466,7 @@ impl Session {
         let stream = match backend {
             Ok(stream) => stream,
             Err(reason) => {
-                let error = BackendError::unavailable(&endpoint.address, reason);
+                let error = BackendError::unavailable(&endpoint.address, reason.to_string());
                 self.pending.push_back(Pending::Ready(error.to_reply()));
                 return;
             }

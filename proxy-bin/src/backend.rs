@@ -593,24 +593,42 @@ impl PatientSender<'_> {
     }
 }
 
+/// Why a backend connection could not be opened. The texts are the `<reason>` of
+/// [`BackendError::Unavailable`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("no connection within {0} ms")]
+    Timeout(u128),
+    #[error("connect failed: {0}")]
+    Connect(std::io::Error),
+    #[error("set TCP_NODELAY failed: {0}")]
+    NoDelay(std::io::Error),
+    #[error("handshake write failed: {0}")]
+    HandshakeWrite(std::io::Error),
+    #[error("handshake read failed: {0}")]
+    HandshakeRead(std::io::Error),
+    #[error("connection closed during handshake")]
+    HandshakeClosed,
+    #[error("handshake reply: {0}")]
+    HandshakeReply(resp_codec::ProtocolError),
+    /// The backend answered the handshake with an error (a wrong password, a db out of range).
+    #[error("handshake refused: {0}")]
+    HandshakeRefused(String),
+}
+
 /// Connects to the endpoint and runs the handshake (AUTH / HELLO, SELECT), all within `connect_timeout`.
-pub async fn connect(endpoint: &Endpoint) -> Result<TcpStream, String> {
+pub async fn connect(endpoint: &Endpoint) -> Result<TcpStream, ConnectError> {
     match tokio::time::timeout(endpoint.connect_timeout, connect_inner(endpoint)).await {
         Ok(result) => result,
-        Err(_) => Err(format!(
-            "no connection within {} ms",
-            endpoint.connect_timeout.as_millis()
-        )),
+        Err(_) => Err(ConnectError::Timeout(endpoint.connect_timeout.as_millis())),
     }
 }
 
-async fn connect_inner(endpoint: &Endpoint) -> Result<TcpStream, String> {
+async fn connect_inner(endpoint: &Endpoint) -> Result<TcpStream, ConnectError> {
     let mut stream = TcpStream::connect(&*endpoint.address)
         .await
-        .map_err(|e| format!("connect failed: {e}"))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|e| format!("set TCP_NODELAY failed: {e}"))?;
+        .map_err(ConnectError::Connect)?;
+    stream.set_nodelay(true).map_err(ConnectError::NoDelay)?;
 
     let mut handshake = BytesMut::new();
     let mut expected = 0;
@@ -648,7 +666,7 @@ async fn connect_inner(endpoint: &Endpoint) -> Result<TcpStream, String> {
     stream
         .write_all(&handshake)
         .await
-        .map_err(|e| format!("handshake write failed: {e}"))?;
+        .map_err(ConnectError::HandshakeWrite)?;
     let mut decoder = ReplyDecoder::new(Limits::for_backend_replies());
     let mut buffer = BytesMut::with_capacity(1024);
     let mut received = 0;
@@ -656,18 +674,18 @@ async fn connect_inner(endpoint: &Endpoint) -> Result<TcpStream, String> {
         let read = stream
             .read_buf(&mut buffer)
             .await
-            .map_err(|e| format!("handshake read failed: {e}"))?;
+            .map_err(ConnectError::HandshakeRead)?;
         if read == 0 {
-            return Err("connection closed during handshake".to_owned());
+            return Err(ConnectError::HandshakeClosed);
         }
         while let Some(frame) = decoder
             .decode(&mut buffer)
-            .map_err(|e| format!("handshake reply: {e}"))?
+            .map_err(ConnectError::HandshakeReply)?
         {
             received += 1;
             if frame.first() == Some(&b'-') {
                 let text = String::from_utf8_lossy(&frame[1..]).trim_end().to_owned();
-                return Err(format!("handshake refused: {text}"));
+                return Err(ConnectError::HandshakeRefused(text));
             }
         }
     }
@@ -702,7 +720,8 @@ async fn run_shared_connection(endpoint: Endpoint, mut jobs: mpsc::UnboundedRece
                 }
                 last_failure = Some((Instant::now(), reason));
             }
-            Err(reason) => {
+            Err(error) => {
+                let reason = error.to_string();
                 warn!(backend = %endpoint.address, %reason, "backend connect failed");
                 fail_all(&endpoint, &reason, first, &mut jobs);
                 last_failure = Some((Instant::now(), reason));

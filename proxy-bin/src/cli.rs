@@ -37,9 +37,20 @@ SIGHUP reads the configuration again (file, options, environment) and applies it
 connected, or changes nothing and logs why; listen, worker_threads and log need a restart.
 SIGTERM or SIGINT shuts down gracefully.";
 
+/// A command line the binary cannot run with (exit code 64).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0} needs a value")]
+    NeedsValue(&'static str),
+    #[error("unknown argument '{0}' (see --help)")]
+    Unknown(String),
+    #[error("give --config FILE, or --backend redis://HOST:PORT (see --help)")]
+    NothingToServe,
+}
+
 impl CommandLine {
     /// Parses arguments (without the program name).
-    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<CommandLine, String> {
+    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<CommandLine, CliError> {
         let mut command_line = CommandLine::default();
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -49,11 +60,11 @@ impl CommandLine {
                 }
                 _ => (arg.clone(), None),
             };
-            let mut value = |name: &str| {
+            let mut value = |name: &'static str| {
                 inline_value
                     .clone()
                     .or_else(|| args.next())
-                    .ok_or_else(|| format!("{name} needs a value"))
+                    .ok_or(CliError::NeedsValue(name))
             };
             match flag.as_str() {
                 "-c" | "--config" => {
@@ -64,7 +75,7 @@ impl CommandLine {
                 "--check" => command_line.check_only = true,
                 "-h" | "--help" => command_line.show_help = true,
                 "-V" | "--version" => command_line.show_version = true,
-                other => return Err(format!("unknown argument '{other}' (see --help)")),
+                other => return Err(CliError::Unknown(other.to_owned())),
             }
         }
         if command_line.config_file.is_none()
@@ -72,9 +83,7 @@ impl CommandLine {
             && !command_line.show_help
             && !command_line.show_version
         {
-            return Err(
-                "give --config FILE, or --backend redis://HOST:PORT (see --help)".to_owned(),
-            );
+            return Err(CliError::NothingToServe);
         }
         Ok(command_line)
     }
@@ -84,7 +93,7 @@ impl CommandLine {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<CommandLine, String> {
+    fn parse(args: &[&str]) -> Result<CommandLine, CliError> {
         CommandLine::parse(args.iter().map(|s| s.to_string()))
     }
 
@@ -94,8 +103,14 @@ mod tests {
         assert_eq!(line.overrides.listen.as_deref(), Some("127.0.0.1:1"));
         assert_eq!(line.overrides.backend.as_deref(), Some("redis://h:2"));
         assert!(parse(&["-c", "x.toml", "--check"]).unwrap().check_only);
-        assert!(parse(&[]).unwrap_err().contains("--config"));
-        assert!(parse(&["--bogus"]).unwrap_err().contains("--bogus"));
-        assert!(parse(&["--config"]).unwrap_err().contains("needs a value"));
+        assert!(parse(&[]).unwrap_err().to_string().contains("--config"));
+        assert!(parse(&["--bogus"])
+            .unwrap_err()
+            .to_string()
+            .contains("--bogus"));
+        assert!(parse(&["--config"])
+            .unwrap_err()
+            .to_string()
+            .contains("needs a value"));
     }
 }

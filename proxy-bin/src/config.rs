@@ -724,7 +724,7 @@ impl Config {
         }
         for (topic, settings) in &pool.topics {
             let topic_key = format!("{key}.topics.{topic}");
-            check_topic_name(topic).map_err(|problem| invalid(&topic_key, problem))?;
+            check_topic_name(topic).map_err(|problem| invalid(&topic_key, problem.to_string()))?;
             if settings.partitions < 1 {
                 return Err(invalid(
                     format!("{topic_key}.partitions"),
@@ -742,8 +742,9 @@ impl Config {
                 ("consumers", &settings.consumers),
             ] {
                 for tenant in names {
-                    self.check_kafka_tenant(name, tenant)
-                        .map_err(|problem| invalid(format!("{topic_key}.{field}"), problem))?;
+                    self.check_kafka_tenant(name, tenant).map_err(|problem| {
+                        invalid(format!("{topic_key}.{field}"), problem.to_string())
+                    })?;
                 }
             }
         }
@@ -754,7 +755,7 @@ impl Config {
     }
 
     /// A producer or consumer name must be `*` or a tenant that can reach the pool (`default` without tenants).
-    fn check_kafka_tenant(&self, pool: &str, tenant: &str) -> Result<(), String> {
+    fn check_kafka_tenant(&self, pool: &str, tenant: &str) -> Result<(), KafkaTenantError> {
         if tenant == "*" {
             return Ok(());
         }
@@ -762,22 +763,21 @@ impl Config {
             if tenant == DEFAULT_KAFKA_TENANT {
                 return Ok(());
             }
-            return Err(format!(
-                "'{tenant}' is not a tenant: without [tenants] every client is '{DEFAULT_KAFKA_TENANT}' (or use \"*\")"
-            ));
+            return Err(KafkaTenantError::NoTenants(tenant.to_owned()));
         }
         let Some(config) = self.tenants.get(tenant) else {
-            return Err(format!(
-                "'{tenant}' is not a configured tenant (tenants: {})",
-                self.tenants.keys().cloned().collect::<Vec<_>>().join(", ")
-            ));
+            return Err(KafkaTenantError::Unknown {
+                tenant: tenant.to_owned(),
+                known: self.tenants.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
         };
         if config.pool == pool || config.pools.iter().any(|p| p == pool) || config.admin {
             Ok(())
         } else {
-            Err(format!(
-                "tenant '{tenant}' cannot reach pool '{pool}': make it the tenant's `pool` or add it to its `pools`"
-            ))
+            Err(KafkaTenantError::Unreachable {
+                tenant: tenant.to_owned(),
+                pool: pool.to_owned(),
+            })
         }
     }
 
@@ -885,23 +885,59 @@ impl PoolConfig {
     }
 }
 
+/// A producer or consumer of a Kafka topic that is not `*` nor a tenant that can reach the pool.
+#[derive(Debug, thiserror::Error)]
+enum KafkaTenantError {
+    #[error(
+        "'{0}' is not a tenant: without [tenants] every client is '{default}' (or use \"*\")",
+        default = DEFAULT_KAFKA_TENANT
+    )]
+    NoTenants(String),
+    #[error("'{tenant}' is not a configured tenant (tenants: {known})")]
+    Unknown { tenant: String, known: String },
+    #[error(
+        "tenant '{tenant}' cannot reach pool '{pool}': make it the tenant's `pool` or add it to its `pools`"
+    )]
+    Unreachable { tenant: String, pool: String },
+}
+
+/// Why a node, broker or offset-store address is not `host:port`.
+#[derive(Debug, thiserror::Error)]
+pub enum AddressError {
+    #[error("put credentials in `username`/`password`, not in the address")]
+    Credentials,
+    #[error("expected host:port")]
+    NoPort,
+    #[error("the host is empty")]
+    EmptyHost,
+    #[error("port '{0}' is not a number from 1 to 65535")]
+    BadPort(String),
+    #[error("port 0 is not allowed")]
+    PortZero,
+    #[error("write a Kafka broker as host:port, without a scheme")]
+    KafkaScheme,
+}
+
 /// A Kafka bootstrap broker is `host:port`.
-fn parse_kafka_broker(node: &str) -> Result<(), String> {
+fn parse_kafka_broker(node: &str) -> Result<(), AddressError> {
     if node.contains("://") {
-        return Err("write a Kafka broker as host:port, without a scheme".to_owned());
+        return Err(AddressError::KafkaScheme);
     }
     parse_node_address(node).map(|_| ())
 }
 
+/// A topic name that breaks Kafka's rule.
+#[derive(Debug, thiserror::Error)]
+#[error("'{0}' is not a valid Kafka topic name (1 to 249 of a-z, A-Z, 0-9, '.', '_', '-')")]
+struct InvalidTopicName(String);
+
 /// Kafka's rule for topic names: 1 to 249 of `a-z A-Z 0-9 . _ -`, and not `.` or `..`.
-fn check_topic_name(topic: &str) -> Result<(), String> {
+fn check_topic_name(topic: &str) -> Result<(), InvalidTopicName> {
     let legal = topic
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if topic.is_empty() || topic.len() > 249 || !legal || topic == "." || topic == ".." {
-        return Err(format!(
-            "'{topic}' is not a valid Kafka topic name (1 to 249 of a-z, A-Z, 0-9, '.', '_', '-')"
-        ));
+        return Err(InvalidTopicName(topic.to_owned()));
     }
     Ok(())
 }
@@ -923,27 +959,21 @@ impl Default for Defaults {
 }
 
 /// Accepts `host:port` and `redis://host:port`; returns `host:port`.
-pub fn parse_node_address(node: &str) -> Result<String, String> {
+pub fn parse_node_address(node: &str) -> Result<String, AddressError> {
     let address = node.strip_prefix("redis://").unwrap_or(node);
     if address.contains('@') {
-        return Err("put credentials in `username`/`password`, not in the address".to_owned());
+        return Err(AddressError::Credentials);
     }
     let address = address.trim_end_matches('/');
-    let (host, port) = address
-        .rsplit_once(':')
-        .ok_or_else(|| "expected host:port".to_owned())?;
+    let (host, port) = address.rsplit_once(':').ok_or(AddressError::NoPort)?;
     if host.is_empty() {
-        return Err("the host is empty".to_owned());
+        return Err(AddressError::EmptyHost);
     }
-    port.parse::<u16>()
-        .map_err(|_| format!("port '{port}' is not a number from 1 to 65535"))
-        .and_then(|port| {
-            if port == 0 {
-                Err("port 0 is not allowed".to_owned())
-            } else {
-                Ok(())
-            }
-        })?;
+    match port.parse::<u16>() {
+        Ok(0) => return Err(AddressError::PortZero),
+        Ok(_) => {}
+        Err(_) => return Err(AddressError::BadPort(port.to_owned())),
+    }
     Ok(address.to_owned())
 }
 

@@ -40,14 +40,27 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest request head read.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
+/// Why `GET /metrics` could not be served.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("cannot listen for metrics on {listen}: {source}")]
+    Listen {
+        listen: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read the metrics address: {0}")]
+    LocalAddr(std::io::Error),
+}
+
 /// Binds `metrics_listen` and serves scrapes until the proxy shuts down; returns the bound address.
-pub async fn start(live: &Arc<Live>, listen: &str) -> Result<SocketAddr, String> {
+pub async fn start(live: &Arc<Live>, listen: &str) -> Result<SocketAddr, MetricsError> {
     let listener = TcpListener::bind(listen)
         .await
-        .map_err(|e| format!("cannot listen for metrics on {listen}: {e}"))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the metrics address: {e}"))?;
+        .map_err(|source| MetricsError::Listen {
+            listen: listen.to_owned(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(MetricsError::LocalAddr)?;
     info!(metrics = %local, "serving GET /metrics");
     tokio::spawn(serve(listener, Arc::downgrade(live)));
     Ok(local)

@@ -25,7 +25,7 @@ use crate::state::{ConfigSource, Live, ReloadError, ReloadReport};
 /// could not be created. The text says which, naming the pool or address.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct StartError(String);
+pub struct StartError(server::ServerError);
 
 /// A running proxy, started with [`ProxyBuilder::start`]: its address, and how to stop it.
 ///

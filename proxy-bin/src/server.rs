@@ -15,9 +15,40 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, debug_span, info, warn, Instrument};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::metrics::MetricsError;
 use crate::session::Session;
-use crate::state::{shutdown_begun, ConfigSource, Live, ProxyState};
+use crate::state::{shutdown_begun, ConfigSource, Live, ProxyState, StateError};
+
+/// Why the proxy could not start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read the listen address: {0}")]
+    LocalAddr(std::io::Error),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot create a socket: {0}")]
+    Socket(std::io::Error),
+    #[error("cannot set SO_REUSEADDR: {0}")]
+    ReuseAddr(std::io::Error),
+    #[error("cannot set SO_REUSEPORT: {0}")]
+    ReusePort(std::io::Error),
+    #[error("cannot hand a listening socket to a worker thread: {0}")]
+    Handover(std::io::Error),
+    #[error("cannot start a worker thread: {0}")]
+    Thread(std::io::Error),
+}
 
 /// The worker index of the accept loop that runs on the caller's runtime (`start`, and the first loop of `run`).
 const FIRST_WORKER: usize = 0;
@@ -65,16 +96,20 @@ async fn drain(state: &ProxyState) {
 
 /// Binds the listen address and starts accepting clients on the current runtime. `source` is where a reload
 /// reads the configuration again, if anywhere.
-pub async fn start(config: Config, source: Option<ConfigSource>) -> Result<AcceptLoop, String> {
-    let listen = config.listen_addr().map_err(|e| e.to_string())?;
+pub async fn start(
+    config: Config,
+    source: Option<ConfigSource>,
+) -> Result<AcceptLoop, ServerError> {
+    let listen = config.listen_addr()?;
     let live = Live::start(config, source).await?;
     let metrics_addr = start_metrics(&live).await?;
     let listener = TcpListener::bind(listen)
         .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(|e| format!("cannot read the listen address: {e}"))?;
+        .map_err(|source| ServerError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
     let task = tokio::spawn(accept_loop(FIRST_WORKER, listener, Arc::clone(&live)));
     Ok(AcceptLoop {
         local_addr,
@@ -94,11 +129,11 @@ pub fn run(
     threads: usize,
     started: impl FnOnce(&Arc<Live>),
     stop: impl Future<Output = ()>,
-) -> Result<(), String> {
+) -> Result<(), ServerError> {
     let threads = threads.max(1);
     let runtime = current_thread_runtime()?;
     runtime.block_on(async move {
-        let listen = config.listen_addr().map_err(|e| e.to_string())?;
+        let listen = config.listen_addr()?;
         let live = Live::start(config, source).await?;
         started(&live);
         start_metrics(&live).await?;
@@ -107,21 +142,21 @@ pub fn run(
             let live = Arc::clone(&live);
             let listener = bind(listen, threads > 1)?
                 .into_std()
-                .map_err(|e| e.to_string())?;
+                .map_err(ServerError::Handover)?;
             let worker = std::thread::Builder::new()
                 .name(format!("rkproxy-worker-{index}"))
-                .spawn(move || -> Result<(), String> {
+                .spawn(move || -> Result<(), ServerError> {
                     let runtime = current_thread_runtime()?;
                     runtime.block_on(async move {
                         let listener =
-                            TcpListener::from_std(listener).map_err(|e| e.to_string())?;
+                            TcpListener::from_std(listener).map_err(ServerError::Handover)?;
                         accept_loop(index, listener, Arc::clone(&live)).await;
                         // This runtime runs its sessions: it must live until they have drained.
                         drain(&live.current()).await;
                         Ok(())
                     })
                 })
-                .map_err(|e| format!("cannot start a worker thread: {e}"))?;
+                .map_err(ServerError::Thread)?;
             workers.push(worker);
         }
         let listener = bind(listen, threads > 1)?;
@@ -144,42 +179,35 @@ pub fn run(
 }
 
 /// Serves `GET /metrics` on `metrics_listen`, when it is set (on the current runtime).
-async fn start_metrics(live: &Arc<Live>) -> Result<Option<SocketAddr>, String> {
+async fn start_metrics(live: &Arc<Live>) -> Result<Option<SocketAddr>, MetricsError> {
     match live.current().config().metrics_listen.clone() {
         Some(listen) => crate::metrics::start(live, &listen).await.map(Some),
         None => Ok(None),
     }
 }
 
-fn current_thread_runtime() -> Result<tokio::runtime::Runtime, String> {
+fn current_thread_runtime() -> Result<tokio::runtime::Runtime, ServerError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .map_err(ServerError::Runtime)
 }
 
 /// A listening socket; with `shared`, several sockets of this process listen on the same address.
-fn bind(addr: SocketAddr, shared: bool) -> Result<TcpListener, String> {
+fn bind(addr: SocketAddr, shared: bool) -> Result<TcpListener, ServerError> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
     }
-    .map_err(|e| format!("cannot create a socket: {e}"))?;
-    socket
-        .set_reuseaddr(true)
-        .map_err(|e| format!("cannot set SO_REUSEADDR: {e}"))?;
+    .map_err(ServerError::Socket)?;
+    socket.set_reuseaddr(true).map_err(ServerError::ReuseAddr)?;
     if shared {
-        socket
-            .set_reuseport(true)
-            .map_err(|e| format!("cannot set SO_REUSEPORT: {e}"))?;
+        socket.set_reuseport(true).map_err(ServerError::ReusePort)?;
     }
-    socket
-        .bind(addr)
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    socket
-        .listen(1024)
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+    let cannot_listen = |source| ServerError::Listen { addr, source };
+    socket.bind(addr).map_err(cannot_listen)?;
+    socket.listen(1024).map_err(cannot_listen)
 }
 
 /// Accepts clients on `listener` until the shutdown begins; every session it starts runs on this thread, as

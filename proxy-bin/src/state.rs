@@ -25,7 +25,7 @@ use crate::stats::Stats;
 
 mod reload;
 
-pub use self::reload::{ConfigSource, Live, ReloadError, ReloadReport};
+pub use self::reload::{ConfigSource, Live, ReloadError, ReloadReport, StateError};
 
 /// Waits until the shutdown watched by `signal` (from [`ProxyState::shutdown_signal`]) has begun; false if
 /// the proxy's state is gone, so it never will.
@@ -166,6 +166,11 @@ struct Snapshot {
     backend_versions: HashMap<String, Arc<BackendVersion>>,
 }
 
+/// The configuration's `default_pool` names no pool.
+#[derive(Debug, thiserror::Error)]
+#[error("default_pool '{0}' is not defined")]
+pub struct UndefinedDefaultPool(String);
+
 impl Snapshot {
     /// Checks that the default pool exists and gathers the parts.
     fn new(
@@ -173,11 +178,11 @@ impl Snapshot {
         pools: HashMap<String, PoolHandle>,
         tenants: Option<tenant_policy::Tenants>,
         backend_versions: HashMap<String, Arc<BackendVersion>>,
-    ) -> Result<Snapshot, String> {
+    ) -> Result<Snapshot, UndefinedDefaultPool> {
         let default_pool = pools
             .get(&config.default_pool)
             .cloned()
-            .ok_or_else(|| format!("default_pool '{}' is not defined", config.default_pool))?;
+            .ok_or_else(|| UndefinedDefaultPool(config.default_pool.clone()))?;
         Ok(Snapshot {
             config,
             pools,

@@ -62,12 +62,13 @@ mod registry;
 mod rewrite;
 mod shared_budget;
 mod tenant;
+mod tenant_limits;
 
 pub use config::{
     DbSetting, LimitsStore, PoolInfo, TenantConfig, TenantsConfig, DEFAULT_LIMIT_WAIT_MS,
 };
 pub use error::{ConfigError, LimitKind, PolicyError};
-pub use limits::{Admission, ConnectionPermit, TrafficLimits};
+pub use limits::{Admission, TrafficLimits};
 pub use police::{police, OverLimit, Policed, Verdict, ANSWERED_BY_THE_PROXY_FOR_NON_ADMINS};
 pub use registry::{credentials, Credentials, DbAssignment, DbChange, Tenants};
 pub use rewrite::{escape_glob, Rewrite};
@@ -76,6 +77,7 @@ pub use tenant::{
     allowed_before_auth, Tenant, ADMIN_EXTRA, DANGEROUS_BUT_ALLOWED, KEYLESS_COMMANDS_FOR_TENANTS,
     MAY_WRITE_UNFLAGGED,
 };
+pub use tenant_limits::ConnectionPermit;
 
 #[cfg(test)]
 mod tests;

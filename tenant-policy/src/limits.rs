@@ -1,5 +1,6 @@
-//! Traffic limits: operations and bytes per second (with `governor`), the request size limit,
-//! and the connection count.
+//! Traffic limits: operations and bytes per second (with `governor`). A tenant's own limits (its
+//! limiters, request size and connection count) are applied in `tenant_limits.rs`; this module
+//! knows nothing of tenants.
 //!
 //! # Policy
 //!
@@ -23,7 +24,6 @@
 
 use std::num::{NonZeroU32, NonZeroU64};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::{Clock, MonotonicClock};
@@ -33,7 +33,6 @@ use governor::{Quota, RateLimiter};
 
 use crate::error::{LimitKind, PolicyError};
 use crate::shared_budget::SharedBudget;
-use crate::tenant::Tenant;
 
 /// The limiter type for a clock.
 type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as Clock>::Instant>>;
@@ -42,7 +41,7 @@ type Limiter<C> = RateLimiter<NotKeyed, InMemoryState, C, NoOpMiddleware<<C as C
 /// that governor's per-cell interval (whole nanoseconds) stays accurate to 0.1%.
 const MAX_CELLS_PER_SEC: u64 = 1_000_000;
 
-/// What to do with a request, from [`TrafficLimits::admit`] (or [`Tenant::admit`]).
+/// What to do with a request, from [`TrafficLimits::admit`] (or `Tenant::admit`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Admission {
@@ -312,160 +311,4 @@ fn take_one(counter: &AtomicU64) -> bool {
     counter
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
         .is_ok()
-}
-
-/// One of a tenant's connections, counted against its `max_connections` until dropped.
-#[derive(Debug)]
-pub struct ConnectionPermit {
-    tenant: Arc<Tenant>,
-}
-
-impl ConnectionPermit {
-    /// The tenant this connection belongs to.
-    pub fn tenant(&self) -> &Arc<Tenant> {
-        &self.tenant
-    }
-}
-
-impl Drop for ConnectionPermit {
-    fn drop(&mut self) {
-        self.tenant.connections.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-// === impl Tenant (limits) ===
-
-impl Tenant {
-    /// See [`TrafficLimits::admit`].
-    pub fn admit(&self, request_bytes: usize) -> Admission {
-        self.limits.admit(request_bytes)
-    }
-
-    /// See [`TrafficLimits::account_reply`].
-    pub fn account_reply(&self, reply_bytes: usize) {
-        self.limits.account_reply(reply_bytes);
-    }
-
-    /// The tenant's traffic limiters.
-    pub fn limits(&self) -> &TrafficLimits {
-        &self.limits
-    }
-
-    /// Refuses a request larger than `max_request_bytes`.
-    ///
-    /// ```
-    /// use std::collections::BTreeMap;
-    /// use std::num::NonZeroUsize;
-    /// use tenant_policy::{PoolInfo, TenantConfig, Tenants};
-    ///
-    /// let mut config = TenantConfig::new("pw", "main");
-    /// config.max_request_bytes = NonZeroUsize::new(100);
-    /// let tenants = Tenants::new(
-    ///     &BTreeMap::from([("t".to_owned(), config)]),
-    ///     &BTreeMap::from([("main".to_owned(), PoolInfo::standalone())]),
-    /// )
-    /// .unwrap();
-    /// let t = tenants.get("t").unwrap();
-    /// assert!(t.check_request_size(100).is_ok());
-    /// assert_eq!(
-    ///     t.check_request_size(101).unwrap_err().to_string(),
-    ///     "ERR request of 101 bytes is over tenant 't' limit of 100 bytes"
-    /// );
-    /// ```
-    pub fn check_request_size(&self, len: usize) -> Result<(), PolicyError> {
-        match self.max_request_bytes {
-            Some(max) if len > max => Err(PolicyError::RequestTooLarge {
-                tenant: self.name.clone(),
-                size: len,
-                max,
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// The largest request this tenant may send, if limited (the proxy can stop reading a
-    /// request early once it is known to be bigger).
-    pub fn max_request_bytes(&self) -> Option<usize> {
-        self.max_request_bytes
-    }
-
-    /// Counts a new connection of this tenant, refusing it at `max_connections`. The count
-    /// goes down when the permit is dropped.
-    ///
-    /// ```
-    /// use std::collections::BTreeMap;
-    /// use std::num::NonZeroUsize;
-    /// use tenant_policy::{PoolInfo, TenantConfig, Tenants};
-    ///
-    /// let mut config = TenantConfig::new("pw", "main");
-    /// config.max_connections = NonZeroUsize::new(1);
-    /// let tenants = Tenants::new(
-    ///     &BTreeMap::from([("t".to_owned(), config)]),
-    ///     &BTreeMap::from([("main".to_owned(), PoolInfo::standalone())]),
-    /// )
-    /// .unwrap();
-    /// let t = tenants.get("t").unwrap();
-    /// let permit = t.try_connect().unwrap();
-    /// assert_eq!(
-    ///     t.try_connect().unwrap_err().to_string(),
-    ///     "ERR tenant 't' has too many connections (max 1)"
-    /// );
-    /// drop(permit);
-    /// assert!(t.try_connect().is_ok());
-    /// ```
-    pub fn try_connect(self: &Arc<Self>) -> Result<ConnectionPermit, PolicyError> {
-        let max = self.max_connections.unwrap_or(usize::MAX);
-        self.connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .map_err(|_| PolicyError::TooManyConnections {
-                tenant: self.name.clone(),
-                max,
-            })?;
-        Ok(ConnectionPermit {
-            tenant: self.clone(),
-        })
-    }
-
-    /// Counts on this tenant a connection that `permit` counted on another `Tenant` of the same
-    /// name (the tenant as configured before a reload), and gives back the permit for this one.
-    /// The connection is never refused: it is open already, so it stays open even when the new
-    /// `max_connections` is lower than the count; new connections are refused until the count
-    /// is below it again.
-    ///
-    /// ```
-    /// use std::collections::BTreeMap;
-    /// use std::num::NonZeroUsize;
-    /// use tenant_policy::{PoolInfo, TenantConfig, Tenants};
-    ///
-    /// let pools = BTreeMap::from([("main".to_owned(), PoolInfo::standalone())]);
-    /// let before = Tenants::new(&BTreeMap::from([("t".to_owned(), TenantConfig::new("pw", "main"))]), &pools)
-    ///     .unwrap();
-    /// let mut config = TenantConfig::new("pw2", "main");
-    /// config.max_connections = NonZeroUsize::new(1);
-    /// let after = Tenants::new(&BTreeMap::from([("t".to_owned(), config)]), &pools).unwrap();
-    /// let (old, new) = (before.get("t").unwrap(), after.get("t").unwrap());
-    /// let permits = [old.try_connect().unwrap(), old.try_connect().unwrap()];
-    /// let moved: Vec<_> = permits.into_iter().map(|p| new.adopt_connection(p)).collect();
-    /// assert_eq!((old.connection_count(), new.connection_count()), (0, 2));
-    /// assert!(new.try_connect().is_err());
-    /// drop(moved);
-    /// assert!(new.try_connect().is_ok());
-    /// ```
-    pub fn adopt_connection(self: &Arc<Self>, permit: ConnectionPermit) -> ConnectionPermit {
-        if Arc::ptr_eq(&permit.tenant, self) {
-            return permit;
-        }
-        self.connections.fetch_add(1, Ordering::AcqRel);
-        drop(permit);
-        ConnectionPermit {
-            tenant: self.clone(),
-        }
-    }
-
-    /// How many connections the tenant has now.
-    pub fn connection_count(&self) -> usize {
-        self.connections.load(Ordering::Acquire)
-    }
 }

@@ -22,7 +22,8 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use super::big_lane::{BigLane, BigLanes};
-use crate::backend::{connect, Endpoint, SharedConnection};
+use super::PoolError;
+use crate::backend::{connect, ConnectError, Endpoint, SharedConnection};
 use crate::config::{parse_node_address, Config, PoolConfig, ReadPolicy};
 
 /// Refreshes are at least this far apart, however many MOVED replies ask for one.
@@ -48,6 +49,35 @@ pub struct ClusterPool {
 /// Which shared connections: (worker thread, node, RESP3, READONLY).
 type ConnectionKey = (usize, NodeAddr, bool, bool);
 
+/// Why a refresh kept the current slot map.
+#[derive(Debug, thiserror::Error)]
+enum RefreshError {
+    /// Each node's problem, `node: problem`, joined by `; `.
+    #[error("no node answered CLUSTER SLOTS ({0})")]
+    NoAnswer(String),
+    #[error("no two nodes agree about the slot owners; keeping the current map ({0})")]
+    NoAgreement(String),
+}
+
+/// Why one node's slot map could not be read.
+#[derive(Debug, thiserror::Error)]
+enum SlotsError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("write failed: {0}")]
+    Write(std::io::Error),
+    #[error("read failed: {0}")]
+    Read(std::io::Error),
+    #[error("connection closed")]
+    Closed,
+    #[error(transparent)]
+    Reply(#[from] resp_codec::ProtocolError),
+    #[error(transparent)]
+    Map(#[from] cluster_router::topology::TopologyError),
+    #[error("no CLUSTER SLOTS reply in time")]
+    Timeout,
+}
+
 /// One version of the slot map.
 #[derive(Debug)]
 pub struct Topology {
@@ -57,15 +87,13 @@ pub struct Topology {
 
 impl ClusterPool {
     /// Builds the pool; call [`ClusterPool::start`] to load the first map and keep it fresh.
-    pub fn new(name: &str, config: &PoolConfig, proxy: &Config) -> Result<ClusterPool, String> {
+    pub fn new(name: &str, config: &PoolConfig, proxy: &Config) -> Result<ClusterPool, PoolError> {
         let mut seeds = Vec::new();
         for node in &config.nodes {
             let address = parse_node_address(node)?;
-            seeds.push(
-                NodeAddr::parse(&address).ok_or_else(|| format!("bad node address '{node}'"))?,
-            );
+            seeds.push(NodeAddr::parse(&address).ok_or_else(|| PoolError::BadNode(node.clone()))?);
         }
-        let empty = SlotMap::from_shards(Vec::new()).map_err(|e| e.to_string())?;
+        let empty = SlotMap::from_shards(Vec::new())?;
         Ok(ClusterPool {
             name: Arc::from(name),
             seeds,
@@ -191,7 +219,7 @@ impl ClusterPool {
     }
 
     /// Reads the slot map from the nodes and swaps it in when it is trustworthy and new.
-    async fn refresh(&self) -> Result<(), String> {
+    async fn refresh(&self) -> Result<(), RefreshError> {
         let current = self.topology();
         let mut candidates: Vec<NodeAddr> = current.map.nodes().cloned().collect();
         for seed in &self.seeds {
@@ -230,15 +258,9 @@ impl ClusterPool {
             }
         }
         if maps.is_empty() {
-            return Err(format!(
-                "no node answered CLUSTER SLOTS ({})",
-                problems.join("; ")
-            ));
+            return Err(RefreshError::NoAnswer(problems.join("; ")));
         }
-        Err(format!(
-            "no two nodes agree about the slot owners; keeping the current map ({})",
-            problems.join("; ")
-        ))
+        Err(RefreshError::NoAgreement(problems.join("; ")))
     }
 
     fn install(&self, current: &Topology, map: SlotMap) {
@@ -261,34 +283,32 @@ impl ClusterPool {
         self.generation.store(generation, Ordering::Release);
     }
 
-    async fn read_slots(&self, node: &NodeAddr) -> Result<SlotMap, String> {
+    async fn read_slots(&self, node: &NodeAddr) -> Result<SlotMap, SlotsError> {
         let endpoint = self.endpoint(node, false, false);
         let mut stream = connect(&endpoint).await?;
         let exchange = async {
             stream
                 .write_all(b"*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n")
                 .await
-                .map_err(|e| format!("write failed: {e}"))?;
+                .map_err(SlotsError::Write)?;
             let mut buffer = BytesMut::with_capacity(4096);
             loop {
                 if stream
                     .read_buf(&mut buffer)
                     .await
-                    .map_err(|e| format!("read failed: {e}"))?
+                    .map_err(SlotsError::Read)?
                     == 0
                 {
-                    return Err("connection closed".to_owned());
+                    return Err(SlotsError::Closed);
                 }
-                if let Some((frame, _)) =
-                    parse_frame(&buffer, &Limits::default()).map_err(|e| e.to_string())?
-                {
-                    return SlotMap::from_cluster_slots(&frame, node).map_err(|e| e.to_string());
+                if let Some((frame, _)) = parse_frame(&buffer, &Limits::default())? {
+                    return Ok(SlotMap::from_cluster_slots(&frame, node)?);
                 }
             }
         };
         let map = tokio::time::timeout(endpoint.command_timeout, exchange)
             .await
-            .map_err(|_| "no CLUSTER SLOTS reply in time".to_owned())??;
+            .map_err(|_| SlotsError::Timeout)??;
         debug!(%node, masters = map.masters().len(), "read slot map");
         Ok(map)
     }

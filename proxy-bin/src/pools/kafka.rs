@@ -31,6 +31,8 @@ use crate::config::{
 };
 use crate::reply;
 
+use super::PoolError;
+
 /// How long to wait between connect attempts when the pool does not say.
 const DEFAULT_CONNECT_RETRY: Duration = Duration::from_millis(1000);
 
@@ -108,7 +110,7 @@ enum Status {
 
 impl KafkaPool {
     /// Builds the pool from its configuration (already validated). Nothing connects until [`KafkaPool::start`].
-    pub fn new(name: &str, pool: &PoolConfig, config: &Config) -> Result<KafkaPool, String> {
+    pub fn new(name: &str, pool: &PoolConfig, config: &Config) -> Result<KafkaPool, PoolError> {
         let bridge_config = bridge_config(pool)?;
         let request_timeout = bridge_config.request_timeout;
         let (offsets, offsets_description) =
@@ -322,7 +324,7 @@ fn spawn_reply(
 }
 
 /// The bridge's configuration from the pool's keys, with the bridge's defaults for the keys left out.
-fn bridge_config(pool: &PoolConfig) -> Result<KafkaPoolConfig, String> {
+fn bridge_config(pool: &PoolConfig) -> Result<KafkaPoolConfig, PoolError> {
     let mut config = KafkaPoolConfig::new(pool.nodes.clone());
     if let Some(ms) = pool.linger_ms {
         config.linger = Duration::from_millis(ms);
@@ -341,7 +343,7 @@ fn bridge_config(pool: &PoolConfig) -> Result<KafkaPoolConfig, String> {
     }
     if let Some(bytes) = pool.fetch_max_bytes {
         config.fetch_max_bytes =
-            i32::try_from(bytes).map_err(|_| "fetch_max_bytes is too large".to_owned())?;
+            i32::try_from(bytes).map_err(|_| PoolError::FetchMaxBytesTooLarge)?;
     }
     if let Some(client_id) = &pool.client_id {
         config.client_id = client_id.clone();
@@ -366,7 +368,7 @@ fn offset_store(
     offsets: Option<&KafkaOffsetsConfig>,
     config: &Config,
     request_timeout: Duration,
-) -> Result<(Arc<dyn OffsetStore>, String), String> {
+) -> Result<(Arc<dyn OffsetStore>, String), PoolError> {
     let Some(offsets) = offsets else {
         return Ok((Arc::new(MemoryOffsetStore::new()), MEMORY_STORE.to_owned()));
     };
@@ -378,18 +380,27 @@ fn offset_store(
             store
         }
         (None, Some(redis_pool)) => {
-            let found = config.pools.get(redis_pool).ok_or_else(|| {
-                format!("pools.{pool_name}.offsets.pool: pool '{redis_pool}' is not defined")
-            })?;
-            let node = found.nodes.first().ok_or_else(|| {
-                format!("pools.{pool_name}.offsets.pool: pool '{redis_pool}' has no node")
-            })?;
+            let found =
+                config
+                    .pools
+                    .get(redis_pool)
+                    .ok_or_else(|| PoolError::OffsetsPoolUndefined {
+                        pool: pool_name.to_owned(),
+                        store_pool: redis_pool.clone(),
+                    })?;
+            let node = found
+                .nodes
+                .first()
+                .ok_or_else(|| PoolError::OffsetsPoolWithoutNode {
+                    pool: pool_name.to_owned(),
+                    store_pool: redis_pool.clone(),
+                })?;
             let mut store = RedisStoreConfig::new(parse_node_address(node)?);
             store.username = found.username.clone();
             store.password = found.password.clone();
             store
         }
-        (None, None) => return Err(format!("pools.{pool_name}.offsets: name `redis` or `pool`")),
+        (None, None) => return Err(PoolError::OffsetsStoreUnnamed(pool_name.to_owned())),
     };
     if let Some(prefix) = &offsets.key_prefix {
         store.key_prefix = prefix.clone();

@@ -13,12 +13,33 @@ pub mod standalone;
 
 use std::sync::Arc;
 
-use crate::config::{Config, PoolConfig, PoolKind};
+use crate::config::{AddressError, Config, PoolConfig, PoolKind};
 
 use self::big_lane::BigLanes;
 use self::cluster::ClusterPool;
 use self::kafka::KafkaPool;
 use self::standalone::StandalonePool;
+
+/// Why a pool could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    #[error("pool '{0}' has no node")]
+    NoNode(String),
+    #[error("bad node address '{0}'")]
+    BadNode(String),
+    #[error(transparent)]
+    SlotMap(#[from] cluster_router::topology::TopologyError),
+    #[error("fetch_max_bytes is too large")]
+    FetchMaxBytesTooLarge,
+    #[error("pools.{pool}.offsets.pool: pool '{store_pool}' is not defined")]
+    OffsetsPoolUndefined { pool: String, store_pool: String },
+    #[error("pools.{pool}.offsets.pool: pool '{store_pool}' has no node")]
+    OffsetsPoolWithoutNode { pool: String, store_pool: String },
+    #[error("pools.{0}.offsets: name `redis` or `pool`")]
+    OffsetsStoreUnnamed(String),
+}
 
 /// One pool, of any kind.
 #[derive(Clone, Debug)]
@@ -35,7 +56,7 @@ impl PoolHandle {
         name: &str,
         pool: &PoolConfig,
         config: &Config,
-    ) -> Result<PoolHandle, String> {
+    ) -> Result<PoolHandle, PoolError> {
         Self::start_replacing(name, pool, config, None).await
     }
 
@@ -47,7 +68,7 @@ impl PoolHandle {
         pool: &PoolConfig,
         config: &Config,
         previous: Option<&PoolHandle>,
-    ) -> Result<PoolHandle, String> {
+    ) -> Result<PoolHandle, PoolError> {
         Ok(match pool.kind {
             PoolKind::Standalone => {
                 PoolHandle::Standalone(Arc::new(StandalonePool::new(name, pool, config)?))

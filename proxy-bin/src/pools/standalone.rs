@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::big_lane::{BigLane, BigLanes};
+use super::PoolError;
 use crate::backend::{Endpoint, SharedConnection};
 use crate::config::{parse_node_address, Config, PoolConfig};
 
@@ -26,11 +27,15 @@ pub struct StandalonePool {
 }
 
 impl StandalonePool {
-    pub fn new(name: &str, config: &PoolConfig, proxy: &Config) -> Result<StandalonePool, String> {
+    pub fn new(
+        name: &str,
+        config: &PoolConfig,
+        proxy: &Config,
+    ) -> Result<StandalonePool, PoolError> {
         let node = config
             .nodes
             .first()
-            .ok_or_else(|| format!("pool '{name}' has no node"))?;
+            .ok_or_else(|| PoolError::NoNode(name.to_owned()))?;
         let address = parse_node_address(node)?;
         Ok(StandalonePool {
             name: Arc::from(name),

@@ -1008,8 +1008,10 @@ impl Session {
         Some(Pending::Ready(reply::simple("QUEUED")))
     }
 
-    /// A command refused while a cluster MULTI is open makes EXEC fail, as in Redis.
+    /// A command refused while a MULTI is open (a cluster MULTI queued here, or one on a dedicated connection)
+    /// makes EXEC fail, as in Redis.
     pub(super) fn fail_transaction(&mut self) {
+        self.fail_dedicated_transaction();
         if let Some(transaction) = self.cluster.as_mut().and_then(|c| c.transaction.as_mut()) {
             transaction.failed = true;
         }

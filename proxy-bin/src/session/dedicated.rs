@@ -1,10 +1,13 @@
-//! Dedicated mode: the rest of a session served over a backend connection of its own.
+//! Dedicated mode: a client served over a backend connection of its own, by the same session loop as shared
+//! mode (`Session::run_loop`); only where requests go and where replies come from differ.
 //!
 //! Used once a client starts something that keeps state on the server: WATCH and MULTI (standalone pools),
-//! blocking commands, SUBSCRIBE and friends. Requests are still framed and checked; backend bytes are framed and
-//! passed on in order. Commands the proxy answers itself get their reply queued behind the backend replies still
-//! owed, so order holds. Once the client subscribes, replies no longer pair with requests (pushes arrive at any
-//! time); from then on every backend frame passes through as it comes.
+//! blocking commands, SUBSCRIBE and friends. Requests are framed, counted, checked and answered as in shared
+//! mode (the proxy's own commands, the slow log, INFO); those for the backend are written to this connection,
+//! and each owes a [`Pending::Dedicated`] entry in the session's reply queue, so commands the proxy answers
+//! itself keep their place behind the backend replies still owed, and every entry is timed and counted like a
+//! shared-mode one. Once the client subscribes, pushes (pub/sub messages) arrive at any time: they answer no
+//! request and pass through as they come.
 //!
 //! In a cluster pool the connection goes to the node of the first command's keys (any master for SUBSCRIBE);
 //! later commands whose keys live on another node get `CROSSSLOT` instead of a MOVED the client could not follow.
@@ -19,7 +22,7 @@
 //! pattern, swallowing the confirmations, so the client keeps receiving messages. Any other lost dedicated
 //! connection ends the client's session, since the server-side state (a transaction, WATCH) is gone.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -32,9 +35,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::Decoder;
 use tracing::{debug, info};
 
-use super::tenancy::Verdict;
+use super::observe::PendingQueue;
+use super::pending::{Owed, Pending};
 use super::transaction::{self, TransactionError};
-use super::{parse_u32, unsupported, Session, SessionEnd, Step};
+use super::{parse_u32, unsupported, Session, SessionEnd};
 use crate::backend::{connect, BackendError, Endpoint};
 use crate::pools::PoolHandle;
 use crate::reply;
@@ -65,49 +69,22 @@ impl SpareConnection {
 /// How long a subscribed client waits for its backend to come back before its session ends.
 const RESUBSCRIBE_WINDOW: Duration = Duration::from_secs(15);
 
-/// A reply owed to the client on a dedicated connection.
-enum Slot {
-    /// The backend owes replies for one request.
-    Backend(Owed),
-    /// The proxy's own reply, waiting behind earlier backend replies.
-    Local(Bytes),
-}
-
-/// What the backend owes for one request.
-struct Owed {
-    /// How many replies: one, or one per channel for SUBSCRIBE and friends. An error ends the request early.
-    replies: usize,
-    /// The request is a (un)subscription: its replies are subscription confirmations.
-    pubsub: bool,
-    /// The request is an UNSUBSCRIBE, PUNSUBSCRIBE or SUNSUBSCRIBE: it may end every subscription.
-    unsubscribe: bool,
-    /// With a spec, the reply's keys lose the tenant's prefix.
-    rewrite: Option<&'static CommandSpec>,
-    /// The client gets this instead of the backend's reply (EXEC of an aborted transaction, sent as DISCARD).
-    instead: Option<Bytes>,
-}
-
-impl Owed {
-    fn one(rewrite: Option<&'static CommandSpec>) -> Owed {
-        Owed {
-            replies: 1,
-            pubsub: false,
-            unsubscribe: false,
-            rewrite,
-            instead: None,
-        }
-    }
-}
-
-/// Reply bookkeeping and subscriptions on a dedicated connection.
+/// A client's backend connection of its own, with its reply bookkeeping and subscriptions.
 ///
-/// Every request sent to the backend owes a known number of replies (its slot), subscribed or not; pub/sub
-/// messages are told apart from replies by their kind and pass through as they come. So the session always
-/// knows when every reply has arrived, and can go back to shared connections once the server holds no state
-/// for the client: no transaction, no WATCH, and a subscription count of 0 as reported by Redis.
-#[derive(Default)]
-struct Dedicated {
-    slots: VecDeque<Slot>,
+/// Every request sent to the backend owes a known number of replies (its [`Owed`] entry in the reply queue),
+/// subscribed or not; pub/sub messages are told apart from replies by their kind and pass through as they come.
+/// So the session always knows when every reply has arrived, and can go back to shared connections once the
+/// server holds no state for the client: no transaction, no WATCH, and a subscription count of 0 as reported
+/// by Redis.
+pub(super) struct Dedicated {
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    endpoint: Endpoint,
+    /// Bytes read from the backend and not framed yet.
+    from_backend: BytesMut,
+    decoder: ReplyDecoder,
+    /// Requests framed and not yet written to the backend (written at the top of the session loop).
+    to_backend: BytesMut,
     /// Redis reported a subscription count above 0 (channels and patterns, or shard channels).
     subscribed: bool,
     /// The last counts Redis reported: channels and patterns (SUBSCRIBE, PSUBSCRIBE and their UNSUBSCRIBE),
@@ -135,6 +112,17 @@ struct Dedicated {
     tenant: Option<std::sync::Arc<tenant_policy::Tenant>>,
 }
 
+/// What a backend frame did to the entry at the front of the reply queue.
+#[derive(PartialEq, Eq)]
+enum FrameEffect {
+    /// A push, a swallowed confirmation, or one of several replies the entry owes.
+    None,
+    /// The entry got its last reply.
+    Completed,
+    /// The entry, a subscription, was refused: whether the client is still subscribed must be decided again.
+    RefusedSubscription,
+}
+
 /// A pub/sub frame from the backend.
 enum PubSubFrame {
     /// A message (or any other RESP3 push) that answers no request.
@@ -148,36 +136,69 @@ enum PubSubFrame {
 }
 
 impl Dedicated {
-    fn queue_local(&mut self, reply: Bytes, out: &mut BytesMut) {
-        if self.slots.is_empty() {
-            out.extend_from_slice(&reply);
-        } else {
-            self.slots.push_back(Slot::Local(reply));
+    fn new(
+        stream: tokio::net::TcpStream,
+        endpoint: Endpoint,
+        node: Option<NodeAddr>,
+        tenant: Option<std::sync::Arc<tenant_policy::Tenant>>,
+    ) -> Dedicated {
+        let (reader, writer) = stream.into_split();
+        Dedicated {
+            reader,
+            writer,
+            endpoint,
+            from_backend: BytesMut::with_capacity(16 * 1024),
+            decoder: ReplyDecoder::new(Limits::for_backend_replies()),
+            to_backend: BytesMut::new(),
+            subscribed: false,
+            channel_count: 0,
+            shard_count: 0,
+            channels: BTreeSet::new(),
+            patterns: BTreeSet::new(),
+            shard_channels: BTreeSet::new(),
+            swallow: 0,
+            node,
+            in_transaction: false,
+            aborted: false,
+            watching: false,
+            reconfigured: false,
+            tenant,
         }
     }
 
-    /// A command the proxy refuses itself; inside MULTI this aborts the transaction, as in Redis.
-    fn refuse(&mut self, reply: Bytes, out: &mut BytesMut) {
-        if self.in_transaction {
-            self.aborted = true;
-        }
-        self.queue_local(reply, out);
+    /// Bytes held besides the session's own buffers (for the memory budget).
+    pub(super) fn buffered(&self) -> usize {
+        self.from_backend.len() + self.to_backend.len()
+    }
+
+    /// Replaces the broken connection with a new one; whatever the old one had buffered is gone.
+    fn reconnected(&mut self, stream: tokio::net::TcpStream) {
+        let (reader, writer) = stream.into_split();
+        self.reader = reader;
+        self.writer = writer;
+        self.from_backend.clear();
+        self.to_backend.clear();
+        self.decoder = ReplyDecoder::new(Limits::for_backend_replies());
     }
 
     /// Whether this frame may be a pub/sub frame (and is worth parsing to find out).
-    fn may_be_pubsub(&self, frame: &[u8]) -> bool {
+    fn may_be_pubsub(&self, frame: &[u8], front: Option<&Owed>) -> bool {
         match frame.first() {
             Some(b'>') => true,
-            Some(b'*') => {
-                self.subscribed
-                    || matches!(self.slots.front(), Some(Slot::Backend(owed)) if owed.pubsub)
-            }
+            Some(b'*') => self.subscribed || front.is_some_and(|owed| owed.pubsub),
             _ => false,
         }
     }
 
-    fn backend_frame(&mut self, frame: Bytes, out: &mut BytesMut) {
-        let pubsub = if self.may_be_pubsub(&frame) {
+    /// Passes one backend frame to the client (into `out`): a push at once, a reply as the next one that
+    /// `front` (the reply queue's front entry, if it waits on this connection) owes.
+    fn backend_frame(
+        &mut self,
+        frame: Bytes,
+        front: Option<&mut Owed>,
+        out: &mut BytesMut,
+    ) -> FrameEffect {
+        let pubsub = if self.may_be_pubsub(&frame, front.as_deref()) {
             pubsub_frame(&frame)
         } else {
             None
@@ -186,7 +207,7 @@ impl Dedicated {
             Some(PubSubFrame::Message) => {
                 // Pushes answer no request: they pass through at once, local replies stay queued.
                 out.extend_from_slice(&self.rewrite_push(frame));
-                return;
+                return FrameEffect::None;
             }
             Some(PubSubFrame::Confirmation {
                 subscribe,
@@ -201,42 +222,34 @@ impl Dedicated {
                 self.subscribed = self.channel_count > 0 || self.shard_count > 0;
                 if subscribe && self.swallow > 0 {
                     self.swallow -= 1;
-                    return;
+                    return FrameEffect::None;
                 }
             }
             None => {}
         }
         let is_error = frame.first() == Some(&b'-');
-        let bytes = match self.slots.front() {
-            Some(Slot::Backend(owed)) => match (&owed.instead, &pubsub) {
-                (Some(instead), _) => instead.clone(),
-                (None, Some(_)) => self.rewrite_push(frame),
-                (None, None) => self.rewrite_reply(owed.rewrite, frame, is_error),
-            },
-            // Nothing owed (cannot happen while every request has its slot): pass it on rather than drop it.
-            _ => frame,
+        let Some(owed) = front else {
+            // Nothing owed (cannot happen while every request has its entry): pass it on rather than drop it.
+            out.extend_from_slice(&frame);
+            return FrameEffect::None;
+        };
+        let bytes = match (&owed.instead, &pubsub) {
+            (Some(instead), _) => instead.clone(),
+            (None, Some(_)) => self.rewrite_push(frame),
+            (None, None) => self.rewrite_reply(owed.rewrite, frame, is_error),
         };
         out.extend_from_slice(&bytes);
-        if let Some(Slot::Backend(owed)) = self.slots.front_mut() {
-            owed.replies = owed.replies.saturating_sub(1);
-            if owed.replies == 0 || is_error {
-                let pubsub_request = owed.pubsub;
-                self.slots.pop_front();
-                if pubsub_request && is_error {
-                    // A refused subscription: subscribed only if Redis said so, or another one is on its way.
-                    self.subscribed = self.channel_count > 0
-                        || self.shard_count > 0
-                        || self
-                            .slots
-                            .iter()
-                            .any(|slot| matches!(slot, Slot::Backend(owed) if owed.pubsub));
-                }
-            }
+        owed.replies = owed.replies.saturating_sub(1);
+        if is_error {
+            // An error ends the request early.
+            owed.replies = 0;
         }
-        while let Some(Slot::Local(_)) = self.slots.front() {
-            if let Some(Slot::Local(local)) = self.slots.pop_front() {
-                out.extend_from_slice(&local);
-            }
+        if owed.pubsub && is_error {
+            FrameEffect::RefusedSubscription
+        } else if owed.replies == 0 || is_error {
+            FrameEffect::Completed
+        } else {
+            FrameEffect::None
         }
     }
 
@@ -271,30 +284,15 @@ impl Dedicated {
         }
     }
 
-    /// Every reply still owed fails with `error` (the connection broke); local replies keep their place.
-    fn fail_owed(&mut self, error: &Bytes, out: &mut BytesMut) {
-        for slot in self.slots.drain(..) {
-            match slot {
-                Slot::Backend(owed) => {
-                    for _ in 0..owed.replies {
-                        out.extend_from_slice(error);
-                    }
-                }
-                Slot::Local(reply) => out.extend_from_slice(&reply),
-            }
-        }
-    }
-
     /// Whether more requests are taken on this connection now. Once the server holds no state for the client,
     /// or may stop holding it (an UNSUBSCRIBE whose confirmation has not come back; Redis reports the count
     /// that decides), requests wait until every reply owed has arrived: then the session knows whether they
     /// run here or, as in Redis, like any client's on shared connections.
-    fn takes_requests(&self) -> bool {
-        let unsubscribing = self
-            .slots
+    pub(super) fn takes_requests(&self, pending: &PendingQueue) -> bool {
+        let unsubscribing = pending
             .iter()
-            .any(|slot| matches!(slot, Slot::Backend(owed) if owed.unsubscribe));
-        self.slots.is_empty() || (self.holds_state() && !unsubscribing)
+            .any(|entry| matches!(entry, Pending::Dedicated(owed) if owed.unsubscribe));
+        pending.is_empty() || (self.holds_state() && !unsubscribing)
     }
 
     /// Whether the server holds state for this client that a shared connection could not carry.
@@ -437,18 +435,24 @@ fn pubsub_frame(frame: &[u8]) -> Option<PubSubFrame> {
     }
 }
 
+/// Waits for bytes from the dedicated connection, if the session has one (never completes otherwise).
+pub(super) async fn read_dedicated(dedicated: Option<&mut Dedicated>) -> std::io::Result<usize> {
+    match dedicated {
+        Some(dedicated) => dedicated.reader.read_buf(&mut dedicated.from_backend).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Session {
-    /// Serves the rest of the session over a backend connection of its own.
-    pub(super) async fn run_dedicated(&mut self, first: Request) -> Result<Step, SessionEnd> {
-        let mut dedicated = Dedicated {
-            tenant: self.tenant().cloned(),
-            ..Dedicated::default()
-        };
-        let endpoint = match self.dedicated_endpoint(&first, &mut dedicated) {
-            Ok(endpoint) => endpoint,
+    /// At a barrier, with a request that needs a backend connection of its own: connects (or takes the spare
+    /// connection) and sends the request there. If that fails, the request gets the error and the client stays
+    /// on shared connections.
+    pub(super) async fn start_dedicated(&mut self, first: Request) {
+        let (endpoint, node) = match self.dedicated_endpoint(&first) {
+            Ok(found) => found,
             Err(reply) => {
-                self.pending.push_back(super::Pending::Ready(reply));
-                return Ok(Step::Shared);
+                self.pending.push_back(Pending::Ready(reply));
+                return;
             }
         };
         let spare = self
@@ -459,199 +463,224 @@ impl Session {
             Some(spare) => Ok(spare.stream),
             None => connect(&endpoint).await,
         };
-        let backend = match backend {
+        let stream = match backend {
             Ok(stream) => stream,
             Err(reason) => {
-                let error = BackendError::unavailable(&endpoint.address, reason);
-                self.pending
-                    .push_back(super::Pending::Ready(error.to_reply()));
-                return Ok(Step::Shared);
+                let error = BackendError::unavailable(&endpoint.address, reason.to_string());
+                self.pending.push_back(Pending::Ready(error.to_reply()));
+                return;
             }
         };
         debug!(backend = %endpoint.address, "client moved to a dedicated backend connection");
         self.route = None;
-        let (mut backend_reader, mut backend_writer) = backend.into_split();
-        let mut endpoint = endpoint;
-        let mut backend_buffer = BytesMut::with_capacity(16 * 1024);
-        let mut reply_decoder = ReplyDecoder::new(Limits::for_backend_replies());
-        let mut to_backend = BytesMut::new();
+        let tenant = self.tenant().cloned();
+        self.dedicated = Some(Dedicated::new(stream, endpoint, node, tenant));
         // The first request was checked (and rewritten) in shared mode already.
-        self.handle_dedicated(first, &mut dedicated, &mut to_backend, false);
-        let max_pending = self.state.config().client_limits.max_pending_requests;
+        self.deferred_is_policed = true;
+        self.handle(first);
+    }
 
+    /// At a barrier (no reply owed) on a dedicated connection: a removed tenant's session ends, and at shutdown
+    /// the session closes (a subscriber is told why its messages stop); once the server holds no state for the
+    /// client, it goes back to shared connections. `Some` when the session ends.
+    pub(super) async fn dedicated_barrier(&mut self) -> Result<Option<SessionEnd>, SessionEnd> {
+        let Some(dedicated) = &self.dedicated else {
+            return Ok(None);
+        };
+        let (subscribed, holds_state) = (dedicated.subscribed, dedicated.holds_state());
+        if let Some(refusal) = self.tenant_removed_by_reload() {
+            // A subscriber, or a client between the commands of a transaction, of a removed tenant.
+            self.write_buffer.extend_from_slice(&refusal);
+            self.flush_output().await?;
+            return Ok(Some(SessionEnd::TenantRemoved));
+        }
+        if self.shutting_down {
+            self.flush_output().await?;
+            if subscribed {
+                self.stream.write_all(super::SHUTTING_DOWN).await?;
+            }
+            return self.close_after_shutdown().await.map(Some);
+        }
+        if !holds_state {
+            self.leave_dedicated();
+        }
+        Ok(None)
+    }
+
+    /// Nothing left on the server for this client (a blocking command returned, a transaction ended): back to
+    /// shared connections, keeping this one for the next time.
+    fn leave_dedicated(&mut self) {
+        let Some(dedicated) = self.dedicated.take() else {
+            return;
+        };
+        if let Ok(stream) = dedicated.reader.reunite(dedicated.writer) {
+            if dedicated.from_backend.is_empty() && !dedicated.reconfigured {
+                self.spare_dedicated = Some(SpareConnection {
+                    address: dedicated.endpoint.address.clone(),
+                    db: dedicated.endpoint.db,
+                    resp3: dedicated.endpoint.resp3,
+                    stream,
+                });
+            }
+        }
+        // Idle time counts from here: a subscriber may not have sent anything for long.
+        self.last_activity = tokio::time::Instant::now();
+        debug!("client back on shared connections");
+    }
+
+    /// Writes the requests framed for the dedicated connection since the last turn of the session loop.
+    pub(super) async fn write_dedicated(&mut self) -> Result<(), SessionEnd> {
+        let Some(dedicated) = self.dedicated.as_mut() else {
+            return Ok(());
+        };
+        if dedicated.to_backend.is_empty() {
+            return Ok(());
+        }
+        let written = dedicated.writer.write_all(&dedicated.to_backend).await;
+        dedicated.to_backend.clear();
+        if let Err(error) = written {
+            self.backend_lost(&format!("write failed: {error}")).await?;
+        }
+        Ok(())
+    }
+
+    /// What a read from the dedicated connection brought: replies and pushes for the client, the end of the
+    /// connection or an error. `Some` when the session ends here (Redis closed the connection after QUIT).
+    pub(super) async fn on_dedicated_read(
+        &mut self,
+        read: std::io::Result<usize>,
+    ) -> Result<Option<SessionEnd>, SessionEnd> {
+        let read = match read {
+            Ok(read) => read,
+            Err(error) => {
+                self.backend_lost(&format!("read failed: {error}")).await?;
+                return Ok(None);
+            }
+        };
+        self.frame_dedicated_replies()?;
+        if read == 0 {
+            if matches!(self.closing, Some(SessionEnd::Quit)) {
+                // Redis closes the connection after QUIT's +OK.
+                self.flush_output().await?;
+                return Ok(Some(SessionEnd::Quit));
+            }
+            self.backend_lost("connection closed by the backend")
+                .await?;
+        }
+        Ok(None)
+    }
+
+    /// Frames what the dedicated connection sent. A reply goes to the first entry of the reply queue still
+    /// owed by this connection: into the write buffer when that entry is at the front, else kept in the entry
+    /// until it is (an earlier reply the proxy builds in a task, `RKPROXY RELOAD` say, comes first).
+    fn frame_dedicated_replies(&mut self) -> Result<(), SessionEnd> {
         loop {
-            if !to_backend.is_empty() {
-                if let Err(error) = backend_writer.write_all(&to_backend).await {
-                    let reason = format!("write failed: {error}");
-                    self.backend_lost(
-                        &mut dedicated,
-                        &mut endpoint,
-                        &reason,
-                        &mut backend_reader,
-                        &mut backend_writer,
-                    )
-                    .await?;
-                    reply_decoder = ReplyDecoder::new(Limits::for_backend_replies());
-                    backend_buffer.clear();
+            let Some(dedicated) = self.dedicated.as_mut() else {
+                return Ok(());
+            };
+            let frame = match dedicated.decoder.decode(&mut dedicated.from_backend) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(SessionEnd::BackendLost(format!("bad reply: {e}"))),
+            };
+            let owed = self
+                .pending
+                .iter_mut()
+                .enumerate()
+                .find_map(|(at, entry)| match entry {
+                    Pending::Dedicated(owed) if owed.replies > 0 => Some((at, &mut **owed)),
+                    _ => None,
+                });
+            let effect = match owed {
+                Some((0, owed)) => {
+                    dedicated.backend_frame(frame, Some(owed), &mut self.write_buffer)
                 }
-                to_backend.clear();
-            }
-            self.observe_before_write(self.write_buffer.len());
-            self.send_replies()?;
-            self.account_memory(backend_buffer.len() + to_backend.len());
-            if dedicated.slots.is_empty() {
-                if let Some(end) = self.closing.take() {
-                    self.flush_output().await?;
-                    return Ok(Step::End(end));
+                Some((_, owed)) => {
+                    let mut early = std::mem::take(&mut owed.early);
+                    let effect = dedicated.backend_frame(frame, Some(&mut *owed), &mut early);
+                    owed.early = early;
+                    effect
                 }
-                if let Some(refusal) = self.tenant_removed_by_reload() {
-                    // A subscriber, or a client between the commands of a transaction, of a removed tenant.
-                    self.stream.write_all(&refusal).await?;
-                    return Ok(Step::End(SessionEnd::TenantRemoved));
-                }
-                if self.shutting_down {
-                    // Every reply owed is written; a subscriber is told why its messages stop.
-                    self.flush_output().await?;
-                    if dedicated.subscribed {
-                        self.stream.write_all(super::SHUTTING_DOWN).await?;
-                    }
-                    return self.close_after_shutdown().await;
-                }
-                if !dedicated.holds_state() {
-                    // Nothing left on the server for this client (a blocking command returned, a transaction
-                    // ended): go back to shared connections, and keep this one for the next time.
-                    if let Ok(stream) = backend_reader.reunite(backend_writer) {
-                        if backend_buffer.is_empty() && !dedicated.reconfigured {
-                            self.spare_dedicated = Some(SpareConnection {
-                                address: endpoint.address.clone(),
-                                db: endpoint.db,
-                                resp3: endpoint.resp3,
-                                stream,
-                            });
-                        }
-                    }
-                    debug!("client back on shared connections");
-                    return Ok(Step::Shared);
-                }
-            }
-            // Frame buffered client requests (bounded by the pending limit, as in shared mode).
-            // Once the server holds no state for the client, stop taking requests here: after the replies owed
-            // arrive, the session goes back to shared connections.
-            let mut handled = false;
-            while self.closing.is_none()
-                && !self.shutting_down
-                && dedicated.slots.len() < max_pending
-                && dedicated.takes_requests()
-                && !self.over_pending_bytes(0)
-                && !self.memory.paused
-            {
-                match self.decoder.decode(&mut self.read_buffer) {
-                    Ok(Some(request)) => {
-                        self.count_request(&request);
-                        self.handle_dedicated(request, &mut dedicated, &mut to_backend, true);
-                        handled = true;
-                    }
-                    Ok(None) => break,
-                    Err(error) => {
-                        dedicated.queue_local(error.to_reply(), &mut self.write_buffer);
-                        self.closing = Some(SessionEnd::Protocol(error.to_string()));
-                        break;
-                    }
-                }
-            }
-            if handled {
+                None => dedicated.backend_frame(frame, None, &mut self.write_buffer),
+            };
+            if effect == FrameEffect::None {
                 continue;
             }
-            let can_read = self.closing.is_none()
-                && !self.shutting_down
-                && dedicated.slots.len() < max_pending
-                && dedicated.takes_requests()
-                && !self.over_pending_bytes(0)
-                && !self.memory.paused;
-            let writing = !self.output.is_empty();
-            let memory_paused = self.memory.paused;
-            tokio::select! {
-                read = backend_reader.read_buf(&mut backend_buffer) => {
-                    let read = match read {
-                        Ok(read) => read,
-                        Err(error) => {
-                            let reason = format!("read failed: {error}");
-                            self.backend_lost(&mut dedicated, &mut endpoint, &reason, &mut backend_reader, &mut backend_writer).await?;
-                            reply_decoder = ReplyDecoder::new(Limits::for_backend_replies());
-                            backend_buffer.clear();
-                            continue;
-                        }
-                    };
-                    loop {
-                        match reply_decoder.decode(&mut backend_buffer) {
-                            Ok(Some(frame)) => dedicated.backend_frame(frame, &mut self.write_buffer),
-                            Ok(None) => break,
-                            Err(e) => return Err(SessionEnd::BackendLost(format!("bad reply: {e}"))),
-                        }
-                    }
-                    if read == 0 {
-                        if matches!(self.closing, Some(SessionEnd::Quit)) {
-                            // Redis closes the connection after QUIT's +OK.
-                            self.flush_output().await?;
-                            return Ok(Step::End(SessionEnd::Quit));
-                        }
-                        self.backend_lost(&mut dedicated, &mut endpoint, "connection closed by the backend", &mut backend_reader, &mut backend_writer).await?;
-                        reply_decoder = ReplyDecoder::new(Limits::for_backend_replies());
-                        backend_buffer.clear();
-                    }
-                }
-                writable = self.stream.writable(), if writing => writable?,
-                readable = self.stream.readable(), if can_read => {
-                    readable?;
-                    if self.read_some()? == Some(0) {
-                        return Ok(Step::End(SessionEnd::ClientClosed));
-                    }
-                }
-                () = self.memory.wait_for_room(), if memory_paused => {}
-                _ = self.shutdown.changed(), if !self.shutting_down => {
-                    self.shutting_down = true;
-                }
+            if effect == FrameEffect::RefusedSubscription {
+                // Subscribed only if Redis said so, or another subscription is on its way.
+                let on_its_way = self.pending.iter().any(
+                    |entry| matches!(entry, Pending::Dedicated(owed) if owed.pubsub && owed.replies > 0),
+                );
+                dedicated.subscribed =
+                    dedicated.channel_count > 0 || dedicated.shard_count > 0 || on_its_way;
             }
+            // The entry is complete: it and the proxy's own replies queued behind it go out now.
+            self.collect_ready_replies();
         }
     }
 
     /// The dedicated connection broke. A subscribed client is connected and subscribed again; anything else
     /// gets an error for every reply still owed, and the session ends.
-    async fn backend_lost(
-        &mut self,
-        dedicated: &mut Dedicated,
-        endpoint: &mut Endpoint,
-        reason: &str,
-        reader: &mut OwnedReadHalf,
-        writer: &mut OwnedWriteHalf,
-    ) -> Result<(), SessionEnd> {
-        if dedicated.subscribed && self.closing.is_none() {
-            let deadline = tokio::time::Instant::now() + RESUBSCRIBE_WINDOW;
-            while tokio::time::Instant::now() < deadline {
-                if let Some(candidate) = self.resubscribe_endpoint(dedicated) {
-                    *endpoint = candidate;
-                }
-                if let Ok(stream) = connect(endpoint).await {
-                    let (commands, confirmations) = dedicated.resubscribe_commands();
-                    let (new_reader, mut new_writer) = stream.into_split();
-                    if new_writer.write_all(&commands).await.is_ok() {
-                        info!(backend = %endpoint.address, "dedicated connection lost; subscribed again");
-                        // Replies owed by the old connection will never come.
-                        let error = BackendError::unavailable(&endpoint.address, reason).to_reply();
-                        dedicated.fail_owed(&error, &mut self.write_buffer);
-                        dedicated.swallow = confirmations;
-                        *reader = new_reader;
-                        *writer = new_writer;
-                        return Ok(());
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
+    async fn backend_lost(&mut self, reason: &str) -> Result<(), SessionEnd> {
+        let Some(mut dedicated) = self.dedicated.take() else {
+            return Ok(());
+        };
+        let resubscribed = dedicated.subscribed
+            && self.closing.is_none()
+            && self.resubscribe(&mut dedicated).await;
+        // Replies owed by the old connection will never come.
+        let error = BackendError::unavailable(&dedicated.endpoint.address, reason);
+        self.fail_owed(&error);
+        if resubscribed {
+            self.dedicated = Some(dedicated);
+            return Ok(());
         }
-        let error = BackendError::unavailable(&endpoint.address, reason).to_reply();
-        dedicated.fail_owed(&error, &mut self.write_buffer);
         self.flush_output().await?;
         Err(SessionEnd::BackendLost(reason.to_owned()))
+    }
+
+    /// Connects again (within [`RESUBSCRIBE_WINDOW`]) and restores every subscription; whether it could.
+    async fn resubscribe(&self, dedicated: &mut Dedicated) -> bool {
+        let deadline = tokio::time::Instant::now() + RESUBSCRIBE_WINDOW;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(candidate) = self.resubscribe_endpoint(dedicated) {
+                dedicated.endpoint = candidate;
+            }
+            if let Ok(stream) = connect(&dedicated.endpoint).await {
+                let (commands, confirmations) = dedicated.resubscribe_commands();
+                dedicated.reconnected(stream);
+                if dedicated.writer.write_all(&commands).await.is_ok() {
+                    info!(backend = %dedicated.endpoint.address, "dedicated connection lost; subscribed again");
+                    dedicated.swallow = confirmations;
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        false
+    }
+
+    /// Every reply still owed by the dedicated connection fails with `error`; the proxy's own replies keep
+    /// their place. Each failed request is counted as a backend failure.
+    fn fail_owed(&mut self, error: &BackendError) {
+        let reply = error.to_reply();
+        let BackendError::Unavailable { address, .. } = error;
+        let mut failed = 0;
+        for entry in self.pending.iter_mut() {
+            if let Pending::Dedicated(owed) = entry {
+                if owed.replies > 0 {
+                    for _ in 0..std::mem::take(&mut owed.replies) {
+                        owed.early.extend_from_slice(&reply);
+                    }
+                    failed += 1;
+                }
+            }
+        }
+        if failed > 0 {
+            self.stats.error(crate::stats::ErrorKind::Backend, failed);
+            self.stats.node(address, 0, failed);
+        }
+        self.collect_ready_replies();
     }
 
     /// Where a resubscribing client goes: in a cluster, a master of the (refreshed) map.
@@ -676,14 +705,10 @@ impl Session {
         Some(pool.endpoint(&node, self.resp3, false))
     }
 
-    /// The backend a dedicated connection for `first` goes to.
-    fn dedicated_endpoint(
-        &self,
-        first: &Request,
-        dedicated: &mut Dedicated,
-    ) -> Result<Endpoint, Bytes> {
+    /// The backend a dedicated connection for `first` goes to, and in a cluster its node.
+    fn dedicated_endpoint(&self, first: &Request) -> Result<(Endpoint, Option<NodeAddr>), Bytes> {
         match &self.pool {
-            PoolHandle::Standalone(pool) => Ok(pool.endpoint(self.db, self.resp3)),
+            PoolHandle::Standalone(pool) => Ok((pool.endpoint(self.db, self.resp3), None)),
             // The Kafka session code refuses every command that could need one; this is a safety net.
             PoolHandle::Kafka(pool) => Err(reply::error(&format!(
                 "ERR kafka pool '{}' has no Redis connections",
@@ -706,91 +731,84 @@ impl Session {
                     reply::error("CLUSTERDOWN Hash slot not served")
                 })?;
                 let endpoint = pool.endpoint(&node, self.resp3, false);
-                dedicated.node = Some(node);
-                Ok(endpoint)
+                Ok((endpoint, Some(node)))
             }
         }
     }
 
-    fn handle_dedicated(
-        &mut self,
-        request: Request,
-        dedicated: &mut Dedicated,
-        to_backend: &mut BytesMut,
-        police: bool,
-    ) {
-        let spec = match self.lookup(&request) {
-            Ok(spec) => spec,
-            Err(error) => {
-                self.stats.error(crate::stats::ErrorKind::Refused, 1);
-                dedicated.refuse(Bytes::from(error.to_reply()), &mut self.write_buffer);
-                return;
-            }
-        };
-        let verdict = if police {
-            self.police(spec, request, false)
-        } else {
-            Verdict::Proceed(request)
-        };
-        let request = match verdict {
-            Verdict::Proceed(request) => request,
-            Verdict::Refuse(reply) => {
-                dedicated.refuse(reply, &mut self.write_buffer);
-                return;
-            }
-            Verdict::Later(..) => {
-                self.stats.error(crate::stats::ErrorKind::Limit, 1);
-                dedicated.refuse(
-                    reply::error("ERR over the tenant's traffic limit"),
-                    &mut self.write_buffer,
-                );
-                return;
-            }
-        };
-        if dedicated.in_transaction && !self.queue_on_dedicated(spec, &request, dedicated) {
+    /// A request (looked up and policed, like any) on a dedicated connection: written to the backend, which
+    /// owes its replies, or answered here.
+    pub(super) fn send_dedicated(&mut self, spec: &'static CommandSpec, request: Request) {
+        let in_transaction = self
+            .dedicated
+            .as_ref()
+            .is_some_and(|dedicated| dedicated.in_transaction);
+        if in_transaction && !self.queue_on_dedicated(spec, &request) {
             return;
         }
-        if !self.mirror_on_dedicated(spec, &request, dedicated) {
+        if !self.mirror_on_dedicated(spec, &request) {
             return;
         }
-        if let Some(refusal) = self.cluster_refusal(spec, &request, dedicated) {
-            dedicated.refuse(refusal, &mut self.write_buffer);
+        if let Some(refusal) = self.cluster_refusal(spec, &request) {
+            self.refuse_on_dedicated(refusal);
             return;
         }
         // Inside MULTI the reply is +QUEUED; EXEC's array is passed on as it is.
-        let rewrite = self
-            .reply_rewrite(spec)
-            .filter(|_| !dedicated.in_transaction);
+        let rewrite = self.reply_rewrite(spec).filter(|_| !in_transaction);
+        // The backend switches protocol; the client gets the proxy's own HELLO (its id, the backend's version,
+        // one standalone mode), as on shared connections, not the node's.
+        let hello = (spec.name == "hello" && !in_transaction).then(|| self.hello_reply_now());
+        let Some(dedicated) = self.dedicated.as_mut() else {
+            return;
+        };
         let mut owed = Owed::one(rewrite);
         owed.replies = dedicated.replies_owed(spec, &request);
-        owed.pubsub = spec.class == CommandClass::PubSub && !dedicated.in_transaction;
+        owed.pubsub = spec.class == CommandClass::PubSub && !in_transaction;
         owed.unsubscribe =
             owed.pubsub && matches!(spec.name, "unsubscribe" | "punsubscribe" | "sunsubscribe");
-        if spec.name == "exec" && dedicated.in_transaction && dedicated.aborted {
+        if spec.name == "exec" && in_transaction && dedicated.aborted {
             // A command was refused while queued: Redis would discard the transaction at EXEC. DISCARD ends
             // it on the server (and its WATCH), and the client gets Redis's EXECABORT.
-            to_backend.extend_from_slice(b"*1\r\n$7\r\nDISCARD\r\n");
+            dedicated
+                .to_backend
+                .extend_from_slice(b"*1\r\n$7\r\nDISCARD\r\n");
             owed.instead = Some(TransactionError::ExecAbort.to_reply());
         } else {
-            to_backend.extend_from_slice(request.raw());
+            dedicated.to_backend.extend_from_slice(request.raw());
         }
-        if spec.name == "hello" && !dedicated.in_transaction {
-            // The backend switches protocol; the client gets the proxy's own HELLO (its id, the backend's
-            // version, one standalone mode), as on shared connections, not the node's.
-            owed.instead = Some(self.hello_reply_now());
+        if hello.is_some() {
+            owed.instead = hello;
         }
         dedicated.track(spec, &request);
-        dedicated.slots.push_back(Slot::Backend(owed));
+        let node = dedicated.endpoint.address.clone();
+        self.pending
+            .push_sent(Pending::Dedicated(Box::new(owed)), request.raw(), &node);
+    }
+
+    /// A command the proxy refuses itself on a dedicated connection; inside MULTI this aborts the transaction,
+    /// as in Redis.
+    fn refuse_on_dedicated(&mut self, reply: Bytes) {
+        self.fail_transaction();
+        self.pending.push_back(Pending::Ready(reply));
+    }
+
+    /// Inside MULTI on a dedicated connection: marks the transaction so that EXEC fails with EXECABORT.
+    pub(super) fn fail_dedicated_transaction(&mut self) {
+        if let Some(dedicated) = self.dedicated.as_mut() {
+            dedicated.aborted |= dedicated.in_transaction;
+        }
+    }
+
+    /// Whether the client is inside MULTI on a dedicated connection.
+    pub(super) fn in_dedicated_transaction(&self) -> bool {
+        self.dedicated
+            .as_ref()
+            .is_some_and(|dedicated| dedicated.in_transaction)
     }
 
     /// Inside MULTI: whether the command goes to the backend to be queued there. QUIT and RESET run at once
     /// (as in Redis); a command the proxy cannot queue is refused, which aborts the transaction.
-    fn queue_on_dedicated(
-        &mut self,
-        spec: &CommandSpec,
-        request: &Request,
-        dedicated: &mut Dedicated,
-    ) -> bool {
+    fn queue_on_dedicated(&mut self, spec: &CommandSpec, request: &Request) -> bool {
         let handled_by_redis = matches!(
             spec.name,
             "multi" | "exec" | "discard" | "watch" | "unwatch" | "quit" | "reset"
@@ -798,26 +816,23 @@ impl Session {
         if handled_by_redis || transaction::queueable(spec) {
             return true;
         }
-        dedicated.refuse(transaction::refusal(spec, request), &mut self.write_buffer);
+        self.refuse_on_dedicated(transaction::refusal(spec, request));
         false
     }
 
     /// Commands the proxy answers itself, on a dedicated connection: the backend keeps this state itself
     /// (SELECT, HELLO), so the session mirrors it and the request goes on; others are answered here. Returns
     /// whether the request goes to the backend.
-    fn mirror_on_dedicated(
-        &mut self,
-        spec: &CommandSpec,
-        request: &Request,
-        dedicated: &mut Dedicated,
-    ) -> bool {
+    fn mirror_on_dedicated(&mut self, spec: &CommandSpec, request: &Request) -> bool {
         match spec.proxy {
             ProxyHandling::Forward
             | ProxyHandling::Dedicated
             | ProxyHandling::DedicatedWhenBlocking => true,
             ProxyHandling::Local if matches!(spec.name, "select" | "hello" | "reset") => {
-                dedicated.reconfigured = true;
-                self.mirror_connection_state(spec, request, dedicated)
+                if let Some(dedicated) = self.dedicated.as_mut() {
+                    dedicated.reconfigured = true;
+                }
+                self.mirror_connection_state(spec, request)
             }
             ProxyHandling::Local => match spec.name {
                 // Sent on: Redis answers +OK after every reply owed, then closes the connection.
@@ -829,12 +844,12 @@ impl Session {
                 _ if self.backend_answers_on_dedicated(spec) => true,
                 _ => {
                     let reply = self.answer_session_command(spec, request);
-                    dedicated.queue_local(reply, &mut self.write_buffer);
+                    self.pending.push_back(Pending::Ready(reply));
                     false
                 }
             },
             _ => {
-                dedicated.refuse(unsupported(request), &mut self.write_buffer);
+                self.refuse_on_dedicated(unsupported(request));
                 false
             }
         }
@@ -842,12 +857,7 @@ impl Session {
 
     /// SELECT, HELLO and RESET on a dedicated connection: the backend keeps this state itself, so the request
     /// goes on and the session mirrors it (HELLO with AUTH is answered here). Returns whether it goes on.
-    fn mirror_connection_state(
-        &mut self,
-        spec: &CommandSpec,
-        request: &Request,
-        dedicated: &mut Dedicated,
-    ) -> bool {
+    fn mirror_connection_state(&mut self, spec: &CommandSpec, request: &Request) -> bool {
         match spec.name {
             "select" if self.cluster.is_none() => {
                 // A tenant stays in its own db here too.
@@ -855,7 +865,7 @@ impl Session {
                     let checked =
                         tenant.check_select(self.pool.name(), request.arg(1).unwrap_or_default());
                     if let Err(error) = checked {
-                        dedicated.refuse(error.to_reply(), &mut self.write_buffer);
+                        self.refuse_on_dedicated(error.to_reply());
                         return false;
                     }
                 }
@@ -867,7 +877,7 @@ impl Session {
             "hello" => {
                 if request.args().any(|arg| arg.eq_ignore_ascii_case(b"AUTH")) {
                     let reply = self.hello(spec, request);
-                    dedicated.queue_local(reply, &mut self.write_buffer);
+                    self.pending.push_back(Pending::Ready(reply));
                     return false;
                 }
                 match request.arg(1) {
@@ -886,7 +896,7 @@ impl Session {
             // SELECT on a cluster pool.
             _ => {
                 let reply = self.answer_session_command(spec, request);
-                dedicated.queue_local(reply, &mut self.write_buffer);
+                self.pending.push_back(Pending::Ready(reply));
                 false
             }
         }
@@ -894,13 +904,9 @@ impl Session {
 
     /// Cluster pools: a command whose keys are not all in one slot, or whose slot is on another node than this
     /// connection, gets `CROSSSLOT` (the client could not follow a MOVED to this connection).
-    fn cluster_refusal(
-        &self,
-        spec: &'static CommandSpec,
-        request: &Request,
-        dedicated: &Dedicated,
-    ) -> Option<Bytes> {
-        let (Some(node), PoolHandle::Cluster(pool)) = (&dedicated.node, &self.pool) else {
+    fn cluster_refusal(&self, spec: &'static CommandSpec, request: &Request) -> Option<Bytes> {
+        let node = self.dedicated.as_ref()?.node.as_ref()?;
+        let PoolHandle::Cluster(pool) = &self.pool else {
             return None;
         };
         let topology = pool.topology();

@@ -96,13 +96,6 @@ const SHUTDOWN_LINGER: std::time::Duration = std::time::Duration::from_millis(50
 /// What subscribers and requests read after the shutdown began are told.
 const SHUTTING_DOWN: &[u8] = b"-ERR rkproxy is shutting down\r\n";
 
-/// What a session does next: serve on shared connections, move to a dedicated one, or end.
-enum Step {
-    Shared,
-    Dedicated(Request),
-    End(SessionEnd),
-}
-
 /// A client's protocol state and its link to a pool.
 pub struct Session {
     id: u64,
@@ -137,6 +130,9 @@ pub struct Session {
     cluster: Option<ClusterSession>,
     /// Set when the client needs its own backend connection; the session then switches to dedicated mode.
     go_dedicated: Option<Request>,
+    /// The client's backend connection of its own, while it has one: requests go there instead of to the pool
+    /// (see [`dedicated`]).
+    dedicated: Option<dedicated::Dedicated>,
     /// The last dedicated connection, kept for reuse after the client went back to shared connections.
     spare_dedicated: Option<dedicated::SpareConnection>,
     /// The last command looked up: a pipeline of one command skips the table search.
@@ -234,6 +230,7 @@ impl Session {
             pool,
             route: None,
             go_dedicated: None,
+            dedicated: None,
             spare_dedicated: None,
             last_command: None,
             looked_up: None,
@@ -274,18 +271,15 @@ impl Session {
     }
 
     async fn serve(&mut self) -> SessionEnd {
-        let mut step = Step::Shared;
-        loop {
-            let next = match step {
-                Step::Shared => self.run_shared().await,
-                Step::Dedicated(request) => self.run_dedicated(request).await,
-                Step::End(end) => return end,
-            };
-            step = next.unwrap_or_else(Step::End);
+        match self.run_loop().await {
+            Ok(end) | Err(end) => end,
         }
     }
 
-    async fn run_shared(&mut self) -> Result<Step, SessionEnd> {
+    /// The session loop, on shared connections and on a dedicated one alike: replies are collected and
+    /// written, requests framed and handled (`handle` sends them where the client is served), and the loop
+    /// waits for whichever comes next: a reply, the client, the dedicated connection, a timer, the shutdown.
+    async fn run_loop(&mut self) -> Result<SessionEnd, SessionEnd> {
         let mut max_pending = self.state.config().client_limits.max_pending_requests;
         let mut idle_ms = self.state.config().timeouts.idle_ms;
         self.last_activity = tokio::time::Instant::now();
@@ -293,10 +287,15 @@ impl Session {
             if let Some(until) = self.reply_hold.take() {
                 self.hold_replies(until).await?;
             }
+            self.write_dedicated().await?;
             self.collect_ready_replies();
             self.filter_replies();
             self.send_replies()?;
-            self.account_memory(0);
+            self.account_memory(
+                self.dedicated
+                    .as_ref()
+                    .map_or(0, dedicated::Dedicated::buffered),
+            );
             if let Some(resume_at) = self.resume_at {
                 // Waiting for the tenant's traffic budget; replies still flow meanwhile. A command being sent
                 // again after TRYAGAIN holds the deferred one back too.
@@ -326,15 +325,21 @@ impl Session {
                 if let Some(cluster) = &self.cluster {
                     cluster.redirects.clear();
                 }
-                // A barrier: a reloaded configuration is taken up here (not while moving to a dedicated
-                // connection, which was decided under the current one).
-                if self.go_dedicated.is_none() && self.adopt_newest_state() {
+                // A barrier: a reloaded configuration is taken up here (not on a dedicated connection, nor while
+                // moving to one, which was decided under the current one).
+                if self.dedicated.is_none()
+                    && self.go_dedicated.is_none()
+                    && self.adopt_newest_state()
+                {
                     max_pending = self.state.config().client_limits.max_pending_requests;
                     idle_ms = self.state.config().timeouts.idle_ms;
                 }
                 if let Some(end) = self.closing.take() {
                     self.flush_output().await?;
-                    return Ok(Step::End(end));
+                    return Ok(end);
+                }
+                if let Some(end) = self.dedicated_barrier().await? {
+                    return Ok(end);
                 }
                 if let Some(request) = self.deferred.take() {
                     self.handle(request);
@@ -344,7 +349,8 @@ impl Session {
                 if let Some(request) = self.go_dedicated.take() {
                     self.reply_filter_leaves_shared_mode();
                     self.pending.forget_unattributed();
-                    return Ok(Step::Dedicated(request));
+                    self.start_dedicated(request).await;
+                    continue;
                 }
                 if self.shutting_down {
                     return self.refuse_unread_and_close().await;
@@ -359,6 +365,7 @@ impl Session {
             }
             let can_read = self.accepting_requests(max_pending);
             let front_waiting = self.pending.front().is_some_and(Pending::is_waiting);
+            let on_dedicated = self.dedicated.is_some();
             let writing = !self.output.is_empty();
             let memory_paused = self.memory.paused;
             let awaiting_auth = self.awaiting_auth();
@@ -369,19 +376,24 @@ impl Session {
                 event = next_front_event(self.pending.front_mut()), if front_waiting => {
                     self.apply_front_event(event);
                 }
+                read = dedicated::read_dedicated(self.dedicated.as_mut()), if on_dedicated => {
+                    if let Some(end) = self.on_dedicated_read(read).await? {
+                        return Ok(end);
+                    }
+                }
                 writable = self.stream.writable(), if writing => writable?,
                 readable = self.stream.readable(), if can_read => {
                     readable?;
                     if self.read_some()? == Some(0) {
-                        return Ok(Step::End(SessionEnd::ClientClosed));
+                        return Ok(SessionEnd::ClientClosed);
                     }
                 }
                 () = self.memory.wait_for_room(), if memory_paused => {}
                 () = sleep_until_lazily(self.auth_deadline), if awaiting_auth => {
-                    return Ok(Step::End(SessionEnd::AuthTimeout));
+                    return Ok(SessionEnd::AuthTimeout);
                 }
                 () = sleep_until_lazily(idle_deadline), if may_idle_out => {
-                    return Ok(Step::End(SessionEnd::Idle));
+                    return Ok(SessionEnd::Idle);
                 }
                 _ = self.shutdown.changed(), if !self.shutting_down => {
                     self.shutting_down = true;
@@ -447,9 +459,10 @@ impl Session {
     }
 
     /// Whether `timeouts.idle_ms` can close the connection now: it is on, the client is authenticated (or
-    /// there are no tenants) and no reply is owed. Dedicated mode (subscribers, blocked clients) never gets here.
+    /// there are no tenants), no reply is owed and the client is not on a dedicated connection (subscribers,
+    /// blocked clients and open transactions never idle out).
     fn may_idle_out(&self, idle_ms: u64) -> bool {
-        idle_ms > 0 && !self.awaiting_auth() && self.pending.is_empty()
+        idle_ms > 0 && !self.awaiting_auth() && self.pending.is_empty() && self.dedicated.is_none()
     }
 
     fn idle_deadline(&self, idle_ms: u64) -> tokio::time::Instant {
@@ -458,7 +471,7 @@ impl Session {
 
     /// The proxy shuts down and every request read so far is answered: requests that reached the proxy since
     /// (framed but not handled, or already in the socket) get the shutting-down error; then the session ends.
-    async fn refuse_unread_and_close(&mut self) -> Result<Step, SessionEnd> {
+    async fn refuse_unread_and_close(&mut self) -> Result<SessionEnd, SessionEnd> {
         // Whatever the client sent that arrived by now; nothing more is waited for.
         let _ = self.stream.try_read_buf(&mut self.read_buffer);
         while let Ok(Some(_request)) = self.decoder.decode(&mut self.read_buffer) {
@@ -472,7 +485,7 @@ impl Session {
     /// unread input sends a reset, and the client's system may then drop replies it has not read yet. So the
     /// proxy sends its end of stream first and discards what the client still sends, until the client closes
     /// too or [`SHUTDOWN_LINGER`] has passed.
-    async fn close_after_shutdown(&mut self) -> Result<Step, SessionEnd> {
+    async fn close_after_shutdown(&mut self) -> Result<SessionEnd, SessionEnd> {
         self.stream.shutdown().await?;
         let linger = tokio::time::sleep(SHUTDOWN_LINGER);
         tokio::pin!(linger);
@@ -487,12 +500,13 @@ impl Session {
                 () = &mut linger => break,
             }
         }
-        Ok(Step::End(SessionEnd::Shutdown))
+        Ok(SessionEnd::Shutdown)
     }
 
     /// Whether the session may frame (and read) more requests: nothing holds it back, the client's requests in
     /// flight are below `max_pending_requests` (counting each request of a batch) and, with its replies not yet
-    /// written, below `max_pending_bytes`, and the proxy is not over `max_memory`.
+    /// written, below `max_pending_bytes`, and the proxy is not over `max_memory`; on a dedicated connection,
+    /// while it takes requests (see `Dedicated::takes_requests`).
     fn accepting_requests(&self, max_pending: usize) -> bool {
         self.closing.is_none()
             && !self.shutting_down
@@ -504,6 +518,10 @@ impl Session {
             && !self.memory.paused
             && !self.holding_for_try_again()
             && !self.holding_for_redirects()
+            && self
+                .dedicated
+                .as_ref()
+                .is_none_or(|dedicated| dedicated.takes_requests(&self.pending))
     }
 
     /// Whether a reply to one of the client's requests was a cluster redirect (MOVED, ASK, TRYAGAIN) and some
@@ -538,6 +556,14 @@ impl Session {
             if let Pending::Ready(bytes) = front {
                 let bytes = std::mem::take(bytes);
                 self.write_buffer.extend_from_slice(&bytes);
+                self.pending.pop_front();
+                continue;
+            }
+            if let Pending::Dedicated(owed) = front {
+                // Replies that came while earlier entries waited; complete once none is owed.
+                if !owed.deliver_early(&mut self.write_buffer) {
+                    return;
+                }
                 self.pending.pop_front();
                 continue;
             }
@@ -721,8 +747,9 @@ impl Session {
             self.pending.push_back(Pending::Ready(refusal));
             return;
         }
-        // Kafka commands, Kafka pools and the Kafka admin commands are served by `kafka.rs`.
-        let request = if self.may_concern_kafka(&request) {
+        // Kafka commands, Kafka pools and the Kafka admin commands are served by `kafka.rs` (not on a dedicated
+        // connection, where the command table refuses them as unknown, as before: they cannot be queued).
+        let request = if self.dedicated.is_none() && self.may_concern_kafka(&request) {
             looked_up = None;
             match self.route_kafka(request) {
                 Some(request) => request,
@@ -732,7 +759,7 @@ impl Session {
             request
         };
         if let Some(name) = request.arg(0) {
-            if name.eq_ignore_ascii_case(b"USE") || name.eq_ignore_ascii_case(b"RKPROXY") {
+            if self.is_proxy_command(name) {
                 self.flush_batch();
                 // USE moves the connection to another pool: earlier replies first.
                 if !self.pending.is_empty() {
@@ -762,16 +789,25 @@ impl Session {
             }
         };
         if spec.name.starts_with("slowlog|") {
-            // The proxy's own slow log, not the backend's (a tenant sees only its own entries).
+            // The proxy's own slow log, not the backend's (a tenant sees only its own entries). Inside MULTI on
+            // a dedicated connection it cannot be queued (its reply would belong in EXEC's array).
             self.flush_batch();
-            let reply = self.slowlog_command(spec.name, &request);
+            let reply = if self.in_dedicated_transaction() {
+                self.fail_transaction();
+                transaction::TransactionError::not_queueable(spec).to_reply()
+            } else {
+                self.slowlog_command(spec.name, &request)
+            };
             self.pending.push_back(Pending::Ready(reply));
             return;
         }
+        // A request over the tenant's traffic limit waits in shared mode; on a dedicated connection (a
+        // transaction, a blocking command, a subscription) it is refused at once.
         let policed = if std::mem::take(&mut self.deferred_is_policed) {
             Verdict::Proceed(request)
         } else {
-            self.police(spec, request, true)
+            let may_wait = self.dedicated.is_none();
+            self.police(spec, request, may_wait)
         };
         let request = match policed {
             Verdict::Proceed(request) => request,
@@ -788,6 +824,10 @@ impl Session {
                 return;
             }
         };
+        if self.dedicated.is_some() {
+            self.send_dedicated(spec, request);
+            return;
+        }
         let Some(request) = self.route_big_request(spec, request) else {
             return;
         };
@@ -850,6 +890,16 @@ impl Session {
                 .pending
                 .push_back(Pending::Ready(unsupported(&request))),
         }
+    }
+
+    /// `USE` and `RKPROXY`, the proxy's own commands, answered here. On a dedicated connection USE is not one
+    /// (the connection belongs to the current pool), nor is RKPROXY inside MULTI (it cannot be queued): the
+    /// command table then refuses them as unknown commands.
+    fn is_proxy_command(&self, name: &[u8]) -> bool {
+        if name.eq_ignore_ascii_case(b"USE") {
+            return self.dedicated.is_none();
+        }
+        name.eq_ignore_ascii_case(b"RKPROXY") && !self.in_dedicated_transaction()
     }
 
     /// Sends a request down the pool's shared connections.

@@ -266,6 +266,11 @@ impl PendingQueue {
     pub(super) fn iter(&self) -> std::collections::vec_deque::Iter<'_, Pending> {
         self.entries.iter()
     }
+
+    /// The entries, to complete those a dedicated connection answers (see `dedicated`).
+    pub(super) fn iter_mut(&mut self) -> std::collections::vec_deque::IterMut<'_, Pending> {
+        self.entries.iter_mut()
+    }
 }
 
 /// How many client requests an entry answers.
@@ -286,7 +291,7 @@ fn request_of(entry: &Pending) -> Option<Bytes> {
         Pending::Transaction(exec) => Some(exec.unit.clone()),
         Pending::Merge(merge) => merge.parts.first().map(|part| part.request.clone()),
         Pending::Pipeline(pipeline) => pipeline.parts.first().map(|part| part.requests.clone()),
-        Pending::Ready(_) | Pending::Waiting(..) | Pending::Sent(_) => None,
+        Pending::Ready(_) | Pending::Waiting(..) | Pending::Sent(_) | Pending::Dedicated(_) => None,
     }
 }
 
@@ -310,7 +315,9 @@ fn target_of(entry: &Pending) -> Target {
                 .map(|part| (Arc::clone(&part.node), count(part.ends.len())))
                 .collect(),
         ),
-        Pending::Ready(_) | Pending::Waiting(..) | Pending::Sent(_) => Target::Unknown,
+        Pending::Ready(_) | Pending::Waiting(..) | Pending::Sent(_) | Pending::Dedicated(_) => {
+            Target::Unknown
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use cluster_router::commands::{CommandSpec, MergePolicy};
 use cluster_router::plan::SplitPart;
 use cluster_router::topology::NodeAddr;
@@ -33,6 +33,9 @@ pub enum Pending {
     Pipeline(Box<Pipeline>),
     /// Cluster pools: a queued transaction sent at EXEC as one unit; sent again whole if Redis redirects it.
     Transaction(Box<ClusterExec>),
+    /// A request written to the client's dedicated connection, whose replies the session reads itself (see
+    /// the `dedicated` module): complete once no reply is owed.
+    Dedicated(Box<Owed>),
 }
 
 /// How to turn a backend reply into the client's reply.
@@ -134,6 +137,43 @@ pub struct ClusterExec {
     pub patience: crate::backend::Patience,
 }
 
+/// What a client's dedicated connection owes for one request (see [`Pending::Dedicated`]).
+pub struct Owed {
+    /// How many replies: one, or one per channel for SUBSCRIBE and friends. An error ends the request early.
+    pub replies: usize,
+    /// The request is a (un)subscription: its replies are subscription confirmations.
+    pub pubsub: bool,
+    /// The request is an UNSUBSCRIBE, PUNSUBSCRIBE or SUNSUBSCRIBE: it may end every subscription.
+    pub unsubscribe: bool,
+    /// With a spec, the reply's keys lose the tenant's prefix.
+    pub rewrite: Option<&'static CommandSpec>,
+    /// The client gets this instead of the backend's reply (EXEC of an aborted transaction, sent as DISCARD).
+    pub instead: Option<Bytes>,
+    /// Replies that arrived while an earlier entry of the reply queue was still waiting (see
+    /// `dedicated::frame_dedicated_replies`).
+    pub early: BytesMut,
+}
+
+impl Owed {
+    pub fn one(rewrite: Option<&'static CommandSpec>) -> Owed {
+        Owed {
+            replies: 1,
+            pubsub: false,
+            unsubscribe: false,
+            rewrite,
+            instead: None,
+            early: BytesMut::new(),
+        }
+    }
+
+    /// At the front of the reply queue: moves the replies that came early to `out`; whether every reply has
+    /// arrived (the entry is complete).
+    pub fn deliver_early(&mut self, out: &mut BytesMut) -> bool {
+        out.extend_from_slice(&self.early.split());
+        self.replies == 0
+    }
+}
+
 /// Something that happened to the entry at the front of the queue.
 pub enum FrontEvent {
     /// The single reply of a `Waiting` or `Routed` entry.
@@ -154,7 +194,7 @@ pub type PartReceiver = Option<oneshot::Receiver<BackendReply>>;
 /// The front entry's next event, if one is ready now (never waits).
 pub fn try_front_event(front: &mut Pending) -> Option<FrontEvent> {
     match front {
-        Pending::Ready(_) => None,
+        Pending::Ready(_) | Pending::Dedicated(_) => None,
         Pending::Waiting(receiver, _) => try_one(receiver).map(FrontEvent::Reply),
         Pending::Sent(sent) => try_one(&mut sent.receiver).map(FrontEvent::Reply),
         Pending::Routed(routed) => try_one(&mut routed.receiver).map(FrontEvent::Reply),

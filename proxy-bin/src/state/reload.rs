@@ -23,10 +23,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tracing::{info, warn};
 
-use super::{Process, ProxyState, Snapshot};
+use super::{Process, ProxyState, Snapshot, UndefinedDefaultPool};
 use crate::config::{CommandLineOverrides, Config, ConfigError, PoolKind};
 use crate::introspection::BackendVersion;
-use crate::pools::PoolHandle;
+use crate::pools::{PoolError, PoolHandle};
 
 /// Where a reload reads the configuration again: the same layers as at start (built-in defaults, the file,
 /// the command-line values, then `RKPROXY_*` environment variables).
@@ -69,6 +69,17 @@ pub enum ReloadError {
     NoFile,
     #[error("the proxy is not running")]
     NotRunning,
+}
+
+/// Why the first state could not be built at start.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    DefaultPool(#[from] UndefinedDefaultPool),
 }
 
 /// What a reload changed.
@@ -118,14 +129,17 @@ impl fmt::Display for ReloadReport {
 impl Live {
     /// Builds the first state from `config` (a cluster pool reads its slot map first; standalone and Kafka
     /// pools connect later) and the cell that holds it.
-    pub async fn start(config: Config, source: Option<ConfigSource>) -> Result<Arc<Live>, String> {
+    pub async fn start(
+        config: Config,
+        source: Option<ConfigSource>,
+    ) -> Result<Arc<Live>, StateError> {
         let mut pools = HashMap::new();
         let mut backend_versions = HashMap::new();
         for (name, pool) in &config.pools {
             pools.insert(name.clone(), PoolHandle::start(name, pool, &config).await?);
             backend_versions.insert(name.clone(), Arc::default());
         }
-        let tenants = config.build_tenants().map_err(|e| e.to_string())?;
+        let tenants = config.build_tenants()?;
         let process = Arc::new(Process::new(&config));
         let snapshot = Snapshot::new(config, pools, tenants, backend_versions)?;
         Ok(Arc::new_cyclic(|live| Live {
@@ -221,7 +235,7 @@ async fn prepare(
     let snapshot = Snapshot::new(config, pools, tenants, backend_versions).map_err(|problem| {
         ReloadError::Pool {
             pool: default_pool,
-            problem,
+            problem: problem.to_string(),
         }
     })?;
     Ok((snapshot, report))
@@ -248,7 +262,7 @@ async fn build_pools(
                     .await
                     .map_err(|problem| ReloadError::Pool {
                         pool: name.clone(),
-                        problem,
+                        problem: problem.to_string(),
                     })?;
                 let list = match previous {
                     Some(_) => &mut report.pools_changed,

@@ -227,3 +227,74 @@ async fn a_tenant_sees_and_resets_only_its_own_slow_entries() {
     assert_eq!(slowlog_get(&mut boss, "1").await.len(), 1);
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_slow_blocking_command_on_a_dedicated_connection_is_logged() {
+    // BLPOP with a timeout runs on a backend connection of the client's own; it blocks for 300 ms.
+    let toml = format!(
+        "default_pool = 'main'\n[slowlog]\nslower_than_us = 100000\n\
+         [pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+        redis_addr()
+    );
+    let proxy = start_proxy_toml(&toml).await;
+    let mut connection = client(&proxy).await;
+    let key = unique("slowlog-blpop");
+    let popped: Option<(String, String)> = redis::cmd("BLPOP")
+        .arg(&key)
+        .arg("0.3")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(popped, None);
+    let entries = slowlog_get(&mut connection, "-1").await;
+    let slow = entries
+        .iter()
+        .find(|entry| entry.args.first().map(String::as_str) == Some("BLPOP"))
+        .unwrap_or_else(|| panic!("the BLPOP is logged: {entries:?}"));
+    assert_eq!(slow.args, ["BLPOP", key.as_str(), "0.3"]);
+    assert!(slow.duration_us >= 250_000, "{slow:?}");
+    assert_eq!(slow.node, redis_addr());
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_watching_client_gets_the_proxys_slow_log_and_commands() {
+    // Every request is logged (threshold 0). After WATCH the client is on a dedicated connection.
+    let toml = format!(
+        "default_pool = 'main'\n[slowlog]\nslower_than_us = 0\n\
+         [pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+        redis_addr()
+    );
+    let proxy = start_proxy_toml(&toml).await;
+    let mut connection = client(&proxy).await;
+    let key = unique("slowlog-watch");
+    let _: () = redis::cmd("WATCH")
+        .arg(&key)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let _: Option<String> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    // The proxy's slow log (its entries have the tenant and the node), not the backend's.
+    let entries = slowlog_get(&mut connection, "-1").await;
+    let get = entries
+        .iter()
+        .find(|entry| entry.args.first().map(String::as_str) == Some("GET"))
+        .unwrap_or_else(|| panic!("the GET on the dedicated connection is logged: {entries:?}"));
+    assert_eq!(get.args, ["GET", key.as_str()]);
+    assert_eq!(get.node, redis_addr());
+    let pool: String = redis::cmd("RKPROXY")
+        .arg("POOL")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(pool, "main");
+    let _: () = redis::cmd("UNWATCH")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    proxy.shutdown().await;
+}

@@ -137,6 +137,7 @@ impl Session {
         };
         if let Some(key) = first_key(spec, &request) {
             lanes.recent().remember(key);
+            self.note_big_reply(spec.name, key, reply.len());
         }
     }
 }

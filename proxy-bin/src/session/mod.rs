@@ -916,12 +916,14 @@ fn transaction_command_without_state(spec: &CommandSpec) -> Option<Bytes> {
     }
 }
 
-/// Whether `request` is `RKPROXY STATS ...` (answered by `observe`).
+/// Whether `request` is `RKPROXY STATS | BIGKEYS | HOTKEYS ...` (answered by `observe`).
 fn is_stats_command(request: &Request) -> bool {
     request.name().eq_ignore_ascii_case(b"RKPROXY")
-        && request
-            .arg(1)
-            .is_some_and(|sub| sub.eq_ignore_ascii_case(b"STATS"))
+        && request.arg(1).is_some_and(|sub| {
+            [&b"STATS"[..], b"BIGKEYS", b"HOTKEYS"]
+                .iter()
+                .any(|name| sub.eq_ignore_ascii_case(name))
+        })
 }
 
 /// The reply for a command the table knows but rkproxy does not serve.

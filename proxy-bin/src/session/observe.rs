@@ -25,16 +25,20 @@ use super::Session;
 use crate::backend::{BackendError, BackendReply};
 use crate::pools::PoolHandle;
 use crate::reply;
+use crate::stats::keys::{BigSeen, BigSide};
 use crate::stats::report::{self, Facts, NodeFacts, PoolFacts, Section};
 use crate::stats::slowlog::{SlowArg, SlowEntry, SlowRequest};
 use crate::stats::{ErrorKind, SessionStats, Stats, NO_TENANT, UNAUTHENTICATED, UNKNOWN_COMMAND};
+use cluster_router::commands::CommandSpec;
 use cluster_router::topology::NodeAddr;
 
 /// Timing of one entry of the reply queue.
 #[derive(Default)]
 pub(super) struct Sent {
-    /// When it was pushed; `None` for entries the proxy answered itself.
+    /// When it was pushed (dispatched); `None` for entries the proxy answered itself.
     at: Option<Instant>,
+    /// When the proxy framed its first request (the start of the time in the proxy); `at` if unknown.
+    framed_at: Option<Instant>,
     /// How long until it was last taken off the front.
     took: Option<Duration>,
     /// Requests it stands for (a batch stands for several).
@@ -91,6 +95,8 @@ pub(super) struct PendingQueue {
     /// Entries taken off complete, not yet recorded.
     completed: Vec<Sent>,
     timing: bool,
+    /// When the requests framed in the current pass over the read buffer began (one clock read per pass).
+    framed_at: Option<Instant>,
     slow_after: Option<Duration>,
     /// Cluster nodes' labels, made once per session (not once per request).
     labels: Vec<(Arc<NodeAddr>, Arc<str>)>,
@@ -119,6 +125,9 @@ impl PendingQueue {
 
     /// Counts a framed request of `bytes` bytes, in flight from now on.
     pub(super) fn framed(&mut self, bytes: usize) {
+        if self.timing && self.framed_at.is_none() {
+            self.framed_at = Some(Instant::now());
+        }
         self.unattributed.requests += 1;
         self.unattributed.bytes += bytes;
         self.total.requests += 1;
@@ -127,6 +136,7 @@ impl PendingQueue {
 
     /// Forgets framed requests that no entry carries (see the type's documentation).
     pub(super) fn forget_unattributed(&mut self) {
+        self.framed_at = None;
         let forgotten = std::mem::take(&mut self.unattributed);
         self.total.requests -= forgotten.requests;
         self.total.bytes -= forgotten.bytes;
@@ -162,8 +172,10 @@ impl PendingQueue {
         if !self.timing || matches!(entry, Pending::Ready(_)) {
             return Sent::default();
         }
+        let at = Instant::now();
         Sent {
-            at: Some(Instant::now()),
+            at: Some(at),
+            framed_at: Some(self.framed_at.unwrap_or(at)),
             requests: requests_of(entry),
             ..Sent::default()
         }
@@ -392,6 +404,14 @@ fn failure_kind(error: &BackendError) -> ErrorKind {
     }
 }
 
+/// The request's first key, if it names any.
+fn first_key<'a>(spec: &'static CommandSpec, request: &'a Request) -> Option<&'a [u8]> {
+    let index = cluster_router::commands::key_indices(spec, request)
+        .ok()?
+        .first()?;
+    request.arg(index)
+}
+
 /// How a tenant-policy refusal is counted.
 pub(super) fn refusal_kind(error: &PolicyError) -> ErrorKind {
     match error {
@@ -406,11 +426,56 @@ impl Session {
         if !self.stats.enabled() {
             return;
         }
-        let name = match self.lookup(request) {
-            Ok(spec) => spec.name,
-            Err(_) => unlisted_command(request.name()),
+        let spec = match self.lookup(request) {
+            Ok(spec) => spec,
+            Err(_) => {
+                let name = unlisted_command(request.name());
+                self.stats.command(name, request.raw().len());
+                return;
+            }
         };
-        self.stats.command(name, request.raw().len());
+        let size = request.raw().len();
+        self.stats.command(spec.name, size);
+        let keyed = spec.first_key > 0 || !spec.key_specs.is_empty();
+        if keyed && self.stats.sample_hot_key() {
+            if let Some(key) = first_key(spec, request) {
+                self.stats.hot_key(key);
+            }
+        }
+        if size >= self.stats.big_threshold() {
+            if let Some(key) = first_key(spec, request) {
+                self.record_big_key(spec.name, key, BigSide::Request, size);
+            }
+        }
+    }
+
+    /// A request or reply of at least the big-request threshold for `key` (the client's key, unprefixed).
+    fn record_big_key(&self, command: &'static str, key: &[u8], side: BigSide, bytes: usize) {
+        self.state.stats().big_key(BigSeen {
+            tenant: self.stats.tenant(),
+            pool: self.stats.pool(),
+            key,
+            command,
+            side,
+            bytes,
+        });
+    }
+
+    /// A big reply to a request for `key` as sent to the backend (with the tenant's prefix, which is taken off:
+    /// a key without it is not recorded, so no other tenant's key is ever shown).
+    pub(super) fn note_big_reply(&self, command: &'static str, backend_key: &[u8], bytes: usize) {
+        if !self.stats.enabled() {
+            return;
+        }
+        let prefix = self.tenant().and_then(|tenant| tenant.key_prefix());
+        let key = match prefix {
+            Some(prefix) => match backend_key.strip_prefix(prefix) {
+                Some(key) => key,
+                None => return,
+            },
+            None => backend_key,
+        };
+        self.record_big_key(command, key, BigSide::Reply, bytes);
     }
 
     /// Counts the requests of the entry `front` failed by a backend error in `event`.
@@ -421,7 +486,7 @@ impl Session {
         let times = u64::from(requests_of(front));
         self.stats.error(failure_kind(error), times);
         let BackendError::Unavailable { address, .. } = error;
-        self.stats.node(address, 0, times);
+        self.stats.node(address, 0, times, None);
     }
 
     /// Before replies are written: records the timing of completed entries (and logs slow ones), counts the
@@ -431,15 +496,23 @@ impl Session {
             return;
         }
         let mut completed = self.pending.settle();
+        // One clock read per write: the end of the time in the proxy of every entry completed since.
+        let mut now: Option<Instant> = None;
         for sent in completed.drain(..) {
             let Some(took) = sent.took else {
                 continue;
             };
-            self.stats.latency(took, u64::from(sent.requests.max(1)));
+            let written_at = *now.get_or_insert_with(Instant::now);
+            let in_proxy = sent
+                .framed_at
+                .map_or(took, |framed| written_at.saturating_duration_since(framed))
+                .max(took);
+            self.stats
+                .latency(in_proxy, took, u64::from(sent.requests.max(1)));
             let mut first_node: Option<Arc<str>> = None;
             let stats = &mut self.stats;
             self.pending.for_each_node(&sent, |node, requests| {
-                stats.node(node, u64::from(requests), 0);
+                stats.node(node, u64::from(requests), 0, Some(took));
                 first_node.get_or_insert_with(|| Arc::clone(node));
             });
             if self.pending.slow_after.is_some_and(|limit| took >= limit) {
@@ -545,6 +618,10 @@ impl Session {
         if self.awaiting_auth() {
             return Pending::Ready(PolicyError::NoAuth.to_reply());
         }
+        let sub = request.arg(1).unwrap_or_default();
+        if !sub.eq_ignore_ascii_case(b"STATS") {
+            return Pending::Ready(self.keys_command(sub, request));
+        }
         let Some(section) = Section::parse(request.arg(2)) else {
             return Pending::Ready(reply::error(
                 "ERR unknown RKPROXY STATS section. Try TENANTS, COMMANDS, POOLS, NODES or KAFKA.",
@@ -581,6 +658,30 @@ impl Session {
         Pending::Waiting(receiver, Expect::Forward)
     }
 
+    /// `RKPROXY BIGKEYS [n]` and `RKPROXY HOTKEYS [n]`: each visible tenant's `n` (default 10) biggest or most
+    /// requested keys, one `key=value` line each.
+    fn keys_command(&mut self, sub: &[u8], request: &Request) -> Bytes {
+        let per_tenant = match request.arg(2).map(parse_positive) {
+            None => DEFAULT_KEYS_SHOWN,
+            Some(Some(n)) => n,
+            Some(None) => return reply::error("ERR the count must be a positive integer"),
+        };
+        if request.argc() > 3 {
+            return reply::error("ERR syntax error: RKPROXY BIGKEYS|HOTKEYS [count]");
+        }
+        // Keys sampled so far by this client are part of the answer.
+        self.stats.flush();
+        let visible = self.visible_tenant();
+        let visible = |tenant: &str| visible.as_deref().is_none_or(|mine| mine == tenant);
+        let stats = self.state.stats();
+        let lines = if sub.eq_ignore_ascii_case(b"BIGKEYS") {
+            report::big_key_lines(&stats.big_keys(&visible, per_tenant))
+        } else {
+            report::hot_key_lines(&stats.hot_keys(&visible, per_tenant))
+        };
+        reply::array_of_bulks(lines.iter().map(String::as_bytes))
+    }
+
     /// INFO's `# Proxy` section as this client may see it.
     pub(super) fn proxy_section(&mut self) -> String {
         self.stats.flush();
@@ -592,6 +693,14 @@ impl Session {
             self.visible_tenant().as_deref(),
         )
     }
+}
+
+/// Keys per tenant that RKPROXY BIGKEYS and HOTKEYS show without a count.
+const DEFAULT_KEYS_SHOWN: usize = 10;
+
+fn parse_positive(text: &[u8]) -> Option<usize> {
+    let count: usize = std::str::from_utf8(text).ok()?.parse().ok()?;
+    (count > 0).then_some(count)
 }
 
 /// SLOWLOG GET's count: -1 for all, else at least 0.
@@ -726,6 +835,7 @@ pub(super) fn session_stats(state: &crate::state::ProxyState, worker: usize) -> 
         state.default_pool().name(),
         initial_tenant(state),
     )
+    .with_big_threshold(state.config().big_requests.threshold_bytes)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! table (`unknown` for anything else), Kafka topics only when the pool serves them.
 
 mod histogram;
+pub mod keys;
 pub mod report;
 pub mod slowlog;
 
@@ -22,6 +23,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 pub use histogram::Histogram;
+use keys::{
+    BigKey, BigKeys, BigSeen, HotKey, HotKeys, KeptKey, HOT_SAMPLE_EVERY, SAMPLED_PER_FLUSH,
+};
 use slowlog::SlowLog;
 
 /// The label of commands the command table does not know.
@@ -87,9 +91,12 @@ pub struct Traffic {
     pub errors: [u64; 4],
     pub bytes_in: u64,
     pub bytes_out: u64,
-    /// From a request's dispatch to the backend until its reply is in the proxy (requests the proxy answers
-    /// itself are not timed).
+    /// Time in the proxy: from the read that framed a request until its reply is handed to the client's
+    /// socket (requests the proxy answers itself are not timed).
     pub latency: Histogram,
+    /// Time at the backend: from a request's dispatch to the backend until its reply is in the proxy (the
+    /// same requests as `latency`; the difference is the proxy's own share).
+    pub backend: Histogram,
 }
 
 impl Traffic {
@@ -100,6 +107,7 @@ impl Traffic {
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
         self.latency.merge(&other.latency);
+        self.backend.merge(&other.backend);
     }
 
     fn is_empty(&self) -> bool {
@@ -107,6 +115,7 @@ impl Traffic {
             && self.bytes_in == 0
             && self.bytes_out == 0
             && self.latency.is_empty()
+            && self.backend.is_empty()
     }
 
     pub fn errors_total(&self) -> u64 {
@@ -138,17 +147,25 @@ impl TopicCounts {
     }
 }
 
-/// Requests one backend node answered, and those it failed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Requests one backend node answered, those it failed, and the backend round trip of those it answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeCounts {
     pub requests: u64,
     pub failures: u64,
+    /// From dispatch to the node until the reply is in the proxy (a request split over several nodes counts
+    /// its whole time at each).
+    pub latency: Histogram,
 }
 
 impl NodeCounts {
     pub(crate) fn merge(&mut self, other: &NodeCounts) {
         self.requests += other.requests;
         self.failures += other.failures;
+        self.latency.merge(&other.latency);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.requests == 0 && self.failures == 0 && self.latency.is_empty()
     }
 }
 
@@ -232,6 +249,8 @@ pub struct WorkerTable {
     nodes: Rows<PoolNode, NodeCounts>,
     /// Kafka topics, rare enough to be looked up by key.
     topics: HashMap<TopicKey, TopicCounts>,
+    /// The keys this worker's sessions sampled.
+    hot: HotKeys,
 }
 
 impl WorkerTable {
@@ -261,6 +280,8 @@ pub struct Stats {
     workers: Mutex<BTreeMap<usize, WorkerCell>>,
     /// Kafka reply bytes, counted by the tasks that run Kafka commands (not on any session's hot path).
     kafka_replies: Mutex<WorkerStats>,
+    /// Keys of big requests and replies (rare: each is recorded at once).
+    big_keys: Mutex<BigKeys>,
     slowlog: SlowLog,
 }
 
@@ -271,6 +292,7 @@ impl Stats {
             enabled,
             workers: Mutex::new(BTreeMap::new()),
             kafka_replies: Mutex::new(WorkerStats::default()),
+            big_keys: Mutex::new(BigKeys::default()),
             slowlog: SlowLog::new(slower_than_us, slowlog_max_len),
         })
     }
@@ -299,15 +321,39 @@ impl Stats {
         counts.pop_bytes += bytes as u64;
     }
 
-    /// Every worker's counts, merged.
-    pub fn snapshot(&self) -> WorkerStats {
-        let cells: Vec<WorkerCell> = self
-            .workers
+    /// A big request or reply (at least the big-request threshold).
+    pub fn big_key(&self, seen: BigSeen<'_>) {
+        if self.enabled {
+            lock(&self.big_keys).record(seen);
+        }
+    }
+
+    /// The `per_tenant` biggest keys of each visible tenant.
+    pub fn big_keys(&self, visible: &dyn Fn(&str) -> bool, per_tenant: usize) -> Vec<BigKey> {
+        lock(&self.big_keys).top(visible, per_tenant)
+    }
+
+    /// The `per_tenant` most requested keys of each visible tenant, merged over the workers.
+    pub fn hot_keys(&self, visible: &dyn Fn(&str) -> bool, per_tenant: usize) -> Vec<HotKey> {
+        let cells = self.cells();
+        let guards: Vec<MutexGuard<'_, WorkerTable>> =
+            cells.iter().map(|cell| lock(cell)).collect();
+        let workers: Vec<&HotKeys> = guards.iter().map(|table| &table.hot).collect();
+        keys::merge_hot_keys(&workers, visible, per_tenant)
+    }
+
+    fn cells(&self) -> Vec<WorkerCell> {
+        self.workers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Every worker's counts, merged.
+    pub fn snapshot(&self) -> WorkerStats {
+        let cells = self.cells();
         let mut all = lock(&self.kafka_replies).clone();
         for cell in cells {
             let worker = lock(&cell).to_stats();
@@ -331,6 +377,12 @@ pub struct SessionStats {
     traffic_row: Option<usize>,
     topics: Vec<(Arc<str>, TopicCounts)>,
     nodes: Vec<(Arc<str>, NodeCounts, Option<usize>)>,
+    /// Keyed requests left until the next one is sampled for the hot keys.
+    hot_countdown: u32,
+    /// Keys sampled since the last flush (at most [`SAMPLED_PER_FLUSH`]).
+    sampled: Vec<KeptKey>,
+    /// Requests and replies of at least this many bytes are recorded as big keys.
+    big_threshold: usize,
     dirty: bool,
 }
 
@@ -346,8 +398,45 @@ impl SessionStats {
             traffic_row: None,
             topics: Vec::new(),
             nodes: Vec::new(),
+            hot_countdown: HOT_SAMPLE_EVERY,
+            sampled: Vec::new(),
+            big_threshold: usize::MAX,
             dirty: false,
         }
+    }
+
+    /// Sets the size from which requests and replies are recorded as big keys.
+    pub fn with_big_threshold(mut self, bytes: usize) -> SessionStats {
+        self.big_threshold = bytes;
+        self
+    }
+
+    pub fn big_threshold(&self) -> usize {
+        self.big_threshold
+    }
+
+    pub fn pool(&self) -> &Arc<str> {
+        &self.pool
+    }
+
+    /// Counts down one keyed request; true for the one in [`HOT_SAMPLE_EVERY`] whose key is sampled.
+    #[inline]
+    pub fn sample_hot_key(&mut self) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        self.hot_countdown -= 1;
+        if self.hot_countdown > 0 {
+            return false;
+        }
+        self.hot_countdown = HOT_SAMPLE_EVERY;
+        self.sampled.len() < SAMPLED_PER_FLUSH
+    }
+
+    /// A sampled request's key (see [`SessionStats::sample_hot_key`]).
+    pub fn hot_key(&mut self, key: &[u8]) {
+        self.dirty = true;
+        self.sampled.push(KeptKey::new(key));
     }
 
     pub fn enabled(&self) -> bool {
@@ -415,16 +504,20 @@ impl SessionStats {
         self.traffic.bytes_out += bytes as u64;
     }
 
-    pub fn latency(&mut self, duration: Duration, requests: u64) {
+    /// `requests` answered together: `in_proxy` from their read to their reply's write, `at_backend` from
+    /// their dispatch to their reply.
+    pub fn latency(&mut self, in_proxy: Duration, at_backend: Duration, requests: u64) {
         if !self.enabled {
             return;
         }
         self.dirty = true;
-        self.traffic.latency.record(duration, requests);
+        self.traffic.latency.record(in_proxy, requests);
+        self.traffic.backend.record(at_backend, requests);
     }
 
-    /// `requests` answered by backend node `node`, of which `failures` failed there.
-    pub fn node(&mut self, node: &Arc<str>, requests: u64, failures: u64) {
+    /// `requests` answered by backend node `node` (`took`: their round trip there), of which `failures`
+    /// failed there.
+    pub fn node(&mut self, node: &Arc<str>, requests: u64, failures: u64, took: Option<Duration>) {
         if !self.enabled {
             return;
         }
@@ -446,6 +539,9 @@ impl SessionStats {
         };
         counts.requests += requests;
         counts.failures += failures;
+        if let Some(took) = took {
+            counts.latency.record(took, requests);
+        }
     }
 
     /// A KPUSH (`push`) or KPOP to a topic the pool serves.
@@ -500,8 +596,11 @@ impl SessionStats {
             let key = (Arc::clone(pool), topic, Arc::clone(tenant));
             worker.topics.entry(key).or_default().merge(&counts);
         }
+        for key in self.sampled.drain(..) {
+            worker.hot.add(tenant, pool, key);
+        }
         for (node, counts, row) in &mut self.nodes {
-            if *counts == NodeCounts::default() {
+            if counts.is_empty() {
                 continue;
             }
             let key = || (Arc::clone(pool), Arc::clone(node));
@@ -576,7 +675,7 @@ mod tests {
         let stats = Stats::new(false, 10_000, 128);
         let mut session = SessionStats::new(&stats, 0, "main", "shop");
         session.command("get", 10);
-        session.latency(Duration::from_millis(1), 1);
+        session.latency(Duration::from_millis(2), Duration::from_millis(1), 1);
         drop(session);
         assert!(stats.snapshot().commands.is_empty());
     }

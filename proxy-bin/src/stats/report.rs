@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use super::keys::{BigKey, HotKey};
 use super::{ErrorKind, Histogram, NodeCounts, Traffic, WorkerStats};
 
 /// The sections of `RKPROXY STATS`.
@@ -177,7 +178,7 @@ fn pool_lines(
 }
 
 /// One line per probed node (and per node that answered requests, if it was not probed): up or not, requests
-/// it answered, and those that failed there.
+/// it answered, those that failed there, and the backend round trip of those it answered.
 fn node_lines(snapshot: &WorkerStats, facts: &Facts) -> Vec<String> {
     let mut nodes: BTreeMap<(String, String), (Option<bool>, NodeCounts)> = BTreeMap::new();
     for node in &facts.nodes {
@@ -198,8 +199,10 @@ fn node_lines(snapshot: &WorkerStats, facts: &Facts) -> Vec<String> {
         .map(|((pool, node), (up, counts))| {
             let up = up.map_or_else(|| "-".to_owned(), |up| u8::from(up).to_string());
             format!(
-                "pool={pool} node={node} up={up} requests={} failures={}",
-                counts.requests, counts.failures
+                "pool={pool} node={node} up={up} requests={} failures={} {}",
+                counts.requests,
+                counts.failures,
+                latency_fields("backend_", &counts.latency)
             )
         })
         .collect()
@@ -222,6 +225,39 @@ fn kafka_lines(snapshot: &WorkerStats, visible: &dyn Fn(&str) -> bool) -> Vec<St
         .collect()
 }
 
+/// `RKPROXY BIGKEYS` lines: per tenant, biggest first (by count, then size).
+pub fn big_key_lines(keys: &[BigKey]) -> Vec<String> {
+    keys.iter()
+        .map(|key| {
+            format!(
+                "tenant={} pool={} key={} command={} side={} count={} max_bytes={}",
+                key.tenant,
+                key.pool,
+                key.key.shown(),
+                key.command,
+                key.side.label(),
+                key.count,
+                key.max_bytes
+            )
+        })
+        .collect()
+}
+
+/// `RKPROXY HOTKEYS` lines: per tenant, most requested first (an estimate from sampled requests).
+pub fn hot_key_lines(keys: &[HotKey]) -> Vec<String> {
+    keys.iter()
+        .map(|key| {
+            format!(
+                "tenant={} pool={} key={} requests={}",
+                key.item.tenant,
+                key.item.pool,
+                key.item.key.shown(),
+                key.requests
+            )
+        })
+        .collect()
+}
+
 /// Errors by kind, bytes and latency, as `key=value` pairs.
 fn traffic_fields(traffic: &Traffic) -> String {
     let mut out = format!("errors={}", traffic.errors_total());
@@ -230,22 +266,25 @@ fn traffic_fields(traffic: &Traffic) -> String {
     }
     let _ = write!(
         out,
-        " bytes_in={} bytes_out={} {}",
+        " bytes_in={} bytes_out={} {} {}",
         traffic.bytes_in,
         traffic.bytes_out,
-        latency_fields(&traffic.latency)
+        latency_fields("", &traffic.latency),
+        latency_fields("backend_", &traffic.backend)
     );
     out
 }
 
-fn latency_fields(latency: &Histogram) -> String {
+/// A histogram's count, mean and p50/p99 bucket bounds, each key after `prefix` (time in the proxy: no
+/// prefix; time at the backend: `backend_`).
+fn latency_fields(prefix: &str, latency: &Histogram) -> String {
     let quantile = |q| {
         latency
             .quantile_upper_us(q)
             .map_or_else(|| "-".to_owned(), |us| us.to_string())
     };
     format!(
-        "timed={} mean_us={} p50_le_us={} p99_le_us={}",
+        "{prefix}timed={} {prefix}mean_us={} {prefix}p50_le_us={} {prefix}p99_le_us={}",
         latency.count(),
         latency.mean_us(),
         quantile(0.5),

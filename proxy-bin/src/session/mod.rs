@@ -205,6 +205,7 @@ impl Session {
         let pool = state.default_pool().clone();
         let client_ip = stream.peer_addr().ok().map(|addr| addr.ip());
         let shutting_down = *shutdown.borrow() || shutdown.has_changed().is_err();
+        let stats = observe::session_stats(&state, worker, id, &stream);
         Session {
             id,
             worker,
@@ -215,7 +216,7 @@ impl Session {
             memory: memory::ClientMemory::new(Arc::clone(state.memory()), id),
             decoder: RequestDecoder::new(limits),
             pending: observe::new_queue(state.stats()),
-            stats: observe::session_stats(&state, worker),
+            stats,
             deferred: None,
             deferred_is_policed: false,
             closing: None,

@@ -25,6 +25,7 @@ use super::Session;
 use crate::backend::{BackendError, BackendReply};
 use crate::pools::PoolHandle;
 use crate::reply;
+use crate::stats::clients::ClientNow;
 use crate::stats::keys::{BigSeen, BigSide};
 use crate::stats::report::{self, Facts, NodeFacts, PoolFacts, Section};
 use crate::stats::slowlog::{SlowArg, SlowEntry, SlowRequest};
@@ -521,7 +522,14 @@ impl Session {
         }
         self.pending.reuse(completed);
         self.stats.bytes_out(reply_bytes);
-        self.stats.flush();
+        self.stats.flush_and_publish(Some(ClientNow {
+            name: self.name.as_ref(),
+            db: self.db,
+            resp3: self.resp3,
+            last_active: self.last_activity.into_std(),
+            pending: self.pending.in_flight_requests(),
+            output_bytes: self.output.len() + self.write_buffer.len(),
+        }));
         // Settings may have changed (a reload): the next entries use the current threshold.
         self.pending.slow_after = self.state.stats().slowlog().threshold();
     }
@@ -565,7 +573,7 @@ impl Session {
     }
 
     /// The tenant whose rows this client may see: `None` (all) for admins and when no tenants are configured.
-    fn visible_tenant(&self) -> Option<String> {
+    pub(super) fn visible_tenant(&self) -> Option<String> {
         match self.tenant() {
             Some(tenant) if !tenant.is_admin() => Some(tenant.name().to_owned()),
             _ => None,
@@ -827,15 +835,22 @@ where
     out
 }
 
-/// A session's stats, labelled with its starting pool and tenant.
-pub(super) fn session_stats(state: &crate::state::ProxyState, worker: usize) -> SessionStats {
-    SessionStats::new(
+/// A session's stats, labelled with its starting pool and tenant, and its entry in the client table.
+pub(super) fn session_stats(
+    state: &crate::state::ProxyState,
+    worker: usize,
+    id: u64,
+    stream: &tokio::net::TcpStream,
+) -> SessionStats {
+    let mut stats = SessionStats::new(
         state.stats(),
         worker,
         state.default_pool().name(),
         initial_tenant(state),
     )
-    .with_big_threshold(state.config().big_requests.threshold_bytes)
+    .with_big_threshold(state.config().big_requests.threshold_bytes);
+    stats.register(id, stream);
+    stats
 }
 
 #[cfg(test)]

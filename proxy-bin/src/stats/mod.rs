@@ -13,6 +13,7 @@
 //! Label sets stay bounded: pool and tenant names come from the configuration, command names from the command
 //! table (`unknown` for anything else), Kafka topics only when the pool serves them.
 
+pub mod clients;
 mod histogram;
 pub mod keys;
 pub mod report;
@@ -22,6 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use clients::{ClientEntry, ClientNow, ClientView, KillFilter};
 pub use histogram::Histogram;
 use keys::{
     BigKey, BigKeys, BigSeen, HotKey, HotKeys, KeptKey, HOT_SAMPLE_EVERY, SAMPLED_PER_FLUSH,
@@ -251,6 +253,8 @@ pub struct WorkerTable {
     topics: HashMap<TopicKey, TopicCounts>,
     /// The keys this worker's sessions sampled.
     hot: HotKeys,
+    /// This worker's sessions, by client id.
+    clients: HashMap<u64, ClientEntry>,
 }
 
 impl WorkerTable {
@@ -342,6 +346,38 @@ impl Stats {
         keys::merge_hot_keys(&workers, visible, per_tenant)
     }
 
+    /// Every session's entry of the client table that `visible` accepts (by tenant), by id.
+    pub fn clients(&self, visible: &dyn Fn(&str) -> bool) -> Vec<ClientView> {
+        let mut clients: Vec<ClientView> = Vec::new();
+        for cell in self.cells() {
+            let table = lock(&cell);
+            clients.extend(
+                table
+                    .clients
+                    .values()
+                    .filter(|entry| entry.is_live() && visible(&entry.tenant))
+                    .map(ClientEntry::view),
+            );
+        }
+        clients.sort_by_key(|client| client.id);
+        clients
+    }
+
+    /// Shuts down the sessions that `filter` matches among those `visible` accepts; how many.
+    pub fn kill_clients(&self, filter: &KillFilter, visible: &dyn Fn(&str) -> bool) -> usize {
+        let mut killed = 0;
+        for cell in self.cells() {
+            let mut table = lock(&cell);
+            for entry in table.clients.values_mut() {
+                if visible(&entry.tenant) && filter.matches(entry) {
+                    entry.kill();
+                    killed += 1;
+                }
+            }
+        }
+        killed
+    }
+
     fn cells(&self) -> Vec<WorkerCell> {
         self.workers
             .lock()
@@ -383,6 +419,10 @@ pub struct SessionStats {
     sampled: Vec<KeptKey>,
     /// Requests and replies of at least this many bytes are recorded as big keys.
     big_threshold: usize,
+    /// The session's id in its worker's client table, once registered.
+    client_id: Option<u64>,
+    /// The command table name of the latest request counted.
+    last_command: &'static str,
     dirty: bool,
 }
 
@@ -401,6 +441,8 @@ impl SessionStats {
             hot_countdown: HOT_SAMPLE_EVERY,
             sampled: Vec::new(),
             big_threshold: usize::MAX,
+            client_id: None,
+            last_command: "NULL",
             dirty: false,
         }
     }
@@ -413,6 +455,13 @@ impl SessionStats {
 
     pub fn big_threshold(&self) -> usize {
         self.big_threshold
+    }
+
+    /// Adds the session to its worker's client table (until it ends), with the session's current labels.
+    pub fn register(&mut self, id: u64, stream: &tokio::net::TcpStream) {
+        let entry = ClientEntry::new(id, stream, &self.tenant, &self.pool);
+        lock(&self.worker).clients.insert(id, entry);
+        self.client_id = Some(id);
     }
 
     pub fn pool(&self) -> &Arc<str> {
@@ -459,6 +508,12 @@ impl SessionStats {
         self.traffic_row = None;
         self.pool = Arc::from(pool);
         self.tenant = Arc::from(tenant);
+        if let Some(id) = self.client_id {
+            if let Some(entry) = lock(&self.worker).clients.get_mut(&id) {
+                entry.tenant = Arc::clone(&self.tenant);
+                entry.pool = Arc::clone(&self.pool);
+            }
+        }
     }
 
     /// One request of command `name` (a command table name, or [`UNKNOWN_COMMAND`]).
@@ -468,6 +523,7 @@ impl SessionStats {
             return;
         }
         self.dirty = true;
+        self.last_command = name;
         self.traffic.bytes_in += request_bytes as u64;
         // Names are 'static table entries: the same command is the same pointer.
         let found = self
@@ -567,14 +623,25 @@ impl SessionStats {
         }
     }
 
-    /// Moves the counts into the worker's cell (before replies are written, and when the session ends).
+    /// Moves the counts into the worker's cell (when the session ends, or to read its own counts).
     pub fn flush(&mut self) {
+        self.flush_and_publish(None);
+    }
+
+    /// Moves the counts into the worker's cell and, with `now`, brings the session's client-table entry up to
+    /// date (before replies are written; only when requests were counted since the last flush).
+    pub fn flush_and_publish(&mut self, now: Option<ClientNow<'_>>) {
         if !self.dirty {
             return;
         }
         self.dirty = false;
         let (pool, tenant) = (&self.pool, &self.tenant);
         let mut worker = lock(&self.worker);
+        if let (Some(now), Some(id)) = (now, self.client_id) {
+            if let Some(entry) = worker.clients.get_mut(&id) {
+                entry.update(now, self.last_command);
+            }
+        }
         for (name, counts, row) in &mut self.commands {
             if counts.calls == 0 {
                 continue;
@@ -615,6 +682,9 @@ impl SessionStats {
 impl Drop for SessionStats {
     fn drop(&mut self) {
         self.flush();
+        if let Some(id) = self.client_id {
+            lock(&self.worker).clients.remove(&id);
+        }
     }
 }
 

@@ -308,3 +308,136 @@ async fn hot_keys_are_estimated_per_tenant_and_served_as_metrics() {
     assert!(!body.contains(&alpha_prefix) && !body.contains(&beta_prefix));
     proxy.shutdown().await;
 }
+
+/// The integer of a RESP reply (`:n\r\n`).
+fn resp_integer(reply: &str) -> i64 {
+    reply
+        .strip_prefix(':')
+        .and_then(|n| n.trim_end().parse().ok())
+        .unwrap_or_else(|| panic!("not an integer reply: {reply:?}"))
+}
+
+/// CLIENT LIST's lines (the bulk string's text), as `key=value` maps.
+fn client_lines(reply: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let (_, text) = reply.split_once("\r\n").unwrap_or(("", ""));
+    text.lines()
+        .filter(|line| line.starts_with("id="))
+        .map(fields)
+        .collect()
+}
+
+#[tokio::test]
+async fn client_list_shows_every_session_and_client_kill_closes_them() {
+    let proxy = start_proxy(&redis_addr()).await;
+    let addr = proxy.local_addr().to_string();
+    let key = unique("ops:clients");
+    blocking(move || {
+        let mut admin = Resp::connect(&addr);
+        let mut named = Resp::connect(&addr);
+        let mut other = Resp::connect(&addr);
+        assert_eq!(named.command(&["CLIENT", "SETNAME", "worker-7"]), "+OK\r\n");
+        named.command(&["SET", &key, "v"]);
+        named.command(&["GET", &key]);
+        other.command(&["PING"]);
+        let named_id = resp_integer(&named.command(&["CLIENT", "ID"]));
+        let other_id = resp_integer(&other.command(&["CLIENT", "ID"]));
+
+        let listed = client_lines(&admin.command(&["CLIENT", "LIST"]));
+        assert_eq!(listed.len(), 3, "{listed:?}");
+        let named_line = listed
+            .iter()
+            .find(|line| line["id"] == named_id.to_string())
+            .unwrap_or_else(|| panic!("{named_id} not in {listed:?}"));
+        assert_eq!(named_line["name"], "worker-7");
+        assert_eq!(named_line["cmd"], "client|id");
+        assert_eq!(named_line["user"], "default");
+        assert_eq!(named_line["pool"], "main");
+        assert_eq!(named_line["pending"], "0");
+        assert!(named_line["addr"].starts_with("127.0.0.1:"));
+        let ids: Vec<u64> = listed
+            .iter()
+            .map(|line| line["id"].parse().unwrap())
+            .collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+        let only = client_lines(&admin.command(&["CLIENT", "LIST", "ID", &other_id.to_string()]));
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0]["cmd"], "client|id");
+
+        // The filter form: the number closed; the client's connection ends.
+        let killed = admin.command(&["CLIENT", "KILL", "ID", &named_id.to_string()]);
+        assert_eq!(resp_integer(&killed), 1);
+        assert_eq!(named.until_closed(), "");
+        // The old form, by address.
+        let other_addr = listed
+            .iter()
+            .find(|line| line["id"] == other_id.to_string())
+            .map(|line| line["addr"].clone())
+            .unwrap();
+        assert_eq!(admin.command(&["CLIENT", "KILL", &other_addr]), "+OK\r\n");
+        assert_eq!(other.until_closed(), "");
+        let none = admin.command(&["CLIENT", "KILL", "127.0.0.1:1"]);
+        assert!(none.starts_with("-ERR No such client"), "{none}");
+        assert_eq!(
+            resp_integer(&admin.command(&["CLIENT", "KILL", "ADDR", "127.0.0.1:1"])),
+            0
+        );
+        // SKIPME yes is the default: the caller survives killing everyone.
+        assert_eq!(
+            resp_integer(&admin.command(&["CLIENT", "KILL", "TYPE", "normal"])),
+            0
+        );
+        let left = client_lines(&admin.command(&["CLIENT", "LIST"]));
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0]["cmd"], "client|list");
+        let bad = admin.command(&["CLIENT", "KILL", "ID", "0"]);
+        assert!(
+            bad.starts_with("-ERR client-id should be greater than 0"),
+            "{bad}"
+        );
+    })
+    .await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_admin_lists_and_kills_a_tenants_sessions_by_user() {
+    let (alpha_prefix, beta_prefix) = (unique("cl-alpha") + ":", unique("cl-beta") + ":");
+    let proxy = start_proxy_toml(&tenants_toml(&alpha_prefix, &beta_prefix)).await;
+    let addr = proxy.local_addr().to_string();
+    blocking(move || {
+        let login = |user: &str| {
+            let mut connection = Resp::connect(&addr);
+            let password = format!("{user}-pw");
+            assert_eq!(connection.command(&["AUTH", user, &password]), "+OK\r\n");
+            connection
+        };
+        let (mut alpha_one, mut alpha_two) = (login("alpha"), login("alpha"));
+        let mut beta = login("beta");
+        let mut boss = login("boss");
+        // A tenant that is not an admin may not list or kill clients (the tenant policy's rule).
+        let refused = beta.command(&["CLIENT", "LIST"]);
+        assert!(refused.starts_with("-NOPERM"), "{refused}");
+
+        let listed = client_lines(&boss.command(&["CLIENT", "LIST"]));
+        let users: Vec<&str> = listed.iter().map(|line| line["user"].as_str()).collect();
+        assert_eq!(
+            users.iter().filter(|u| **u == "alpha").count(),
+            2,
+            "{listed:?}"
+        );
+        assert_eq!(
+            users.iter().filter(|u| **u == "beta").count(),
+            1,
+            "{listed:?}"
+        );
+        assert_eq!(
+            resp_integer(&boss.command(&["CLIENT", "KILL", "USER", "alpha"])),
+            2
+        );
+        assert_eq!(alpha_one.until_closed(), "");
+        assert_eq!(alpha_two.until_closed(), "");
+        assert_eq!(beta.command(&["PING"]), "+PONG\r\n");
+    })
+    .await;
+    proxy.shutdown().await;
+}

@@ -21,6 +21,10 @@
 //!   sampled requests), `rkproxy_big_key_seen{tenant,pool,key}` and `rkproxy_big_key_max_bytes{tenant,pool,key}`
 //!   (each tenant's 10 biggest keys: how often a request or reply for it crossed the big-request threshold, and
 //!   the largest)
+//! - `rkproxy_kafka_consumer_lag{pool,topic,partition,group}` (read from Kafka at scrape time)
+//! - `rkproxy_big_lane_requests_total{pool}`, `rkproxy_big_lane_queued_total{pool}`,
+//!   `rkproxy_big_lane_busy_total{pool}`, `rkproxy_big_lane_tenant_requests_total{pool,tenant}`,
+//!   `rkproxy_big_lane_node_requests_total{pool,node}`
 //! - `rkproxy_slowlog_length`, `rkproxy_uptime_seconds`
 
 use std::collections::BTreeMap;
@@ -145,9 +149,11 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
 pub async fn render(state: &ProxyState) -> String {
     let mut facts = crate::session::proxy_facts(state);
     facts.nodes = crate::session::probe_nodes(state).await;
+    let snapshot = state.stats().snapshot();
+    facts.lag = crate::session::kafka_lag(state, &snapshot).await;
     let everyone = |_: &str| true;
     let scrape = Scrape {
-        snapshot: state.stats().snapshot(),
+        snapshot,
         hot_keys: state.stats().hot_keys(&everyone, KEYS_PER_TENANT),
         big_keys: state.stats().big_keys(&everyone, KEYS_PER_TENANT),
         facts,
@@ -183,6 +189,7 @@ impl Collector for Scrape {
         self.encode_clients_and_backends(&mut encoder)?;
         self.encode_kafka(&mut encoder)?;
         self.encode_keys(&mut encoder)?;
+        self.encode_lanes(&mut encoder)?;
         gauge(
             &mut encoder,
             "rkproxy_slowlog_length",
@@ -436,6 +443,83 @@ impl Scrape {
             "rkproxy_kafka_bytes",
             "KPUSH request bytes and KPOP reply bytes by pool, topic and tenant.",
             bytes,
+        )?;
+        let lag = self
+            .facts
+            .lag
+            .iter()
+            .map(|lag| {
+                let labels: Labels = vec![
+                    ("pool", lag.pool.clone()),
+                    ("topic", lag.topic.clone()),
+                    ("partition", lag.partition.to_string()),
+                    ("group", lag.group.clone()),
+                ];
+                (labels, lag.lag)
+            })
+            .collect();
+        gauge(
+            encoder,
+            "rkproxy_kafka_consumer_lag",
+            "Records a consumer group has not taken: high watermark minus the group's cursor, plus records given back.",
+            lag,
+        )
+    }
+
+    fn encode_lanes(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut requests = Vec::new();
+        let mut queued = Vec::new();
+        let mut busy = Vec::new();
+        for lane in &self.facts.lanes {
+            let labels: Labels = vec![("pool", lane.pool.clone())];
+            requests.push((labels.clone(), lane.requests));
+            queued.push((labels.clone(), lane.queued));
+            busy.push((labels, lane.busy));
+        }
+        counter(
+            encoder,
+            "rkproxy_big_lane_requests",
+            "Requests that went to a pool's big-request lanes (sent, or refused as busy).",
+            requests,
+        )?;
+        counter(
+            encoder,
+            "rkproxy_big_lane_queued",
+            "Big-lane requests that waited for a free lane connection.",
+            queued,
+        )?;
+        counter(
+            encoder,
+            "rkproxy_big_lane_busy",
+            "Big-lane requests refused as busy (queue full or waited too long).",
+            busy,
+        )?;
+        let mut by_tenant = Vec::new();
+        for ((pool, tenant), traffic) in sorted(&self.snapshot.traffic) {
+            if traffic.lane_requests > 0 {
+                let labels: Labels =
+                    vec![("pool", pool.to_string()), ("tenant", tenant.to_string())];
+                by_tenant.push((labels, traffic.lane_requests));
+            }
+        }
+        counter(
+            encoder,
+            "rkproxy_big_lane_tenant_requests",
+            "Requests each tenant sent on the big-request lanes.",
+            by_tenant,
+        )?;
+        let mut by_node = Vec::new();
+        for ((pool, node), counts) in sorted(&self.snapshot.nodes) {
+            if counts.lane_requests > 0 {
+                let labels: Labels = vec![("pool", pool.to_string()), ("node", node.to_string())];
+                by_node.push((labels, counts.lane_requests));
+            }
+        }
+        counter(
+            encoder,
+            "rkproxy_big_lane_node_requests",
+            "Requests sent on each node's big-request lane.",
+            by_node,
         )
     }
 }

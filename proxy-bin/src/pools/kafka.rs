@@ -152,6 +152,14 @@ impl KafkaPool {
         }
     }
 
+    /// The bridge if the pool is connected now (never waits): for the stats' consumer lag.
+    pub fn connected_bridge(&self) -> Option<KafkaBridge> {
+        match &*self.status.borrow() {
+            Status::Up(bridge) => Some(bridge.clone()),
+            Status::Starting | Status::Down(_) => None,
+        }
+    }
+
     /// The bootstrap brokers.
     pub fn brokers(&self) -> &[String] {
         &self.bridge_config.bootstrap

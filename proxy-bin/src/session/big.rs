@@ -90,6 +90,7 @@ impl Session {
         let rewrite = self.reply_rewrite(spec);
         match &self.pool {
             PoolHandle::Standalone(pool) => {
+                self.stats.lane_request(pool.address());
                 let receiver = pool.big_lane(self.worker, self.db, self.resp3).send(big);
                 let expect = rewrite.map_or(Expect::Forward, Expect::Rewrite);
                 self.pending.push_back(Pending::Waiting(receiver, expect));
@@ -104,6 +105,7 @@ impl Session {
                     return Some(request);
                 };
                 let receiver = cluster.big_lane(&node, resp3).send(big);
+                self.count_cluster_lane_request(&node);
                 self.pending.push_back(Pending::Routed(Box::new(Routed {
                     receiver,
                     request: request.into_raw(),

@@ -50,7 +50,7 @@ use crate::pools::PoolHandle;
 use crate::reply;
 use crate::state::ProxyState;
 
-pub use self::observe::{probe_nodes, proxy_facts};
+pub use self::observe::{kafka_lag, probe_nodes, proxy_facts};
 
 use self::cluster::ClusterSession;
 use self::pending::{next_front_event, try_front_event, Expect, FrontEvent, Pending, Sent};

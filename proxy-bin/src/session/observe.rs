@@ -27,7 +27,7 @@ use crate::pools::PoolHandle;
 use crate::reply;
 use crate::stats::clients::ClientNow;
 use crate::stats::keys::{BigSeen, BigSide};
-use crate::stats::report::{self, Facts, NodeFacts, PoolFacts, Section};
+use crate::stats::report::{self, Facts, LagFacts, LaneFacts, NodeFacts, PoolFacts, Section};
 use crate::stats::slowlog::{SlowArg, SlowEntry, SlowRequest};
 use crate::stats::{ErrorKind, SessionStats, Stats, NO_TENANT, UNAUTHENTICATED, UNKNOWN_COMMAND};
 use cluster_router::commands::CommandSpec;
@@ -231,7 +231,7 @@ impl PendingQueue {
     }
 
     /// A cluster node's label, made once per session.
-    fn label(&mut self, node: &Arc<NodeAddr>) -> Arc<str> {
+    pub(super) fn label(&mut self, node: &Arc<NodeAddr>) -> Arc<str> {
         if let Some((_, label)) = self
             .labels
             .iter()
@@ -479,6 +479,14 @@ impl Session {
         self.record_big_key(command, key, BigSide::Reply, bytes);
     }
 
+    /// A request sent on the big-request lane of cluster node `node`.
+    pub(super) fn count_cluster_lane_request(&mut self, node: &Arc<NodeAddr>) {
+        if self.stats.enabled() {
+            let label = self.pending.label(node);
+            self.stats.lane_request(&label);
+        }
+    }
+
     /// Counts the requests of the entry `front` failed by a backend error in `event`.
     pub(super) fn count_backend_failure(&mut self, front: &Pending, event: &FrontEvent) {
         let (FrontEvent::Reply(Err(error)) | FrontEvent::Part(_, Err(error))) = event else {
@@ -632,13 +640,16 @@ impl Session {
         }
         let Some(section) = Section::parse(request.arg(2)) else {
             return Pending::Ready(reply::error(
-                "ERR unknown RKPROXY STATS section. Try TENANTS, COMMANDS, POOLS, NODES or KAFKA.",
+                "ERR unknown RKPROXY STATS section. Try TENANTS, COMMANDS, POOLS, NODES, KAFKA or LANES.",
             ));
         };
         // The client's own counts so far are part of the answer.
         self.stats.flush();
         let state = Arc::clone(&self.state);
         let visible = self.visible_tenant();
+        if section == Section::Kafka {
+            return Pending::Waiting(kafka_section(state, visible), Expect::Forward);
+        }
         if section != Section::Nodes {
             let facts = proxy_facts(&state);
             let lines = report::stats_lines(
@@ -744,7 +755,96 @@ pub fn proxy_facts(state: &crate::state::ProxyState) -> Facts {
     }
     facts.pools = state.pool_handles().map(pool_facts).collect();
     facts.pools.sort_by(|a, b| a.name.cmp(&b.name));
+    facts.lanes = state
+        .pool_handles()
+        .filter_map(|pool| {
+            let counts = pool.big_lanes()?.stats().snapshot();
+            Some(LaneFacts {
+                pool: pool.name().to_owned(),
+                requests: counts.big_requests,
+                queued: counts.queue_waits,
+                busy: counts.rejections,
+            })
+        })
+        .collect();
+    facts.lanes.sort_by(|a, b| a.pool.cmp(&b.pool));
     facts
+}
+
+/// `RKPROXY STATS KAFKA` in a task: the counts, and the consumer lag read from Kafka now.
+fn kafka_section(
+    state: Arc<crate::state::ProxyState>,
+    visible: Option<String>,
+) -> oneshot::Receiver<BackendReply> {
+    let (sender, receiver) = oneshot::channel::<BackendReply>();
+    tokio::spawn(async move {
+        let snapshot = state.stats().snapshot();
+        let mut facts = proxy_facts(&state);
+        facts.lag = kafka_lag(&state, &snapshot).await;
+        let lines = report::stats_lines(Section::Kafka, &snapshot, &facts, visible.as_deref());
+        let _ = sender.send(Ok(reply::array_of_bulks(
+            lines.iter().map(String::as_bytes),
+        )));
+    });
+    receiver
+}
+
+/// Every connected Kafka pool's consumer lag, per topic, partition and group: the groups are the topic's
+/// configured consumers and the tenants that popped from it (a `*` consumer list names no group). A pool
+/// that is not connected, or a topic whose offsets cannot be read now, is left out (and logged at debug).
+pub async fn kafka_lag(
+    state: &crate::state::ProxyState,
+    snapshot: &crate::stats::WorkerStats,
+) -> Vec<LagFacts> {
+    let mut rows = Vec::new();
+    for pool in state.pool_handles() {
+        let PoolHandle::Kafka(kafka) = pool else {
+            continue;
+        };
+        let Some(bridge) = kafka.connected_bridge() else {
+            continue;
+        };
+        for topic in &bridge.config().topics {
+            let groups = lag_groups(kafka.name(), topic, snapshot);
+            match bridge.consumer_lag(&topic.name, &groups).await {
+                Ok(lags) => rows.extend(lags.into_iter().map(|lag| LagFacts {
+                    pool: kafka.name().to_owned(),
+                    topic: lag.topic,
+                    partition: lag.partition,
+                    group: lag.group,
+                    high_watermark: lag.high_watermark,
+                    next_offset: lag.next_offset,
+                    lag: lag.lag,
+                })),
+                Err(error) => {
+                    tracing::debug!(pool = kafka.name(), topic = %topic.name, %error, "consumer lag not read");
+                }
+            }
+        }
+    }
+    rows
+}
+
+/// The consumer groups whose lag is read for `topic`: its named consumers and the tenants that popped from it.
+fn lag_groups(
+    pool: &str,
+    topic: &kafka_bridge::TopicConfig,
+    snapshot: &crate::stats::WorkerStats,
+) -> Vec<String> {
+    let mut groups: Vec<String> = topic
+        .consumers
+        .iter()
+        .filter(|consumer| *consumer != "*")
+        .cloned()
+        .collect();
+    for ((topic_pool, name, tenant), counts) in &snapshot.topics {
+        if &**topic_pool == pool && **name == *topic.name && counts.pops > 0 {
+            groups.push(tenant.to_string());
+        }
+    }
+    groups.sort();
+    groups.dedup();
+    groups
 }
 
 fn pool_facts(pool: &PoolHandle) -> PoolFacts {

@@ -99,6 +99,8 @@ pub struct Traffic {
     /// Time at the backend: from a request's dispatch to the backend until its reply is in the proxy (the
     /// same requests as `latency`; the difference is the proxy's own share).
     pub backend: Histogram,
+    /// Requests sent on the big-request lane.
+    pub lane_requests: u64,
 }
 
 impl Traffic {
@@ -110,6 +112,7 @@ impl Traffic {
         self.bytes_out += other.bytes_out;
         self.latency.merge(&other.latency);
         self.backend.merge(&other.backend);
+        self.lane_requests += other.lane_requests;
     }
 
     fn is_empty(&self) -> bool {
@@ -118,6 +121,7 @@ impl Traffic {
             && self.bytes_out == 0
             && self.latency.is_empty()
             && self.backend.is_empty()
+            && self.lane_requests == 0
     }
 
     pub fn errors_total(&self) -> u64 {
@@ -157,6 +161,8 @@ pub struct NodeCounts {
     /// From dispatch to the node until the reply is in the proxy (a request split over several nodes counts
     /// its whole time at each).
     pub latency: Histogram,
+    /// Requests sent on the node's big-request lane.
+    pub lane_requests: u64,
 }
 
 impl NodeCounts {
@@ -164,10 +170,14 @@ impl NodeCounts {
         self.requests += other.requests;
         self.failures += other.failures;
         self.latency.merge(&other.latency);
+        self.lane_requests += other.lane_requests;
     }
 
     fn is_empty(&self) -> bool {
-        self.requests == 0 && self.failures == 0 && self.latency.is_empty()
+        self.requests == 0
+            && self.failures == 0
+            && self.latency.is_empty()
+            && self.lane_requests == 0
     }
 }
 
@@ -571,33 +581,45 @@ impl SessionStats {
         self.traffic.backend.record(at_backend, requests);
     }
 
+    /// A request sent on the big-request lane of `node`.
+    pub fn lane_request(&mut self, node: &Arc<str>) {
+        if !self.enabled {
+            return;
+        }
+        self.traffic.lane_requests += 1;
+        self.node_counts(node).lane_requests += 1;
+    }
+
     /// `requests` answered by backend node `node` (`took`: their round trip there), of which `failures`
     /// failed there.
     pub fn node(&mut self, node: &Arc<str>, requests: u64, failures: u64, took: Option<Duration>) {
         if !self.enabled {
             return;
         }
-        self.dirty = true;
-        let counts = match self
-            .nodes
-            .iter_mut()
-            .find(|(known, _, _)| Arc::ptr_eq(known, node) || **known == **node)
-        {
-            Some((_, counts, _)) => counts,
-            None => {
-                self.nodes
-                    .push((Arc::clone(node), NodeCounts::default(), None));
-                match self.nodes.last_mut() {
-                    Some((_, counts, _)) => counts,
-                    None => return,
-                }
-            }
-        };
+        let counts = self.node_counts(node);
         counts.requests += requests;
         counts.failures += failures;
         if let Some(took) = took {
             counts.latency.record(took, requests);
         }
+    }
+
+    /// The session's counts for `node`, added if new (marks the session's counts changed).
+    fn node_counts(&mut self, node: &Arc<str>) -> &mut NodeCounts {
+        self.dirty = true;
+        let index = match self
+            .nodes
+            .iter()
+            .position(|(known, _, _)| Arc::ptr_eq(known, node) || **known == **node)
+        {
+            Some(index) => index,
+            None => {
+                self.nodes
+                    .push((Arc::clone(node), NodeCounts::default(), None));
+                self.nodes.len() - 1
+            }
+        };
+        &mut self.nodes[index].1
     }
 
     /// A KPUSH (`push`) or KPOP to a topic the pool serves.

@@ -18,6 +18,7 @@ pub enum Section {
     Pools,
     Nodes,
     Kafka,
+    Lanes,
 }
 
 impl Section {
@@ -32,6 +33,7 @@ impl Section {
             b"pools" => Section::Pools,
             b"nodes" => Section::Nodes,
             b"kafka" => Section::Kafka,
+            b"lanes" => Section::Lanes,
             _ => return None,
         })
     }
@@ -55,6 +57,30 @@ pub struct NodeFacts {
     pub up: bool,
 }
 
+/// One consumer group's lag on one partition of a Kafka pool's topic (the group is the tenant's name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LagFacts {
+    pub pool: String,
+    pub topic: String,
+    pub partition: i32,
+    pub group: String,
+    pub high_watermark: i64,
+    pub next_offset: i64,
+    pub lag: i64,
+}
+
+/// The big-request lanes of one pool, as the lanes counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneFacts {
+    pub pool: String,
+    /// Requests that went to a lane (sent, or refused as busy).
+    pub requests: u64,
+    /// Of those, how many waited for a free lane connection.
+    pub queued: u64,
+    /// Of those, how many were refused as busy.
+    pub busy: u64,
+}
+
 /// Facts for the report beside the counts.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
@@ -62,6 +88,9 @@ pub struct Facts {
     pub connections: BTreeMap<String, usize>,
     pub pools: Vec<PoolFacts>,
     pub nodes: Vec<NodeFacts>,
+    /// Kafka consumer lag (only gathered for the kafka section and the metrics).
+    pub lag: Vec<LagFacts>,
+    pub lanes: Vec<LaneFacts>,
 }
 
 /// The lines of one section. `visible_tenant`: only that tenant's rows (`None`: every row).
@@ -77,7 +106,8 @@ pub fn stats_lines(
         Section::Commands => command_lines(snapshot, &visible),
         Section::Pools => pool_lines(snapshot, facts, &visible),
         Section::Nodes => node_lines(snapshot, facts),
-        Section::Kafka => kafka_lines(snapshot, &visible),
+        Section::Kafka => kafka_lines(snapshot, facts, &visible),
+        Section::Lanes => lane_lines(snapshot, facts, &visible),
     }
 }
 
@@ -208,22 +238,91 @@ fn node_lines(snapshot: &WorkerStats, facts: &Facts) -> Vec<String> {
         .collect()
 }
 
-fn kafka_lines(snapshot: &WorkerStats, visible: &dyn Fn(&str) -> bool) -> Vec<String> {
+/// One line per (pool, topic, tenant) with its KPUSH/KPOP counts, then one per (pool, topic, partition, group)
+/// with the group's lag.
+fn kafka_lines(
+    snapshot: &WorkerStats,
+    facts: &Facts,
+    visible: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
     let mut rows: Vec<_> = snapshot
         .topics
         .iter()
         .filter(|((_, _, tenant), _)| visible(tenant))
         .collect();
     rows.sort_by(|a, b| a.0.cmp(b.0));
-    rows.iter()
-        .map(|((pool, topic, tenant), counts)| {
+    let counts = rows.iter().map(|((pool, topic, tenant), counts)| {
+        format!(
+            "pool={pool} topic={topic} tenant={tenant} kpush={} kpush_bytes={} kpop={} kpop_bytes={}",
+            counts.pushes, counts.push_bytes, counts.pops, counts.pop_bytes
+        )
+    });
+    let lag = facts
+        .lag
+        .iter()
+        .filter(|lag| visible(&lag.group))
+        .map(|lag| {
             format!(
-                "pool={pool} topic={topic} tenant={tenant} kpush={} kpush_bytes={} kpop={} kpop_bytes={}",
-                counts.pushes, counts.push_bytes, counts.pops, counts.pop_bytes
+                "pool={} topic={} partition={} group={} high_watermark={} next_offset={} lag={}",
+                lag.pool,
+                lag.topic,
+                lag.partition,
+                lag.group,
+                lag.high_watermark,
+                lag.next_offset,
+                lag.lag
             )
-        })
-        .collect()
+        });
+    counts.chain(lag).collect()
 }
+
+/// One line per pool with big lanes (what the lanes counted: every tenant's), then one per (pool, tenant) and
+/// per (pool, node) with the lane requests each sent.
+fn lane_lines(
+    snapshot: &WorkerStats,
+    facts: &Facts,
+    visible: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    if visible(ADMIN_VIEW) {
+        for lane in &facts.lanes {
+            lines.push(format!(
+                "pool={} lane_requests={} lane_queued={} lane_busy={}",
+                lane.pool, lane.requests, lane.queued, lane.busy
+            ));
+        }
+    }
+    let mut tenants: Vec<_> = snapshot
+        .traffic
+        .iter()
+        .filter(|((_, tenant), traffic)| visible(tenant) && traffic.lane_requests > 0)
+        .collect();
+    tenants.sort_by(|a, b| a.0.cmp(b.0));
+    for ((pool, tenant), traffic) in tenants {
+        lines.push(format!(
+            "pool={pool} tenant={tenant} lane_requests={}",
+            traffic.lane_requests
+        ));
+    }
+    if visible(ADMIN_VIEW) {
+        let mut nodes: Vec<_> = snapshot
+            .nodes
+            .iter()
+            .filter(|(_, counts)| counts.lane_requests > 0)
+            .collect();
+        nodes.sort_by(|a, b| a.0.cmp(b.0));
+        for ((pool, node), counts) in nodes {
+            lines.push(format!(
+                "pool={pool} node={node} lane_requests={}",
+                counts.lane_requests
+            ));
+        }
+    }
+    lines
+}
+
+/// A tenant label no tenant has: only a view that sees every tenant sees it (the shared rows: pools, nodes).
+const ADMIN_VIEW: &str = "\0admin view";
 
 /// `RKPROXY BIGKEYS` lines: per tenant, biggest first (by count, then size).
 pub fn big_key_lines(keys: &[BigKey]) -> Vec<String> {

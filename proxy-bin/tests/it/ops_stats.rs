@@ -441,3 +441,165 @@ async fn an_admin_lists_and_kills_a_tenants_sessions_by_user() {
     .await;
     proxy.shutdown().await;
 }
+
+/// The `key=value` lines of a raw RKPROXY STATS reply that start with `start`.
+fn raw_stats_lines(reply: &str, start: &str) -> Vec<String> {
+    reply
+        .lines()
+        .filter(|line| line.starts_with(start))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn big_lane_requests_and_busy_refusals_are_counted_per_pool_tenant_and_node() {
+    let redis = OwnRedis::start(&[]);
+    let node = redis.addr();
+    // One worker, one lane connection and no queue: a second big request while the first is at the (paused)
+    // backend is refused at once.
+    let toml = format!(
+        "metrics_listen = '127.0.0.1:0'\nworker_threads = 1\ndefault_pool = 'main'\n\
+         [pools.main]\nkind = 'standalone'\nnodes = ['{node}']\n\
+         [big_requests]\nthreshold_bytes = 1024\nconnections_per_node = 1\nmax_queued = 0\n"
+    );
+    let proxy = start_proxy_toml(&toml).await;
+    let addr = proxy.local_addr().to_string();
+    let key = unique("ops:lane");
+    let (lanes, redis) = blocking(move || {
+        let value = "v".repeat(2000);
+        let mut admin = Resp::connect(&addr);
+        let mut first = Resp::connect(&addr);
+        let mut second = Resp::connect(&addr);
+        assert_eq!(first.command(&["SET", &key, &value]), "+OK\r\n");
+        redis.pause();
+        first.send(&["SET", &key, &value]);
+        // Wait until the proxy has handed the request to the lane (the pool's lane count says so).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let reply = admin.command(&["RKPROXY", "STATS", "LANES"]);
+            let pool = raw_stats_lines(&reply, "pool=main lane_requests=");
+            if pool
+                .first()
+                .is_some_and(|line| fields(line)["lane_requests"] == "2")
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{reply}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let refused = second.command(&["SET", &key, &value]);
+        assert!(
+            refused.starts_with("-ERR big request lane of") && refused.contains("is busy"),
+            "{refused}"
+        );
+        redis.resume();
+        assert_eq!(first.reply(), "+OK\r\n");
+        (admin.command(&["RKPROXY", "STATS", "LANES"]), redis)
+    })
+    .await;
+    let pool = fields(&raw_stats_lines(&lanes, "pool=main lane_requests=")[0]);
+    assert_eq!(
+        (
+            number(&pool, "lane_requests"),
+            number(&pool, "lane_queued"),
+            number(&pool, "lane_busy")
+        ),
+        (3, 0, 1),
+        "{lanes}"
+    );
+    let tenant = fields(&raw_stats_lines(&lanes, "pool=main tenant=default")[0]);
+    assert_eq!(number(&tenant, "lane_requests"), 3, "{lanes}");
+    let by_node = fields(&raw_stats_lines(&lanes, &format!("pool=main node={node}"))[0]);
+    assert_eq!(number(&by_node, "lane_requests"), 3, "{lanes}");
+
+    let metrics = proxy.metrics_addr().expect("metrics are served");
+    let (_, body) = http_get(metrics, "/metrics").await;
+    let scrape =
+        prometheus_parse::Scrape::parse(body.lines().map(|line| Ok(line.to_owned()))).unwrap();
+    let busy = sample(&scrape, "rkproxy_big_lane_busy_total", &[("pool", "main")])
+        .unwrap_or_else(|| panic!("no busy series in\n{body}"));
+    assert!(matches!(busy.value, prometheus_parse::Value::Counter(n) if n == 1.0));
+    let tenant = sample(
+        &scrape,
+        "rkproxy_big_lane_tenant_requests_total",
+        &[("pool", "main"), ("tenant", "default")],
+    )
+    .unwrap();
+    assert!(matches!(tenant.value, prometheus_parse::Value::Counter(n) if n == 3.0));
+    drop(redis);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn kafka_consumer_lag_is_read_per_group_and_partition() {
+    let topic = format!("it-lag-{}", unique("topic").replace(':', "-"));
+    let toml = format!(
+        "metrics_listen = '127.0.0.1:0'\ndefault_pool = 'events'\n[pools.events]\nkind = 'kafka'\nnodes = ['{}']\n\
+         [pools.events.topics.{topic}]\npartitions = 1\nproducers = ['default']\nconsumers = ['default']\n",
+        kafka_addr()
+    );
+    let proxy = start_proxy_toml(&toml).await;
+    let mut connection = client(&proxy).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while redis::cmd("KPARTITIONS")
+        .arg(&topic)
+        .query_async::<Vec<i64>>(&mut connection)
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Kafka pool never came up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for value in ["one", "two", "three", "four", "five"] {
+        let _: Vec<i64> = redis::cmd("KPUSH")
+            .arg(&topic)
+            .arg(value)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+    }
+    let mut popped = 0;
+    while popped < 2 {
+        let record: Option<(i64, i64, Vec<u8>)> = redis::cmd("KPOP")
+            .arg(&topic)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        popped += usize::from(record.is_some());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "records never came back"
+        );
+    }
+    let lines = stats_lines(&mut connection, "kafka").await;
+    let lag = line_with(&lines, &[("topic", topic.as_str()), ("group", "default")])
+        .unwrap_or_else(|| panic!("no lag line for {topic} in {lines:?}"));
+    assert_eq!(lag["partition"], "0");
+    assert_eq!(number(&lag, "high_watermark"), 5, "{lines:?}");
+    assert_eq!(number(&lag, "next_offset"), 2, "{lines:?}");
+    assert_eq!(number(&lag, "lag"), 3, "{lines:?}");
+
+    let metrics = proxy.metrics_addr().expect("metrics are served");
+    let (_, body) = http_get(metrics, "/metrics").await;
+    let scrape =
+        prometheus_parse::Scrape::parse(body.lines().map(|line| Ok(line.to_owned()))).unwrap();
+    let gauge = sample(
+        &scrape,
+        "rkproxy_kafka_consumer_lag",
+        &[
+            ("pool", "events"),
+            ("topic", topic.as_str()),
+            ("partition", "0"),
+            ("group", "default"),
+        ],
+    )
+    .unwrap_or_else(|| panic!("no lag series in\n{body}"));
+    assert!(
+        matches!(gauge.value, prometheus_parse::Value::Gauge(n) if n == 3.0),
+        "{body}"
+    );
+    proxy.shutdown().await;
+}

@@ -24,7 +24,8 @@
 //! - `rkproxy_kafka_consumer_lag{pool,topic,partition,group}` (read from Kafka at scrape time)
 //! - `rkproxy_big_lane_requests_total{pool}`, `rkproxy_big_lane_queued_total{pool}`,
 //!   `rkproxy_big_lane_busy_total{pool}`, `rkproxy_big_lane_tenant_requests_total{pool,tenant}`,
-//!   `rkproxy_big_lane_node_requests_total{pool,node}`
+//!   `rkproxy_big_lane_node_requests_total{pool,node}`, `rkproxy_big_lane_tenant_busy_total{pool,tenant}`,
+//!   `rkproxy_big_lane_node_busy_total{pool,node}`
 //! - `rkproxy_slowlog_length`, `rkproxy_uptime_seconds`
 
 use std::collections::BTreeMap;
@@ -494,32 +495,46 @@ impl Scrape {
             "Big-lane requests refused as busy (queue full or waited too long).",
             busy,
         )?;
-        let mut by_tenant = Vec::new();
+        let (mut tenant_requests, mut tenant_busy) = (Vec::new(), Vec::new());
         for ((pool, tenant), traffic) in sorted(&self.snapshot.traffic) {
-            if traffic.lane_requests > 0 {
+            if traffic.lane_requests > 0 || traffic.lane_busy > 0 {
                 let labels: Labels =
                     vec![("pool", pool.to_string()), ("tenant", tenant.to_string())];
-                by_tenant.push((labels, traffic.lane_requests));
+                tenant_requests.push((labels.clone(), traffic.lane_requests));
+                tenant_busy.push((labels, traffic.lane_busy));
             }
         }
         counter(
             encoder,
             "rkproxy_big_lane_tenant_requests",
             "Requests each tenant sent on the big-request lanes.",
-            by_tenant,
+            tenant_requests,
         )?;
-        let mut by_node = Vec::new();
+        counter(
+            encoder,
+            "rkproxy_big_lane_tenant_busy",
+            "Each tenant's big-lane requests refused as busy.",
+            tenant_busy,
+        )?;
+        let (mut node_requests, mut node_busy) = (Vec::new(), Vec::new());
         for ((pool, node), counts) in sorted(&self.snapshot.nodes) {
-            if counts.lane_requests > 0 {
+            if counts.lane_requests > 0 || counts.lane_busy > 0 {
                 let labels: Labels = vec![("pool", pool.to_string()), ("node", node.to_string())];
-                by_node.push((labels, counts.lane_requests));
+                node_requests.push((labels.clone(), counts.lane_requests));
+                node_busy.push((labels, counts.lane_busy));
             }
         }
         counter(
             encoder,
             "rkproxy_big_lane_node_requests",
             "Requests sent on each node's big-request lane.",
-            by_node,
+            node_requests,
+        )?;
+        counter(
+            encoder,
+            "rkproxy_big_lane_node_busy",
+            "Big-lane requests refused as busy, by node.",
+            node_busy,
         )
     }
 }

@@ -92,6 +92,7 @@ impl Session {
             PoolHandle::Standalone(pool) => {
                 self.stats.lane_request(pool.address());
                 let receiver = pool.big_lane(self.worker, self.db, self.resp3).send(big);
+                let receiver = self.watch_lane_reply(receiver, Arc::clone(pool.address()));
                 let expect = rewrite.map_or(Expect::Forward, Expect::Rewrite);
                 self.pending.push_back(Pending::Waiting(receiver, expect));
                 None
@@ -105,7 +106,8 @@ impl Session {
                     return Some(request);
                 };
                 let receiver = cluster.big_lane(&node, resp3).send(big);
-                self.count_cluster_lane_request(&node);
+                let label = self.count_cluster_lane_request(&node);
+                let receiver = self.watch_lane_reply(receiver, label);
                 self.pending.push_back(Pending::Routed(Box::new(Routed {
                     receiver,
                     request: request.into_raw(),

@@ -101,6 +101,8 @@ pub struct Traffic {
     pub backend: Histogram,
     /// Requests sent on the big-request lane.
     pub lane_requests: u64,
+    /// Of those, how many the lane refused as busy.
+    pub lane_busy: u64,
 }
 
 impl Traffic {
@@ -113,6 +115,7 @@ impl Traffic {
         self.latency.merge(&other.latency);
         self.backend.merge(&other.backend);
         self.lane_requests += other.lane_requests;
+        self.lane_busy += other.lane_busy;
     }
 
     fn is_empty(&self) -> bool {
@@ -122,6 +125,7 @@ impl Traffic {
             && self.latency.is_empty()
             && self.backend.is_empty()
             && self.lane_requests == 0
+            && self.lane_busy == 0
     }
 
     pub fn errors_total(&self) -> u64 {
@@ -163,6 +167,8 @@ pub struct NodeCounts {
     pub latency: Histogram,
     /// Requests sent on the node's big-request lane.
     pub lane_requests: u64,
+    /// Of those, how many the lane refused as busy.
+    pub lane_busy: u64,
 }
 
 impl NodeCounts {
@@ -171,6 +177,7 @@ impl NodeCounts {
         self.failures += other.failures;
         self.latency.merge(&other.latency);
         self.lane_requests += other.lane_requests;
+        self.lane_busy += other.lane_busy;
     }
 
     fn is_empty(&self) -> bool {
@@ -178,6 +185,7 @@ impl NodeCounts {
             && self.failures == 0
             && self.latency.is_empty()
             && self.lane_requests == 0
+            && self.lane_busy == 0
     }
 }
 
@@ -292,7 +300,8 @@ fn lock<T>(cell: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Stats {
     enabled: bool,
     workers: Mutex<BTreeMap<usize, WorkerCell>>,
-    /// Kafka reply bytes, counted by the tasks that run Kafka commands (not on any session's hot path).
+    /// Counts kept by tasks off the sessions' hot path: Kafka reply bytes (by the tasks that run Kafka
+    /// commands) and big-lane busy refusals (by the tasks that watch lane replies).
     kafka_replies: Mutex<WorkerStats>,
     /// Keys of big requests and replies (rare: each is recorded at once).
     big_keys: Mutex<BigKeys>,
@@ -333,6 +342,24 @@ impl Stats {
         let mut replies = lock(&self.kafka_replies);
         let counts = replies.topics.entry(key).or_default();
         counts.pop_bytes += bytes as u64;
+    }
+
+    /// A big request that `pool`'s lane of `node` refused as busy, sent by a client of `tenant`.
+    pub fn lane_busy(&self, pool: &Arc<str>, tenant: &Arc<str>, node: &Arc<str>) {
+        if !self.enabled {
+            return;
+        }
+        let mut rare = lock(&self.kafka_replies);
+        let traffic = rare
+            .traffic
+            .entry((Arc::clone(pool), Arc::clone(tenant)))
+            .or_default();
+        traffic.lane_busy += 1;
+        let node = rare
+            .nodes
+            .entry((Arc::clone(pool), Arc::clone(node)))
+            .or_default();
+        node.lane_busy += 1;
     }
 
     /// A big request or reply (at least the big-request threshold).

@@ -300,8 +300,8 @@ fn lane_lines(
     tenants.sort_by(|a, b| a.0.cmp(b.0));
     for ((pool, tenant), traffic) in tenants {
         lines.push(format!(
-            "pool={pool} tenant={tenant} lane_requests={}",
-            traffic.lane_requests
+            "pool={pool} tenant={tenant} lane_requests={} lane_busy={}",
+            traffic.lane_requests, traffic.lane_busy
         ));
     }
     if visible(ADMIN_VIEW) {
@@ -313,8 +313,8 @@ fn lane_lines(
         nodes.sort_by(|a, b| a.0.cmp(b.0));
         for ((pool, node), counts) in nodes {
             lines.push(format!(
-                "pool={pool} node={node} lane_requests={}",
-                counts.lane_requests
+                "pool={pool} node={node} lane_requests={} lane_busy={}",
+                counts.lane_requests, counts.lane_busy
             ));
         }
     }

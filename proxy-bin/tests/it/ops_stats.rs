@@ -509,8 +509,10 @@ async fn big_lane_requests_and_busy_refusals_are_counted_per_pool_tenant_and_nod
     );
     let tenant = fields(&raw_stats_lines(&lanes, "pool=main tenant=default")[0]);
     assert_eq!(number(&tenant, "lane_requests"), 3, "{lanes}");
+    assert_eq!(number(&tenant, "lane_busy"), 1, "{lanes}");
     let by_node = fields(&raw_stats_lines(&lanes, &format!("pool=main node={node}"))[0]);
     assert_eq!(number(&by_node, "lane_requests"), 3, "{lanes}");
+    assert_eq!(number(&by_node, "lane_busy"), 1, "{lanes}");
 
     let metrics = proxy.metrics_addr().expect("metrics are served");
     let (_, body) = http_get(metrics, "/metrics").await;
@@ -526,6 +528,13 @@ async fn big_lane_requests_and_busy_refusals_are_counted_per_pool_tenant_and_nod
     )
     .unwrap();
     assert!(matches!(tenant.value, prometheus_parse::Value::Counter(n) if n == 3.0));
+    let node_busy = sample(
+        &scrape,
+        "rkproxy_big_lane_node_busy_total",
+        &[("pool", "main"), ("node", node.as_str())],
+    )
+    .unwrap_or_else(|| panic!("no node busy series in\n{body}"));
+    assert!(matches!(node_busy.value, prometheus_parse::Value::Counter(n) if n == 1.0));
     drop(redis);
     proxy.shutdown().await;
 }

@@ -27,6 +27,42 @@ use crate::reply::KafkaReply;
 /// partition before it moves on; the next KPOP continues where this one stopped.
 const MAX_GAPS_PER_POP: usize = 64;
 
+/// How far one consumer group is behind on one partition ([`KafkaBridge::consumer_lag`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    pub group: String,
+    /// The offset the next record will get.
+    pub high_watermark: i64,
+    /// The group's next offset to lease.
+    pub next_offset: i64,
+    /// Records the group has not taken: from its cursor to the high watermark, plus those given back for a
+    /// later KPOP.
+    pub lag: i64,
+}
+
+impl PartitionLag {
+    fn new(
+        group: &str,
+        partition: &PartitionShared,
+        high_watermark: i64,
+        cursor: &CursorState,
+    ) -> Self {
+        let given_back = i64::try_from(cursor.given_back.len()).unwrap_or(i64::MAX);
+        PartitionLag {
+            topic: partition.topic.clone(),
+            partition: partition.id,
+            group: group.to_owned(),
+            high_watermark,
+            next_offset: cursor.next_offset,
+            lag: (high_watermark - cursor.next_offset)
+                .max(0)
+                .saturating_add(given_back),
+        }
+    }
+}
+
 /// A connected Kafka pool that executes KPUSH, KPOP, KPARTITIONS and KOFFSET for tenants.
 ///
 /// Cheap to clone; clones share connections, batchers and cursors.
@@ -264,6 +300,30 @@ impl KafkaBridge {
         let partition = topic.partition(partition)?;
         let key = cursor_key(group, &partition.shared);
         Ok(self.inner.offsets.reset(&key, next_offset).await?)
+    }
+
+    /// The lag of each of `groups` on every partition of `topic`: one ListOffsets per partition (the high
+    /// watermark, asked of Kafka now) and one cursor read per group and partition, each bounded by the request
+    /// timeout. For the stats, read when asked, never per command.
+    pub async fn consumer_lag(
+        &self,
+        topic: &str,
+        groups: &[String],
+    ) -> Result<Vec<PartitionLag>, KafkaError> {
+        let topic = self.topic(topic)?;
+        let mut rows = Vec::with_capacity(topic.partitions.len() * groups.len());
+        for partition in &topic.partitions {
+            let shared = &partition.shared;
+            let high_watermark = list_offset(shared, OffsetAt::Latest).await?;
+            for group in groups {
+                let key = cursor_key(group, shared);
+                let cursor =
+                    with_timeout(shared, "reading a cursor", self.inner.offsets.show(&key))
+                        .await??;
+                rows.push(PartitionLag::new(group, shared, high_watermark, &cursor));
+            }
+        }
+        Ok(rows)
     }
 
     /// The pool configuration this bridge was connected with.

@@ -57,7 +57,7 @@ mod partition;
 pub mod redis_store;
 pub mod reply;
 
-pub use bridge::KafkaBridge;
+pub use bridge::{KafkaBridge, PartitionLag};
 pub use command::{is_kafka_command, parse_command, KafkaCommand, OffsetQuery, MAX_POP_COUNT};
 pub use config::{Acks, KafkaPoolConfig, TopicConfig};
 pub use cursor_admin::{CursorAdmin, CursorAdminKind};

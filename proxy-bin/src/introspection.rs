@@ -124,7 +124,8 @@ pub fn keyspace_line(info: &str, db: u32) -> Option<String> {
 }
 
 /// One client's CLIENT INFO / CLIENT LIST line, with every field Redis 7.x gives (7.0's, plus `watch`,
-/// `lib-name` and `lib-ver` from later versions), in Redis's order.
+/// `lib-name` and `lib-ver` from later versions), in Redis's order, then the proxy's own: `pool` (the pool the
+/// client uses) and `pending` (its requests in flight).
 #[derive(Debug, Clone, Default)]
 pub struct ClientLine {
     pub id: u64,
@@ -133,6 +134,8 @@ pub struct ClientLine {
     pub fd: i64,
     pub name: String,
     pub age: u64,
+    /// Seconds since the client's latest request.
+    pub idle: u64,
     pub db: u32,
     pub query_buffer: usize,
     pub query_buffer_free: usize,
@@ -146,21 +149,24 @@ pub struct ClientLine {
     pub resp: u8,
     pub lib_name: String,
     pub lib_ver: String,
+    pub pool: String,
+    pub pending: usize,
 }
 
 impl ClientLine {
     /// The line, ending in `\n` as Redis ends it.
     pub fn render(&self) -> String {
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle=0 flags=N db={} sub=0 psub=0 ssub=0 multi=-1 \
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 \
              watch=0 qbuf={} qbuf-free={} argv-mem={} multi-mem=0 rbs={} rbp={} obl=0 oll={} omem={} \
-             tot-mem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}\n",
+             tot-mem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={} pool={} pending={}\n",
             self.id,
             self.addr,
             self.laddr,
             self.fd,
             self.name,
             self.age,
+            self.idle,
             self.db,
             self.query_buffer,
             self.query_buffer_free,
@@ -175,6 +181,8 @@ impl ClientLine {
             self.resp,
             self.lib_name,
             self.lib_ver,
+            self.pool,
+            self.pending,
         )
     }
 }
@@ -296,7 +304,9 @@ mod tests {
                 "redir",
                 "resp",
                 "lib-name",
-                "lib-ver"
+                "lib-ver",
+                "pool",
+                "pending"
             ]
         );
         assert!(line.ends_with('\n'));

@@ -7,13 +7,25 @@
 //!
 //! Series (labels in braces):
 //! - `rkproxy_commands_total{pool,tenant,command}`, `rkproxy_command_bytes_total{pool,tenant,command}`
-//! - `rkproxy_command_duration_seconds{pool,tenant}` (histogram: dispatch to the backend until the reply)
+//! - `rkproxy_command_duration_seconds{pool,tenant}` (histogram: time in the proxy, from the read of a request
+//!   until its reply is handed to the client's socket)
+//! - `rkproxy_backend_duration_seconds{pool,node}` (histogram: the backend round trip, from dispatch to the node
+//!   until the reply is in the proxy)
 //! - `rkproxy_errors_total{pool,tenant,kind}` (kind: refused, backend, timeout, limit)
 //! - `rkproxy_bytes_total{tenant,direction}` (direction: in, out)
 //! - `rkproxy_connected_clients{tenant}`, `rkproxy_backend_up{pool,node}`, `rkproxy_pool_up{pool,kind}`
 //! - `rkproxy_node_requests_total{pool,node}`, `rkproxy_node_failures_total{pool,node}`
 //! - `rkproxy_kafka_records_total{pool,topic,tenant,op}`, `rkproxy_kafka_bytes_total{pool,topic,tenant,op}`
 //!   (op: kpush, kpop)
+//! - `rkproxy_hot_key_requests{tenant,pool,key}` (each tenant's 10 most requested keys, estimated from
+//!   sampled requests), `rkproxy_big_key_seen{tenant,pool,key}` and `rkproxy_big_key_max_bytes{tenant,pool,key}`
+//!   (each tenant's 10 biggest keys: how often a request or reply for it crossed the big-request threshold, and
+//!   the largest)
+//! - `rkproxy_kafka_consumer_lag{pool,topic,partition,group}` (read from Kafka at scrape time)
+//! - `rkproxy_big_lane_requests_total{pool}`, `rkproxy_big_lane_queued_total{pool}`,
+//!   `rkproxy_big_lane_busy_total{pool}`, `rkproxy_big_lane_tenant_requests_total{pool,tenant}`,
+//!   `rkproxy_big_lane_node_requests_total{pool,node}`, `rkproxy_big_lane_tenant_busy_total{pool,tenant}`,
+//!   `rkproxy_big_lane_node_busy_total{pool,node}`
 //! - `rkproxy_slowlog_length`, `rkproxy_uptime_seconds`
 
 use std::collections::BTreeMap;
@@ -32,11 +44,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
 use crate::state::{shutdown_begun, Live, ProxyState};
+use crate::stats::keys::{BigKey, HotItem, HotKey, KeptKey};
 use crate::stats::report::{Facts, NodeFacts};
-use crate::stats::{ErrorKind, WorkerStats};
+use crate::stats::{ErrorKind, Histogram, WorkerStats};
 
 /// A scraper that sends nothing (or never finishes its request head) is dropped after this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Keys per tenant in the hot-key and big-key series (bounded label sets).
+const KEYS_PER_TENANT: usize = 10;
 /// The longest request head read.
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
 
@@ -148,8 +163,13 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<String> {
 pub async fn render(state: &ProxyState) -> String {
     let mut facts = crate::session::proxy_facts(state);
     facts.nodes = crate::session::probe_nodes(state).await;
+    let snapshot = state.stats().snapshot();
+    facts.lag = crate::session::kafka_lag(state, &snapshot).await;
+    let everyone = |_: &str| true;
     let scrape = Scrape {
-        snapshot: state.stats().snapshot(),
+        snapshot,
+        hot_keys: state.stats().hot_keys(&everyone, KEYS_PER_TENANT),
+        big_keys: state.stats().big_keys(&everyone, KEYS_PER_TENANT),
         facts,
         slowlog_length: state.stats().slowlog().len(|_| true),
         uptime_seconds: state.uptime().as_secs(),
@@ -167,6 +187,8 @@ pub async fn render(state: &ProxyState) -> String {
 #[derive(Debug)]
 struct Scrape {
     snapshot: WorkerStats,
+    hot_keys: Vec<HotKey>,
+    big_keys: Vec<BigKey>,
     facts: Facts,
     slowlog_length: usize,
     uptime_seconds: u64,
@@ -180,6 +202,8 @@ impl Collector for Scrape {
         self.encode_traffic(&mut encoder)?;
         self.encode_clients_and_backends(&mut encoder)?;
         self.encode_kafka(&mut encoder)?;
+        self.encode_keys(&mut encoder)?;
+        self.encode_lanes(&mut encoder)?;
         gauge(
             &mut encoder,
             "rkproxy_slowlog_length",
@@ -265,29 +289,16 @@ impl Scrape {
             "Client bytes by tenant and direction (in: requests, out: replies).",
             bytes,
         )?;
-        let mut metric = encoder.encode_descriptor(
-            "rkproxy_command_duration_seconds",
-            "Time from a request's dispatch to the backend until its reply reached the proxy.",
-            None,
-            MetricType::Histogram,
-        )?;
-        for ((pool, tenant), counts) in &traffic {
+        let rows = traffic.iter().map(|((pool, tenant), counts)| {
             let labels: Labels = vec![("pool", pool.to_string()), ("tenant", tenant.to_string())];
-            let buckets = counts.latency.cumulative_seconds();
-            // prometheus-client adds the +Inf bucket itself from the count.
-            let bounded: Vec<(f64, u64)> = buckets
-                .into_iter()
-                .filter(|(bound, _)| bound.is_finite())
-                .collect();
-            let bounded = non_cumulative(&bounded);
-            metric.encode_family(&labels)?.encode_histogram::<Labels>(
-                counts.latency.sum_seconds(),
-                counts.latency.count(),
-                &bounded,
-                None,
-            )?;
-        }
-        Ok(())
+            (labels, &counts.latency)
+        });
+        histogram(
+            encoder,
+            "rkproxy_command_duration_seconds",
+            "Time in the proxy: from the read of a request until its reply is handed to the client's socket.",
+            rows,
+        )
     }
 
     fn encode_clients_and_backends(
@@ -336,6 +347,18 @@ impl Scrape {
             "Requests failed by each backend node (unavailable, broken connection, timeout).",
             failures,
         )?;
+        let rows = sorted(&self.snapshot.nodes)
+            .into_iter()
+            .map(|((pool, node), counts)| {
+                let labels: Labels = vec![("pool", pool.to_string()), ("node", node.to_string())];
+                (labels, &counts.latency)
+            });
+        histogram(
+            encoder,
+            "rkproxy_backend_duration_seconds",
+            "Backend round trip: from a request's dispatch to the node until its reply is in the proxy.",
+            rows,
+        )?;
         gauge(
             encoder,
             "rkproxy_backend_up",
@@ -359,6 +382,49 @@ impl Scrape {
             "rkproxy_pool_up",
             "1 when the pool can serve (cluster: a slot map is known; Kafka: connected).",
             pools,
+        )
+    }
+
+    fn encode_keys(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let labels = |tenant: &str, pool: &str, key: &KeptKey| -> Labels {
+            vec![
+                ("tenant", tenant.to_owned()),
+                ("pool", pool.to_owned()),
+                ("key", key.shown()),
+            ]
+        };
+        let hot = self
+            .hot_keys
+            .iter()
+            .map(|hot| {
+                let HotItem { tenant, pool, key } = &hot.item;
+                (labels(tenant, pool, key), gauge_value(hot.requests))
+            })
+            .collect();
+        gauge(
+            encoder,
+            "rkproxy_hot_key_requests",
+            "Each tenant's most requested keys: requests estimated from one sampled request in 8.",
+            hot,
+        )?;
+        let mut seen = Vec::new();
+        let mut sizes = Vec::new();
+        for big in &self.big_keys {
+            let labels = labels(&big.tenant, &big.pool, &big.key);
+            seen.push((labels.clone(), gauge_value(big.count)));
+            sizes.push((labels, gauge_value(big.max_bytes)));
+        }
+        gauge(
+            encoder,
+            "rkproxy_big_key_seen",
+            "Each tenant's biggest keys: requests or replies for the key at or over the big-request threshold.",
+            seen,
+        )?;
+        gauge(
+            encoder,
+            "rkproxy_big_key_max_bytes",
+            "Each tenant's biggest keys: the largest request or reply for the key, in bytes.",
+            sizes,
         )
     }
 
@@ -391,8 +457,128 @@ impl Scrape {
             "rkproxy_kafka_bytes",
             "KPUSH request bytes and KPOP reply bytes by pool, topic and tenant.",
             bytes,
+        )?;
+        let lag = self
+            .facts
+            .lag
+            .iter()
+            .map(|lag| {
+                let labels: Labels = vec![
+                    ("pool", lag.pool.clone()),
+                    ("topic", lag.topic.clone()),
+                    ("partition", lag.partition.to_string()),
+                    ("group", lag.group.clone()),
+                ];
+                (labels, lag.lag)
+            })
+            .collect();
+        gauge(
+            encoder,
+            "rkproxy_kafka_consumer_lag",
+            "Records a consumer group has not taken: high watermark minus the group's cursor, plus records given back.",
+            lag,
         )
     }
+
+    fn encode_lanes(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut requests = Vec::new();
+        let mut queued = Vec::new();
+        let mut busy = Vec::new();
+        for lane in &self.facts.lanes {
+            let labels: Labels = vec![("pool", lane.pool.clone())];
+            requests.push((labels.clone(), lane.requests));
+            queued.push((labels.clone(), lane.queued));
+            busy.push((labels, lane.busy));
+        }
+        counter(
+            encoder,
+            "rkproxy_big_lane_requests",
+            "Requests that went to a pool's big-request lanes (sent, or refused as busy).",
+            requests,
+        )?;
+        counter(
+            encoder,
+            "rkproxy_big_lane_queued",
+            "Big-lane requests that waited for a free lane connection.",
+            queued,
+        )?;
+        counter(
+            encoder,
+            "rkproxy_big_lane_busy",
+            "Big-lane requests refused as busy (queue full or waited too long).",
+            busy,
+        )?;
+        let (mut tenant_requests, mut tenant_busy) = (Vec::new(), Vec::new());
+        for ((pool, tenant), traffic) in sorted(&self.snapshot.traffic) {
+            if traffic.lane_requests > 0 || traffic.lane_busy > 0 {
+                let labels: Labels =
+                    vec![("pool", pool.to_string()), ("tenant", tenant.to_string())];
+                tenant_requests.push((labels.clone(), traffic.lane_requests));
+                tenant_busy.push((labels, traffic.lane_busy));
+            }
+        }
+        counter(
+            encoder,
+            "rkproxy_big_lane_tenant_requests",
+            "Requests each tenant sent on the big-request lanes.",
+            tenant_requests,
+        )?;
+        counter(
+            encoder,
+            "rkproxy_big_lane_tenant_busy",
+            "Each tenant's big-lane requests refused as busy.",
+            tenant_busy,
+        )?;
+        let (mut node_requests, mut node_busy) = (Vec::new(), Vec::new());
+        for ((pool, node), counts) in sorted(&self.snapshot.nodes) {
+            if counts.lane_requests > 0 || counts.lane_busy > 0 {
+                let labels: Labels = vec![("pool", pool.to_string()), ("node", node.to_string())];
+                node_requests.push((labels.clone(), counts.lane_requests));
+                node_busy.push((labels, counts.lane_busy));
+            }
+        }
+        counter(
+            encoder,
+            "rkproxy_big_lane_node_requests",
+            "Requests sent on each node's big-request lane.",
+            node_requests,
+        )?;
+        counter(
+            encoder,
+            "rkproxy_big_lane_node_busy",
+            "Big-lane requests refused as busy, by node.",
+            node_busy,
+        )
+    }
+}
+
+fn gauge_value(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A histogram family from our fixed-bucket histograms.
+fn histogram<'a>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl Iterator<Item = (Labels, &'a Histogram)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, histogram) in rows {
+        // prometheus-client adds the +Inf bucket itself from the count.
+        let bounded: Vec<(f64, u64)> = histogram
+            .cumulative_seconds()
+            .into_iter()
+            .filter(|(bound, _)| bound.is_finite())
+            .collect();
+        metric.encode_family(&labels)?.encode_histogram::<Labels>(
+            histogram.sum_seconds(),
+            histogram.count(),
+            &non_cumulative(&bounded),
+            None,
+        )?;
+    }
+    Ok(())
 }
 
 /// prometheus-client's histogram encoder takes per-bucket counts and accumulates them itself.

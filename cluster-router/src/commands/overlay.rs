@@ -110,6 +110,9 @@ pub(super) const OVERLAY: &[Entry] = &[
     // CLIENT LIST shows the connection to the proxy (the backend's list would show the proxy's
     // shared connections and other tenants).
     local("client|list"),
+    // CLIENT KILL closes the proxy's own client connections (by id, address, user...), never the
+    // backend's: there it would close the proxy's shared connections.
+    local("client|kill"),
     // CLIENT REPLY OFF/SKIP would desynchronise replies on a shared connection; the proxy
     // drops the client's replies itself instead.
     local("client|reply"),
@@ -157,9 +160,7 @@ pub(super) const OVERLAY: &[Entry] = &[
     unsupported("sync"),
     unsupported("psync"),
     unsupported("replconf"),
-    // Client ids and addresses are backend-side: KILL could kill the proxy's own shared
-    // connections and UNBLOCK other tenants' commands.
-    unsupported("client|kill"),
+    // Client ids are backend-side: UNBLOCK could unblock other tenants' commands.
     unsupported("client|unblock"),
     // Pausing affects every tenant on the backend.
     unsupported("client|pause"),

@@ -165,6 +165,7 @@ fn proxy_handling_matches_the_design() {
         &[b"client", b"tracking", b"on"],
         &[b"client", b"reply", b"off"],
         &[b"client", b"setinfo", b"lib-name", b"x"],
+        &[b"client", b"kill", b"x"],
         &[b"config", b"set", b"a", b"b"],
         &[b"info"],
     ] {
@@ -174,7 +175,6 @@ fn proxy_handling_matches_the_design() {
         &[&b"monitor"[..]][..],
         &[b"sync"],
         &[b"psync", b"x", b"0"],
-        &[b"client", b"kill", b"x"],
         &[b"client", b"pause", b"10"],
         &[b"shutdown"],
         &[b"debug", b"sleep", b"0"],

@@ -23,7 +23,7 @@ use kafka_bridge::{
 use resp_codec::Request;
 use tenant_policy::Tenant;
 use tokio::sync::{oneshot, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::backend::{one_line, BackendReply};
 use crate::config::{
@@ -151,6 +151,14 @@ impl KafkaPool {
             Status::Starting => "starting",
             Status::Down(_) => "down",
             Status::Up(_) => "up",
+        }
+    }
+
+    /// The bridge if the pool is connected now (never waits): for the stats' consumer lag.
+    pub fn connected_bridge(&self) -> Option<KafkaBridge> {
+        match &*self.status.borrow() {
+            Status::Up(bridge) => Some(bridge.clone()),
+            Status::Starting | Status::Down(_) => None,
         }
     }
 
@@ -299,8 +307,12 @@ async fn connect_until_up(pool: Weak<KafkaPool>) {
             }
             Err(error) => {
                 let reason = one_line(&error.to_string());
-                // Log the first failure and then one in ten, so a broker that stays down does not flood the log.
-                if attempt == 1 || attempt % 10 == 0 {
+                // One line per state change: the pool going down is logged once; the retries while it stays
+                // down only at debug level (the stats and INFO show the state meanwhile).
+                let was_down = matches!(*strong.status.borrow(), Status::Down(_));
+                if was_down {
+                    debug!(pool = %strong.name, attempt, error = %reason, "Kafka pool still unavailable");
+                } else {
                     warn!(pool = %strong.name, attempt, error = %reason, retry_ms = strong.connect_retry.as_millis() as u64, "Kafka pool unavailable; retrying in the background");
                 }
                 strong.status.send_replace(Status::Down(Arc::from(reason)));

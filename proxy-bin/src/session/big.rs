@@ -90,7 +90,9 @@ impl Session {
         let rewrite = self.reply_rewrite(spec);
         match &self.pool {
             PoolHandle::Standalone(pool) => {
+                self.stats.lane_request(pool.address());
                 let receiver = pool.big_lane(self.worker, self.db, self.resp3).send(big);
+                let receiver = self.watch_lane_reply(receiver, Arc::clone(pool.address()));
                 let expect = rewrite.map_or(Expect::Forward, Expect::Rewrite);
                 self.pending.push_back(Pending::Waiting(receiver, expect));
                 None
@@ -104,6 +106,8 @@ impl Session {
                     return Some(request);
                 };
                 let receiver = cluster.big_lane(&node, resp3).send(big);
+                let label = self.count_cluster_lane_request(&node);
+                let receiver = self.watch_lane_reply(receiver, label);
                 self.pending.push_back(Pending::Routed(Box::new(Routed {
                     receiver,
                     request: request.into_raw(),
@@ -137,6 +141,7 @@ impl Session {
         };
         if let Some(key) = first_key(spec, &request) {
             lanes.recent().remember(key);
+            self.note_big_reply(spec.name, key, reply.len());
         }
     }
 }

@@ -678,7 +678,7 @@ impl Session {
         }
         if failed > 0 {
             self.stats.error(crate::stats::ErrorKind::Backend, failed);
-            self.stats.node(address, 0, failed);
+            self.stats.node(address, 0, failed, None);
         }
         self.collect_ready_replies();
     }

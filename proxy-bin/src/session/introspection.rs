@@ -34,6 +34,7 @@ use crate::introspection::{
 };
 use crate::pools::PoolHandle;
 use crate::reply;
+use crate::stats::clients::{parse_kill, ClientView, KillError, KillFilter, KillRequest};
 
 /// Redis's reply to CLIENT CACHING from a client that is not tracking (none is, through rkproxy).
 const CACHING_WITHOUT_TRACKING: &str =
@@ -461,15 +462,84 @@ impl Session {
             resp: if self.resp3 { 3 } else { 2 },
             lib_name: text(&self.client.lib_name),
             lib_ver: text(&self.client.lib_ver),
+            pool: self.pool.name().to_owned(),
+            pending: self.pending.in_flight_requests(),
+            ..ClientLine::default()
         }
         .render()
     }
 
-    /// CLIENT LIST [TYPE type | ID id ...]: this connection's line (the proxy does not list other clients'
-    /// connections), filtered like Redis filters.
+    /// Another session's CLIENT LIST line, from the client table (fields only a session itself knows, such as
+    /// its buffers, are 0).
+    fn listed_client_line(client: &ClientView) -> String {
+        let name = client
+            .name
+            .as_ref()
+            .map(|name| String::from_utf8_lossy(name).into_owned())
+            .unwrap_or_default();
+        ClientLine {
+            id: client.id,
+            addr: client.addr.clone(),
+            laddr: client.laddr.clone(),
+            fd: client.fd,
+            name,
+            age: client.age_seconds,
+            idle: client.idle_seconds,
+            db: client.db,
+            output_memory: client.output_bytes,
+            cmd: client.last_command.to_owned(),
+            user: client.tenant.to_string(),
+            resp: if client.resp3 { 3 } else { 2 },
+            pool: client.pool.to_string(),
+            pending: client.pending,
+            ..ClientLine::default()
+        }
+        .render()
+    }
+
+    /// The client table as this client may see it: every session for admins (and when no tenants are
+    /// configured), the tenant's own sessions otherwise.
+    fn visible_clients(&self) -> Vec<ClientView> {
+        let mine = self.visible_tenant();
+        let visible = |tenant: &str| mine.as_deref().is_none_or(|mine| mine == tenant);
+        self.state.stats().clients(&visible)
+    }
+
+    /// CLIENT KILL addr | CLIENT KILL [ID id] [ADDR addr] [LADDR addr] [USER user] [TYPE type] [SKIPME yes|no]
+    /// [MAXAGE seconds], over the proxy's own sessions (a tenant's own only).
+    fn client_kill(&self, request: &Request) -> Bytes {
+        let args: Vec<&[u8]> = request.args().skip(2).collect();
+        let kill = match parse_kill(&args, self.id) {
+            Ok(kill) => kill,
+            Err(error) => return reply::error(&error.to_string()),
+        };
+        let mine = self.visible_tenant();
+        let visible = |tenant: &str| mine.as_deref().is_none_or(|mine| mine == tenant);
+        let stats = self.state.stats();
+        match kill {
+            KillRequest::Address(addr) => {
+                let filter = KillFilter {
+                    addr: Some(addr),
+                    ..KillFilter::default()
+                };
+                match stats.kill_clients(&filter, &visible) {
+                    0 => reply::error(&KillError::NoSuchClient.to_string()),
+                    _ => reply::ok(),
+                }
+            }
+            KillRequest::Filters(filter) => {
+                let killed = stats.kill_clients(&filter, &visible);
+                reply::integer(i64::try_from(killed).unwrap_or(i64::MAX))
+            }
+        }
+    }
+
+    /// CLIENT LIST [TYPE type | ID id ...]: the proxy's own sessions that this client may see (see
+    /// [`Session::visible_clients`]), this connection's line from its live state, filtered like Redis filters.
     fn client_list(&self, request: &Request) -> Bytes {
-        let line = self.client_line("client|list", request);
+        let own_line = self.client_line("client|list", request);
         let option = request.arg(2).unwrap_or_default();
+        let mut ids: Option<Vec<u64>> = None;
         let shown = match request.argc() {
             2 => true,
             4 if option.eq_ignore_ascii_case(b"type") => {
@@ -487,21 +557,36 @@ impl Session {
                 }
             }
             argc if argc > 3 && option.eq_ignore_ascii_case(b"id") => {
-                let mut mine = false;
+                let mut wanted = Vec::new();
                 for id in request.args().skip(3) {
                     match std::str::from_utf8(id)
                         .ok()
                         .and_then(|id| id.parse::<i64>().ok())
                     {
-                        Some(id) if id >= 1 => mine |= id as u64 == self.id,
+                        Some(id) if id >= 1 => wanted.push(id as u64),
                         _ => return reply::error("ERR Invalid client ID"),
                     }
                 }
-                mine
+                ids = Some(wanted);
+                true
             }
             _ => return reply::error(SYNTAX),
         };
-        reply::text(if shown { &line } else { "" }, self.resp3)
+        let mut lines: Vec<(u64, String)> = Vec::new();
+        if shown {
+            let wanted = |id: u64| ids.as_ref().is_none_or(|ids| ids.contains(&id));
+            for client in self.visible_clients() {
+                if client.id != self.id && wanted(client.id) {
+                    lines.push((client.id, Self::listed_client_line(&client)));
+                }
+            }
+            if wanted(self.id) {
+                lines.push((self.id, own_line));
+            }
+        }
+        lines.sort_by_key(|(id, _)| *id);
+        let text: String = lines.into_iter().map(|(_, line)| line).collect();
+        reply::text(&text, self.resp3)
     }
 
     /// CLIENT NO-EVICT ON|OFF: OFF is what every client of the proxy has; ON cannot be given (see the text).
@@ -548,6 +633,7 @@ impl Session {
             "client|setinfo" => self.client_setinfo(request),
             "client|info" => reply::text(&self.client_line("client|info", request), self.resp3),
             "client|list" => self.client_list(request),
+            "client|kill" => self.client_kill(request),
             "client|tracking" => Self::client_tracking(request),
             "client|caching" => reply::error(CACHING_WITHOUT_TRACKING),
             "client|getredir" => reply::integer(-1),

@@ -50,7 +50,7 @@ use crate::pools::PoolHandle;
 use crate::reply;
 use crate::state::ProxyState;
 
-pub use self::observe::{probe_nodes, proxy_facts};
+pub use self::observe::{kafka_lag, probe_nodes, proxy_facts};
 
 use self::cluster::ClusterSession;
 use self::pending::{next_front_event, try_front_event, Expect, FrontEvent, Pending, Sent};
@@ -206,6 +206,7 @@ impl Session {
         let pool = state.default_pool().clone();
         let client_ip = stream.peer_addr().ok().map(|addr| addr.ip());
         let shutting_down = *shutdown.borrow() || shutdown.has_changed().is_err();
+        let stats = observe::session_stats(&state, worker, id, &stream);
         Session {
             id,
             worker,
@@ -216,7 +217,7 @@ impl Session {
             memory: memory::ClientMemory::new(Arc::clone(state.memory()), id),
             decoder: RequestDecoder::new(limits),
             pending: observe::new_queue(state.stats()),
-            stats: observe::session_stats(&state, worker),
+            stats,
             deferred: None,
             deferred_is_policed: false,
             closing: None,
@@ -990,12 +991,14 @@ fn transaction_command_without_state(spec: &CommandSpec) -> Option<Bytes> {
     }
 }
 
-/// Whether `request` is `RKPROXY STATS ...` (answered by `observe`).
+/// Whether `request` is `RKPROXY STATS | BIGKEYS | HOTKEYS ...` (answered by `observe`).
 fn is_stats_command(request: &Request) -> bool {
     request.name().eq_ignore_ascii_case(b"RKPROXY")
-        && request
-            .arg(1)
-            .is_some_and(|sub| sub.eq_ignore_ascii_case(b"STATS"))
+        && request.arg(1).is_some_and(|sub| {
+            [&b"STATS"[..], b"BIGKEYS", b"HOTKEYS"]
+                .iter()
+                .any(|name| sub.eq_ignore_ascii_case(name))
+        })
 }
 
 /// The reply for a command the table knows but rkproxy does not serve.

@@ -25,7 +25,9 @@ use super::Session;
 use crate::backend::{BackendError, BackendReply};
 use crate::pools::PoolHandle;
 use crate::reply;
-use crate::stats::report::{self, Facts, NodeFacts, PoolFacts, Section};
+use crate::stats::clients::ClientNow;
+use crate::stats::keys::{BigSeen, BigSide};
+use crate::stats::report::{self, Facts, LagFacts, LaneFacts, NodeFacts, PoolFacts, Section};
 use crate::stats::slowlog::{SlowArg, SlowEntry, SlowRequest};
 use crate::stats::{ErrorKind, SessionStats, Stats, NO_TENANT, UNAUTHENTICATED, UNKNOWN_COMMAND};
 use cluster_router::commands::CommandSpec;
@@ -34,8 +36,10 @@ use cluster_router::topology::NodeAddr;
 /// Timing of one entry of the reply queue.
 #[derive(Default)]
 pub(super) struct Sent {
-    /// When it was pushed; `None` for entries the proxy answered itself.
+    /// When it was pushed (dispatched); `None` for entries the proxy answered itself.
     at: Option<Instant>,
+    /// When the proxy framed its first request (the start of the time in the proxy); `at` if unknown.
+    framed_at: Option<Instant>,
     /// How long until it was last taken off the front.
     took: Option<Duration>,
     /// Requests it stands for (a batch stands for several).
@@ -92,6 +96,8 @@ pub(super) struct PendingQueue {
     /// Entries taken off complete, not yet recorded.
     completed: Vec<Sent>,
     timing: bool,
+    /// When the requests framed in the current pass over the read buffer began (one clock read per pass).
+    framed_at: Option<Instant>,
     slow_after: Option<Duration>,
     /// Cluster nodes' labels, made once per session (not once per request).
     labels: Vec<(Arc<NodeAddr>, Arc<str>)>,
@@ -120,6 +126,9 @@ impl PendingQueue {
 
     /// Counts a framed request of `bytes` bytes, in flight from now on.
     pub(super) fn framed(&mut self, bytes: usize) {
+        if self.timing && self.framed_at.is_none() {
+            self.framed_at = Some(Instant::now());
+        }
         self.unattributed.requests += 1;
         self.unattributed.bytes += bytes;
         self.total.requests += 1;
@@ -128,6 +137,7 @@ impl PendingQueue {
 
     /// Forgets framed requests that no entry carries (see the type's documentation).
     pub(super) fn forget_unattributed(&mut self) {
+        self.framed_at = None;
         let forgotten = std::mem::take(&mut self.unattributed);
         self.total.requests -= forgotten.requests;
         self.total.bytes -= forgotten.bytes;
@@ -163,8 +173,10 @@ impl PendingQueue {
         if !self.timing || matches!(entry, Pending::Ready(_)) {
             return Sent::default();
         }
+        let at = Instant::now();
         Sent {
-            at: Some(Instant::now()),
+            at: Some(at),
+            framed_at: Some(self.framed_at.unwrap_or(at)),
             requests: requests_of(entry),
             ..Sent::default()
         }
@@ -219,7 +231,7 @@ impl PendingQueue {
     }
 
     /// A cluster node's label, made once per session.
-    fn label(&mut self, node: &Arc<NodeAddr>) -> Arc<str> {
+    pub(super) fn label(&mut self, node: &Arc<NodeAddr>) -> Arc<str> {
         if let Some((_, label)) = self
             .labels
             .iter()
@@ -400,6 +412,19 @@ fn failure_kind(error: &BackendError) -> ErrorKind {
     }
 }
 
+/// Whether a lane's reply is its busy refusal (`BigLaneError::Busy`).
+fn is_lane_busy(reply: &[u8]) -> bool {
+    reply.starts_with(b"-ERR big request lane of ") && reply.ends_with(b" is busy, try again\r\n")
+}
+
+/// The request's first key, if it names any.
+fn first_key<'a>(spec: &'static CommandSpec, request: &'a Request) -> Option<&'a [u8]> {
+    let index = cluster_router::commands::key_indices(spec, request)
+        .ok()?
+        .first()?;
+    request.arg(index)
+}
+
 /// How a tenant-policy refusal is counted.
 pub(super) fn refusal_kind(error: &PolicyError) -> ErrorKind {
     match error {
@@ -418,12 +443,93 @@ impl Session {
         if !self.stats.enabled() {
             return None;
         }
-        let (name, spec) = match self.lookup(request) {
-            Ok(spec) => (spec.name, Some(spec)),
-            Err(_) => (unlisted_command(request.name()), None),
+        let spec = match self.lookup(request) {
+            Ok(spec) => spec,
+            Err(_) => {
+                let name = unlisted_command(request.name());
+                self.stats.command(name, request.raw().len());
+                return None;
+            }
         };
-        self.stats.command(name, request.raw().len());
-        spec
+        let size = request.raw().len();
+        self.stats.command(spec.name, size);
+        let keyed = spec.first_key > 0 || !spec.key_specs.is_empty();
+        if keyed && self.stats.sample_hot_key() {
+            if let Some(key) = first_key(spec, request) {
+                self.stats.hot_key(key);
+            }
+        }
+        if size >= self.stats.big_threshold() {
+            if let Some(key) = first_key(spec, request) {
+                self.record_big_key(spec.name, key, BigSide::Request, size);
+            }
+        }
+        Some(spec)
+    }
+
+    /// A request or reply of at least the big-request threshold for `key` (the client's key, unprefixed).
+    fn record_big_key(&self, command: &'static str, key: &[u8], side: BigSide, bytes: usize) {
+        self.state.stats().big_key(BigSeen {
+            tenant: self.stats.tenant(),
+            pool: self.stats.pool(),
+            key,
+            command,
+            side,
+            bytes,
+        });
+    }
+
+    /// A big reply to a request for `key` as sent to the backend (with the tenant's prefix, which is taken off:
+    /// a key without it is not recorded, so no other tenant's key is ever shown).
+    pub(super) fn note_big_reply(&self, command: &'static str, backend_key: &[u8], bytes: usize) {
+        if !self.stats.enabled() {
+            return;
+        }
+        let prefix = self.tenant().and_then(|tenant| tenant.key_prefix());
+        let key = match prefix {
+            Some(prefix) => match backend_key.strip_prefix(prefix) {
+                Some(key) => key,
+                None => return,
+            },
+            None => backend_key,
+        };
+        self.record_big_key(command, key, BigSide::Reply, bytes);
+    }
+
+    /// A request sent on the big-request lane of cluster node `node`.
+    pub(super) fn count_cluster_lane_request(&mut self, node: &Arc<NodeAddr>) -> Arc<str> {
+        let label = self.pending.label(node);
+        self.stats.lane_request(&label);
+        label
+    }
+
+    /// The reply of a request sent on the big-request lane of `node`, passed on by a task that counts a busy
+    /// refusal for the client's tenant and the node (a task per big request: nothing on the small requests'
+    /// path, and next to a big transfer it costs nothing).
+    pub(super) fn watch_lane_reply(
+        &self,
+        receiver: oneshot::Receiver<BackendReply>,
+        node: Arc<str>,
+    ) -> oneshot::Receiver<BackendReply> {
+        if !self.stats.enabled() {
+            return receiver;
+        }
+        let (sender, watched) = oneshot::channel();
+        let state = Arc::clone(&self.state);
+        let (pool, tenant) = (
+            Arc::clone(self.stats.pool()),
+            Arc::clone(self.stats.tenant()),
+        );
+        tokio::spawn(async move {
+            let Ok(reply) = receiver.await else {
+                return;
+            };
+            if matches!(&reply, Ok(bytes) if is_lane_busy(bytes)) {
+                state.stats().lane_busy(&pool, &tenant, &node);
+            }
+            let _ = sender.send(reply);
+        });
+        watched
     }
 
     /// Counts the requests of the entry `front` failed by a backend error in `event`.
@@ -434,7 +540,7 @@ impl Session {
         let times = u64::from(requests_of(front));
         self.stats.error(failure_kind(error), times);
         let BackendError::Unavailable { address, .. } = error;
-        self.stats.node(address, 0, times);
+        self.stats.node(address, 0, times, None);
     }
 
     /// Before replies are written: records the timing of completed entries (and logs slow ones), counts the
@@ -444,15 +550,23 @@ impl Session {
             return;
         }
         let mut completed = self.pending.settle();
+        // One clock read per write: the end of the time in the proxy of every entry completed since.
+        let mut now: Option<Instant> = None;
         for sent in completed.drain(..) {
             let Some(took) = sent.took else {
                 continue;
             };
-            self.stats.latency(took, u64::from(sent.requests.max(1)));
+            let written_at = *now.get_or_insert_with(Instant::now);
+            let in_proxy = sent
+                .framed_at
+                .map_or(took, |framed| written_at.saturating_duration_since(framed))
+                .max(took);
+            self.stats
+                .latency(in_proxy, took, u64::from(sent.requests.max(1)));
             let mut first_node: Option<Arc<str>> = None;
             let stats = &mut self.stats;
             self.pending.for_each_node(&sent, |node, requests| {
-                stats.node(node, u64::from(requests), 0);
+                stats.node(node, u64::from(requests), 0, Some(took));
                 first_node.get_or_insert_with(|| Arc::clone(node));
             });
             if self.pending.slow_after.is_some_and(|limit| took >= limit) {
@@ -467,7 +581,14 @@ impl Session {
         self.writes_since_flush += 1;
         if self.pending.is_empty() || self.writes_since_flush >= FLUSH_EVERY_WRITES {
             self.writes_since_flush = 0;
-            self.stats.flush();
+            self.stats.flush_and_publish(Some(ClientNow {
+                name: self.name.as_ref(),
+                db: self.db,
+                resp3: self.resp3,
+                last_active: self.last_activity.into_std(),
+                pending: self.pending.in_flight_requests(),
+                output_bytes: self.output.len() + self.write_buffer.len(),
+            }));
         }
         // Settings may have changed (a reload): the next entries use the current threshold.
         self.pending.slow_after = self.state.stats().slowlog().threshold();
@@ -512,7 +633,7 @@ impl Session {
     }
 
     /// The tenant whose rows this client may see: `None` (all) for admins and when no tenants are configured.
-    fn visible_tenant(&self) -> Option<String> {
+    pub(super) fn visible_tenant(&self) -> Option<String> {
         match self.tenant() {
             Some(tenant) if !tenant.is_admin() => Some(tenant.name().to_owned()),
             _ => None,
@@ -565,15 +686,22 @@ impl Session {
         if self.awaiting_auth() {
             return Pending::Ready(PolicyError::NoAuth.to_reply());
         }
+        let sub = request.arg(1).unwrap_or_default();
+        if !sub.eq_ignore_ascii_case(b"STATS") {
+            return Pending::Ready(self.keys_command(sub, request));
+        }
         let Some(section) = Section::parse(request.arg(2)) else {
             return Pending::Ready(reply::error(
-                "ERR unknown RKPROXY STATS section. Try TENANTS, COMMANDS, POOLS, NODES or KAFKA.",
+                "ERR unknown RKPROXY STATS section. Try TENANTS, COMMANDS, POOLS, NODES, KAFKA or LANES.",
             ));
         };
         // The client's own counts so far are part of the answer.
         self.stats.flush();
         let state = Arc::clone(&self.state);
         let visible = self.visible_tenant();
+        if section == Section::Kafka {
+            return Pending::Waiting(kafka_section(state, visible), Expect::Forward);
+        }
         if section != Section::Nodes {
             let facts = proxy_facts(&state);
             let lines = report::stats_lines(
@@ -601,6 +729,30 @@ impl Session {
         Pending::Waiting(receiver, Expect::Forward)
     }
 
+    /// `RKPROXY BIGKEYS [n]` and `RKPROXY HOTKEYS [n]`: each visible tenant's `n` (default 10) biggest or most
+    /// requested keys, one `key=value` line each.
+    fn keys_command(&mut self, sub: &[u8], request: &Request) -> Bytes {
+        let per_tenant = match request.arg(2).map(parse_positive) {
+            None => DEFAULT_KEYS_SHOWN,
+            Some(Some(n)) => n,
+            Some(None) => return reply::error("ERR the count must be a positive integer"),
+        };
+        if request.argc() > 3 {
+            return reply::error("ERR syntax error: RKPROXY BIGKEYS|HOTKEYS [count]");
+        }
+        // Keys sampled so far by this client are part of the answer.
+        self.stats.flush();
+        let visible = self.visible_tenant();
+        let visible = |tenant: &str| visible.as_deref().is_none_or(|mine| mine == tenant);
+        let stats = self.state.stats();
+        let lines = if sub.eq_ignore_ascii_case(b"BIGKEYS") {
+            report::big_key_lines(&stats.big_keys(&visible, per_tenant))
+        } else {
+            report::hot_key_lines(&stats.hot_keys(&visible, per_tenant))
+        };
+        reply::array_of_bulks(lines.iter().map(String::as_bytes))
+    }
+
     /// INFO's `# Proxy` section as this client may see it.
     pub(super) fn proxy_section(&mut self) -> String {
         self.stats.flush();
@@ -612,6 +764,14 @@ impl Session {
             self.visible_tenant().as_deref(),
         )
     }
+}
+
+/// Keys per tenant that RKPROXY BIGKEYS and HOTKEYS show without a count.
+const DEFAULT_KEYS_SHOWN: usize = 10;
+
+fn parse_positive(text: &[u8]) -> Option<usize> {
+    let count: usize = std::str::from_utf8(text).ok()?.parse().ok()?;
+    (count > 0).then_some(count)
 }
 
 /// SLOWLOG GET's count: -1 for all, else at least 0.
@@ -647,7 +807,96 @@ pub fn proxy_facts(state: &crate::state::ProxyState) -> Facts {
     }
     facts.pools = state.pool_handles().map(pool_facts).collect();
     facts.pools.sort_by(|a, b| a.name.cmp(&b.name));
+    facts.lanes = state
+        .pool_handles()
+        .filter_map(|pool| {
+            let counts = pool.big_lanes()?.stats().snapshot();
+            Some(LaneFacts {
+                pool: pool.name().to_owned(),
+                requests: counts.big_requests,
+                queued: counts.queue_waits,
+                busy: counts.rejections,
+            })
+        })
+        .collect();
+    facts.lanes.sort_by(|a, b| a.pool.cmp(&b.pool));
     facts
+}
+
+/// `RKPROXY STATS KAFKA` in a task: the counts, and the consumer lag read from Kafka now.
+fn kafka_section(
+    state: Arc<crate::state::ProxyState>,
+    visible: Option<String>,
+) -> oneshot::Receiver<BackendReply> {
+    let (sender, receiver) = oneshot::channel::<BackendReply>();
+    tokio::spawn(async move {
+        let snapshot = state.stats().snapshot();
+        let mut facts = proxy_facts(&state);
+        facts.lag = kafka_lag(&state, &snapshot).await;
+        let lines = report::stats_lines(Section::Kafka, &snapshot, &facts, visible.as_deref());
+        let _ = sender.send(Ok(reply::array_of_bulks(
+            lines.iter().map(String::as_bytes),
+        )));
+    });
+    receiver
+}
+
+/// Every connected Kafka pool's consumer lag, per topic, partition and group: the groups are the topic's
+/// configured consumers and the tenants that popped from it (a `*` consumer list names no group). A pool
+/// that is not connected, or a topic whose offsets cannot be read now, is left out (and logged at debug).
+pub async fn kafka_lag(
+    state: &crate::state::ProxyState,
+    snapshot: &crate::stats::WorkerStats,
+) -> Vec<LagFacts> {
+    let mut rows = Vec::new();
+    for pool in state.pool_handles() {
+        let PoolHandle::Kafka(kafka) = pool else {
+            continue;
+        };
+        let Some(bridge) = kafka.connected_bridge() else {
+            continue;
+        };
+        for topic in &bridge.config().topics {
+            let groups = lag_groups(kafka.name(), topic, snapshot);
+            match bridge.consumer_lag(&topic.name, &groups).await {
+                Ok(lags) => rows.extend(lags.into_iter().map(|lag| LagFacts {
+                    pool: kafka.name().to_owned(),
+                    topic: lag.topic,
+                    partition: lag.partition,
+                    group: lag.group,
+                    high_watermark: lag.high_watermark,
+                    next_offset: lag.next_offset,
+                    lag: lag.lag,
+                })),
+                Err(error) => {
+                    tracing::debug!(pool = kafka.name(), topic = %topic.name, %error, "consumer lag not read");
+                }
+            }
+        }
+    }
+    rows
+}
+
+/// The consumer groups whose lag is read for `topic`: its named consumers and the tenants that popped from it.
+fn lag_groups(
+    pool: &str,
+    topic: &kafka_bridge::TopicConfig,
+    snapshot: &crate::stats::WorkerStats,
+) -> Vec<String> {
+    let mut groups: Vec<String> = topic
+        .consumers
+        .iter()
+        .filter(|consumer| *consumer != "*")
+        .cloned()
+        .collect();
+    for ((topic_pool, name, tenant), counts) in &snapshot.topics {
+        if &**topic_pool == pool && **name == *topic.name && counts.pops > 0 {
+            groups.push(tenant.to_string());
+        }
+    }
+    groups.sort();
+    groups.dedup();
+    groups
 }
 
 fn pool_facts(pool: &PoolHandle) -> PoolFacts {
@@ -738,14 +987,22 @@ where
     out
 }
 
-/// A session's stats, labelled with its starting pool and tenant.
-pub(super) fn session_stats(state: &crate::state::ProxyState, worker: usize) -> SessionStats {
-    SessionStats::new(
+/// A session's stats, labelled with its starting pool and tenant, and its entry in the client table.
+pub(super) fn session_stats(
+    state: &crate::state::ProxyState,
+    worker: usize,
+    id: u64,
+    stream: &tokio::net::TcpStream,
+) -> SessionStats {
+    let mut stats = SessionStats::new(
         state.stats(),
         worker,
         state.default_pool().name(),
         initial_tenant(state),
     )
+    .with_big_threshold(state.config().big_requests.threshold_bytes);
+    stats.register(id, stream);
+    stats
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@
 //! Label sets stay bounded: pool and tenant names come from the configuration, command names from the command
 //! table (`unknown` for anything else), Kafka topics only when the pool serves them.
 
+pub mod clients;
 mod histogram;
+pub mod keys;
 pub mod report;
 pub mod slowlog;
 
@@ -21,7 +23,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use clients::{ClientEntry, ClientNow, ClientView, KillFilter};
 pub use histogram::Histogram;
+use keys::{
+    BigKey, BigKeys, BigSeen, HotKey, HotKeys, KeptKey, HOT_SAMPLE_EVERY, SAMPLED_PER_FLUSH,
+};
 use slowlog::SlowLog;
 
 /// The label of commands the command table does not know.
@@ -87,9 +93,16 @@ pub struct Traffic {
     pub errors: [u64; 4],
     pub bytes_in: u64,
     pub bytes_out: u64,
-    /// From a request's dispatch to the backend until its reply is in the proxy (requests the proxy answers
-    /// itself are not timed).
+    /// Time in the proxy: from the read that framed a request until its reply is handed to the client's
+    /// socket (requests the proxy answers itself are not timed).
     pub latency: Histogram,
+    /// Time at the backend: from a request's dispatch to the backend until its reply is in the proxy (the
+    /// same requests as `latency`; the difference is the proxy's own share).
+    pub backend: Histogram,
+    /// Requests sent on the big-request lane.
+    pub lane_requests: u64,
+    /// Of those, how many the lane refused as busy.
+    pub lane_busy: u64,
 }
 
 impl Traffic {
@@ -100,6 +113,9 @@ impl Traffic {
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
         self.latency.merge(&other.latency);
+        self.backend.merge(&other.backend);
+        self.lane_requests += other.lane_requests;
+        self.lane_busy += other.lane_busy;
     }
 
     fn is_empty(&self) -> bool {
@@ -107,6 +123,9 @@ impl Traffic {
             && self.bytes_in == 0
             && self.bytes_out == 0
             && self.latency.is_empty()
+            && self.backend.is_empty()
+            && self.lane_requests == 0
+            && self.lane_busy == 0
     }
 
     pub fn errors_total(&self) -> u64 {
@@ -138,17 +157,35 @@ impl TopicCounts {
     }
 }
 
-/// Requests one backend node answered, and those it failed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Requests one backend node answered, those it failed, and the backend round trip of those it answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeCounts {
     pub requests: u64,
     pub failures: u64,
+    /// From dispatch to the node until the reply is in the proxy (a request split over several nodes counts
+    /// its whole time at each).
+    pub latency: Histogram,
+    /// Requests sent on the node's big-request lane.
+    pub lane_requests: u64,
+    /// Of those, how many the lane refused as busy.
+    pub lane_busy: u64,
 }
 
 impl NodeCounts {
     pub(crate) fn merge(&mut self, other: &NodeCounts) {
         self.requests += other.requests;
         self.failures += other.failures;
+        self.latency.merge(&other.latency);
+        self.lane_requests += other.lane_requests;
+        self.lane_busy += other.lane_busy;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.requests == 0
+            && self.failures == 0
+            && self.latency.is_empty()
+            && self.lane_requests == 0
+            && self.lane_busy == 0
     }
 }
 
@@ -232,6 +269,10 @@ pub struct WorkerTable {
     nodes: Rows<PoolNode, NodeCounts>,
     /// Kafka topics, rare enough to be looked up by key.
     topics: HashMap<TopicKey, TopicCounts>,
+    /// The keys this worker's sessions sampled.
+    hot: HotKeys,
+    /// This worker's sessions, by client id.
+    clients: HashMap<u64, ClientEntry>,
 }
 
 impl WorkerTable {
@@ -259,8 +300,11 @@ fn lock<T>(cell: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Stats {
     enabled: bool,
     workers: Mutex<BTreeMap<usize, WorkerCell>>,
-    /// Kafka reply bytes, counted by the tasks that run Kafka commands (not on any session's hot path).
+    /// Counts kept by tasks off the sessions' hot path: Kafka reply bytes (by the tasks that run Kafka
+    /// commands) and big-lane busy refusals (by the tasks that watch lane replies).
     kafka_replies: Mutex<WorkerStats>,
+    /// Keys of big requests and replies (rare: each is recorded at once).
+    big_keys: Mutex<BigKeys>,
     slowlog: SlowLog,
 }
 
@@ -271,6 +315,7 @@ impl Stats {
             enabled,
             workers: Mutex::new(BTreeMap::new()),
             kafka_replies: Mutex::new(WorkerStats::default()),
+            big_keys: Mutex::new(BigKeys::default()),
             slowlog: SlowLog::new(slower_than_us, slowlog_max_len),
         })
     }
@@ -299,15 +344,89 @@ impl Stats {
         counts.pop_bytes += bytes as u64;
     }
 
-    /// Every worker's counts, merged.
-    pub fn snapshot(&self) -> WorkerStats {
-        let cells: Vec<WorkerCell> = self
-            .workers
+    /// A big request that `pool`'s lane of `node` refused as busy, sent by a client of `tenant`.
+    pub fn lane_busy(&self, pool: &Arc<str>, tenant: &Arc<str>, node: &Arc<str>) {
+        if !self.enabled {
+            return;
+        }
+        let mut rare = lock(&self.kafka_replies);
+        let traffic = rare
+            .traffic
+            .entry((Arc::clone(pool), Arc::clone(tenant)))
+            .or_default();
+        traffic.lane_busy += 1;
+        let node = rare
+            .nodes
+            .entry((Arc::clone(pool), Arc::clone(node)))
+            .or_default();
+        node.lane_busy += 1;
+    }
+
+    /// A big request or reply (at least the big-request threshold).
+    pub fn big_key(&self, seen: BigSeen<'_>) {
+        if self.enabled {
+            lock(&self.big_keys).record(seen);
+        }
+    }
+
+    /// The `per_tenant` biggest keys of each visible tenant.
+    pub fn big_keys(&self, visible: &dyn Fn(&str) -> bool, per_tenant: usize) -> Vec<BigKey> {
+        lock(&self.big_keys).top(visible, per_tenant)
+    }
+
+    /// The `per_tenant` most requested keys of each visible tenant, merged over the workers.
+    pub fn hot_keys(&self, visible: &dyn Fn(&str) -> bool, per_tenant: usize) -> Vec<HotKey> {
+        let cells = self.cells();
+        let guards: Vec<MutexGuard<'_, WorkerTable>> =
+            cells.iter().map(|cell| lock(cell)).collect();
+        let workers: Vec<&HotKeys> = guards.iter().map(|table| &table.hot).collect();
+        keys::merge_hot_keys(&workers, visible, per_tenant)
+    }
+
+    /// Every session's entry of the client table that `visible` accepts (by tenant), by id.
+    pub fn clients(&self, visible: &dyn Fn(&str) -> bool) -> Vec<ClientView> {
+        let mut clients: Vec<ClientView> = Vec::new();
+        for cell in self.cells() {
+            let table = lock(&cell);
+            clients.extend(
+                table
+                    .clients
+                    .values()
+                    .filter(|entry| entry.is_live() && visible(&entry.tenant))
+                    .map(ClientEntry::view),
+            );
+        }
+        clients.sort_by_key(|client| client.id);
+        clients
+    }
+
+    /// Shuts down the sessions that `filter` matches among those `visible` accepts; how many.
+    pub fn kill_clients(&self, filter: &KillFilter, visible: &dyn Fn(&str) -> bool) -> usize {
+        let mut killed = 0;
+        for cell in self.cells() {
+            let mut table = lock(&cell);
+            for entry in table.clients.values_mut() {
+                if visible(&entry.tenant) && filter.matches(entry) {
+                    entry.kill();
+                    killed += 1;
+                }
+            }
+        }
+        killed
+    }
+
+    fn cells(&self) -> Vec<WorkerCell> {
+        self.workers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .values()
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Every worker's counts, merged.
+    pub fn snapshot(&self) -> WorkerStats {
+        let cells = self.cells();
         let mut all = lock(&self.kafka_replies).clone();
         for cell in cells {
             let worker = lock(&cell).to_stats();
@@ -331,6 +450,16 @@ pub struct SessionStats {
     traffic_row: Option<usize>,
     topics: Vec<(Arc<str>, TopicCounts)>,
     nodes: Vec<(Arc<str>, NodeCounts, Option<usize>)>,
+    /// Keyed requests left until the next one is sampled for the hot keys.
+    hot_countdown: u32,
+    /// Keys sampled since the last flush (at most [`SAMPLED_PER_FLUSH`]).
+    sampled: Vec<KeptKey>,
+    /// Requests and replies of at least this many bytes are recorded as big keys.
+    big_threshold: usize,
+    /// The session's id in its worker's client table, once registered.
+    client_id: Option<u64>,
+    /// The command table name of the latest request counted.
+    last_command: &'static str,
     dirty: bool,
 }
 
@@ -346,8 +475,54 @@ impl SessionStats {
             traffic_row: None,
             topics: Vec::new(),
             nodes: Vec::new(),
+            hot_countdown: HOT_SAMPLE_EVERY,
+            sampled: Vec::new(),
+            big_threshold: usize::MAX,
+            client_id: None,
+            last_command: "NULL",
             dirty: false,
         }
+    }
+
+    /// Sets the size from which requests and replies are recorded as big keys.
+    pub fn with_big_threshold(mut self, bytes: usize) -> SessionStats {
+        self.big_threshold = bytes;
+        self
+    }
+
+    pub fn big_threshold(&self) -> usize {
+        self.big_threshold
+    }
+
+    /// Adds the session to its worker's client table (until it ends), with the session's current labels.
+    pub fn register(&mut self, id: u64, stream: &tokio::net::TcpStream) {
+        let entry = ClientEntry::new(id, stream, &self.tenant, &self.pool);
+        lock(&self.worker).clients.insert(id, entry);
+        self.client_id = Some(id);
+    }
+
+    pub fn pool(&self) -> &Arc<str> {
+        &self.pool
+    }
+
+    /// Counts down one keyed request; true for the one in [`HOT_SAMPLE_EVERY`] whose key is sampled.
+    #[inline]
+    pub fn sample_hot_key(&mut self) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        self.hot_countdown -= 1;
+        if self.hot_countdown > 0 {
+            return false;
+        }
+        self.hot_countdown = HOT_SAMPLE_EVERY;
+        self.sampled.len() < SAMPLED_PER_FLUSH
+    }
+
+    /// A sampled request's key (see [`SessionStats::sample_hot_key`]).
+    pub fn hot_key(&mut self, key: &[u8]) {
+        self.dirty = true;
+        self.sampled.push(KeptKey::new(key));
     }
 
     pub fn enabled(&self) -> bool {
@@ -370,6 +545,12 @@ impl SessionStats {
         self.traffic_row = None;
         self.pool = Arc::from(pool);
         self.tenant = Arc::from(tenant);
+        if let Some(id) = self.client_id {
+            if let Some(entry) = lock(&self.worker).clients.get_mut(&id) {
+                entry.tenant = Arc::clone(&self.tenant);
+                entry.pool = Arc::clone(&self.pool);
+            }
+        }
     }
 
     /// One request of command `name` (a command table name, or [`UNKNOWN_COMMAND`]).
@@ -379,6 +560,7 @@ impl SessionStats {
             return;
         }
         self.dirty = true;
+        self.last_command = name;
         self.traffic.bytes_in += request_bytes as u64;
         // Names are 'static table entries: the same command is the same pointer.
         let found = self
@@ -415,37 +597,56 @@ impl SessionStats {
         self.traffic.bytes_out += bytes as u64;
     }
 
-    pub fn latency(&mut self, duration: Duration, requests: u64) {
+    /// `requests` answered together: `in_proxy` from their read to their reply's write, `at_backend` from
+    /// their dispatch to their reply.
+    pub fn latency(&mut self, in_proxy: Duration, at_backend: Duration, requests: u64) {
         if !self.enabled {
             return;
         }
         self.dirty = true;
-        self.traffic.latency.record(duration, requests);
+        self.traffic.latency.record(in_proxy, requests);
+        self.traffic.backend.record(at_backend, requests);
     }
 
-    /// `requests` answered by backend node `node`, of which `failures` failed there.
-    pub fn node(&mut self, node: &Arc<str>, requests: u64, failures: u64) {
+    /// A request sent on the big-request lane of `node`.
+    pub fn lane_request(&mut self, node: &Arc<str>) {
         if !self.enabled {
             return;
         }
+        self.traffic.lane_requests += 1;
+        self.node_counts(node).lane_requests += 1;
+    }
+
+    /// `requests` answered by backend node `node` (`took`: their round trip there), of which `failures`
+    /// failed there.
+    pub fn node(&mut self, node: &Arc<str>, requests: u64, failures: u64, took: Option<Duration>) {
+        if !self.enabled {
+            return;
+        }
+        let counts = self.node_counts(node);
+        counts.requests += requests;
+        counts.failures += failures;
+        if let Some(took) = took {
+            counts.latency.record(took, requests);
+        }
+    }
+
+    /// The session's counts for `node`, added if new (marks the session's counts changed).
+    fn node_counts(&mut self, node: &Arc<str>) -> &mut NodeCounts {
         self.dirty = true;
-        let counts = match self
+        let index = match self
             .nodes
-            .iter_mut()
-            .find(|(known, _, _)| Arc::ptr_eq(known, node) || **known == **node)
+            .iter()
+            .position(|(known, _, _)| Arc::ptr_eq(known, node) || **known == **node)
         {
-            Some((_, counts, _)) => counts,
+            Some(index) => index,
             None => {
                 self.nodes
                     .push((Arc::clone(node), NodeCounts::default(), None));
-                match self.nodes.last_mut() {
-                    Some((_, counts, _)) => counts,
-                    None => return,
-                }
+                self.nodes.len() - 1
             }
         };
-        counts.requests += requests;
-        counts.failures += failures;
+        &mut self.nodes[index].1
     }
 
     /// A KPUSH (`push`) or KPOP to a topic the pool serves.
@@ -471,14 +672,25 @@ impl SessionStats {
         }
     }
 
-    /// Moves the counts into the worker's cell (before replies are written, and when the session ends).
+    /// Moves the counts into the worker's cell (when the session ends, or to read its own counts).
     pub fn flush(&mut self) {
+        self.flush_and_publish(None);
+    }
+
+    /// Moves the counts into the worker's cell and, with `now`, brings the session's client-table entry up to
+    /// date (before replies are written; only when requests were counted since the last flush).
+    pub fn flush_and_publish(&mut self, now: Option<ClientNow<'_>>) {
         if !self.dirty {
             return;
         }
         self.dirty = false;
         let (pool, tenant) = (&self.pool, &self.tenant);
         let mut worker = lock(&self.worker);
+        if let (Some(now), Some(id)) = (now, self.client_id) {
+            if let Some(entry) = worker.clients.get_mut(&id) {
+                entry.update(now, self.last_command);
+            }
+        }
         for (name, counts, row) in &mut self.commands {
             if counts.calls == 0 {
                 continue;
@@ -500,8 +712,11 @@ impl SessionStats {
             let key = (Arc::clone(pool), topic, Arc::clone(tenant));
             worker.topics.entry(key).or_default().merge(&counts);
         }
+        for key in self.sampled.drain(..) {
+            worker.hot.add(tenant, pool, key);
+        }
         for (node, counts, row) in &mut self.nodes {
-            if *counts == NodeCounts::default() {
+            if counts.is_empty() {
                 continue;
             }
             let key = || (Arc::clone(pool), Arc::clone(node));
@@ -516,6 +731,9 @@ impl SessionStats {
 impl Drop for SessionStats {
     fn drop(&mut self) {
         self.flush();
+        if let Some(id) = self.client_id {
+            lock(&self.worker).clients.remove(&id);
+        }
     }
 }
 
@@ -576,7 +794,7 @@ mod tests {
         let stats = Stats::new(false, 10_000, 128);
         let mut session = SessionStats::new(&stats, 0, "main", "shop");
         session.command("get", 10);
-        session.latency(Duration::from_millis(1), 1);
+        session.latency(Duration::from_millis(2), Duration::from_millis(1), 1);
         drop(session);
         assert!(stats.snapshot().commands.is_empty());
     }

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use super::keys::{BigKey, HotKey};
 use super::{ErrorKind, Histogram, NodeCounts, Traffic, WorkerStats};
 
 /// The sections of `RKPROXY STATS`.
@@ -17,6 +18,7 @@ pub enum Section {
     Pools,
     Nodes,
     Kafka,
+    Lanes,
 }
 
 impl Section {
@@ -31,6 +33,7 @@ impl Section {
             b"pools" => Section::Pools,
             b"nodes" => Section::Nodes,
             b"kafka" => Section::Kafka,
+            b"lanes" => Section::Lanes,
             _ => return None,
         })
     }
@@ -54,6 +57,30 @@ pub struct NodeFacts {
     pub up: bool,
 }
 
+/// One consumer group's lag on one partition of a Kafka pool's topic (the group is the tenant's name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LagFacts {
+    pub pool: String,
+    pub topic: String,
+    pub partition: i32,
+    pub group: String,
+    pub high_watermark: i64,
+    pub next_offset: i64,
+    pub lag: i64,
+}
+
+/// The big-request lanes of one pool, as the lanes counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneFacts {
+    pub pool: String,
+    /// Requests that went to a lane (sent, or refused as busy).
+    pub requests: u64,
+    /// Of those, how many waited for a free lane connection.
+    pub queued: u64,
+    /// Of those, how many were refused as busy.
+    pub busy: u64,
+}
+
 /// Facts for the report beside the counts.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
@@ -61,6 +88,9 @@ pub struct Facts {
     pub connections: BTreeMap<String, usize>,
     pub pools: Vec<PoolFacts>,
     pub nodes: Vec<NodeFacts>,
+    /// Kafka consumer lag (only gathered for the kafka section and the metrics).
+    pub lag: Vec<LagFacts>,
+    pub lanes: Vec<LaneFacts>,
 }
 
 /// The lines of one section. `visible_tenant`: only that tenant's rows (`None`: every row).
@@ -76,7 +106,8 @@ pub fn stats_lines(
         Section::Commands => command_lines(snapshot, &visible),
         Section::Pools => pool_lines(snapshot, facts, &visible),
         Section::Nodes => node_lines(snapshot, facts),
-        Section::Kafka => kafka_lines(snapshot, &visible),
+        Section::Kafka => kafka_lines(snapshot, facts, &visible),
+        Section::Lanes => lane_lines(snapshot, facts, &visible),
     }
 }
 
@@ -177,7 +208,7 @@ fn pool_lines(
 }
 
 /// One line per probed node (and per node that answered requests, if it was not probed): up or not, requests
-/// it answered, and those that failed there.
+/// it answered, those that failed there, and the backend round trip of those it answered.
 fn node_lines(snapshot: &WorkerStats, facts: &Facts) -> Vec<String> {
     let mut nodes: BTreeMap<(String, String), (Option<bool>, NodeCounts)> = BTreeMap::new();
     for node in &facts.nodes {
@@ -198,25 +229,129 @@ fn node_lines(snapshot: &WorkerStats, facts: &Facts) -> Vec<String> {
         .map(|((pool, node), (up, counts))| {
             let up = up.map_or_else(|| "-".to_owned(), |up| u8::from(up).to_string());
             format!(
-                "pool={pool} node={node} up={up} requests={} failures={}",
-                counts.requests, counts.failures
+                "pool={pool} node={node} up={up} requests={} failures={} {}",
+                counts.requests,
+                counts.failures,
+                latency_fields("backend_", &counts.latency)
             )
         })
         .collect()
 }
 
-fn kafka_lines(snapshot: &WorkerStats, visible: &dyn Fn(&str) -> bool) -> Vec<String> {
+/// One line per (pool, topic, tenant) with its KPUSH/KPOP counts, then one per (pool, topic, partition, group)
+/// with the group's lag.
+fn kafka_lines(
+    snapshot: &WorkerStats,
+    facts: &Facts,
+    visible: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
     let mut rows: Vec<_> = snapshot
         .topics
         .iter()
         .filter(|((_, _, tenant), _)| visible(tenant))
         .collect();
     rows.sort_by(|a, b| a.0.cmp(b.0));
-    rows.iter()
-        .map(|((pool, topic, tenant), counts)| {
+    let counts = rows.iter().map(|((pool, topic, tenant), counts)| {
+        format!(
+            "pool={pool} topic={topic} tenant={tenant} kpush={} kpush_bytes={} kpop={} kpop_bytes={}",
+            counts.pushes, counts.push_bytes, counts.pops, counts.pop_bytes
+        )
+    });
+    let lag = facts
+        .lag
+        .iter()
+        .filter(|lag| visible(&lag.group))
+        .map(|lag| {
             format!(
-                "pool={pool} topic={topic} tenant={tenant} kpush={} kpush_bytes={} kpop={} kpop_bytes={}",
-                counts.pushes, counts.push_bytes, counts.pops, counts.pop_bytes
+                "pool={} topic={} partition={} group={} high_watermark={} next_offset={} lag={}",
+                lag.pool,
+                lag.topic,
+                lag.partition,
+                lag.group,
+                lag.high_watermark,
+                lag.next_offset,
+                lag.lag
+            )
+        });
+    counts.chain(lag).collect()
+}
+
+/// One line per pool with big lanes (what the lanes counted: every tenant's), then one per (pool, tenant) and
+/// per (pool, node) with the lane requests each sent.
+fn lane_lines(
+    snapshot: &WorkerStats,
+    facts: &Facts,
+    visible: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    if visible(ADMIN_VIEW) {
+        for lane in &facts.lanes {
+            lines.push(format!(
+                "pool={} lane_requests={} lane_queued={} lane_busy={}",
+                lane.pool, lane.requests, lane.queued, lane.busy
+            ));
+        }
+    }
+    let mut tenants: Vec<_> = snapshot
+        .traffic
+        .iter()
+        .filter(|((_, tenant), traffic)| visible(tenant) && traffic.lane_requests > 0)
+        .collect();
+    tenants.sort_by(|a, b| a.0.cmp(b.0));
+    for ((pool, tenant), traffic) in tenants {
+        lines.push(format!(
+            "pool={pool} tenant={tenant} lane_requests={} lane_busy={}",
+            traffic.lane_requests, traffic.lane_busy
+        ));
+    }
+    if visible(ADMIN_VIEW) {
+        let mut nodes: Vec<_> = snapshot
+            .nodes
+            .iter()
+            .filter(|(_, counts)| counts.lane_requests > 0)
+            .collect();
+        nodes.sort_by(|a, b| a.0.cmp(b.0));
+        for ((pool, node), counts) in nodes {
+            lines.push(format!(
+                "pool={pool} node={node} lane_requests={} lane_busy={}",
+                counts.lane_requests, counts.lane_busy
+            ));
+        }
+    }
+    lines
+}
+
+/// A tenant label no tenant has: only a view that sees every tenant sees it (the shared rows: pools, nodes).
+const ADMIN_VIEW: &str = "\0admin view";
+
+/// `RKPROXY BIGKEYS` lines: per tenant, biggest first (by count, then size).
+pub fn big_key_lines(keys: &[BigKey]) -> Vec<String> {
+    keys.iter()
+        .map(|key| {
+            format!(
+                "tenant={} pool={} key={} command={} side={} count={} max_bytes={}",
+                key.tenant,
+                key.pool,
+                key.key.shown(),
+                key.command,
+                key.side.label(),
+                key.count,
+                key.max_bytes
+            )
+        })
+        .collect()
+}
+
+/// `RKPROXY HOTKEYS` lines: per tenant, most requested first (an estimate from sampled requests).
+pub fn hot_key_lines(keys: &[HotKey]) -> Vec<String> {
+    keys.iter()
+        .map(|key| {
+            format!(
+                "tenant={} pool={} key={} requests={}",
+                key.item.tenant,
+                key.item.pool,
+                key.item.key.shown(),
+                key.requests
             )
         })
         .collect()
@@ -230,22 +365,25 @@ fn traffic_fields(traffic: &Traffic) -> String {
     }
     let _ = write!(
         out,
-        " bytes_in={} bytes_out={} {}",
+        " bytes_in={} bytes_out={} {} {}",
         traffic.bytes_in,
         traffic.bytes_out,
-        latency_fields(&traffic.latency)
+        latency_fields("", &traffic.latency),
+        latency_fields("backend_", &traffic.backend)
     );
     out
 }
 
-fn latency_fields(latency: &Histogram) -> String {
+/// A histogram's count, mean and p50/p99 bucket bounds, each key after `prefix` (time in the proxy: no
+/// prefix; time at the backend: `backend_`).
+fn latency_fields(prefix: &str, latency: &Histogram) -> String {
     let quantile = |q| {
         latency
             .quantile_upper_us(q)
             .map_or_else(|| "-".to_owned(), |us| us.to_string())
     };
     format!(
-        "timed={} mean_us={} p50_le_us={} p99_le_us={}",
+        "{prefix}timed={} {prefix}mean_us={} {prefix}p50_le_us={} {prefix}p99_le_us={}",
         latency.count(),
         latency.mean_us(),
         quantile(0.5),

@@ -50,3 +50,60 @@ fn json_log_format_writes_one_object_per_line() {
     assert_eq!(ready["level"], "INFO");
     assert_eq!(ready["fields"]["threads"], 1);
 }
+
+/// A Kafka pool whose broker never answers logs one line when it goes down, however many attempts follow
+/// (each retry is a debug line, which this test turns on to count the attempts).
+#[test]
+fn a_kafka_pool_logs_one_line_per_state_change() {
+    use std::io::{BufRead, BufReader};
+    let (port, broker_port) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(unique("rkproxy-kafka-log").replace(':', "-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("rkproxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = '127.0.0.1:{port}'\ndefault_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n\
+             [pools.events]\nkind = 'kafka'\nnodes = ['127.0.0.1:{broker_port}']\nrequest_timeout_ms = 100\n\
+             connect_retry_ms = 10\n[pools.events.topics.t]\npartitions = 1\n",
+            redis_addr()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rkproxy"))
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info,rkproxy::pools::kafka=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        lines.push(line);
+        let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
+        // Twelve failed attempts (the old code logged the first and the tenth at WARN), or a second WARN.
+        if count("Kafka pool still unavailable") >= 11 || count("Kafka pool unavailable;") >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{lines:#?}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let down: Vec<&String> = lines
+        .iter()
+        .filter(|line| line.contains("WARN") && line.contains("Kafka pool unavailable"))
+        .collect();
+    assert_eq!(down.len(), 1, "{lines:#?}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|line| line.contains("connecting to Kafka"))
+            .count(),
+        1
+    );
+}

@@ -17,6 +17,7 @@ mod introspection;
 mod kafka;
 mod logs;
 mod memory_bounds;
+mod ops_stats;
 mod pairing;
 mod pairing_backend;
 mod reload;

@@ -9,7 +9,7 @@ use redis::Value;
 use crate::support::*;
 
 /// A reply's lines (an array of bulk strings, as RKPROXY STATS gives).
-async fn stats_lines(
+pub(crate) async fn stats_lines(
     connection: &mut redis::aio::MultiplexedConnection,
     section: &str,
 ) -> Vec<String> {
@@ -23,7 +23,7 @@ async fn stats_lines(
 }
 
 /// The `key=value` fields of one stats line.
-fn fields(line: &str) -> BTreeMap<String, String> {
+pub(crate) fn fields(line: &str) -> BTreeMap<String, String> {
     line.split(' ')
         .filter_map(|field| field.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -31,7 +31,10 @@ fn fields(line: &str) -> BTreeMap<String, String> {
 }
 
 /// The line of `lines` whose fields include every `(key, value)` of `matching`.
-fn line_with(lines: &[String], matching: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
+pub(crate) fn line_with(
+    lines: &[String],
+    matching: &[(&str, &str)],
+) -> Option<BTreeMap<String, String>> {
     lines.iter().map(|line| fields(line)).find(|f| {
         matching
             .iter()
@@ -39,7 +42,7 @@ fn line_with(lines: &[String], matching: &[(&str, &str)]) -> Option<BTreeMap<Str
     })
 }
 
-fn number(fields: &BTreeMap<String, String>, key: &str) -> u64 {
+pub(crate) fn number(fields: &BTreeMap<String, String>, key: &str) -> u64 {
     fields
         .get(key)
         .unwrap_or_else(|| panic!("no {key} in {fields:?}"))
@@ -265,7 +268,7 @@ async fn a_tenant_sees_only_its_own_stats() {
 }
 
 /// `GET path` over HTTP/1.0; the status line and the body.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+pub(crate) async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     let request = format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n");
     blocking(move || {
         let mut stream = std::net::TcpStream::connect(addr).unwrap();
@@ -278,7 +281,7 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     .await
 }
 
-fn sample<'a>(
+pub(crate) fn sample<'a>(
     scrape: &'a prometheus_parse::Scrape,
     metric: &str,
     labels: &[(&str, &str)],

@@ -349,9 +349,39 @@ pub struct KafkaTopicConfig {
     /// Tenants that may KPUSH; `"*"` admits every tenant. Without tenants the client is called `default`.
     #[serde(default)]
     pub producers: Vec<String>,
-    /// Tenants that may KPOP, KPARTITIONS and KOFFSET; `"*"` admits every tenant.
+    /// Tenants that may KPOP, KACK, KPARTITIONS and KOFFSET; `"*"` admits every tenant.
     #[serde(default)]
     pub consumers: Vec<String>,
+    /// Records leased and fetched ahead per (consumer group, partition) in each proxy process for `KPOP
+    /// topic` (default 500; 1 turns prefetching off). At most once, a proxy that dies loses at most these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch_records: Option<usize>,
+    /// The most bytes one prefetch asks Kafka for, and about the most one buffer holds (default 524288).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch_bytes: Option<usize>,
+    /// What `KPOP topic` promises its consumer groups (default `at_most_once`).
+    #[serde(default)]
+    pub delivery: KafkaDelivery,
+    /// Per consumer group (tenant) overrides of `delivery`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_delivery: BTreeMap<String, KafkaDelivery>,
+    /// At least once: how long a popped record may stay unacknowledged before the group gets it again
+    /// (default 30000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_timeout_ms: Option<u64>,
+}
+
+/// `delivery` of a Kafka topic: `at_most_once` (a record is never delivered twice; a proxy that dies loses
+/// what it leased and had not served) or `at_least_once` (nothing is lost; a record not acknowledged in time
+/// is delivered again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaDelivery {
+    /// The default: never twice.
+    #[default]
+    AtMostOnce,
+    /// Never lost; acknowledged by the connection's next KPOP on the topic or by KACK.
+    AtLeastOnce,
 }
 
 fn default_replication_factor() -> i16 {
@@ -737,6 +767,12 @@ impl Config {
                     "must be at least 1 (or -1 for the broker's default)",
                 ));
             }
+            check_prefetch(&topic_key, settings)?;
+            for group in settings.group_delivery.keys() {
+                self.check_kafka_tenant(name, group).map_err(|problem| {
+                    invalid(format!("{topic_key}.group_delivery"), problem)
+                })?;
+            }
             for (field, names) in [
                 ("producers", &settings.producers),
                 ("consumers", &settings.consumers),
@@ -883,6 +919,36 @@ impl PoolConfig {
         .into_iter()
         .find_map(|(field, set)| set.then_some(field))
     }
+}
+
+/// The prefetch and acknowledgement settings of a Kafka topic.
+fn check_prefetch(topic_key: &str, settings: &KafkaTopicConfig) -> Result<(), ConfigError> {
+    let max_records = kafka_bridge::config::MAX_PREFETCH_RECORDS;
+    if settings
+        .prefetch_records
+        .is_some_and(|records| records == 0 || records > max_records)
+    {
+        return Err(invalid(
+            format!("{topic_key}.prefetch_records"),
+            format!("must be between 1 and {max_records}"),
+        ));
+    }
+    if settings
+        .prefetch_bytes
+        .is_some_and(|bytes| bytes == 0 || i32::try_from(bytes).is_err())
+    {
+        return Err(invalid(
+            format!("{topic_key}.prefetch_bytes"),
+            "must be between 1 and 2147483647",
+        ));
+    }
+    if settings.ack_timeout_ms == Some(0) {
+        return Err(invalid(
+            format!("{topic_key}.ack_timeout_ms"),
+            "must be above 0",
+        ));
+    }
+    Ok(())
 }
 
 /// A Kafka bootstrap broker is `host:port`.

@@ -354,7 +354,7 @@ fn resp_number(bytes: &[u8], at: usize, kind: u8) -> Option<(usize, usize)> {
 
 /// The stats label of a request the command table does not know: the proxy's own and Kafka commands by name.
 fn unlisted_command(name: &[u8]) -> &'static str {
-    const OWN: [&str; 6] = ["use", "rkproxy", "kpush", "kpop", "kpartitions", "koffset"];
+    const OWN: [&str; 7] = ["use", "rkproxy", "kpush", "kpop", "kack", "kpartitions", "koffset"];
     OWN.iter()
         .find(|own| name.eq_ignore_ascii_case(own.as_bytes()))
         .copied()

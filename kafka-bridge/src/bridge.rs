@@ -5,7 +5,7 @@
 //! that is down gives a fast error, and rskafka reconnects by itself on later commands once the broker is back.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,8 +21,8 @@ use crate::cursor_admin::CursorAdmin;
 use crate::delivery::{by_cursor, ConnectionDeliveries, Unacked};
 use crate::error::KafkaError;
 use crate::offsets::{CursorKey, CursorState, OffsetStore};
-use crate::prefetch::{GroupTopic, Limits, PartitionBuffer, Ready};
 use crate::partition::{BatchSettings, Partition, PartitionShared};
+use crate::prefetch::{GroupTopic, Limits, PartitionBuffer, Ready};
 use crate::reply::KafkaReply;
 
 /// How many missing offsets (gaps left by transaction markers or compaction) one managed KPOP skips over in a
@@ -53,9 +53,6 @@ struct Topic {
     /// which validation keeps at 1 or more, so the round-robin `%` below never divides by zero.
     partitions: Vec<Partition>,
     next_push: AtomicUsize,
-    /// Records `KPOP topic` delivered again (at least once: not acknowledged in time, or their connection
-    /// closed, or the proxy that had them died).
-    redelivered: AtomicU64,
 }
 
 // === impl KafkaBridge ===
@@ -131,7 +128,6 @@ impl KafkaBridge {
                     config: topic_config.clone(),
                     partitions,
                     next_push: AtomicUsize::new(0),
-                    redelivered: AtomicU64::new(0),
                 },
             );
         }
@@ -173,10 +169,18 @@ impl KafkaBridge {
         }
     }
 
-    /// How many records `KPOP topic` delivered again so far (at least once), for the stats.
-    pub fn redelivered(&self, topic: &str) -> u64 {
-        self.topic(topic)
-            .map_or(0, |topic| topic.redelivered.load(Ordering::Relaxed))
+    /// How many records `KPOP topic` of this bridge delivered again (at least once), by (group, topic),
+    /// for the stats.
+    pub fn redelivered(&self) -> Vec<((String, String), u64)> {
+        let groups = self
+            .inner
+            .groups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        groups
+            .iter()
+            .map(|(key, group)| (key.clone(), group.redelivered.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Executes an already parsed command for `tenant`.
@@ -388,11 +392,13 @@ impl KafkaBridge {
                 // The connection's next KPOP on the topic acknowledges what it received before.
                 bridge.ack_all(deliveries.take_topic(&topic_name)).await;
             }
-            let Some((partition, ready)) = bridge.next_record(&group, topic).await? else {
+            let buffers = bridge.group_topic(&group, topic);
+            let Some((partition, ready)) = bridge.next_record(&group, topic, &buffers).await?
+            else {
                 return Ok(KafkaReply::Nil);
             };
             if ready.redelivered {
-                topic.redelivered.fetch_add(1, Ordering::Relaxed);
+                buffers.redelivered.fetch_add(1, Ordering::Relaxed);
             }
             if let (Delivery::AtLeastOnce, Some(deliveries)) = (delivery, &deliveries) {
                 deliveries.record(Unacked {
@@ -427,8 +433,8 @@ impl KafkaBridge {
         &self,
         group: &str,
         topic: &'t Topic,
+        buffers: &GroupTopic,
     ) -> Result<Option<(&'t PartitionShared, Ready)>, KafkaError> {
-        let buffers = self.group_topic(group, topic);
         let limits = prefetch_limits(&topic.config);
         let count = topic.partitions.len();
         let start = buffers.next_pop.fetch_add(1, Ordering::Relaxed);
@@ -488,7 +494,10 @@ impl KafkaBridge {
                 return;
             };
             let partition = &topic.partitions[index].shared;
-            if let Err(error) = bridge.refill(&group, partition, &buffer, &topic.config).await {
+            if let Err(error) = bridge
+                .refill(&group, partition, &buffer, &topic.config)
+                .await
+            {
                 tracing::debug!(group, topic = %topic_name, partition = partition.id, error = %error, "background prefetch failed; the next KPOP tries again");
             }
         });
@@ -633,7 +642,9 @@ impl KafkaBridge {
             self.inner.offsets.ack(&key, &[offset]),
         )
         .await??;
-        Ok(KafkaReply::Integer(i64::try_from(acked).unwrap_or(i64::MAX)))
+        Ok(KafkaReply::Integer(
+            i64::try_from(acked).unwrap_or(i64::MAX),
+        ))
     }
 
     /// Acknowledges records a connection received (its next KPOP on their topic). A failure only means they
@@ -652,7 +663,8 @@ impl KafkaBridge {
     /// without waiting for their ack timeout. A failure leaves them to the timeout.
     pub(crate) async fn release_unacked(&self, key: &CursorKey, offsets: &[i64]) {
         let timeout = self.inner.config.request_timeout;
-        let released = tokio::time::timeout(timeout, self.inner.offsets.release(key, offsets)).await;
+        let released =
+            tokio::time::timeout(timeout, self.inner.offsets.release(key, offsets)).await;
         if !matches!(released, Ok(Ok(()))) {
             tracing::warn!(group = %key.group, topic = %key.topic, partition = key.partition, records = offsets.len(), "could not release unacknowledged records; they will be delivered again after their ack timeout");
         }

@@ -273,8 +273,9 @@ impl OffsetStore for MemoryOffsetStore {
         hold: Option<Duration>,
     ) -> BoxFuture<'a, Result<Option<Lease>, OffsetStoreError>> {
         let now = Instant::now();
-        let leased =
-            self.with_cursor(key, |cursor| cursor.lease_block(high_watermark, max, hold, now));
+        let leased = self.with_cursor(key, |cursor| {
+            cursor.lease_block(high_watermark, max, hold, now)
+        });
         Box::pin(async move { Ok(leased) })
     }
 
@@ -426,13 +427,25 @@ mod tests {
     #[tokio::test]
     async fn blocks_stop_at_the_high_watermark_and_give_backs_come_first() {
         let store = MemoryOffsetStore::new();
-        let first = store.lease_block(&key(0), 10, 4, None).await.unwrap().unwrap();
+        let first = store
+            .lease_block(&key(0), 10, 4, None)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(first.offsets, vec![0, 1, 2, 3]);
         assert_eq!(first.cursor_advanced_to, Some(4));
         store.give_back(&key(0), 2).await.unwrap();
-        let back = store.lease_block(&key(0), 10, 4, None).await.unwrap().unwrap();
+        let back = store
+            .lease_block(&key(0), 10, 4, None)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((back.offsets, back.cursor_advanced_to), (vec![2], None));
-        let rest = store.lease_block(&key(0), 10, 100, None).await.unwrap().unwrap();
+        let rest = store
+            .lease_block(&key(0), 10, 100, None)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(rest.offsets, (4..10).collect::<Vec<i64>>());
         assert_eq!(store.lease_block(&key(0), 10, 4, None).await.unwrap(), None);
     }
@@ -441,7 +454,11 @@ mod tests {
     async fn unacknowledged_offsets_are_leased_again_after_their_deadline() {
         let store = MemoryOffsetStore::new();
         let hold = Some(Duration::from_millis(50));
-        let first = store.lease_block(&key(0), 3, 3, hold).await.unwrap().unwrap();
+        let first = store
+            .lease_block(&key(0), 3, 3, hold)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(first.offsets, vec![0, 1, 2]);
         assert_eq!(store.ack(&key(0), &[0, 2]).await.unwrap(), 2);
         // Acknowledging twice counts nothing the second time.
@@ -449,11 +466,19 @@ mod tests {
         // Offset 1 is still within its deadline: nothing to lease.
         assert_eq!(store.lease_block(&key(0), 3, 3, hold).await.unwrap(), None);
         tokio::time::sleep(Duration::from_millis(60)).await;
-        let again = store.lease_block(&key(0), 3, 3, hold).await.unwrap().unwrap();
+        let again = store
+            .lease_block(&key(0), 3, 3, hold)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((again.offsets, again.redelivered), (vec![1], true));
         // Released (its connection closed): due at once.
         store.release(&key(0), &[1]).await.unwrap();
-        let released = store.lease_block(&key(0), 3, 3, hold).await.unwrap().unwrap();
+        let released = store
+            .lease_block(&key(0), 3, 3, hold)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((released.offsets, released.redelivered), (vec![1], true));
         assert_eq!(store.ack(&key(0), &[1]).await.unwrap(), 1);
         tokio::time::sleep(Duration::from_millis(60)).await;

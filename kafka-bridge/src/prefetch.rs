@@ -8,7 +8,7 @@
 //! and fetching) under the buffer's refill lock, so only one refill per buffer runs at a time.
 
 use std::collections::VecDeque;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -64,6 +64,9 @@ pub(crate) struct PartitionBuffer {
 pub(crate) struct GroupTopic {
     pub(crate) partitions: Vec<Arc<PartitionBuffer>>,
     pub(crate) next_pop: AtomicUsize,
+    /// Records this process delivered to the group again (at least once: not acknowledged in time, their
+    /// connection closed, or the proxy that had them died).
+    pub(crate) redelivered: AtomicU64,
 }
 
 // === impl BufferState ===
@@ -105,11 +108,12 @@ impl BufferState {
 
     /// Queues a lease's offsets for fetching. `expires` is the local deadline of an at-least-once lease.
     pub(crate) fn add_lease(&mut self, lease: &Lease, expires: Option<Instant>) {
-        self.leased.extend(lease.offsets.iter().map(|&offset| Leased {
-            offset,
-            redelivered: lease.redelivered,
-            expires,
-        }));
+        self.leased
+            .extend(lease.offsets.iter().map(|&offset| Leased {
+                offset,
+                redelivered: lease.redelivered,
+                expires,
+            }));
     }
 
     /// Drops leased offsets whose at-least-once lease expired before they were fetched.
@@ -141,7 +145,11 @@ impl BufferState {
         let Some(last) = records.last().map(|record| record.0) else {
             return 0;
         };
-        if self.leased.front().is_some_and(|leased| leased.offset > last) {
+        if self
+            .leased
+            .front()
+            .is_some_and(|leased| leased.offset > last)
+        {
             self.leased.pop_front();
             return 0;
         }
@@ -152,10 +160,7 @@ impl BufferState {
                 break;
             }
             self.leased.pop_front();
-            while records
-                .next_if(|record| record.0 < leased.offset)
-                .is_some()
-            {}
+            while records.next_if(|record| record.0 < leased.offset).is_some() {}
             if let Some((offset, value)) = records.next_if(|record| record.0 == leased.offset) {
                 self.ready_bytes += value_len(&value);
                 self.ready.push_back(Ready {
@@ -213,6 +218,7 @@ impl GroupTopic {
         GroupTopic {
             partitions: (0..partitions).map(|_| Arc::default()).collect(),
             next_pop: AtomicUsize::new(0),
+            redelivered: AtomicU64::new(0),
         }
     }
 }

@@ -769,9 +769,8 @@ impl Config {
             }
             check_prefetch(&topic_key, settings)?;
             for group in settings.group_delivery.keys() {
-                self.check_kafka_tenant(name, group).map_err(|problem| {
-                    invalid(format!("{topic_key}.group_delivery"), problem)
-                })?;
+                self.check_kafka_tenant(name, group)
+                    .map_err(|problem| invalid(format!("{topic_key}.group_delivery"), problem))?;
             }
             for (field, names) in [
                 ("producers", &settings.producers),

@@ -154,6 +154,14 @@ impl KafkaPool {
         }
     }
 
+    /// Records `KPOP topic` delivered again (at least once) by (group, topic), while connected.
+    pub fn redelivered(&self) -> Vec<((String, String), u64)> {
+        match &*self.status.borrow() {
+            Status::Up(bridge) => bridge.redelivered(),
+            Status::Starting | Status::Down(_) => Vec::new(),
+        }
+    }
+
     /// The bootstrap brokers.
     pub fn brokers(&self) -> &[String] {
         &self.bridge_config.bootstrap

@@ -354,7 +354,15 @@ fn resp_number(bytes: &[u8], at: usize, kind: u8) -> Option<(usize, usize)> {
 
 /// The stats label of a request the command table does not know: the proxy's own and Kafka commands by name.
 fn unlisted_command(name: &[u8]) -> &'static str {
-    const OWN: [&str; 7] = ["use", "rkproxy", "kpush", "kpop", "kack", "kpartitions", "koffset"];
+    const OWN: [&str; 7] = [
+        "use",
+        "rkproxy",
+        "kpush",
+        "kpop",
+        "kack",
+        "kpartitions",
+        "koffset",
+    ];
     OWN.iter()
         .find(|own| name.eq_ignore_ascii_case(own.as_bytes()))
         .copied()
@@ -627,6 +635,13 @@ pub fn proxy_facts(state: &crate::state::ProxyState) -> Facts {
     }
     facts.pools = state.pool_handles().map(pool_facts).collect();
     facts.pools.sort_by(|a, b| a.name.cmp(&b.name));
+    for pool in state.kafka_pools() {
+        for ((group, topic), count) in pool.redelivered() {
+            facts
+                .kafka_redelivered
+                .insert((pool.name().to_owned(), topic, group), count);
+        }
+    }
     facts
 }
 

@@ -61,6 +61,8 @@ pub struct Facts {
     pub connections: BTreeMap<String, usize>,
     pub pools: Vec<PoolFacts>,
     pub nodes: Vec<NodeFacts>,
+    /// Kafka records delivered again (at least once) by (pool, topic, group), from the pools' bridges.
+    pub kafka_redelivered: BTreeMap<(String, String, String), u64>,
 }
 
 /// The lines of one section. `visible_tenant`: only that tenant's rows (`None`: every row).
@@ -76,7 +78,7 @@ pub fn stats_lines(
         Section::Commands => command_lines(snapshot, &visible),
         Section::Pools => pool_lines(snapshot, facts, &visible),
         Section::Nodes => node_lines(snapshot, facts),
-        Section::Kafka => kafka_lines(snapshot, &visible),
+        Section::Kafka => kafka_lines(snapshot, facts, &visible),
     }
 }
 
@@ -205,7 +207,11 @@ fn node_lines(snapshot: &WorkerStats, facts: &Facts) -> Vec<String> {
         .collect()
 }
 
-fn kafka_lines(snapshot: &WorkerStats, visible: &dyn Fn(&str) -> bool) -> Vec<String> {
+fn kafka_lines(
+    snapshot: &WorkerStats,
+    facts: &Facts,
+    visible: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
     let mut rows: Vec<_> = snapshot
         .topics
         .iter()
@@ -214,8 +220,11 @@ fn kafka_lines(snapshot: &WorkerStats, visible: &dyn Fn(&str) -> bool) -> Vec<St
     rows.sort_by(|a, b| a.0.cmp(b.0));
     rows.iter()
         .map(|((pool, topic, tenant), counts)| {
+            let key = (pool.to_string(), topic.to_string(), tenant.to_string());
+            let redelivered = facts.kafka_redelivered.get(&key).copied().unwrap_or(0);
             format!(
-                "pool={pool} topic={topic} tenant={tenant} kpush={} kpush_bytes={} kpop={} kpop_bytes={}",
+                "pool={pool} topic={topic} tenant={tenant} kpush={} kpush_bytes={} kpop={} kpop_bytes={} \
+                 kpop_redelivered={redelivered}",
                 counts.pushes, counts.push_bytes, counts.pops, counts.pop_bytes
             )
         })

@@ -107,6 +107,8 @@ impl BufferState {
     }
 
     /// Queues a lease's offsets for fetching. `expires` is the local deadline of an at-least-once lease.
+    /// The queue is kept in ascending order (fetches walk it in offset order); a store may list pending
+    /// offsets by deadline instead.
     pub(crate) fn add_lease(&mut self, lease: &Lease, expires: Option<Instant>) {
         self.leased
             .extend(lease.offsets.iter().map(|&offset| Leased {
@@ -114,6 +116,9 @@ impl BufferState {
                 redelivered: lease.redelivered,
                 expires,
             }));
+        self.leased
+            .make_contiguous()
+            .sort_unstable_by_key(|leased| leased.offset);
     }
 
     /// Drops leased offsets whose at-least-once lease expired before they were fetched.
@@ -269,8 +274,8 @@ mod tests {
     #[test]
     fn gaps_are_consumed_and_other_records_ignored() {
         let mut state = BufferState::default();
-        // A given-back lease of scattered offsets.
-        state.add_lease(&lease([2, 4, 6, 9]), None);
+        // A lease of scattered offsets (pending ones may come in deadline order).
+        state.add_lease(&lease([9, 4, 2, 6]), None);
         // Offset 4 holds no record (a transaction marker); 3 and 5 are not ours; 9 is past this fetch.
         let ready = state.accept_fetched(vec![
             record(1, "x"),

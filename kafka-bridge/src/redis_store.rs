@@ -64,6 +64,8 @@ local max = math.min(tonumber(ARGV[2]), 10000)
 local hold = tonumber(ARGV[3])
 local deadline = 0
 if hold > 0 then
+  -- Redis before 5 replicates scripts whole, which forbids writes after TIME unless told otherwise.
+  if redis.replicate_commands then redis.replicate_commands() end
   local time = redis.call('TIME')
   local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
   deadline = now + hold

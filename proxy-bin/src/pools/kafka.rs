@@ -463,5 +463,40 @@ mod tests {
         assert_eq!(bridge.topics[0].replication_factor, 1);
         assert_eq!(bridge.topics[0].producers, ["*"]);
         assert_eq!(bridge.topics[0].consumers, ["default"]);
+        assert_eq!(bridge.topics[0].prefetch_records, 500);
+        assert_eq!(bridge.topics[0].delivery, Delivery::AtMostOnce);
+    }
+
+    #[test]
+    fn delivery_and_prefetch_keys_reach_the_bridge() {
+        let config = Config::from_toml(
+            "default_pool = 'events'\n\
+             [pools.events]\nkind = 'kafka'\nnodes = ['127.0.0.1:9092']\n\
+             [pools.events.topics.orders]\npartitions = 1\nconsumers = ['*']\nprefetch_records = 7\n\
+             prefetch_bytes = 4096\ndelivery = 'at_least_once'\nack_timeout_ms = 250\n\
+             group_delivery = { default = 'at_most_once' }\n",
+        )
+        .unwrap();
+        let bridge = bridge_config(&config.pools["events"]).unwrap();
+        let topic = &bridge.topics[0];
+        assert_eq!((topic.prefetch_records, topic.prefetch_bytes), (7, 4096));
+        assert_eq!(topic.ack_timeout, Duration::from_millis(250));
+        assert_eq!(topic.delivery_for("billing"), Delivery::AtLeastOnce);
+        assert_eq!(topic.delivery_for("default"), Delivery::AtMostOnce);
+        for (bad, key) in [
+            ("prefetch_records = 0", "prefetch_records"),
+            ("prefetch_records = 10001", "prefetch_records"),
+            ("prefetch_bytes = 0", "prefetch_bytes"),
+            ("ack_timeout_ms = 0", "ack_timeout_ms"),
+            ("delivery = 'exactly_once'", "delivery"),
+        ] {
+            let error = Config::from_toml(&format!(
+                "default_pool = 'events'\n[pools.events]\nkind = 'kafka'\nnodes = ['h:9092']\n\
+                 [pools.events.topics.orders]\npartitions = 1\n{bad}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains(key), "{bad}: {error}");
+        }
     }
 }

@@ -3,9 +3,9 @@
 //! # The model
 //!
 //! Each (consumer group, topic, partition) has a *cursor*: the next offset nobody has been given yet, starting
-//! at 0. A `KPOP topic` *leases* one offset: a previously given-back offset if there is one (lowest first), else
-//! the cursor, which then moves on by one, but only while the cursor is below the partition's high watermark, so
-//! the cursor never runs ahead of the log. Every lease is atomic in the store, so two proxy processes sharing one
+//! at 0. A *lease* takes previously given-back offsets if there are any (lowest first), else offsets from the
+//! cursor, which then moves on past them, but only while the cursor is below the partition's high watermark,
+//! so the cursor never runs ahead of the log. Every lease is atomic in the store, so two proxy processes sharing one
 //! store never receive the same offset, and no master has to be elected.
 //!
 //! An offset that was leased but whose record could not be fetched (the broker failed, timed out, or the

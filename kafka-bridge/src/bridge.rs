@@ -385,33 +385,40 @@ impl KafkaBridge {
         let bridge = self.clone();
         let group = tenant.to_string();
         let topic_name = topic_name.to_string();
+        let acknowledging = deliveries.clone();
         let task = tokio::spawn(async move {
             let topic = bridge.topic(&topic_name)?;
             let delivery = topic.config.delivery_for(&group);
-            if let (Delivery::AtLeastOnce, Some(deliveries)) = (delivery, &deliveries) {
+            if let (Delivery::AtLeastOnce, Some(deliveries)) = (delivery, &acknowledging) {
                 // The connection's next KPOP on the topic acknowledges what it received before.
                 bridge.ack_all(deliveries.take_topic(&topic_name)).await;
             }
             let buffers = bridge.group_topic(&group, topic);
             let Some((partition, ready)) = bridge.next_record(&group, topic, &buffers).await?
             else {
-                return Ok(KafkaReply::Nil);
+                return Ok(None);
             };
             if ready.redelivered {
                 buffers.redelivered.fetch_add(1, Ordering::Relaxed);
             }
-            if let (Delivery::AtLeastOnce, Some(deliveries)) = (delivery, &deliveries) {
-                deliveries.record(Unacked {
-                    bridge: bridge.clone(),
-                    key: cursor_key(&group, partition),
-                    offset: ready.offset,
-                });
-            }
-            Ok(KafkaReply::record(partition.id, ready.offset, ready.value))
+            Ok::<_, KafkaError>(Some((cursor_key(&group, partition), delivery, ready)))
         });
-        task.await.map_err(|join_error| KafkaError::Unavailable {
+        let popped = task.await.map_err(|join_error| KafkaError::Unavailable {
             message: format!("the KPOP task failed: {join_error}"),
-        })?
+        })??;
+        let Some((key, delivery, ready)) = popped else {
+            return Ok(KafkaReply::Nil);
+        };
+        // Recorded here, not in the task: a caller that gave up (the pool's command timeout) never passes the
+        // record on, so it must stay unacknowledged for the store to deliver it again.
+        if let (Delivery::AtLeastOnce, Some(deliveries)) = (delivery, &deliveries) {
+            deliveries.record(Unacked {
+                bridge: self.clone(),
+                key: key.clone(),
+                offset: ready.offset,
+            });
+        }
+        Ok(KafkaReply::record(key.partition, ready.offset, ready.value))
     }
 
     /// The group's buffers for `topic` in this process, made on first use.

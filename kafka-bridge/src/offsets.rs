@@ -453,7 +453,8 @@ mod tests {
     #[tokio::test]
     async fn unacknowledged_offsets_are_leased_again_after_their_deadline() {
         let store = MemoryOffsetStore::new();
-        let hold = Some(Duration::from_millis(50));
+        // Long enough that a loaded machine does not pass a deadline between steps that expect it ahead.
+        let hold = Some(Duration::from_millis(500));
         let first = store
             .lease_block(&key(0), 3, 3, hold)
             .await
@@ -465,7 +466,7 @@ mod tests {
         assert_eq!(store.ack(&key(0), &[0]).await.unwrap(), 0);
         // Offset 1 is still within its deadline: nothing to lease.
         assert_eq!(store.lease_block(&key(0), 3, 3, hold).await.unwrap(), None);
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         let again = store
             .lease_block(&key(0), 3, 3, hold)
             .await
@@ -481,7 +482,7 @@ mod tests {
             .unwrap();
         assert_eq!((released.offsets, released.redelivered), (vec![1], true));
         assert_eq!(store.ack(&key(0), &[1]).await.unwrap(), 1);
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(store.lease_block(&key(0), 3, 3, hold).await.unwrap(), None);
     }
 

@@ -519,6 +519,8 @@ fn parse_lease(reply: Frame) -> Result<Option<Lease>, OffsetStoreError> {
     let mut lease = Lease::default();
     match (kind.as_deref(), numbers.as_slice()) {
         (Some(b"x"), _) => {
+            // The script lists them by deadline; a lease is ascending.
+            numbers.sort_unstable();
             lease.offsets = numbers;
             lease.redelivered = true;
         }

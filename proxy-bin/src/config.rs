@@ -304,6 +304,12 @@ pub struct PoolConfig {
     /// Kafka pools: where proxy-managed KPOP offsets live. Unset: in this process's memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offsets: Option<KafkaOffsetsConfig>,
+    /// Kafka pools: `prefetch_records` of the topics that do not set their own (default 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch_records: Option<usize>,
+    /// Kafka pools: `prefetch_bytes` of the topics that do not set their own (default 524288).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch_bytes: Option<usize>,
 }
 
 /// What `Debug` shows in place of a password, so a configuration printed for diagnosis leaks no secret.
@@ -333,6 +339,8 @@ impl std::fmt::Debug for PoolConfig {
             .field("client_id", &self.client_id)
             .field("connect_retry_ms", &self.connect_retry_ms)
             .field("offsets", &self.offsets)
+            .field("prefetch_records", &self.prefetch_records)
+            .field("prefetch_bytes", &self.prefetch_bytes)
             .finish()
     }
 }
@@ -514,6 +522,8 @@ impl Config {
                 client_id: None,
                 connect_retry_ms: None,
                 offsets: None,
+                prefetch_records: None,
+                prefetch_bytes: None,
             };
             figment = figment
                 .merge(Serialized::default("pools.default", pool))
@@ -752,6 +762,7 @@ impl Config {
                 "a Kafka pool serves only its configured topics; add at least one [pools.NAME.topics.TOPIC]",
             ));
         }
+        check_prefetch(&key, pool.prefetch_records, pool.prefetch_bytes)?;
         for (topic, settings) in &pool.topics {
             let topic_key = format!("{key}.topics.{topic}");
             check_topic_name(topic).map_err(|problem| invalid(&topic_key, problem))?;
@@ -767,7 +778,17 @@ impl Config {
                     "must be at least 1 (or -1 for the broker's default)",
                 ));
             }
-            check_prefetch(&topic_key, settings)?;
+            check_prefetch(
+                &topic_key,
+                settings.prefetch_records,
+                settings.prefetch_bytes,
+            )?;
+            if settings.ack_timeout_ms == Some(0) {
+                return Err(invalid(
+                    format!("{topic_key}.ack_timeout_ms"),
+                    "must be above 0",
+                ));
+            }
             for group in settings.group_delivery.keys() {
                 self.check_kafka_tenant(name, group)
                     .map_err(|problem| invalid(format!("{topic_key}.group_delivery"), problem))?;
@@ -914,37 +935,31 @@ impl PoolConfig {
             ("client_id", self.client_id.is_some()),
             ("connect_retry_ms", self.connect_retry_ms.is_some()),
             ("offsets", self.offsets.is_some()),
+            ("prefetch_records", self.prefetch_records.is_some()),
+            ("prefetch_bytes", self.prefetch_bytes.is_some()),
         ]
         .into_iter()
         .find_map(|(field, set)| set.then_some(field))
     }
 }
 
-/// The prefetch and acknowledgement settings of a Kafka topic.
-fn check_prefetch(topic_key: &str, settings: &KafkaTopicConfig) -> Result<(), ConfigError> {
+/// The prefetch settings of a Kafka pool or topic (`key` is its table).
+fn check_prefetch(
+    key: &str,
+    records: Option<usize>,
+    bytes: Option<usize>,
+) -> Result<(), ConfigError> {
     let max_records = kafka_bridge::config::MAX_PREFETCH_RECORDS;
-    if settings
-        .prefetch_records
-        .is_some_and(|records| records == 0 || records > max_records)
-    {
+    if records.is_some_and(|records| records == 0 || records > max_records) {
         return Err(invalid(
-            format!("{topic_key}.prefetch_records"),
+            format!("{key}.prefetch_records"),
             format!("must be between 1 and {max_records}"),
         ));
     }
-    if settings
-        .prefetch_bytes
-        .is_some_and(|bytes| bytes == 0 || i32::try_from(bytes).is_err())
-    {
+    if bytes.is_some_and(|bytes| bytes == 0 || i32::try_from(bytes).is_err()) {
         return Err(invalid(
-            format!("{topic_key}.prefetch_bytes"),
+            format!("{key}.prefetch_bytes"),
             "must be between 1 and 2147483647",
-        ));
-    }
-    if settings.ack_timeout_ms == Some(0) {
-        return Err(invalid(
-            format!("{topic_key}.ack_timeout_ms"),
-            "must be above 0",
         ));
     }
     Ok(())

@@ -359,21 +359,21 @@ fn bridge_config(pool: &PoolConfig) -> Result<KafkaPoolConfig, String> {
         config.client_id = client_id.clone();
     }
     for (name, topic) in &pool.topics {
-        config.topics.push(topic_config(name, topic));
+        config.topics.push(topic_config(name, topic, pool));
     }
     Ok(config)
 }
 
-/// The bridge's settings of one topic, with the bridge's defaults for the keys left out.
-fn topic_config(name: &str, topic: &KafkaTopicConfig) -> TopicConfig {
+/// The bridge's settings of one topic: its own keys, else the pool's prefetch keys, else the bridge's defaults.
+fn topic_config(name: &str, topic: &KafkaTopicConfig, pool: &PoolConfig) -> TopicConfig {
     let mut config = TopicConfig::new(name, topic.partitions)
         .replication_factor(topic.replication_factor)
         .producers(topic.producers.iter().cloned())
         .consumers(topic.consumers.iter().cloned());
-    if let Some(records) = topic.prefetch_records {
+    if let Some(records) = topic.prefetch_records.or(pool.prefetch_records) {
         config.prefetch_records = records;
     }
-    if let Some(bytes) = topic.prefetch_bytes {
+    if let Some(bytes) = topic.prefetch_bytes.or(pool.prefetch_bytes) {
         config.prefetch_bytes = bytes;
     }
     if let Some(ms) = topic.ack_timeout_ms {
@@ -471,14 +471,21 @@ mod tests {
     fn delivery_and_prefetch_keys_reach_the_bridge() {
         let config = Config::from_toml(
             "default_pool = 'events'\n\
-             [pools.events]\nkind = 'kafka'\nnodes = ['127.0.0.1:9092']\n\
+             [pools.events]\nkind = 'kafka'\nnodes = ['127.0.0.1:9092']\nprefetch_records = 9\n\
              [pools.events.topics.orders]\npartitions = 1\nconsumers = ['*']\nprefetch_records = 7\n\
              prefetch_bytes = 4096\ndelivery = 'at_least_once'\nack_timeout_ms = 250\n\
-             group_delivery = { default = 'at_most_once' }\n",
+             group_delivery = { default = 'at_most_once' }\n\
+             [pools.events.topics.audit]\npartitions = 1\n",
         )
         .unwrap();
         let bridge = bridge_config(&config.pools["events"]).unwrap();
-        let topic = &bridge.topics[0];
+        // Topics come in name order: audit takes the pool's prefetch_records, orders its own.
+        let audit = &bridge.topics[0];
+        assert_eq!(
+            (audit.prefetch_records, audit.prefetch_bytes),
+            (9, 512 * 1024)
+        );
+        let topic = &bridge.topics[1];
         assert_eq!((topic.prefetch_records, topic.prefetch_bytes), (7, 4096));
         assert_eq!(topic.ack_timeout, Duration::from_millis(250));
         assert_eq!(topic.delivery_for("billing"), Delivery::AtLeastOnce);
@@ -498,5 +505,12 @@ mod tests {
             .to_string();
             assert!(error.contains(key), "{bad}: {error}");
         }
+        let error = Config::from_toml(
+            "default_pool = 'events'\n[pools.events]\nkind = 'kafka'\nnodes = ['h:9092']\n\
+             prefetch_bytes = 0\n[pools.events.topics.orders]\npartitions = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("pools.events.prefetch_bytes"), "{error}");
     }
 }

@@ -6,8 +6,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rskafka::client::error::{Error as RsError, ProtocolError};
 use rskafka::client::partition::OffsetAt;
@@ -16,11 +16,13 @@ use rskafka::BackoffConfig;
 
 use crate::admin;
 use crate::command::{parse_command, KafkaCommand, OffsetQuery};
-use crate::config::{KafkaPoolConfig, TopicConfig};
+use crate::config::{Delivery, KafkaPoolConfig, TopicConfig};
 use crate::cursor_admin::CursorAdmin;
+use crate::delivery::{by_cursor, ConnectionDeliveries, Unacked};
 use crate::error::KafkaError;
 use crate::offsets::{CursorKey, CursorState, OffsetStore};
 use crate::partition::{BatchSettings, Partition, PartitionShared};
+use crate::prefetch::{GroupTopic, Limits, PartitionBuffer, Ready};
 use crate::reply::KafkaReply;
 
 /// How many missing offsets (gaps left by transaction markers or compaction) one managed KPOP skips over in a
@@ -76,6 +78,8 @@ struct Inner {
     config: KafkaPoolConfig,
     topics: HashMap<String, Topic>,
     offsets: Arc<dyn OffsetStore>,
+    /// The prefetch buffers of `KPOP topic`, per (group, topic), shared by every connection of the group.
+    groups: Mutex<HashMap<(String, String), Arc<GroupTopic>>>,
 }
 
 #[derive(Debug)]
@@ -85,7 +89,6 @@ struct Topic {
     /// which validation keeps at 1 or more, so the round-robin `%` below never divides by zero.
     partitions: Vec<Partition>,
     next_push: AtomicUsize,
-    next_pop: AtomicUsize,
 }
 
 // === impl KafkaBridge ===
@@ -161,7 +164,6 @@ impl KafkaBridge {
                     config: topic_config.clone(),
                     partitions,
                     next_push: AtomicUsize::new(0),
-                    next_pop: AtomicUsize::new(0),
                 },
             );
         }
@@ -170,6 +172,7 @@ impl KafkaBridge {
                 config,
                 topics,
                 offsets,
+                groups: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -177,14 +180,43 @@ impl KafkaBridge {
     /// Parses and executes one command for `tenant`. Never panics; every failure is a [`KafkaReply::Error`].
     ///
     /// `args[0]` is the command name; the rest are its arguments as the client sent them.
+    ///
+    /// Without a connection's [`ConnectionDeliveries`], records of at-least-once topics are acknowledged only
+    /// by `KACK` (or delivered again after `ack_timeout`); see [`KafkaBridge::execute_for`].
     pub async fn execute(&self, tenant: &str, args: &[&[u8]]) -> KafkaReply {
+        self.execute_for(tenant, args, None).await
+    }
+
+    /// Like [`KafkaBridge::execute`], for a client connection: on at-least-once topics its next `KPOP topic`
+    /// acknowledges what it received before, and what it has not acknowledged when `deliveries` is dropped is
+    /// delivered again at once.
+    pub async fn execute_for(
+        &self,
+        tenant: &str,
+        args: &[&[u8]],
+        deliveries: Option<&Arc<ConnectionDeliveries>>,
+    ) -> KafkaReply {
         match parse_command(args) {
             Ok(command) => self
-                .execute_command(tenant, command)
+                .execute_command_for(tenant, command, deliveries)
                 .await
                 .unwrap_or_else(KafkaReply::from),
             Err(error) => error.into(),
         }
+    }
+
+    /// How many records `KPOP topic` of this bridge delivered again (at least once), by (group, topic),
+    /// for the stats.
+    pub fn redelivered(&self) -> Vec<((String, String), u64)> {
+        let groups = self
+            .inner
+            .groups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        groups
+            .iter()
+            .map(|(key, group)| (key.clone(), group.redelivered.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Executes an already parsed command for `tenant`.
@@ -196,6 +228,16 @@ impl KafkaBridge {
         &self,
         tenant: &str,
         command: KafkaCommand<'_>,
+    ) -> Result<KafkaReply, KafkaError> {
+        self.execute_command_for(tenant, command, None).await
+    }
+
+    /// [`KafkaBridge::execute_command`] for a client connection; see [`KafkaBridge::execute_for`].
+    pub async fn execute_command_for(
+        &self,
+        tenant: &str,
+        command: KafkaCommand<'_>,
+        deliveries: Option<&Arc<ConnectionDeliveries>>,
     ) -> Result<KafkaReply, KafkaError> {
         let topic = self.topic(command.topic())?;
         let allowed = if command.is_produce() {
@@ -228,7 +270,16 @@ impl KafkaBridge {
                     KafkaReply::Integer(offset),
                 ]))
             }
-            KafkaCommand::PopManaged { topic: name } => self.pop_managed(tenant, name).await,
+            KafkaCommand::PopManaged { topic: name } => {
+                self.pop_managed(tenant, name, deliveries.cloned()).await
+            }
+            KafkaCommand::Ack {
+                partition, offset, ..
+            } => {
+                let partition = topic.partition(partition)?;
+                self.ack(tenant, &partition.shared, offset, deliveries)
+                    .await
+            }
             KafkaCommand::PopAt {
                 partition,
                 offset,
@@ -380,128 +431,309 @@ impl KafkaBridge {
         }
     }
 
-    /// `KPOP topic`: the next record for the tenant's group, trying each partition once, starting round-robin.
+    /// `KPOP topic`: the next record for the tenant's group, from this process's prefetch buffers (fairly:
+    /// each KPOP starts at the next partition), refilling an empty buffer when none has a record ready.
     ///
-    /// The work runs in its own task, so that a caller that goes away between the lease and the fetch (a client
-    /// that disconnects) does not leave a leased offset behind: the task still gives it back on failure.
-    async fn pop_managed(&self, tenant: &str, topic_name: &str) -> Result<KafkaReply, KafkaError> {
+    /// The work runs in its own task, so that a caller that goes away (a client that disconnects) does not
+    /// interrupt a refill halfway; leased offsets stay in the buffer for the next KPOP.
+    async fn pop_managed(
+        &self,
+        tenant: &str,
+        topic_name: &str,
+        deliveries: Option<Arc<ConnectionDeliveries>>,
+    ) -> Result<KafkaReply, KafkaError> {
         let bridge = self.clone();
-        let tenant = tenant.to_string();
+        let group = tenant.to_string();
         let topic_name = topic_name.to_string();
+        let acknowledging = deliveries.clone();
         let task = tokio::spawn(async move {
             let topic = bridge.topic(&topic_name)?;
-            let count = topic.partitions.len();
-            let start = topic.next_pop.fetch_add(1, Ordering::Relaxed);
-            for step in 0..count {
-                let partition = &topic.partitions[(start + step) % count].shared;
-                if let Some(reply) = bridge.pop_managed_from(&tenant, partition).await? {
-                    return Ok(reply);
-                }
+            let delivery = topic.config.delivery_for(&group);
+            if let (Delivery::AtLeastOnce, Some(deliveries)) = (delivery, &acknowledging) {
+                // The connection's next KPOP on the topic acknowledges what it received before.
+                bridge.ack_all(deliveries.take_topic(&topic_name)).await;
             }
-            Ok(KafkaReply::Nil)
+            let buffers = bridge.group_topic(&group, topic);
+            let Some((partition, ready)) = bridge.next_record(&group, topic, &buffers).await?
+            else {
+                return Ok(None);
+            };
+            if ready.redelivered {
+                buffers.redelivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, KafkaError>(Some((cursor_key(&group, partition), delivery, ready)))
         });
-        task.await.map_err(|join_error| KafkaError::Unavailable {
+        let popped = task.await.map_err(|join_error| KafkaError::Unavailable {
             message: format!("the KPOP task failed: {join_error}"),
-        })?
+        })??;
+        let Some((key, delivery, ready)) = popped else {
+            return Ok(KafkaReply::Nil);
+        };
+        // Recorded here, not in the task: a caller that gave up (the pool's command timeout) never passes the
+        // record on, so it must stay unacknowledged for the store to deliver it again.
+        if let (Delivery::AtLeastOnce, Some(deliveries)) = (delivery, &deliveries) {
+            deliveries.record(Unacked {
+                bridge: self.clone(),
+                key: key.clone(),
+                offset: ready.offset,
+            });
+        }
+        Ok(KafkaReply::record(key.partition, ready.offset, ready.value))
     }
 
-    /// Leases the group's next offset of one partition and fetches its record; `None` when nothing is new.
-    async fn pop_managed_from(
+    /// The group's buffers for `topic` in this process, made on first use.
+    fn group_topic(&self, group: &str, topic: &Topic) -> Arc<GroupTopic> {
+        let mut groups = self
+            .inner
+            .groups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = groups
+            .entry((group.to_string(), topic.config.name.clone()))
+            .or_insert_with(|| Arc::new(GroupTopic::new(topic.partitions.len())));
+        Arc::clone(entry)
+    }
+
+    /// The next record for `group`: first from any buffer that has one ready (starting round-robin), else by
+    /// refilling each partition's buffer in turn. `None` when no partition has anything new.
+    async fn next_record<'t>(
+        &self,
+        group: &str,
+        topic: &'t Topic,
+        buffers: &GroupTopic,
+    ) -> Result<Option<(&'t PartitionShared, Ready)>, KafkaError> {
+        let limits = prefetch_limits(&topic.config);
+        let count = topic.partitions.len();
+        let start = buffers.next_pop.fetch_add(1, Ordering::Relaxed);
+        for step in 0..count {
+            let index = (start + step) % count;
+            let buffer = &buffers.partitions[index];
+            let (taken, wants_refill) = {
+                let mut state = buffer.state();
+                let taken = state.take(Instant::now());
+                (taken, state.wants_refill(limits))
+            };
+            if let Some(ready) = taken {
+                if wants_refill {
+                    self.refill_in_background(group, topic, index, buffer);
+                }
+                return Ok(Some((&topic.partitions[index].shared, ready)));
+            }
+        }
+        for step in 0..count {
+            let index = (start + step) % count;
+            let buffer = &buffers.partitions[index];
+            let partition = &topic.partitions[index].shared;
+            let _refilling = buffer.refill.lock().await;
+            // Another KPOP may have refilled it while this one waited.
+            let waiting = buffer.state().take(Instant::now());
+            if let Some(ready) = waiting {
+                return Ok(Some((partition, ready)));
+            }
+            self.refill(group, partition, buffer, &topic.config).await?;
+            let refilled = buffer.state().take(Instant::now());
+            if let Some(ready) = refilled {
+                return Ok(Some((partition, ready)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Starts a refill of a buffer that runs low, unless one is already running; KPOPs keep being served from
+    /// what is left meanwhile.
+    fn refill_in_background(
+        &self,
+        group: &str,
+        topic: &Topic,
+        index: usize,
+        buffer: &Arc<PartitionBuffer>,
+    ) {
+        let Ok(refilling) = Arc::clone(&buffer.refill).try_lock_owned() else {
+            return;
+        };
+        let bridge = self.clone();
+        let group = group.to_string();
+        let topic_name = topic.config.name.clone();
+        let buffer = Arc::clone(buffer);
+        tokio::spawn(async move {
+            let _refilling = refilling;
+            let Ok(topic) = bridge.topic(&topic_name) else {
+                return;
+            };
+            let partition = &topic.partitions[index].shared;
+            if let Err(error) = bridge
+                .refill(&group, partition, &buffer, &topic.config)
+                .await
+            {
+                tracing::debug!(group, topic = %topic_name, partition = partition.id, error = %error, "background prefetch failed; the next KPOP tries again");
+            }
+        });
+    }
+
+    /// Fills one (group, partition) buffer: leases a block of offsets from the store when none is waiting,
+    /// then fetches records for the leased offsets. Runs under the buffer's refill lock.
+    async fn refill(
         &self,
         group: &str,
         partition: &PartitionShared,
-    ) -> Result<Option<KafkaReply>, KafkaError> {
+        buffer: &PartitionBuffer,
+        config: &TopicConfig,
+    ) -> Result<(), KafkaError> {
+        let limits = prefetch_limits(config);
         let key = cursor_key(group, partition);
+        buffer.state().drop_expired_leases(Instant::now());
+        let has_leased = buffer.state().has_leased();
+        if !has_leased && !self.lease_into(&key, partition, buffer, config).await? {
+            return Ok(());
+        }
+        for _ in 0..MAX_GAPS_PER_POP {
+            let (first, budget) = {
+                let state = buffer.state();
+                (state.next_fetch_offset(), state.fetch_budget(limits))
+            };
+            let Some(first) = first else {
+                return Ok(());
+            };
+            let budget = i32::try_from(budget).unwrap_or(i32::MAX);
+            match fetch(partition, first, budget, 0).await {
+                Ok(records) => {
+                    // Below the high watermark yet empty: not readable yet. The offsets stay leased here.
+                    if records.is_empty() {
+                        return Ok(());
+                    }
+                    let records = records
+                        .into_iter()
+                        .map(|record| (record.offset, record.record.value))
+                        .collect();
+                    let mut state = buffer.state();
+                    state.accept_fetched(records);
+                    if state.has_ready() || !state.has_leased() {
+                        return Ok(());
+                    }
+                }
+                Err(FetchError::OutOfRange) => {
+                    let earliest = list_offset(partition, OffsetAt::Earliest).await?;
+                    if first >= earliest {
+                        return Ok(());
+                    }
+                    // Retention deleted the records below `earliest`: they can never be delivered, so the
+                    // leases below it are dropped and the cursor jumps to the first kept record.
+                    let dropped = buffer.state().drop_leased_below(earliest);
+                    tracing::warn!(group, topic = %partition.topic, partition = partition.id, first, earliest, dropped, "records deleted before they were consumed; skipping ahead");
+                    let store = &self.inner.offsets;
+                    with_timeout(partition, "moving a cursor", store.skip_to(&key, earliest))
+                        .await??;
+                }
+                Err(FetchError::Other(error)) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Leases a block of offsets into the buffer (as many as it has room for); false when there is nothing
+    /// new. A store with nothing below our high watermark gets one more try after asking Kafka for it, as
+    /// another proxy or client may have produced since.
+    async fn lease_into(
+        &self,
+        key: &CursorKey,
+        partition: &PartitionShared,
+        buffer: &PartitionBuffer,
+        config: &TopicConfig,
+    ) -> Result<bool, KafkaError> {
+        let room = buffer.state().room(prefetch_limits(config));
+        if room == 0 {
+            return Ok(false);
+        }
+        let hold = match config.delivery_for(&key.group) {
+            Delivery::AtLeastOnce => Some(config.ack_timeout),
+            Delivery::AtMostOnce => None,
+        };
         let store = &self.inner.offsets;
         let mut refreshed = false;
-        for _ in 0..MAX_GAPS_PER_POP {
+        loop {
+            // Taken before the store call, so the local deadline is never later than the store's.
+            let leased_at = Instant::now();
             let leased = with_timeout(
                 partition,
-                "leasing an offset",
-                store.lease(&key, partition.high_watermark()),
+                "leasing offsets",
+                store.lease_block(key, partition.high_watermark(), room, hold),
             )
             .await??;
-            let Some(offset) = leased else {
-                // Our high watermark may be stale (another proxy or kcat produced since); ask Kafka once.
+            let Some(lease) = leased else {
                 if refreshed {
-                    return Ok(None);
+                    return Ok(false);
                 }
                 refreshed = true;
                 let known = partition.high_watermark();
                 // `list_offset` records the new high watermark itself.
                 let latest = list_offset(partition, OffsetAt::Latest).await?;
                 if latest <= known {
-                    return Ok(None);
+                    return Ok(false);
                 }
                 continue;
             };
-            match fetch(partition, offset, 1, 0).await {
-                Ok(records) => match records.into_iter().next() {
-                    Some(record) if record.offset == offset => {
-                        return Ok(Some(KafkaReply::record(
-                            partition.id,
-                            offset,
-                            record.record.value,
-                        )));
-                    }
-                    // The first record is past the leased offset: that offset holds no record (a transaction
-                    // marker or a compacted record). The lease consumed it; the later record has its own offset.
-                    Some(_) => continue,
-                    None => {
-                        // Below the high watermark yet empty: the log was truncated or the record is not
-                        // readable yet. Keep it for a later KPOP.
-                        self.give_back(&key, offset, partition).await;
-                        return Ok(None);
-                    }
-                },
-                Err(FetchError::OutOfRange) => {
-                    let earliest = list_offset(partition, OffsetAt::Earliest);
-                    match earliest.await {
-                        Ok(earliest) if offset < earliest => {
-                            // Retention deleted the records below `earliest`: they can never be delivered, so
-                            // the cursor jumps to the first kept record and this lease is dropped.
-                            tracing::warn!(group, topic = %partition.topic, partition = partition.id, offset, earliest, "records deleted before they were consumed; skipping ahead");
-                            with_timeout(
-                                partition,
-                                "moving a cursor",
-                                store.skip_to(&key, earliest),
-                            )
-                            .await??;
-                        }
-                        Ok(_) => {
-                            self.give_back(&key, offset, partition).await;
-                            return Ok(None);
-                        }
-                        Err(error) => {
-                            self.give_back(&key, offset, partition).await;
-                            return Err(error);
-                        }
-                    }
-                }
-                Err(FetchError::Other(error)) => {
-                    self.give_back(&key, offset, partition).await;
-                    return Err(error);
-                }
+            if let Some(next_offset) = lease.cursor_advanced_to {
+                self.cursor_advanced(key, next_offset);
             }
+            let expires = hold.map(|hold| leased_at + hold);
+            buffer.state().add_lease(&lease, expires);
+            return Ok(true);
         }
-        Ok(None)
     }
 
-    async fn give_back(&self, key: &CursorKey, offset: i64, partition: &PartitionShared) {
-        let outcome = with_timeout(
+    /// The one place where a group's cursor moves: `key`'s cursor now stands at `next_offset` in the offset
+    /// store (every offset below it was leased by some proxy process). Called once per leased block, after
+    /// the store moved the cursor and before any of the block's records is served.
+    ///
+    /// Hook for mirroring cursors elsewhere (for example committing them to Kafka as the consumer group's
+    /// offsets). In at-least-once mode, leased offsets below it may still be pending (not acknowledged).
+    fn cursor_advanced(&self, key: &CursorKey, next_offset: i64) {
+        tracing::trace!(group = %key.group, topic = %key.topic, partition = key.partition, next_offset, "cursor advanced");
+    }
+
+    /// `KACK topic partition offset`: acknowledges one record of the group; `1` if it was pending.
+    async fn ack(
+        &self,
+        group: &str,
+        partition: &PartitionShared,
+        offset: i64,
+        deliveries: Option<&Arc<ConnectionDeliveries>>,
+    ) -> Result<KafkaReply, KafkaError> {
+        let key = cursor_key(group, partition);
+        if let Some(deliveries) = deliveries {
+            deliveries.forget(&key, offset);
+        }
+        let acked = with_timeout(
             partition,
-            "giving an offset back",
-            self.inner.offsets.give_back(key, offset),
+            "acknowledging a record",
+            self.inner.offsets.ack(&key, &[offset]),
         )
-        .await;
-        let error = match outcome {
-            Ok(Ok(())) => return,
-            Ok(Err(error)) => KafkaError::from(error),
-            Err(error) => error,
-        };
-        {
-            // The offset is lost for this group: the at-most-once case documented in `offsets`.
-            tracing::error!(group = %key.group, topic = %key.topic, partition = key.partition, offset, error = %error, "could not give a leased offset back; its record will not be delivered to this group");
+        .await??;
+        Ok(KafkaReply::Integer(
+            i64::try_from(acked).unwrap_or(i64::MAX),
+        ))
+    }
+
+    /// Acknowledges records a connection received (its next KPOP on their topic). A failure only means they
+    /// are delivered again after their ack timeout, which at least once allows: it is logged, not returned.
+    async fn ack_all(&self, records: Vec<Unacked>) {
+        for (key, (_, offsets)) in by_cursor(records) {
+            let timeout = self.inner.config.request_timeout;
+            let acked = tokio::time::timeout(timeout, self.inner.offsets.ack(&key, &offsets)).await;
+            if !matches!(acked, Ok(Ok(_))) {
+                tracing::warn!(group = %key.group, topic = %key.topic, partition = key.partition, records = offsets.len(), "could not acknowledge records; they will be delivered again");
+            }
+        }
+    }
+
+    /// Makes records a closed connection had not acknowledged due at once, so the group gets them again
+    /// without waiting for their ack timeout. A failure leaves them to the timeout.
+    pub(crate) async fn release_unacked(&self, key: &CursorKey, offsets: &[i64]) {
+        let timeout = self.inner.config.request_timeout;
+        let released =
+            tokio::time::timeout(timeout, self.inner.offsets.release(key, offsets)).await;
+        if !matches!(released, Ok(Ok(()))) {
+            tracing::warn!(group = %key.group, topic = %key.topic, partition = key.partition, records = offsets.len(), "could not release unacknowledged records; they will be delivered again after their ack timeout");
         }
     }
 
@@ -549,6 +781,59 @@ impl KafkaBridge {
 
     fn fetch_max_wait_ms(&self) -> i32 {
         i32::try_from(self.inner.config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX)
+    }
+}
+
+/// A bridge replaced by a reload (or shut down) gives back the offsets it leased and did not serve, so the
+/// group gets them from the next bridge instead of losing them (at least once: makes them due at once).
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let groups = std::mem::take(
+            &mut *self
+                .groups
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        let mut unserved = Vec::new();
+        for ((group, topic_name), buffers) in groups {
+            let Some(topic) = self.topics.get(&topic_name) else {
+                continue;
+            };
+            let delivery = topic.config.delivery_for(&group);
+            for (partition, buffer) in topic.partitions.iter().zip(&buffers.partitions) {
+                let offsets = buffer.state().unserved_offsets();
+                if !offsets.is_empty() {
+                    unserved.push((cursor_key(&group, &partition.shared), delivery, offsets));
+                }
+            }
+        }
+        if unserved.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let store = Arc::clone(&self.offsets);
+        let timeout = self.config.request_timeout;
+        runtime.spawn(async move {
+            for (key, delivery, offsets) in unserved {
+                let given_back = tokio::time::timeout(timeout, async {
+                    match delivery {
+                        Delivery::AtLeastOnce => store.release(&key, &offsets).await,
+                        Delivery::AtMostOnce => {
+                            for offset in &offsets {
+                                store.give_back(&key, *offset).await?;
+                            }
+                            Ok(())
+                        }
+                    }
+                })
+                .await;
+                if !matches!(given_back, Ok(Ok(()))) {
+                    tracing::warn!(group = %key.group, topic = %key.topic, partition = key.partition, records = offsets.len(), "could not give prefetched offsets back; at most once loses them");
+                }
+            }
+        });
     }
 }
 
@@ -638,6 +923,13 @@ async fn with_timeout<T>(
     tokio::time::timeout(partition.request_timeout, future)
         .await
         .map_err(|_| partition.timeout_error(doing))
+}
+
+fn prefetch_limits(config: &TopicConfig) -> Limits {
+    Limits {
+        records: config.prefetch_records.max(1),
+        bytes: config.prefetch_bytes.max(1),
+    }
 }
 
 fn cursor_key(group: &str, partition: &PartitionShared) -> CursorKey {

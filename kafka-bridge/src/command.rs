@@ -8,6 +8,7 @@
 //! | `KPUSH topic partition value` | produce to that partition |
 //! | `KPOP topic` | consume with offsets managed by the bridge (one cursor per tenant, topic and partition) |
 //! | `KPOP topic partition offset [count]` | read at an offset the application manages; never touches cursors |
+//! | `KACK topic partition offset` | acknowledges a record `KPOP topic` delivered (at-least-once topics): `1` if it was pending, else `0` |
 //! | `KPARTITIONS topic` | the partition ids |
 //! | `KOFFSET topic partition time` | the offset for a timestamp in ms, `-1` = latest, `-2` = earliest |
 //!
@@ -47,6 +48,15 @@ pub enum KafkaCommand<'a> {
         /// `None`: one record (or nil). `Some(n)`: an array of up to `n` records.
         count: Option<u32>,
     },
+    /// `KACK topic partition offset`: acknowledges a record delivered by `KPOP topic` (at least once).
+    Ack {
+        /// The topic.
+        topic: &'a str,
+        /// The partition.
+        partition: i32,
+        /// The record's offset.
+        offset: i64,
+    },
     /// `KPARTITIONS topic`.
     Partitions {
         /// The topic.
@@ -84,6 +94,7 @@ impl KafkaCommand<'_> {
             KafkaCommand::Push { topic, .. }
             | KafkaCommand::PopManaged { topic }
             | KafkaCommand::PopAt { topic, .. }
+            | KafkaCommand::Ack { topic, .. }
             | KafkaCommand::Partitions { topic }
             | KafkaCommand::Offset { topic, .. } => topic,
         }
@@ -103,7 +114,7 @@ impl KafkaCommand<'_> {
 /// assert!(!kafka_bridge::is_kafka_command(b"GET"));
 /// ```
 pub fn is_kafka_command(name: &[u8]) -> bool {
-    ["KPUSH", "KPOP", "KPARTITIONS", "KOFFSET"]
+    ["KPUSH", "KPOP", "KACK", "KPARTITIONS", "KOFFSET"]
         .iter()
         .any(|known| name.eq_ignore_ascii_case(known.as_bytes()))
 }
@@ -162,6 +173,15 @@ pub fn parse_command<'a>(args: &[&'a [u8]]) -> Result<KafkaCommand<'a>, KafkaErr
                 count: Some(parse_count(count)?),
             }),
             _ => Err(KafkaError::WrongArity { command: "kpop" }),
+        }
+    } else if name.eq_ignore_ascii_case(b"KACK") {
+        match args {
+            [_, topic, partition, offset] => Ok(KafkaCommand::Ack {
+                topic: parse_topic(topic)?,
+                partition: parse_partition(partition)?,
+                offset: parse_offset(offset)?,
+            }),
+            _ => Err(KafkaError::WrongArity { command: "kack" }),
         }
     } else if name.eq_ignore_ascii_case(b"KPARTITIONS") {
         match args {
@@ -302,6 +322,22 @@ mod tests {
         assert_eq!(
             parse(&["KPARTITIONS", "t"]).unwrap(),
             KafkaCommand::Partitions { topic: "t" }
+        );
+        assert_eq!(
+            parse(&["kack", "t", "2", "41"]).unwrap(),
+            KafkaCommand::Ack {
+                topic: "t",
+                partition: 2,
+                offset: 41
+            }
+        );
+        assert_eq!(
+            error_text(&["KACK", "t", "2"]),
+            "ERR wrong number of arguments for 'kack' command"
+        );
+        assert_eq!(
+            error_text(&["KACK", "t", "2", "-1"]),
+            "ERR offset must be >= 0 (use KOFFSET topic partition -2 to find the earliest offset)"
         );
         assert_eq!(
             parse(&["KOFFSET", "t", "0", "-1"]).unwrap(),

@@ -2,7 +2,32 @@
 //!
 //! The proxy builds these values from its own configuration file; this crate reads no files.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// Default of [`TopicConfig::prefetch_records`].
+pub const DEFAULT_PREFETCH_RECORDS: usize = 500;
+/// Default of [`TopicConfig::prefetch_bytes`].
+pub const DEFAULT_PREFETCH_BYTES: usize = 512 * 1024;
+/// Default of [`TopicConfig::ack_timeout`].
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most records one (group, partition) may hold leased and buffered; the offset store's scripts hand
+/// out at most this many offsets in one call.
+pub const MAX_PREFETCH_RECORDS: usize = 10_000;
+
+/// What `KPOP topic` promises a consumer group, per topic (and optionally per group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// A leased record counts as delivered: never delivered twice, but lost if a proxy dies while it holds
+    /// it (at most its leased, unserved window; see the `offsets` module).
+    #[default]
+    AtMostOnce,
+    /// A popped record stays pending until acknowledged (by the connection's next `KPOP` on the topic or by
+    /// `KACK`); one not acknowledged within the ack timeout, or whose connection closed, is delivered again
+    /// to the group. Nothing is lost; a record may come twice.
+    AtLeastOnce,
+}
 
 /// The acknowledgement level of produce requests.
 ///
@@ -73,8 +98,20 @@ pub struct TopicConfig {
     pub replication_factor: i16,
     /// Tenants that may KPUSH.
     pub producers: Vec<String>,
-    /// Tenants that may KPOP, KPARTITIONS and KOFFSET.
+    /// Tenants that may KPOP, KACK, KPARTITIONS and KOFFSET.
     pub consumers: Vec<String>,
+    /// The most records leased ahead and buffered per (consumer group, partition) in one proxy process for
+    /// `KPOP topic`; 1 turns prefetching off (one lease and one fetch per KPOP).
+    pub prefetch_records: usize,
+    /// The most record bytes one prefetch fetch asks for, and about the most a (group, partition) buffer holds
+    /// (Kafka returns at least one whole record batch, which may exceed it).
+    pub prefetch_bytes: usize,
+    /// The delivery guarantee of the topic's consumer groups, unless `group_delivery` names the group.
+    pub delivery: Delivery,
+    /// Per consumer group overrides of `delivery`.
+    pub group_delivery: BTreeMap<String, Delivery>,
+    /// At least once: how long a leased record may stay unacknowledged before it is delivered again.
+    pub ack_timeout: Duration,
 }
 
 // === impl KafkaPoolConfig ===
@@ -123,6 +160,25 @@ impl KafkaPoolConfig {
             if topic.partitions < 1 {
                 return Err(format!("topic '{}' needs at least 1 partition", topic.name));
             }
+            if topic.prefetch_records == 0 || topic.prefetch_records > MAX_PREFETCH_RECORDS {
+                return Err(format!(
+                    "topic '{}' needs prefetch_records between 1 and {MAX_PREFETCH_RECORDS}",
+                    topic.name
+                ));
+            }
+            if topic.prefetch_bytes == 0 || i32::try_from(topic.prefetch_bytes).is_err() {
+                return Err(format!(
+                    "topic '{}' needs prefetch_bytes between 1 and {}",
+                    topic.name,
+                    i32::MAX
+                ));
+            }
+            if topic.ack_timeout.is_zero() {
+                return Err(format!(
+                    "topic '{}' needs an ack_timeout above zero",
+                    topic.name
+                ));
+            }
             if topic.replication_factor < 1 && topic.replication_factor != -1 {
                 return Err(format!(
                     "topic '{}' needs a replication factor of at least 1 (or -1 for the broker default)",
@@ -145,7 +201,34 @@ impl TopicConfig {
             replication_factor: 1,
             producers: Vec::new(),
             consumers: Vec::new(),
+            prefetch_records: DEFAULT_PREFETCH_RECORDS,
+            prefetch_bytes: DEFAULT_PREFETCH_BYTES,
+            delivery: Delivery::AtMostOnce,
+            group_delivery: BTreeMap::new(),
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
         }
+    }
+
+    /// Sets how many records are leased ahead per (group, partition); 1 turns prefetching off.
+    pub fn prefetch(mut self, records: usize, bytes: usize) -> Self {
+        self.prefetch_records = records;
+        self.prefetch_bytes = bytes;
+        self
+    }
+
+    /// Sets the topic's delivery guarantee and, for at least once, the ack timeout.
+    pub fn delivery(mut self, delivery: Delivery, ack_timeout: Duration) -> Self {
+        self.delivery = delivery;
+        self.ack_timeout = ack_timeout;
+        self
+    }
+
+    /// The delivery guarantee of `group` on this topic.
+    pub fn delivery_for(&self, group: &str) -> Delivery {
+        self.group_delivery
+            .get(group)
+            .copied()
+            .unwrap_or(self.delivery)
     }
 
     /// Sets the tenants that may produce.

@@ -1,7 +1,8 @@
 //! kafka-bridge: rkproxy's Kafka commands (`KPUSH`, `KPOP`, `KPARTITIONS`, `KOFFSET`) turned into Kafka requests.
 //!
 //! The proxy hands each Kafka command of a tenant to [`KafkaBridge::execute`] and writes the returned
-//! [`KafkaReply`] (in the client's protocol via [`KafkaReply::resp_bytes`]) back to the client. The admin
+//! [`KafkaReply`] (in the client's protocol via [`KafkaReply::resp_bytes`]) back to the client; a proxy passes
+//! each connection's [`ConnectionDeliveries`] too ([`KafkaBridge::execute_for`]), for at-least-once topics. The admin
 //! commands on cursors, `RKPROXY KOFFSETS` and `RKPROXY KRESET`, are parsed here too ([`CursorAdminKind`]) and
 //! run by [`KafkaBridge::run_cursor_admin`]. RESP framing and encoding (replies, and the Redis offset store's
 //! requests and replies) come from `resp-codec`.
@@ -26,7 +27,10 @@
 //! - [`config`]: [`KafkaPoolConfig`] and [`TopicConfig`].
 //! - [`bridge`]: [`KafkaBridge`], permissions, managed and app-managed KPOP, KOFFSET, topic setup.
 //! - `partition`: per-partition rskafka clients and the produce batcher (concurrent KPUSHes, one request).
-//! - [`offsets`]: the [`OffsetStore`] trait (proxy-managed cursors) and [`MemoryOffsetStore`].
+//! - `prefetch`: the per-(group, partition) buffers of `KPOP topic` (leased offsets, fetched records).
+//! - [`delivery`]: [`ConnectionDeliveries`], a connection's unacknowledged records (at least once).
+//! - [`offsets`]: the [`OffsetStore`] trait (proxy-managed cursors, block leases, pending records) and
+//!   [`MemoryOffsetStore`].
 //! - [`redis_store`]: [`RedisOffsetStore`], cursors shared by every proxy process through one Redis.
 //! - `admin`: the hand-written CreatePartitions request.
 //! - [`error`]: [`KafkaError`], whose text is the RESP error line.
@@ -51,17 +55,20 @@ pub mod bridge;
 pub mod command;
 pub mod config;
 pub mod cursor_admin;
+pub mod delivery;
 pub mod error;
 pub mod offsets;
 mod partition;
+mod prefetch;
 pub mod redis_store;
 pub mod reply;
 
 pub use bridge::{KafkaBridge, PartitionLag};
 pub use command::{is_kafka_command, parse_command, KafkaCommand, OffsetQuery, MAX_POP_COUNT};
-pub use config::{Acks, KafkaPoolConfig, TopicConfig};
+pub use config::{Acks, Delivery, KafkaPoolConfig, TopicConfig};
 pub use cursor_admin::{CursorAdmin, CursorAdminKind};
+pub use delivery::ConnectionDeliveries;
 pub use error::{KafkaError, OffsetStoreError};
-pub use offsets::{BoxFuture, CursorKey, CursorState, MemoryOffsetStore, OffsetStore};
+pub use offsets::{BoxFuture, CursorKey, CursorState, Lease, MemoryOffsetStore, OffsetStore};
 pub use redis_store::{RedisOffsetStore, RedisStoreConfig};
 pub use reply::KafkaReply;

@@ -3,29 +3,41 @@
 //! # The model
 //!
 //! Each (consumer group, topic, partition) has a *cursor*: the next offset nobody has been given yet, starting
-//! at 0. A `KPOP topic` *leases* one offset: a previously given-back offset if there is one (lowest first), else
-//! the cursor, which then moves on by one, but only while the cursor is below the partition's high watermark, so
-//! the cursor never runs ahead of the log. Every lease is atomic in the store, so two proxy processes sharing one
+//! at 0. A *lease* takes previously given-back offsets if there are any (lowest first), else offsets from the
+//! cursor, which then moves on past them, but only while the cursor is below the partition's high watermark,
+//! so the cursor never runs ahead of the log. Every lease is atomic in the store, so two proxy processes sharing one
 //! store never receive the same offset, and no master has to be elected.
 //!
 //! An offset that was leased but whose record could not be fetched (the broker failed, timed out, or the
 //! record was not there yet) is *given back*, and the next lease returns it before moving the cursor.
 //!
-//! # The guarantee: at most once
+//! # Blocks and prefetching
 //!
-//! A leased offset counts as delivered. If a proxy process dies between the lease and the reply (or the
-//! client goes away after the record was fetched), that one record is never delivered to the group: delivery is
-//! **at most once**, and never twice. The alternative, at least once, needs a commit step after the client has
-//! the reply and a lease expiry; an expiry shorter than a slow fetch would hand the same record to two consumers
-//! in normal operation, which breaks the "never twice" rule the proxy promises, while a crash of a proxy process
-//! is rare and loses at most the records that process had in flight (one per in-flight `KPOP`). The seed system
-//! made the same choice (it has no commit step either).
+//! `KPOP topic` leases offsets in blocks ([`OffsetStore::lease_block`]): up to `prefetch_records` offsets at
+//! once per (group, partition), which the bridge then fetches ahead into a bounded buffer and serves from
+//! memory. A block belongs to the proxy process that leased it (the store moved the cursor past it
+//! atomically), so several processes sharing one store never serve the same record in at-most-once mode.
+//!
+//! # The guarantees
+//!
+//! **At most once** (the default): a leased offset counts as delivered. If a proxy process dies, the records
+//! it had leased and not yet served are never delivered to the group: at most `prefetch_records` per (group,
+//! partition) it was consuming (one per in-flight `KPOP` with `prefetch_records = 1`). Nothing is delivered
+//! twice.
+//!
+//! **At least once**: every leased offset is also *pending* in the store with a deadline (`ack_timeout`
+//! after the lease, measured by the store's clock). Acknowledging ([`OffsetStore::ack`]) removes it; a
+//! connection that closes with records unacknowledged [`releases`](OffsetStore::release) them (deadline now).
+//! A lease takes pending offsets whose deadline passed before anything else, so a record leased by a proxy
+//! that died is delivered again by any proxy sharing the store once its deadline passes: nothing is lost,
+//! and a record may be delivered twice (the lease says [`Lease::redelivered`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::error::OffsetStoreError;
 
@@ -52,6 +64,17 @@ pub struct CursorState {
     pub given_back: Vec<i64>,
 }
 
+/// Offsets leased by one [`OffsetStore::lease_block`] call, ascending.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lease {
+    /// The leased offsets, ascending.
+    pub offsets: Vec<i64>,
+    /// True when these were pending past their deadline: delivered before and not acknowledged.
+    pub redelivered: bool,
+    /// Where the cursor moved to when the lease took offsets from the cursor (not given-back or pending ones).
+    pub cursor_advanced_to: Option<i64>,
+}
+
 /// Where proxy-managed cursors live. Implementations must make `lease` atomic with respect to every other
 /// caller of the same store, in this process and in others that share it.
 pub trait OffsetStore: Send + Sync + fmt::Debug {
@@ -62,6 +85,32 @@ pub trait OffsetStore: Send + Sync + fmt::Debug {
         key: &'a CursorKey,
         high_watermark: i64,
     ) -> BoxFuture<'a, Result<Option<i64>, OffsetStoreError>>;
+
+    /// Leases up to `max` offsets (at least 1): pending offsets whose deadline passed, when `hold` is set (at
+    /// least once); else given-back offsets (lowest first); else a block of the cursor, below
+    /// `high_watermark`. With `hold`, every leased offset becomes pending with a deadline `hold` from now.
+    /// `None` when there is nothing to lease.
+    fn lease_block<'a>(
+        &'a self,
+        key: &'a CursorKey,
+        high_watermark: i64,
+        max: usize,
+        hold: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Option<Lease>, OffsetStoreError>>;
+
+    /// Acknowledges pending offsets (at least once); returns how many were pending.
+    fn ack<'a>(
+        &'a self,
+        key: &'a CursorKey,
+        offsets: &'a [i64],
+    ) -> BoxFuture<'a, Result<u64, OffsetStoreError>>;
+
+    /// Makes pending offsets due now (their connection closed unacknowledged): the next lease redelivers them.
+    fn release<'a>(
+        &'a self,
+        key: &'a CursorKey,
+        offsets: &'a [i64],
+    ) -> BoxFuture<'a, Result<(), OffsetStoreError>>;
 
     /// Gives back a leased offset whose record could not be delivered; the next lease returns it.
     fn give_back<'a>(
@@ -120,6 +169,60 @@ pub struct MemoryOffsetStore {
 struct Cursor {
     next_offset: i64,
     given_back: BTreeSet<i64>,
+    /// At least once: leased offsets not acknowledged yet, with their deadline.
+    pending: BTreeMap<i64, Instant>,
+}
+
+impl Cursor {
+    /// See [`OffsetStore::lease_block`]; `now` is the store's clock.
+    fn lease_block(
+        &mut self,
+        high_watermark: i64,
+        max: usize,
+        hold: Option<Duration>,
+        now: Instant,
+    ) -> Option<Lease> {
+        let max = max.max(1);
+        let mut lease = Lease::default();
+        if let Some(hold) = hold {
+            let due: Vec<i64> = self
+                .pending
+                .iter()
+                .filter(|(_, deadline)| **deadline <= now)
+                .map(|(offset, _)| *offset)
+                .take(max)
+                .collect();
+            if !due.is_empty() {
+                for offset in &due {
+                    self.pending.insert(*offset, now + hold);
+                }
+                lease.offsets = due;
+                lease.redelivered = true;
+                return Some(lease);
+            }
+        }
+        while lease.offsets.len() < max {
+            let Some(offset) = self.given_back.pop_first() else {
+                break;
+            };
+            lease.offsets.push(offset);
+        }
+        if lease.offsets.is_empty() && self.next_offset < high_watermark {
+            let end = high_watermark.min(self.next_offset.saturating_add(max as i64));
+            lease.offsets = (self.next_offset..end).collect();
+            self.next_offset = end;
+            lease.cursor_advanced_to = Some(end);
+        }
+        if lease.offsets.is_empty() {
+            return None;
+        }
+        if let Some(hold) = hold {
+            for offset in &lease.offsets {
+                self.pending.insert(*offset, now + hold);
+            }
+        }
+        Some(lease)
+    }
 }
 
 // === impl MemoryOffsetStore ===
@@ -160,6 +263,50 @@ impl OffsetStore for MemoryOffsetStore {
             None
         });
         Box::pin(async move { Ok(leased) })
+    }
+
+    fn lease_block<'a>(
+        &'a self,
+        key: &'a CursorKey,
+        high_watermark: i64,
+        max: usize,
+        hold: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Option<Lease>, OffsetStoreError>> {
+        let now = Instant::now();
+        let leased = self.with_cursor(key, |cursor| {
+            cursor.lease_block(high_watermark, max, hold, now)
+        });
+        Box::pin(async move { Ok(leased) })
+    }
+
+    fn ack<'a>(
+        &'a self,
+        key: &'a CursorKey,
+        offsets: &'a [i64],
+    ) -> BoxFuture<'a, Result<u64, OffsetStoreError>> {
+        let acked = self.with_cursor(key, |cursor| {
+            offsets
+                .iter()
+                .filter(|offset| cursor.pending.remove(offset).is_some())
+                .count() as u64
+        });
+        Box::pin(async move { Ok(acked) })
+    }
+
+    fn release<'a>(
+        &'a self,
+        key: &'a CursorKey,
+        offsets: &'a [i64],
+    ) -> BoxFuture<'a, Result<(), OffsetStoreError>> {
+        let now = Instant::now();
+        self.with_cursor(key, |cursor| {
+            for offset in offsets {
+                if let Some(deadline) = cursor.pending.get_mut(offset) {
+                    *deadline = now;
+                }
+            }
+        });
+        Box::pin(async { Ok(()) })
     }
 
     fn give_back<'a>(
@@ -208,6 +355,7 @@ impl OffsetStore for MemoryOffsetStore {
         self.with_cursor(key, |cursor| {
             cursor.next_offset = next_offset.max(0);
             cursor.given_back.clear();
+            cursor.pending.clear();
         });
         Box::pin(async { Ok(()) })
     }
@@ -274,6 +422,68 @@ mod tests {
             store.show(&key(0)).await.unwrap().given_back,
             Vec::<i64>::new()
         );
+    }
+
+    #[tokio::test]
+    async fn blocks_stop_at_the_high_watermark_and_give_backs_come_first() {
+        let store = MemoryOffsetStore::new();
+        let first = store
+            .lease_block(&key(0), 10, 4, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.offsets, vec![0, 1, 2, 3]);
+        assert_eq!(first.cursor_advanced_to, Some(4));
+        store.give_back(&key(0), 2).await.unwrap();
+        let back = store
+            .lease_block(&key(0), 10, 4, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((back.offsets, back.cursor_advanced_to), (vec![2], None));
+        let rest = store
+            .lease_block(&key(0), 10, 100, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rest.offsets, (4..10).collect::<Vec<i64>>());
+        assert_eq!(store.lease_block(&key(0), 10, 4, None).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn unacknowledged_offsets_are_leased_again_after_their_deadline() {
+        let store = MemoryOffsetStore::new();
+        // Long enough that a loaded machine does not pass a deadline between steps that expect it ahead.
+        let hold = Some(Duration::from_millis(500));
+        let first = store
+            .lease_block(&key(0), 3, 3, hold)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.offsets, vec![0, 1, 2]);
+        assert_eq!(store.ack(&key(0), &[0, 2]).await.unwrap(), 2);
+        // Acknowledging twice counts nothing the second time.
+        assert_eq!(store.ack(&key(0), &[0]).await.unwrap(), 0);
+        // Offset 1 is still within its deadline: nothing to lease.
+        assert_eq!(store.lease_block(&key(0), 3, 3, hold).await.unwrap(), None);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let again = store
+            .lease_block(&key(0), 3, 3, hold)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((again.offsets, again.redelivered), (vec![1], true));
+        // Released (its connection closed): due at once.
+        store.release(&key(0), &[1]).await.unwrap();
+        let released = store
+            .lease_block(&key(0), 3, 3, hold)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((released.offsets, released.redelivered), (vec![1], true));
+        assert_eq!(store.ack(&key(0), &[1]).await.unwrap(), 1);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(store.lease_block(&key(0), 3, 3, hold).await.unwrap(), None);
     }
 
     #[tokio::test]

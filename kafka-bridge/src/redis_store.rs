@@ -1,8 +1,10 @@
 //! [`RedisOffsetStore`]: proxy-managed cursors kept in one Redis that every proxy process shares.
 //!
-//! Each cursor is two keys that share a hash tag (so they live on one node of a cluster too):
-//! `{prefix}{topic/partition/group}:next` holds the next offset to lease, and `{prefix}{...}:back` is a sorted
-//! set of given-back offsets. Every operation is one Lua script, which Redis runs atomically, so any number of
+//! Each cursor is three keys that share a hash tag (so they live on one node of a cluster too):
+//! `{prefix}{topic/partition/group}:next` holds the next offset to lease, `{prefix}{...}:back` is a sorted
+//! set of given-back offsets, and `{prefix}{...}:pending` (at least once only) a sorted set of leased,
+//! unacknowledged offsets scored by their deadline in ms of the Redis server's clock (`TIME`), so proxies
+//! with different clocks agree on when a record is due again. Every operation is one Lua script, which Redis runs atomically, so any number of
 //! proxy processes can lease from the same cursors at once without a master: no offset is leased twice.
 //! Cursors survive proxy restarts as long as Redis keeps its data (use Redis persistence for that).
 //!
@@ -26,7 +28,7 @@ use tokio::sync::Mutex;
 use tokio_util::codec::Decoder;
 
 use crate::error::OffsetStoreError;
-use crate::offsets::{BoxFuture, CursorKey, CursorState, OffsetStore};
+use crate::offsets::{BoxFuture, CursorKey, CursorState, Lease, OffsetStore};
 
 // The scripts never turn an offset into a Lua number for arithmetic or a reply: Lua numbers are doubles, exact
 // only up to 2^53. Offsets travel as decimal strings, are compared exactly by length then by bytes (they are
@@ -50,6 +52,54 @@ if less(next, ARGV[1]) then
   return next
 end
 return false
+";
+
+/// Leases a block: KEYS next, back, pending; ARGV high watermark, max, hold in ms (0: at most once).
+/// Replies `{kind, ...}`: `'x', offsets...` (pending offsets past their deadline, delivered again),
+/// `'b', offsets...` (given back), `'r', first, end` (the cursor block `first..end`), or nil.
+///
+/// The block's bounds are Lua numbers (doubles), exact for offsets below 2^53, far beyond any Kafka log.
+const LEASE_BLOCK_SCRIPT: &str = r"
+local max = math.min(tonumber(ARGV[2]), 10000)
+local hold = tonumber(ARGV[3])
+local deadline = 0
+if hold > 0 then
+  -- Redis before 5 replicates scripts whole, which forbids writes after TIME unless told otherwise.
+  if redis.replicate_commands then redis.replicate_commands() end
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  deadline = now + hold
+  local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, max)
+  if #due > 0 then
+    local reply = {'x'}
+    for _, offset in ipairs(due) do
+      redis.call('ZADD', KEYS[3], deadline, offset)
+      table.insert(reply, offset)
+    end
+    return reply
+  end
+end
+local back = redis.call('ZRANGE', KEYS[2], 0, max - 1)
+if #back > 0 then
+  local reply = {'b'}
+  for _, offset in ipairs(back) do
+    redis.call('ZREM', KEYS[2], offset)
+    if hold > 0 then redis.call('ZADD', KEYS[3], deadline, offset) end
+    table.insert(reply, offset)
+  end
+  return reply
+end
+local first = tonumber(redis.call('GET', KEYS[1]) or '0')
+local watermark = tonumber(ARGV[1])
+if first >= watermark then return false end
+local last = math.min(first + max, watermark)
+redis.call('SET', KEYS[1], string.format('%.0f', last))
+if hold > 0 then
+  for offset = first, last - 1 do
+    redis.call('ZADD', KEYS[3], deadline, string.format('%.0f', offset))
+  end
+end
+return {'r', string.format('%.0f', first), string.format('%.0f', last)}
 ";
 
 /// Gives an offset back, but only one the cursor has already passed (so it was leased before).
@@ -82,7 +132,7 @@ return 0
 /// Sets the cursor and forgets given-back offsets.
 const RESET_SCRIPT: &str = r"
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2])
+redis.call('DEL', KEYS[2], KEYS[3])
 return 0
 ";
 
@@ -184,11 +234,19 @@ impl RedisOffsetStore {
     }
 
     fn keys(&self, key: &CursorKey) -> (String, String) {
-        let tag = format!(
+        let tag = self.tag(key);
+        (format!("{tag}:next"), format!("{tag}:back"))
+    }
+
+    fn pending_key(&self, key: &CursorKey) -> String {
+        format!("{}:pending", self.tag(key))
+    }
+
+    fn tag(&self, key: &CursorKey) -> String {
+        format!(
             "{}{{{}/{}/{}}}",
             self.config.key_prefix, key.topic, key.partition, key.group
-        );
-        (format!("{tag}:next"), format!("{tag}:back"))
+        )
     }
 
     async fn eval(
@@ -197,17 +255,28 @@ impl RedisOffsetStore {
         key: &CursorKey,
         argument: i64,
     ) -> Result<Frame, OffsetStoreError> {
+        self.eval_with(script, key, &[argument.to_string()]).await
+    }
+
+    /// Runs `script` with the cursor's three keys and `arguments`.
+    async fn eval_with(
+        &self,
+        script: &str,
+        key: &CursorKey,
+        arguments: &[String],
+    ) -> Result<Frame, OffsetStoreError> {
         let (next_key, back_key) = self.keys(key);
-        let argument = argument.to_string();
-        self.call(&[
+        let pending_key = self.pending_key(key);
+        let mut args: Vec<&[u8]> = vec![
             b"EVAL",
             script.as_bytes(),
-            b"2",
+            b"3",
             next_key.as_bytes(),
             back_key.as_bytes(),
-            argument.as_bytes(),
-        ])
-        .await
+            pending_key.as_bytes(),
+        ];
+        args.extend(arguments.iter().map(|argument| argument.as_bytes()));
+        self.call(&args).await
     }
 
     /// Sends one command and reads its reply, connecting first if needed; see [`CallError`] for the retry.
@@ -285,6 +354,67 @@ impl RedisOffsetStore {
 }
 
 impl OffsetStore for RedisOffsetStore {
+    fn lease_block<'a>(
+        &'a self,
+        key: &'a CursorKey,
+        high_watermark: i64,
+        max: usize,
+        hold: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Option<Lease>, OffsetStoreError>> {
+        Box::pin(async move {
+            // A zero hold would mean at most once to the script: at least once holds for 1 ms at least.
+            let hold_ms = hold.map_or(0, |hold| hold.as_millis().clamp(1, u128::from(u32::MAX)));
+            let arguments = [
+                high_watermark.max(0).to_string(),
+                max.max(1).to_string(),
+                hold_ms.to_string(),
+            ];
+            let reply = self.eval_with(LEASE_BLOCK_SCRIPT, key, &arguments).await?;
+            parse_lease(reply)
+        })
+    }
+
+    fn ack<'a>(
+        &'a self,
+        key: &'a CursorKey,
+        offsets: &'a [i64],
+    ) -> BoxFuture<'a, Result<u64, OffsetStoreError>> {
+        Box::pin(async move {
+            if offsets.is_empty() {
+                return Ok(0);
+            }
+            let pending_key = self.pending_key(key);
+            let members: Vec<String> = offsets.iter().map(i64::to_string).collect();
+            let mut args: Vec<&[u8]> = vec![b"ZREM", pending_key.as_bytes()];
+            args.extend(members.iter().map(|member| member.as_bytes()));
+            match self.call(&args).await? {
+                Frame::Integer(removed) => Ok(u64::try_from(removed).unwrap_or(0)),
+                other => Err(unexpected("ZREM", &other)),
+            }
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        key: &'a CursorKey,
+        offsets: &'a [i64],
+    ) -> BoxFuture<'a, Result<(), OffsetStoreError>> {
+        Box::pin(async move {
+            if offsets.is_empty() {
+                return Ok(());
+            }
+            // Deadline 0 is long past: the next lease takes them. XX: an acknowledged offset stays gone.
+            let pending_key = self.pending_key(key);
+            let members: Vec<String> = offsets.iter().map(i64::to_string).collect();
+            let mut args: Vec<&[u8]> = vec![b"ZADD", pending_key.as_bytes(), b"XX"];
+            for member in &members {
+                args.push(b"0");
+                args.push(member.as_bytes());
+            }
+            self.call(&args).await.map(|_| ())
+        })
+    }
+
     fn lease<'a>(
         &'a self,
         key: &'a CursorKey,
@@ -368,6 +498,44 @@ impl OffsetStore for RedisOffsetStore {
                 .map(|_| ())
         })
     }
+}
+
+/// Reads the lease script's reply (see [`LEASE_BLOCK_SCRIPT`]).
+fn parse_lease(reply: Frame) -> Result<Option<Lease>, OffsetStoreError> {
+    let items = match reply {
+        Frame::NullBulk => return Ok(None),
+        Frame::Array(items) => items,
+        other => return Err(unexpected("lease script", &other)),
+    };
+    let mut numbers = Vec::with_capacity(items.len());
+    let mut kind = None;
+    for item in items {
+        match (item, kind.is_none()) {
+            (Frame::Bulk(text), true) => kind = Some(text),
+            (Frame::Bulk(text), false) => numbers.push(parse_i64(&text)?),
+            (other, _) => return Err(unexpected("an item of the lease script", &other)),
+        }
+    }
+    let mut lease = Lease::default();
+    match (kind.as_deref(), numbers.as_slice()) {
+        (Some(b"x"), _) => {
+            // The script lists them by deadline; a lease is ascending.
+            numbers.sort_unstable();
+            lease.offsets = numbers;
+            lease.redelivered = true;
+        }
+        (Some(b"b"), _) => lease.offsets = numbers,
+        (Some(b"r"), [first, end]) => {
+            lease.offsets = (*first..*end).collect();
+            lease.cursor_advanced_to = Some(*end);
+        }
+        _ => {
+            return Err(OffsetStoreError::Protocol(
+                "the lease script answered an unknown kind".into(),
+            ))
+        }
+    }
+    Ok((!lease.offsets.is_empty()).then_some(lease))
 }
 
 fn parse_i64(text: &[u8]) -> Result<i64, OffsetStoreError> {

@@ -304,6 +304,12 @@ pub struct PoolConfig {
     /// Kafka pools: where proxy-managed KPOP offsets live. Unset: in this process's memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offsets: Option<KafkaOffsetsConfig>,
+    /// Kafka pools: `prefetch_records` of the topics that do not set their own (default 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch_records: Option<usize>,
+    /// Kafka pools: `prefetch_bytes` of the topics that do not set their own (default 524288).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch_bytes: Option<usize>,
 }
 
 /// What `Debug` shows in place of a password, so a configuration printed for diagnosis leaks no secret.
@@ -333,6 +339,8 @@ impl std::fmt::Debug for PoolConfig {
             .field("client_id", &self.client_id)
             .field("connect_retry_ms", &self.connect_retry_ms)
             .field("offsets", &self.offsets)
+            .field("prefetch_records", &self.prefetch_records)
+            .field("prefetch_bytes", &self.prefetch_bytes)
             .finish()
     }
 }
@@ -349,9 +357,39 @@ pub struct KafkaTopicConfig {
     /// Tenants that may KPUSH; `"*"` admits every tenant. Without tenants the client is called `default`.
     #[serde(default)]
     pub producers: Vec<String>,
-    /// Tenants that may KPOP, KPARTITIONS and KOFFSET; `"*"` admits every tenant.
+    /// Tenants that may KPOP, KACK, KPARTITIONS and KOFFSET; `"*"` admits every tenant.
     #[serde(default)]
     pub consumers: Vec<String>,
+    /// Records leased and fetched ahead per (consumer group, partition) in each proxy process for `KPOP
+    /// topic` (default 500; 1 turns prefetching off). At most once, a proxy that dies loses at most these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch_records: Option<usize>,
+    /// The most bytes one prefetch asks Kafka for, and about the most one buffer holds (default 524288).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch_bytes: Option<usize>,
+    /// What `KPOP topic` promises its consumer groups (default `at_most_once`).
+    #[serde(default)]
+    pub delivery: KafkaDelivery,
+    /// Per consumer group (tenant) overrides of `delivery`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_delivery: BTreeMap<String, KafkaDelivery>,
+    /// At least once: how long a popped record may stay unacknowledged before the group gets it again
+    /// (default 30000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_timeout_ms: Option<u64>,
+}
+
+/// `delivery` of a Kafka topic: `at_most_once` (a record is never delivered twice; a proxy that dies loses
+/// what it leased and had not served) or `at_least_once` (nothing is lost; a record not acknowledged in time
+/// is delivered again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaDelivery {
+    /// The default: never twice.
+    #[default]
+    AtMostOnce,
+    /// Never lost; acknowledged by the connection's next KPOP on the topic or by KACK.
+    AtLeastOnce,
 }
 
 fn default_replication_factor() -> i16 {
@@ -484,6 +522,8 @@ impl Config {
                 client_id: None,
                 connect_retry_ms: None,
                 offsets: None,
+                prefetch_records: None,
+                prefetch_bytes: None,
             };
             figment = figment
                 .merge(Serialized::default("pools.default", pool))
@@ -722,6 +762,7 @@ impl Config {
                 "a Kafka pool serves only its configured topics; add at least one [pools.NAME.topics.TOPIC]",
             ));
         }
+        check_prefetch(&key, pool.prefetch_records, pool.prefetch_bytes)?;
         for (topic, settings) in &pool.topics {
             let topic_key = format!("{key}.topics.{topic}");
             check_topic_name(topic).map_err(|problem| invalid(&topic_key, problem.to_string()))?;
@@ -736,6 +777,22 @@ impl Config {
                     format!("{topic_key}.replication_factor"),
                     "must be at least 1 (or -1 for the broker's default)",
                 ));
+            }
+            check_prefetch(
+                &topic_key,
+                settings.prefetch_records,
+                settings.prefetch_bytes,
+            )?;
+            if settings.ack_timeout_ms == Some(0) {
+                return Err(invalid(
+                    format!("{topic_key}.ack_timeout_ms"),
+                    "must be above 0",
+                ));
+            }
+            for group in settings.group_delivery.keys() {
+                self.check_kafka_tenant(name, group).map_err(|problem| {
+                    invalid(format!("{topic_key}.group_delivery"), problem.to_string())
+                })?;
             }
             for (field, names) in [
                 ("producers", &settings.producers),
@@ -879,6 +936,8 @@ impl PoolConfig {
             ("client_id", self.client_id.is_some()),
             ("connect_retry_ms", self.connect_retry_ms.is_some()),
             ("offsets", self.offsets.is_some()),
+            ("prefetch_records", self.prefetch_records.is_some()),
+            ("prefetch_bytes", self.prefetch_bytes.is_some()),
         ]
         .into_iter()
         .find_map(|(field, set)| set.then_some(field))
@@ -916,6 +975,28 @@ pub enum AddressError {
     PortZero,
     #[error("write a Kafka broker as host:port, without a scheme")]
     KafkaScheme,
+}
+
+/// The prefetch settings of a Kafka pool or topic (`key` is its table).
+fn check_prefetch(
+    key: &str,
+    records: Option<usize>,
+    bytes: Option<usize>,
+) -> Result<(), ConfigError> {
+    let max_records = kafka_bridge::config::MAX_PREFETCH_RECORDS;
+    if records.is_some_and(|records| records == 0 || records > max_records) {
+        return Err(invalid(
+            format!("{key}.prefetch_records"),
+            format!("must be between 1 and {max_records}"),
+        ));
+    }
+    if bytes.is_some_and(|bytes| bytes == 0 || i32::try_from(bytes).is_err()) {
+        return Err(invalid(
+            format!("{key}.prefetch_bytes"),
+            "must be between 1 and 2147483647",
+        ));
+    }
+    Ok(())
 }
 
 /// A Kafka bootstrap broker is `host:port`.

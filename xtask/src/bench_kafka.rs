@@ -8,9 +8,11 @@
 //! - `SET` with 100-byte values (`-t set -d 100`) through the Redis proxy;
 //! - `KPUSH topic <100-byte value>` through the Kafka proxy (each reply comes after Kafka acknowledged the
 //!   record with acks=all);
-//! - `KPOP topic` (proxy-managed offsets) through the Kafka proxy, over the records the KPUSH runs left; the
-//!   group's cursor is checked before and after, so a run that found the topic empty (nil replies) fails
-//!   instead of reporting a meaningless rate.
+//! - `KPOP topic` (proxy-managed offsets, the default prefetch of 500 records per partition, at most once)
+//!   through the Kafka proxy, over the records the KPUSH runs left; before the run, the records not leased yet
+//!   (high watermark minus the group's cursor) must cover every request, so the run cannot find the topic
+//!   empty (nil replies would make a meaningless rate), and after it the cursor must have moved at least that
+//!   far less the prefetch window.
 //!
 //! An unmeasured KPUSH run warms the broker's JVM first. SET and KPUSH alternate which goes first. The rows
 //! join the main table; the goal cell of KPUSH holds the KPUSH/SET ratio against the project's goal
@@ -32,6 +34,11 @@ use crate::{bail, kafka, ports, signals, Result};
 
 /// The least KPUSH/SET throughput ratio the project aims for.
 const KPUSH_GOAL: f64 = 0.5;
+/// The least KPOP/KPUSH throughput ratio the project aims for (issue 15).
+const KPOP_GOAL: f64 = 0.7;
+/// The records a proxy leases ahead per (group, partition) by default (`prefetch_records`): the group's
+/// cursor may stand this far past what was served.
+const PREFETCH_RECORDS: u64 = 500;
 /// The topic KPUSH and KPOP use.
 const TOPIC: &str = "rkproxy-bench";
 /// Its partitions: concurrent KPUSHes to one partition go out as one produce request.
@@ -167,13 +174,21 @@ pub(super) fn run(
                 }
                 Test::Kpop => {
                     let before = consumed(kafka_proxy)?;
+                    let available = produced(kafka_proxy)?.saturating_sub(before);
+                    if available < options.requests {
+                        bail!(
+                            "only {available} records are left for {} KPOP requests: the topic would run \
+                             dry, so the rate would count nil replies",
+                            options.requests
+                        );
+                    }
                     let args = ["KPOP".to_string(), TOPIC.to_string()];
                     let measurement = benchmark(options, kafka_proxy, &args)?;
-                    let popped = consumed(kafka_proxy)? - before;
-                    if popped != options.requests {
+                    let leased = consumed(kafka_proxy)? - before;
+                    if leased + PREFETCH_RECORDS * u64::from(PARTITIONS) < options.requests {
                         bail!(
-                            "KPOP delivered {popped} records for {} requests: the topic ran dry, so the \
-                             rate would count nil replies",
+                            "the group's cursor moved {leased} for {} KPOP requests: records were not \
+                             delivered",
                             options.requests
                         );
                     }
@@ -246,6 +261,7 @@ fn section(runs: &[(Test, Vec<Measurement>)]) -> KafkaSection {
         Some((median(&mut rps), median(&mut p50), median(&mut p99)))
     };
     let set_rps = medians(Test::Set).map(|(rps, _, _)| rps);
+    let kpush_rps = medians(Test::Kpush).map(|(rps, _, _)| rps);
     let mut rows = Vec::new();
     for test in [Test::Set, Test::Kpush, Test::Kpop] {
         let (Some((rps, p50, p99)), Some(measurements)) = (medians(test), measurements_of(test))
@@ -253,8 +269,9 @@ fn section(runs: &[(Test, Vec<Measurement>)]) -> KafkaSection {
             continue;
         };
         let range = spread(measurements);
-        let goal = match (test, set_rps) {
-            (Test::Kpush, Some(set)) => kpush_verdict(rps / set),
+        let goal = match (test, set_rps, kpush_rps) {
+            (Test::Kpush, Some(set), _) => kpush_verdict(rps / set),
+            (Test::Kpop, _, Some(kpush)) => kpop_verdict(rps / kpush),
             _ => String::new(),
         };
         rows.push(format!(
@@ -267,8 +284,9 @@ fn section(runs: &[(Test, Vec<Measurement>)]) -> KafkaSection {
         rows,
         note: format!(
             "rkproxy with a Kafka pool (single-node Kafka 4 broker, topic of {PARTITIONS} partition, acks=all, \
-             linger 0) against rkproxy with a Redis pool, same clients; KPOP pops what the KPUSH runs produced; \
-             goal KPUSH >= {KPUSH_GOAL} x SET"
+             linger 0) against rkproxy with a Redis pool, same clients; KPOP pops what the KPUSH runs produced \
+             (prefetch {PREFETCH_RECORDS} records, at most once); goals KPUSH >= {KPUSH_GOAL} x SET, \
+             KPOP >= {KPOP_GOAL} x KPUSH"
         ),
     }
 }
@@ -277,6 +295,12 @@ fn section(runs: &[(Test, Vec<Measurement>)]) -> KafkaSection {
 fn kpush_verdict(ratio: f64) -> String {
     let verdict = if ratio >= KPUSH_GOAL { "met" } else { "MISSED" };
     format!("KPUSH/SET {ratio:.2} >= {KPUSH_GOAL:.2} {verdict}")
+}
+
+/// The goal cell of the KPOP row.
+fn kpop_verdict(ratio: f64) -> String {
+    let verdict = if ratio >= KPOP_GOAL { "met" } else { "MISSED" };
+    format!("KPOP/KPUSH {ratio:.2} >= {KPOP_GOAL:.2} {verdict}")
 }
 
 /// A 100-byte value: filler and redis-benchmark's 12-digit `__rand_int__` (it replaces it thanks to `-r`).
@@ -361,6 +385,23 @@ fn consumed(addr: SocketAddr) -> Result<u64> {
     Ok(total)
 }
 
+/// How many records the topic holds: the sum of its partitions' latest offsets (KOFFSET ... -1).
+fn produced(addr: SocketAddr) -> Result<u64> {
+    let mut connection = Connection::connect(addr)?;
+    let mut total = 0;
+    for partition in 0..PARTITIONS {
+        let partition = partition.to_string();
+        match connection.command(&["KOFFSET", TOPIC, &partition, "-1"])? {
+            Reply::Array(Some(items)) => match items.first() {
+                Some(Reply::Integer(offset)) => total += u64::try_from(*offset).unwrap_or(0),
+                _ => bail!("KOFFSET answered {items:?}"),
+            },
+            other => bail!("KOFFSET answered {other:?}"),
+        }
+    }
+    Ok(total)
+}
+
 /// Runs redis-benchmark once (unpipelined) and returns its measurement.
 fn benchmark(options: &BenchOptions, addr: SocketAddr, args: &[String]) -> Result<Measurement> {
     let (stdout, command) = redis_benchmark(options, addr, options.requests, args)?;
@@ -411,6 +452,11 @@ mod tests {
             section.rows[1]
         );
         assert_eq!(kpush_verdict(0.4), "KPUSH/SET 0.40 >= 0.50 MISSED");
+        assert!(
+            section.rows[2].ends_with("| KPOP/KPUSH 0.42 >= 0.70 MISSED |"),
+            "{}",
+            section.rows[2]
+        );
     }
 
     #[test]

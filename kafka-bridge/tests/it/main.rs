@@ -14,4 +14,5 @@
 
 mod commands;
 mod managed;
+mod prefetch;
 mod support;

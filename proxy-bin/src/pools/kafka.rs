@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_bridge::{
-    CursorAdmin, KafkaBridge, KafkaPoolConfig, MemoryOffsetStore, OffsetStore, RedisOffsetStore,
-    RedisStoreConfig, TopicConfig,
+    ConnectionDeliveries, CursorAdmin, Delivery, KafkaBridge, KafkaPoolConfig, MemoryOffsetStore,
+    OffsetStore, RedisOffsetStore, RedisStoreConfig, TopicConfig,
 };
 use resp_codec::Request;
 use tenant_policy::Tenant;
@@ -27,7 +27,8 @@ use tracing::{debug, info, warn};
 
 use crate::backend::{one_line, BackendReply};
 use crate::config::{
-    parse_node_address, Config, KafkaOffsetsConfig, PoolConfig, DEFAULT_KAFKA_TENANT,
+    parse_node_address, Config, KafkaDelivery, KafkaOffsetsConfig, KafkaTopicConfig, PoolConfig,
+    DEFAULT_KAFKA_TENANT,
 };
 use crate::reply;
 
@@ -123,8 +124,9 @@ impl KafkaPool {
             connect_retry: pool
                 .connect_retry_ms
                 .map_or(DEFAULT_CONNECT_RETRY, Duration::from_millis),
-            // A managed KPOP is a lease, a fetch and, when the fetch fails, giving the lease back: three round
-            // trips, each bounded by `request_timeout` inside the bridge.
+            // A managed KPOP that must refill its buffer is an acknowledgement (at least once), a lease, a
+            // fetch, and when the fetch is out of range a list of offsets and a cursor move: a few round trips,
+            // each bounded by `request_timeout` inside the bridge; most KPOPs are served from memory.
             command_timeout: request_timeout * 3,
             first_connect_wait: request_timeout * 3,
             status: watch::Sender::new(Status::Starting),
@@ -162,6 +164,14 @@ impl KafkaPool {
         }
     }
 
+    /// Records `KPOP topic` delivered again (at least once) by (group, topic), while connected.
+    pub fn redelivered(&self) -> Vec<((String, String), u64)> {
+        match &*self.status.borrow() {
+            Status::Up(bridge) => bridge.redelivered(),
+            Status::Starting | Status::Down(_) => Vec::new(),
+        }
+    }
+
     /// The bootstrap brokers.
     pub fn brokers(&self) -> &[String] {
         &self.bridge_config.bootstrap
@@ -183,19 +193,21 @@ impl KafkaPool {
     }
 
     /// Runs one K* command for `tenant` (`None`: no tenants are configured) in a task of its own; the reply,
-    /// RESP2 or RESP3, comes through the receiver.
+    /// RESP2 or RESP3, comes through the receiver. `deliveries` is the connection's at-least-once bookkeeping
+    /// (its next KPOP acknowledges, its close releases; see [`ConnectionDeliveries`]).
     pub fn execute(
         self: &Arc<Self>,
         tenant: Option<Arc<Tenant>>,
         request: Request,
         resp3: bool,
+        deliveries: Arc<ConnectionDeliveries>,
     ) -> oneshot::Receiver<BackendReply> {
         self.spawn_with_bridge(move |pool, bridge| async move {
             let args: Vec<&[u8]> = request.args().collect();
             let group = tenant.as_deref().map_or(DEFAULT_KAFKA_TENANT, Tenant::name);
             // Boxed: the bridge's future is deep enough to overflow the compiler's layout query limit when
             // it is nested in this one, and one allocation per command costs nothing next to a Kafka round trip.
-            let executed = Box::pin(bridge.execute(group, &args));
+            let executed = Box::pin(bridge.execute_for(group, &args, Some(&deliveries)));
             match tokio::time::timeout(pool.command_timeout, executed).await {
                 Ok(kafka_reply) => kafka_reply.resp_bytes(resp3),
                 Err(_) => pool.timed_out(),
@@ -361,14 +373,40 @@ fn bridge_config(pool: &PoolConfig) -> Result<KafkaPoolConfig, PoolError> {
         config.client_id = client_id.clone();
     }
     for (name, topic) in &pool.topics {
-        config.topics.push(
-            TopicConfig::new(name.clone(), topic.partitions)
-                .replication_factor(topic.replication_factor)
-                .producers(topic.producers.iter().cloned())
-                .consumers(topic.consumers.iter().cloned()),
-        );
+        config.topics.push(topic_config(name, topic, pool));
     }
     Ok(config)
+}
+
+/// The bridge's settings of one topic: its own keys, else the pool's prefetch keys, else the bridge's defaults.
+fn topic_config(name: &str, topic: &KafkaTopicConfig, pool: &PoolConfig) -> TopicConfig {
+    let mut config = TopicConfig::new(name, topic.partitions)
+        .replication_factor(topic.replication_factor)
+        .producers(topic.producers.iter().cloned())
+        .consumers(topic.consumers.iter().cloned());
+    if let Some(records) = topic.prefetch_records.or(pool.prefetch_records) {
+        config.prefetch_records = records;
+    }
+    if let Some(bytes) = topic.prefetch_bytes.or(pool.prefetch_bytes) {
+        config.prefetch_bytes = bytes;
+    }
+    if let Some(ms) = topic.ack_timeout_ms {
+        config.ack_timeout = Duration::from_millis(ms);
+    }
+    config.delivery = delivery(topic.delivery);
+    config.group_delivery = topic
+        .group_delivery
+        .iter()
+        .map(|(group, chosen)| (group.clone(), delivery(*chosen)))
+        .collect();
+    config
+}
+
+fn delivery(configured: KafkaDelivery) -> Delivery {
+    match configured {
+        KafkaDelivery::AtMostOnce => Delivery::AtMostOnce,
+        KafkaDelivery::AtLeastOnce => Delivery::AtLeastOnce,
+    }
 }
 
 /// How the log describes offsets kept in this process's memory.
@@ -448,5 +486,54 @@ mod tests {
         assert_eq!(bridge.topics[0].replication_factor, 1);
         assert_eq!(bridge.topics[0].producers, ["*"]);
         assert_eq!(bridge.topics[0].consumers, ["default"]);
+        assert_eq!(bridge.topics[0].prefetch_records, 500);
+        assert_eq!(bridge.topics[0].delivery, Delivery::AtMostOnce);
+    }
+
+    #[test]
+    fn delivery_and_prefetch_keys_reach_the_bridge() {
+        let config = Config::from_toml(
+            "default_pool = 'events'\n\
+             [pools.events]\nkind = 'kafka'\nnodes = ['127.0.0.1:9092']\nprefetch_records = 9\n\
+             [pools.events.topics.orders]\npartitions = 1\nconsumers = ['*']\nprefetch_records = 7\n\
+             prefetch_bytes = 4096\ndelivery = 'at_least_once'\nack_timeout_ms = 250\n\
+             group_delivery = { default = 'at_most_once' }\n\
+             [pools.events.topics.audit]\npartitions = 1\n",
+        )
+        .unwrap();
+        let bridge = bridge_config(&config.pools["events"]).unwrap();
+        // Topics come in name order: audit takes the pool's prefetch_records, orders its own.
+        let audit = &bridge.topics[0];
+        assert_eq!(
+            (audit.prefetch_records, audit.prefetch_bytes),
+            (9, 512 * 1024)
+        );
+        let topic = &bridge.topics[1];
+        assert_eq!((topic.prefetch_records, topic.prefetch_bytes), (7, 4096));
+        assert_eq!(topic.ack_timeout, Duration::from_millis(250));
+        assert_eq!(topic.delivery_for("billing"), Delivery::AtLeastOnce);
+        assert_eq!(topic.delivery_for("default"), Delivery::AtMostOnce);
+        for (bad, key) in [
+            ("prefetch_records = 0", "prefetch_records"),
+            ("prefetch_records = 10001", "prefetch_records"),
+            ("prefetch_bytes = 0", "prefetch_bytes"),
+            ("ack_timeout_ms = 0", "ack_timeout_ms"),
+            ("delivery = 'exactly_once'", "delivery"),
+        ] {
+            let error = Config::from_toml(&format!(
+                "default_pool = 'events'\n[pools.events]\nkind = 'kafka'\nnodes = ['h:9092']\n\
+                 [pools.events.topics.orders]\npartitions = 1\n{bad}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains(key), "{bad}: {error}");
+        }
+        let error = Config::from_toml(
+            "default_pool = 'events'\n[pools.events]\nkind = 'kafka'\nnodes = ['h:9092']\n\
+             prefetch_bytes = 0\n[pools.events.topics.orders]\npartitions = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("pools.events.prefetch_bytes"), "{error}");
     }
 }

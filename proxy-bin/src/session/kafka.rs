@@ -1,5 +1,10 @@
-//! Kafka in the session: KPUSH, KPOP, KPARTITIONS and KOFFSET go to the session's Kafka pool; a Kafka pool
-//! serves nothing else but connection commands; and the admin commands `RKPROXY KOFFSETS` and `RKPROXY KRESET`.
+//! Kafka in the session: KPUSH, KPOP, KACK, KPARTITIONS and KOFFSET go to the session's Kafka pool; a Kafka
+//! pool serves nothing else but connection commands; and the admin commands `RKPROXY KOFFSETS` and
+//! `RKPROXY KRESET`.
+//!
+//! Each connection has its own `ConnectionDeliveries` (made on its first Kafka command): on an at-least-once
+//! topic, its next `KPOP topic` acknowledges the records it received before, and what it has not acknowledged
+//! when it closes is delivered again to its group at once.
 //!
 //! A Kafka command runs in a task of its own (see `crate::pools::kafka`) and its reply waits in the pending queue
 //! like a backend reply, so the session keeps reading and replies stay in request order. The consumer group of
@@ -63,7 +68,7 @@ impl Session {
         Some(request)
     }
 
-    /// KPUSH, KPOP, KPARTITIONS, KOFFSET.
+    /// KPUSH, KPOP, KACK, KPARTITIONS, KOFFSET.
     fn kafka_command(&mut self, request: Request) {
         // Earlier batched Redis requests go first, so replies keep request order.
         self.flush_batch();
@@ -103,7 +108,8 @@ impl Session {
             }
         }
         let counted = self.count_kafka(&pool, &request);
-        let receiver = pool.execute(self.tenant().cloned(), request, self.resp3);
+        let deliveries = Arc::clone(self.kafka_deliveries.get_or_insert_with(Arc::default));
+        let receiver = pool.execute(self.tenant().cloned(), request, self.resp3, deliveries);
         let receiver = match counted {
             Some(topic) => self.count_kpop_reply(&pool, topic, receiver),
             None => receiver,

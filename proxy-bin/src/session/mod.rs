@@ -177,6 +177,9 @@ pub struct Session {
     retired: Option<reload::Retired>,
     /// A request went down the big lane: the next request waits until it is answered (see [`big`]).
     big_request_owed: bool,
+    /// At-least-once Kafka records this connection received and has not acknowledged (see [`kafka`]); made
+    /// on its first Kafka command, released when the connection closes.
+    kafka_deliveries: Option<Arc<kafka_bridge::ConnectionDeliveries>>,
 }
 
 /// A batch is sent once it holds this many requests or bytes, even if more are buffered.
@@ -253,6 +256,7 @@ impl Session {
             shutting_down,
             retired: None,
             big_request_owed: false,
+            kafka_deliveries: None,
             state,
         }
     }

@@ -374,7 +374,15 @@ fn resp_number(bytes: &[u8], at: usize, kind: u8) -> Option<(usize, usize)> {
 
 /// The stats label of a request the command table does not know: the proxy's own and Kafka commands by name.
 fn unlisted_command(name: &[u8]) -> &'static str {
-    const OWN: [&str; 6] = ["use", "rkproxy", "kpush", "kpop", "kpartitions", "koffset"];
+    const OWN: [&str; 7] = [
+        "use",
+        "rkproxy",
+        "kpush",
+        "kpop",
+        "kack",
+        "kpartitions",
+        "koffset",
+    ];
     OWN.iter()
         .find(|own| name.eq_ignore_ascii_case(own.as_bytes()))
         .copied()
@@ -820,6 +828,13 @@ pub fn proxy_facts(state: &crate::state::ProxyState) -> Facts {
         })
         .collect();
     facts.lanes.sort_by(|a, b| a.pool.cmp(&b.pool));
+    for pool in state.kafka_pools() {
+        for ((group, topic), count) in pool.redelivered() {
+            facts
+                .kafka_redelivered
+                .insert((pool.name().to_owned(), topic, group), count);
+        }
+    }
     facts
 }
 

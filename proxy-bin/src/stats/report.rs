@@ -91,6 +91,8 @@ pub struct Facts {
     /// Kafka consumer lag (only gathered for the kafka section and the metrics).
     pub lag: Vec<LagFacts>,
     pub lanes: Vec<LaneFacts>,
+    /// Kafka records delivered again (at least once) by (pool, topic, group), from the pools' bridges.
+    pub kafka_redelivered: BTreeMap<(String, String, String), u64>,
 }
 
 /// The lines of one section. `visible_tenant`: only that tenant's rows (`None`: every row).
@@ -252,8 +254,11 @@ fn kafka_lines(
         .collect();
     rows.sort_by(|a, b| a.0.cmp(b.0));
     let counts = rows.iter().map(|((pool, topic, tenant), counts)| {
+        let key = (pool.to_string(), topic.to_string(), tenant.to_string());
+        let redelivered = facts.kafka_redelivered.get(&key).copied().unwrap_or(0);
         format!(
-            "pool={pool} topic={topic} tenant={tenant} kpush={} kpush_bytes={} kpop={} kpop_bytes={}",
+            "pool={pool} topic={topic} tenant={tenant} kpush={} kpush_bytes={} kpop={} kpop_bytes={} \
+             kpop_redelivered={redelivered}",
             counts.pushes, counts.push_bytes, counts.pops, counts.pop_bytes
         )
     });

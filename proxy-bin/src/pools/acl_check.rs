@@ -28,58 +28,53 @@ use super::PoolHandle;
 use crate::backend::{connect, Endpoint};
 
 /// Why a tenant's `backend_user` is not what the proxy needs. Each names the tenant, the user, the server and
-/// the pool.
+/// the pool ([`Where`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendUserError {
     #[error(
-        "config key `tenants.{tenant}.backend_user`: '{user}' cannot log in to {node} (pool '{pool}'): {reason}"
+        "config key `tenants.{}.backend_user`: '{}' cannot log in to {} (pool '{}'): {reason}",
+        .at.tenant, .at.user, .at.node, .at.pool
     )]
-    Login {
-        tenant: String,
-        user: String,
-        node: String,
-        pool: String,
-        reason: String,
-    },
+    Login { at: Box<Where>, reason: String },
     #[error(
-        "config key `tenants.{tenant}.backend_user`: on {node} (pool '{pool}') '{user}' may run `{command}` \
-         ({why}); its ACL rules need {rule}"
+        "config key `tenants.{}.backend_user`: on {} (pool '{}') '{}' may run `{command}` ({why}); its ACL rules \
+         need {rule}",
+        .at.tenant, .at.node, .at.pool, .at.user
     )]
     TooWide {
-        tenant: String,
-        user: String,
-        node: String,
-        pool: String,
+        at: Box<Where>,
         command: String,
         why: &'static str,
         rule: String,
     },
     #[error(
-        "config key `tenants.{tenant}.backend_user`: on {node} (pool '{pool}') '{user}' may not run `{command}` \
-         ({why}): {answer}; its ACL rules need {rule}"
+        "config key `tenants.{}.backend_user`: on {} (pool '{}') '{}' may not run `{command}` ({why}): {answer}; \
+         its ACL rules need {rule}",
+        .at.tenant, .at.node, .at.pool, .at.user
     )]
     TooNarrow {
-        tenant: String,
-        user: String,
-        node: String,
-        pool: String,
+        at: Box<Where>,
         command: String,
         why: &'static str,
         answer: String,
         rule: String,
     },
     #[error(
-        "config key `tenants.{tenant}.backend_user`: cannot check '{user}' on {node} (pool '{pool}'): `ACL DRYRUN` \
-         answered {answer} (the pool's own user needs `+acl|dryrun`, and the ACL user must exist on every \
-         server of the pool)"
+        "config key `tenants.{}.backend_user`: cannot check '{}' on {} (pool '{}'): `ACL DRYRUN` answered \
+         {answer} (the pool's own user needs `+acl|dryrun`, and the ACL user must exist on every server of the \
+         pool)",
+        .at.tenant, .at.user, .at.node, .at.pool
     )]
-    CannotAsk {
-        tenant: String,
-        user: String,
-        node: String,
-        pool: String,
-        answer: String,
-    },
+    CannotAsk { at: Box<Where>, answer: String },
+}
+
+/// Where a check ran: the tenant, its ACL user, the server and the pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Where {
+    pub tenant: String,
+    pub user: String,
+    pub node: String,
+    pub pool: String,
 }
 
 /// One question for `ACL DRYRUN`: a command, whether the user must be allowed it, why, and the rule.
@@ -213,7 +208,7 @@ fn node_endpoints(pool: &PoolHandle, as_tenant: &PoolHandle, db: u32) -> Vec<(En
     }
 }
 
-/// Where a check ran, for its error.
+/// Where a check runs (borrowed), for its errors.
 struct Place<'a> {
     tenant: &'a str,
     user: &'a str,
@@ -232,50 +227,41 @@ enum Answer {
 }
 
 impl Place<'_> {
-    fn login_error(&self, reason: String) -> BackendUserError {
-        BackendUserError::Login {
+    fn at(&self) -> Box<Where> {
+        Box::new(Where {
             tenant: self.tenant.to_owned(),
             user: self.user.to_owned(),
             node: self.node.to_owned(),
             pool: self.pool.to_owned(),
+        })
+    }
+
+    fn login_error(&self, reason: String) -> BackendUserError {
+        BackendUserError::Login {
+            at: self.at(),
             reason,
         }
     }
 
     fn judge(&self, probe: &Probe, answer: Answer) -> Result<(), BackendUserError> {
-        let (tenant, user, node, pool) = (
-            self.tenant.to_owned(),
-            self.user.to_owned(),
-            self.node.to_owned(),
-            self.pool.to_owned(),
-        );
         match answer {
             Answer::Allowed if probe.allowed => Ok(()),
             Answer::Refused(_) if !probe.allowed => Ok(()),
             Answer::Allowed => Err(BackendUserError::TooWide {
-                tenant,
-                user,
-                node,
-                pool,
+                at: self.at(),
                 command: probe.command_line(),
                 why: probe.why,
                 rule: probe.rule.clone(),
             }),
             Answer::Refused(answer) => Err(BackendUserError::TooNarrow {
-                tenant,
-                user,
-                node,
-                pool,
+                at: self.at(),
                 command: probe.command_line(),
                 why: probe.why,
                 answer,
                 rule: probe.rule.clone(),
             }),
             Answer::Failed(answer) => Err(BackendUserError::CannotAsk {
-                tenant,
-                user,
-                node,
-                pool,
+                at: self.at(),
                 answer,
             }),
         }

@@ -465,6 +465,29 @@ async fn a_reload_gives_takes_and_checks_a_tenants_backend_user() {
         .unwrap();
     assert_eq!(one, 1);
 
+    // Changing it: the open connection moves to connections logged in as the new user, whose rules also let it
+    // read the key `extra` (the old user's did not).
+    let _: () = direct.set("extra", "seen").await.unwrap();
+    let error = eval_error(&mut a, "return redis.call('get', 'extra')", &[]).await;
+    assert!(error.contains("can't access"), "{error}");
+    let mut wider = recommended_rules("a:");
+    wider.push("~extra".to_owned());
+    create_user(&redis.addr(), "acl-a2", &wider);
+    let changed = acl_tenants()
+        .replace("'acl-a'", "'acl-a2'")
+        .replace("'acl-a-secret'", "'acl-a2-secret'");
+    proxy
+        .reload(standalone_config(&redis.addr(), &changed))
+        .await
+        .unwrap();
+    let extra: String = redis::cmd("EVAL")
+        .arg("return redis.call('get', 'extra')")
+        .arg(0)
+        .query_async(&mut a)
+        .await
+        .unwrap();
+    assert_eq!(extra, "seen");
+
     // Losing it: scripts are refused again, and the connection is back on the pool's shared ones.
     proxy
         .reload(standalone_config(&redis.addr(), without))

@@ -696,9 +696,32 @@ impl Config {
                 (name.clone(), info)
             })
             .collect();
+        self.check_backend_users_have_redis_pools()?;
         tenant_policy::Tenants::new(&self.tenants, &pools)
             .map(Some)
             .map_err(|error| invalid(error.key.clone(), error.problem.clone()))
+    }
+
+    /// A tenant's `backend_user` is a Redis ACL user: a tenant configured only on Kafka pools has no
+    /// connection that would log in as it.
+    fn check_backend_users_have_redis_pools(&self) -> Result<(), ConfigError> {
+        for (name, tenant) in &self.tenants {
+            if tenant.backend_user.is_none() {
+                continue;
+            }
+            let on_redis = std::iter::once(&tenant.pool)
+                .chain(&tenant.pools)
+                .filter_map(|pool| self.pools.get(pool))
+                .any(|pool| pool.kind != PoolKind::Kafka);
+            if !on_redis {
+                return Err(invalid(
+                    format!("tenants.{name}.backend_user"),
+                    "the tenant is configured on no Redis pool (Kafka pools have no Redis ACL user); \
+                     remove backend_user and backend_password",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks a `kind = "kafka"` pool: brokers, settings, topics, who may produce and consume, the offset store.
@@ -1074,11 +1097,17 @@ mod tests {
              [pools.events]\nkind = 'kafka'\nnodes = ['h:9092']\n\
              offsets = { redis = 'h:2', password = 'offsets-secret-2' }\n\
              [pools.events.topics.t]\npartitions = 1\n\
-             [tenants.shop]\npassword = 'tenant-secret-3'\npool = 'main'\n",
+             [tenants.shop]\npassword = 'tenant-secret-3'\npool = 'main'\n\
+             backend_user = 'acl-shop'\nbackend_password = 'backend-secret-4'\n",
         )
         .unwrap();
         let shown = format!("{config:?}");
-        for secret in ["pool-secret-1", "offsets-secret-2", "tenant-secret-3"] {
+        for secret in [
+            "pool-secret-1",
+            "offsets-secret-2",
+            "tenant-secret-3",
+            "backend-secret-4",
+        ] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("<redacted>"));

@@ -16,6 +16,8 @@
 //! bytes_per_sec = 10000000
 //! max_request_bytes = 1048576
 //! max_connections = 200
+//! backend_user = "app1"            # a Redis ACL user (see the proxy's README, Tenants)
+//! backend_password = "acl-secret"
 //! ```
 
 use std::collections::BTreeMap;
@@ -98,6 +100,16 @@ pub struct TenantConfig {
     /// token bucket in that pool's Redis, which every proxy takes batches from.
     #[serde(default)]
     pub limits_store: Option<LimitsStore>,
+    /// The Redis ACL user the tenant's backend connections log in as (`AUTH backend_user
+    /// backend_password`), with `backend_password`. The tenant then gets backend connections of its
+    /// own, and Redis enforces the user's key, channel and command rules on everything the tenant
+    /// runs, scripts included; so a tenant with one may run scripts on a pool it shares with other
+    /// tenants. Unset: the pool's own `username`/`password`, on connections shared by tenants.
+    #[serde(default)]
+    pub backend_user: Option<String>,
+    /// The password of `backend_user`.
+    #[serde(default)]
+    pub backend_password: Option<String>,
 }
 
 /// `limits_store = { pool = "main" }`: the Redis pool that holds a tenant's shared traffic budget.
@@ -125,6 +137,12 @@ impl std::fmt::Debug for TenantConfig {
             .field("bytes_per_sec", &self.bytes_per_sec)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("limit_wait_ms", &self.limit_wait_ms)
+            .field("limits_store", &self.limits_store)
+            .field("backend_user", &self.backend_user)
+            .field(
+                "backend_password",
+                &self.backend_password.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -156,6 +174,8 @@ impl TenantConfig {
             max_request_bytes: None,
             limit_wait_ms: DEFAULT_LIMIT_WAIT_MS,
             limits_store: None,
+            backend_user: None,
+            backend_password: None,
         }
     }
 }

@@ -79,10 +79,29 @@ pub enum PolicyError {
     #[error(
         "NOPERM this user has no permissions to run the '{command}' command (tenant '{tenant}' \
          shares pool '{pool}' with other tenants, and scripts and functions can read and write \
-         any key, select any db and replace other tenants' functions; give the tenant a pool of \
-         its own, on servers no other tenant uses (backend_user per tenant is planned))"
+         any key, select any db and replace other tenants' functions; give the tenant a \
+         backend_user (a Redis ACL user, which Redis holds to its keys inside scripts too) or a pool \
+         of its own, on servers no other tenant uses)"
     )]
     ScriptsOnSharedPool {
+        /// The tenant.
+        tenant: String,
+        /// The command, lowercase, subcommands as `container|sub`.
+        command: &'static str,
+        /// The pool the connection is on.
+        pool: String,
+    },
+    /// A FUNCTION command (LOAD, DELETE, LIST, DUMP, ...) from a non-admin tenant with a
+    /// `backend_user` on a pool other tenants are configured on too. Its ACL user keeps its
+    /// scripts to its own keys, but the function libraries are one per server: loading or
+    /// replacing a library changes what every tenant's FCALL runs, and listing or dumping them
+    /// shows every tenant's code.
+    #[error(
+        "NOPERM this user has no permissions to run the '{command}' command (tenant '{tenant}' \
+         shares pool '{pool}' with other tenants, and the server's function libraries are shared by \
+         all of them: FUNCTION is for admins there; FCALL runs the functions they load)"
+    )]
+    FunctionsOnSharedPool {
         /// The tenant.
         tenant: String,
         /// The command, lowercase, subcommands as `container|sub`.

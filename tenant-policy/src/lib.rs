@@ -74,8 +74,8 @@ pub use registry::{credentials, Credentials, DbAssignment, DbChange, Tenants};
 pub use rewrite::{escape_glob, Rewrite};
 pub use shared_budget::{SharedBudget, Want, STORE_GRACE, TOKEN_BUCKET_SCRIPT};
 pub use tenant::{
-    allowed_before_auth, Tenant, ADMIN_EXTRA, DANGEROUS_BUT_ALLOWED, KEYLESS_COMMANDS_FOR_TENANTS,
-    MAY_WRITE_UNFLAGGED,
+    allowed_before_auth, BackendLogin, Tenant, ADMIN_EXTRA, DANGEROUS_BUT_ALLOWED,
+    KEYLESS_COMMANDS_FOR_TENANTS, MAY_WRITE_UNFLAGGED,
 };
 pub use tenant_limits::ConnectionPermit;
 

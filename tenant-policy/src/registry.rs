@@ -30,7 +30,7 @@ use crate::error::{sanitize, ConfigError, PolicyError};
 use crate::limits::TrafficLimits;
 use crate::rewrite::escape_glob;
 use crate::shared_budget::SharedBudget;
-use crate::tenant::{DbDirectory, PasswordDigest, PoolDbs, Tenant};
+use crate::tenant::{BackendLogin, DbDirectory, PasswordDigest, PoolDbs, Tenant};
 
 /// Every tenant of one configuration, by name. Built once per configuration (and per reload)
 /// and shared; cheap to look up.
@@ -113,6 +113,7 @@ impl Tenants {
                 ));
             }
         }
+        check_backend_users_unique(configs)?;
         let dbs = assign_dbs(configs, pools)?;
         check_prefixes(configs, &dbs)?;
         let directory = Arc::new(directory(configs, pools, &dbs));
@@ -549,6 +550,54 @@ fn check_prefixes(configs: &TenantsConfig, dbs: &BTreeMap<&str, u32>) -> Result<
     Ok(())
 }
 
+/// `backend_user` and `backend_password`: both or neither; a user name Redis accepts; a password.
+fn backend_login(name: &str, config: &TenantConfig) -> Result<Option<BackendLogin>, ConfigError> {
+    let (user, password) =
+        match (&config.backend_user, &config.backend_password) {
+            (None, None) => return Ok(None),
+            (Some(user), Some(password)) => (user, password),
+            (Some(_), None) | (None, Some(_)) => return Err(ConfigError::new(
+                key(name, "backend_user"),
+                "backend_user and backend_password go together: set both (the Redis ACL user the \
+                 tenant's backend connections log in as) or neither",
+            )),
+        };
+    if user.is_empty() || user.len() > 128 || !user.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::new(
+            key(name, "backend_user"),
+            "a Redis ACL user name is 1 to 128 printable ASCII characters without spaces",
+        ));
+    }
+    if password.is_empty() {
+        return Err(ConfigError::new(
+            key(name, "backend_password"),
+            "must not be empty: give the ACL user a password (`>password` in ACL SETUSER)",
+        ));
+    }
+    Ok(Some(BackendLogin::new(user, password)))
+}
+
+/// Two tenants with the same `backend_user` would have the same rights in Redis, so Redis would not keep
+/// either from the other's keys: each tenant needs an ACL user of its own.
+fn check_backend_users_unique(configs: &TenantsConfig) -> Result<(), ConfigError> {
+    let mut users: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, config) in configs {
+        let Some(user) = config.backend_user.as_deref() else {
+            continue;
+        };
+        if let Some(other) = users.insert(user, name) {
+            return Err(ConfigError::new(
+                key(name, "backend_user"),
+                format!(
+                    "'{user}' is the backend_user of tenant '{other}' too; each tenant needs a Redis \
+                     ACL user of its own, or Redis would give both the same keys"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn build_tenant(
     name: &str,
     config: &TenantConfig,
@@ -584,6 +633,7 @@ fn build_tenant(
         max_request_bytes: config.max_request_bytes.map(|max| max.get()),
         max_connections: config.max_connections.map(|max| max.get()),
         shared_pools: BTreeSet::new(),
+        backend_login: backend_login(name, config)?,
         connections: AtomicUsize::new(0),
         limits: TrafficLimits::new(
             name,

@@ -180,6 +180,49 @@ pub(crate) fn is_script_command(spec: &CommandSpec) -> bool {
         || matches!(spec.name, "script" | "function")
 }
 
+/// Whether a command is FUNCTION or one of its subcommands (FUNCTION LOAD, LIST, DUMP, ...): they act on the
+/// function libraries, of which a server has one set for all its users.
+fn is_function_command(spec: &CommandSpec) -> bool {
+    spec.name == "function" || spec.name.starts_with("function|")
+}
+
+/// A tenant's Redis ACL user (`backend_user` and `backend_password`): what its backend connections log in
+/// as. Its `Debug` shows no password.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct BackendLogin {
+    user: Arc<str>,
+    password: Arc<str>,
+}
+
+impl BackendLogin {
+    /// The ACL user `user` with `password`.
+    pub fn new(user: &str, password: &str) -> BackendLogin {
+        BackendLogin {
+            user: Arc::from(user),
+            password: Arc::from(password),
+        }
+    }
+
+    /// The ACL user name.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Its password.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+}
+
+impl std::fmt::Debug for BackendLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackendLogin")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
 /// Which databases of each pool are taken by tenants with a `db`; shared by all tenants of one
 /// configuration.
 #[derive(Debug, Default)]
@@ -230,6 +273,8 @@ pub struct Tenant {
     /// The pools this tenant is configured on (its `pool` and `pools`) together with at least
     /// one other tenant: there it may not run scripts ([`Tenant::check_scripts`]).
     pub(crate) shared_pools: BTreeSet<String>,
+    /// The Redis ACL user its backend connections log in as, if it has one.
+    pub(crate) backend_login: Option<BackendLogin>,
     pub(crate) connections: AtomicUsize,
     pub(crate) limits: TrafficLimits,
 }
@@ -272,6 +317,21 @@ impl Tenant {
     /// The traffic budget shared with other proxies (`limits_store`), if the tenant has one and limits.
     pub fn shared_budget(&self) -> Option<&crate::SharedBudget> {
         self.limits.shared()
+    }
+
+    /// The Redis ACL user its backend connections log in as (`backend_user`), if it has one.
+    pub fn backend_login(&self) -> Option<&BackendLogin> {
+        self.backend_login.as_ref()
+    }
+
+    /// The pools it is configured on (its `pool` and `pools`).
+    pub fn configured_pools(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.pool.as_str()).chain(self.pools.iter().map(String::as_str))
+    }
+
+    /// Whether other tenants are configured on `pool` too.
+    pub fn shares_pool(&self, pool: &str) -> bool {
+        self.shared_pools.contains(pool)
     }
 
     /// The key prefix, if any.
@@ -402,6 +462,18 @@ impl Tenant {
     pub fn check_scripts(&self, spec: &CommandSpec, pool: &str) -> Result<(), PolicyError> {
         if self.admin || !is_script_command(spec) || !self.shared_pools.contains(pool) {
             return Ok(());
+        }
+        if self.backend_login.is_some() {
+            // Redis holds the tenant's ACL user to its keys, channels and commands inside scripts; only the
+            // function libraries, one per server, stay out of its reach.
+            if !is_function_command(spec) {
+                return Ok(());
+            }
+            return Err(PolicyError::FunctionsOnSharedPool {
+                tenant: self.name.clone(),
+                command: spec.name,
+                pool: pool.to_owned(),
+            });
         }
         Err(PolicyError::ScriptsOnSharedPool {
             tenant: self.name.clone(),

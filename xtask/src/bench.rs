@@ -18,6 +18,8 @@
 //!   (which splits it per slot and merges the replies; so do the baseline and predixy), versus a
 //!   10-key MGET of keys sharing one hash tag sent straight to that slot's master (the best Redis
 //!   itself can do).
+//! - `tenants` (`bench_tenants.rs`): one prefixed tenant through rkproxy with no limits, local limits,
+//!   `limits_store` and `backend_user`: what each costs.
 //!
 //! The baseline is started exactly like rkproxy, with the same generated configs, and predixy runs
 //! one worker thread like rkproxy's default. The rkproxy rows carry the ratio of medians to each
@@ -50,6 +52,9 @@ mod kafka_section;
 // So does the `bigreq` section.
 #[path = "bench_bigreq.rs"]
 mod bigreq_section;
+// And the `tenants` section.
+#[path = "bench_tenants.rs"]
+mod tenants_section;
 
 /// Pipelined runs send this many times more requests than `--requests`, so that both kinds of
 /// run last a similar few seconds.
@@ -272,6 +277,11 @@ fn run_with_servers(
     } else {
         None
     };
+    let tenants = if options.wants_section(BenchSection::Tenants) {
+        Some(tenants_section::run(options, dir, guard)?)
+    } else {
+        None
+    };
     if options.wants_section(BenchSection::Kafka) {
         let kafka = kafka_section::run(options, dir, guard)?;
         println!("{}", kafka.add_to_table(&table));
@@ -280,6 +290,9 @@ fn run_with_servers(
     }
     if let Some(bigreq) = bigreq {
         println!("{bigreq}");
+    }
+    if let Some(tenants) = tenants {
+        println!("{tenants}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -134,8 +134,8 @@ impl RecentBigKeys {
     }
 }
 
-/// Which lane: (worker thread, node address, db, RESP3).
-type LaneKey = (usize, Arc<str>, u32, bool);
+/// Which lane: (worker thread, node address, db, RESP3, the user and password it logs in with).
+type LaneKey = (usize, Arc<str>, u32, bool, Option<String>, Option<String>);
 
 /// The big lanes of one pool, created lazily, with what they share: the settings, the recent big keys and the
 /// counters.
@@ -180,11 +180,14 @@ impl BigLanes {
     /// The lane to `endpoint` (its address, db and protocol) on event loop `worker`. The lane's connections are
     /// tasks of the calling worker's runtime, like shared connections.
     pub fn lane(&self, worker: usize, endpoint: Endpoint) -> Arc<BigLane> {
+        // The user a lane logs in as is part of its key: a tenant with a backend_user has lanes of its own.
         let key = (
             worker,
             Arc::clone(&endpoint.address),
             endpoint.db,
             endpoint.resp3,
+            endpoint.username.clone(),
+            endpoint.password.clone(),
         );
         let mut lanes = self
             .lanes

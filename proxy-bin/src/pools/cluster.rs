@@ -21,6 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
+use tenant_policy::BackendLogin;
+
 use super::big_lane::{BigLane, BigLanes};
 use super::PoolError;
 use crate::backend::{connect, ConnectError, Endpoint, SharedConnection};
@@ -29,9 +31,21 @@ use crate::config::{parse_node_address, Config, PoolConfig, ReadPolicy};
 /// Refreshes are at least this far apart, however many MOVED replies ask for one.
 const MIN_REFRESH_GAP: Duration = Duration::from_millis(100);
 
-/// A Redis Cluster pool.
+/// A Redis Cluster pool, as one tenant (or every client without an ACL user of its own) sees it:
+/// [`ClusterPool::for_login`] gives a tenant with a `backend_user` a view of the same pool (same slot map)
+/// whose connections log in as that user, kept apart from everyone else's. Everything but the connections is
+/// the shared [`ClusterCore`]'s.
 #[derive(Debug)]
 pub struct ClusterPool {
+    core: Arc<ClusterCore>,
+    /// The Redis ACL user this view's connections log in as; `None`: the pool's own credentials.
+    login: Option<BackendLogin>,
+}
+
+/// What every view of one cluster pool shares: the slot map and its refresh (read with the pool's own
+/// credentials), the connections and the big-request lanes.
+#[derive(Debug)]
+pub struct ClusterCore {
     name: Arc<str>,
     seeds: Vec<NodeAddr>,
     template: Endpoint,
@@ -46,8 +60,90 @@ pub struct ClusterPool {
     big: BigLanes,
 }
 
-/// Which shared connections: (worker thread, node, RESP3, READONLY).
-type ConnectionKey = (usize, NodeAddr, bool, bool);
+/// Which shared connections: (worker thread, node, RESP3, READONLY, the ACL user they log in as).
+type ConnectionKey = (usize, NodeAddr, bool, bool, Option<BackendLogin>);
+
+impl std::ops::Deref for ClusterPool {
+    type Target = ClusterCore;
+
+    fn deref(&self) -> &ClusterCore {
+        &self.core
+    }
+}
+
+impl ClusterPool {
+    /// Builds the pool; call [`ClusterPool::start`] to load the first map and keep it fresh.
+    pub fn new(name: &str, config: &PoolConfig, proxy: &Config) -> Result<ClusterPool, PoolError> {
+        Ok(ClusterPool {
+            core: Arc::new(ClusterCore::new(name, config, proxy)?),
+            login: None,
+        })
+    }
+
+    /// Loads the first slot map and starts the task that keeps it fresh (see [`ClusterCore::start`]).
+    pub async fn start(&self) {
+        ClusterCore::start(&self.core).await;
+    }
+
+    /// The same pool, with connections that log in as `login` (a tenant's `backend_user`), or with the
+    /// pool's own credentials for `None`.
+    pub fn for_login(&self, login: Option<&BackendLogin>) -> ClusterPool {
+        ClusterPool {
+            core: Arc::clone(&self.core),
+            login: login.cloned(),
+        }
+    }
+
+    /// Whether both are views of the same pool (whatever user they log in as).
+    pub fn same_core(&self, other: &ClusterPool) -> bool {
+        Arc::ptr_eq(&self.core, &other.core)
+    }
+
+    /// The ACL user this view's connections log in as, if not the pool's own.
+    pub fn login(&self) -> Option<&BackendLogin> {
+        self.login.as_ref()
+    }
+
+    /// The shared connection this client uses to reach `node` on event loop `worker` (see
+    /// [`StandalonePool::shared_connection`](super::standalone::StandalonePool::shared_connection)).
+    pub fn shared_connection(
+        &self,
+        worker: usize,
+        node: &NodeAddr,
+        client_id: u64,
+        resp3: bool,
+        readonly: bool,
+    ) -> SharedConnection {
+        let mut shared = self
+            .core
+            .shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let key = (worker, node.clone(), resp3, readonly, self.login.clone());
+        let connections = shared.entry(key).or_insert_with(|| {
+            (0..self.core.connections_per_node)
+                .map(|_| SharedConnection::spawn(self.endpoint(node, resp3, readonly)))
+                .collect()
+        });
+        let index = (client_id % connections.len() as u64) as usize;
+        connections[index].clone()
+    }
+
+    /// The big-request lane to `node` (a master) on event loop `worker`.
+    pub fn big_lane(&self, worker: usize, node: &NodeAddr, resp3: bool) -> Arc<BigLane> {
+        self.core
+            .big
+            .lane(worker, self.endpoint(node, resp3, false))
+    }
+
+    /// Connection settings for a node of this pool, logging in as this view's ACL user.
+    pub fn endpoint(&self, node: &NodeAddr, resp3: bool, readonly: bool) -> Endpoint {
+        super::logged_in_as(
+            self.core.pool_endpoint(node, resp3, readonly),
+            self.login.as_ref(),
+        )
+    }
+}
 
 /// Why a refresh kept the current slot map.
 #[derive(Debug, thiserror::Error)]
@@ -85,16 +181,15 @@ pub struct Topology {
     pub generation: u64,
 }
 
-impl ClusterPool {
-    /// Builds the pool; call [`ClusterPool::start`] to load the first map and keep it fresh.
-    pub fn new(name: &str, config: &PoolConfig, proxy: &Config) -> Result<ClusterPool, PoolError> {
+impl ClusterCore {
+    fn new(name: &str, config: &PoolConfig, proxy: &Config) -> Result<ClusterCore, PoolError> {
         let mut seeds = Vec::new();
         for node in &config.nodes {
             let address = parse_node_address(node)?;
             seeds.push(NodeAddr::parse(&address).ok_or_else(|| PoolError::BadNode(node.clone()))?);
         }
         let empty = SlotMap::from_shards(Vec::new())?;
-        Ok(ClusterPool {
+        Ok(ClusterCore {
             name: Arc::from(name),
             seeds,
             // The address is set per node (`endpoint`).
@@ -174,42 +269,13 @@ impl ClusterPool {
         self.read_policy
     }
 
-    /// The shared connection this client uses to reach `node` on event loop `worker` (see
-    /// [`StandalonePool::shared_connection`](super::standalone::StandalonePool::shared_connection)).
-    pub fn shared_connection(
-        &self,
-        worker: usize,
-        node: &NodeAddr,
-        client_id: u64,
-        resp3: bool,
-        readonly: bool,
-    ) -> SharedConnection {
-        let mut shared = self
-            .shared
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let connections = shared
-            .entry((worker, node.clone(), resp3, readonly))
-            .or_insert_with(|| {
-                (0..self.connections_per_node)
-                    .map(|_| SharedConnection::spawn(self.endpoint(node, resp3, readonly)))
-                    .collect()
-            });
-        let index = (client_id % connections.len() as u64) as usize;
-        connections[index].clone()
-    }
-
     pub fn big_lanes(&self) -> &BigLanes {
         &self.big
     }
 
-    /// The big-request lane to `node` (a master) on event loop `worker`.
-    pub fn big_lane(&self, worker: usize, node: &NodeAddr, resp3: bool) -> Arc<BigLane> {
-        self.big.lane(worker, self.endpoint(node, resp3, false))
-    }
-
-    /// Connection settings for a node of this pool.
-    pub fn endpoint(&self, node: &NodeAddr, resp3: bool, readonly: bool) -> Endpoint {
+    /// Connection settings for a node of this pool with the pool's own credentials (the slot map is read
+    /// with them).
+    fn pool_endpoint(&self, node: &NodeAddr, resp3: bool, readonly: bool) -> Endpoint {
         Endpoint {
             address: Arc::from(node.to_string()),
             resp3,
@@ -284,7 +350,7 @@ impl ClusterPool {
     }
 
     async fn read_slots(&self, node: &NodeAddr) -> Result<SlotMap, SlotsError> {
-        let endpoint = self.endpoint(node, false, false);
+        let endpoint = self.pool_endpoint(node, false, false);
         let mut stream = connect(&endpoint).await?;
         let exchange = async {
             stream

@@ -6,6 +6,7 @@
 //! knows about sessions or the listener. [`PoolHandle`] is the cheap, cloneable reference to one pool that
 //! sessions and the shared state hold.
 
+pub mod acl_check;
 pub mod big_lane;
 pub mod cluster;
 pub mod kafka;
@@ -13,6 +14,9 @@ pub mod standalone;
 
 use std::sync::Arc;
 
+use tenant_policy::BackendLogin;
+
+use crate::backend::Endpoint;
 use crate::config::{AddressError, Config, PoolConfig, PoolKind};
 
 use self::big_lane::BigLanes;
@@ -91,13 +95,38 @@ impl PoolHandle {
         })
     }
 
-    /// Whether both handles are the same pool (a reload that left a pool's settings alone keeps its handle).
+    /// Whether both handles are the same pool (a reload that left a pool's settings alone keeps its handle),
+    /// whatever ACL user their connections log in as ([`PoolHandle::for_login`]).
     pub fn same_pool(&self, other: &PoolHandle) -> bool {
         match (self, other) {
-            (PoolHandle::Standalone(a), PoolHandle::Standalone(b)) => Arc::ptr_eq(a, b),
-            (PoolHandle::Cluster(a), PoolHandle::Cluster(b)) => Arc::ptr_eq(a, b),
+            (PoolHandle::Standalone(a), PoolHandle::Standalone(b)) => a.same_node(b),
+            (PoolHandle::Cluster(a), PoolHandle::Cluster(b)) => a.same_core(b),
             (PoolHandle::Kafka(a), PoolHandle::Kafka(b)) => Arc::ptr_eq(a, b),
             _ => false,
+        }
+    }
+
+    /// The same pool, seen by a tenant whose backend connections log in as `login` (its `backend_user`):
+    /// connections of its own to every node, shared only by that tenant's clients. `None`: the pool's own
+    /// credentials and shared connections. Kafka pools have no Redis user and are returned as they are.
+    pub fn for_login(&self, login: Option<&BackendLogin>) -> PoolHandle {
+        match self {
+            PoolHandle::Standalone(pool) if pool.login() != login => {
+                PoolHandle::Standalone(Arc::new(pool.for_login(login)))
+            }
+            PoolHandle::Cluster(pool) if pool.login() != login => {
+                PoolHandle::Cluster(Arc::new(pool.for_login(login)))
+            }
+            _ => self.clone(),
+        }
+    }
+
+    /// The ACL user this handle's connections log in as, when not the pool's own (see [`PoolHandle::for_login`]).
+    pub fn login(&self) -> Option<&BackendLogin> {
+        match self {
+            PoolHandle::Standalone(pool) => pool.login(),
+            PoolHandle::Cluster(pool) => pool.login(),
+            PoolHandle::Kafka(_) => None,
         }
     }
 
@@ -116,5 +145,18 @@ impl PoolHandle {
             PoolHandle::Cluster(pool) => pool.name(),
             PoolHandle::Kafka(pool) => pool.name(),
         }
+    }
+}
+
+/// `endpoint` logging in as a tenant's ACL user (`AUTH user password`, or `HELLO 3 AUTH user password`)
+/// instead of with the pool's own credentials; unchanged for `None`.
+fn logged_in_as(endpoint: Endpoint, login: Option<&BackendLogin>) -> Endpoint {
+    match login {
+        Some(login) => Endpoint {
+            username: Some(login.user().to_owned()),
+            password: Some(login.password().to_owned()),
+            ..endpoint
+        },
+        None => endpoint,
     }
 }

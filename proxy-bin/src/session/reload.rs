@@ -79,6 +79,12 @@ impl Session {
             return;
         };
         self.tenant = Some(tenant.adopt_connection(permit));
+        // A backend_user gained, lost or changed: the connections that log in as the new one.
+        if self.pool.login() != tenant.backend_login() && !matches!(self.pool, PoolHandle::Kafka(_))
+        {
+            let (pool, db) = (self.pool.clone(), self.db);
+            self.switch_pool(pool, db);
+        }
         if self.retired.is_none() && tenant.may_use_pool(self.pool.name()).is_err() {
             self.retired = Some(Retired::PoolNotAllowed {
                 tenant: name,

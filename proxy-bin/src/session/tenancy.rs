@@ -219,8 +219,10 @@ impl Session {
         Ok(())
     }
 
-    /// Moves the session to another pool (after AUTH or USE). The caller made sure no reply is pending.
+    /// Moves the session to another pool (after AUTH or USE). The caller made sure no reply is pending. A
+    /// tenant with a `backend_user` gets the pool's connections that log in as that ACL user.
     pub(super) fn switch_pool(&mut self, pool: PoolHandle, db: u32) {
+        let pool = pool.for_login(self.tenant().and_then(|tenant| tenant.backend_login()));
         self.route = None;
         self.retired = None;
         self.spare_dedicated = None;

@@ -26,6 +26,7 @@ use tracing::{info, warn};
 use super::{Process, ProxyState, Snapshot, UndefinedDefaultPool};
 use crate::config::{CommandLineOverrides, Config, ConfigError, PoolKind};
 use crate::introspection::BackendVersion;
+use crate::pools::acl_check::{check_backend_users, BackendUserError};
 use crate::pools::{PoolError, PoolHandle};
 
 /// Where a reload reads the configuration again: the same layers as at start (built-in defaults, the file,
@@ -65,6 +66,8 @@ pub enum ReloadError {
          away from its data (pin it with db = {old})"
     )]
     AutoDbMoved { tenant: String, old: u32, new: u32 },
+    #[error("{0}")]
+    BackendUser(#[from] BackendUserError),
     #[error("this proxy was started from a configuration value, not a file: there is no file to read again")]
     NoFile,
     #[error("the proxy is not running")]
@@ -80,6 +83,8 @@ pub enum StateError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     DefaultPool(#[from] UndefinedDefaultPool),
+    #[error(transparent)]
+    BackendUser(#[from] BackendUserError),
 }
 
 /// What a reload changed.
@@ -140,6 +145,7 @@ impl Live {
             backend_versions.insert(name.clone(), Arc::default());
         }
         let tenants = config.build_tenants()?;
+        check_backend_users(tenants.as_ref(), &pools).await?;
         let process = Arc::new(Process::new(&config));
         let snapshot = Snapshot::new(config, pools, tenants, backend_versions)?;
         Ok(Arc::new_cyclic(|live| Live {
@@ -227,6 +233,7 @@ async fn prepare(
     let tenants = config.build_tenants()?;
     check_tenant_change(old.tenants(), tenants.as_ref())?;
     let (pools, backend_versions) = build_pools(old, &config, &mut report).await?;
+    check_backend_users(tenants.as_ref(), &pools).await?;
     report.pools_removed = removed(old.config().pools.keys(), |name| {
         config.pools.contains_key(name)
     });

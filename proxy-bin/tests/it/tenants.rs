@@ -1,5 +1,6 @@
 //! Tenants through the proxy: AUTH, rights, db and key-prefix isolation, limits, USE.
 
+mod acl_users;
 mod hardening;
 mod hostile;
 mod limits_store;

@@ -383,3 +383,37 @@ fn limits_store_must_name_a_defined_pool() {
         .map(|budget| budget.pool().to_owned());
     assert_eq!(budget.as_deref(), Some("other"));
 }
+
+#[test]
+fn a_backend_user_needs_its_password_a_valid_name_and_no_other_tenant_with_it() {
+    let with = |user: Option<&str>, password: Option<&str>| {
+        let mut config = config("a");
+        config.backend_user = user.map(str::to_owned);
+        config.backend_password = password.map(str::to_owned);
+        config
+    };
+    let error = try_build(vec![("a", with(Some("acl-a"), None))]).unwrap_err();
+    assert_eq!(error.key, "tenants.a.backend_user");
+    assert!(error.problem.contains("go together"), "{error}");
+    let error = try_build(vec![("a", with(None, Some("pw")))]).unwrap_err();
+    assert!(error.problem.contains("go together"), "{error}");
+    let error = try_build(vec![("a", with(Some("has space"), Some("pw")))]).unwrap_err();
+    assert!(error.problem.contains("without spaces"), "{error}");
+    let error = try_build(vec![("a", with(Some("acl-a"), Some("")))]).unwrap_err();
+    assert_eq!(error.key, "tenants.a.backend_password");
+
+    let mut b = with(Some("acl-a"), Some("other-pw"));
+    b.password = "pw-b".to_owned();
+    let error = try_build(vec![("a", with(Some("acl-a"), Some("pw"))), ("b", b)]).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "tenants.b.backend_user: 'acl-a' is the backend_user of tenant 'a' too; each tenant needs a \
+         Redis ACL user of its own, or Redis would give both the same keys"
+    );
+
+    let tenants = build(vec![("a", with(Some("acl-a"), Some("acl-pw")))]);
+    let login = tenants.get("a").unwrap().backend_login().unwrap();
+    assert_eq!((login.user(), login.password()), ("acl-a", "acl-pw"));
+    let debug = format!("{login:?} {:?}", with(Some("acl-a"), Some("acl-pw")));
+    assert!(!debug.contains("acl-pw"), "{debug}");
+}

@@ -314,3 +314,92 @@ fn pubsub_needs_a_key_prefix_for_a_db_tenant_on_a_shared_pool() {
         Verdict::Refuse(_)
     ));
 }
+
+/// `a` and `b` (prefixed) on `main`, `a` with a Redis ACL user of its own.
+fn shared_with_a_backend_user() -> Tenants {
+    let mut a = config("a");
+    a.key_prefix = Some("a:".to_owned());
+    a.backend_user = Some("acl-a".to_owned());
+    a.backend_password = Some("acl-a-pw".to_owned());
+    let mut b = config("b");
+    b.key_prefix = Some("b:".to_owned());
+    build(vec![("a", a), ("b", b)])
+}
+
+#[test]
+fn a_backend_user_lifts_the_script_refusal_on_a_shared_pool_but_not_for_functions() {
+    let tenants = shared_with_a_backend_user();
+    for args in [
+        &["EVAL", "return 1", "0"][..],
+        &["EVAL_RO", "return 1", "0"][..],
+        &["EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff831", "0"][..],
+        &["FCALL", "f", "0"][..],
+        &["FCALL_RO", "f", "0"][..],
+        &["SCRIPT", "LOAD", "return 1"][..],
+        &[
+            "SCRIPT",
+            "EXISTS",
+            "e0e1f9fabfc9d4800c877a703b823ac0578ff831",
+        ][..],
+    ] {
+        assert!(
+            !matches!(police_on(&tenants, "a", "main", args), Verdict::Refuse(_)),
+            "{args:?}"
+        );
+        // `b` has no ACL user: still refused.
+        assert!(
+            matches!(
+                police_on(&tenants, "b", "main", args),
+                Verdict::Refuse(PolicyError::ScriptsOnSharedPool { .. })
+            ),
+            "{args:?}"
+        );
+    }
+    for (args, command) in [
+        (
+            &["FUNCTION", "LOAD", "REPLACE", "#!lua name=x\n"][..],
+            "function|load",
+        ),
+        (&["FUNCTION", "LIST", "WITHCODE"][..], "function|list"),
+        (&["FUNCTION", "DUMP"][..], "function|dump"),
+        (&["FUNCTION", "STATS"][..], "function|stats"),
+    ] {
+        let verdict = police_on(&tenants, "a", "main", args);
+        let expected = PolicyError::FunctionsOnSharedPool {
+            tenant: "a".to_owned(),
+            command,
+            pool: "main".to_owned(),
+        };
+        assert_eq!(verdict, Verdict::Refuse(expected.clone()), "{args:?}");
+        assert!(expected
+            .to_string()
+            .contains("FUNCTION is for admins there"));
+    }
+    // SCRIPT FLUSH / KILL and FUNCTION FLUSH / DELETE / RESTORE stay admin-only.
+    for args in [
+        &["SCRIPT", "FLUSH"][..],
+        &["SCRIPT", "KILL"][..],
+        &["FUNCTION", "FLUSH"][..],
+        &["FUNCTION", "DELETE", "x"][..],
+        &["FUNCTION", "RESTORE", "x"][..],
+    ] {
+        assert!(
+            matches!(
+                police_on(&tenants, "a", "main", args),
+                Verdict::Refuse(PolicyError::AdminOnly { .. })
+            ),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn the_script_refusal_names_backend_user_as_the_way_out() {
+    let text = PolicyError::ScriptsOnSharedPool {
+        tenant: "a".to_owned(),
+        command: "eval",
+        pool: "main".to_owned(),
+    }
+    .to_string();
+    assert!(text.contains("give the tenant a backend_user"), "{text}");
+}

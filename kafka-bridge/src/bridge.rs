@@ -19,9 +19,11 @@ use crate::command::{parse_command, KafkaCommand, OffsetQuery};
 use crate::config::{KafkaPoolConfig, TopicConfig};
 use crate::cursor_admin::CursorAdmin;
 use crate::error::KafkaError;
+use crate::group_commit::GroupCommits;
 use crate::offsets::{CursorKey, CursorState, OffsetStore};
 use crate::partition::{BatchSettings, Partition, PartitionShared};
 use crate::reply::KafkaReply;
+use crate::security::PreparedSecurity;
 
 /// How many missing offsets (gaps left by transaction markers or compaction) one managed KPOP skips over in a
 /// partition before it moves on; the next KPOP continues where this one stopped.
@@ -40,6 +42,8 @@ struct Inner {
     config: KafkaPoolConfig,
     topics: HashMap<String, Topic>,
     offsets: Arc<dyn OffsetStore>,
+    /// Copies delivered cursors to Kafka as consumer-group offsets; `None` when the pool commits none.
+    group_commits: Option<GroupCommits>,
 }
 
 #[derive(Debug)]
@@ -64,6 +68,7 @@ impl KafkaBridge {
         offsets: Arc<dyn OffsetStore>,
     ) -> Result<Self, KafkaError> {
         config.validate().map_err(KafkaError::Config)?;
+        let security = config.security.prepare()?;
         let timeout = config.request_timeout;
         let backoff = BackoffConfig {
             init_backoff: Duration::from_millis(50),
@@ -77,9 +82,12 @@ impl KafkaBridge {
         };
         let client = tokio::time::timeout(
             timeout,
-            ClientBuilder::new(config.bootstrap.clone())
-                .client_id(config.client_id.clone())
-                .backoff_config(backoff)
+            security
+                .apply(
+                    ClientBuilder::new(config.bootstrap.clone())
+                        .client_id(config.client_id.clone())
+                        .backoff_config(backoff),
+                )
                 .build(),
         )
         .await
@@ -95,7 +103,7 @@ impl KafkaBridge {
         })?;
         let client = Arc::new(client);
 
-        let partition_ids = ensure_topics(&client, &config).await?;
+        let partition_ids = ensure_topics(&client, &config, &security).await?;
         let batch = BatchSettings {
             linger: config.linger,
             max_records: config.max_batch_records,
@@ -129,11 +137,13 @@ impl KafkaBridge {
                 },
             );
         }
+        let group_commits = GroupCommits::start(&config, security);
         Ok(KafkaBridge {
             inner: Arc::new(Inner {
                 config,
                 topics,
                 offsets,
+                group_commits,
             }),
         })
     }
@@ -378,6 +388,7 @@ impl KafkaBridge {
             match fetch(partition, offset, 1, 0).await {
                 Ok(records) => match records.into_iter().next() {
                     Some(record) if record.offset == offset => {
+                        self.cursor_advanced(&key, offset);
                         return Ok(Some(KafkaReply::record(
                             partition.id,
                             offset,
@@ -425,6 +436,14 @@ impl KafkaBridge {
             }
         }
         Ok(None)
+    }
+
+    /// The one hook where a group's cursor has moved past a delivered record: copies it to Kafka's group
+    /// offsets (asynchronously, in batches; see `group_commit`).
+    fn cursor_advanced(&self, key: &CursorKey, delivered_offset: i64) {
+        if let Some(commits) = &self.inner.group_commits {
+            commits.note_delivered(key, delivered_offset);
+        }
     }
 
     async fn give_back(&self, key: &CursorKey, offset: i64, partition: &PartitionShared) {
@@ -593,6 +612,7 @@ fn cursor_key(group: &str, partition: &PartitionShared) -> CursorKey {
 async fn ensure_topics(
     client: &Client,
     config: &KafkaPoolConfig,
+    security: &PreparedSecurity,
 ) -> Result<HashMap<String, BTreeSet<i32>>, KafkaError> {
     let timeout = config.request_timeout;
     let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
@@ -636,6 +656,7 @@ async fn ensure_topics(
             Some(ids) if (ids.len() as i64) < i64::from(topic.partitions) => {
                 tracing::info!(topic = %topic.name, from = ids.len(), to = topic.partitions, "adding partitions to Kafka topic");
                 let grown = admin::create_partitions(
+                    security,
                     &config.bootstrap,
                     &config.client_id,
                     &topic.name,

@@ -52,10 +52,12 @@ pub mod command;
 pub mod config;
 pub mod cursor_admin;
 pub mod error;
+mod group_commit;
 pub mod offsets;
 mod partition;
 pub mod redis_store;
 pub mod reply;
+pub mod security;
 
 pub use bridge::KafkaBridge;
 pub use command::{is_kafka_command, parse_command, KafkaCommand, OffsetQuery, MAX_POP_COUNT};
@@ -65,3 +67,4 @@ pub use error::{KafkaError, OffsetStoreError};
 pub use offsets::{BoxFuture, CursorKey, CursorState, MemoryOffsetStore, OffsetStore};
 pub use redis_store::{RedisOffsetStore, RedisStoreConfig};
 pub use reply::KafkaReply;
+pub use security::{KafkaSecurity, SaslMechanism, SaslSettings, TlsSettings};

@@ -80,7 +80,7 @@ impl KafkaBridge {
             // REQUEST_TIMED_OUT after that long (measured: 2.00 s with the default).
             deadline: Some(timeout),
         };
-        let client = tokio::time::timeout(
+        let built = tokio::time::timeout(
             timeout,
             security
                 .apply(
@@ -90,18 +90,20 @@ impl KafkaBridge {
                 )
                 .build(),
         )
-        .await
-        .map_err(|_| KafkaError::Timeout {
-            operation: format!("connecting to {}", config.bootstrap.join(",")),
-            after: timeout,
-        })?
-        .map_err(|error| {
-            KafkaError::from_rskafka(
-                &error,
-                &format!("connecting to {}", config.bootstrap.join(",")),
-            )
-        })?;
-        let client = Arc::new(client);
+        .await;
+        let connecting = || format!("connecting to {}", config.bootstrap.join(","));
+        let failure = match built {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(error)) => Err(KafkaError::from_rskafka(&error, &connecting())),
+            Err(_) => Err(KafkaError::Timeout {
+                operation: connecting(),
+                after: timeout,
+            }),
+        };
+        let client = match failure {
+            Ok(client) => Arc::new(client),
+            Err(error) => return Err(explain_connect_failure(&config, &security, error).await),
+        };
 
         let partition_ids = ensure_topics(&client, &config, &security).await?;
         let batch = BatchSettings {
@@ -604,6 +606,28 @@ fn cursor_key(group: &str, partition: &PartitionShared) -> CursorKey {
         group: group.to_string(),
         topic: partition.topic.clone(),
         partition: partition.id,
+    }
+}
+
+/// rskafka retries a refused login or a rejected certificate like a broken connection until its deadline,
+/// which ends up as a timeout without the cause. On a secured pool, one connection of our own (TLS and SASL,
+/// no retries) to the first bootstrap broker finds the cause: its error replaces `error` when it fails.
+async fn explain_connect_failure(
+    config: &KafkaPoolConfig,
+    security: &PreparedSecurity,
+    error: KafkaError,
+) -> KafkaError {
+    let (Some(broker), true) = (config.bootstrap.first(), security.is_secured()) else {
+        return error;
+    };
+    let probe = tokio::time::timeout(
+        config.request_timeout,
+        security.connect(broker, &config.client_id),
+    )
+    .await;
+    match probe {
+        Ok(Err(cause)) => cause,
+        Ok(Ok(_)) | Err(_) => error,
     }
 }
 

@@ -238,6 +238,11 @@ impl PreparedSecurity {
         builder
     }
 
+    /// Whether connections use SASL or TLS.
+    pub(crate) fn is_secured(&self) -> bool {
+        self.sasl.is_some() || self.tls.is_some()
+    }
+
     /// Opens a connection of the bridge's own to `broker` (`host:port`): TCP, TLS when configured, then SASL
     /// when configured. The caller bounds the time.
     pub(crate) async fn connect(

@@ -40,8 +40,10 @@ const OFFSET_COMMIT_VERSION: i16 = 8;
 /// FindCoordinator's key type for a consumer group.
 const GROUP_KEY_TYPE: i8 = 0;
 
-/// Offsets waiting to be committed: Kafka group id → (topic, partition) → next offset.
-type Pending = HashMap<String, BTreeMap<(String, i32), i64>>;
+/// One group's offsets: topic → partition → next offset.
+type Offsets = BTreeMap<String, BTreeMap<i32, i64>>;
+/// Offsets waiting to be committed, by Kafka group id.
+type Pending = HashMap<String, Offsets>;
 
 /// The handle the bridge keeps; dropping it makes the task commit once more and stop.
 #[derive(Debug)]
@@ -97,13 +99,23 @@ impl GroupCommits {
     /// `offset + 1` at the next commit. No I/O.
     pub(crate) fn note_delivered(&self, key: &CursorKey, offset: i64) {
         let group = self.shared.group_ids.get(&key.group).unwrap_or(&key.group);
+        let next_offset = offset + 1;
         let mut pending = self.shared.lock_pending();
-        let next = pending
+        // Names are cloned only for the first record of a partition in each interval, not on every KPOP.
+        if let Some(next) = pending
+            .get_mut(group)
+            .and_then(|topics| topics.get_mut(&key.topic))
+            .and_then(|partitions| partitions.get_mut(&key.partition))
+        {
+            *next = (*next).max(next_offset);
+            return;
+        }
+        pending
             .entry(group.clone())
             .or_default()
-            .entry((key.topic.clone(), key.partition))
-            .or_insert(offset + 1);
-        *next = (*next).max(offset + 1);
+            .entry(key.topic.clone())
+            .or_default()
+            .insert(key.partition, next_offset);
     }
 }
 
@@ -129,11 +141,14 @@ impl Shared {
     }
 
     /// Puts back offsets whose commit failed, unless a newer delivery was noted for the same partition.
-    fn put_back(&self, group: String, offsets: BTreeMap<(String, i32), i64>) {
+    fn put_back(&self, group: String, offsets: Offsets) {
         let mut pending = self.lock_pending();
-        let entry = pending.entry(group).or_default();
-        for (partition, offset) in offsets {
-            entry.entry(partition).or_insert(offset);
+        let topics = pending.entry(group).or_default();
+        for (topic, partitions) in offsets {
+            let kept = topics.entry(topic).or_default();
+            for (partition, offset) in partitions {
+                kept.entry(partition).or_insert(offset);
+            }
         }
     }
 }
@@ -196,7 +211,7 @@ async fn commit_group(
     coordinators: &mut HashMap<String, BrokerConnection>,
     settings: &Settings,
     group: &str,
-    offsets: &BTreeMap<(String, i32), i64>,
+    offsets: &Offsets,
 ) -> Result<(), KafkaError> {
     if !coordinators.contains_key(group) {
         let connection = connect_to_coordinator(settings, group).await?;
@@ -274,32 +289,26 @@ async fn find_coordinator(
 }
 
 /// One OffsetCommit for every noted partition of one group, as a simple consumer (no generation, no member).
-fn offset_commit_request(
-    group: &str,
-    offsets: &BTreeMap<(String, i32), i64>,
-) -> OffsetCommitRequest {
-    let mut topics: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-    for ((topic, partition), offset) in offsets {
-        topics.entry(topic.as_str()).or_default().push(
-            OffsetCommitRequestPartition::default()
-                .with_partition_index(*partition)
-                .with_committed_offset(*offset),
-        );
-    }
+fn offset_commit_request(group: &str, offsets: &Offsets) -> OffsetCommitRequest {
+    let topic = |(name, partitions): (&String, &BTreeMap<i32, i64>)| {
+        OffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.clone())))
+            .with_partitions(
+                partitions
+                    .iter()
+                    .map(|(partition, offset)| {
+                        OffsetCommitRequestPartition::default()
+                            .with_partition_index(*partition)
+                            .with_committed_offset(*offset)
+                    })
+                    .collect(),
+            )
+    };
     OffsetCommitRequest::default()
         .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
         .with_generation_id_or_member_epoch(-1)
         .with_member_id(StrBytes::default())
-        .with_topics(
-            topics
-                .into_iter()
-                .map(|(topic, partitions)| {
-                    OffsetCommitRequestTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                        .with_partitions(partitions)
-                })
-                .collect(),
-        )
+        .with_topics(offsets.iter().map(topic).collect())
 }
 
 /// A Kafka error code as Kafka's error name (`NOT_COORDINATOR`), like the bridge's other Kafka errors.
@@ -321,6 +330,13 @@ mod tests {
             topic: topic.into(),
             partition,
         }
+    }
+
+    fn offsets(topics: &[(&str, &[(i32, i64)])]) -> Offsets {
+        topics
+            .iter()
+            .map(|(topic, partitions)| (topic.to_string(), partitions.iter().copied().collect()))
+            .collect()
     }
 
     fn commits_without_task(group_ids: HashMap<String, String>) -> GroupCommits {
@@ -347,12 +363,9 @@ mod tests {
         let pending = commits.shared.take_pending();
         assert_eq!(
             pending["shop-group"],
-            BTreeMap::from([(("orders".to_owned(), 0), 5), (("orders".to_owned(), 1), 1)])
+            offsets(&[("orders", &[(0, 5), (1, 1)])])
         );
-        assert_eq!(
-            pending["audit"],
-            BTreeMap::from([(("orders".to_owned(), 0), 10)])
-        );
+        assert_eq!(pending["audit"], offsets(&[("orders", &[(0, 10)])]));
         assert!(commits.shared.take_pending().is_empty());
     }
 
@@ -360,22 +373,20 @@ mod tests {
     fn a_failed_commit_never_overwrites_a_newer_delivery() {
         let commits = commits_without_task(HashMap::new());
         commits.note_delivered(&key("g", "t", 0), 7);
-        let failed = BTreeMap::from([(("t".to_owned(), 0), 3), (("t".to_owned(), 1), 2)]);
+        let failed = offsets(&[("t", &[(0, 3), (1, 2)]), ("u", &[(0, 1)])]);
         commits.shared.put_back("g".to_owned(), failed);
         assert_eq!(
             commits.shared.take_pending()["g"],
-            BTreeMap::from([(("t".to_owned(), 0), 8), (("t".to_owned(), 1), 2)])
+            offsets(&[("t", &[(0, 8), (1, 2)]), ("u", &[(0, 1)])])
         );
     }
 
     #[test]
     fn the_commit_request_groups_partitions_by_topic() {
-        let offsets = BTreeMap::from([
-            (("a".to_owned(), 1), 10),
-            (("a".to_owned(), 0), 5),
-            (("b".to_owned(), 0), 1),
-        ]);
-        let request = offset_commit_request("g", &offsets);
+        let request = offset_commit_request(
+            "g",
+            &offsets(&[("a", &[(1, 10), (0, 5)]), ("b", &[(0, 1)])]),
+        );
         assert_eq!(request.generation_id_or_member_epoch, -1);
         assert_eq!(request.topics.len(), 2);
         assert_eq!(request.topics[0].name.0.as_str(), "a");

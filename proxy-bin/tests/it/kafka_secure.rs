@@ -353,26 +353,82 @@ async fn a_wrong_password_is_a_clear_error_and_a_reload_fixes_it() {
     assert_eq!(offset, 0);
 }
 
+/// Runs one of Kafka's command-line tools (its class, from the broker's jars) against the PLAINTEXT listener.
+fn kafka_tool(class: &str, args: &[&str]) -> std::process::Output {
+    let lib = secured_env("RKPROXY_TEST_KAFKA_LIB");
+    Command::new("java")
+        .args(["-Xmx256m", "-cp", &format!("{lib}/*"), class])
+        .args(["--bootstrap-server", &kafka_addr()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A SCRAM user that does not exist yet: the pool retries on its own, and serves once `kafka-configs.sh` creates
+/// the user on the broker (no reload, no restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_comes_up_once_its_scram_user_is_created() {
+    let user = unique_name("user");
+    let keys = format!(
+        "username = '{user}'\npassword = 'late-secret'\nsasl_mechanism = 'SCRAM-SHA-256'\n\
+         connect_retry_ms = 200"
+    );
+    let topic = unique_name("lateuser");
+    let proxy = start_proxy_toml(&pool_config(
+        &secured_env("RKPROXY_TEST_KAFKA_SASL"),
+        &keys,
+        &topic,
+        1,
+    ))
+    .await;
+    let mut connection = client(&proxy).await;
+    let error = serve_within(&mut connection, &topic, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(error.contains("SASL_AUTHENTICATION_FAILED"), "{error}");
+
+    let created = blocking({
+        let user = user.clone();
+        move || {
+            kafka_tool(
+                "kafka.admin.ConfigCommand",
+                &[
+                    "--alter",
+                    "--add-config",
+                    "SCRAM-SHA-256=[password=late-secret]",
+                    "--entity-type",
+                    "users",
+                    "--entity-name",
+                    &user,
+                ],
+            )
+        }
+    })
+    .await;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    serve_within(&mut connection, &topic, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let (_, offset) = kpush(&mut connection, &topic, "hello").await;
+    assert_eq!(offset, 0);
+    proxy.shutdown().await;
+}
+
 /// One line of `kafka-consumer-groups.sh --describe`: current offset, log end offset and lag, as printed.
 type GroupRow = (String, String, String);
 
 /// Runs Kafka's `kafka-consumer-groups.sh --describe --group group` (its class, from the broker's jars) against
 /// the PLAINTEXT listener; returns the rows of `topic` by partition.
 fn describe_group(group: &str, topic: &str) -> BTreeMap<i64, GroupRow> {
-    let lib = secured_env("RKPROXY_TEST_KAFKA_LIB");
-    let output = Command::new("java")
-        .args(["-Xmx256m", "-cp", &format!("{lib}/*")])
-        .arg("org.apache.kafka.tools.consumer.group.ConsumerGroupCommand")
-        .args([
-            "--bootstrap-server",
-            &kafka_addr(),
-            "--describe",
-            "--group",
-            group,
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output = kafka_tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &["--describe", "--group", group],
+    );
     let text = String::from_utf8_lossy(&output.stdout);
     text.lines()
         .filter_map(|line| {

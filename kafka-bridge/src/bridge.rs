@@ -92,7 +92,7 @@ impl KafkaBridge {
         )
         .await;
         let connecting = || format!("connecting to {}", config.bootstrap.join(","));
-        let failure = match built {
+        let built_client = match built {
             Ok(Ok(client)) => Ok(client),
             Ok(Err(error)) => Err(KafkaError::from_rskafka(&error, &connecting())),
             Err(_) => Err(KafkaError::Timeout {
@@ -100,7 +100,7 @@ impl KafkaBridge {
                 after: timeout,
             }),
         };
-        let client = match failure {
+        let client = match built_client {
             Ok(client) => Arc::new(client),
             Err(error) => return Err(explain_connect_failure(&config, &security, error).await),
         };

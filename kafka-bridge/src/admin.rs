@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::error::KafkaError;
+use crate::security::PreparedSecurity;
 
 const API_KEY_CREATE_PARTITIONS: i16 = 37;
 const API_VERSION: i16 = 1;
@@ -20,6 +20,7 @@ const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// Grows `topic` to `total_partitions` partitions, asking each bootstrap broker in turn until one answers.
 pub(crate) async fn create_partitions(
+    security: &PreparedSecurity,
     bootstrap: &[String],
     client_id: &str,
     topic: &str,
@@ -32,7 +33,14 @@ pub(crate) async fn create_partitions(
     for broker in bootstrap {
         let attempt = tokio::time::timeout(
             timeout,
-            create_partitions_on(broker, client_id, topic, total_partitions, timeout),
+            create_partitions_on(
+                security,
+                broker,
+                client_id,
+                topic,
+                total_partitions,
+                timeout,
+            ),
         )
         .await;
         match attempt {
@@ -54,6 +62,7 @@ pub(crate) async fn create_partitions(
 }
 
 async fn create_partitions_on(
+    security: &PreparedSecurity,
     broker: &str,
     client_id: &str,
     topic: &str,
@@ -63,7 +72,9 @@ async fn create_partitions_on(
     let unavailable = |cause: std::io::Error| KafkaError::Unavailable {
         message: format!("CreatePartitions on {broker}: {cause}"),
     };
-    let mut stream = TcpStream::connect(broker).await.map_err(unavailable)?;
+    // Secured like every connection of the pool (TLS, SASL); the request itself is written by hand below.
+    let mut connection = security.connect(broker, client_id).await?;
+    let stream = connection.stream();
     let correlation_id = 1;
     let request = encode_request(correlation_id, client_id, topic, total_partitions, timeout);
     stream.write_all(&request).await.map_err(unavailable)?;

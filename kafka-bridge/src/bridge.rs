@@ -20,10 +20,12 @@ use crate::config::{Delivery, KafkaPoolConfig, TopicConfig};
 use crate::cursor_admin::CursorAdmin;
 use crate::delivery::{by_cursor, ConnectionDeliveries, Unacked};
 use crate::error::KafkaError;
+use crate::group_commit::GroupCommits;
 use crate::offsets::{CursorKey, CursorState, OffsetStore};
 use crate::partition::{BatchSettings, Partition, PartitionShared};
 use crate::prefetch::{GroupTopic, Limits, PartitionBuffer, Ready};
 use crate::reply::KafkaReply;
+use crate::security::PreparedSecurity;
 
 /// How many missing offsets (gaps left by transaction markers or compaction) one managed KPOP skips over in a
 /// partition before it moves on; the next KPOP continues where this one stopped.
@@ -80,6 +82,8 @@ struct Inner {
     offsets: Arc<dyn OffsetStore>,
     /// The prefetch buffers of `KPOP topic`, per (group, topic), shared by every connection of the group.
     groups: Mutex<HashMap<(String, String), Arc<GroupTopic>>>,
+    /// Copies delivered cursors to Kafka as consumer-group offsets; `None` when the pool commits none.
+    group_commits: Option<GroupCommits>,
 }
 
 #[derive(Debug)]
@@ -103,6 +107,7 @@ impl KafkaBridge {
         offsets: Arc<dyn OffsetStore>,
     ) -> Result<Self, KafkaError> {
         config.validate().map_err(KafkaError::Config)?;
+        let security = config.security.prepare()?;
         let timeout = config.request_timeout;
         let backoff = BackoffConfig {
             init_backoff: Duration::from_millis(50),
@@ -114,27 +119,32 @@ impl KafkaBridge {
             // REQUEST_TIMED_OUT after that long (measured: 2.00 s with the default).
             deadline: Some(timeout),
         };
-        let client = tokio::time::timeout(
+        let built = tokio::time::timeout(
             timeout,
-            ClientBuilder::new(config.bootstrap.clone())
-                .client_id(config.client_id.clone())
-                .backoff_config(backoff)
+            security
+                .apply(
+                    ClientBuilder::new(config.bootstrap.clone())
+                        .client_id(config.client_id.clone())
+                        .backoff_config(backoff),
+                )
                 .build(),
         )
-        .await
-        .map_err(|_| KafkaError::Timeout {
-            operation: format!("connecting to {}", config.bootstrap.join(",")),
-            after: timeout,
-        })?
-        .map_err(|error| {
-            KafkaError::from_rskafka(
-                &error,
-                &format!("connecting to {}", config.bootstrap.join(",")),
-            )
-        })?;
-        let client = Arc::new(client);
+        .await;
+        let connecting = || format!("connecting to {}", config.bootstrap.join(","));
+        let built_client = match built {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(error)) => Err(KafkaError::from_rskafka(&error, &connecting())),
+            Err(_) => Err(KafkaError::Timeout {
+                operation: connecting(),
+                after: timeout,
+            }),
+        };
+        let client = match built_client {
+            Ok(client) => Arc::new(client),
+            Err(error) => return Err(explain_connect_failure(&config, &security, error).await),
+        };
 
-        let partition_ids = ensure_topics(&client, &config).await?;
+        let partition_ids = ensure_topics(&client, &config, &security).await?;
         let batch = BatchSettings {
             linger: config.linger,
             max_records: config.max_batch_records,
@@ -167,12 +177,14 @@ impl KafkaBridge {
                 },
             );
         }
+        let group_commits = GroupCommits::start(&config, security);
         Ok(KafkaBridge {
             inner: Arc::new(Inner {
                 config,
                 topics,
                 offsets,
                 groups: Mutex::new(HashMap::new()),
+                group_commits,
             }),
         })
     }
@@ -478,6 +490,7 @@ impl KafkaBridge {
                 offset: ready.offset,
             });
         }
+        self.record_delivered(&key, ready.offset);
         Ok(KafkaReply::record(key.partition, ready.offset, ready.value))
     }
 
@@ -678,6 +691,14 @@ impl KafkaBridge {
             let expires = hold.map(|hold| leased_at + hold);
             buffer.state().add_lease(&lease, expires);
             return Ok(true);
+        }
+    }
+
+    /// The one place where a record handed to a client is noted for the group's offsets in Kafka: copied there
+    /// as the consumer group's committed offset (asynchronously, in batches; see `group_commit`).
+    fn record_delivered(&self, key: &CursorKey, delivered_offset: i64) {
+        if let Some(commits) = &self.inner.group_commits {
+            commits.note_delivered(key, delivered_offset);
         }
     }
 
@@ -940,11 +961,34 @@ fn cursor_key(group: &str, partition: &PartitionShared) -> CursorKey {
     }
 }
 
+/// rskafka retries a refused login or a rejected certificate like a broken connection until its deadline,
+/// which ends up as a timeout without the cause. On a secured pool, one connection of our own (TLS and SASL,
+/// no retries) to the first bootstrap broker finds the cause: its error replaces `error` when it fails.
+async fn explain_connect_failure(
+    config: &KafkaPoolConfig,
+    security: &PreparedSecurity,
+    error: KafkaError,
+) -> KafkaError {
+    let (Some(broker), true) = (config.bootstrap.first(), security.is_secured()) else {
+        return error;
+    };
+    let probe = tokio::time::timeout(
+        config.request_timeout,
+        security.connect(broker, &config.client_id),
+    )
+    .await;
+    match probe {
+        Ok(Err(cause)) => cause,
+        Ok(Ok(_)) | Err(_) => error,
+    }
+}
+
 /// Creates missing topics and grows small ones, then waits until the metadata shows every configured topic with
 /// at least its configured partitions. Returns the partition ids of each configured topic.
 async fn ensure_topics(
     client: &Client,
     config: &KafkaPoolConfig,
+    security: &PreparedSecurity,
 ) -> Result<HashMap<String, BTreeSet<i32>>, KafkaError> {
     let timeout = config.request_timeout;
     let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
@@ -988,6 +1032,7 @@ async fn ensure_topics(
             Some(ids) if (ids.len() as i64) < i64::from(topic.partitions) => {
                 tracing::info!(topic = %topic.name, from = ids.len(), to = topic.partitions, "adding partitions to Kafka topic");
                 let grown = admin::create_partitions(
+                    security,
                     &config.bootstrap,
                     &config.client_id,
                     &topic.name,

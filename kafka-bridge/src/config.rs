@@ -2,8 +2,10 @@
 //!
 //! The proxy builds these values from its own configuration file; this crate reads no files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
+
+use crate::security::KafkaSecurity;
 
 /// Default of [`TopicConfig::prefetch_records`].
 pub const DEFAULT_PREFETCH_RECORDS: usize = 500;
@@ -80,6 +82,13 @@ pub struct KafkaPoolConfig {
     pub fetch_max_bytes: i32,
     /// The client id sent to Kafka.
     pub client_id: String,
+    /// SASL and TLS to the brokers (default: neither).
+    pub security: KafkaSecurity,
+    /// How often the cursors of `KPOP topic` are committed to Kafka as the consumer groups' offsets (so Kafka's
+    /// tools show them and their lag); `None` commits nothing. See `group_commit`.
+    pub group_commit_interval: Option<Duration>,
+    /// The Kafka consumer group id of a tenant's cursors, when it is not the tenant's name.
+    pub group_ids: HashMap<String, String>,
 }
 
 /// One topic of a pool.
@@ -133,6 +142,9 @@ impl KafkaPoolConfig {
             fetch_max_wait: Duration::ZERO,
             fetch_max_bytes: 1024 * 1024,
             client_id: "rkproxy".to_string(),
+            security: KafkaSecurity::default(),
+            group_commit_interval: Some(Duration::from_secs(1)),
+            group_ids: HashMap::new(),
         }
     }
 
@@ -145,6 +157,17 @@ impl KafkaPoolConfig {
         }
         if self.request_timeout.is_zero() {
             return Err("request_timeout must be more than zero".into());
+        }
+        if self
+            .group_commit_interval
+            .is_some_and(|interval| interval.is_zero())
+        {
+            return Err(
+                "group_commit_interval must be more than zero (None turns commits off)".into(),
+            );
+        }
+        if let Some((tenant, _)) = self.group_ids.iter().find(|(_, group)| group.is_empty()) {
+            return Err(format!("the group id of tenant '{tenant}' is empty"));
         }
         if self.fetch_max_bytes <= 0 {
             return Err("fetch_max_bytes must be at least 1".into());

@@ -172,9 +172,20 @@ impl KafkaError {
                 };
                 KafkaError::from_kafka_code(&format!("{protocol_error:?}"), message)
             }
-            RsError::Connection(cause) => KafkaError::Unavailable {
-                message: format!("{context}: {cause}"),
-            },
+            RsError::Connection(cause) => {
+                let text = cause.to_string();
+                if crate::security::is_sasl_failure(&text) {
+                    // The broker refused the login: say so under Kafka's name, not as an unreachable broker.
+                    KafkaError::Kafka {
+                        name: "SASL_AUTHENTICATION_FAILED".into(),
+                        message: format!("{context}: {text}"),
+                    }
+                } else {
+                    KafkaError::Unavailable {
+                        message: format!("{context}: {text}"),
+                    }
+                }
+            }
             RsError::Request(cause) => KafkaError::Unavailable {
                 message: format!("{context}: {cause}"),
             },

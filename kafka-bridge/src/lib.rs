@@ -9,14 +9,16 @@
 //!
 //! # The Kafka client: rskafka
 //!
-//! The bridge uses `rskafka` 0.6 with `default-features = false` (no compression codecs, no TLS; a small tree).
+//! The bridge uses `rskafka` 0.6 with `default-features = false` (no compression codecs) and its `transport-tls`
+//! feature (rustls with ring) for secured brokers: SASL and TLS are rskafka's own (see [`security`]).
 //! The `kafka` crate (kafka-rust) named by the design card cannot talk to Kafka 4: it always sends protocol
 //! version 0 or 1 (Produce v0, Fetch v0, ListOffsets v0, ...), which Kafka 4.0 removed (KIP-896), and it is
 //! blocking. rskafka is async (tokio), negotiates versions with ApiVersions, runs its CI against Kafka 4.1, and
 //! maps almost one to one onto our commands: `produce`, a stateless `fetch_records(offset, ...)` for every KPOP,
 //! `get_offset(Earliest | Latest | Timestamp)` for KOFFSET, `list_topics` and `create_topic`. It has no
-//! consumer groups, which we do not want anyway (cursors are ours, see [`OffsetStore`]), and no CreatePartitions,
-//! which the `admin` module writes by hand. Two limits: produce always uses `acks=all` (see [`Acks`]), and records
+//! consumer groups, which we do not need for delivery (cursors are ours, see [`OffsetStore`]; a copy is committed
+//! to Kafka for its tools by `group_commit`, with the `kafka-protocol` crate), and no CreatePartitions, which
+//! the `admin` module writes by hand. Two limits: produce always uses `acks=all` (see [`Acks`]), and records
 //! compressed by other producers (gzip, lz4, snappy, zstd) cannot be read because the codecs are left out.
 //!
 //! # Layout
@@ -33,6 +35,8 @@
 //!   [`MemoryOffsetStore`].
 //! - [`redis_store`]: [`RedisOffsetStore`], cursors shared by every proxy process through one Redis.
 //! - `admin`: the hand-written CreatePartitions request.
+//! - [`security`]: [`KafkaSecurity`] (SASL and TLS), for rskafka and for the bridge's own connections.
+//! - `group_commit`: the cursors of `KPOP topic` committed to Kafka as consumer-group offsets (kafka-protocol).
 //! - [`error`]: [`KafkaError`], whose text is the RESP error line.
 //!
 //! # Example
@@ -57,11 +61,13 @@ pub mod config;
 pub mod cursor_admin;
 pub mod delivery;
 pub mod error;
+mod group_commit;
 pub mod offsets;
 mod partition;
 mod prefetch;
 pub mod redis_store;
 pub mod reply;
+pub mod security;
 
 pub use bridge::{KafkaBridge, PartitionLag};
 pub use command::{is_kafka_command, parse_command, KafkaCommand, OffsetQuery, MAX_POP_COUNT};
@@ -72,3 +78,4 @@ pub use error::{KafkaError, OffsetStoreError};
 pub use offsets::{BoxFuture, CursorKey, CursorState, Lease, MemoryOffsetStore, OffsetStore};
 pub use redis_store::{RedisOffsetStore, RedisStoreConfig};
 pub use reply::KafkaReply;
+pub use security::{KafkaSecurity, SaslMechanism, SaslSettings, TlsSettings};

@@ -310,6 +310,28 @@ pub struct PoolConfig {
     /// Kafka pools: `prefetch_bytes` of the topics that do not set their own (default 524288).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefetch_bytes: Option<usize>,
+    /// Kafka pools with `username`/`password`: the SASL mechanism, `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`
+    /// (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl_mechanism: Option<String>,
+    /// Kafka pools: how often the cursors of `KPOP topic` are committed to Kafka as consumer-group offsets, in
+    /// milliseconds (default 1000); 0 commits none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_commit_ms: Option<u64>,
+    /// Kafka pools: the consumer group id (in Kafka) of a tenant's cursors, by tenant; default the tenant name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_ids: BTreeMap<String, String>,
+    /// Connect to the nodes (Kafka pools: the brokers) over TLS; needs `ca_file`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// With `tls`: the CA (PEM) that signs the nodes' certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// With `tls`: a client certificate (PEM) for nodes that require one, with `key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
 }
 
 /// What `Debug` shows in place of a password, so a configuration printed for diagnosis leaks no secret.
@@ -341,6 +363,13 @@ impl std::fmt::Debug for PoolConfig {
             .field("offsets", &self.offsets)
             .field("prefetch_records", &self.prefetch_records)
             .field("prefetch_bytes", &self.prefetch_bytes)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("group_commit_ms", &self.group_commit_ms)
+            .field("group_ids", &self.group_ids)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
             .finish()
     }
 }
@@ -524,6 +553,13 @@ impl Config {
                 offsets: None,
                 prefetch_records: None,
                 prefetch_bytes: None,
+                sasl_mechanism: None,
+                group_commit_ms: None,
+                group_ids: BTreeMap::new(),
+                tls: false,
+                ca_file: None,
+                cert_file: None,
+                key_file: None,
             };
             figment = figment
                 .merge(Serialized::default("pools.default", pool))
@@ -738,11 +774,15 @@ impl Config {
                 invalid(format!("{key}.nodes"), format!("'{node}': {problem}"))
             })?;
         }
-        if pool.username.is_some() || pool.password.is_some() {
-            return Err(invalid(
-                format!("{key}.password"),
-                "Kafka pools connect without authentication (SASL is not supported); remove username/password",
-            ));
+        check_kafka_sasl(&key, pool)?;
+        check_kafka_tls(&key, pool)?;
+        for (tenant, group) in &pool.group_ids {
+            let group_key = format!("{key}.group_ids.{tenant}");
+            self.check_kafka_tenant(name, tenant)
+                .map_err(|problem| invalid(&group_key, problem.to_string()))?;
+            if group.is_empty() {
+                return Err(invalid(group_key, "must not be empty"));
+            }
         }
         if pool.read_from != ReadPolicy::Master {
             return Err(invalid(
@@ -961,6 +1001,14 @@ impl PoolConfig {
             ("offsets", self.offsets.is_some()),
             ("prefetch_records", self.prefetch_records.is_some()),
             ("prefetch_bytes", self.prefetch_bytes.is_some()),
+            ("sasl_mechanism", self.sasl_mechanism.is_some()),
+            ("group_commit_ms", self.group_commit_ms.is_some()),
+            ("group_ids", !self.group_ids.is_empty()),
+            // Until Redis pools speak TLS, these are Kafka-only too.
+            ("tls", self.tls),
+            ("ca_file", self.ca_file.is_some()),
+            ("cert_file", self.cert_file.is_some()),
+            ("key_file", self.key_file.is_some()),
         ]
         .into_iter()
         .find_map(|(field, set)| set.then_some(field))
@@ -1017,6 +1065,65 @@ fn check_prefetch(
         return Err(invalid(
             format!("{key}.prefetch_bytes"),
             "must be between 1 and 2147483647",
+        ));
+    }
+    Ok(())
+}
+
+/// SASL on a Kafka pool: `username` and `password` together, and a mechanism Kafka offers for them.
+fn check_kafka_sasl(key: &str, pool: &PoolConfig) -> Result<(), ConfigError> {
+    match (&pool.username, &pool.password) {
+        (Some(_), Some(_)) => {}
+        (None, None) if pool.sasl_mechanism.is_none() => return Ok(()),
+        (None, None) => {
+            return Err(invalid(
+                format!("{key}.sasl_mechanism"),
+                "SASL needs `username` and `password`",
+            ))
+        }
+        _ => {
+            return Err(invalid(
+                format!("{key}.password"),
+                "SASL needs both `username` and `password`",
+            ))
+        }
+    }
+    if let Some(mechanism) = &pool.sasl_mechanism {
+        if kafka_bridge::SaslMechanism::parse(mechanism).is_none() {
+            return Err(invalid(
+                format!("{key}.sasl_mechanism"),
+                format!("'{mechanism}' is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// TLS on a Kafka pool: `tls = true` with a `ca_file`; a client certificate is `cert_file` with `key_file`.
+fn check_kafka_tls(key: &str, pool: &PoolConfig) -> Result<(), ConfigError> {
+    if !pool.tls {
+        return match ["ca_file", "cert_file", "key_file"]
+            .into_iter()
+            .zip([&pool.ca_file, &pool.cert_file, &pool.key_file])
+            .find(|(_, value)| value.is_some())
+        {
+            Some((field, _)) => Err(invalid(
+                format!("{key}.{field}"),
+                "set `tls = true` to use it",
+            )),
+            None => Ok(()),
+        };
+    }
+    if pool.ca_file.is_none() {
+        return Err(invalid(
+            format!("{key}.ca_file"),
+            "`tls = true` needs the CA (PEM file) that signs the brokers' certificates",
+        ));
+    }
+    if pool.cert_file.is_some() != pool.key_file.is_some() {
+        return Err(invalid(
+            format!("{key}.key_file"),
+            "a client certificate needs both `cert_file` and `key_file`",
         ));
     }
     Ok(())
@@ -1096,6 +1203,7 @@ mod tests {
              [pools.main]\nkind = 'standalone'\nnodes = ['h:1']\npassword = 'pool-secret-1'\n\
              [pools.events]\nkind = 'kafka'\nnodes = ['h:9092']\n\
              offsets = { redis = 'h:2', password = 'offsets-secret-2' }\n\
+             username = 'app'\npassword = 'kafka-secret-4'\n\
              [pools.events.topics.t]\npartitions = 1\n\
              [tenants.shop]\npassword = 'tenant-secret-3'\npool = 'main'\n\
              backend_user = 'acl-shop'\nbackend_password = 'backend-secret-4'\n",
@@ -1107,10 +1215,44 @@ mod tests {
             "offsets-secret-2",
             "tenant-secret-3",
             "backend-secret-4",
+            "kafka-secret-4",
         ] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn kafka_sasl_and_tls_keys_are_checked() {
+        let pool = |keys: &str| {
+            format!(
+                "default_pool = 'events'\n[pools.events]\nkind = 'kafka'\nnodes = ['h:9092']\n{keys}\n\
+                 [pools.events.topics.t]\npartitions = 1\n"
+            )
+        };
+        let error_of = |keys: &str| load_str(&pool(keys)).unwrap_err().to_string();
+        assert!(load_str(&pool(
+            "username = 'u'\npassword = 'p'\nsasl_mechanism = 'PLAIN'"
+        ))
+        .is_ok());
+        assert!(load_str(&pool("tls = true\nca_file = '/ca.pem'")).is_ok());
+        let error = error_of("username = 'u'");
+        assert!(error.contains("pools.events.password"), "{error}");
+        let error = error_of("username = 'u'\npassword = 'p'\nsasl_mechanism = 'GSSAPI'");
+        assert!(error.contains("'GSSAPI' is not one of PLAIN"), "{error}");
+        let error = error_of("sasl_mechanism = 'PLAIN'");
+        assert!(
+            error.contains("SASL needs `username` and `password`"),
+            "{error}"
+        );
+        let error = error_of("tls = true");
+        assert!(error.contains("pools.events.ca_file"), "{error}");
+        let error = error_of("ca_file = '/ca.pem'");
+        assert!(error.contains("set `tls = true`"), "{error}");
+        let error = error_of("tls = true\nca_file = '/ca.pem'\ncert_file = '/c.pem'");
+        assert!(error.contains("both `cert_file` and `key_file`"), "{error}");
+        let error = error_of("group_ids = { nobody = 'g' }");
+        assert!(error.contains("pools.events.group_ids.nobody"), "{error}");
     }
 
     #[test]

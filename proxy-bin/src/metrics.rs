@@ -164,7 +164,8 @@ pub async fn render(state: &ProxyState) -> String {
     let mut facts = crate::session::proxy_facts(state);
     facts.nodes = crate::session::probe_nodes(state).await;
     let snapshot = state.stats().snapshot();
-    facts.lag = crate::session::kafka_lag(state, &snapshot).await;
+    // Boxed: reading lag goes through the Kafka client's futures, a type too deep to nest in the server's.
+    facts.lag = Box::pin(crate::session::kafka_lag(state, &snapshot)).await;
     let everyone = |_: &str| true;
     let scrape = Scrape {
         snapshot,

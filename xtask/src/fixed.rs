@@ -103,6 +103,7 @@ pub fn kafka_spec() -> KafkaSpec {
         port: KAFKA_PORT,
         controller_port: KAFKA_CONTROLLER_PORT,
         dir: dir().join(format!("kafka-{KAFKA_PORT}")),
+        secure: None,
     }
 }
 

@@ -40,6 +40,7 @@ mod demo;
 mod fixed;
 mod flags;
 mod kafka;
+mod kafka_secure;
 mod ports;
 mod project;
 mod redis;

@@ -34,6 +34,8 @@ pub struct TestServers {
     pub redis_auth: SocketAddr,
     pub cluster: Vec<SocketAddr>,
     pub kafka: Option<SocketAddr>,
+    /// The broker's spec, for the secured listeners and the certificates the tests read.
+    kafka_spec: Option<kafka::KafkaSpec>,
     /// Keep `dir` (logs, configs) after stopping.
     pub keep_data: bool,
     guard: ChildGuard,
@@ -53,6 +55,7 @@ impl TestServers {
             redis_auth: ports::loopback(0),
             cluster: Vec::new(),
             kafka: None,
+            kafka_spec: None,
             keep_data: true,
             guard: ChildGuard::default(),
             stopped: false,
@@ -80,7 +83,11 @@ impl TestServers {
 
         // The JVM starts in the background while the Redis servers come up.
         let kafka = if choice.kafka {
-            Some(kafka::spawn_child(&dir.join("kafka"), &mut servers.guard)?)
+            Some(kafka::spawn_child_with(
+                &dir.join("kafka"),
+                &mut servers.guard,
+                true,
+            )?)
         } else {
             None
         };
@@ -98,6 +105,7 @@ impl TestServers {
         if let Some(kafka) = kafka {
             kafka::wait_child_ready(&kafka, &mut servers.guard)?;
             servers.kafka = Some(kafka.addr());
+            servers.kafka_spec = Some(kafka);
         }
         servers.keep_data = false;
         Ok(servers)
@@ -113,6 +121,9 @@ impl TestServers {
         ];
         if let Some(kafka) = self.kafka {
             vars.push(("RKPROXY_TEST_KAFKA", kafka.to_string()));
+        }
+        if let Some(spec) = &self.kafka_spec {
+            vars.extend(kafka_secure_env(spec));
         }
         vars
     }
@@ -143,6 +154,33 @@ impl Drop for TestServers {
     fn drop(&mut self) {
         self.stop_now();
     }
+}
+
+/// The secured listeners, their certificates (see `kafka_secure`) and the broker's jars (for Kafka's own
+/// tools, such as `ConsumerGroupCommand`).
+fn kafka_secure_env(spec: &kafka::KafkaSpec) -> Vec<(&'static str, String)> {
+    let mut vars = Vec::new();
+    if let (Some(sasl), Some(ssl)) = (spec.sasl_addr(), spec.ssl_addr()) {
+        vars.push(("RKPROXY_TEST_KAFKA_SASL", sasl.to_string()));
+        vars.push(("RKPROXY_TEST_KAFKA_SSL", ssl.to_string()));
+        vars.push((
+            "RKPROXY_TEST_KAFKA_CERTS",
+            spec.certs_dir().display().to_string(),
+        ));
+        use crate::kafka_secure::{PLAIN_PASSWORD, PLAIN_USER, SCRAM_PASSWORD, SCRAM_USER};
+        vars.push((
+            "RKPROXY_TEST_KAFKA_SCRAM_USER",
+            format!("{SCRAM_USER}:{SCRAM_PASSWORD}"),
+        ));
+        vars.push((
+            "RKPROXY_TEST_KAFKA_PLAIN_USER",
+            format!("{PLAIN_USER}:{PLAIN_PASSWORD}"),
+        ));
+    }
+    if let Ok(lib) = kafka::ensure_distribution() {
+        vars.push(("RKPROXY_TEST_KAFKA_LIB", lib.display().to_string()));
+    }
+    vars
 }
 
 /// The nodes of a throw-away cluster, on reserved free ports, with data in `dir/cluster-<n>`.

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_bridge::{
-    ConnectionDeliveries, CursorAdmin, Delivery, KafkaBridge, KafkaPoolConfig, MemoryOffsetStore,
-    OffsetStore, RedisOffsetStore, RedisStoreConfig, TopicConfig,
+    ConnectionDeliveries, CursorAdmin, Delivery, KafkaBridge, KafkaPoolConfig, KafkaSecurity,
+    MemoryOffsetStore, OffsetStore, RedisOffsetStore, RedisStoreConfig, SaslMechanism,
+    SaslSettings, TlsSettings, TopicConfig,
 };
 use resp_codec::Request;
 use tenant_policy::Tenant;
@@ -372,6 +373,17 @@ fn bridge_config(pool: &PoolConfig) -> Result<KafkaPoolConfig, PoolError> {
     if let Some(client_id) = &pool.client_id {
         config.client_id = client_id.clone();
     }
+    config.security = security(pool)?;
+    config.group_commit_interval = match pool.group_commit_ms {
+        Some(0) => None,
+        Some(ms) => Some(Duration::from_millis(ms)),
+        None => config.group_commit_interval,
+    };
+    config.group_ids = pool
+        .group_ids
+        .iter()
+        .map(|(tenant, group)| (tenant.clone(), group.clone()))
+        .collect();
     for (name, topic) in &pool.topics {
         config.topics.push(topic_config(name, topic, pool));
     }
@@ -407,6 +419,29 @@ fn delivery(configured: KafkaDelivery) -> Delivery {
         KafkaDelivery::AtMostOnce => Delivery::AtMostOnce,
         KafkaDelivery::AtLeastOnce => Delivery::AtLeastOnce,
     }
+}
+
+/// SASL (`username`, `password`, `sasl_mechanism`) and TLS (`tls`, `ca_file`, `cert_file`, `key_file`) of a
+/// Kafka pool, as validated by the configuration.
+fn security(pool: &PoolConfig) -> Result<KafkaSecurity, PoolError> {
+    let sasl = match (&pool.username, &pool.password) {
+        (Some(username), Some(password)) => {
+            let name = pool.sasl_mechanism.as_deref().unwrap_or("SCRAM-SHA-512");
+            let mechanism = SaslMechanism::parse(name)
+                .ok_or_else(|| PoolError::UnknownSaslMechanism(name.to_owned()))?;
+            Some(SaslSettings::new(mechanism, username, password))
+        }
+        _ => None,
+    };
+    let tls = match (&pool.ca_file, pool.tls) {
+        (Some(ca_file), true) => Some(TlsSettings {
+            ca_file: ca_file.into(),
+            cert_file: pool.cert_file.as_ref().map(Into::into),
+            key_file: pool.key_file.as_ref().map(Into::into),
+        }),
+        _ => None,
+    };
+    Ok(KafkaSecurity { sasl, tls })
 }
 
 /// How the log describes offsets kept in this process's memory.
@@ -488,6 +523,8 @@ mod tests {
         assert_eq!(bridge.topics[0].consumers, ["default"]);
         assert_eq!(bridge.topics[0].prefetch_records, 500);
         assert_eq!(bridge.topics[0].delivery, Delivery::AtMostOnce);
+        assert_eq!(bridge.security, KafkaSecurity::default());
+        assert_eq!(bridge.group_commit_interval, Some(Duration::from_secs(1)));
     }
 
     #[test]
@@ -535,5 +572,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("pools.events.prefetch_bytes"), "{error}");
+    }
+
+    #[test]
+    fn security_and_group_keys_reach_the_bridge() {
+        let config = Config::from_toml(
+            "default_pool = 'events'\n\
+             [pools.events]\nkind = 'kafka'\nnodes = ['127.0.0.1:9093']\n\
+             username = 'app'\npassword = 'pw'\nsasl_mechanism = 'scram-sha-256'\n\
+             tls = true\nca_file = '/etc/ca.pem'\ncert_file = '/etc/c.pem'\nkey_file = '/etc/c.key'\n\
+             group_commit_ms = 250\ngroup_ids = { default = 'billing' }\n\
+             [pools.events.topics.orders]\npartitions = 1\nconsumers = ['default']\n",
+        )
+        .unwrap();
+        let bridge = bridge_config(&config.pools["events"]).unwrap();
+        let sasl = bridge.security.sasl.unwrap();
+        assert_eq!(sasl.mechanism, SaslMechanism::ScramSha256);
+        assert_eq!(
+            (sasl.username.as_str(), sasl.password.as_str()),
+            ("app", "pw")
+        );
+        let tls = bridge.security.tls.unwrap();
+        assert_eq!(tls.ca_file, std::path::Path::new("/etc/ca.pem"));
+        assert_eq!(
+            tls.key_file.as_deref(),
+            Some(std::path::Path::new("/etc/c.key"))
+        );
+        assert_eq!(
+            bridge.group_commit_interval,
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(bridge.group_ids["default"], "billing");
     }
 }

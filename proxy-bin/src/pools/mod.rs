@@ -37,6 +37,8 @@ pub enum PoolError {
     SlotMap(#[from] cluster_router::topology::TopologyError),
     #[error("fetch_max_bytes is too large")]
     FetchMaxBytesTooLarge,
+    #[error("'{0}' is not a SASL mechanism Kafka offers")]
+    UnknownSaslMechanism(String),
     #[error("pools.{pool}.offsets.pool: pool '{store_pool}' is not defined")]
     OffsetsPoolUndefined { pool: String, store_pool: String },
     #[error("pools.{pool}.offsets.pool: pool '{store_pool}' has no node")]

@@ -15,6 +15,7 @@ mod deep_replies;
 mod failures;
 mod introspection;
 mod kafka;
+mod kafka_secure;
 mod logs;
 mod memory_bounds;
 mod ops_stats;

@@ -1,0 +1,503 @@
+//! Kafka pools on secured listeners and Kafka's view of the consumer groups, against the broker `cargo xtask
+//! test` starts: besides PLAINTEXT (`RKPROXY_TEST_KAFKA`) it has a SASL_PLAINTEXT listener with PLAIN and SCRAM
+//! users (`RKPROXY_TEST_KAFKA_SASL`, `..._SCRAM_USER`, `..._PLAIN_USER` as `user:password`) and an SSL listener
+//! whose certificate a CA made for the run signed (`RKPROXY_TEST_KAFKA_SSL`; the PEM files in
+//! `RKPROXY_TEST_KAFKA_CERTS`). Kafka's own `kafka-consumer-groups.sh` is run as the class behind it, from the
+//! broker's jars (`RKPROXY_TEST_KAFKA_LIB`). Every test uses topics and groups of its own.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis::aio::MultiplexedConnection;
+
+use crate::support::*;
+
+/// Reads a variable `cargo xtask test` exports for the secured listeners.
+fn secured_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: these tests need the secured listeners of the Kafka broker that \
+             `cargo xtask test` starts."
+        )
+    })
+}
+
+/// `(user, password)` from a `user:password` variable.
+fn credentials(name: &str) -> (String, String) {
+    let value = secured_env(name);
+    let (user, password) = value.split_once(':').expect("user:password");
+    (user.to_owned(), password.to_owned())
+}
+
+fn cert_file(name: &str) -> String {
+    PathBuf::from(secured_env("RKPROXY_TEST_KAFKA_CERTS"))
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn unique_name(name: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "it-secure-{name}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A proxy config whose default pool is the Kafka pool `events` on `broker`, with `keys`, serving `topic` (with
+/// `partitions`) to everyone.
+fn pool_config(broker: &str, keys: &str, topic: &str, partitions: i32) -> String {
+    format!(
+        "default_pool = 'events'\n\
+         [pools.events]\nkind = 'kafka'\nnodes = ['{broker}']\n{keys}\n\
+         [pools.events.topics.{topic}]\npartitions = {partitions}\nproducers = ['*']\nconsumers = ['*']\n"
+    )
+}
+
+/// SASL keys for the user in the `user:password` variable `user_var`.
+fn sasl_keys(user_var: &str, mechanism: &str) -> String {
+    let (user, password) = credentials(user_var);
+    format!("username = '{user}'\npassword = '{password}'\nsasl_mechanism = '{mechanism}'")
+}
+
+/// Waits until the pool serves `topic`; returns the last error if it never does within `within`.
+async fn serve_within(
+    connection: &mut MultiplexedConnection,
+    topic: &str,
+    within: Duration,
+) -> Result<Vec<i64>, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let partitions = redis::cmd("KPARTITIONS")
+            .arg(topic)
+            .query_async::<Vec<i64>>(connection)
+            .await;
+        match partitions {
+            Ok(partitions) => return Ok(partitions),
+            Err(error) if Instant::now() >= deadline => return Err(error.to_string()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+async fn kpush(connection: &mut MultiplexedConnection, topic: &str, value: &str) -> (i64, i64) {
+    redis::cmd("KPUSH")
+        .arg(topic)
+        .arg(value)
+        .query_async(connection)
+        .await
+        .unwrap()
+}
+
+async fn kpop(connection: &mut MultiplexedConnection, topic: &str) -> Option<(i64, i64, String)> {
+    redis::cmd("KPOP")
+        .arg(topic)
+        .query_async(connection)
+        .await
+        .unwrap()
+}
+
+/// KPUSHes three values through a proxy whose pool is on `broker` with `keys`, and KPOPs them back.
+async fn push_and_pop_through(broker: &str, keys: &str) {
+    let topic = unique_name("roundtrip");
+    let proxy = start_proxy_toml(&pool_config(broker, keys, &topic, 2)).await;
+    let mut connection = client(&proxy).await;
+    serve_within(&mut connection, &topic, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let values = ["one", "two", "three"];
+    for value in values {
+        kpush(&mut connection, &topic, value).await;
+    }
+    let mut popped = BTreeSet::new();
+    while let Some((_, _, value)) = kpop(&mut connection, &topic).await {
+        popped.insert(value);
+    }
+    assert_eq!(popped, values.map(str::to_owned).into_iter().collect());
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kpush_and_kpop_over_sasl_scram_sha_256() {
+    let keys = sasl_keys("RKPROXY_TEST_KAFKA_SCRAM_USER", "SCRAM-SHA-256");
+    push_and_pop_through(&secured_env("RKPROXY_TEST_KAFKA_SASL"), &keys).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kpush_and_kpop_over_sasl_plain() {
+    let keys = sasl_keys("RKPROXY_TEST_KAFKA_PLAIN_USER", "PLAIN");
+    push_and_pop_through(&secured_env("RKPROXY_TEST_KAFKA_SASL"), &keys).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kpush_and_kpop_over_tls_with_the_ca() {
+    let keys = format!("tls = true\nca_file = '{}'", cert_file("ca.pem"));
+    push_and_pop_through(&secured_env("RKPROXY_TEST_KAFKA_SSL"), &keys).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kpush_and_kpop_over_tls_with_a_client_certificate() {
+    let keys = format!(
+        "tls = true\nca_file = '{}'\ncert_file = '{}'\nkey_file = '{}'",
+        cert_file("ca.pem"),
+        cert_file("client.pem"),
+        cert_file("client.key")
+    );
+    push_and_pop_through(&secured_env("RKPROXY_TEST_KAFKA_SSL"), &keys).await;
+}
+
+/// SCRAM-SHA-512 (the default mechanism), and growing a topic: CreatePartitions goes over a connection the
+/// bridge opens itself, which must authenticate like rskafka's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_sha_512_serves_and_grows_a_topic() {
+    let (user, password) = credentials("RKPROXY_TEST_KAFKA_SCRAM_USER");
+    let keys = format!("username = '{user}'\npassword = '{password}'");
+    let broker = secured_env("RKPROXY_TEST_KAFKA_SASL");
+    let topic = unique_name("grow");
+    let proxy = start_proxy_toml(&pool_config(&broker, &keys, &topic, 1)).await;
+    let mut connection = client(&proxy).await;
+    let partitions = serve_within(&mut connection, &topic, Duration::from_secs(60)).await;
+    assert_eq!(partitions.unwrap(), [0]);
+    let grown = rkproxy::config::Config::from_toml(&format!(
+        "listen = '127.0.0.1:0'\n{}",
+        pool_config(&broker, &keys, &topic, 3)
+    ))
+    .unwrap();
+    proxy.reload(grown).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let partitions = serve_within(&mut connection, &topic, Duration::from_secs(60)).await;
+        if partitions.as_deref() == Ok(&[0, 1, 2][..]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the topic did not grow: {partitions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (partition, _) = kpush(&mut connection, &topic, "after growth").await;
+    assert!((0..3).contains(&partition));
+    proxy.shutdown().await;
+}
+
+/// A CA that did not sign the broker's certificate: a clear error naming the certificate problem, within the
+/// pool's own bounds (never a hang).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_ca_is_a_clear_error_not_a_hang() {
+    let keys = format!(
+        "tls = true\nca_file = '{}'\nrequest_timeout_ms = 1000",
+        cert_file("other-ca.pem")
+    );
+    let topic = unique_name("wrongca");
+    let proxy = start_proxy_toml(&pool_config(
+        &secured_env("RKPROXY_TEST_KAFKA_SSL"),
+        &keys,
+        &topic,
+        1,
+    ))
+    .await;
+    let mut connection = client(&proxy).await;
+    let started = Instant::now();
+    let error = redis::cmd("KPARTITIONS")
+        .arg(&topic)
+        .query_async::<Vec<i64>>(&mut connection)
+        .await
+        .unwrap_err()
+        .to_string();
+    // The first attempt's outcome, awaited for at most three request timeouts.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        error.contains("kafka pool 'events' unavailable: kafka BROKER_NOT_AVAILABLE")
+            && error.contains("TLS handshake failed: invalid peer certificate: UnknownIssuer"),
+        "{error}"
+    );
+    proxy.shutdown().await;
+}
+
+/// A real rkproxy process (killed on drop) whose configuration file can be rewritten and reloaded (SIGHUP).
+struct ProxyProcess {
+    child: Child,
+    addr: SocketAddr,
+    config_path: PathBuf,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl ProxyProcess {
+    fn start(config: &str) -> ProxyProcess {
+        let dir = std::env::temp_dir().join(unique_name("proxy"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config_path = dir.join("rkproxy.toml");
+        write_config(&config_path, addr, config);
+        let log = dir.join("rkproxy.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut process = ProxyProcess {
+            child: Command::new(env!("CARGO_BIN_EXE_rkproxy"))
+                .arg("--config")
+                .arg(&config_path)
+                .stdin(Stdio::null())
+                .stdout(log_file.try_clone().unwrap())
+                .stderr(log_file)
+                .spawn()
+                .unwrap(),
+            addr,
+            config_path,
+            log,
+            _dir: TempDir(dir),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                process.child.try_wait().unwrap().is_none(),
+                "rkproxy exited:\n{}",
+                process.log_text()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "rkproxy did not listen:\n{}",
+                process.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        process
+    }
+
+    fn reload(&self, config: &str) {
+        write_config(&self.config_path, self.addr, config);
+        let status = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn write_config(path: &std::path::Path, listen: SocketAddr, config: &str) {
+    std::fs::write(path, format!("listen = '{listen}'\n{config}")).unwrap();
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A wrong password: the client and the log get Kafka's SASL_AUTHENTICATION_FAILED (never the password), the
+/// pool keeps retrying, and once a reload fixes the password the same connection's commands work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_a_clear_error_and_a_reload_fixes_it() {
+    let (user, password) = credentials("RKPROXY_TEST_KAFKA_SCRAM_USER");
+    let broker = secured_env("RKPROXY_TEST_KAFKA_SASL");
+    let topic = unique_name("wrongpw");
+    let wrong = format!(
+        "username = '{user}'\npassword = 'not-{password}-xyzzy'\nsasl_mechanism = 'SCRAM-SHA-256'\n\
+         connect_retry_ms = 200"
+    );
+    let right = format!(
+        "username = '{user}'\npassword = '{password}'\nsasl_mechanism = 'SCRAM-SHA-256'\nconnect_retry_ms = 200"
+    );
+    let proxy = ProxyProcess::start(&pool_config(&broker, &wrong, &topic, 1));
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(15)));
+    let mut connection = redis::Client::open(format!("redis://{}/", proxy.addr))
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
+
+    let error = serve_within(&mut connection, &topic, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(
+        error.contains("kafka pool 'events' unavailable: kafka SASL_AUTHENTICATION_FAILED: SASL authentication with")
+            && error.contains("invalid credentials with SASL mechanism SCRAM-SHA-256")
+            && error.contains("retrying"),
+        "{error}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !proxy.log_text().contains("SASL_AUTHENTICATION_FAILED") {
+        assert!(
+            Instant::now() < deadline,
+            "not logged:\n{}",
+            proxy.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!proxy.log_text().contains("xyzzy"), "{}", proxy.log_text());
+
+    proxy.reload(&pool_config(&broker, &right, &topic, 1));
+    serve_within(&mut connection, &topic, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|error| panic!("{error}\n{}", proxy.log_text()));
+    let (_, offset) = kpush(&mut connection, &topic, "after the fix").await;
+    assert_eq!(offset, 0);
+}
+
+/// Runs one of Kafka's command-line tools (its class, from the broker's jars) against the PLAINTEXT listener.
+fn kafka_tool(class: &str, args: &[&str]) -> std::process::Output {
+    let lib = secured_env("RKPROXY_TEST_KAFKA_LIB");
+    Command::new("java")
+        .args(["-Xmx256m", "-cp", &format!("{lib}/*"), class])
+        .args(["--bootstrap-server", &kafka_addr()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// A SCRAM user that does not exist yet: the pool retries on its own, and serves once `kafka-configs.sh` creates
+/// the user on the broker (no reload, no restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_comes_up_once_its_scram_user_is_created() {
+    let user = unique_name("user");
+    let keys = format!(
+        "username = '{user}'\npassword = 'late-secret'\nsasl_mechanism = 'SCRAM-SHA-256'\n\
+         connect_retry_ms = 200"
+    );
+    let topic = unique_name("lateuser");
+    let proxy = start_proxy_toml(&pool_config(
+        &secured_env("RKPROXY_TEST_KAFKA_SASL"),
+        &keys,
+        &topic,
+        1,
+    ))
+    .await;
+    let mut connection = client(&proxy).await;
+    let error = serve_within(&mut connection, &topic, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(error.contains("SASL_AUTHENTICATION_FAILED"), "{error}");
+
+    let created = blocking({
+        let user = user.clone();
+        move || {
+            kafka_tool(
+                "kafka.admin.ConfigCommand",
+                &[
+                    "--alter",
+                    "--add-config",
+                    "SCRAM-SHA-256=[password=late-secret]",
+                    "--entity-type",
+                    "users",
+                    "--entity-name",
+                    &user,
+                ],
+            )
+        }
+    })
+    .await;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    serve_within(&mut connection, &topic, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let (_, offset) = kpush(&mut connection, &topic, "hello").await;
+    assert_eq!(offset, 0);
+    proxy.shutdown().await;
+}
+
+/// One line of `kafka-consumer-groups.sh --describe`: current offset, log end offset and lag, as printed.
+type GroupRow = (String, String, String);
+
+/// Runs Kafka's `kafka-consumer-groups.sh --describe --group group` (its class, from the broker's jars) against
+/// the PLAINTEXT listener; returns the rows of `topic` by partition.
+fn describe_group(group: &str, topic: &str) -> BTreeMap<i64, GroupRow> {
+    let output = kafka_tool(
+        "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+        &["--describe", "--group", group],
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                [g, t, partition, current, end, lag, ..] if *g == group && *t == topic => Some((
+                    partition.parse().ok()?,
+                    (current.to_string(), end.to_string(), lag.to_string()),
+                )),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Polls the tool until partition 0 of `topic` shows `want` for `group`.
+async fn wait_for_group_row(group: &str, topic: &str, want: (&str, &str, &str)) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let rows = blocking({
+            let (group, topic) = (group.to_owned(), topic.to_owned());
+            move || describe_group(&group, &topic)
+        })
+        .await;
+        let row = rows.get(&0);
+        if row.map(|(c, e, l)| (c.as_str(), e.as_str(), l.as_str())) == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "group {group} shows {rows:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The cursors of `KPOP topic` are the consumer group's offsets in Kafka: `kafka-consumer-groups.sh
+/// --describe` shows the current offset and the lag after pushes and pops. The pool is on the SCRAM listener,
+/// so the commits' own connections authenticate too; the group id comes from `group_ids`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_tools_show_the_group_offsets_and_lag() {
+    let group = unique_name("group");
+    let topic = unique_name("lag");
+    let keys = format!(
+        "{}\ngroup_commit_ms = 200\ngroup_ids = {{ default = '{group}' }}",
+        sasl_keys("RKPROXY_TEST_KAFKA_SCRAM_USER", "SCRAM-SHA-512")
+    );
+    let proxy = start_proxy_toml(&pool_config(
+        &secured_env("RKPROXY_TEST_KAFKA_SASL"),
+        &keys,
+        &topic,
+        1,
+    ))
+    .await;
+    let mut connection = client(&proxy).await;
+    serve_within(&mut connection, &topic, Duration::from_secs(60))
+        .await
+        .unwrap();
+    for index in 0..5 {
+        kpush(&mut connection, &topic, &format!("record {index}")).await;
+    }
+    for expected in 0..3 {
+        let (_, offset, _) = kpop(&mut connection, &topic).await.unwrap();
+        assert_eq!(offset, expected);
+    }
+    wait_for_group_row(&group, &topic, ("3", "5", "2")).await;
+
+    while kpop(&mut connection, &topic).await.is_some() {}
+    kpush(&mut connection, &topic, "one more").await;
+    wait_for_group_row(&group, &topic, ("5", "6", "1")).await;
+    proxy.shutdown().await;
+}

@@ -63,5 +63,5 @@ pub use config::{Acks, KafkaPoolConfig, TopicConfig};
 pub use cursor_admin::{CursorAdmin, CursorAdminKind};
 pub use error::{KafkaError, OffsetStoreError};
 pub use offsets::{BoxFuture, CursorKey, CursorState, MemoryOffsetStore, OffsetStore};
-pub use redis_store::{RedisOffsetStore, RedisStoreConfig};
+pub use redis_store::{RedisOffsetStore, RedisStoreConfig, StoreStream, StoreTransport};
 pub use reply::KafkaReply;

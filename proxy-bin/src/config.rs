@@ -22,6 +22,13 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address the proxy listens on, for example `127.0.0.1:7480`.
     pub listen: String,
+    /// Address of a TLS listener beside `listen` (both serve the same pools and tenants); needs `[tls]`.
+    /// Read at start only, like `listen`; the certificate files are read again at every reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_listen: Option<String>,
+    /// The certificate `tls_listen` presents, and the CA that client certificates must chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClientTlsConfig>,
     /// The pool that clients use.
     pub default_pool: String,
     /// Worker threads, each an event loop with its own listener and backend connections; 0 means one per CPU
@@ -240,6 +247,28 @@ impl BigRequests {
     }
 }
 
+/// `[tls]`: the TLS listener's certificate and key (PEM files), and for mutual TLS the CA of client
+/// certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// The certificate chain clients see, leaf first.
+    pub cert_file: String,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// Mutual TLS: every client must present a certificate signed by this CA (a tenant with `tls_subject`
+    /// is then logged in by its certificate, without AUTH).
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
+    /// A client that has not finished its handshake by then is closed.
+    #[serde(default = "default_handshake_ms")]
+    pub handshake_ms: u64,
+}
+
+fn default_handshake_ms() -> u64 {
+    5000
+}
+
 /// What sits behind a pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -304,6 +333,21 @@ pub struct PoolConfig {
     /// Kafka pools: where proxy-managed KPOP offsets live. Unset: in this process's memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offsets: Option<KafkaOffsetsConfig>,
+    /// Redis pools: connect to the nodes over TLS (every node, including cluster nodes learned from the
+    /// cluster); needs `ca_file`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
+    /// With `tls`: the CA (PEM) that signs the nodes' certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// With `tls`: a client certificate (PEM) for nodes that require one, with `key_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+    /// With `tls`: the name the nodes' certificates must carry. Unset: each node's host (name or IP address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
 }
 
 /// What `Debug` shows in place of a password, so a configuration printed for diagnosis leaks no secret.
@@ -333,6 +377,11 @@ impl std::fmt::Debug for PoolConfig {
             .field("client_id", &self.client_id)
             .field("connect_retry_ms", &self.connect_retry_ms)
             .field("offsets", &self.offsets)
+            .field("tls", &self.tls)
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("server_name", &self.server_name)
             .finish()
     }
 }
@@ -484,6 +533,11 @@ impl Config {
                 client_id: None,
                 connect_retry_ms: None,
                 offsets: None,
+                tls: false,
+                ca_file: None,
+                cert_file: None,
+                key_file: None,
+                server_name: None,
             };
             figment = figment
                 .merge(Serialized::default("pools.default", pool))
@@ -580,7 +634,9 @@ impl Config {
                     "must be between 1 and 64",
                 ));
             }
+            pool.validate_tls(&key)?;
         }
+        self.validate_tls()?;
         if self.timeouts.connect_ms == 0 {
             return Err(invalid("timeouts.connect_ms", "must be above 0"));
         }
@@ -679,6 +735,12 @@ impl Config {
             return Err(invalid(
                 format!("{key}.password"),
                 "Kafka pools connect without authentication (SASL is not supported); remove username/password",
+            ));
+        }
+        if let Some(field) = pool.tls_key() {
+            return Err(invalid(
+                format!("{key}.{field}"),
+                "Kafka brokers are reached without TLS; an offset store pool (`offsets = { pool = ... }`) may use it",
             ));
         }
         if pool.read_from != ReadPolicy::Master {
@@ -843,6 +905,80 @@ impl Config {
         Ok(())
     }
 
+    /// `tls_listen` parses and has `[tls]`; tenants' `tls_subject`s parse, are unique and have a client CA.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        if let Some(listen) = &self.tls_listen {
+            listen.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "tls_listen",
+                    format!("'{listen}' is not an ip:port address"),
+                )
+            })?;
+            if self.tls.is_none() {
+                return Err(invalid(
+                    "tls",
+                    "tls_listen needs [tls] with cert_file and key_file",
+                ));
+            }
+        }
+        if self.tls.as_ref().is_some_and(|tls| tls.handshake_ms == 0) {
+            return Err(invalid("tls.handshake_ms", "must be above 0"));
+        }
+        let mut bound = Vec::new();
+        for (name, tenant) in &self.tenants {
+            let Some(text) = &tenant.tls_subject else {
+                continue;
+            };
+            let key = format!("tenants.{name}.tls_subject");
+            let subject = crate::tls::subject::Subject::parse(text)
+                .map_err(|problem| invalid(&key, problem))?;
+            if self
+                .tls
+                .as_ref()
+                .and_then(|tls| tls.client_ca_file.as_ref())
+                .is_none()
+            {
+                return Err(invalid(
+                    key,
+                    "needs tls.client_ca_file (clients prove their subject with a certificate)",
+                ));
+            }
+            if bound.contains(&subject) {
+                return Err(invalid(
+                    key,
+                    format!("another tenant is bound to '{subject}'"),
+                ));
+            }
+            bound.push(subject);
+        }
+        Ok(())
+    }
+
+    /// The TLS listener's address, if there is one.
+    pub fn tls_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.tls_listen
+            .as_ref()
+            .map(|listen| {
+                listen.parse().map_err(|_| {
+                    invalid(
+                        "tls_listen",
+                        format!("'{listen}' is not an ip:port address"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// The TLS listener's certificate, read from the files `[tls]` names (at start and at every reload).
+    pub fn build_client_tls(&self) -> Result<Option<crate::tls::ClientTls>, ConfigError> {
+        match &self.tls {
+            Some(tls) => crate::tls::ClientTls::build(tls)
+                .map(Some)
+                .map_err(|(key, error)| invalid(key, error.to_string())),
+            None => Ok(None),
+        }
+    }
+
     /// The listen address as a socket address.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.listen.parse().map_err(|_| {
@@ -866,6 +1002,42 @@ impl Config {
 pub const DEFAULT_KAFKA_TENANT: &str = "default";
 
 impl PoolConfig {
+    /// The first TLS key set on this pool.
+    fn tls_key(&self) -> Option<&'static str> {
+        [
+            ("tls", self.tls),
+            ("ca_file", self.ca_file.is_some()),
+            ("cert_file", self.cert_file.is_some()),
+            ("key_file", self.key_file.is_some()),
+            ("server_name", self.server_name.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(field, set)| set.then_some(field))
+    }
+
+    /// `tls = true` needs `ca_file`; the other TLS keys need `tls = true`; a client certificate needs its key.
+    fn validate_tls(&self, key: &str) -> Result<(), ConfigError> {
+        if !self.tls {
+            return match self.tls_key() {
+                Some(field) => Err(invalid(format!("{key}.{field}"), "needs tls = true")),
+                None => Ok(()),
+            };
+        }
+        if self.ca_file.is_none() {
+            return Err(invalid(
+                format!("{key}.ca_file"),
+                "tls = true needs the CA that signs the nodes' certificates",
+            ));
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(invalid(
+                format!("{key}.cert_file"),
+                "a client certificate needs both cert_file and key_file",
+            ));
+        }
+        Ok(())
+    }
+
     /// The first Kafka-only key set on this pool, for the error when a Redis pool has one.
     fn kafka_only_key(&self) -> Option<&'static str> {
         [

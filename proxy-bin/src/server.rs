@@ -5,6 +5,9 @@
 //! [`ProxyState`] (in its reload cell, [`Live`]) and creates sessions, each with the newest state; nothing
 //! below imports it. Each accept loop knows its worker index and gives it to the sessions it creates, which
 //! pass it to their pools (each worker has its own backend connections).
+//!
+//! With `tls_listen`, every worker also accepts on the TLS address: the same accept loop, whose sessions
+//! first finish a TLS handshake (within `tls.handshake_ms`) with the newest certificate (`Live::client_tls`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,6 +21,7 @@ use tracing::{debug, debug_span, info, warn, Instrument};
 use crate::config::Config;
 use crate::session::Session;
 use crate::state::{shutdown_begun, ConfigSource, Live, ProxyState};
+use crate::tls::ClientStream;
 
 /// The worker index of the accept loop that runs on the caller's runtime (`start`, and the first loop of `run`).
 const FIRST_WORKER: usize = 0;
@@ -26,11 +30,14 @@ const FIRST_WORKER: usize = 0;
 #[derive(Debug)]
 pub struct AcceptLoop {
     pub local_addr: SocketAddr,
+    /// Where TLS clients connect (`tls_listen`), if they do.
+    pub tls_local_addr: Option<SocketAddr>,
     /// The newest configuration, and how to reload it.
     pub live: Arc<Live>,
     /// Where `GET /metrics` is served (`metrics_listen`), if it is.
     pub metrics_addr: Option<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
+    tls_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl AcceptLoop {
@@ -44,6 +51,9 @@ impl AcceptLoop {
     pub async fn stop(self) {
         self.live.current().begin_shutdown();
         let _ = self.task.await;
+        if let Some(task) = self.tls_task {
+            let _ = task.await;
+        }
         drain(&self.live.current()).await;
     }
 }
@@ -67,6 +77,7 @@ async fn drain(state: &ProxyState) {
 /// reads the configuration again, if anywhere.
 pub async fn start(config: Config, source: Option<ConfigSource>) -> Result<AcceptLoop, String> {
     let listen = config.listen_addr().map_err(|e| e.to_string())?;
+    let tls_listen = config.tls_listen_addr().map_err(|e| e.to_string())?;
     let live = Live::start(config, source).await?;
     let metrics_addr = start_metrics(&live).await?;
     let listener = TcpListener::bind(listen)
@@ -75,12 +86,32 @@ pub async fn start(config: Config, source: Option<ConfigSource>) -> Result<Accep
     let local_addr = listener
         .local_addr()
         .map_err(|e| format!("cannot read the listen address: {e}"))?;
-    let task = tokio::spawn(accept_loop(FIRST_WORKER, listener, Arc::clone(&live)));
+    let task = tokio::spawn(accept_loop(
+        FIRST_WORKER,
+        listener,
+        Arc::clone(&live),
+        Plain,
+    ));
+    let (tls_local_addr, tls_task) = match tls_listen {
+        Some(address) => {
+            let listener = TcpListener::bind(address)
+                .await
+                .map_err(|e| format!("cannot listen on {address}: {e}"))?;
+            let local = listener
+                .local_addr()
+                .map_err(|e| format!("cannot read the tls_listen address: {e}"))?;
+            let task = tokio::spawn(accept_loop(FIRST_WORKER, listener, Arc::clone(&live), Tls));
+            (Some(local), Some(task))
+        }
+        None => (None, None),
+    };
     Ok(AcceptLoop {
         local_addr,
+        tls_local_addr,
         live,
         metrics_addr,
         task,
+        tls_task,
     })
 }
 
@@ -99,6 +130,7 @@ pub fn run(
     let runtime = current_thread_runtime()?;
     runtime.block_on(async move {
         let listen = config.listen_addr().map_err(|e| e.to_string())?;
+        let tls_listen = config.tls_listen_addr().map_err(|e| e.to_string())?;
         let live = Live::start(config, source).await?;
         started(&live);
         start_metrics(&live).await?;
@@ -108,6 +140,14 @@ pub fn run(
             let listener = bind(listen, threads > 1)?
                 .into_std()
                 .map_err(|e| e.to_string())?;
+            let tls_listener = match tls_listen {
+                Some(address) => Some(
+                    bind(address, threads > 1)?
+                        .into_std()
+                        .map_err(|e| e.to_string())?,
+                ),
+                None => None,
+            };
             let worker = std::thread::Builder::new()
                 .name(format!("rkproxy-worker-{index}"))
                 .spawn(move || -> Result<(), String> {
@@ -115,7 +155,21 @@ pub fn run(
                     runtime.block_on(async move {
                         let listener =
                             TcpListener::from_std(listener).map_err(|e| e.to_string())?;
-                        accept_loop(index, listener, Arc::clone(&live)).await;
+                        let tls_listener = match tls_listener {
+                            Some(listener) => {
+                                Some(TcpListener::from_std(listener).map_err(|e| e.to_string())?)
+                            }
+                            None => None,
+                        };
+                        let tls_loop = tls_listener
+                            .map(|listener| accept_loop(index, listener, Arc::clone(&live), Tls));
+                        let plain_loop = accept_loop(index, listener, Arc::clone(&live), Plain);
+                        match tls_loop {
+                            Some(tls_loop) => {
+                                tokio::join!(plain_loop, tls_loop);
+                            }
+                            None => plain_loop.await,
+                        }
                         // This runtime runs its sessions: it must live until they have drained.
                         drain(&live.current()).await;
                         Ok(())
@@ -125,8 +179,25 @@ pub fn run(
             workers.push(worker);
         }
         let listener = bind(listen, threads > 1)?;
-        info!(listen = %listen, threads, "rkproxy ready");
-        let accept = tokio::spawn(accept_loop(FIRST_WORKER, listener, Arc::clone(&live)));
+        let tls_accept = match tls_listen {
+            Some(address) => {
+                let listener = bind(address, threads > 1)?;
+                Some(tokio::spawn(accept_loop(
+                    FIRST_WORKER,
+                    listener,
+                    Arc::clone(&live),
+                    Tls,
+                )))
+            }
+            None => None,
+        };
+        info!(listen = %listen, tls_listen = ?tls_listen, threads, "rkproxy ready");
+        let accept = tokio::spawn(accept_loop(
+            FIRST_WORKER,
+            listener,
+            Arc::clone(&live),
+            Plain,
+        ));
         stop.await;
         let state = live.current();
         info!(
@@ -135,6 +206,9 @@ pub fn run(
         );
         state.begin_shutdown();
         let _ = accept.await;
+        if let Some(tls_accept) = tls_accept {
+            let _ = tls_accept.await;
+        }
         drain(&state).await;
         for worker in workers {
             let _ = worker.join();
@@ -182,9 +256,19 @@ fn bind(addr: SocketAddr, shared: bool) -> Result<TcpListener, String> {
         .map_err(|e| format!("cannot listen on {addr}: {e}"))
 }
 
+/// What an accept loop's clients speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Plain,
+    Tls,
+}
+
+use Transport::{Plain, Tls};
+
 /// Accepts clients on `listener` until the shutdown begins; every session it starts runs on this thread, as
-/// worker `worker`, and starts with the newest configuration.
-async fn accept_loop(worker: usize, listener: TcpListener, live: Arc<Live>) {
+/// worker `worker`, and starts with the newest configuration. On a TLS listener each session first finishes
+/// its handshake with the newest certificate.
+async fn accept_loop(worker: usize, listener: TcpListener, live: Arc<Live>, transport: Transport) {
     let mut shutdown = live.current().shutdown_signal();
     // The sessions of this worker watch a signal of their own, passed on from the proxy's: the sessions of
     // other threads then never share a lock with them on their hot path.
@@ -225,9 +309,30 @@ async fn accept_loop(worker: usize, listener: TcpListener, live: Arc<Live>) {
             server.addr = ?server_addr,
         );
         let shutdown = sessions_signal.clone();
+        let tls = match transport {
+            Plain => None,
+            Tls => match live.client_tls() {
+                Some(tls) => Some(tls),
+                None => {
+                    warn!(client.addr = %client_addr, "TLS client refused: no [tls] certificate is configured");
+                    continue;
+                }
+            },
+        };
         tokio::spawn(
             async move {
                 debug!(target: "rkproxy::connection", "client connected");
+                let stream = match tls {
+                    None => ClientStream::Plain(stream),
+                    Some(tls) => match tls.accept(stream).await {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            crate::tls::log_handshake_failure(client_addr, &error);
+                            drop(permit);
+                            return;
+                        }
+                    },
+                };
                 let end = Session::new(id, worker, state, stream, shutdown)
                     .run()
                     .await;

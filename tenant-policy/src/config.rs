@@ -98,6 +98,10 @@ pub struct TenantConfig {
     /// token bucket in that pool's Redis, which every proxy takes batches from.
     #[serde(default)]
     pub limits_store: Option<LimitsStore>,
+    /// Mutual TLS: a client whose verified certificate has this subject (`"CN=orders, O=Shop"`, the whole
+    /// set of attributes in any order) is this tenant without AUTH. The proxy checks and uses it.
+    #[serde(default)]
+    pub tls_subject: Option<String>,
 }
 
 /// `limits_store = { pool = "main" }`: the Redis pool that holds a tenant's shared traffic budget.
@@ -125,6 +129,7 @@ impl std::fmt::Debug for TenantConfig {
             .field("bytes_per_sec", &self.bytes_per_sec)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("limit_wait_ms", &self.limit_wait_ms)
+            .field("tls_subject", &self.tls_subject)
             .finish()
     }
 }
@@ -156,6 +161,7 @@ impl TenantConfig {
             max_request_bytes: None,
             limit_wait_ms: DEFAULT_LIMIT_WAIT_MS,
             limits_store: None,
+            tls_subject: None,
         }
     }
 }

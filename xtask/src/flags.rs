@@ -66,9 +66,10 @@ xflags::xflags! {
             /// An older rkproxy binary, run as target `baseline` with the same configs as the
             /// current rkproxy, so that one run compares before and after.
             optional --baseline path: PathBuf
-            /// Comma-separated subset of standalone,cluster,mget,kafka,bigreq (default all; kafka
-            /// starts a Kafka broker: KPUSH/KPOP vs SET through rkproxy; bigreq: 1 MiB SETs and
-            /// slow readers, peak RSS and small-GET latency).
+            /// Comma-separated subset of standalone,cluster,mget,kafka,bigreq,tls (default all;
+            /// kafka starts a Kafka broker: KPUSH/KPOP vs SET through rkproxy; bigreq: 1 MiB SETs
+            /// and slow readers, peak RSS and small-GET latency; tls: GET/SET with TLS on either
+            /// side of rkproxy vs redis-server's TLS port).
             optional --sections list: SectionList
             /// Run every rkproxy with worker_threads = n (default: the config default, 1).
             optional --workers n: NonZeroUsize
@@ -309,6 +310,8 @@ pub enum BenchSection {
     Kafka,
     /// Pipelined 1 MiB SETs and clients that never read: peak RSS and a small GET's latency beside them.
     Bigreq,
+    /// GET/SET with TLS on the client side and on the backend side of rkproxy vs redis-server's TLS port.
+    Tls,
 }
 
 /// Something picked by name from a fixed list on the command line.
@@ -346,6 +349,7 @@ impl Named for BenchSection {
         BenchSection::Mget,
         BenchSection::Kafka,
         BenchSection::Bigreq,
+        BenchSection::Tls,
     ];
 
     fn name(self) -> &'static str {
@@ -355,6 +359,7 @@ impl Named for BenchSection {
             BenchSection::Mget => "mget",
             BenchSection::Kafka => "kafka",
             BenchSection::Bigreq => "bigreq",
+            BenchSection::Tls => "tls",
         }
     }
 }

@@ -34,7 +34,7 @@ impl StandalonePool {
         let address = parse_node_address(node)?;
         Ok(StandalonePool {
             name: Arc::from(name),
-            template: Endpoint::for_pool(&address, config, &proxy.timeouts),
+            template: Endpoint::for_pool(&address, config, &proxy.timeouts)?,
             connections_per_node: config.connections_per_node.max(1),
             shared: Mutex::new(HashMap::new()),
             big: BigLanes::new(&proxy.big_requests),

@@ -28,14 +28,15 @@ use cluster_router::plan::{route, RoutePlan};
 use cluster_router::topology::NodeAddr;
 use resp_codec::{encode_command, parse_frame, Frame, Limits, ReplyDecoder, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::Decoder;
 use tracing::{debug, info};
 
 use super::tenancy::Verdict;
 use super::transaction::{self, TransactionError};
 use super::{parse_u32, unsupported, Session, SessionEnd, Step};
-use crate::backend::{connect, BackendError, Endpoint};
+use crate::backend::{
+    connect, BackendError, BackendReader, BackendStream, BackendWriter, Endpoint,
+};
 use crate::pools::PoolHandle;
 use crate::reply;
 
@@ -44,18 +45,13 @@ pub(super) struct SpareConnection {
     address: std::sync::Arc<str>,
     db: u32,
     resp3: bool,
-    stream: tokio::net::TcpStream,
+    stream: BackendStream,
 }
 
 impl SpareConnection {
     /// Whether it connects to the same place with the same settings, and the server has not closed it.
     fn fits(&self, endpoint: &Endpoint) -> bool {
-        let mut probe = [0u8; 1];
-        let still_open = matches!(
-            self.stream.try_read(&mut probe),
-            Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock
-        );
-        still_open
+        self.stream.still_open()
             && self.address == endpoint.address
             && self.db == endpoint.db
             && self.resp3 == endpoint.resp3
@@ -520,7 +516,7 @@ impl Session {
                 if !dedicated.holds_state() {
                     // Nothing left on the server for this client (a blocking command returned, a transaction
                     // ended): go back to shared connections, and keep this one for the next time.
-                    if let Ok(stream) = backend_reader.reunite(backend_writer) {
+                    if let Some(stream) = backend_reader.reunite(backend_writer) {
                         if backend_buffer.is_empty() && !dedicated.reconfigured {
                             self.spare_dedicated = Some(SpareConnection {
                                 address: endpoint.address.clone(),
@@ -568,7 +564,7 @@ impl Session {
                 && dedicated.takes_requests()
                 && !self.over_pending_bytes(0)
                 && !self.memory.paused;
-            let writing = !self.output.is_empty();
+            let writing = !self.output.is_empty() || self.stream.has_unsent();
             let memory_paused = self.memory.paused;
             tokio::select! {
                 read = backend_reader.read_buf(&mut backend_buffer) => {
@@ -622,8 +618,8 @@ impl Session {
         dedicated: &mut Dedicated,
         endpoint: &mut Endpoint,
         reason: &str,
-        reader: &mut OwnedReadHalf,
-        writer: &mut OwnedWriteHalf,
+        reader: &mut BackendReader,
+        writer: &mut BackendWriter,
     ) -> Result<(), SessionEnd> {
         if dedicated.subscribed && self.closing.is_none() {
             let deadline = tokio::time::Instant::now() + RESUBSCRIBE_WINDOW;

@@ -27,4 +27,5 @@ mod stateful;
 mod stats;
 mod tenant_scripts;
 mod tenants;
+mod tls;
 mod transactions;

@@ -1217,6 +1217,67 @@ mod tests {
     }
 
     #[test]
+    fn tls_errors_name_the_key() {
+        let pool = "[pools.main]\nkind = 'standalone'\nnodes = ['h:1']\n";
+        let cases = [
+            ("tls_listen = '127.0.0.1:1'\n", "`tls`"),
+            (
+                "tls_listen = 'nowhere'\n[tls]\ncert_file = 'c'\nkey_file = 'k'\n",
+                "tls_listen",
+            ),
+            (
+                "[tls]\ncert_file = 'c'\nkey_file = 'k'\nhandshake_ms = 0\n",
+                "tls.handshake_ms",
+            ),
+            (
+                "[tenants.t]\npassword = 'p'\npool = 'main'\ntls_subject = 'CN=a'\n",
+                "tenants.t.tls_subject",
+            ),
+        ];
+        for (extra, key) in cases {
+            let error = load_str(&format!("default_pool = 'main'\n{extra}{pool}"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key), "{extra}: {error}");
+        }
+        let pool_cases = [
+            ("tls = true\n", "pools.main.ca_file"),
+            ("ca_file = 'ca'\n", "pools.main.ca_file"),
+            (
+                "tls = true\nca_file = 'ca'\ncert_file = 'c'\n",
+                "pools.main.cert_file",
+            ),
+        ];
+        for (extra, key) in pool_cases {
+            let error = load_str(&format!("default_pool = 'main'\n{pool}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key), "{extra}: {error}");
+        }
+        let kafka = load_str(
+            "default_pool = 'events'\n[pools.events]\nkind = 'kafka'\nnodes = ['h:9092']\ntls = true\n\
+             [pools.events.topics.t]\npartitions = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(kafka.contains("pools.events.tls"), "{kafka}");
+        let missing = Config {
+            tls: Some(ClientTlsConfig {
+                cert_file: "/nonexistent/proxy.crt".into(),
+                key_file: "k".into(),
+                client_ca_file: None,
+                handshake_ms: 1,
+            }),
+            ..load_str(&format!("default_pool = 'main'\n{pool}")).unwrap()
+        };
+        let error = missing.build_client_tls().unwrap_err().to_string();
+        assert!(
+            error.contains("tls.cert_file") && error.contains("/nonexistent/proxy.crt"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let error =
             load_str("default_pool = 'nope'\n[pools.main]\nkind = 'standalone'\nnodes = ['h:1']\n")

@@ -295,6 +295,11 @@ async fn a_tls_standalone_pool_through_both_listeners() {
         .await
         .unwrap();
     assert_eq!(incremented, 5);
+    // A 1 MiB value takes the big-request lane, whose connections are TLS too.
+    let big = "b".repeat(1024 * 1024);
+    let _: () = plain.set(format!("{key}:big"), &big).await.unwrap();
+    let back: String = plain.get(format!("{key}:big")).await.unwrap();
+    assert_eq!(back, big);
     // TLS on both sides.
     let mut tls = tls_connect(
         proxy.tls_local_addr().unwrap(),

@@ -76,6 +76,6 @@ pub use cursor_admin::{CursorAdmin, CursorAdminKind};
 pub use delivery::ConnectionDeliveries;
 pub use error::{KafkaError, OffsetStoreError};
 pub use offsets::{BoxFuture, CursorKey, CursorState, Lease, MemoryOffsetStore, OffsetStore};
-pub use redis_store::{RedisOffsetStore, RedisStoreConfig};
+pub use redis_store::{RedisOffsetStore, RedisStoreConfig, StoreStream, StoreTransport};
 pub use reply::KafkaReply;
 pub use security::{KafkaSecurity, SaslMechanism, SaslSettings, TlsSettings};

@@ -18,11 +18,12 @@
 //! framed by `resp_codec::ReplyDecoder` (within [`REPLY_LIMITS`]) and read by `resp_codec::parse_frame`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use resp_codec::{encode_command, parse_frame, Frame, Limits, ReplyDecoder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_util::codec::Decoder;
@@ -168,7 +169,25 @@ pub struct RedisStoreConfig {
     pub timeout: Duration,
     /// Connections opened (lazily) to Redis; calls are spread over them round-robin.
     pub connections: usize,
+    /// For a Redis reached over TLS: what turns each new socket into the stream the store talks over. The
+    /// caller brings the TLS, so this crate needs none. `None`: plain TCP.
+    pub transport: Option<Arc<dyn StoreTransport>>,
 }
+
+/// Turns a connected socket into the stream the offset store talks over (a TLS handshake, within the store's
+/// `timeout`); the error text says why it failed.
+pub trait StoreTransport: Send + Sync + std::fmt::Debug {
+    fn wrap(
+        &self,
+        tcp: TcpStream,
+        address: &str,
+    ) -> BoxFuture<'static, Result<Box<dyn StoreStream>, String>>;
+}
+
+/// A stream the offset store can talk over.
+pub trait StoreStream: AsyncRead + AsyncWrite + Send + Unpin + std::fmt::Debug {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + std::fmt::Debug> StoreStream for T {}
 
 /// Cursors in one Redis, shared by every proxy process; see the module documentation.
 #[derive(Debug)]
@@ -180,7 +199,7 @@ pub struct RedisOffsetStore {
 
 #[derive(Debug)]
 struct RedisConnection {
-    stream: TcpStream,
+    stream: Box<dyn StoreStream>,
     /// Bytes read from Redis and not yet framed into a reply.
     read_buffer: BytesMut,
     replies: ReplyDecoder,
@@ -205,6 +224,7 @@ impl RedisStoreConfig {
             key_prefix: "rkproxy:kafka:".into(),
             timeout: Duration::from_secs(1),
             connections: 4,
+            transport: None,
         }
     }
 }
@@ -327,6 +347,15 @@ impl RedisOffsetStore {
         stream
             .set_nodelay(true)
             .map_err(|error| unavailable(error.to_string()))?;
+        let stream: Box<dyn StoreStream> = match &self.config.transport {
+            None => Box::new(stream),
+            Some(transport) => {
+                tokio::time::timeout(self.config.timeout, transport.wrap(stream, address))
+                    .await
+                    .map_err(|_| unavailable("TLS handshake timed out".into()))?
+                    .map_err(unavailable)?
+            }
+        };
         let mut connection = RedisConnection::new(stream);
         if let Some(password) = &self.config.password {
             let mut auth: Vec<&[u8]> = vec![b"AUTH"];
@@ -557,7 +586,7 @@ fn lossy(text: &[u8]) -> String {
 // === impl RedisConnection ===
 
 impl RedisConnection {
-    fn new(stream: TcpStream) -> Self {
+    fn new(stream: Box<dyn StoreStream>) -> Self {
         RedisConnection {
             stream,
             read_buffer: BytesMut::with_capacity(4096),
@@ -664,7 +693,7 @@ mod tests {
             request
         });
         let stream = TcpStream::connect(address).await.unwrap();
-        (RedisConnection::new(stream), server)
+        (RedisConnection::new(Box::new(stream)), server)
     }
 
     #[tokio::test]

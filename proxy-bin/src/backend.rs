@@ -41,13 +41,15 @@ use bytes::{Buf, Bytes, BytesMut};
 use cluster_router::commands::{self, CommandClass, CommandSpec};
 use cluster_router::redirect::{classify_reply, ClusterReplyKind};
 use resp_codec::{encode_command, Limits, ReplyDecoder, RequestDecoder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tracing::{debug, warn};
+
+pub use crate::tls::{BackendReader, BackendStream, BackendWriter};
+use crate::tls::{BackendTls, ReadNow, WriteNow};
 
 /// Most jobs one shared connection has in flight before it stops taking more (the rest wait in the channel).
 const MAX_IN_FLIGHT: usize = 16 * 1024;
@@ -79,6 +81,8 @@ pub struct Endpoint {
     pub command_timeout: Duration,
     /// The same while a [`Patience::Slow`] request is owed a reply (`timeouts.slow_command_ms`).
     pub slow_command_timeout: Duration,
+    /// Pools with `tls = true`: how the connection is encrypted.
+    pub tls: Option<Arc<BackendTls>>,
 }
 
 /// No password in `Debug`.
@@ -94,18 +98,21 @@ impl std::fmt::Debug for Endpoint {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("slow_command_timeout", &self.slow_command_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
 
 impl Endpoint {
-    /// A node of a pool: its credentials and timeouts, db 0, RESP2, no READONLY.
+    /// A node of a pool: its credentials, timeouts and TLS settings (whose files are read here), db 0, RESP2,
+    /// no READONLY.
     pub fn for_pool(
         address: &str,
         config: &crate::config::PoolConfig,
         timeouts: &crate::config::Timeouts,
-    ) -> Endpoint {
-        Endpoint {
+    ) -> Result<Endpoint, crate::tls::TlsError> {
+        let tls = BackendTls::for_pool(config)?;
+        Ok(Endpoint {
             address: Arc::from(address),
             username: config.username.clone(),
             password: config.password.clone(),
@@ -115,7 +122,8 @@ impl Endpoint {
             connect_timeout: Duration::from_millis(timeouts.connect_ms),
             command_timeout: Duration::from_millis(timeouts.command_ms),
             slow_command_timeout: Duration::from_millis(timeouts.slow_command_ms),
-        }
+            tls,
+        })
     }
 }
 
@@ -614,21 +622,31 @@ pub enum ConnectError {
     /// The backend answered the handshake with an error (a wrong password, a db out of range).
     #[error("handshake refused: {0}")]
     HandshakeRefused(String),
+    /// The TLS handshake with the backend failed (the text says why: certificate, name, protocol).
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// Connects to the endpoint and runs the handshake (AUTH / HELLO, SELECT), all within `connect_timeout`.
-pub async fn connect(endpoint: &Endpoint) -> Result<TcpStream, ConnectError> {
+pub async fn connect(endpoint: &Endpoint) -> Result<BackendStream, ConnectError> {
     match tokio::time::timeout(endpoint.connect_timeout, connect_inner(endpoint)).await {
         Ok(result) => result,
         Err(_) => Err(ConnectError::Timeout(endpoint.connect_timeout.as_millis())),
     }
 }
 
-async fn connect_inner(endpoint: &Endpoint) -> Result<TcpStream, ConnectError> {
-    let mut stream = TcpStream::connect(&*endpoint.address)
+async fn connect_inner(endpoint: &Endpoint) -> Result<BackendStream, ConnectError> {
+    let tcp = TcpStream::connect(&*endpoint.address)
         .await
         .map_err(ConnectError::Connect)?;
-    stream.set_nodelay(true).map_err(ConnectError::NoDelay)?;
+    tcp.set_nodelay(true).map_err(ConnectError::NoDelay)?;
+    let mut stream = match &endpoint.tls {
+        None => BackendStream::Plain(tcp),
+        Some(tls) => tls
+            .connect(tcp, &endpoint.address)
+            .await
+            .map_err(ConnectError::Tls)?,
+    };
 
     let mut handshake = BytesMut::new();
     let mut expected = 0;
@@ -663,10 +681,12 @@ async fn connect_inner(endpoint: &Endpoint) -> Result<TcpStream, ConnectError> {
     if expected == 0 {
         return Ok(stream);
     }
-    stream
-        .write_all(&handshake)
-        .await
-        .map_err(ConnectError::HandshakeWrite)?;
+    // The flush: over TLS, the last encrypted bytes may still wait for the socket.
+    let sent = async {
+        stream.write_all(&handshake).await?;
+        stream.flush().await
+    };
+    sent.await.map_err(ConnectError::HandshakeWrite)?;
     let mut decoder = ReplyDecoder::new(Limits::for_backend_replies());
     let mut buffer = BytesMut::with_capacity(1024);
     let mut received = 0;
@@ -785,11 +805,35 @@ impl Live {
     /// direction waits for the other.
     async fn serve(
         &mut self,
-        stream: TcpStream,
+        stream: BackendStream,
         first: Job,
         jobs: &mut mpsc::UnboundedReceiver<Job>,
     ) -> Result<(), Broken> {
-        let (mut reader, mut writer) = stream.into_split();
+        // Each kind of stream gets its own copy of the loop: a plaintext connection runs on tokio's socket
+        // halves exactly as before TLS existed.
+        match stream {
+            BackendStream::Plain(tcp) => {
+                let (reader, writer) = tcp.into_split();
+                self.serve_halves(reader, writer, first, jobs).await
+            }
+            BackendStream::Tls(tls) => {
+                let (reader, writer) = crate::tls::split_tls(tls);
+                self.serve_halves(reader, writer, first, jobs).await
+            }
+        }
+    }
+
+    async fn serve_halves<R, W>(
+        &mut self,
+        mut reader: R,
+        mut writer: W,
+        first: Job,
+        jobs: &mut mpsc::UnboundedReceiver<Job>,
+    ) -> Result<(), Broken>
+    where
+        R: AsyncRead + ReadNow + Unpin,
+        W: AsyncWrite + WriteNow + Unpin,
+    {
         let alarm = tokio::time::sleep(self.watchdog.command_timeout);
         tokio::pin!(alarm);
         self.take_jobs(first, jobs, alarm.as_mut());
@@ -814,7 +858,7 @@ impl Live {
                     None => self.handles_gone = true,
                 },
                 () = &mut alarm, if !self.queue.is_empty() => {
-                    self.catch_up(&reader, &writer)?;
+                    self.catch_up(&mut reader, &mut writer)?;
                     let next = self.check_progress()?;
                     alarm.as_mut().reset(next);
                 }
@@ -933,13 +977,17 @@ impl Live {
     /// Takes the bytes the backend sent, and gives it the bytes it can accept, without waiting. The alarm can
     /// ring when this task was not polled for a while (its thread busy with other tasks) although the backend
     /// kept going: what it did meanwhile is progress, and must be seen before the backend is judged.
-    fn catch_up(&mut self, reader: &OwnedReadHalf, writer: &OwnedWriteHalf) -> Result<(), Broken> {
-        match reader.try_read_buf(&mut self.read_buffer) {
+    fn catch_up(
+        &mut self,
+        reader: &mut impl ReadNow,
+        writer: &mut impl WriteNow,
+    ) -> Result<(), Broken> {
+        match reader.read_now(&mut self.read_buffer) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             read => self.on_read(read)?,
         }
         if self.unwritten() > 0 {
-            match writer.try_write(next_bytes(&self.uncopied, &self.write_buffer)) {
+            match writer.write_now(next_bytes(&self.uncopied, &self.write_buffer)) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 written => self.on_written(written)?,
             }

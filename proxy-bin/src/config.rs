@@ -22,6 +22,13 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address the proxy listens on, for example `127.0.0.1:7480`.
     pub listen: String,
+    /// Address of a TLS listener beside `listen` (both serve the same pools and tenants); needs `[tls]`.
+    /// Read at start only, like `listen`; the certificate files are read again at every reload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_listen: Option<String>,
+    /// The certificate `tls_listen` presents, and the CA that client certificates must chain to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClientTlsConfig>,
     /// The pool that clients use.
     pub default_pool: String,
     /// Worker threads, each an event loop with its own listener and backend connections; 0 means one per CPU
@@ -240,6 +247,28 @@ impl BigRequests {
     }
 }
 
+/// `[tls]`: the TLS listener's certificate and key (PEM files), and for mutual TLS the CA of client
+/// certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// The certificate chain clients see, leaf first.
+    pub cert_file: String,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: String,
+    /// Mutual TLS: every client must present a certificate signed by this CA (a tenant with `tls_subject`
+    /// is then logged in by its certificate, without AUTH).
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
+    /// A client that has not finished its handshake by then is closed.
+    #[serde(default = "default_handshake_ms")]
+    pub handshake_ms: u64,
+}
+
+fn default_handshake_ms() -> u64 {
+    5000
+}
+
 /// What sits behind a pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -321,7 +350,8 @@ pub struct PoolConfig {
     /// Kafka pools: the consumer group id (in Kafka) of a tenant's cursors, by tenant; default the tenant name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub group_ids: BTreeMap<String, String>,
-    /// Connect to the nodes (Kafka pools: the brokers) over TLS; needs `ca_file`.
+    /// Connect to the nodes over TLS (Redis pools: every node, including cluster nodes learned from the
+    /// cluster; Kafka pools: the brokers); needs `ca_file`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls: bool,
     /// With `tls`: the CA (PEM) that signs the nodes' certificates.
@@ -332,6 +362,9 @@ pub struct PoolConfig {
     pub cert_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<String>,
+    /// With `tls`: the name the nodes' certificates must carry. Unset: each node's host (name or IP address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
 }
 
 /// What `Debug` shows in place of a password, so a configuration printed for diagnosis leaks no secret.
@@ -370,6 +403,7 @@ impl std::fmt::Debug for PoolConfig {
             .field("ca_file", &self.ca_file)
             .field("cert_file", &self.cert_file)
             .field("key_file", &self.key_file)
+            .field("server_name", &self.server_name)
             .finish()
     }
 }
@@ -560,6 +594,7 @@ impl Config {
                 ca_file: None,
                 cert_file: None,
                 key_file: None,
+                server_name: None,
             };
             figment = figment
                 .merge(Serialized::default("pools.default", pool))
@@ -656,7 +691,9 @@ impl Config {
                     "must be between 1 and 64",
                 ));
             }
+            pool.validate_tls(&key)?;
         }
+        self.validate_tls()?;
         if self.timeouts.connect_ms == 0 {
             return Err(invalid("timeouts.connect_ms", "must be above 0"));
         }
@@ -783,6 +820,12 @@ impl Config {
             if group.is_empty() {
                 return Err(invalid(group_key, "must not be empty"));
             }
+        }
+        if pool.server_name.is_some() {
+            return Err(invalid(
+                format!("{key}.server_name"),
+                "Kafka brokers' certificates are checked against the names the brokers announce",
+            ));
         }
         if pool.read_from != ReadPolicy::Master {
             return Err(invalid(
@@ -963,6 +1006,80 @@ impl Config {
         Ok(())
     }
 
+    /// `tls_listen` parses and has `[tls]`; tenants' `tls_subject`s parse, are unique and have a client CA.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        if let Some(listen) = &self.tls_listen {
+            listen.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    "tls_listen",
+                    format!("'{listen}' is not an ip:port address"),
+                )
+            })?;
+            if self.tls.is_none() {
+                return Err(invalid(
+                    "tls",
+                    "tls_listen needs [tls] with cert_file and key_file",
+                ));
+            }
+        }
+        if self.tls.as_ref().is_some_and(|tls| tls.handshake_ms == 0) {
+            return Err(invalid("tls.handshake_ms", "must be above 0"));
+        }
+        let mut bound = Vec::new();
+        for (name, tenant) in &self.tenants {
+            let Some(text) = &tenant.tls_subject else {
+                continue;
+            };
+            let key = format!("tenants.{name}.tls_subject");
+            let subject = crate::tls::subject::Subject::parse(text)
+                .map_err(|problem| invalid(&key, problem))?;
+            if self
+                .tls
+                .as_ref()
+                .and_then(|tls| tls.client_ca_file.as_ref())
+                .is_none()
+            {
+                return Err(invalid(
+                    key,
+                    "needs tls.client_ca_file (clients prove their subject with a certificate)",
+                ));
+            }
+            if bound.contains(&subject) {
+                return Err(invalid(
+                    key,
+                    format!("another tenant is bound to '{subject}'"),
+                ));
+            }
+            bound.push(subject);
+        }
+        Ok(())
+    }
+
+    /// The TLS listener's address, if there is one.
+    pub fn tls_listen_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.tls_listen
+            .as_ref()
+            .map(|listen| {
+                listen.parse().map_err(|_| {
+                    invalid(
+                        "tls_listen",
+                        format!("'{listen}' is not an ip:port address"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// The TLS listener's certificate, read from the files `[tls]` names (at start and at every reload).
+    pub fn build_client_tls(&self) -> Result<Option<crate::tls::ClientTls>, ConfigError> {
+        match &self.tls {
+            Some(tls) => crate::tls::ClientTls::build(tls)
+                .map(Some)
+                .map_err(|(key, error)| invalid(key, error.to_string())),
+            None => Ok(None),
+        }
+    }
+
     /// The listen address as a socket address.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.listen.parse().map_err(|_| {
@@ -986,6 +1103,42 @@ impl Config {
 pub const DEFAULT_KAFKA_TENANT: &str = "default";
 
 impl PoolConfig {
+    /// The first TLS key set on this pool.
+    fn tls_key(&self) -> Option<&'static str> {
+        [
+            ("tls", self.tls),
+            ("ca_file", self.ca_file.is_some()),
+            ("cert_file", self.cert_file.is_some()),
+            ("key_file", self.key_file.is_some()),
+            ("server_name", self.server_name.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(field, set)| set.then_some(field))
+    }
+
+    /// `tls = true` needs `ca_file`; the other TLS keys need `tls = true`; a client certificate needs its key.
+    fn validate_tls(&self, key: &str) -> Result<(), ConfigError> {
+        if !self.tls {
+            return match self.tls_key() {
+                Some(field) => Err(invalid(format!("{key}.{field}"), "needs tls = true")),
+                None => Ok(()),
+            };
+        }
+        if self.ca_file.is_none() {
+            return Err(invalid(
+                format!("{key}.ca_file"),
+                "tls = true needs the CA that signs the nodes' certificates",
+            ));
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return Err(invalid(
+                format!("{key}.cert_file"),
+                "a client certificate needs both cert_file and key_file",
+            ));
+        }
+        Ok(())
+    }
+
     /// The first Kafka-only key set on this pool, for the error when a Redis pool has one.
     fn kafka_only_key(&self) -> Option<&'static str> {
         [
@@ -1004,11 +1157,6 @@ impl PoolConfig {
             ("sasl_mechanism", self.sasl_mechanism.is_some()),
             ("group_commit_ms", self.group_commit_ms.is_some()),
             ("group_ids", !self.group_ids.is_empty()),
-            // Until Redis pools speak TLS, these are Kafka-only too.
-            ("tls", self.tls),
-            ("ca_file", self.ca_file.is_some()),
-            ("cert_file", self.cert_file.is_some()),
-            ("key_file", self.key_file.is_some()),
         ]
         .into_iter()
         .find_map(|(field, set)| set.then_some(field))
@@ -1324,6 +1472,67 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("timeouts.slow_command_ms"), "{error}");
+    }
+
+    #[test]
+    fn tls_errors_name_the_key() {
+        let pool = "[pools.main]\nkind = 'standalone'\nnodes = ['h:1']\n";
+        let cases = [
+            ("tls_listen = '127.0.0.1:1'\n", "`tls`"),
+            (
+                "tls_listen = 'nowhere'\n[tls]\ncert_file = 'c'\nkey_file = 'k'\n",
+                "tls_listen",
+            ),
+            (
+                "[tls]\ncert_file = 'c'\nkey_file = 'k'\nhandshake_ms = 0\n",
+                "tls.handshake_ms",
+            ),
+            (
+                "[tenants.t]\npassword = 'p'\npool = 'main'\ntls_subject = 'CN=a'\n",
+                "tenants.t.tls_subject",
+            ),
+        ];
+        for (extra, key) in cases {
+            let error = load_str(&format!("default_pool = 'main'\n{extra}{pool}"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key), "{extra}: {error}");
+        }
+        let pool_cases = [
+            ("tls = true\n", "pools.main.ca_file"),
+            ("ca_file = 'ca'\n", "pools.main.ca_file"),
+            (
+                "tls = true\nca_file = 'ca'\ncert_file = 'c'\n",
+                "pools.main.cert_file",
+            ),
+        ];
+        for (extra, key) in pool_cases {
+            let error = load_str(&format!("default_pool = 'main'\n{pool}{extra}"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key), "{extra}: {error}");
+        }
+        let kafka = load_str(
+            "default_pool = 'events'\n[pools.events]\nkind = 'kafka'\nnodes = ['h:9092']\ntls = true\n\
+             ca_file = 'ca'\nserver_name = 'x'\n[pools.events.topics.t]\npartitions = 1\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(kafka.contains("pools.events.server_name"), "{kafka}");
+        let missing = Config {
+            tls: Some(ClientTlsConfig {
+                cert_file: "/nonexistent/proxy.crt".into(),
+                key_file: "k".into(),
+                client_ca_file: None,
+                handshake_ms: 1,
+            }),
+            ..load_str(&format!("default_pool = 'main'\n{pool}")).unwrap()
+        };
+        let error = missing.build_client_tls().unwrap_err().to_string();
+        assert!(
+            error.contains("tls.cert_file") && error.contains("/nonexistent/proxy.crt"),
+            "{error}"
+        );
     }
 
     #[test]

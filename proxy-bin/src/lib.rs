@@ -38,6 +38,7 @@ mod server;
 mod session;
 mod state;
 mod stats;
+mod tls;
 
 pub use memory::MemoryCounters;
 pub use proxy::{Proxy, ProxyBuilder, Reloader, StartError};

@@ -102,6 +102,11 @@ impl Proxy {
         self.listener.memory_counters()
     }
 
+    /// Where TLS clients connect, when `tls_listen` is set (with port 0, the port the system picked).
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.listener.tls_local_addr
+    }
+
     /// Where `GET /metrics` is served, when `metrics_listen` is set (with port 0, the port the system picked).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.listener.metrics_addr

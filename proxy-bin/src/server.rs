@@ -5,6 +5,9 @@
 //! [`ProxyState`] (in its reload cell, [`Live`]) and creates sessions, each with the newest state; nothing
 //! below imports it. Each accept loop knows its worker index and gives it to the sessions it creates, which
 //! pass it to their pools (each worker has its own backend connections).
+//!
+//! With `tls_listen`, every worker also accepts on the TLS address: the same accept loop, whose sessions
+//! first finish a TLS handshake (within `tls.handshake_ms`) with the newest certificate (`Live::client_tls`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -49,6 +52,7 @@ pub enum ServerError {
     #[error("cannot start a worker thread: {0}")]
     Thread(std::io::Error),
 }
+use crate::tls::ClientStream;
 
 /// The worker index of the accept loop that runs on the caller's runtime (`start`, and the first loop of `run`).
 const FIRST_WORKER: usize = 0;
@@ -57,11 +61,14 @@ const FIRST_WORKER: usize = 0;
 #[derive(Debug)]
 pub struct AcceptLoop {
     pub local_addr: SocketAddr,
+    /// Where TLS clients connect (`tls_listen`), if they do.
+    pub tls_local_addr: Option<SocketAddr>,
     /// The newest configuration, and how to reload it.
     pub live: Arc<Live>,
     /// Where `GET /metrics` is served (`metrics_listen`), if it is.
     pub metrics_addr: Option<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
+    tls_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl AcceptLoop {
@@ -75,6 +82,9 @@ impl AcceptLoop {
     pub async fn stop(self) {
         self.live.current().begin_shutdown();
         let _ = self.task.await;
+        if let Some(task) = self.tls_task {
+            let _ = task.await;
+        }
         drain(&self.live.current()).await;
     }
 }
@@ -101,6 +111,7 @@ pub async fn start(
     source: Option<ConfigSource>,
 ) -> Result<AcceptLoop, ServerError> {
     let listen = config.listen_addr()?;
+    let tls_listen = config.tls_listen_addr()?;
     let live = Live::start(config, source).await?;
     let metrics_addr = start_metrics(&live).await?;
     let listener = TcpListener::bind(listen)
@@ -110,12 +121,34 @@ pub async fn start(
             source,
         })?;
     let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
-    let task = tokio::spawn(accept_loop(FIRST_WORKER, listener, Arc::clone(&live)));
+    let task = tokio::spawn(accept_loop(
+        FIRST_WORKER,
+        listener,
+        Arc::clone(&live),
+        Plain,
+    ));
+    let (tls_local_addr, tls_task) = match tls_listen {
+        Some(address) => {
+            let listener =
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|source| ServerError::Listen {
+                        addr: address,
+                        source,
+                    })?;
+            let local = listener.local_addr().map_err(ServerError::LocalAddr)?;
+            let task = tokio::spawn(accept_loop(FIRST_WORKER, listener, Arc::clone(&live), Tls));
+            (Some(local), Some(task))
+        }
+        None => (None, None),
+    };
     Ok(AcceptLoop {
         local_addr,
+        tls_local_addr,
         live,
         metrics_addr,
         task,
+        tls_task,
     })
 }
 
@@ -134,6 +167,7 @@ pub fn run(
     let runtime = current_thread_runtime()?;
     runtime.block_on(async move {
         let listen = config.listen_addr()?;
+        let tls_listen = config.tls_listen_addr()?;
         let live = Live::start(config, source).await?;
         started(&live);
         start_metrics(&live).await?;
@@ -143,6 +177,14 @@ pub fn run(
             let listener = bind(listen, threads > 1)?
                 .into_std()
                 .map_err(ServerError::Handover)?;
+            let tls_listener = match tls_listen {
+                Some(address) => Some(
+                    bind(address, threads > 1)?
+                        .into_std()
+                        .map_err(ServerError::Handover)?,
+                ),
+                None => None,
+            };
             let worker = std::thread::Builder::new()
                 .name(format!("rkproxy-worker-{index}"))
                 .spawn(move || -> Result<(), ServerError> {
@@ -150,7 +192,21 @@ pub fn run(
                     runtime.block_on(async move {
                         let listener =
                             TcpListener::from_std(listener).map_err(ServerError::Handover)?;
-                        accept_loop(index, listener, Arc::clone(&live)).await;
+                        let tls_listener = match tls_listener {
+                            Some(listener) => Some(
+                                TcpListener::from_std(listener).map_err(ServerError::Handover)?,
+                            ),
+                            None => None,
+                        };
+                        let tls_loop = tls_listener
+                            .map(|listener| accept_loop(index, listener, Arc::clone(&live), Tls));
+                        let plain_loop = accept_loop(index, listener, Arc::clone(&live), Plain);
+                        match tls_loop {
+                            Some(tls_loop) => {
+                                tokio::join!(plain_loop, tls_loop);
+                            }
+                            None => plain_loop.await,
+                        }
                         // This runtime runs its sessions: it must live until they have drained.
                         drain(&live.current()).await;
                         Ok(())
@@ -160,8 +216,25 @@ pub fn run(
             workers.push(worker);
         }
         let listener = bind(listen, threads > 1)?;
-        info!(listen = %listen, threads, "rkproxy ready");
-        let accept = tokio::spawn(accept_loop(FIRST_WORKER, listener, Arc::clone(&live)));
+        let tls_accept = match tls_listen {
+            Some(address) => {
+                let listener = bind(address, threads > 1)?;
+                Some(tokio::spawn(accept_loop(
+                    FIRST_WORKER,
+                    listener,
+                    Arc::clone(&live),
+                    Tls,
+                )))
+            }
+            None => None,
+        };
+        info!(listen = %listen, tls_listen = ?tls_listen, threads, "rkproxy ready");
+        let accept = tokio::spawn(accept_loop(
+            FIRST_WORKER,
+            listener,
+            Arc::clone(&live),
+            Plain,
+        ));
         stop.await;
         let state = live.current();
         info!(
@@ -170,6 +243,9 @@ pub fn run(
         );
         state.begin_shutdown();
         let _ = accept.await;
+        if let Some(tls_accept) = tls_accept {
+            let _ = tls_accept.await;
+        }
         drain(&state).await;
         for worker in workers {
             let _ = worker.join();
@@ -210,9 +286,19 @@ fn bind(addr: SocketAddr, shared: bool) -> Result<TcpListener, ServerError> {
     socket.listen(1024).map_err(cannot_listen)
 }
 
+/// What an accept loop's clients speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Plain,
+    Tls,
+}
+
+use Transport::{Plain, Tls};
+
 /// Accepts clients on `listener` until the shutdown begins; every session it starts runs on this thread, as
-/// worker `worker`, and starts with the newest configuration.
-async fn accept_loop(worker: usize, listener: TcpListener, live: Arc<Live>) {
+/// worker `worker`, and starts with the newest configuration. On a TLS listener each session first finishes
+/// its handshake with the newest certificate.
+async fn accept_loop(worker: usize, listener: TcpListener, live: Arc<Live>, transport: Transport) {
     let mut shutdown = live.current().shutdown_signal();
     // The sessions of this worker watch a signal of their own, passed on from the proxy's: the sessions of
     // other threads then never share a lock with them on their hot path.
@@ -253,9 +339,30 @@ async fn accept_loop(worker: usize, listener: TcpListener, live: Arc<Live>) {
             server.addr = ?server_addr,
         );
         let shutdown = sessions_signal.clone();
+        let tls = match transport {
+            Plain => None,
+            Tls => match live.client_tls() {
+                Some(tls) => Some(tls),
+                None => {
+                    warn!(client.addr = %client_addr, "TLS client refused: no [tls] certificate is configured");
+                    continue;
+                }
+            },
+        };
         tokio::spawn(
             async move {
                 debug!(target: "rkproxy::connection", "client connected");
+                let stream = match tls {
+                    None => ClientStream::Plain(stream),
+                    Some(tls) => match tls.accept(stream).await {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            crate::tls::log_handshake_failure(client_addr, &error);
+                            drop(permit);
+                            return;
+                        }
+                    },
+                };
                 let end = Session::new(id, worker, state, stream, shutdown)
                     .run()
                     .await;

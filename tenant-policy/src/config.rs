@@ -110,6 +110,10 @@ pub struct TenantConfig {
     /// The password of `backend_user`.
     #[serde(default)]
     pub backend_password: Option<String>,
+    /// Mutual TLS: a client whose verified certificate has this subject (`"CN=orders, O=Shop"`, the whole
+    /// set of attributes in any order) is this tenant without AUTH. The proxy checks and uses it.
+    #[serde(default)]
+    pub tls_subject: Option<String>,
 }
 
 /// `limits_store = { pool = "main" }`: the Redis pool that holds a tenant's shared traffic budget.
@@ -143,6 +147,7 @@ impl std::fmt::Debug for TenantConfig {
                 "backend_password",
                 &self.backend_password.as_ref().map(|_| "<redacted>"),
             )
+            .field("tls_subject", &self.tls_subject)
             .finish()
     }
 }
@@ -176,6 +181,7 @@ impl TenantConfig {
             limits_store: None,
             backend_user: None,
             backend_password: None,
+            tls_subject: None,
         }
     }
 }

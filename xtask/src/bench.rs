@@ -14,6 +14,8 @@
 //! - `cluster`: GET/SET to a 3-master, 3-replica Redis Cluster, `redis-benchmark --cluster`
 //!   direct versus plain redis-benchmark through rkproxy's cluster pool (and the baseline's, and
 //!   predixy's `ClusterServerPool`).
+//! - `tls` (bench_tls.rs): GET/SET with TLS between the client and rkproxy, and between rkproxy and
+//!   Redis, against redis-server's own TLS port.
 //! - `mget`: a 10-key MGET whose keys sit in ten slots over the three masters, through rkproxy
 //!   (which splits it per slot and merges the replies; so do the baseline and predixy), versus a
 //!   10-key MGET of keys sharing one hash tag sent straight to that slot's master (the best Redis
@@ -55,6 +57,9 @@ mod bigreq_section;
 // And the `tenants` section.
 #[path = "bench_tenants.rs"]
 mod tenants_section;
+// And the `tls` section.
+#[path = "bench_tls.rs"]
+mod tls_section;
 
 /// Pipelined runs send this many times more requests than `--requests`, so that both kinds of
 /// run last a similar few seconds.
@@ -257,6 +262,9 @@ fn run_with_servers(
         if options.wants_section(BenchSection::Mget) {
             sections.push(mget_section(options, &cluster)?);
         }
+    }
+    if options.wants_section(BenchSection::Tls) {
+        sections.extend(tls_section::sections(options, dir, guard)?);
     }
     for section in &sections {
         for endpoint in &section.endpoints {

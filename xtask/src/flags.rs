@@ -66,10 +66,11 @@ xflags::xflags! {
             /// An older rkproxy binary, run as target `baseline` with the same configs as the
             /// current rkproxy, so that one run compares before and after.
             optional --baseline path: PathBuf
-            /// Comma-separated subset of standalone,cluster,mget,kafka,bigreq,tenants (default all;
+            /// Comma-separated subset of standalone,cluster,mget,kafka,bigreq,tenants,tls (default all;
             /// kafka starts a Kafka broker: KPUSH/KPOP vs SET through rkproxy; bigreq: 1 MiB SETs and
             /// slow readers, peak RSS and small-GET latency; tenants: the cost of limits,
-            /// limits_store and backend_user).
+            /// limits_store and backend_user; tls: GET/SET with TLS on either side of rkproxy vs
+            /// redis-server's TLS port).
             optional --sections list: SectionList
             /// Run every rkproxy with worker_threads = n (default: the config default, 1).
             optional --workers n: NonZeroUsize
@@ -312,6 +313,8 @@ pub enum BenchSection {
     Bigreq,
     /// One prefixed tenant with no limits, local limits, `limits_store` and a `backend_user`: their cost.
     Tenants,
+    /// GET/SET with TLS on the client side and on the backend side of rkproxy vs redis-server's TLS port.
+    Tls,
 }
 
 /// Something picked by name from a fixed list on the command line.
@@ -350,6 +353,7 @@ impl Named for BenchSection {
         BenchSection::Kafka,
         BenchSection::Bigreq,
         BenchSection::Tenants,
+        BenchSection::Tls,
     ];
 
     fn name(self) -> &'static str {
@@ -360,6 +364,7 @@ impl Named for BenchSection {
             BenchSection::Kafka => "kafka",
             BenchSection::Bigreq => "bigreq",
             BenchSection::Tenants => "tenants",
+            BenchSection::Tls => "tls",
         }
     }
 }

@@ -23,6 +23,7 @@
 //! - `ports`: free loopback ports.
 //! - `redis`: starting and stopping redis-server processes and forming clusters.
 //! - `servers`: the server set used by `test` (and, later, Kafka).
+//! - `tls`: test certificates (Debian's `openssl`) and the TLS-only Redis servers of `test`.
 //! - `kafka`: a single-node Apache Kafka broker from Maven Central jars.
 //! - `fixed`: the fixed-port servers shared by `demo` and `cluster`.
 //! - one module per command: `demo`, `test`, `cluster`, `bench`, `ci`, `codegen`, `clients`
@@ -49,6 +50,7 @@ mod servers;
 mod shell;
 mod signals;
 mod test;
+mod tls;
 
 use std::process::ExitCode;
 

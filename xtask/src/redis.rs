@@ -32,6 +32,12 @@ pub enum RedisKind {
     StandaloneAuth,
     /// A cluster node; `bus_port` is its cluster bus port.
     ClusterNode { bus_port: u16 },
+    /// A TLS-only server (`port 0`, `port` is its TLS port) with the run's certificates (`crate::tls`), in
+    /// `tls/` beside its own folder; clients need no certificate.
+    TlsStandalone,
+    /// A TLS-only cluster node, cluster bus and replication over TLS too; clients need a certificate of the
+    /// test CA.
+    TlsClusterNode { bus_port: u16 },
 }
 
 /// Everything needed to start one redis-server.
@@ -50,6 +56,18 @@ pub struct RedisSpec {
 impl RedisSpec {
     pub fn addr(&self) -> SocketAddr {
         ports::loopback(self.port)
+    }
+
+    /// The run's certificates, for a TLS server.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        match self.kind {
+            RedisKind::TlsStandalone | RedisKind::TlsClusterNode { .. } => {
+                Some(crate::tls::TlsFiles {
+                    dir: self.dir.parent().unwrap_or(&self.dir).join("tls"),
+                })
+            }
+            _ => None,
+        }
     }
 
     /// The password health checks must send, if the server requires one.
@@ -99,17 +117,33 @@ impl RedisSpec {
                 ));
             }
             RedisKind::ClusterNode { bus_port } => {
-                text.push_str(&format!(
-                    "cluster-enabled yes\n\
-                     cluster-config-file {nodes_file}\n\
-                     cluster-node-timeout {CLUSTER_NODE_TIMEOUT_MS}\n\
-                     cluster-port {bus_port}\n\
-                     repl-diskless-sync-delay 0\n",
-                    nodes_file = quote(&self.dir.join("nodes.conf")),
-                ));
+                text.push_str(&self.cluster_config(bus_port));
+            }
+            RedisKind::TlsStandalone => {
+                if let Some(files) = self.tls_files() {
+                    text.push_str(&files.redis_config(self.port, false));
+                }
+            }
+            RedisKind::TlsClusterNode { bus_port } => {
+                text.push_str(&self.cluster_config(bus_port));
+                text.push_str("tls-cluster yes\ntls-replication yes\n");
+                if let Some(files) = self.tls_files() {
+                    text.push_str(&files.redis_config(self.port, true));
+                }
             }
         }
         text
+    }
+
+    fn cluster_config(&self, bus_port: u16) -> String {
+        format!(
+            "cluster-enabled yes\n\
+             cluster-config-file {nodes_file}\n\
+             cluster-node-timeout {CLUSTER_NODE_TIMEOUT_MS}\n\
+             cluster-port {bus_port}\n\
+             repl-diskless-sync-delay 0\n",
+            nodes_file = quote(&self.dir.join("nodes.conf")),
+        )
     }
 
     /// Wipes and recreates the server's directory and writes its config.
@@ -193,7 +227,13 @@ fn wait_ready(spec: &RedisSpec, mut child: Option<&mut Child>, timeout: Duration
                 return Err(spec.failure(&format!("exited during startup ({status})")));
             }
         }
-        if ping(spec.addr(), spec.password()) {
+        let answered = match spec.tls_files() {
+            Some(files) => files
+                .redis_cli_output(spec.addr(), &["PING"])
+                .is_ok_and(|reply| reply.trim() == "PONG"),
+            None => ping(spec.addr(), spec.password()),
+        };
+        if answered {
             return Ok(());
         }
         if Instant::now() > deadline {

@@ -11,12 +11,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::ports::PortReserver;
 use crate::redis::{self, RedisKind, RedisSpec};
 use crate::shell::{self, ChildGuard};
-use crate::{kafka, ports, project, Result};
+use crate::{kafka, ports, project, tls, Result};
 
 /// How many nodes the test cluster has: three masters with one replica each.
 pub const CLUSTER_NODES: usize = 6;
@@ -33,6 +33,10 @@ pub struct TestServers {
     pub redis: SocketAddr,
     pub redis_auth: SocketAddr,
     pub cluster: Vec<SocketAddr>,
+    /// The TLS-only redis-server, the TLS cluster's nodes, and their certificates' folder (`crate::tls`).
+    pub tls_redis: SocketAddr,
+    pub tls_cluster: Vec<SocketAddr>,
+    pub tls_dir: PathBuf,
     pub kafka: Option<SocketAddr>,
     /// The broker's spec, for the secured listeners and the certificates the tests read.
     kafka_spec: Option<kafka::KafkaSpec>,
@@ -54,6 +58,9 @@ impl TestServers {
             redis: ports::loopback(0),
             redis_auth: ports::loopback(0),
             cluster: Vec::new(),
+            tls_redis: ports::loopback(0),
+            tls_cluster: Vec::new(),
+            tls_dir: dir.join("tls"),
             kafka: None,
             kafka_spec: None,
             keep_data: true,
@@ -79,7 +86,11 @@ impl TestServers {
             },
         ];
         specs.extend(cluster_specs(&mut reserver, &dir)?);
+        let first_tls = specs.len();
+        specs.extend(tls::server_specs(&mut reserver, &dir)?);
         drop(reserver);
+        let tls_started = Instant::now();
+        let tls_files = tls::TlsFiles::generate(&servers.tls_dir)?;
 
         // The JVM starts in the background while the Redis servers come up.
         let kafka = if choice.kafka {
@@ -97,10 +108,18 @@ impl TestServers {
         }
         servers.redis = specs[0].addr();
         servers.redis_auth = specs[1].addr();
-        servers.cluster = specs[2..].iter().map(RedisSpec::addr).collect();
+        servers.cluster = specs[2..first_tls].iter().map(RedisSpec::addr).collect();
+        servers.tls_redis = specs[first_tls].addr();
+        servers.tls_cluster = specs[first_tls + 1..].iter().map(RedisSpec::addr).collect();
 
         redis::create_cluster(&servers.cluster, &dir.join("cluster-create.log"))?;
         redis::wait_cluster_ok(&servers.cluster, Duration::from_secs(60))?;
+        tls_files.create_cluster(&servers.tls_cluster, Duration::from_secs(60))?;
+        eprintln!(
+            "TLS servers ready (certificates, one server, a {}-node cluster; {:.1} s since their certificates were made)",
+            servers.tls_cluster.len(),
+            tls_started.elapsed().as_secs_f64()
+        );
 
         if let Some(kafka) = kafka {
             kafka::wait_child_ready(&kafka, &mut servers.guard)?;
@@ -114,10 +133,14 @@ impl TestServers {
     /// The environment variables the workspace tests read.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let cluster: Vec<String> = self.cluster.iter().map(SocketAddr::to_string).collect();
+        let tls_cluster: Vec<String> = self.tls_cluster.iter().map(SocketAddr::to_string).collect();
         let mut vars = vec![
             ("RKPROXY_TEST_REDIS", self.redis.to_string()),
             ("RKPROXY_TEST_REDIS_AUTH", self.redis_auth.to_string()),
             ("RKPROXY_TEST_CLUSTER", cluster.join(",")),
+            ("RKPROXY_TEST_TLS_REDIS", self.tls_redis.to_string()),
+            ("RKPROXY_TEST_TLS_CLUSTER", tls_cluster.join(",")),
+            ("RKPROXY_TEST_TLS_DIR", self.tls_dir.display().to_string()),
         ];
         if let Some(kafka) = self.kafka {
             vars.push(("RKPROXY_TEST_KAFKA", kafka.to_string()));
@@ -233,10 +256,18 @@ fn spawn_with_port_retries(spec: &mut RedisSpec, guard: &mut ChildGuard) -> Resu
                 );
                 let mut reserver = PortReserver::default();
                 spec.port = reserver.reserve()?;
-                if let RedisKind::ClusterNode { .. } = spec.kind {
-                    spec.kind = RedisKind::ClusterNode {
-                        bus_port: reserver.reserve()?,
-                    };
+                match spec.kind {
+                    RedisKind::ClusterNode { .. } => {
+                        spec.kind = RedisKind::ClusterNode {
+                            bus_port: reserver.reserve()?,
+                        };
+                    }
+                    RedisKind::TlsClusterNode { .. } => {
+                        spec.kind = RedisKind::TlsClusterNode {
+                            bus_port: reserver.reserve()?,
+                        };
+                    }
+                    _ => {}
                 }
                 attempt += 1;
             }

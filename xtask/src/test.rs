@@ -17,6 +17,7 @@ use crate::{kafka, project, shell, Result};
 /// Runs the command.
 pub fn run(options: &Test) -> Result<ExitCode> {
     let mut tools = shell::REDIS_TOOLS.to_vec();
+    tools.push(crate::tls::OPENSSL);
     if !options.no_kafka {
         tools.extend_from_slice(kafka::KAFKA_TOOLS);
     }

@@ -447,6 +447,7 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(30),
             slow_command_timeout: Duration::from_secs(30),
+            tls: None,
         };
         let lane = lanes.lane(0, endpoint);
         let request = |key: &'static str| BigRequest {

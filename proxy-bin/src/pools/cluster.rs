@@ -193,7 +193,7 @@ impl ClusterCore {
             name: Arc::from(name),
             seeds,
             // The address is set per node (`endpoint`).
-            template: Endpoint::for_pool("", config, &proxy.timeouts),
+            template: Endpoint::for_pool("", config, &proxy.timeouts)?,
             connections_per_node: config.connections_per_node.max(1),
             read_policy: config.read_from,
             refresh_interval: Duration::from_millis(config.refresh_ms),

@@ -483,6 +483,7 @@ fn offset_store(
             let mut store = RedisStoreConfig::new(parse_node_address(node)?);
             store.username = found.username.clone();
             store.password = found.password.clone();
+            store.transport = crate::tls::StoreTls::for_pool(found)?;
             store
         }
         (None, None) => return Err(PoolError::OffsetsStoreUnnamed(pool_name.to_owned())),

@@ -39,6 +39,8 @@ pub enum PoolError {
     FetchMaxBytesTooLarge,
     #[error("'{0}' is not a SASL mechanism Kafka offers")]
     UnknownSaslMechanism(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("pools.{pool}.offsets.pool: pool '{store_pool}' is not defined")]
     OffsetsPoolUndefined { pool: String, store_pool: String },
     #[error("pools.{pool}.offsets.pool: pool '{store_pool}' has no node")]

@@ -54,7 +54,7 @@ impl StandalonePool {
         Ok(StandalonePool {
             node: Arc::new(StandaloneNode {
                 name: Arc::from(name),
-                template: Endpoint::for_pool(&address, config, &proxy.timeouts),
+                template: Endpoint::for_pool(&address, config, &proxy.timeouts)?,
                 connections_per_node: config.connections_per_node.max(1),
                 shared: Mutex::new(HashMap::new()),
                 big: BigLanes::new(&proxy.big_requests),

@@ -31,7 +31,6 @@ use cluster_router::plan::{route, RoutePlan};
 use cluster_router::topology::NodeAddr;
 use resp_codec::{encode_command, parse_frame, Frame, Limits, ReplyDecoder, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::Decoder;
 use tracing::{debug, info};
 
@@ -39,7 +38,9 @@ use super::observe::PendingQueue;
 use super::pending::{Owed, Pending};
 use super::transaction::{self, TransactionError};
 use super::{parse_u32, unsupported, Session, SessionEnd};
-use crate::backend::{connect, BackendError, Endpoint};
+use crate::backend::{
+    connect, BackendError, BackendReader, BackendStream, BackendWriter, Endpoint,
+};
 use crate::pools::PoolHandle;
 use crate::reply;
 
@@ -48,18 +49,13 @@ pub(super) struct SpareConnection {
     address: std::sync::Arc<str>,
     db: u32,
     resp3: bool,
-    stream: tokio::net::TcpStream,
+    stream: BackendStream,
 }
 
 impl SpareConnection {
     /// Whether it connects to the same place with the same settings, and the server has not closed it.
     fn fits(&self, endpoint: &Endpoint) -> bool {
-        let mut probe = [0u8; 1];
-        let still_open = matches!(
-            self.stream.try_read(&mut probe),
-            Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock
-        );
-        still_open
+        self.stream.still_open()
             && self.address == endpoint.address
             && self.db == endpoint.db
             && self.resp3 == endpoint.resp3
@@ -77,8 +73,8 @@ const RESUBSCRIBE_WINDOW: Duration = Duration::from_secs(15);
 /// server holds no state for the client: no transaction, no WATCH, and a subscription count of 0 as reported
 /// by Redis.
 pub(super) struct Dedicated {
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: BackendReader,
+    writer: BackendWriter,
     endpoint: Endpoint,
     /// Bytes read from the backend and not framed yet.
     from_backend: BytesMut,
@@ -137,7 +133,7 @@ enum PubSubFrame {
 
 impl Dedicated {
     fn new(
-        stream: tokio::net::TcpStream,
+        stream: BackendStream,
         endpoint: Endpoint,
         node: Option<NodeAddr>,
         tenant: Option<std::sync::Arc<tenant_policy::Tenant>>,
@@ -172,7 +168,7 @@ impl Dedicated {
     }
 
     /// Replaces the broken connection with a new one; whatever the old one had buffered is gone.
-    fn reconnected(&mut self, stream: tokio::net::TcpStream) {
+    fn reconnected(&mut self, stream: BackendStream) {
         let (reader, writer) = stream.into_split();
         self.reader = reader;
         self.writer = writer;
@@ -513,7 +509,7 @@ impl Session {
         let Some(dedicated) = self.dedicated.take() else {
             return;
         };
-        if let Ok(stream) = dedicated.reader.reunite(dedicated.writer) {
+        if let Some(stream) = dedicated.reader.reunite(dedicated.writer) {
             if dedicated.from_backend.is_empty() && !dedicated.reconfigured {
                 self.spare_dedicated = Some(SpareConnection {
                     address: dedicated.endpoint.address.clone(),

@@ -442,7 +442,7 @@ impl Session {
             id: self.id,
             addr: addr(self.stream.peer_addr()),
             laddr: addr(self.stream.local_addr()),
-            fd: raw_fd(&self.stream),
+            fd: raw_fd(self.stream.tcp()),
             name: text(&self.name),
             age: self.client.started.elapsed().as_secs(),
             db: self.db,

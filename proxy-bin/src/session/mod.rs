@@ -23,6 +23,7 @@
 //! session first waits until every earlier reply has arrived (a barrier), so commands never overtake each other.
 
 mod big;
+mod certificate;
 mod cluster;
 mod dedicated;
 mod introspection;
@@ -42,13 +43,13 @@ use bytes::{Bytes, BytesMut};
 use cluster_router::commands::{self, CommandError, CommandSpec, ProxyHandling};
 use resp_codec::{Request, RequestDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
 use crate::backend::{BackendError, BackendReply, Patience, SharedConnection};
 use crate::pools::PoolHandle;
 use crate::reply;
 use crate::state::ProxyState;
+use crate::tls::ClientStream;
 
 pub use self::observe::{kafka_lag, probe_nodes, proxy_facts};
 
@@ -102,7 +103,7 @@ pub struct Session {
     /// The worker thread (event loop) this session runs on; pools keep backend connections per worker.
     worker: usize,
     state: Arc<ProxyState>,
-    stream: TcpStream,
+    stream: ClientStream,
     read_buffer: BytesMut,
     /// Replies gathered in this turn of the loop (filtered by CLIENT REPLY), then moved to `output`.
     write_buffer: BytesMut,
@@ -202,7 +203,7 @@ impl Session {
         id: u64,
         worker: usize,
         state: Arc<ProxyState>,
-        stream: TcpStream,
+        stream: ClientStream,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Session {
         let limits = state.client_codec_limits();
@@ -267,6 +268,7 @@ impl Session {
         if let Err(end) = self.admit_unauthenticated().await {
             return end;
         }
+        self.log_in_by_certificate();
         let shutdown = self.shutdown.clone();
         let limit = self.state.shutdown_limit();
         tokio::select! {
@@ -307,7 +309,7 @@ impl Session {
                 let holding = self.holding_for_try_again() || self.holding_for_redirects();
                 if holding || tokio::time::Instant::now() < resume_at {
                     let front_waiting = self.pending.front().is_some_and(Pending::is_waiting);
-                    let writing = !self.output.is_empty();
+                    let writing = !self.output.is_empty() || self.stream.has_unsent();
                     tokio::select! {
                         event = next_front_event(self.pending.front_mut()), if front_waiting => {
                             self.apply_front_event(event);
@@ -371,7 +373,7 @@ impl Session {
             let can_read = self.accepting_requests(max_pending);
             let front_waiting = self.pending.front().is_some_and(Pending::is_waiting);
             let on_dedicated = self.dedicated.is_some();
-            let writing = !self.output.is_empty();
+            let writing = !self.output.is_empty() || self.stream.has_unsent();
             let memory_paused = self.memory.paused;
             let awaiting_auth = self.awaiting_auth();
             let may_idle_out = self.may_idle_out(idle_ms);

@@ -1007,7 +1007,7 @@ pub(super) fn session_stats(
     state: &crate::state::ProxyState,
     worker: usize,
     id: u64,
-    stream: &tokio::net::TcpStream,
+    stream: &crate::tls::ClientStream,
 ) -> SessionStats {
     let mut stats = SessionStats::new(
         state.stats(),
@@ -1016,7 +1016,7 @@ pub(super) fn session_stats(
         initial_tenant(state),
     )
     .with_big_threshold(state.config().big_requests.threshold_bytes);
-    stats.register(id, stream);
+    stats.register(id, stream.tcp());
     stats
 }
 

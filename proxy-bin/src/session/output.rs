@@ -7,9 +7,9 @@
 //! unseen in the reply queue), so it sees how much waits and disconnects the client over the limit, as Redis
 //! does with `client-output-buffer-limit`.
 
+use crate::tls::ClientStream;
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 
 /// Above this capacity an emptied buffer is given back, so a client that once received a big reply does not
 /// keep its memory.
@@ -73,7 +73,7 @@ impl Output {
     }
 
     /// Writes as much as the socket takes now, without waiting; returns the bytes written.
-    pub(super) fn write_now(&mut self, stream: &TcpStream) -> std::io::Result<usize> {
+    pub(super) fn write_now(&mut self, stream: &ClientStream) -> std::io::Result<usize> {
         let mut written = 0;
         while !self.unwritten.is_empty() {
             match stream.try_write(&self.unwritten) {
@@ -92,8 +92,10 @@ impl Output {
 
     /// Writes everything waiting, however long the client takes (used when a session ends or changes mode,
     /// where the caller bounds the wait); returns the bytes written.
-    pub(super) async fn write_all(&mut self, stream: &mut TcpStream) -> std::io::Result<usize> {
+    pub(super) async fn write_all(&mut self, stream: &mut ClientStream) -> std::io::Result<usize> {
         stream.write_all(&self.unwritten).await?;
+        // Over TLS, the last encrypted bytes may still wait for the socket; over TCP this does nothing.
+        stream.flush().await?;
         let written = self.unwritten.len();
         self.unwritten.clear();
         self.release_if_idle();

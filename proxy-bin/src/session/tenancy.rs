@@ -321,7 +321,7 @@ impl Session {
 impl Session {
     /// The first connection of a tenant with a `limits_store` starts the task that keeps its shared budget's
     /// leases topped up from the store's Redis, on this worker, for the proxy's lifetime.
-    fn start_limits_refill(&self, tenant: &Arc<Tenant>) {
+    pub(super) fn start_limits_refill(&self, tenant: &Arc<Tenant>) {
         let Some(budget) = tenant.shared_budget() else {
             return;
         };

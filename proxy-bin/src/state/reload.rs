@@ -10,7 +10,11 @@
 //! pool) is dropped, closing its connections, once no session holds the old state (a session moves to the
 //! newest at its next barrier; an idle one holds the old state until its next command).
 //!
-//! `listen`, `worker_threads` and `log` are read only at start: a reload that changes them applies everything
+//! The TLS listener's certificate (`[tls]`) is read again from its files at every reload, even when the
+//! configuration text did not change, so a rotated certificate is used for new connections without a restart
+//! (connections already open keep the certificate they were opened with).
+//!
+//! `listen`, `tls_listen`, `worker_threads` and `log` are read only at start: a reload that changes them applies everything
 //! else and names them in its report as needing a restart. Turning tenants on or off (none configured before,
 //! some after, or the reverse) is refused: connected clients would change between needing no AUTH and
 //! needing it.
@@ -20,7 +24,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tracing::{info, warn};
 
 use super::{Process, ProxyState, Snapshot, UndefinedDefaultPool};
@@ -28,6 +32,7 @@ use crate::config::{CommandLineOverrides, Config, ConfigError, PoolKind};
 use crate::introspection::BackendVersion;
 use crate::pools::acl_check::{check_backend_users, BackendUserError};
 use crate::pools::{PoolError, PoolHandle};
+use crate::tls::ClientTls;
 
 /// Where a reload reads the configuration again: the same layers as at start (built-in defaults, the file,
 /// the command-line values, then `RKPROXY_*` environment variables).
@@ -42,6 +47,8 @@ pub struct ConfigSource {
 #[derive(Debug)]
 pub struct Live {
     current: ArcSwap<ProxyState>,
+    /// The TLS listener's certificate as last read (`[tls]`); each new TLS client gets the newest.
+    client_tls: ArcSwapOption<ClientTls>,
     /// Where `RKPROXY RELOAD` and `SIGHUP` read the configuration again; `None` for a proxy built from a
     /// configuration value (it can still be given a new one, `Proxy::reload`).
     source: Option<ConfigSource>,
@@ -146,6 +153,7 @@ impl Live {
         }
         let tenants = config.build_tenants()?;
         check_backend_users(tenants.as_ref(), &pools).await?;
+        let client_tls = config.build_client_tls()?;
         let process = Arc::new(Process::new(&config));
         let snapshot = Snapshot::new(config, pools, tenants, backend_versions)?;
         Ok(Arc::new_cyclic(|live| Live {
@@ -155,6 +163,7 @@ impl Live {
                 process,
                 live.clone(),
             )),
+            client_tls: ArcSwapOption::from(client_tls.map(Arc::new)),
             source,
             reloading: tokio::sync::Mutex::new(()),
         }))
@@ -163,6 +172,11 @@ impl Live {
     /// The newest state.
     pub fn current(&self) -> Arc<ProxyState> {
         self.current.load_full()
+    }
+
+    /// The TLS listener's newest certificate settings (`None` without `[tls]`).
+    pub fn client_tls(&self) -> Option<Arc<ClientTls>> {
+        self.client_tls.load_full()
     }
 
     /// Reads the configuration again from where it was read at start, and reloads it (see [`Live::reload`]).
@@ -183,6 +197,11 @@ impl Live {
         let _one_at_a_time = self.reloading.lock().await;
         let old = self.current();
         let (snapshot, mut report) = prepare(&old, config).await.map_err(refused)?;
+        // Read after everything else was checked: the files as they are now.
+        let client_tls = snapshot
+            .config
+            .build_client_tls()
+            .map_err(|error| refused(error.into()))?;
         report.generation = old.generation + 1;
         let limits = &snapshot.config.client_limits;
         old.process.connections.resize(limits.max_connections);
@@ -201,6 +220,7 @@ impl Live {
             old.live.clone(),
         );
         self.current.store(Arc::new(next));
+        self.client_tls.store(client_tls.map(Arc::new));
         // After the store: a session that sees the new generation finds the new state in the cell.
         old.process
             .newest_generation
@@ -297,6 +317,10 @@ fn keep_start_only_keys(old: &Config, new: &mut Config) -> Vec<&'static str> {
     if new.listen != old.listen {
         changed.push("listen");
         new.listen.clone_from(&old.listen);
+    }
+    if new.tls_listen != old.tls_listen {
+        changed.push("tls_listen");
+        new.tls_listen.clone_from(&old.tls_listen);
     }
     if new.worker_threads != old.worker_threads {
         changed.push("worker_threads");

@@ -29,4 +29,5 @@ mod stateful;
 mod stats;
 mod tenant_scripts;
 mod tenants;
+mod tls;
 mod transactions;

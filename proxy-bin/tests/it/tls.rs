@@ -1,0 +1,707 @@
+//! TLS on both sides (issue 16): clients to rkproxy's `tls_listen` (redis-cli `--tls`, redis-rs over
+//! `rediss://`, raw rustls), rkproxy to TLS-only Redis servers (`RKPROXY_TEST_TLS_REDIS`, the TLS cluster
+//! `RKPROXY_TEST_TLS_CLUSTER`, whose nodes require a client certificate), mutual TLS tenants, certificate
+//! reload, and the failures: a plaintext client on the TLS port, a client trusting another CA, an expired
+//! certificate on either side. Each failure must end in a closed connection (or an error reply) within a few
+//! seconds and a log line that says why. The certificates are made by `cargo xtask test` in
+//! `RKPROXY_TEST_TLS_DIR` (see xtask/src/tls.rs).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use rkproxy::config::Config;
+use rkproxy::Proxy;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+use crate::support::*;
+
+/// How long any failure may take to close a connection.
+const BOUNDED: Duration = Duration::from_secs(10);
+
+/// A file of the run's test certificates.
+fn tls_file(name: &str) -> String {
+    let dir = env_addr("RKPROXY_TEST_TLS_DIR");
+    PathBuf::from(dir).join(name).display().to_string()
+}
+
+fn tls_redis() -> String {
+    env_addr("RKPROXY_TEST_TLS_REDIS")
+}
+
+fn tls_cluster() -> Vec<String> {
+    env_addr("RKPROXY_TEST_TLS_CLUSTER")
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `[tls]` with the given certificate (`server`, `expired`, ...) and, with `mutual`, the test CA for clients.
+fn listener_toml(cert: &str, mutual: bool) -> String {
+    let client_ca = if mutual {
+        format!("client_ca_file = '{}'\n", tls_file("ca.crt"))
+    } else {
+        String::new()
+    };
+    format!(
+        "tls_listen = '127.0.0.1:0'\n[tls]\ncert_file = '{}'\nkey_file = '{}'\nhandshake_ms = 2000\n{client_ca}",
+        tls_file(&format!("{cert}.crt")),
+        tls_file(&format!("{cert}.key")),
+    )
+}
+
+/// A TLS pool (`[pools.NAME]`) of `kind` on `nodes`, with the client certificate the TLS cluster requires.
+fn tls_pool_toml(name: &str, kind: &str, nodes: &[String]) -> String {
+    let nodes: Vec<String> = nodes.iter().map(|node| format!("'{node}'")).collect();
+    format!(
+        "[pools.{name}]\nkind = '{kind}'\nnodes = [{}]\ntls = true\nca_file = '{}'\ncert_file = '{}'\nkey_file = '{}'\n",
+        nodes.join(", "),
+        tls_file("ca.crt"),
+        tls_file("client.crt"),
+        tls_file("client.key"),
+    )
+}
+
+/// Starts a proxy from `toml` (without `listen`).
+async fn proxy_from(toml: &str) -> Proxy {
+    let config = Config::from_toml(&format!("listen = '127.0.0.1:0'\n{toml}")).unwrap();
+    Proxy::builder(config).start().await.unwrap()
+}
+
+/// A proxy with a TLS listener (the test certificate) in front of the plaintext standalone Redis.
+async fn tls_proxy() -> Proxy {
+    proxy_from(&format!(
+        "default_pool = 'main'\n{}\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+        listener_toml("server", false),
+        redis_addr()
+    ))
+    .await
+}
+
+fn certificates(name: &str) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_file_iter(tls_file(name))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// A rustls client configuration trusting `ca` (a file of the test folder), with `client` (`client` for
+/// client.crt/key) as its certificate if given.
+fn client_config(ca: &str, client: Option<&str>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in certificates(ca) {
+        roots.add(certificate).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    Arc::new(match client {
+        Some(name) => builder
+            .with_client_auth_cert(
+                certificates(&format!("{name}.crt")),
+                PrivateKeyDer::from_pem_file(tls_file(&format!("{name}.key"))).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    })
+}
+
+type TlsClient = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// Connects with rustls to `addr`; the handshake's outcome (bounded in time).
+async fn tls_connect(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> std::io::Result<TlsClient> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let connect = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+    tokio::time::timeout(BOUNDED, connect)
+        .await
+        .expect("the handshake ends in bounded time")
+}
+
+/// Sends one RESP command and reads until a whole reply line set has arrived (simple replies only), or the
+/// connection closes (`None`).
+async fn command(stream: &mut TlsClient, request: &[u8]) -> Option<String> {
+    stream.write_all(request).await.ok()?;
+    let mut reply = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout(BOUNDED, stream.read(&mut buffer))
+            .await
+            .expect("a reply or a close in bounded time")
+            .ok()?;
+        if read == 0 {
+            return None;
+        }
+        reply.extend_from_slice(&buffer[..read]);
+        if reply.ends_with(b"\r\n") {
+            return Some(String::from_utf8_lossy(&reply).into_owned());
+        }
+    }
+}
+
+/// Whether the peer closes the connection (an error or end of stream) within [`BOUNDED`].
+async fn closed_soon(stream: &mut TlsClient) -> bool {
+    let mut buffer = [0u8; 256];
+    let _ = stream.write_all(b"*1\r\n$4\r\nPING\r\n").await;
+    let deadline = Instant::now() + BOUNDED;
+    loop {
+        match tokio::time::timeout_at(deadline.into(), stream.read(&mut buffer)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// redis-cli with `--tls --cacert ca.crt` against `addr`.
+fn tls_redis_cli(addr: std::net::SocketAddr, stdin: Option<Vec<u8>>, args: &[&str]) -> String {
+    let mut child = Command::new("redis-cli")
+        .args(["--tls", "--cacert", &tls_file("ca.crt")])
+        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("redis-cli runs");
+    let mut input = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, &stdin.unwrap_or_default()).unwrap();
+    drop(input);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "redis-cli {args:?}: {output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn redis_cli_through_the_tls_port() {
+    let proxy = tls_proxy().await;
+    let addr = proxy.tls_local_addr().expect("tls_listen is on");
+    let key = unique("tls-cli");
+    let cli = move |stdin: Option<Vec<u8>>, args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            tls_redis_cli(addr, stdin, &args)
+        })
+    };
+    let set = cli(None, vec!["SET".into(), key.clone(), "v1".into()])
+        .await
+        .unwrap();
+    assert_eq!(set.trim(), "OK");
+    let get = cli(None, vec!["GET".into(), key.clone()]).await.unwrap();
+    assert_eq!(get.trim(), "v1");
+
+    // A pipeline: every reply, in order.
+    let mut pipeline = String::new();
+    for index in 0..100 {
+        pipeline.push_str(&format!("RPUSH {key}:list {index}\r\n"));
+    }
+    pipeline.push_str(&format!("LLEN {key}:list\r\n"));
+    let piped = cli(Some(pipeline.into_bytes()), vec!["--pipe".into()])
+        .await
+        .unwrap();
+    assert!(piped.contains("errors: 0, replies: 101"), "{piped}");
+    let len = cli(None, vec!["LLEN".into(), format!("{key}:list")])
+        .await
+        .unwrap();
+    assert_eq!(len.trim(), "100");
+
+    // A 1 MB value, there and back.
+    let big = vec![b'x'; 1024 * 1024];
+    let set = cli(
+        Some(big),
+        vec!["-x".into(), "SET".into(), format!("{key}:big")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(set.trim(), "OK");
+    let length = cli(None, vec!["STRLEN".into(), format!("{key}:big")])
+        .await
+        .unwrap();
+    assert_eq!(length.trim(), "1048576");
+    let got = cli(None, vec!["GET".into(), format!("{key}:big")])
+        .await
+        .unwrap();
+    assert_eq!(got.trim_end().len(), 1024 * 1024);
+    assert!(got.trim_end().bytes().all(|byte| byte == b'x'));
+
+    // The plaintext listener serves the same data.
+    let mut plain = client(&proxy).await;
+    let value: String = plain.get(&key).await.unwrap();
+    assert_eq!(value, "v1");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn redis_rs_over_tls() {
+    let proxy = tls_proxy().await;
+    let addr = proxy.tls_local_addr().unwrap();
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(std::fs::read(tls_file("ca.crt")).unwrap()),
+    };
+    let client =
+        redis::Client::build_with_tls(format!("rediss://localhost:{}/", addr.port()), certificates)
+            .unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let key = unique("tls-rs");
+    let _: () = connection.set(&key, "hello").await.unwrap();
+    let value: String = connection.get(&key).await.unwrap();
+    assert_eq!(value, "hello");
+    let mut pipe = redis::pipe();
+    for index in 0..200 {
+        pipe.cmd("INCR").arg(format!("{key}:n")).ignore();
+        pipe.cmd("SET")
+            .arg(format!("{key}:{index}"))
+            .arg(index)
+            .ignore();
+    }
+    pipe.cmd("GET").arg(format!("{key}:n"));
+    let (count,): (u32,) = pipe.query_async(&mut connection).await.unwrap();
+    assert_eq!(count, 200);
+    let value: u32 = connection.get(format!("{key}:199")).await.unwrap();
+    assert_eq!(value, 199);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tls_standalone_pool_through_both_listeners() {
+    let proxy = proxy_from(&format!(
+        "default_pool = 'secure'\n{}\n{}",
+        listener_toml("server", false),
+        tls_pool_toml("secure", "standalone", &[tls_redis()]),
+    ))
+    .await;
+    let key = unique("tls-pool");
+    let mut plain = client(&proxy).await;
+    let _: () = plain.set(&key, "via-tls-backend").await.unwrap();
+    let value: String = plain.get(&key).await.unwrap();
+    assert_eq!(value, "via-tls-backend");
+    // A transaction runs on a dedicated connection, also over TLS.
+    let (incremented,): (i64,) = redis::pipe()
+        .atomic()
+        .incr(format!("{key}:n"), 5)
+        .query_async(&mut plain)
+        .await
+        .unwrap();
+    assert_eq!(incremented, 5);
+    // A 1 MiB value takes the big-request lane, whose connections are TLS too.
+    let big = "b".repeat(1024 * 1024);
+    let _: () = plain.set(format!("{key}:big"), &big).await.unwrap();
+    let back: String = plain.get(format!("{key}:big")).await.unwrap();
+    assert_eq!(back, big);
+    // TLS on both sides.
+    let mut tls = tls_connect(
+        proxy.tls_local_addr().unwrap(),
+        client_config("ca.crt", None),
+    )
+    .await
+    .unwrap();
+    let reply = command(
+        &mut tls,
+        format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).as_bytes(),
+    )
+    .await;
+    assert_eq!(reply.as_deref(), Some("$15\r\nvia-tls-backend\r\n"));
+    // The value really is in the TLS server.
+    let direct = tls_redis_cli(tls_redis().parse().unwrap(), None, &["GET", &key]);
+    assert_eq!(direct.trim(), "via-tls-backend");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tls_cluster_pool_with_cross_slot_commands() {
+    let proxy = proxy_from(&format!(
+        "default_pool = 'secure'\n{}",
+        tls_pool_toml("secure", "cluster", &tls_cluster()[..1]),
+    ))
+    .await;
+    let mut connection = client(&proxy).await;
+    let base = unique("tls-cluster");
+    // Keys spread over every master; the pool learned the other nodes from CLUSTER SLOTS (only one seed).
+    let keys: Vec<String> = (0..30).map(|index| format!("{base}:{index}")).collect();
+    let pairs: Vec<(String, String)> = keys
+        .iter()
+        .map(|key| (key.clone(), format!("v-{key}")))
+        .collect();
+    let _: () = connection.mset(&pairs).await.unwrap();
+    let values: Vec<String> = connection.mget(&keys).await.unwrap();
+    let expected: Vec<String> = keys.iter().map(|key| format!("v-{key}")).collect();
+    assert_eq!(values, expected);
+    let slots: std::collections::BTreeSet<u16> = keys.iter().map(|key| slot_of(key)).collect();
+    assert!(slots.len() > 10, "the keys span many slots");
+    let deleted: usize = connection.del(&keys).await.unwrap();
+    assert_eq!(deleted, keys.len());
+    proxy.shutdown().await;
+}
+
+fn slot_of(key: &str) -> u16 {
+    cluster_router::key_slot(key.as_bytes())
+}
+
+#[tokio::test]
+async fn a_client_trusting_another_ca_is_refused() {
+    let proxy = tls_proxy().await;
+    let outcome = tls_connect(
+        proxy.tls_local_addr().unwrap(),
+        client_config("other-ca.crt", None),
+    )
+    .await;
+    let error = outcome.expect_err("the proxy's certificate is not signed by other-ca");
+    assert!(error.to_string().contains("UnknownIssuer"), "{error}");
+    // The proxy is fine afterwards.
+    let mut good = tls_connect(
+        proxy.tls_local_addr().unwrap(),
+        client_config("ca.crt", None),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        command(&mut good, b"*1\r\n$4\r\nPING\r\n").await.as_deref(),
+        Some("+PONG\r\n")
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_expired_proxy_certificate_is_refused_by_clients() {
+    let proxy = proxy_from(&format!(
+        "default_pool = 'main'\n{}\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+        listener_toml("expired", false),
+        redis_addr()
+    ))
+    .await;
+    let outcome = tls_connect(
+        proxy.tls_local_addr().unwrap(),
+        client_config("ca.crt", None),
+    )
+    .await;
+    let error = outcome.expect_err("an expired certificate is refused");
+    assert!(error.to_string().contains("certificate expired"), "{error}");
+    proxy.shutdown().await;
+}
+
+// The raw client blocks its thread: the proxy runs on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_backend_certificate_is_an_error_reply() {
+    let expired = OwnTlsRedis::start("expired");
+    let proxy = proxy_from(&format!(
+        "default_pool = 'secure'\n{}",
+        tls_pool_toml("secure", "standalone", &[expired.addr()]),
+    ))
+    .await;
+    let mut raw = RawClient::connect(proxy.local_addr());
+    let started = Instant::now();
+    raw.send(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    let line = raw.read_line();
+    assert!(started.elapsed() < BOUNDED);
+    assert!(
+        line.starts_with("-ERR backend") && line.contains("certificate expired"),
+        "{line}"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_signed_by_another_ca_is_an_error_reply() {
+    let other = OwnTlsRedis::start("other-server");
+    let proxy = proxy_from(&format!(
+        "default_pool = 'secure'\n{}",
+        tls_pool_toml("secure", "standalone", &[other.addr()]),
+    ))
+    .await;
+    let mut raw = RawClient::connect(proxy.local_addr());
+    raw.send(b"*1\r\n$4\r\nPING\r\n");
+    let line = raw.read_line();
+    assert!(
+        line.starts_with("-ERR backend") && line.contains("UnknownIssuer"),
+        "{line}"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn mutual_tls_logs_a_bound_tenant_in_without_a_password() {
+    let prefix = unique("mtls");
+    let proxy = proxy_from(&format!(
+        "default_pool = 'main'\n{}\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n\
+         [tenants.shop]\npassword = '{prefix}-never-sent'\npool = 'main'\nkey_prefix = '{prefix}:'\n\
+         tls_subject = 'CN=tenant-client, O=rkproxy-test'\n\
+         [tenants.other]\npassword = '{prefix}-other'\npool = 'main'\nkey_prefix = '{prefix}-other:'\n",
+        listener_toml("server", true),
+        redis_addr()
+    ))
+    .await;
+    let addr = proxy.tls_local_addr().unwrap();
+    let mut tenant = tls_connect(addr, client_config("ca.crt", Some("client")))
+        .await
+        .unwrap();
+    let reply = command(&mut tenant, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv1\r\n").await;
+    assert_eq!(reply.as_deref(), Some("+OK\r\n"), "no AUTH needed");
+    // The key went under the tenant's prefix.
+    let mut direct = direct(&redis_addr(), 0).await;
+    let stored: String = direct.get(format!("{prefix}:k")).await.unwrap();
+    assert_eq!(stored, "v1");
+
+    // Without a certificate the handshake is refused (client_ca_file requires one).
+    let refused = tls_connect(addr, client_config("ca.crt", None)).await;
+    let refused = match refused {
+        Err(_) => true,
+        // TLS 1.3: the client finishes first and learns of the refusal on its first read.
+        Ok(mut stream) => closed_soon(&mut stream).await,
+    };
+    assert!(refused, "a client without a certificate is refused");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reload_puts_a_new_certificate_in_use_without_a_restart() {
+    let dir = std::env::temp_dir().join(unique("rkproxy-tls-reload"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("live.crt"), dir.join("live.key"));
+    std::fs::copy(tls_file("server.crt"), &cert).unwrap();
+    std::fs::copy(tls_file("server.key"), &key).unwrap();
+    let config = Config::from_toml(&format!(
+        "listen = '127.0.0.1:0'\ntls_listen = '127.0.0.1:0'\ndefault_pool = 'main'\n\
+         [tls]\ncert_file = '{}'\nkey_file = '{}'\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+        cert.display(),
+        key.display(),
+        redis_addr()
+    ))
+    .unwrap();
+    let proxy = Proxy::builder(config.clone()).start().await.unwrap();
+    let addr = proxy.tls_local_addr().unwrap();
+    let mut before = tls_connect(addr, client_config("ca.crt", None))
+        .await
+        .unwrap();
+    assert!(tls_connect(addr, client_config("other-ca.crt", None))
+        .await
+        .is_err());
+
+    // Rotate: the files now hold a certificate of the other CA; the same configuration is reloaded.
+    std::fs::copy(tls_file("other-server.crt"), &cert).unwrap();
+    std::fs::copy(tls_file("other-server.key"), &key).unwrap();
+    proxy.reload(config).await.unwrap();
+    let mut after = tls_connect(addr, client_config("other-ca.crt", None))
+        .await
+        .expect("new connections get the new certificate");
+    assert_eq!(
+        command(&mut after, b"*1\r\n$4\r\nPING\r\n")
+            .await
+            .as_deref(),
+        Some("+PONG\r\n")
+    );
+    assert!(tls_connect(addr, client_config("ca.crt", None))
+        .await
+        .is_err());
+    // A connection opened before keeps working.
+    assert_eq!(
+        command(&mut before, b"*1\r\n$4\r\nPING\r\n")
+            .await
+            .as_deref(),
+        Some("+PONG\r\n")
+    );
+    proxy.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The log lines of the rkproxy binary: a plaintext client on the TLS port, a client that rejects the
+/// proxy's certificate, and a client that never finishes its handshake each get a warning naming the cause,
+/// and a closed connection in bounded time.
+#[test]
+fn failed_handshakes_are_logged_and_closed() {
+    let port = free_port();
+    let tls_port = free_port();
+    let dir = std::env::temp_dir().join(unique("rkproxy-tls-log"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("rkproxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = '127.0.0.1:{port}'\ndefault_pool = 'main'\n{}\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+            listener_toml("server", false).replace("127.0.0.1:0", &format!("127.0.0.1:{tls_port}")),
+            redis_addr()
+        ),
+    )
+    .unwrap();
+    let mut proxy = LoggingProxy::start(&config, tls_port);
+
+    // A plaintext client on the TLS port: closed at once.
+    let mut plain = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+    std::io::Write::write_all(&mut plain, b"*1\r\n$4\r\nPING\r\n").unwrap();
+    assert!(
+        closed_within(&mut plain),
+        "the plaintext client is disconnected"
+    );
+    proxy.wait_for_log("plaintext client on the TLS port");
+
+    // A client that trusts another CA aborts the handshake; the proxy logs the alert it got.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let address = format!("127.0.0.1:{tls_port}").parse().unwrap();
+    let outcome = runtime.block_on(tls_connect(address, client_config("other-ca.crt", None)));
+    assert!(outcome.is_err());
+    proxy.wait_for_log("UnknownCA");
+
+    // A client that connects and sends nothing is closed at handshake_ms.
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+    assert!(
+        closed_within(&mut silent),
+        "a silent client is disconnected"
+    );
+    proxy.wait_for_log("no TLS handshake within 2000 ms");
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Whether the peer closes the socket (end of stream or reset) within [`BOUNDED`], whatever it sends first.
+fn closed_within(stream: &mut std::net::TcpStream) -> bool {
+    let deadline = Instant::now() + BOUNDED;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buffer = [0u8; 256];
+    while Instant::now() < deadline {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// The rkproxy binary with its log collected.
+struct LoggingProxy {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl LoggingProxy {
+    fn start(config: &std::path::Path, tls_port: u16) -> LoggingProxy {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rkproxy"))
+            .arg("--config")
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(read) = stderr.read(&mut buffer) {
+                if read == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buffer[..read]));
+            }
+        });
+        let deadline = Instant::now() + BOUNDED;
+        while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
+            assert!(Instant::now() < deadline, "rkproxy did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        LoggingProxy { child, log }
+    }
+
+    fn wait_for_log(&mut self, text: &str) {
+        let deadline = Instant::now() + BOUNDED;
+        loop {
+            let log = self.log.lock().unwrap().clone();
+            if log.contains(text) {
+                assert!(
+                    log.contains("TLS handshake with a client failed; connection closed"),
+                    "{log}"
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with '{text}' in:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for LoggingProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TLS-only redis-server of the test's own, with the certificate `cert` (`expired`, `other-server`).
+struct OwnTlsRedis {
+    port: u16,
+    child: Child,
+}
+
+impl OwnTlsRedis {
+    fn start(cert: &str) -> OwnTlsRedis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args(["--tls-cert-file", &tls_file(&format!("{cert}.crt"))])
+            .args(["--tls-key-file", &tls_file(&format!("{cert}.key"))])
+            .args(["--tls-ca-cert-file", &tls_file("ca.crt")])
+            .args([
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        let deadline = Instant::now() + BOUNDED;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        OwnTlsRedis { port, child }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnTlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -396,6 +396,39 @@ fn restart_env(
 /// The restartable proxy: the key-prefixed tenant of [`tenant_config`] on the standalone pool,
 /// allowed to `USE` the cluster pool (so a suite can see whether a `USE` survives the restart).
 fn restart_config(listen: SocketAddr, servers: &TestServers) -> String {
+    format!(
+        "{redis_pools}\n\
+         [tenants.{TENANT_USER}]\n\
+         password = \"{TENANT_PASSWORD}\"\n\
+         pool = \"standalone\"\n\
+         pools = [\"cluster\"]\n\
+         key_prefix = \"{TENANT_PREFIX}\"\n",
+        redis_pools = redis_pools(listen, servers),
+    )
+}
+
+/// The proxy without tenants: the standalone Redis as default pool, the cluster as pool
+/// `cluster`, and Kafka as pool `kafka` with one topic. Clients reach a pool with `USE`.
+fn open_config(listen: SocketAddr, servers: &TestServers) -> String {
+    let mut config = redis_pools(listen, servers);
+    if let Some(kafka) = servers.kafka {
+        config.push_str(&format!(
+            "\n[pools.kafka]\n\
+             kind = \"kafka\"\n\
+             nodes = [\"{kafka}\"]\n\
+             \n\
+             [pools.kafka.topics.{KAFKA_TOPIC}]\n\
+             partitions = 2\n\
+             producers = [\"*\"]\n\
+             consumers = [\"*\"]\n"
+        ));
+    }
+    config
+}
+
+/// The start of the open and the restartable proxy's configurations: the listen address, the
+/// standalone Redis as default pool `standalone`, and the cluster as pool `cluster`.
+fn redis_pools(listen: SocketAddr, servers: &TestServers) -> String {
     let nodes: Vec<String> = servers
         .cluster
         .iter()
@@ -411,53 +444,10 @@ fn restart_config(listen: SocketAddr, servers: &TestServers) -> String {
          \n\
          [pools.cluster]\n\
          kind = \"cluster\"\n\
-         nodes = [{nodes}]\n\
-         \n\
-         [tenants.{TENANT_USER}]\n\
-         password = \"{TENANT_PASSWORD}\"\n\
-         pool = \"standalone\"\n\
-         pools = [\"cluster\"]\n\
-         key_prefix = \"{TENANT_PREFIX}\"\n",
-        redis = servers.redis,
-        nodes = nodes.join(", "),
-    )
-}
-
-/// The proxy without tenants: the standalone Redis as default pool, the cluster as pool
-/// `cluster`, and Kafka as pool `kafka` with one topic. Clients reach a pool with `USE`.
-fn open_config(listen: SocketAddr, servers: &TestServers) -> String {
-    let nodes: Vec<String> = servers
-        .cluster
-        .iter()
-        .map(|node| format!("\"{node}\""))
-        .collect();
-    let mut config = format!(
-        "listen = \"{listen}\"\n\
-         default_pool = \"standalone\"\n\
-         \n\
-         [pools.standalone]\n\
-         kind = \"standalone\"\n\
-         nodes = [\"{redis}\"]\n\
-         \n\
-         [pools.cluster]\n\
-         kind = \"cluster\"\n\
          nodes = [{nodes}]\n",
         redis = servers.redis,
         nodes = nodes.join(", "),
-    );
-    if let Some(kafka) = servers.kafka {
-        config.push_str(&format!(
-            "\n[pools.kafka]\n\
-             kind = \"kafka\"\n\
-             nodes = [\"{kafka}\"]\n\
-             \n\
-             [pools.kafka.topics.{KAFKA_TOPIC}]\n\
-             partitions = 2\n\
-             producers = [\"*\"]\n\
-             consumers = [\"*\"]\n"
-        ));
-    }
-    config
+    )
 }
 
 /// The proxy with one tenant, which must AUTH and whose keys get a prefix, on a standalone pool

@@ -12,7 +12,9 @@
 //! 3. starts the test servers that `cargo xtask test` uses (Kafka unless `--no-kafka`);
 //! 4. starts two rkproxy processes in front of them (see [`open_config`] and [`tenant_config`]),
 //!    with Kafka a third for the K* helper packages ([`client_helpers::config`]), and passes
-//!    their addresses to the suites in `RKPROXY_CLIENTS_*` variables;
+//!    their addresses to the suites in `RKPROXY_CLIENTS_*` variables; for each suite it also
+//!    writes the configuration of a proxy that only that suite starts, restarts and stops (see
+//!    [`restart_env`]), so that restarting it disturbs no other suite;
 //! 5. runs each suite with its own runner (pytest, node's test runner, go test, Maven Surefire
 //!    with JUnit), each followed, with Kafka, by the tests of that language's K* helper package
 //!    (`clients/<language>-rkproxy/`, see [`client_helpers`]), then stops everything and prints
@@ -149,7 +151,9 @@ fn start_proxies_and_run(
     let mut outcomes = Vec::new();
     for suite in suites {
         let suite_started = Instant::now();
-        let passed = run_suite(*suite, &env, no_kafka)?;
+        let mut suite_env = env.clone();
+        suite_env.extend(restart_env(binary, servers, *suite)?);
+        let passed = run_suite(*suite, &suite_env, no_kafka)?;
         outcomes.push(Outcome {
             name: suite.name().to_string(),
             passed,
@@ -285,7 +289,7 @@ fn run_suite(suite: ClientSuite, env: &[(&str, String)], no_kafka: bool) -> Resu
             sh.change_dir(install_dir(suite));
             cmd!(
                 sh,
-                "node --test test/ioredis.test.mjs test/node-redis.test.mjs test/ioredis-more.test.mjs test/node-redis-more.test.mjs"
+                "node --test test/ioredis.test.mjs test/node-redis.test.mjs test/ioredis-more.test.mjs test/node-redis-more.test.mjs test/restart.test.mjs"
             )
         }
         ClientSuite::Go => {
@@ -358,28 +362,55 @@ fn suite_env(open: SocketAddr, tenant: SocketAddr, kafka: bool) -> Vec<(&'static
     env
 }
 
+/// The variables of a suite's own restartable proxy: the rkproxy binary, a configuration
+/// ([`restart_config`], on a free port, written to the servers folder) that the suite starts
+/// it with, the address it will listen on, and the standalone Redis's own address (to check
+/// from outside the proxy where a key landed). The suite starts the process itself, stops it
+/// with SIGTERM and starts it again on the same port, so restarting it disturbs no other
+/// suite; rkproxy must be started without the `RKPROXY_CLIENTS_*` variables, which it would
+/// read as configuration keys.
+fn restart_env(
+    binary: &Path,
+    servers: &TestServers,
+    suite: ClientSuite,
+) -> Result<Vec<(&'static str, String)>> {
+    let listen = ports::loopback(ports::free_port()?);
+    let config_path = servers
+        .dir
+        .join(format!("rkproxy-restart-{}.toml", suite.name()));
+    std::fs::write(&config_path, restart_config(listen, servers))?;
+    Ok(vec![
+        (
+            "RKPROXY_CLIENTS_RESTART_BINARY",
+            binary.display().to_string(),
+        ),
+        (
+            "RKPROXY_CLIENTS_RESTART_CONFIG",
+            config_path.display().to_string(),
+        ),
+        ("RKPROXY_CLIENTS_RESTART_PROXY", listen.to_string()),
+        ("RKPROXY_CLIENTS_REDIS", servers.redis.to_string()),
+    ])
+}
+
+/// The restartable proxy: the key-prefixed tenant of [`tenant_config`] on the standalone pool,
+/// allowed to `USE` the cluster pool (so a suite can see whether a `USE` survives the restart).
+fn restart_config(listen: SocketAddr, servers: &TestServers) -> String {
+    format!(
+        "{redis_pools}\n\
+         [tenants.{TENANT_USER}]\n\
+         password = \"{TENANT_PASSWORD}\"\n\
+         pool = \"standalone\"\n\
+         pools = [\"cluster\"]\n\
+         key_prefix = \"{TENANT_PREFIX}\"\n",
+        redis_pools = redis_pools(listen, servers),
+    )
+}
+
 /// The proxy without tenants: the standalone Redis as default pool, the cluster as pool
 /// `cluster`, and Kafka as pool `kafka` with one topic. Clients reach a pool with `USE`.
 fn open_config(listen: SocketAddr, servers: &TestServers) -> String {
-    let nodes: Vec<String> = servers
-        .cluster
-        .iter()
-        .map(|node| format!("\"{node}\""))
-        .collect();
-    let mut config = format!(
-        "listen = \"{listen}\"\n\
-         default_pool = \"standalone\"\n\
-         \n\
-         [pools.standalone]\n\
-         kind = \"standalone\"\n\
-         nodes = [\"{redis}\"]\n\
-         \n\
-         [pools.cluster]\n\
-         kind = \"cluster\"\n\
-         nodes = [{nodes}]\n",
-        redis = servers.redis,
-        nodes = nodes.join(", "),
-    );
+    let mut config = redis_pools(listen, servers);
     if let Some(kafka) = servers.kafka {
         config.push_str(&format!(
             "\n[pools.kafka]\n\
@@ -393,6 +424,30 @@ fn open_config(listen: SocketAddr, servers: &TestServers) -> String {
         ));
     }
     config
+}
+
+/// The start of the open and the restartable proxy's configurations: the listen address, the
+/// standalone Redis as default pool `standalone`, and the cluster as pool `cluster`.
+fn redis_pools(listen: SocketAddr, servers: &TestServers) -> String {
+    let nodes: Vec<String> = servers
+        .cluster
+        .iter()
+        .map(|node| format!("\"{node}\""))
+        .collect();
+    format!(
+        "listen = \"{listen}\"\n\
+         default_pool = \"standalone\"\n\
+         \n\
+         [pools.standalone]\n\
+         kind = \"standalone\"\n\
+         nodes = [\"{redis}\"]\n\
+         \n\
+         [pools.cluster]\n\
+         kind = \"cluster\"\n\
+         nodes = [{nodes}]\n",
+        redis = servers.redis,
+        nodes = nodes.join(", "),
+    )
 }
 
 /// The proxy with one tenant, which must AUTH and whose keys get a prefix, on a standalone pool

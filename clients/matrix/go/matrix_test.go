@@ -34,12 +34,19 @@ func clientFor(t *testing.T, target string, protocol int, adjust func(*redis.Opt
 		options.Password = mustEnv(t, "RKPROXY_CLIENTS_TENANT_PASSWORD")
 	case "standalone":
 		options.Addr = mustEnv(t, "RKPROXY_CLIENTS_PROXY")
+	case "redis":
+		// The standalone Redis itself, without a proxy.
+		options.Addr = mustEnv(t, "RKPROXY_CLIENTS_REDIS")
+	case "restart", "restart-cluster":
+		// The tenant on the suite's own restartable proxy (restart_test.go).
+		options.Addr = mustEnv(t, "RKPROXY_CLIENTS_RESTART_PROXY")
+		options.Password = mustEnv(t, "RKPROXY_CLIENTS_TENANT_PASSWORD")
+		if target == "restart-cluster" {
+			options.OnConnect = usePool("cluster")
+		}
 	default:
 		options.Addr = mustEnv(t, "RKPROXY_CLIENTS_PROXY")
-		pool := target
-		options.OnConnect = func(ctx context.Context, cn *redis.Conn) error {
-			return cn.Do(ctx, "USE", pool).Err()
-		}
+		options.OnConnect = usePool(target)
 	}
 	if adjust != nil {
 		adjust(options)
@@ -47,6 +54,13 @@ func clientFor(t *testing.T, target string, protocol int, adjust func(*redis.Opt
 	client := redis.NewClient(options)
 	t.Cleanup(func() { _ = client.Close() })
 	return client
+}
+
+// usePool is an OnConnect hook that sends `USE pool` on every new connection.
+func usePool(pool string) func(ctx context.Context, cn *redis.Conn) error {
+	return func(ctx context.Context, cn *redis.Conn) error {
+		return cn.Do(ctx, "USE", pool).Err()
+	}
 }
 
 func mustEnv(t *testing.T, name string) string {

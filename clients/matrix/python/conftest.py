@@ -7,6 +7,8 @@
 - RKPROXY_CLIENTS_TENANT_PROXY, _TENANT_USER, _TENANT_PASSWORD, _TENANT_PREFIX: a proxy whose only tenant has a
   key prefix, on a standalone pool over the same Redis.
 - RKPROXY_CLIENTS_KAFKA_TOPIC: a topic of the `kafka` pool (unset with --no-kafka).
+- RKPROXY_CLIENTS_RESTART_*: a proxy this suite starts and restarts itself (proxy_process.py).
+- RKPROXY_CLIENTS_REDIS: the standalone Redis itself, to see where a key landed.
 """
 
 import asyncio
@@ -18,6 +20,8 @@ import pytest
 import redis
 import redis.asyncio
 
+from proxy_process import ProxyProcess
+
 TARGETS = ["standalone", "cluster", "tenant"]
 VARIANTS = ["sync-resp2", "sync-resp3", "async-resp2", "async-resp3"]
 
@@ -28,10 +32,19 @@ def host_port(env_name):
 
 
 def target_settings(target):
-    """Connection settings for a target: address, password, and the pool to `USE` at connect."""
+    """Connection settings for a target: address, password, and the pool to `USE` at connect.
+    `restart` is the tenant on the suite's own restartable proxy, `restart-cluster` the same
+    with `USE cluster`, `redis` the standalone Redis without any proxy."""
+    password = os.environ["RKPROXY_CLIENTS_TENANT_PASSWORD"]
     if target == "tenant":
         host, port = host_port("RKPROXY_CLIENTS_TENANT_PROXY")
-        return dict(host=host, port=port, password=os.environ["RKPROXY_CLIENTS_TENANT_PASSWORD"]), None
+        return dict(host=host, port=port, password=password), None
+    if target in ("restart", "restart-cluster"):
+        host, port = host_port("RKPROXY_CLIENTS_RESTART_PROXY")
+        return dict(host=host, port=port, password=password), "cluster" if target == "restart-cluster" else None
+    if target == "redis":
+        host, port = host_port("RKPROXY_CLIENTS_REDIS")
+        return dict(host=host, port=port), None
     host, port = host_port("RKPROXY_CLIENTS_PROXY")
     pool = {"standalone": None, "cluster": "cluster", "kafka": "kafka"}[target]
     return dict(host=host, port=port), pool
@@ -149,6 +162,15 @@ def clients(target, variant):
 def r(clients):
     """The scenario's main client."""
     return clients.make()
+
+
+@pytest.fixture
+def restartable_proxy():
+    """The suite's own rkproxy, started for one test and stopped after it."""
+    proxy = ProxyProcess()
+    proxy.start()
+    yield proxy
+    proxy.stop()
 
 
 @pytest.fixture

@@ -6,19 +6,7 @@ import time
 import pytest
 import redis
 
-
-def as_text(value):
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def wait_message(pubsub, wanted_type, seconds=5.0):
-    """The next pub/sub message of `wanted_type` ('subscribe', 'message', ...), within `seconds`."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        message = pubsub.get_message(timeout=0.5)
-        if message and as_text(message["type"]) == wanted_type:
-            return message
-    raise AssertionError(f"no {wanted_type!r} pub/sub message within {seconds} s")
+from support import as_text, back_to_normal_commands, tenant_prefix, wait_message
 
 
 def test_connect_handshake(clients, r):
@@ -225,17 +213,7 @@ def test_subscribe_then_normal_commands(clients, r, key):
     assert message["data"] == b"hello"
     pubsub.unsubscribe(channel)
     assert wait_message(pubsub, "unsubscribe")["data"] == 0
-    # The same connection serves ordinary commands again once nothing is subscribed.
-    connection = pubsub.connection
-    connection.send_command("SET", key("after"), "back")
-    assert as_text(connection.read_response()) == "OK"
-    connection.send_command("GET", key("after"))
-    assert connection.read_response() == b"back"
-    if clients.is_async:
-        pubsub.aclose()
-    else:
-        pubsub.close()
-    assert r.delete(key("after")) == 1
+    back_to_normal_commands(clients, r, pubsub, key)
 
 
 def test_eval(r, key):
@@ -249,7 +227,7 @@ def test_eval(r, key):
 @pytest.mark.parametrize("target", ["tenant"])
 def test_tenant_keys_carry_the_prefix(clients, r, key):
     """What the tenant writes is stored under its prefix, seen from a client without tenant."""
-    prefix = os.environ["RKPROXY_CLIENTS_TENANT_PREFIX"]
+    prefix = tenant_prefix()
     untenanted = clients.make(target="standalone")
     assert r.set(key("mine"), "tenant-value") is True
     assert untenanted.get(prefix + key("mine")) == b"tenant-value"

@@ -1,10 +1,7 @@
 """redis-py through rkproxy: streams with a consumer group, PSUBSCRIBE, every form of AUTH, the
 connection pool after AUTH, and client-side caching (which the proxy refuses). Targets and variants
 as in conftest.py.
-
-Proxy restart: the suites run against the proxies `cargo xtask clients` starts once for all
-languages, so a suite cannot restart its proxy; the pool after a restart is not tested here (the
-K* helper tests cut connections through a relay instead)."""
+(The pool after a proxy restart is in test_restart.py.)"""
 
 import os
 import pytest
@@ -13,7 +10,7 @@ from redis.backoff import NoBackoff
 from redis.cache import CacheConfig
 from redis.retry import Retry
 
-from test_scenarios import as_text, wait_message
+from support import as_text, back_to_normal_commands, set_through_held_connections, tenant_prefix, wait_message
 
 
 def stream_ids(reply):
@@ -56,16 +53,7 @@ def test_psubscribe_then_normal_commands(clients, r, key):
     assert message["data"] == b"goal"
     pubsub.punsubscribe(pattern)
     assert wait_message(pubsub, "punsubscribe")["data"] == 0
-    connection = pubsub.connection
-    connection.send_command("SET", key("after"), "back")
-    assert as_text(connection.read_response()) == "OK"
-    connection.send_command("GET", key("after"))
-    assert connection.read_response() == b"back"
-    if clients.is_async:
-        pubsub.aclose()
-    else:
-        pubsub.close()
-    assert r.delete(key("after")) == 1
+    back_to_normal_commands(clients, r, pubsub, key)
 
 
 def tenant_url(username, password, protocol):
@@ -75,7 +63,7 @@ def tenant_url(username, password, protocol):
 
 def tenant_owns(clients, client, key):
     """The client is on the tenant: what it writes lands under the tenant's prefix."""
-    prefix = os.environ["RKPROXY_CLIENTS_TENANT_PREFIX"]
+    prefix = tenant_prefix()
     untenanted = clients.make(target="standalone")
     assert client.set(key("auth"), "mine") is True
     assert untenanted.get(prefix + key("auth")) == b"mine"
@@ -118,20 +106,10 @@ def test_connection_pool_after_auth(clients, key):
     asyncio task): each made by the pool with the client's AUTH (or `USE` hook), each on the tenant."""
     r = clients.make(max_connections=8)
     names = [key(f"pooled{index}") for index in range(6)]
-    # Held at once, so the pool must open one connection for each.
-    leased = [r.connection_pool.get_connection() for _ in names]
-    ids = set()
-    for connection, name in zip(leased, names):
-        connection.send_command("SET", name, name)
-        assert as_text(connection.read_response()) == "OK"
-        connection.send_command("CLIENT", "ID")
-        ids.add(connection.read_response())
-    for connection in leased:
-        # (the asyncio pool wants its own connection back, not the test's wrapper)
-        r.connection_pool.release(getattr(connection, "_target", connection))
+    ids = set_through_held_connections(r, names)
     assert len(ids) == len(names), "the pool handed out the same connection twice"
     if clients.target == "tenant":
-        prefix = os.environ["RKPROXY_CLIENTS_TENANT_PREFIX"]
+        prefix = tenant_prefix()
         untenanted = clients.make(target="standalone")
         assert untenanted.mget([prefix + name for name in names]) == [name.encode() for name in names]
     else:

@@ -14,15 +14,19 @@ function hostPort(envName) {
   return { host: value.slice(0, split), port: Number(value.slice(split + 1)) };
 }
 
-/** Address, password and the pool to `USE` after connecting, for a target. */
+/** Address, password and the pool to `USE` after connecting, for a target. `restart` and
+ * `restart-cluster` are the tenant on the suite's own restartable proxy (proxy-process.mjs),
+ * `redis` the standalone Redis without any proxy. */
 export function targetSettings(target) {
-  if (target === 'tenant') {
+  if (target === 'tenant' || target === 'restart' || target === 'restart-cluster') {
+    const proxy = target === 'tenant' ? 'RKPROXY_CLIENTS_TENANT_PROXY' : 'RKPROXY_CLIENTS_RESTART_PROXY';
     return {
-      ...hostPort('RKPROXY_CLIENTS_TENANT_PROXY'),
+      ...hostPort(proxy),
       password: process.env.RKPROXY_CLIENTS_TENANT_PASSWORD,
-      pool: null,
+      pool: target === 'restart-cluster' ? 'cluster' : null,
     };
   }
+  if (target === 'redis') return { ...hostPort('RKPROXY_CLIENTS_REDIS'), password: undefined, pool: null };
   const pool = { standalone: null, cluster: 'cluster', kafka: 'kafka' }[target];
   return { ...hostPort('RKPROXY_CLIENTS_PROXY'), password: undefined, pool };
 }

@@ -1,7 +1,6 @@
 // ioredis through rkproxy: streams with a consumer group, PSUBSCRIBE, and every form of AUTH.
 // Not here: a connection pool (ioredis is one connection per client, it has none), client-side
-// caching (ioredis has none: it never sends CLIENT TRACKING), and a proxy restart (the suites share
-// the proxies `cargo xtask clients` starts once).
+// caching (ioredis has none: it never sends CLIENT TRACKING). A proxy restart is in restart.test.mjs.
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';

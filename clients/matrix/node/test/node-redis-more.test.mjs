@@ -1,43 +1,15 @@
 // node-redis through rkproxy: streams with a consumer group, PSUBSCRIBE, every form of AUTH, its
-// client pool after AUTH, and client-side caching (refused by the proxy). Not here: the pool after
-// a proxy restart (the suites share the proxies `cargo xtask clients` starts once).
+// client pool after AUTH, and client-side caching (refused by the proxy). The pool after a proxy
+// restart is in restart.test.mjs.
 import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { createClient, createClientPool } from 'redis';
+import { createClientPool } from 'redis';
 import { TARGETS, PROTOCOLS, TENANT_PREFIX, targetSettings, keys, nextEvent } from './common.mjs';
+import { clientMaker } from './node-redis-clients.mjs';
 
 const VERSION = createRequire(import.meta.url)('redis/package.json').version;
 const TENANT_USER = process.env.RKPROXY_CLIENTS_TENANT_USER;
-
-function clientMaker(target, protocol) {
-  const made = [];
-  const connect = async (extra = {}, forTarget = target) => {
-    const settings = targetSettings(forTarget);
-    const client = createClient({
-      socket: { host: settings.host, port: settings.port, reconnectStrategy: false },
-      password: settings.password,
-      RESP: protocol,
-      ...extra,
-    });
-    client.on('error', () => {});
-    made.push(client);
-    await client.connect();
-    if (settings.pool) assert.equal(await client.sendCommand(['USE', settings.pool]), 'OK');
-    return client;
-  };
-  const track = (closable) => made.push(closable);
-  const closeAll = async () => {
-    for (const client of made.splice(0)) {
-      try {
-        if (client.isOpen !== false) await (client.close ?? client.destroy).call(client);
-      } catch {
-        // already closed by the test
-      }
-    }
-  };
-  return { connect, track, closeAll };
-}
 
 /** What `client` writes lands under the tenant's prefix. */
 async function assertOnTenant(client, untenanted, key) {

@@ -3,41 +3,17 @@ import { describe, it, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { randomBytes } from 'node:crypto';
-import { createClient, RESP_TYPES, WatchError } from 'redis';
+import { RESP_TYPES, WatchError } from 'redis';
 import {
   TARGETS, PROTOCOLS, KAFKA_TOPIC, TENANT_PREFIX, targetSettings, keys, parseClientInfo, infoField,
   nextEvent,
 } from './common.mjs';
+import { clientMaker } from './node-redis-clients.mjs';
 
 // The version CLIENT SETINFO reports is @redis/client's (the `redis` package re-exports it).
 const require = createRequire(import.meta.url);
 const VERSION = require('redis/package.json').version;
 const CLIENT_VERSION = require('@redis/client/package.json').version;
-
-/** Clients for one describe block, closed after each test. `USE` is sent after connecting. */
-function clientMaker(target, protocol) {
-  const made = [];
-  const connect = async (extra = {}, forTarget = target) => {
-    const settings = targetSettings(forTarget);
-    const client = createClient({
-      socket: { host: settings.host, port: settings.port, reconnectStrategy: false },
-      password: settings.password,
-      RESP: protocol,
-      ...extra,
-    });
-    client.on('error', () => {});
-    made.push(client);
-    await client.connect();
-    if (settings.pool) assert.equal(await client.sendCommand(['USE', settings.pool]), 'OK');
-    return client;
-  };
-  const closeAll = async () => {
-    for (const client of made.splice(0)) {
-      if (client.isOpen) await client.close();
-    }
-  };
-  return { connect, closeAll };
-}
 
 const asBuffers = { [RESP_TYPES.BLOB_STRING]: Buffer };
 

@@ -10,7 +10,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
-import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -21,7 +21,6 @@ import redis.clients.jedis.Jedis;
 import redis.clients.jedis.JedisPool;
 import redis.clients.jedis.JedisPubSub;
 import redis.clients.jedis.RedisClient;
-import redis.clients.jedis.RedisProtocol;
 import redis.clients.jedis.StreamEntryID;
 import redis.clients.jedis.csc.CacheConfig;
 import redis.clients.jedis.exceptions.JedisAccessControlException;
@@ -32,39 +31,24 @@ import redis.clients.jedis.resps.StreamEntry;
 
 /**
  * Jedis through rkproxy: streams with a consumer group, PSUBSCRIBE, every form of AUTH, JedisPool
- * after AUTH, and client-side caching (refused by the proxy). Not here: the pool after a proxy
- * restart (the suites share the proxies `cargo xtask clients` starts once).
+ * after AUTH, and client-side caching (refused by the proxy). The pool after a proxy restart is
+ * in RestartTest.
  */
 class JedisMoreTest {
     private static final String TENANT_USER = System.getenv("RKPROXY_CLIENTS_TENANT_USER");
-    private final List<AutoCloseable> made = new ArrayList<>();
-
-    @AfterEach
-    void closeAll() throws Exception {
-        for (AutoCloseable closable : made) {
-            closable.close();
-        }
-        made.clear();
-    }
+    @RegisterExtension
+    final JedisClients clients = new JedisClients();
 
     private static DefaultJedisClientConfig.Builder config(int protocol) {
-        return DefaultJedisClientConfig.builder()
-                .protocol(protocol == 3 ? RedisProtocol.RESP3 : RedisProtocol.RESP2)
-                .socketTimeoutMillis(10_000);
+        return JedisClients.config(protocol);
     }
 
     private Jedis connect(String target, int protocol, DefaultJedisClientConfig.Builder config) {
-        Targets.Settings settings = Targets.settings(target);
-        Jedis jedis = new Jedis(new HostAndPort(settings.host(), settings.port()), config.build());
-        made.add(jedis);
-        if (settings.pool() != null) {
-            assertEquals("OK", new String((byte[]) jedis.sendCommand(new JedisTest.Raw("USE"), settings.pool())));
-        }
-        return jedis;
+        return clients.connect(target, config);
     }
 
     private Jedis connect(String target, int protocol) {
-        return connect(target, protocol, config(protocol).password(Targets.settings(target).password()));
+        return clients.connect(target, protocol);
     }
 
     @ParameterizedTest(name = "{0} RESP{1}")
@@ -143,7 +127,7 @@ class JedisMoreTest {
             URI uri = URI.create("redis://" + user + ":" + tenant.password() + "@" + tenant.host() + ":" + tenant.port()
                     + "/0?protocol=" + protocol);
             Jedis fromUri = new Jedis(uri);
-            made.add(fromUri);
+            clients.track(fromUri);
             assertOnTenant(fromUri, protocol);
         }
         // Connected without credentials (RESP2: no HELLO), then an explicit AUTH command.
@@ -169,7 +153,7 @@ class JedisMoreTest {
         Targets.Keys k = new Targets.Keys("jedis");
         JedisPool pool = new JedisPool(new HostAndPort(tenant.host(), tenant.port()),
                 config(protocol).user(TENANT_USER).password(tenant.password()).build());
-        made.add(pool);
+        clients.track(pool);
         List<Jedis> leased = new ArrayList<>();
         Set<Long> ids = new HashSet<>();
         List<String> names = new ArrayList<>();
@@ -203,7 +187,7 @@ class JedisMoreTest {
                 .clientConfig(config(3).password(settings.password()).build())
                 .cacheConfig(CacheConfig.builder().maxSize(100).build())
                 .build();
-        made.add(cached);
+        clients.track(cached);
         JedisException refused = assertThrows(JedisException.class, () -> cached.get("anything"));
         StringBuilder messages = new StringBuilder();
         for (Throwable cause = refused; cause != null; cause = cause.getCause()) {

@@ -13,56 +13,29 @@ import java.util.Map;
 import java.util.Random;
 import java.util.Set;
 import java.util.stream.IntStream;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
-import redis.clients.jedis.DefaultJedisClientConfig;
-import redis.clients.jedis.HostAndPort;
 import redis.clients.jedis.Jedis;
 import redis.clients.jedis.JedisPubSub;
 import redis.clients.jedis.Pipeline;
-import redis.clients.jedis.RedisProtocol;
 import redis.clients.jedis.Response;
 import redis.clients.jedis.Transaction;
-import redis.clients.jedis.commands.ProtocolCommand;
 import redis.clients.jedis.params.ScanParams;
 import redis.clients.jedis.resps.ScanResult;
 import redis.clients.jedis.resps.Tuple;
 
 /** Jedis through rkproxy in plain (non-cluster) mode: every target, RESP2 and RESP3. */
 class JedisTest {
-    /** A command Jedis has no method for (`USE`, `KPUSH`, ...). */
-    record Raw(String name) implements ProtocolCommand {
-        @Override
-        public byte[] getRaw() {
-            return name.getBytes(StandardCharsets.UTF_8);
-        }
-    }
+    @RegisterExtension
+    final JedisClients clients = new JedisClients();
 
-    private final List<Jedis> made = new ArrayList<>();
-
-    @AfterEach
-    void closeAll() {
-        made.forEach(Jedis::close);
-        made.clear();
-    }
-
-    /** Connects; Jedis is one connection, so `USE` after connecting holds until it reconnects. */
     private Jedis connect(String target, int protocol, String name, int db) {
-        Targets.Settings settings = Targets.settings(target);
-        DefaultJedisClientConfig.Builder config = DefaultJedisClientConfig.builder()
-                .protocol(protocol == 3 ? RedisProtocol.RESP3 : RedisProtocol.RESP2)
-                .socketTimeoutMillis(10_000)
-                .password(settings.password())
+        return clients.connect(target, JedisClients.config(protocol)
+                .password(Targets.settings(target).password())
                 .clientName(name)
-                .database(db);
-        Jedis jedis = new Jedis(new HostAndPort(settings.host(), settings.port()), config.build());
-        made.add(jedis);
-        if (settings.pool() != null) {
-            assertEquals("OK", text(jedis.sendCommand(new Raw("USE"), settings.pool())));
-        }
-        return jedis;
+                .database(db));
     }
 
     private Jedis connect(String target, int protocol) {
@@ -70,7 +43,7 @@ class JedisTest {
     }
 
     private static String text(Object reply) {
-        return reply instanceof byte[] bytes ? new String(bytes, StandardCharsets.UTF_8) : String.valueOf(reply);
+        return JedisClients.text(reply);
     }
 
     @ParameterizedTest(name = "{0} RESP{1}")
@@ -305,15 +278,15 @@ class JedisTest {
     void kpushKpopByPartitionAndOffset(int protocol) {
         Jedis r = connect("kafka", protocol);
         String topic = Targets.KAFKA_TOPIC;
-        assertEquals(List.of(0L, 1L), ((List<?>) r.sendCommand(new Raw("KPARTITIONS"), topic)).stream().sorted().toList());
+        assertEquals(List.of(0L, 1L), ((List<?>) r.sendCommand(new JedisClients.Raw("KPARTITIONS"), topic)).stream().sorted().toList());
         byte[] value = new byte[19];
         new Random().nextBytes(value);
         value[0] = 0;
-        List<?> pushed = (List<?>) r.sendCommand(new Raw("KPUSH"), topic.getBytes(StandardCharsets.UTF_8),
+        List<?> pushed = (List<?>) r.sendCommand(new JedisClients.Raw("KPUSH"), topic.getBytes(StandardCharsets.UTF_8),
                 "1".getBytes(StandardCharsets.UTF_8), value);
         assertEquals(1L, pushed.get(0));
         long offset = (Long) pushed.get(1);
-        List<?> record = (List<?>) r.sendCommand(new Raw("KPOP"), topic, "1", String.valueOf(offset));
+        List<?> record = (List<?>) r.sendCommand(new JedisClients.Raw("KPOP"), topic, "1", String.valueOf(offset));
         assertEquals(1L, record.get(0));
         assertEquals(offset, record.get(1));
         assertArrayEquals(value, (byte[]) record.get(2));

@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.lettuce.core.ClientOptions;
 import io.lettuce.core.Consumer;
 import io.lettuce.core.Range;
 import io.lettuce.core.RedisClient;
@@ -16,13 +15,11 @@ import io.lettuce.core.StreamMessage;
 import io.lettuce.core.TrackingArgs;
 import io.lettuce.core.XReadArgs;
 import io.lettuce.core.XReadArgs.StreamOffset;
-import io.lettuce.core.api.StatefulConnection;
 import io.lettuce.core.api.StatefulRedisConnection;
 import io.lettuce.core.api.sync.RedisCommands;
 import io.lettuce.core.codec.StringCodec;
 import io.lettuce.core.output.StatusOutput;
 import io.lettuce.core.protocol.CommandArgs;
-import io.lettuce.core.protocol.ProtocolVersion;
 import io.lettuce.core.pubsub.RedisPubSubAdapter;
 import io.lettuce.core.pubsub.StatefulRedisPubSubConnection;
 import io.lettuce.core.support.AsyncConnectionPoolSupport;
@@ -30,7 +27,6 @@ import io.lettuce.core.support.BoundedAsyncPool;
 import io.lettuce.core.support.BoundedPoolConfig;
 import io.lettuce.core.support.caching.CacheAccessor;
 import io.lettuce.core.support.caching.ClientSideCaching;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -39,74 +35,35 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
  * Lettuce through rkproxy: streams with a consumer group, PSUBSCRIBE, every form of AUTH, its
- * bounded async connection pool after AUTH, and client-side caching (refused by the proxy). Not
- * here: the pool after a proxy restart (the suites share the proxies `cargo xtask clients` starts
- * once).
+ * bounded async connection pool after AUTH, and client-side caching (refused by the proxy). The
+ * pool after a proxy restart is in RestartTest.
  */
 class LettuceMoreTest {
     private static final String TENANT_USER = System.getenv("RKPROXY_CLIENTS_TENANT_USER");
-    private static RedisClient resp2;
-    private static RedisClient resp3;
-    private final List<StatefulConnection<?, ?>> made = new ArrayList<>();
-
-    @BeforeAll
-    static void createClients() {
-        resp2 = RedisClient.create();
-        resp2.setOptions(ClientOptions.builder().protocolVersion(ProtocolVersion.RESP2).build());
-        resp3 = RedisClient.create();
-        resp3.setOptions(ClientOptions.builder().protocolVersion(ProtocolVersion.RESP3).build());
-    }
-
-    @AfterAll
-    static void shutDown() {
-        resp2.shutdown(Duration.ZERO, Duration.ofSeconds(2));
-        resp3.shutdown(Duration.ZERO, Duration.ofSeconds(2));
-    }
-
-    @AfterEach
-    void closeAll() {
-        made.forEach(StatefulConnection::close);
-        made.clear();
-    }
+    @RegisterExtension
+    static final LettuceClients lettuce = new LettuceClients();
 
     private static RedisClient client(int protocol) {
-        return protocol == 3 ? resp3 : resp2;
+        return lettuce.client(protocol);
     }
 
     private static RedisURI uri(Targets.Settings settings) {
-        RedisURI.Builder builder = RedisURI.Builder.redis(settings.host(), settings.port());
-        if (settings.password() != null) {
-            builder.withPassword((CharSequence) settings.password());
-        }
-        return builder.build();
+        return LettuceClients.uri(settings);
     }
 
-    private static String use(RedisCommands<String, String> commands, String pool) {
-        return commands.dispatch(new LettuceTest.Raw("USE"), new StatusOutput<>(StringCodec.UTF8),
-                new CommandArgs<>(StringCodec.UTF8).add(pool));
+    private static StatefulRedisConnection<String, String> connect(String target, int protocol, RedisURI uri) {
+        return lettuce.connect(StringCodec.UTF8, target, protocol, uri);
     }
 
-    private StatefulRedisConnection<String, String> connect(String target, int protocol, RedisURI uri) {
-        StatefulRedisConnection<String, String> connection = client(protocol).connect(uri);
-        made.add(connection);
-        String pool = Targets.settings(target).pool();
-        if (pool != null) {
-            assertEquals("OK", use(connection.sync(), pool));
-        }
-        return connection;
-    }
-
-    private RedisCommands<String, String> sync(String target, int protocol) {
-        return connect(target, protocol, uri(Targets.settings(target))).sync();
+    private static RedisCommands<String, String> sync(String target, int protocol) {
+        return lettuce.sync(target, protocol);
     }
 
     @ParameterizedTest(name = "{0} RESP{1}")
@@ -137,12 +94,7 @@ class LettuceMoreTest {
     void psubscribeThenNormalCommands(String target, int protocol) throws Exception {
         Targets.Keys k = new Targets.Keys("lettuce");
         RedisCommands<String, String> publisher = sync(target, protocol);
-        Targets.Settings settings = Targets.settings(target);
-        StatefulRedisPubSubConnection<String, String> subscriber = client(protocol).connectPubSub(uri(settings));
-        made.add(subscriber);
-        if (settings.pool() != null) {
-            assertEquals("OK", use(subscriber.sync(), settings.pool()));
-        }
+        StatefulRedisPubSubConnection<String, String> subscriber = lettuce.connectPubSub(target, protocol);
         LinkedBlockingQueue<String> received = new LinkedBlockingQueue<>();
         subscriber.addListener(new RedisPubSubAdapter<>() {
             @Override
@@ -226,7 +178,7 @@ class LettuceMoreTest {
                 () -> client(protocol).connectAsync(StringCodec.UTF8, uri(settings)).thenCompose(connection ->
                         settings.pool() == null
                                 ? java.util.concurrent.CompletableFuture.completedFuture(connection)
-                                : connection.async().dispatch(new LettuceTest.Raw("USE"), new StatusOutput<>(StringCodec.UTF8),
+                                : connection.async().dispatch(new LettuceClients.Raw("USE"), new StatusOutput<>(StringCodec.UTF8),
                                         new CommandArgs<>(StringCodec.UTF8).add(settings.pool())).thenApply(ok -> connection)),
                 BoundedPoolConfig.builder().maxTotal(8).build());
         try {

@@ -6,29 +6,22 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.lettuce.core.ClientOptions;
 import io.lettuce.core.KeyScanCursor;
 import io.lettuce.core.KeyValue;
 import io.lettuce.core.LettuceFutures;
-import io.lettuce.core.RedisClient;
 import io.lettuce.core.RedisFuture;
-import io.lettuce.core.RedisURI;
 import io.lettuce.core.ScanArgs;
 import io.lettuce.core.ScanCursor;
 import io.lettuce.core.ScoredValue;
 import io.lettuce.core.ScriptOutputType;
 import io.lettuce.core.TransactionResult;
-import io.lettuce.core.api.StatefulConnection;
 import io.lettuce.core.api.StatefulRedisConnection;
 import io.lettuce.core.api.sync.RedisCommands;
 import io.lettuce.core.codec.ByteArrayCodec;
 import io.lettuce.core.codec.RedisCodec;
 import io.lettuce.core.codec.StringCodec;
 import io.lettuce.core.output.ArrayOutput;
-import io.lettuce.core.output.StatusOutput;
 import io.lettuce.core.protocol.CommandArgs;
-import io.lettuce.core.protocol.ProtocolKeyword;
-import io.lettuce.core.protocol.ProtocolVersion;
 import io.lettuce.core.pubsub.RedisPubSubAdapter;
 import io.lettuce.core.pubsub.StatefulRedisPubSubConnection;
 import java.nio.charset.StandardCharsets;
@@ -41,85 +34,25 @@ import java.util.Random;
 import java.util.Set;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /** Lettuce through rkproxy in plain (non-cluster) mode: every target, RESP2 and RESP3. */
 class LettuceTest {
-    /** A command Lettuce has no method for (`USE`, `KPUSH`, ...). */
-    record Raw(String name) implements ProtocolKeyword {
-        @Override
-        public byte[] getBytes() {
-            return name.getBytes(StandardCharsets.UTF_8);
-        }
+    @RegisterExtension
+    static final LettuceClients lettuce = new LettuceClients();
 
-        @Override
-        public String toString() {
-            return name;
-        }
-    }
-
-    private static RedisClient resp2;
-    private static RedisClient resp3;
-    private final List<StatefulConnection<?, ?>> made = new ArrayList<>();
-
-    @BeforeAll
-    static void createClients() {
-        resp2 = RedisClient.create();
-        resp2.setOptions(ClientOptions.builder().protocolVersion(ProtocolVersion.RESP2).build());
-        resp3 = RedisClient.create();
-        resp3.setOptions(ClientOptions.builder().protocolVersion(ProtocolVersion.RESP3).build());
-    }
-
-    @AfterAll
-    static void shutDown() {
-        resp2.shutdown(Duration.ZERO, Duration.ofSeconds(2));
-        resp3.shutdown(Duration.ZERO, Duration.ofSeconds(2));
-    }
-
-    @AfterEach
-    void closeAll() {
-        made.forEach(StatefulConnection::close);
-        made.clear();
-    }
-
-    private static RedisURI uri(Targets.Settings settings, String name, int db) {
-        RedisURI.Builder builder = RedisURI.Builder.redis(settings.host(), settings.port()).withDatabase(db);
-        if (settings.password() != null) {
-            builder.withPassword((CharSequence) settings.password());
-        }
-        if (name != null) {
-            builder.withClientName(name);
-        }
-        return builder.build();
-    }
-
-    /** Connects, then sends `USE` for another pool (Lettuce would not repeat it after a reconnect). */
-    private <K, V> StatefulRedisConnection<K, V> connect(
+    private static <K, V> StatefulRedisConnection<K, V> connect(
             RedisCodec<K, V> codec, String target, int protocol, String name, int db) {
-        Targets.Settings settings = Targets.settings(target);
-        StatefulRedisConnection<K, V> connection =
-                (protocol == 3 ? resp3 : resp2).connect(codec, uri(settings, name, db));
-        made.add(connection);
-        if (settings.pool() != null) {
-            assertEquals("OK", use(connection.sync(), codec, settings.pool()));
-        }
-        return connection;
+        return lettuce.connect(codec, target, protocol, name, db);
     }
 
-    private static <K, V> String use(RedisCommands<K, V> commands, RedisCodec<K, V> codec, String pool) {
-        return commands.dispatch(new Raw("USE"), new StatusOutput<>(codec),
-                new CommandArgs<>(codec).add(pool));
-    }
-
-    private RedisCommands<String, String> sync(String target, int protocol) {
-        return connect(StringCodec.UTF8, target, protocol, null, 0).sync();
+    private static RedisCommands<String, String> sync(String target, int protocol) {
+        return lettuce.sync(target, protocol);
     }
 
     @ParameterizedTest(name = "{0} RESP{1}")
@@ -303,13 +236,7 @@ class LettuceTest {
     void subscribeThenNormalCommands(String target, int protocol) throws Exception {
         Targets.Keys k = new Targets.Keys("lettuce");
         RedisCommands<String, String> publisher = sync(target, protocol);
-        Targets.Settings settings = Targets.settings(target);
-        StatefulRedisPubSubConnection<String, String> subscriber =
-                (protocol == 3 ? resp3 : resp2).connectPubSub(uri(settings, null, 0));
-        made.add(subscriber);
-        if (settings.pool() != null) {
-            assertEquals("OK", use(subscriber.sync(), StringCodec.UTF8, settings.pool()));
-        }
+        StatefulRedisPubSubConnection<String, String> subscriber = lettuce.connectPubSub(target, protocol);
         LinkedBlockingQueue<String> received = new LinkedBlockingQueue<>();
         subscriber.addListener(new RedisPubSubAdapter<>() {
             @Override
@@ -370,17 +297,17 @@ class LettuceTest {
         RedisCodec<byte[], byte[]> codec = ByteArrayCodec.INSTANCE;
         RedisCommands<byte[], byte[]> r = connect(codec, "kafka", protocol, null, 0).sync();
         byte[] topic = Targets.KAFKA_TOPIC.getBytes(StandardCharsets.UTF_8);
-        List<Object> partitions = r.dispatch(new Raw("KPARTITIONS"), new ArrayOutput<>(codec),
+        List<Object> partitions = r.dispatch(new LettuceClients.Raw("KPARTITIONS"), new ArrayOutput<>(codec),
                 new CommandArgs<>(codec).addKey(topic));
         assertEquals(Set.of(0L, 1L), new HashSet<>(partitions));
         byte[] value = new byte[19];
         new Random().nextBytes(value);
         value[0] = 0;
-        List<Object> pushed = r.dispatch(new Raw("KPUSH"), new ArrayOutput<>(codec),
+        List<Object> pushed = r.dispatch(new LettuceClients.Raw("KPUSH"), new ArrayOutput<>(codec),
                 new CommandArgs<>(codec).addKey(topic).add(1).addValue(value));
         assertEquals(1L, pushed.get(0));
         long offset = (Long) pushed.get(1);
-        List<Object> record = r.dispatch(new Raw("KPOP"), new ArrayOutput<>(codec),
+        List<Object> record = r.dispatch(new LettuceClients.Raw("KPOP"), new ArrayOutput<>(codec),
                 new CommandArgs<>(codec).addKey(topic).add(1).add(offset));
         assertEquals(List.of(1L, offset), record.subList(0, 2));
         assertNotNull(record.get(2));

@@ -22,18 +22,32 @@ final class Targets {
     /** Where a target is, its password, and the pool to `USE` after connecting (or null). */
     record Settings(String host, int port, String password, String pool) {}
 
+    /**
+     * The settings of a target. Besides the matrix's targets: `restart` is the tenant on the
+     * suite's own restartable proxy ({@link ProxyProcess}), `restart-cluster` the same with `USE
+     * cluster`, and `redis` the standalone Redis without any proxy.
+     */
     static Settings settings(String target) {
+        String password = System.getenv("RKPROXY_CLIENTS_TENANT_PASSWORD");
         if (target.equals("tenant")) {
             String[] address = address("RKPROXY_CLIENTS_TENANT_PROXY");
-            return new Settings(address[0], Integer.parseInt(address[1]),
-                    System.getenv("RKPROXY_CLIENTS_TENANT_PASSWORD"), null);
+            return new Settings(address[0], Integer.parseInt(address[1]), password, null);
+        }
+        if (target.equals("restart") || target.equals("restart-cluster")) {
+            String[] address = address("RKPROXY_CLIENTS_RESTART_PROXY");
+            return new Settings(address[0], Integer.parseInt(address[1]), password,
+                    target.equals("restart") ? null : "cluster");
+        }
+        if (target.equals("redis")) {
+            String[] address = address("RKPROXY_CLIENTS_REDIS");
+            return new Settings(address[0], Integer.parseInt(address[1]), null, null);
         }
         String[] address = address("RKPROXY_CLIENTS_PROXY");
         String pool = Map.of("standalone", "", "cluster", "cluster", "kafka", "kafka").get(target);
         return new Settings(address[0], Integer.parseInt(address[1]), null, pool.isEmpty() ? null : pool);
     }
 
-    private static String[] address(String name) {
+    static String[] address(String name) {
         String value = System.getenv(name);
         if (value == null) {
             throw new IllegalStateException(name + " is not set (run through `cargo xtask clients`)");

@@ -176,6 +176,9 @@ pub struct Session {
     retired: Option<reload::Retired>,
     /// A request went down the big lane: the next request waits until it is answered (see [`big`]).
     big_request_owed: bool,
+    /// A big request the session carries on a lane connection once every earlier reply has arrived; no other
+    /// request is read meanwhile (see `big::transfer`).
+    lane_transfer: Option<Box<big::LaneTransfer>>,
 }
 
 /// A batch is sent once it holds this many requests or bytes, even if more are buffered.
@@ -248,6 +251,7 @@ impl Session {
             shutting_down,
             retired: None,
             big_request_owed: false,
+            lane_transfer: None,
             state,
         }
     }
@@ -328,6 +332,10 @@ impl Session {
                 if let Some(end) = self.closing.take() {
                     self.flush_output().await?;
                     return Ok(Step::End(end));
+                }
+                if self.lane_transfer.is_some() {
+                    self.run_lane_transfer().await?;
+                    continue;
                 }
                 if let Some(request) = self.deferred.take() {
                     self.handle(request);
@@ -484,6 +492,7 @@ impl Session {
             && !self.shutting_down
             && self.deferred.is_none()
             && self.go_dedicated.is_none()
+            && self.lane_transfer.is_none()
             && self.pending.len() < max_pending
             && self.pending.in_flight_requests() < max_pending
             && !self.over_pending_bytes(self.pending.in_flight_bytes())
@@ -596,7 +605,11 @@ impl Session {
                     }
                     handled = true;
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    // A big request whose head arrived is streamed rather than buffered (see `big`).
+                    handled |= self.begin_streamed_request();
+                    break;
+                }
                 Err(error) => {
                     // Like redis-server: reply with the protocol error, then close the connection.
                     self.flush_batch();

@@ -188,8 +188,8 @@ impl FrameScanner {
                 TypeKind::Bulk
             }
             Grammar::Reply => {
-                let kind =
-                    TypeKind::from_byte(byte).ok_or(ProtocolError::InvalidTypeByte { got: byte })?;
+                let kind = TypeKind::from_byte(byte)
+                    .ok_or(ProtocolError::InvalidTypeByte { got: byte })?;
                 if kind.is_aggregate() && self.open.len() >= self.limits.max_depth {
                     return Err(ProtocolError::TooDeep {
                         limit: self.limits.max_depth,
@@ -554,7 +554,10 @@ mod tests {
     fn request_errors_are_the_decoders() {
         let cases: [(&[u8], &str); 5] = [
             (b"*1\r\nx", "Protocol error: expected '$', got 'x'"),
-            (b"*1\r\n$3\r\nGETxx", "Protocol error: expected CRLF after bulk data"),
+            (
+                b"*1\r\n$3\r\nGETxx",
+                "Protocol error: expected CRLF after bulk data",
+            ),
             (b"*1\r\n$-3\r\n", "Protocol error: invalid bulk length"),
             (b"*1\r\n$3\rx", "Protocol error: invalid bulk length"),
             (b"*x\r\n", "Protocol error: invalid multibulk length"),
@@ -580,7 +583,10 @@ mod tests {
         let error = FrameScanner::request(limits)
             .feed(b"*1\r\n$0000000000000")
             .unwrap_err();
-        assert_eq!(error.to_string(), "Protocol error: too big bulk count string");
+        assert_eq!(
+            error.to_string(),
+            "Protocol error: too big bulk count string"
+        );
     }
 
     #[test]
@@ -648,14 +654,26 @@ mod tests {
         };
         assert_eq!(head.args, vec![8..11, 17..20]);
         assert_eq!((head.argc, head.big_index, head.big_len), (5, 2, 100));
-        assert_eq!(&start[..head.head_len], b"*5\r\n$3\r\nSET\r\n$3\r\nkey\r\n$100\r\n");
+        assert_eq!(
+            &start[..head.head_len],
+            b"*5\r\n$3\r\nSET\r\n$3\r\nkey\r\n$100\r\n"
+        );
         // Parts missing: more is needed.
         for cut in 0..start.len() - 5 {
-            assert_eq!(big_request_head(&start[..cut], 100, &limits), HeadScan::NeedMore);
+            assert_eq!(
+                big_request_head(&start[..cut], 100, &limits),
+                HeadScan::NeedMore
+            );
         }
-        assert_eq!(big_request_head(b"GET k\r\n", 100, &limits), HeadScan::NotBig);
+        assert_eq!(
+            big_request_head(b"GET k\r\n", 100, &limits),
+            HeadScan::NotBig
+        );
         assert_eq!(big_request_head(b"*1\r\nx", 100, &limits), HeadScan::NotBig);
-        assert_eq!(big_request_head(b"*1\r\n$x\r\n", 100, &limits), HeadScan::NotBig);
+        assert_eq!(
+            big_request_head(b"*1\r\n$x\r\n", 100, &limits),
+            HeadScan::NotBig
+        );
     }
 
     /// A request of `args` (the value at `big` made `big_len` long) as bytes.

@@ -297,7 +297,12 @@ impl LaneLease {
             let written = match tokio::time::timeout(patience, socket.write(rest)).await {
                 Ok(Ok(0)) => return Err(BackendError::unavailable(&node, "connection closed")),
                 Ok(Ok(written)) => written,
-                Ok(Err(error)) => return Err(BackendError::unavailable(&node, format!("write failed: {error}"))),
+                Ok(Err(error)) => {
+                    return Err(BackendError::unavailable(
+                        &node,
+                        format!("write failed: {error}"),
+                    ))
+                }
                 Err(_) => return Err(BackendError::unavailable(&node, no_progress(patience))),
             };
             rest = &rest[written..];
@@ -314,9 +319,15 @@ impl LaneLease {
         buffer.reserve(LANE_WINDOW);
         let mut room = (&mut *buffer).limit(LANE_WINDOW);
         match tokio::time::timeout(patience, socket.read_buf(&mut room)).await {
-            Ok(Ok(0)) => Err(BackendError::unavailable(&node, "connection closed while replying")),
+            Ok(Ok(0)) => Err(BackendError::unavailable(
+                &node,
+                "connection closed while replying",
+            )),
             Ok(Ok(read)) => Ok(read),
-            Ok(Err(error)) => Err(BackendError::unavailable(&node, format!("read failed: {error}"))),
+            Ok(Err(error)) => Err(BackendError::unavailable(
+                &node,
+                format!("read failed: {error}"),
+            )),
             Err(_) => Err(BackendError::unavailable(&node, no_progress(patience))),
         }
     }
@@ -384,9 +395,11 @@ impl BigLane {
         let permit = match permit {
             Some(permit) => permit,
             None => {
-                let waited =
-                    tokio::time::timeout(self.queue_wait, Arc::clone(&self.permits).acquire_owned())
-                        .await;
+                let waited = tokio::time::timeout(
+                    self.queue_wait,
+                    Arc::clone(&self.permits).acquire_owned(),
+                )
+                .await;
                 self.waiting.fetch_sub(1, Ordering::AcqRel);
                 match waited {
                     Ok(Ok(permit)) => permit,
@@ -464,7 +477,10 @@ impl BigLane {
 
     /// An idle socket that is still open and silent (the server closed none of them meanwhile).
     fn take_idle(&self) -> Option<TcpStream> {
-        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         while let Some(socket) = idle.pop() {
             let mut probe = [0u8; 1];
             if matches!(socket.try_read(&mut probe), Err(error) if error.kind() == std::io::ErrorKind::WouldBlock)
@@ -476,7 +492,10 @@ impl BigLane {
     }
 
     fn put_idle(&self, socket: TcpStream) {
-        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         idle.push(socket);
     }
 
@@ -507,7 +526,10 @@ async fn read_frame(lease: &mut LaneLease, buffer: &mut BytesMut) -> Result<(), 
             .map_err(|error| BackendError::unavailable(lease.node(), error.to_string()))?;
         if scanner.is_complete() {
             if start + taken != buffer.len() {
-                return Err(BackendError::unavailable(lease.node(), "bytes after the reply"));
+                return Err(BackendError::unavailable(
+                    lease.node(),
+                    "bytes after the reply",
+                ));
             }
             return Ok(());
         }

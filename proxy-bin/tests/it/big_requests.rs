@@ -793,7 +793,10 @@ async fn a_backend_dying_mid_request_gives_the_client_an_error() {
         if buffered > 64 * 1024 {
             break;
         }
-        assert!(Instant::now() < deadline, "the value never reached the server");
+        assert!(
+            Instant::now() < deadline,
+            "the value never reached the server"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     redis.stop();
@@ -957,7 +960,10 @@ async fn a_200_mb_value_passes_the_proxy_in_a_bounded_window() {
 
     let pieces = 200;
     let key = support::unique("stream:200");
-    client.write_all(&set_head(&key, pieces * MB)).await.unwrap();
+    client
+        .write_all(&set_head(&key, pieces * MB))
+        .await
+        .unwrap();
     for piece in 0..pieces {
         client.write_all(&value(MB, piece as u8)).await.unwrap();
     }
@@ -965,7 +971,10 @@ async fn a_200_mb_value_passes_the_proxy_in_a_bounded_window() {
     assert_eq!(read_line(&mut client).await, "+OK\r\n");
     let get = format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len());
     client.write_all(get.as_bytes()).await.unwrap();
-    assert_eq!(read_line(&mut client).await, format!("${}\r\n", pieces * MB));
+    assert_eq!(
+        read_line(&mut client).await,
+        format!("${}\r\n", pieces * MB)
+    );
     let mut piece_read = vec![0u8; MB];
     for piece in 0..pieces {
         client.read_exact(&mut piece_read).await.unwrap();

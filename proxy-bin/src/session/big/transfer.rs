@@ -43,7 +43,9 @@ use crate::pools::PoolHandle;
 /// Why a streamed request got an error of the proxy's own. The text is the client's error reply (after `-`).
 #[derive(Debug, thiserror::Error)]
 pub(in crate::session) enum TransferError {
-    #[error("ERR big request redirected by {node} while it was streamed; it was not run, try again")]
+    #[error(
+        "ERR big request redirected by {node} while it was streamed; it was not run, try again"
+    )]
     Redirected { node: Arc<str> },
     #[error("ERR rkproxy cannot stream this request as the tenant's rules rewrite it")]
     RewriteShape,
@@ -78,11 +80,11 @@ pub(in crate::session) struct LaneTransfer {
 }
 
 /// How the request went to the server.
-enum Sent {
+enum RequestOutcome {
     /// Written whole; its reply is owed.
-    Whole(LaneLease),
+    Sent(LaneLease),
     /// Not sent (refused, or the lane failed): the client gets this reply, once the request was read.
-    NotSent(Bytes),
+    Unsent(Bytes),
     /// The client broke the protocol: its error is queued and the session closes; nothing more is done.
     ClientBroke,
 }
@@ -141,11 +143,18 @@ impl Session {
     /// Kafka's, not in a cluster transaction) whose keys all come before the big argument, on a session whose
     /// replies are not filtered. With tenants, the big argument must be the last one, so the tenant's rules see
     /// the request as it is (a default TTL is added after it).
-    fn streamable(&mut self, head: &BigRequestHead, stand_in: &Request) -> Option<&'static CommandSpec> {
+    fn streamable(
+        &mut self,
+        head: &BigRequestHead,
+        stand_in: &Request,
+    ) -> Option<&'static CommandSpec> {
         let unusual = self.retired.is_some()
             || self.client.reply_filter.is_some()
             || self.may_concern_kafka(stand_in)
-            || self.cluster.as_ref().is_some_and(|cluster| cluster.in_transaction())
+            || self
+                .cluster
+                .as_ref()
+                .is_some_and(|cluster| cluster.in_transaction())
             || (self.state.tenants().is_some() && head.big_index + 1 != head.argc);
         if unusual {
             return None;
@@ -155,7 +164,9 @@ impl Session {
             return None;
         }
         let keys = commands::key_indices(spec, stand_in).ok()?;
-        keys.iter().all(|index| index < head.big_index).then_some(spec)
+        keys.iter()
+            .all(|index| index < head.big_index)
+            .then_some(spec)
     }
 
     /// Applies the tenant's rules to a streamed request (its size being the announced one): the head is
@@ -213,15 +224,19 @@ impl Session {
         }
         let lease = match &transfer.refusal {
             Some(refusal) => Err(refusal.clone()),
-            None => transfer.lane.checkout().await.map_err(|busy| busy.to_reply()),
+            None => transfer
+                .lane
+                .checkout()
+                .await
+                .map_err(|busy| busy.to_reply()),
         };
         match self.send_lane_request(&transfer, lease).await? {
-            Sent::Whole(lease) => self.carry_lane_reply(&transfer, lease).await,
-            Sent::NotSent(reply) => {
+            RequestOutcome::Sent(lease) => self.carry_lane_reply(&transfer, lease).await,
+            RequestOutcome::Unsent(reply) => {
                 self.write_buffer.extend_from_slice(&reply);
                 Ok(())
             }
-            Sent::ClientBroke => Ok(()),
+            RequestOutcome::ClientBroke => Ok(()),
         }
     }
 
@@ -231,7 +246,7 @@ impl Session {
         &mut self,
         transfer: &LaneTransfer,
         lease: Result<LaneLease, Bytes>,
-    ) -> Result<Sent, SessionEnd> {
+    ) -> Result<RequestOutcome, SessionEnd> {
         let mut lease = match lease {
             Ok(mut lease) => match lease.write(&transfer.head).await {
                 Ok(()) => Ok(lease),
@@ -249,7 +264,7 @@ impl Session {
                         // connection holds half a request and is dropped with the lease.
                         self.write_buffer.extend_from_slice(&error.to_reply());
                         self.closing = Some(SessionEnd::Protocol(error.to_string()));
-                        return Ok(Sent::ClientBroke);
+                        return Ok(RequestOutcome::ClientBroke);
                     }
                 };
                 let chunk = self.read_buffer.split_to(taken);
@@ -270,8 +285,8 @@ impl Session {
             }
         }
         Ok(match lease {
-            Ok(lease) => Sent::Whole(lease),
-            Err(reply) => Sent::NotSent(reply),
+            Ok(lease) => RequestOutcome::Sent(lease),
+            Err(reply) => RequestOutcome::Unsent(reply),
         })
     }
 
@@ -368,14 +383,15 @@ impl Session {
                 if transfer.rest.is_none() {
                     let (sender, receiver) = tokio::sync::oneshot::channel();
                     let _ = sender.send(Ok(reply));
-                    self.pending
-                        .push_back(Pending::Routed(Box::new(super::super::pending::Routed {
+                    self.pending.push_back(Pending::Routed(Box::new(
+                        super::super::pending::Routed {
                             receiver,
                             request: transfer.head.clone(),
                             node: Arc::clone(node),
                             redirects: 0,
                             rewrite: transfer.rewrite,
-                        })));
+                        },
+                    )));
                     return;
                 }
                 if is_redirect(&reply) {

@@ -723,16 +723,66 @@ async fn one_lane_connection_proxy(backend: &str) -> rkproxy::Proxy {
 
 /// After a failed transfer on the only lane connection: a big SET and its GET through the lane get their own
 /// replies, and the failed transfer's key was never set.
-async fn lane_still_answers_right(proxy: &rkproxy::Proxy, redis: &OwnRedis, failed_key: &str) {
+async fn lane_still_answers_right(proxy: &rkproxy::Proxy, failed_key: &str) {
     let mut client = support::patient_client(proxy).await;
-    let key = support::unique("stream:next");
+    // Same hash tag as the failed key: on a cluster, the same master and so the same lane connection.
+    let key = format!("{failed_key}:next");
     let sent = value(2 * MB, 9);
     let () = client.set(&key, &sent).await.unwrap();
     let got: Vec<u8> = client.get(&key).await.unwrap();
     assert!(got == sent, "{} bytes came back", got.len());
-    let mut direct = support::direct(&redis.addr(), 0).await;
-    let exists: bool = direct.exists(failed_key).await.unwrap();
+    let exists: bool = client.exists(failed_key).await.unwrap();
     assert!(!exists, "half a value was stored under {failed_key}");
+}
+
+/// A client sends part of a big value and closes.
+async fn leave_mid_value(proxy: &rkproxy::Proxy, key: &str) {
+    let mut leaver = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    leaver.write_all(&set_head(key, 16 * MB)).await.unwrap();
+    leaver.write_all(&value(MB, 3)).await.unwrap();
+    drop(leaver);
+}
+
+/// A client sends a big value without the CRLF after it: Redis's protocol error, then its connection closes.
+async fn break_protocol_mid_value(proxy: &rkproxy::Proxy, key: &str) {
+    let mut client = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    let len = 2 * MB;
+    client.write_all(&set_head(key, len)).await.unwrap();
+    client.write_all(&value(len, 4)).await.unwrap();
+    client.write_all(b"XX*1\r\n$4\r\nPING\r\n").await.unwrap();
+    assert_eq!(
+        read_line(&mut client).await,
+        "-ERR Protocol error: expected CRLF after bulk data\r\n"
+    );
+    assert_eq!(read_until_closed(&mut client).await, 0);
+}
+
+/// One lane connection per master of the shared test cluster.
+async fn one_lane_connection_cluster_proxy() -> rkproxy::Proxy {
+    support::start_cluster_proxy(
+        &support::cluster_nodes(),
+        "[big_requests]\nconnections_per_node = 1\nqueue_wait_ms = 30000\n",
+    )
+    .await
+}
+
+/// A client that leaves mid-value on a cluster pool: the master's lane connection is closed, the next big
+/// request on it is answered right.
+#[tokio::test]
+async fn a_client_leaving_mid_value_leaves_the_cluster_lane_clean() {
+    let proxy = one_lane_connection_cluster_proxy().await;
+    let key = support::unique("{stream:cleft}");
+    leave_mid_value(&proxy, &key).await;
+    lane_still_answers_right(&proxy, &key).await;
+}
+
+/// Malformed bytes mid-value on a cluster pool: the protocol error, and the lane stays right.
+#[tokio::test]
+async fn malformed_bytes_mid_value_on_a_cluster_pool_close_the_client() {
+    let proxy = one_lane_connection_cluster_proxy().await;
+    let key = support::unique("{stream:cbad}");
+    break_protocol_mid_value(&proxy, &key).await;
+    lane_still_answers_right(&proxy, &key).await;
 }
 
 /// A client that sends part of a big value and closes: the lane connection that held half a request is
@@ -742,11 +792,8 @@ async fn a_client_leaving_mid_value_leaves_the_lane_clean() {
     let redis = OwnRedis::start(&[]);
     let proxy = one_lane_connection_proxy(&redis.addr()).await;
     let key = support::unique("stream:left");
-    let mut leaver = TcpStream::connect(proxy.local_addr()).await.unwrap();
-    leaver.write_all(&set_head(&key, 16 * MB)).await.unwrap();
-    leaver.write_all(&value(MB, 3)).await.unwrap();
-    drop(leaver);
-    lane_still_answers_right(&proxy, &redis, &key).await;
+    leave_mid_value(&proxy, &key).await;
+    lane_still_answers_right(&proxy, &key).await;
 }
 
 /// Malformed bytes mid-value (no CRLF after the data): the client gets Redis's protocol error and is closed,
@@ -756,17 +803,8 @@ async fn malformed_bytes_mid_value_close_the_client_and_its_lane_connection() {
     let redis = OwnRedis::start(&[]);
     let proxy = one_lane_connection_proxy(&redis.addr()).await;
     let key = support::unique("stream:bad");
-    let mut client = TcpStream::connect(proxy.local_addr()).await.unwrap();
-    let len = 2 * MB;
-    client.write_all(&set_head(&key, len)).await.unwrap();
-    client.write_all(&value(len, 4)).await.unwrap();
-    client.write_all(b"XX*1\r\n$4\r\nPING\r\n").await.unwrap();
-    assert_eq!(
-        read_line(&mut client).await,
-        "-ERR Protocol error: expected CRLF after bulk data\r\n"
-    );
-    assert_eq!(read_until_closed(&mut client).await, 0);
-    lane_still_answers_right(&proxy, &redis, &key).await;
+    break_protocol_mid_value(&proxy, &key).await;
+    lane_still_answers_right(&proxy, &key).await;
 }
 
 /// The server dies while a big value is being streamed to it: the rest of the value is still read from the

@@ -746,7 +746,8 @@ async fn leave_mid_value(proxy: &rkproxy::Proxy, key: &str) {
 /// A client sends a big value without the CRLF after it: Redis's protocol error, then its connection closes.
 async fn break_protocol_mid_value(proxy: &rkproxy::Proxy, key: &str) {
     let mut client = TcpStream::connect(proxy.local_addr()).await.unwrap();
-    let len = 2 * MB;
+    // Streamed on both pool kinds (cluster pools stream values of 8 MiB and more).
+    let len = 16 * MB;
     client.write_all(&set_head(key, len)).await.unwrap();
     client.write_all(&value(len, 4)).await.unwrap();
     client.write_all(b"XX*1\r\n$4\r\nPING\r\n").await.unwrap();

@@ -40,6 +40,12 @@ use crate::backend::BackendError;
 use crate::pools::big_lane::{BigLane, LaneLease, LANE_WINDOW};
 use crate::pools::PoolHandle;
 
+/// On a cluster pool, values smaller than this are framed whole, not streamed: a request answered MOVED or ASK
+/// (its slot migrating) must be sent again, which needs the whole value; a streamed value is gone by then. Up
+/// to this size the proxy keeps it (as it did before streaming); beyond it, a redirected streamed request gets
+/// [`TransferError::Redirected`], a rare error in exchange for not holding hundreds of MB.
+const CLUSTER_MIN_STREAMED: usize = 8 * 1024 * 1024;
+
 /// Why a streamed request got an error of the proxy's own. The text is the client's error reply (after `-`).
 #[derive(Debug, thiserror::Error)]
 pub(in crate::session) enum TransferError {
@@ -103,6 +109,9 @@ impl Session {
         let HeadScan::Big(head) = big_request_head(&self.read_buffer, threshold, &limits) else {
             return false;
         };
+        if self.cluster.is_some() && head.big_len < CLUSTER_MIN_STREAMED {
+            return false;
+        }
         let stand_in = self.stand_in(&head);
         let Some(spec) = self.streamable(&head, &stand_in) else {
             return false;

@@ -438,20 +438,17 @@ impl BigLane {
         receiver
     }
 
-    /// Writes a whole request and reads its whole reply.
+    /// Writes a whole request and reads its whole reply (after `ASKING`'s, when it goes first).
     async fn carry_whole(&self, mut lease: LaneLease, big: &BigRequest) -> BackendReply {
-        if big.send == LaneSend::Asking {
+        let replies = if big.send == LaneSend::Asking {
             lease.write(ASKING).await?;
-        }
+            2
+        } else {
+            1
+        };
         lease.write(&big.request).await?;
-        let mut replies = BytesMut::new();
-        if big.send == LaneSend::Asking {
-            read_frame(&mut lease, &mut replies).await?;
-            replies.clear();
-        }
-        read_frame(&mut lease, &mut replies).await?;
+        let reply = read_last_frame(&mut lease, replies).await?;
         lease.give_back();
-        let reply = replies.freeze();
         self.learn(big.key.as_deref(), big.request.len(), reply.len());
         Ok(reply)
     }
@@ -515,24 +512,32 @@ impl BigLane {
 /// `ASKING`, sent before a request redirected by ASK.
 const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
 
-/// Reads one whole reply into `buffer`.
-async fn read_frame(lease: &mut LaneLease, buffer: &mut BytesMut) -> Result<(), BackendError> {
+/// Reads `count` whole replies and returns the last one.
+async fn read_last_frame(lease: &mut LaneLease, count: usize) -> Result<Bytes, BackendError> {
+    let mut buffer = BytesMut::new();
     let mut scanner = FrameScanner::reply(Limits::for_backend_replies());
+    let (mut left, mut frame_start, mut scanned) = (count, 0, 0);
     loop {
-        let start = buffer.len();
-        lease.read(buffer).await?;
-        let taken = scanner
-            .feed(&buffer[start..])
-            .map_err(|error| BackendError::unavailable(lease.node(), error.to_string()))?;
-        if scanner.is_complete() {
-            if start + taken != buffer.len() {
-                return Err(BackendError::unavailable(
-                    lease.node(),
-                    "bytes after the reply",
-                ));
+        while scanned < buffer.len() {
+            scanned += scanner
+                .feed(&buffer[scanned..])
+                .map_err(|error| BackendError::unavailable(lease.node(), error.to_string()))?;
+            if scanner.is_complete() {
+                left = left.saturating_sub(1);
+                if left == 0 {
+                    if scanned != buffer.len() {
+                        return Err(BackendError::unavailable(
+                            lease.node(),
+                            "bytes after the reply",
+                        ));
+                    }
+                    return Ok(buffer.split_off(frame_start).freeze());
+                }
+                frame_start = scanned;
+                scanner = FrameScanner::reply(Limits::for_backend_replies());
             }
-            return Ok(());
         }
+        lease.read(&mut buffer).await?;
     }
 }
 

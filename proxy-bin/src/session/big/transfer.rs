@@ -300,11 +300,29 @@ impl Session {
     }
 
     /// Reads more of a streamed request from the client: at most a window, waiting as long as the client takes
-    /// (a slow sender holds only its own lane connection).
+    /// (a slow sender holds only its own lane connection), within `timeouts.idle_ms` (when on) and, before
+    /// AUTH, the authentication deadline.
     async fn read_request_bytes(&mut self) -> Result<(), SessionEnd> {
+        let idle_ms = self.state.config().timeouts.idle_ms;
+        let (deadline, end) = if self.awaiting_auth() {
+            (Some(self.auth_deadline), SessionEnd::AuthTimeout)
+        } else if idle_ms > 0 {
+            let idle = std::time::Duration::from_millis(idle_ms);
+            (Some(Instant::now() + idle), SessionEnd::Idle)
+        } else {
+            (None, SessionEnd::Idle)
+        };
         self.read_buffer.reserve(LANE_WINDOW);
         let mut room = (&mut self.read_buffer).limit(LANE_WINDOW);
-        let read = self.stream.read_buf(&mut room).await?;
+        let read = match deadline {
+            Some(deadline) => {
+                match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut room)).await {
+                    Ok(read) => read?,
+                    Err(_) => return Err(end),
+                }
+            }
+            None => self.stream.read_buf(&mut room).await?,
+        };
         if read == 0 {
             return Err(SessionEnd::ClientClosed);
         }

@@ -11,6 +11,9 @@
 //! - [`ReplyDecoder`] (hand-written, resumable) frames one complete reply of any RESP2/RESP3
 //!   type and returns its raw bytes without building a tree; [`split_replies`] splits a batch
 //!   of complete replies the same way, and [`reply_len`] measures one reply in a slice.
+//! - [`FrameScanner`] walks one frame as it arrives in chunks, holding no part of it, and
+//!   [`big_request_head`] finds the routing part of a request with a big argument, so a proxy can
+//!   forward a big value as it arrives instead of buffering it.
 //! - [`Frame`], [`parse_frame`] and [`FrameCodec`] (built on `combine`) give the full tree
 //!   when something really needs to look inside a reply.
 //! - [`encode_command`] writes a command; [`put_header`], [`put_integer`] and [`put_bulk`]
@@ -41,6 +44,7 @@ mod inline;
 mod limits;
 mod reply;
 mod request;
+mod stream;
 mod write;
 
 pub use combine_frame::{parse_frame, FrameCodec};
@@ -49,4 +53,5 @@ pub use frame::Frame;
 pub use limits::Limits;
 pub use reply::{reply_len, split_replies, ReplyDecoder};
 pub use request::{encode_command, Request, RequestDecoder};
+pub use stream::{big_request_head, BigRequestHead, FrameScanner, HeadScan};
 pub use write::{put_bulk, put_header, put_integer};

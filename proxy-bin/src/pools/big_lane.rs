@@ -12,6 +12,10 @@
 //! memory is bounded whatever clients do). Ordering is the session's job: it waits for a client's earlier
 //! replies before a lane request and for the lane reply before the client's next request (see
 //! `session/big.rs`).
+//!
+//! A lane connection is borrowed whole by one request ([`LaneLease`]), so the session can write a big value to
+//! it as it arrives from the client and write the reply to the client as it arrives from the server, holding a
+//! window of [`LANE_WINDOW`] bytes, never the value.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -19,10 +23,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
+use resp_codec::{FrameScanner, Limits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-use crate::backend::{BackendError, BackendReply, Endpoint, Patience, SharedConnection};
+use crate::backend::{connect, BackendError, BackendReply, BackendStream, Endpoint};
 use crate::config::BigRequests;
 
 /// Why a big request was not sent. The text is the client's error reply (after `-`).
@@ -219,18 +225,23 @@ pub enum LaneSend {
 pub struct BigRequest {
     pub request: Bytes,
     pub send: LaneSend,
-    pub patience: Patience,
     /// The request's first key, remembered when the reply is big (or the request is), forgotten when neither.
     pub key: Option<Bytes>,
 }
 
 /// The lane connections to one node for one (worker, db, protocol).
+///
+/// A lane connection is a plain socket (after the handshake) that one big request at a time borrows whole
+/// ([`LaneLease`]): the session writes the request to it as the client's bytes arrive, and reads the reply as
+/// the server sends it. A lease ended cleanly (the whole request written, its whole reply read) gives the
+/// socket back; any other end closes it, so a half-written request or a half-read reply never reaches the
+/// connection's next user.
 #[derive(Debug)]
 pub struct BigLane {
     node: Arc<str>,
-    connections: Vec<SharedConnection>,
-    /// Indices into `connections` not carrying a request; as many as `permits` has permits.
-    free: Mutex<Vec<usize>>,
+    endpoint: Endpoint,
+    /// Connected sockets not carrying a request; at most as many as `permits` has permits.
+    idle: Mutex<Vec<BackendStream>>,
     permits: Arc<Semaphore>,
     /// Requests waiting for a permit.
     waiting: AtomicUsize,
@@ -239,6 +250,106 @@ pub struct BigLane {
     threshold: usize,
     recent: Arc<RecentBigKeys>,
     stats: Arc<BigLaneStats>,
+}
+
+/// The window a lane transfer holds: at most this many bytes of a big request or reply are read before they
+/// are written on.
+pub const LANE_WINDOW: usize = 256 * 1024;
+
+/// A lane connection borrowed by one big request (see [`BigLane`]).
+#[derive(Debug)]
+pub struct LaneLease {
+    lane: Arc<BigLane>,
+    socket: Option<BackendStream>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl LaneLease {
+    /// The node this lane goes to.
+    pub fn node(&self) -> &Arc<str> {
+        &self.lane.node
+    }
+
+    /// The socket, connected (and its handshake done) on first use. An idle socket the server closed
+    /// meanwhile is replaced.
+    async fn socket(&mut self) -> Result<&mut BackendStream, BackendError> {
+        if self.socket.is_none() {
+            let idle = self.lane.take_idle();
+            self.socket = match idle {
+                Some(socket) => Some(socket),
+                None => Some(connect(&self.lane.endpoint).await.map_err(|reason| {
+                    BackendError::unavailable(&self.lane.node, reason.to_string())
+                })?),
+            };
+        }
+        self.socket
+            .as_mut()
+            .ok_or_else(|| BackendError::unavailable(&self.lane.node, "no lane connection"))
+    }
+
+    /// Writes `bytes` to the server; the socket must take some of them every `slow_command_ms`.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
+        let patience = self.lane.endpoint.slow_command_timeout;
+        let node = Arc::clone(&self.lane.node);
+        let socket = self.socket().await?;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let written = match tokio::time::timeout(patience, socket.write(rest)).await {
+                Ok(Ok(0)) => return Err(BackendError::unavailable(&node, "connection closed")),
+                Ok(Ok(written)) => written,
+                Ok(Err(error)) => {
+                    return Err(BackendError::unavailable(
+                        &node,
+                        format!("write failed: {error}"),
+                    ))
+                }
+                Err(_) => return Err(BackendError::unavailable(&node, no_progress(patience))),
+            };
+            rest = &rest[written..];
+        }
+        // Over TLS the last encrypted bytes may still wait in the stream (a no-op over TCP).
+        match tokio::time::timeout(patience, socket.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(BackendError::unavailable(
+                &node,
+                format!("write failed: {error}"),
+            )),
+            Err(_) => Err(BackendError::unavailable(&node, no_progress(patience))),
+        }
+    }
+
+    /// Reads what the server sent next, at most `LANE_WINDOW` bytes, into `buffer`; at least one byte within
+    /// `slow_command_ms`, or the connection counts as failed.
+    pub async fn read(&mut self, buffer: &mut BytesMut) -> Result<usize, BackendError> {
+        let patience = self.lane.endpoint.slow_command_timeout;
+        let node = Arc::clone(&self.lane.node);
+        let socket = self.socket().await?;
+        buffer.reserve(LANE_WINDOW);
+        let mut room = (&mut *buffer).limit(LANE_WINDOW);
+        match tokio::time::timeout(patience, socket.read_buf(&mut room)).await {
+            Ok(Ok(0)) => Err(BackendError::unavailable(
+                &node,
+                "connection closed while replying",
+            )),
+            Ok(Ok(read)) => Ok(read),
+            Ok(Err(error)) => Err(BackendError::unavailable(
+                &node,
+                format!("read failed: {error}"),
+            )),
+            Err(_) => Err(BackendError::unavailable(&node, no_progress(patience))),
+        }
+    }
+
+    /// The request and its reply passed whole: the socket goes back to the lane for the next request.
+    pub fn give_back(mut self) {
+        if let Some(socket) = self.socket.take() {
+            self.lane.put_idle(socket);
+        }
+    }
+}
+
+fn no_progress(patience: Duration) -> String {
+    format!("no progress for {} ms", patience.as_millis())
 }
 
 impl BigLane {
@@ -251,10 +362,8 @@ impl BigLane {
         let count = settings.connections_per_node.max(1);
         BigLane {
             node: Arc::clone(&endpoint.address),
-            connections: (0..count)
-                .map(|_| SharedConnection::spawn(endpoint.clone()))
-                .collect(),
-            free: Mutex::new((0..count).collect()),
+            endpoint,
+            idle: Mutex::new(Vec::with_capacity(count)),
             permits: Arc::new(Semaphore::new(count)),
             waiting: AtomicUsize::new(0),
             max_queued: settings.max_queued,
@@ -265,28 +374,91 @@ impl BigLane {
         }
     }
 
-    /// Sends a big request on a free lane connection, waiting for one if need be, and returns where its reply
-    /// arrives. A request that finds the queue full, or waits too long, gets [`BigLaneError::Busy`] as its
-    /// reply and is never sent.
-    pub fn send(self: &Arc<Self>, big: BigRequest) -> oneshot::Receiver<BackendReply> {
+    /// `big_requests.threshold_bytes`.
+    pub fn threshold(&self) -> usize {
+        self.threshold
+    }
+
+    /// Takes a lane connection for one big request, waiting for one if need be (at most `max_queued` wait,
+    /// each at most `queue_wait_ms`); counted in the stats. A request refused here was not sent.
+    pub async fn checkout(self: &Arc<Self>) -> Result<LaneLease, BigLaneError> {
+        let permit = self.try_permit()?;
+        self.wait_for_permit(permit).await
+    }
+
+    /// A permit at once, or a place in the queue (`None`), or the busy error when the queue is full.
+    fn try_permit(&self) -> Result<Option<OwnedSemaphorePermit>, BigLaneError> {
         BigLaneStats::count(&self.stats.big_requests);
-        let (reply, receiver) = oneshot::channel();
-        let permit = match Arc::clone(&self.permits).try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                if !self.enter_queue() {
-                    let _ = reply.send(Ok(self.busy()));
-                    return receiver;
+        match Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(permit) => Ok(Some(permit)),
+            Err(_) if self.enter_queue() => Ok(None),
+            Err(_) => Err(self.busy()),
+        }
+    }
+
+    async fn wait_for_permit(
+        self: &Arc<Self>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<LaneLease, BigLaneError> {
+        let permit = match permit {
+            Some(permit) => permit,
+            None => {
+                let waited = tokio::time::timeout(
+                    self.queue_wait,
+                    Arc::clone(&self.permits).acquire_owned(),
+                )
+                .await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                match waited {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) | Err(_) => return Err(self.busy()),
                 }
-                None
+            }
+        };
+        Ok(LaneLease {
+            lane: Arc::clone(self),
+            socket: None,
+            _permit: permit,
+        })
+    }
+
+    /// Sends a whole big request on a free lane connection, waiting for one if need be, and returns where its
+    /// reply arrives (buffered whole: for requests the session cannot carry itself, such as a cluster request
+    /// sent again after a redirect). A request that finds the queue full, or waits too long, gets
+    /// [`BigLaneError::Busy`] as its reply and is never sent.
+    pub fn send(self: &Arc<Self>, big: BigRequest) -> oneshot::Receiver<BackendReply> {
+        let (reply, receiver) = oneshot::channel();
+        let permit = match self.try_permit() {
+            Ok(permit) => permit,
+            Err(busy) => {
+                let _ = reply.send(Ok(busy.to_reply()));
+                return receiver;
             }
         };
         let lane = Arc::clone(self);
         tokio::spawn(async move {
-            let answer = lane.carry(permit, big).await;
+            let answer = match lane.wait_for_permit(permit).await {
+                Ok(lease) => lane.carry_whole(lease, &big).await,
+                Err(busy) => Ok(busy.to_reply()),
+            };
             let _ = reply.send(answer);
         });
         receiver
+    }
+
+    /// Writes a whole request and reads its whole reply (after `ASKING`'s, when it goes first).
+    async fn carry_whole(&self, mut lease: LaneLease, big: &BigRequest) -> BackendReply {
+        let replies = if big.send == LaneSend::Asking {
+            lease.write(ASKING).await?;
+            2
+        } else {
+            1
+        };
+        lease.write(&big.request).await?;
+        let reply = read_last_frame(&mut lease, replies).await?;
+        lease.give_back();
+        self.learn(big.key.as_deref(), big.request.len(), reply.len());
+        Ok(reply)
     }
 
     /// Takes a place in the queue, if one is left.
@@ -300,86 +472,78 @@ impl BigLane {
         true
     }
 
-    /// The busy reply, counted.
-    fn busy(&self) -> Bytes {
+    /// The busy error, counted.
+    fn busy(&self) -> BigLaneError {
         BigLaneStats::count(&self.stats.rejections);
         BigLaneError::Busy {
             node: Arc::clone(&self.node),
         }
-        .to_reply()
     }
 
-    /// Waits for a lane connection (unless `permit` is one already), sends the request and waits for its reply.
-    async fn carry(
-        self: Arc<Self>,
-        permit: Option<OwnedSemaphorePermit>,
-        big: BigRequest,
-    ) -> BackendReply {
-        let permit = match permit {
-            Some(permit) => permit,
-            None => {
-                let waited = tokio::time::timeout(
-                    self.queue_wait,
-                    Arc::clone(&self.permits).acquire_owned(),
-                )
-                .await;
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
-                match waited {
-                    Ok(Ok(permit)) => permit,
-                    Ok(Err(_)) | Err(_) => return Ok(self.busy()),
-                }
+    /// An idle socket that is still open and silent (the server closed none of them meanwhile).
+    fn take_idle(&self) -> Option<BackendStream> {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        while let Some(socket) = idle.pop() {
+            if socket.still_open() {
+                return Some(socket);
             }
-        };
-        // `free` holds indices below `connections.len()` (at least 1); the modulo only keeps this panic-free.
-        let index = self.take_free() % self.connections.len().max(1);
-        let Some(connection) = self.connections.get(index) else {
-            return Ok(self.busy());
-        };
-        let connection = connection.with_patience(big.patience);
-        let receiver = match big.send {
-            LaneSend::One => connection.send(big.request.clone()),
-            LaneSend::Asking => connection.send_asking(&big.request),
-        };
-        let reply = receiver.await.unwrap_or_else(|_| {
-            Err(BackendError::unavailable(
-                &self.node,
-                "lane connection closed before replying",
-            ))
-        });
-        self.give_back(index);
-        drop(permit);
-        self.learn(&big, &reply);
-        reply
-    }
-
-    fn take_free(&self) -> usize {
-        let mut free = self
-            .free
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        free.pop().unwrap_or(0)
-    }
-
-    fn give_back(&self, index: usize) {
-        let mut free = self
-            .free
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !free.contains(&index) {
-            free.push(index);
         }
+        None
+    }
+
+    fn put_idle(&self, socket: BackendStream) {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        idle.push(socket);
     }
 
     /// Remembers the key of a big value (written or read), forgets it when neither was big.
-    fn learn(&self, big: &BigRequest, reply: &BackendReply) {
-        let (Some(key), Ok(frame)) = (&big.key, reply) else {
+    pub fn learn(&self, key: Option<&[u8]>, request_len: usize, reply_len: usize) {
+        let Some(key) = key else {
             return;
         };
-        if frame.len() >= self.threshold || big.request.len() >= self.threshold {
+        if reply_len >= self.threshold || request_len >= self.threshold {
             self.recent.remember(key);
         } else {
             self.recent.forget(key);
         }
+    }
+}
+
+/// `ASKING`, sent before a request redirected by ASK.
+const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+
+/// Reads `count` whole replies and returns the last one.
+async fn read_last_frame(lease: &mut LaneLease, count: usize) -> Result<Bytes, BackendError> {
+    let mut buffer = BytesMut::new();
+    let mut scanner = FrameScanner::reply(Limits::for_backend_replies());
+    let (mut left, mut frame_start, mut scanned) = (count, 0, 0);
+    loop {
+        while scanned < buffer.len() {
+            scanned += scanner
+                .feed(&buffer[scanned..])
+                .map_err(|error| BackendError::unavailable(lease.node(), error.to_string()))?;
+            if scanner.is_complete() {
+                left = left.saturating_sub(1);
+                if left == 0 {
+                    if scanned != buffer.len() {
+                        return Err(BackendError::unavailable(
+                            lease.node(),
+                            "bytes after the reply",
+                        ));
+                    }
+                    return Ok(buffer.split_off(frame_start).freeze());
+                }
+                frame_start = scanned;
+                scanner = FrameScanner::reply(Limits::for_backend_replies());
+            }
+        }
+        lease.read(&mut buffer).await?;
     }
 }
 
@@ -453,7 +617,6 @@ mod tests {
         let request = |key: &'static str| BigRequest {
             request: Bytes::from(format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len())),
             send: LaneSend::One,
-            patience: Patience::Normal,
             key: None,
         };
         let _holding = lane.send(request("a"));

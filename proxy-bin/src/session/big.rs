@@ -16,15 +16,15 @@ use cluster_router::commands::{self, CommandSpec, ProxyHandling};
 use resp_codec::{split_replies, Limits, Request, RequestDecoder};
 use tokio_util::codec::Decoder;
 
-use super::pending::{Expect, Pending, Routed, Sent};
+use super::pending::Sent;
 use super::Session;
-use crate::backend::Patience;
-use crate::pools::big_lane::{BigRequest, LaneSend};
+use crate::pools::big_lane::{BigLane, BigRequest, LaneSend};
 use crate::pools::PoolHandle;
 
-/// Lane requests get `timeouts.slow_command_ms`: Redis may copy a value of hundreds of MB for a second or more
-/// (a GET's reply is copied into its output buffers) without sending a byte, which is no sign of a dead server.
-const LANE_PATIENCE: Patience = Patience::Slow;
+mod transfer;
+
+pub(super) use self::transfer::LaneTransfer;
+use cluster_router::topology::NodeAddr;
 
 impl Session {
     /// Sends `request` down the big lane when it is big, and holds any request behind a barrier while the
@@ -78,46 +78,49 @@ impl Session {
         lanes.is_big(size, first_key(spec, request))
     }
 
-    /// Sends a big request on the lane of its node. The request comes back when it has no single node (a
-    /// cluster command split across slots or sent to every node): it then goes the usual way.
+    /// Carries a big request on the lane of its node (see [`LaneTransfer`]). The request comes back when it has
+    /// no single node (a cluster command split across slots or sent to every node): it then goes the usual way.
     fn send_big(&mut self, spec: &'static CommandSpec, request: Request) -> Option<Request> {
-        let big = BigRequest {
-            request: request.raw().clone(),
-            send: LaneSend::One,
-            patience: LANE_PATIENCE,
-            key: first_key(spec, &request).map(Bytes::copy_from_slice),
-        };
+        let key = first_key(spec, &request).map(Bytes::copy_from_slice);
         let rewrite = self.reply_rewrite(spec);
+        let (lane, node) = match self.lane_for(spec, &request) {
+            Some(found) => found,
+            None => return Some(request),
+        };
+        self.lane_transfer = Some(Box::new(LaneTransfer {
+            lane,
+            head: request.raw().clone(),
+            rest: None,
+            request_len: request.raw().len(),
+            key,
+            rewrite,
+            node,
+            refusal: None,
+            wait_until: None,
+        }));
+        None
+    }
+
+    /// The lane a big request goes to, and on a cluster pool its node. `None` when it has no single node.
+    fn lane_for(
+        &mut self,
+        spec: &'static CommandSpec,
+        request: &Request,
+    ) -> Option<(Arc<BigLane>, Option<Arc<NodeAddr>>)> {
         match &self.pool {
             PoolHandle::Standalone(pool) => {
                 self.stats.lane_request(pool.address());
-                let receiver = pool.big_lane(self.worker, self.db, self.resp3).send(big);
-                let receiver = self.watch_lane_reply(receiver, Arc::clone(pool.address()));
-                let expect = rewrite.map_or(Expect::Forward, Expect::Rewrite);
-                self.pending.push_back(Pending::Waiting(receiver, expect));
-                None
+                Some((pool.big_lane(self.worker, self.db, self.resp3), None))
             }
             PoolHandle::Cluster(_) => {
                 let (id, resp3) = (self.id, self.resp3);
-                let Some(cluster) = self.cluster.as_mut() else {
-                    return Some(request);
-                };
-                let Some(node) = cluster.master_for_big_request(spec, &request, id) else {
-                    return Some(request);
-                };
-                let receiver = cluster.big_lane(&node, resp3).send(big);
-                let label = self.count_cluster_lane_request(&node);
-                let receiver = self.watch_lane_reply(receiver, label);
-                self.pending.push_back(Pending::Routed(Box::new(Routed {
-                    receiver,
-                    request: request.into_raw(),
-                    node,
-                    redirects: 0,
-                    rewrite,
-                })));
-                None
+                let cluster = self.cluster.as_mut()?;
+                let node = cluster.master_for_big_request(spec, request, id)?;
+                let lane = cluster.big_lane(&node, resp3);
+                self.count_cluster_lane_request(&node);
+                Some((lane, Some(node)))
             }
-            PoolHandle::Kafka(_) => Some(request),
+            PoolHandle::Kafka(_) => None,
         }
     }
 
@@ -196,7 +199,6 @@ pub(super) fn redirect_on_lane(
         } else {
             LaneSend::One
         },
-        patience: LANE_PATIENCE,
         key: None,
     };
     Some(cluster_lane().send(big))

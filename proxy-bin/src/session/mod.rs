@@ -181,6 +181,9 @@ pub struct Session {
     /// At-least-once Kafka records this connection received and has not acknowledged (see [`kafka`]); made
     /// on its first Kafka command, released when the connection closes.
     kafka_deliveries: Option<Arc<kafka_bridge::ConnectionDeliveries>>,
+    /// A big request the session carries on a lane connection once every earlier reply has arrived; no other
+    /// request is read meanwhile (see `big::transfer`).
+    lane_transfer: Option<Box<big::LaneTransfer>>,
 }
 
 /// A batch is sent once it holds this many requests or bytes, even if more are buffered.
@@ -258,6 +261,7 @@ impl Session {
             retired: None,
             big_request_owed: false,
             kafka_deliveries: None,
+            lane_transfer: None,
             state,
         }
     }
@@ -347,6 +351,10 @@ impl Session {
                 }
                 if let Some(end) = self.dedicated_barrier().await? {
                     return Ok(end);
+                }
+                if self.lane_transfer.is_some() {
+                    self.run_lane_transfer().await?;
+                    continue;
                 }
                 if let Some(request) = self.deferred.take() {
                     self.handle(request);
@@ -519,6 +527,7 @@ impl Session {
             && !self.shutting_down
             && self.deferred.is_none()
             && self.go_dedicated.is_none()
+            && self.lane_transfer.is_none()
             && self.pending.len() < max_pending
             && self.pending.in_flight_requests() < max_pending
             && !self.over_pending_bytes(self.pending.in_flight_bytes())
@@ -644,7 +653,11 @@ impl Session {
                     }
                     handled = true;
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    // A big request whose head arrived is streamed rather than buffered (see `big`).
+                    handled |= self.begin_streamed_request();
+                    break;
+                }
                 Err(error) => {
                     // Like redis-server: reply with the protocol error, then close the connection.
                     self.flush_batch();

@@ -421,10 +421,6 @@ fn failure_kind(error: &BackendError) -> ErrorKind {
 }
 
 /// Whether a lane's reply is its busy refusal (`BigLaneError::Busy`).
-fn is_lane_busy(reply: &[u8]) -> bool {
-    reply.starts_with(b"-ERR big request lane of ") && reply.ends_with(b" is busy, try again\r\n")
-}
-
 /// The request's first key, if it names any.
 fn first_key<'a>(spec: &'static CommandSpec, request: &'a Request) -> Option<&'a [u8]> {
     let index = cluster_router::commands::key_indices(spec, request)
@@ -511,33 +507,20 @@ impl Session {
         label
     }
 
-    /// The reply of a request sent on the big-request lane of `node`, passed on by a task that counts a busy
-    /// refusal for the client's tenant and the node (a task per big request: nothing on the small requests'
-    /// path, and next to a big transfer it costs nothing).
-    pub(super) fn watch_lane_reply(
-        &self,
-        receiver: oneshot::Receiver<BackendReply>,
-        node: Arc<str>,
-    ) -> oneshot::Receiver<BackendReply> {
+    /// A big request refused because the lane of its node (`node`: a cluster node; `None`: the standalone pool's
+    /// node) was busy: counted for the client's tenant and the node.
+    pub(super) fn count_lane_busy(&mut self, node: Option<&Arc<NodeAddr>>) {
         if !self.stats.enabled() {
-            return receiver;
+            return;
         }
-        let (sender, watched) = oneshot::channel();
-        let state = Arc::clone(&self.state);
-        let (pool, tenant) = (
-            Arc::clone(self.stats.pool()),
-            Arc::clone(self.stats.tenant()),
-        );
-        tokio::spawn(async move {
-            let Ok(reply) = receiver.await else {
-                return;
-            };
-            if matches!(&reply, Ok(bytes) if is_lane_busy(bytes)) {
-                state.stats().lane_busy(&pool, &tenant, &node);
-            }
-            let _ = sender.send(reply);
-        });
-        watched
+        let label = match (node, &self.pool) {
+            (Some(node), _) => self.pending.label(node),
+            (None, PoolHandle::Standalone(pool)) => Arc::clone(pool.address()),
+            (None, _) => return,
+        };
+        self.state
+            .stats()
+            .lane_busy(self.stats.pool(), self.stats.tenant(), &label);
     }
 
     /// Counts the requests of the entry `front` failed by a backend error in `event`.

@@ -680,3 +680,347 @@ async fn small_and_big_requests_of_a_client_keep_their_order_on_a_cluster_pool()
     check_ordering(&proxy, "{big:order}", seed).await;
     check_ordering(&proxy, "big:corder", seed.wrapping_add(1)).await;
 }
+
+// === Streaming: a big value passes in a bounded window, and failures mid-value harm nobody else ===
+
+/// The start of `SET key <len bytes>`, through the value's header.
+fn set_head(key: &str, len: usize) -> Vec<u8> {
+    format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${len}\r\n", key.len()).into_bytes()
+}
+
+/// Reads one line (through CRLF) from a raw connection; what came before the connection closed otherwise.
+async fn read_line(stream: &mut TcpStream) -> String {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut byte)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => line.push(byte[0]),
+            Err(_) => panic!("no reply within 30 s; got {line:?}"),
+        }
+    }
+    String::from_utf8_lossy(&line).into_owned()
+}
+
+/// Reads until the peer closes (or 30 s pass, which fails the test); returns how many bytes came.
+async fn read_until_closed(stream: &mut TcpStream) -> usize {
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut total = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return total,
+            Ok(Ok(read)) => total += read,
+            Err(_) => panic!("the connection stayed open ({total} bytes read)"),
+        }
+    }
+}
+
+/// A proxy in front of `backend` whose lane has one connection, so whoever uses the lane next gets the
+/// connection a failed transfer used (unless that one was closed, as it must be).
+async fn one_lane_connection_proxy(backend: &str) -> rkproxy::Proxy {
+    narrow_lane_proxy(backend, 30_000).await
+}
+
+/// After a failed transfer on the only lane connection: a big SET and its GET through the lane get their own
+/// replies, and the failed transfer's key was never set.
+async fn lane_still_answers_right(proxy: &rkproxy::Proxy, failed_key: &str) {
+    let mut client = support::patient_client(proxy).await;
+    // Same hash tag as the failed key: on a cluster, the same master and so the same lane connection.
+    let key = format!("{failed_key}:next");
+    let sent = value(2 * MB, 9);
+    let () = client.set(&key, &sent).await.unwrap();
+    let got: Vec<u8> = client.get(&key).await.unwrap();
+    assert!(got == sent, "{} bytes came back", got.len());
+    let exists: bool = client.exists(failed_key).await.unwrap();
+    assert!(!exists, "half a value was stored under {failed_key}");
+}
+
+/// A client sends part of a big value and closes.
+async fn leave_mid_value(proxy: &rkproxy::Proxy, key: &str) {
+    let mut leaver = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    leaver.write_all(&set_head(key, 16 * MB)).await.unwrap();
+    leaver.write_all(&value(MB, 3)).await.unwrap();
+    drop(leaver);
+}
+
+/// A client sends a big value without the CRLF after it: Redis's protocol error, then its connection closes.
+async fn break_protocol_mid_value(proxy: &rkproxy::Proxy, key: &str) {
+    let mut client = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    // Streamed on both pool kinds (cluster pools stream values of 8 MiB and more).
+    let len = 16 * MB;
+    client.write_all(&set_head(key, len)).await.unwrap();
+    client.write_all(&value(len, 4)).await.unwrap();
+    client.write_all(b"XX*1\r\n$4\r\nPING\r\n").await.unwrap();
+    assert_eq!(
+        read_line(&mut client).await,
+        "-ERR Protocol error: expected CRLF after bulk data\r\n"
+    );
+    assert_eq!(read_until_closed(&mut client).await, 0);
+}
+
+/// One lane connection per master of the shared test cluster.
+async fn one_lane_connection_cluster_proxy() -> rkproxy::Proxy {
+    support::start_cluster_proxy(
+        &support::cluster_nodes(),
+        "[big_requests]\nconnections_per_node = 1\nqueue_wait_ms = 30000\n",
+    )
+    .await
+}
+
+/// A client that leaves mid-value on a cluster pool: the master's lane connection is closed, the next big
+/// request on it is answered right.
+#[tokio::test]
+async fn a_client_leaving_mid_value_leaves_the_cluster_lane_clean() {
+    let proxy = one_lane_connection_cluster_proxy().await;
+    let key = support::unique("{stream:cleft}");
+    leave_mid_value(&proxy, &key).await;
+    lane_still_answers_right(&proxy, &key).await;
+}
+
+/// Malformed bytes mid-value on a cluster pool: the protocol error, and the lane stays right.
+#[tokio::test]
+async fn malformed_bytes_mid_value_on_a_cluster_pool_close_the_client() {
+    let proxy = one_lane_connection_cluster_proxy().await;
+    let key = support::unique("{stream:cbad}");
+    break_protocol_mid_value(&proxy, &key).await;
+    lane_still_answers_right(&proxy, &key).await;
+}
+
+/// A client that sends part of a big value and closes: the lane connection that held half a request is
+/// closed, not given to the next big request (which would otherwise be read as the rest of the value).
+#[tokio::test]
+async fn a_client_leaving_mid_value_leaves_the_lane_clean() {
+    let redis = OwnRedis::start(&[]);
+    let proxy = one_lane_connection_proxy(&redis.addr()).await;
+    let key = support::unique("stream:left");
+    leave_mid_value(&proxy, &key).await;
+    lane_still_answers_right(&proxy, &key).await;
+}
+
+/// Malformed bytes mid-value (no CRLF after the data): the client gets Redis's protocol error and is closed,
+/// and the lane connection that held the half request is closed too.
+#[tokio::test]
+async fn malformed_bytes_mid_value_close_the_client_and_its_lane_connection() {
+    let redis = OwnRedis::start(&[]);
+    let proxy = one_lane_connection_proxy(&redis.addr()).await;
+    let key = support::unique("stream:bad");
+    break_protocol_mid_value(&proxy, &key).await;
+    lane_still_answers_right(&proxy, &key).await;
+}
+
+/// The server dies while a big value is being streamed to it: the rest of the value is still read from the
+/// client, which then gets the backend error (not a hang, not a closed connection).
+#[tokio::test]
+async fn a_backend_dying_mid_request_gives_the_client_an_error() {
+    let mut redis = OwnRedis::start(&[]);
+    let proxy = one_lane_connection_proxy(&redis.addr()).await;
+    let key = support::unique("stream:died");
+    let mut client = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    let len = 32 * MB;
+    client.write_all(&set_head(&key, len)).await.unwrap();
+    client.write_all(&value(MB, 5)).await.unwrap();
+    // The value's first megabyte reached the server: it holds a half-read request.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let clients = support::redis_cli_at(&redis.addr(), &["CLIENT", "LIST"]);
+        let buffered = clients
+            .split_whitespace()
+            .filter_map(|field| field.strip_prefix("qbuf="))
+            .filter_map(|number| number.parse::<usize>().ok())
+            .max()
+            .unwrap_or(0);
+        if buffered > 64 * 1024 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the value never reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    redis.stop();
+    client.write_all(&value(len - MB, 6)).await.unwrap();
+    client.write_all(b"\r\n").await.unwrap();
+    let reply = read_line(&mut client).await;
+    assert!(
+        reply.starts_with(&format!("-ERR backend {} unavailable: ", redis.addr())),
+        "{reply:?}"
+    );
+    // The connection goes on: the next request is read (and answered, with the server gone, by an error).
+    client.write_all(b"*1\r\n$4\r\nPING\r\n").await.unwrap();
+    assert!(read_line(&mut client).await.starts_with('-'));
+}
+
+/// The server dies while a big reply is being streamed to the client: the client, which has part of the value,
+/// is disconnected (nothing else could tell it the value is cut short); it never gets a complete-looking reply.
+#[tokio::test]
+async fn a_backend_dying_mid_reply_closes_the_client() {
+    let mut redis = OwnRedis::start(&[]);
+    let proxy = one_lane_connection_proxy(&redis.addr()).await;
+    let key = support::unique("stream:cut");
+    let len = 64 * MB;
+    // Written through the proxy, so the proxy knows the key as big and reads it on the lane.
+    let mut client = support::patient_client(&proxy).await;
+    let () = client.set(&key, value(len, 7)).await.unwrap();
+    let mut reader = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    let get = format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len());
+    reader.write_all(get.as_bytes()).await.unwrap();
+    // The reply has started: its header and some of the value.
+    let header = format!("${len}\r\n");
+    let mut start = vec![0u8; header.len()];
+    reader.read_exact(&mut start).await.unwrap();
+    assert_eq!(start, header.as_bytes());
+    redis.stop();
+    let rest = read_until_closed(&mut reader).await;
+    assert!(
+        rest < len + 2,
+        "the whole value came ({rest} bytes) although the server died"
+    );
+}
+
+/// A client that sends a big value slowly holds one lane connection; the other (two per node) still serves
+/// another client's big requests, and small requests pass on the shared connection.
+#[tokio::test]
+async fn a_slow_sender_holds_only_its_own_lane_connection() {
+    let redis = OwnRedis::start(&[]);
+    let proxy = support::start_proxy(&redis.addr()).await;
+    let slow_key = support::unique("stream:slow");
+    let mut slow = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    let len = 4 * MB;
+    let sent = value(len, 8);
+    slow.write_all(&set_head(&slow_key, len)).await.unwrap();
+    slow.write_all(&sent[..MB]).await.unwrap();
+    // Meanwhile: a big SET and GET and a small one from another client.
+    let mut other = support::patient_client(&proxy).await;
+    let key = support::unique("stream:beside");
+    let big = value(MB, 2);
+    let () = other.set(&key, &big).await.unwrap();
+    let got: Vec<u8> = other.get(&key).await.unwrap();
+    assert!(got == big);
+    let () = other.set(format!("{key}:small"), "1").await.unwrap();
+    // The slow sender finishes; its value is whole.
+    slow.write_all(&sent[MB..]).await.unwrap();
+    slow.write_all(b"\r\n").await.unwrap();
+    assert_eq!(read_line(&mut slow).await, "+OK\r\n");
+    let stored: Vec<u8> = other.get(&slow_key).await.unwrap();
+    assert!(stored == sent);
+}
+
+/// What the tenant's rules do to a request apply to a streamed one: the key gets the tenant's prefix and a
+/// SET without expiry gets the tenant's default TTL. Without tenants, arguments after the value (`EX`) pass.
+#[tokio::test]
+async fn a_streamed_value_keeps_the_tenants_prefix_and_the_options_after_it() {
+    let redis = OwnRedis::start(&[]);
+    let proxy = support::start_proxy_toml(&format!(
+        "default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n\
+         [tenants.big]\npassword = 'big-pw'\npool = 'main'\nkey_prefix = 'big:'\ndefault_ttl = 600\n",
+        redis.addr()
+    ))
+    .await;
+    let mut tenant = support::as_tenant(&proxy, "big", "big-pw").await;
+    let sent = value(MB, 11);
+    let () = tenant.set("k", &sent).await.unwrap();
+    let got: Vec<u8> = tenant.get("k").await.unwrap();
+    assert!(got == sent);
+    let mut direct = support::direct(&redis.addr(), 0).await;
+    let stored: Vec<u8> = direct.get("big:k").await.unwrap();
+    assert!(stored == sent, "not stored under the tenant's prefix");
+    let ttl: i64 = direct.ttl("big:k").await.unwrap();
+    assert!(ttl > 0 && ttl <= 600, "TTL {ttl}");
+
+    let plain = support::start_proxy(&redis.addr()).await;
+    let mut raw = TcpStream::connect(plain.local_addr()).await.unwrap();
+    let mut request = b"*5\r\n$3\r\nSET\r\n$5\r\nplain\r\n".to_vec();
+    request.extend_from_slice(format!("${}\r\n", sent.len()).as_bytes());
+    request.extend_from_slice(&sent);
+    request.extend_from_slice(b"\r\n$2\r\nEX\r\n$3\r\n100\r\n");
+    raw.write_all(&request).await.unwrap();
+    assert_eq!(read_line(&mut raw).await, "+OK\r\n");
+    let ttl: i64 = direct.ttl("plain").await.unwrap();
+    assert!(ttl > 0 && ttl <= 100, "TTL {ttl}");
+    let stored: Vec<u8> = direct.get("plain").await.unwrap();
+    assert!(stored == sent);
+}
+
+/// The rkproxy binary, killed on drop.
+struct ProxyProcess(std::process::Child);
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A field of `/proc/<pid>/status`, in kB.
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|line| line.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A 200 MB value written through the proxy and read back, byte for byte, each way in 1 MB pieces that the
+/// test makes as it goes (so it never holds the value either): the proxy process's peak RSS (`VmHWM`) grows by
+/// far less than the value, since it holds a window, not the value.
+#[tokio::test]
+async fn a_200_mb_value_passes_the_proxy_in_a_bounded_window() {
+    let _heavy = support::cpu_heavy().await;
+    let redis = OwnRedis::start(&[]);
+    let port = support::free_port();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rkproxy"))
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--backend",
+            &format!("redis://{}", redis.addr()),
+        ])
+        .env("RKPROXY_TIMEOUTS__SLOW_COMMAND_MS", "60000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let proxy = ProxyProcess(child);
+    let pid = proxy.0.id();
+    let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut client = loop {
+        if let Ok(client) = TcpStream::connect(address).await {
+            break client;
+        }
+        assert!(Instant::now() < deadline, "rkproxy did not start listening");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // A big request first, so the lane and its buffers exist before measuring.
+    client.write_all(&set_head("warm", MB)).await.unwrap();
+    client.write_all(&value(MB, 0)).await.unwrap();
+    client.write_all(b"\r\n").await.unwrap();
+    assert_eq!(read_line(&mut client).await, "+OK\r\n");
+    let before = status_kb(pid, "VmHWM");
+
+    let pieces = 200;
+    let key = support::unique("stream:200");
+    client
+        .write_all(&set_head(&key, pieces * MB))
+        .await
+        .unwrap();
+    for piece in 0..pieces {
+        client.write_all(&value(MB, piece as u8)).await.unwrap();
+    }
+    client.write_all(b"\r\n").await.unwrap();
+    assert_eq!(read_line(&mut client).await, "+OK\r\n");
+    let get = format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len());
+    client.write_all(get.as_bytes()).await.unwrap();
+    assert_eq!(
+        read_line(&mut client).await,
+        format!("${}\r\n", pieces * MB)
+    );
+    let mut piece_read = vec![0u8; MB];
+    for piece in 0..pieces {
+        client.read_exact(&mut piece_read).await.unwrap();
+        assert!(piece_read == value(MB, piece as u8), "MB {piece} differs");
+    }
+    assert_eq!(read_line(&mut client).await, "\r\n");
+    let growth_mb = status_kb(pid, "VmHWM").saturating_sub(before) / 1024;
+    eprintln!("proxy peak RSS grew by {growth_mb} MB while 200 MB passed each way");
+    assert!(growth_mb < 32, "peak RSS grew by {growth_mb} MB");
+}

@@ -1,0 +1,468 @@
+//! A big request carried by the session itself on a lane connection it borrows whole: the request's bytes go
+//! to the server as they arrive from the client, and the reply's bytes to the client as they arrive from the
+//! server, so the proxy holds a window of [`LANE_WINDOW`] bytes per big request, never the value.
+//!
+//! A request is streamed when the client's read buffer starts with a multibulk whose argument announces at
+//! least `big_requests.threshold_bytes` and every argument before it (the command name and the keys) has
+//! arrived: the request is routed and policed with those (the big argument and any after it stand in empty),
+//! and the rest passes through [`FrameScanner`], which checks the grammar and finds where the request ends.
+//! Requests whose keys come after the big argument, and requests that need what the proxy does with whole
+//! requests (CLIENT REPLY filtering, transactions, ...) are framed whole as before.
+//!
+//! Ordering: a transfer starts only once every earlier reply of the client has arrived (`pending` is empty)
+//! and the session reads no other request until the transfer ends, the lane's barrier on both sides. So the
+//! lane reply is the client's next reply: once the earlier replies are written, it is written as it arrives
+//! (unless it is an error, which is short and may be a cluster redirect, or needs rewriting).
+//!
+//! Failures: a client that closes or breaks the protocol mid-request, and a server that fails mid-request or
+//! mid-reply, close the lane connection (dropped, never given back), so its next user cannot read a reply to
+//! half a request. A request the server could not take is still read to its end from the client, which then
+//! gets the error; a reply that fails half written closes the client's connection, since nothing else can tell
+//! it the value is cut short.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use cluster_router::commands::{self, CommandSpec, ProxyHandling};
+use cluster_router::topology::NodeAddr;
+use resp_codec::{
+    big_request_head, put_bulk, put_header, BigRequestHead, FrameScanner, HeadScan, Limits,
+    Request, RequestDecoder,
+};
+use tenant_policy::{police, OverLimit, Policed, Verdict as PolicyVerdict};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::super::pending::Pending;
+use super::super::{Session, SessionEnd};
+use super::first_key;
+use crate::backend::BackendError;
+use crate::pools::big_lane::{BigLane, LaneLease, LANE_WINDOW};
+use crate::pools::PoolHandle;
+
+/// On a cluster pool, values smaller than this are framed whole, not streamed: a request answered MOVED or ASK
+/// (its slot migrating) must be sent again, which needs the whole value; a streamed value is gone by then. Up
+/// to this size the proxy keeps it (as it did before streaming); beyond it, a redirected streamed request gets
+/// [`TransferError::Redirected`], a rare error in exchange for not holding hundreds of MB.
+const CLUSTER_MIN_STREAMED: usize = 8 * 1024 * 1024;
+
+/// Why a streamed request got an error of the proxy's own. The text is the client's error reply (after `-`).
+#[derive(Debug, thiserror::Error)]
+pub(in crate::session) enum TransferError {
+    #[error(
+        "ERR big request redirected by {node} while it was streamed; it was not run, try again"
+    )]
+    Redirected { node: Arc<str> },
+    #[error("ERR rkproxy cannot stream this request as the tenant's rules rewrite it")]
+    RewriteShape,
+}
+
+impl TransferError {
+    fn to_reply(&self) -> Bytes {
+        Bytes::from(format!("-{self}\r\n"))
+    }
+}
+
+/// A big request the session carries on a lane connection (see the module docs).
+pub(in crate::session) struct LaneTransfer {
+    pub(super) lane: Arc<BigLane>,
+    /// Sent first: the whole request, or a streamed request's head (the tenant's rewriting applied).
+    pub(super) head: Bytes,
+    /// A streamed request: the scanner of the rest (in the read buffer or still in the client's socket), and
+    /// what goes after it (arguments the tenant's rules add, such as a default TTL).
+    pub(super) rest: Option<(FrameScanner, Bytes)>,
+    /// The request's size (announced, for a streamed one), for what the lane learns.
+    pub(super) request_len: usize,
+    /// The request's first key, remembered when the request or its reply is big.
+    pub(super) key: Option<Bytes>,
+    /// The reply's keys lose the tenant's prefix: the reply is read whole.
+    pub(super) rewrite: Option<&'static CommandSpec>,
+    /// Cluster pools: the node, so a redirected whole request can go again.
+    pub(super) node: Option<Arc<NodeAddr>>,
+    /// The request is not sent: it is read to its end and answered with this.
+    pub(super) refusal: Option<Bytes>,
+    /// Over the tenant's traffic limit: sent from then on.
+    pub(super) wait_until: Option<Instant>,
+}
+
+/// How the request went to the server.
+enum RequestOutcome {
+    /// Written whole; its reply is owed.
+    Sent(LaneLease),
+    /// Not sent (refused, or the lane failed): the client gets this reply, once the request was read.
+    Unsent(Bytes),
+    /// The client broke the protocol: its error is queued and the session closes; nothing more is done.
+    ClientBroke,
+}
+
+impl Session {
+    /// Called when the read buffer holds no whole request: starts a streamed transfer when the buffer starts
+    /// with the head of a big request the lane can carry (see the module docs). Returns whether it did.
+    pub(in crate::session) fn begin_streamed_request(&mut self) -> bool {
+        if self.lane_transfer.is_some() || self.read_buffer.first() != Some(&b'*') {
+            return false;
+        }
+        let Some(threshold) = self.pool.big_lanes().map(|lanes| lanes.threshold()) else {
+            return false;
+        };
+        let limits = *self.decoder.limits();
+        let HeadScan::Big(head) = big_request_head(&self.read_buffer, threshold, &limits) else {
+            return false;
+        };
+        if self.cluster.is_some() && head.big_len < CLUSTER_MIN_STREAMED {
+            return false;
+        }
+        let stand_in = self.stand_in(&head);
+        let Some(spec) = self.streamable(&head, &stand_in) else {
+            return false;
+        };
+        let Some((lane, node)) = self.lane_for(spec, &stand_in) else {
+            return false;
+        };
+        let announced = head.head_len + head.big_len + 2;
+        let mut transfer = LaneTransfer {
+            lane,
+            head: Bytes::copy_from_slice(&self.read_buffer[..head.head_len]),
+            rest: Some((head.rest_scanner(limits), Bytes::new())),
+            request_len: announced,
+            key: first_key(spec, &stand_in).map(Bytes::copy_from_slice),
+            rewrite: None,
+            node,
+            refusal: None,
+            wait_until: None,
+        };
+        self.police_streamed(spec, &stand_in, &head, &mut transfer);
+        self.count_request(&stand_in);
+        // Requests framed before this one go out first; the transfer starts once they are answered.
+        self.flush_batch();
+        let _ = self.read_buffer.split_to(head.head_len);
+        self.decoder = RequestDecoder::new(limits);
+        self.lane_transfer = Some(Box::new(transfer));
+        true
+    }
+
+    /// The request with its complete arguments, the big one and those after it empty.
+    fn stand_in(&self, head: &BigRequestHead) -> Request {
+        let known = head.args.iter().map(|span| &self.read_buffer[span.clone()]);
+        let empty = std::iter::repeat_n(&b""[..], head.argc - head.big_index);
+        Request::from_args(known.chain(empty))
+    }
+
+    /// The command of a request that can be streamed: a plain forwarded command (not the proxy's own, not
+    /// Kafka's, not in a cluster transaction) whose keys all come before the big argument, on a session whose
+    /// replies are not filtered. With tenants, the big argument must be the last one, so the tenant's rules see
+    /// the request as it is (a default TTL is added after it).
+    fn streamable(
+        &mut self,
+        head: &BigRequestHead,
+        stand_in: &Request,
+    ) -> Option<&'static CommandSpec> {
+        let unusual = self.retired.is_some()
+            || self.client.reply_filter.is_some()
+            || self.may_concern_kafka(stand_in)
+            || self
+                .cluster
+                .as_ref()
+                .is_some_and(|cluster| cluster.in_transaction())
+            || (self.state.tenants().is_some() && head.big_index + 1 != head.argc);
+        if unusual {
+            return None;
+        }
+        let spec = self.lookup(stand_in).ok()?;
+        if spec.proxy != ProxyHandling::Forward || spec.name.starts_with("slowlog|") {
+            return None;
+        }
+        let keys = commands::key_indices(spec, stand_in).ok()?;
+        keys.iter()
+            .all(|index| index < head.big_index)
+            .then_some(spec)
+    }
+
+    /// Applies the tenant's rules to a streamed request (its size being the announced one): the head is
+    /// rewritten (key prefix; arguments added go after the request), the request waits, or it is refused.
+    fn police_streamed(
+        &mut self,
+        spec: &'static CommandSpec,
+        stand_in: &Request,
+        head: &BigRequestHead,
+        transfer: &mut LaneTransfer,
+    ) {
+        if self.state.tenants().is_none() {
+            return;
+        }
+        let policed = Policed {
+            spec: Some(spec),
+            args: stand_in,
+            pool: self.pool.name(),
+            size: transfer.request_len,
+            over_limit: OverLimit::Wait,
+        };
+        match police(self.tenant().map(|tenant| &**tenant), policed) {
+            PolicyVerdict::Proceed => {}
+            PolicyVerdict::Rewritten(args) => match rewritten_head(&args, head) {
+                Some((bytes, tail)) => {
+                    let rewritten = Request::from_args(&args);
+                    transfer.key = first_key(spec, &rewritten).map(Bytes::copy_from_slice);
+                    transfer.head = bytes;
+                    if let Some((_, after)) = transfer.rest.as_mut() {
+                        *after = tail;
+                    }
+                }
+                None => transfer.refusal = Some(TransferError::RewriteShape.to_reply()),
+            },
+            PolicyVerdict::Wait(delay) => transfer.wait_until = Some(Instant::now() + delay),
+            PolicyVerdict::Refuse(error) => {
+                self.stats
+                    .error(super::super::observe::refusal_kind(&error), 1);
+                transfer.refusal = Some(error.to_reply());
+            }
+        }
+        transfer.rewrite = self.reply_rewrite(spec);
+    }
+
+    /// Carries the session's lane transfer, if any: sends the request, reads its reply, and writes or queues
+    /// the reply. Every earlier reply has arrived (`pending` is empty).
+    pub(in crate::session) async fn run_lane_transfer(&mut self) -> Result<(), SessionEnd> {
+        let Some(transfer) = self.lane_transfer.take() else {
+            return Ok(());
+        };
+        // The earlier replies are written first: the lane reply may go straight to the socket after them.
+        self.flush_output().await?;
+        if let Some(until) = transfer.wait_until {
+            tokio::time::sleep_until(until).await;
+        }
+        let lease = match &transfer.refusal {
+            Some(refusal) => Err(refusal.clone()),
+            None => match transfer.lane.checkout().await {
+                Ok(lease) => Ok(lease),
+                Err(busy) => {
+                    self.count_lane_busy(transfer.node.as_ref());
+                    Err(busy.to_reply())
+                }
+            },
+        };
+        match self.send_lane_request(&transfer, lease).await? {
+            RequestOutcome::Sent(lease) => self.carry_lane_reply(&transfer, lease).await,
+            RequestOutcome::Unsent(reply) => {
+                self.write_buffer.extend_from_slice(&reply);
+                Ok(())
+            }
+            RequestOutcome::ClientBroke => Ok(()),
+        }
+    }
+
+    /// Writes the request to the lane connection: the head, then (streamed) the rest as it arrives from the
+    /// client. When the lane cannot take it, the rest is still read from the client and dropped.
+    async fn send_lane_request(
+        &mut self,
+        transfer: &LaneTransfer,
+        lease: Result<LaneLease, Bytes>,
+    ) -> Result<RequestOutcome, SessionEnd> {
+        let mut lease = match lease {
+            Ok(mut lease) => match lease.write(&transfer.head).await {
+                Ok(()) => Ok(lease),
+                Err(failure) => Err(failure.to_reply()),
+            },
+            Err(reply) => Err(reply),
+        };
+        if let Some((scanner, after)) = &transfer.rest {
+            let mut scanner = scanner.clone();
+            loop {
+                let taken = match scanner.feed(&self.read_buffer) {
+                    Ok(taken) => taken,
+                    Err(error) => {
+                        // Like a malformed request framed whole: the error, then the connection closes. The lane
+                        // connection holds half a request and is dropped with the lease.
+                        self.write_buffer.extend_from_slice(&error.to_reply());
+                        self.closing = Some(SessionEnd::Protocol(error.to_string()));
+                        return Ok(RequestOutcome::ClientBroke);
+                    }
+                };
+                let chunk = self.read_buffer.split_to(taken);
+                if let Ok(open) = &mut lease {
+                    if let Err(failure) = open.write(&chunk).await {
+                        lease = Err(failure.to_reply());
+                    }
+                }
+                if scanner.is_complete() {
+                    break;
+                }
+                self.read_request_bytes().await?;
+            }
+            if let Ok(open) = &mut lease {
+                if let Err(failure) = open.write(after).await {
+                    lease = Err(failure.to_reply());
+                }
+            }
+        }
+        Ok(match lease {
+            Ok(lease) => RequestOutcome::Sent(lease),
+            Err(reply) => RequestOutcome::Unsent(reply),
+        })
+    }
+
+    /// Reads more of a streamed request from the client: at most a window, waiting as long as the client takes
+    /// (a slow sender holds only its own lane connection), within `timeouts.idle_ms` (when on) and, before
+    /// AUTH, the authentication deadline.
+    async fn read_request_bytes(&mut self) -> Result<(), SessionEnd> {
+        let idle_ms = self.state.config().timeouts.idle_ms;
+        let (deadline, end) = if self.awaiting_auth() {
+            (Some(self.auth_deadline), SessionEnd::AuthTimeout)
+        } else if idle_ms > 0 {
+            let idle = std::time::Duration::from_millis(idle_ms);
+            (Some(Instant::now() + idle), SessionEnd::Idle)
+        } else {
+            (None, SessionEnd::Idle)
+        };
+        self.read_buffer.reserve(LANE_WINDOW);
+        let mut room = (&mut self.read_buffer).limit(LANE_WINDOW);
+        let read = match deadline {
+            Some(deadline) => {
+                match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut room)).await {
+                    Ok(read) => read?,
+                    Err(_) => return Err(end),
+                }
+            }
+            None => self.stream.read_buf(&mut room).await?,
+        };
+        if read == 0 {
+            return Err(SessionEnd::ClientClosed);
+        }
+        self.last_activity = Instant::now();
+        Ok(())
+    }
+
+    /// Reads the reply from the lane connection. It is written to the client as it arrives once it proves big
+    /// (a bulk string announced at the threshold or more, or a window's worth of anything but an error), or
+    /// queued whole when small, an error (a cluster redirect is followed as for any routed request), or to be
+    /// rewritten or filtered.
+    async fn carry_lane_reply(
+        &mut self,
+        transfer: &LaneTransfer,
+        mut lease: LaneLease,
+    ) -> Result<(), SessionEnd> {
+        let may_stream = transfer.rewrite.is_none() && self.client.reply_filter.is_none();
+        let threshold = transfer.lane.threshold();
+        let mut scanner = FrameScanner::reply(Limits::for_backend_replies());
+        let mut held = BytesMut::new();
+        let mut streaming = false;
+        let mut reply_len = 0;
+        loop {
+            let start = held.len();
+            let read = match lease.read(&mut held).await {
+                Ok(read) => read,
+                Err(failure) => return self.lane_reply_failed(failure, streaming),
+            };
+            let taken = match scanner.feed(&held[start..]) {
+                Ok(taken) => taken,
+                Err(error) => {
+                    let failure = BackendError::unavailable(lease.node(), error.to_string());
+                    return self.lane_reply_failed(failure, streaming);
+                }
+            };
+            // Redis sends nothing unasked; bytes after the reply mean the connection is not to be reused.
+            let surplus = taken < read;
+            held.truncate(start + taken);
+            reply_len += taken;
+            if may_stream && !streaming && scanner.first_byte() != Some(b'-') {
+                streaming = scanner.top_bulk_len().is_some_and(|len| len >= threshold)
+                    || held.len() >= LANE_WINDOW;
+            }
+            if streaming {
+                let chunk = held.split();
+                self.stream.write_all(&chunk).await?;
+                self.charge_reply(chunk.len());
+            }
+            if scanner.is_complete() {
+                if !surplus {
+                    lease.give_back();
+                }
+                break;
+            }
+        }
+        transfer
+            .lane
+            .learn(transfer.key.as_deref(), transfer.request_len, reply_len);
+        if !streaming {
+            self.queue_lane_reply(transfer, held.freeze());
+        }
+        Ok(())
+    }
+
+    /// The lane failed while replying: an error for the client if none of the reply was written, or else the
+    /// end of the client's connection (it cannot be told the value is cut short). The lease was dropped.
+    fn lane_reply_failed(
+        &mut self,
+        failure: BackendError,
+        streaming: bool,
+    ) -> Result<(), SessionEnd> {
+        if streaming {
+            return Err(SessionEnd::BackendLost(failure.to_string()));
+        }
+        self.write_buffer.extend_from_slice(&failure.to_reply());
+        Ok(())
+    }
+
+    /// A whole lane reply: rewritten if need be; on a cluster pool an error reply of a whole request goes
+    /// through the usual redirect handling, and one of a streamed request (which cannot be sent again) asks
+    /// for a new slot map when it is a redirect.
+    fn queue_lane_reply(&mut self, transfer: &LaneTransfer, reply: Bytes) {
+        if let (Some(node), PoolHandle::Cluster(pool)) = (&transfer.node, &self.pool) {
+            if reply.first() == Some(&b'-') {
+                if transfer.rest.is_none() {
+                    let (sender, receiver) = tokio::sync::oneshot::channel();
+                    let _ = sender.send(Ok(reply));
+                    self.pending.push_back(Pending::Routed(Box::new(
+                        super::super::pending::Routed {
+                            receiver,
+                            request: transfer.head.clone(),
+                            node: Arc::clone(node),
+                            redirects: 0,
+                            rewrite: transfer.rewrite,
+                        },
+                    )));
+                    return;
+                }
+                if is_redirect(&reply) {
+                    pool.request_refresh();
+                    let node = Arc::from(node.to_string());
+                    let error = TransferError::Redirected { node };
+                    self.write_buffer.extend_from_slice(&error.to_reply());
+                    return;
+                }
+            }
+        }
+        let reply = match transfer.rewrite {
+            Some(spec) => self.rewrite_reply_bytes(spec, reply),
+            None => reply,
+        };
+        self.write_buffer.extend_from_slice(&reply);
+    }
+}
+
+/// A cluster redirect (or a slot being migrated): the request did not run there.
+fn is_redirect(reply: &[u8]) -> bool {
+    [&b"-MOVED "[..], b"-ASK ", b"-TRYAGAIN"]
+        .iter()
+        .any(|prefix| reply.starts_with(prefix))
+}
+
+/// The head of a streamed request as the tenant's rules rewrote its stand-in: the same arguments before the
+/// big one (keys prefixed), the big one still empty, and perhaps arguments added at the end (which go after
+/// the request). `None` when the rewrite has another shape.
+fn rewritten_head(args: &[Bytes], head: &BigRequestHead) -> Option<(Bytes, Bytes)> {
+    if args.len() < head.argc || args.get(head.big_index).is_none_or(|big| !big.is_empty()) {
+        return None;
+    }
+    let mut bytes = BytesMut::new();
+    put_header(&mut bytes, b'*', args.len());
+    for arg in &args[..head.big_index] {
+        put_bulk(&mut bytes, arg);
+    }
+    put_header(&mut bytes, b'$', head.big_len);
+    let mut tail = BytesMut::new();
+    for arg in &args[head.argc..] {
+        put_bulk(&mut tail, arg);
+    }
+    Some((bytes.freeze(), tail.freeze()))
+}

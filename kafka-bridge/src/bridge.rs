@@ -52,8 +52,10 @@ impl PartitionLag {
         partition: &PartitionShared,
         high_watermark: i64,
         cursor: &CursorState,
+        unserved_here: usize,
     ) -> Self {
-        let given_back = i64::try_from(cursor.given_back.len()).unwrap_or(i64::MAX);
+        // Given back, and leased by this process but not served yet (its prefetch window), count as not taken.
+        let given_back = i64::try_from(cursor.given_back.len() + unserved_here).unwrap_or(i64::MAX);
         PartitionLag {
             topic: partition.topic.clone(),
             partition: partition.id,
@@ -383,7 +385,14 @@ impl KafkaBridge {
                 let cursor =
                     with_timeout(shared, "reading a cursor", self.inner.offsets.show(&key))
                         .await??;
-                rows.push(PartitionLag::new(group, shared, high_watermark, &cursor));
+                let unserved = self.unserved_in_process(group, topic, partition.shared.id);
+                rows.push(PartitionLag::new(
+                    group,
+                    shared,
+                    high_watermark,
+                    &cursor,
+                    unserved,
+                ));
             }
         }
         Ok(rows)
@@ -492,6 +501,26 @@ impl KafkaBridge {
         }
         self.record_delivered(&key, ready.offset);
         Ok(KafkaReply::record(key.partition, ready.offset, ready.value))
+    }
+
+    /// Offsets of `partition` this process leased for `group` and has not served (0 without buffers). Other
+    /// processes' windows are not known here: with several proxies the lag reads low by their windows.
+    fn unserved_in_process(&self, group: &str, topic: &Topic, partition: i32) -> usize {
+        let groups = self
+            .inner
+            .groups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(buffers) = groups.get(&(group.to_string(), topic.config.name.clone())) else {
+            return 0;
+        };
+        let index = topic
+            .partitions
+            .iter()
+            .position(|known| known.shared.id == partition);
+        index
+            .and_then(|index| buffers.partitions.get(index))
+            .map_or(0, |buffer| buffer.state().unserved_count())
     }
 
     /// The group's buffers for `topic` in this process, made on first use.

@@ -187,6 +187,11 @@ impl BufferState {
         before - self.leased.len()
     }
 
+    /// How many offsets are leased and not served (ready or still to fetch).
+    pub(crate) fn unserved_count(&self) -> usize {
+        self.ready.len() + self.leased.len()
+    }
+
     /// Everything leased and not served, for giving back when the buffer goes away.
     pub(crate) fn unserved_offsets(&self) -> Vec<i64> {
         let mut offsets: Vec<i64> = self

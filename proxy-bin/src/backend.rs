@@ -622,9 +622,8 @@ pub enum ConnectError {
     /// The backend answered the handshake with an error (a wrong password, a db out of range).
     #[error("handshake refused: {0}")]
     HandshakeRefused(String),
-    /// The TLS handshake with the backend failed (the text says why: certificate, name, protocol).
-    #[error("{0}")]
-    Tls(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::BackendTlsError),
 }
 
 /// Connects to the endpoint and runs the handshake (AUTH / HELLO, SELECT), all within `connect_timeout`.

@@ -1032,7 +1032,7 @@ impl Config {
             };
             let key = format!("tenants.{name}.tls_subject");
             let subject = crate::tls::subject::Subject::parse(text)
-                .map_err(|problem| invalid(&key, problem))?;
+                .map_err(|problem| invalid(&key, problem.to_string()))?;
             if self
                 .tls
                 .as_ref()

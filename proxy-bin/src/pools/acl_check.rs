@@ -409,9 +409,30 @@ fn glob_text(prefix: &[u8]) -> String {
     String::from_utf8_lossy(&tenant_policy::escape_glob(prefix)).into_owned()
 }
 
+/// Why the `ACL DRYRUN` exchange with a server did not complete (the server counts as unreachable).
+#[derive(Debug, thiserror::Error)]
+enum DryRunError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("write failed: {0}")]
+    Write(std::io::Error),
+    #[error("read failed: {0}")]
+    Read(std::io::Error),
+    #[error("bad reply: {0}")]
+    Reply(resp_codec::ProtocolError),
+    #[error("connection closed")]
+    Closed,
+    #[error("no ACL DRYRUN reply in time")]
+    Timeout,
+}
+
 /// Sends `ACL DRYRUN user ...` for every probe on one connection with the pool's own credentials.
-async fn dry_run(endpoint: &Endpoint, user: &str, probes: &[Probe]) -> Result<Vec<Answer>, String> {
-    let mut stream = connect(endpoint).await.map_err(|error| error.to_string())?;
+async fn dry_run(
+    endpoint: &Endpoint,
+    user: &str,
+    probes: &[Probe],
+) -> Result<Vec<Answer>, DryRunError> {
+    let mut stream = connect(endpoint).await?;
     let mut requests = BytesMut::new();
     for probe in probes {
         let mut args: Vec<&[u8]> = vec![b"ACL", b"DRYRUN", user.as_bytes()];
@@ -422,11 +443,11 @@ async fn dry_run(endpoint: &Endpoint, user: &str, probes: &[Probe]) -> Result<Ve
         stream
             .write_all(&requests)
             .await
-            .map_err(|error| format!("write failed: {error}"))?;
+            .map_err(DryRunError::Write)?;
         let mut buffer = BytesMut::with_capacity(4096);
         let mut answers = Vec::with_capacity(probes.len());
         while answers.len() < probes.len() {
-            match parse_frame(&buffer, &Limits::default()).map_err(|error| error.to_string())? {
+            match parse_frame(&buffer, &Limits::default()).map_err(DryRunError::Reply)? {
                 Some((frame, used)) => {
                     let _ = buffer.split_to(used);
                     answers.push(answer(frame));
@@ -435,9 +456,9 @@ async fn dry_run(endpoint: &Endpoint, user: &str, probes: &[Probe]) -> Result<Ve
                     let read = stream
                         .read_buf(&mut buffer)
                         .await
-                        .map_err(|error| format!("read failed: {error}"))?;
+                        .map_err(DryRunError::Read)?;
                     if read == 0 {
-                        return Err("connection closed".to_owned());
+                        return Err(DryRunError::Closed);
                     }
                 }
             }
@@ -446,7 +467,7 @@ async fn dry_run(endpoint: &Endpoint, user: &str, probes: &[Probe]) -> Result<Ve
     };
     tokio::time::timeout(endpoint.command_timeout, exchange)
         .await
-        .map_err(|_| "no ACL DRYRUN reply in time".to_owned())?
+        .map_err(|_| DryRunError::Timeout)?
 }
 
 /// `+OK` allows; a bulk string (Redis's reason) refuses; an error is about the dry run itself.

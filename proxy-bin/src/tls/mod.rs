@@ -46,6 +46,15 @@ pub enum TlsError {
     ServerName(String),
 }
 
+/// Why a TLS connection to a backend node could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendTlsError {
+    #[error("'{0}' is not a DNS name or IP address to check a TLS certificate against")]
+    NodeName(String),
+    #[error("TLS handshake failed: {0}")]
+    Handshake(std::io::Error),
+}
+
 /// The crypto provider every TLS configuration is built with. Named explicitly: a dependency that enables
 /// another provider (aws-lc-rs) would otherwise make rustls's process default ambiguous.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -241,7 +250,11 @@ impl BackendTls {
     }
 
     /// The client side of the handshake with the node at `address` (the caller bounds the time).
-    pub async fn connect(&self, tcp: TcpStream, address: &str) -> Result<BackendStream, String> {
+    pub async fn connect(
+        &self,
+        tcp: TcpStream,
+        address: &str,
+    ) -> Result<BackendStream, BackendTlsError> {
         let name = match &self.server_name {
             Some(name) => name.clone(),
             None => name_of(address)?,
@@ -250,7 +263,7 @@ impl BackendTls {
             .connector
             .connect(name, tcp)
             .await
-            .map_err(|error| format!("TLS handshake failed: {error}"))?;
+            .map_err(BackendTlsError::Handshake)?;
         Ok(BackendStream::Tls(Box::new(stream)))
     }
 }
@@ -278,7 +291,11 @@ impl kafka_bridge::StoreTransport for StoreTls {
         let tls = Arc::clone(&self.0);
         let address = address.to_owned();
         Box::pin(async move {
-            let stream = tls.connect(tcp, &address).await?;
+            // The offset store's transport hook speaks text (kafka-bridge has no TLS types).
+            let stream = tls
+                .connect(tcp, &address)
+                .await
+                .map_err(|error| error.to_string())?;
             Ok(Box::new(stream) as Box<dyn kafka_bridge::StoreStream>)
         })
     }
@@ -286,14 +303,12 @@ impl kafka_bridge::StoreTransport for StoreTls {
 
 /// The name a node's certificate is checked against: the host part of `host:port` (an IP address or a DNS
 /// name; `[v6]:port` too).
-fn name_of(address: &str) -> Result<ServerName<'static>, String> {
+fn name_of(address: &str) -> Result<ServerName<'static>, BackendTlsError> {
     let host = address
         .rsplit_once(':')
         .map_or(address, |(host, _port)| host);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(host.to_owned()).map_err(|_| {
-        format!("'{host}' is not a DNS name or IP address to check a TLS certificate against")
-    })
+    ServerName::try_from(host.to_owned()).map_err(|_| BackendTlsError::NodeName(host.to_owned()))
 }
 
 #[cfg(test)]

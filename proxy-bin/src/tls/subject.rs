@@ -5,22 +5,27 @@
 //! CN=orders. Values cannot contain commas. The certificate has been verified by rustls before its subject is
 //! read; the reader below still treats it as untrusted bytes (no panics, no indexing past the end).
 
+/// A configured `tls_subject` that is not a list of `ATTRIBUTE=value`.
+#[derive(Debug, thiserror::Error)]
+#[error("'{0}' is not ATTRIBUTE=value")]
+pub struct BadSubject(String);
+
 /// A certificate subject: its attributes, sorted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subject(Vec<(String, String)>);
 
 impl Subject {
     /// Parses a configured `tls_subject` (`CN=name, O=org`).
-    pub fn parse(text: &str) -> Result<Subject, String> {
+    pub fn parse(text: &str) -> Result<Subject, BadSubject> {
         let mut attributes = Vec::new();
         for part in text.split(',') {
             let part = part.trim();
             let (name, value) = part
                 .split_once('=')
-                .ok_or_else(|| format!("'{part}' is not ATTRIBUTE=value"))?;
+                .ok_or_else(|| BadSubject(part.to_owned()))?;
             let (name, value) = (name.trim(), value.trim());
             if name.is_empty() || value.is_empty() {
-                return Err(format!("'{part}' is not ATTRIBUTE=value"));
+                return Err(BadSubject(part.to_owned()));
             }
             attributes.push((name.to_ascii_uppercase(), value.to_owned()));
         }

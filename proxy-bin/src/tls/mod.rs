@@ -7,7 +7,6 @@
 
 mod backend_stream;
 mod client_stream;
-pub mod subject;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -24,8 +23,8 @@ pub use self::backend_stream::{
     split_tls, BackendReader, BackendStream, BackendWriter, ReadNow, WriteNow,
 };
 pub use self::client_stream::ClientStream;
-use self::subject::Subject;
-use crate::config::{ClientTlsConfig, PoolConfig};
+use crate::subject::Subject;
+use crate::config::{invalid, ClientTlsConfig, Config, ConfigError, PoolConfig};
 
 /// Why TLS settings could not be built. Each text names the file or setting.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +125,16 @@ pub enum HandshakeError {
 }
 
 impl ClientTls {
+    /// The TLS listener's certificate, read from the files `[tls]` names (at start and at every reload).
+    pub fn for_config(config: &Config) -> Result<Option<ClientTls>, ConfigError> {
+        match &config.tls {
+            Some(tls) => ClientTls::build(tls)
+                .map(Some)
+                .map_err(|(key, error)| invalid(key, error.to_string())),
+            None => Ok(None),
+        }
+    }
+
     /// Reads the certificate, key and (for mutual TLS) client CA files named by `[tls]`.
     pub fn build(config: &ClientTlsConfig) -> Result<ClientTls, (&'static str, TlsError)> {
         let certificates =

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{bail, ports, shell, signals, Result};
+use crate::{bail, shell, signals, Result};
 
 /// What makes the certificates.
 pub const OPENSSL: shell::Tool = shell::Tool {

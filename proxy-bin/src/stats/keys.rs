@@ -87,20 +87,13 @@ impl Default for CountMin {
 impl CountMin {
     /// The counter of each row for `item` (two hashes combined, as Kirsch and Mitzenmacher show suffices).
     fn cells(&self, item: &HotItem) -> [usize; SKETCH_DEPTH] {
-        let hash = self.hasher.hash_one(item);
-        let (first, second) = (hash as u32 as usize, (hash >> 32) as usize | 1);
-        let mut cells = [0; SKETCH_DEPTH];
-        for (row, cell) in cells.iter_mut().enumerate() {
-            *cell =
-                row * SKETCH_WIDTH + first.wrapping_add(row.wrapping_mul(second)) % SKETCH_WIDTH;
-        }
-        cells
+        cells_of(self.hasher.hash_one(item))
     }
 
-    /// Adds one to `item` and returns its new estimate.
-    fn add(&mut self, item: &HotItem) -> u32 {
+    /// Adds one to the item whose hash is `hash` and returns its new estimate.
+    fn add_hashed(&mut self, hash: u64) -> u32 {
         let mut estimate = u32::MAX;
-        for cell in self.cells(item) {
+        for cell in cells_of(hash) {
             if let Some(counter) = self.counters.get_mut(cell) {
                 *counter = counter.saturating_add(1);
                 estimate = estimate.min(*counter);
@@ -108,7 +101,19 @@ impl CountMin {
         }
         estimate
     }
+}
 
+/// The counter of each row for an item whose hash is `hash`.
+fn cells_of(hash: u64) -> [usize; SKETCH_DEPTH] {
+    let (first, second) = (hash as u32 as usize, (hash >> 32) as usize | 1);
+    let mut cells = [0; SKETCH_DEPTH];
+    for (row, cell) in cells.iter_mut().enumerate() {
+        *cell = row * SKETCH_WIDTH + first.wrapping_add(row.wrapping_mul(second)) % SKETCH_WIDTH;
+    }
+    cells
+}
+
+impl CountMin {
     fn estimate(&self, item: &HotItem) -> u32 {
         self.cells(item)
             .iter()
@@ -130,7 +135,9 @@ pub struct HotItem {
 #[derive(Debug, Default)]
 pub struct HotKeys {
     sketch: CountMin,
-    top: HashMap<Arc<str>, Vec<(HotItem, u32)>>,
+    /// Per tenant: each candidate, its estimate, and its hash (compared first: most sampled keys are not
+    /// candidates, and comparing hashes spares comparing their bytes with every candidate's).
+    top: HashMap<Arc<str>, Vec<(HotItem, u32, u64)>>,
 }
 
 impl HotKeys {
@@ -141,22 +148,29 @@ impl HotKeys {
             pool: Arc::clone(pool),
             key,
         };
-        let estimate = self.sketch.add(&item);
-        let top = self.top.entry(Arc::clone(tenant)).or_default();
-        if let Some(known) = top.iter_mut().find(|(known, _)| *known == item) {
+        let hash = self.sketch.hasher.hash_one(&item);
+        let estimate = self.sketch.add_hashed(hash);
+        let top = match self.top.get_mut(tenant) {
+            Some(top) => top,
+            None => self.top.entry(Arc::clone(tenant)).or_default(),
+        };
+        if let Some(known) = top
+            .iter_mut()
+            .find(|(known, _, known_hash)| *known_hash == hash && *known == item)
+        {
             known.1 = estimate;
             return;
         }
         if top.len() < HOT_KEYS_PER_TENANT {
-            top.push((item, estimate));
+            top.push((item, estimate, hash));
             return;
         }
         let smallest = top
             .iter_mut()
-            .min_by_key(|(_, count)| *count)
-            .filter(|(_, count)| *count < estimate);
+            .min_by_key(|(_, count, _)| *count)
+            .filter(|(_, count, _)| *count < estimate);
         if let Some(smallest) = smallest {
-            *smallest = (item, estimate);
+            *smallest = (item, estimate, hash);
         }
     }
 
@@ -168,7 +182,7 @@ impl HotKeys {
         self.top
             .iter()
             .filter(move |(tenant, _)| visible(tenant))
-            .flat_map(|(_, top)| top.iter().map(|(item, _)| item))
+            .flat_map(|(_, top)| top.iter().map(|(item, _, _)| item))
     }
 }
 

@@ -23,8 +23,8 @@ pub use self::backend_stream::{
     split_tls, BackendReader, BackendStream, BackendWriter, ReadNow, WriteNow,
 };
 pub use self::client_stream::ClientStream;
-use crate::subject::Subject;
 use crate::config::{invalid, ClientTlsConfig, Config, ConfigError, PoolConfig};
+use crate::subject::Subject;
 
 /// Why TLS settings could not be built. Each text names the file or setting.
 #[derive(Debug, thiserror::Error)]

@@ -127,18 +127,96 @@ impl Endpoint {
     }
 }
 
-/// Why a backend could not answer.
+/// Why a backend could not answer. The reply names the backend and the reason; how the failure is counted
+/// ([`BackendError::kind`]) and answered is decided by the reason's variant, never by its text.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     #[error("backend {address} unavailable: {reason}")]
-    Unavailable { address: Arc<str>, reason: String },
+    Unavailable {
+        address: Arc<str>,
+        reason: BackendFailure,
+    },
+}
+
+/// The reason of a [`BackendError`], typed. Shared by every waiter of a broken connection, hence the `Arc`s
+/// (an `io::Error` cannot be cloned).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendFailure {
+    /// No connection could be opened, or its handshake failed.
+    #[error(transparent)]
+    Connect(Arc<ConnectError>),
+    /// A connection broke, or made no progress in time.
+    #[error(transparent)]
+    Lost(Arc<Broken>),
+    /// The proxy's own mistake: requests sent that owe no reply (never sent, see `owed_nothing`).
+    #[error("internal error: requests sent with no reply expected")]
+    NothingOwed,
+}
+
+/// What kind of failure a [`BackendError`] is, for the stats and for the replies that depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The backend made no progress within a deadline (connect, reply, write).
+    Timeout,
+    /// No connection could be opened (refused, unreachable, TLS failed).
+    Unreachable,
+    /// The backend answered the handshake (AUTH, HELLO, READONLY, SELECT) with an error.
+    RefusedHandshake,
+    /// A live connection broke: closed, an I/O error, or replies out of step.
+    ConnectionLost,
+    /// The proxy's own mistake.
+    Internal,
 }
 
 impl BackendError {
-    pub fn unavailable(address: &Arc<str>, reason: impl Into<String>) -> Self {
+    /// Connecting to `address` failed.
+    pub fn connect(address: &Arc<str>, reason: ConnectError) -> Self {
+        Self::new(address, BackendFailure::Connect(Arc::new(reason)))
+    }
+
+    /// The connection to `address` broke.
+    pub fn lost(address: &Arc<str>, reason: Broken) -> Self {
+        Self::new(address, BackendFailure::Lost(Arc::new(reason)))
+    }
+
+    fn new(address: &Arc<str>, reason: BackendFailure) -> Self {
         BackendError::Unavailable {
             address: Arc::clone(address),
-            reason: reason.into(),
+            reason,
+        }
+    }
+
+    /// The backend that failed.
+    pub fn address(&self) -> &Arc<str> {
+        let BackendError::Unavailable { address, .. } = self;
+        address
+    }
+
+    /// What kind of failure this is, from the reason's variant.
+    pub fn kind(&self) -> FailureKind {
+        let BackendError::Unavailable { reason, .. } = self;
+        match reason {
+            BackendFailure::Connect(error) => error.kind(),
+            BackendFailure::Lost(broken) => broken.kind(),
+            BackendFailure::NothingOwed => FailureKind::Internal,
+        }
+    }
+
+    /// Redis's own error text when the handshake's SELECT was refused (the db does not exist): a client's
+    /// SELECT gets it as Redis would have answered it.
+    pub fn refused_select(&self) -> Option<&str> {
+        match self {
+            BackendError::Unavailable {
+                reason: BackendFailure::Connect(error),
+                ..
+            } => match &**error {
+                ConnectError::HandshakeRefused {
+                    step: HandshakeStep::Select,
+                    reply,
+                } => Some(reply),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -156,23 +234,55 @@ pub fn one_line(text: &str) -> String {
 /// A backend's answer to one request: the raw reply frame, or why there is none.
 pub type BackendReply = Result<Bytes, BackendError>;
 
-/// Why a shared connection was given up. The texts are the `<reason>` of [`BackendError::Unavailable`].
+/// Why a connection (shared, dedicated or a big-request lane) was given up. The texts are the `<reason>` of
+/// [`BackendError::Unavailable`].
 #[derive(Debug, thiserror::Error)]
-enum Broken {
+pub enum Broken {
     #[error("connection closed by the backend")]
     Closed,
+    /// A lane connection the server closed while a request was written.
+    #[error("connection closed")]
+    ClosedOnWrite,
+    /// A lane connection the server closed before its reply was whole.
+    #[error("connection closed while replying")]
+    ClosedWhileReplying,
     #[error("read failed: {0}")]
     Read(std::io::Error),
     #[error("write failed: {0}")]
     Write(std::io::Error),
     #[error("bad reply from backend: {0}")]
     BadReply(resp_codec::ProtocolError),
+    /// A lane reply that breaks the protocol (the text is the scanner's).
+    #[error(transparent)]
+    BadLaneReply(resp_codec::ProtocolError),
     #[error("reply without a request (protocol out of step)")]
     ReplyWithoutRequest,
+    /// A lane connection that sent more than the reply asked for.
+    #[error("bytes after the reply")]
+    BytesAfterReply,
+    /// A lane lease whose socket is gone (never expected: the socket is opened before it is used).
+    #[error("no lane connection")]
+    NoLaneConnection,
     #[error("no reply within {} ms", .0.as_millis())]
     NoReply(Duration),
     #[error("write blocked for {} ms", .0.as_millis())]
     WriteBlocked(Duration),
+    /// A lane connection that neither took nor sent a byte within `slow_command_ms`.
+    #[error("no progress for {} ms", .0.as_millis())]
+    NoProgress(Duration),
+}
+
+impl Broken {
+    /// A deadline without progress is a timeout; anything else broke the connection.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Broken::NoReply(_) | Broken::WriteBlocked(_) | Broken::NoProgress(_) => {
+                FailureKind::Timeout
+            }
+            Broken::NoLaneConnection => FailureKind::Internal,
+            _ => FailureKind::ConnectionLost,
+        }
+    }
 }
 
 // === reply bookkeeping ===
@@ -591,9 +701,9 @@ impl PatientSender<'_> {
         let answer = if requests.is_empty() {
             Ok(Bytes::new())
         } else {
-            Err(BackendError::unavailable(
+            Err(BackendError::new(
                 &self.connection.address,
-                "internal error: requests sent with no reply expected",
+                BackendFailure::NothingOwed,
             ))
         };
         let _ = reply.send(answer);
@@ -619,11 +729,33 @@ pub enum ConnectError {
     HandshakeClosed,
     #[error("handshake reply: {0}")]
     HandshakeReply(resp_codec::ProtocolError),
-    /// The backend answered the handshake with an error (a wrong password, a db out of range).
-    #[error("handshake refused: {0}")]
-    HandshakeRefused(String),
+    /// The backend answered a command of the handshake with an error (a wrong password, a db out of range):
+    /// `reply` is its error text.
+    #[error("handshake refused: {reply}")]
+    HandshakeRefused { step: HandshakeStep, reply: String },
     #[error(transparent)]
     Tls(#[from] crate::tls::BackendTlsError),
+}
+
+impl ConnectError {
+    /// A connect or handshake that did not finish in time is a timeout; a refused handshake is told apart.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ConnectError::Timeout(_) => FailureKind::Timeout,
+            ConnectError::HandshakeRefused { .. } => FailureKind::RefusedHandshake,
+            _ => FailureKind::Unreachable,
+        }
+    }
+}
+
+/// The commands of a connection's handshake, in the order they are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeStep {
+    /// `HELLO 3` (with AUTH, if the endpoint has a password).
+    Hello,
+    Auth,
+    ReadOnly,
+    Select,
 }
 
 /// Connects to the endpoint and runs the handshake (AUTH / HELLO, SELECT), all within `connect_timeout`.
@@ -648,7 +780,8 @@ async fn connect_inner(endpoint: &Endpoint) -> Result<BackendStream, ConnectErro
     };
 
     let mut handshake = BytesMut::new();
-    let mut expected = 0;
+    // The steps sent, in order: the n-th reply answers the n-th step.
+    let mut steps = Vec::with_capacity(4);
     if endpoint.resp3 {
         let mut args: Vec<&[u8]> = vec![b"HELLO", b"3"];
         if let Some(password) = &endpoint.password {
@@ -657,7 +790,7 @@ async fn connect_inner(endpoint: &Endpoint) -> Result<BackendStream, ConnectErro
             args.push(password.as_bytes());
         }
         encode_command(&mut handshake, args);
-        expected += 1;
+        steps.push(HandshakeStep::Hello);
     } else if let Some(password) = &endpoint.password {
         match &endpoint.username {
             Some(user) => encode_command(
@@ -666,18 +799,18 @@ async fn connect_inner(endpoint: &Endpoint) -> Result<BackendStream, ConnectErro
             ),
             None => encode_command(&mut handshake, [&b"AUTH"[..], password.as_bytes()]),
         }
-        expected += 1;
+        steps.push(HandshakeStep::Auth);
     }
     if endpoint.readonly {
         encode_command(&mut handshake, [&b"READONLY"[..]]);
-        expected += 1;
+        steps.push(HandshakeStep::ReadOnly);
     }
     if endpoint.db != 0 {
         let db = endpoint.db.to_string();
         encode_command(&mut handshake, [&b"SELECT"[..], db.as_bytes()]);
-        expected += 1;
+        steps.push(HandshakeStep::Select);
     }
-    if expected == 0 {
+    if steps.is_empty() {
         return Ok(stream);
     }
     // The flush: over TLS, the last encrypted bytes may still wait for the socket.
@@ -689,7 +822,7 @@ async fn connect_inner(endpoint: &Endpoint) -> Result<BackendStream, ConnectErro
     let mut decoder = ReplyDecoder::new(Limits::for_backend_replies());
     let mut buffer = BytesMut::with_capacity(1024);
     let mut received = 0;
-    while received < expected {
+    while received < steps.len() {
         let read = stream
             .read_buf(&mut buffer)
             .await
@@ -701,26 +834,28 @@ async fn connect_inner(endpoint: &Endpoint) -> Result<BackendStream, ConnectErro
             .decode(&mut buffer)
             .map_err(ConnectError::HandshakeReply)?
         {
-            received += 1;
             if frame.first() == Some(&b'-') {
-                let text = String::from_utf8_lossy(&frame[1..]).trim_end().to_owned();
-                return Err(ConnectError::HandshakeRefused(text));
+                let reply = String::from_utf8_lossy(&frame[1..]).trim_end().to_owned();
+                // A reply beyond the steps sent (a server out of step) has no step of its own: `Auth` stands in.
+                let step = steps.get(received).copied().unwrap_or(HandshakeStep::Auth);
+                return Err(ConnectError::HandshakeRefused { step, reply });
             }
+            received += 1;
         }
     }
     Ok(stream)
 }
 
 async fn run_shared_connection(endpoint: Endpoint, mut jobs: mpsc::UnboundedReceiver<Job>) {
-    let mut last_failure: Option<(Instant, String)> = None;
+    let mut last_failure: Option<(Instant, BackendError)> = None;
     loop {
         // Connect only when there is work, so an idle proxy does not hammer a dead backend.
         let Some(first) = jobs.recv().await else {
             return;
         };
-        if let Some((when, reason)) = &last_failure {
+        if let Some((when, error)) = &last_failure {
             if when.elapsed() < RECONNECT_HOLD_OFF {
-                fail_all(&endpoint, reason, first, &mut jobs);
+                fail_all(error, first, &mut jobs);
                 continue;
             }
         }
@@ -731,32 +866,25 @@ async fn run_shared_connection(endpoint: Endpoint, mut jobs: mpsc::UnboundedRece
                 let Err(broken) = live.serve(stream, first, &mut jobs).await else {
                     return;
                 };
-                let reason = broken.to_string();
-                warn!(backend = %endpoint.address, %reason, "backend connection lost");
-                let error = BackendError::unavailable(&endpoint.address, reason.clone());
+                warn!(backend = %endpoint.address, reason = %broken, "backend connection lost");
+                let error = BackendError::lost(&endpoint.address, broken);
                 for waiter in live.queue.into_waiters() {
                     let _ = waiter.send(Err(error.clone()));
                 }
-                last_failure = Some((Instant::now(), reason));
+                last_failure = Some((Instant::now(), error));
             }
-            Err(error) => {
-                let reason = error.to_string();
+            Err(reason) => {
                 warn!(backend = %endpoint.address, %reason, "backend connect failed");
-                fail_all(&endpoint, &reason, first, &mut jobs);
-                last_failure = Some((Instant::now(), reason));
+                let error = BackendError::connect(&endpoint.address, reason);
+                fail_all(&error, first, &mut jobs);
+                last_failure = Some((Instant::now(), error));
             }
         }
     }
 }
 
 /// Answers `first` and every job already waiting with the error.
-fn fail_all(
-    endpoint: &Endpoint,
-    reason: &str,
-    first: Job,
-    jobs: &mut mpsc::UnboundedReceiver<Job>,
-) {
-    let error = BackendError::unavailable(&endpoint.address, reason);
+fn fail_all(error: &BackendError, first: Job, jobs: &mut mpsc::UnboundedReceiver<Job>) {
     let _ = first.reply.send(Err(error.clone()));
     while let Ok(job) = jobs.try_recv() {
         let _ = job.reply.send(Err(error.clone()));
@@ -1224,6 +1352,89 @@ mod tests {
         assert_eq!(
             watchdog.check(much_later, Patience::Slow),
             Err(Duration::from_millis(30_000))
+        );
+    }
+
+    /// An endpoint on `address` with a password and a db, so the handshake is AUTH then SELECT.
+    fn auth_and_select(address: &str) -> Endpoint {
+        Endpoint {
+            address: Arc::from(address),
+            username: None,
+            password: Some("secret".to_owned()),
+            db: 99,
+            resp3: false,
+            readonly: false,
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(5),
+            slow_command_timeout: Duration::from_secs(5),
+            tls: None,
+        }
+    }
+
+    /// A one-shot server on loopback that reads the handshake and sends `answer`.
+    async fn answering(answer: &'static [u8]) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 256];
+            let _ = socket.read(&mut request).await;
+            let _ = socket.write_all(answer).await;
+            // Hold the socket open until the client is done.
+            let _ = socket.read(&mut request).await;
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn a_refused_select_is_told_apart_from_a_refused_auth() {
+        let address = answering(b"+OK\r\n-ERR DB index is out of range\r\n").await;
+        let endpoint = auth_and_select(&address);
+        let Err(refused) = connect(&endpoint).await else {
+            panic!("the handshake passed");
+        };
+        let error = BackendError::connect(&endpoint.address, refused);
+        assert_eq!(error.kind(), FailureKind::RefusedHandshake);
+        assert_eq!(error.refused_select(), Some("ERR DB index is out of range"));
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "backend {address} unavailable: handshake refused: ERR DB index is out of range"
+            )
+        );
+
+        let address = answering(b"-WRONGPASS invalid username-password pair\r\n").await;
+        let endpoint = auth_and_select(&address);
+        let Err(refused) = connect(&endpoint).await else {
+            panic!("the handshake passed");
+        };
+        let error = BackendError::connect(&endpoint.address, refused);
+        assert_eq!(error.kind(), FailureKind::RefusedHandshake);
+        assert_eq!(error.refused_select(), None);
+    }
+
+    #[test]
+    fn failures_are_counted_by_their_variant() {
+        let address: Arc<str> = Arc::from("10.0.0.1:6379");
+        let second = Duration::from_secs(1);
+        let kind = |broken| BackendError::lost(&address, broken).kind();
+        assert_eq!(kind(Broken::NoReply(second)), FailureKind::Timeout);
+        assert_eq!(kind(Broken::WriteBlocked(second)), FailureKind::Timeout);
+        assert_eq!(kind(Broken::NoProgress(second)), FailureKind::Timeout);
+        assert_eq!(kind(Broken::Closed), FailureKind::ConnectionLost);
+        assert_eq!(
+            kind(Broken::ReplyWithoutRequest),
+            FailureKind::ConnectionLost
+        );
+        let timed_out = BackendError::connect(&address, ConnectError::Timeout(1000));
+        assert_eq!(timed_out.kind(), FailureKind::Timeout);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let unreachable = BackendError::connect(&address, ConnectError::Connect(refused));
+        assert_eq!(unreachable.kind(), FailureKind::Unreachable);
+        // The texts clients see are the same as when the reason was a string.
+        assert_eq!(
+            &BackendError::lost(&address, Broken::NoProgress(second)).to_reply()[..],
+            b"-ERR backend 10.0.0.1:6379 unavailable: no progress for 1000 ms\r\n"
         );
     }
 }

@@ -163,7 +163,7 @@ async fn check_pool(
         };
         match connect(&tenant_endpoint).await {
             Ok(_) => {}
-            Err(reason @ ConnectError::HandshakeRefused(_)) => {
+            Err(reason @ ConnectError::HandshakeRefused { .. }) => {
                 return Err(place.login_error(reason.to_string()));
             }
             Err(reason) => {

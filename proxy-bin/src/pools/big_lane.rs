@@ -28,7 +28,7 @@ use resp_codec::{FrameScanner, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-use crate::backend::{connect, BackendError, BackendReply, BackendStream, Endpoint};
+use crate::backend::{connect, BackendError, BackendReply, BackendStream, Broken, Endpoint};
 use crate::config::BigRequests;
 
 /// Why a big request was not sent. The text is the client's error reply (after `-`).
@@ -277,14 +277,16 @@ impl LaneLease {
             let idle = self.lane.take_idle();
             self.socket = match idle {
                 Some(socket) => Some(socket),
-                None => Some(connect(&self.lane.endpoint).await.map_err(|reason| {
-                    BackendError::unavailable(&self.lane.node, reason.to_string())
-                })?),
+                None => Some(
+                    connect(&self.lane.endpoint)
+                        .await
+                        .map_err(|reason| BackendError::connect(&self.lane.node, reason))?,
+                ),
             };
         }
         self.socket
             .as_mut()
-            .ok_or_else(|| BackendError::unavailable(&self.lane.node, "no lane connection"))
+            .ok_or_else(|| BackendError::lost(&self.lane.node, Broken::NoLaneConnection))
     }
 
     /// Writes `bytes` to the server; the socket must take some of them every `slow_command_ms`.
@@ -295,26 +297,18 @@ impl LaneLease {
         let mut rest = bytes;
         while !rest.is_empty() {
             let written = match tokio::time::timeout(patience, socket.write(rest)).await {
-                Ok(Ok(0)) => return Err(BackendError::unavailable(&node, "connection closed")),
+                Ok(Ok(0)) => return Err(BackendError::lost(&node, Broken::ClosedOnWrite)),
                 Ok(Ok(written)) => written,
-                Ok(Err(error)) => {
-                    return Err(BackendError::unavailable(
-                        &node,
-                        format!("write failed: {error}"),
-                    ))
-                }
-                Err(_) => return Err(BackendError::unavailable(&node, no_progress(patience))),
+                Ok(Err(error)) => return Err(BackendError::lost(&node, Broken::Write(error))),
+                Err(_) => return Err(BackendError::lost(&node, Broken::NoProgress(patience))),
             };
             rest = &rest[written..];
         }
         // Over TLS the last encrypted bytes may still wait in the stream (a no-op over TCP).
         match tokio::time::timeout(patience, socket.flush()).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(BackendError::unavailable(
-                &node,
-                format!("write failed: {error}"),
-            )),
-            Err(_) => Err(BackendError::unavailable(&node, no_progress(patience))),
+            Ok(Err(error)) => Err(BackendError::lost(&node, Broken::Write(error))),
+            Err(_) => Err(BackendError::lost(&node, Broken::NoProgress(patience))),
         }
     }
 
@@ -327,16 +321,10 @@ impl LaneLease {
         buffer.reserve(LANE_WINDOW);
         let mut room = (&mut *buffer).limit(LANE_WINDOW);
         match tokio::time::timeout(patience, socket.read_buf(&mut room)).await {
-            Ok(Ok(0)) => Err(BackendError::unavailable(
-                &node,
-                "connection closed while replying",
-            )),
+            Ok(Ok(0)) => Err(BackendError::lost(&node, Broken::ClosedWhileReplying)),
             Ok(Ok(read)) => Ok(read),
-            Ok(Err(error)) => Err(BackendError::unavailable(
-                &node,
-                format!("read failed: {error}"),
-            )),
-            Err(_) => Err(BackendError::unavailable(&node, no_progress(patience))),
+            Ok(Err(error)) => Err(BackendError::lost(&node, Broken::Read(error))),
+            Err(_) => Err(BackendError::lost(&node, Broken::NoProgress(patience))),
         }
     }
 
@@ -346,10 +334,6 @@ impl LaneLease {
             self.lane.put_idle(socket);
         }
     }
-}
-
-fn no_progress(patience: Duration) -> String {
-    format!("no progress for {} ms", patience.as_millis())
 }
 
 impl BigLane {
@@ -527,15 +511,12 @@ async fn read_last_frame(lease: &mut LaneLease, count: usize) -> Result<Bytes, B
         while scanned < buffer.len() {
             scanned += scanner
                 .feed(&buffer[scanned..])
-                .map_err(|error| BackendError::unavailable(lease.node(), error.to_string()))?;
+                .map_err(|error| BackendError::lost(lease.node(), Broken::BadLaneReply(error)))?;
             if scanner.is_complete() {
                 left = left.saturating_sub(1);
                 if left == 0 {
                     if scanned != buffer.len() {
-                        return Err(BackendError::unavailable(
-                            lease.node(),
-                            "bytes after the reply",
-                        ));
+                        return Err(BackendError::lost(lease.node(), Broken::BytesAfterReply));
                     }
                     return Ok(buffer.split_off(frame_start).freeze());
                 }

@@ -48,6 +48,7 @@ use cluster_router::scan_cursor::{self, CursorError};
 use cluster_router::topology::NodeAddr;
 use resp_codec::{encode_command, parse_frame, split_replies, Frame, Limits, Request};
 
+use super::errors::{ClusterError, ErrorReply, ReplyError};
 use super::pending::{ClusterExec, Combine, Merge, Part, Pending, Pipeline, PipelinePart, Routed};
 use super::transaction::{self, TransactionError};
 use super::Session;
@@ -63,15 +64,6 @@ const MAX_REDIRECTS: u8 = 5;
 /// The waits before each new attempt of a command answered with TRYAGAIN. A migration moves a slot's keys in
 /// batches, so a multi-key command finds them split for a short time only.
 const TRY_AGAIN_DELAYS_MS: [u64; 8] = [5, 10, 20, 40, 80, 160, 320, 640];
-
-/// Redis's reply to a multi-key command whose keys a slot migration has split between two nodes.
-const TRY_AGAIN_REPLY: &[u8] = b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n";
-
-/// The reply when a backend's replies cannot be framed as expected.
-const UNREADABLE_REPLY: &str = "ERR rkproxy could not read a backend reply";
-
-/// The reply when a part's reply cannot be parsed for merging.
-const UNMERGEABLE_REPLY: &str = "ERR rkproxy could not read a backend reply to merge";
 
 /// A session's view of a cluster pool.
 pub(super) struct ClusterSession {
@@ -200,7 +192,7 @@ impl ClusterSession {
         // batched, so every part below finds its connection. Should that ever fail, every command of the batch
         // still gets a reply (an error), so that no client waits for ever.
         let unroutable = |commands: usize| {
-            let error = reply::error("CLUSTERDOWN rkproxy lost the master of a batched command");
+            let error = ClusterError::LostBatchMaster.to_reply();
             Pending::Ready(error.repeat(commands).into())
         };
         if let [index] = order[..] {
@@ -430,10 +422,10 @@ impl ClusterSession {
 
 fn no_topology(pool: &ClusterPool) -> Bytes {
     pool.request_refresh();
-    reply::error(&format!(
-        "CLUSTERDOWN no slot map known yet for pool '{}'",
-        pool.name()
-    ))
+    ClusterError::NoSlotMap {
+        pool: pool.name().to_owned(),
+    }
+    .to_reply()
 }
 
 impl Session {
@@ -550,7 +542,7 @@ impl Session {
                     });
                     sent.unwrap_or_else(|| {
                         cluster.pool.request_refresh();
-                        Pending::Ready(reply::error("CLUSTERDOWN Hash slot not served"))
+                        Pending::Ready(Bytes::from(RouteError::SlotNotServed { slot }.to_reply()))
                     })
                 }
             }
@@ -610,7 +602,7 @@ impl Session {
                 }
             }
             RoutePlan::Scan => scan(cluster, &request, id, resp3, rewrite),
-            _ => Pending::Ready(reply::error("ERR rkproxy cannot route this command")),
+            _ => Pending::Ready(ClusterError::CannotRoute.to_reply()),
         };
         self.pending.push_back(entry);
     }
@@ -656,7 +648,7 @@ impl Session {
         reply: BackendReply,
     ) -> Result<Bytes, Pending> {
         let Some(part) = merge.parts.get_mut(index) else {
-            return Ok(reply::error("ERR internal: reply for an unknown part"));
+            return Ok(ClusterError::UnknownPart.to_reply());
         };
         let later_in_flight = self.later_requests_in_flight();
         if part.commands > 1 {
@@ -722,7 +714,7 @@ impl Session {
             }
             Some((count, _)) if count == share.commands => {}
             _ => {
-                share.reply = Some(reply::error(UNREADABLE_REPLY));
+                share.reply = Some(ReplyError::Unreadable.to_reply());
                 return;
             }
         }
@@ -732,7 +724,7 @@ impl Session {
             split_replies(&share.request, &limits),
             split_replies(&bytes, &limits),
         ) else {
-            share.reply = Some(reply::error(UNREADABLE_REPLY));
+            share.reply = Some(ReplyError::Unreadable.to_reply());
             return;
         };
         let mut singles: Vec<Part> = requests
@@ -773,7 +765,7 @@ impl Session {
             let frames = match &part.reply {
                 Some(Ok(bytes)) => match split_replies(bytes, &Limits::for_backend_replies()) {
                     Ok(frames) if frames.len() == part.ends.len() => frames,
-                    _ => vec![reply::error(UNREADABLE_REPLY); part.ends.len()],
+                    _ => vec![ReplyError::Unreadable.to_reply(); part.ends.len()],
                 },
                 Some(Err(error)) => {
                     if let Some(cluster) = &self.cluster {
@@ -922,10 +914,8 @@ impl Session {
             cluster.pool.request_refresh();
         }
         if redirects >= MAX_REDIRECTS {
-            let text = String::from_utf8_lossy(&frame[1..]).trim_end().to_owned();
-            return Some(Err(reply::error(&format!(
-                "ERR too many cluster redirections (last: {text})"
-            ))));
+            let last = String::from_utf8_lossy(&frame[1..]).trim_end().to_owned();
+            return Some(Err(ClusterError::TooManyRedirections { last }.to_reply()));
         }
         let target = redirect.target_addr(replied_by);
         tracing::debug!(target: "rkproxy::cluster", client = id, from = %replied_by, to = %target,
@@ -992,7 +982,7 @@ impl Session {
         if !transaction::queueable(spec) {
             return refuse(transaction, transaction::refusal(spec, &request));
         }
-        let crossslot = || reply::error("CROSSSLOT Keys in request don't hash to the same slot");
+        let crossslot = || Bytes::from(RouteError::CrossSlot.to_reply());
         match route(spec, &request, &cluster.topology.map) {
             Ok(RoutePlan::Slot(slot)) => match transaction.slot {
                 Some(first) if first != slot => return refuse(transaction, crossslot()),
@@ -1032,7 +1022,7 @@ impl Session {
         let expected = exec.commands + usize::from(exec.asking);
         let mut frames = match split_replies(&bytes, &Limits::for_backend_replies()) {
             Ok(frames) if frames.len() == expected => frames,
-            _ => return Ok(reply::error(UNREADABLE_REPLY)),
+            _ => return Ok(ReplyError::Unreadable.to_reply()),
         };
         let queued = || frames.iter().skip(usize::from(exec.asking));
         let redirect = queued()
@@ -1043,12 +1033,13 @@ impl Session {
         // would treat the keys still on the other side as missing). Redis's answer to a multi-key command in
         // that state is TRYAGAIN, and it is handled as one: sending the unit to the importing node could run it
         // after later requests of the client that ran on the keys still at the old owner.
-        let split_by_migration = redirect.as_ref().is_some_and(|r| r.starts_with(b"-ASK "))
+        let asked = |r: &Bytes| parse_redirect(r).is_some_and(|r| r.kind == RedirectKind::Ask);
+        let split_by_migration = redirect.as_ref().is_some_and(asked)
             && queued().any(|frame| {
                 frame.starts_with(b"+QUEUED") || classify_reply(frame) == ClusterReplyKind::TryAgain
             });
         let (redirect, try_again) = if split_by_migration {
-            (None, Some(Bytes::from_static(TRY_AGAIN_REPLY)))
+            (None, Some(ClusterError::TryAgain.to_reply()))
         } else {
             let try_again = queued()
                 .find(|frame| classify_reply(frame) == ClusterReplyKind::TryAgain)
@@ -1086,12 +1077,10 @@ impl Session {
             cluster.pool.request_refresh();
         }
         if exec.redirects >= MAX_REDIRECTS {
-            let text = String::from_utf8_lossy(&redirect[1..])
+            let last = String::from_utf8_lossy(&redirect[1..])
                 .trim_end()
                 .to_owned();
-            return Ok(reply::error(&format!(
-                "ERR too many cluster redirections (last: {text})"
-            )));
+            return Ok(ClusterError::TooManyRedirections { last }.to_reply());
         }
         let target = parsed.target_addr(&exec.node);
         let asking = parsed.kind == RedirectKind::Ask;
@@ -1345,7 +1334,7 @@ fn combine(merge: Merge, _resp3: bool) -> Bytes {
         let raw = part.reply.unwrap_or_default();
         // A part holds one reply per command it sent (several for a master's share of a split).
         let Ok(replies) = split_replies(&raw, &Limits::for_backend_replies()) else {
-            return reply::error(UNMERGEABLE_REPLY);
+            return ReplyError::Unmergeable.to_reply();
         };
         for one in replies {
             if one.first() == Some(&b'-') {
@@ -1353,7 +1342,7 @@ fn combine(merge: Merge, _resp3: bool) -> Bytes {
             }
             match parse_frame(&one, &limits) {
                 Ok(Some((frame, _))) => frames.push(frame),
-                _ => return reply::error(UNMERGEABLE_REPLY),
+                _ => return ReplyError::Unmergeable.to_reply(),
             }
         }
     }
@@ -1364,7 +1353,7 @@ fn combine(merge: Merge, _resp3: bool) -> Bytes {
             masters,
         } => {
             let Some(Frame::Array(mut items)) = frames.pop() else {
-                return reply::error("ERR unexpected SCAN reply from the backend");
+                return ReplyError::ScanReply.to_reply();
             };
             let node_cursor = match items.first() {
                 Some(Frame::Bulk(text)) => std::str::from_utf8(text)
@@ -1373,7 +1362,7 @@ fn combine(merge: Merge, _resp3: bool) -> Bytes {
                 _ => None,
             };
             let Some(node_cursor) = node_cursor else {
-                return reply::error("ERR unexpected SCAN cursor from the backend");
+                return ReplyError::ScanCursor.to_reply();
             };
             let next = match scan_cursor::next_cursor(node_index, node_cursor, masters) {
                 Ok(next) => next,

@@ -27,22 +27,22 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use cluster_router::commands::{self, CommandClass, CommandSpec, ProxyHandling};
-use cluster_router::plan::{route, RoutePlan};
+use cluster_router::plan::{route, RouteError, RoutePlan};
 use cluster_router::topology::NodeAddr;
 use resp_codec::{encode_command, parse_frame, Frame, Limits, ReplyDecoder, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::Decoder;
 use tracing::{debug, info};
 
+use super::errors::{AdminError, ClusterError, ErrorReply, Unsupported};
 use super::observe::PendingQueue;
 use super::pending::{Owed, Pending};
 use super::transaction::{self, TransactionError};
 use super::{parse_u32, unsupported, Session, SessionEnd};
 use crate::backend::{
-    connect, BackendError, BackendReader, BackendStream, BackendWriter, Endpoint,
+    connect, BackendError, BackendReader, BackendStream, BackendWriter, Broken, Endpoint,
 };
 use crate::pools::PoolHandle;
-use crate::reply;
 
 /// A dedicated connection kept after its client went back to shared connections, for the next time.
 pub(super) struct SpareConnection {
@@ -462,7 +462,7 @@ impl Session {
         let stream = match backend {
             Ok(stream) => stream,
             Err(reason) => {
-                let error = BackendError::unavailable(&endpoint.address, reason.to_string());
+                let error = BackendError::connect(&endpoint.address, reason);
                 self.pending.push_back(Pending::Ready(error.to_reply()));
                 return;
             }
@@ -493,7 +493,8 @@ impl Session {
         if self.shutting_down {
             self.flush_output().await?;
             if subscribed {
-                self.stream.write_all(super::SHUTTING_DOWN).await?;
+                let stopped = AdminError::ShuttingDown.to_reply();
+                self.stream.write_all(&stopped).await?;
             }
             return self.close_after_shutdown().await.map(Some);
         }
@@ -535,7 +536,7 @@ impl Session {
         let written = dedicated.writer.write_all(&dedicated.to_backend).await;
         dedicated.to_backend.clear();
         if let Err(error) = written {
-            self.backend_lost(&format!("write failed: {error}")).await?;
+            self.backend_lost(Broken::Write(error)).await?;
         }
         Ok(())
     }
@@ -549,7 +550,7 @@ impl Session {
         let read = match read {
             Ok(read) => read,
             Err(error) => {
-                self.backend_lost(&format!("read failed: {error}")).await?;
+                self.backend_lost(Broken::Read(error)).await?;
                 return Ok(None);
             }
         };
@@ -560,8 +561,7 @@ impl Session {
                 self.flush_output().await?;
                 return Ok(Some(SessionEnd::Quit));
             }
-            self.backend_lost("connection closed by the backend")
-                .await?;
+            self.backend_lost(Broken::Closed).await?;
         }
         Ok(None)
     }
@@ -617,7 +617,7 @@ impl Session {
 
     /// The dedicated connection broke. A subscribed client is connected and subscribed again; anything else
     /// gets an error for every reply still owed, and the session ends.
-    async fn backend_lost(&mut self, reason: &str) -> Result<(), SessionEnd> {
+    async fn backend_lost(&mut self, reason: Broken) -> Result<(), SessionEnd> {
         let Some(mut dedicated) = self.dedicated.take() else {
             return Ok(());
         };
@@ -625,14 +625,15 @@ impl Session {
             && self.closing.is_none()
             && self.resubscribe(&mut dedicated).await;
         // Replies owed by the old connection will never come.
-        let error = BackendError::unavailable(&dedicated.endpoint.address, reason);
+        let lost = reason.to_string();
+        let error = BackendError::lost(&dedicated.endpoint.address, reason);
         self.fail_owed(&error);
         if resubscribed {
             self.dedicated = Some(dedicated);
             return Ok(());
         }
         self.flush_output().await?;
-        Err(SessionEnd::BackendLost(reason.to_owned()))
+        Err(SessionEnd::BackendLost(lost))
     }
 
     /// Connects again (within [`RESUBSCRIBE_WINDOW`]) and restores every subscription; whether it could.
@@ -660,7 +661,6 @@ impl Session {
     /// their place. Each failed request is counted as a backend failure.
     fn fail_owed(&mut self, error: &BackendError) {
         let reply = error.to_reply();
-        let BackendError::Unavailable { address, .. } = error;
         let mut failed = 0;
         for entry in self.pending.iter_mut() {
             if let Pending::Dedicated(owed) = entry {
@@ -673,8 +673,9 @@ impl Session {
             }
         }
         if failed > 0 {
-            self.stats.error(crate::stats::ErrorKind::Backend, failed);
-            self.stats.node(address, 0, failed, None);
+            self.stats
+                .error(super::observe::failure_kind(error), failed);
+            self.stats.node(error.address(), 0, failed, None);
         }
         self.collect_ready_replies();
     }
@@ -706,26 +707,31 @@ impl Session {
         match &self.pool {
             PoolHandle::Standalone(pool) => Ok((pool.endpoint(self.db, self.resp3), None)),
             // The Kafka session code refuses every command that could need one; this is a safety net.
-            PoolHandle::Kafka(pool) => Err(reply::error(&format!(
-                "ERR kafka pool '{}' has no Redis connections",
-                pool.name()
-            ))),
+            PoolHandle::Kafka(pool) => Err(Unsupported::KafkaWithoutRedis {
+                pool: pool.name().to_owned(),
+            }
+            .to_reply()),
             PoolHandle::Cluster(pool) => {
                 let spec = commands::lookup(first).map_err(|e| Bytes::from(e.to_reply()))?;
                 let topology = pool.topology();
                 let masters = topology.map.masters();
+                // No master for the slot, or none at all (keyless), as on shared connections.
                 let node = match route(spec, first, &topology.map) {
-                    Ok(RoutePlan::Slot(slot)) => topology.map.master_for_slot(slot).cloned(),
-                    Ok(_) if !masters.is_empty() => {
-                        Some(masters[(self.id as usize) % masters.len()].clone())
+                    Ok(RoutePlan::Slot(slot)) => {
+                        topology.map.master_for_slot(slot).cloned().ok_or_else(|| {
+                            Bytes::from(RouteError::SlotNotServed { slot }.to_reply())
+                        })
                     }
-                    Ok(_) => None,
+                    Ok(_) if !masters.is_empty() => {
+                        Ok(masters[(self.id as usize) % masters.len()].clone())
+                    }
+                    Ok(_) => Err(ClusterError::NoSlotMap {
+                        pool: pool.name().to_owned(),
+                    }
+                    .to_reply()),
                     Err(error) => return Err(Bytes::from(error.to_reply())),
                 };
-                let node = node.ok_or_else(|| {
-                    pool.request_refresh();
-                    reply::error("CLUSTERDOWN Hash slot not served")
-                })?;
+                let node = node.inspect_err(|_| pool.request_refresh())?;
                 let endpoint = pool.endpoint(&node, self.resp3, false);
                 Ok((endpoint, Some(node)))
             }
@@ -907,9 +913,9 @@ impl Session {
         };
         let topology = pool.topology();
         match route(spec, request, &topology.map) {
-            Ok(RoutePlan::Slot(slot)) if topology.map.master_for_slot(slot) != Some(node) => Some(
-                reply::error("CROSSSLOT Keys in request don't hash to the same slot"),
-            ),
+            Ok(RoutePlan::Slot(slot)) if topology.map.master_for_slot(slot) != Some(node) => {
+                Some(Bytes::from(RouteError::CrossSlot.to_reply()))
+            }
             Err(error) => Some(Bytes::from(error.to_reply())),
             _ => None,
         }

@@ -25,6 +25,7 @@ use resp_codec::{encode_command, parse_frame, split_replies, Frame, Limits, Requ
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::errors::{ClusterError, CommandError, ErrorReply, ReplyError, Unsupported};
 use super::pending::{Expect, Pending};
 use super::Session;
 use crate::backend::BackendReply;
@@ -35,21 +36,6 @@ use crate::introspection::{
 use crate::pools::PoolHandle;
 use crate::reply;
 use crate::stats::clients::{parse_kill, ClientView, KillError, KillFilter, KillRequest};
-
-/// Redis's reply to CLIENT CACHING from a client that is not tracking (none is, through rkproxy).
-const CACHING_WITHOUT_TRACKING: &str =
-    "ERR CLIENT CACHING can be called only when the client is in tracking mode \
-                                        with OPTIN or OPTOUT mode enabled";
-const TRACKING_REFUSED: &str = "ERR CLIENT TRACKING is not supported by rkproxy: invalidation messages would go to \
-                                a backend connection shared with other clients and never reach this one; turn \
-                                client-side caching off";
-const NO_EVICT_REFUSED: &str = "ERR CLIENT NO-EVICT is not supported by rkproxy: backend connections are shared \
-                                by many clients, so none can be exempted from eviction for one of them";
-const REPLY_OFF_DEDICATED: &str =
-    "ERR CLIENT REPLY OFF and SKIP are not supported by rkproxy inside a \
-                                   transaction, a blocking command or a subscription";
-const NO_CLUSTER: &str = "ERR This instance has cluster support disabled";
-const SYNTAX: &str = "ERR syntax error";
 
 /// What the proxy keeps about the client's connection beyond the protocol state: when it started, the
 /// library it named (CLIENT SETINFO), and its CLIENT REPLY mode.
@@ -148,7 +134,7 @@ fn reply_when_answered(
             let reply = match part.await {
                 Ok(Ok(bytes)) => Ok(bytes),
                 Ok(Err(error)) => Err(error.to_reply()),
-                Err(_) => Err(reply::error("ERR rkproxy lost a backend reply")),
+                Err(_) => Err(ReplyError::Lost.to_reply()),
             };
             replies.push((node, reply));
         }
@@ -295,7 +281,7 @@ impl Session {
                             None => replies
                                 .into_iter()
                                 .find_map(|(_, reply)| reply.err())
-                                .unwrap_or_else(|| reply::error("ERR rkproxy could not read INFO")),
+                                .unwrap_or_else(|| ReplyError::Info.to_reply()),
                         }
                     })
                 }
@@ -386,17 +372,21 @@ impl Session {
     pub(super) fn config(&mut self, spec: &'static CommandSpec, request: Request) {
         let entry = match &self.pool {
             PoolHandle::Standalone(_) => return self.forward(spec, request),
-            PoolHandle::Kafka(pool) => Pending::Ready(reply::error(&format!(
-                "ERR CONFIG is not available on Kafka pool '{}': it has no Redis server",
-                pool.name()
-            ))),
+            PoolHandle::Kafka(pool) => Pending::Ready(
+                Unsupported::ConfigOnKafka {
+                    pool: pool.name().to_owned(),
+                }
+                .to_reply(),
+            ),
             PoolHandle::Cluster(_) => {
                 let parts = self.ask_backend(request.raw(), true);
                 if parts.is_empty() {
-                    Pending::Ready(reply::error(&format!(
-                        "CLUSTERDOWN no slot map known yet for pool '{}'",
-                        self.pool.name()
-                    )))
+                    Pending::Ready(
+                        ClusterError::NoSlotMap {
+                            pool: self.pool.name().to_owned(),
+                        }
+                        .to_reply(),
+                    )
                 } else {
                     let get = spec.name == "config|get";
                     reply_when_answered(parts, move |replies| merge_config(replies, get))
@@ -416,12 +406,10 @@ impl Session {
         } else if attribute.eq_ignore_ascii_case(b"lib-ver") {
             &mut self.client.lib_ver
         } else {
-            return reply::error(&format!("ERR Unrecognized option '{shown}'"));
+            return CommandError::UnrecognizedOption(shown).to_reply();
         };
         if !is_valid_client_attribute(value) {
-            return reply::error(&format!(
-                "ERR {shown} cannot contain spaces, newlines or special characters."
-            ));
+            return CommandError::AttributeValue(shown).to_reply();
         }
         *slot = (!value.is_empty()).then(|| Bytes::copy_from_slice(value));
         reply::ok()
@@ -549,10 +537,8 @@ impl Session {
                     "normal" => true,
                     "master" | "replica" | "slave" | "pubsub" => false,
                     _ => {
-                        return reply::error(&format!(
-                            "ERR Unknown client type '{}'",
-                            String::from_utf8_lossy(kind)
-                        ))
+                        let kind = String::from_utf8_lossy(kind).into_owned();
+                        return CommandError::UnknownClientType(kind).to_reply();
                     }
                 }
             }
@@ -564,13 +550,13 @@ impl Session {
                         .and_then(|id| id.parse::<i64>().ok())
                     {
                         Some(id) if id >= 1 => wanted.push(id as u64),
-                        _ => return reply::error("ERR Invalid client ID"),
+                        _ => return CommandError::InvalidClientId.to_reply(),
                     }
                 }
                 ids = Some(wanted);
                 true
             }
-            _ => return reply::error(SYNTAX),
+            _ => return CommandError::Syntax.to_reply(),
         };
         let mut lines: Vec<(u64, String)> = Vec::new();
         if shown {
@@ -593,8 +579,8 @@ impl Session {
     fn client_no_evict(request: &Request) -> Bytes {
         match request.arg(2).unwrap_or_default() {
             mode if mode.eq_ignore_ascii_case(b"off") => reply::ok(),
-            mode if mode.eq_ignore_ascii_case(b"on") => reply::error(NO_EVICT_REFUSED),
-            _ => reply::error(SYNTAX),
+            mode if mode.eq_ignore_ascii_case(b"on") => Unsupported::NoEvict.to_reply(),
+            _ => CommandError::Syntax.to_reply(),
         }
     }
 
@@ -602,8 +588,8 @@ impl Session {
     fn client_tracking(request: &Request) -> Bytes {
         match request.arg(2).unwrap_or_default() {
             mode if mode.eq_ignore_ascii_case(b"off") => reply::ok(),
-            mode if mode.eq_ignore_ascii_case(b"on") => reply::error(TRACKING_REFUSED),
-            _ => reply::error(SYNTAX),
+            mode if mode.eq_ignore_ascii_case(b"on") => Unsupported::Tracking.to_reply(),
+            _ => CommandError::Syntax.to_reply(),
         }
     }
 
@@ -635,7 +621,7 @@ impl Session {
             "client|list" => self.client_list(request),
             "client|kill" => self.client_kill(request),
             "client|tracking" => Self::client_tracking(request),
-            "client|caching" => reply::error(CACHING_WITHOUT_TRACKING),
+            "client|caching" => CommandError::CachingWithoutTracking.to_reply(),
             "client|getredir" => reply::integer(-1),
             "client|trackinginfo" => self.tracking_info(),
             "client|no-evict" => Self::client_no_evict(request),
@@ -643,15 +629,15 @@ impl Session {
             "client|reply" => match request.arg(2).unwrap_or_default() {
                 mode if mode.eq_ignore_ascii_case(b"on") => reply::ok(),
                 mode if mode.eq_ignore_ascii_case(b"off") || mode.eq_ignore_ascii_case(b"skip") => {
-                    reply::error(REPLY_OFF_DEDICATED)
+                    Unsupported::ReplyOffDedicated.to_reply()
                 }
-                _ => reply::error(SYNTAX),
+                _ => CommandError::Syntax.to_reply(),
             },
             // The proxy routes replica reads and follows ASK itself; a standalone pool answers as a Redis
             // without cluster support does.
             "readonly" | "readwrite" | "asking" => match self.pool {
                 PoolHandle::Cluster(_) => reply::ok(),
-                _ => reply::error(NO_CLUSTER),
+                _ => CommandError::NoCluster.to_reply(),
             },
             // Dedicated mode, non-admins (admins' INFO goes to the backend).
             "info" => self.proxy_info_now(request),
@@ -683,7 +669,8 @@ impl Session {
         } else if mode.eq_ignore_ascii_case(b"skip") {
             self.client.reply_filter = Some(start(ReplyMode::SkipNext));
         } else {
-            self.pending.push_back(Pending::Ready(reply::error(SYNTAX)));
+            self.pending
+                .push_back(Pending::Ready(CommandError::Syntax.to_reply()));
         }
     }
 
@@ -717,7 +704,7 @@ impl Session {
             return true;
         } else {
             filter.decide();
-            reply::error(SYNTAX)
+            CommandError::Syntax.to_reply()
         };
         // Earlier batched requests go first, so replies keep request order.
         self.flush_batch();
@@ -771,7 +758,7 @@ fn merge_config(replies: NodeReplies, get: bool) -> Bytes {
         match reply {
             Ok(bytes) if bytes.first() == Some(&b'-') => return node_error(&node, &bytes),
             Ok(bytes) if !get && bytes.as_ref() != b"+OK\r\n" => {
-                return node_error(&node, b"-ERR unexpected reply")
+                return node_error(&node, &ReplyError::Unexpected.to_reply())
             }
             Ok(bytes) => {
                 first.get_or_insert(bytes);
@@ -779,7 +766,7 @@ fn merge_config(replies: NodeReplies, get: bool) -> Bytes {
             Err(error) => return node_error(&node, &error),
         }
     }
-    first.unwrap_or_else(|| reply::error("ERR no cluster node answered"))
+    first.unwrap_or_else(|| ClusterError::NoNodeAnswered.to_reply())
 }
 
 #[cfg(unix)]

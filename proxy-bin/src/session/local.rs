@@ -6,17 +6,11 @@ use bytes::Bytes;
 use cluster_router::commands::CommandSpec;
 use resp_codec::Request;
 
+use super::errors::{CommandError, ErrorReply};
 use super::pending::{Expect, Pending};
 use super::{parse_u32, unsupported, Session, SessionEnd};
-use crate::backend::one_line;
 use crate::pools::PoolHandle;
 use crate::reply;
-
-/// Redis's reply to AUTH when no password is configured; rkproxy has no client authentication until tenants
-/// are configured.
-pub(super) const NO_PASSWORD: &str =
-    "ERR AUTH <password> called without any password configured for the default user. \
-                           Are you sure your configuration is correct?";
 
 impl Session {
     pub(super) fn answer_locally(&mut self, spec: &'static CommandSpec, request: Request) {
@@ -63,9 +57,9 @@ impl Session {
         match spec.name {
             "auth" => self.authenticate(spec, request),
             "client|setname" => match request.arg(2) {
-                Some(name) if name.iter().any(|b| *b <= b' ' || *b > b'~') => reply::error(
-                    "ERR Client names cannot contain spaces, newlines or special characters.",
-                ),
+                Some(name) if name.iter().any(|b| *b <= b' ' || *b > b'~') => {
+                    CommandError::ClientName.to_reply()
+                }
                 Some(name) => {
                     self.name = if name.is_empty() {
                         None
@@ -97,7 +91,7 @@ impl Session {
             None => request
                 .arg(1)
                 .and_then(parse_u32)
-                .ok_or_else(|| reply::error("ERR value is not an integer or out of range")),
+                .ok_or_else(|| CommandError::NotAnInteger.to_reply()),
         };
         let db = match checked {
             Ok(db) => db,
@@ -110,7 +104,7 @@ impl Session {
             let reply = if db == 0 {
                 reply::ok()
             } else {
-                reply::error("ERR SELECT is not allowed in cluster mode")
+                CommandError::SelectInCluster.to_reply()
             };
             self.pending.push_back(Pending::Ready(reply));
             return;
@@ -140,11 +134,9 @@ impl Session {
                 b"2" => resp3 = false,
                 b"3" => resp3 = true,
                 _ if parse_u32(version).is_none() => {
-                    return Err(reply::error(
-                        "ERR Protocol version is not an integer or out of range",
-                    ))
+                    return Err(CommandError::ProtocolVersion.to_reply())
                 }
-                _ => return Err(reply::error("NOPROTO unsupported protocol version")),
+                _ => return Err(CommandError::NoProto.to_reply()),
             }
         }
         if self.awaiting_auth() && !hello_carries_auth(request) {
@@ -164,10 +156,8 @@ impl Session {
                 new_name = request.arg(index + 1).map(Bytes::copy_from_slice);
                 index += 2;
             } else {
-                return Err(reply::error(&format!(
-                    "ERR Syntax error in HELLO option '{}'",
-                    one_line(&String::from_utf8_lossy(option))
-                )));
+                let option = String::from_utf8_lossy(option).into_owned();
+                return Err(CommandError::HelloOption(option).to_reply());
             }
         }
         if resp3 != self.resp3 {

@@ -26,6 +26,7 @@ mod big;
 mod certificate;
 mod cluster;
 mod dedicated;
+mod errors;
 mod introspection;
 mod kafka;
 mod local;
@@ -45,7 +46,7 @@ use resp_codec::{Request, RequestDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::Decoder;
 
-use crate::backend::{BackendError, BackendReply, Patience, SharedConnection};
+use crate::backend::{BackendReply, Patience, SharedConnection};
 use crate::pools::PoolHandle;
 use crate::reply;
 use crate::state::ProxyState;
@@ -54,6 +55,7 @@ use crate::tls::ClientStream;
 pub use self::observe::{kafka_lag, probe_nodes, proxy_facts};
 
 use self::cluster::ClusterSession;
+use self::errors::{AdminError, ErrorReply};
 use self::pending::{next_front_event, try_front_event, Expect, FrontEvent, Pending, Sent};
 use self::tenancy::Verdict;
 
@@ -93,9 +95,6 @@ pub enum SessionEnd {
 /// How long a session closing at shutdown waits for the client to close its end (see
 /// `Session::close_after_shutdown`).
 const SHUTDOWN_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// What subscribers and requests read after the shutdown began are told.
-const SHUTTING_DOWN: &[u8] = b"-ERR rkproxy is shutting down\r\n";
 
 /// A client's protocol state and its link to a pool.
 pub struct Session {
@@ -489,8 +488,9 @@ impl Session {
     async fn refuse_unread_and_close(&mut self) -> Result<SessionEnd, SessionEnd> {
         // Whatever the client sent that arrived by now; nothing more is waited for.
         let _ = self.stream.try_read_buf(&mut self.read_buffer);
+        let stopped = AdminError::ShuttingDown.to_reply();
         while let Ok(Some(_request)) = self.decoder.decode(&mut self.read_buffer) {
-            self.write_buffer.extend_from_slice(SHUTTING_DOWN);
+            self.write_buffer.extend_from_slice(&stopped);
         }
         self.flush_output().await?;
         self.close_after_shutdown().await
@@ -989,11 +989,10 @@ fn convert_reply(reply: BackendReply, expect: Expect) -> Bytes {
         }
         (Ok(frame), Expect::SelectCheck) if frame.first() == Some(&b'-') => frame,
         (Ok(_), Expect::SelectCheck) => reply::ok(),
-        (Err(BackendError::Unavailable { reason, .. }), Expect::SelectCheck)
-            if reason.contains("DB index is out of range") =>
-        {
-            reply::error("ERR DB index is out of range")
-        }
+        (Err(error), Expect::SelectCheck) => match error.refused_select() {
+            Some(refusal) => reply::error(refusal),
+            None => error.to_reply(),
+        },
         (Err(error), _) => error.to_reply(),
     }
 }

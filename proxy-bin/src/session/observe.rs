@@ -20,9 +20,10 @@ use tenant_policy::PolicyError;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::errors::{AdminError, CommandError, ErrorReply};
 use super::pending::{Expect, FrontEvent, Pending};
 use super::Session;
-use crate::backend::{BackendError, BackendReply};
+use crate::backend::{BackendError, BackendReply, FailureKind};
 use crate::pools::PoolHandle;
 use crate::reply;
 use crate::stats::clients::ClientNow;
@@ -404,23 +405,16 @@ pub(super) fn new_queue(stats: &Stats) -> PendingQueue {
 }
 
 /// How a backend failure is counted: a timeout when the backend made no progress in time.
-fn failure_kind(error: &BackendError) -> ErrorKind {
-    let BackendError::Unavailable { reason, .. } = error;
-    let timed_out = [
-        "no reply within",
-        "write blocked for",
-        "no connection within",
-    ]
-    .iter()
-    .any(|start| reason.starts_with(start));
-    if timed_out {
-        ErrorKind::Timeout
-    } else {
-        ErrorKind::Backend
+pub(super) fn failure_kind(error: &BackendError) -> ErrorKind {
+    match error.kind() {
+        FailureKind::Timeout => ErrorKind::Timeout,
+        FailureKind::Unreachable
+        | FailureKind::RefusedHandshake
+        | FailureKind::ConnectionLost
+        | FailureKind::Internal => ErrorKind::Backend,
     }
 }
 
-/// Whether a lane's reply is its busy refusal (`BigLaneError::Busy`).
 /// The request's first key, if it names any.
 fn first_key<'a>(spec: &'static CommandSpec, request: &'a Request) -> Option<&'a [u8]> {
     let index = cluster_router::commands::key_indices(spec, request)
@@ -645,11 +639,7 @@ impl Session {
                     None => Some(10),
                     Some(text) => match parse_count(text) {
                         Some(count) => count,
-                        None => {
-                            return reply::error(
-                                "ERR count should be greater than or equal to -1",
-                            )
-                        }
+                        None => return CommandError::SlowlogCount.to_reply(),
                     },
                 };
                 let entries = log.get(count, visible);
@@ -682,9 +672,7 @@ impl Session {
             return Pending::Ready(self.keys_command(sub, request));
         }
         let Some(section) = Section::parse(request.arg(2)) else {
-            return Pending::Ready(reply::error(
-                "ERR unknown RKPROXY STATS section. Try TENANTS, COMMANDS, POOLS, NODES, KAFKA or LANES.",
-            ));
+            return Pending::Ready(AdminError::UnknownStatsSection.to_reply());
         };
         // The client's own counts so far are part of the answer.
         self.stats.flush();
@@ -704,9 +692,7 @@ impl Session {
             return Pending::Ready(reply::array_of_bulks(lines.iter().map(String::as_bytes)));
         }
         if visible.is_some() {
-            return Pending::Ready(reply::error(
-                "NOPERM RKPROXY STATS NODES is for admins: backend nodes are shared by every tenant",
-            ));
+            return Pending::Ready(AdminError::StatsNodesForAdmins.to_reply());
         }
         let (sender, receiver) = oneshot::channel::<BackendReply>();
         tokio::spawn(async move {
@@ -726,10 +712,10 @@ impl Session {
         let per_tenant = match request.arg(2).map(parse_positive) {
             None => DEFAULT_KEYS_SHOWN,
             Some(Some(n)) => n,
-            Some(None) => return reply::error("ERR the count must be a positive integer"),
+            Some(None) => return AdminError::CountNotPositive.to_reply(),
         };
         if request.argc() > 3 {
-            return reply::error("ERR syntax error: RKPROXY BIGKEYS|HOTKEYS [count]");
+            return AdminError::KeysSyntax.to_reply();
         }
         // Keys sampled so far by this client are part of the answer.
         self.stats.flush();

@@ -13,6 +13,7 @@ use cluster_router::plan::SplitPart;
 use cluster_router::topology::NodeAddr;
 use tokio::sync::oneshot;
 
+use super::errors::{ErrorReply, ReplyError};
 use crate::backend::BackendReply;
 
 /// What the client will get for one request.
@@ -184,9 +185,7 @@ pub enum FrontEvent {
 
 /// The reply when a backend connection went away without answering.
 pub fn lost() -> BackendReply {
-    Ok(Bytes::from_static(
-        b"-ERR backend connection closed before replying\r\n",
-    ))
+    Ok(ReplyError::ConnectionClosed.to_reply())
 }
 
 pub type PartReceiver = Option<oneshot::Receiver<BackendReply>>;

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use resp_codec::Request;
 use tokio::sync::oneshot;
 
+use super::errors::{AdminError, ErrorReply};
 use super::pending::{Expect, Pending};
 use super::{Session, SessionEnd};
 use crate::pools::PoolHandle;
@@ -36,6 +37,8 @@ pub(super) enum Retired {
     )]
     PoolNotAllowed { tenant: String, pool: String },
 }
+
+impl ErrorReply for Retired {}
 
 impl Session {
     /// At a barrier: moves the session to the newest configuration if a reload published one since the
@@ -115,7 +118,7 @@ impl Session {
                 return None;
             }
         }
-        let refusal = reply::error(&retired.to_string());
+        let refusal = retired.to_reply();
         self.flush_batch();
         Some(refusal)
     }
@@ -135,9 +138,7 @@ impl Session {
         {
             return None;
         }
-        Some(reply::error(
-            &Retired::TenantRemoved(name.to_owned()).to_string(),
-        ))
+        Some(Retired::TenantRemoved(name.to_owned()).to_reply())
     }
 
     /// `RKPROXY RELOAD`: reads the configuration again as at start and reloads it, in a task; the reply (what
@@ -151,7 +152,7 @@ impl Session {
             }
         }
         let Some(live) = self.state.live() else {
-            let stopped = reply::error("ERR rkproxy is shutting down");
+            let stopped = AdminError::ShuttingDown.to_reply();
             self.pending.push_back(Pending::Ready(stopped));
             return;
         };
@@ -159,9 +160,7 @@ impl Session {
         tokio::spawn(async move {
             let reply = match live.reload_from_source().await {
                 Ok(report) => reply::simple(&format!("OK {report}")),
-                Err(error) => {
-                    reply::error(&format!("ERR reload refused, nothing changed: {error}"))
-                }
+                Err(error) => AdminError::ReloadRefused(error.to_string()).to_reply(),
             };
             let _ = sender.send(Ok(reply));
         });

@@ -23,6 +23,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::errors::{AdminError, AuthError, ErrorReply};
 use super::Session;
 use crate::pools::PoolHandle;
 use crate::reply;
@@ -123,7 +124,7 @@ impl Session {
     /// AUTH (and HELLO ... AUTH): find the tenant, count the connection, move to its pool and db.
     pub(super) fn authenticate(&mut self, spec: &CommandSpec, request: &Request) -> Bytes {
         let Some(tenants) = self.state.tenants() else {
-            return reply::error(super::local::NO_PASSWORD);
+            return AuthError::NoPassword.to_reply();
         };
         let found = match credentials(spec, request) {
             Ok(Some(found)) => found,
@@ -150,11 +151,11 @@ impl Session {
             }
         };
         let Some(pool) = self.state.pool(tenant.pool()).cloned() else {
-            return reply::error(&format!(
-                "ERR pool '{}' of tenant '{}' is not configured",
-                tenant.pool(),
-                tenant.name()
-            ));
+            return AuthError::TenantPoolMissing {
+                pool: tenant.pool().to_owned(),
+                tenant: tenant.name().to_owned(),
+            }
+            .to_reply();
         };
         self.start_limits_refill(&tenant);
         self.tenant = Some(permit);
@@ -182,7 +183,7 @@ impl Session {
         self.reply_hold = Some(Instant::now() + delay);
         if self.auth_failures >= self.state.config().client_limits.auth_max_failures {
             self.closing = Some(super::SessionEnd::TooManyAuthFailures);
-            return reply::error(TOO_MANY_AUTH_FAILURES);
+            return AuthError::TooManyFailures.to_reply();
         }
         wrongpass
     }
@@ -199,7 +200,7 @@ impl Session {
                 Ok(())
             }
             None => {
-                let refusal = reply::error(TOO_MANY_UNAUTHENTICATED);
+                let refusal = AuthError::TooManyUnauthenticated.to_reply();
                 let _ =
                     tokio::time::timeout(Duration::from_secs(1), self.stream.write_all(&refusal))
                         .await;
@@ -286,9 +287,7 @@ impl Session {
                 };
                 reply::array_of_bulks(lines.iter().map(String::as_bytes))
             }
-            _ => reply::error(
-                "ERR unknown subcommand for RKPROXY. Try RKPROXY POOL, TENANTS, RELOAD, KOFFSETS or KRESET.",
-            ),
+            _ => AdminError::UnknownSubcommand.to_reply(),
         })
     }
 
@@ -307,10 +306,7 @@ impl Session {
             }
         }
         let Some(pool) = self.state.pool(&name).cloned() else {
-            return reply::error(&format!(
-                "ERR unknown pool '{}'",
-                crate::backend::one_line(&name)
-            ));
+            return AdminError::UnknownPool(name).to_reply();
         };
         let db = self.tenant().and_then(|t| t.db()).unwrap_or(0);
         self.switch_pool(pool, db);
@@ -416,13 +412,6 @@ fn granted(reply: &[u8]) -> Option<(u64, u64)> {
         _ => None,
     }
 }
-
-/// The reply to the `auth_max_failures`-th wrong password on a connection, which is then closed.
-const TOO_MANY_AUTH_FAILURES: &str =
-    "ERR too many failed authentication attempts, closing the connection";
-
-/// The reply to a connection over `client_limits.max_unauthenticated`, which is then closed.
-const TOO_MANY_UNAUTHENTICATED: &str = "ERR max number of unauthenticated clients reached";
 
 /// How long an unauthenticated connection may stay.
 pub(super) fn auth_deadline(auth_ms: u64) -> Instant {

@@ -291,3 +291,24 @@ async fn two_concurrent_400_mb_sets_fail_no_one() {
         .await
         .expect("the test finished within 40 s");
 }
+
+/// A backend that stops answering is counted as a timeout, not as a broken backend: the kind comes from the
+/// failure's variant (`BackendError::kind`), not from its text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_backend_is_counted_as_a_timeout() {
+    use crate::stats::{line_with, number, stats_lines};
+    let backend = OwnRedis::start(&[]);
+    let proxy = proxy_with_one_second_timeout(&backend, 1).await;
+    let mut connection = client(&proxy).await;
+    let key = unique("timeout_kind");
+    let _: () = connection.set(&key, "v").await.unwrap();
+    backend.pause();
+    let error = connection.get::<_, String>(&key).await.unwrap_err();
+    backend.resume();
+    assert!(error.to_string().contains("no reply within"), "{error}");
+    let tenants = stats_lines(&mut connection, "tenants").await;
+    let default = line_with(&tenants, &[("tenant", "default")]).unwrap();
+    assert_eq!(number(&default, "errors_timeout"), 1, "{tenants:?}");
+    assert_eq!(number(&default, "errors_backend"), 0, "{tenants:?}");
+    proxy.shutdown().await;
+}

@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use cluster_router::commands::{self, CommandSpec, ProxyHandling};
+use cluster_router::redirect::{classify_reply, ClusterReplyKind};
 use cluster_router::topology::NodeAddr;
 use resp_codec::{
     big_request_head, put_bulk, put_header, BigRequestHead, FrameScanner, HeadScan, Limits,
@@ -36,7 +37,7 @@ use tokio::time::Instant;
 use super::super::pending::Pending;
 use super::super::{Session, SessionEnd};
 use super::first_key;
-use crate::backend::BackendError;
+use crate::backend::{BackendError, Broken};
 use crate::pools::big_lane::{BigLane, LaneLease, LANE_WINDOW};
 use crate::pools::PoolHandle;
 
@@ -356,7 +357,7 @@ impl Session {
             let taken = match scanner.feed(&held[start..]) {
                 Ok(taken) => taken,
                 Err(error) => {
-                    let failure = BackendError::unavailable(lease.node(), error.to_string());
+                    let failure = BackendError::lost(lease.node(), Broken::BadLaneReply(error));
                     return self.lane_reply_failed(failure, streaming);
                 }
             };
@@ -442,9 +443,7 @@ impl Session {
 
 /// A cluster redirect (or a slot being migrated): the request did not run there.
 fn is_redirect(reply: &[u8]) -> bool {
-    [&b"-MOVED "[..], b"-ASK ", b"-TRYAGAIN"]
-        .iter()
-        .any(|prefix| reply.starts_with(prefix))
+    classify_reply(reply) != ClusterReplyKind::Final
 }
 
 /// The head of a streamed request as the tenant's rules rewrote its stand-in: the same arguments before the

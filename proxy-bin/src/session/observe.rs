@@ -178,11 +178,11 @@ impl PendingQueue {
     /// Takes the commands of the `count` oldest requests, giving each run of one command to `each`.
     fn take_commands(&mut self, mut count: u32, mut each: impl FnMut(&'static str, u32)) {
         while count > 0 {
-            let Some((command, run)) = self.commands.front_mut() else {
+            let Some(&mut (command, ref mut run)) = self.commands.front_mut() else {
                 return;
             };
             let taken = (*run).min(count);
-            each(*command, taken);
+            each(command, taken);
             count -= taken;
             *run -= taken;
             if *run == 0 {

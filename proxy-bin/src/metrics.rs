@@ -9,6 +9,8 @@
 //! - `rkproxy_commands_total{pool,tenant,command}`, `rkproxy_command_bytes_total{pool,tenant,command}`
 //! - `rkproxy_command_duration_seconds{pool,tenant}` (histogram: time in the proxy, from the read of a request
 //!   until its reply is handed to the client's socket)
+//! - `rkproxy_per_command_duration_seconds{pool,tenant,command}` (histogram: the same time in the proxy, per
+//!   command; each request of a pipelined batch gets the batch's time)
 //! - `rkproxy_backend_duration_seconds{pool,node}` (histogram: the backend round trip, from dispatch to the node
 //!   until the reply is in the proxy)
 //! - `rkproxy_errors_total{pool,tenant,kind}` (kind: refused, backend, timeout, limit)
@@ -247,6 +249,24 @@ impl Scrape {
             "rkproxy_command_bytes",
             "Request bytes by pool, tenant and command.",
             bytes,
+        )?;
+        let rows = sorted(&self.snapshot.commands)
+            .into_iter()
+            .filter(|(_, counts)| !counts.latency.is_empty())
+            .map(|((pool, tenant, command), counts)| {
+                let labels: Labels = vec![
+                    ("pool", pool.to_string()),
+                    ("tenant", tenant.to_string()),
+                    ("command", (*command).to_owned()),
+                ];
+                (labels, &counts.latency)
+            });
+        histogram(
+            encoder,
+            "rkproxy_per_command_duration_seconds",
+            "Time in the proxy per command: from the read of a request until its reply is handed to the client's \
+             socket (a pipelined batch's time for each of its requests).",
+            rows,
         )
     }
 

@@ -21,9 +21,13 @@ use crate::tenant::{allowed_before_auth, Tenant};
 
 /// Commands that are administrative when a server runs them, but that the proxy answers itself
 /// for tenants without that right, so policing lets them through: INFO (a tenant that is not an
-/// admin gets the proxy's own INFO, which shows nothing of the server or of other tenants) and
-/// SLOWLOG (the proxy's own slow log, of which a tenant sees and resets only its own entries).
+/// admin gets the proxy's own INFO, which shows nothing of the server or of other tenants),
+/// SLOWLOG (the proxy's own slow log, of which a tenant sees and resets only its own entries), and
+/// CLIENT LIST and CLIENT KILL (the proxy's own sessions, of which a tenant lists and closes only
+/// its own).
 pub const ANSWERED_BY_THE_PROXY_FOR_NON_ADMINS: &[&str] = &[
+    "client|kill",
+    "client|list",
     "info",
     "slowlog|get",
     "slowlog|help",

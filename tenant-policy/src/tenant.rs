@@ -35,6 +35,9 @@ pub const ADMIN_EXTRA: &[&str] = &[
 
 /// Why a command is safe for tenants when its connection is the tenant's own.
 const LOCAL: &str = "answered by the proxy from this connection's own state";
+/// Why CLIENT LIST and CLIENT KILL are safe for a tenant.
+const OWN_SESSIONS: &str =
+    "answered by the proxy from its own sessions, of which a tenant sees and kills only its own connections";
 /// Why SLOWLOG is safe for a tenant.
 const SLOWLOG: &str =
     "answered by the proxy from its own slow log, which shows and resets only the tenant's own entries";
@@ -64,6 +67,8 @@ pub const KEYLESS_COMMANDS_FOR_TENANTS: &[(&str, &str)] = &[
     ("client|help", STATIC),
     ("client|id", LOCAL),
     ("client|info", LOCAL),
+    ("client|kill", OWN_SESSIONS),
+    ("client|list", OWN_SESSIONS),
     ("client|reply", "the proxy drops this client's replies itself"),
     ("client|setinfo", LOCAL),
     ("client|setname", LOCAL),

@@ -89,6 +89,7 @@ impl Session {
         };
         self.lane_transfer = Some(Box::new(LaneTransfer {
             lane,
+            command: spec.name,
             head: request.raw().clone(),
             rest: None,
             request_len: request.raw().len(),

@@ -645,8 +645,9 @@ impl Session {
         while self.accepting_requests(max_pending) {
             match self.decoder.decode(&mut self.read_buffer) {
                 Ok(Some(request)) => {
-                    self.pending.framed(request.raw().len());
                     let counted = self.count_request(&request);
+                    self.pending
+                        .framed(request.raw().len(), self.stats.last_command());
                     if !self.screen_for_reply_mode(&request) {
                         self.looked_up = counted;
                         self.handle(request);

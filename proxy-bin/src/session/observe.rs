@@ -45,6 +45,8 @@ pub(super) struct Sent {
     took: Option<Duration>,
     /// Requests it stands for (a batch stands for several).
     requests: u32,
+    /// Framed requests it carried (see `PendingQueue::commands`), set when it is taken off the front.
+    carried: u32,
     /// Kept only while the slow log is on: what was sent, for a slow-log entry.
     request: Option<Bytes>,
     /// The backend node(s) that answered.
@@ -102,6 +104,11 @@ pub(super) struct PendingQueue {
     slow_after: Option<Duration>,
     /// Cluster nodes' labels, made once per session (not once per request).
     labels: Vec<(Arc<NodeAddr>, Arc<str>)>,
+    /// While timing: the command of every request counted in `total`, in the order they were framed, as runs
+    /// of one command. It changes in step with `total` (framed at the back, forgotten from the back, and taken
+    /// from the front by each completed entry, as many as it carried), so each request's command gets the
+    /// time of the entry that carried it, with no clock read or allocation per request.
+    commands: VecDeque<(&'static str, u32)>,
 }
 
 impl PendingQueue {
@@ -125,10 +132,16 @@ impl PendingQueue {
         self.carried.push_back(carried);
     }
 
-    /// Counts a framed request of `bytes` bytes, in flight from now on.
-    pub(super) fn framed(&mut self, bytes: usize) {
-        if self.timing && self.framed_at.is_none() {
-            self.framed_at = Some(Instant::now());
+    /// Counts a framed request of `bytes` bytes and command `command` (its stats label), in flight from now on.
+    pub(super) fn framed(&mut self, bytes: usize, command: &'static str) {
+        if self.timing {
+            if self.framed_at.is_none() {
+                self.framed_at = Some(Instant::now());
+            }
+            match self.commands.back_mut() {
+                Some((last, run)) if std::ptr::eq(*last, command) => *run += 1,
+                _ => self.commands.push_back((command, 1)),
+            }
         }
         self.unattributed.requests += 1;
         self.unattributed.bytes += bytes;
@@ -142,6 +155,41 @@ impl PendingQueue {
         let forgotten = std::mem::take(&mut self.unattributed);
         self.total.requests -= forgotten.requests;
         self.total.bytes -= forgotten.bytes;
+        if self.timing {
+            self.forget_commands(forgotten.requests);
+        }
+    }
+
+    /// Drops the commands of the `count` requests framed last.
+    fn forget_commands(&mut self, mut count: usize) {
+        while count > 0 {
+            let Some((_, run)) = self.commands.back_mut() else {
+                return;
+            };
+            let run_len = *run as usize;
+            if run_len > count {
+                *run -= count as u32;
+                return;
+            }
+            count -= run_len;
+            self.commands.pop_back();
+        }
+    }
+
+    /// Takes the commands of the `count` oldest requests, giving each run of one command to `each`.
+    fn take_commands(&mut self, mut count: u32, mut each: impl FnMut(&'static str, u32)) {
+        while count > 0 {
+            let Some(&mut (command, ref mut run)) = self.commands.front_mut() else {
+                return;
+            };
+            let taken = (*run).min(count);
+            each(command, taken);
+            count -= taken;
+            *run -= taken;
+            if *run == 0 {
+                self.commands.pop_front();
+            }
+        }
     }
 
     /// Client requests in flight (a batch counts each of its requests).
@@ -201,8 +249,12 @@ impl PendingQueue {
         self.total.bytes -= carried.bytes;
         self.last_carried = carried;
         let mut sent = self.sent.pop_front().unwrap_or_default();
+        sent.carried = u32::try_from(carried.requests).unwrap_or(u32::MAX);
         if let Some(previous) = self.popped.take() {
-            self.completed.push(previous);
+            // Completed entries are kept for `observe_before_write`, which runs only while timing.
+            if self.timing {
+                self.completed.push(previous);
+            }
         }
         if let Some(at) = sent.at {
             let took = at.elapsed();
@@ -399,6 +451,19 @@ pub(super) fn initial_tenant(state: &crate::state::ProxyState) -> &'static str {
     }
 }
 
+/// What [`Session::observe_lane_request`] records of one lane request.
+pub(super) struct LaneTiming<'a> {
+    /// The command's stats label.
+    pub command: &'static str,
+    /// What was sent first: the whole request, or a streamed request's head (its leading arguments).
+    pub head: &'a Bytes,
+    /// The cluster node; `None` on a standalone pool.
+    pub node: Option<&'a Arc<NodeAddr>>,
+    /// See [`Session::lane_clock`]: when the transfer began, and when its lane connection was checked out.
+    pub started: Option<Instant>,
+    pub dispatched: Option<Instant>,
+}
+
 /// The reply queue a session starts with.
 pub(super) fn new_queue(stats: &Stats) -> PendingQueue {
     PendingQueue::new(stats.enabled(), stats.slowlog().threshold())
@@ -507,14 +572,67 @@ impl Session {
         if !self.stats.enabled() {
             return;
         }
-        let label = match (node, &self.pool) {
-            (Some(node), _) => self.pending.label(node),
-            (None, PoolHandle::Standalone(pool)) => Arc::clone(pool.address()),
-            (None, _) => return,
+        let Some(label) = self.lane_node_label(node) else {
+            return;
         };
         self.state
             .stats()
             .lane_busy(self.stats.pool(), self.stats.tenant(), &label);
+    }
+
+    /// The stats label of a lane's node: `node` on a cluster pool, the pool's node on a standalone one.
+    fn lane_node_label(&mut self, node: Option<&Arc<NodeAddr>>) -> Option<Arc<str>> {
+        match (node, &self.pool) {
+            (Some(node), _) => Some(self.pending.label(node)),
+            (None, PoolHandle::Standalone(pool)) => Some(Arc::clone(pool.address())),
+            (None, _) => None,
+        }
+    }
+
+    /// The time a lane request starts, while the stats are on (a lane request is big and rare: one clock read
+    /// at each end costs nothing visible).
+    pub(super) fn lane_clock(&self) -> Option<Instant> {
+        self.stats.enabled().then(Instant::now)
+    }
+
+    /// A lane request its node answered (see `big::transfer`), which bypasses the reply queue: recorded once,
+    /// when it completes, through the same counts the reply queue feeds. The time in the proxy runs from
+    /// `started` (the transfer began: every earlier reply had arrived), the time at the backend from
+    /// `dispatched` (its lane connection was checked out; a streamed request's body arrives meanwhile).
+    pub(super) fn observe_lane_request(&mut self, lane: LaneTiming<'_>) {
+        let (Some(started), Some(dispatched)) = (lane.started, lane.dispatched) else {
+            return;
+        };
+        let now = Instant::now();
+        let in_proxy = now.saturating_duration_since(started);
+        let at_backend = now.saturating_duration_since(dispatched);
+        self.stats.latency(in_proxy, at_backend, 1);
+        self.stats.command_latency(lane.command, in_proxy, 1);
+        let label = self.lane_node_label(lane.node);
+        if let Some(label) = &label {
+            self.stats.node(label, 1, 0, Some(at_backend));
+        }
+        if self
+            .pending
+            .slow_after
+            .is_some_and(|limit| at_backend >= limit)
+        {
+            let kept = lane.head.len().min(SLOW_PREFIX);
+            let sent = Sent {
+                requests: 1,
+                request: Some(Bytes::copy_from_slice(&lane.head[..kept])),
+                ..Sent::default()
+            };
+            self.log_slow(&sent, at_backend, label.as_deref().unwrap_or_default());
+        }
+    }
+
+    /// A lane request that failed at its node (writing the request or reading the reply): counted like a
+    /// backend failure of the reply queue.
+    pub(super) fn count_lane_failure(&mut self, failure: &BackendError) {
+        self.stats.error(failure_kind(failure), 1);
+        let BackendError::Unavailable { address, .. } = failure;
+        self.stats.node(address, 0, 1, None);
     }
 
     /// Counts the requests of the entry `front` failed by a backend error in `event`.
@@ -539,6 +657,8 @@ impl Session {
         let mut now: Option<Instant> = None;
         for sent in completed.drain(..) {
             let Some(took) = sent.took else {
+                // Answered by the proxy itself: its requests are not timed.
+                self.pending.take_commands(sent.carried, |_, _| {});
                 continue;
             };
             let written_at = *now.get_or_insert_with(Instant::now);
@@ -548,6 +668,11 @@ impl Session {
                 .max(took);
             self.stats
                 .latency(in_proxy, took, u64::from(sent.requests.max(1)));
+            let stats = &mut self.stats;
+            self.pending
+                .take_commands(sent.carried, |command, requests| {
+                    stats.command_latency(command, in_proxy, u64::from(requests));
+                });
             let mut first_node: Option<Arc<str>> = None;
             let stats = &mut self.stats;
             self.pending.for_each_node(&sent, |node, requests| {

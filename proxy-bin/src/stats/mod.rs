@@ -73,17 +73,25 @@ impl ErrorKind {
 }
 
 /// One command's counts (per pool and tenant).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommandCounts {
     pub calls: u64,
     /// Request bytes, as the client sent them.
     pub bytes_in: u64,
+    /// Time in the proxy of this command's requests, as `Traffic::latency` times them: each request gets the
+    /// time of the reply-queue entry that carried it (a batch's time for each request of the batch).
+    pub latency: Histogram,
 }
 
 impl CommandCounts {
     fn merge(&mut self, other: &CommandCounts) {
         self.calls += other.calls;
         self.bytes_in += other.bytes_in;
+        self.latency.merge(&other.latency);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.calls == 0 && self.latency.is_empty()
     }
 }
 
@@ -562,23 +570,41 @@ impl SessionStats {
         self.dirty = true;
         self.last_command = name;
         self.traffic.bytes_in += request_bytes as u64;
-        // Names are 'static table entries: the same command is the same pointer.
-        let found = self
-            .commands
-            .iter_mut()
-            .find(|(known, _, _)| std::ptr::eq(*known, name) || *known == name);
-        let counts = match found {
-            Some((_, counts, _)) => counts,
-            None => {
-                self.commands.push((name, CommandCounts::default(), None));
-                match self.commands.last_mut() {
-                    Some((_, counts, _)) => counts,
-                    None => return,
-                }
-            }
-        };
+        let counts = self.command_counts(name);
         counts.calls += 1;
         counts.bytes_in += request_bytes as u64;
+    }
+
+    /// The command table name of the latest request counted (`"NULL"` before the first).
+    pub fn last_command(&self) -> &'static str {
+        self.last_command
+    }
+
+    /// `requests` of command `name` answered after `in_proxy` in the proxy (see [`CommandCounts::latency`]).
+    #[inline]
+    pub fn command_latency(&mut self, name: &'static str, in_proxy: Duration, requests: u64) {
+        if !self.enabled {
+            return;
+        }
+        self.dirty = true;
+        self.command_counts(name).latency.record(in_proxy, requests);
+    }
+
+    /// The session's counts for command `name`, added if new.
+    fn command_counts(&mut self, name: &'static str) -> &mut CommandCounts {
+        // Names are 'static table entries: the same command is the same pointer.
+        let index = match self
+            .commands
+            .iter()
+            .position(|(known, _, _)| std::ptr::eq(*known, name) || *known == name)
+        {
+            Some(index) => index,
+            None => {
+                self.commands.push((name, CommandCounts::default(), None));
+                self.commands.len() - 1
+            }
+        };
+        &mut self.commands[index].1
     }
 
     pub fn error(&mut self, kind: ErrorKind, times: u64) {
@@ -692,7 +718,7 @@ impl SessionStats {
             }
         }
         for (name, counts, row) in &mut self.commands {
-            if counts.calls == 0 {
+            if counts.is_empty() {
                 continue;
             }
             let key = || (Arc::clone(pool), Arc::clone(tenant), *name);
@@ -761,12 +787,33 @@ mod tests {
             all.commands.get(&key),
             Some(&CommandCounts {
                 calls: 3,
-                bytes_in: 25
+                bytes_in: 25,
+                latency: Histogram::default(),
             })
         );
         let traffic = &all.traffic[&(Arc::from("main"), Arc::from("shop"))];
         assert_eq!(traffic.error(ErrorKind::Limit), 1);
         assert_eq!((traffic.bytes_in, traffic.bytes_out), (25, 7));
+    }
+
+    #[test]
+    fn command_latency_is_kept_per_command_and_flushed_after_its_calls() {
+        let stats = Stats::new(true, 10_000, 128);
+        let mut session = SessionStats::new(&stats, 0, "main", "shop");
+        session.command("get", 10);
+        session.command("set", 10);
+        session.flush();
+        // Replies come after the calls were flushed: their times still reach the worker's table.
+        session.command_latency("get", Duration::from_micros(80), 1);
+        session.command_latency("set", Duration::from_millis(20), 1);
+        drop(session);
+        let all = stats.snapshot();
+        let key =
+            |name: &'static str| -> CommandKey { (Arc::from("main"), Arc::from("shop"), name) };
+        let (get, set) = (&all.commands[&key("get")], &all.commands[&key("set")]);
+        assert_eq!((get.calls, get.latency.count()), (1, 1));
+        assert_eq!(get.latency.quantile_upper_us(1.0), Some(100));
+        assert_eq!(set.latency.quantile_upper_us(1.0), Some(25_000));
     }
 
     #[test]

@@ -169,8 +169,10 @@ fn command_lines(snapshot: &WorkerStats, visible: &dyn Fn(&str) -> bool) -> Vec<
     rows.iter()
         .map(|((pool, tenant, command), counts)| {
             format!(
-                "tenant={tenant} pool={pool} command={command} calls={} bytes_in={}",
-                counts.calls, counts.bytes_in
+                "tenant={tenant} pool={pool} command={command} calls={} bytes_in={} {}",
+                counts.calls,
+                counts.bytes_in,
+                latency_fields("", &counts.latency)
             )
         })
         .collect()
@@ -463,6 +465,7 @@ mod tests {
                 CommandCounts {
                     calls,
                     bytes_in: calls * 10,
+                    ..CommandCounts::default()
                 },
             );
             let mut traffic = Traffic::default();
@@ -481,7 +484,10 @@ mod tests {
         let all = stats_lines(Section::Tenants, &snapshot(), &facts, None);
         assert_eq!(all.len(), 2);
         let mine = stats_lines(Section::Commands, &snapshot(), &facts, Some("b"));
-        assert_eq!(mine, ["tenant=b pool=main command=get calls=5 bytes_in=50"]);
+        assert_eq!(
+            mine,
+            ["tenant=b pool=main command=get calls=5 bytes_in=50 timed=0 mean_us=0 p50_le_us=- p99_le_us=-"]
+        );
         let info = info_section(&snapshot(), &facts, 7, Some("a"));
         assert!(info.contains("total_commands:3\r\n"), "{info}");
         assert!(info.contains("total_errors_refused:1\r\n"), "{info}");

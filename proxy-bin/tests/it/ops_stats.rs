@@ -1,6 +1,7 @@
 //! Operations counts added after the first stats: the backend round trip apart from the time in the proxy,
-//! big and hot keys, the proxy's own client list, big-lane series and Kafka consumer lag. Each test runs its
-//! own proxy (and its own Redis where it blocks the server), so the counts it checks are its own.
+//! per-command times, big and hot keys, the proxy's own client list (a tenant's own sessions only), big-lane
+//! series, requests streamed on the lane, and Kafka consumer lag. Each test runs its own proxy (and its own
+//! Redis where it blocks the server), so the counts it checks are its own.
 
 use crate::stats::{fields, http_get, line_with, number, sample, stats_lines};
 use crate::support::*;
@@ -414,9 +415,6 @@ async fn an_admin_lists_and_kills_a_tenants_sessions_by_user() {
         let (mut alpha_one, mut alpha_two) = (login("alpha"), login("alpha"));
         let mut beta = login("beta");
         let mut boss = login("boss");
-        // A tenant that is not an admin may not list or kill clients (the tenant policy's rule).
-        let refused = beta.command(&["CLIENT", "LIST"]);
-        assert!(refused.starts_with("-NOPERM"), "{refused}");
 
         let listed = client_lines(&boss.command(&["CLIENT", "LIST"]));
         let users: Vec<&str> = listed.iter().map(|line| line["user"].as_str()).collect();
@@ -437,6 +435,84 @@ async fn an_admin_lists_and_kills_a_tenants_sessions_by_user() {
         assert_eq!(alpha_one.until_closed(), "");
         assert_eq!(alpha_two.until_closed(), "");
         assert_eq!(beta.command(&["PING"]), "+PONG\r\n");
+    })
+    .await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tenant_lists_and_kills_only_its_own_sessions() {
+    let (alpha_prefix, beta_prefix) = (unique("own-alpha") + ":", unique("own-beta") + ":");
+    let proxy = start_proxy_toml(&tenants_toml(&alpha_prefix, &beta_prefix)).await;
+    let addr = proxy.local_addr().to_string();
+    blocking(move || {
+        let login = |user: &str| {
+            let mut connection = Resp::connect(&addr);
+            let password = format!("{user}-pw");
+            assert_eq!(connection.command(&["AUTH", user, &password]), "+OK\r\n");
+            connection
+        };
+        let (mut alpha_one, mut alpha_two) = (login("alpha"), login("alpha"));
+        let mut beta = login("beta");
+        let mut boss = login("boss");
+        assert_eq!(
+            beta.command(&["CLIENT", "SETNAME", "beta-worker"]),
+            "+OK\r\n"
+        );
+        let beta_id = resp_integer(&beta.command(&["CLIENT", "ID"]));
+        let alpha_one_id = resp_integer(&alpha_one.command(&["CLIENT", "ID"]));
+        let everyone = client_lines(&boss.command(&["CLIENT", "LIST"]));
+        let beta_addr = everyone
+            .iter()
+            .find(|line| line["id"] == beta_id.to_string())
+            .map(|line| line["addr"].clone())
+            .unwrap_or_else(|| panic!("{beta_id} not in {everyone:?}"));
+
+        // Each tenant lists its own connections only.
+        let listed = alpha_one.command(&["CLIENT", "LIST"]);
+        let mine = client_lines(&listed);
+        assert_eq!(mine.len(), 2, "{listed}");
+        assert!(mine.iter().all(|line| line["user"] == "alpha"), "{listed}");
+        assert!(
+            !listed.contains("beta") && !listed.contains(&beta_addr),
+            "{listed}"
+        );
+        let by_id =
+            client_lines(&alpha_one.command(&["CLIENT", "LIST", "ID", &beta_id.to_string()]));
+        assert!(by_id.is_empty(), "{by_id:?}");
+        let theirs = client_lines(&beta.command(&["CLIENT", "LIST"]));
+        assert_eq!(theirs.len(), 1, "{theirs:?}");
+        assert_eq!(theirs[0]["name"], "beta-worker");
+
+        // Another tenant's connection cannot be killed, by any filter.
+        assert_eq!(
+            resp_integer(&alpha_one.command(&["CLIENT", "KILL", "ID", &beta_id.to_string()])),
+            0
+        );
+        assert_eq!(
+            resp_integer(&alpha_one.command(&["CLIENT", "KILL", "USER", "beta"])),
+            0
+        );
+        assert_eq!(
+            resp_integer(&alpha_one.command(&["CLIENT", "KILL", "ADDR", &beta_addr])),
+            0
+        );
+        let old_form = alpha_one.command(&["CLIENT", "KILL", &beta_addr]);
+        assert!(old_form.starts_with("-ERR No such client"), "{old_form}");
+        // Killing every normal client kills the tenant's own other connection, and only it.
+        assert_eq!(
+            resp_integer(&alpha_one.command(&["CLIENT", "KILL", "TYPE", "normal"])),
+            1
+        );
+        assert_eq!(alpha_two.until_closed(), "");
+        assert_eq!(beta.command(&["PING"]), "+PONG\r\n");
+        assert_eq!(boss.command(&["PING"]), "+PONG\r\n");
+        // And the other way round.
+        assert_eq!(
+            resp_integer(&beta.command(&["CLIENT", "KILL", "ID", &alpha_one_id.to_string()])),
+            0
+        );
+        assert_eq!(alpha_one.command(&["PING"]), "+PONG\r\n");
     })
     .await;
     proxy.shutdown().await;
@@ -613,5 +689,167 @@ async fn kafka_consumer_lag_is_read_per_group_and_partition() {
         matches!(gauge.value, prometheus_parse::Value::Gauge(n) if n == 3.0),
         "{body}"
     );
+    proxy.shutdown().await;
+}
+
+/// One raw SLOWLOG GET entry's arguments and node (Redis's six fields, then the tenant and the node).
+fn slow_entries(reply: redis::Value) -> Vec<(Vec<String>, String)> {
+    let text = |value: &redis::Value| match value {
+        redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        other => format!("{other:?}"),
+    };
+    let redis::Value::Array(entries) = &reply else {
+        panic!("SLOWLOG GET gave {reply:?}");
+    };
+    entries
+        .iter()
+        .map(|entry| match entry {
+            redis::Value::Array(fields) if fields.len() == 8 => {
+                let args = match &fields[3] {
+                    redis::Value::Array(args) => args.iter().map(text).collect(),
+                    other => panic!("args are {other:?}"),
+                };
+                (args, text(&fields[7]))
+            }
+            other => panic!("entry {other:?}"),
+        })
+        .collect()
+}
+
+/// The requests counted at `node` so far, and how many of them were timed.
+async fn node_requests(
+    connection: &mut redis::aio::MultiplexedConnection,
+    node: &str,
+) -> (u64, u64) {
+    let nodes = stats_lines(connection, "nodes").await;
+    line_with(&nodes, &[("pool", "main"), ("node", node)]).map_or((0, 0), |line| {
+        (number(&line, "requests"), number(&line, "backend_timed"))
+    })
+}
+
+/// Big requests go to the lane (streamed as they arrive, or whole), bypassing the reply queue: each is still
+/// recorded once when it completes, in the slow log, the node's counts, the tenant's and the command's times.
+#[tokio::test]
+async fn a_big_set_on_the_lane_is_slow_logged_and_counted_at_its_node() {
+    let node = redis_addr();
+    let toml = format!(
+        "default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{node}']\n\
+         [slowlog]\nslower_than_us = 0\n"
+    );
+    let proxy = start_proxy_toml(&toml).await;
+    let mut connection = client(&proxy).await;
+    let key = unique("ops:lane-timed");
+    let before = node_requests(&mut connection, &node).await;
+    let value = vec![b'v'; 1024 * 1024];
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&value)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let after = node_requests(&mut connection, &node).await;
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (1, 1),
+        "{before:?} {after:?}"
+    );
+
+    let reply: redis::Value = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(-1)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let entries = slow_entries(reply);
+    let sets: Vec<&(Vec<String>, String)> = entries
+        .iter()
+        .filter(|(args, _)| {
+            args.first()
+                .is_some_and(|name| name.eq_ignore_ascii_case("set"))
+        })
+        .collect();
+    assert_eq!(sets.len(), 1, "{entries:?}");
+    let (args, logged_node) = sets[0];
+    assert_eq!(args[1], key);
+    assert!(args[2].ends_with("more bytes)"), "{args:?}");
+    assert_eq!(*logged_node, node);
+
+    let commands = stats_lines(&mut connection, "commands").await;
+    let set = line_with(&commands, &[("command", "set")])
+        .unwrap_or_else(|| panic!("no set line in {commands:?}"));
+    assert_eq!(
+        (number(&set, "calls"), number(&set, "timed")),
+        (1, 1),
+        "{commands:?}"
+    );
+    proxy.shutdown().await;
+}
+
+/// Each command gets the time of the reply-queue entry that carried it: a pipelined batch of three commands
+/// counts one time for each, and a slow script's time is its own, not its neighbours'.
+#[tokio::test]
+async fn each_command_has_its_own_latency_histogram_in_stats_and_metrics() {
+    let redis = OwnRedis::start(&[]);
+    let toml = format!(
+        "metrics_listen = '127.0.0.1:0'\ndefault_pool = 'main'\n[pools.main]\nkind = 'standalone'\n\
+         nodes = ['{}']\n",
+        redis.addr()
+    );
+    let proxy = start_proxy_toml(&toml).await;
+    let mut connection = client(&proxy).await;
+    let key = unique("ops:per-command");
+    let busy: i64 = redis::cmd("EVAL")
+        .arg(busy_script(120))
+        .arg(0)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(busy, 1);
+    get_times(&mut connection, &key, 4).await;
+    let (_, _, count): ((), Option<String>, i64) = redis::pipe()
+        .set(&key, "v")
+        .get(&key)
+        .incr(format!("{key}:n"), 1)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+
+    let lines = stats_lines(&mut connection, "commands").await;
+    let line = |command: &str| {
+        line_with(&lines, &[("tenant", "default"), ("command", command)])
+            .unwrap_or_else(|| panic!("no {command} line in {lines:?}"))
+    };
+    let eval = line("eval");
+    assert_eq!(number(&eval, "timed"), 1, "{lines:?}");
+    assert!(number(&eval, "mean_us") >= 120_000, "{lines:?}");
+    assert!(number(&eval, "p50_le_us") >= 250_000, "{lines:?}");
+    assert_eq!(number(&line("get"), "timed"), 5, "{lines:?}");
+    assert_eq!(number(&line("set"), "timed"), 1, "{lines:?}");
+    // redis-rs sends INCR with an amount as INCRBY.
+    assert_eq!(number(&line("incrby"), "timed"), 1, "{lines:?}");
+
+    let metrics = proxy.metrics_addr().expect("metrics are served");
+    let (_, body) = http_get(metrics, "/metrics").await;
+    let scrape =
+        prometheus_parse::Scrape::parse(body.lines().map(|line| Ok(line.to_owned()))).unwrap();
+    let per_command = |command: &str| {
+        histogram_of(
+            &scrape,
+            "rkproxy_per_command_duration_seconds",
+            &[
+                ("pool", "main"),
+                ("tenant", "default"),
+                ("command", command),
+            ],
+            &body,
+        )
+    };
+    let eval = per_command("eval");
+    assert_eq!(histogram_total(&eval), 1.0, "{body}");
+    assert_eq!(histogram_at(&eval, 0.1), 0.0, "{body}");
+    assert_eq!(histogram_total(&per_command("get")), 5.0, "{body}");
+    assert_eq!(histogram_total(&per_command("incrby")), 1.0, "{body}");
+    drop(redis);
     proxy.shutdown().await;
 }

@@ -34,6 +34,7 @@ use tenant_policy::{police, OverLimit, Policed, Verdict as PolicyVerdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
+use super::super::observe::LaneTiming;
 use super::super::pending::Pending;
 use super::super::{Session, SessionEnd};
 use super::first_key;
@@ -67,6 +68,8 @@ impl TransferError {
 /// A big request the session carries on a lane connection (see the module docs).
 pub(in crate::session) struct LaneTransfer {
     pub(super) lane: Arc<BigLane>,
+    /// The command's stats label (its time is recorded when the transfer ends).
+    pub(super) command: &'static str,
     /// Sent first: the whole request, or a streamed request's head (the tenant's rewriting applied).
     pub(super) head: Bytes,
     /// A streamed request: the scanner of the rest (in the read buffer or still in the client's socket), and
@@ -123,6 +126,7 @@ impl Session {
         let announced = head.head_len + head.big_len + 2;
         let mut transfer = LaneTransfer {
             lane,
+            command: spec.name,
             head: Bytes::copy_from_slice(&self.read_buffer[..head.head_len]),
             rest: Some((head.rest_scanner(limits), Bytes::new())),
             request_len: announced,
@@ -229,6 +233,7 @@ impl Session {
         };
         // The earlier replies are written first: the lane reply may go straight to the socket after them.
         self.flush_output().await?;
+        let started = self.lane_clock();
         if let Some(until) = transfer.wait_until {
             tokio::time::sleep_until(until).await;
         }
@@ -242,8 +247,22 @@ impl Session {
                 }
             },
         };
+        let dispatched = self.lane_clock();
         match self.send_lane_request(&transfer, lease).await? {
-            RequestOutcome::Sent(lease) => self.carry_lane_reply(&transfer, lease).await,
+            RequestOutcome::Sent(lease) => {
+                let answered = self.carry_lane_reply(&transfer, lease).await?;
+                // An error reply handed to the reply queue (a cluster redirect to follow) is recorded there.
+                if answered && self.pending.is_empty() {
+                    self.observe_lane_request(LaneTiming {
+                        command: transfer.command,
+                        head: &transfer.head,
+                        node: transfer.node.as_ref(),
+                        started,
+                        dispatched,
+                    });
+                }
+                Ok(())
+            }
             RequestOutcome::Unsent(reply) => {
                 self.write_buffer.extend_from_slice(&reply);
                 Ok(())
@@ -262,7 +281,10 @@ impl Session {
         let mut lease = match lease {
             Ok(mut lease) => match lease.write(&transfer.head).await {
                 Ok(()) => Ok(lease),
-                Err(failure) => Err(failure.to_reply()),
+                Err(failure) => {
+                    self.count_lane_failure(&failure);
+                    Err(failure.to_reply())
+                }
             },
             Err(reply) => Err(reply),
         };
@@ -282,6 +304,7 @@ impl Session {
                 let chunk = self.read_buffer.split_to(taken);
                 if let Ok(open) = &mut lease {
                     if let Err(failure) = open.write(&chunk).await {
+                        self.count_lane_failure(&failure);
                         lease = Err(failure.to_reply());
                     }
                 }
@@ -292,6 +315,7 @@ impl Session {
             }
             if let Ok(open) = &mut lease {
                 if let Err(failure) = open.write(after).await {
+                    self.count_lane_failure(&failure);
                     lease = Err(failure.to_reply());
                 }
             }
@@ -336,12 +360,12 @@ impl Session {
     /// Reads the reply from the lane connection. It is written to the client as it arrives once it proves big
     /// (a bulk string announced at the threshold or more, or a window's worth of anything but an error), or
     /// queued whole when small, an error (a cluster redirect is followed as for any routed request), or to be
-    /// rewritten or filtered.
+    /// rewritten or filtered. Returns whether the reply arrived whole (else the lane failed, and was counted).
     async fn carry_lane_reply(
         &mut self,
         transfer: &LaneTransfer,
         mut lease: LaneLease,
-    ) -> Result<(), SessionEnd> {
+    ) -> Result<bool, SessionEnd> {
         let may_stream = transfer.rewrite.is_none() && self.client.reply_filter.is_none();
         let threshold = transfer.lane.threshold();
         let mut scanner = FrameScanner::reply(Limits::for_backend_replies());
@@ -387,7 +411,7 @@ impl Session {
         if !streaming {
             self.queue_lane_reply(transfer, held.freeze());
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The lane failed while replying: an error for the client if none of the reply was written, or else the
@@ -396,12 +420,13 @@ impl Session {
         &mut self,
         failure: BackendError,
         streaming: bool,
-    ) -> Result<(), SessionEnd> {
+    ) -> Result<bool, SessionEnd> {
+        self.count_lane_failure(&failure);
         if streaming {
             return Err(SessionEnd::BackendLost(failure.to_string()));
         }
         self.write_buffer.extend_from_slice(&failure.to_reply());
-        Ok(())
+        Ok(false)
     }
 
     /// A whole lane reply: rewritten if need be; on a cluster pool an error reply of a whole request goes

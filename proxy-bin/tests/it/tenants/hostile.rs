@@ -11,6 +11,9 @@
 //! subscriptions, blocked client and connection are checked, and the server's configuration, users, functions
 //! and databases.
 //! Each request runs on its own connection, once as it is and once inside MULTI ... EXEC.
+//! CLIENT LIST and CLIENT KILL are answered by the proxy from the attacker's own connections: their replies
+//! vary with them, and are checked to never name another tenant (`user=`) nor show `b`'s connections'
+//! addresses or names.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,7 +24,9 @@ use redis::AsyncCommands;
 use crate::support::*;
 
 /// Strings only `b` uses: one of them in a reply to the attacker is a leak (unless the attacker sent it).
-const B_MARKERS: &[&str] = &["b-secret", "bkey", "bchan", "bshard", "bpat", "bblock"];
+const B_MARKERS: &[&str] = &[
+    "b-secret", "bkey", "bchan", "bshard", "bpat", "bblock", "bconn",
+];
 
 /// Commands whose replies change by themselves from one call to the next: their replies are compared after
 /// [`normalize`] removes what changes.
@@ -41,6 +46,15 @@ const VARIES_BY_ITSELF: &[(&str, &str)] = &[
     ),
     ("slowlog|get", "the tenant's own slow requests (the slow-log tests check whose entries it shows)"),
     ("slowlog|len", "the tenant's own slow requests"),
+    (
+        "client|list",
+        "the tenant's own connections: their ids, addresses, ages and last commands ([`leaks_of`] checks that no \
+         other tenant's show)",
+    ),
+    (
+        "client|kill",
+        "how many of the tenant's own connections it closed (b's are checked open afterwards)",
+    ),
 ];
 
 /// Tenants `a` and `b` (prefixed) and the admin `boss` on `pool`, and with `with_c` also `c` (db 1, the first
@@ -494,7 +508,7 @@ async fn populate_b(proxy: &rkproxy::Proxy, backend: &Backend) -> TenantB {
             // One hash tag: on a cluster, shard channels of one SSUBSCRIBE must share a slot.
             shard_subscriber: b_client(addr, "SSUBSCRIBE {bshard}1 {bshard}2", 2),
             blocked,
-            idle: b_client(addr, "PING", 1),
+            idle: b_client(addr, "CLIENT SETNAME bconn-idle", 1),
             keys,
         }
     })
@@ -623,6 +637,7 @@ fn problems_of(
     probes: &[Probe],
     before: &BTreeMap<(usize, bool), Vec<String>>,
     during: &BTreeMap<(usize, bool), Vec<String>>,
+    b_addresses: &[String],
     ran: &mut std::collections::BTreeSet<&'static str>,
 ) -> Vec<String> {
     let allowed = tenant_policy::KEYLESS_COMMANDS_FOR_TENANTS;
@@ -640,6 +655,11 @@ fn problems_of(
                         "{who}: {probe:?} (multi {in_multi}) shows b's {marker}: {text:?}"
                     ));
                 }
+            }
+            for leak in leaks_of(who, &text, b_addresses) {
+                problems.push(format!(
+                    "{who}: {probe:?} (multi {in_multi}) shows {leak}: {text:?}"
+                ));
             }
             let earlier = &before[&(index, in_multi)];
             if normalize(probe.name, earlier) != normalize(probe.name, replies) {
@@ -669,6 +689,51 @@ fn problems_of(
     problems
 }
 
+/// What a reply to `attacker` shows of other tenants' connections (CLIENT LIST, CLIENT KILL, CLIENT INFO): a
+/// `user=` other than the attacker, or the address of one of `b`'s connections.
+fn leaks_of(attacker: &str, text: &str, b_addresses: &[String]) -> Vec<String> {
+    let mut leaks: Vec<String> = text
+        .split(|c: char| c.is_whitespace())
+        .filter_map(|field| field.strip_prefix("user="))
+        .filter(|user| *user != attacker)
+        .map(|user| format!("the connection of user {user}"))
+        .collect();
+    for address in b_addresses {
+        let shown = [
+            format!("={address} "),
+            format!("={address}\r"),
+            format!("={address}\n"),
+        ];
+        if shown.iter().any(|field| text.contains(field.as_str())) {
+            leaks.push(format!("b's connection {address}"));
+        }
+    }
+    leaks
+}
+
+/// The client addresses of `b`'s connections, as the admin's CLIENT LIST shows them.
+async fn b_addresses(addr: SocketAddr) -> Vec<String> {
+    blocking(move || {
+        let mut boss = RawClient::connect(addr);
+        boss.send(b"AUTH boss boss-pw\r\nCLIENT LIST\r\n");
+        assert_eq!(read_reply(&mut boss).as_deref(), Some("+OK\r\n"));
+        let list = read_reply(&mut boss).unwrap();
+        let addresses: Vec<String> = list
+            .lines()
+            .filter(|line| line.split(' ').any(|field| field == "user=b"))
+            .filter_map(|line| {
+                line.split(' ')
+                    .find_map(|field| field.strip_prefix("addr="))
+                    .map(str::to_owned)
+            })
+            .collect();
+        // The subscribers, the blocked client and the idle connection.
+        assert!(addresses.len() >= 5, "{list}");
+        addresses
+    })
+    .await
+}
+
 /// The sweep (see the module docs) by `attackers` against `b`, through `proxy` in front of `backend`.
 async fn sweep_against_b(proxy: &rkproxy::Proxy, backend: &Backend, attackers: &[Attacker]) {
     let addr = proxy.local_addr();
@@ -679,6 +744,7 @@ async fn sweep_against_b(proxy: &rkproxy::Proxy, backend: &Backend, attackers: &
         before.push(sweep(addr, *attacker, probes).await);
     }
     let b = populate_b(proxy, backend).await;
+    let b_addresses = b_addresses(addr).await;
     let server_before = server_state(backend).await;
     let mut during = Vec::new();
     for (attacker, probes) in attackers.iter().zip(&probes) {
@@ -694,6 +760,7 @@ async fn sweep_against_b(proxy: &rkproxy::Proxy, backend: &Backend, attackers: &
             &probes[index],
             &before[index],
             &during[index],
+            &b_addresses,
             &mut ran,
         ));
     }

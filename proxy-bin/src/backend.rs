@@ -944,7 +944,7 @@ impl Live {
                 self.serve_halves(reader, writer, first, jobs).await
             }
             BackendStream::Tls(tls) => {
-                let (reader, writer) = crate::tls::split_tls(tls);
+                let (reader, writer) = tls.into_halves();
                 self.serve_halves(reader, writer, first, jobs).await
             }
         }

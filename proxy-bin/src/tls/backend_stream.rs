@@ -2,34 +2,42 @@
 //!
 //! A shared backend connection reads and writes at once from two halves, and looks at both without waiting
 //! when its watchdog rings ([`ReadNow`], [`WriteNow`]). The plaintext halves are tokio's own
-//! (`OwnedReadHalf`, `OwnedWriteHalf`, the code path of a plaintext pool is unchanged); a TLS stream is split
-//! with `tokio::io::split`.
+//! (`OwnedReadHalf`, `OwnedWriteHalf`, the code path of a plaintext pool is unchanged); the TLS halves share
+//! one [`TlsSocket`], whose methods take a shared reference, so neither half waits for a lock the other holds
+//! across a poll (as `tokio::io::split`'s halves do).
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll, Waker};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::ClientConnection;
 
-type Tls = TlsStream<TcpStream>;
+use super::socket::TlsSocket;
 
 /// A connection to a backend node.
 #[derive(Debug)]
 pub enum BackendStream {
     Plain(TcpStream),
-    Tls(Box<Tls>),
+    Tls(Box<TlsBackend>),
+}
+
+/// A TLS connection to a node, written through (see [`WriteThrough`]).
+#[derive(Debug)]
+pub struct TlsBackend {
+    socket: TlsSocket,
+    write: WriteThrough,
 }
 
 /// The reading half of a [`BackendStream`].
 #[derive(Debug)]
 pub enum BackendReader {
     Plain(OwnedReadHalf),
-    Tls(ReadHalf<Box<Tls>>),
+    Tls(TlsReader),
 }
 
 /// The writing half of a [`BackendStream`].
@@ -39,16 +47,63 @@ pub enum BackendWriter {
     Tls(TlsWriter),
 }
 
-/// The writing half of a TLS stream, written through: a write counts only once its encrypted bytes are all in
-/// the socket. tokio-rustls may take bytes and keep part of their encryption for a later write or flush, and
-/// the connection task writes only while it has bytes to write: the rest of the last request would wait
-/// for the next one.
+/// The reading half of a TLS connection.
+#[derive(Debug)]
+pub struct TlsReader(Arc<TlsSocket>);
+
+/// The writing half of a TLS connection, written through (see [`WriteThrough`]).
 #[derive(Debug)]
 pub struct TlsWriter {
-    half: WriteHalf<Box<Tls>>,
+    socket: Arc<TlsSocket>,
+    write: WriteThrough,
+}
+
+/// TLS writes are written through: a write counts only once its encrypted bytes are all in the socket. A
+/// write may take bytes whose encryption the socket does not take at once, and the callers write only while
+/// they have bytes to write (the shared connection task, the offset store): the rest of the last request
+/// would wait for the next one.
+#[derive(Debug, Default)]
+struct WriteThrough {
     /// Bytes taken by the last write whose encryption is not all sent yet: the next write sends the rest and
     /// reports them (the caller writes the same bytes again until a write returns).
     taken: Option<usize>,
+}
+
+impl WriteThrough {
+    fn poll_write(
+        &mut self,
+        socket: &TlsSocket,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let taken = match self.taken {
+            Some(taken) => taken,
+            None => {
+                let taken = ready!(socket.poll_write(cx, bytes))?;
+                self.taken = Some(taken);
+                taken
+            }
+        };
+        ready!(socket.poll_flush(cx))?;
+        self.taken = None;
+        Poll::Ready(Ok(taken))
+    }
+}
+
+impl TlsBackend {
+    pub(super) fn new(tcp: TcpStream, connection: ClientConnection) -> TlsBackend {
+        TlsBackend {
+            socket: TlsSocket::new(tcp, connection),
+            write: WriteThrough::default(),
+        }
+    }
+
+    /// The halves, for a task that reads and writes at once.
+    pub fn into_halves(self: Box<Self>) -> (TlsReader, TlsWriter) {
+        let TlsBackend { socket, write } = *self;
+        let socket = Arc::new(socket);
+        (TlsReader(Arc::clone(&socket)), TlsWriter { socket, write })
+    }
 }
 
 impl BackendStream {
@@ -59,7 +114,7 @@ impl BackendStream {
                 (BackendReader::Plain(reader), BackendWriter::Plain(writer))
             }
             BackendStream::Tls(tls) => {
-                let (reader, writer) = split_tls(tls);
+                let (reader, writer) = tls.into_halves();
                 (BackendReader::Tls(reader), BackendWriter::Tls(writer))
             }
         }
@@ -76,26 +131,12 @@ impl BackendStream {
                     Err(ref e) if e.kind() == io::ErrorKind::WouldBlock
                 )
             }
-            BackendStream::Tls(tls) => tls.get_ref().0,
+            BackendStream::Tls(tls) => tls.socket.tcp(),
         };
         let mut cx = Context::from_waker(Waker::noop());
         let mut buffer = ReadBuf::new(&mut probe);
         tcp.poll_peek(&mut cx, &mut buffer).is_pending()
     }
-}
-
-/// The halves of a TLS stream.
-pub fn split_tls(
-    tls: Box<TlsStream<TcpStream>>,
-) -> (ReadHalf<Box<TlsStream<TcpStream>>>, TlsWriter) {
-    let (reader, writer) = tokio::io::split(tls);
-    (
-        reader,
-        TlsWriter {
-            half: writer,
-            taken: None,
-        },
-    )
 }
 
 impl BackendReader {
@@ -105,10 +146,13 @@ impl BackendReader {
             (BackendReader::Plain(reader), BackendWriter::Plain(writer)) => {
                 reader.reunite(writer).ok().map(BackendStream::Plain)
             }
-            (BackendReader::Tls(reader), BackendWriter::Tls(writer))
-                if reader.is_pair_of(&writer.half) =>
+            (BackendReader::Tls(TlsReader(reader)), BackendWriter::Tls(writer))
+                if Arc::ptr_eq(&reader, &writer.socket) =>
             {
-                Some(BackendStream::Tls(reader.unsplit(writer.half)))
+                let TlsWriter { socket, write } = writer;
+                drop(socket);
+                let socket = Arc::into_inner(reader)?;
+                Some(BackendStream::Tls(Box::new(TlsBackend { socket, write })))
             }
             _ => None,
         }
@@ -137,25 +181,51 @@ impl WriteNow for OwnedWriteHalf {
     }
 }
 
-/// A TLS half is polled once with a waker that does nothing; the caller's next real poll registers its own.
-impl ReadNow for ReadHalf<Box<Tls>> {
+impl ReadNow for TlsReader {
     fn read_now(&mut self, buffer: &mut BytesMut) -> io::Result<usize> {
+        self.0.try_read_buf(buffer)
+    }
+}
+
+/// Polled once with a waker that does nothing; the caller's next real poll registers its own.
+impl WriteNow for TlsWriter {
+    fn write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
         let mut cx = Context::from_waker(Waker::noop());
-        let mut read = std::pin::pin!(tokio::io::AsyncReadExt::read_buf(self, buffer));
-        match read.as_mut().poll(&mut cx) {
+        match self.write.poll_write(&self.socket, &mut cx, bytes) {
             Poll::Ready(result) => result,
             Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
         }
     }
 }
 
-impl WriteNow for TlsWriter {
-    fn write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let mut cx = Context::from_waker(Waker::noop());
-        match Pin::new(self).poll_write(&mut cx, bytes) {
-            Poll::Ready(result) => result,
-            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-        }
+impl AsyncRead for TlsReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.0.poll_read(cx, buffer)
+    }
+}
+
+impl AsyncWrite for TlsWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.write.poll_write(&this.socket, cx, bytes)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.socket.poll_flush(cx)
+    }
+
+    /// Sends close_notify; the socket's own end of stream comes when both halves are dropped.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.socket.send_close_notify();
+        self.socket.poll_flush(cx)
     }
 }
 
@@ -167,7 +237,7 @@ impl AsyncRead for BackendStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             BackendStream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buffer),
-            BackendStream::Tls(tls) => Pin::new(tls).poll_read(cx, buffer),
+            BackendStream::Tls(tls) => tls.socket.poll_read(cx, buffer),
         }
     }
 }
@@ -180,51 +250,22 @@ impl AsyncWrite for BackendStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             BackendStream::Plain(tcp) => Pin::new(tcp).poll_write(cx, bytes),
-            BackendStream::Tls(tls) => Pin::new(tls).poll_write(cx, bytes),
+            BackendStream::Tls(tls) => tls.write.poll_write(&tls.socket, cx, bytes),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             BackendStream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
-            BackendStream::Tls(tls) => Pin::new(tls).poll_flush(cx),
+            BackendStream::Tls(tls) => tls.socket.poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             BackendStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            BackendStream::Tls(tls) => Pin::new(tls).poll_shutdown(cx),
+            BackendStream::Tls(tls) => tls.socket.poll_shutdown(cx),
         }
-    }
-}
-
-impl AsyncWrite for TlsWriter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bytes: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let taken = match this.taken {
-            Some(taken) => taken,
-            None => {
-                let taken = ready!(Pin::new(&mut this.half).poll_write(cx, bytes))?;
-                this.taken = Some(taken);
-                taken
-            }
-        };
-        ready!(Pin::new(&mut this.half).poll_flush(cx))?;
-        this.taken = None;
-        Poll::Ready(Ok(taken))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().half).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().half).poll_shutdown(cx)
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod backend_stream;
 mod client_stream;
+mod socket;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,9 +20,8 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tracing::warn;
 
-pub use self::backend_stream::{
-    split_tls, BackendReader, BackendStream, BackendWriter, ReadNow, WriteNow,
-};
+use self::backend_stream::TlsBackend;
+pub use self::backend_stream::{BackendReader, BackendStream, BackendWriter, ReadNow, WriteNow};
 pub use self::client_stream::ClientStream;
 use crate::config::{invalid, ClientTlsConfig, Config, ConfigError, PoolConfig};
 use crate::subject::Subject;
@@ -273,7 +273,10 @@ impl BackendTls {
             .connect(name, tcp)
             .await
             .map_err(BackendTlsError::Handshake)?;
-        Ok(BackendStream::Tls(Box::new(stream)))
+        let (tcp, connection) = stream.into_inner();
+        Ok(BackendStream::Tls(Box::new(TlsBackend::new(
+            tcp, connection,
+        ))))
     }
 }
 

@@ -319,6 +319,54 @@ async fn a_tls_standalone_pool_through_both_listeners() {
     proxy.shutdown().await;
 }
 
+/// TLS on both sides at once, with more bytes than one read or one TLS record holds in either direction: a
+/// pipeline of 4000 SETs and 4000 GETs of 300-byte values (about 2.5 MB each way, read in chunks that end in
+/// the middle of records) and a 1 MiB value through the big-request lane. Every reply comes back, in order.
+#[tokio::test]
+async fn big_pipelines_and_big_values_over_tls_on_both_sides() {
+    let proxy = proxy_from(&format!(
+        "default_pool = 'secure'\n{}\n{}",
+        listener_toml("server", false),
+        tls_pool_toml("secure", "standalone", &[tls_redis()]),
+    ))
+    .await;
+    let addr = proxy.tls_local_addr().unwrap();
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(std::fs::read(tls_file("ca.crt")).unwrap()),
+    };
+    let client =
+        redis::Client::build_with_tls(format!("rediss://localhost:{}/", addr.port()), certificates)
+            .unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let key = unique("tls-both");
+    let value_of = |index: usize| format!("{index:0>300}");
+    let mut sets = redis::pipe();
+    for index in 0..4000 {
+        sets.cmd("SET")
+            .arg(format!("{key}:{index}"))
+            .arg(value_of(index))
+            .ignore();
+    }
+    let () = sets.query_async(&mut connection).await.unwrap();
+    let mut gets = redis::pipe();
+    for index in 0..4000 {
+        gets.cmd("GET").arg(format!("{key}:{index}"));
+    }
+    let values: Vec<String> = gets.query_async(&mut connection).await.unwrap();
+    assert_eq!(values.len(), 4000);
+    for (index, value) in values.iter().enumerate() {
+        assert_eq!(value, &value_of(index), "reply {index}");
+    }
+    let big: String = (0..1024 * 1024)
+        .map(|index| char::from(b'a' + (index % 26) as u8))
+        .collect();
+    let _: () = connection.set(format!("{key}:big"), &big).await.unwrap();
+    let back: String = connection.get(format!("{key}:big")).await.unwrap();
+    assert!(back == big, "the 1 MiB value came back changed");
+    proxy.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_tls_cluster_pool_with_cross_slot_commands() {
     let proxy = proxy_from(&format!(

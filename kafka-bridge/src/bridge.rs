@@ -353,7 +353,10 @@ impl KafkaBridge {
         Ok(states)
     }
 
-    /// Sets the cursor of `group` on one partition to `next_offset` (an admin repair).
+    /// Sets the cursor of `group` on one partition to `next_offset` (an admin repair). This process's
+    /// prefetched records of that partition are dropped, so its next `KPOP topic` reads from `next_offset`
+    /// (other proxies sharing the store serve what they had prefetched first), and the reset is noted for the
+    /// group's offsets in Kafka, which show `next_offset` after the next commit.
     pub async fn reset_cursor(
         &self,
         group: &str,
@@ -362,9 +365,38 @@ impl KafkaBridge {
         next_offset: i64,
     ) -> Result<(), KafkaError> {
         let topic = self.topic(topic)?;
-        let partition = topic.partition(partition)?;
-        let key = cursor_key(group, &partition.shared);
-        Ok(self.inner.offsets.reset(&key, next_offset).await?)
+        let index = topic.partition_index(partition)?;
+        let key = cursor_key(group, &topic.partitions[index].shared);
+        let buffer = self.existing_buffer(group, topic, index);
+        // Held across the reset, so no refill of this process adds a block leased before it.
+        let _refilling = match &buffer {
+            Some(buffer) => Some(buffer.refill.lock().await),
+            None => None,
+        };
+        self.inner.offsets.reset(&key, next_offset).await?;
+        if let Some(buffer) = &buffer {
+            buffer.state().clear();
+        }
+        if let Some(commits) = &self.inner.group_commits {
+            commits.note_reset(&key, next_offset.max(0));
+        }
+        Ok(())
+    }
+
+    /// The buffer of `group` on the topic's partition at `index` in this process, if it has been made.
+    fn existing_buffer(
+        &self,
+        group: &str,
+        topic: &Topic,
+        index: usize,
+    ) -> Option<Arc<PartitionBuffer>> {
+        let groups = self
+            .inner
+            .groups
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let buffers = groups.get(&(group.to_string(), topic.config.name.clone()))?;
+        buffers.partitions.get(index).cloned()
     }
 
     /// The lag of each of `groups` on every partition of `topic`: one ListOffsets per partition (the high
@@ -741,6 +773,14 @@ impl KafkaBridge {
         tracing::trace!(group = %key.group, topic = %key.topic, partition = key.partition, next_offset, "cursor advanced");
     }
 
+    /// Notes offsets that go back to the group (given back, or released unacknowledged) for its offsets in
+    /// Kafka: the commit steps back to the lowest, so Kafka's lag counts them until they are delivered again.
+    fn note_given_back(&self, key: &CursorKey, offsets: &[i64]) {
+        if let (Some(commits), Some(lowest)) = (&self.inner.group_commits, offsets.iter().min()) {
+            commits.note_given_back(key, *lowest);
+        }
+    }
+
     /// `KACK topic partition offset`: acknowledges one record of the group; `1` if it was pending.
     async fn ack(
         &self,
@@ -779,6 +819,7 @@ impl KafkaBridge {
     /// Makes records a closed connection had not acknowledged due at once, so the group gets them again
     /// without waiting for their ack timeout. A failure leaves them to the timeout.
     pub(crate) async fn release_unacked(&self, key: &CursorKey, offsets: &[i64]) {
+        self.note_given_back(key, offsets);
         let timeout = self.inner.config.request_timeout;
         let released =
             tokio::time::timeout(timeout, self.inner.offsets.release(key, offsets)).await;
@@ -852,6 +893,10 @@ impl Drop for Inner {
             let delivery = topic.config.delivery_for(&group);
             for (partition, buffer) in topic.partitions.iter().zip(&buffers.partitions) {
                 let offsets = buffer.state().unserved_offsets();
+                if let (Some(commits), Some(lowest)) = (&self.group_commits, offsets.first()) {
+                    // Noted before the commit handle is dropped with `self`, so its last commit has it.
+                    commits.note_given_back(&cursor_key(&group, &partition.shared), *lowest);
+                }
                 if !offsets.is_empty() {
                     unserved.push((cursor_key(&group, &partition.shared), delivery, offsets));
                 }
@@ -891,9 +936,14 @@ impl Drop for Inner {
 
 impl Topic {
     fn partition(&self, id: i32) -> Result<&Partition, KafkaError> {
+        Ok(&self.partitions[self.partition_index(id)?])
+    }
+
+    /// Where partition `id` is in `partitions` (and in a group's buffers).
+    fn partition_index(&self, id: i32) -> Result<usize, KafkaError> {
         self.partitions
             .iter()
-            .find(|partition| partition.shared.id == id)
+            .position(|partition| partition.shared.id == id)
             .ok_or_else(|| KafkaError::WrongPartition {
                 topic: self.config.name.clone(),
                 partition: id,

@@ -3,8 +3,8 @@
 //!
 //! | command | meaning |
 //! |---|---|
-//! | `RKPROXY KOFFSETS group topic` | every partition's cursor of `group`: next offset and given-back offsets |
-//! | `RKPROXY KRESET group topic partition next_offset` | sets `group`'s cursor on one partition (a repair) |
+//! | `RKPROXY KOFFSETS group topic` | every partition's cursor of `group`: next offset, given-back offsets, pending (unacknowledged) offsets and the time to the oldest one's deadline |
+//! | `RKPROXY KRESET group topic partition next_offset` | sets `group`'s cursor on one partition (a repair); the group's offset in Kafka follows |
 //!
 //! The proxy checks the caller's rights by [`CursorAdminKind::command_name`] before it parses the rest, so a
 //! tenant that is not an admin learns nothing about the arguments; [`KafkaBridge::run_cursor_admin`] runs the

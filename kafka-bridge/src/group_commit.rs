@@ -5,7 +5,9 @@
 //! asynchronously: each delivered record notes `offset + 1` (Kafka's committed offset is the next record to
 //! read) for its (group, topic, partition) in memory, which is one map update under a lock and no I/O; a task
 //! per bridge commits what was noted every `group_commit_interval`, one OffsetCommit request per group, and
-//! once more when the bridge is dropped (a pool reload or shutdown). A failed commit (broker down, coordinator
+//! once more when the bridge is dropped (a pool reload or shutdown). An admin reset of a cursor is noted as the
+//! offset to commit (even backwards), and offsets given back to the group lower it to the lowest of them, so
+//! Kafka's lag counts records the group will get again. A failed commit (broker down, coordinator
 //! moving) keeps its offsets for the next round, unless newer ones were noted meanwhile.
 //!
 //! The requests are those of a "simple" consumer that commits without joining the group (generation -1, no
@@ -96,18 +98,36 @@ impl GroupCommits {
     }
 
     /// Notes that the record at `offset` was delivered to the cursor's group: Kafka's committed offset becomes
-    /// `offset + 1` at the next commit. No I/O.
+    /// `offset + 1` at the next commit, unless a higher one was noted in the same interval. No I/O.
     pub(crate) fn note_delivered(&self, key: &CursorKey, offset: i64) {
+        self.note(key, offset + 1, |noted, next_offset| noted.max(next_offset));
+    }
+
+    /// Notes that an admin reset the cursor (`RKPROXY KRESET`): the next commit is `next_offset`, whatever was
+    /// noted before it (a reset may move the group back). Deliveries after it are noted as usual.
+    pub(crate) fn note_reset(&self, key: &CursorKey, next_offset: i64) {
+        self.note(key, next_offset, |_, reset| reset);
+    }
+
+    /// Notes that leased offsets from `lowest` were given back (or, at least once, released unacknowledged):
+    /// the group has not been given the record at `lowest` after all, so the next commit is at most `lowest`
+    /// and Kafka's lag counts those records until they are delivered again.
+    pub(crate) fn note_given_back(&self, key: &CursorKey, lowest: i64) {
+        self.note(key, lowest, |noted, lowest| noted.min(lowest));
+    }
+
+    /// Sets the offset to commit for the cursor's partition: `next_offset` when none is noted yet, else
+    /// `merge(noted, next_offset)`.
+    fn note(&self, key: &CursorKey, next_offset: i64, merge: impl FnOnce(i64, i64) -> i64) {
         let group = self.shared.group_ids.get(&key.group).unwrap_or(&key.group);
-        let next_offset = offset + 1;
         let mut pending = self.shared.lock_pending();
         // Names are cloned only for the first record of a partition in each interval, not on every KPOP.
-        if let Some(next) = pending
+        if let Some(noted) = pending
             .get_mut(group)
             .and_then(|topics| topics.get_mut(&key.topic))
             .and_then(|partitions| partitions.get_mut(&key.partition))
         {
-            *next = (*next).max(next_offset);
+            *noted = merge(*noted, next_offset);
             return;
         }
         pending
@@ -367,6 +387,27 @@ mod tests {
         );
         assert_eq!(pending["audit"], offsets(&[("orders", &[(0, 10)])]));
         assert!(commits.shared.take_pending().is_empty());
+    }
+
+    #[test]
+    fn a_reset_replaces_what_was_noted_and_given_back_offsets_lower_it() {
+        let commits = commits_without_task(HashMap::new());
+        commits.note_delivered(&key("g", "t", 0), 40);
+        commits.note_reset(&key("g", "t", 0), 3);
+        commits.note_delivered(&key("g", "t", 1), 9);
+        commits.note_given_back(&key("g", "t", 1), 6);
+        commits.note_given_back(&key("g", "t", 2), 4);
+        assert_eq!(
+            commits.shared.take_pending()["g"],
+            offsets(&[("t", &[(0, 3), (1, 6), (2, 4)])])
+        );
+        // After a reset, deliveries move the commit on as usual.
+        commits.note_reset(&key("g", "t", 0), 3);
+        commits.note_delivered(&key("g", "t", 0), 3);
+        assert_eq!(
+            commits.shared.take_pending()["g"],
+            offsets(&[("t", &[(0, 4)])])
+        );
     }
 
     #[test]

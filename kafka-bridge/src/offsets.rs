@@ -62,6 +62,11 @@ pub struct CursorState {
     pub next_offset: i64,
     /// Offsets that were leased, then given back, and not leased again yet (ascending).
     pub given_back: Vec<i64>,
+    /// At least once: leased offsets not acknowledged yet (served or still in some proxy's prefetch buffer).
+    pub pending: u64,
+    /// At least once: how long until the earliest deadline among the pending offsets, by the store's clock
+    /// (zero when it has passed: the next lease delivers that record again); `None` without pending offsets.
+    pub oldest_deadline_in: Option<Duration>,
 }
 
 /// Offsets leased by one [`OffsetStore::lease_block`] call, ascending.
@@ -340,9 +345,16 @@ impl OffsetStore for MemoryOffsetStore {
         &'a self,
         key: &'a CursorKey,
     ) -> BoxFuture<'a, Result<CursorState, OffsetStoreError>> {
+        let now = Instant::now();
         let state = self.with_cursor(key, |cursor| CursorState {
             next_offset: cursor.next_offset,
             given_back: cursor.given_back.iter().copied().collect(),
+            pending: cursor.pending.len() as u64,
+            oldest_deadline_in: cursor
+                .pending
+                .values()
+                .min()
+                .map(|deadline| deadline.saturating_duration_since(now)),
         });
         Box::pin(async move { Ok(state) })
     }
@@ -403,7 +415,8 @@ mod tests {
             store.show(&key(0)).await.unwrap(),
             CursorState {
                 next_offset: 2,
-                given_back: vec![1]
+                given_back: vec![1],
+                ..CursorState::default()
             }
         );
         store.skip_to(&key(0), 7).await.unwrap();
@@ -411,7 +424,8 @@ mod tests {
             store.show(&key(0)).await.unwrap(),
             CursorState {
                 next_offset: 7,
-                given_back: vec![]
+                given_back: vec![],
+                ..CursorState::default()
             }
         );
         store.reset(&key(0), 3).await.unwrap();
@@ -484,6 +498,31 @@ mod tests {
         assert_eq!(store.ack(&key(0), &[1]).await.unwrap(), 1);
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(store.lease_block(&key(0), 3, 3, hold).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn show_counts_pending_offsets_and_the_time_to_the_oldest_deadline() {
+        let store = MemoryOffsetStore::new();
+        let empty = store.show(&key(0)).await.unwrap();
+        assert_eq!((empty.pending, empty.oldest_deadline_in), (0, None));
+        let hold = Duration::from_secs(60);
+        store
+            .lease_block(&key(0), 5, 3, Some(hold))
+            .await
+            .unwrap()
+            .unwrap();
+        store.ack(&key(0), &[1]).await.unwrap();
+        let shown = store.show(&key(0)).await.unwrap();
+        assert_eq!((shown.next_offset, shown.pending), (3, 2));
+        let due_in = shown.oldest_deadline_in.unwrap();
+        assert!(due_in > Duration::ZERO && due_in <= hold, "{due_in:?}");
+        // Released (its connection closed): due now.
+        store.release(&key(0), &[2]).await.unwrap();
+        let released = store.show(&key(0)).await.unwrap();
+        assert_eq!(
+            (released.pending, released.oldest_deadline_in),
+            (2, Some(Duration::ZERO))
+        );
     }
 
     #[tokio::test]

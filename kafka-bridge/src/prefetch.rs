@@ -187,6 +187,14 @@ impl BufferState {
         before - self.leased.len()
     }
 
+    /// Forgets everything leased and not served: the cursor was reset, so the store leases from the new
+    /// position (and holds no pending or given-back offsets any more).
+    pub(crate) fn clear(&mut self) {
+        self.leased.clear();
+        self.ready.clear();
+        self.ready_bytes = 0;
+    }
+
     /// How many offsets are leased and not served (ready or still to fetch).
     pub(crate) fn unserved_count(&self) -> usize {
         self.ready.len() + self.leased.len()

@@ -137,6 +137,17 @@ redis.call('DEL', KEYS[2], KEYS[3])
 return 0
 ";
 
+/// At least once: how many offsets are pending, and how many ms until the earliest deadline among them by the
+/// Redis server's clock (0 when it has passed). Replies `{count}` or `{count, due_in_ms}`. Reads only.
+const PENDING_SCRIPT: &str = r"
+local count = redis.call('ZCARD', KEYS[3])
+if count == 0 then return {0} end
+local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+return {count, math.max(0, tonumber(oldest[2]) - now)}
+";
+
 /// What the store accepts from Redis: bulk strings and lines of 1 MiB (our replies are offsets), arrays of a
 /// million items (given-back offsets in SHOW), and no nesting (all our replies are flat).
 const REPLY_LIMITS: Limits = Limits {
@@ -509,9 +520,13 @@ impl OffsetStore for RedisOffsetStore {
                     .collect::<Result<Vec<i64>, _>>()?,
                 other => return Err(unexpected("ZRANGE", &other)),
             };
+            let (pending, oldest_deadline_in) =
+                parse_pending(self.eval_with(PENDING_SCRIPT, key, &[]).await?)?;
             Ok(CursorState {
                 next_offset,
                 given_back,
+                pending,
+                oldest_deadline_in,
             })
         })
     }
@@ -565,6 +580,22 @@ fn parse_lease(reply: Frame) -> Result<Option<Lease>, OffsetStoreError> {
         }
     }
     Ok((!lease.offsets.is_empty()).then_some(lease))
+}
+
+/// Reads the pending script's reply (see [`PENDING_SCRIPT`]).
+fn parse_pending(reply: Frame) -> Result<(u64, Option<Duration>), OffsetStoreError> {
+    let count = |value: i64| u64::try_from(value).unwrap_or(0);
+    let millis = |value: i64| Duration::from_millis(u64::try_from(value).unwrap_or(0));
+    match reply {
+        Frame::Array(items) => match items.as_slice() {
+            [Frame::Integer(pending)] => Ok((count(*pending), None)),
+            [Frame::Integer(pending), Frame::Integer(due_in)] => {
+                Ok((count(*pending), Some(millis(*due_in))))
+            }
+            _ => Err(unexpected("pending script", &Frame::Array(items))),
+        },
+        other => Err(unexpected("pending script", &other)),
+    }
 }
 
 fn parse_i64(text: &[u8]) -> Result<i64, OffsetStoreError> {
@@ -655,6 +686,19 @@ impl RedisConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pending_reply_is_a_count_and_the_time_to_the_oldest_deadline() {
+        let reply =
+            |items: &[i64]| Frame::Array(items.iter().map(|n| Frame::Integer(*n)).collect());
+        assert_eq!(parse_pending(reply(&[0])).ok(), Some((0, None)));
+        assert_eq!(
+            parse_pending(reply(&[3, 1500])).ok(),
+            Some((3, Some(Duration::from_millis(1500))))
+        );
+        assert!(parse_pending(reply(&[])).is_err());
+        assert!(parse_pending(Frame::NullBulk).is_err());
+    }
 
     #[test]
     fn keys_share_a_hash_tag() {

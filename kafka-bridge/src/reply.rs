@@ -103,14 +103,17 @@ impl KafkaReply {
         ])
     }
 
-    /// The reply of `RKPROXY KOFFSETS`: one bulk line per partition with the group's next offset and the
-    /// offsets given back for a later KPOP.
+    /// The reply of `RKPROXY KOFFSETS`: one bulk line per partition with the group's next offset, the
+    /// offsets given back for a later KPOP, and (at least once) how many leased offsets wait for an
+    /// acknowledgement and the ms until the earliest of their deadlines (empty when none is pending).
     ///
     /// ```
+    /// use std::time::Duration;
     /// use kafka_bridge::{CursorState, KafkaReply};
-    /// let cursor = CursorState { next_offset: 5, given_back: vec![2, 3] };
+    /// let cursor = CursorState { next_offset: 5, given_back: vec![2, 3], pending: 2, oldest_deadline_in: Some(Duration::from_millis(900)) };
     /// let reply = KafkaReply::cursors(&[(0, cursor)]);
-    /// assert_eq!(&reply.to_resp()[..], b"*1\r\n$40\r\npartition=0 next_offset=5 given_back=2,3\r\n");
+    /// let line = "partition=0 next_offset=5 given_back=2,3 pending=2 oldest_deadline_in_ms=900";
+    /// assert_eq!(reply.to_resp(), format!("*1\r\n${}\r\n{line}\r\n", line.len()));
     /// ```
     pub fn cursors(cursors: &[(i32, CursorState)]) -> KafkaReply {
         KafkaReply::Array(
@@ -130,13 +133,19 @@ impl From<KafkaError> for KafkaReply {
     }
 }
 
-/// `partition=0 next_offset=5 given_back=2,3`: one partition's cursor as an admin reads it.
+/// `partition=0 next_offset=5 given_back=2,3 pending=1 oldest_deadline_in_ms=900`: one partition's cursor as
+/// an admin reads it.
 fn cursor_line(partition: i32, cursor: &CursorState) -> String {
     let given_back: Vec<String> = cursor.given_back.iter().map(i64::to_string).collect();
+    let oldest_deadline_in_ms = cursor
+        .oldest_deadline_in
+        .map(|due_in| due_in.as_millis().to_string())
+        .unwrap_or_default();
     format!(
-        "partition={partition} next_offset={} given_back={}",
+        "partition={partition} next_offset={} given_back={} pending={} oldest_deadline_in_ms={oldest_deadline_in_ms}",
         cursor.next_offset,
-        given_back.join(",")
+        given_back.join(","),
+        cursor.pending,
     )
 }
 
@@ -212,6 +221,7 @@ mod tests {
                 CursorState {
                     next_offset: 5,
                     given_back: vec![],
+                    ..CursorState::default()
                 },
             ),
             (
@@ -219,13 +229,15 @@ mod tests {
                 CursorState {
                     next_offset: 9,
                     given_back: vec![4, 7],
+                    pending: 3,
+                    oldest_deadline_in: Some(std::time::Duration::ZERO),
                 },
             ),
         ]);
         assert_eq!(
             &reply.to_resp()[..],
-            &b"*2\r\n$37\r\npartition=0 next_offset=5 given_back=\r\n\
-               $40\r\npartition=1 next_offset=9 given_back=4,7\r\n"[..]
+            &b"*2\r\n$70\r\npartition=0 next_offset=5 given_back= pending=0 oldest_deadline_in_ms=\r\n\
+               $74\r\npartition=1 next_offset=9 given_back=4,7 pending=3 oldest_deadline_in_ms=0\r\n"[..]
         );
     }
 }

@@ -12,7 +12,14 @@
 //!   through the Kafka proxy, over the records the KPUSH runs left; before the run, the records not leased yet
 //!   (high watermark minus the group's cursor) must cover every request, so the run cannot find the topic
 //!   empty (nil replies would make a meaningless rate), and after it the cursor must have moved at least that
-//!   far less the prefetch window.
+//!   far less the prefetch window;
+//! - `KPOP topic` on a second topic with `delivery = "at_least_once"`, filled first by an unmeasured KPUSH
+//!   run of as many records, with the same checks: each KPOP of a connection also acknowledges the record it
+//!   popped before, one more round trip to the offset store.
+//!
+//! The Kafka pool keeps its offsets in the section's redis-server (`offsets = { redis = ... }`), as proxies
+//! sharing a group do, so an acknowledgement is a real round trip; at most once, a lease is one round trip
+//! per block of 500 records.
 //!
 //! An unmeasured KPUSH run warms the broker's JVM first. SET and KPUSH alternate which goes first. The rows
 //! join the main table; the goal cell of KPUSH holds the KPUSH/SET ratio against the project's goal
@@ -41,6 +48,8 @@ const KPOP_GOAL: f64 = 0.7;
 const PREFETCH_RECORDS: u64 = 500;
 /// The topic KPUSH and KPOP use.
 const TOPIC: &str = "rkproxy-bench";
+/// The at-least-once topic of the second KPOP row.
+const ALO_TOPIC: &str = "rkproxy-bench-alo";
 /// Its partitions: concurrent KPUSHes to one partition go out as one produce request.
 const PARTITIONS: u32 = 1;
 /// The value size of SET and KPUSH.
@@ -60,6 +69,7 @@ enum Test {
     Set,
     Kpush,
     Kpop,
+    KpopAtLeastOnce,
 }
 
 impl Test {
@@ -68,6 +78,7 @@ impl Test {
             Test::Set => format!("SET {VALUE_BYTES} B (Redis pool)"),
             Test::Kpush => format!("KPUSH {VALUE_BYTES} B"),
             Test::Kpop => "KPOP (managed offsets)".to_string(),
+            Test::KpopAtLeastOnce => "KPOP (managed, at least once)".to_string(),
         }
     }
 }
@@ -99,7 +110,7 @@ pub(super) fn run(
     let config_path = dir.join("rkproxy-kafka.toml");
     std::fs::write(
         &config_path,
-        rkproxy_kafka_config(kafka_proxy, broker.addr()),
+        rkproxy_kafka_config(kafka_proxy, broker.addr(), redis_spec.addr()),
     )?;
     let args = ["--config".to_string(), config_path.display().to_string()];
     start_rkproxy(
@@ -153,13 +164,14 @@ pub(super) fn run(
         (Test::Set, Vec::new()),
         (Test::Kpush, Vec::new()),
         (Test::Kpop, Vec::new()),
+        (Test::KpopAtLeastOnce, Vec::new()),
     ];
     for round in 0..options.rounds {
         // SET and KPUSH take turns going first; KPOP runs last, over what the KPUSH runs produced.
         let order = if round % 2 == 0 {
-            [Test::Set, Test::Kpush, Test::Kpop]
+            [Test::Set, Test::Kpush, Test::Kpop, Test::KpopAtLeastOnce]
         } else {
-            [Test::Kpush, Test::Set, Test::Kpop]
+            [Test::Kpush, Test::Set, Test::Kpop, Test::KpopAtLeastOnce]
         };
         for test in order {
             let started = Instant::now();
@@ -172,27 +184,11 @@ pub(super) fn run(
                     let args = ["KPUSH".to_string(), TOPIC.to_string(), kpush_value()];
                     benchmark(options, kafka_proxy, &args)?
                 }
-                Test::Kpop => {
-                    let before = consumed(kafka_proxy)?;
-                    let available = produced(kafka_proxy)?.saturating_sub(before);
-                    if available < options.requests {
-                        bail!(
-                            "only {available} records are left for {} KPOP requests: the topic would run \
-                             dry, so the rate would count nil replies",
-                            options.requests
-                        );
-                    }
-                    let args = ["KPOP".to_string(), TOPIC.to_string()];
-                    let measurement = benchmark(options, kafka_proxy, &args)?;
-                    let leased = consumed(kafka_proxy)? - before;
-                    if leased + PREFETCH_RECORDS * u64::from(PARTITIONS) < options.requests {
-                        bail!(
-                            "the group's cursor moved {leased} for {} KPOP requests: records were not \
-                             delivered",
-                            options.requests
-                        );
-                    }
-                    measurement
+                Test::Kpop => kpop_run(options, kafka_proxy, TOPIC)?,
+                Test::KpopAtLeastOnce => {
+                    let args = ["KPUSH".to_string(), ALO_TOPIC.to_string(), kpush_value()];
+                    benchmark(options, kafka_proxy, &args)?;
+                    kpop_run(options, kafka_proxy, ALO_TOPIC)?
                 }
             };
             eprintln!(
@@ -211,6 +207,30 @@ pub(super) fn run(
         }
     }
     Ok(section(&runs))
+}
+
+/// One measured KPOP run on `topic`, with the checks that every request found a record (see the module
+/// documentation).
+fn kpop_run(options: &BenchOptions, addr: SocketAddr, topic: &str) -> Result<Measurement> {
+    let before = consumed(addr, topic)?;
+    let available = produced(addr, topic)?.saturating_sub(before);
+    if available < options.requests {
+        bail!(
+            "only {available} records of {topic} are left for {} KPOP requests: the topic would run dry, so \
+             the rate would count nil replies",
+            options.requests
+        );
+    }
+    let args = ["KPOP".to_string(), topic.to_string()];
+    let measurement = benchmark(options, addr, &args)?;
+    let leased = consumed(addr, topic)? - before;
+    if leased + PREFETCH_RECORDS * u64::from(PARTITIONS) < options.requests {
+        bail!(
+            "the group's cursor on {topic} moved {leased} for {} KPOP requests: records were not delivered",
+            options.requests
+        );
+    }
+    Ok(measurement)
 }
 
 impl KafkaSection {
@@ -262,8 +282,9 @@ fn section(runs: &[(Test, Vec<Measurement>)]) -> KafkaSection {
     };
     let set_rps = medians(Test::Set).map(|(rps, _, _)| rps);
     let kpush_rps = medians(Test::Kpush).map(|(rps, _, _)| rps);
+    let kpop_rps = medians(Test::Kpop).map(|(rps, _, _)| rps);
     let mut rows = Vec::new();
-    for test in [Test::Set, Test::Kpush, Test::Kpop] {
+    for test in [Test::Set, Test::Kpush, Test::Kpop, Test::KpopAtLeastOnce] {
         let (Some((rps, p50, p99)), Some(measurements)) = (medians(test), measurements_of(test))
         else {
             continue;
@@ -272,6 +293,9 @@ fn section(runs: &[(Test, Vec<Measurement>)]) -> KafkaSection {
         let goal = match (test, set_rps, kpush_rps) {
             (Test::Kpush, Some(set), _) => kpush_verdict(rps / set),
             (Test::Kpop, _, Some(kpush)) => kpop_verdict(rps / kpush),
+            (Test::KpopAtLeastOnce, _, _) => kpop_rps
+                .map(|at_most_once| format!("vs KPOP at most once {:.2}", rps / at_most_once))
+                .unwrap_or_default(),
             _ => String::new(),
         };
         rows.push(format!(
@@ -285,7 +309,9 @@ fn section(runs: &[(Test, Vec<Measurement>)]) -> KafkaSection {
         note: format!(
             "rkproxy with a Kafka pool (single-node Kafka 4 broker, topic of {PARTITIONS} partition, acks=all, \
              linger 0) against rkproxy with a Redis pool, same clients; KPOP pops what the KPUSH runs produced \
-             (prefetch {PREFETCH_RECORDS} records, at most once); goals KPUSH >= {KPUSH_GOAL} x SET, \
+             (prefetch {PREFETCH_RECORDS} records, at most once, offsets in a Redis store); the at-least-once \
+             KPOP pops a second topic filled by an unmeasured KPUSH run, each KPOP acknowledging the \
+             connection's previous record (one more Redis round trip); goals KPUSH >= {KPUSH_GOAL} x SET, \
              KPOP >= {KPOP_GOAL} x KPUSH"
         ),
     }
@@ -312,8 +338,9 @@ fn kpush_value() -> String {
     )
 }
 
-/// The rkproxy config of the Kafka proxy: one Kafka pool with the bench topic, everyone may use it.
-fn rkproxy_kafka_config(listen: SocketAddr, broker: SocketAddr) -> String {
+/// The rkproxy config of the Kafka proxy: one Kafka pool with its offsets in the Redis at `store`, the bench
+/// topic and the at-least-once topic; everyone may use them.
+fn rkproxy_kafka_config(listen: SocketAddr, broker: SocketAddr, store: SocketAddr) -> String {
     format!(
         "# Generated by `cargo xtask bench` (kafka section).\n\
          listen = \"{listen}\"\n\
@@ -323,11 +350,18 @@ fn rkproxy_kafka_config(listen: SocketAddr, broker: SocketAddr) -> String {
          [pools.events]\n\
          kind = \"kafka\"\n\
          nodes = [\"{broker}\"]\n\
+         offsets = {{ redis = \"{store}\" }}\n\
          \n\
          [pools.events.topics.{TOPIC}]\n\
          partitions = {PARTITIONS}\n\
          producers = [\"*\"]\n\
-         consumers = [\"*\"]\n"
+         consumers = [\"*\"]\n\
+         \n\
+         [pools.events.topics.{ALO_TOPIC}]\n\
+         partitions = {PARTITIONS}\n\
+         producers = [\"*\"]\n\
+         consumers = [\"*\"]\n\
+         delivery = \"at_least_once\"\n"
     )
 }
 
@@ -363,10 +397,10 @@ fn check_kafka_round_trip(addr: SocketAddr) -> Result<()> {
     }
 }
 
-/// How many records the group `default` has consumed from the topic: the sum of its cursors.
-fn consumed(addr: SocketAddr) -> Result<u64> {
+/// How many records the group `default` has consumed from `topic`: the sum of its cursors.
+fn consumed(addr: SocketAddr, topic: &str) -> Result<u64> {
     let mut connection = Connection::connect(addr)?;
-    let lines = match connection.command(&["RKPROXY", "KOFFSETS", "default", TOPIC])? {
+    let lines = match connection.command(&["RKPROXY", "KOFFSETS", "default", topic])? {
         Reply::Array(Some(lines)) => lines,
         other => bail!("RKPROXY KOFFSETS answered {other:?}"),
     };
@@ -385,13 +419,13 @@ fn consumed(addr: SocketAddr) -> Result<u64> {
     Ok(total)
 }
 
-/// How many records the topic holds: the sum of its partitions' latest offsets (KOFFSET ... -1).
-fn produced(addr: SocketAddr) -> Result<u64> {
+/// How many records `topic` holds: the sum of its partitions' latest offsets (KOFFSET ... -1).
+fn produced(addr: SocketAddr, topic: &str) -> Result<u64> {
     let mut connection = Connection::connect(addr)?;
     let mut total = 0;
     for partition in 0..PARTITIONS {
         let partition = partition.to_string();
-        match connection.command(&["KOFFSET", TOPIC, &partition, "-1"])? {
+        match connection.command(&["KOFFSET", topic, &partition, "-1"])? {
             Reply::Array(Some(items)) => match items.first() {
                 Some(Reply::Integer(offset)) => total += u64::try_from(*offset).unwrap_or(0),
                 _ => bail!("KOFFSET answered {items:?}"),
@@ -441,9 +475,10 @@ mod tests {
             ),
             (Test::Kpush, vec![measurement(120.0)]),
             (Test::Kpop, vec![measurement(50.0)]),
+            (Test::KpopAtLeastOnce, vec![measurement(40.0)]),
         ];
         let section = section(&runs);
-        assert_eq!(section.rows.len(), 3);
+        assert_eq!(section.rows.len(), 4);
         assert!(section.rows[0]
             .starts_with("| kafka | rkproxy | SET 100 B (Redis pool) | 1 | 200 | 100-300 |"));
         assert!(
@@ -456,6 +491,12 @@ mod tests {
             section.rows[2].ends_with("| KPOP/KPUSH 0.42 >= 0.70 MISSED |"),
             "{}",
             section.rows[2]
+        );
+        assert!(
+            section.rows[3].contains("| KPOP (managed, at least once) | 1 | 40 |")
+                && section.rows[3].ends_with("| vs KPOP at most once 0.80 |"),
+            "{}",
+            section.rows[3]
         );
     }
 
@@ -481,9 +522,20 @@ mod tests {
 
     #[test]
     fn the_kafka_proxy_config_has_the_pool_and_topic() {
-        let text = rkproxy_kafka_config(ports::loopback(7490), ports::loopback(9092));
+        let text = rkproxy_kafka_config(
+            ports::loopback(7490),
+            ports::loopback(9092),
+            ports::loopback(6390),
+        );
         assert!(text.contains("default_pool = \"events\"\n"));
-        assert!(text.contains("[pools.events]\nkind = \"kafka\"\nnodes = [\"127.0.0.1:9092\"]\n"));
+        assert!(text.contains(
+            "[pools.events]\nkind = \"kafka\"\nnodes = [\"127.0.0.1:9092\"]\n\
+             offsets = { redis = \"127.0.0.1:6390\" }\n"
+        ));
+        assert!(text.contains(&format!(
+            "[pools.events.topics.{ALO_TOPIC}]\npartitions = {PARTITIONS}\n"
+        )));
+        assert!(text.contains("delivery = \"at_least_once\"\n"));
         assert!(text.contains(&format!(
             "[pools.events.topics.{TOPIC}]\npartitions = {PARTITIONS}\n"
         )));

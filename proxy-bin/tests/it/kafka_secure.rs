@@ -501,3 +501,43 @@ async fn kafka_tools_show_the_group_offsets_and_lag() {
     wait_for_group_row(&group, &topic, ("5", "6", "1")).await;
     proxy.shutdown().await;
 }
+
+/// `RKPROXY KRESET` moves the group's offset in Kafka too: `kafka-consumer-groups.sh --describe` shows the
+/// reset cursor (here back, below what was delivered) without waiting for a delivery, and the proxy's next
+/// `KPOP topic` reads from it although it had prefetched the records after what it served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_tools_show_a_reset_cursor() {
+    let group = unique_name("reset-group");
+    let topic = unique_name("reset");
+    let keys = format!("group_commit_ms = 200\ngroup_ids = {{ default = '{group}' }}");
+    let proxy = start_proxy_toml(&pool_config(&kafka_addr(), &keys, &topic, 1)).await;
+    let mut connection = client(&proxy).await;
+    serve_within(&mut connection, &topic, Duration::from_secs(60))
+        .await
+        .unwrap();
+    for index in 0..5 {
+        kpush(&mut connection, &topic, &format!("record {index}")).await;
+    }
+    // The first KPOP prefetches all five records; three are served.
+    for expected in 0..3 {
+        let (_, offset, _) = kpop(&mut connection, &topic).await.unwrap();
+        assert_eq!(offset, expected);
+    }
+    wait_for_group_row(&group, &topic, ("3", "5", "2")).await;
+
+    let reset: String = redis::cmd("RKPROXY")
+        .arg("KRESET")
+        .arg("default")
+        .arg(&topic)
+        .arg(0)
+        .arg(1)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(reset, "OK");
+    wait_for_group_row(&group, &topic, ("1", "5", "4")).await;
+    let (_, offset, value) = kpop(&mut connection, &topic).await.unwrap();
+    assert_eq!((offset, value.as_str()), (1, "record 1"));
+    wait_for_group_row(&group, &topic, ("2", "5", "3")).await;
+    proxy.shutdown().await;
+}

@@ -141,3 +141,99 @@ async fn at_most_once_repeats_nothing_when_a_proxy_is_killed() {
     );
     assert_eq!(redelivered_in_stats(&mut connection, &topic).await, 0);
 }
+
+/// The one line of `RKPROXY KOFFSETS default topic` (a one-partition topic).
+async fn koffsets_line(connection: &mut MultiplexedConnection, topic: &str) -> String {
+    let lines: Vec<String> = redis::cmd("RKPROXY")
+        .arg("KOFFSETS")
+        .arg("default")
+        .arg(topic)
+        .query_async(connection)
+        .await
+        .unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    lines[0].clone()
+}
+
+/// The ms of `oldest_deadline_in_ms=` in a KOFFSETS line, `None` when the field is empty.
+fn oldest_deadline_ms(line: &str) -> Option<u64> {
+    let value = line.split(" oldest_deadline_in_ms=").nth(1).unwrap();
+    (!value.is_empty()).then(|| value.parse().unwrap())
+}
+
+/// `RKPROXY KOFFSETS` lists the records of an at-least-once topic that wait for an acknowledgement (served, not
+/// acknowledged yet) and how long until the oldest of their deadlines; a record released by a closed connection
+/// is due at once (0). `offsets_keys` chooses the offset store.
+async fn koffsets_lists_pending_records(offsets_keys: &str) {
+    let topic = unique_topic("koffsets-pending");
+    let topic_keys = "delivery = 'at_least_once'\nack_timeout_ms = 60000\n";
+    let config = format!(
+        "default_pool = 'events'\n{}",
+        kafka_pool_toml(
+            offsets_keys,
+            &format!("{}{topic_keys}", topic_toml(&topic, 1, &["*"], &["*"]))
+        )
+    );
+    let proxy = start_proxy_toml(&config).await;
+    let mut first = client(&proxy).await;
+    let mut second = client(&proxy).await;
+    wait_connected(&mut first, &topic).await;
+    for index in 0..3 {
+        kpush(&mut first, &topic, format!("record {index}").as_bytes()).await;
+    }
+    // Every record served; the second connection's second KPOP acknowledged its first record.
+    let of_first = kpop(&mut first, &topic).await.unwrap().1;
+    let second_first = kpop(&mut second, &topic).await.unwrap().1;
+    let second_last = kpop(&mut second, &topic).await.unwrap().1;
+    let mut offsets = [of_first, second_first, second_last];
+    offsets.sort_unstable();
+    assert_eq!(offsets, [0, 1, 2]);
+    let line = koffsets_line(&mut first, &topic).await;
+    assert!(
+        line.starts_with("partition=0 next_offset=3 given_back= pending=2 oldest_deadline_in_ms="),
+        "{line}"
+    );
+    let due_in = oldest_deadline_ms(&line).unwrap();
+    assert!(due_in > 0 && due_in <= 60_000, "{line}");
+
+    // KACK the second connection's last record; the first connection's goes back when it closes.
+    let kacked: i64 = redis::cmd("KACK")
+        .arg(&topic)
+        .arg(0)
+        .arg(second_last)
+        .query_async(&mut second)
+        .await
+        .unwrap();
+    assert_eq!(kacked, 1);
+    let line = koffsets_line(&mut second, &topic).await;
+    assert!(
+        line.contains(" pending=1 ") && oldest_deadline_ms(&line).is_some_and(|ms| ms > 0),
+        "{line}"
+    );
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let line = koffsets_line(&mut second, &topic).await;
+        if line.ends_with(" pending=1 oldest_deadline_in_ms=0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{line}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn koffsets_lists_pending_records_in_memory() {
+    koffsets_lists_pending_records("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn koffsets_lists_pending_records_in_the_redis_store() {
+    let key_prefix = format!("{}:", unique("kafka-it-koffsets"));
+    koffsets_lists_pending_records(&format!(
+        "offsets = {{ redis = '{}', key_prefix = '{key_prefix}' }}",
+        redis_addr()
+    ))
+    .await;
+}

@@ -22,6 +22,8 @@
 //!   itself can do).
 //! - `tenants` (`bench_tenants.rs`): one prefixed tenant through rkproxy with no limits, local limits,
 //!   `limits_store` and `backend_user`: what each costs.
+//! - `stats` (`bench_stats.rs`): rkproxy with `stats = true` (the default) and `stats = false`: what counting
+//!   costs (issue 13's goal: at most 3%).
 //!
 //! The baseline is started exactly like rkproxy, with the same generated configs, and predixy runs
 //! one worker thread like rkproxy's default. The rkproxy rows carry the ratio of medians to each
@@ -54,7 +56,11 @@ mod kafka_section;
 // So does the `bigreq` section.
 #[path = "bench_bigreq.rs"]
 mod bigreq_section;
-// And the `tenants` section.
+// And the `tenants` and `stats` sections, which compare configurations of rkproxy with `bench_configs.rs`.
+#[path = "bench_configs.rs"]
+mod configs_section;
+#[path = "bench_stats.rs"]
+mod stats_section;
 #[path = "bench_tenants.rs"]
 mod tenants_section;
 // And the `tls` section.
@@ -290,6 +296,11 @@ fn run_with_servers(
     } else {
         None
     };
+    let stats = if options.wants_section(BenchSection::Stats) {
+        Some(stats_section::run(options, dir, guard)?)
+    } else {
+        None
+    };
     if options.wants_section(BenchSection::Kafka) {
         let kafka = kafka_section::run(options, dir, guard)?;
         println!("{}", kafka.add_to_table(&table));
@@ -301,6 +312,9 @@ fn run_with_servers(
     }
     if let Some(tenants) = tenants {
         println!("{tenants}");
+    }
+    if let Some(stats) = stats {
+        println!("{stats}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -985,7 +999,7 @@ fn goal_verdict(goal: Option<Goal>, ratio: Option<f64>) -> String {
 
 /// Starts `target`'s rkproxy binary (see [`rkproxy_binary`]) with `args` (which must make it
 /// listen on `addr`), logging to `dir/<name>.log`, and waits until it accepts. `name` must be
-/// unique among the guard's children. `--workers` becomes `RKPROXY_WORKER_THREADS`.
+/// unique among the guard's children. `--workers` becomes `RKPROXY_WORKER_THREADS`. Returns its pid.
 fn start_rkproxy(
     options: &BenchOptions,
     target: BenchTarget,
@@ -994,7 +1008,7 @@ fn start_rkproxy(
     args: &[String],
     dir: &Path,
     guard: &mut ChildGuard,
-) -> Result<()> {
+) -> Result<u32> {
     let binary = rkproxy_binary(options, target)?;
     if !binary.exists() {
         bail!(
@@ -1011,8 +1025,11 @@ fn start_rkproxy(
     }
     let mut command = shell::spawnable(command);
     shell::log_output(&mut command, &log_path)?;
-    guard.push(name, command.spawn()?);
-    wait_accepting(guard, name, addr, &log_path)
+    let child = command.spawn()?;
+    let pid = child.id();
+    guard.push(name, child);
+    wait_accepting(guard, name, addr, &log_path)?;
+    Ok(pid)
 }
 
 /// The binary an rkproxy target runs: this workspace's release build for `rkproxy`, the

@@ -10,16 +10,14 @@
 //! - `backend_user`: the tenant's connections log in as a Redis ACL user of its own (`backend_user`), on a
 //!   pool it shares with a second tenant.
 //!
-//! GET and SET at pipeline 1 and 16, like the `standalone` section; each round runs every configuration in
-//! a rotated order, and the table shows the median of the rounds and the ratio to `prefix`.
+//! Measured as `bench_configs.rs` describes: GET and SET at pipeline 1 and 16, configurations in a rotated
+//! order, medians of throughput and of the proxy's CPU time per request, and their ratios to `prefix`.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::{
-    median, parse_csv, redis_benchmark, start_rkproxy, Measurement, PIPELINED_REQUEST_FACTOR,
-};
+use super::configs_section::{compare, Comparison, Configured};
+use super::start_rkproxy;
 use crate::flags::{BenchOptions, BenchTarget};
 use crate::redis::{self, RedisKind, RedisSpec};
 use crate::resp::{Connection, Reply};
@@ -72,7 +70,7 @@ pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) ->
         let config_path = dir.join(format!("{name}.toml"));
         std::fs::write(&config_path, rkproxy_config(config, addr, redis_addr))?;
         let args = ["--config".to_string(), config_path.display().to_string()];
-        start_rkproxy(
+        let pid = start_rkproxy(
             options,
             BenchTarget::Rkproxy,
             &name,
@@ -82,60 +80,21 @@ pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) ->
             guard,
         )?;
         check_as_tenant(addr)?;
-        proxies.push((config, addr));
+        proxies.push(Configured {
+            name: config,
+            addr,
+            pid,
+        });
     }
-    let mut results: BTreeMap<(String, u32, usize), Vec<Measurement>> = BTreeMap::new();
-    for round in 0..options.rounds {
-        for pipeline in [1, 16] {
-            let mut order: Vec<(usize, &(&str, SocketAddr))> = proxies.iter().enumerate().collect();
-            let shift = round % order.len();
-            order.rotate_left(shift);
-            for (index, (config, addr)) in order {
-                for measurement in benchmark(options, *addr, pipeline)? {
-                    eprintln!(
-                        "round {}/{} tenants {:<13} {:<5} P{:<3} {:>12.0} req/s",
-                        round + 1,
-                        options.rounds,
-                        config,
-                        measurement.test,
-                        pipeline,
-                        measurement.requests_per_second,
-                    );
-                    let key = (measurement.test.clone(), pipeline, index);
-                    results.entry(key).or_default().push(measurement);
-                }
-            }
-        }
-    }
-    Ok(render(options, &results))
-}
-
-/// GET and SET through `addr` as tenant `t`.
-fn benchmark(options: &BenchOptions, addr: SocketAddr, pipeline: u32) -> Result<Vec<Measurement>> {
-    let requests = if pipeline > 1 {
-        options.requests * PIPELINED_REQUEST_FACTOR
-    } else {
-        options.requests
+    let comparison = Comparison {
+        section: "tenants",
+        extra_args: &["--user", "t", "-a", "t-pw"],
+        heading: format!(
+            "tenants: one prefixed tenant through rkproxy, {} round(s), medians; ratios to the `prefix` row",
+            options.rounds
+        ),
     };
-    let args: Vec<String> = [
-        "--user",
-        "t",
-        "-a",
-        "t-pw",
-        "-P",
-        &pipeline.to_string(),
-        "-t",
-        "get,set",
-    ]
-    .iter()
-    .map(|arg| arg.to_string())
-    .collect();
-    let (stdout, command) = redis_benchmark(options, addr, requests, &args)?;
-    let measurements = parse_csv(&stdout);
-    if measurements.is_empty() {
-        bail!("no results from `{command}`:\n{stdout}");
-    }
-    Ok(measurements)
+    compare(options, &comparison, &proxies)
 }
 
 fn create_acl_user(redis_addr: SocketAddr) -> Result<()> {
@@ -193,40 +152,4 @@ fn check_as_tenant(addr: SocketAddr) -> Result<()> {
         Reply::Bulk(Some(value)) if value == b"ok" => Ok(()),
         other => bail!("tenants section: GET through {addr} answered {other:?}"),
     }
-}
-
-/// The table: one row per test, pipeline and configuration.
-fn render(
-    options: &BenchOptions,
-    results: &BTreeMap<(String, u32, usize), Vec<Measurement>>,
-) -> String {
-    let mut out = format!(
-        "tenants: one prefixed tenant through rkproxy, {} round(s), medians; ratio = req/s / the `prefix` row's\n\
-         | test | P | configuration | req/s | vs prefix | p50 ms |\n|---|---|---|---|---|---|\n",
-        options.rounds
-    );
-    let rps = |runs: &[Measurement]| {
-        median(
-            &mut runs
-                .iter()
-                .map(|m| m.requests_per_second)
-                .collect::<Vec<_>>(),
-        )
-    };
-    for ((test, pipeline, index), runs) in results {
-        let basis = results
-            .get(&(test.clone(), *pipeline, 0))
-            .map(|runs| rps(runs));
-        let requests_per_second = rps(runs);
-        let p50 = median(&mut runs.iter().map(|m| m.p50_ms).collect::<Vec<_>>());
-        let ratio = basis.map_or_else(
-            || "-".to_string(),
-            |basis| format!("{:.2}", requests_per_second / basis),
-        );
-        out.push_str(&format!(
-            "| {test} | {pipeline} | {} | {requests_per_second:.0} | {ratio} | {p50:.3} |\n",
-            CONFIGS[*index]
-        ));
-    }
-    out
 }

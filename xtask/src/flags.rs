@@ -66,11 +66,11 @@ xflags::xflags! {
             /// An older rkproxy binary, run as target `baseline` with the same configs as the
             /// current rkproxy, so that one run compares before and after.
             optional --baseline path: PathBuf
-            /// Comma-separated subset of standalone,cluster,mget,kafka,bigreq,tenants,tls (default all;
+            /// Comma-separated subset of standalone,cluster,mget,kafka,bigreq,tenants,tls,stats (default all;
             /// kafka starts a Kafka broker: KPUSH/KPOP vs SET through rkproxy; bigreq: 1 MiB SETs and
             /// slow readers, peak RSS and small-GET latency; tenants: the cost of limits,
             /// limits_store and backend_user; tls: GET/SET with TLS on either side of rkproxy vs
-            /// redis-server's TLS port).
+            /// redis-server's TLS port; stats: rkproxy with stats on and off).
             optional --sections list: SectionList
             /// Run every rkproxy with worker_threads = n (default: the config default, 1).
             optional --workers n: NonZeroUsize
@@ -315,6 +315,8 @@ pub enum BenchSection {
     Tenants,
     /// GET/SET with TLS on the client side and on the backend side of rkproxy vs redis-server's TLS port.
     Tls,
+    /// GET/SET through rkproxy with stats on and off: what counting costs.
+    Stats,
 }
 
 /// Something picked by name from a fixed list on the command line.
@@ -354,6 +356,7 @@ impl Named for BenchSection {
         BenchSection::Bigreq,
         BenchSection::Tenants,
         BenchSection::Tls,
+        BenchSection::Stats,
     ];
 
     fn name(self) -> &'static str {
@@ -365,6 +368,7 @@ impl Named for BenchSection {
             BenchSection::Bigreq => "bigreq",
             BenchSection::Tenants => "tenants",
             BenchSection::Tls => "tls",
+            BenchSection::Stats => "stats",
         }
     }
 }

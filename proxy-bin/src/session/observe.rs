@@ -270,6 +270,11 @@ impl PendingQueue {
         Some(entry)
     }
 
+    /// Whether entries completed since the last `settle`.
+    fn has_completed(&self) -> bool {
+        self.popped.is_some() || !self.completed.is_empty()
+    }
+
     /// The entries completed since the last call (give the vector back with `reuse`, to keep its capacity).
     fn settle(&mut self) -> Vec<Sent> {
         if let Some(last) = self.popped.take() {
@@ -649,7 +654,8 @@ impl Session {
     /// Before replies are written: records the timing of completed entries (and logs slow ones), counts the
     /// reply bytes, and flushes the session's counts into its worker's.
     pub(super) fn observe_before_write(&mut self, reply_bytes: usize) {
-        if !self.stats.enabled() {
+        // Most loop turns write nothing (a request was read, a reply is still on its way): nothing to count.
+        if !self.stats.enabled() || (reply_bytes == 0 && !self.pending.has_completed()) {
             return;
         }
         let mut completed = self.pending.settle();

@@ -14,10 +14,9 @@
 //! Keys are the client's own (before any tenant prefix) and kept at most [`KEY_BYTES_KEPT`] bytes; every row
 //! carries its tenant, and a tenant reads only its own rows.
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// A session samples one keyed request in this many for the hot keys.
@@ -68,26 +67,35 @@ impl KeptKey {
     }
 }
 
+/// The hasher of the sketch: foldhash, seeded per process (a hot-key hash is computed for every sampled key;
+/// SipHash cost several times more, and the sketch needs no defence against chosen collisions beyond a seed).
+type SketchHasher = foldhash::fast::RandomState;
+
 /// A Count-Min sketch: `SKETCH_DEPTH` rows of counters; a key's estimate is its smallest counter.
 #[derive(Debug)]
 struct CountMin {
     counters: Vec<u32>,
-    hasher: RandomState,
+    hasher: SketchHasher,
 }
 
 impl Default for CountMin {
     fn default() -> Self {
         CountMin {
             counters: vec![0; SKETCH_DEPTH * SKETCH_WIDTH],
-            hasher: RandomState::new(),
+            hasher: SketchHasher::default(),
         }
     }
 }
 
 impl CountMin {
-    /// The counter of each row for `item` (two hashes combined, as Kirsch and Mitzenmacher show suffices).
-    fn cells(&self, item: &HotItem) -> [usize; SKETCH_DEPTH] {
-        cells_of(self.hasher.hash_one(item))
+    /// The hash of a key of `tenant` in `pool`, kept as `kept` (its first bytes) of `len` bytes: the one
+    /// definition both counting and reading use.
+    fn hash(&self, tenant: &str, pool: &str, kept: &[u8], len: usize) -> u64 {
+        self.hasher.hash_one((tenant, pool, kept, len))
+    }
+
+    fn item_hash(&self, item: &HotItem) -> u64 {
+        self.hash(&item.tenant, &item.pool, &item.key.bytes, item.key.len)
     }
 
     /// Adds one to the item whose hash is `hash` and returns its new estimate.
@@ -101,9 +109,18 @@ impl CountMin {
         }
         estimate
     }
+
+    fn estimate(&self, item: &HotItem) -> u32 {
+        cells_of(self.item_hash(item))
+            .iter()
+            .map(|&cell| self.counters.get(cell).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(0)
+    }
 }
 
-/// The counter of each row for an item whose hash is `hash`.
+/// The counter of each row for an item whose hash is `hash` (two hashes combined, as Kirsch and Mitzenmacher
+/// show suffices).
 fn cells_of(hash: u64) -> [usize; SKETCH_DEPTH] {
     let (first, second) = (hash as u32 as usize, (hash >> 32) as usize | 1);
     let mut cells = [0; SKETCH_DEPTH];
@@ -111,16 +128,6 @@ fn cells_of(hash: u64) -> [usize; SKETCH_DEPTH] {
         *cell = row * SKETCH_WIDTH + first.wrapping_add(row.wrapping_mul(second)) % SKETCH_WIDTH;
     }
     cells
-}
-
-impl CountMin {
-    fn estimate(&self, item: &HotItem) -> u32 {
-        self.cells(item)
-            .iter()
-            .map(|&cell| self.counters.get(cell).copied().unwrap_or(0))
-            .min()
-            .unwrap_or(0)
-    }
 }
 
 /// What the hot-key sketch counts: a key of one tenant in one pool.
@@ -131,47 +138,130 @@ pub struct HotItem {
     pub key: KeptKey,
 }
 
+/// Keys a session sampled since its last flush, in one buffer (no allocation per sampled key).
+#[derive(Debug, Default)]
+pub struct SampledKeys {
+    /// The kept bytes of every key, one after another.
+    bytes: Vec<u8>,
+    /// Per key: where its kept bytes end in `bytes`, and its full length.
+    keys: Vec<(usize, usize)>,
+}
+
+impl SampledKeys {
+    pub fn push(&mut self, key: &[u8]) {
+        let kept = key.get(..KEY_BYTES_KEPT).unwrap_or(key);
+        self.bytes.extend_from_slice(kept);
+        self.keys.push((self.bytes.len(), key.len()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.keys.clear();
+    }
+}
+
+/// One tenant's best candidates in one worker.
+#[derive(Debug, Default)]
+struct TenantTop {
+    /// Each candidate, its estimate, and its hash (compared first: most sampled keys are not candidates).
+    entries: Vec<(HotItem, u32, u64)>,
+    /// When `entries` is full, the smallest estimate in it (else 0). A sampled key whose new estimate is at
+    /// most this is not a candidate: a candidate's estimate was at least this when stored, and every sample
+    /// raises it by one. So most samples of cold keys stop here, without a scan.
+    least: u32,
+}
+
+impl TenantTop {
+    fn is_full(&self) -> bool {
+        self.entries.len() >= HOT_KEYS_PER_TENANT
+    }
+
+    fn note_least(&mut self) {
+        self.least = match self.is_full() {
+            true => self.entries.iter().map(|entry| entry.1).min().unwrap_or(0),
+            false => 0,
+        };
+    }
+
+    /// Counts a sampled key whose hash is `hash` and estimate now `estimate`.
+    fn offer(
+        &mut self,
+        hash: u64,
+        estimate: u32,
+        item: impl FnOnce() -> HotItem,
+        same: impl Fn(&HotItem) -> bool,
+    ) {
+        if self.is_full() && estimate <= self.least {
+            return;
+        }
+        if let Some(known) = self
+            .entries
+            .iter_mut()
+            .find(|(known, _, known_hash)| *known_hash == hash && same(known))
+        {
+            known.1 = estimate;
+        } else if !self.is_full() {
+            self.entries.push((item(), estimate, hash));
+        } else if let Some(smallest) = self.entries.iter_mut().min_by_key(|entry| entry.1) {
+            *smallest = (item(), estimate, hash);
+        }
+        self.note_least();
+    }
+}
+
 /// One worker's hot keys: the sketch and each tenant's best candidates with their estimates.
 #[derive(Debug, Default)]
 pub struct HotKeys {
     sketch: CountMin,
-    /// Per tenant: each candidate, its estimate, and its hash (compared first: most sampled keys are not
-    /// candidates, and comparing hashes spares comparing their bytes with every candidate's).
-    top: HashMap<Arc<str>, Vec<(HotItem, u32, u64)>>,
+    top: super::FastMap<Arc<str>, TenantTop>,
 }
 
 impl HotKeys {
-    /// Counts one sampled request for `key` (of `tenant` in `pool`).
-    pub fn add(&mut self, tenant: &Arc<str>, pool: &Arc<str>, key: KeptKey) {
-        let item = HotItem {
-            tenant: Arc::clone(tenant),
-            pool: Arc::clone(pool),
-            key,
-        };
-        let hash = self.sketch.hasher.hash_one(&item);
-        let estimate = self.sketch.add_hashed(hash);
+    /// Counts the keys one session of `tenant` in `pool` sampled, and empties `sampled`.
+    pub fn add_sampled(&mut self, tenant: &Arc<str>, pool: &Arc<str>, sampled: &mut SampledKeys) {
+        if sampled.is_empty() {
+            return;
+        }
         let top = match self.top.get_mut(tenant) {
             Some(top) => top,
             None => self.top.entry(Arc::clone(tenant)).or_default(),
         };
-        if let Some(known) = top
-            .iter_mut()
-            .find(|(known, _, known_hash)| *known_hash == hash && *known == item)
-        {
-            known.1 = estimate;
-            return;
+        let mut start = 0;
+        for &(end, len) in &sampled.keys {
+            let kept = sampled.bytes.get(start..end).unwrap_or_default();
+            start = end;
+            let hash = self.sketch.hash(tenant, pool, kept, len);
+            let estimate = self.sketch.add_hashed(hash);
+            let item = || HotItem {
+                tenant: Arc::clone(tenant),
+                pool: Arc::clone(pool),
+                key: KeptKey {
+                    bytes: kept.into(),
+                    len,
+                },
+            };
+            let same = |known: &HotItem| {
+                known.key.len == len && *known.key.bytes == *kept && *known.pool == **pool
+            };
+            top.offer(hash, estimate, item, same);
         }
-        if top.len() < HOT_KEYS_PER_TENANT {
-            top.push((item, estimate, hash));
-            return;
-        }
-        let smallest = top
-            .iter_mut()
-            .min_by_key(|(_, count, _)| *count)
-            .filter(|(_, count, _)| *count < estimate);
-        if let Some(smallest) = smallest {
-            *smallest = (item, estimate, hash);
-        }
+        sampled.clear();
+    }
+
+    /// Counts one sampled request for `key` (of `tenant` in `pool`).
+    #[cfg(test)]
+    fn add(&mut self, tenant: &Arc<str>, pool: &Arc<str>, key: &[u8]) {
+        let mut sampled = SampledKeys::default();
+        sampled.push(key);
+        self.add_sampled(tenant, pool, &mut sampled);
     }
 
     /// The candidates of the visible tenants.
@@ -182,7 +272,7 @@ impl HotKeys {
         self.top
             .iter()
             .filter(move |(tenant, _)| visible(tenant))
-            .flat_map(|(_, top)| top.iter().map(|(item, _, _)| item))
+            .flat_map(|(_, top)| top.entries.iter().map(|(item, _, _)| item))
     }
 }
 
@@ -358,18 +448,17 @@ mod tests {
         let mut two = HotKeys::default();
         for round in 0..10_000u32 {
             // Many distinct cold keys, and two hot ones split over two workers.
-            one.add(
-                &alpha,
-                &pool,
-                KeptKey::new(format!("cold{round}").as_bytes()),
-            );
+            one.add(&alpha, &pool, format!("cold{round}").as_bytes());
             if round % 10 == 0 {
-                one.add(&alpha, &pool, KeptKey::new(b"hot"));
-                two.add(&alpha, &pool, KeptKey::new(b"hot"));
-                two.add(&beta, &pool, KeptKey::new(b"theirs"));
+                one.add(&alpha, &pool, b"hot");
+                two.add(&alpha, &pool, b"hot");
+                two.add(&beta, &pool, b"theirs");
             }
         }
-        assert!(one.top.values().all(|top| top.len() <= HOT_KEYS_PER_TENANT));
+        assert!(one
+            .top
+            .values()
+            .all(|top| top.entries.len() <= HOT_KEYS_PER_TENANT));
         let all = merge_hot_keys(&[&one, &two], &|_| true, 1);
         assert_eq!(all.len(), 2);
         assert_eq!(&*all[0].item.key.bytes, b"hot");

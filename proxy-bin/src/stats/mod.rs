@@ -26,7 +26,7 @@ use std::time::Duration;
 use clients::{ClientEntry, ClientNow, ClientView, KillFilter};
 pub use histogram::Histogram;
 use keys::{
-    BigKey, BigKeys, BigSeen, HotKey, HotKeys, KeptKey, HOT_SAMPLE_EVERY, SAMPLED_PER_FLUSH,
+    BigKey, BigKeys, BigSeen, HotKey, HotKeys, SampledKeys, HOT_SAMPLE_EVERY, SAMPLED_PER_FLUSH,
 };
 use slowlog::SlowLog;
 
@@ -269,6 +269,10 @@ impl<K: std::hash::Hash + Eq + Clone, V: Default> Rows<K, V> {
     }
 }
 
+/// A map whose keys come from the proxy itself (ids, configured names), so it needs no defence against
+/// chosen collisions: foldhash, several times cheaper than the default SipHash.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// One worker's counts, as its sessions flush them (only that worker's sessions write to it).
 #[derive(Debug, Default)]
 pub struct WorkerTable {
@@ -279,8 +283,8 @@ pub struct WorkerTable {
     topics: HashMap<TopicKey, TopicCounts>,
     /// The keys this worker's sessions sampled.
     hot: HotKeys,
-    /// This worker's sessions, by client id.
-    clients: HashMap<u64, ClientEntry>,
+    /// This worker's sessions, by client id (looked up at every flush: a fast hash, ids are the proxy's own).
+    clients: FastMap<u64, ClientEntry>,
 }
 
 impl WorkerTable {
@@ -461,7 +465,7 @@ pub struct SessionStats {
     /// Keyed requests left until the next one is sampled for the hot keys.
     hot_countdown: u32,
     /// Keys sampled since the last flush (at most [`SAMPLED_PER_FLUSH`]).
-    sampled: Vec<KeptKey>,
+    sampled: SampledKeys,
     /// Requests and replies of at least this many bytes are recorded as big keys.
     big_threshold: usize,
     /// The session's id in its worker's client table, once registered.
@@ -484,7 +488,7 @@ impl SessionStats {
             topics: Vec::new(),
             nodes: Vec::new(),
             hot_countdown: HOT_SAMPLE_EVERY,
-            sampled: Vec::new(),
+            sampled: SampledKeys::default(),
             big_threshold: usize::MAX,
             client_id: None,
             last_command: "NULL",
@@ -530,7 +534,7 @@ impl SessionStats {
     /// A sampled request's key (see [`SessionStats::sample_hot_key`]).
     pub fn hot_key(&mut self, key: &[u8]) {
         self.dirty = true;
-        self.sampled.push(KeptKey::new(key));
+        self.sampled.push(key);
     }
 
     pub fn enabled(&self) -> bool {
@@ -616,7 +620,7 @@ impl SessionStats {
     }
 
     pub fn bytes_out(&mut self, bytes: usize) {
-        if !self.enabled {
+        if !self.enabled || bytes == 0 {
             return;
         }
         self.dirty = true;
@@ -738,9 +742,7 @@ impl SessionStats {
             let key = (Arc::clone(pool), topic, Arc::clone(tenant));
             worker.topics.entry(key).or_default().merge(&counts);
         }
-        for key in self.sampled.drain(..) {
-            worker.hot.add(tenant, pool, key);
-        }
+        worker.hot.add_sampled(tenant, pool, &mut self.sampled);
         for (node, counts, row) in &mut self.nodes {
             if counts.is_empty() {
                 continue;

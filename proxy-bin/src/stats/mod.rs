@@ -596,11 +596,13 @@ impl SessionStats {
 
     /// The session's counts for command `name`, added if new.
     fn command_counts(&mut self, name: &'static str) -> &mut CommandCounts {
-        // Names are 'static table entries: the same command is the same pointer.
+        // Names are 'static table entries: the same command is the same pointer (compared first, so a session
+        // with several commands compares no bytes); equal text is the same command too.
         let index = match self
             .commands
             .iter()
-            .position(|(known, _, _)| std::ptr::eq(*known, name) || *known == name)
+            .position(|(known, _, _)| std::ptr::eq(*known, name))
+            .or_else(|| self.commands.iter().position(|(known, _, _)| *known == name))
         {
             Some(index) => index,
             None => {

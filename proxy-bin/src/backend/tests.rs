@@ -1,0 +1,292 @@
+#![allow(clippy::unwrap_used)]
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::error::{BackendError, Broken, ConnectError, FailureKind};
+use super::patience::{Patience, SlowOwed, Watchdog};
+use super::reply_queue::{Expected, ReplyQueue};
+use super::{connect, Endpoint};
+
+fn count(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap()
+}
+
+/// Feeds `frames` to the queue and returns (waiter, answer) in the order the waiters were answered.
+fn feed(queue: &mut ReplyQueue<u32>, frames: &[&'static [u8]]) -> Vec<(u32, Bytes)> {
+    let mut answered = Vec::new();
+    for frame in frames {
+        if let Some(done) = queue.pair(Bytes::from_static(frame)).unwrap() {
+            answered.push(done);
+        }
+    }
+    answered
+}
+
+#[test]
+fn each_shape_gets_exactly_its_replies() {
+    let mut queue = ReplyQueue::default();
+    queue.push(1, Expected::One, Patience::Normal);
+    queue.push(2, Expected::Concatenated(count(2)), Patience::Normal);
+    queue.push(4, Expected::AskingThenOne, Patience::Normal);
+    queue.push(5, Expected::One, Patience::Normal);
+    let answered = feed(
+        &mut queue,
+        &[
+            b"$2\r\nv1\r\n",
+            b":1\r\n",
+            b":2\r\n",
+            b"+OK\r\n",
+            b"$3\r\nask\r\n",
+            b"$2\r\nv5\r\n",
+        ],
+    );
+    assert_eq!(
+        answered,
+        [
+            (1, Bytes::from_static(b"$2\r\nv1\r\n")),
+            (2, Bytes::from_static(b":1\r\n:2\r\n")),
+            (4, Bytes::from_static(b"$3\r\nask\r\n")),
+            (5, Bytes::from_static(b"$2\r\nv5\r\n")),
+        ]
+    );
+    assert!(queue.is_empty());
+}
+
+#[test]
+fn a_reply_nobody_is_owed_breaks_the_connection() {
+    let mut queue = ReplyQueue::default();
+    queue.push(1, Expected::One, Patience::Normal);
+    assert!(queue
+        .pair(Bytes::from_static(b"+OK\r\n"))
+        .unwrap()
+        .is_some());
+    assert!(matches!(
+        queue.pair(Bytes::from_static(b"+OK\r\n")),
+        Err(Broken::ReplyWithoutRequest)
+    ));
+}
+
+#[test]
+fn a_transaction_of_10_000_commands_between_other_clients_replies() {
+    // The old bookkeeping capped the replies owed at 255: every later waiter got someone else's reply. A
+    // cluster transaction (MULTI, the queued commands, EXEC) is one job owed every one of its replies.
+    let commands = 10_000;
+    let mut queue = ReplyQueue::default();
+    queue.push(1, Expected::One, Patience::Normal);
+    queue.push(
+        2,
+        Expected::Concatenated(count(commands + 2)),
+        Patience::Normal,
+    );
+    queue.push(3, Expected::One, Patience::Normal);
+    let mut answered = Vec::new();
+    let mut give = |frame: Bytes| {
+        if let Some(done) = queue.pair(frame).unwrap() {
+            answered.push(done);
+        }
+    };
+    give(Bytes::from_static(b"$6\r\nclient\r\n"));
+    give(Bytes::from_static(b"+OK\r\n"));
+    for _ in 0..commands {
+        give(Bytes::from_static(b"+QUEUED\r\n"));
+    }
+    let exec = format!("*{commands}\r\n{}", "+OK\r\n".repeat(commands));
+    give(Bytes::from(exec.clone()));
+    give(Bytes::from_static(b"$5\r\nother\r\n"));
+    assert_eq!(
+        answered,
+        [
+            (1, Bytes::from_static(b"$6\r\nclient\r\n")),
+            (
+                2,
+                Bytes::from(format!("+OK\r\n{}{exec}", "+QUEUED\r\n".repeat(commands)))
+            ),
+            (3, Bytes::from_static(b"$5\r\nother\r\n")),
+        ]
+    );
+    assert!(queue.is_empty());
+}
+
+#[test]
+fn a_pipeline_of_10_000_replies_comes_back_whole_and_in_order() {
+    let commands = 10_000;
+    let mut queue = ReplyQueue::default();
+    queue.push(7, Expected::Concatenated(count(commands)), Patience::Normal);
+    queue.push(8, Expected::One, Patience::Normal);
+    let mut expected = BytesMut::new();
+    let mut answered = Vec::new();
+    for n in 0..commands {
+        let frame = Bytes::from(format!(":{n}\r\n"));
+        expected.extend_from_slice(&frame);
+        if let Some(done) = queue.pair(frame).unwrap() {
+            answered.push(done);
+        }
+    }
+    assert_eq!(answered, [(7, expected.freeze())]);
+    assert_eq!(
+        feed(&mut queue, &[b"+PONG\r\n"]),
+        [(8, Bytes::from_static(b"+PONG\r\n"))]
+    );
+}
+
+#[test]
+fn a_connection_is_patient_while_a_script_is_owed_a_reply() {
+    let mut queue = ReplyQueue::default();
+    assert_eq!(queue.patience(), Patience::Normal);
+    queue.push(1, Expected::One, Patience::Normal);
+    assert_eq!(queue.patience(), Patience::Normal);
+    // Redis holds the first reply back until the script that follows it has run.
+    queue.push(2, Expected::One, Patience::Slow);
+    queue.push(3, Expected::One, Patience::Normal);
+    assert_eq!(queue.patience(), Patience::Slow);
+    feed(&mut queue, &[b"+OK\r\n", b":1\r\n"]);
+    assert_eq!(queue.patience(), Patience::Normal);
+}
+
+#[test]
+fn a_script_on_one_connection_makes_the_others_patient_and_its_end_is_news_to_them() {
+    let address = "test.invalid:1";
+    let mut scripting = SlowOwed::for_address(address);
+    let mut other = SlowOwed::for_address(address);
+    assert!(!other.server_may_be_busy());
+    scripting.set(true);
+    assert!(other.server_may_be_busy());
+    assert!(!other.script_finished_since_last_look());
+    scripting.set(false);
+    assert!(!other.server_may_be_busy());
+    assert!(other.script_finished_since_last_look());
+    assert!(!other.script_finished_since_last_look());
+    assert!(!scripting.script_finished_since_last_look());
+    // A connection that breaks while it owes a script's reply no longer counts.
+    scripting.set(true);
+    drop(scripting);
+    assert!(!other.server_may_be_busy());
+}
+
+#[test]
+fn scripts_are_slow_and_reads_are_not() {
+    let eval = b"*3\r\n$4\r\nEVAL\r\n$8\r\nreturn 1\r\n$1\r\n0\r\n";
+    assert_eq!(Patience::for_request_bytes(eval), Patience::Slow);
+    let fcall = b"*3\r\n$5\r\nfcall\r\n$1\r\nf\r\n$1\r\n0\r\n";
+    assert_eq!(Patience::for_request_bytes(fcall), Patience::Slow);
+    let get = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+    assert_eq!(Patience::for_request_bytes(get), Patience::Normal);
+    assert_eq!(Patience::for_request_bytes(b"*2\r\n$3"), Patience::Normal);
+}
+
+#[test]
+fn the_watchdog_fails_only_after_the_allowance_without_progress() {
+    let start = Instant::now();
+    let watchdog = Watchdog {
+        command_timeout: Duration::from_millis(1000),
+        slow_command_timeout: Duration::from_millis(30_000),
+        last_progress: start,
+    };
+    let early = start + Duration::from_millis(400);
+    assert_eq!(
+        watchdog.check(early, Patience::Normal),
+        Ok(start + Duration::from_millis(1000))
+    );
+    let late = start + Duration::from_millis(1000);
+    assert_eq!(
+        watchdog.check(late, Patience::Normal),
+        Err(Duration::from_millis(1000))
+    );
+    // A slow request is given more time, but the watchdog looks again every command_timeout.
+    assert_eq!(
+        watchdog.check(late, Patience::Slow),
+        Ok(late + Duration::from_millis(1000))
+    );
+    let much_later = start + Duration::from_millis(30_000);
+    assert_eq!(
+        watchdog.check(much_later, Patience::Slow),
+        Err(Duration::from_millis(30_000))
+    );
+}
+
+/// An endpoint on `address` with a password and a db, so the handshake is AUTH then SELECT.
+fn auth_and_select(address: &str) -> Endpoint {
+    Endpoint {
+        address: Arc::from(address),
+        username: None,
+        password: Some("secret".to_owned()),
+        db: 99,
+        resp3: false,
+        readonly: false,
+        connect_timeout: Duration::from_secs(5),
+        command_timeout: Duration::from_secs(5),
+        slow_command_timeout: Duration::from_secs(5),
+        tls: None,
+    }
+}
+
+/// A one-shot server on loopback that reads the handshake and sends `answer`.
+async fn answering(answer: &'static [u8]) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = [0u8; 256];
+        let _ = socket.read(&mut request).await;
+        let _ = socket.write_all(answer).await;
+        // Hold the socket open until the client is done.
+        let _ = socket.read(&mut request).await;
+    });
+    address
+}
+
+#[tokio::test]
+async fn a_refused_select_is_told_apart_from_a_refused_auth() {
+    let address = answering(b"+OK\r\n-ERR DB index is out of range\r\n").await;
+    let endpoint = auth_and_select(&address);
+    let Err(refused) = connect(&endpoint).await else {
+        panic!("the handshake passed");
+    };
+    let error = BackendError::connect(&endpoint.address, refused);
+    assert_eq!(error.kind(), FailureKind::RefusedHandshake);
+    assert_eq!(error.refused_select(), Some("ERR DB index is out of range"));
+    assert_eq!(
+        error.to_string(),
+        format!("backend {address} unavailable: handshake refused: ERR DB index is out of range")
+    );
+
+    let address = answering(b"-WRONGPASS invalid username-password pair\r\n").await;
+    let endpoint = auth_and_select(&address);
+    let Err(refused) = connect(&endpoint).await else {
+        panic!("the handshake passed");
+    };
+    let error = BackendError::connect(&endpoint.address, refused);
+    assert_eq!(error.kind(), FailureKind::RefusedHandshake);
+    assert_eq!(error.refused_select(), None);
+}
+
+#[test]
+fn failures_are_counted_by_their_variant() {
+    let address: Arc<str> = Arc::from("10.0.0.1:6379");
+    let second = Duration::from_secs(1);
+    let kind = |broken| BackendError::lost(&address, broken).kind();
+    assert_eq!(kind(Broken::NoReply(second)), FailureKind::Timeout);
+    assert_eq!(kind(Broken::WriteBlocked(second)), FailureKind::Timeout);
+    assert_eq!(kind(Broken::NoProgress(second)), FailureKind::Timeout);
+    assert_eq!(kind(Broken::Closed), FailureKind::ConnectionLost);
+    assert_eq!(
+        kind(Broken::ReplyWithoutRequest),
+        FailureKind::ConnectionLost
+    );
+    let timed_out = BackendError::connect(&address, ConnectError::Timeout(1000));
+    assert_eq!(timed_out.kind(), FailureKind::Timeout);
+    let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+    let unreachable = BackendError::connect(&address, ConnectError::Connect(refused));
+    assert_eq!(unreachable.kind(), FailureKind::Unreachable);
+    // The texts clients see are the same as when the reason was a string.
+    assert_eq!(
+        &BackendError::lost(&address, Broken::NoProgress(second)).to_reply()[..],
+        b"-ERR backend 10.0.0.1:6379 unavailable: no progress for 1000 ms\r\n"
+    );
+}

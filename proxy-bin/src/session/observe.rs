@@ -31,7 +31,7 @@ use crate::stats::keys::{BigSeen, BigSide};
 use crate::stats::report::{self, Facts, LagFacts, LaneFacts, NodeFacts, PoolFacts, Section};
 use crate::stats::slowlog::{SlowArg, SlowEntry, SlowRequest};
 use crate::stats::{ErrorKind, SessionStats, Stats, NO_TENANT, UNAUTHENTICATED, UNKNOWN_COMMAND};
-use cluster_router::commands::CommandSpec;
+use cluster_router::commands::{CommandFlags, CommandSpec};
 use cluster_router::topology::NodeAddr;
 
 /// Timing of one entry of the reply queue.
@@ -487,6 +487,11 @@ pub(super) fn failure_kind(error: &BackendError) -> ErrorKind {
 
 /// The request's first key, if it names any.
 fn first_key<'a>(spec: &'static CommandSpec, request: &'a Request) -> Option<&'a [u8]> {
+    // Most keyed commands have their first key at a fixed place (GET, SET, HSET, ...): no key spec walk.
+    let fixed = usize::try_from(spec.first_key).ok().filter(|&index| index > 0);
+    if let Some(index) = fixed.filter(|_| !spec.flags.contains(CommandFlags::MOVABLEKEYS)) {
+        return request.arg(index);
+    }
     let index = cluster_router::commands::key_indices(spec, request)
         .ok()?
         .first()?;

@@ -149,9 +149,11 @@ impl From<figment::Error> for ConfigError {
     fn from(mut error: figment::Error) -> Self {
         // A pool's table is read by `pools::deserialize_pools`, whose error already names the key in full
         // (`config key `pools.main.linger_ms`: ...`); figment's own "for key "default.pools"" would repeat
-        // half of it. The source (file name) stays.
+        // half of it, and its source is that of the whole `pools` table (the environment when any
+        // `RKPROXY_POOLS__*` is set, even for a key the file has wrong), so both are left out.
         if error.path == [POOLS_KEY] && matches!(error.kind, figment::error::Kind::Message(_)) {
             error.path.clear();
+            error.metadata = None;
         }
         ConfigError::Figment(Box::new(error))
     }

@@ -184,6 +184,7 @@ impl PoolConfig {
         })
     }
 
+    /// What sits behind the pool.
     pub fn kind(&self) -> PoolKind {
         match self {
             PoolConfig::Standalone(_) => PoolKind::Standalone,
@@ -238,7 +239,7 @@ impl PoolConfig {
     }
 }
 
-/// Deserializes `[pools]` (figment's `deserialize_with` for [`Config::pools`](super::Config::pools)): every
+/// Deserializes `[pools]` (serde's `deserialize_with` for [`Config::pools`](super::Config::pools)): every
 /// pool's table into the type of its `kind`, an error naming the pool and the key otherwise.
 pub(super) fn deserialize_pools<'de, D: Deserializer<'de>>(
     deserializer: D,

@@ -50,7 +50,7 @@ impl Endpoint {
     /// no READONLY.
     pub fn for_pool(
         address: &str,
-        config: &crate::config::PoolConfig,
+        config: &crate::config::RedisPoolConfig,
         timeouts: &crate::config::Timeouts,
     ) -> Result<Endpoint, crate::tls::TlsError> {
         let tls = BackendTls::for_pool(config)?;

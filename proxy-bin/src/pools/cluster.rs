@@ -26,7 +26,7 @@ use tenant_policy::BackendLogin;
 use super::big_lane::{BigLane, BigLanes};
 use super::PoolError;
 use crate::backend::{connect, ConnectError, Endpoint, SharedConnection};
-use crate::config::{parse_node_address, Config, PoolConfig, ReadPolicy};
+use crate::config::{parse_node_address, ClusterPoolConfig, Config, ReadPolicy};
 
 /// Refreshes are at least this far apart, however many MOVED replies ask for one.
 const MIN_REFRESH_GAP: Duration = Duration::from_millis(100);
@@ -73,7 +73,11 @@ impl std::ops::Deref for ClusterPool {
 
 impl ClusterPool {
     /// Builds the pool; call [`ClusterPool::start`] to load the first map and keep it fresh.
-    pub fn new(name: &str, config: &PoolConfig, proxy: &Config) -> Result<ClusterPool, PoolError> {
+    pub fn new(
+        name: &str,
+        config: &ClusterPoolConfig,
+        proxy: &Config,
+    ) -> Result<ClusterPool, PoolError> {
         Ok(ClusterPool {
             core: Arc::new(ClusterCore::new(name, config, proxy)?),
             login: None,
@@ -182,9 +186,13 @@ pub struct Topology {
 }
 
 impl ClusterCore {
-    fn new(name: &str, config: &PoolConfig, proxy: &Config) -> Result<ClusterCore, PoolError> {
+    fn new(
+        name: &str,
+        config: &ClusterPoolConfig,
+        proxy: &Config,
+    ) -> Result<ClusterCore, PoolError> {
         let mut seeds = Vec::new();
-        for node in &config.nodes {
+        for node in &config.redis.nodes {
             let address = parse_node_address(node)?;
             seeds.push(NodeAddr::parse(&address).ok_or_else(|| PoolError::BadNode(node.clone()))?);
         }
@@ -193,8 +201,8 @@ impl ClusterCore {
             name: Arc::from(name),
             seeds,
             // The address is set per node (`endpoint`).
-            template: Endpoint::for_pool("", config, &proxy.timeouts)?,
-            connections_per_node: config.connections_per_node.max(1),
+            template: Endpoint::for_pool("", &config.redis, &proxy.timeouts)?,
+            connections_per_node: config.redis.connections_per_node.max(1),
             read_policy: config.read_from,
             refresh_interval: Duration::from_millis(config.refresh_ms),
             topology: RwLock::new(Arc::new(Topology {

@@ -112,7 +112,11 @@ enum Status {
 
 impl KafkaPool {
     /// Builds the pool from its configuration (already validated). Nothing connects until [`KafkaPool::start`].
-    pub fn new(name: &str, pool: &PoolConfig, config: &Config) -> Result<KafkaPool, PoolError> {
+    pub fn new(
+        name: &str,
+        pool: &crate::config::KafkaPoolConfig,
+        config: &Config,
+    ) -> Result<KafkaPool, PoolError> {
         let bridge_config = bridge_config(pool)?;
         let request_timeout = bridge_config.request_timeout;
         let (offsets, offsets_description) =
@@ -349,7 +353,7 @@ fn spawn_reply(
 }
 
 /// The bridge's configuration from the pool's keys, with the bridge's defaults for the keys left out.
-fn bridge_config(pool: &PoolConfig) -> Result<KafkaPoolConfig, PoolError> {
+fn bridge_config(pool: &crate::config::KafkaPoolConfig) -> Result<KafkaPoolConfig, PoolError> {
     let mut config = KafkaPoolConfig::new(pool.nodes.clone());
     if let Some(ms) = pool.linger_ms {
         config.linger = Duration::from_millis(ms);
@@ -391,7 +395,11 @@ fn bridge_config(pool: &PoolConfig) -> Result<KafkaPoolConfig, PoolError> {
 }
 
 /// The bridge's settings of one topic: its own keys, else the pool's prefetch keys, else the bridge's defaults.
-fn topic_config(name: &str, topic: &KafkaTopicConfig, pool: &PoolConfig) -> TopicConfig {
+fn topic_config(
+    name: &str,
+    topic: &KafkaTopicConfig,
+    pool: &crate::config::KafkaPoolConfig,
+) -> TopicConfig {
     let mut config = TopicConfig::new(name, topic.partitions)
         .replication_factor(topic.replication_factor)
         .producers(topic.producers.iter().cloned())
@@ -423,7 +431,7 @@ fn delivery(configured: KafkaDelivery) -> Delivery {
 
 /// SASL (`username`, `password`, `sasl_mechanism`) and TLS (`tls`, `ca_file`, `cert_file`, `key_file`) of a
 /// Kafka pool, as validated by the configuration.
-fn security(pool: &PoolConfig) -> Result<KafkaSecurity, PoolError> {
+fn security(pool: &crate::config::KafkaPoolConfig) -> Result<KafkaSecurity, PoolError> {
     let sasl = match (&pool.username, &pool.password) {
         (Some(username), Some(password)) => {
             let name = pool.sasl_mechanism.as_deref().unwrap_or("SCRAM-SHA-512");
@@ -465,14 +473,13 @@ fn offset_store(
             store
         }
         (None, Some(redis_pool)) => {
-            let found =
-                config
-                    .pools
-                    .get(redis_pool)
-                    .ok_or_else(|| PoolError::OffsetsPoolUndefined {
-                        pool: pool_name.to_owned(),
-                        store_pool: redis_pool.clone(),
-                    })?;
+            // Config::validate allows only a standalone pool here.
+            let Some(PoolConfig::Standalone(found)) = config.pools.get(redis_pool) else {
+                return Err(PoolError::OffsetsPoolUndefined {
+                    pool: pool_name.to_owned(),
+                    store_pool: redis_pool.clone(),
+                });
+            };
             let node = found
                 .nodes
                 .first()
@@ -504,6 +511,14 @@ fn offset_store(
 mod tests {
     use super::*;
 
+    /// The Kafka pool `events` of a test configuration.
+    fn kafka_pool(config: &Config) -> &crate::config::KafkaPoolConfig {
+        match &config.pools["events"] {
+            PoolConfig::Kafka(pool) => pool,
+            other => panic!("events is not a Kafka pool: {other:?}"),
+        }
+    }
+
     #[test]
     fn config_keys_reach_the_bridge() {
         let config = Config::from_toml(
@@ -512,7 +527,7 @@ mod tests {
              [pools.events.topics.orders]\npartitions = 3\nproducers = ['*']\nconsumers = ['default']\n",
         )
         .unwrap();
-        let bridge = bridge_config(&config.pools["events"]).unwrap();
+        let bridge = bridge_config(kafka_pool(&config)).unwrap();
         assert_eq!(bridge.bootstrap, ["127.0.0.1:9092"]);
         assert_eq!(bridge.linger, Duration::from_millis(3));
         assert_eq!(bridge.request_timeout, Duration::from_millis(500));
@@ -539,7 +554,7 @@ mod tests {
              [pools.events.topics.audit]\npartitions = 1\n",
         )
         .unwrap();
-        let bridge = bridge_config(&config.pools["events"]).unwrap();
+        let bridge = bridge_config(kafka_pool(&config)).unwrap();
         // Topics come in name order: audit takes the pool's prefetch_records, orders its own.
         let audit = &bridge.topics[0];
         assert_eq!(
@@ -586,7 +601,7 @@ mod tests {
              [pools.events.topics.orders]\npartitions = 1\nconsumers = ['default']\n",
         )
         .unwrap();
-        let bridge = bridge_config(&config.pools["events"]).unwrap();
+        let bridge = bridge_config(kafka_pool(&config)).unwrap();
         let sasl = bridge.security.sasl.unwrap();
         assert_eq!(sasl.mechanism, SaslMechanism::ScramSha256);
         assert_eq!(

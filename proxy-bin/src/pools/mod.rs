@@ -17,7 +17,7 @@ use std::sync::Arc;
 use tenant_policy::BackendLogin;
 
 use crate::backend::Endpoint;
-use crate::config::{AddressError, Config, PoolConfig, PoolKind};
+use crate::config::{AddressError, Config, PoolConfig};
 
 use self::big_lane::BigLanes;
 use self::cluster::ClusterPool;
@@ -41,7 +41,7 @@ pub enum PoolError {
     UnknownSaslMechanism(String),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
-    #[error("pools.{pool}.offsets.pool: pool '{store_pool}' is not defined")]
+    #[error("pools.{pool}.offsets.pool: pool '{store_pool}' is not a standalone pool of this configuration")]
     OffsetsPoolUndefined { pool: String, store_pool: String },
     #[error("pools.{pool}.offsets.pool: pool '{store_pool}' has no node")]
     OffsetsPoolWithoutNode { pool: String, store_pool: String },
@@ -77,18 +77,18 @@ impl PoolHandle {
         config: &Config,
         previous: Option<&PoolHandle>,
     ) -> Result<PoolHandle, PoolError> {
-        Ok(match pool.kind {
-            PoolKind::Standalone => {
-                PoolHandle::Standalone(Arc::new(StandalonePool::new(name, pool, config)?))
+        Ok(match pool {
+            PoolConfig::Standalone(redis) => {
+                PoolHandle::Standalone(Arc::new(StandalonePool::new(name, redis, config)?))
             }
-            PoolKind::Cluster => {
-                let cluster = Arc::new(ClusterPool::new(name, pool, config)?);
+            PoolConfig::Cluster(cluster) => {
+                let cluster = Arc::new(ClusterPool::new(name, cluster, config)?);
                 cluster.start().await;
                 PoolHandle::Cluster(cluster)
             }
-            PoolKind::Kafka => {
+            PoolConfig::Kafka(kafka) => {
                 // Connects in the background: a broker that is down must not stop the proxy starting.
-                let mut kafka = KafkaPool::new(name, pool, config)?;
+                let mut kafka = KafkaPool::new(name, kafka, config)?;
                 if let Some(PoolHandle::Kafka(previous)) = previous {
                     kafka.keep_memory_offsets(previous);
                 }

@@ -14,7 +14,7 @@ use tenant_policy::BackendLogin;
 use super::big_lane::{BigLane, BigLanes};
 use super::PoolError;
 use crate::backend::{Endpoint, SharedConnection};
-use crate::config::{parse_node_address, Config, PoolConfig};
+use crate::config::{parse_node_address, Config, RedisPoolConfig};
 
 /// One standalone backend and its shared connections, as one tenant (or every client without an ACL user of
 /// its own) sees it: [`StandalonePool::for_login`] gives a tenant with a `backend_user` a view of the same pool
@@ -43,7 +43,7 @@ type ConnectionKey = (usize, u32, bool, Option<BackendLogin>);
 impl StandalonePool {
     pub fn new(
         name: &str,
-        config: &PoolConfig,
+        config: &RedisPoolConfig,
         proxy: &Config,
     ) -> Result<StandalonePool, PoolError> {
         let node = config

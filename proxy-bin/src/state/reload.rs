@@ -28,7 +28,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tracing::{info, warn};
 
 use super::{Process, ProxyState, Snapshot, UndefinedDefaultPool};
-use crate::config::{CommandLineOverrides, Config, ConfigError, PoolKind};
+use crate::config::{CommandLineOverrides, Config, ConfigError, PoolConfig};
 use crate::introspection::BackendVersion;
 use crate::pools::acl_check::{check_backend_users, BackendUserError};
 use crate::pools::{PoolError, PoolHandle};
@@ -151,7 +151,7 @@ impl Live {
             pools.insert(name.clone(), PoolHandle::start(name, pool, &config).await?);
             backend_versions.insert(name.clone(), Arc::default());
         }
-        let tenants = config.build_tenants()?;
+        let tenants = config.validate_and_build_tenants()?;
         check_backend_users(tenants.as_ref(), &pools).await?;
         let client_tls = ClientTls::for_config(&config)?;
         let process = Arc::new(Process::new(&config));
@@ -243,12 +243,11 @@ async fn prepare(
     old: &ProxyState,
     mut config: Config,
 ) -> Result<(Snapshot, ReloadReport), ReloadError> {
-    config.validate()?;
+    let tenants = config.validate_and_build_tenants()?;
     let mut report = ReloadReport {
         needs_restart: keep_start_only_keys(old.config(), &mut config),
         ..ReloadReport::default()
     };
-    let tenants = config.build_tenants()?;
     check_tenant_change(old.tenants(), tenants.as_ref())?;
     let (pools, backend_versions) = build_pools(old, &config, &mut report).await?;
     check_backend_users(tenants.as_ref(), &pools).await?;
@@ -379,12 +378,14 @@ fn pool_settings_unchanged(old: &Config, new: &Config, name: &str) -> bool {
     if before != after {
         return false;
     }
-    match after.kind {
-        PoolKind::Kafka => match after.offsets.as_ref().and_then(|o| o.pool.as_ref()) {
+    match after {
+        PoolConfig::Kafka(kafka) => match kafka.offsets.as_ref().and_then(|o| o.pool.as_ref()) {
             Some(store) => old.pools.get(store) == new.pools.get(store),
             None => true,
         },
-        PoolKind::Standalone | PoolKind::Cluster => backend_timeouts(old) == backend_timeouts(new),
+        PoolConfig::Standalone(_) | PoolConfig::Cluster(_) => {
+            backend_timeouts(old) == backend_timeouts(new)
+        }
     }
 }
 

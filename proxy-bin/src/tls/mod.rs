@@ -23,7 +23,7 @@ use tracing::warn;
 use self::backend_stream::TlsBackend;
 pub use self::backend_stream::{BackendReader, BackendStream, BackendWriter, ReadNow, WriteNow};
 pub use self::client_stream::ClientStream;
-use crate::config::{invalid, ClientTlsConfig, Config, ConfigError, PoolConfig};
+use crate::config::{invalid, ClientTlsConfig, Config, ConfigError, RedisPoolConfig};
 use crate::subject::Subject;
 
 /// Why TLS settings could not be built. Each text names the file or setting.
@@ -226,7 +226,7 @@ impl std::fmt::Debug for BackendTls {
 
 impl BackendTls {
     /// The pool's TLS settings, `None` for a plaintext pool. The files are read here, when the pool is built.
-    pub fn for_pool(pool: &PoolConfig) -> Result<Option<Arc<BackendTls>>, TlsError> {
+    pub fn for_pool(pool: &RedisPoolConfig) -> Result<Option<Arc<BackendTls>>, TlsError> {
         if !pool.tls {
             return Ok(None);
         }
@@ -287,7 +287,7 @@ pub struct StoreTls(Arc<BackendTls>);
 
 impl StoreTls {
     pub fn for_pool(
-        pool: &PoolConfig,
+        pool: &RedisPoolConfig,
     ) -> Result<Option<Arc<dyn kafka_bridge::StoreTransport>>, TlsError> {
         let tls = BackendTls::for_pool(pool)?;
         Ok(tls.map(|tls| Arc::new(StoreTls(tls)) as Arc<dyn kafka_bridge::StoreTransport>))

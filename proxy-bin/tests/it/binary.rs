@@ -64,6 +64,56 @@ fn environment_overrides_the_file() {
 }
 
 #[test]
+fn a_key_of_another_kind_of_pool_is_named_with_its_pool_wherever_it_comes_from() {
+    let dir = std::env::temp_dir().join(format!("rkproxy-pool-kind-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("pools.toml");
+    std::fs::write(
+        &file,
+        "default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['127.0.0.1:1']\nlinger_ms = 4\n",
+    )
+    .unwrap();
+    // The bad key is in the file; the environment sets another key of the same pool. The message names the
+    // key and the kind that has it, and does not blame the environment.
+    let output = rkproxy()
+        .arg("--config")
+        .arg(&file)
+        .arg("--check")
+        .env("RKPROXY_POOLS__MAIN__CONNECTIONS_PER_NODE", "2")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`pools.main.linger_ms`") && stderr.contains("only Kafka pools"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("environment"), "{stderr}");
+    // A key of a Redis pool set in the environment on a Kafka pool: the same message, for that key.
+    std::fs::write(
+        &file,
+        "default_pool = 'events'\n[pools.events]\nkind = 'kafka'\nnodes = ['127.0.0.1:9092']\n\
+         [pools.events.topics.t]\npartitions = 1\n",
+    )
+    .unwrap();
+    let output = rkproxy()
+        .arg("--config")
+        .arg(&file)
+        .arg("--check")
+        .env("RKPROXY_POOLS__EVENTS__CONNECTIONS_PER_NODE", "2")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`pools.events.connections_per_node`")
+            && stderr.contains("only Redis pools"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn quick_start_form_proxies_to_redis() {
     let port = free_port();
     let mut child = rkproxy()

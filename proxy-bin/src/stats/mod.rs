@@ -458,6 +458,8 @@ pub struct SessionStats {
     /// A session runs few distinct commands: a short list beats a map. Each entry keeps its row in the
     /// worker's table once known (until the labels change).
     commands: Vec<(&'static str, CommandCounts, Option<usize>)>,
+    /// The index in `commands` of the command counted last.
+    last_command_row: usize,
     traffic: Traffic,
     traffic_row: Option<usize>,
     topics: Vec<(Arc<str>, TopicCounts)>,
@@ -483,6 +485,7 @@ impl SessionStats {
             pool: Arc::from(pool),
             tenant: Arc::from(tenant),
             commands: Vec::new(),
+            last_command_row: 0,
             traffic: Traffic::default(),
             traffic_row: None,
             topics: Vec::new(),
@@ -596,21 +599,28 @@ impl SessionStats {
 
     /// The session's counts for command `name`, added if new.
     fn command_counts(&mut self, name: &'static str) -> &mut CommandCounts {
+        // A session mostly repeats its latest command: that row is tried first.
+        let last = self.last_command_row;
+        let index = match self.commands.get(last) {
+            Some((known, _, _)) if std::ptr::eq(*known, name) => last,
+            _ => self.find_or_add_command(name),
+        };
+        self.last_command_row = index;
+        &mut self.commands[index].1
+    }
+
+    fn find_or_add_command(&mut self, name: &'static str) -> usize {
         // Names are 'static table entries: the same command is the same pointer (compared first, so a session
         // with several commands compares no bytes); equal text is the same command too.
-        let index = match self
+        let found = self
             .commands
             .iter()
             .position(|(known, _, _)| std::ptr::eq(*known, name))
-            .or_else(|| self.commands.iter().position(|(known, _, _)| *known == name))
-        {
-            Some(index) => index,
-            None => {
-                self.commands.push((name, CommandCounts::default(), None));
-                self.commands.len() - 1
-            }
-        };
-        &mut self.commands[index].1
+            .or_else(|| self.commands.iter().position(|(known, _, _)| *known == name));
+        found.unwrap_or_else(|| {
+            self.commands.push((name, CommandCounts::default(), None));
+            self.commands.len() - 1
+        })
     }
 
     pub fn error(&mut self, kind: ErrorKind, times: u64) {

@@ -18,10 +18,10 @@ use crate::admin;
 use crate::command::{parse_command, KafkaCommand, OffsetQuery};
 use crate::config::{Delivery, KafkaPoolConfig, TopicConfig};
 use crate::cursor_admin::CursorAdmin;
-use crate::delivery::{by_cursor, ConnectionDeliveries, Unacked};
+use crate::delivery::{by_cursor, ConnectionDeliveries, ReleaseUnacked, Unacked};
 use crate::error::KafkaError;
 use crate::group_commit::GroupCommits;
-use crate::offsets::{CursorKey, CursorState, OffsetStore};
+use crate::offsets::{BoxFuture, CursorKey, CursorState, OffsetStore};
 use crate::partition::{BatchSettings, Partition, PartitionShared};
 use crate::prefetch::{GroupTopic, Limits, PartitionBuffer, Ready};
 use crate::reply::KafkaReply;
@@ -526,7 +526,7 @@ impl KafkaBridge {
         // record on, so it must stay unacknowledged for the store to deliver it again.
         if let (Delivery::AtLeastOnce, Some(deliveries)) = (delivery, &deliveries) {
             deliveries.record(Unacked {
-                bridge: self.clone(),
+                releaser: Arc::clone(&self.inner) as Arc<dyn ReleaseUnacked>,
                 key: key.clone(),
                 offset: ready.offset,
             });
@@ -773,14 +773,6 @@ impl KafkaBridge {
         tracing::trace!(group = %key.group, topic = %key.topic, partition = key.partition, next_offset, "cursor advanced");
     }
 
-    /// Notes offsets that go back to the group (given back, or released unacknowledged) for its offsets in
-    /// Kafka: the commit steps back to the lowest, so Kafka's lag counts them until they are delivered again.
-    fn note_given_back(&self, key: &CursorKey, offsets: &[i64]) {
-        if let (Some(commits), Some(lowest)) = (&self.inner.group_commits, offsets.iter().min()) {
-            commits.note_given_back(key, *lowest);
-        }
-    }
-
     /// `KACK topic partition offset`: acknowledges one record of the group; `1` if it was pending.
     async fn ack(
         &self,
@@ -813,18 +805,6 @@ impl KafkaBridge {
             if !matches!(acked, Ok(Ok(_))) {
                 tracing::warn!(group = %key.group, topic = %key.topic, partition = key.partition, records = offsets.len(), "could not acknowledge records; they will be delivered again");
             }
-        }
-    }
-
-    /// Makes records a closed connection had not acknowledged due at once, so the group gets them again
-    /// without waiting for their ack timeout. A failure leaves them to the timeout.
-    pub(crate) async fn release_unacked(&self, key: &CursorKey, offsets: &[i64]) {
-        self.note_given_back(key, offsets);
-        let timeout = self.inner.config.request_timeout;
-        let released =
-            tokio::time::timeout(timeout, self.inner.offsets.release(key, offsets)).await;
-        if !matches!(released, Ok(Ok(()))) {
-            tracing::warn!(group = %key.group, topic = %key.topic, partition = key.partition, records = offsets.len(), "could not release unacknowledged records; they will be delivered again after their ack timeout");
         }
     }
 
@@ -872,6 +852,33 @@ impl KafkaBridge {
 
     fn fetch_max_wait_ms(&self) -> i32 {
         i32::try_from(self.inner.config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX)
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    /// Notes offsets that go back to the group (given back, or released unacknowledged) for its offsets in
+    /// Kafka: the commit steps back to the lowest, so Kafka's lag counts them until they are delivered again.
+    fn note_given_back(&self, key: &CursorKey, offsets: &[i64]) {
+        if let (Some(commits), Some(lowest)) = (&self.group_commits, offsets.iter().min()) {
+            commits.note_given_back(key, *lowest);
+        }
+    }
+}
+
+/// Records a closed connection had not acknowledged are made due at once, so the group gets them again
+/// without waiting for their ack timeout. A failure leaves them to the timeout.
+impl ReleaseUnacked for Inner {
+    fn release_unacked<'a>(&'a self, key: &'a CursorKey, offsets: &'a [i64]) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.note_given_back(key, offsets);
+            let timeout = self.config.request_timeout;
+            let released = tokio::time::timeout(timeout, self.offsets.release(key, offsets)).await;
+            if !matches!(released, Ok(Ok(()))) {
+                tracing::warn!(group = %key.group, topic = %key.topic, partition = key.partition, records = offsets.len(), "could not release unacknowledged records; they will be delivered again after their ack timeout");
+            }
+        })
     }
 }
 

@@ -8,10 +8,19 @@
 //! the offset store, so the group gets it again at once instead of after `ack_timeout`.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use crate::bridge::KafkaBridge;
-use crate::offsets::CursorKey;
+use crate::offsets::{BoxFuture, CursorKey};
+
+/// What gives a closed connection's unacknowledged records back to the offset store they were leased from.
+///
+/// The bridge implements it; this module only holds it, so the bookkeeping sits below the bridge and needs
+/// nothing of it (the bridge uses this module, not the other way round).
+pub(crate) trait ReleaseUnacked: std::fmt::Debug + Send + Sync {
+    /// Makes `offsets` of `key` due at once, so the group gets them again without waiting for their ack
+    /// timeout. A failure leaves them to the timeout (logged, not returned: nobody is left to tell).
+    fn release_unacked<'a>(&'a self, key: &'a CursorKey, offsets: &'a [i64]) -> BoxFuture<'a, ()>;
+}
 
 /// The unacknowledged records of one client connection; see the module documentation.
 #[derive(Debug, Default)]
@@ -20,11 +29,12 @@ pub struct ConnectionDeliveries {
     unacked: Mutex<Vec<Unacked>>,
 }
 
-/// One record delivered to the connection and not acknowledged; the bridge that delivered it is kept so the
-/// release on close reaches the same offset store (even after a configuration reload built a new one).
+/// One record delivered to the connection and not acknowledged; the bridge that delivered it is kept (as its
+/// releaser) so the release on close reaches the same offset store (even after a configuration reload built a
+/// new one).
 #[derive(Debug)]
 pub(crate) struct Unacked {
-    pub(crate) bridge: KafkaBridge,
+    pub(crate) releaser: Arc<dyn ReleaseUnacked>,
     pub(crate) key: CursorKey,
     pub(crate) offset: i64,
 }
@@ -67,13 +77,16 @@ impl ConnectionDeliveries {
     }
 }
 
-/// Groups records by cursor, keeping the bridge of each, for one store call per cursor.
-pub(crate) fn by_cursor(records: Vec<Unacked>) -> BTreeMap<CursorKey, (KafkaBridge, Vec<i64>)> {
-    let mut grouped: BTreeMap<CursorKey, (KafkaBridge, Vec<i64>)> = BTreeMap::new();
+/// The records of one cursor, with the releaser (bridge) of the first of them.
+type CursorRecords = (Arc<dyn ReleaseUnacked>, Vec<i64>);
+
+/// Groups records by cursor, keeping the releaser (bridge) of each, for one store call per cursor.
+pub(crate) fn by_cursor(records: Vec<Unacked>) -> BTreeMap<CursorKey, CursorRecords> {
+    let mut grouped: BTreeMap<CursorKey, CursorRecords> = BTreeMap::new();
     for record in records {
         grouped
             .entry(record.key)
-            .or_insert_with(|| (record.bridge, Vec::new()))
+            .or_insert_with(|| (record.releaser, Vec::new()))
             .1
             .push(record.offset);
     }
@@ -95,8 +108,8 @@ impl Drop for ConnectionDeliveries {
             return;
         };
         runtime.spawn(async move {
-            for (key, (bridge, offsets)) in by_cursor(records) {
-                bridge.release_unacked(&key, &offsets).await;
+            for (key, (releaser, offsets)) in by_cursor(records) {
+                releaser.release_unacked(&key, &offsets).await;
             }
         });
     }

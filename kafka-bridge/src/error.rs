@@ -157,6 +157,15 @@ impl KafkaError {
         }
     }
 
+    /// A refused SASL login, under Kafka's own name for it, so the client sees the same error whichever
+    /// connection (rskafka's or the bridge's own) failed.
+    pub(crate) fn sasl_authentication_failed(message: String) -> Self {
+        KafkaError::Kafka {
+            name: SASL_AUTHENTICATION_FAILED.into(),
+            message,
+        }
+    }
+
     /// Converts an rskafka error, naming the topic and partition in the message when the broker gave none.
     pub(crate) fn from_rskafka(error: &rskafka::client::error::Error, context: &str) -> Self {
         use rskafka::client::error::Error as RsError;
@@ -174,12 +183,9 @@ impl KafkaError {
             }
             RsError::Connection(cause) => {
                 let text = cause.to_string();
-                if crate::security::is_sasl_failure(&text) {
+                if is_sasl_failure(&text) {
                     // The broker refused the login: say so under Kafka's name, not as an unreachable broker.
-                    KafkaError::Kafka {
-                        name: "SASL_AUTHENTICATION_FAILED".into(),
-                        message: format!("{context}: {text}"),
-                    }
+                    KafkaError::sasl_authentication_failed(format!("{context}: {text}"))
                 } else {
                     KafkaError::Unavailable {
                         message: format!("{context}: {text}"),
@@ -225,6 +231,14 @@ impl KafkaError {
             _ => None,
         }
     }
+}
+
+/// Kafka's name for a refused login (its error code 58).
+const SASL_AUTHENTICATION_FAILED: &str = "SASL_AUTHENTICATION_FAILED";
+
+/// Whether `text` (an rskafka connection error) is a refused SASL login; it is reported under Kafka's name.
+fn is_sasl_failure(text: &str) -> bool {
+    text.contains("Sasl handshake failed")
 }
 
 /// `UnknownTopicOrPartition` → `UNKNOWN_TOPIC_OR_PARTITION`; `Unknown(87)` → `UNKNOWN_ERROR_CODE_87`.

@@ -435,17 +435,11 @@ fn sasl_session(sasl: &SaslSettings) -> Result<rsasl::prelude::Session, String> 
         .map_err(|error| error.to_string())
 }
 
-/// Kafka's own name for a refused login, so the client sees the same error whichever connection failed.
+/// A login `broker` refused on one of the bridge's own connections (see [`KafkaError::sasl_authentication_failed`]).
 pub(crate) fn sasl_failed(broker: &str, why: &str) -> KafkaError {
-    KafkaError::Kafka {
-        name: "SASL_AUTHENTICATION_FAILED".into(),
-        message: format!("SASL authentication with {broker} failed: {why}"),
-    }
-}
-
-/// Whether `error` (in rskafka's text) is a refused SASL login; it is reported under Kafka's name.
-pub(crate) fn is_sasl_failure(text: &str) -> bool {
-    text.contains("Sasl handshake failed")
+    KafkaError::sasl_authentication_failed(format!(
+        "SASL authentication with {broker} failed: {why}"
+    ))
 }
 
 #[cfg(test)]

@@ -21,9 +21,16 @@
 //! sharing a group do, so an acknowledgement is a real round trip; at most once, a lease is one round trip
 //! per block of 500 records.
 //!
-//! An unmeasured KPUSH run warms the broker's JVM first. SET and KPUSH alternate which goes first. The rows
-//! join the main table; the goal cell of KPUSH holds the KPUSH/SET ratio against the project's goal
-//! ([`KPUSH_GOAL`]).
+//! With `--baseline PATH` (and `baseline` among the targets), an older rkproxy binary runs SET and KPUSH the
+//! same way, in the same rounds, through its own pair of proxies on the same broker, topic and redis-server:
+//! so "KPUSH unchanged" is read from one run. Its Kafka config leaves out the at-least-once topic, whose
+//! `delivery` key a binary from before at least once does not know (its config rejects unknown keys), and it
+//! runs no KPOP rows (its KPOP has neither prefetch nor at least once to compare).
+//!
+//! An unmeasured KPUSH run warms the broker's JVM first. The SET and KPUSH runs of every target take turns
+//! going first (the order rotates each round); the KPOP runs come last. The rows join the main table; the
+//! goal cell of KPUSH holds the KPUSH/SET ratio against the project's goal ([`KPUSH_GOAL`]), and rkproxy's
+//! SET and KPUSH rows carry the ratio to the baseline's in the `rkproxy vs baseline` column.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -83,6 +90,30 @@ impl Test {
     }
 }
 
+/// The two proxies of one target (rkproxy or the baseline): one with the Kafka pool, one in front of the
+/// section's redis-server.
+struct TargetProxies {
+    target: BenchTarget,
+    kafka: SocketAddr,
+    redis: SocketAddr,
+}
+
+/// One measured run: which target, which request.
+type Run = (BenchTarget, Test);
+
+/// The medians' inputs of every run, in the order the rows are shown.
+type Runs = Vec<(Run, Vec<Measurement>)>;
+
+/// The rows of the section, in table order: each test with rkproxy first, then the baseline.
+const ROWS: [Run; 6] = [
+    (BenchTarget::Rkproxy, Test::Set),
+    (BenchTarget::Baseline, Test::Set),
+    (BenchTarget::Rkproxy, Test::Kpush),
+    (BenchTarget::Baseline, Test::Kpush),
+    (BenchTarget::Rkproxy, Test::Kpop),
+    (BenchTarget::Rkproxy, Test::KpopAtLeastOnce),
+];
+
 /// Starts the servers, runs the rounds, and returns the rows.
 pub(super) fn run(
     options: &BenchOptions,
@@ -106,22 +137,68 @@ pub(super) fn run(
     guard.push("redis-kafka-section", redis::spawn_child(&redis_spec)?);
     kafka::wait_child_ready(&broker, guard)?;
 
+    let mut proxies = Vec::new();
+    for target in [BenchTarget::Rkproxy, BenchTarget::Baseline] {
+        if options.wants_target(target) {
+            let started = start_target_proxies(
+                options,
+                target,
+                broker.addr(),
+                redis_spec.addr(),
+                dir,
+                guard,
+            )?;
+            proxies.push(started);
+        }
+    }
+    warm_up(options, &proxies)?;
+
+    let mut runs: Runs = ROWS.iter().map(|run| (*run, Vec::new())).collect();
+    for round in 0..options.rounds {
+        for (target, test) in round_order(round, &proxies) {
+            let Some(through) = proxies.iter().find(|proxies| proxies.target == target) else {
+                continue;
+            };
+            let started = Instant::now();
+            let measurement = measure(options, through, test)?;
+            eprintln!(
+                "round {}/{} kafka {:<10} {:<28} {:>12.0} req/s  p50 {:.3} ms  ({:.1} s)",
+                round + 1,
+                options.rounds,
+                target.name(),
+                test.label(),
+                measurement.requests_per_second,
+                measurement.p50_ms,
+                started.elapsed().as_secs_f64(),
+            );
+            if let Some((_, measurements)) = runs.iter_mut().find(|(run, _)| *run == (target, test))
+            {
+                measurements.push(measurement);
+            }
+        }
+    }
+    Ok(section(&runs))
+}
+
+/// Starts `target`'s Kafka proxy (checked with a KPUSH once its pool is ready) and its Redis proxy.
+fn start_target_proxies(
+    options: &BenchOptions,
+    target: BenchTarget,
+    broker: SocketAddr,
+    store: SocketAddr,
+    dir: &Path,
+    guard: &mut ChildGuard,
+) -> Result<TargetProxies> {
+    let name = target.name();
     let kafka_proxy = ports::loopback(ports::free_port()?);
-    let config_path = dir.join("rkproxy-kafka.toml");
+    let config_path = dir.join(format!("{name}-kafka.toml"));
     std::fs::write(
         &config_path,
-        rkproxy_kafka_config(kafka_proxy, broker.addr(), redis_spec.addr()),
+        rkproxy_kafka_config(target, kafka_proxy, broker, store),
     )?;
     let args = ["--config".to_string(), config_path.display().to_string()];
-    start_rkproxy(
-        options,
-        BenchTarget::Rkproxy,
-        "rkproxy-kafka",
-        kafka_proxy,
-        &args,
-        dir,
-        guard,
-    )?;
+    let child_name = format!("{name}-kafka");
+    start_rkproxy(options, target, &child_name, kafka_proxy, &args, dir, guard)?;
     wait_pool_ready(kafka_proxy)?;
     check_kafka_round_trip(kafka_proxy)?;
 
@@ -130,83 +207,78 @@ pub(super) fn run(
         "--listen".to_string(),
         redis_proxy.to_string(),
         "--backend".to_string(),
-        format!("redis://{}", redis_spec.addr()),
+        format!("redis://{store}"),
     ];
-    start_rkproxy(
-        options,
-        BenchTarget::Rkproxy,
-        "rkproxy-redis-kafka-section",
-        redis_proxy,
-        &args,
-        dir,
-        guard,
-    )?;
-    check_round_trip(BenchTarget::Rkproxy, redis_proxy)?;
-    eprintln!("kafka      rkproxy    {kafka_proxy} (Kafka pool, topic {TOPIC})");
-    eprintln!("kafka      rkproxy    {redis_proxy} (Redis pool)");
+    let child_name = format!("{name}-redis-kafka-section");
+    start_rkproxy(options, target, &child_name, redis_proxy, &args, dir, guard)?;
+    check_round_trip(target, redis_proxy)?;
+    eprintln!("kafka      {name:<10} {kafka_proxy} (Kafka pool, topic {TOPIC})");
+    eprintln!("kafka      {name:<10} {redis_proxy} (Redis pool)");
+    Ok(TargetProxies {
+        target,
+        kafka: kafka_proxy,
+        redis: redis_proxy,
+    })
+}
 
-    // A cold JVM is several times slower than a warm one: one unmeasured KPUSH run first (its records are
-    // popped by the measured KPOP runs).
+/// A cold JVM is several times slower than a warm one: one unmeasured KPUSH run first, through rkproxy (its
+/// records are popped by the measured KPOP runs).
+fn warm_up(options: &BenchOptions, proxies: &[TargetProxies]) -> Result<()> {
+    let Some(rkproxy) = proxies
+        .iter()
+        .find(|proxies| proxies.target == BenchTarget::Rkproxy)
+    else {
+        return Ok(());
+    };
     let started = Instant::now();
     let warm_up = BenchOptions {
         requests: (options.requests / 2).max(1),
         ..options.clone()
     };
     let args = ["KPUSH".to_string(), TOPIC.to_string(), kpush_value()];
-    benchmark(&warm_up, kafka_proxy, &args)?;
+    benchmark(&warm_up, rkproxy.kafka, &args)?;
     eprintln!(
         "kafka warm-up: {} KPUSHes ({:.1} s, not measured)",
         warm_up.requests,
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
 
-    let mut runs: Vec<(Test, Vec<Measurement>)> = vec![
-        (Test::Set, Vec::new()),
-        (Test::Kpush, Vec::new()),
-        (Test::Kpop, Vec::new()),
-        (Test::KpopAtLeastOnce, Vec::new()),
-    ];
-    for round in 0..options.rounds {
-        // SET and KPUSH take turns going first; KPOP runs last, over what the KPUSH runs produced.
-        let order = if round % 2 == 0 {
-            [Test::Set, Test::Kpush, Test::Kpop, Test::KpopAtLeastOnce]
-        } else {
-            [Test::Kpush, Test::Set, Test::Kpop, Test::KpopAtLeastOnce]
-        };
-        for test in order {
-            let started = Instant::now();
-            let measurement = match test {
-                Test::Set => {
-                    let args = ["-t", "set", "-d", &VALUE_BYTES.to_string()].map(String::from);
-                    benchmark(options, redis_proxy, &args)?
-                }
-                Test::Kpush => {
-                    let args = ["KPUSH".to_string(), TOPIC.to_string(), kpush_value()];
-                    benchmark(options, kafka_proxy, &args)?
-                }
-                Test::Kpop => kpop_run(options, kafka_proxy, TOPIC)?,
-                Test::KpopAtLeastOnce => {
-                    let args = ["KPUSH".to_string(), ALO_TOPIC.to_string(), kpush_value()];
-                    benchmark(options, kafka_proxy, &args)?;
-                    kpop_run(options, kafka_proxy, ALO_TOPIC)?
-                }
-            };
-            eprintln!(
-                "round {}/{} kafka {:<10} {:<28} {:>12.0} req/s  p50 {:.3} ms  ({:.1} s)",
-                round + 1,
-                options.rounds,
-                BenchTarget::Rkproxy.name(),
-                test.label(),
-                measurement.requests_per_second,
-                measurement.p50_ms,
-                started.elapsed().as_secs_f64(),
-            );
-            if let Some((_, measurements)) = runs.iter_mut().find(|(kind, _)| *kind == test) {
-                measurements.push(measurement);
-            }
+/// The runs of one round: every target's SET and KPUSH, rotated so each goes first in turn (with rkproxy
+/// alone, SET and KPUSH alternate), then rkproxy's KPOP runs over what the KPUSH runs produced.
+fn round_order(round: usize, proxies: &[TargetProxies]) -> Vec<Run> {
+    let mut order: Vec<Run> = proxies
+        .iter()
+        .flat_map(|proxies| [(proxies.target, Test::Set), (proxies.target, Test::Kpush)])
+        .collect();
+    if !order.is_empty() {
+        let turn = round % order.len();
+        order.rotate_left(turn);
+    }
+    order.push((BenchTarget::Rkproxy, Test::Kpop));
+    order.push((BenchTarget::Rkproxy, Test::KpopAtLeastOnce));
+    order
+}
+
+/// One measured run of `test` through `proxies`.
+fn measure(options: &BenchOptions, proxies: &TargetProxies, test: Test) -> Result<Measurement> {
+    match test {
+        Test::Set => {
+            let args = ["-t", "set", "-d", &VALUE_BYTES.to_string()].map(String::from);
+            benchmark(options, proxies.redis, &args)
+        }
+        Test::Kpush => {
+            let args = ["KPUSH".to_string(), TOPIC.to_string(), kpush_value()];
+            benchmark(options, proxies.kafka, &args)
+        }
+        Test::Kpop => kpop_run(options, proxies.kafka, TOPIC),
+        Test::KpopAtLeastOnce => {
+            let args = ["KPUSH".to_string(), ALO_TOPIC.to_string(), kpush_value()];
+            benchmark(options, proxies.kafka, &args)?;
+            kpop_run(options, proxies.kafka, ALO_TOPIC)
         }
     }
-    Ok(section(&runs))
 }
 
 /// One measured KPOP run on `topic`, with the checks that every request found a record (see the module
@@ -267,54 +339,92 @@ impl KafkaSection {
     }
 }
 
-/// Medians of the rounds as table rows, with the KPUSH/SET ratio in the KPUSH row's goal cell.
-fn section(runs: &[(Test, Vec<Measurement>)]) -> KafkaSection {
-    let measurements_of = |test: Test| -> Option<&[Measurement]> {
-        let (_, measurements) = runs.iter().find(|(kind, _)| *kind == test)?;
+/// Medians of the rounds as table rows, with the KPUSH/SET ratio in each KPUSH row's goal cell and, in
+/// rkproxy's rows, the ratio to the baseline's same row.
+fn section(runs: &[(Run, Vec<Measurement>)]) -> KafkaSection {
+    let measurements_of = |run: Run| -> Option<&[Measurement]> {
+        let (_, measurements) = runs.iter().find(|(kind, _)| *kind == run)?;
         (!measurements.is_empty()).then_some(measurements.as_slice())
     };
-    let medians = |test: Test| -> Option<(f64, f64, f64)> {
-        let measurements = measurements_of(test)?;
+    let medians = |run: Run| -> Option<(f64, f64, f64)> {
+        let measurements = measurements_of(run)?;
         let mut rps: Vec<f64> = measurements.iter().map(|m| m.requests_per_second).collect();
         let mut p50: Vec<f64> = measurements.iter().map(|m| m.p50_ms).collect();
         let mut p99: Vec<f64> = measurements.iter().map(|m| m.p99_ms).collect();
         Some((median(&mut rps), median(&mut p50), median(&mut p99)))
     };
-    let set_rps = medians(Test::Set).map(|(rps, _, _)| rps);
-    let kpush_rps = medians(Test::Kpush).map(|(rps, _, _)| rps);
-    let kpop_rps = medians(Test::Kpop).map(|(rps, _, _)| rps);
+    let rps_of = |run: Run| medians(run).map(|(rps, _, _)| rps);
     let mut rows = Vec::new();
-    for test in [Test::Set, Test::Kpush, Test::Kpop, Test::KpopAtLeastOnce] {
-        let (Some((rps, p50, p99)), Some(measurements)) = (medians(test), measurements_of(test))
+    for (target, test) in ROWS {
+        let (Some((rps, p50, p99)), Some(measurements)) =
+            (medians((target, test)), measurements_of((target, test)))
         else {
             continue;
         };
         let range = spread(measurements);
-        let goal = match (test, set_rps, kpush_rps) {
-            (Test::Kpush, Some(set), _) => kpush_verdict(rps / set),
-            (Test::Kpop, _, Some(kpush)) => kpop_verdict(rps / kpush),
-            (Test::KpopAtLeastOnce, _, _) => kpop_rps
-                .map(|at_most_once| format!("vs KPOP at most once {:.2}", rps / at_most_once))
+        let goal = goal_cell(target, test, rps, |test| rps_of((target, test)));
+        let vs_baseline = match target {
+            BenchTarget::Rkproxy => rps_of((BenchTarget::Baseline, test))
+                .map(|baseline| format!("{:.2}", rps / baseline))
                 .unwrap_or_default(),
             _ => String::new(),
         };
         rows.push(format!(
-            "| kafka | {} | {} | 1 | {rps:.0} | {range} | {p50:.3} | {p99:.3} | - |  |  |  | {goal} |",
-            BenchTarget::Rkproxy.name(),
+            "| kafka | {} | {} | 1 | {rps:.0} | {range} | {p50:.3} | {p99:.3} | - |  | {vs_baseline} |  | {goal} |",
+            target.name(),
             test.label(),
         ));
     }
+    let baseline_ran = rps_of((BenchTarget::Baseline, Test::Kpush)).is_some();
     KafkaSection {
         rows,
-        note: format!(
-            "rkproxy with a Kafka pool (single-node Kafka 4 broker, topic of {PARTITIONS} partition, acks=all, \
-             linger 0) against rkproxy with a Redis pool, same clients; KPOP pops what the KPUSH runs produced \
-             (prefetch {PREFETCH_RECORDS} records, at most once, offsets in a Redis store); the at-least-once \
-             KPOP pops a second topic filled by an unmeasured KPUSH run, each KPOP acknowledging the \
-             connection's previous record (one more Redis round trip); goals KPUSH >= {KPUSH_GOAL} x SET, \
-             KPOP >= {KPOP_GOAL} x KPUSH"
-        ),
+        note: section_note(baseline_ran),
     }
+}
+
+/// The goal cell of `target`'s `test` row, whose median is `rps`; `rps_of` gives the same target's other
+/// medians. The baseline's KPUSH row shows its KPUSH/SET ratio without a verdict: the goal is rkproxy's.
+fn goal_cell(
+    target: BenchTarget,
+    test: Test,
+    rps: f64,
+    rps_of: impl Fn(Test) -> Option<f64>,
+) -> String {
+    match (target, test) {
+        (BenchTarget::Rkproxy, Test::Kpush) => rps_of(Test::Set)
+            .map(|set| kpush_verdict(rps / set))
+            .unwrap_or_default(),
+        (_, Test::Kpush) => rps_of(Test::Set)
+            .map(|set| format!("KPUSH/SET {:.2}", rps / set))
+            .unwrap_or_default(),
+        (_, Test::Kpop) => rps_of(Test::Kpush)
+            .map(|kpush| kpop_verdict(rps / kpush))
+            .unwrap_or_default(),
+        (_, Test::KpopAtLeastOnce) => rps_of(Test::Kpop)
+            .map(|at_most_once| format!("vs KPOP at most once {:.2}", rps / at_most_once))
+            .unwrap_or_default(),
+        (_, Test::Set) => String::new(),
+    }
+}
+
+/// The note under the table: what the section ran.
+fn section_note(baseline_ran: bool) -> String {
+    let mut note = format!(
+        "rkproxy with a Kafka pool (single-node Kafka 4 broker, topic of {PARTITIONS} partition, acks=all, \
+         linger 0) against rkproxy with a Redis pool, same clients; KPOP pops what the KPUSH runs produced \
+         (prefetch {PREFETCH_RECORDS} records, at most once, offsets in a Redis store); the at-least-once \
+         KPOP pops a second topic filled by an unmeasured KPUSH run, each KPOP acknowledging the \
+         connection's previous record (one more Redis round trip); goals KPUSH >= {KPUSH_GOAL} x SET, \
+         KPOP >= {KPOP_GOAL} x KPUSH"
+    );
+    if baseline_ran {
+        note.push_str(
+            "; the baseline binary ran SET and KPUSH in the same rounds (same broker, topic and Redis; its \
+             config without the at-least-once topic, no KPOP rows), and rkproxy's SET and KPUSH rows give \
+             rkproxy/baseline",
+        );
+    }
+    note
 }
 
 /// The goal cell of the KPUSH row.
@@ -338,11 +448,19 @@ fn kpush_value() -> String {
     )
 }
 
-/// The rkproxy config of the Kafka proxy: one Kafka pool with its offsets in the Redis at `store`, the bench
-/// topic and the at-least-once topic; everyone may use them.
-fn rkproxy_kafka_config(listen: SocketAddr, broker: SocketAddr, store: SocketAddr) -> String {
-    format!(
-        "# Generated by `cargo xtask bench` (kafka section).\n\
+/// The rkproxy config of `target`'s Kafka proxy: one Kafka pool with its offsets in the Redis at `store`, the
+/// bench topic and (for rkproxy) the at-least-once topic; everyone may use them.
+///
+/// The baseline gets only keys an older binary knows (its config rejects unknown keys): the at-least-once
+/// topic needs `delivery`, which came with at least once, so the baseline's config leaves that topic out.
+fn rkproxy_kafka_config(
+    target: BenchTarget,
+    listen: SocketAddr,
+    broker: SocketAddr,
+    store: SocketAddr,
+) -> String {
+    let mut config = format!(
+        "# Generated by `cargo xtask bench` (kafka section, {}).\n\
          listen = \"{listen}\"\n\
          default_pool = \"events\"\n\
          log = \"warn\"\n\
@@ -355,14 +473,20 @@ fn rkproxy_kafka_config(listen: SocketAddr, broker: SocketAddr, store: SocketAdd
          [pools.events.topics.{TOPIC}]\n\
          partitions = {PARTITIONS}\n\
          producers = [\"*\"]\n\
-         consumers = [\"*\"]\n\
-         \n\
-         [pools.events.topics.{ALO_TOPIC}]\n\
-         partitions = {PARTITIONS}\n\
-         producers = [\"*\"]\n\
-         consumers = [\"*\"]\n\
-         delivery = \"at_least_once\"\n"
-    )
+         consumers = [\"*\"]\n",
+        target.name()
+    );
+    if target == BenchTarget::Rkproxy {
+        config.push_str(&format!(
+            "\n\
+             [pools.events.topics.{ALO_TOPIC}]\n\
+             partitions = {PARTITIONS}\n\
+             producers = [\"*\"]\n\
+             consumers = [\"*\"]\n\
+             delivery = \"at_least_once\"\n"
+        ));
+    }
+    config
 }
 
 /// Waits until the Kafka pool has connected and created the topic (KPARTITIONS answers an array).
@@ -470,12 +594,18 @@ mod tests {
     fn rows_carry_medians_and_the_ratio() {
         let runs = vec![
             (
-                Test::Set,
+                (BenchTarget::Rkproxy, Test::Set),
                 vec![measurement(100.0), measurement(300.0), measurement(200.0)],
             ),
-            (Test::Kpush, vec![measurement(120.0)]),
-            (Test::Kpop, vec![measurement(50.0)]),
-            (Test::KpopAtLeastOnce, vec![measurement(40.0)]),
+            (
+                (BenchTarget::Rkproxy, Test::Kpush),
+                vec![measurement(120.0)],
+            ),
+            ((BenchTarget::Rkproxy, Test::Kpop), vec![measurement(50.0)]),
+            (
+                (BenchTarget::Rkproxy, Test::KpopAtLeastOnce),
+                vec![measurement(40.0)],
+            ),
         ];
         let section = section(&runs);
         assert_eq!(section.rows.len(), 4);
@@ -497,6 +627,101 @@ mod tests {
                 && section.rows[3].ends_with("| vs KPOP at most once 0.80 |"),
             "{}",
             section.rows[3]
+        );
+        assert!(!section.note.contains("baseline"), "{}", section.note);
+    }
+
+    #[test]
+    fn baseline_rows_follow_rkproxy_rows_and_give_the_ratio() {
+        let runs = vec![
+            ((BenchTarget::Rkproxy, Test::Set), vec![measurement(200.0)]),
+            ((BenchTarget::Baseline, Test::Set), vec![measurement(250.0)]),
+            (
+                (BenchTarget::Rkproxy, Test::Kpush),
+                vec![measurement(120.0)],
+            ),
+            (
+                (BenchTarget::Baseline, Test::Kpush),
+                vec![measurement(100.0)],
+            ),
+            ((BenchTarget::Rkproxy, Test::Kpop), vec![measurement(90.0)]),
+        ];
+        let section = section(&runs);
+        assert_eq!(section.rows.len(), 5, "{:?}", section.rows);
+        assert_eq!(
+            section.rows[0],
+            "| kafka | rkproxy | SET 100 B (Redis pool) | 1 | 200 | 200-200 | 1.000 | 2.000 | - |  | 0.80 |  |  |"
+        );
+        assert_eq!(
+            section.rows[1],
+            "| kafka | baseline | SET 100 B (Redis pool) | 1 | 250 | 250-250 | 1.000 | 2.000 | - |  |  |  |  |"
+        );
+        assert!(
+            section.rows[2].starts_with("| kafka | rkproxy | KPUSH 100 B | 1 | 120 |")
+                && section.rows[2].ends_with("| - |  | 1.20 |  | KPUSH/SET 0.60 >= 0.50 met |"),
+            "{}",
+            section.rows[2]
+        );
+        assert!(
+            section.rows[3].starts_with("| kafka | baseline | KPUSH 100 B | 1 | 100 |")
+                && section.rows[3].ends_with("| - |  |  |  | KPUSH/SET 0.40 |"),
+            "{}",
+            section.rows[3]
+        );
+        // The baseline runs no KPOP: rkproxy's KPOP row has no ratio to it.
+        assert!(
+            section.rows[4].ends_with("| - |  |  |  | KPOP/KPUSH 0.75 >= 0.70 met |"),
+            "{}",
+            section.rows[4]
+        );
+        assert!(
+            section.note.contains("rkproxy/baseline"),
+            "{}",
+            section.note
+        );
+    }
+
+    fn proxies(target: BenchTarget) -> TargetProxies {
+        TargetProxies {
+            target,
+            kafka: ports::loopback(1),
+            redis: ports::loopback(2),
+        }
+    }
+
+    #[test]
+    fn every_target_s_writes_go_first_in_turn_and_kpop_comes_last() {
+        use BenchTarget::{Baseline, Rkproxy};
+        let alone = [proxies(Rkproxy)];
+        assert_eq!(
+            round_order(0, &alone),
+            [
+                (Rkproxy, Test::Set),
+                (Rkproxy, Test::Kpush),
+                (Rkproxy, Test::Kpop),
+                (Rkproxy, Test::KpopAtLeastOnce)
+            ]
+        );
+        assert_eq!(
+            round_order(1, &alone)[..2],
+            [(Rkproxy, Test::Kpush), (Rkproxy, Test::Set)]
+        );
+        let both = [proxies(Rkproxy), proxies(Baseline)];
+        let firsts: Vec<Run> = (0..4).map(|round| round_order(round, &both)[0]).collect();
+        assert_eq!(
+            firsts,
+            [
+                (Rkproxy, Test::Set),
+                (Rkproxy, Test::Kpush),
+                (Baseline, Test::Set),
+                (Baseline, Test::Kpush)
+            ]
+        );
+        let order = round_order(3, &both);
+        assert_eq!(order.len(), 6);
+        assert_eq!(
+            order[4..],
+            [(Rkproxy, Test::Kpop), (Rkproxy, Test::KpopAtLeastOnce)]
         );
     }
 
@@ -523,6 +748,7 @@ mod tests {
     #[test]
     fn the_kafka_proxy_config_has_the_pool_and_topic() {
         let text = rkproxy_kafka_config(
+            BenchTarget::Rkproxy,
             ports::loopback(7490),
             ports::loopback(9092),
             ports::loopback(6390),
@@ -539,5 +765,21 @@ mod tests {
         assert!(text.contains(&format!(
             "[pools.events.topics.{TOPIC}]\npartitions = {PARTITIONS}\n"
         )));
+    }
+
+    #[test]
+    fn the_baseline_config_has_only_keys_an_older_binary_knows() {
+        let text = rkproxy_kafka_config(
+            BenchTarget::Baseline,
+            ports::loopback(7491),
+            ports::loopback(9092),
+            ports::loopback(6390),
+        );
+        assert!(text.contains(&format!(
+            "[pools.events.topics.{TOPIC}]\npartitions = {PARTITIONS}\n"
+        )));
+        assert!(!text.contains(ALO_TOPIC), "{text}");
+        assert!(!text.contains("delivery"), "{text}");
+        assert!(!text.contains("prefetch"), "{text}");
     }
 }

@@ -64,7 +64,8 @@ xflags::xflags! {
             /// exists; the cluster sections leave twemproxy out).
             optional --targets list: TargetList
             /// An older rkproxy binary, run as target `baseline` with the same configs as the
-            /// current rkproxy, so that one run compares before and after.
+            /// current rkproxy, so that one run compares before and after (in the kafka section:
+            /// SET and KPUSH, with only the config keys an older binary knows).
             optional --baseline path: PathBuf
             /// Comma-separated subset of standalone,cluster,mget,kafka,bigreq,tenants,tls,stats (default all;
             /// kafka starts a Kafka broker: KPUSH/KPOP vs SET through rkproxy; bigreq: 1 MiB SETs and

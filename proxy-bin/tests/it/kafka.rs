@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,106 +19,13 @@ use crate::support::*;
 /// Delivery guarantees with a proxy killed: at least once and at most once.
 mod delivery;
 
-/// A record as KPOP returns it: partition, offset, value.
-type Record = (i64, i64, Vec<u8>);
-
-/// A topic name no other test (or earlier run against the same broker) uses.
-fn unique_topic(name: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "it-proxy-{name}-{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// `[pools.events.topics.NAME]` with its producers and consumers.
-fn topic_toml(name: &str, partitions: i32, producers: &[&str], consumers: &[&str]) -> String {
-    let list = |names: &[&str]| {
-        names
-            .iter()
-            .map(|name| format!("'{name}'"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        "[pools.events.topics.{name}]\npartitions = {partitions}\nproducers = [{}]\nconsumers = [{}]\n",
-        list(producers),
-        list(consumers)
-    )
-}
-
-/// The `[pools.events]` Kafka pool over the test broker: pool keys, then its topics.
-fn kafka_pool_toml(pool_keys: &str, topics: &str) -> String {
-    format!(
-        "[pools.events]\nkind = 'kafka'\nnodes = ['{}']\n{pool_keys}\n{topics}",
-        kafka_addr()
-    )
-}
-
 /// An in-process proxy whose default pool is the Kafka pool `events` with `topics`; `extra` adds tables.
 async fn kafka_proxy(topics: &str, extra: &str) -> rkproxy::Proxy {
     start_proxy_toml(&format!(
         "default_pool = 'events'\n{}\n{extra}\n",
-        kafka_pool_toml("", topics)
+        kafka_pool_toml(&kafka_addr(), "", topics)
     ))
     .await
-}
-
-/// A redis-rs connection to `addr`, as `user` when given.
-async fn connect(addr: SocketAddr, user: Option<(&str, &str)>) -> MultiplexedConnection {
-    let url = match user {
-        Some((name, password)) => format!("redis://{name}:{password}@{addr}/"),
-        None => format!("redis://{addr}/"),
-    };
-    let config =
-        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(15)));
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .unwrap()
-}
-
-/// Waits until the proxy's Kafka pool answers for `topic` (it connects in the background at start).
-async fn wait_connected(connection: &mut MultiplexedConnection, topic: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let partitions = redis::cmd("KPARTITIONS")
-            .arg(topic)
-            .query_async::<Vec<i64>>(connection)
-            .await;
-        match partitions {
-            Ok(_) => return,
-            Err(error)
-                if error.to_string().contains("unavailable") && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(error) => panic!("the Kafka pool does not serve topic {topic}: {error}"),
-        }
-    }
-}
-
-async fn kpush(connection: &mut MultiplexedConnection, topic: &str, value: &[u8]) -> (i64, i64) {
-    redis::cmd("KPUSH")
-        .arg(topic)
-        .arg(value)
-        .query_async(connection)
-        .await
-        .unwrap()
-}
-
-async fn kpop(connection: &mut MultiplexedConnection, topic: &str) -> Option<Record> {
-    redis::cmd("KPOP")
-        .arg(topic)
-        .query_async(connection)
-        .await
-        .unwrap()
 }
 
 /// The error text of a command that must fail.
@@ -194,7 +101,7 @@ fn now_ms() -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kpush_is_read_back_byte_for_byte_by_kcat() {
-    let topic = unique_topic("bytes");
+    let topic = unique_name("bytes");
     let proxy = kafka_proxy(&topic_toml(&topic, 2, &["*"], &["*"]), "").await;
     let mut connection = client(&proxy).await;
     wait_connected(&mut connection, &topic).await;
@@ -246,7 +153,7 @@ async fn kpush_is_read_back_byte_for_byte_by_kcat() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kcat_messages_come_out_of_kpop() {
-    let topic = unique_topic("kcat");
+    let topic = unique_name("kcat");
     let proxy = kafka_proxy(&topic_toml(&topic, 1, &[], &["default"]), "").await;
     let mut connection = client(&proxy).await;
     wait_connected(&mut connection, &topic).await;
@@ -294,29 +201,14 @@ async fn kcat_messages_come_out_of_kpop() {
     assert_eq!(past_the_end, None);
 
     // The admin view: the group `default` has read offsets 0 to 4.
-    let lines: Vec<String> = redis::cmd("RKPROXY")
-        .arg("KOFFSETS")
-        .arg("default")
-        .arg(&topic)
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+    let lines = koffsets(&mut connection, "default", &topic).await;
     assert_eq!(
         lines,
         ["partition=0 next_offset=5 given_back= pending=0 oldest_deadline_in_ms="]
     );
 
     // Resetting the cursor makes the group read from there again.
-    let reset: String = redis::cmd("RKPROXY")
-        .arg("KRESET")
-        .arg("default")
-        .arg(&topic)
-        .arg(0)
-        .arg(3)
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    assert_eq!(reset, "OK");
+    kreset(&mut connection, "default", &topic, 0, 3).await;
     assert_eq!(
         kpop(&mut connection, &topic).await,
         Some((0, 3, b"message 3".to_vec()))
@@ -326,7 +218,7 @@ async fn kcat_messages_come_out_of_kpop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kpartitions_koffset_and_topic_growth() {
-    let topic = unique_topic("offsets");
+    let topic = unique_name("offsets");
     let proxy = kafka_proxy(&topic_toml(&topic, 1, &["*"], &["*"]), "").await;
     let mut connection = client(&proxy).await;
     wait_connected(&mut connection, &topic).await;
@@ -390,8 +282,8 @@ async fn kpartitions_koffset_and_topic_growth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_replies_and_the_connection_stays_open() {
-    let write_only = unique_topic("write-only");
-    let read_only = unique_topic("read-only");
+    let write_only = unique_name("write-only");
+    let read_only = unique_name("read-only");
     let topics = format!(
         "{}{}",
         topic_toml(&write_only, 2, &["default"], &[]),
@@ -487,7 +379,7 @@ async fn errors_are_replies_and_the_connection_stays_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_of_redis_and_kafka_pools() {
-    let topic = unique_topic("tenants");
+    let topic = unique_name("tenants");
     let redis = redis_addr();
     let proxy = start_proxy_toml(&format!(
         "default_pool = 'main'\n\
@@ -497,7 +389,7 @@ async fn tenants_of_redis_and_kafka_pools() {
          [tenants.writer]\npassword = 'writer-pw'\npool = 'events'\n\
          [tenants.reader]\npassword = 'reader-pw'\npool = 'events'\n\
          [tenants.boss]\npassword = 'boss-pw'\npool = 'main'\nadmin = true\n",
-        pool = kafka_pool_toml("", &topic_toml(&topic, 1, &["writer"], &["reader", "app"])),
+        pool = kafka_pool_toml(&kafka_addr(), "", &topic_toml(&topic, 1, &["writer"], &["reader", "app"])),
     ))
     .await;
     let addr = proxy.local_addr();
@@ -511,11 +403,11 @@ async fn tenants_of_redis_and_kafka_pools() {
     .await;
     assert_eq!(line, "-NOAUTH Authentication required.\r\n");
 
-    let mut reader = connect(addr, Some(("reader", "reader-pw"))).await;
+    let mut reader = client_at(addr, Some(("reader", "reader-pw"))).await;
     wait_connected(&mut reader, &topic).await;
-    let mut writer = connect(addr, Some(("writer", "writer-pw"))).await;
-    let mut app = connect(addr, Some(("app", "app-pw"))).await;
-    let mut boss = connect(addr, Some(("boss", "boss-pw"))).await;
+    let mut writer = client_at(addr, Some(("writer", "writer-pw"))).await;
+    let mut app = client_at(addr, Some(("app", "app-pw"))).await;
+    let mut boss = client_at(addr, Some(("boss", "boss-pw"))).await;
 
     // A tenant of a Redis pool gets an error for KPUSH; a tenant of a Kafka pool for GET.
     let error = error_of(&mut app, redis::cmd("KPUSH").arg(&topic).arg("v")).await;
@@ -599,27 +491,12 @@ async fn tenants_of_redis_and_kafka_pools() {
     )
     .await;
     assert!(error.contains("is not an admin"), "{error}");
-    let lines: Vec<String> = redis::cmd("RKPROXY")
-        .arg("KOFFSETS")
-        .arg("reader")
-        .arg(&topic)
-        .query_async(&mut boss)
-        .await
-        .unwrap();
+    let lines = koffsets(&mut boss, "reader", &topic).await;
     assert_eq!(
         lines,
         ["partition=0 next_offset=1 given_back= pending=0 oldest_deadline_in_ms="]
     );
-    let reset: String = redis::cmd("RKPROXY")
-        .arg("KRESET")
-        .arg("reader")
-        .arg(&topic)
-        .arg(0)
-        .arg(0)
-        .query_async(&mut boss)
-        .await
-        .unwrap();
-    assert_eq!(reset, "OK");
+    kreset(&mut boss, "reader", &topic, 0, 0).await;
     assert_eq!(
         kpop(&mut reader, &topic).await,
         Some((0, 0, b"for the reader".to_vec()))
@@ -654,7 +531,7 @@ fn forward_connections(listener: tokio::net::TcpListener, target: String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_down_at_start_gives_fast_errors_then_recovers() {
-    let topic = unique_topic("late-broker");
+    let topic = unique_name("late-broker");
     // Nothing listens on this port yet: the bootstrap broker is down when the proxy starts.
     let port = free_port();
     let proxy = start_proxy_toml(&format!(
@@ -726,74 +603,6 @@ async fn a_broker_down_at_start_gives_fast_errors_then_recovers() {
     proxy.shutdown().await;
 }
 
-/// A real rkproxy process (killed on drop), listening on a free port.
-struct ProxyProcess {
-    child: Child,
-    addr: SocketAddr,
-    log: std::path::PathBuf,
-    _dir: TempDir,
-}
-
-impl ProxyProcess {
-    /// Starts the binary with `config` (everything but `listen`) and waits until it accepts connections.
-    fn start(name: &str, config: &str) -> ProxyProcess {
-        let dir = std::env::temp_dir().join(format!(
-            "rkproxy-kafka-it-{name}-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config_path = dir.join("rkproxy.toml");
-        std::fs::write(&config_path, format!("listen = '{addr}'\n{config}")).unwrap();
-        let log = dir.join("rkproxy.log");
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rkproxy"))
-            .arg("--config")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .unwrap();
-        let mut process = ProxyProcess {
-            child,
-            addr,
-            log,
-            _dir: TempDir(dir),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err() {
-            if let Some(status) = process.child.try_wait().unwrap() {
-                panic!("rkproxy exited ({status}):\n{}", process.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rkproxy did not listen:\n{}",
-                process.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        process
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Kills the process at once (SIGKILL), like a crash or a `kill -9` restart.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// A proxy config with the Kafka pool `events` (one topic, everyone may use it, with `topic_keys` added to
 /// its table) whose offsets live in the test Redis under `key_prefix`.
 fn shared_offsets_config(
@@ -805,6 +614,7 @@ fn shared_offsets_config(
     format!(
         "default_pool = 'events'\nlog = 'warn'\n{}",
         kafka_pool_toml(
+            &kafka_addr(),
             &format!(
                 "offsets = {{ redis = '{}', key_prefix = '{key_prefix}' }}",
                 redis_addr()
@@ -826,7 +636,7 @@ async fn pop_all(connection: &mut MultiplexedConnection, topic: &str, into: &mut
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_proxy_processes_deliver_each_message_exactly_once() {
-    let topic = unique_topic("shared");
+    let topic = unique_name("shared");
     let key_prefix = format!("{}:", unique("kafka-it-shared"));
     let config = shared_offsets_config(&topic, 3, &key_prefix, "");
     let first = blocking({
@@ -839,9 +649,9 @@ async fn two_proxy_processes_deliver_each_message_exactly_once() {
         move || ProxyProcess::start("shared-b", &config)
     })
     .await;
-    let mut producer = connect(first.addr, None).await;
+    let mut producer = client_at(first.addr, None).await;
     wait_connected(&mut producer, &topic).await;
-    let mut check = connect(second.addr, None).await;
+    let mut check = client_at(second.addr, None).await;
     wait_connected(&mut check, &topic).await;
 
     // Half the messages before the consumers start, half while they run.
@@ -858,7 +668,7 @@ async fn two_proxy_processes_deliver_each_message_exactly_once() {
         let topic = topic.clone();
         let producing_done = Arc::clone(&producing_done);
         consumers.push(tokio::spawn(async move {
-            let mut connection = connect(addr, None).await;
+            let mut connection = client_at(addr, None).await;
             let mut records = Vec::new();
             let mut nils_after_done = 0;
             // Stop after two nils in a row seen once production has finished.
@@ -876,7 +686,7 @@ async fn two_proxy_processes_deliver_each_message_exactly_once() {
             records
         }));
     }
-    let mut second_producer = connect(second.addr, None).await;
+    let mut second_producer = client_at(second.addr, None).await;
     for index in MESSAGES / 2..MESSAGES {
         let value = format!("message {index}");
         kpush(&mut second_producer, &topic, value.as_bytes()).await;
@@ -910,7 +720,7 @@ async fn two_proxy_processes_deliver_each_message_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_restart_loses_and_repeats_nothing() {
-    let topic = unique_topic("restart");
+    let topic = unique_name("restart");
     let key_prefix = format!("{}:", unique("kafka-it-restart"));
     // Prefetching off: with it, a killed proxy loses its leased window (at most once; see kafka/delivery.rs).
     let config = shared_offsets_config(&topic, 2, &key_prefix, "prefetch_records = 1");
@@ -919,7 +729,7 @@ async fn a_proxy_restart_loses_and_repeats_nothing() {
         move || ProxyProcess::start("restart-before", &config)
     })
     .await;
-    let mut connection = connect(before.addr, None).await;
+    let mut connection = client_at(before.addr, None).await;
     wait_connected(&mut connection, &topic).await;
     const MESSAGES: usize = 100;
     let mut produced = BTreeMap::new();
@@ -936,7 +746,7 @@ async fn a_proxy_restart_loses_and_repeats_nothing() {
     before.kill();
 
     let after = blocking(move || ProxyProcess::start("restart-after", &config)).await;
-    let mut connection = connect(after.addr, None).await;
+    let mut connection = client_at(after.addr, None).await;
     wait_connected(&mut connection, &topic).await;
     pop_all(&mut connection, &topic, &mut delivered).await;
 

@@ -6,13 +6,9 @@
 //! broker's jars (`RKPROXY_TEST_KAFKA_LIB`). Every test uses topics and groups of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-use redis::aio::MultiplexedConnection;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -40,26 +36,12 @@ fn cert_file(name: &str) -> String {
         .to_string()
 }
 
-fn unique_name(name: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "it-secure-{name}-{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// A proxy config whose default pool is the Kafka pool `events` on `broker`, with `keys`, serving `topic` (with
 /// `partitions`) to everyone.
 fn pool_config(broker: &str, keys: &str, topic: &str, partitions: i32) -> String {
     format!(
-        "default_pool = 'events'\n\
-         [pools.events]\nkind = 'kafka'\nnodes = ['{broker}']\n{keys}\n\
-         [pools.events.topics.{topic}]\npartitions = {partitions}\nproducers = ['*']\nconsumers = ['*']\n"
+        "default_pool = 'events'\n{}",
+        kafka_pool_toml(broker, keys, &topic_toml(topic, partitions, &["*"], &["*"]))
     )
 }
 
@@ -69,51 +51,12 @@ fn sasl_keys(user_var: &str, mechanism: &str) -> String {
     format!("username = '{user}'\npassword = '{password}'\nsasl_mechanism = '{mechanism}'")
 }
 
-/// Waits until the pool serves `topic`; returns the last error if it never does within `within`.
-async fn serve_within(
-    connection: &mut MultiplexedConnection,
-    topic: &str,
-    within: Duration,
-) -> Result<Vec<i64>, String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let partitions = redis::cmd("KPARTITIONS")
-            .arg(topic)
-            .query_async::<Vec<i64>>(connection)
-            .await;
-        match partitions {
-            Ok(partitions) => return Ok(partitions),
-            Err(error) if Instant::now() >= deadline => return Err(error.to_string()),
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
-
-async fn kpush(connection: &mut MultiplexedConnection, topic: &str, value: &str) -> (i64, i64) {
-    redis::cmd("KPUSH")
-        .arg(topic)
-        .arg(value)
-        .query_async(connection)
-        .await
-        .unwrap()
-}
-
-async fn kpop(connection: &mut MultiplexedConnection, topic: &str) -> Option<(i64, i64, String)> {
-    redis::cmd("KPOP")
-        .arg(topic)
-        .query_async(connection)
-        .await
-        .unwrap()
-}
-
 /// KPUSHes three values through a proxy whose pool is on `broker` with `keys`, and KPOPs them back.
 async fn push_and_pop_through(broker: &str, keys: &str) {
     let topic = unique_name("roundtrip");
     let proxy = start_proxy_toml(&pool_config(broker, keys, &topic, 2)).await;
     let mut connection = client(&proxy).await;
-    serve_within(&mut connection, &topic, Duration::from_secs(60))
-        .await
-        .unwrap();
+    wait_connected(&mut connection, &topic).await;
     let values = ["one", "two", "three"];
     for value in values {
         kpush(&mut connection, &topic, value).await;
@@ -122,7 +65,11 @@ async fn push_and_pop_through(broker: &str, keys: &str) {
     while let Some((_, _, value)) = kpop(&mut connection, &topic).await {
         popped.insert(value);
     }
-    assert_eq!(popped, values.map(str::to_owned).into_iter().collect());
+    let pushed: BTreeSet<Vec<u8>> = values
+        .iter()
+        .map(|value| value.as_bytes().to_vec())
+        .collect();
+    assert_eq!(popped, pushed);
     proxy.shutdown().await;
 }
 
@@ -228,80 +175,6 @@ async fn a_wrong_ca_is_a_clear_error_not_a_hang() {
     proxy.shutdown().await;
 }
 
-/// A real rkproxy process (killed on drop) whose configuration file can be rewritten and reloaded (SIGHUP).
-struct ProxyProcess {
-    child: Child,
-    addr: SocketAddr,
-    config_path: PathBuf,
-    log: PathBuf,
-    _dir: TempDir,
-}
-
-impl ProxyProcess {
-    fn start(config: &str) -> ProxyProcess {
-        let dir = std::env::temp_dir().join(unique_name("proxy"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config_path = dir.join("rkproxy.toml");
-        write_config(&config_path, addr, config);
-        let log = dir.join("rkproxy.log");
-        let log_file = std::fs::File::create(&log).unwrap();
-        let mut process = ProxyProcess {
-            child: Command::new(env!("CARGO_BIN_EXE_rkproxy"))
-                .arg("--config")
-                .arg(&config_path)
-                .stdin(Stdio::null())
-                .stdout(log_file.try_clone().unwrap())
-                .stderr(log_file)
-                .spawn()
-                .unwrap(),
-            addr,
-            config_path,
-            log,
-            _dir: TempDir(dir),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(
-                process.child.try_wait().unwrap().is_none(),
-                "rkproxy exited:\n{}",
-                process.log_text()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "rkproxy did not listen:\n{}",
-                process.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        process
-    }
-
-    fn reload(&self, config: &str) {
-        write_config(&self.config_path, self.addr, config);
-        let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn write_config(path: &std::path::Path, listen: SocketAddr, config: &str) {
-    std::fs::write(path, format!("listen = '{listen}'\n{config}")).unwrap();
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A wrong password: the client and the log get Kafka's SASL_AUTHENTICATION_FAILED (never the password), the
 /// pool keeps retrying, and once a reload fixes the password the same connection's commands work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,14 +189,8 @@ async fn a_wrong_password_is_a_clear_error_and_a_reload_fixes_it() {
     let right = format!(
         "username = '{user}'\npassword = '{password}'\nsasl_mechanism = 'SCRAM-SHA-256'\nconnect_retry_ms = 200"
     );
-    let proxy = ProxyProcess::start(&pool_config(&broker, &wrong, &topic, 1));
-    let config =
-        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(15)));
-    let mut connection = redis::Client::open(format!("redis://{}/", proxy.addr))
-        .unwrap()
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .unwrap();
+    let proxy = ProxyProcess::start("wrongpw", &pool_config(&broker, &wrong, &topic, 1));
+    let mut connection = client_at(proxy.addr, None).await;
 
     let error = serve_within(&mut connection, &topic, Duration::ZERO)
         .await
@@ -411,9 +278,7 @@ async fn the_pool_comes_up_once_its_scram_user_is_created() {
         "{}",
         String::from_utf8_lossy(&created.stderr)
     );
-    serve_within(&mut connection, &topic, Duration::from_secs(60))
-        .await
-        .unwrap();
+    wait_connected(&mut connection, &topic).await;
     let (_, offset) = kpush(&mut connection, &topic, "hello").await;
     assert_eq!(offset, 0);
     proxy.shutdown().await;
@@ -484,9 +349,7 @@ async fn kafka_tools_show_the_group_offsets_and_lag() {
     ))
     .await;
     let mut connection = client(&proxy).await;
-    serve_within(&mut connection, &topic, Duration::from_secs(60))
-        .await
-        .unwrap();
+    wait_connected(&mut connection, &topic).await;
     for index in 0..5 {
         kpush(&mut connection, &topic, &format!("record {index}")).await;
     }
@@ -512,9 +375,7 @@ async fn kafka_tools_show_a_reset_cursor() {
     let keys = format!("group_commit_ms = 200\ngroup_ids = {{ default = '{group}' }}");
     let proxy = start_proxy_toml(&pool_config(&kafka_addr(), &keys, &topic, 1)).await;
     let mut connection = client(&proxy).await;
-    serve_within(&mut connection, &topic, Duration::from_secs(60))
-        .await
-        .unwrap();
+    wait_connected(&mut connection, &topic).await;
     for index in 0..5 {
         kpush(&mut connection, &topic, &format!("record {index}")).await;
     }
@@ -525,19 +386,10 @@ async fn kafka_tools_show_a_reset_cursor() {
     }
     wait_for_group_row(&group, &topic, ("3", "5", "2")).await;
 
-    let reset: String = redis::cmd("RKPROXY")
-        .arg("KRESET")
-        .arg("default")
-        .arg(&topic)
-        .arg(0)
-        .arg(1)
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    assert_eq!(reset, "OK");
+    kreset(&mut connection, "default", &topic, 0, 1).await;
     wait_for_group_row(&group, &topic, ("1", "5", "4")).await;
     let (_, offset, value) = kpop(&mut connection, &topic).await.unwrap();
-    assert_eq!((offset, value.as_str()), (1, "record 1"));
+    assert_eq!((offset, &value[..]), (1, &b"record 1"[..]));
     wait_for_group_row(&group, &topic, ("2", "5", "3")).await;
     proxy.shutdown().await;
 }

@@ -1,17 +1,25 @@
-//! Test support: server addresses from `cargo xtask test`, an in-process proxy, raw RESP over TCP, and
-//! private redis-server processes for tests that kill their backend.
+//! Test support: server addresses from `cargo xtask test`, an in-process proxy, raw RESP over TCP, private
+//! redis-server processes for tests that kill their backend, real rkproxy processes (`process`) and the Kafka
+//! tests' set-up (`kafka`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod kafka;
+mod process;
 mod slot_move;
 
 use bytes::BytesMut;
 use resp_codec::{Limits, ReplyDecoder};
 use tokio_util::codec::Decoder;
 
+pub use kafka::{
+    kafka_pool_toml, koffsets, kpop, kpush, kreset, serve_within, topic_toml, unique_name,
+    wait_connected, Record,
+};
+pub use process::ProxyProcess;
 use rkproxy::config::Config;
 use rkproxy::Proxy;
 pub use slot_move::{masters_among, SlotMove};
@@ -74,6 +82,19 @@ pub async fn as_tenant(
 ) -> redis::aio::MultiplexedConnection {
     let url = format!("redis://{user}:{password}@{}/", proxy.local_addr());
     connect(url, Duration::from_secs(10)).await
+}
+
+/// A redis-rs connection to a proxy at `addr` (a [`ProxyProcess`], say), as `user` (name, password) when
+/// given; each reply may take 15 seconds (a Kafka round trip on a loaded machine).
+pub async fn client_at(
+    addr: SocketAddr,
+    user: Option<(&str, &str)>,
+) -> redis::aio::MultiplexedConnection {
+    let url = match user {
+        Some((name, password)) => format!("redis://{name}:{password}@{addr}/"),
+        None => format!("redis://{addr}/"),
+    };
+    connect(url, Duration::from_secs(15)).await
 }
 
 async fn connect(url: String, reply_timeout: Duration) -> redis::aio::MultiplexedConnection {

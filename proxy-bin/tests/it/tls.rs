@@ -1,10 +1,10 @@
 //! TLS on both sides (issue 16): clients to rkproxy's `tls_listen` (redis-cli `--tls`, redis-rs over
 //! `rediss://`, raw rustls), rkproxy to TLS-only Redis servers (`RKPROXY_TEST_TLS_REDIS`, the TLS cluster
-//! `RKPROXY_TEST_TLS_CLUSTER`, whose nodes require a client certificate), mutual TLS tenants, certificate
-//! reload, and the failures: a plaintext client on the TLS port, a client trusting another CA, an expired
-//! certificate on either side. Each failure must end in a closed connection (or an error reply) within a few
-//! seconds and a log line that says why. The certificates are made by `cargo xtask test` in
-//! `RKPROXY_TEST_TLS_DIR` (see xtask/src/tls.rs).
+//! `RKPROXY_TEST_TLS_CLUSTER`, whose nodes require a client certificate), the Redis offset store of a Kafka
+//! pool on the TLS-only server, mutual TLS tenants, certificate reload, and the failures: a plaintext client
+//! on the TLS port, a client trusting another CA, an expired certificate on either side. Each failure must end
+//! in a closed connection (or an error reply) within a few seconds and a log line that says why. The
+//! certificates are made by `cargo xtask test` in `RKPROXY_TEST_TLS_DIR` (see xtask/src/tls.rs).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -395,6 +395,43 @@ async fn a_tls_cluster_pool_with_cross_slot_commands() {
 
 fn slot_of(key: &str) -> u16 {
     cluster_router::key_slot(key.as_bytes())
+}
+
+/// The Redis offset store of a Kafka pool over TLS: `offsets = { pool = ... }` names a TLS standalone pool on
+/// the TLS-only redis-server, whose TLS settings the store's connections take. KPUSH, then KPOP with
+/// proxy-managed offsets, and the group's cursor is read back from that redis-server itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_pool_keeps_its_offsets_in_a_tls_redis() {
+    let topic = unique_name("tls-offsets");
+    let key_prefix = format!("{}:", unique("kafka-tls-offsets"));
+    let offsets = format!("offsets = {{ pool = 'secure', key_prefix = '{key_prefix}' }}");
+    let proxy = proxy_from(&format!(
+        "default_pool = 'events'\n{}\n{}",
+        tls_pool_toml("secure", "standalone", &[tls_redis()]),
+        kafka_pool_toml(
+            &kafka_addr(),
+            &offsets,
+            &topic_toml(&topic, 1, &["*"], &["*"])
+        ),
+    ))
+    .await;
+    let mut connection = client(&proxy).await;
+    wait_connected(&mut connection, &topic).await;
+    let values = ["first", "second", "third"];
+    for value in values {
+        kpush(&mut connection, &topic, value).await;
+    }
+    for (offset, value) in (0..).zip(values) {
+        let record = kpop(&mut connection, &topic).await;
+        assert_eq!(record, Some((0, offset, value.as_bytes().to_vec())));
+    }
+    assert_eq!(kpop(&mut connection, &topic).await, None);
+    // The cursor of group `default` (the tenant) on partition 0, under the store's key for it.
+    let cursor_key = format!("{key_prefix}{{{topic}/0/default}}:next");
+    let store = tls_redis().parse().unwrap();
+    let cursor = blocking(move || tls_redis_cli(store, None, &["GET", &cursor_key])).await;
+    assert_eq!(cursor.trim(), "3");
+    proxy.shutdown().await;
 }
 
 #[tokio::test]

@@ -29,7 +29,7 @@ async fn two_proxies_with_messages(name: &str, topic: &str, topic_keys: &str) ->
         move || ProxyProcess::start(&name, &config)
     })
     .await;
-    let mut producer = connect(first.addr, None).await;
+    let mut producer = client_at(first.addr, None).await;
     wait_connected(&mut producer, topic).await;
     let mut produced = BTreeSet::new();
     for index in 0..MESSAGES {
@@ -46,7 +46,7 @@ async fn two_proxies_with_messages(name: &str, topic: &str, topic_keys: &str) ->
 
 /// Pops `count` records through `addr` on one connection.
 async fn pop_some(addr: SocketAddr, topic: &str, count: usize) -> Vec<Record> {
-    let mut connection = connect(addr, None).await;
+    let mut connection = client_at(addr, None).await;
     let mut records = Vec::new();
     while records.len() < count {
         records.push(kpop(&mut connection, topic).await.unwrap());
@@ -72,7 +72,7 @@ async fn redelivered_in_stats(connection: &mut MultiplexedConnection, topic: &st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_loses_nothing_when_a_proxy_is_killed() {
-    let topic = unique_topic("alo-kill");
+    let topic = unique_name("alo-kill");
     let mut proxies = two_proxies_with_messages(
         "alo-kill",
         &topic,
@@ -84,7 +84,7 @@ async fn at_least_once_loses_nothing_when_a_proxy_is_killed() {
     let mut delivered = pop_some(proxies.first.addr, &topic, 100).await;
     proxies.first.kill();
 
-    let mut connection = connect(proxies.second.addr, None).await;
+    let mut connection = client_at(proxies.second.addr, None).await;
     let mut seen: BTreeSet<Vec<u8>> = delivered.iter().map(|record| record.2.clone()).collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     while seen != proxies.produced {
@@ -117,7 +117,7 @@ async fn at_least_once_loses_nothing_when_a_proxy_is_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_once_repeats_nothing_when_a_proxy_is_killed() {
     const PREFETCH: usize = 40;
-    let topic = unique_topic("amo-kill");
+    let topic = unique_name("amo-kill");
     let mut proxies = two_proxies_with_messages(
         "amo-kill",
         &topic,
@@ -126,7 +126,7 @@ async fn at_most_once_repeats_nothing_when_a_proxy_is_killed() {
     .await;
     let mut delivered = pop_some(proxies.first.addr, &topic, 100).await;
     proxies.first.kill();
-    let mut connection = connect(proxies.second.addr, None).await;
+    let mut connection = client_at(proxies.second.addr, None).await;
     pop_all(&mut connection, &topic, &mut delivered).await;
 
     let positions: BTreeSet<(i64, i64)> = delivered.iter().map(|r| (r.0, r.1)).collect();
@@ -144,13 +144,7 @@ async fn at_most_once_repeats_nothing_when_a_proxy_is_killed() {
 
 /// The one line of `RKPROXY KOFFSETS default topic` (a one-partition topic).
 async fn koffsets_line(connection: &mut MultiplexedConnection, topic: &str) -> String {
-    let lines: Vec<String> = redis::cmd("RKPROXY")
-        .arg("KOFFSETS")
-        .arg("default")
-        .arg(topic)
-        .query_async(connection)
-        .await
-        .unwrap();
+    let lines = koffsets(connection, "default", topic).await;
     assert_eq!(lines.len(), 1, "{lines:?}");
     lines[0].clone()
 }
@@ -165,11 +159,12 @@ fn oldest_deadline_ms(line: &str) -> Option<u64> {
 /// acknowledged yet) and how long until the oldest of their deadlines; a record released by a closed connection
 /// is due at once (0). `offsets_keys` chooses the offset store.
 async fn koffsets_lists_pending_records(offsets_keys: &str) {
-    let topic = unique_topic("koffsets-pending");
+    let topic = unique_name("koffsets-pending");
     let topic_keys = "delivery = 'at_least_once'\nack_timeout_ms = 60000\n";
     let config = format!(
         "default_pool = 'events'\n{}",
         kafka_pool_toml(
+            &kafka_addr(),
             offsets_keys,
             &format!("{}{topic_keys}", topic_toml(&topic, 1, &["*"], &["*"]))
         )

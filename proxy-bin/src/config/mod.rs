@@ -12,7 +12,9 @@
 //! [`tenant_policy::Tenants`]), `limits.rs` (`[timeouts]`, `[client_limits]`, `[big_requests]`), `tls.rs` (`[tls]`
 //! and `tls_listen`), `validate.rs` ([`Config::validate`]: what serde cannot check).
 
+mod address;
 mod kafka;
+mod kafka_checks;
 mod limits;
 mod pools;
 mod tenants;
@@ -31,14 +33,12 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use self::address::{parse_node_address, AddressError};
 pub use self::kafka::{
     KafkaDelivery, KafkaOffsetsConfig, KafkaPoolConfig, KafkaTopicConfig, DEFAULT_KAFKA_TENANT,
 };
 pub use self::limits::{BigRequests, ClientLimits, Timeouts};
-pub use self::pools::{
-    parse_node_address, AddressError, ClusterPoolConfig, PoolConfig, PoolKind, ReadPolicy,
-    RedisPoolConfig,
-};
+pub use self::pools::{ClusterPoolConfig, PoolConfig, PoolKind, ReadPolicy, RedisPoolConfig};
 pub use self::tls::ClientTlsConfig;
 
 /// Everything the proxy needs to run, validated.

@@ -488,7 +488,9 @@ pub(super) fn failure_kind(error: &BackendError) -> ErrorKind {
 /// The request's first key, if it names any.
 fn first_key<'a>(spec: &'static CommandSpec, request: &'a Request) -> Option<&'a [u8]> {
     // Most keyed commands have their first key at a fixed place (GET, SET, HSET, ...): no key spec walk.
-    let fixed = usize::try_from(spec.first_key).ok().filter(|&index| index > 0);
+    let fixed = usize::try_from(spec.first_key)
+        .ok()
+        .filter(|&index| index > 0);
     if let Some(index) = fixed.filter(|_| !spec.flags.contains(CommandFlags::MOVABLEKEYS)) {
         return request.arg(index);
     }

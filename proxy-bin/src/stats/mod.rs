@@ -616,7 +616,11 @@ impl SessionStats {
             .commands
             .iter()
             .position(|(known, _, _)| std::ptr::eq(*known, name))
-            .or_else(|| self.commands.iter().position(|(known, _, _)| *known == name));
+            .or_else(|| {
+                self.commands
+                    .iter()
+                    .position(|(known, _, _)| *known == name)
+            });
         found.unwrap_or_else(|| {
             self.commands.push((name, CommandCounts::default(), None));
             self.commands.len() - 1

@@ -186,3 +186,37 @@ async fn a_broken_listener_certificate_refuses_the_reload() {
     );
     proxy.shutdown().await;
 }
+
+/// A Kafka pool's brokers' `ca_file` rotated in place: the bridge reads it only when the pool is built, so a
+/// reload builds the pool again; a broken one refuses the reload. (No broker is needed: the pool connects in
+/// the background, and only the files are looked at here.)
+#[tokio::test]
+async fn a_kafka_pools_rotated_ca_file_rebuilds_it_and_a_broken_one_refuses_the_reload() {
+    let dir = copies_of(&["ca.crt"]);
+    let ca_file = dir.0.join("ca.crt");
+    let config = Config::from_toml(&format!(
+        "listen = '127.0.0.1:0'\ndefault_pool = 'main'\n\
+         [pools.main]\nkind = 'standalone'\nnodes = ['{}']\n\
+         [pools.events]\nkind = 'kafka'\nnodes = ['127.0.0.1:{}']\ntls = true\nca_file = '{}'\n\
+         [pools.events.topics.orders]\npartitions = 1\nproducers = ['*']\nconsumers = ['default']\n",
+        redis_addr(),
+        free_port(),
+        ca_file.display(),
+    ))
+    .unwrap();
+    let proxy = Proxy::builder(config.clone()).start().await.unwrap();
+    let unchanged = proxy.reload(config.clone()).await.unwrap();
+    assert!(unchanged.pools_changed.is_empty(), "{unchanged}");
+
+    rotate(&ca_file, "other-ca.crt");
+    let rotated = proxy.reload(config.clone()).await.unwrap();
+    assert_eq!(rotated.pools_changed, ["events"], "{rotated}");
+
+    std::fs::write(&ca_file, "not a certificate\n").unwrap();
+    let error = proxy.reload(config).await.unwrap_err().to_string();
+    assert!(
+        error.contains("pools.events") && error.contains("ca_file"),
+        "{error}"
+    );
+    proxy.shutdown().await;
+}

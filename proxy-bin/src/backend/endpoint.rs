@@ -52,7 +52,7 @@ impl Endpoint {
         address: &str,
         config: &crate::config::RedisPoolConfig,
         timeouts: &crate::config::Timeouts,
-    ) -> Result<Endpoint, crate::tls::TlsError> {
+    ) -> Result<Endpoint, crate::tls::PoolTlsError> {
         let tls = BackendTls::for_pool(config)?;
         Ok(Endpoint {
             address: Arc::from(address),

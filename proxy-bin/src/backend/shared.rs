@@ -146,17 +146,20 @@ impl PatientSender<'_> {
 
 async fn run_shared_connection(endpoint: Endpoint, mut jobs: mpsc::UnboundedReceiver<Job>) {
     let mut last_failure: Option<(Instant, BackendError)> = None;
+    // The TLS settings the last attempt used: a reload that rotated them lifts the hold-off.
+    let mut tried_tls = tls_rotations(&endpoint);
     loop {
         // Connect only when there is work, so an idle proxy does not hammer a dead backend.
         let Some(first) = jobs.recv().await else {
             return;
         };
         if let Some((when, error)) = &last_failure {
-            if when.elapsed() < RECONNECT_HOLD_OFF {
+            if when.elapsed() < RECONNECT_HOLD_OFF && tried_tls == tls_rotations(&endpoint) {
                 fail_all(error, first, &mut jobs);
                 continue;
             }
         }
+        tried_tls = tls_rotations(&endpoint);
         match connect(&endpoint).await {
             Ok(stream) => {
                 debug!(backend = %endpoint.address, db = endpoint.db, "backend connected");
@@ -179,6 +182,11 @@ async fn run_shared_connection(endpoint: Endpoint, mut jobs: mpsc::UnboundedRece
             }
         }
     }
+}
+
+/// Which TLS settings a connection to `endpoint` would use now (0 for plaintext).
+fn tls_rotations(endpoint: &Endpoint) -> u64 {
+    endpoint.tls.as_ref().map_or(0, |tls| tls.rotations())
 }
 
 /// Answers `first` and every job already waiting with the error.

@@ -253,6 +253,11 @@ impl ClusterCore {
         &self.name
     }
 
+    /// The settings every connection to a node starts from (its TLS settings among them).
+    pub fn endpoint_template(&self) -> &Endpoint {
+        &self.template
+    }
+
     /// Asks the refresh task to reload the slot map soon (after a MOVED or a connection error).
     pub fn request_refresh(&self) {
         self.refresh_requested.notify_one();

@@ -32,6 +32,7 @@ use crate::config::{
     DEFAULT_KAFKA_TENANT,
 };
 use crate::reply;
+use crate::tls::PoolTlsFiles;
 
 use super::PoolError;
 
@@ -95,6 +96,42 @@ pub struct KafkaPool {
     /// The longest a command waits for the first connect attempt to finish.
     first_connect_wait: Duration,
     status: watch::Sender<Status>,
+    /// What the TLS files the pool was built from held, for a reload to see them rotated.
+    tls_files: KafkaTlsFiles,
+}
+
+/// The content of the TLS files a Kafka pool is built from: its brokers' (`ca_file`, `cert_file`,
+/// `key_file`) and those of the Redis pool that keeps its offsets (`offsets.pool`). The bridge reads them
+/// only when the pool is built, so a reload that finds them changed builds the pool again.
+#[derive(Debug, PartialEq, Eq)]
+struct KafkaTlsFiles {
+    brokers: Option<PoolTlsFiles>,
+    offsets: Option<PoolTlsFiles>,
+}
+
+impl KafkaTlsFiles {
+    /// Reads the files and checks the brokers' (the bridge reads them again, when it connects, which is too
+    /// late to refuse a reload).
+    fn read(
+        pool: &crate::config::KafkaPoolConfig,
+        config: &Config,
+    ) -> Result<KafkaTlsFiles, PoolError> {
+        let brokers = PoolTlsFiles::read(pool)?;
+        if let Some(files) = &brokers {
+            files.client_config()?;
+        }
+        let store_pool = pool
+            .offsets
+            .as_ref()
+            .and_then(|offsets| offsets.pool.as_ref())
+            .and_then(|name| config.pools.get(name))
+            .and_then(PoolConfig::redis);
+        let offsets = match store_pool {
+            Some(store_pool) => PoolTlsFiles::read(store_pool)?,
+            None => None,
+        };
+        Ok(KafkaTlsFiles { brokers, offsets })
+    }
 }
 
 /// Where the pool's connection stands.
@@ -117,6 +154,9 @@ impl KafkaPool {
         pool: &crate::config::KafkaPoolConfig,
         config: &Config,
     ) -> Result<KafkaPool, PoolError> {
+        // Read before the bridge and the offset store read them: a file rotated in between is then seen as
+        // changed at the next reload, never as unchanged.
+        let tls_files = KafkaTlsFiles::read(pool, config)?;
         let bridge_config = bridge_config(pool)?;
         let request_timeout = bridge_config.request_timeout;
         let (offsets, offsets_description) =
@@ -135,7 +175,18 @@ impl KafkaPool {
             command_timeout: request_timeout * 3,
             first_connect_wait: request_timeout * 3,
             status: watch::Sender::new(Status::Starting),
+            tls_files,
         })
+    }
+
+    /// Whether the TLS files this pool was built from (its settings `pool`, unchanged by a reload) hold
+    /// something else now: the pool must then be built again. A file unreadable or invalid now is an error.
+    pub fn tls_files_changed(
+        &self,
+        pool: &crate::config::KafkaPoolConfig,
+        config: &Config,
+    ) -> Result<bool, PoolError> {
+        Ok(KafkaTlsFiles::read(pool, config)? != self.tls_files)
     }
 
     pub fn name(&self) -> &str {

@@ -18,6 +18,7 @@ use tenant_policy::BackendLogin;
 
 use crate::backend::Endpoint;
 use crate::config::{AddressError, Config, PoolConfig};
+use crate::tls::BackendTls;
 
 use self::big_lane::BigLanes;
 use self::cluster::ClusterPool;
@@ -40,7 +41,7 @@ pub enum PoolError {
     #[error("'{0}' is not a SASL mechanism Kafka offers")]
     UnknownSaslMechanism(String),
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::tls::PoolTlsError),
     #[error("pools.{pool}.offsets.pool: pool '{store_pool}' is not a standalone pool of this configuration")]
     OffsetsPoolUndefined { pool: String, store_pool: String },
     #[error("pools.{pool}.offsets.pool: pool '{store_pool}' has no node")]
@@ -139,6 +140,16 @@ impl PoolHandle {
         match self {
             PoolHandle::Standalone(pool) => Some(pool.big_lanes()),
             PoolHandle::Cluster(pool) => Some(pool.big_lanes()),
+            PoolHandle::Kafka(_) => None,
+        }
+    }
+
+    /// The TLS settings every connection of a Redis pool shares (`None`: plaintext, or a Kafka pool, whose
+    /// files [`KafkaPool::tls_files_changed`] checks instead), for a reload to read their files again.
+    pub fn backend_tls(&self) -> Option<&Arc<BackendTls>> {
+        match self {
+            PoolHandle::Standalone(pool) => pool.endpoint_template().tls.as_ref(),
+            PoolHandle::Cluster(pool) => pool.endpoint_template().tls.as_ref(),
             PoolHandle::Kafka(_) => None,
         }
     }

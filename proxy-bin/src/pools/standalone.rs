@@ -116,6 +116,11 @@ impl StandalonePool {
         connections[index].clone()
     }
 
+    /// The settings every connection to the node starts from (its TLS settings among them).
+    pub fn endpoint_template(&self) -> &Endpoint {
+        &self.node.template
+    }
+
     pub fn big_lanes(&self) -> &BigLanes {
         &self.node.big
     }

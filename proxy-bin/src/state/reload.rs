@@ -12,7 +12,11 @@
 //!
 //! The TLS listener's certificate (`[tls]`) is read again from its files at every reload, even when the
 //! configuration text did not change, so a rotated certificate is used for new connections without a restart
-//! (connections already open keep the certificate they were opened with).
+//! (connections already open keep the certificate they were opened with). Likewise every pool's TLS files
+//! (`ca_file`, `cert_file`, `key_file`): a Redis pool kept by a reload whose files hold new content gets new
+//! TLS settings for its next backend connections (its open ones go on), a Kafka pool is built again (its
+//! bridge reads them only when built). Every file is read at every reload, so one that became unreadable or
+//! invalid refuses the reload, naming its key, and the running configuration goes on serving.
 //!
 //! `listen`, `tls_listen`, `worker_threads` and `log` are read only at start: a reload that changes them applies everything
 //! else and names them in its report as needing a restart. Turning tenants on or off (none configured before,
@@ -32,7 +36,7 @@ use crate::config::{CommandLineOverrides, Config, ConfigError, PoolConfig};
 use crate::introspection::BackendVersion;
 use crate::pools::acl_check::{check_backend_users, BackendUserError};
 use crate::pools::{PoolError, PoolHandle};
-use crate::tls::ClientTls;
+use crate::tls::{ClientTls, TlsRotation};
 
 /// Where a reload reads the configuration again: the same layers as at start (built-in defaults, the file,
 /// the command-line values, then `RKPROXY_*` environment variables).
@@ -104,6 +108,9 @@ pub struct ReloadReport {
     /// Pools whose settings changed: built anew (clients move to them at their next command).
     pub pools_changed: Vec<String>,
     pub pools_removed: Vec<String>,
+    /// Pools whose settings did not change but whose TLS files were rotated in place (the same path, new
+    /// content): kept, their next backend connections use the new files.
+    pub pools_tls_reread: Vec<String>,
     pub tenants_added: Vec<String>,
     pub tenants_changed: Vec<String>,
     pub tenants_removed: Vec<String>,
@@ -118,6 +125,7 @@ impl fmt::Display for ReloadReport {
             ("pools added", &self.pools_added),
             ("pools changed", &self.pools_changed),
             ("pools removed", &self.pools_removed),
+            ("pools with rotated TLS files", &self.pools_tls_reread),
             ("tenants added", &self.tenants_added),
             ("tenants changed", &self.tenants_changed),
             ("tenants removed", &self.tenants_removed),
@@ -196,7 +204,7 @@ impl Live {
     pub async fn reload(&self, config: Config) -> Result<ReloadReport, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let old = self.current();
-        let (snapshot, mut report) = prepare(&old, config).await.map_err(refused)?;
+        let (snapshot, mut report, rotations) = prepare(&old, config).await.map_err(refused)?;
         // Read after everything else was checked: the files as they are now.
         let client_tls =
             ClientTls::for_config(&snapshot.config).map_err(|error| refused(error.into()))?;
@@ -219,6 +227,9 @@ impl Live {
         );
         self.current.store(Arc::new(next));
         self.client_tls.store(client_tls.map(Arc::new));
+        for rotation in rotations {
+            rotation.apply();
+        }
         // After the store: a session that sees the new generation finds the new state in the cell.
         old.process
             .newest_generation
@@ -242,14 +253,14 @@ fn refused(error: ReloadError) -> ReloadError {
 async fn prepare(
     old: &ProxyState,
     mut config: Config,
-) -> Result<(Snapshot, ReloadReport), ReloadError> {
+) -> Result<(Snapshot, ReloadReport, Vec<TlsRotation>), ReloadError> {
     let tenants = config.validate_and_build_tenants()?;
     let mut report = ReloadReport {
         needs_restart: keep_start_only_keys(old.config(), &mut config),
         ..ReloadReport::default()
     };
     check_tenant_change(old.tenants(), tenants.as_ref())?;
-    let (pools, backend_versions) = build_pools(old, &config, &mut report).await?;
+    let (pools, backend_versions, rotations) = build_pools(old, &config, &mut report).await?;
     check_backend_users(tenants.as_ref(), &pools).await?;
     report.pools_removed = removed(old.config().pools.keys(), |name| {
         config.pools.contains_key(name)
@@ -262,32 +273,35 @@ async fn prepare(
             problem: problem.to_string(),
         }
     })?;
-    Ok((snapshot, report))
+    Ok((snapshot, report, rotations))
 }
 
 /// Pools and backend versions of the next state: the running pool where its settings did not change, a new
-/// one (noted in `report` as changed or added) where they did or the pool is new.
+/// one (noted in `report` as changed or added) where they did or the pool is new. The TLS files of every pool
+/// kept are read again (see [`reread_tls_files`]): the new settings of those rotated in place are returned, to
+/// be put in force with the state.
 async fn build_pools(
     old: &ProxyState,
     config: &Config,
     report: &mut ReloadReport,
-) -> Result<PoolsAndVersions, ReloadError> {
+) -> Result<NextPools, ReloadError> {
     let mut pools = HashMap::new();
     let mut backend_versions = HashMap::new();
+    let mut rotations = Vec::new();
     for (name, settings) in &config.pools {
         let previous = old.pools.get(name);
-        let (pool, version) = match previous {
+        let kept = match previous {
             Some(pool) if pool_settings_unchanged(old.config(), config, name) => {
-                let version = old.backend_versions.get(name).cloned().unwrap_or_default();
-                (pool.clone(), version)
+                reread_tls_files(pool, settings, config)
+                    .map_err(|problem| pool_error(name, problem))?
             }
-            _ => {
+            _ => KeptPool::Rebuild,
+        };
+        let (pool, version) = match (kept, previous) {
+            (KeptPool::Rebuild, _) | (_, None) => {
                 let pool = PoolHandle::start_replacing(name, settings, config, previous)
                     .await
-                    .map_err(|problem| ReloadError::Pool {
-                        pool: name.clone(),
-                        problem: problem.to_string(),
-                    })?;
+                    .map_err(|problem| pool_error(name, problem))?;
                 let list = match previous {
                     Some(_) => &mut report.pools_changed,
                     None => &mut report.pools_added,
@@ -295,17 +309,66 @@ async fn build_pools(
                 list.push(name.clone());
                 (pool, Arc::<BackendVersion>::default())
             }
+            (kept, Some(pool)) => {
+                if let KeptPool::Rotate(rotation) = kept {
+                    rotations.push(rotation);
+                    report.pools_tls_reread.push(name.clone());
+                }
+                let version = old.backend_versions.get(name).cloned().unwrap_or_default();
+                (pool.clone(), version)
+            }
         };
         pools.insert(name.clone(), pool);
         backend_versions.insert(name.clone(), version);
     }
-    Ok((pools, backend_versions))
+    Ok((pools, backend_versions, rotations))
 }
 
-/// The pools of a state by name, and their backend versions.
-type PoolsAndVersions = (
+/// What a reload does with a running pool whose settings did not change.
+enum KeptPool {
+    /// Keep it as it is.
+    Keep,
+    /// Keep it, with new TLS settings for its next connections (its files were rotated).
+    Rotate(TlsRotation),
+    /// Build it again (a Kafka pool whose TLS files were rotated: the bridge reads them only when built).
+    Rebuild,
+}
+
+/// Reads the TLS files of `pool` (whose settings, `settings`, did not change) again: a file rotated in place
+/// (the same path, new content) is seen here, and one that became unreadable or invalid refuses the reload.
+fn reread_tls_files(
+    pool: &PoolHandle,
+    settings: &PoolConfig,
+    config: &Config,
+) -> Result<KeptPool, PoolError> {
+    if let (PoolHandle::Kafka(kafka), PoolConfig::Kafka(kafka_settings)) = (pool, settings) {
+        let changed = kafka.tls_files_changed(kafka_settings, config)?;
+        return Ok(if changed {
+            KeptPool::Rebuild
+        } else {
+            KeptPool::Keep
+        });
+    }
+    let (Some(tls), Some(redis_settings)) = (pool.backend_tls(), settings.redis()) else {
+        return Ok(KeptPool::Keep);
+    };
+    Ok(tls
+        .reread(redis_settings)?
+        .map_or(KeptPool::Keep, KeptPool::Rotate))
+}
+
+fn pool_error(name: &str, problem: PoolError) -> ReloadError {
+    ReloadError::Pool {
+        pool: name.to_owned(),
+        problem: problem.to_string(),
+    }
+}
+
+/// The pools of a state by name, their backend versions, and the new TLS settings of the pools kept.
+type NextPools = (
     HashMap<String, PoolHandle>,
     HashMap<String, Arc<BackendVersion>>,
+    Vec<TlsRotation>,
 );
 
 /// The keys read only at start: their running values stay in `new`, and the ones that differ are returned.
@@ -460,13 +523,15 @@ mod tests {
         let report = ReloadReport {
             generation: 3,
             pools_added: vec!["b".into()],
+            pools_tls_reread: vec!["c".into()],
             tenants_removed: vec!["x".into(), "y".into()],
             needs_restart: vec!["listen"],
             ..ReloadReport::default()
         };
         assert_eq!(
             report.to_string(),
-            "configuration generation 3 in force; pools added: b; tenants removed: x, y; \
+            "configuration generation 3 in force; pools added: b; pools with rotated TLS files: c; \
+             tenants removed: x, y; \
              not applied, needs a restart: listen"
         );
     }

@@ -10,10 +10,11 @@ mod client_stream;
 mod socket;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -23,12 +24,16 @@ use tracing::warn;
 use self::backend_stream::TlsBackend;
 pub use self::backend_stream::{BackendReader, BackendStream, BackendWriter, ReadNow, WriteNow};
 pub use self::client_stream::ClientStream;
-use crate::config::{invalid, ClientTlsConfig, Config, ConfigError, RedisPoolConfig};
+use crate::config::{
+    invalid, ClientTlsConfig, Config, ConfigError, KafkaPoolConfig, RedisPoolConfig,
+};
 use crate::subject::Subject;
 
 /// Why TLS settings could not be built. Each text names the file or setting.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    #[error("cannot read {path}: {problem}")]
+    Unreadable { path: String, problem: String },
     #[error("cannot read certificates from {path}: {problem}")]
     Certificates { path: String, problem: String },
     #[error("{path} holds no PEM certificate")]
@@ -60,9 +65,21 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+fn read_file(path: &str) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|error| TlsError::Unreadable {
+        path: path.to_owned(),
+        problem: error.to_string(),
+    })
+}
+
 fn read_certificates(path: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certificates = CertificateDer::pem_file_iter(Path::new(path))
-        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+    certificates_in(path, &read_file(path)?)
+}
+
+/// The PEM certificates in `pem`, the content of the file `path` (named in the error).
+fn certificates_in(path: &str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certificates = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|error| TlsError::Certificates {
             path: path.to_owned(),
             problem: error.to_string(),
@@ -76,15 +93,25 @@ fn read_certificates(path: &str) -> Result<Vec<CertificateDer<'static>>, TlsErro
 }
 
 fn read_key(path: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(Path::new(path)).map_err(|error| TlsError::Key {
+    key_in(path, &read_file(path)?)
+}
+
+/// The PEM private key in `pem`, the content of the file `path`.
+fn key_in(path: &str, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|error| TlsError::Key {
         path: path.to_owned(),
         problem: error.to_string(),
     })
 }
 
 fn read_roots(path: &str) -> Result<rustls::RootCertStore, TlsError> {
+    roots_in(path, &read_file(path)?)
+}
+
+/// The CA certificates in `pem`, the content of the file `path`.
+fn roots_in(path: &str, pem: &[u8]) -> Result<rustls::RootCertStore, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
-    for certificate in read_certificates(path)? {
+    for certificate in certificates_in(path, pem)? {
         roots.add(certificate).map_err(|error| TlsError::BadCa {
             path: path.to_owned(),
             problem: error.to_string(),
@@ -208,54 +235,188 @@ pub fn log_handshake_failure(client: SocketAddr, error: &HandshakeError) {
 
 // === the backend side: pools with tls = true ===
 
+/// Why a pool's TLS settings could not be built: the pool's key (`ca_file`, `cert_file`, `key_file`,
+/// `server_name`) and the problem.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct PoolTlsError {
+    pub key: &'static str,
+    pub problem: TlsError,
+}
+
+/// Builds a closure that names `key` in a [`PoolTlsError`].
+fn at_key(key: &'static str) -> impl Fn(TlsError) -> PoolTlsError {
+    move |problem| PoolTlsError { key, problem }
+}
+
+/// The content of the files a TLS pool names: what its TLS settings were built from, compared at every
+/// reload to learn whether a file was rotated in place (the same path, new content). `Debug` shows the paths
+/// only (the key file's content is a secret).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PoolTlsFiles {
+    ca: (String, Vec<u8>),
+    /// The client certificate chain and its key, each path with its content.
+    client: Option<[(String, Vec<u8>); 2]>,
+}
+
+impl std::fmt::Debug for PoolTlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let client = self
+            .client
+            .as_ref()
+            .map(|[(cert, _), (key, _)]| (cert, key));
+        f.debug_struct("PoolTlsFiles")
+            .field("ca_file", &self.ca.0)
+            .field("client", &client)
+            .finish()
+    }
+}
+
+/// The TLS keys of a pool, Redis or Kafka (both name the same files).
+#[derive(Debug, Clone, Copy)]
+pub struct PoolTlsPaths<'a> {
+    pub tls: bool,
+    pub ca_file: Option<&'a String>,
+    pub cert_file: Option<&'a String>,
+    pub key_file: Option<&'a String>,
+}
+
+impl<'a> From<&'a RedisPoolConfig> for PoolTlsPaths<'a> {
+    fn from(pool: &'a RedisPoolConfig) -> Self {
+        PoolTlsPaths {
+            tls: pool.tls,
+            ca_file: pool.ca_file.as_ref(),
+            cert_file: pool.cert_file.as_ref(),
+            key_file: pool.key_file.as_ref(),
+        }
+    }
+}
+
+impl<'a> From<&'a KafkaPoolConfig> for PoolTlsPaths<'a> {
+    fn from(pool: &'a KafkaPoolConfig) -> Self {
+        PoolTlsPaths {
+            tls: pool.tls,
+            ca_file: pool.ca_file.as_ref(),
+            cert_file: pool.cert_file.as_ref(),
+            key_file: pool.key_file.as_ref(),
+        }
+    }
+}
+
+impl PoolTlsFiles {
+    /// Reads the files of `pool` (`None` for a plaintext pool). Only reads: [`PoolTlsFiles::client_config`]
+    /// checks what they hold.
+    pub fn read<'a>(
+        pool: impl Into<PoolTlsPaths<'a>>,
+    ) -> Result<Option<PoolTlsFiles>, PoolTlsError> {
+        let pool = pool.into();
+        if !pool.tls {
+            return Ok(None);
+        }
+        let Some(ca_file) = pool.ca_file else {
+            // Config::validate requires ca_file with tls = true.
+            return Err(at_key("ca_file")(TlsError::NoCertificate {
+                path: "(unset)".to_owned(),
+            }));
+        };
+        let ca = (
+            ca_file.clone(),
+            read_file(ca_file).map_err(at_key("ca_file"))?,
+        );
+        let client = match (pool.cert_file, pool.key_file) {
+            (Some(cert), Some(key)) => Some([
+                (cert.clone(), read_file(cert).map_err(at_key("cert_file"))?),
+                (key.clone(), read_file(key).map_err(at_key("key_file"))?),
+            ]),
+            _ => None,
+        };
+        Ok(Some(PoolTlsFiles { ca, client }))
+    }
+
+    /// The rustls client configuration these files make: the CA's roots, and the client certificate.
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, PoolTlsError> {
+        let (ca_path, ca) = &self.ca;
+        let roots = roots_in(ca_path, ca).map_err(at_key("ca_file"))?;
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| at_key("tls")(error.into()))?
+            .with_root_certificates(roots);
+        let Some([(cert_path, cert), (key_path, key)]) = &self.client else {
+            return Ok(builder.with_no_client_auth());
+        };
+        let chain = certificates_in(cert_path, cert).map_err(at_key("cert_file"))?;
+        let key = key_in(key_path, key).map_err(at_key("key_file"))?;
+        builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|error| at_key("key_file")(error.into()))
+    }
+}
+
 /// How a pool's connections to its Redis nodes are encrypted: the CA that signs the nodes' certificates, an
 /// optional client certificate, and the name checked in the node's certificate (`server_name`, else the host
 /// of each node's address, so the nodes of a cluster announced by CLUSTER SLOTS are checked by their IP).
+///
+/// Shared by every connection of the pool. A reload that finds one of the pool's files rotated in place
+/// replaces the settings inside ([`BackendTls::reread`]) without rebuilding the pool: connections open keep
+/// their session, the next connection made uses the new files.
 pub struct BackendTls {
+    current: ArcSwap<BackendTlsSettings>,
+    /// How many times the settings were replaced: a connection that failed with older settings tries the new
+    /// ones at once rather than waiting out its reconnect hold-off.
+    rotations: AtomicU64,
+}
+
+/// One reading of a pool's TLS files.
+struct BackendTlsSettings {
     connector: tokio_rustls::TlsConnector,
     server_name: Option<ServerName<'static>>,
+    files: PoolTlsFiles,
 }
 
 impl std::fmt::Debug for BackendTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackendTls")
-            .field("server_name", &self.server_name)
+            .field("server_name", &self.current.load().server_name)
             .finish_non_exhaustive()
     }
 }
 
 impl BackendTls {
-    /// The pool's TLS settings, `None` for a plaintext pool. The files are read here, when the pool is built.
-    pub fn for_pool(pool: &RedisPoolConfig) -> Result<Option<Arc<BackendTls>>, TlsError> {
-        if !pool.tls {
+    /// The pool's TLS settings, `None` for a plaintext pool. The files are read here, when the pool is built
+    /// (and again at each reload, [`BackendTls::reread`]).
+    pub fn for_pool(pool: &RedisPoolConfig) -> Result<Option<Arc<BackendTls>>, PoolTlsError> {
+        let Some(files) = PoolTlsFiles::read(pool)? else {
+            return Ok(None);
+        };
+        let settings = BackendTlsSettings::build(pool, files)?;
+        Ok(Some(Arc::new(BackendTls {
+            current: ArcSwap::from_pointee(settings),
+            rotations: AtomicU64::new(0),
+        })))
+    }
+
+    /// Reads the files of `pool` (this pool's unchanged settings) again: `None` when they hold what they held,
+    /// else the new settings, to [`TlsRotation::apply`] once the whole reload is known to succeed. A file that
+    /// became unreadable or invalid is an error naming its key.
+    pub fn reread(
+        self: &Arc<Self>,
+        pool: &RedisPoolConfig,
+    ) -> Result<Option<TlsRotation>, PoolTlsError> {
+        let Some(files) = PoolTlsFiles::read(pool)? else {
+            return Ok(None);
+        };
+        if files == self.current.load().files {
             return Ok(None);
         }
-        let Some(ca_file) = &pool.ca_file else {
-            // Config::validate requires ca_file with tls = true.
-            return Err(TlsError::NoCertificate {
-                path: "ca_file (unset)".to_owned(),
-            });
-        };
-        let builder = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(read_roots(ca_file)?);
-        let client = match (&pool.cert_file, &pool.key_file) {
-            (Some(cert), Some(key)) => {
-                builder.with_client_auth_cert(read_certificates(cert)?, read_key(key)?)?
-            }
-            _ => builder.with_no_client_auth(),
-        };
-        let server_name = match &pool.server_name {
-            Some(name) => Some(
-                ServerName::try_from(name.clone())
-                    .map_err(|_| TlsError::ServerName(name.clone()))?,
-            ),
-            None => None,
-        };
-        Ok(Some(Arc::new(BackendTls {
-            connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
-            server_name,
-        })))
+        Ok(Some(TlsRotation {
+            tls: Arc::clone(self),
+            next: Arc::new(BackendTlsSettings::build(pool, files)?),
+        }))
+    }
+
+    /// Changes each time a reload replaces the settings (see [`TlsRotation::apply`]).
+    pub fn rotations(&self) -> u64 {
+        self.rotations.load(Ordering::Acquire)
     }
 
     /// The client side of the handshake with the node at `address` (the caller bounds the time).
@@ -264,11 +425,12 @@ impl BackendTls {
         tcp: TcpStream,
         address: &str,
     ) -> Result<BackendStream, BackendTlsError> {
-        let name = match &self.server_name {
+        let settings = self.current.load_full();
+        let name = match &settings.server_name {
             Some(name) => name.clone(),
             None => name_of(address)?,
         };
-        let stream = self
+        let stream = settings
             .connector
             .connect(name, tcp)
             .await
@@ -280,6 +442,46 @@ impl BackendTls {
     }
 }
 
+impl BackendTlsSettings {
+    fn build(
+        pool: &RedisPoolConfig,
+        files: PoolTlsFiles,
+    ) -> Result<BackendTlsSettings, PoolTlsError> {
+        let server_name = match &pool.server_name {
+            Some(name) => Some(
+                ServerName::try_from(name.clone())
+                    .map_err(|_| at_key("server_name")(TlsError::ServerName(name.clone())))?,
+            ),
+            None => None,
+        };
+        Ok(BackendTlsSettings {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(files.client_config()?)),
+            server_name,
+            files,
+        })
+    }
+}
+
+/// New TLS settings for a pool whose files were rotated, read by a reload and put in force by it.
+pub struct TlsRotation {
+    tls: Arc<BackendTls>,
+    next: Arc<BackendTlsSettings>,
+}
+
+impl std::fmt::Debug for TlsRotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsRotation").finish_non_exhaustive()
+    }
+}
+
+impl TlsRotation {
+    /// Makes the new settings the ones the pool's next connections use.
+    pub fn apply(self) {
+        self.tls.current.store(self.next);
+        self.tls.rotations.fetch_add(1, Ordering::Release);
+    }
+}
+
 /// The offset store of a Kafka pool whose Redis is a TLS pool (`offsets = { pool = "..." }`): its sockets get
 /// that pool's TLS.
 #[derive(Debug)]
@@ -288,7 +490,7 @@ pub struct StoreTls(Arc<BackendTls>);
 impl StoreTls {
     pub fn for_pool(
         pool: &RedisPoolConfig,
-    ) -> Result<Option<Arc<dyn kafka_bridge::StoreTransport>>, TlsError> {
+    ) -> Result<Option<Arc<dyn kafka_bridge::StoreTransport>>, PoolTlsError> {
         let tls = BackendTls::for_pool(pool)?;
         Ok(tls.map(|tls| Arc::new(StoreTls(tls)) as Arc<dyn kafka_bridge::StoreTransport>))
     }
@@ -326,6 +528,23 @@ fn name_of(address: &str) -> Result<ServerName<'static>, BackendTlsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pool_tls_files_debug_shows_no_key_content() {
+        let files = PoolTlsFiles {
+            ca: ("ca.pem".into(), b"CA".to_vec()),
+            client: Some([
+                ("c.pem".into(), b"CERT".to_vec()),
+                ("c.key".into(), b"SECRET KEY".to_vec()),
+            ]),
+        };
+        let text = format!("{files:?}");
+        // "SEC" as Vec<u8>'s Debug would print it.
+        assert!(
+            text.contains("c.key") && !text.contains("83, 69, 67"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn a_node_is_checked_by_its_host() {

@@ -30,4 +30,5 @@ mod stats;
 mod tenant_scripts;
 mod tenants;
 mod tls;
+mod tls_reload;
 mod transactions;

@@ -26,12 +26,12 @@ use crate::support::*;
 const BOUNDED: Duration = Duration::from_secs(10);
 
 /// A file of the run's test certificates.
-fn tls_file(name: &str) -> String {
+pub(crate) fn tls_file(name: &str) -> String {
     let dir = env_addr("RKPROXY_TEST_TLS_DIR");
     PathBuf::from(dir).join(name).display().to_string()
 }
 
-fn tls_redis() -> String {
+pub(crate) fn tls_redis() -> String {
     env_addr("RKPROXY_TEST_TLS_REDIS")
 }
 
@@ -93,7 +93,7 @@ fn certificates(name: &str) -> Vec<CertificateDer<'static>> {
 
 /// A rustls client configuration trusting `ca` (a file of the test folder), with `client` (`client` for
 /// client.crt/key) as its certificate if given.
-fn client_config(ca: &str, client: Option<&str>) -> Arc<rustls::ClientConfig> {
+pub(crate) fn client_config(ca: &str, client: Option<&str>) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for certificate in certificates(ca) {
         roots.add(certificate).unwrap();
@@ -114,10 +114,10 @@ fn client_config(ca: &str, client: Option<&str>) -> Arc<rustls::ClientConfig> {
     })
 }
 
-type TlsClient = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+pub(crate) type TlsClient = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 /// Connects with rustls to `addr`; the handshake's outcome (bounded in time).
-async fn tls_connect(
+pub(crate) async fn tls_connect(
     addr: std::net::SocketAddr,
     config: Arc<rustls::ClientConfig>,
 ) -> std::io::Result<TlsClient> {
@@ -131,7 +131,7 @@ async fn tls_connect(
 
 /// Sends one RESP command and reads until a whole reply line set has arrived (simple replies only), or the
 /// connection closes (`None`).
-async fn command(stream: &mut TlsClient, request: &[u8]) -> Option<String> {
+pub(crate) async fn command(stream: &mut TlsClient, request: &[u8]) -> Option<String> {
     stream.write_all(request).await.ok()?;
     let mut reply = Vec::new();
     let mut buffer = [0u8; 4096];

@@ -1,0 +1,390 @@
+//! The reply queue, [`PendingQueue`]: the session's pending replies in request order, with the timing of each
+//! entry (see the parent module's docs) and the client's requests in flight and their bytes.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::super::pending::{Expect, Pending};
+use crate::stats::Stats;
+use cluster_router::topology::NodeAddr;
+
+/// Timing of one entry of the reply queue.
+#[derive(Default)]
+pub(super) struct Sent {
+    /// When it was pushed (dispatched); `None` for entries the proxy answered itself.
+    pub(super) at: Option<Instant>,
+    /// When the proxy framed its first request (the start of the time in the proxy); `at` if unknown.
+    pub(super) framed_at: Option<Instant>,
+    /// How long until it was last taken off the front.
+    pub(super) took: Option<Duration>,
+    /// Requests it stands for (a batch stands for several).
+    pub(super) requests: u32,
+    /// Framed requests it carried (see `PendingQueue::commands`), set when it is taken off the front.
+    pub(super) carried: u32,
+    /// Kept only while the slow log is on: what was sent, for a slow-log entry.
+    pub(super) request: Option<Bytes>,
+    /// The backend node(s) that answered.
+    pub(super) target: Target,
+}
+
+/// Which backend node(s) answered an entry.
+#[derive(Default)]
+pub(super) enum Target {
+    #[default]
+    Unknown,
+    /// A standalone pool's node.
+    Label(Arc<str>),
+    /// A cluster node (its label is looked up once per session, see `PendingQueue::label`).
+    Node(Arc<NodeAddr>),
+    /// Cluster nodes of a split or pipelined request, with the requests each answered.
+    Parts(Vec<(Arc<NodeAddr>, u32)>),
+}
+
+/// What one queue entry stands for: client requests in flight and their bytes.
+#[derive(Clone, Copy, Default)]
+struct InFlight {
+    requests: usize,
+    bytes: usize,
+}
+
+/// The reply queue, with the timing of each entry (see the module docs). It also counts the client's requests
+/// in flight and their bytes (for `client_limits.max_pending_requests` and `max_pending_bytes`); a batch of
+/// requests is one entry but counts every request in it.
+///
+/// Requests are counted as they are framed ([`PendingQueue::framed`]) and attributed to the next entry pushed,
+/// which is the one that carries them (a batch is pushed after its requests were framed); their count falls
+/// when that entry completes. Requests framed that push no entry (held behind a barrier, CLIENT REPLY OFF) are
+/// forgotten at the end of the read ([`PendingQueue::forget_unattributed`]): at most one request, so never a
+/// count that cannot fall.
+#[derive(Default)]
+pub(in crate::session) struct PendingQueue {
+    entries: VecDeque<Pending>,
+    sent: VecDeque<Sent>,
+    /// What each entry of `entries` stands for, in the same order.
+    carried: VecDeque<InFlight>,
+    /// Framed requests not attributed to an entry yet.
+    unattributed: InFlight,
+    /// Totals over `carried` and `unattributed`.
+    total: InFlight,
+    /// What the entry last taken by `pop_front` stood for, given back by `push_front`.
+    last_carried: InFlight,
+    /// The entry taken off the front last, until it is put back or settled.
+    popped: Option<Sent>,
+    /// Entries taken off complete, not yet recorded.
+    completed: Vec<Sent>,
+    timing: bool,
+    /// When the requests framed in the current pass over the read buffer began (one clock read per pass).
+    framed_at: Option<Instant>,
+    pub(super) slow_after: Option<Duration>,
+    /// Cluster nodes' labels, made once per session (not once per request).
+    labels: Vec<(Arc<NodeAddr>, Arc<str>)>,
+    /// While timing: the command of every request counted in `total`, in the order they were framed, as runs
+    /// of one command. It changes in step with `total` (framed at the back, forgotten from the back, and taken
+    /// from the front by each completed entry, as many as it carried), so each request's command gets the
+    /// time of the entry that carried it, with no clock read or allocation per request.
+    commands: VecDeque<(&'static str, u32)>,
+}
+
+impl PendingQueue {
+    pub(in crate::session) fn new(timing: bool, slow_after: Option<Duration>) -> PendingQueue {
+        PendingQueue {
+            timing,
+            slow_after,
+            ..PendingQueue::default()
+        }
+    }
+
+    pub(in crate::session) fn push_back(&mut self, entry: Pending) {
+        let sent = self.start(&entry);
+        self.sent.push_back(sent);
+        self.entries.push_back(entry);
+        self.carry_unattributed();
+    }
+
+    fn carry_unattributed(&mut self) {
+        let carried = std::mem::take(&mut self.unattributed);
+        self.carried.push_back(carried);
+    }
+
+    /// Counts a framed request of `bytes` bytes and command `command` (its stats label), in flight from now on.
+    pub(in crate::session) fn framed(&mut self, bytes: usize, command: &'static str) {
+        if self.timing {
+            if self.framed_at.is_none() {
+                self.framed_at = Some(Instant::now());
+            }
+            match self.commands.back_mut() {
+                Some((last, run)) if std::ptr::eq(*last, command) => *run += 1,
+                _ => self.commands.push_back((command, 1)),
+            }
+        }
+        self.unattributed.requests += 1;
+        self.unattributed.bytes += bytes;
+        self.total.requests += 1;
+        self.total.bytes += bytes;
+    }
+
+    /// Forgets framed requests that no entry carries (see the type's documentation).
+    pub(in crate::session) fn forget_unattributed(&mut self) {
+        self.framed_at = None;
+        let forgotten = std::mem::take(&mut self.unattributed);
+        self.total.requests -= forgotten.requests;
+        self.total.bytes -= forgotten.bytes;
+        if self.timing {
+            self.forget_commands(forgotten.requests);
+        }
+    }
+
+    /// Drops the commands of the `count` requests framed last.
+    fn forget_commands(&mut self, mut count: usize) {
+        while count > 0 {
+            let Some((_, run)) = self.commands.back_mut() else {
+                return;
+            };
+            let run_len = *run as usize;
+            if run_len > count {
+                *run -= count as u32;
+                return;
+            }
+            count -= run_len;
+            self.commands.pop_back();
+        }
+    }
+
+    /// Takes the commands of the `count` oldest requests, giving each run of one command to `each`.
+    pub(super) fn take_commands(
+        &mut self,
+        mut count: u32,
+        mut each: impl FnMut(&'static str, u32),
+    ) {
+        while count > 0 {
+            let Some(&mut (command, ref mut run)) = self.commands.front_mut() else {
+                return;
+            };
+            let taken = (*run).min(count);
+            each(command, taken);
+            count -= taken;
+            *run -= taken;
+            if *run == 0 {
+                self.commands.pop_front();
+            }
+        }
+    }
+
+    /// Client requests in flight (a batch counts each of its requests).
+    pub(in crate::session) fn in_flight_requests(&self) -> usize {
+        self.total.requests
+    }
+
+    /// Bytes of the client's requests in flight.
+    pub(in crate::session) fn in_flight_bytes(&self) -> usize {
+        self.total.bytes
+    }
+
+    /// Pushes an entry for `request`, sent to `node` (the request is kept for the slow log while it is on).
+    pub(in crate::session) fn push_sent(
+        &mut self,
+        entry: Pending,
+        request: &Bytes,
+        node: &Arc<str>,
+    ) {
+        let mut sent = self.start(&entry);
+        if self.timing {
+            sent.target = Target::Label(Arc::clone(node));
+            if self.slow_after.is_some() {
+                // A copy of the first bytes, not the request: its buffer is not kept alive until the reply.
+                let kept = request.len().min(SLOW_PREFIX);
+                sent.request = Some(Bytes::copy_from_slice(&request[..kept]));
+            }
+        }
+        self.sent.push_back(sent);
+        self.entries.push_back(entry);
+        self.carry_unattributed();
+    }
+
+    fn start(&self, entry: &Pending) -> Sent {
+        if !self.timing || matches!(entry, Pending::Ready(_)) {
+            return Sent::default();
+        }
+        let at = Instant::now();
+        Sent {
+            at: Some(at),
+            framed_at: Some(self.framed_at.unwrap_or(at)),
+            requests: requests_of(entry),
+            ..Sent::default()
+        }
+    }
+
+    /// Puts back the entry taken off last (it keeps its start), or another entry in its place.
+    pub(in crate::session) fn push_front(&mut self, entry: Pending) {
+        let sent = self.popped.take().unwrap_or_default();
+        self.sent.push_front(sent);
+        self.entries.push_front(entry);
+        let carried = std::mem::take(&mut self.last_carried);
+        self.total.requests += carried.requests;
+        self.total.bytes += carried.bytes;
+        self.carried.push_front(carried);
+    }
+
+    pub(in crate::session) fn pop_front(&mut self) -> Option<Pending> {
+        let entry = self.entries.pop_front()?;
+        let carried = self.carried.pop_front().unwrap_or_default();
+        self.total.requests -= carried.requests;
+        self.total.bytes -= carried.bytes;
+        self.last_carried = carried;
+        let mut sent = self.sent.pop_front().unwrap_or_default();
+        sent.carried = u32::try_from(carried.requests).unwrap_or(u32::MAX);
+        if let Some(previous) = self.popped.take() {
+            // Completed entries are kept for `observe_before_write`, which runs only while timing.
+            if self.timing {
+                self.completed.push(previous);
+            }
+        }
+        if let Some(at) = sent.at {
+            let took = at.elapsed();
+            sent.took = Some(took);
+            if !matches!(sent.target, Target::Label(_)) {
+                sent.target = target_of(&entry);
+            }
+            if self.slow_after.is_some_and(|limit| took >= limit) && sent.request.is_none() {
+                sent.request = request_of(&entry);
+            }
+        }
+        self.popped = Some(sent);
+        Some(entry)
+    }
+
+    /// Whether entries completed since the last `settle`.
+    pub(super) fn has_completed(&self) -> bool {
+        self.popped.is_some() || !self.completed.is_empty()
+    }
+
+    /// The entries completed since the last call (give the vector back with `reuse`, to keep its capacity).
+    pub(super) fn settle(&mut self) -> Vec<Sent> {
+        if let Some(last) = self.popped.take() {
+            self.completed.push(last);
+        }
+        std::mem::take(&mut self.completed)
+    }
+
+    pub(super) fn reuse(&mut self, mut emptied: Vec<Sent>) {
+        emptied.clear();
+        self.completed = emptied;
+    }
+
+    /// A cluster node's label, made once per session.
+    pub(in crate::session) fn label(&mut self, node: &Arc<NodeAddr>) -> Arc<str> {
+        if let Some((_, label)) = self
+            .labels
+            .iter()
+            .find(|(known, _)| Arc::ptr_eq(known, node) || **known == **node)
+        {
+            return Arc::clone(label);
+        }
+        let label: Arc<str> = Arc::from(node.to_string());
+        self.labels.push((Arc::clone(node), Arc::clone(&label)));
+        label
+    }
+
+    /// Calls `count` with each node of a completed entry and the requests it answered (no allocation: this
+    /// runs once per completed entry).
+    pub(super) fn for_each_node(&mut self, sent: &Sent, mut count: impl FnMut(&Arc<str>, u32)) {
+        match &sent.target {
+            Target::Unknown => {}
+            Target::Label(label) => count(label, sent.requests),
+            Target::Node(node) => count(&self.label(node), sent.requests),
+            Target::Parts(parts) => {
+                for (node, requests) in parts {
+                    count(&self.label(node), *requests);
+                }
+            }
+        }
+    }
+
+    pub(in crate::session) fn front(&self) -> Option<&Pending> {
+        self.entries.front()
+    }
+
+    pub(in crate::session) fn front_mut(&mut self) -> Option<&mut Pending> {
+        self.entries.front_mut()
+    }
+
+    pub(in crate::session) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(in crate::session) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(in crate::session) fn iter(&self) -> std::collections::vec_deque::Iter<'_, Pending> {
+        self.entries.iter()
+    }
+
+    /// The entries, to complete those a dedicated connection answers (see `dedicated`).
+    pub(in crate::session) fn iter_mut(
+        &mut self,
+    ) -> std::collections::vec_deque::IterMut<'_, Pending> {
+        self.entries.iter_mut()
+    }
+}
+
+/// How many client requests an entry answers.
+pub(super) fn requests_of(entry: &Pending) -> u32 {
+    let requests = match entry {
+        Pending::Waiting(_, Expect::Batch(count)) => *count,
+        Pending::Sent(sent) => sent.count,
+        Pending::Pipeline(pipeline) => pipeline.order.len(),
+        _ => 1,
+    };
+    u32::try_from(requests).unwrap_or(u32::MAX)
+}
+
+/// What a cluster entry sent, for the slow log (standalone entries carry it from `push_sent`).
+fn request_of(entry: &Pending) -> Option<Bytes> {
+    match entry {
+        Pending::Routed(routed) => Some(routed.request.clone()),
+        Pending::Transaction(exec) => Some(exec.unit.clone()),
+        Pending::Merge(merge) => merge.parts.first().map(|part| part.request.clone()),
+        Pending::Pipeline(pipeline) => pipeline.parts.first().map(|part| part.requests.clone()),
+        Pending::Ready(_) | Pending::Waiting(..) | Pending::Sent(_) | Pending::Dedicated(_) => None,
+    }
+}
+
+/// The cluster node(s) that answered an entry.
+fn target_of(entry: &Pending) -> Target {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    match entry {
+        Pending::Routed(routed) => Target::Node(Arc::clone(&routed.node)),
+        Pending::Transaction(exec) => Target::Node(Arc::clone(&exec.node)),
+        Pending::Merge(merge) => Target::Parts(
+            merge
+                .parts
+                .iter()
+                .map(|part| (Arc::clone(&part.node), count(part.commands)))
+                .collect(),
+        ),
+        Pending::Pipeline(pipeline) => Target::Parts(
+            pipeline
+                .parts
+                .iter()
+                .map(|part| (Arc::clone(&part.node), count(part.ends.len())))
+                .collect(),
+        ),
+        Pending::Ready(_) | Pending::Waiting(..) | Pending::Sent(_) | Pending::Dedicated(_) => {
+            Target::Unknown
+        }
+    }
+}
+
+/// The slow log keeps at most this many leading bytes of a request sent to a standalone pool (enough for
+/// 32 short arguments; a big value is not kept alive until its reply).
+pub(super) const SLOW_PREFIX: usize = 1024;
+
+/// The reply queue a session starts with.
+pub(in crate::session) fn new_queue(stats: &Stats) -> PendingQueue {
+    PendingQueue::new(stats.enabled(), stats.slowlog().threshold())
+}

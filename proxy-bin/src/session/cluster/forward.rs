@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cluster_router::commands::CommandSpec;
+use cluster_router::commands::{CommandSpec, MergePolicy};
 use cluster_router::plan::{route, RouteError, RoutePlan};
 use cluster_router::topology::NodeAddr;
 use resp_codec::Request;
@@ -18,6 +18,87 @@ use super::split::scan;
 use super::{no_topology, ClusterSession};
 
 impl ClusterSession {
+    /// Sends a request to the node serving `slot`: one of its replicas (chosen by client) when
+    /// `prefer_replica` and it has any, else its master.
+    // The session's routing context (client id, protocol) is passed as is, like `send_routed`'s.
+    #[allow(clippy::too_many_arguments)]
+    fn send_to_slot(
+        &mut self,
+        slot: u16,
+        prefer_replica: bool,
+        client_id: u64,
+        resp3: bool,
+        request: &Request,
+        rewrite: Option<&'static CommandSpec>,
+        patience: Patience,
+    ) -> Pending {
+        let map = &self.topology.map;
+        let replicas = if prefer_replica {
+            map.replicas_for_slot(slot)
+        } else {
+            &[]
+        };
+        if !replicas.is_empty() {
+            let replica = Arc::new(replicas[(client_id as usize) % replicas.len()].clone());
+            return self.send_routed(replica, true, client_id, resp3, request, rewrite, patience);
+        }
+        let sent = map.shard_for_slot(slot).and_then(|index| {
+            self.send_to_master(index, client_id, resp3, request, rewrite, patience)
+        });
+        sent.unwrap_or_else(|| {
+            self.pool.request_refresh();
+            Pending::Ready(Bytes::from(RouteError::SlotNotServed { slot }.to_reply()))
+        })
+    }
+
+    /// Sends a whole-keyspace command to every master (or, with `all_nodes`, every node), the
+    /// replies merged with `policy`.
+    fn send_to_every_node(
+        &mut self,
+        all_nodes: bool,
+        policy: MergePolicy,
+        request: &Request,
+        rewrite: Option<&'static CommandSpec>,
+        client_id: u64,
+        resp3: bool,
+    ) -> Pending {
+        let nodes: Vec<Arc<NodeAddr>> = if all_nodes {
+            self.topology.map.nodes().cloned().map(Arc::new).collect()
+        } else {
+            self.masters
+                .iter()
+                .map(|(node, _)| Arc::clone(node))
+                .collect()
+        };
+        if nodes.is_empty() {
+            return Pending::Ready(no_topology(&self.pool));
+        }
+        let parts = nodes
+            .into_iter()
+            .map(|node| {
+                let receiver = self
+                    .connection(&node, false, client_id, resp3)
+                    .send(request.raw().clone());
+                Part {
+                    receiver: Some(receiver),
+                    request: request.raw().clone(),
+                    commands: 1,
+                    node,
+                    redirects: 0,
+                    reply: None,
+                }
+            })
+            .collect();
+        Pending::Merge(Box::new(Merge {
+            parts,
+            combine: Combine::Policy {
+                policy,
+                split: Vec::new(),
+            },
+            rewrite,
+        }))
+    }
+
     /// Sends a request to master `index`; the pending entry follows MOVED/ASK later.
     fn send_to_master(
         &mut self,
@@ -117,27 +198,9 @@ impl Session {
         };
         let entry = match plan {
             RoutePlan::Slot(slot) => {
-                let map = &cluster.topology.map;
                 let prefer_replica =
                     spec.is_readonly() && cluster.pool.read_policy() == ReadPolicy::PreferReplica;
-                let replicas = if prefer_replica {
-                    map.replicas_for_slot(slot)
-                } else {
-                    &[]
-                };
-                let use_replica = !replicas.is_empty();
-                if use_replica {
-                    let replica = Arc::new(replicas[(id as usize) % replicas.len()].clone());
-                    cluster.send_routed(replica, true, id, resp3, &request, rewrite, patience)
-                } else {
-                    let sent = map.shard_for_slot(slot).and_then(|index| {
-                        cluster.send_to_master(index, id, resp3, &request, rewrite, patience)
-                    });
-                    sent.unwrap_or_else(|| {
-                        cluster.pool.request_refresh();
-                        Pending::Ready(Bytes::from(RouteError::SlotNotServed { slot }.to_reply()))
-                    })
-                }
+                cluster.send_to_slot(slot, prefer_replica, id, resp3, &request, rewrite, patience)
             }
             RoutePlan::Keyless => {
                 let sent = cluster.any_master_index(id).and_then(|index| {
@@ -148,51 +211,11 @@ impl Session {
             RoutePlan::Split { parts, merge } => {
                 cluster.send_split(&request, parts, merge, rewrite, id, resp3)
             }
-            RoutePlan::AllMasters(policy) | RoutePlan::AllNodes(policy) => {
-                let all_nodes = matches!(plan, RoutePlan::AllNodes(_));
-                let nodes: Vec<Arc<NodeAddr>> = if all_nodes {
-                    cluster
-                        .topology
-                        .map
-                        .nodes()
-                        .cloned()
-                        .map(Arc::new)
-                        .collect()
-                } else {
-                    cluster
-                        .masters
-                        .iter()
-                        .map(|(node, _)| Arc::clone(node))
-                        .collect()
-                };
-                if nodes.is_empty() {
-                    Pending::Ready(no_topology(&cluster.pool))
-                } else {
-                    let parts = nodes
-                        .into_iter()
-                        .map(|node| {
-                            let receiver = cluster
-                                .connection(&node, false, id, resp3)
-                                .send(request.raw().clone());
-                            Part {
-                                receiver: Some(receiver),
-                                request: request.raw().clone(),
-                                commands: 1,
-                                node,
-                                redirects: 0,
-                                reply: None,
-                            }
-                        })
-                        .collect();
-                    Pending::Merge(Box::new(Merge {
-                        parts,
-                        combine: Combine::Policy {
-                            policy,
-                            split: Vec::new(),
-                        },
-                        rewrite,
-                    }))
-                }
+            RoutePlan::AllMasters(policy) => {
+                cluster.send_to_every_node(false, policy, &request, rewrite, id, resp3)
+            }
+            RoutePlan::AllNodes(policy) => {
+                cluster.send_to_every_node(true, policy, &request, rewrite, id, resp3)
             }
             RoutePlan::Scan => scan(cluster, &request, id, resp3, rewrite),
             _ => Pending::Ready(ClusterError::CannotRoute.to_reply()),

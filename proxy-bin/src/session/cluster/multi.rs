@@ -115,28 +115,7 @@ impl Session {
             Ok(frames) if frames.len() == expected => frames,
             _ => return Ok(ReplyError::Unreadable.to_reply()),
         };
-        let queued = || frames.iter().skip(usize::from(exec.asking));
-        let redirect = queued()
-            .find(|frame| classify_reply(frame) == ClusterReplyKind::Redirect)
-            .cloned();
-        // ASK for some queued commands while others were queued or answered TRYAGAIN: the transaction's keys
-        // are split between the two nodes of a migration, and neither can run it whole (the importing node
-        // would treat the keys still on the other side as missing). Redis's answer to a multi-key command in
-        // that state is TRYAGAIN, and it is handled as one: sending the unit to the importing node could run it
-        // after later requests of the client that ran on the keys still at the old owner.
-        let asked = |r: &Bytes| parse_redirect(r).is_some_and(|r| r.kind == RedirectKind::Ask);
-        let split_by_migration = redirect.as_ref().is_some_and(asked)
-            && queued().any(|frame| {
-                frame.starts_with(b"+QUEUED") || classify_reply(frame) == ClusterReplyKind::TryAgain
-            });
-        let (redirect, try_again) = if split_by_migration {
-            (None, Some(ClusterError::TryAgain.to_reply()))
-        } else {
-            let try_again = queued()
-                .find(|frame| classify_reply(frame) == ClusterReplyKind::TryAgain)
-                .cloned();
-            (redirect, try_again)
-        };
+        let (redirect, try_again) = unit_outcome(&frames, exec.asking);
         let later_in_flight = self.later_requests_in_flight();
         let (id, resp3) = (self.id, self.resp3);
         let redirect = match (redirect, try_again) {
@@ -290,4 +269,31 @@ fn reply_kinds(frames: &[Bytes]) -> String {
         })
         .collect();
     kinds.join(" ")
+}
+
+/// What stopped a transaction unit from running, from its replies (`frames`, after `ASKING`'s own when
+/// `asking`): the redirect to follow, or the TRYAGAIN to handle; neither when EXEC's reply is final.
+fn unit_outcome(frames: &[Bytes], asking: bool) -> (Option<Bytes>, Option<Bytes>) {
+    let queued = || frames.iter().skip(usize::from(asking));
+    let redirect = queued()
+        .find(|frame| classify_reply(frame) == ClusterReplyKind::Redirect)
+        .cloned();
+    // ASK for some queued commands while others were queued or answered TRYAGAIN: the transaction's keys
+    // are split between the two nodes of a migration, and neither can run it whole (the importing node
+    // would treat the keys still on the other side as missing). Redis's answer to a multi-key command in
+    // that state is TRYAGAIN, and it is handled as one: sending the unit to the importing node could run it
+    // after later requests of the client that ran on the keys still at the old owner.
+    let asked = |r: &Bytes| parse_redirect(r).is_some_and(|r| r.kind == RedirectKind::Ask);
+    let split_by_migration = redirect.as_ref().is_some_and(asked)
+        && queued().any(|frame| {
+            frame.starts_with(b"+QUEUED") || classify_reply(frame) == ClusterReplyKind::TryAgain
+        });
+    if split_by_migration {
+        (None, Some(ClusterError::TryAgain.to_reply()))
+    } else {
+        let try_again = queued()
+            .find(|frame| classify_reply(frame) == ClusterReplyKind::TryAgain)
+            .cloned();
+        (redirect, try_again)
+    }
 }

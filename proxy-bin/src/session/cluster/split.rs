@@ -137,6 +137,15 @@ impl Session {
                 return;
             }
         };
+        // The connection tasks raise `redirects` when they read a MOVED, ASK or TRYAGAIN for this session, before
+        // they hand the reply on, and it is lowered only when nothing is owed (see `RedirectWatch`): while it is
+        // down, every reply of the share is final, and the share is kept whole without reading it here (the
+        // merge reads it once). The connection pairs exactly `commands` replies with the share.
+        let redirected = self.cluster.as_ref().is_none_or(|c| c.redirects.seen());
+        if !redirected {
+            share.reply = Some(bytes);
+            return;
+        }
         match classify_batch(&bytes) {
             Some((count, ClusterReplyKind::Final)) if count == share.commands => {
                 share.reply = Some(bytes);

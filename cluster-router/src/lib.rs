@@ -51,6 +51,7 @@ pub mod redirect;
 pub mod scan_cursor;
 pub mod slot;
 pub mod topology;
+mod walk;
 
 pub use args::Args;
 pub use commands::{key_indices, lookup, CommandError, CommandSpec};

@@ -11,10 +11,11 @@
 use std::collections::HashSet;
 
 use bytes::{Bytes, BytesMut};
-use resp_codec::{put_header, reply_len, Frame, Limits};
+use resp_codec::{put_header, Frame};
 
 use crate::commands::MergePolicy;
 use crate::plan::SplitPart;
+use crate::walk;
 
 /// Merges `replies` (one per part or node, in order) with `policy`. `parts` is only needed
 /// for [`MergePolicy::OrderedByKey`]; pass `&[]` otherwise.
@@ -94,20 +95,18 @@ pub fn merge_ordered(parts: &[SplitPart], replies: Vec<Frame>) -> Frame {
     if replies.len() != parts.len() {
         return unexpected("one reply per part");
     }
-    let total: usize = parts.iter().map(|part| part.key_positions.len()).sum();
-    let mut merged: Vec<Option<Frame>> = vec![None; total];
+    let mut merged: Vec<Option<Frame>> = vec![None; parts.len()];
     for (part, reply) in parts.iter().zip(replies) {
         let Some(items) = elements(reply) else {
             return unexpected("an array");
         };
-        if items.len() != part.key_positions.len() {
+        // One element: the value of the part's one key.
+        let Ok([item]) = <[Frame; 1]>::try_from(items) else {
             return unexpected("one array element per key");
-        }
-        for (&position, item) in part.key_positions.iter().zip(items) {
-            match merged.get_mut(position) {
-                Some(slot @ None) => *slot = Some(item),
-                _ => return unexpected("distinct key positions"),
-            }
+        };
+        match merged.get_mut(part.key_position) {
+            Some(slot @ None) => *slot = Some(item),
+            _ => return unexpected("distinct key positions"),
         }
     }
     let merged: Option<Vec<Frame>> = merged.into_iter().collect();
@@ -142,31 +141,26 @@ pub fn merge_ordered_raw<'a>(
     parts: &[SplitPart],
     replies: impl IntoIterator<Item = &'a [u8]>,
 ) -> Option<Bytes> {
-    let total: usize = parts.iter().map(|part| part.key_positions.len()).sum();
+    let total = parts.len();
     // Every element is at least `_\r\n`, so an empty slice marks a position not filled yet.
     let mut elements: Vec<&[u8]> = vec![&[]; total];
-    // Any reply Redis produces must pass, however deep (the client limits are for requests).
-    let limits = Limits::for_backend_replies();
     let mut chunks = replies.into_iter();
     let mut rest: &[u8] = &[];
     for part in parts {
         while rest.is_empty() {
             rest = chunks.next()?;
         }
-        let (count, mut at) = array_header(rest)?;
-        if count != part.key_positions.len() {
+        // One element: the value of the part's one key.
+        let (1, at) = array_header(rest)? else {
             return None;
+        };
+        let element_len = walk::reply_len(rest.get(at..)?)?;
+        let element = rest.get(at..at + element_len)?;
+        match elements.get_mut(part.key_position) {
+            Some(slot) if slot.is_empty() => *slot = element,
+            _ => return None,
         }
-        for &position in &part.key_positions {
-            let element_len = reply_len(rest.get(at..)?, &limits).ok()??;
-            let element = rest.get(at..at + element_len)?;
-            match elements.get_mut(position) {
-                Some(slot) if slot.is_empty() => *slot = element,
-                _ => return None,
-            }
-            at += element_len;
-        }
-        rest = rest.get(at..)?;
+        rest = rest.get(at + element_len..)?;
     }
     if !rest.is_empty() || chunks.any(|chunk| !chunk.is_empty()) {
         return None;
@@ -188,6 +182,10 @@ pub fn merge_ordered_raw<'a>(
 fn array_header(reply: &[u8]) -> Option<(usize, usize)> {
     /// Longer than any `usize` in decimal: the header is malformed.
     const MAX_DIGITS: usize = 20;
+    // The header of every part's reply in a split, one element, is matched whole.
+    if reply.starts_with(b"*1\r\n") {
+        return Some((1, 4));
+    }
     let digits = reply.strip_prefix(b"*")?;
     let line_len = digits
         .iter()

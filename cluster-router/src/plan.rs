@@ -24,6 +24,8 @@
 //! writes a run back to back, so the proxy sends each node its share in one write and gets the
 //! replies back to back, in the order [`crate::merge::merge_ordered_raw`] reads them.
 
+use std::ops::Range;
+
 use bytes::BytesMut;
 use resp_codec::{put_bulk, put_header};
 
@@ -59,7 +61,8 @@ pub enum RoutePlan {
 }
 
 /// One sub-command of a split: the command name (argument 0) followed by the arguments at
-/// `arg_indices`.
+/// `arg_indices`, for one key (see the module docs). Plain numbers, nothing on the heap: a
+/// cross-slot MGET makes one per key on the proxy's per-command path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SplitPart {
@@ -67,11 +70,12 @@ pub struct SplitPart {
     pub slot: u16,
     /// The shard serving `slot`: an index into [`SlotMap::masters`].
     pub node_index: usize,
-    /// The arguments of the sub-command (after the name), in the caller's order.
-    pub arg_indices: Vec<usize>,
-    /// For each key of this part, its position among all the caller's keys (0-based), so
-    /// an ordered merge can put each reply element back where the caller expects it.
-    pub key_positions: Vec<usize>,
+    /// The arguments of the sub-command (after the name), in the caller's order: the key, and
+    /// for MSET its value.
+    pub arg_indices: Range<usize>,
+    /// The key's position among all the caller's keys (0-based), so an ordered merge can put
+    /// the part's reply element back where the caller expects it.
+    pub key_position: usize,
 }
 
 impl SplitPart {
@@ -98,7 +102,12 @@ impl SplitPart {
     pub fn encode(&self, args: &impl Args, dst: &mut BytesMut) {
         put_header(dst, b'*', self.arg_indices.len() + 1);
         put_bulk(dst, args.arg(0).unwrap_or_default());
-        for &index in &self.arg_indices {
+        self.encode_args(args, dst);
+    }
+
+    /// Writes this part's arguments after the name (see [`SplitPart::encode`]).
+    fn encode_args(&self, args: &impl Args, dst: &mut BytesMut) {
+        for index in self.arg_indices.clone() {
             put_bulk(dst, args.arg(index).unwrap_or_default());
         }
     }
@@ -127,6 +136,36 @@ impl SplitPart {
 /// assert_eq!(&wire[..], b"*2\r\n$3\r\nDEL\r\n$3\r\nbar\r\n*2\r\n$3\r\nDEL\r\n$3\r\nfoo\r\n");
 /// ```
 pub fn encode_parts(args: &impl Args, parts: &[SplitPart], dst: &mut BytesMut) {
+    /// Room for the header and name of any command in the table (the longest name is 20-odd
+    /// bytes); a longer name, which no known command has, is written part by part.
+    const PREFIX_ROOM: usize = 64;
+    let Some(first) = parts.first() else {
+        return;
+    };
+    // Every part of a split has as many arguments (the key, or the key and its value) behind
+    // the same name, so they all start with the same bytes: written once, copied for the rest,
+    // which halves the cost of encoding a cross-slot MGET.
+    let start = dst.len();
+    put_header(dst, b'*', first.arg_indices.len() + 1);
+    put_bulk(dst, args.arg(0).unwrap_or_default());
+    let mut prefix = [0u8; PREFIX_ROOM];
+    let prefix_len = dst.len() - start;
+    let same_prefix = |part: &SplitPart| part.arg_indices.len() == first.arg_indices.len();
+    if prefix_len > PREFIX_ROOM || !parts.iter().all(same_prefix) {
+        first.encode_args(args, dst);
+        encode_each(args, &parts[1..], dst);
+        return;
+    }
+    prefix[..prefix_len].copy_from_slice(&dst[start..]);
+    first.encode_args(args, dst);
+    for part in &parts[1..] {
+        dst.extend_from_slice(&prefix[..prefix_len]);
+        part.encode_args(args, dst);
+    }
+}
+
+/// [`encode_parts`] without the shared prefix.
+fn encode_each(args: &impl Args, parts: &[SplitPart], dst: &mut BytesMut) {
     for part in parts {
         part.encode(args, dst);
     }
@@ -275,34 +314,31 @@ fn split(
     if let Ok(plan) = single_slot(&keys, args) {
         return Ok(plan);
     }
-    let mut slotted: Vec<(u16, usize, usize)> = keys
-        .iter()
-        .enumerate()
-        .filter_map(|(position, index)| args.arg(index).map(|key| (key_slot(key), position, index)))
-        .collect();
-    // A stable sort keeps each slot's keys in the caller's order; sorting (rather than a
-    // search per key) keeps huge MGETs O(n log n).
-    slotted.sort_by_key(|&(slot, _, _)| slot);
     let args_per_key = match pattern {
         SplitPattern::KeyValuePairs => 2,
         _ => 1,
     };
-    // One part per key (see the module docs); every list is allocated once at its final size: on
-    // the proxy's path for cross-slot MGETs, growing them (and the allocator's work behind it)
-    // cost more than the routing.
-    let mut parts: Vec<SplitPart> = Vec::with_capacity(slotted.len());
-    for (slot, position, index) in slotted {
+    // One part per key (see the module docs), in the caller's order, in one list allocated at its
+    // final size: on the proxy's path for cross-slot MGETs, allocations cost more than the routing.
+    let mut parts: Vec<SplitPart> = Vec::with_capacity(keys.len());
+    for (position, index) in keys.iter().enumerate() {
+        let Some(key) = args.arg(index) else {
+            continue;
+        };
+        let slot = key_slot(key);
         let node_index = map
             .shard_for_slot(slot)
             .ok_or(RouteError::SlotNotServed { slot })?;
         parts.push(SplitPart {
             slot,
             node_index,
-            arg_indices: (index..index + args_per_key).collect(),
-            key_positions: vec![position],
+            arg_indices: index..index + args_per_key,
+            key_position: position,
         });
     }
-    // Group parts by node so the proxy can write each node's parts as one batch.
+    // Grouped by node, so the proxy can write each node's parts as one batch, and by slot within
+    // a node. The sort is stable: each slot's keys stay in the caller's order. Sorting (rather
+    // than a search per key) keeps huge MGETs O(n log n).
     parts.sort_by_key(|part| (part.node_index, part.slot));
     Ok(RoutePlan::Split { parts, merge })
 }

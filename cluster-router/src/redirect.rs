@@ -153,12 +153,11 @@ pub fn classify_reply(reply: &[u8]) -> ClusterReplyKind {
 /// assert_eq!(classify_batch(b":1\r\n$5\r\nab"), None);
 /// ```
 pub fn classify_batch(replies: &[u8]) -> Option<(usize, ClusterReplyKind)> {
-    let limits = resp_codec::Limits::for_backend_replies();
     let mut kind = ClusterReplyKind::Final;
     let mut count = 0;
     let mut rest = replies;
     while !rest.is_empty() {
-        let len = resp_codec::reply_len(rest, &limits).ok()??;
+        let len = crate::walk::reply_len(rest)?;
         let (reply, after) = rest.split_at_checked(len)?;
         kind = match (kind, classify_reply(reply)) {
             (ClusterReplyKind::Redirect, _) | (_, ClusterReplyKind::Redirect) => {

@@ -10,20 +10,22 @@ fn err(text: &str) -> Frame {
     Frame::Error(Bytes::from(text.to_owned()))
 }
 
-fn part(positions: &[usize]) -> SplitPart {
+/// The part of the key at `position` (argument `position + 1`).
+fn part(position: usize) -> SplitPart {
     SplitPart {
         slot: 0,
         node_index: 0,
-        arg_indices: positions.iter().map(|p| p + 1).collect(),
-        key_positions: positions.to_vec(),
+        arg_indices: position + 1..position + 2,
+        key_position: position,
     }
 }
 
 #[test]
 fn ordered_merge_restores_caller_key_order() {
-    let parts = [part(&[1, 3]), part(&[0]), part(&[2])];
+    let parts = [part(1), part(3), part(0), part(2)];
     let replies = vec![
-        Frame::Array(vec![bulk("b"), Frame::NullBulk]),
+        Frame::Array(vec![bulk("b")]),
+        Frame::Array(vec![Frame::NullBulk]),
         Frame::Array(vec![bulk("a")]),
         Frame::Array(vec![bulk("c")]),
     ];
@@ -35,7 +37,7 @@ fn ordered_merge_restores_caller_key_order() {
 
 #[test]
 fn ordered_merge_reports_errors_and_bad_shapes() {
-    let parts = [part(&[0]), part(&[1])];
+    let parts = [part(0), part(1)];
     assert_eq!(
         merge_ordered(
             &parts,
@@ -58,7 +60,7 @@ fn ordered_merge_reports_errors_and_bad_shapes() {
     let not_array = merge_ordered(&parts, vec![bulk("a"), bulk("b")]);
     assert!(matches!(not_array, Frame::Error(_)));
     let duplicate_positions = merge_ordered(
-        &[part(&[0]), part(&[0])],
+        &[part(0), part(0)],
         vec![Frame::Array(vec![bulk("a")]), Frame::Array(vec![bulk("b")])],
     );
     assert!(matches!(duplicate_positions, Frame::Error(_)));
@@ -283,16 +285,21 @@ mod raw {
     fn part_reply(part: &SplitPart, args: &[&[u8]]) -> Frame {
         Frame::Array(
             part.arg_indices
-                .iter()
-                .map(|&index| value_of(args[index]))
+                .clone()
+                .map(|index| value_of(args[index]))
                 .collect(),
         )
     }
 
     #[test]
     fn elements_go_back_to_the_callers_key_order_across_chunks() {
-        let parts = [part(&[1, 3]), part(&[0]), part(&[2])];
-        let first = encoded(&Frame::Array(vec![bulk("b"), Frame::NullBulk]));
+        let parts = [part(1), part(3), part(0), part(2)];
+        // A node's two replies in one chunk, then the other node's two.
+        let first = [
+            encoded(&Frame::Array(vec![bulk("b")])),
+            encoded(&Frame::Array(vec![Frame::NullBulk])),
+        ]
+        .concat();
         let rest = [
             encoded(&Frame::Array(vec![bulk("a")])),
             encoded(&Frame::Array(vec![Frame::Null])),
@@ -304,7 +311,7 @@ mod raw {
 
     #[test]
     fn anything_but_the_expected_arrays_is_left_to_the_parsing_merge() {
-        let parts = [part(&[0]), part(&[1])];
+        let parts = [part(0), part(1)];
         let one = encoded(&Frame::Array(vec![bulk("a")]));
         let cases: [(&str, Vec<&[u8]>); 7] = [
             ("an error", vec![&one, b"-ERR down\r\n"]),
@@ -319,12 +326,12 @@ mod raw {
             assert_eq!(merge_ordered_raw(&parts, replies), None, "{what}");
         }
         assert_eq!(
-            merge_ordered_raw(&[part(&[0]), part(&[0])], [&one[..], &one[..]]),
+            merge_ordered_raw(&[part(0), part(0)], [&one[..], &one[..]]),
             None,
             "a position twice"
         );
         assert_eq!(
-            merge_ordered_raw(&[part(&[0]), part(&[5])], [&one[..], &one[..]]),
+            merge_ordered_raw(&[part(0), part(5)], [&one[..], &one[..]]),
             None,
             "a position past the keys"
         );
@@ -332,7 +339,7 @@ mod raw {
 
     #[test]
     fn malformed_array_headers_are_refused() {
-        let parts = [part(&[0])];
+        let parts = [part(0)];
         for header in [
             &b"*\r\n"[..],
             b"*-1\r\n",
@@ -384,7 +391,7 @@ mod raw {
             replies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 0..4),
             positions in proptest::collection::vec(0usize..6, 1..5),
         ) {
-            let parts: Vec<SplitPart> = positions.iter().map(|&position| part(&[position])).collect();
+            let parts: Vec<SplitPart> = positions.iter().map(|&position| part(position)).collect();
             let _ = merge_ordered_raw(&parts, replies.iter().map(Vec::as_slice));
         }
     }

@@ -123,7 +123,7 @@ fn split_mget_mset_del_round_trip_through_the_cluster() {
                     .iter()
                     .map(|part| {
                         let mut sub = vec![args[0]];
-                        sub.extend(part.arg_indices.iter().map(|&i| args[i]));
+                        sub.extend(part.arg_indices.clone().map(|i| args[i]));
                         connect(&map.masters()[part.node_index])
                             .call(&sub)
                             .to_frame()

@@ -108,6 +108,10 @@ impl<W> ReplyQueue<W> {
         if let Some(left) = NonZeroUsize::new(front.remaining.get() - 1) {
             front.remaining = left;
             if front.keeps_all {
+                // Room for the rest if the replies are alike (a cluster split's share), capped: one allocation.
+                front
+                    .collected
+                    .reserve(frame.len().saturating_mul(left.get() + 1).min(64 * 1024));
                 front.collected.extend_from_slice(&frame);
             }
             return Ok(None);

@@ -173,47 +173,7 @@ pub fn run(
         start_metrics(&live).await?;
         let mut workers = Vec::new();
         for index in 1..threads {
-            let live = Arc::clone(&live);
-            let listener = bind(listen, threads > 1)?
-                .into_std()
-                .map_err(ServerError::Handover)?;
-            let tls_listener = match tls_listen {
-                Some(address) => Some(
-                    bind(address, threads > 1)?
-                        .into_std()
-                        .map_err(ServerError::Handover)?,
-                ),
-                None => None,
-            };
-            let worker = std::thread::Builder::new()
-                .name(format!("rkproxy-worker-{index}"))
-                .spawn(move || -> Result<(), ServerError> {
-                    let runtime = current_thread_runtime()?;
-                    runtime.block_on(async move {
-                        let listener =
-                            TcpListener::from_std(listener).map_err(ServerError::Handover)?;
-                        let tls_listener = match tls_listener {
-                            Some(listener) => Some(
-                                TcpListener::from_std(listener).map_err(ServerError::Handover)?,
-                            ),
-                            None => None,
-                        };
-                        let tls_loop = tls_listener
-                            .map(|listener| accept_loop(index, listener, Arc::clone(&live), Tls));
-                        let plain_loop = accept_loop(index, listener, Arc::clone(&live), Plain);
-                        match tls_loop {
-                            Some(tls_loop) => {
-                                tokio::join!(plain_loop, tls_loop);
-                            }
-                            None => plain_loop.await,
-                        }
-                        // This runtime runs its sessions: it must live until they have drained.
-                        drain(&live.current()).await;
-                        Ok(())
-                    })
-                })
-                .map_err(ServerError::Thread)?;
-            workers.push(worker);
+            workers.push(spawn_worker(index, Arc::clone(&live), listen, tls_listen)?);
         }
         let listener = bind(listen, threads > 1)?;
         let tls_accept = match tls_listen {
@@ -252,6 +212,55 @@ pub fn run(
         }
         Ok(())
     })
+}
+
+/// Starts worker `index` (after the first, which is the caller's thread): a thread with a single-threaded
+/// runtime and listening sockets of its own on `listen` (and `tls_listen`), shared with the other workers
+/// through SO_REUSEPORT. The thread ends once its accept loops have stopped and its sessions have drained.
+fn spawn_worker(
+    index: usize,
+    live: Arc<Live>,
+    listen: SocketAddr,
+    tls_listen: Option<SocketAddr>,
+) -> Result<std::thread::JoinHandle<Result<(), ServerError>>, ServerError> {
+    let listener = bind(listen, true)?
+        .into_std()
+        .map_err(ServerError::Handover)?;
+    let tls_listener = match tls_listen {
+        Some(address) => Some(
+            bind(address, true)?
+                .into_std()
+                .map_err(ServerError::Handover)?,
+        ),
+        None => None,
+    };
+    std::thread::Builder::new()
+        .name(format!("rkproxy-worker-{index}"))
+        .spawn(move || -> Result<(), ServerError> {
+            let runtime = current_thread_runtime()?;
+            runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener).map_err(ServerError::Handover)?;
+                let tls_listener = match tls_listener {
+                    Some(listener) => {
+                        Some(TcpListener::from_std(listener).map_err(ServerError::Handover)?)
+                    }
+                    None => None,
+                };
+                let tls_loop = tls_listener
+                    .map(|listener| accept_loop(index, listener, Arc::clone(&live), Tls));
+                let plain_loop = accept_loop(index, listener, Arc::clone(&live), Plain);
+                match tls_loop {
+                    Some(tls_loop) => {
+                        tokio::join!(plain_loop, tls_loop);
+                    }
+                    None => plain_loop.await,
+                }
+                // This runtime runs its sessions: it must live until they have drained.
+                drain(&live.current()).await;
+                Ok(())
+            })
+        })
+        .map_err(ServerError::Thread)
 }
 
 /// Serves `GET /metrics` on `metrics_listen`, when it is set (on the current runtime).

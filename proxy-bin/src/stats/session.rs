@@ -157,7 +157,9 @@ impl SessionStats {
         self.command_counts(name).latency.record(in_proxy, requests);
     }
 
-    /// The session's counts for command `name`, added if new.
+    /// The session's counts for command `name`, added if new. Inlined: it runs for every request, and its usual
+    /// case is a comparison.
+    #[inline]
     fn command_counts(&mut self, name: &'static str) -> &mut CommandCounts {
         // A session mostly repeats its latest command: that row is tried first.
         let last = self.last_command_row;
@@ -169,6 +171,7 @@ impl SessionStats {
         &mut self.commands[index].1
     }
 
+    #[inline(never)]
     fn find_or_add_command(&mut self, name: &'static str) -> usize {
         // Names are 'static table entries: the same command is the same pointer (compared first, so a session
         // with several commands compares no bytes); equal text is the same command too.

@@ -12,9 +12,28 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use std::path::Path;
+
 use super::{median, parse_csv, redis_benchmark, Measurement, PIPELINED_REQUEST_FACTOR};
-use crate::flags::BenchOptions;
-use crate::{bail, Result};
+use crate::flags::{BenchOptions, BenchTarget};
+use crate::redis::{self, RedisKind, RedisSpec};
+use crate::shell::ChildGuard;
+use crate::{bail, ports, Result};
+
+/// Starts the section's own redis-server (`name`, data under `dir/name`) and waits until it answers.
+pub(super) fn start_redis(name: &str, dir: &Path, guard: &mut ChildGuard) -> Result<SocketAddr> {
+    let spec = RedisSpec {
+        name: name.into(),
+        port: ports::free_port()?,
+        dir: dir.join(name),
+        kind: RedisKind::Standalone,
+        daemonize: false,
+    };
+    guard.push(name, redis::spawn_child(&spec)?);
+    let addr = spec.addr();
+    super::wait_round_trip(BenchTarget::Direct, addr)?;
+    Ok(addr)
+}
 
 /// One configuration's running proxy.
 pub(super) struct Configured {

@@ -8,10 +8,9 @@
 
 use std::path::Path;
 
-use super::configs_section::{compare, Comparison, Configured};
+use super::configs_section::{compare, start_redis, Comparison, Configured};
 use super::start_rkproxy;
 use crate::flags::{BenchOptions, BenchTarget};
-use crate::redis::{self, RedisKind, RedisSpec};
 use crate::shell::ChildGuard;
 use crate::{ports, Result};
 
@@ -20,16 +19,7 @@ const CONFIGS: [(&str, &str); 2] = [("stats_on", ""), ("stats_off", "stats = fal
 
 /// Runs the section and returns its table (printed after the main one).
 pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) -> Result<String> {
-    let redis_spec = RedisSpec {
-        name: "redis-stats".into(),
-        port: ports::free_port()?,
-        dir: dir.join("redis-stats"),
-        kind: RedisKind::Standalone,
-        daemonize: false,
-    };
-    guard.push("redis-stats", redis::spawn_child(&redis_spec)?);
-    let redis_addr = redis_spec.addr();
-    super::wait_round_trip(BenchTarget::Direct, redis_addr)?;
+    let redis_addr = start_redis("redis-stats", dir, guard)?;
     let mut proxies = Vec::new();
     for (config, setting) in CONFIGS {
         let addr = ports::loopback(ports::free_port()?);

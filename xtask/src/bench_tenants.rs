@@ -16,10 +16,9 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::configs_section::{compare, Comparison, Configured};
+use super::configs_section::{compare, start_redis, Comparison, Configured};
 use super::start_rkproxy;
 use crate::flags::{BenchOptions, BenchTarget};
-use crate::redis::{self, RedisKind, RedisSpec};
 use crate::resp::{Connection, Reply};
 use crate::shell::ChildGuard;
 use crate::{bail, ports, Result};
@@ -52,16 +51,7 @@ const ACL_RULES: &[&str] = &[
 
 /// Runs the section and returns its table (printed after the main one).
 pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) -> Result<String> {
-    let redis_spec = RedisSpec {
-        name: "redis-tenants".into(),
-        port: ports::free_port()?,
-        dir: dir.join("redis-tenants"),
-        kind: RedisKind::Standalone,
-        daemonize: false,
-    };
-    guard.push("redis-tenants", redis::spawn_child(&redis_spec)?);
-    let redis_addr = redis_spec.addr();
-    super::wait_round_trip(BenchTarget::Direct, redis_addr)?;
+    let redis_addr = start_redis("redis-tenants", dir, guard)?;
     create_acl_user(redis_addr)?;
     let mut proxies = Vec::new();
     for config in CONFIGS {

@@ -51,7 +51,7 @@ pub use combine_frame::{parse_frame, FrameCodec};
 pub use error::ProtocolError;
 pub use frame::Frame;
 pub use limits::Limits;
-pub use reply::{reply_len, split_replies, ReplyDecoder};
+pub use reply::{reply_len, split_replies, split_replies_into, ReplyDecoder};
 pub use request::{encode_command, Request, RequestDecoder};
 pub use stream::{big_request_head, BigRequestHead, FrameScanner, HeadScan};
 pub use write::{put_bulk, put_header, put_integer};

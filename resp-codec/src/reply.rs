@@ -78,8 +78,29 @@ impl Decoder for ReplyDecoder {
 /// assert!(split_replies(&Bytes::from_static(b"+OK\r\n$3\r\nba"), &Limits::default()).is_err());
 /// ```
 pub fn split_replies(replies: &Bytes, limits: &Limits) -> Result<Vec<Bytes>, ProtocolError> {
-    let mut framer = Framer::default();
     let mut split = Vec::new();
+    split_replies_into(replies, limits, &mut split)?;
+    Ok(split)
+}
+
+/// [`split_replies`] into `split` (appended), for a caller that knows how many replies to expect and sizes the
+/// vector once instead of growing it reply by reply. On an error, `split` holds the replies before the bad one.
+///
+/// ```
+/// use bytes::Bytes;
+/// use resp_codec::{split_replies_into, Limits};
+///
+/// let replies = Bytes::from_static(b"+OK\r\n:1\r\n");
+/// let mut split = Vec::with_capacity(2);
+/// split_replies_into(&replies, &Limits::default(), &mut split).unwrap();
+/// assert_eq!(split, [&b"+OK\r\n"[..], b":1\r\n"]);
+/// ```
+pub fn split_replies_into(
+    replies: &Bytes,
+    limits: &Limits,
+    split: &mut Vec<Bytes>,
+) -> Result<(), ProtocolError> {
+    let mut framer = Framer::default();
     let mut start = 0;
     while start < replies.len() {
         let rest = &replies[start..];
@@ -93,7 +114,7 @@ pub fn split_replies(replies: &Bytes, limits: &Limits) -> Result<Vec<Bytes>, Pro
         split.push(replies.slice(start..start + length));
         start += length;
     }
-    Ok(split)
+    Ok(())
 }
 
 /// The length of the complete reply at the start of `src`, or `None` if `src` ends inside it.

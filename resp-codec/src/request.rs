@@ -336,8 +336,7 @@ impl RequestDecoder {
                         1,
                         *line_scan,
                         self.limits.max_inline_len,
-                        ProtocolError::TooBigMultibulkCount,
-                        ProtocolError::InvalidMultibulkLength,
+                        HeaderKind::Multibulk,
                     )? {
                         HeaderLine::Complete(end) => end,
                         HeaderLine::Incomplete(resume) => {
@@ -422,8 +421,7 @@ impl RequestDecoder {
                         content_start,
                         progress.line_scan,
                         limits.max_inline_len,
-                        ProtocolError::TooBigBulkCount,
-                        ProtocolError::InvalidBulkLength,
+                        HeaderKind::Bulk,
                     )? {
                         HeaderLine::Complete(end) => end,
                         HeaderLine::Incomplete(resume) => {
@@ -459,6 +457,32 @@ impl RequestDecoder {
     }
 }
 
+/// Which request header a line ends: it names the errors of a bad one. (The errors are made only when one
+/// occurs: this runs several times per request.)
+#[derive(Clone, Copy)]
+enum HeaderKind {
+    /// `*N`.
+    Multibulk,
+    /// `$N`.
+    Bulk,
+}
+
+impl HeaderKind {
+    fn too_big(self) -> ProtocolError {
+        match self {
+            HeaderKind::Multibulk => ProtocolError::TooBigMultibulkCount,
+            HeaderKind::Bulk => ProtocolError::TooBigBulkCount,
+        }
+    }
+
+    fn invalid(self) -> ProtocolError {
+        match self {
+            HeaderKind::Multibulk => ProtocolError::InvalidMultibulkLength,
+            HeaderKind::Bulk => ProtocolError::InvalidBulkLength,
+        }
+    }
+}
+
 /// Finds the `\r\n` ending a `*N` or `$N` request header. Like Redis, a missing `\r` is only
 /// an error ("too big ... count string") once more than `cap` bytes arrived; unlike Redis,
 /// the byte after `\r` must be `\n` (Redis skips it unseen).
@@ -467,26 +491,25 @@ fn find_request_header_end(
     content_start: usize,
     resume: usize,
     cap: usize,
-    too_big: ProtocolError,
-    invalid: ProtocolError,
+    kind: HeaderKind,
 ) -> Result<HeaderLine, ProtocolError> {
     let search_from = resume.max(content_start).min(src.len());
     match memchr::memchr(b'\r', &src[search_from..]).map(|i| i + search_from) {
         None => {
             if src.len() - content_start > cap {
-                Err(too_big)
+                Err(kind.too_big())
             } else {
                 Ok(HeaderLine::Incomplete(src.len()))
             }
         }
         Some(carriage_return) => {
             if carriage_return - content_start > cap {
-                return Err(too_big);
+                return Err(kind.too_big());
             }
             match src.get(carriage_return + 1) {
                 None => Ok(HeaderLine::Incomplete(carriage_return)),
                 Some(b'\n') => Ok(HeaderLine::Complete(carriage_return)),
-                Some(_) => Err(invalid),
+                Some(_) => Err(kind.invalid()),
             }
         }
     }

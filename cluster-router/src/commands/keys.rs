@@ -12,7 +12,7 @@
 //! something else first (EVALSHA's SHA length, FCALL's function name), no error is made up:
 //! the command gets no keys and goes to any node, which then answers with its own error.
 
-use super::{BeginSearch, CommandError, CommandSpec, FindKeys, KeySpecFlags};
+use super::{BeginSearch, CommandError, CommandSpec, FindKeys, KeySpec, KeySpecFlags};
 use crate::args::Args;
 
 /// The most key specs any command has (SORT has three); [`KeyIndices`] holds this many
@@ -170,6 +170,48 @@ impl KeyIndicesIter<'_> {
 ///
 /// `spec` must be what [`lookup`](super::lookup) returned for `args`.
 pub fn key_indices(spec: &CommandSpec, args: &impl Args) -> Result<KeyIndices, CommandError> {
+    if let Some(index) = single_fixed_key(spec, args.argc()) {
+        return Ok(KeyIndices::single(index));
+    }
+    key_indices_by_walk(spec, args)
+}
+
+/// The index of the one key of a command whose only key spec is "the argument at `index`" (GET, SET, INCR,
+/// HSET, ...: most keyed traffic), when the call has that argument. The general walk of
+/// [`key_indices_by_walk`] gives the same answer (tested over the whole table); this skips it on the hot path.
+fn single_fixed_key(spec: &CommandSpec, argc: usize) -> Option<usize> {
+    let [KeySpec {
+        flags,
+        begin_search: BeginSearch::Index(index),
+        find_keys:
+            FindKeys::Range {
+                last_key: 0,
+                key_step: 1..,
+                ..
+            },
+    }] = spec.key_specs
+    else {
+        return None;
+    };
+    const UNUSUAL: KeySpecFlags = KeySpecFlags::of(&[
+        KeySpecFlags::NOT_KEY,
+        KeySpecFlags::INCOMPLETE,
+        KeySpecFlags::VARIABLE_FLAGS,
+    ]);
+    if flags.intersects(UNUSUAL) {
+        return None;
+    }
+    usize::try_from(*index)
+        .ok()
+        .filter(|&index| index > 0 && index < argc)
+}
+
+/// [`key_indices`] by Redis's rules: the key-count checks, the key specs, and the command's own function where
+/// the specs give up.
+pub(super) fn key_indices_by_walk(
+    spec: &CommandSpec,
+    args: &impl Args,
+) -> Result<KeyIndices, CommandError> {
     check_key_count(spec, args)?;
     let mut has_real_key_spec = false;
     let mut has_variable_flags = false;

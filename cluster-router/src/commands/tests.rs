@@ -1,7 +1,7 @@
 //! Unit tests for the command table, lookup and key finding (no server needed; the
 //! comparison with a live Redis is in `tests/it`).
 
-use super::keys::{parse_strict_i64, MAX_SEGMENTS};
+use super::keys::{key_indices_by_walk, parse_strict_i64, MAX_SEGMENTS};
 use super::*;
 
 fn spec_of(args: &[&[u8]]) -> &'static CommandSpec {
@@ -650,4 +650,38 @@ fn client_setinfo_is_found_though_newer_than_the_table() {
             .to_string(),
         "ERR wrong number of arguments for 'client|setinfo' command"
     );
+}
+
+#[test]
+fn the_single_key_shortcut_agrees_with_the_general_walk_for_every_command() {
+    // Arguments that steer the walk: numbers (key counts), keywords of key specs, and plain words.
+    let words: [&[u8]; 6] = [b"k", b"1", b"2", b"STREAMS", b"STORE", b"-1"];
+    let mut compared = 0;
+    for spec in every_spec().chain(added::ADDED.iter()) {
+        for argc in 0..7usize {
+            for (offset, _) in words.iter().enumerate() {
+                let args: Vec<&[u8]> = (0..argc)
+                    .map(|i| {
+                        if i == 0 {
+                            spec.name.as_bytes()
+                        } else {
+                            words[(i + offset) % words.len()]
+                        }
+                    })
+                    .collect();
+                let fast = key_indices(spec, &args).map(|keys| keys.iter().collect::<Vec<_>>());
+                let walked =
+                    key_indices_by_walk(spec, &args).map(|keys| keys.iter().collect::<Vec<_>>());
+                assert_eq!(
+                    fast.as_ref().map_err(ToString::to_string),
+                    walked.as_ref().map_err(ToString::to_string),
+                    "{} {:?}",
+                    spec.name,
+                    args
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 10_000);
 }

@@ -6,7 +6,7 @@ use bytes::BytesMut;
 use cluster_router::commands::CommandSpec;
 use cluster_router::plan::{route, RoutePlan};
 use cluster_router::redirect::{classify_reply, ClusterReplyKind};
-use resp_codec::{split_replies, Limits, Request};
+use resp_codec::{split_replies_into, Limits, Request};
 
 use crate::backend::{BackendReply, Patience};
 use crate::config::ReadPolicy;
@@ -61,7 +61,17 @@ impl ClusterSession {
         if self.batch.order.is_empty() {
             return None;
         }
-        let mut order = std::mem::take(&mut self.batch.order);
+        let single = match self.batch.order[..] {
+            [index] => Some(index),
+            _ => None,
+        };
+        // Copied out at their exact size (below), so the batch keeps its grown buffers for the next read (taking
+        // them would make every read grow new ones from nothing, one reallocation per doubling).
+        let mut order = match single {
+            Some(_) => Vec::new(),
+            None => self.batch.order.clone(),
+        };
+        self.batch.order.clear();
         self.batch.bytes = 0;
         let patience = std::mem::take(&mut self.batch.patience);
         // `batch_for_master` only queues for masters that exist, and the masters change only when nothing is
@@ -71,7 +81,7 @@ impl ClusterSession {
             let error = ClusterError::LostBatchMaster.to_reply();
             Pending::Ready(error.repeat(commands).into())
         };
-        if let [index] = order[..] {
+        if let Some(index) = single {
             // One command: the plain routed entry, no reordering to do.
             let index = usize::from(index);
             let (requests, ends) = &mut self.batch.by_master[index];
@@ -93,13 +103,14 @@ impl ClusterSession {
         // one part per master, and master indices fit in u16).
         let mut by_master = std::mem::take(&mut self.batch.by_master);
         let mut part_of_master = vec![0u16; by_master.len()];
-        let mut parts = Vec::new();
+        let mut parts = Vec::with_capacity(by_master.len());
         for (index, (requests, ends)) in by_master.iter_mut().enumerate() {
             if ends.is_empty() {
                 continue;
             }
             let requests = requests.split().freeze();
-            let ends = std::mem::take(ends);
+            let ends_of_part = ends.clone();
+            ends.clear();
             let Some((node, connection)) = self.master(index, client_id, resp3) else {
                 by_master.iter_mut().for_each(|(requests, ends)| {
                     requests.clear();
@@ -110,13 +121,13 @@ impl ClusterSession {
             };
             let receiver = connection
                 .with_patience(patience)
-                .send_many(requests.clone(), ends.len());
+                .send_many(requests.clone(), ends_of_part.len());
             part_of_master[index] = parts.len() as u16;
             parts.push(PipelinePart {
                 receiver: Some(receiver),
                 node,
                 requests,
-                ends,
+                ends: ends_of_part,
                 reply: None,
             });
         }
@@ -200,10 +211,13 @@ impl Session {
         let mut redirected = false;
         for part in &parts {
             let frames = match &part.reply {
-                Some(Ok(bytes)) => match split_replies(bytes, &Limits::for_backend_replies()) {
-                    Ok(frames) if frames.len() == part.ends.len() => frames,
-                    _ => vec![ReplyError::Unreadable.to_reply(); part.ends.len()],
-                },
+                Some(Ok(bytes)) => {
+                    let mut frames = Vec::with_capacity(part.ends.len());
+                    match split_replies_into(bytes, &Limits::for_backend_replies(), &mut frames) {
+                        Ok(()) if frames.len() == part.ends.len() => frames,
+                        _ => vec![ReplyError::Unreadable.to_reply(); part.ends.len()],
+                    }
+                }
                 Some(Err(error)) => {
                     if let Some(cluster) = &self.cluster {
                         cluster.pool.request_refresh();

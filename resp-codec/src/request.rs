@@ -265,6 +265,9 @@ where
 pub struct RequestDecoder {
     limits: Limits,
     state: RequestState,
+    /// Tests only: read every header through the general path, to compare it with the shortcut of
+    /// [`plain_header`].
+    general_headers_only: bool,
 }
 
 impl Default for RequestState {
@@ -312,6 +315,7 @@ impl RequestDecoder {
         RequestDecoder {
             limits,
             state: RequestState::default(),
+            general_headers_only: false,
         }
     }
 
@@ -329,6 +333,19 @@ impl RequestDecoder {
                     };
                     if first != b'*' {
                         self.state = RequestState::Inline { line_scan: 0 };
+                        continue;
+                    }
+                    if let Some((argc, line_end)) =
+                        plain_header(src, 1).filter(|_| !self.general_headers_only)
+                    {
+                        let argc = check_array_len(argc, &self.limits)?;
+                        self.state = RequestState::Multibulk(MultibulkProgress {
+                            argc,
+                            arg_spans: ArgSpans::with_expected(argc),
+                            cursor: line_end + 2,
+                            line_scan: 0,
+                            pending_bulk: None,
+                        });
                         continue;
                     }
                     let line_end = match find_request_header_end(
@@ -416,6 +433,14 @@ impl RequestDecoder {
                         return Err(ProtocolError::ExpectedBulk { got: type_byte });
                     }
                     let content_start = progress.cursor + 1;
+                    if let Some((len, line_end)) =
+                        plain_header(src, content_start).filter(|_| !self.general_headers_only)
+                    {
+                        let len = check_bulk_len(len, &limits)?;
+                        progress.cursor = line_end + 2;
+                        progress.pending_bulk = Some(len);
+                        continue;
+                    }
                     let line_end = match find_request_header_end(
                         src,
                         content_start,
@@ -455,6 +480,29 @@ impl RequestDecoder {
         self.state = RequestState::default();
         Ok(Some(Request { raw, arg_spans }))
     }
+}
+
+/// The usual request header, read in one pass: 1 to 9 ASCII digits, the first not `0`, then `\r\n`, all in
+/// `src` from `start`. Gives the number and the index of the `\r`. `None` for anything else (a `0`, a sign, a
+/// longer number, a line not complete yet, a bad ending): the general path reads those, with Redis's errors.
+/// Nine digits stay below `i32::MAX`, the largest count the general path accepts.
+#[inline]
+fn plain_header(src: &[u8], start: usize) -> Option<(i64, usize)> {
+    let digits = src.get(start..)?;
+    if !matches!(digits.first(), Some(b'1'..=b'9')) {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for (offset, &byte) in digits.iter().enumerate().take(10) {
+        match byte {
+            b'0'..=b'9' => value = value * 10 + i64::from(byte - b'0'),
+            b'\r' if digits.get(offset + 1) == Some(&b'\n') => {
+                return Some((value, start + offset))
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// Which request header a line ends: it names the errors of a bad one. (The errors are made only when one
@@ -544,5 +592,90 @@ impl Encoder<&Request> for RequestDecoder {
     fn encode(&mut self, item: &Request, dst: &mut BytesMut) -> Result<(), ProtocolError> {
         dst.extend_from_slice(&item.raw);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// The text of a `*N` or `$N` header: the usual numbers and the ones only the general path reads.
+    fn header_text() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            (1u64..5).prop_map(|n| n.to_string().into_bytes()),
+            (0u64..20_000_000_000).prop_map(|n| n.to_string().into_bytes()),
+            Just(b"0".to_vec()),
+            Just(b"-1".to_vec()),
+            Just(b"007".to_vec()),
+            Just(b"".to_vec()),
+            Just(b"+3".to_vec()),
+            Just(b"1x".to_vec()),
+            Just(b"999999999".to_vec()),
+            Just(b"1000000000".to_vec()),
+        ]
+    }
+
+    fn line_ending() -> impl Strategy<Value = &'static [u8]> {
+        prop_oneof![
+            8 => Just(&b"\r\n"[..]),
+            1 => Just(&b"\r"[..]),
+            1 => Just(&b"\rx"[..]),
+            1 => Just(&b"\n"[..]),
+        ]
+    }
+
+    /// One piece of a request stream: an array header, or a bulk header and its data.
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            (header_text(), line_ending()).prop_map(|(text, end)| [&b"*"[..], &text, end].concat()),
+            (header_text(), line_ending(), vec(any::<u8>(), 0..6))
+                .prop_map(|(text, end, data)| { [&b"$"[..], &text, end, &data, b"\r\n"].concat() }),
+            (1usize..4).prop_map(|len| format!("${len}\r\n{}\r\n", "v".repeat(len)).into_bytes()),
+        ]
+    }
+
+    /// Everything `decoder` makes of `stream` fed in chunks of `chunk` bytes: each request's raw bytes and
+    /// arguments, then the error that stopped it, if any.
+    fn decode_all(mut decoder: RequestDecoder, stream: &[u8], chunk: usize) -> Vec<String> {
+        let mut buffer = BytesMut::new();
+        let mut outcome = Vec::new();
+        for part in stream.chunks(chunk.max(1)) {
+            buffer.extend_from_slice(part);
+            loop {
+                match decoder.decode(&mut buffer) {
+                    Ok(Some(request)) => outcome.push(format!(
+                        "{:?} {:?}",
+                        request.raw(),
+                        (0..request.argc())
+                            .map(|i| request.arg(i))
+                            .collect::<Vec<_>>()
+                    )),
+                    Ok(None) => break,
+                    Err(error) => {
+                        outcome.push(format!("error: {error}"));
+                        return outcome;
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    proptest! {
+        #[test]
+        fn the_plain_header_shortcut_decodes_as_the_general_path(
+            pieces in vec(piece(), 1..12),
+            chunk in 1usize..40,
+        ) {
+            let stream = pieces.concat();
+            let limits = Limits { max_bulk_len: 1_000_000, ..Limits::default() };
+            let general = RequestDecoder { general_headers_only: true, ..RequestDecoder::new(limits) };
+            prop_assert_eq!(
+                decode_all(RequestDecoder::new(limits), &stream, chunk),
+                decode_all(general, &stream, chunk)
+            );
+        }
     }
 }

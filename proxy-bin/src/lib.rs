@@ -36,6 +36,7 @@ mod proxy;
 mod reply;
 mod server;
 mod session;
+mod shutdown;
 mod state;
 mod stats;
 mod subject;

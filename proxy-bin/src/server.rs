@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::watch;
 use tracing::{debug, debug_span, info, warn, Instrument};
 
 use crate::config::{Config, ConfigError};
@@ -309,9 +308,10 @@ use Transport::{Plain, Tls};
 /// its handshake with the newest certificate.
 async fn accept_loop(worker: usize, listener: TcpListener, live: Arc<Live>, transport: Transport) {
     let mut shutdown = live.current().shutdown_signal();
-    // The sessions of this worker watch a signal of their own, passed on from the proxy's: the sessions of
-    // other threads then never share a lock with them on their hot path.
-    let (sessions_shutdown, sessions_signal) = watch::channel(false);
+    // The sessions of this worker watch a signal of their own (see `crate::shutdown`), passed on from the
+    // proxy's: the sessions of other threads then never share a lock with them, and waiting for it costs a
+    // session's loop no lock at all.
+    let (sessions_shutdown, sessions_signal) = crate::shutdown::channel();
     let server_addr = listener.local_addr().ok();
     loop {
         let (stream, client_addr) = tokio::select! {
@@ -325,7 +325,7 @@ async fn accept_loop(worker: usize, listener: TcpListener, live: Arc<Live>, tran
                 }
             },
             _ = shutdown_begun(&mut shutdown) => {
-                sessions_shutdown.send_replace(true);
+                sessions_shutdown.begin();
                 info!("listener stopped");
                 return;
             }

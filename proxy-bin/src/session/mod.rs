@@ -170,7 +170,7 @@ pub struct Session {
     /// What CLIENT INFO and CLIENT REPLY need: start time, library name and version, reply mode.
     client: introspection::ClientState,
     /// Turns true when the proxy shuts down.
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: crate::shutdown::ShutdownWatch,
     /// The proxy is shutting down: read no more requests, answer those already read, then close.
     shutting_down: bool,
     /// A configuration reload removed this session's tenant or pool: requests get this error.
@@ -200,18 +200,18 @@ const LAST_COMMAND_NAME: usize = 16;
 
 impl Session {
     /// A session for client `id`, accepted by the listener of worker `worker` (the thread it runs on).
-    /// `shutdown` is that worker's shutdown signal (true, or its sender gone, once the proxy shuts down).
+    /// `shutdown` is that worker's shutdown signal (begun, or its sender gone, once the proxy shuts down).
     pub fn new(
         id: u64,
         worker: usize,
         state: Arc<ProxyState>,
         stream: ClientStream,
-        shutdown: tokio::sync::watch::Receiver<bool>,
+        shutdown: crate::shutdown::ShutdownWatch,
     ) -> Session {
         let limits = state.client_codec_limits();
         let pool = state.default_pool().clone();
         let client_ip = stream.peer_addr().ok().map(|addr| addr.ip());
-        let shutting_down = *shutdown.borrow() || shutdown.has_changed().is_err();
+        let shutting_down = shutdown.has_begun();
         let stats = observe::session_stats(&state, worker, id, &stream);
         Session {
             id,
@@ -411,7 +411,7 @@ impl Session {
                 () = sleep_until_lazily(idle_deadline), if may_idle_out => {
                     return Ok(SessionEnd::Idle);
                 }
-                _ = self.shutdown.changed(), if !self.shutting_down => {
+                () = self.shutdown.begun(), if !self.shutting_down => {
                     self.shutting_down = true;
                 }
             }
@@ -426,12 +426,8 @@ async fn sleep_until_lazily(deadline: tokio::time::Instant) {
 }
 
 /// Completes `limit` after the proxy began to shut down (never, if it does not).
-async fn shutdown_deadline(
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-    limit: std::time::Duration,
-) {
-    // The worker's signal turns true, or its sender is dropped as the accept loop ends: both mean shutdown.
-    let _ = shutdown.wait_for(|&shutting_down| shutting_down).await;
+async fn shutdown_deadline(shutdown: crate::shutdown::ShutdownWatch, limit: std::time::Duration) {
+    shutdown.begun().await;
     tokio::time::sleep(limit).await;
 }
 

@@ -17,7 +17,7 @@ use tokio_util::codec::Decoder;
 
 pub use kafka::{
     kafka_pool_toml, koffsets, kpop, kpush, kreset, serve_within, topic_toml, unique_name,
-    wait_connected, Record,
+    wait_connected, wait_serving, Record, Retry,
 };
 pub use process::ProxyProcess;
 use rkproxy::config::Config;

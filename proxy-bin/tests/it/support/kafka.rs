@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
+use rkproxy::Proxy;
+
+use super::{kafka_addr, start_proxy_toml};
 
 /// A record as KPOP returns it: partition, offset, value.
 pub type Record = (i64, i64, Vec<u8>);
@@ -58,6 +61,16 @@ pub enum Retry {
     /// Only the pool's "unavailable" error (a new or rebuilt pool connecting in the background); any other
     /// error is the answer at once.
     WhileUnavailable,
+}
+
+/// An in-process proxy whose default pool is the Kafka pool `events` on the test broker with `topics`;
+/// `top_level` holds keys that go before the tables (`metrics_listen = ...`).
+pub async fn kafka_proxy(top_level: &str, topics: &str) -> Proxy {
+    start_proxy_toml(&format!(
+        "{top_level}\ndefault_pool = 'events'\n{}\n",
+        kafka_pool_toml(&kafka_addr(), "", topics)
+    ))
+    .await
 }
 
 /// Waits until the pool serves `topic` (KPARTITIONS answers) and returns its partitions; the last error if it

@@ -2,11 +2,12 @@
 //! (`[tls]`, read again at every reload so a rotated certificate is used without a restart), the settings a pool
 //! with `tls = true` connects to its Redis nodes with, and the streams sessions and backend connections use.
 //!
-//! Nothing here is on the plaintext path: a plaintext client is a [`ClientStream::Plain`] and a plaintext
-//! backend a [`BackendStream::Plain`], whose methods call the `TcpStream`'s directly.
+//! Nothing here is on the plaintext path: a plaintext client is a `ClientStream::Plain` and a plaintext
+//! backend a `BackendStream::Plain` (both a `PlainOrTls`), whose methods call the `TcpStream`'s directly.
 
 mod backend_stream;
 mod client_stream;
+mod plain_or_tls;
 mod socket;
 
 use std::net::SocketAddr;

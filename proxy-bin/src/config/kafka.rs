@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::address::redacted;
+use super::pool_tls::PoolTlsConfig;
 
 /// The tenant name Kafka permissions use when no tenants are configured.
 pub const DEFAULT_KAFKA_TENANT: &str = "default";
@@ -69,17 +70,10 @@ pub struct KafkaPoolConfig {
     /// The consumer group id (in Kafka) of a tenant's cursors, by tenant; default the tenant name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub group_ids: BTreeMap<String, String>,
-    /// Connect to the brokers over TLS; needs `ca_file`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub tls: bool,
-    /// With `tls`: the CA (PEM) that signs the brokers' certificates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<String>,
-    /// With `tls`: a client certificate (PEM) for brokers that require one, with `key_file`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_file: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_file: Option<String>,
+    /// `tls`, `ca_file`, `cert_file`, `key_file`: TLS to the brokers (read apart by
+    /// [`PoolTlsConfig::take_from`]).
+    #[serde(flatten, skip_deserializing)]
+    pub tls: PoolTlsConfig,
 }
 
 /// The keys only Kafka pools have (a Redis pool that sets one is refused, naming the key).
@@ -123,9 +117,6 @@ impl std::fmt::Debug for KafkaPoolConfig {
             .field("group_commit_ms", &self.group_commit_ms)
             .field("group_ids", &self.group_ids)
             .field("tls", &self.tls)
-            .field("ca_file", &self.ca_file)
-            .field("cert_file", &self.cert_file)
-            .field("key_file", &self.key_file)
             .finish()
     }
 }

@@ -25,7 +25,7 @@ impl Config {
             })?;
         }
         check_kafka_sasl(&key, pool)?;
-        check_kafka_tls(&key, pool)?;
+        pool.tls.validate(&key, "brokers")?;
         for (tenant, group) in &pool.group_ids {
             let group_key = format!("{key}.group_ids.{tenant}");
             self.check_kafka_tenant(name, tenant)
@@ -249,36 +249,6 @@ fn check_kafka_sasl(key: &str, pool: &KafkaPoolConfig) -> Result<(), ConfigError
                 format!("'{mechanism}' is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
             ));
         }
-    }
-    Ok(())
-}
-
-/// TLS on a Kafka pool: `tls = true` with a `ca_file`; a client certificate is `cert_file` with `key_file`.
-fn check_kafka_tls(key: &str, pool: &KafkaPoolConfig) -> Result<(), ConfigError> {
-    if !pool.tls {
-        return match ["ca_file", "cert_file", "key_file"]
-            .into_iter()
-            .zip([&pool.ca_file, &pool.cert_file, &pool.key_file])
-            .find(|(_, value)| value.is_some())
-        {
-            Some((field, _)) => Err(invalid(
-                format!("{key}.{field}"),
-                "set `tls = true` to use it",
-            )),
-            None => Ok(()),
-        };
-    }
-    if pool.ca_file.is_none() {
-        return Err(invalid(
-            format!("{key}.ca_file"),
-            "`tls = true` needs the CA (PEM file) that signs the brokers' certificates",
-        ));
-    }
-    if pool.cert_file.is_some() != pool.key_file.is_some() {
-        return Err(invalid(
-            format!("{key}.key_file"),
-            "a client certificate needs both `cert_file` and `key_file`",
-        ));
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ mod address;
 mod kafka;
 mod kafka_checks;
 mod limits;
+mod pool_tls;
 mod pools;
 mod tenants;
 mod tls;
@@ -38,6 +39,7 @@ pub use self::kafka::{
     KafkaDelivery, KafkaOffsetsConfig, KafkaPoolConfig, KafkaTopicConfig, DEFAULT_KAFKA_TENANT,
 };
 pub use self::limits::{BigRequests, ClientLimits, Timeouts};
+pub use self::pool_tls::PoolTlsConfig;
 pub use self::pools::{ClusterPoolConfig, PoolConfig, PoolKind, ReadPolicy, RedisPoolConfig};
 pub use self::tls::ClientTlsConfig;
 

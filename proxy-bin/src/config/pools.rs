@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::address::{parse_node_address, redacted};
 use super::kafka::{KafkaPoolConfig, KAFKA_ONLY_KEYS};
+use super::pool_tls::{PoolTlsConfig, NEEDS_TLS};
 use super::{invalid, ConfigError};
 
 /// What sits behind a pool.
@@ -56,18 +57,10 @@ pub struct RedisPoolConfig {
     /// Shared connections per backend node (per db and protocol version); clients are spread across them.
     #[serde(default = "default_connections_per_node")]
     pub connections_per_node: usize,
-    /// Connect to the nodes over TLS (every node, including cluster nodes learned from the cluster); needs
-    /// `ca_file`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub tls: bool,
-    /// With `tls`: the CA (PEM) that signs the nodes' certificates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<String>,
-    /// With `tls`: a client certificate (PEM) for nodes that require one, with `key_file`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_file: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_file: Option<String>,
+    /// `tls`, `ca_file`, `cert_file`, `key_file`: TLS to every node, including cluster nodes learned from the
+    /// cluster (read apart by [`PoolTlsConfig::take_from`]).
+    #[serde(flatten, skip_deserializing)]
+    pub tls: PoolTlsConfig,
     /// With `tls`: the name the nodes' certificates must carry. Unset: each node's host (name or IP address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
@@ -128,9 +121,6 @@ impl std::fmt::Debug for RedisPoolConfig {
             .field("password", &redacted(&self.password))
             .field("connections_per_node", &self.connections_per_node)
             .field("tls", &self.tls)
-            .field("ca_file", &self.ca_file)
-            .field("cert_file", &self.cert_file)
-            .field("key_file", &self.key_file)
             .field("server_name", &self.server_name)
             .finish()
     }
@@ -170,10 +160,7 @@ impl PoolConfig {
             username: None,
             password: None,
             connections_per_node: default_connections_per_node(),
-            tls: false,
-            ca_file: None,
-            cert_file: None,
-            key_file: None,
+            tls: PoolTlsConfig::default(),
             server_name: None,
         })
     }
@@ -214,8 +201,12 @@ impl PoolConfig {
                 return Err(invalid(format!("{key}.{field}"), problem));
             }
         }
+        let tls = PoolTlsConfig::take_from(&key, &mut keys)?;
         Ok(match kind {
-            PoolKind::Standalone => PoolConfig::Standalone(read_table(&key, keys)?),
+            PoolKind::Standalone => PoolConfig::Standalone(RedisPoolConfig {
+                tls,
+                ..read_table(&key, keys)?
+            }),
             PoolKind::Cluster => {
                 let cluster_keys: Dict = CLUSTER_ONLY_KEYS
                     .iter()
@@ -223,12 +214,18 @@ impl PoolConfig {
                     .collect();
                 let only: ClusterOnlyKeys = read_table(&key, cluster_keys)?;
                 PoolConfig::Cluster(ClusterPoolConfig {
-                    redis: read_table(&key, keys)?,
+                    redis: RedisPoolConfig {
+                        tls,
+                        ..read_table(&key, keys)?
+                    },
                     read_from: only.read_from,
                     refresh_ms: only.refresh_ms,
                 })
             }
-            PoolKind::Kafka => PoolConfig::Kafka(Box::new(read_table(&key, keys)?)),
+            PoolKind::Kafka => PoolConfig::Kafka(Box::new(KafkaPoolConfig {
+                tls,
+                ..read_table(&key, keys)?
+            })),
         })
     }
 }
@@ -249,7 +246,7 @@ pub(super) fn deserialize_pools<'de, D: Deserializer<'de>>(
 }
 
 /// The keys of a pool (`key` is its table) as a `T`; an error names the key that did not fit.
-fn read_table<T: DeserializeOwned>(key: &str, keys: Dict) -> Result<T, ConfigError> {
+pub(super) fn read_table<T: DeserializeOwned>(key: &str, keys: Dict) -> Result<T, ConfigError> {
     read_value(key, &Value::Dict(Tag::Default, keys))
 }
 
@@ -293,38 +290,11 @@ impl RedisPoolConfig {
         self.validate_tls(key)
     }
 
-    /// The first TLS key set on this pool.
-    fn tls_key(&self) -> Option<&'static str> {
-        [
-            ("tls", self.tls),
-            ("ca_file", self.ca_file.is_some()),
-            ("cert_file", self.cert_file.is_some()),
-            ("key_file", self.key_file.is_some()),
-            ("server_name", self.server_name.is_some()),
-        ]
-        .into_iter()
-        .find_map(|(field, set)| set.then_some(field))
-    }
-
-    /// `tls = true` needs `ca_file`; the other TLS keys need `tls = true`; a client certificate needs its key.
+    /// The checks of the TLS keys, then `server_name` (a Redis pool's own TLS key) only with `tls = true`.
     fn validate_tls(&self, key: &str) -> Result<(), ConfigError> {
-        if !self.tls {
-            return match self.tls_key() {
-                Some(field) => Err(invalid(format!("{key}.{field}"), "needs tls = true")),
-                None => Ok(()),
-            };
-        }
-        if self.ca_file.is_none() {
-            return Err(invalid(
-                format!("{key}.ca_file"),
-                "tls = true needs the CA that signs the nodes' certificates",
-            ));
-        }
-        if self.cert_file.is_some() != self.key_file.is_some() {
-            return Err(invalid(
-                format!("{key}.cert_file"),
-                "a client certificate needs both cert_file and key_file",
-            ));
+        self.tls.validate(key, "nodes")?;
+        if !self.tls.enabled && self.server_name.is_some() {
+            return Err(invalid(format!("{key}.server_name"), NEEDS_TLS));
         }
         Ok(())
     }

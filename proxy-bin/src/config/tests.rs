@@ -524,3 +524,72 @@ fn validation_hands_back_the_tenants_it_built() {
     let tenants = config.validate_and_build_tenants().unwrap().unwrap();
     assert!(tenants.get("shop").is_some());
 }
+
+/// The TLS keys are one struct on Redis and Kafka pools: read from the pool's own table, written back as the
+/// pool's own keys (the `--backend` pool goes through figment that way), and checked with the same errors.
+#[test]
+fn pool_tls_keys_are_read_written_and_checked_alike_on_redis_and_kafka_pools() {
+    for kind in ["standalone", "cluster", "kafka"] {
+        let pool = |keys: &str| {
+            format!(
+                "default_pool = 'p'\n[pools.p]\nkind = '{kind}'\nnodes = ['h:1']\n{keys}\n{}",
+                topics_of(kind)
+            )
+        };
+        let config = load_str(&pool(
+            "tls = true\nca_file = 'ca.pem'\ncert_file = 'c.pem'\nkey_file = 'c.key'",
+        ))
+        .unwrap();
+        let read = &config.pools["p"];
+        let tls = match read {
+            PoolConfig::Kafka(kafka) => &kafka.tls,
+            redis => &redis.redis().unwrap().tls,
+        };
+        let files = |name: &str| Some(name.to_owned());
+        assert_eq!(
+            *tls,
+            PoolTlsConfig {
+                enabled: true,
+                ca_file: files("ca.pem"),
+                cert_file: files("c.pem"),
+                key_file: files("c.key"),
+            },
+            "{kind}"
+        );
+        let written = figment::value::Value::serialize(read).unwrap();
+        let written = written.as_dict().unwrap();
+        assert_eq!(written["tls"].to_bool(), Some(true), "{kind}: {written:?}");
+        assert_eq!(written["ca_file"].as_str(), Some("ca.pem"), "{kind}");
+
+        let cases = [
+            ("ca_file = 'ca.pem'", "pools.p.ca_file", "set `tls = true`"),
+            ("tls = true", "pools.p.ca_file", "needs the CA (PEM file)"),
+            (
+                "tls = true\nca_file = 'ca.pem'\nkey_file = 'c.key'",
+                "pools.p.cert_file",
+                "both `cert_file` and `key_file`",
+            ),
+            ("tls = 'yes'", "pools.p.tls", "bool"),
+            (
+                "tls = true\nca_file = 'ca.pem'\nca_flie = 'x'",
+                "pools.p.ca_flie",
+                "unknown field",
+            ),
+        ];
+        for (keys, key, problem) in cases {
+            let error = load_str(&pool(keys)).unwrap_err().to_string();
+            assert!(
+                error.contains(key) && error.contains(problem),
+                "{kind} with {keys}: {error}"
+            );
+        }
+    }
+}
+
+/// The topics table a pool of `kind` needs (a Kafka pool serves at least one topic), else nothing.
+fn topics_of(kind: &str) -> &'static str {
+    match kind {
+        "kafka" => "[pools.p.topics.t]\npartitions = 1\n",
+        _ => "",
+    }
+}

@@ -116,7 +116,7 @@ impl KafkaTlsFiles {
         pool: &crate::config::KafkaPoolConfig,
         config: &Config,
     ) -> Result<KafkaTlsFiles, PoolError> {
-        let brokers = PoolTlsFiles::read(pool)?;
+        let brokers = PoolTlsFiles::read(&pool.tls)?;
         if let Some(files) = &brokers {
             files.client_config()?;
         }
@@ -127,7 +127,7 @@ impl KafkaTlsFiles {
             .and_then(|name| config.pools.get(name))
             .and_then(PoolConfig::redis);
         let offsets = match store_pool {
-            Some(store_pool) => PoolTlsFiles::read(store_pool)?,
+            Some(store_pool) => PoolTlsFiles::read(&store_pool.tls)?,
             None => None,
         };
         Ok(KafkaTlsFiles { brokers, offsets })
@@ -492,11 +492,11 @@ fn security(pool: &crate::config::KafkaPoolConfig) -> Result<KafkaSecurity, Pool
         }
         _ => None,
     };
-    let tls = match (&pool.ca_file, pool.tls) {
+    let tls = match (&pool.tls.ca_file, pool.tls.enabled) {
         (Some(ca_file), true) => Some(TlsSettings {
             ca_file: ca_file.into(),
-            cert_file: pool.cert_file.as_ref().map(Into::into),
-            key_file: pool.key_file.as_ref().map(Into::into),
+            cert_file: pool.tls.cert_file.as_ref().map(Into::into),
+            key_file: pool.tls.key_file.as_ref().map(Into::into),
         }),
         _ => None,
     };

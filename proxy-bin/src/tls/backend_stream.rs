@@ -17,14 +17,11 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::ClientConnection;
 
+use super::plain_or_tls::PlainOrTls;
 use super::socket::TlsSocket;
 
-/// A connection to a backend node.
-#[derive(Debug)]
-pub enum BackendStream {
-    Plain(TcpStream),
-    Tls(Box<TlsBackend>),
-}
+/// A connection to a backend node: `BackendStream::Plain(TcpStream)` or `BackendStream::Tls(Box<TlsBackend>)`.
+pub type BackendStream = PlainOrTls<TcpStream, Box<TlsBackend>>;
 
 /// A TLS connection to a node, written through (see [`WriteThrough`]).
 #[derive(Debug)]
@@ -34,18 +31,10 @@ pub struct TlsBackend {
 }
 
 /// The reading half of a [`BackendStream`].
-#[derive(Debug)]
-pub enum BackendReader {
-    Plain(OwnedReadHalf),
-    Tls(TlsReader),
-}
+pub type BackendReader = PlainOrTls<OwnedReadHalf, TlsReader>;
 
 /// The writing half of a [`BackendStream`].
-#[derive(Debug)]
-pub enum BackendWriter {
-    Plain(OwnedWriteHalf),
-    Tls(TlsWriter),
-}
+pub type BackendWriter = PlainOrTls<OwnedWriteHalf, TlsWriter>;
 
 /// The reading half of a TLS connection.
 #[derive(Debug)]
@@ -229,82 +218,31 @@ impl AsyncWrite for TlsWriter {
     }
 }
 
-impl AsyncRead for BackendStream {
+impl AsyncRead for TlsBackend {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buffer: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buffer),
-            BackendStream::Tls(tls) => tls.socket.poll_read(cx, buffer),
-        }
+        self.socket.poll_read(cx, buffer)
     }
 }
 
-impl AsyncWrite for BackendStream {
+impl AsyncWrite for TlsBackend {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bytes: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            BackendStream::Plain(tcp) => Pin::new(tcp).poll_write(cx, bytes),
-            BackendStream::Tls(tls) => tls.write.poll_write(&tls.socket, cx, bytes),
-        }
+        let this = self.get_mut();
+        this.write.poll_write(&this.socket, cx, bytes)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
-            BackendStream::Tls(tls) => tls.socket.poll_flush(cx),
-        }
+        self.socket.poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            BackendStream::Tls(tls) => tls.socket.poll_shutdown(cx),
-        }
-    }
-}
-
-impl AsyncRead for BackendReader {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buffer: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendReader::Plain(reader) => Pin::new(reader).poll_read(cx, buffer),
-            BackendReader::Tls(reader) => Pin::new(reader).poll_read(cx, buffer),
-        }
-    }
-}
-
-impl AsyncWrite for BackendWriter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bytes: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            BackendWriter::Plain(writer) => Pin::new(writer).poll_write(cx, bytes),
-            BackendWriter::Tls(writer) => Pin::new(writer).poll_write(cx, bytes),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendWriter::Plain(writer) => Pin::new(writer).poll_flush(cx),
-            BackendWriter::Tls(writer) => Pin::new(writer).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            BackendWriter::Plain(writer) => Pin::new(writer).poll_shutdown(cx),
-            BackendWriter::Tls(writer) => Pin::new(writer).poll_shutdown(cx),
-        }
+        self.get_mut().socket.poll_shutdown(cx)
     }
 }

@@ -14,15 +14,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::ServerConnection;
 
+use super::plain_or_tls::PlainOrTls;
 use super::socket::TlsSocket;
 use crate::subject::Subject;
 
-/// A client connection.
-#[derive(Debug)]
-pub enum ClientStream {
-    Plain(TcpStream),
-    Tls(Box<TlsClient>),
-}
+/// A client connection: `ClientStream::Plain(TcpStream)` or `ClientStream::Tls(Box<TlsClient>)`.
+pub type ClientStream = PlainOrTls<TcpStream, Box<TlsClient>>;
 
 /// A client connection after its TLS handshake.
 #[derive(Debug)]
@@ -122,42 +119,30 @@ impl ClientStream {
 
 // === AsyncRead / AsyncWrite, for the session's reads and for the waits outside its loop (write_all, shutdown) ===
 
-impl AsyncRead for ClientStream {
+impl AsyncRead for TlsClient {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buffer: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buffer),
-            ClientStream::Tls(tls) => tls.socket.poll_read(cx, buffer),
-        }
+        self.socket.poll_read(cx, buffer)
     }
 }
 
-impl AsyncWrite for ClientStream {
+impl AsyncWrite for TlsClient {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bytes: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(tcp) => Pin::new(tcp).poll_write(cx, bytes),
-            ClientStream::Tls(tls) => tls.socket.poll_write(cx, bytes),
-        }
+        self.socket.poll_write(cx, bytes)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
-            ClientStream::Tls(tls) => tls.socket.poll_flush(cx),
-        }
+        self.socket.poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
-            ClientStream::Tls(tls) => tls.socket.poll_shutdown(cx),
-        }
+        self.get_mut().socket.poll_shutdown(cx)
     }
 }

@@ -2,11 +2,12 @@
 //! (`[tls]`, read again at every reload so a rotated certificate is used without a restart), the settings a pool
 //! with `tls = true` connects to its Redis nodes with, and the streams sessions and backend connections use.
 //!
-//! Nothing here is on the plaintext path: a plaintext client is a [`ClientStream::Plain`] and a plaintext
-//! backend a [`BackendStream::Plain`], whose methods call the `TcpStream`'s directly.
+//! Nothing here is on the plaintext path: a plaintext client is a `ClientStream::Plain` and a plaintext
+//! backend a `BackendStream::Plain` (both a `PlainOrTls`), whose methods call the `TcpStream`'s directly.
 
 mod backend_stream;
 mod client_stream;
+mod plain_or_tls;
 mod socket;
 
 use std::net::SocketAddr;
@@ -25,7 +26,7 @@ use self::backend_stream::TlsBackend;
 pub use self::backend_stream::{BackendReader, BackendStream, BackendWriter, ReadNow, WriteNow};
 pub use self::client_stream::ClientStream;
 use crate::config::{
-    invalid, ClientTlsConfig, Config, ConfigError, KafkaPoolConfig, RedisPoolConfig,
+    invalid, ClientTlsConfig, Config, ConfigError, PoolTlsConfig, RedisPoolConfig,
 };
 use crate::subject::Subject;
 
@@ -272,48 +273,14 @@ impl std::fmt::Debug for PoolTlsFiles {
     }
 }
 
-/// The TLS keys of a pool, Redis or Kafka (both name the same files).
-#[derive(Debug, Clone, Copy)]
-pub struct PoolTlsPaths<'a> {
-    pub tls: bool,
-    pub ca_file: Option<&'a String>,
-    pub cert_file: Option<&'a String>,
-    pub key_file: Option<&'a String>,
-}
-
-impl<'a> From<&'a RedisPoolConfig> for PoolTlsPaths<'a> {
-    fn from(pool: &'a RedisPoolConfig) -> Self {
-        PoolTlsPaths {
-            tls: pool.tls,
-            ca_file: pool.ca_file.as_ref(),
-            cert_file: pool.cert_file.as_ref(),
-            key_file: pool.key_file.as_ref(),
-        }
-    }
-}
-
-impl<'a> From<&'a KafkaPoolConfig> for PoolTlsPaths<'a> {
-    fn from(pool: &'a KafkaPoolConfig) -> Self {
-        PoolTlsPaths {
-            tls: pool.tls,
-            ca_file: pool.ca_file.as_ref(),
-            cert_file: pool.cert_file.as_ref(),
-            key_file: pool.key_file.as_ref(),
-        }
-    }
-}
-
 impl PoolTlsFiles {
     /// Reads the files of `pool` (`None` for a plaintext pool). Only reads: [`PoolTlsFiles::client_config`]
     /// checks what they hold.
-    pub fn read<'a>(
-        pool: impl Into<PoolTlsPaths<'a>>,
-    ) -> Result<Option<PoolTlsFiles>, PoolTlsError> {
-        let pool = pool.into();
-        if !pool.tls {
+    pub fn read(pool: &PoolTlsConfig) -> Result<Option<PoolTlsFiles>, PoolTlsError> {
+        if !pool.enabled {
             return Ok(None);
         }
-        let Some(ca_file) = pool.ca_file else {
+        let Some(ca_file) = &pool.ca_file else {
             // Config::validate requires ca_file with tls = true.
             return Err(at_key("ca_file")(TlsError::NoCertificate {
                 path: "(unset)".to_owned(),
@@ -323,7 +290,7 @@ impl PoolTlsFiles {
             ca_file.clone(),
             read_file(ca_file).map_err(at_key("ca_file"))?,
         );
-        let client = match (pool.cert_file, pool.key_file) {
+        let client = match (&pool.cert_file, &pool.key_file) {
             (Some(cert), Some(key)) => Some([
                 (cert.clone(), read_file(cert).map_err(at_key("cert_file"))?),
                 (key.clone(), read_file(key).map_err(at_key("key_file"))?),
@@ -385,7 +352,7 @@ impl BackendTls {
     /// The pool's TLS settings, `None` for a plaintext pool. The files are read here, when the pool is built
     /// (and again at each reload, [`BackendTls::reread`]).
     pub fn for_pool(pool: &RedisPoolConfig) -> Result<Option<Arc<BackendTls>>, PoolTlsError> {
-        let Some(files) = PoolTlsFiles::read(pool)? else {
+        let Some(files) = PoolTlsFiles::read(&pool.tls)? else {
             return Ok(None);
         };
         let settings = BackendTlsSettings::build(pool, files)?;
@@ -402,7 +369,7 @@ impl BackendTls {
         self: &Arc<Self>,
         pool: &RedisPoolConfig,
     ) -> Result<Option<TlsRotation>, PoolTlsError> {
-        let Some(files) = PoolTlsFiles::read(pool)? else {
+        let Some(files) = PoolTlsFiles::read(&pool.tls)? else {
             return Ok(None);
         };
         if files == self.current.load().files {

@@ -296,7 +296,6 @@ async fn two_concurrent_400_mb_sets_fail_no_one() {
 /// failure's variant (`BackendError::kind`), not from its text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_backend_is_counted_as_a_timeout() {
-    use crate::stats::{line_with, number, stats_lines};
     let backend = OwnRedis::start(&[]);
     let proxy = proxy_with_one_second_timeout(&backend, 1).await;
     let mut connection = client(&proxy).await;

@@ -19,15 +19,6 @@ use crate::support::*;
 /// Delivery guarantees with a proxy killed: at least once and at most once.
 mod delivery;
 
-/// An in-process proxy whose default pool is the Kafka pool `events` with `topics`; `extra` adds tables.
-async fn kafka_proxy(topics: &str, extra: &str) -> rkproxy::Proxy {
-    start_proxy_toml(&format!(
-        "default_pool = 'events'\n{}\n{extra}\n",
-        kafka_pool_toml(&kafka_addr(), "", topics)
-    ))
-    .await
-}
-
 /// The error text of a command that must fail.
 async fn error_of(connection: &mut MultiplexedConnection, command: &redis::Cmd) -> String {
     match command.query_async::<redis::Value>(connection).await {
@@ -102,7 +93,7 @@ fn now_ms() -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kpush_is_read_back_byte_for_byte_by_kcat() {
     let topic = unique_name("bytes");
-    let proxy = kafka_proxy(&topic_toml(&topic, 2, &["*"], &["*"]), "").await;
+    let proxy = kafka_proxy("", &topic_toml(&topic, 2, &["*"], &["*"])).await;
     let mut connection = client(&proxy).await;
     wait_connected(&mut connection, &topic).await;
 
@@ -154,7 +145,7 @@ async fn kpush_is_read_back_byte_for_byte_by_kcat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kcat_messages_come_out_of_kpop() {
     let topic = unique_name("kcat");
-    let proxy = kafka_proxy(&topic_toml(&topic, 1, &[], &["default"]), "").await;
+    let proxy = kafka_proxy("", &topic_toml(&topic, 1, &[], &["default"])).await;
     let mut connection = client(&proxy).await;
     wait_connected(&mut connection, &topic).await;
     let values: Vec<String> = (0..5).map(|index| format!("message {index}")).collect();
@@ -219,7 +210,7 @@ async fn kcat_messages_come_out_of_kpop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kpartitions_koffset_and_topic_growth() {
     let topic = unique_name("offsets");
-    let proxy = kafka_proxy(&topic_toml(&topic, 1, &["*"], &["*"]), "").await;
+    let proxy = kafka_proxy("", &topic_toml(&topic, 1, &["*"], &["*"])).await;
     let mut connection = client(&proxy).await;
     wait_connected(&mut connection, &topic).await;
     let partitions: Vec<i64> = redis::cmd("KPARTITIONS")
@@ -231,7 +222,7 @@ async fn kpartitions_koffset_and_topic_growth() {
     proxy.shutdown().await;
 
     // A proxy configured with more partitions grows the topic when it connects.
-    let proxy = kafka_proxy(&topic_toml(&topic, 3, &["*"], &["*"]), "").await;
+    let proxy = kafka_proxy("", &topic_toml(&topic, 3, &["*"], &["*"])).await;
     let mut connection = client(&proxy).await;
     wait_connected(&mut connection, &topic).await;
     let partitions: Vec<i64> = redis::cmd("KPARTITIONS")
@@ -289,7 +280,7 @@ async fn errors_are_replies_and_the_connection_stays_open() {
         topic_toml(&write_only, 2, &["default"], &[]),
         topic_toml(&read_only, 1, &[], &["*"])
     );
-    let proxy = kafka_proxy(&topics, "").await;
+    let proxy = kafka_proxy("", &topics).await;
     let mut connection = client(&proxy).await;
     wait_connected(&mut connection, &read_only).await;
 

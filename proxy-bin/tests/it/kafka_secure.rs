@@ -330,6 +330,24 @@ async fn wait_for_group_row(group: &str, topic: &str, want: (&str, &str, &str)) 
     }
 }
 
+/// Waits for the pool, KPUSHes five records to `topic` and KPOPs three (offsets 0 to 2); then waits until
+/// Kafka's tool shows `group` at offset 3 of 5, lag 2.
+async fn push_five_pop_three(
+    connection: &mut redis::aio::MultiplexedConnection,
+    group: &str,
+    topic: &str,
+) {
+    wait_connected(connection, topic).await;
+    for index in 0..5 {
+        kpush(connection, topic, &format!("record {index}")).await;
+    }
+    for expected in 0..3 {
+        let (_, offset, _) = kpop(connection, topic).await.unwrap();
+        assert_eq!(offset, expected);
+    }
+    wait_for_group_row(group, topic, ("3", "5", "2")).await;
+}
+
 /// The cursors of `KPOP topic` are the consumer group's offsets in Kafka: `kafka-consumer-groups.sh
 /// --describe` shows the current offset and the lag after pushes and pops. The pool is on the SCRAM listener,
 /// so the commits' own connections authenticate too; the group id comes from `group_ids`.
@@ -349,15 +367,7 @@ async fn kafka_tools_show_the_group_offsets_and_lag() {
     ))
     .await;
     let mut connection = client(&proxy).await;
-    wait_connected(&mut connection, &topic).await;
-    for index in 0..5 {
-        kpush(&mut connection, &topic, &format!("record {index}")).await;
-    }
-    for expected in 0..3 {
-        let (_, offset, _) = kpop(&mut connection, &topic).await.unwrap();
-        assert_eq!(offset, expected);
-    }
-    wait_for_group_row(&group, &topic, ("3", "5", "2")).await;
+    push_five_pop_three(&mut connection, &group, &topic).await;
 
     while kpop(&mut connection, &topic).await.is_some() {}
     kpush(&mut connection, &topic, "one more").await;
@@ -375,16 +385,8 @@ async fn kafka_tools_show_a_reset_cursor() {
     let keys = format!("group_commit_ms = 200\ngroup_ids = {{ default = '{group}' }}");
     let proxy = start_proxy_toml(&pool_config(&kafka_addr(), &keys, &topic, 1)).await;
     let mut connection = client(&proxy).await;
-    wait_connected(&mut connection, &topic).await;
-    for index in 0..5 {
-        kpush(&mut connection, &topic, &format!("record {index}")).await;
-    }
     // The first KPOP prefetches all five records; three are served.
-    for expected in 0..3 {
-        let (_, offset, _) = kpop(&mut connection, &topic).await.unwrap();
-        assert_eq!(offset, expected);
-    }
-    wait_for_group_row(&group, &topic, ("3", "5", "2")).await;
+    push_five_pop_three(&mut connection, &group, &topic).await;
 
     kreset(&mut connection, "default", &topic, 0, 1).await;
     wait_for_group_row(&group, &topic, ("1", "5", "4")).await;

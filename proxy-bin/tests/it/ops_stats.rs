@@ -3,7 +3,6 @@
 //! series, requests streamed on the lane, and Kafka consumer lag. Each test runs its own proxy (and its own
 //! Redis where it blocks the server), so the counts it checks are its own.
 
-use crate::stats::{fields, http_get, line_with, number, sample, stats_lines};
 use crate::support::*;
 
 /// A script that keeps the server busy for at least `ms` milliseconds (by the server's own clock).
@@ -88,11 +87,7 @@ async fn the_backend_round_trip_is_timed_per_node_apart_from_the_time_in_the_pro
     assert!(number(&line, "backend_p99_le_us") >= 250_000, "{nodes:?}");
     assert!(number(&line, "backend_mean_us") >= 150_000 / 6, "{nodes:?}");
 
-    let metrics = proxy.metrics_addr().expect("metrics are served");
-    let (status, body) = http_get(metrics, "/metrics").await;
-    assert_eq!(status, "HTTP/1.0 200 OK");
-    let scrape =
-        prometheus_parse::Scrape::parse(body.lines().map(|line| Ok(line.to_owned()))).unwrap();
+    let (scrape, body) = scrape_metrics(&proxy).await;
     let backend = histogram_of(
         &scrape,
         "rkproxy_backend_duration_seconds",
@@ -145,6 +140,14 @@ fn tenants_toml(alpha_prefix: &str, beta_prefix: &str) -> String {
          [tenants.boss]\npassword = 'boss-pw'\npool = 'main'\nadmin = true\n",
         redis_addr()
     )
+}
+
+/// A raw connection to the proxy at `addr` logged in as tenant `user` of [`tenants_toml`] (`<user>-pw`).
+fn login(addr: &str, user: &str) -> Resp {
+    let mut connection = Resp::connect(addr);
+    let password = format!("{user}-pw");
+    assert_eq!(connection.command(&["AUTH", user, &password]), "+OK\r\n");
+    connection
 }
 
 async fn key_lines(
@@ -295,10 +298,7 @@ async fn hot_keys_are_estimated_per_tenant_and_served_as_metrics() {
         .await;
     assert!(refused.is_err());
 
-    let metrics = proxy.metrics_addr().expect("metrics are served");
-    let (_, body) = http_get(metrics, "/metrics").await;
-    let scrape =
-        prometheus_parse::Scrape::parse(body.lines().map(|line| Ok(line.to_owned()))).unwrap();
+    let (scrape, body) = scrape_metrics(&proxy).await;
     let hot = sample(
         &scrape,
         "rkproxy_hot_key_requests",
@@ -406,15 +406,9 @@ async fn an_admin_lists_and_kills_a_tenants_sessions_by_user() {
     let proxy = start_proxy_toml(&tenants_toml(&alpha_prefix, &beta_prefix)).await;
     let addr = proxy.local_addr().to_string();
     blocking(move || {
-        let login = |user: &str| {
-            let mut connection = Resp::connect(&addr);
-            let password = format!("{user}-pw");
-            assert_eq!(connection.command(&["AUTH", user, &password]), "+OK\r\n");
-            connection
-        };
-        let (mut alpha_one, mut alpha_two) = (login("alpha"), login("alpha"));
-        let mut beta = login("beta");
-        let mut boss = login("boss");
+        let (mut alpha_one, mut alpha_two) = (login(&addr, "alpha"), login(&addr, "alpha"));
+        let mut beta = login(&addr, "beta");
+        let mut boss = login(&addr, "boss");
 
         let listed = client_lines(&boss.command(&["CLIENT", "LIST"]));
         let users: Vec<&str> = listed.iter().map(|line| line["user"].as_str()).collect();
@@ -446,15 +440,9 @@ async fn a_tenant_lists_and_kills_only_its_own_sessions() {
     let proxy = start_proxy_toml(&tenants_toml(&alpha_prefix, &beta_prefix)).await;
     let addr = proxy.local_addr().to_string();
     blocking(move || {
-        let login = |user: &str| {
-            let mut connection = Resp::connect(&addr);
-            let password = format!("{user}-pw");
-            assert_eq!(connection.command(&["AUTH", user, &password]), "+OK\r\n");
-            connection
-        };
-        let (mut alpha_one, mut alpha_two) = (login("alpha"), login("alpha"));
-        let mut beta = login("beta");
-        let mut boss = login("boss");
+        let (mut alpha_one, mut alpha_two) = (login(&addr, "alpha"), login(&addr, "alpha"));
+        let mut beta = login(&addr, "beta");
+        let mut boss = login(&addr, "boss");
         assert_eq!(
             beta.command(&["CLIENT", "SETNAME", "beta-worker"]),
             "+OK\r\n"
@@ -590,10 +578,7 @@ async fn big_lane_requests_and_busy_refusals_are_counted_per_pool_tenant_and_nod
     assert_eq!(number(&by_node, "lane_requests"), 3, "{lanes}");
     assert_eq!(number(&by_node, "lane_busy"), 1, "{lanes}");
 
-    let metrics = proxy.metrics_addr().expect("metrics are served");
-    let (_, body) = http_get(metrics, "/metrics").await;
-    let scrape =
-        prometheus_parse::Scrape::parse(body.lines().map(|line| Ok(line.to_owned()))).unwrap();
+    let (scrape, body) = scrape_metrics(&proxy).await;
     let busy = sample(&scrape, "rkproxy_big_lane_busy_total", &[("pool", "main")])
         .unwrap_or_else(|| panic!("no busy series in\n{body}"));
     assert!(matches!(busy.value, prometheus_parse::Value::Counter(n) if n == 1.0));
@@ -617,43 +602,21 @@ async fn big_lane_requests_and_busy_refusals_are_counted_per_pool_tenant_and_nod
 
 #[tokio::test]
 async fn kafka_consumer_lag_is_read_per_group_and_partition() {
-    let topic = format!("it-lag-{}", unique("topic").replace(':', "-"));
-    let toml = format!(
-        "metrics_listen = '127.0.0.1:0'\ndefault_pool = 'events'\n[pools.events]\nkind = 'kafka'\nnodes = ['{}']\n\
-         [pools.events.topics.{topic}]\npartitions = 1\nproducers = ['default']\nconsumers = ['default']\n",
-        kafka_addr()
-    );
-    let proxy = start_proxy_toml(&toml).await;
+    let topic = unique_name("lag");
+    let proxy = kafka_proxy(
+        "metrics_listen = '127.0.0.1:0'",
+        &topic_toml(&topic, 1, &["default"], &["default"]),
+    )
+    .await;
     let mut connection = client(&proxy).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while redis::cmd("KPARTITIONS")
-        .arg(&topic)
-        .query_async::<Vec<i64>>(&mut connection)
-        .await
-        .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Kafka pool never came up"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    wait_connected(&mut connection, &topic).await;
     for value in ["one", "two", "three", "four", "five"] {
-        let _: Vec<i64> = redis::cmd("KPUSH")
-            .arg(&topic)
-            .arg(value)
-            .query_async(&mut connection)
-            .await
-            .unwrap();
+        kpush(&mut connection, &topic, value).await;
     }
     let mut popped = 0;
     while popped < 2 {
-        let record: Option<(i64, i64, Vec<u8>)> = redis::cmd("KPOP")
-            .arg(&topic)
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        popped += usize::from(record.is_some());
+        popped += usize::from(kpop(&mut connection, &topic).await.is_some());
         assert!(
             std::time::Instant::now() < deadline,
             "records never came back"
@@ -670,10 +633,7 @@ async fn kafka_consumer_lag_is_read_per_group_and_partition() {
     assert!((2..=5).contains(&next_offset), "{lines:?}");
     assert_eq!(number(&lag, "lag"), 3, "{lines:?}");
 
-    let metrics = proxy.metrics_addr().expect("metrics are served");
-    let (_, body) = http_get(metrics, "/metrics").await;
-    let scrape =
-        prometheus_parse::Scrape::parse(body.lines().map(|line| Ok(line.to_owned()))).unwrap();
+    let (scrape, body) = scrape_metrics(&proxy).await;
     let gauge = sample(
         &scrape,
         "rkproxy_kafka_consumer_lag",
@@ -829,10 +789,7 @@ async fn each_command_has_its_own_latency_histogram_in_stats_and_metrics() {
     // redis-rs sends INCR with an amount as INCRBY.
     assert_eq!(number(&line("incrby"), "timed"), 1, "{lines:?}");
 
-    let metrics = proxy.metrics_addr().expect("metrics are served");
-    let (_, body) = http_get(metrics, "/metrics").await;
-    let scrape =
-        prometheus_parse::Scrape::parse(body.lines().map(|line| Ok(line.to_owned()))).unwrap();
+    let (scrape, body) = scrape_metrics(&proxy).await;
     let per_command = |command: &str| {
         histogram_of(
             &scrape,

@@ -723,59 +723,25 @@ fn sighup_makes_the_binary_read_its_file_again() {
     outcome.unwrap();
 }
 
-/// A topic name of this test's own on the shared broker (and not one an earlier run against it used).
-fn kafka_topic(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    unique(&format!("it-reload-{name}-{nanos}")).replace(':', "-")
-}
-
-/// Waits until the Kafka pool serves `topic` (a new or rebuilt pool connects in the background); its partitions.
-async fn kafka_partitions(
-    connection: &mut redis::aio::MultiplexedConnection,
-    topic: &str,
-) -> Vec<i64> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let partitions = redis::cmd("KPARTITIONS")
-            .arg(topic)
-            .query_async::<Vec<i64>>(connection)
-            .await;
-        match partitions {
-            Ok(partitions) => return partitions,
-            Err(error)
-                if error.to_string().contains("unavailable") && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(error) => panic!("the Kafka pool does not serve topic {topic}: {error}"),
-        }
-    }
-}
-
 /// A reload creates a topic and grows another while the client stays connected, and KPOP's cursors (kept in
 /// memory) carry over to the rebuilt pool: no record is handed out twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_creates_and_grows_kafka_topics_and_keeps_kpop_cursors() {
-    let (kept, added) = (kafka_topic("kept"), kafka_topic("added"));
-    let topic = |name: &str, partitions: i32| {
-        format!(
-            "[pools.events.topics.{name}]\npartitions = {partitions}\nproducers = ['*']\nconsumers = ['*']\n"
-        )
-    };
+    let (kept, added) = (unique_name("reload-kept"), unique_name("reload-added"));
+    let topic = |name: &str, partitions: i32| topic_toml(name, partitions, &["*"], &["*"]);
     let config = |topics: String| {
         format!(
-            "listen = '127.0.0.1:0'\ndefault_pool = 'events'\n\
-             [pools.events]\nkind = 'kafka'\nnodes = ['{}']\n{topics}",
-            kafka_addr()
+            "listen = '127.0.0.1:0'\ndefault_pool = 'events'\n{}",
+            kafka_pool_toml(&kafka_addr(), "", &topics)
         )
     };
     let file = ConfigFile::new(&config(topic(&kept, 1)));
     let proxy = proxy_from(&file).await;
     let mut connection = client(&proxy).await;
-    assert_eq!(kafka_partitions(&mut connection, &kept).await, [0]);
+    assert_eq!(
+        wait_serving(&mut connection, &kept, Retry::WhileUnavailable).await,
+        [0]
+    );
     for value in ["first", "second"] {
         let _: (i64, i64) = redis::cmd("KPUSH")
             .arg(&kept)
@@ -785,35 +751,28 @@ async fn a_reload_creates_and_grows_kafka_topics_and_keeps_kpop_cursors() {
             .await
             .unwrap();
     }
-    let popped: Option<(i64, i64, String)> = redis::cmd("KPOP")
-        .arg(&kept)
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    assert_eq!(popped, Some((0, 0, "first".to_owned())));
+    assert_eq!(
+        kpop(&mut connection, &kept).await,
+        Some((0, 0, b"first".to_vec()))
+    );
 
     file.write(&config(format!("{}{}", topic(&kept, 2), topic(&added, 1))));
     let report = proxy.reload_from_file().await.unwrap();
     assert_eq!(report.pools_changed, ["events"]);
 
-    assert_eq!(kafka_partitions(&mut connection, &added).await, [0]);
-    assert_eq!(kafka_partitions(&mut connection, &kept).await, [0, 1]);
-    let popped: Option<(i64, i64, String)> = redis::cmd("KPOP")
-        .arg(&kept)
-        .query_async(&mut connection)
-        .await
-        .unwrap();
     assert_eq!(
-        popped,
-        Some((0, 1, "second".to_owned())),
+        wait_serving(&mut connection, &added, Retry::WhileUnavailable).await,
+        [0]
+    );
+    assert_eq!(
+        wait_serving(&mut connection, &kept, Retry::WhileUnavailable).await,
+        [0, 1]
+    );
+    assert_eq!(
+        kpop(&mut connection, &kept).await,
+        Some((0, 1, b"second".to_vec())),
         "the cursor carried over"
     );
-    let pushed: (i64, i64) = redis::cmd("KPUSH")
-        .arg(&added)
-        .arg("new")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
-    assert_eq!(pushed, (0, 0));
+    assert_eq!(kpush(&mut connection, &added, "new").await, (0, 0));
     proxy.shutdown().await;
 }

@@ -1,54 +1,9 @@
 //! The proxy's counts: `RKPROXY STATS`, INFO's `# Proxy` section and `GET /metrics` (parsed with a real
 //! Prometheus text parser), exact for the test's own proxy, and each tenant seeing only its own rows.
 
-use std::collections::BTreeMap;
-use std::io::{Read, Write};
-
 use redis::Value;
 
 use crate::support::*;
-
-/// A reply's lines (an array of bulk strings, as RKPROXY STATS gives).
-pub(crate) async fn stats_lines(
-    connection: &mut redis::aio::MultiplexedConnection,
-    section: &str,
-) -> Vec<String> {
-    let lines: Vec<String> = redis::cmd("RKPROXY")
-        .arg("STATS")
-        .arg(section)
-        .query_async(connection)
-        .await
-        .unwrap();
-    lines
-}
-
-/// The `key=value` fields of one stats line.
-pub(crate) fn fields(line: &str) -> BTreeMap<String, String> {
-    line.split(' ')
-        .filter_map(|field| field.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-/// The line of `lines` whose fields include every `(key, value)` of `matching`.
-pub(crate) fn line_with(
-    lines: &[String],
-    matching: &[(&str, &str)],
-) -> Option<BTreeMap<String, String>> {
-    lines.iter().map(|line| fields(line)).find(|f| {
-        matching
-            .iter()
-            .all(|(k, v)| f.get(*k).map(String::as_str) == Some(*v))
-    })
-}
-
-pub(crate) fn number(fields: &BTreeMap<String, String>, key: &str) -> u64 {
-    fields
-        .get(key)
-        .unwrap_or_else(|| panic!("no {key} in {fields:?}"))
-        .parse()
-        .unwrap()
-}
 
 async fn info_text(connection: &mut redis::aio::MultiplexedConnection, section: &str) -> String {
     let mut command = redis::cmd("INFO");
@@ -267,30 +222,6 @@ async fn a_tenant_sees_only_its_own_stats() {
     proxy.shutdown().await;
 }
 
-/// `GET path` over HTTP/1.0; the status line and the body.
-pub(crate) async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
-    let request = format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n");
-    blocking(move || {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response.split_once("\r\n\r\n").unwrap();
-        (head.lines().next().unwrap().to_owned(), body.to_owned())
-    })
-    .await
-}
-
-pub(crate) fn sample<'a>(
-    scrape: &'a prometheus_parse::Scrape,
-    metric: &str,
-    labels: &[(&str, &str)],
-) -> Option<&'a prometheus_parse::Sample> {
-    scrape.samples.iter().find(|sample| {
-        sample.metric == metric && labels.iter().all(|(k, v)| sample.labels.get(k) == Some(*v))
-    })
-}
-
 #[tokio::test]
 async fn metrics_are_served_in_the_prometheus_text_format() {
     let toml = format!(
@@ -314,10 +245,7 @@ async fn metrics_are_served_in_the_prometheus_text_format() {
         .await;
     assert!(unknown.is_err());
 
-    let (status, body) = http_get(metrics, "/metrics").await;
-    assert_eq!(status, "HTTP/1.0 200 OK");
-    let scrape =
-        prometheus_parse::Scrape::parse(body.lines().map(|line| Ok(line.to_owned()))).unwrap();
+    let (scrape, body) = scrape_metrics(&proxy).await;
     let main = [("pool", "main"), ("tenant", "default")];
     let sets = sample(
         &scrape,
@@ -467,36 +395,14 @@ async fn cluster_requests_are_counted_timed_and_logged_with_their_node() {
 
 #[tokio::test]
 async fn kafka_pushes_and_pops_are_counted_per_topic() {
-    let topic = format!("it-stats-{}", unique("topic").replace(':', "-"));
-    let toml = format!(
-        "default_pool = 'events'\n[pools.events]\nkind = 'kafka'\nnodes = ['{}']\n\
-         [pools.events.topics.{topic}]\npartitions = 1\nproducers = ['default']\nconsumers = ['default']\n",
-        kafka_addr()
-    );
-    let proxy = start_proxy_toml(&toml).await;
+    let topic = unique_name("stats");
+    let proxy = kafka_proxy("", &topic_toml(&topic, 1, &["default"], &["default"])).await;
     let mut connection = client(&proxy).await;
-    // The pool connects in the background: wait until it serves the topic.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while redis::cmd("KPARTITIONS")
-        .arg(&topic)
-        .query_async::<Vec<i64>>(&mut connection)
-        .await
-        .is_err()
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Kafka pool never came up"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    wait_connected(&mut connection, &topic).await;
     let mut pushed_bytes = 0;
     for value in ["one", "two", "three"] {
-        let _: Vec<i64> = redis::cmd("KPUSH")
-            .arg(&topic)
-            .arg(value)
-            .query_async(&mut connection)
-            .await
-            .unwrap();
+        kpush(&mut connection, &topic, value).await;
         pushed_bytes += redis::cmd("KPUSH")
             .arg(&topic)
             .arg(value)
@@ -506,12 +412,7 @@ async fn kafka_pushes_and_pops_are_counted_per_topic() {
     let (mut popped, mut pops) = (0, 0);
     while popped < 3 {
         pops += 1;
-        let record: Option<(i64, i64, Vec<u8>)> = redis::cmd("KPOP")
-            .arg(&topic)
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        if record.is_some() {
+        if kpop(&mut connection, &topic).await.is_some() {
             popped += 1;
         }
         assert!(

@@ -1,6 +1,6 @@
 //! Test support: server addresses from `cargo xtask test`, an in-process proxy, raw RESP over TCP, private
-//! redis-server processes for tests that kill their backend, real rkproxy processes (`process`) and the Kafka
-//! tests' set-up (`kafka`).
+//! redis-server processes for tests that kill their backend, real rkproxy processes (`process`), the Kafka
+//! tests' set-up (`kafka`), reading the proxy's counts (`stats`) and TLS clients (`tls`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -10,19 +10,26 @@ use std::time::{Duration, Instant};
 mod kafka;
 mod process;
 mod slot_move;
+mod stats;
+mod tls;
 
 use bytes::BytesMut;
 use resp_codec::{Limits, ReplyDecoder};
 use tokio_util::codec::Decoder;
 
 pub use kafka::{
-    kafka_pool_toml, koffsets, kpop, kpush, kreset, serve_within, topic_toml, unique_name,
-    wait_connected, Record,
+    kafka_pool_toml, kafka_proxy, koffsets, kpop, kpush, kreset, serve_within, topic_toml,
+    unique_name, wait_connected, wait_serving, Record, Retry,
 };
 pub use process::ProxyProcess;
 use rkproxy::config::Config;
 use rkproxy::Proxy;
 pub use slot_move::{masters_among, SlotMove};
+pub use stats::{fields, http_get, line_with, number, sample, scrape_metrics, stats_lines};
+pub use tls::{
+    client_config, tls_command, tls_connect, tls_file, tls_ping, tls_redis, tls_redis_rs_client,
+    TlsClient, TLS_BOUNDED,
+};
 
 /// Reads a server address that `cargo xtask test` exports; fails loudly when it is missing.
 pub fn env_addr(name: &str) -> String {

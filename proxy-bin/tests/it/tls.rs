@@ -7,7 +7,6 @@
 //! certificates are made by `cargo xtask test` in `RKPROXY_TEST_TLS_DIR` (see xtask/src/tls.rs).
 
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,24 +15,8 @@ use redis::AsyncCommands;
 use rkproxy::config::Config;
 use rkproxy::Proxy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::rustls;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::support::*;
-
-/// How long any failure may take to close a connection.
-const BOUNDED: Duration = Duration::from_secs(10);
-
-/// A file of the run's test certificates.
-pub(crate) fn tls_file(name: &str) -> String {
-    let dir = env_addr("RKPROXY_TEST_TLS_DIR");
-    PathBuf::from(dir).join(name).display().to_string()
-}
-
-pub(crate) fn tls_redis() -> String {
-    env_addr("RKPROXY_TEST_TLS_REDIS")
-}
 
 fn tls_cluster() -> Vec<String> {
     env_addr("RKPROXY_TEST_TLS_CLUSTER")
@@ -74,6 +57,17 @@ async fn proxy_from(toml: &str) -> Proxy {
     Proxy::builder(config).start().await.unwrap()
 }
 
+/// A proxy with a TLS listener (the test certificate) in front of a TLS pool, `secure`, on the TLS standalone
+/// Redis.
+async fn tls_on_both_sides_proxy() -> Proxy {
+    proxy_from(&format!(
+        "default_pool = 'secure'\n{}\n{}",
+        listener_toml("server", false),
+        tls_pool_toml("secure", "standalone", &[tls_redis()]),
+    ))
+    .await
+}
+
 /// A proxy with a TLS listener (the test certificate) in front of the plaintext standalone Redis.
 async fn tls_proxy() -> Proxy {
     proxy_from(&format!(
@@ -84,77 +78,11 @@ async fn tls_proxy() -> Proxy {
     .await
 }
 
-fn certificates(name: &str) -> Vec<CertificateDer<'static>> {
-    CertificateDer::pem_file_iter(tls_file(name))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
-}
-
-/// A rustls client configuration trusting `ca` (a file of the test folder), with `client` (`client` for
-/// client.crt/key) as its certificate if given.
-pub(crate) fn client_config(ca: &str, client: Option<&str>) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for certificate in certificates(ca) {
-        roots.add(certificate).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    Arc::new(match client {
-        Some(name) => builder
-            .with_client_auth_cert(
-                certificates(&format!("{name}.crt")),
-                PrivateKeyDer::from_pem_file(tls_file(&format!("{name}.key"))).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    })
-}
-
-pub(crate) type TlsClient = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
-
-/// Connects with rustls to `addr`; the handshake's outcome (bounded in time).
-pub(crate) async fn tls_connect(
-    addr: std::net::SocketAddr,
-    config: Arc<rustls::ClientConfig>,
-) -> std::io::Result<TlsClient> {
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("localhost").unwrap();
-    let connect = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
-    tokio::time::timeout(BOUNDED, connect)
-        .await
-        .expect("the handshake ends in bounded time")
-}
-
-/// Sends one RESP command and reads until a whole reply line set has arrived (simple replies only), or the
-/// connection closes (`None`).
-pub(crate) async fn command(stream: &mut TlsClient, request: &[u8]) -> Option<String> {
-    stream.write_all(request).await.ok()?;
-    let mut reply = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        let read = tokio::time::timeout(BOUNDED, stream.read(&mut buffer))
-            .await
-            .expect("a reply or a close in bounded time")
-            .ok()?;
-        if read == 0 {
-            return None;
-        }
-        reply.extend_from_slice(&buffer[..read]);
-        if reply.ends_with(b"\r\n") {
-            return Some(String::from_utf8_lossy(&reply).into_owned());
-        }
-    }
-}
-
-/// Whether the peer closes the connection (an error or end of stream) within [`BOUNDED`].
+/// Whether the peer closes the connection (an error or end of stream) within [`TLS_BOUNDED`].
 async fn closed_soon(stream: &mut TlsClient) -> bool {
     let mut buffer = [0u8; 256];
     let _ = stream.write_all(b"*1\r\n$4\r\nPING\r\n").await;
-    let deadline = Instant::now() + BOUNDED;
+    let deadline = Instant::now() + TLS_BOUNDED;
     loop {
         match tokio::time::timeout_at(deadline.into(), stream.read(&mut buffer)).await {
             Err(_) => return false,
@@ -245,15 +173,7 @@ async fn redis_cli_through_the_tls_port() {
 #[tokio::test]
 async fn redis_rs_over_tls() {
     let proxy = tls_proxy().await;
-    let addr = proxy.tls_local_addr().unwrap();
-    let certificates = redis::TlsCertificates {
-        client_tls: None,
-        root_cert: Some(std::fs::read(tls_file("ca.crt")).unwrap()),
-    };
-    let client =
-        redis::Client::build_with_tls(format!("rediss://localhost:{}/", addr.port()), certificates)
-            .unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let mut connection = tls_redis_rs_client(&proxy).await;
     let key = unique("tls-rs");
     let _: () = connection.set(&key, "hello").await.unwrap();
     let value: String = connection.get(&key).await.unwrap();
@@ -276,12 +196,7 @@ async fn redis_rs_over_tls() {
 
 #[tokio::test]
 async fn a_tls_standalone_pool_through_both_listeners() {
-    let proxy = proxy_from(&format!(
-        "default_pool = 'secure'\n{}\n{}",
-        listener_toml("server", false),
-        tls_pool_toml("secure", "standalone", &[tls_redis()]),
-    ))
-    .await;
+    let proxy = tls_on_both_sides_proxy().await;
     let key = unique("tls-pool");
     let mut plain = client(&proxy).await;
     let _: () = plain.set(&key, "via-tls-backend").await.unwrap();
@@ -307,7 +222,7 @@ async fn a_tls_standalone_pool_through_both_listeners() {
     )
     .await
     .unwrap();
-    let reply = command(
+    let reply = tls_command(
         &mut tls,
         format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).as_bytes(),
     )
@@ -324,21 +239,8 @@ async fn a_tls_standalone_pool_through_both_listeners() {
 /// the middle of records) and a 1 MiB value through the big-request lane. Every reply comes back, in order.
 #[tokio::test]
 async fn big_pipelines_and_big_values_over_tls_on_both_sides() {
-    let proxy = proxy_from(&format!(
-        "default_pool = 'secure'\n{}\n{}",
-        listener_toml("server", false),
-        tls_pool_toml("secure", "standalone", &[tls_redis()]),
-    ))
-    .await;
-    let addr = proxy.tls_local_addr().unwrap();
-    let certificates = redis::TlsCertificates {
-        client_tls: None,
-        root_cert: Some(std::fs::read(tls_file("ca.crt")).unwrap()),
-    };
-    let client =
-        redis::Client::build_with_tls(format!("rediss://localhost:{}/", addr.port()), certificates)
-            .unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let proxy = tls_on_both_sides_proxy().await;
+    let mut connection = tls_redis_rs_client(&proxy).await;
     let key = unique("tls-both");
     let value_of = |index: usize| format!("{index:0>300}");
     let mut sets = redis::pipe();
@@ -451,10 +353,7 @@ async fn a_client_trusting_another_ca_is_refused() {
     )
     .await
     .unwrap();
-    assert_eq!(
-        command(&mut good, b"*1\r\n$4\r\nPING\r\n").await.as_deref(),
-        Some("+PONG\r\n")
-    );
+    assert_eq!(tls_ping(&mut good).await.as_deref(), Some("+PONG\r\n"));
     proxy.shutdown().await;
 }
 
@@ -476,43 +375,43 @@ async fn an_expired_proxy_certificate_is_refused_by_clients() {
     proxy.shutdown().await;
 }
 
-// The raw client blocks its thread: the proxy runs on another.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_backend_certificate_is_an_error_reply() {
-    let expired = OwnTlsRedis::start("expired");
+/// Sends `request` through a proxy whose default pool is the TLS standalone Redis `backend`: the first reply
+/// line, and how long it took. The raw client blocks its thread: call it from a multi-threaded runtime.
+async fn first_reply_through_tls_pool(backend: &OwnTlsRedis, request: &[u8]) -> (String, Duration) {
     let proxy = proxy_from(&format!(
         "default_pool = 'secure'\n{}",
-        tls_pool_toml("secure", "standalone", &[expired.addr()]),
+        tls_pool_toml("secure", "standalone", &[backend.addr()]),
     ))
     .await;
     let mut raw = RawClient::connect(proxy.local_addr());
     let started = Instant::now();
-    raw.send(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    raw.send(request);
     let line = raw.read_line();
-    assert!(started.elapsed() < BOUNDED);
+    let took = started.elapsed();
+    proxy.shutdown().await;
+    (line, took)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_backend_certificate_is_an_error_reply() {
+    let expired = OwnTlsRedis::start("expired");
+    let (line, took) =
+        first_reply_through_tls_pool(&expired, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n").await;
+    assert!(took < TLS_BOUNDED);
     assert!(
         line.starts_with("-ERR backend") && line.contains("certificate expired"),
         "{line}"
     );
-    proxy.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_signed_by_another_ca_is_an_error_reply() {
     let other = OwnTlsRedis::start("other-server");
-    let proxy = proxy_from(&format!(
-        "default_pool = 'secure'\n{}",
-        tls_pool_toml("secure", "standalone", &[other.addr()]),
-    ))
-    .await;
-    let mut raw = RawClient::connect(proxy.local_addr());
-    raw.send(b"*1\r\n$4\r\nPING\r\n");
-    let line = raw.read_line();
+    let (line, _) = first_reply_through_tls_pool(&other, b"*1\r\n$4\r\nPING\r\n").await;
     assert!(
         line.starts_with("-ERR backend") && line.contains("UnknownIssuer"),
         "{line}"
     );
-    proxy.shutdown().await;
 }
 
 #[tokio::test]
@@ -531,7 +430,7 @@ async fn mutual_tls_logs_a_bound_tenant_in_without_a_password() {
     let mut tenant = tls_connect(addr, client_config("ca.crt", Some("client")))
         .await
         .unwrap();
-    let reply = command(&mut tenant, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv1\r\n").await;
+    let reply = tls_command(&mut tenant, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv1\r\n").await;
     assert_eq!(reply.as_deref(), Some("+OK\r\n"), "no AUTH needed");
     // The key went under the tenant's prefix.
     let mut direct = direct(&redis_addr(), 0).await;
@@ -580,22 +479,12 @@ async fn a_reload_puts_a_new_certificate_in_use_without_a_restart() {
     let mut after = tls_connect(addr, client_config("other-ca.crt", None))
         .await
         .expect("new connections get the new certificate");
-    assert_eq!(
-        command(&mut after, b"*1\r\n$4\r\nPING\r\n")
-            .await
-            .as_deref(),
-        Some("+PONG\r\n")
-    );
+    assert_eq!(tls_ping(&mut after).await.as_deref(), Some("+PONG\r\n"));
     assert!(tls_connect(addr, client_config("ca.crt", None))
         .await
         .is_err());
     // A connection opened before keeps working.
-    assert_eq!(
-        command(&mut before, b"*1\r\n$4\r\nPING\r\n")
-            .await
-            .as_deref(),
-        Some("+PONG\r\n")
-    );
+    assert_eq!(tls_ping(&mut before).await.as_deref(), Some("+PONG\r\n"));
     proxy.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -651,9 +540,9 @@ fn failed_handshakes_are_logged_and_closed() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Whether the peer closes the socket (end of stream or reset) within [`BOUNDED`], whatever it sends first.
+/// Whether the peer closes the socket (end of stream or reset) within [`TLS_BOUNDED`], whatever it sends first.
 fn closed_within(stream: &mut std::net::TcpStream) -> bool {
-    let deadline = Instant::now() + BOUNDED;
+    let deadline = Instant::now() + TLS_BOUNDED;
     stream
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -703,7 +592,7 @@ impl LoggingProxy {
                     .push_str(&String::from_utf8_lossy(&buffer[..read]));
             }
         });
-        let deadline = Instant::now() + BOUNDED;
+        let deadline = Instant::now() + TLS_BOUNDED;
         while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
             assert!(Instant::now() < deadline, "rkproxy did not start listening");
             std::thread::sleep(Duration::from_millis(20));
@@ -712,7 +601,7 @@ impl LoggingProxy {
     }
 
     fn wait_for_log(&mut self, text: &str) {
-        let deadline = Instant::now() + BOUNDED;
+        let deadline = Instant::now() + TLS_BOUNDED;
         loop {
             let log = self.log.lock().unwrap().clone();
             if log.contains(text) {
@@ -771,7 +660,7 @@ impl OwnTlsRedis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs");
-        let deadline = Instant::now() + BOUNDED;
+        let deadline = Instant::now() + TLS_BOUNDED;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));

@@ -11,7 +11,6 @@ use rkproxy::config::Config;
 use rkproxy::Proxy;
 
 use crate::support::*;
-use crate::tls::{client_config, command, tls_connect, tls_file, tls_redis};
 
 /// A directory of the test's own holding a copy of each named file of the test certificates.
 fn copies_of(names: &[&str]) -> TempDir {
@@ -132,12 +131,7 @@ async fn client_certificate_accepted(proxy: &Proxy) -> bool {
     let addr = proxy.tls_local_addr().unwrap();
     match tls_connect(addr, client_config("ca.crt", Some("client"))).await {
         // TLS 1.3: a refused client certificate shows on the client's first read.
-        Ok(mut stream) => {
-            command(&mut stream, b"*1\r\n$4\r\nPING\r\n")
-                .await
-                .as_deref()
-                == Some("+PONG\r\n")
-        }
+        Ok(mut stream) => tls_ping(&mut stream).await.as_deref() == Some("+PONG\r\n"),
         Err(_) => false,
     }
 }
@@ -178,12 +172,7 @@ async fn a_broken_listener_certificate_refuses_the_reload() {
     let mut stream = tls_connect(addr, client_config("ca.crt", None))
         .await
         .expect("the certificate read at start is still presented");
-    assert_eq!(
-        command(&mut stream, b"*1\r\n$4\r\nPING\r\n")
-            .await
-            .as_deref(),
-        Some("+PONG\r\n")
-    );
+    assert_eq!(tls_ping(&mut stream).await.as_deref(), Some("+PONG\r\n"));
     proxy.shutdown().await;
 }
 

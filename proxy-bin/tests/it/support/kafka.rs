@@ -1,11 +1,15 @@
-//! Kafka set-up shared by the Kafka tests (kafka.rs, kafka/*.rs, kafka_secure.rs) and the TLS offset-store
-//! test in tls.rs: names no other test uses, pool and topic tables, waiting until a Kafka pool serves a topic
-//! (it connects in the background at start), and KPUSH/KPOP through redis-rs.
+//! Kafka set-up shared by the Kafka tests (kafka.rs, kafka/*.rs, kafka_secure.rs), the TLS offset-store test
+//! in tls.rs and the Kafka reload test in reload.rs: names no other test uses, pool and topic tables, waiting
+//! until a Kafka pool serves a topic (it connects in the background at start or after a reload), and KPUSH/KPOP
+//! through redis-rs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
+use rkproxy::Proxy;
+
+use super::{kafka_addr, start_proxy_toml};
 
 /// A record as KPOP returns it: partition, offset, value.
 pub type Record = (i64, i64, Vec<u8>);
@@ -49,12 +53,42 @@ pub fn kafka_pool_toml(broker: &str, pool_keys: &str, topics: &str) -> String {
     format!("[pools.events]\nkind = 'kafka'\nnodes = ['{broker}']\n{pool_keys}\n{topics}")
 }
 
+/// Which KPARTITIONS errors mean "the pool is not serving yet" while a test waits for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Every error: the pool may still be logging in, or its broker may come up later.
+    AnyError,
+    /// Only the pool's "unavailable" error (a new or rebuilt pool connecting in the background); any other
+    /// error is the answer at once.
+    WhileUnavailable,
+}
+
+/// An in-process proxy whose default pool is the Kafka pool `events` on the test broker with `topics`;
+/// `top_level` holds keys that go before the tables (`metrics_listen = ...`).
+pub async fn kafka_proxy(top_level: &str, topics: &str) -> Proxy {
+    start_proxy_toml(&format!(
+        "{top_level}\ndefault_pool = 'events'\n{}\n",
+        kafka_pool_toml(&kafka_addr(), "", topics)
+    ))
+    .await
+}
+
 /// Waits until the pool serves `topic` (KPARTITIONS answers) and returns its partitions; the last error if it
 /// does not within `within` (`Duration::ZERO`: the first answer, whatever it is).
 pub async fn serve_within(
     connection: &mut MultiplexedConnection,
     topic: &str,
     within: Duration,
+) -> Result<Vec<i64>, String> {
+    serve_retrying(connection, topic, within, Retry::AnyError).await
+}
+
+/// [`serve_within`], retrying only the errors `retry` names.
+async fn serve_retrying(
+    connection: &mut MultiplexedConnection,
+    topic: &str,
+    within: Duration,
+    retry: Retry,
 ) -> Result<Vec<i64>, String> {
     let deadline = Instant::now() + within;
     loop {
@@ -65,6 +99,12 @@ pub async fn serve_within(
         match partitions {
             Ok(partitions) => return Ok(partitions),
             Err(error) if Instant::now() >= deadline => return Err(error.to_string()),
+            Err(error)
+                if retry == Retry::WhileUnavailable
+                    && !error.to_string().contains("unavailable") =>
+            {
+                return Err(error.to_string())
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }
@@ -72,9 +112,19 @@ pub async fn serve_within(
 
 /// Waits until the proxy's Kafka pool serves `topic`; fails the test if it does not within a minute.
 pub async fn wait_connected(connection: &mut MultiplexedConnection, topic: &str) {
-    if let Err(error) = serve_within(connection, topic, POOL_READY).await {
-        panic!("the Kafka pool does not serve topic {topic}: {error}");
-    }
+    wait_serving(connection, topic, Retry::AnyError).await;
+}
+
+/// Waits until the proxy's Kafka pool serves `topic`, retrying the errors `retry` names, and returns its
+/// partitions; fails the test on another error or if the pool does not serve within a minute.
+pub async fn wait_serving(
+    connection: &mut MultiplexedConnection,
+    topic: &str,
+    retry: Retry,
+) -> Vec<i64> {
+    serve_retrying(connection, topic, POOL_READY, retry)
+        .await
+        .unwrap_or_else(|error| panic!("the Kafka pool does not serve topic {topic}: {error}"))
 }
 
 /// `KPUSH topic value`: the record's partition and offset.

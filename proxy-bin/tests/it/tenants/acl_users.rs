@@ -62,11 +62,29 @@ fn standalone_config(addr: &str, tenants: &str) -> rkproxy::config::Config {
     rkproxy::config::Config::from_toml(&toml).expect("test config is valid")
 }
 
+/// A redis-server of the test's own with ACL users `acl-a` (with `a_rules`) and `acl-b` (the recommended
+/// rules for `b:`), the backend users of [`acl_tenants`].
+fn redis_with_acl_users(a_rules: &[String]) -> OwnRedis {
+    let redis = OwnRedis::start(&[]);
+    create_user(&redis.addr(), "acl-a", a_rules);
+    create_user(&redis.addr(), "acl-b", &recommended_rules("b:"));
+    redis
+}
+
+/// The error of a proxy start from `config` that must be refused; `why` says what should have refused it.
+async fn refused_start(config: rkproxy::config::Config, why: &str) -> String {
+    match rkproxy::Proxy::builder(config).start().await {
+        Ok(proxy) => {
+            proxy.shutdown().await;
+            panic!("the proxy started although {why}");
+        }
+        Err(error) => error.to_string(),
+    }
+}
+
 /// A redis-server with `acl-a` and `acl-b` (the recommended rules) and a proxy with [`acl_tenants`] in front.
 async fn acl_proxy() -> (OwnRedis, rkproxy::Proxy) {
-    let redis = OwnRedis::start(&[]);
-    create_user(&redis.addr(), "acl-a", &recommended_rules("a:"));
-    create_user(&redis.addr(), "acl-b", &recommended_rules("b:"));
+    let redis = redis_with_acl_users(&recommended_rules("a:"));
     let proxy = rkproxy::Proxy::builder(standalone_config(&redis.addr(), &acl_tenants()))
         .start()
         .await
@@ -305,20 +323,10 @@ async fn two_acl_tenants_have_their_own_connections_and_pipelines_never_cross() 
 
 /// Starting a proxy whose tenant `a` has `rules` (with `acl-b` as recommended) gives this error.
 async fn start_error(rules: &[String], password: &str) -> String {
-    let redis = OwnRedis::start(&[]);
-    create_user(&redis.addr(), "acl-a", rules);
-    create_user(&redis.addr(), "acl-b", &recommended_rules("b:"));
+    let redis = redis_with_acl_users(rules);
     let tenants = acl_tenants().replace("'acl-a-secret'", &format!("'{password}'"));
-    match rkproxy::Proxy::builder(standalone_config(&redis.addr(), &tenants))
-        .start()
-        .await
-    {
-        Ok(proxy) => {
-            proxy.shutdown().await;
-            panic!("the proxy started with rules {rules:?}");
-        }
-        Err(error) => error.to_string(),
-    }
+    let config = standalone_config(&redis.addr(), &tenants);
+    refused_start(config, &format!("acl-a has rules {rules:?}")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,16 +403,8 @@ async fn a_tenant_in_its_own_db_must_not_select_another() {
         "acl-d",
         &[recommended_rules("d:"), vec!["+select".to_owned()]].concat(),
     );
-    let error = match rkproxy::Proxy::builder(standalone_config(&redis.addr(), tenants))
-        .start()
-        .await
-    {
-        Ok(proxy) => {
-            proxy.shutdown().await;
-            panic!("started with +select");
-        }
-        Err(error) => error.to_string(),
-    };
+    let config = standalone_config(&redis.addr(), tenants);
+    let error = refused_start(config, "acl-d may run every SELECT").await;
     assert!(
         error.contains("may run `SELECT 0` (the tenant works in its own db)")
             && error.contains("-select +select|5"),
@@ -414,9 +414,7 @@ async fn a_tenant_in_its_own_db_must_not_select_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_gives_takes_and_checks_a_tenants_backend_user() {
-    let redis = OwnRedis::start(&[]);
-    create_user(&redis.addr(), "acl-a", &recommended_rules("a:"));
-    create_user(&redis.addr(), "acl-b", &recommended_rules("b:"));
+    let redis = redis_with_acl_users(&recommended_rules("a:"));
     let without = "[tenants.a]\npassword = 'a-pw'\npool = 'main'\nkey_prefix = 'a:'\n\
                    [tenants.b]\npassword = 'b-pw'\npool = 'main'\nkey_prefix = 'b:'\n";
     let proxy = rkproxy::Proxy::builder(standalone_config(&redis.addr(), without))

@@ -15,7 +15,8 @@
 //!
 //! A lane connection is borrowed whole by one request ([`LaneLease`]), so the session can write a big value to
 //! it as it arrives from the client and write the reply to the client as it arrives from the server, holding a
-//! window of [`LANE_WINDOW`] bytes, never the value.
+//! window of [`LANE_WINDOW`] bytes, never the value. On plain TCP the value's bytes go from the client's socket
+//! to the lane's by `splice(2)` ([`SplicePipe`], [`LaneLease::drain_pipe`]), never copied into the proxy.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;

@@ -9,6 +9,12 @@
 //! Requests whose keys come after the big argument, and requests that need what the proxy does with whole
 //! requests (CLIENT REPLY filtering, transactions, ...) are framed whole as before.
 //!
+//! When the client and the lane connection are both plain TCP, the big argument's data is not even read: it
+//! moves from one socket to the other by `splice(2)`, a pipe's worth at a time (`pools::big_lane::SplicePipe`,
+//! [`LANE_WINDOW`] bytes), and the scanner counts it unseen (`FrameScanner::skip_bulk_data`). That saves the
+//! two copies of every byte through the proxy's memory, most of its CPU time on big requests. Over TLS the
+//! bytes are read and written as they arrive.
+//!
 //! Ordering: a transfer starts only once every earlier reply of the client has arrived (`pending` is empty)
 //! and the session reads no other request until the transfer ends, the lane's barrier on both sides. So the
 //! lane reply is the client's next reply: once the earlier replies are written, it is written as it arrives

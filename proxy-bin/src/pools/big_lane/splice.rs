@@ -102,3 +102,62 @@ impl SplicePipe {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Two ends of a loopback TCP connection.
+    async fn connected_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (far, _) = listener.accept().await.unwrap();
+        (near, far)
+    }
+
+    /// 3 MB go from one socket to another through the pipe, a pipe's worth at a time, byte for byte; the
+    /// bytes sent after them stay in the first socket, unread.
+    #[tokio::test]
+    async fn a_value_moves_between_sockets_byte_for_byte_and_no_further() {
+        let (mut client, from_client) = connected_pair().await;
+        let (to_lane, mut lane) = connected_pair().await;
+        let value: Vec<u8> = (0..3_000_000u32).map(|index| (index % 251) as u8).collect();
+        let sent = value.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+            client.write_all(b"NEXT").await.unwrap();
+            client
+        });
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; 3_000_000];
+            lane.read_exact(&mut got).await.unwrap();
+            got
+        });
+        let mut pipe = SplicePipe::new().unwrap();
+        let mut left = value.len();
+        while left > 0 {
+            let moved = pipe.fill_from(&from_client, left).await.unwrap();
+            assert!(moved > 0 && moved <= LANE_WINDOW.max(pipe.capacity));
+            while pipe.held() > 0 {
+                pipe.drain_to(&to_lane).await.unwrap();
+            }
+            left -= moved;
+        }
+        assert!(
+            reader.await.unwrap() == value,
+            "the value changed on the way"
+        );
+        let _client = writer.await.unwrap();
+        let mut next = [0u8; 4];
+        let mut from_client = from_client;
+        from_client.read_exact(&mut next).await.unwrap();
+        assert_eq!(&next, b"NEXT");
+    }
+}

@@ -115,6 +115,44 @@ impl FrameScanner {
         self.first_byte
     }
 
+    /// Inside a bulk string's data: how many of its bytes are still to come (the `\r\n` after them not
+    /// counted). A proxy may move that many bytes without looking at them (see [`FrameScanner::skip_bulk_data`]).
+    pub fn bulk_data_remaining(&self) -> Option<usize> {
+        match self.step {
+            Step::BulkData { remaining, .. } => Some(remaining),
+            _ => None,
+        }
+    }
+
+    /// Counts up to `count` bytes of the current bulk string's data as seen without their content (they went
+    /// on unread, e.g. by `splice(2)`); returns how many were counted: at most
+    /// [`FrameScanner::bulk_data_remaining`], and none where the content must be checked (the start of a
+    /// RESP3 verbatim string).
+    pub fn skip_bulk_data(&mut self, count: usize) -> usize {
+        let Step::BulkData {
+            remaining,
+            offset,
+            verbatim,
+        } = self.step
+        else {
+            return 0;
+        };
+        if verbatim && offset <= 3 {
+            return 0;
+        }
+        let skipped = count.min(remaining);
+        self.step = if skipped == remaining {
+            Step::BulkEnd { seen: 0 }
+        } else {
+            Step::BulkData {
+                remaining: remaining - skipped,
+                offset: offset + skipped,
+                verbatim,
+            }
+        };
+        skipped
+    }
+
     /// Walks `chunk`, the frame's next bytes, and returns how many of them belong to the frame: all of them
     /// until the frame is complete, then fewer (the rest belongs to what follows). Nothing is taken once the
     /// frame is complete. After an error the scanner must not be used again (the stream is out of sync).
@@ -517,6 +555,32 @@ mod tests {
 
     fn scan_whole(scanner: &mut FrameScanner, bytes: &[u8]) -> usize {
         scanner.feed(bytes).unwrap()
+    }
+
+    /// Bulk data skipped unseen counts like bulk data fed: the frame still ends after its `\r\n`, and bad
+    /// bytes after the skipped data are still caught.
+    #[test]
+    fn skipped_bulk_data_counts_as_seen() {
+        let mut scanner = FrameScanner::request(Limits::default());
+        assert_eq!(
+            scanner
+                .feed(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$10\r\nab")
+                .unwrap(),
+            27
+        );
+        assert_eq!(scanner.bulk_data_remaining(), Some(8));
+        assert_eq!(scanner.skip_bulk_data(5), 5);
+        assert_eq!(scanner.bulk_data_remaining(), Some(3));
+        assert_eq!(scanner.skip_bulk_data(100), 3);
+        assert_eq!(scanner.bulk_data_remaining(), None);
+        assert_eq!(scanner.skip_bulk_data(1), 0);
+        assert_eq!(scanner.feed(b"\r\n*1\r\n").unwrap(), 2);
+        assert!(scanner.is_complete());
+
+        let mut broken = FrameScanner::request(Limits::default());
+        broken.feed(b"*2\r\n$3\r\nGET\r\n$4\r\n").unwrap();
+        assert_eq!(broken.skip_bulk_data(4), 4);
+        assert!(broken.feed(b"xx").is_err());
     }
 
     /// Feeds `bytes` in chunks ending at `cuts`, returns the bytes taken and whether the frame completed.

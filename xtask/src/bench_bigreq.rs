@@ -56,6 +56,9 @@ const TIME_GOAL_VS_DIRECT: f64 = 1.2;
 #[derive(Debug, Clone, Default)]
 struct Run {
     peak_rss_mb: Option<f64>,
+    /// The proxy's CPU time (user and system, every thread) from its start to the end of the load, in seconds:
+    /// steadier than the wall time on a shared machine.
+    cpu_s: Option<f64>,
     p50_ms: f64,
     p99_ms: f64,
     total_s: f64,
@@ -76,6 +79,7 @@ pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) ->
     };
     guard.push("redis-bigreq", redis::spawn_child(&redis_spec)?);
     let redis_addr = redis_spec.addr();
+    let redis_pid = guard.child_mut("redis-bigreq").map(|child| child.id());
     wait_round_trip(BenchTarget::Direct, redis_addr)?;
     set_value(redis_addr, SMALL_KEY, b"v")?;
     set_value(redis_addr, BIG_KEY, &vec![b'x'; GET_VALUE_BYTES])?;
@@ -95,8 +99,20 @@ pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) ->
                 target.name(),
                 round + 1
             );
+            let redis_before = redis_pid.and_then(cpu_seconds);
             let mut run = big_sets(addr)?;
+            if let (Some(before), Some(after)) = (redis_before, redis_pid.and_then(cpu_seconds)) {
+                eprintln!(
+                    "bigreq     {:<10} redis-server cpu {:.2} s during the load",
+                    target.name(),
+                    after - before
+                );
+            }
             run.peak_rss_mb = pid.and_then(peak_rss_mb);
+            run.cpu_s = pid.and_then(cpu_seconds);
+            if let Some(split) = pid.and_then(cpu_split) {
+                eprintln!("bigreq     {:<10} {split}", target.name());
+            }
             stop(pid);
             runs.push(run);
         }
@@ -129,6 +145,7 @@ pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) ->
             );
             let mut run = slow_readers(addr)?;
             run.peak_rss_mb = pid.and_then(peak_rss_mb);
+            run.cpu_s = pid.and_then(cpu_seconds);
             stop(pid);
             runs.push(run);
         }
@@ -197,6 +214,35 @@ fn peak_rss_mb(pid: u32) -> Option<f64> {
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// The CPU time of process `pid` so far, in seconds: the sum over its threads of the time they ran
+/// (`/proc/<pid>/task/*/schedstat`, first field, in nanoseconds).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut nanoseconds: u64 = 0;
+    for task in tasks.flatten() {
+        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        let ran: u64 = schedstat.split_whitespace().next()?.parse().ok()?;
+        nanoseconds += ran;
+    }
+    Some(nanoseconds as f64 / 1e9)
+}
+
+/// The user and system CPU time and the minor page faults of process `pid` (`/proc/<pid>/stat`), as a line
+/// for the log: where the proxy's CPU time goes (system time is mostly the copies of the socket data).
+fn cpu_split(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |number: usize| -> Option<f64> { fields.get(number - 3)?.parse().ok() };
+    // Fields 10 (minflt), 14 (utime) and 15 (stime), in clock ticks of 1/100 s.
+    let (faults, user, system) = (field(10)?, field(14)?, field(15)?);
+    Some(format!(
+        "cpu user {:.2} s, system {:.2} s, minor faults {faults:.0}",
+        user / 100.0,
+        system / 100.0
+    ))
 }
 
 fn set_value(addr: SocketAddr, key: &str, value: &[u8]) -> Result<()> {
@@ -404,6 +450,10 @@ fn medians(runs: &[Run]) -> Run {
             .iter()
             .all(|run| run.peak_rss_mb.is_some())
             .then(|| of(|run| run.peak_rss_mb.unwrap_or_default())),
+        cpu_s: runs
+            .iter()
+            .all(|run| run.cpu_s.is_some())
+            .then(|| of(|run| run.cpu_s.unwrap_or_default())),
         p50_ms: of(|run| run.p50_ms),
         p99_ms: of(|run| run.p99_ms),
         total_s: of(|run| run.total_s),
@@ -418,6 +468,19 @@ fn rss_cell(run: &Run) -> String {
         .map_or_else(|| "–".to_string(), |mb| format!("{mb:.0} MB"))
 }
 
+fn cpu_cell(run: &Run) -> String {
+    run.cpu_s
+        .map_or_else(|| "–".to_string(), |seconds| format!("{seconds:.2} s"))
+}
+
+/// The time against direct's in the same run, when both were measured.
+fn ratio_cell(run: &Run, direct: Option<&Run>) -> String {
+    direct.filter(|direct| direct.total_s > 0.0).map_or_else(
+        || "–".to_string(),
+        |direct| format!("{:.2}x", run.total_s / direct.total_s),
+    )
+}
+
 fn row_one_line(target: BenchTarget, run: &Run, direct: Option<&Run>) -> String {
     let goal = if target == BenchTarget::Rkproxy {
         row_one_goal(run, direct)
@@ -425,12 +488,14 @@ fn row_one_line(target: BenchTarget, run: &Run, direct: Option<&Run>) -> String 
         String::new()
     };
     format!(
-        "| {SET_CLIENTS} clients x {SETS_PER_CLIENT} pipelined SETs of 1 MiB | {} | {} | {:.1} | {:.1} | {:.2} s | control: {} GETs, {} errors | {goal} |",
+        "| {SET_CLIENTS} clients x {SETS_PER_CLIENT} pipelined SETs of 1 MiB | {} | {} | {} | {:.1} | {:.1} | {:.2} s | {} | control: {} GETs, {} errors | {goal} |",
         target.name(),
         rss_cell(run),
+        cpu_cell(run),
         run.p50_ms,
         run.p99_ms,
         run.total_s,
+        ratio_cell(run, direct),
         run.control_gets,
         run.control_errors,
     )
@@ -465,8 +530,9 @@ fn verdict(met: bool, goal: &str) -> String {
 fn row_two_line(run: &Run) -> String {
     let met = run.disconnected == SLOW_READERS && run.control_errors == 0;
     format!(
-        "| {SLOW_READERS} clients x {GETS_PER_READER} pipelined GETs of 100 KB, never read (max_output_bytes = {OUTPUT_LIMIT}) | rkproxy | {} | {:.1} | {:.1} | {:.2} s | {}/{SLOW_READERS} slow readers disconnected; control: {} GETs, {} errors | {} |",
+        "| {SLOW_READERS} clients x {GETS_PER_READER} pipelined GETs of 100 KB, never read (max_output_bytes = {OUTPUT_LIMIT}) | rkproxy | {} | {} | {:.1} | {:.1} | {:.2} s | – | {}/{SLOW_READERS} slow readers disconnected; control: {} GETs, {} errors | {} |",
         rss_cell(run),
+        cpu_cell(run),
         run.p50_ms,
         run.p99_ms,
         run.total_s,
@@ -479,8 +545,8 @@ fn row_two_line(run: &Run) -> String {
 
 fn render(rows: &[String]) -> String {
     let mut out = String::from(
-        "\n| bigreq load | target | peak RSS (VmHWM) | small GET p50 ms | small GET p99 ms | time | clients | goal |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "\n| bigreq load | target | peak RSS (VmHWM) | proxy CPU | small GET p50 ms | small GET p99 ms | time | time vs direct | clients | goal |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
         out.push_str(row);
@@ -489,7 +555,8 @@ fn render(rows: &[String]) -> String {
     out.push_str(
         "- bigreq: every target a fresh process per round in front of one redis-server; the control client GETs a \
          small key every 10 ms during the load; time is until every SET was answered (row 1) or every slow \
-         reader was disconnected (row 2, at most 30 s).\n",
+         reader was disconnected (row 2, at most 30 s); proxy CPU is the proxy process's CPU time (all threads, \
+         from its start to the end of the load).\n",
     );
     out
 }

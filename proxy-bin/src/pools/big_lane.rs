@@ -15,7 +15,8 @@
 //!
 //! A lane connection is borrowed whole by one request ([`LaneLease`]), so the session can write a big value to
 //! it as it arrives from the client and write the reply to the client as it arrives from the server, holding a
-//! window of [`LANE_WINDOW`] bytes, never the value.
+//! window of [`LANE_WINDOW`] bytes, never the value. On plain TCP the value's bytes go from the client's socket
+//! to the lane's by `splice(2)` ([`SplicePipe`], [`LaneLease::drain_pipe`]), never copied into the proxy.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -30,6 +31,10 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{connect, BackendError, BackendReply, BackendStream, Broken, Endpoint};
 use crate::config::BigRequests;
+
+mod splice;
+
+pub use self::splice::SplicePipe;
 
 /// Why a big request was not sent. The text is the client's error reply (after `-`).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -310,6 +315,33 @@ impl LaneLease {
             Ok(Err(error)) => Err(BackendError::lost(&node, Broken::Write(error))),
             Err(_) => Err(BackendError::lost(&node, Broken::NoProgress(patience))),
         }
+    }
+
+    /// Whether the lease's socket is connected over plain TCP, so a value can be spliced to it
+    /// ([`LaneLease::drain_pipe`]).
+    pub fn is_plain(&self) -> bool {
+        matches!(self.socket, Some(BackendStream::Plain(_)))
+    }
+
+    /// Writes everything `pipe` holds to the server (plain TCP only, see [`LaneLease::is_plain`]); the socket
+    /// must take some of it every `slow_command_ms`, as with [`LaneLease::write`].
+    pub async fn drain_pipe(&mut self, pipe: &mut SplicePipe) -> Result<(), BackendError> {
+        let patience = self.lane.endpoint.slow_command_timeout;
+        let node = &self.lane.node;
+        let Some(BackendStream::Plain(socket)) = &self.socket else {
+            return Err(BackendError::lost(node, Broken::NoLaneConnection));
+        };
+        while pipe.held() > 0 {
+            match tokio::time::timeout(patience, pipe.drain_to(socket)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) if error.kind() == std::io::ErrorKind::WriteZero => {
+                    return Err(BackendError::lost(node, Broken::ClosedOnWrite))
+                }
+                Ok(Err(error)) => return Err(BackendError::lost(node, Broken::Write(error))),
+                Err(_) => return Err(BackendError::lost(node, Broken::NoProgress(patience))),
+            }
+        }
+        Ok(())
     }
 
     /// Reads what the server sent next, at most `LANE_WINDOW` bytes, into `buffer`; at least one byte within

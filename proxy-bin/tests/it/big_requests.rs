@@ -878,6 +878,63 @@ async fn a_backend_dying_mid_reply_closes_the_client() {
     );
 }
 
+/// Reads a bulk string reply of `len` bytes (its header, data and CRLF) from a raw connection.
+async fn read_bulk(stream: &mut TcpStream, len: usize) -> Vec<u8> {
+    assert_eq!(read_line(stream).await, format!("${len}\r\n"));
+    let mut data = vec![0u8; len + 2];
+    tokio::time::timeout(Duration::from_secs(30), stream.read_exact(&mut data))
+        .await
+        .expect("the value within 30 s")
+        .unwrap();
+    assert!(data.ends_with(b"\r\n"), "no CRLF after the value");
+    data.truncate(len);
+    data
+}
+
+/// A big value whose bytes are moved to the lane without being read (splice, on plain TCP) must still end where
+/// the client's request ends: the value arrives in pieces of odd sizes, its last bytes in the same write as the
+/// next requests (a GET and a second big SET), and every reply is right, byte for byte.
+#[tokio::test]
+async fn a_value_in_odd_pieces_with_requests_right_after_it_passes_byte_for_byte() {
+    let backend = support::redis_addr();
+    let proxy = support::start_proxy_toml(&format!(
+        "default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{backend}']\n"
+    ))
+    .await;
+    let key = support::unique("big:pieces");
+    let (first, second) = (value(3 * MB + 5, 11), value(2 * MB, 12));
+    let mut client = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    client
+        .write_all(&set_head(&key, first.len()))
+        .await
+        .unwrap();
+    let mut at = 0;
+    for piece in [1, 7, 4096, 65_537, 300_000, MB] {
+        client.write_all(&first[at..at + piece]).await.unwrap();
+        client.flush().await.unwrap();
+        at += piece;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut rest = first[at..].to_vec();
+    rest.extend_from_slice(b"\r\n");
+    encode(&mut rest, &[b"GET", key.as_bytes()]);
+    encode(&mut rest, &[b"SET", key.as_bytes(), &second]);
+    encode(&mut rest, &[b"GET", key.as_bytes()]);
+    client.write_all(&rest).await.unwrap();
+    assert_eq!(read_line(&mut client).await, "+OK\r\n");
+    assert!(
+        read_bulk(&mut client, first.len()).await == first,
+        "the first value changed"
+    );
+    assert_eq!(read_line(&mut client).await, "+OK\r\n");
+    assert!(
+        read_bulk(&mut client, second.len()).await == second,
+        "the second value changed"
+    );
+    let mut cleanup = support::patient_client(&proxy).await;
+    let _: i64 = cleanup.del(&key).await.unwrap();
+}
+
 /// A client that sends a big value slowly holds one lane connection; the other (two per node) still serves
 /// another client's big requests, and small requests pass on the shared connection.
 #[tokio::test]

@@ -9,6 +9,12 @@
 //! Requests whose keys come after the big argument, and requests that need what the proxy does with whole
 //! requests (CLIENT REPLY filtering, transactions, ...) are framed whole as before.
 //!
+//! When the client and the lane connection are both plain TCP, the big argument's data is not even read: it
+//! moves from one socket to the other by `splice(2)`, a pipe's worth at a time (`pools::big_lane::SplicePipe`,
+//! [`LANE_WINDOW`] bytes), and the scanner counts it unseen (`FrameScanner::skip_bulk_data`). That saves the
+//! two copies of every byte through the proxy's memory, most of its CPU time on big requests. Over TLS the
+//! bytes are read and written as they arrive.
+//!
 //! Ordering: a transfer starts only once every earlier reply of the client has arrived (`pending` is empty)
 //! and the session reads no other request until the transfer ends, the lane's barrier on both sides. So the
 //! lane reply is the client's next reply: once the earlier replies are written, it is written as it arrives
@@ -39,8 +45,9 @@ use super::super::pending::Pending;
 use super::super::{Session, SessionEnd};
 use super::first_key;
 use crate::backend::{BackendError, Broken};
-use crate::pools::big_lane::{BigLane, LaneLease, LANE_WINDOW};
+use crate::pools::big_lane::{BigLane, LaneLease, SplicePipe, LANE_WINDOW};
 use crate::pools::PoolHandle;
+use crate::tls::ClientStream;
 
 /// On a cluster pool, values smaller than this are framed whole, not streamed: a request answered MOVED or ASK
 /// (its slot migrating) must be sent again, which needs the whole value; a streamed value is gone by then. Up
@@ -87,6 +94,20 @@ pub(in crate::session) struct LaneTransfer {
     pub(super) refusal: Option<Bytes>,
     /// Over the tenant's traffic limit: sent from then on.
     pub(super) wait_until: Option<Instant>,
+}
+
+/// After a value was spliced, reads from the client take at most this much: the rest of the request is short,
+/// and the next request's value is better spliced than read.
+const SPLICED_TAIL_WINDOW: usize = 16 * 1024;
+
+/// What [`Session::splice_bulk_data`] did.
+enum Spliced {
+    /// Nothing: a socket is not plain TCP, or no pipe could be made; the bytes are read and written instead.
+    No,
+    /// This many bytes went from the client to the lane.
+    Moved(usize),
+    /// This many bytes were taken from the client, and the lane failed (they are lost with its connection).
+    LaneFailed(usize, BackendError),
 }
 
 /// How the request went to the server.
@@ -290,6 +311,8 @@ impl Session {
         };
         if let Some((scanner, after)) = &transfer.rest {
             let mut scanner = scanner.clone();
+            let mut pipe = None;
+            let mut window = LANE_WINDOW;
             loop {
                 let taken = match scanner.feed(&self.read_buffer) {
                     Ok(taken) => taken,
@@ -301,17 +324,38 @@ impl Session {
                         return Ok(RequestOutcome::ClientBroke);
                     }
                 };
-                let chunk = self.read_buffer.split_to(taken);
-                if let Ok(open) = &mut lease {
-                    if let Err(failure) = open.write(&chunk).await {
-                        self.count_lane_failure(&failure);
-                        lease = Err(failure.to_reply());
+                if taken > 0 {
+                    // Dropped before the next read, so the read buffer's room is reused, not reallocated.
+                    let chunk = self.read_buffer.split_to(taken);
+                    if let Ok(open) = &mut lease {
+                        if let Err(failure) = open.write(&chunk).await {
+                            self.count_lane_failure(&failure);
+                            lease = Err(failure.to_reply());
+                        }
                     }
                 }
                 if scanner.is_complete() {
                     break;
                 }
-                self.read_request_bytes().await?;
+                if let (Some(remaining), Ok(open)) = (scanner.bulk_data_remaining(), &mut lease) {
+                    match self.splice_bulk_data(open, &mut pipe, remaining).await? {
+                        Spliced::No => {}
+                        Spliced::Moved(moved) => {
+                            scanner.skip_bulk_data(moved);
+                            // What follows the value is short (its `\r\n`, perhaps a few arguments): reading a
+                            // whole window would read the next request's value too, which is better spliced.
+                            window = SPLICED_TAIL_WINDOW;
+                            continue;
+                        }
+                        Spliced::LaneFailed(moved, failure) => {
+                            scanner.skip_bulk_data(moved);
+                            self.count_lane_failure(&failure);
+                            lease = Err(failure.to_reply());
+                            continue;
+                        }
+                    }
+                }
+                self.read_request_bytes(window).await?;
             }
             if let Ok(open) = &mut lease {
                 if let Err(failure) = open.write(after).await {
@@ -326,21 +370,67 @@ impl Session {
         })
     }
 
-    /// Reads more of a streamed request from the client: at most a window, waiting as long as the client takes
-    /// (a slow sender holds only its own lane connection), within `timeouts.idle_ms` (when on) and, before
-    /// AUTH, the authentication deadline.
-    async fn read_request_bytes(&mut self) -> Result<(), SessionEnd> {
+    /// Moves the rest of a big argument's data (`remaining` bytes) from the client to the lane with `splice(2)`
+    /// when both sockets are plain TCP: at most a pipe's worth (a window) per call, so the proxy neither copies
+    /// the value nor holds more than a window of it. Waits for the client like [`Session::read_request_bytes`].
+    async fn splice_bulk_data(
+        &mut self,
+        lease: &mut LaneLease,
+        pipe: &mut Option<SplicePipe>,
+        remaining: usize,
+    ) -> Result<Spliced, SessionEnd> {
+        if !lease.is_plain() || !matches!(self.stream, ClientStream::Plain(_)) {
+            return Ok(Spliced::No);
+        }
+        if pipe.is_none() {
+            // Without a pipe (the process is out of descriptors) the value is copied as before.
+            *pipe = SplicePipe::new().ok();
+        }
+        let Some(pipe) = pipe.as_mut() else {
+            return Ok(Spliced::No);
+        };
+        let (deadline, end) = self.client_read_deadline();
+        let ClientStream::Plain(client) = &self.stream else {
+            return Ok(Spliced::No);
+        };
+        let fill = pipe.fill_from(client, remaining);
+        let moved = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, fill).await {
+                Ok(moved) => moved?,
+                Err(_) => return Err(end),
+            },
+            None => fill.await?,
+        };
+        if moved == 0 {
+            return Err(SessionEnd::ClientClosed);
+        }
+        self.last_activity = Instant::now();
+        Ok(match lease.drain_pipe(pipe).await {
+            Ok(()) => Spliced::Moved(moved),
+            Err(failure) => Spliced::LaneFailed(moved, failure),
+        })
+    }
+
+    /// How long the session waits for the client's next bytes mid-request, and why it ends when they do not
+    /// come: before AUTH the authentication deadline, else `timeouts.idle_ms` (when on).
+    fn client_read_deadline(&self) -> (Option<Instant>, SessionEnd) {
         let idle_ms = self.state.config().timeouts.idle_ms;
-        let (deadline, end) = if self.awaiting_auth() {
+        if self.awaiting_auth() {
             (Some(self.auth_deadline), SessionEnd::AuthTimeout)
         } else if idle_ms > 0 {
             let idle = std::time::Duration::from_millis(idle_ms);
             (Some(Instant::now() + idle), SessionEnd::Idle)
         } else {
             (None, SessionEnd::Idle)
-        };
-        self.read_buffer.reserve(LANE_WINDOW);
-        let mut room = (&mut self.read_buffer).limit(LANE_WINDOW);
+        }
+    }
+
+    /// Reads more of a streamed request from the client: at most `window` bytes, waiting as long as the client
+    /// takes (a slow sender holds only its own lane connection), within [`Session::client_read_deadline`].
+    async fn read_request_bytes(&mut self, window: usize) -> Result<(), SessionEnd> {
+        let (deadline, end) = self.client_read_deadline();
+        self.read_buffer.reserve(window);
+        let mut room = (&mut self.read_buffer).limit(window);
         let read = match deadline {
             Some(deadline) => {
                 match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut room)).await {

@@ -117,8 +117,15 @@ impl TlsSocket {
         let mut connection = self.lock();
         loop {
             let before = buffer.filled().len();
-            let closed = self.decrypt(&mut connection, &[], buffer)?;
-            if buffer.filled().len() > before || closed || buffer.remaining() == 0 {
+            // Decrypted bytes rustls holds, or the end, come first. Usually there are none: rustls then has
+            // nothing to process either, so the read goes straight to `recv`.
+            if !connection.wants_read() {
+                let closed = self.decrypt(&mut connection, &[], buffer)?;
+                if buffer.filled().len() > before || closed {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            if buffer.remaining() == 0 {
                 return Poll::Ready(Ok(()));
             }
             let room = buffer.remaining().clamp(MIN_RECV, READ_CHUNK);
@@ -171,6 +178,11 @@ impl TlsSocket {
         buffer: &mut ReadBuf<'_>,
     ) -> io::Result<bool> {
         loop {
+            if !ciphertext.is_empty() {
+                // At most 4 KiB per call, from memory. After the peer's close_notify rustls takes nothing
+                // (`Ok(0)`), and the state below says it closed.
+                connection.read_tls(&mut ciphertext)?;
+            }
             let state = match connection.process_new_packets() {
                 Ok(state) => state,
                 Err(error) => {
@@ -188,8 +200,6 @@ impl TlsSocket {
                 }
                 return Ok(state.peer_has_closed() && state.plaintext_bytes_to_read() == 0);
             }
-            // At most 4 KiB per call, from memory.
-            connection.read_tls(&mut ciphertext)?;
         }
     }
 

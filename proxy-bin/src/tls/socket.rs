@@ -30,8 +30,16 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls::Connection;
 
 /// The most ciphertext one `recv` asks for. The decrypted bytes go to the caller's buffer in the same call, so
-/// a read never asks for more than the caller has room for.
+/// a read asks for no more than the caller has room for, unless that is below [`MIN_RECV`].
 const READ_CHUNK: usize = 64 * 1024;
+
+/// The least ciphertext one `recv` asks for, however little room the caller's buffer has. A session's read
+/// buffer has little room left before it is reclaimed (its frames are split off the front); asking only for
+/// that room took a record in pieces: one `recv` of 4 bytes after another while the record was incomplete
+/// (no plaintext came, so the room stayed as small), about one extra `recv` per pipelined batch at `-P 16`.
+/// The plaintext that does not fit stays in rustls (see [`TlsSocket::decrypt`] why rustls always takes it)
+/// and the next read takes it from there. rustls's own read size, so one `read_tls` usually takes it all.
+const MIN_RECV: usize = 4 * 1024;
 
 thread_local! {
     /// Ciphertext just received, before rustls takes it. One per thread, not per connection: it is empty again
@@ -109,11 +117,18 @@ impl TlsSocket {
         let mut connection = self.lock();
         loop {
             let before = buffer.filled().len();
-            let closed = self.decrypt(&mut connection, &[], buffer)?;
-            if buffer.filled().len() > before || closed || buffer.remaining() == 0 {
+            // Decrypted bytes rustls holds, or the end, come first. Usually there are none: rustls then has
+            // nothing to process either, so the read goes straight to `recv`.
+            if !connection.wants_read() {
+                let closed = self.decrypt(&mut connection, &[], buffer)?;
+                if buffer.filled().len() > before || closed {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            if buffer.remaining() == 0 {
                 return Poll::Ready(Ok(()));
             }
-            let room = buffer.remaining().min(READ_CHUNK);
+            let room = buffer.remaining().clamp(MIN_RECV, READ_CHUNK);
             let read = CIPHERTEXT.with_borrow_mut(|ciphertext| {
                 let ciphertext = &mut ciphertext[..room];
                 match ready!(self.poll_recv(cx, ciphertext)) {
@@ -148,9 +163,14 @@ impl TlsSocket {
     /// Hands `ciphertext` to rustls and moves what it decrypts into `buffer`, sending what rustls wants to send
     /// meanwhile (an alert, a key update). `true` when the peer has closed the TLS session.
     ///
-    /// The caller receives at most `buffer.remaining()` bytes of ciphertext, so at most one record's plaintext
-    /// (from a record begun by an earlier read) stays in rustls, below its limit on held plaintext: rustls never
-    /// refuses the rest of `ciphertext`.
+    /// rustls never refuses the rest of `ciphertext` (it refuses ciphertext while it holds more than 16 KiB
+    /// of plaintext), as the caller receives only when rustls holds no plaintext, and then either
+    /// - at most `buffer.remaining()` bytes: at most one record's plaintext (from a record begun by an earlier
+    ///   read) stays in rustls; or
+    /// - at most [`MIN_RECV`] bytes (4 KiB, rustls's own read size): the first `read_tls` takes them all, or,
+    ///   when a record begun earlier fills rustls's buffer, as much as completes that record, whose plaintext
+    ///   (at most 16 KiB, less what `buffer` took) is not over the limit when the second `read_tls` takes the
+    ///   rest.
     fn decrypt(
         &self,
         connection: &mut Connection,
@@ -158,6 +178,11 @@ impl TlsSocket {
         buffer: &mut ReadBuf<'_>,
     ) -> io::Result<bool> {
         loop {
+            if !ciphertext.is_empty() {
+                // At most 4 KiB per call, from memory. After the peer's close_notify rustls takes nothing
+                // (`Ok(0)`), and the state below says it closed.
+                connection.read_tls(&mut ciphertext)?;
+            }
             let state = match connection.process_new_packets() {
                 Ok(state) => state,
                 Err(error) => {
@@ -175,8 +200,6 @@ impl TlsSocket {
                 }
                 return Ok(state.peer_has_closed() && state.plaintext_bytes_to_read() == 0);
             }
-            // At most 4 KiB per call, from memory.
-            connection.read_tls(&mut ciphertext)?;
         }
     }
 
@@ -331,3 +354,7 @@ impl Write for SocketWriter<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "socket_tests.rs"]
+mod tests;

@@ -11,14 +11,26 @@ pub const BOUNDS_US: [u64; 17] = [
 ];
 
 /// Counts of observations per bucket, their number and their sum.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Histogram {
     /// Not cumulative: `buckets[i]` counts observations in `(BOUNDS_US[i-1], BOUNDS_US[i]]`; the last one
     /// counts those above every bound.
     buckets: [u64; BOUNDS_US.len() + 1],
     count: u64,
     sum_us: u64,
+    /// Bit `i` set when `buckets[i]` may be non-zero. A session's histogram between two flushes touches one or
+    /// two buckets, so merging it into its worker's (and clearing it) visits those, not all 18.
+    touched: u32,
 }
+
+/// Equal counts, whichever buckets were touched on the way.
+impl PartialEq for Histogram {
+    fn eq(&self, other: &Histogram) -> bool {
+        self.buckets == other.buckets && self.count == other.count && self.sum_us == other.sum_us
+    }
+}
+
+impl Eq for Histogram {}
 
 impl Histogram {
     /// Records `times` observations of `duration` (a batch of requests answered together).
@@ -30,17 +42,38 @@ impl Histogram {
             .unwrap_or(BOUNDS_US.len());
         if let Some(bucket) = self.buckets.get_mut(index) {
             *bucket += times;
+            self.touched |= 1 << index;
         }
         self.count += times;
         self.sum_us = self.sum_us.saturating_add(micros.saturating_mul(times));
     }
 
     pub fn merge(&mut self, other: &Histogram) {
-        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets.iter()) {
-            *mine += theirs;
+        if other.count == 0 {
+            return;
         }
+        for index in bits(other.touched) {
+            if let (Some(mine), Some(theirs)) =
+                (self.buckets.get_mut(index), other.buckets.get(index))
+            {
+                *mine += theirs;
+            }
+        }
+        self.touched |= other.touched;
         self.count += other.count;
         self.sum_us = self.sum_us.saturating_add(other.sum_us);
+    }
+
+    /// Back to no observations, visiting only the buckets touched.
+    pub fn clear(&mut self) {
+        for index in bits(self.touched) {
+            if let Some(bucket) = self.buckets.get_mut(index) {
+                *bucket = 0;
+            }
+        }
+        self.touched = 0;
+        self.count = 0;
+        self.sum_us = 0;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -96,9 +129,41 @@ impl Histogram {
     }
 }
 
+/// The indices of the bits set in `mask`, lowest first.
+fn bits(mut mask: u32) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if mask == 0 {
+            return None;
+        }
+        let index = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        Some(index)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merging_and_clearing_visit_every_touched_bucket() {
+        let durations = [3u64, 70, 400, 9_000, 60_000, 3_000_000, 50_000_000];
+        let mut total = Histogram::default();
+        let mut expected = Histogram::default();
+        let mut session = Histogram::default();
+        for (round, &first) in durations.iter().enumerate() {
+            for &micros in durations.iter().skip(round % 3) {
+                let duration = Duration::from_micros(micros.max(first));
+                session.record(duration, 2);
+                expected.record(duration, 2);
+            }
+            total.merge(&session);
+            session.clear();
+            assert_eq!(session, Histogram::default());
+            assert_eq!(total, expected);
+        }
+        assert_eq!(total.cumulative_seconds(), expected.cumulative_seconds());
+    }
 
     #[test]
     fn observations_land_in_their_bucket_and_merge() {

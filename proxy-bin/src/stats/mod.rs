@@ -94,6 +94,18 @@ impl CommandCounts {
         self.latency.merge(&other.latency);
     }
 
+    /// Back to nothing counted, after a flush (the histogram visits only its touched buckets).
+    fn clear(&mut self) {
+        // Every field named, so a new one cannot be forgotten here.
+        let CommandCounts {
+            calls,
+            bytes_in,
+            latency,
+        } = self;
+        (*calls, *bytes_in) = (0, 0);
+        latency.clear();
+    }
+
     fn is_empty(&self) -> bool {
         self.calls == 0 && self.latency.is_empty()
     }
@@ -118,6 +130,24 @@ pub struct Traffic {
 }
 
 impl Traffic {
+    /// Back to nothing counted, after a flush (the histograms visit only their touched buckets).
+    fn clear(&mut self) {
+        // Every field named, so a new one cannot be forgotten here.
+        let Traffic {
+            errors,
+            bytes_in,
+            bytes_out,
+            latency,
+            backend,
+            lane_requests,
+            lane_busy,
+        } = self;
+        *errors = [0; 4];
+        (*bytes_in, *bytes_out, *lane_requests, *lane_busy) = (0, 0, 0, 0);
+        latency.clear();
+        backend.clear();
+    }
+
     fn merge(&mut self, other: &Traffic) {
         for (mine, theirs) in self.errors.iter_mut().zip(other.errors.iter()) {
             *mine += theirs;
@@ -184,6 +214,20 @@ pub struct NodeCounts {
 }
 
 impl NodeCounts {
+    /// Back to nothing counted, after a flush (the histogram visits only its touched buckets).
+    fn clear(&mut self) {
+        // Every field named, so a new one cannot be forgotten here.
+        let NodeCounts {
+            requests,
+            failures,
+            latency,
+            lane_requests,
+            lane_busy,
+        } = self;
+        (*requests, *failures, *lane_requests, *lane_busy) = (0, 0, 0, 0);
+        latency.clear();
+    }
+
     pub(crate) fn merge(&mut self, other: &NodeCounts) {
         self.requests += other.requests;
         self.failures += other.failures;

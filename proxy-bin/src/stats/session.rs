@@ -308,14 +308,14 @@ impl SessionStats {
             if let Some(total) = worker.commands.row(row, key) {
                 total.merge(counts);
             }
-            *counts = CommandCounts::default();
+            counts.clear();
         }
         if !self.traffic.is_empty() {
             let key = || (Arc::clone(pool), Arc::clone(tenant));
             if let Some(total) = worker.traffic.row(&mut self.traffic_row, key) {
                 total.merge(&self.traffic);
             }
-            self.traffic = Traffic::default();
+            self.traffic.clear();
         }
         for (topic, counts) in self.topics.drain(..) {
             let key = (Arc::clone(pool), topic, Arc::clone(tenant));
@@ -330,7 +330,7 @@ impl SessionStats {
             if let Some(total) = worker.nodes.row(row, key) {
                 total.merge(counts);
             }
-            *counts = NodeCounts::default();
+            counts.clear();
         }
     }
 }

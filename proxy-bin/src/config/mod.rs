@@ -18,6 +18,7 @@ mod kafka_checks;
 mod limits;
 mod pool_tls;
 mod pools;
+mod table;
 mod tenants;
 mod tls;
 mod validate;

@@ -4,7 +4,7 @@
 use figment::value::Dict;
 use serde::{Deserialize, Serialize};
 
-use super::pools::read_table;
+use super::table::read_table;
 use super::{invalid, ConfigError};
 
 /// The problem of a TLS key set on a pool without `tls = true`.

@@ -8,13 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use figment::value::{Dict, Tag, Value};
-use serde::de::DeserializeOwned;
+use figment::value::{Dict, Value};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::address::{parse_node_address, redacted};
 use super::kafka::{KafkaPoolConfig, KAFKA_ONLY_KEYS};
 use super::pool_tls::{PoolTlsConfig, NEEDS_TLS};
+use super::table::{read_table, read_value};
 use super::{invalid, ConfigError};
 
 /// What sits behind a pool.
@@ -243,22 +243,6 @@ pub(super) fn deserialize_pools<'de, D: Deserializer<'de>>(
             Ok((name, pool))
         })
         .collect()
-}
-
-/// The keys of a pool (`key` is its table) as a `T`; an error names the key that did not fit.
-pub(super) fn read_table<T: DeserializeOwned>(key: &str, keys: Dict) -> Result<T, ConfigError> {
-    read_value(key, &Value::Dict(Tag::Default, keys))
-}
-
-/// `value` (at `key`) as a `T`; an error names the key inside `value` that did not fit.
-fn read_value<T: DeserializeOwned>(key: &str, value: &Value) -> Result<T, ConfigError> {
-    value.deserialize().map_err(|error: figment::Error| {
-        let inner = error.path.iter().map(|part| format!(".{part}"));
-        invalid(
-            format!("{key}{}", inner.collect::<String>()),
-            error.kind.to_string(),
-        )
-    })
 }
 
 impl RedisPoolConfig {

@@ -299,6 +299,19 @@ struct MultibulkProgress {
     pending_bulk: Option<usize>,
 }
 
+impl MultibulkProgress {
+    /// A request of `argc` arguments whose first `$` header starts at `cursor`.
+    fn new(argc: usize, cursor: usize) -> MultibulkProgress {
+        MultibulkProgress {
+            argc,
+            arg_spans: ArgSpans::with_expected(argc),
+            cursor,
+            line_scan: 0,
+            pending_bulk: None,
+        }
+    }
+}
+
 /// The outcome of looking for the `\r\n` that ends a request header line.
 enum HeaderLine {
     /// The content ends at this index and the line (with `\r\n`) at index + 2.
@@ -339,13 +352,8 @@ impl RequestDecoder {
                         plain_header(src, 1).filter(|_| !self.general_headers_only)
                     {
                         let argc = check_array_len(argc, &self.limits)?;
-                        self.state = RequestState::Multibulk(MultibulkProgress {
-                            argc,
-                            arg_spans: ArgSpans::with_expected(argc),
-                            cursor: line_end + 2,
-                            line_scan: 0,
-                            pending_bulk: None,
-                        });
+                        self.state =
+                            RequestState::Multibulk(MultibulkProgress::new(argc, line_end + 2));
                         continue;
                     }
                     let line_end = match find_request_header_end(
@@ -371,13 +379,8 @@ impl RequestDecoder {
                         continue;
                     }
                     let argc = check_array_len(argc, &self.limits)?;
-                    self.state = RequestState::Multibulk(MultibulkProgress {
-                        argc,
-                        arg_spans: ArgSpans::with_expected(argc),
-                        cursor: line_end + 2,
-                        line_scan: 0,
-                        pending_bulk: None,
-                    });
+                    self.state =
+                        RequestState::Multibulk(MultibulkProgress::new(argc, line_end + 2));
                 }
                 RequestState::Inline { line_scan } => {
                     let max = self.limits.max_inline_len;

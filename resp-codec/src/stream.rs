@@ -141,15 +141,7 @@ impl FrameScanner {
             return 0;
         }
         let skipped = count.min(remaining);
-        self.step = if skipped == remaining {
-            Step::BulkEnd { seen: 0 }
-        } else {
-            Step::BulkData {
-                remaining: remaining - skipped,
-                offset: offset + skipped,
-                verbatim,
-            }
-        };
+        self.step = after_bulk_data(remaining, offset, verbatim, skipped);
         skipped
     }
 
@@ -181,15 +173,7 @@ impl FrameScanner {
                 if verbatim && offset <= 3 && offset + taken > 3 && rest[3 - offset] != b':' {
                     return Err(ProtocolError::InvalidVerbatim);
                 }
-                self.step = if taken == remaining {
-                    Step::BulkEnd { seen: 0 }
-                } else {
-                    Step::BulkData {
-                        remaining: remaining - taken,
-                        offset: offset + taken,
-                        verbatim,
-                    }
-                };
+                self.step = after_bulk_data(remaining, offset, verbatim, taken);
                 Ok(taken)
             }
             Step::BulkEnd { seen } => {
@@ -539,6 +523,20 @@ fn short_or_not(buffer: &[u8], content_start: usize, limits: &Limits) -> HeadSca
         HeadScan::NotBig
     } else {
         HeadScan::NeedMore
+    }
+}
+
+/// The step after `taken` bytes of a bulk string's data, of the `remaining` ones at `offset`: more data, or its
+/// `\r\n`.
+fn after_bulk_data(remaining: usize, offset: usize, verbatim: bool, taken: usize) -> Step {
+    if taken == remaining {
+        Step::BulkEnd { seen: 0 }
+    } else {
+        Step::BulkData {
+            remaining: remaining - taken,
+            offset: offset + taken,
+            verbatim,
+        }
     }
 }
 

@@ -280,13 +280,25 @@ pub struct OwnRedis {
 
 impl OwnRedis {
     pub fn start(extra_args: &[&str]) -> OwnRedis {
-        let mut redis = OwnRedis {
-            port: free_port(),
-            child: None,
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-        };
-        redis.restart();
-        redis
+        OwnRedis::start_with(|| extra_args.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// Starts a server on a free port, with the extra arguments `args` makes. A port is free when chosen, but a
+    /// parallel test's connection can take it before redis-server binds it: the server then exits at once
+    /// ("Address already in use"), and it is started again on a new port, with `args` called again (so ports
+    /// among them are chosen afresh too).
+    pub fn start_with(mut args: impl FnMut() -> Vec<String>) -> OwnRedis {
+        for _ in 0..5 {
+            let mut redis = OwnRedis {
+                port: free_port(),
+                child: None,
+                extra_args: args(),
+            };
+            if redis.try_restart() {
+                return redis;
+            }
+        }
+        panic!("redis-server did not start in 5 attempts on fresh ports");
     }
 
     pub fn addr(&self) -> String {
@@ -334,6 +346,15 @@ impl OwnRedis {
     }
 
     pub fn restart(&mut self) {
+        assert!(
+            self.try_restart(),
+            "redis-server did not start on port {}",
+            self.port
+        );
+    }
+
+    /// Starts the server again on its port; false if it exited (its port taken) or did not listen in 10 s.
+    fn try_restart(&mut self) -> bool {
         self.stop();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
@@ -345,8 +366,24 @@ impl OwnRedis {
             .expect("redis-server runs (install redis-server)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
+        loop {
+            let listening = TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+            // Exited: it could not bind (another process's port), whatever answered the connection.
+            let exited = self
+                .child
+                .as_mut()
+                .is_none_or(|child| !matches!(child.try_wait(), Ok(None)));
+            if exited {
+                self.child = None;
+                return false;
+            }
+            if listening {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                self.stop();
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -429,24 +466,31 @@ impl OwnCluster {
         for index in 0..6 {
             let node_dir = dir.join(format!("node-{index}"));
             std::fs::create_dir_all(&node_dir).unwrap();
-            let bus_port = free_port();
             let timeout = node_timeout_ms.to_string();
-            let bus = bus_port.to_string();
             let node_dir_text = node_dir.display().to_string();
             // Each node logs to its own file, which a test may show when it fails (`OwnCluster::logs`).
             let log_file = node_dir.join("redis.log").display().to_string();
-            nodes.push(OwnRedis::start(&[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-node-timeout",
-                &timeout,
-                "--cluster-port",
-                &bus,
-                "--dir",
-                &node_dir_text,
-                "--logfile",
-                &log_file,
-            ]));
+            // The cluster bus port is chosen afresh on each attempt, like the node's own.
+            nodes.push(OwnRedis::start_with(|| {
+                // A failed attempt may have left its node identity behind.
+                let _ = std::fs::remove_file(node_dir.join("nodes.conf"));
+                let bus = free_port().to_string();
+                [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    &timeout,
+                    "--cluster-port",
+                    &bus,
+                    "--dir",
+                    &node_dir_text,
+                    "--logfile",
+                    &log_file,
+                ]
+                .iter()
+                .map(|arg| arg.to_string())
+                .collect()
+            }));
         }
         let addrs: Vec<String> = nodes.iter().map(OwnRedis::addr).collect();
         let mut create = Command::new("redis-cli");

@@ -1050,12 +1050,17 @@ fn cursor_key(group: &str, partition: &PartitionShared) -> CursorKey {
 /// rskafka retries a refused login or a rejected certificate like a broken connection until its deadline,
 /// which ends up as a timeout without the cause. On a secured pool, one connection of our own (TLS and SASL,
 /// no retries) to the first bootstrap broker finds the cause: its error replaces `error` when it fails.
+///
+/// A refused connection is retried the same way, and rskafka's deadline and ours around the connect are
+/// the same length: whichever fires first named the error. So a timeout is probed too, and a broker that
+/// refuses connections is reported as not available (BROKER_NOT_AVAILABLE), never as REQUEST_TIMED_OUT.
 async fn explain_connect_failure(
     config: &KafkaPoolConfig,
     security: &PreparedSecurity,
     error: KafkaError,
 ) -> KafkaError {
-    let (Some(broker), true) = (config.bootstrap.first(), security.is_secured()) else {
+    let worth_probing = security.is_secured() || matches!(error, KafkaError::Timeout { .. });
+    let (Some(broker), true) = (config.bootstrap.first(), worth_probing) else {
         return error;
     };
     let probe = tokio::time::timeout(

@@ -373,6 +373,33 @@ async fn a_broker_that_is_down_gives_a_fast_error() {
 }
 
 #[tokio::test]
+async fn a_refused_broker_is_reported_as_not_available_never_as_a_timeout() {
+    // rskafka retries a refused connection until its deadline, which is the request timeout, and the bridge's
+    // own timeout around the connect is the same length: whichever fired first decided the error's name. A
+    // broker that refuses connections is not available; it did not time out. Twenty connects at once, with a
+    // short timeout, so the two deadlines meet often.
+    let mut attempts = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        attempts.spawn(async {
+            let mut config = KafkaPoolConfig::new(vec!["127.0.0.1:1".into()]);
+            config.topics.push(TopicConfig::new("t", 1));
+            config.request_timeout = Duration::from_millis(300);
+            KafkaBridge::connect(config, Arc::new(MemoryOffsetStore::new()))
+                .await
+                .unwrap_err()
+                .to_string()
+        });
+    }
+    while let Some(error) = attempts.join_next().await {
+        let error = error.unwrap();
+        assert!(
+            error.starts_with("ERR kafka BROKER_NOT_AVAILABLE: "),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn concurrent_pushes_to_one_partition_all_get_distinct_offsets() {
     let name = unique_topic("batch");
     let bridge = bridge(vec![topic(&name, 1)]).await;

@@ -27,6 +27,7 @@
 mod auth_throttle;
 mod backend;
 pub mod cli;
+mod clock;
 pub mod config;
 mod introspection;
 mod memory;

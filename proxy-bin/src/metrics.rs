@@ -425,7 +425,7 @@ impl Scrape {
         gauge(
             encoder,
             "rkproxy_hot_key_requests",
-            "Each tenant's most requested keys: requests estimated from one sampled request in 8.",
+            "Each tenant's most requested keys: requests estimated from one sampled request in 32.",
             hot,
         )?;
         let mut seen = Vec::new();

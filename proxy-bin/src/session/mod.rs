@@ -140,8 +140,6 @@ pub struct Session {
     /// The command table entry of the request just framed, found while counting it: `handle` then need not
     /// look it up again (the lookup is a large part of the per-request cost).
     looked_up: Option<&'static CommandSpec>,
-    /// Loop turns since the session's counts were last flushed into its worker's table (see `observe`).
-    writes_since_flush: u32,
     /// Standalone pools: plain requests framed from one read and not sent yet; they go to the backend as one
     /// batch (one channel message, one reply message), in order. (Cluster pools batch per master, see
     /// `cluster::ClusterBatch`.)
@@ -241,7 +239,6 @@ impl Session {
             spare_dedicated: None,
             last_command: None,
             looked_up: None,
-            writes_since_flush: 0,
             batch: BytesMut::new(),
             batch_count: 0,
             batch_patience: Patience::Normal,
@@ -296,10 +293,15 @@ impl Session {
         let mut idle_ms = self.state.config().timeouts.idle_ms;
         self.last_activity = tokio::time::Instant::now();
         loop {
+            // The replies' clock of a pass must not outlive a wait (see `PendingQueue::take_replies_clock`).
             if let Some(until) = self.reply_hold.take() {
                 self.hold_replies(until).await?;
+                self.pending.take_replies_clock();
             }
-            self.write_dedicated().await?;
+            if self.dedicated.is_some() {
+                self.write_dedicated().await?;
+                self.pending.take_replies_clock();
+            }
             self.collect_ready_replies();
             self.filter_replies();
             self.send_replies()?;

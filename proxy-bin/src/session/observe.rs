@@ -2,16 +2,18 @@
 //! entry of its reply queue from dispatch to reply, logs slow ones, and answers `RKPROXY STATS`, `SLOWLOG` and
 //! INFO's `# Proxy` section.
 //!
-//! Counting is into the session's own [`SessionStats`](crate::stats::SessionStats) (plain fields), flushed into
-//! the worker's cell before each write of replies, so a client that has read a reply finds it counted.
+//! Counting is through the session's own [`SessionStats`](crate::stats::SessionStats) into counters that
+//! readers read in place (nothing is flushed): a client that has read a reply finds it counted.
 //!
 //! Timing: [`PendingQueue`] is the session's reply queue. It records when each entry waiting on a backend was
-//! pushed (one clock read per entry: a batch of pipelined requests is one entry) and when it was taken off the
-//! front complete; an entry taken off and put back (a cluster redirect, a merge still waiting for parts) keeps
-//! its start. Entries the proxy answers itself are not timed.
+//! pushed and when it was taken off the front complete, with one clock read per pass over the client's input
+//! (which times the requests framed and the entries dispatched in it) and one per pass over arrived replies
+//! (which also ends their time in the proxy at the write that follows); an entry taken off and put back (a
+//! cluster redirect, a merge still waiting for parts) keeps its start. Entries the proxy answers itself are
+//! not timed.
 //!
 //! The parts: `queue` (the reply queue and its timing), `counting` (counting and timing on the request path,
-//! and the flush at each write), `slow` (slow-log entries), `commands` (SLOWLOG, RKPROXY STATS / BIGKEYS /
+//! and what the client table shows at each write), `slow` (slow-log entries), `commands` (SLOWLOG, RKPROXY STATS / BIGKEYS /
 //! HOTKEYS, INFO's `# Proxy`) and `facts` (what the report needs from the proxy's state: pools, lanes, Kafka
 //! lag, node probes).
 

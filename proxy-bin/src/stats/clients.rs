@@ -1,8 +1,9 @@
 //! The proxy's own client table, for `CLIENT LIST` and `CLIENT KILL` across its sessions.
 //!
 //! Each session has one [`ClientEntry`] in its worker's table (`WorkerTable::clients`): added when the session
-//! starts, brought up to date when the session flushes its counts (before a write of replies, under the lock
-//! that flush takes anyway, so nothing is added to the per-request path), removed when the session ends.
+//! starts, removed when it ends. What changes with every request (db, latest command, requests in flight, ...)
+//! the session publishes into its live counts ([`SessionLive`]), which the entry reads in place; the name,
+//! which changes rarely, is set in the entry under the worker's lock.
 //!
 //! Killing: the entry holds a duplicate of the client's socket descriptor, so a session on another worker can
 //! shut the socket down (`shutdown(2)` acts on the socket, not the descriptor); the session then reads the end
@@ -10,10 +11,13 @@
 //! session ends, so no descriptor number is ever reused under a killer.
 
 use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+
+use super::live::SessionLive;
 
 /// One session as the client table shows it.
 #[derive(Debug)]
@@ -26,22 +30,15 @@ pub struct ClientEntry {
     pub tenant: Arc<str>,
     pub pool: Arc<str>,
     pub name: Option<Bytes>,
-    pub db: u32,
-    pub resp3: bool,
-    /// The command table name of the client's latest request (`NULL` before any).
-    pub last_command: &'static str,
-    pub last_active: Instant,
-    /// Requests in flight (read, not yet answered).
-    pub pending: usize,
-    /// Reply bytes waiting to be written to the client.
-    pub output_bytes: usize,
+    /// The session's live counts, with what it publishes of itself.
+    live: Arc<SessionLive>,
     /// A duplicate of the client's socket, to shut it down (`None` if it could not be duplicated).
     socket: Option<TcpStream>,
     /// Shut down by CLIENT KILL: no longer listed, nor killed again, while the session ends.
     killed: bool,
 }
 
-/// What a session publishes of itself when it flushes.
+/// What a session publishes of itself before it writes replies.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientNow<'a> {
     pub name: Option<&'a Bytes>,
@@ -53,53 +50,32 @@ pub struct ClientNow<'a> {
 }
 
 impl ClientEntry {
-    /// The entry of a session starting now on `stream`.
-    pub fn new(
-        id: u64,
-        stream: &tokio::net::TcpStream,
-        tenant: &Arc<str>,
-        pool: &Arc<str>,
-    ) -> Self {
+    /// The entry of a session starting now on `stream`, counting into `live`.
+    pub fn new(id: u64, stream: &tokio::net::TcpStream, live: &Arc<SessionLive>) -> Self {
         let addr = |addr: std::io::Result<std::net::SocketAddr>| {
             addr.map(|a| a.to_string()).unwrap_or_default()
         };
         let (socket, fd) = duplicate(stream);
-        let now = Instant::now();
         ClientEntry {
             id,
             addr: addr(stream.peer_addr()),
             laddr: addr(stream.local_addr()),
             fd,
-            started: now,
-            tenant: Arc::clone(tenant),
-            pool: Arc::clone(pool),
+            started: Instant::now(),
+            tenant: Arc::clone(&live.tenant),
+            pool: Arc::clone(&live.pool),
             name: None,
-            db: 0,
-            resp3: false,
-            last_command: "NULL",
-            last_active: now,
-            pending: 0,
-            output_bytes: 0,
+            live: Arc::clone(live),
             socket,
             killed: false,
         }
     }
 
-    pub fn update(&mut self, now: ClientNow<'_>, last_command: &'static str) {
-        let name_changed = match (&self.name, now.name) {
-            (Some(old), Some(new)) => old.as_ptr() != new.as_ptr() || old.len() != new.len(),
-            (None, None) => false,
-            _ => true,
-        };
-        if name_changed {
-            self.name = now.name.cloned();
-        }
-        self.db = now.db;
-        self.resp3 = now.resp3;
-        self.last_command = last_command;
-        self.last_active = now.last_active;
-        self.pending = now.pending;
-        self.output_bytes = now.output_bytes;
+    /// The session counts into `live` from now on (new labels, or a fresh set of slots).
+    pub fn follow(&mut self, live: &Arc<SessionLive>) {
+        self.tenant = Arc::clone(&live.tenant);
+        self.pool = Arc::clone(&live.pool);
+        self.live = Arc::clone(live);
     }
 
     /// Shuts the client's socket down; the session ends when it notices.
@@ -117,21 +93,23 @@ impl ClientEntry {
 
     /// A copy for reading outside the worker's lock (without the socket).
     pub fn view(&self) -> ClientView {
+        let client = &self.live.client;
+        let last_active = self.started + Duration::from_nanos(client.last_active_ns.load(Relaxed));
         ClientView {
             id: self.id,
             addr: self.addr.clone(),
             laddr: self.laddr.clone(),
             fd: self.fd,
             age_seconds: self.started.elapsed().as_secs(),
-            idle_seconds: self.last_active.elapsed().as_secs(),
+            idle_seconds: last_active.elapsed().as_secs(),
             tenant: Arc::clone(&self.tenant),
             pool: Arc::clone(&self.pool),
             name: self.name.clone(),
-            db: self.db,
-            resp3: self.resp3,
-            last_command: self.last_command,
-            pending: self.pending,
-            output_bytes: self.output_bytes,
+            db: client.db.load(Relaxed),
+            resp3: client.resp3.load(Relaxed),
+            last_command: self.live.last_command(),
+            pending: client.pending.load(Relaxed),
+            output_bytes: client.output_bytes.load(Relaxed),
         }
     }
 }

@@ -10,16 +10,55 @@ pub const BOUNDS_US: [u64; 17] = [
     1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
 
+/// The number of buckets: one per bound and one above them all.
+pub const BUCKETS: usize = BOUNDS_US.len() + 1;
+
+/// One observation's bucket and whole microseconds, worked out once for every histogram it goes into (a
+/// request's time in the proxy goes into its pool's and its command's, its time at the backend into its pool's
+/// and its node's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observation {
+    pub(super) bucket: usize,
+    pub(super) micros: u64,
+}
+
+impl Observation {
+    #[inline]
+    pub fn of(duration: Duration) -> Observation {
+        // Whole microseconds without `as_micros`'s 128-bit arithmetic.
+        let micros = duration
+            .as_secs()
+            .saturating_mul(1_000_000)
+            .saturating_add(u64::from(duration.subsec_micros()));
+        Observation::of_micros(micros)
+    }
+
+    /// An observation of `nanos` nanoseconds (see [`crate::clock::Moment`]).
+    #[inline]
+    pub fn of_nanos(nanos: u64) -> Observation {
+        Observation::of_micros(nanos / 1_000)
+    }
+
+    #[inline]
+    fn of_micros(micros: u64) -> Observation {
+        let bucket = BOUNDS_US
+            .iter()
+            .position(|&bound| micros <= bound)
+            .unwrap_or(BOUNDS_US.len());
+        Observation { bucket, micros }
+    }
+}
+
 /// Counts of observations per bucket, their number and their sum.
 #[derive(Debug, Clone, Default)]
 pub struct Histogram {
     /// Not cumulative: `buckets[i]` counts observations in `(BOUNDS_US[i-1], BOUNDS_US[i]]`; the last one
     /// counts those above every bound.
-    buckets: [u64; BOUNDS_US.len() + 1],
+    buckets: [u64; BUCKETS],
     count: u64,
     sum_us: u64,
-    /// Bit `i` set when `buckets[i]` may be non-zero. A session's histogram between two flushes touches one or
-    /// two buckets, so merging it into its worker's (and clearing it) visits those, not all 18.
+    /// Bit `i` set when `buckets[i]` may be non-zero: a session's histogram touches one or two buckets, so
+    /// merging it into a total visits those, not all 18.
     touched: u32,
 }
 
@@ -33,19 +72,36 @@ impl PartialEq for Histogram {
 impl Eq for Histogram {}
 
 impl Histogram {
-    /// Records `times` observations of `duration` (a batch of requests answered together).
+    /// Records `times` observations of `duration` (sessions record into a `LiveHistogram`; this is the
+    /// reference its tests compare with).
+    #[cfg(test)]
     pub fn record(&mut self, duration: Duration, times: u64) {
-        let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
-        let index = BOUNDS_US
-            .iter()
-            .position(|&bound| micros <= bound)
-            .unwrap_or(BOUNDS_US.len());
+        let Observation {
+            bucket: index,
+            micros,
+        } = Observation::of(duration);
         if let Some(bucket) = self.buckets.get_mut(index) {
             *bucket += times;
             self.touched |= 1 << index;
         }
         self.count += times;
         self.sum_us = self.sum_us.saturating_add(micros.saturating_mul(times));
+    }
+
+    /// The histogram of these bucket counts (as [`BUCKETS`] counts) and sum of observations.
+    pub fn from_buckets(buckets: [u64; BUCKETS], sum_us: u64) -> Histogram {
+        let mut touched = 0;
+        for (index, &count) in buckets.iter().enumerate() {
+            if count > 0 {
+                touched |= 1 << index;
+            }
+        }
+        Histogram {
+            buckets,
+            count: buckets.iter().sum(),
+            sum_us,
+            touched,
+        }
     }
 
     pub fn merge(&mut self, other: &Histogram) {
@@ -62,18 +118,6 @@ impl Histogram {
         self.touched |= other.touched;
         self.count += other.count;
         self.sum_us = self.sum_us.saturating_add(other.sum_us);
-    }
-
-    /// Back to no observations, visiting only the buckets touched.
-    pub fn clear(&mut self) {
-        for index in bits(self.touched) {
-            if let Some(bucket) = self.buckets.get_mut(index) {
-                *bucket = 0;
-            }
-        }
-        self.touched = 0;
-        self.count = 0;
-        self.sum_us = 0;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -146,23 +190,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn merging_and_clearing_visit_every_touched_bucket() {
+    fn merging_visits_every_touched_bucket() {
         let durations = [3u64, 70, 400, 9_000, 60_000, 3_000_000, 50_000_000];
         let mut total = Histogram::default();
         let mut expected = Histogram::default();
-        let mut session = Histogram::default();
         for (round, &first) in durations.iter().enumerate() {
+            let mut session = Histogram::default();
             for &micros in durations.iter().skip(round % 3) {
                 let duration = Duration::from_micros(micros.max(first));
                 session.record(duration, 2);
                 expected.record(duration, 2);
             }
             total.merge(&session);
-            session.clear();
-            assert_eq!(session, Histogram::default());
             assert_eq!(total, expected);
         }
         assert_eq!(total.cumulative_seconds(), expected.cumulative_seconds());
+        let copy = Histogram::from_buckets(total.buckets, total.sum_us);
+        assert_eq!(copy, total);
+        assert_eq!(copy.touched, total.touched);
+    }
+
+    #[test]
+    fn an_observation_has_the_bucket_and_microseconds_of_its_duration() {
+        let cases = [
+            (Duration::from_nanos(999), 0, 0),
+            (Duration::from_micros(50), 0, 50),
+            (Duration::from_nanos(50_001), 0, 50),
+            (Duration::from_nanos(50_999), 0, 50),
+            (Duration::from_micros(51), 1, 51),
+            (Duration::from_millis(10), 7, 10_000),
+            (Duration::new(9, 999_999_999), 16, 9_999_999),
+            (Duration::from_secs(10), 16, 10_000_000),
+            (Duration::from_secs(11), 17, 11_000_000),
+            (Duration::MAX, 17, u64::MAX),
+        ];
+        for (duration, bucket, micros) in cases {
+            assert_eq!(
+                Observation::of(duration),
+                Observation { bucket, micros },
+                "{duration:?}"
+            );
+        }
     }
 
     #[test]

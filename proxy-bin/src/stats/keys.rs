@@ -2,8 +2,8 @@
 //! HOTKEYS`, and their metrics).
 //!
 //! - **Hot keys**: a session samples one keyed request in [`HOT_SAMPLE_EVERY`] (a countdown in a plain field;
-//!   the key is copied only for a sampled request) and hands the sampled keys to its worker when it flushes its
-//!   counts. Each worker keeps a Count-Min sketch of (tenant, pool, key) and, per tenant, the
+//!   the key is looked at only for a sampled request) and adds it to its worker's sketch at once, under the
+//!   worker's lock. Each worker keeps a Count-Min sketch of (tenant, pool, key) and, per tenant, the
 //!   [`HOT_KEYS_PER_TENANT`] keys with the highest estimates. A read takes every worker's candidates and sums
 //!   each candidate's estimate over the workers' sketches; the estimate (an upper bound of the sampled count)
 //!   times the sampling rate is the requests shown.
@@ -20,9 +20,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// A session samples one keyed request in this many for the hot keys.
-pub const HOT_SAMPLE_EVERY: u32 = 8;
-/// Sampled keys a session holds between two flushes (more are not sampled until the next flush).
-pub const SAMPLED_PER_FLUSH: usize = 64;
+pub const HOT_SAMPLE_EVERY: u32 = 32;
 /// Hot-key candidates kept per tenant in each worker.
 pub const HOT_KEYS_PER_TENANT: usize = 32;
 /// Big keys kept per tenant.
@@ -138,36 +136,6 @@ pub struct HotItem {
     pub key: KeptKey,
 }
 
-/// Keys a session sampled since its last flush, in one buffer (no allocation per sampled key).
-#[derive(Debug, Default)]
-pub struct SampledKeys {
-    /// The kept bytes of every key, one after another.
-    bytes: Vec<u8>,
-    /// Per key: where its kept bytes end in `bytes`, and its full length.
-    keys: Vec<(usize, usize)>,
-}
-
-impl SampledKeys {
-    pub fn push(&mut self, key: &[u8]) {
-        let kept = key.get(..KEY_BYTES_KEPT).unwrap_or(key);
-        self.bytes.extend_from_slice(kept);
-        self.keys.push((self.bytes.len(), key.len()));
-    }
-
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.keys.clear();
-    }
-}
-
 /// One tenant's best candidates in one worker.
 #[derive(Debug, Default)]
 struct TenantTop {
@@ -225,43 +193,27 @@ pub struct HotKeys {
 }
 
 impl HotKeys {
-    /// Counts the keys one session of `tenant` in `pool` sampled, and empties `sampled`.
-    pub fn add_sampled(&mut self, tenant: &Arc<str>, pool: &Arc<str>, sampled: &mut SampledKeys) {
-        if sampled.is_empty() {
-            return;
-        }
+    /// Counts one sampled request for `key` (of `tenant` in `pool`).
+    pub fn add_key(&mut self, tenant: &Arc<str>, pool: &Arc<str>, key: &[u8]) {
         let top = match self.top.get_mut(tenant) {
             Some(top) => top,
             None => self.top.entry(Arc::clone(tenant)).or_default(),
         };
-        let mut start = 0;
-        for &(end, len) in &sampled.keys {
-            let kept = sampled.bytes.get(start..end).unwrap_or_default();
-            start = end;
-            let hash = self.sketch.hash(tenant, pool, kept, len);
-            let estimate = self.sketch.add_hashed(hash);
-            let item = || HotItem {
-                tenant: Arc::clone(tenant),
-                pool: Arc::clone(pool),
-                key: KeptKey {
-                    bytes: kept.into(),
-                    len,
-                },
-            };
-            let same = |known: &HotItem| {
-                known.key.len == len && *known.key.bytes == *kept && *known.pool == **pool
-            };
-            top.offer(hash, estimate, item, same);
-        }
-        sampled.clear();
-    }
-
-    /// Counts one sampled request for `key` (of `tenant` in `pool`).
-    #[cfg(test)]
-    fn add(&mut self, tenant: &Arc<str>, pool: &Arc<str>, key: &[u8]) {
-        let mut sampled = SampledKeys::default();
-        sampled.push(key);
-        self.add_sampled(tenant, pool, &mut sampled);
+        let (kept, len) = (key.get(..KEY_BYTES_KEPT).unwrap_or(key), key.len());
+        let hash = self.sketch.hash(tenant, pool, kept, len);
+        let estimate = self.sketch.add_hashed(hash);
+        let item = || HotItem {
+            tenant: Arc::clone(tenant),
+            pool: Arc::clone(pool),
+            key: KeptKey {
+                bytes: kept.into(),
+                len,
+            },
+        };
+        let same = |known: &HotItem| {
+            known.key.len == len && *known.key.bytes == *kept && *known.pool == **pool
+        };
+        top.offer(hash, estimate, item, same);
     }
 
     /// The candidates of the visible tenants.
@@ -448,11 +400,11 @@ mod tests {
         let mut two = HotKeys::default();
         for round in 0..10_000u32 {
             // Many distinct cold keys, and two hot ones split over two workers.
-            one.add(&alpha, &pool, format!("cold{round}").as_bytes());
+            one.add_key(&alpha, &pool, format!("cold{round}").as_bytes());
             if round % 10 == 0 {
-                one.add(&alpha, &pool, b"hot");
-                two.add(&alpha, &pool, b"hot");
-                two.add(&beta, &pool, b"theirs");
+                one.add_key(&alpha, &pool, b"hot");
+                two.add_key(&alpha, &pool, b"hot");
+                two.add_key(&beta, &pool, b"theirs");
             }
         }
         assert!(one

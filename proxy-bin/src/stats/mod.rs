@@ -1,10 +1,12 @@
 //! Counting what the proxy does, per tenant, pool and command, at a cost no benchmark can see.
 //!
 //! Three levels, so that nothing on the per-command path is shared between threads:
-//! - [`SessionStats`]: each session counts into plain fields of its own (no lock, no atomic);
-//! - [`WorkerStats`]: one per worker thread (accept loop), behind a mutex that only that thread's sessions take,
-//!   once per write of replies, when they flush their counts into it (so the lock is never contended on the
-//!   hot path; a reader takes it briefly);
+//! - [`SessionStats`]: each session counts into a [`SessionLive`] of its own, counters that only it writes
+//!   (a relaxed load and store each: no lock, no read-modify-write) and that readers read in place, so a
+//!   count is visible as soon as it is made and nothing is flushed;
+//! - [`WorkerTable`]: one per worker thread (accept loop), behind a mutex that only that thread's sessions
+//!   take, and only when they start, end, change labels or run out of slots (and for Kafka topics and sampled
+//!   hot keys): it lists its live sessions and keeps the counts of those that moved on;
 //! - [`Stats`]: the process-lifetime registry of the workers' cells and the slow log, merged when read
 //!   ([`Stats::snapshot`]) by `RKPROXY STATS`, `INFO proxy` and `/metrics`.
 //!
@@ -14,12 +16,13 @@
 //! table (`unknown` for anything else), Kafka topics only when the pool serves them.
 //!
 //! The parts: this file holds what is counted (per command, per pool and tenant, per topic, per node) and a
-//! worker's table of rows; `registry.rs` the process-lifetime [`Stats`], `session.rs` a session's
-//! [`SessionStats`], `tests.rs` their tests.
+//! worker's table; `live.rs` a session's live counts, `session.rs` the [`SessionStats`] a session counts
+//! through, `registry.rs` the process-lifetime [`Stats`], `tests.rs` their tests.
 
 pub mod clients;
 mod histogram;
 pub mod keys;
+mod live;
 mod registry;
 pub mod report;
 mod session;
@@ -29,8 +32,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use clients::ClientEntry;
-pub use histogram::Histogram;
+pub use histogram::{Histogram, Observation};
 use keys::HotKeys;
+use live::{LiveCounts, SessionLive};
 pub use registry::Stats;
 pub use session::SessionStats;
 
@@ -94,18 +98,6 @@ impl CommandCounts {
         self.latency.merge(&other.latency);
     }
 
-    /// Back to nothing counted, after a flush (the histogram visits only its touched buckets).
-    fn clear(&mut self) {
-        // Every field named, so a new one cannot be forgotten here.
-        let CommandCounts {
-            calls,
-            bytes_in,
-            latency,
-        } = self;
-        (*calls, *bytes_in) = (0, 0);
-        latency.clear();
-    }
-
     fn is_empty(&self) -> bool {
         self.calls == 0 && self.latency.is_empty()
     }
@@ -130,24 +122,6 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    /// Back to nothing counted, after a flush (the histograms visit only their touched buckets).
-    fn clear(&mut self) {
-        // Every field named, so a new one cannot be forgotten here.
-        let Traffic {
-            errors,
-            bytes_in,
-            bytes_out,
-            latency,
-            backend,
-            lane_requests,
-            lane_busy,
-        } = self;
-        *errors = [0; 4];
-        (*bytes_in, *bytes_out, *lane_requests, *lane_busy) = (0, 0, 0, 0);
-        latency.clear();
-        backend.clear();
-    }
-
     fn merge(&mut self, other: &Traffic) {
         for (mine, theirs) in self.errors.iter_mut().zip(other.errors.iter()) {
             *mine += theirs;
@@ -214,20 +188,6 @@ pub struct NodeCounts {
 }
 
 impl NodeCounts {
-    /// Back to nothing counted, after a flush (the histogram visits only its touched buckets).
-    fn clear(&mut self) {
-        // Every field named, so a new one cannot be forgotten here.
-        let NodeCounts {
-            requests,
-            failures,
-            latency,
-            lane_requests,
-            lane_busy,
-        } = self;
-        (*requests, *failures, *lane_requests, *lane_busy) = (0, 0, 0, 0);
-        latency.clear();
-    }
-
     pub(crate) fn merge(&mut self, other: &NodeCounts) {
         self.requests += other.requests;
         self.failures += other.failures;
@@ -264,6 +224,28 @@ pub struct WorkerStats {
 }
 
 impl WorkerStats {
+    /// Adds what a live session counted so far.
+    fn add_live(&mut self, live: &SessionLive) {
+        let LiveCounts {
+            commands,
+            traffic,
+            nodes,
+        } = live.read();
+        let (pool, tenant) = (&live.pool, &live.tenant);
+        for (name, counts) in commands {
+            let key = (Arc::clone(pool), Arc::clone(tenant), name);
+            self.commands.entry(key).or_default().merge(&counts);
+        }
+        if !traffic.is_empty() {
+            let key = (Arc::clone(pool), Arc::clone(tenant));
+            self.traffic.entry(key).or_default().merge(&traffic);
+        }
+        for (node, counts) in nodes {
+            let key = (Arc::clone(pool), node);
+            self.nodes.entry(key).or_default().merge(&counts);
+        }
+    }
+
     fn merge(&mut self, other: &WorkerStats) {
         for (key, counts) in &other.commands {
             self.commands.entry(key.clone()).or_default().merge(counts);
@@ -280,68 +262,49 @@ impl WorkerStats {
     }
 }
 
-/// Rows of one kind in a worker's table: appended, never removed, so a session keeps a row's index after its
-/// first flush and later flushes find it without hashing.
-#[derive(Debug)]
-struct Rows<K, V> {
-    rows: Vec<(K, V)>,
-    index: HashMap<K, usize>,
-}
-
-impl<K, V> Default for Rows<K, V> {
-    fn default() -> Self {
-        Rows {
-            rows: Vec::new(),
-            index: HashMap::new(),
-        }
-    }
-}
-
-impl<K: std::hash::Hash + Eq + Clone, V: Default> Rows<K, V> {
-    /// The row of `key` (`known`: its index from an earlier flush), created if new.
-    fn row(&mut self, known: &mut Option<usize>, key: impl FnOnce() -> K) -> Option<&mut V> {
-        let index = match *known {
-            Some(index) => index,
-            None => {
-                let key = key();
-                let next = self.rows.len();
-                let index = *self.index.entry(key.clone()).or_insert(next);
-                if index == next {
-                    self.rows.push((key, V::default()));
-                }
-                *known = Some(index);
-                index
-            }
-        };
-        self.rows.get_mut(index).map(|(_, value)| value)
-    }
-}
-
 /// A map whose keys come from the proxy itself (ids, configured names), so it needs no defence against
 /// chosen collisions: foldhash, several times cheaper than the default SipHash.
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// One worker's counts, as its sessions flush them (only that worker's sessions write to it).
+/// One worker's counts: its live sessions' (each counting into its own [`SessionLive`]) and what sessions
+/// counted before they ended, changed labels or ran out of slots (only that worker's sessions write to it).
 #[derive(Debug, Default)]
 pub struct WorkerTable {
-    commands: Rows<CommandKey, CommandCounts>,
-    traffic: Rows<PoolTenant, Traffic>,
-    nodes: Rows<PoolNode, NodeCounts>,
-    /// Kafka topics, rare enough to be looked up by key.
-    topics: HashMap<TopicKey, TopicCounts>,
+    /// The counts of this worker's sessions, read in place by readers.
+    live: FastMap<u64, Arc<SessionLive>>,
+    /// The id of the next `live` entry.
+    next_live: u64,
+    /// Counts of sessions no longer in `live`, and of Kafka topics (added at once: rare enough).
+    retired: WorkerStats,
     /// The keys this worker's sessions sampled.
     hot: HotKeys,
-    /// This worker's sessions, by client id (looked up at every flush: a fast hash, ids are the proxy's own).
+    /// This worker's sessions, by client id.
     clients: FastMap<u64, ClientEntry>,
 }
 
 impl WorkerTable {
+    /// Everything counted: the retired counts and every live session's.
     fn to_stats(&self) -> WorkerStats {
-        WorkerStats {
-            commands: self.commands.rows.iter().cloned().collect(),
-            traffic: self.traffic.rows.iter().cloned().collect(),
-            nodes: self.nodes.rows.iter().cloned().collect(),
-            topics: self.topics.clone(),
+        let mut stats = self.retired.clone();
+        for live in self.live.values() {
+            stats.add_live(live);
+        }
+        stats
+    }
+
+    /// Starts reading a session's live counts; the id retires them.
+    fn add_live(&mut self, live: Arc<SessionLive>) -> u64 {
+        let id = self.next_live;
+        self.next_live += 1;
+        self.live.insert(id, live);
+        id
+    }
+
+    /// Moves a live session's counts into the retired ones (under the same lock as readers take, so a reader
+    /// sees them in one place or the other, never both).
+    fn retire(&mut self, id: u64) {
+        if let Some(live) = self.live.remove(&id) {
+            self.retired.add_live(&live);
         }
     }
 }

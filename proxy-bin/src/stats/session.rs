@@ -1,61 +1,70 @@
-//! One session's counts ([`SessionStats`]): plain fields the session adds to without a lock, flushed into its
-//! worker's table before replies are written (and when the session ends or changes labels).
+//! What a session counts through ([`SessionStats`]): its live counts ([`SessionLive`], read in place by
+//! readers), its entry in its worker's client table, and the few counts that go to the worker at once.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use super::clients::{ClientEntry, ClientNow};
-use super::keys::{SampledKeys, HOT_SAMPLE_EVERY, SAMPLED_PER_FLUSH};
-use super::{lock, CommandCounts, ErrorKind, NodeCounts, Stats, TopicCounts, Traffic, WorkerCell};
+use super::keys::HOT_SAMPLE_EVERY;
+use super::live::{LiveCommand, LiveNode, SessionLive};
+use super::{lock, ErrorKind, Observation, Stats, WorkerCell};
+use crate::clock::nanos_of;
 
-/// One session's counts since its last flush, kept in plain fields; flushed into its worker's cell.
+/// How stale the `last_active` that CLIENT LIST reads may be.
+const ACTIVE_PRECISION: Duration = Duration::from_millis(100);
+
+/// One session's way into the stats: counts go to its [`SessionLive`] (no lock); its worker's table is locked
+/// only when the session starts, ends, changes labels or runs out of slots, and for Kafka topics and sampled
+/// hot keys.
 #[derive(Debug)]
 pub struct SessionStats {
     enabled: bool,
     worker: WorkerCell,
-    pool: Arc<str>,
-    tenant: Arc<str>,
-    /// A session runs few distinct commands: a short list beats a map. Each entry keeps its row in the
-    /// worker's table once known (until the labels change).
-    commands: Vec<(&'static str, CommandCounts, Option<usize>)>,
-    /// The index in `commands` of the command counted last.
-    last_command_row: usize,
-    traffic: Traffic,
-    traffic_row: Option<usize>,
-    topics: Vec<(Arc<str>, TopicCounts)>,
-    nodes: Vec<(Arc<str>, NodeCounts, Option<usize>)>,
+    live: Arc<SessionLive>,
+    /// `live`'s id in the worker's table (`None` while the stats are off: nothing to read there).
+    live_id: Option<u64>,
+    /// The slot of the command counted last (tried first).
+    command_hint: usize,
     /// Keyed requests left until the next one is sampled for the hot keys.
     hot_countdown: u32,
-    /// Keys sampled since the last flush (at most [`SAMPLED_PER_FLUSH`]).
-    sampled: SampledKeys,
     /// Requests and replies of at least this many bytes are recorded as big keys.
     big_threshold: usize,
     /// The session's id in its worker's client table, once registered.
     client_id: Option<u64>,
+    /// When the client-table entry was made: `last_active` is published as the time since.
+    registered_at: Instant,
+    /// `last_active` is published again once it is at least this late ([`ACTIVE_PRECISION`] after the last
+    /// published: CLIENT LIST shows whole seconds, and the time arithmetic costs more than the rest of `publish`).
+    publish_active_from: Instant,
+    /// The client name published last (a session keeps one `Bytes` per CLIENT SETNAME: compared by pointer).
+    published_name: Option<Bytes>,
     /// The command table name of the latest request counted.
     last_command: &'static str,
-    dirty: bool,
 }
 
 impl SessionStats {
     pub fn new(stats: &Stats, worker: usize, pool: &str, tenant: &str) -> SessionStats {
+        let worker = stats.worker(worker);
+        let live = Arc::new(SessionLive::new(Arc::from(pool), Arc::from(tenant)));
+        let live_id = stats
+            .enabled
+            .then(|| lock(&worker).add_live(Arc::clone(&live)));
         SessionStats {
             enabled: stats.enabled,
-            worker: stats.worker(worker),
-            pool: Arc::from(pool),
-            tenant: Arc::from(tenant),
-            commands: Vec::new(),
-            last_command_row: 0,
-            traffic: Traffic::default(),
-            traffic_row: None,
-            topics: Vec::new(),
-            nodes: Vec::new(),
+            worker,
+            live,
+            live_id,
+            command_hint: 0,
             hot_countdown: HOT_SAMPLE_EVERY,
-            sampled: SampledKeys::default(),
             big_threshold: usize::MAX,
             client_id: None,
+            registered_at: Instant::now(),
+            publish_active_from: Instant::now(),
+            published_name: None,
             last_command: "NULL",
-            dirty: false,
         }
     }
 
@@ -71,13 +80,23 @@ impl SessionStats {
 
     /// Adds the session to its worker's client table (until it ends), with the session's current labels.
     pub fn register(&mut self, id: u64, stream: &tokio::net::TcpStream) {
-        let entry = ClientEntry::new(id, stream, &self.tenant, &self.pool);
+        let entry = ClientEntry::new(id, stream, &self.live);
+        self.registered_at = entry.started;
+        self.publish_active_from = entry.started;
         lock(&self.worker).clients.insert(id, entry);
         self.client_id = Some(id);
     }
 
     pub fn pool(&self) -> &Arc<str> {
-        &self.pool
+        &self.live.pool
+    }
+
+    pub fn tenant(&self) -> &Arc<str> {
+        &self.live.tenant
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// Counts down one keyed request; true for the one in [`HOT_SAMPLE_EVERY`] whose key is sampled.
@@ -91,55 +110,74 @@ impl SessionStats {
             return false;
         }
         self.hot_countdown = HOT_SAMPLE_EVERY;
-        self.sampled.len() < SAMPLED_PER_FLUSH
+        true
     }
 
-    /// A sampled request's key (see [`SessionStats::sample_hot_key`]).
+    /// A sampled request's key (see [`SessionStats::sample_hot_key`]), added to the worker's sketch at once.
     pub fn hot_key(&mut self, key: &[u8]) {
-        self.dirty = true;
-        self.sampled.push(key);
-    }
-
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
-    pub fn tenant(&self) -> &Arc<str> {
-        &self.tenant
+        let (tenant, pool) = (&self.live.tenant, &self.live.pool);
+        lock(&self.worker).hot.add_key(tenant, pool, key);
     }
 
     /// The session moved to another pool or authenticated: earlier counts keep their labels.
     pub fn relabel(&mut self, pool: &str, tenant: &str) {
-        if *self.pool == *pool && *self.tenant == *tenant {
+        if *self.live.pool == *pool && *self.live.tenant == *tenant {
             return;
         }
-        self.flush();
-        // Rows are per labels: the new labels find theirs on the next flush.
-        self.commands.clear();
-        self.nodes.clear();
-        self.traffic_row = None;
-        self.pool = Arc::from(pool);
-        self.tenant = Arc::from(tenant);
-        if let Some(id) = self.client_id {
-            if let Some(entry) = lock(&self.worker).clients.get_mut(&id) {
-                entry.tenant = Arc::clone(&self.tenant);
-                entry.pool = Arc::clone(&self.pool);
-            }
-        }
+        self.start_over(Arc::from(pool), Arc::from(tenant));
     }
 
-    /// One request of command `name` (a command table name, or [`UNKNOWN_COMMAND`]).
+    /// Retires the live counts into the worker's table and counts on into a fresh set, under `pool` and
+    /// `tenant` (new labels, or the same ones when the slots ran out).
+    #[inline(never)]
+    fn start_over(&mut self, pool: Arc<str>, tenant: Arc<str>) {
+        let fresh = Arc::new(SessionLive::new(pool, tenant));
+        fresh.continue_client(&self.live);
+        let mut worker = lock(&self.worker);
+        if let Some(id) = self.live_id.take() {
+            worker.retire(id);
+            self.live_id = Some(worker.add_live(Arc::clone(&fresh)));
+        }
+        if let Some(entry) = self.client_id.and_then(|id| worker.clients.get_mut(&id)) {
+            entry.follow(&fresh);
+        }
+        drop(worker);
+        self.live = fresh;
+        self.command_hint = 0;
+    }
+
+    /// Starts over under the same labels (every slot of one kind is taken).
+    fn start_over_here(&mut self) {
+        let (pool, tenant) = (Arc::clone(&self.live.pool), Arc::clone(&self.live.tenant));
+        self.start_over(pool, tenant);
+    }
+
+    /// One request of command `name` (a command table name, or [`UNKNOWN_COMMAND`](super::UNKNOWN_COMMAND)).
+    /// Runs for every request: the usual case is one comparison and three stores.
     #[inline]
     pub fn command(&mut self, name: &'static str, request_bytes: usize) {
         if !self.enabled {
             return;
         }
-        self.dirty = true;
         self.last_command = name;
-        self.traffic.bytes_in += request_bytes as u64;
-        let counts = self.command_counts(name);
-        counts.calls += 1;
-        counts.bytes_in += request_bytes as u64;
+        match self.live.command(name, &mut self.command_hint) {
+            Some(command) => {
+                command.calls.add(1);
+                command.bytes_in.add(request_bytes as u64);
+            }
+            None => self.command_after_start_over(name, request_bytes as u64),
+        }
+        self.live.set_last_command(self.command_hint);
+    }
+
+    /// [`SessionStats::command`] when every slot holds another command.
+    #[cold]
+    #[inline(never)]
+    fn command_after_start_over(&mut self, name: &'static str, request_bytes: u64) {
+        self.count_command(name, |command| {
+            command.calls.add(1);
+            command.bytes_in.add(request_bytes);
+        });
     }
 
     /// The command table name of the latest request counted (`"NULL"` before the first).
@@ -147,74 +185,53 @@ impl SessionStats {
         self.last_command
     }
 
-    /// `requests` of command `name` answered after `in_proxy` in the proxy (see [`CommandCounts::latency`]).
+    /// `requests` of command `name` answered after `in_proxy` in the proxy (see
+    /// [`CommandCounts::latency`](super::CommandCounts::latency)).
     #[inline]
-    pub fn command_latency(&mut self, name: &'static str, in_proxy: Duration, requests: u64) {
+    pub fn command_latency(&mut self, name: &'static str, in_proxy: Observation, requests: u64) {
         if !self.enabled {
             return;
         }
-        self.dirty = true;
-        self.command_counts(name).latency.record(in_proxy, requests);
+        self.count_command(name, |command| command.latency.record(in_proxy, requests));
     }
 
-    /// The session's counts for command `name`, added if new. Inlined: it runs for every request, and its usual
-    /// case is a comparison.
+    /// Counts into command `name`'s slot, starting over first when the slots ran out.
     #[inline]
-    fn command_counts(&mut self, name: &'static str) -> &mut CommandCounts {
-        // A session mostly repeats its latest command: that row is tried first.
-        let last = self.last_command_row;
-        let index = match self.commands.get(last) {
-            Some((known, _, _)) if std::ptr::eq(*known, name) => last,
-            _ => self.find_or_add_command(name),
-        };
-        self.last_command_row = index;
-        &mut self.commands[index].1
-    }
-
-    #[inline(never)]
-    fn find_or_add_command(&mut self, name: &'static str) -> usize {
-        // Names are 'static table entries: the same command is the same pointer (compared first, so a session
-        // with several commands compares no bytes); equal text is the same command too.
-        let found = self
-            .commands
-            .iter()
-            .position(|(known, _, _)| std::ptr::eq(*known, name))
-            .or_else(|| {
-                self.commands
-                    .iter()
-                    .position(|(known, _, _)| *known == name)
-            });
-        found.unwrap_or_else(|| {
-            self.commands.push((name, CommandCounts::default(), None));
-            self.commands.len() - 1
-        })
+    fn count_command(&mut self, name: &'static str, count: impl Fn(&LiveCommand)) {
+        if let Some(command) = self.live.command(name, &mut self.command_hint) {
+            count(command);
+            return;
+        }
+        self.start_over_here();
+        if let Some(command) = self.live.command(name, &mut self.command_hint) {
+            count(command);
+        }
     }
 
     pub fn error(&mut self, kind: ErrorKind, times: u64) {
         if !self.enabled {
             return;
         }
-        self.dirty = true;
-        self.traffic.errors[kind.index()] += times;
+        if let Some(errors) = self.live.traffic.errors.get(kind.index()) {
+            errors.add(times);
+        }
     }
 
     pub fn bytes_out(&mut self, bytes: usize) {
-        if !self.enabled || bytes == 0 {
+        if !self.enabled {
             return;
         }
-        self.dirty = true;
-        self.traffic.bytes_out += bytes as u64;
+        self.live.traffic.bytes_out.add(bytes as u64);
     }
 
     /// `requests` answered together: `in_proxy` from their read to their reply's write, `at_backend` from
     /// their dispatch to their reply.
-    pub fn latency(&mut self, in_proxy: Duration, at_backend: Duration, requests: u64) {
+    pub fn latency(&mut self, in_proxy: Observation, at_backend: Observation, requests: u64) {
         if !self.enabled {
             return;
         }
-        self.dirty = true;
-        self.traffic.latency.record(in_proxy, requests);
-        self.traffic.backend.record(at_backend, requests);
+        self.live.traffic.latency.record(in_proxy, requests);
+        self.live.traffic.backend.record(at_backend, requests);
     }
 
     /// A request sent on the big-request lane of `node`.
@@ -222,124 +239,109 @@ impl SessionStats {
         if !self.enabled {
             return;
         }
-        self.traffic.lane_requests += 1;
-        self.node_counts(node).lane_requests += 1;
+        self.live.traffic.lane_requests.add(1);
+        self.count_node(node, |counts| counts.lane_requests.add(1));
     }
 
     /// `requests` answered by backend node `node` (`took`: their round trip there), of which `failures`
     /// failed there.
-    pub fn node(&mut self, node: &Arc<str>, requests: u64, failures: u64, took: Option<Duration>) {
+    pub fn node(
+        &mut self,
+        node: &Arc<str>,
+        requests: u64,
+        failures: u64,
+        took: Option<Observation>,
+    ) {
         if !self.enabled {
             return;
         }
-        let counts = self.node_counts(node);
-        counts.requests += requests;
-        counts.failures += failures;
-        if let Some(took) = took {
-            counts.latency.record(took, requests);
+        self.count_node(node, |counts| {
+            counts.requests.add(requests);
+            counts.failures.add(failures);
+            if let Some(took) = took {
+                counts.latency.record(took, requests);
+            }
+        });
+    }
+
+    /// Counts into `node`'s slot, starting over first when the slots ran out.
+    fn count_node(&mut self, node: &Arc<str>, count: impl Fn(&LiveNode)) {
+        if let Some(counts) = self.live.node(node) {
+            count(counts);
+            return;
+        }
+        self.start_over_here();
+        if let Some(counts) = self.live.node(node) {
+            count(counts);
         }
     }
 
-    /// The session's counts for `node`, added if new (marks the session's counts changed).
-    fn node_counts(&mut self, node: &Arc<str>) -> &mut NodeCounts {
-        self.dirty = true;
-        let index = match self
-            .nodes
-            .iter()
-            .position(|(known, _, _)| Arc::ptr_eq(known, node) || **known == **node)
-        {
-            Some(index) => index,
-            None => {
-                self.nodes
-                    .push((Arc::clone(node), NodeCounts::default(), None));
-                self.nodes.len() - 1
-            }
-        };
-        &mut self.nodes[index].1
-    }
-
-    /// A KPUSH (`push`) or KPOP to a topic the pool serves.
+    /// A KPUSH (`push`) or KPOP to a topic the pool serves (added to the worker's table at once: a Kafka
+    /// command costs far more than the lock).
     pub fn kafka(&mut self, topic: &str, push: bool, request_bytes: usize) {
         if !self.enabled {
             return;
         }
-        self.dirty = true;
-        let index = match self.topics.iter().position(|(t, _)| **t == *topic) {
-            Some(index) => index,
-            None => {
-                self.topics.push((Arc::from(topic), TopicCounts::default()));
-                self.topics.len() - 1
-            }
-        };
-        if let Some((_, counts)) = self.topics.get_mut(index) {
-            if push {
-                counts.pushes += 1;
-                counts.push_bytes += request_bytes as u64;
-            } else {
-                counts.pops += 1;
-            }
+        let key = (
+            Arc::clone(&self.live.pool),
+            Arc::from(topic),
+            Arc::clone(&self.live.tenant),
+        );
+        let mut worker = lock(&self.worker);
+        let counts = worker.retired.topics.entry(key).or_default();
+        if push {
+            counts.pushes += 1;
+            counts.push_bytes += request_bytes as u64;
+        } else {
+            counts.pops += 1;
         }
     }
 
-    /// Moves the counts into the worker's cell (when the session ends, or to read its own counts).
-    pub fn flush(&mut self) {
-        self.flush_and_publish(None);
-    }
-
-    /// Moves the counts into the worker's cell and, with `now`, brings the session's client-table entry up to
-    /// date (before replies are written; only when requests were counted since the last flush).
-    pub fn flush_and_publish(&mut self, now: Option<ClientNow<'_>>) {
-        if !self.dirty {
+    /// Brings what `CLIENT LIST` shows of the session up to date (before replies are written).
+    pub fn publish(&mut self, now: ClientNow<'_>) {
+        if !self.enabled {
             return;
         }
-        self.dirty = false;
-        let (pool, tenant) = (&self.pool, &self.tenant);
-        let mut worker = lock(&self.worker);
-        if let (Some(now), Some(id)) = (now, self.client_id) {
-            if let Some(entry) = worker.clients.get_mut(&id) {
-                entry.update(now, self.last_command);
+        let client = &self.live.client;
+        client.db.store(now.db, Relaxed);
+        client.resp3.store(now.resp3, Relaxed);
+        if now.last_active >= self.publish_active_from {
+            let active = now
+                .last_active
+                .saturating_duration_since(self.registered_at);
+            client.last_active_ns.store(nanos_of(active), Relaxed);
+            self.publish_active_from = now.last_active + ACTIVE_PRECISION;
+        }
+        client.pending.store(now.pending, Relaxed);
+        client.output_bytes.store(now.output_bytes, Relaxed);
+        if !same_name(self.published_name.as_ref(), now.name) {
+            self.published_name = now.name.cloned();
+            if let Some(id) = self.client_id {
+                if let Some(entry) = lock(&self.worker).clients.get_mut(&id) {
+                    entry.name = now.name.cloned();
+                }
             }
         }
-        for (name, counts, row) in &mut self.commands {
-            if counts.is_empty() {
-                continue;
-            }
-            let key = || (Arc::clone(pool), Arc::clone(tenant), *name);
-            if let Some(total) = worker.commands.row(row, key) {
-                total.merge(counts);
-            }
-            counts.clear();
-        }
-        if !self.traffic.is_empty() {
-            let key = || (Arc::clone(pool), Arc::clone(tenant));
-            if let Some(total) = worker.traffic.row(&mut self.traffic_row, key) {
-                total.merge(&self.traffic);
-            }
-            self.traffic.clear();
-        }
-        for (topic, counts) in self.topics.drain(..) {
-            let key = (Arc::clone(pool), topic, Arc::clone(tenant));
-            worker.topics.entry(key).or_default().merge(&counts);
-        }
-        worker.hot.add_sampled(tenant, pool, &mut self.sampled);
-        for (node, counts, row) in &mut self.nodes {
-            if counts.is_empty() {
-                continue;
-            }
-            let key = || (Arc::clone(pool), Arc::clone(node));
-            if let Some(total) = worker.nodes.row(row, key) {
-                total.merge(counts);
-            }
-            counts.clear();
-        }
+    }
+}
+
+/// Whether two client names are the same `Bytes` (a session keeps one per CLIENT SETNAME).
+fn same_name(published: Option<&Bytes>, now: Option<&Bytes>) -> bool {
+    match (published, now) {
+        (Some(old), Some(new)) => old.as_ptr() == new.as_ptr() && old.len() == new.len(),
+        (None, None) => true,
+        _ => false,
     }
 }
 
 impl Drop for SessionStats {
     fn drop(&mut self) {
-        self.flush();
+        let mut worker = lock(&self.worker);
+        if let Some(id) = self.live_id {
+            worker.retire(id);
+        }
         if let Some(id) = self.client_id {
-            lock(&self.worker).clients.remove(&id);
+            worker.clients.remove(&id);
         }
     }
 }

@@ -109,10 +109,13 @@ impl SlowLog {
         self.entries().truncate(max_len);
     }
 
-    /// The threshold, or `None` when the log is off.
-    pub fn threshold(&self) -> Option<Duration> {
+    /// The threshold in nanoseconds, or `None` when the log is off (the sessions compare their requests'
+    /// times with it).
+    pub fn threshold_nanos(&self) -> Option<u64> {
         let micros = self.slower_than_us.load(Ordering::Relaxed);
-        u64::try_from(micros).ok().map(Duration::from_micros)
+        u64::try_from(micros)
+            .ok()
+            .map(|micros| micros.saturating_mul(1_000))
     }
 
     fn entries(&self) -> MutexGuard<'_, VecDeque<SlowEntry>> {
@@ -252,7 +255,9 @@ mod tests {
         assert_eq!(&mine[0].args[1][..], b"k3");
         log.reset(|entry| &*entry.tenant == "a");
         assert_eq!(log.len(|_| true), 1);
+        log.configure(2_500, 2);
+        assert_eq!(log.threshold_nanos(), Some(2_500_000));
         log.configure(-1, 2);
-        assert_eq!(log.threshold(), None);
+        assert_eq!(log.threshold_nanos(), None);
     }
 }

@@ -79,8 +79,6 @@ impl Session {
         let Some(section) = Section::parse(request.arg(2)) else {
             return Pending::Ready(AdminError::UnknownStatsSection.to_reply());
         };
-        // The client's own counts so far are part of the answer.
-        self.stats.flush();
         let state = Arc::clone(&self.state);
         let visible = self.visible_tenant();
         if section == Section::Kafka {
@@ -122,8 +120,6 @@ impl Session {
         if request.argc() > 3 {
             return AdminError::KeysSyntax.to_reply();
         }
-        // Keys sampled so far by this client are part of the answer.
-        self.stats.flush();
         let visible = self.visible_tenant();
         let visible = |tenant: &str| visible.as_deref().is_none_or(|mine| mine == tenant);
         let stats = self.state.stats();
@@ -137,7 +133,6 @@ impl Session {
 
     /// INFO's `# Proxy` section as this client may see it.
     pub(in crate::session) fn proxy_section(&mut self) -> String {
-        self.stats.flush();
         let facts = proxy_facts(&self.state);
         report::info_section(
             &self.state.stats().snapshot(),

@@ -1,8 +1,9 @@
 //! Counting and timing on the request path: each request as it is framed (command, hot-key sample, big keys),
 //! failures by kind, lane requests, and at each write the timing of the entries completed since (and the slow
-//! ones), then the flush of the session's counts into its worker's.
+//! ones), then what the client table shows of the session.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use resp_codec::Request;
@@ -13,10 +14,13 @@ use super::super::pending::{FrontEvent, Pending};
 use super::super::Session;
 use super::queue::{requests_of, Sent, SLOW_PREFIX};
 use crate::backend::{BackendError, FailureKind};
+use crate::clock::{nanos_of, Moment};
 use crate::pools::PoolHandle;
 use crate::stats::clients::ClientNow;
 use crate::stats::keys::{BigSeen, BigSide};
-use crate::stats::{ErrorKind, SessionStats, NO_TENANT, UNAUTHENTICATED, UNKNOWN_COMMAND};
+use crate::stats::{
+    ErrorKind, Observation, SessionStats, NO_TENANT, UNAUTHENTICATED, UNKNOWN_COMMAND,
+};
 use cluster_router::commands::{CommandFlags, CommandSpec};
 use cluster_router::topology::NodeAddr;
 
@@ -92,9 +96,6 @@ pub(in crate::session) fn refusal_kind(error: &PolicyError) -> ErrorKind {
         _ => ErrorKind::Refused,
     }
 }
-
-/// How many loop turns a session with requests always in flight may keep its counts before flushing them.
-const FLUSH_EVERY_WRITES: u32 = 16;
 
 impl Session {
     /// Counts a request as it is framed (each request once, whatever happens to it later). Returns its command
@@ -214,16 +215,18 @@ impl Session {
         let now = Instant::now();
         let in_proxy = now.saturating_duration_since(started);
         let at_backend = now.saturating_duration_since(dispatched);
-        self.stats.latency(in_proxy, at_backend, 1);
-        self.stats.command_latency(lane.command, in_proxy, 1);
+        let (in_proxy_seen, at_backend_seen) =
+            (Observation::of(in_proxy), Observation::of(at_backend));
+        self.stats.latency(in_proxy_seen, at_backend_seen, 1);
+        self.stats.command_latency(lane.command, in_proxy_seen, 1);
         let label = self.lane_node_label(lane.node);
         if let Some(label) = &label {
-            self.stats.node(label, 1, 0, Some(at_backend));
+            self.stats.node(label, 1, 0, Some(at_backend_seen));
         }
         if self
             .pending
             .slow_after
-            .is_some_and(|limit| at_backend >= limit)
+            .is_some_and(|limit| nanos_of(at_backend) >= limit)
         {
             let kept = lane.head.len().min(SLOW_PREFIX);
             let sent = Sent {
@@ -259,62 +262,61 @@ impl Session {
     }
 
     /// Before replies are written: records the timing of completed entries (and logs slow ones), counts the
-    /// reply bytes, and flushes the session's counts into its worker's.
+    /// reply bytes, and publishes what the client table shows of the session.
     pub(in crate::session) fn observe_before_write(&mut self, reply_bytes: usize) {
+        let replies_at = self.pending.take_replies_clock();
         // Most loop turns write nothing (a request was read, a reply is still on its way): nothing to count.
         if !self.stats.enabled() || (reply_bytes == 0 && !self.pending.has_completed()) {
             return;
         }
         let mut completed = self.pending.settle();
-        // One clock read per write: the end of the time in the proxy of every entry completed since.
-        let mut now: Option<Instant> = None;
+        // The end of the time in the proxy of every entry completed since: the time its replies were taken off
+        // in this pass (the write follows without a wait), or one clock read.
+        let mut now: Option<Moment> = replies_at;
         for sent in completed.drain(..) {
             let Some(took) = sent.took else {
                 // Answered by the proxy itself: its requests are not timed.
                 self.pending.take_commands(sent.carried, |_, _| {});
                 continue;
             };
-            let written_at = *now.get_or_insert_with(Instant::now);
+            let written_at = *now.get_or_insert_with(Moment::now);
             let in_proxy = sent
                 .framed_at
-                .map_or(took, |framed| written_at.saturating_duration_since(framed))
+                .map_or(took, |framed| written_at.nanos_since(framed))
                 .max(took);
+            // Each time's bucket is found once, for both histograms it goes into.
+            let (in_proxy_seen, took_seen) =
+                (Observation::of_nanos(in_proxy), Observation::of_nanos(took));
             self.stats
-                .latency(in_proxy, took, u64::from(sent.requests.max(1)));
+                .latency(in_proxy_seen, took_seen, u64::from(sent.requests.max(1)));
             let stats = &mut self.stats;
             self.pending
                 .take_commands(sent.carried, |command, requests| {
-                    stats.command_latency(command, in_proxy, u64::from(requests));
+                    stats.command_latency(command, in_proxy_seen, u64::from(requests));
                 });
             let mut first_node: Option<Arc<str>> = None;
             let stats = &mut self.stats;
             self.pending.for_each_node(&sent, |node, requests| {
-                stats.node(node, u64::from(requests), 0, Some(took));
+                stats.node(node, u64::from(requests), 0, Some(took_seen));
                 first_node.get_or_insert_with(|| Arc::clone(node));
             });
             if self.pending.slow_after.is_some_and(|limit| took >= limit) {
+                let took = Duration::from_nanos(took);
                 self.log_slow(&sent, took, first_node.as_deref().unwrap_or_default());
             }
         }
         self.pending.reuse(completed);
         self.stats.bytes_out(reply_bytes);
-        // Flushing takes the worker's table lock and merges every row: once the client's replies are all in
-        // (so a client that got its replies finds them counted), or every `FLUSH_EVERY_WRITES` turns under a
-        // pipeline that never drains.
-        self.writes_since_flush += 1;
-        if self.pending.is_empty() || self.writes_since_flush >= FLUSH_EVERY_WRITES {
-            self.writes_since_flush = 0;
-            self.stats.flush_and_publish(Some(ClientNow {
-                name: self.name.as_ref(),
-                db: self.db,
-                resp3: self.resp3,
-                last_active: self.last_activity.into_std(),
-                pending: self.pending.in_flight_requests(),
-                output_bytes: self.output.len() + self.write_buffer.len(),
-            }));
-        }
+        self.stats.publish(ClientNow {
+            name: self.name.as_ref(),
+            db: self.db,
+            resp3: self.resp3,
+            last_active: self.last_activity.into_std(),
+            pending: self.pending.in_flight_requests(),
+            output_bytes: self.output.len() + self.write_buffer.len(),
+        });
         // Settings may have changed (a reload): the next entries use the current threshold.
-        self.pending.slow_after = self.state.stats().slowlog().threshold();
+        self.pending.slow_after = self.state.stats().slowlog().threshold_nanos();
     }
 
     /// After AUTH or USE: later counts carry the new tenant and pool.

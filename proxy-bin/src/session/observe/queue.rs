@@ -1,14 +1,12 @@
 //! The reply queue, [`PendingQueue`]: the session's pending replies in request order, with the timing of each
 //! entry (see the parent module's docs) and the client's requests in flight and their bytes.
 
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
-
-use bytes::Bytes;
-use tokio::time::Instant;
 
 use super::super::pending::{Expect, Pending};
+use crate::clock::Moment;
 use crate::stats::Stats;
 use cluster_router::topology::NodeAddr;
 
@@ -16,11 +14,11 @@ use cluster_router::topology::NodeAddr;
 #[derive(Default)]
 pub(super) struct Sent {
     /// When it was pushed (dispatched); `None` for entries the proxy answered itself.
-    pub(super) at: Option<Instant>,
+    pub(super) at: Option<Moment>,
     /// When the proxy framed its first request (the start of the time in the proxy); `at` if unknown.
-    pub(super) framed_at: Option<Instant>,
-    /// How long until it was last taken off the front.
-    pub(super) took: Option<Duration>,
+    pub(super) framed_at: Option<Moment>,
+    /// Nanoseconds until it was last taken off the front.
+    pub(super) took: Option<u64>,
     /// Requests it stands for (a batch stands for several).
     pub(super) requests: u32,
     /// Framed requests it carried (see `PendingQueue::commands`), set when it is taken off the front.
@@ -78,8 +76,12 @@ pub(in crate::session) struct PendingQueue {
     completed: Vec<Sent>,
     timing: bool,
     /// When the requests framed in the current pass over the read buffer began (one clock read per pass).
-    framed_at: Option<Instant>,
-    pub(super) slow_after: Option<Duration>,
+    framed_at: Option<Moment>,
+    /// When the replies taken off in the current pass arrived (one clock read per pass; see
+    /// `take_replies_clock`).
+    replies_at: Option<Moment>,
+    /// The slow log's threshold in nanoseconds (`None`: off).
+    pub(super) slow_after: Option<u64>,
     /// Cluster nodes' labels, made once per session (not once per request).
     labels: Vec<(Arc<NodeAddr>, Arc<str>)>,
     /// While timing: the command of every request counted in `total`, in the order they were framed, as runs
@@ -90,7 +92,7 @@ pub(in crate::session) struct PendingQueue {
 }
 
 impl PendingQueue {
-    pub(in crate::session) fn new(timing: bool, slow_after: Option<Duration>) -> PendingQueue {
+    pub(in crate::session) fn new(timing: bool, slow_after: Option<u64>) -> PendingQueue {
         PendingQueue {
             timing,
             slow_after,
@@ -114,7 +116,7 @@ impl PendingQueue {
     pub(in crate::session) fn framed(&mut self, bytes: usize, command: &'static str) {
         if self.timing {
             if self.framed_at.is_none() {
-                self.framed_at = Some(Instant::now());
+                self.framed_at = Some(Moment::now());
             }
             match self.commands.back_mut() {
                 Some((last, run)) if std::ptr::eq(*last, command) => *run += 1,
@@ -209,7 +211,9 @@ impl PendingQueue {
         if !self.timing || matches!(entry, Pending::Ready(_)) {
             return Sent::default();
         }
-        let at = Instant::now();
+        // An entry pushed while its requests are framed is dispatched in the same pass: the pass's time serves
+        // (the few microseconds of framing and routing fall in the time at the backend, not in a clock read).
+        let at = self.framed_at.unwrap_or_else(Moment::now);
         Sent {
             at: Some(at),
             framed_at: Some(self.framed_at.unwrap_or(at)),
@@ -244,7 +248,7 @@ impl PendingQueue {
             }
         }
         if let Some(at) = sent.at {
-            let took = at.elapsed();
+            let took = self.replies_clock().nanos_since(at);
             sent.took = Some(took);
             if !matches!(sent.target, Target::Label(_)) {
                 sent.target = target_of(&entry);
@@ -255,6 +259,19 @@ impl PendingQueue {
         }
         self.popped = Some(sent);
         Some(entry)
+    }
+
+    /// The time of the replies taken off in this pass: one clock read for all of them and for their write,
+    /// which follows without a wait (see [`PendingQueue::take_replies_clock`]).
+    fn replies_clock(&mut self) -> Moment {
+        *self.replies_at.get_or_insert_with(Moment::now)
+    }
+
+    /// Takes the replies' time of this pass, if replies were taken off. The session calls it when it writes
+    /// them, and after any wait between taking replies off and writing them (holding replies back for a
+    /// tenant's limit, writing to a dedicated connection), so a time read before a wait is never used after it.
+    pub(in crate::session) fn take_replies_clock(&mut self) -> Option<Moment> {
+        self.replies_at.take()
     }
 
     /// Whether entries completed since the last `settle`.
@@ -386,5 +403,5 @@ pub(super) const SLOW_PREFIX: usize = 1024;
 
 /// The reply queue a session starts with.
 pub(in crate::session) fn new_queue(stats: &Stats) -> PendingQueue {
-    PendingQueue::new(stats.enabled(), stats.slowlog().threshold())
+    PendingQueue::new(stats.enabled(), stats.slowlog().threshold_nanos())
 }

@@ -34,6 +34,7 @@ use crate::config::BigRequests;
 
 mod splice;
 
+use self::splice::send_more;
 pub use self::splice::SplicePipe;
 
 /// Why a big request was not sent. The text is the client's error reply (after `-`).
@@ -315,6 +316,32 @@ impl LaneLease {
             Ok(Err(error)) => Err(BackendError::lost(&node, Broken::Write(error))),
             Err(_) => Err(BackendError::lost(&node, Broken::NoProgress(patience))),
         }
+    }
+
+    /// Writes `bytes` that more of the same request follows at once: on plain TCP with `MSG_MORE`
+    /// ([`send_more`]), so the kernel sends them in the value's full segments rather than in a short packet of
+    /// their own; over TLS as [`LaneLease::write`]. The request's last bytes go with [`LaneLease::write`],
+    /// which sends whatever the kernel still holds.
+    pub async fn write_more(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
+        if !matches!(self.socket().await?, BackendStream::Plain(_)) {
+            return self.write(bytes).await;
+        }
+        let patience = self.lane.endpoint.slow_command_timeout;
+        let node = &self.lane.node;
+        let Some(BackendStream::Plain(socket)) = &self.socket else {
+            return Err(BackendError::lost(node, Broken::NoLaneConnection));
+        };
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let sent = match tokio::time::timeout(patience, send_more(socket, rest)).await {
+                Ok(Ok(0)) => return Err(BackendError::lost(node, Broken::ClosedOnWrite)),
+                Ok(Ok(sent)) => sent,
+                Ok(Err(error)) => return Err(BackendError::lost(node, Broken::Write(error))),
+                Err(_) => return Err(BackendError::lost(node, Broken::NoProgress(patience))),
+            };
+            rest = &rest[sent..];
+        }
+        Ok(())
     }
 
     /// Whether the lease's socket is connected over plain TCP, so a value can be spliced to it

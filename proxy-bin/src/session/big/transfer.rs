@@ -299,8 +299,11 @@ impl Session {
         transfer: &LaneTransfer,
         lease: Result<LaneLease, Bytes>,
     ) -> Result<RequestOutcome, SessionEnd> {
+        // A streamed request's head, and every piece of it but the last, goes with MSG_MORE (`write_more`), so
+        // the kernel sends it in the value's full segments, not in short packets of its own.
+        let streamed = transfer.rest.is_some();
         let mut lease = match lease {
-            Ok(mut lease) => match lease.write(&transfer.head).await {
+            Ok(mut lease) => match write_piece(&mut lease, &transfer.head, streamed).await {
                 Ok(()) => Ok(lease),
                 Err(failure) => {
                     self.count_lane_failure(&failure);
@@ -327,8 +330,9 @@ impl Session {
                 if taken > 0 {
                     // Dropped before the next read, so the read buffer's room is reused, not reallocated.
                     let chunk = self.read_buffer.split_to(taken);
+                    let more = !scanner.is_complete() || !after.is_empty();
                     if let Ok(open) = &mut lease {
-                        if let Err(failure) = open.write(&chunk).await {
+                        if let Err(failure) = write_piece(open, &chunk, more).await {
                             self.count_lane_failure(&failure);
                             lease = Err(failure.to_reply());
                         }
@@ -553,6 +557,16 @@ impl Session {
             None => reply,
         };
         self.write_buffer.extend_from_slice(&reply);
+    }
+}
+
+/// Writes a piece of a request to the lane: with MSG_MORE when `more` of the request follows at once (see
+/// [`LaneLease::write_more`]); the last piece without, which sends everything.
+async fn write_piece(lease: &mut LaneLease, piece: &[u8], more: bool) -> Result<(), BackendError> {
+    if more {
+        lease.write_more(piece).await
+    } else {
+        lease.write(piece).await
     }
 }
 

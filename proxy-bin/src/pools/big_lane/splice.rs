@@ -3,8 +3,8 @@
 //! them into a buffer and writing them out again (two copies of every byte, most of the proxy's CPU time on
 //! big requests). Plain TCP on both sides only: TLS needs the bytes in user space.
 //!
-//! The pipe holds at most [`SPLICE_PIPE_BYTES`] (1 MiB) of kernel pages, not the proxy's memory; one pipe
-//! exists per big request being sent, so at most one per lane connection. It is bigger than the buffered
+//! The pipe holds at most [`SPLICE_PIPE_BYTES`] (1 MiB) of kernel pages, not the proxy's memory; a lane keeps
+//! at most one pipe per connection (a lease uses it, and gives it back empty). It is bigger than the buffered
 //! path's window ([`LANE_WINDOW`]) because every pass through it costs two system calls, a wake-up and a short
 //! TCP segment: a 1 MiB value goes in one pass instead of four. When the system refuses that size (an
 //! unprivileged user over `pipe-user-pages-soft`), the pipe gets [`LANE_WINDOW`], else the system's default.

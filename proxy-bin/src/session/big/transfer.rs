@@ -45,7 +45,7 @@ use super::super::pending::Pending;
 use super::super::{Session, SessionEnd};
 use super::first_key;
 use crate::backend::{BackendError, Broken};
-use crate::pools::big_lane::{BigLane, LaneLease, SplicePipe, LANE_WINDOW};
+use crate::pools::big_lane::{BigLane, LaneLease, LANE_WINDOW};
 use crate::pools::PoolHandle;
 use crate::tls::ClientStream;
 
@@ -314,7 +314,6 @@ impl Session {
         };
         if let Some((scanner, after)) = &transfer.rest {
             let mut scanner = scanner.clone();
-            let mut pipe = None;
             let mut window = LANE_WINDOW;
             loop {
                 let taken = match scanner.feed(&self.read_buffer) {
@@ -342,7 +341,7 @@ impl Session {
                     break;
                 }
                 if let (Some(remaining), Ok(open)) = (scanner.bulk_data_remaining(), &mut lease) {
-                    match self.splice_bulk_data(open, &mut pipe, remaining).await? {
+                    match self.splice_bulk_data(open, remaining).await? {
                         Spliced::No => {}
                         Spliced::Moved(moved) => {
                             scanner.skip_bulk_data(moved);
@@ -380,17 +379,13 @@ impl Session {
     async fn splice_bulk_data(
         &mut self,
         lease: &mut LaneLease,
-        pipe: &mut Option<SplicePipe>,
         remaining: usize,
     ) -> Result<Spliced, SessionEnd> {
         if !lease.is_plain() || !matches!(self.stream, ClientStream::Plain(_)) {
             return Ok(Spliced::No);
         }
-        if pipe.is_none() {
-            // Without a pipe (the process is out of descriptors) the value is copied as before.
-            *pipe = SplicePipe::new().ok();
-        }
-        let Some(pipe) = pipe.as_mut() else {
+        // Without a pipe (the process is out of descriptors) the value is copied as before.
+        let Some(pipe) = lease.pipe() else {
             return Ok(Spliced::No);
         };
         let (deadline, end) = self.client_read_deadline();
@@ -409,7 +404,7 @@ impl Session {
             return Err(SessionEnd::ClientClosed);
         }
         self.last_activity = Instant::now();
-        Ok(match lease.drain_pipe(pipe).await {
+        Ok(match lease.drain_pipe().await {
             Ok(()) => Spliced::Moved(moved),
             Err(failure) => Spliced::LaneFailed(moved, failure),
         })

@@ -11,9 +11,11 @@
 //!
 //! When the client and the lane connection are both plain TCP, the big argument's data is not even read: it
 //! moves from one socket to the other by `splice(2)`, a pipe's worth at a time (`pools::big_lane::SplicePipe`,
-//! [`LANE_WINDOW`] bytes), and the scanner counts it unseen (`FrameScanner::skip_bulk_data`). That saves the
-//! two copies of every byte through the proxy's memory, most of its CPU time on big requests. Over TLS the
-//! bytes are read and written as they arrive.
+//! 1 MiB of kernel pages, the lane connection's), and the scanner counts it unseen
+//! (`FrameScanner::skip_bulk_data`). That saves the two copies of every byte through the proxy's memory, most
+//! of its CPU time on big requests. Every piece of a streamed request but the last goes to the lane with
+//! `MSG_MORE` (`LaneLease::write_more`), so the lane carries full segments. Over TLS the bytes are read and
+//! written as they arrive.
 //!
 //! Ordering: a transfer starts only once every earlier reply of the client has arrived (`pending` is empty)
 //! and the session reads no other request until the transfer ends, the lane's barrier on both sides. So the

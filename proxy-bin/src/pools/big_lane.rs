@@ -34,6 +34,7 @@ use crate::config::BigRequests;
 
 mod splice;
 
+use self::splice::send_more;
 pub use self::splice::SplicePipe;
 
 /// Why a big request was not sent. The text is the client's error reply (after `-`).
@@ -247,6 +248,9 @@ pub struct BigLane {
     endpoint: Endpoint,
     /// Connected sockets not carrying a request; at most as many as `permits` has permits.
     idle: Mutex<Vec<BackendStream>>,
+    /// Empty pipes of requests that ended cleanly, for the next ones to splice through (at most one per
+    /// permit): a pipe made and closed per request cost five system calls of about a dozen.
+    idle_pipes: Mutex<Vec<SplicePipe>>,
     permits: Arc<Semaphore>,
     /// Requests waiting for a permit.
     waiting: AtomicUsize,
@@ -266,6 +270,8 @@ pub const LANE_WINDOW: usize = 256 * 1024;
 pub struct LaneLease {
     lane: Arc<BigLane>,
     socket: Option<BackendStream>,
+    /// The pipe a value is spliced through ([`LaneLease::pipe`]), taken from the lane on first use.
+    pipe: Option<SplicePipe>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -317,18 +323,58 @@ impl LaneLease {
         }
     }
 
+    /// Writes `bytes` that more of the same request follows at once: on plain TCP with `MSG_MORE`
+    /// ([`send_more`]), so the kernel sends them in the value's full segments rather than in a short packet of
+    /// their own; over TLS as [`LaneLease::write`]. The request's last bytes go with [`LaneLease::write`],
+    /// which sends whatever the kernel still holds.
+    pub async fn write_more(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
+        if !matches!(self.socket().await?, BackendStream::Plain(_)) {
+            return self.write(bytes).await;
+        }
+        let patience = self.lane.endpoint.slow_command_timeout;
+        let node = &self.lane.node;
+        let Some(BackendStream::Plain(socket)) = &self.socket else {
+            return Err(BackendError::lost(node, Broken::NoLaneConnection));
+        };
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let sent = match tokio::time::timeout(patience, send_more(socket, rest)).await {
+                Ok(Ok(0)) => return Err(BackendError::lost(node, Broken::ClosedOnWrite)),
+                Ok(Ok(sent)) => sent,
+                Ok(Err(error)) => return Err(BackendError::lost(node, Broken::Write(error))),
+                Err(_) => return Err(BackendError::lost(node, Broken::NoProgress(patience))),
+            };
+            rest = &rest[sent..];
+        }
+        Ok(())
+    }
+
     /// Whether the lease's socket is connected over plain TCP, so a value can be spliced to it
     /// ([`LaneLease::drain_pipe`]).
     pub fn is_plain(&self) -> bool {
         matches!(self.socket, Some(BackendStream::Plain(_)))
     }
 
-    /// Writes everything `pipe` holds to the server (plain TCP only, see [`LaneLease::is_plain`]); the socket
-    /// must take some of it every `slow_command_ms`, as with [`LaneLease::write`].
-    pub async fn drain_pipe(&mut self, pipe: &mut SplicePipe) -> Result<(), BackendError> {
+    /// The pipe to splice a value through to this lane connection (plain TCP only, see
+    /// [`LaneLease::is_plain`]): an idle one of the lane's, or a new one. `None` when none can be made (the
+    /// process is out of descriptors); the value is then copied as over TLS.
+    pub fn pipe(&mut self) -> Option<&mut SplicePipe> {
+        if self.pipe.is_none() {
+            self.pipe = self
+                .lane
+                .take_idle_pipe()
+                .or_else(|| SplicePipe::new().ok());
+        }
+        self.pipe.as_mut()
+    }
+
+    /// Writes everything the lease's pipe holds to the server (plain TCP only); the socket must take some of
+    /// it every `slow_command_ms`, as with [`LaneLease::write`].
+    pub async fn drain_pipe(&mut self) -> Result<(), BackendError> {
         let patience = self.lane.endpoint.slow_command_timeout;
         let node = &self.lane.node;
-        let Some(BackendStream::Plain(socket)) = &self.socket else {
+        let (Some(BackendStream::Plain(socket)), Some(pipe)) = (&self.socket, &mut self.pipe)
+        else {
             return Err(BackendError::lost(node, Broken::NoLaneConnection));
         };
         while pipe.held() > 0 {
@@ -360,10 +406,14 @@ impl LaneLease {
         }
     }
 
-    /// The request and its reply passed whole: the socket goes back to the lane for the next request.
+    /// The request and its reply passed whole: the socket, and the pipe when it is empty, go back to the lane
+    /// for the next request. (A lease dropped otherwise closes both, with whatever they still hold.)
     pub fn give_back(mut self) {
         if let Some(socket) = self.socket.take() {
             self.lane.put_idle(socket);
+        }
+        if let Some(pipe) = self.pipe.take().filter(|pipe| pipe.held() == 0) {
+            self.lane.put_idle_pipe(pipe);
         }
     }
 }
@@ -380,6 +430,7 @@ impl BigLane {
             node: Arc::clone(&endpoint.address),
             endpoint,
             idle: Mutex::new(Vec::with_capacity(count)),
+            idle_pipes: Mutex::new(Vec::with_capacity(count)),
             permits: Arc::new(Semaphore::new(count)),
             waiting: AtomicUsize::new(0),
             max_queued: settings.max_queued,
@@ -434,6 +485,7 @@ impl BigLane {
         Ok(LaneLease {
             lane: Arc::clone(self),
             socket: None,
+            pipe: None,
             _permit: permit,
         })
     }
@@ -508,6 +560,20 @@ impl BigLane {
             }
         }
         None
+    }
+
+    fn take_idle_pipe(&self) -> Option<SplicePipe> {
+        self.idle_pipes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop()
+    }
+
+    fn put_idle_pipe(&self, pipe: SplicePipe) {
+        self.idle_pipes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(pipe);
     }
 
     fn put_idle(&self, socket: BackendStream) {
@@ -614,19 +680,7 @@ mod tests {
             ..BigRequests::default()
         };
         let lanes = BigLanes::new(&settings);
-        let endpoint = Endpoint {
-            address: Arc::from(address.as_str()),
-            username: None,
-            password: None,
-            db: 0,
-            resp3: false,
-            readonly: false,
-            connect_timeout: Duration::from_secs(5),
-            command_timeout: Duration::from_secs(30),
-            slow_command_timeout: Duration::from_secs(30),
-            tls: None,
-        };
-        let lane = lanes.lane(0, endpoint);
+        let lane = lanes.lane(0, plain_endpoint(&address));
         let request = |key: &'static str| BigRequest {
             request: Bytes::from(format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len())),
             send: LaneSend::One,
@@ -647,6 +701,50 @@ mod tests {
             }
         );
         holder.abort();
+    }
+
+    /// A plain TCP endpoint to `address`, db 0, RESP2.
+    fn plain_endpoint(address: &str) -> Endpoint {
+        Endpoint {
+            address: Arc::from(address),
+            username: None,
+            password: None,
+            db: 0,
+            resp3: false,
+            readonly: false,
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(30),
+            slow_command_timeout: Duration::from_secs(30),
+            tls: None,
+        }
+    }
+
+    /// A lease's pipe goes back to the lane when the lease ends cleanly with the pipe empty, and the next lease
+    /// splices through it (no pipe made per request); a lease that ends with bytes in its pipe (a failed
+    /// transfer) closes it, so no stale bytes reach the next request.
+    #[tokio::test]
+    async fn an_empty_pipe_is_kept_for_the_next_request_and_one_holding_bytes_is_not() {
+        #![allow(clippy::unwrap_used)]
+        let lanes = BigLanes::new(&BigRequests::default());
+        let lane = lanes.lane(0, plain_endpoint("127.0.0.1:1"));
+        let idle_pipes = || lane.idle_pipes.lock().unwrap().len();
+        let mut lease = lane.checkout().await.unwrap();
+        assert!(lease.pipe().is_some());
+        lease.give_back();
+        assert_eq!(idle_pipes(), 1, "an empty pipe is kept");
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut sender = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (receiver, _) = listener.accept().await.unwrap();
+        sender.write_all(b"stale").await.unwrap();
+        let mut lease = lane.checkout().await.unwrap();
+        let pipe = lease.pipe().unwrap();
+        assert_eq!(idle_pipes(), 0, "the kept pipe is reused");
+        assert_eq!(pipe.fill_from(&receiver, 5).await.unwrap(), 5);
+        lease.give_back();
+        assert_eq!(idle_pipes(), 0, "a pipe holding bytes is closed");
     }
 
     #[test]

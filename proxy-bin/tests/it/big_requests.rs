@@ -1081,3 +1081,31 @@ async fn a_200_mb_value_passes_the_proxy_in_a_bounded_window() {
     eprintln!("proxy peak RSS grew by {growth_mb} MB while 200 MB passed each way");
     assert!(growth_mb < 32, "peak RSS grew by {growth_mb} MB");
 }
+
+/// A streamed value goes to the lane with MSG_MORE, which lets the kernel hold a last partial segment until the
+/// request's next bytes come. So the request's last bytes must send whatever is held, even when they come
+/// alone, after everything before them has gone out: the value's last byte and then its CRLF arrive after
+/// pauses, and the SET is still answered at once and stored whole.
+#[tokio::test]
+async fn a_value_whose_last_bytes_come_after_pauses_is_answered_and_stored_whole() {
+    let backend = support::redis_addr();
+    let proxy = support::start_proxy(&backend).await;
+    let key = support::unique("big:pauses");
+    let sent = value(MB + 3, 21);
+    let mut client = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    client.write_all(&set_head(&key, sent.len())).await.unwrap();
+    let (most, last) = sent.split_at(sent.len() - 1);
+    client.write_all(most).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.write_all(last).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.write_all(b"\r\n").await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), read_line(&mut client))
+        .await
+        .expect("the SET answered within 5 s of its last bytes");
+    assert_eq!(reply, "+OK\r\n");
+    let mut direct = support::direct(&backend, 0).await;
+    let stored: Vec<u8> = direct.get(&key).await.unwrap();
+    assert!(stored == sent, "the value changed on the way");
+    let _: i64 = direct.del(&key).await.unwrap();
+}

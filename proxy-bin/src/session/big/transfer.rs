@@ -11,9 +11,11 @@
 //!
 //! When the client and the lane connection are both plain TCP, the big argument's data is not even read: it
 //! moves from one socket to the other by `splice(2)`, a pipe's worth at a time (`pools::big_lane::SplicePipe`,
-//! [`LANE_WINDOW`] bytes), and the scanner counts it unseen (`FrameScanner::skip_bulk_data`). That saves the
-//! two copies of every byte through the proxy's memory, most of its CPU time on big requests. Over TLS the
-//! bytes are read and written as they arrive.
+//! 1 MiB of kernel pages, the lane connection's), and the scanner counts it unseen
+//! (`FrameScanner::skip_bulk_data`). That saves the two copies of every byte through the proxy's memory, most
+//! of its CPU time on big requests. Every piece of a streamed request but the last goes to the lane with
+//! `MSG_MORE` (`LaneLease::write_more`), so the lane carries full segments. Over TLS the bytes are read and
+//! written as they arrive.
 //!
 //! Ordering: a transfer starts only once every earlier reply of the client has arrived (`pending` is empty)
 //! and the session reads no other request until the transfer ends, the lane's barrier on both sides. So the
@@ -45,7 +47,7 @@ use super::super::pending::Pending;
 use super::super::{Session, SessionEnd};
 use super::first_key;
 use crate::backend::{BackendError, Broken};
-use crate::pools::big_lane::{BigLane, LaneLease, SplicePipe, LANE_WINDOW};
+use crate::pools::big_lane::{BigLane, LaneLease, LANE_WINDOW};
 use crate::pools::PoolHandle;
 use crate::tls::ClientStream;
 
@@ -299,8 +301,11 @@ impl Session {
         transfer: &LaneTransfer,
         lease: Result<LaneLease, Bytes>,
     ) -> Result<RequestOutcome, SessionEnd> {
+        // A streamed request's head, and every piece of it but the last, goes with MSG_MORE (`write_more`), so
+        // the kernel sends it in the value's full segments, not in short packets of its own.
+        let streamed = transfer.rest.is_some();
         let mut lease = match lease {
-            Ok(mut lease) => match lease.write(&transfer.head).await {
+            Ok(mut lease) => match write_piece(&mut lease, &transfer.head, streamed).await {
                 Ok(()) => Ok(lease),
                 Err(failure) => {
                     self.count_lane_failure(&failure);
@@ -311,7 +316,6 @@ impl Session {
         };
         if let Some((scanner, after)) = &transfer.rest {
             let mut scanner = scanner.clone();
-            let mut pipe = None;
             let mut window = LANE_WINDOW;
             loop {
                 let taken = match scanner.feed(&self.read_buffer) {
@@ -327,8 +331,9 @@ impl Session {
                 if taken > 0 {
                     // Dropped before the next read, so the read buffer's room is reused, not reallocated.
                     let chunk = self.read_buffer.split_to(taken);
+                    let more = !scanner.is_complete() || !after.is_empty();
                     if let Ok(open) = &mut lease {
-                        if let Err(failure) = open.write(&chunk).await {
+                        if let Err(failure) = write_piece(open, &chunk, more).await {
                             self.count_lane_failure(&failure);
                             lease = Err(failure.to_reply());
                         }
@@ -338,7 +343,7 @@ impl Session {
                     break;
                 }
                 if let (Some(remaining), Ok(open)) = (scanner.bulk_data_remaining(), &mut lease) {
-                    match self.splice_bulk_data(open, &mut pipe, remaining).await? {
+                    match self.splice_bulk_data(open, remaining).await? {
                         Spliced::No => {}
                         Spliced::Moved(moved) => {
                             scanner.skip_bulk_data(moved);
@@ -376,17 +381,13 @@ impl Session {
     async fn splice_bulk_data(
         &mut self,
         lease: &mut LaneLease,
-        pipe: &mut Option<SplicePipe>,
         remaining: usize,
     ) -> Result<Spliced, SessionEnd> {
         if !lease.is_plain() || !matches!(self.stream, ClientStream::Plain(_)) {
             return Ok(Spliced::No);
         }
-        if pipe.is_none() {
-            // Without a pipe (the process is out of descriptors) the value is copied as before.
-            *pipe = SplicePipe::new().ok();
-        }
-        let Some(pipe) = pipe.as_mut() else {
+        // Without a pipe (the process is out of descriptors) the value is copied as before.
+        let Some(pipe) = lease.pipe() else {
             return Ok(Spliced::No);
         };
         let (deadline, end) = self.client_read_deadline();
@@ -405,7 +406,7 @@ impl Session {
             return Err(SessionEnd::ClientClosed);
         }
         self.last_activity = Instant::now();
-        Ok(match lease.drain_pipe(pipe).await {
+        Ok(match lease.drain_pipe().await {
             Ok(()) => Spliced::Moved(moved),
             Err(failure) => Spliced::LaneFailed(moved, failure),
         })
@@ -553,6 +554,16 @@ impl Session {
             None => reply,
         };
         self.write_buffer.extend_from_slice(&reply);
+    }
+}
+
+/// Writes a piece of a request to the lane: with MSG_MORE when `more` of the request follows at once (see
+/// [`LaneLease::write_more`]); the last piece without, which sends everything.
+async fn write_piece(lease: &mut LaneLease, piece: &[u8], more: bool) -> Result<(), BackendError> {
+    if more {
+        lease.write_more(piece).await
+    } else {
+        lease.write(piece).await
     }
 }
 

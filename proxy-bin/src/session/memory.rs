@@ -99,9 +99,8 @@ impl Session {
     /// tenant), count it, and end the session. Other clients are not affected.
     pub(super) fn output_limit_reached(&self, over: OverOutputLimit) -> SessionEnd {
         let client = self
-            .stream
-            .peer_addr()
-            .map_or_else(|_| "unknown".to_owned(), |address| address.to_string());
+            .peer
+            .map_or_else(|| "unknown".to_owned(), |address| address.to_string());
         let tenant = self.tenant().map_or("-", |tenant| tenant.name());
         warn!(
             %client,

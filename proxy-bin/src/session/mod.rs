@@ -157,8 +157,9 @@ pub struct Session {
     auth_failures: u32,
     /// After a wrong password: no reply is written (and nothing read) before then.
     reply_hold: Option<tokio::time::Instant>,
-    /// The client's IP, for the AUTH failure throttle and its log lines.
-    client_ip: Option<std::net::IpAddr>,
+    /// The client's address, read once (the AUTH failure throttle, log lines, slow-log entries, CLIENT
+    /// INFO): asking the socket costs a system call each time.
+    peer: Option<std::net::SocketAddr>,
     /// When the client last sent something (for `timeouts.idle_ms`).
     last_activity: tokio::time::Instant,
     /// A deferred request waits for the tenant's traffic budget until then.
@@ -197,6 +198,11 @@ struct LastCommand {
 const LAST_COMMAND_NAME: usize = 16;
 
 impl Session {
+    /// The client's address as text (empty if the socket could not say).
+    fn peer_text(&self) -> String {
+        self.peer.map(|addr| addr.to_string()).unwrap_or_default()
+    }
+
     /// A session for client `id`, accepted by the listener of worker `worker` (the thread it runs on).
     /// `shutdown` is that worker's shutdown signal (begun, or its sender gone, once the proxy shuts down).
     pub fn new(
@@ -208,7 +214,7 @@ impl Session {
     ) -> Session {
         let limits = state.client_codec_limits();
         let pool = state.default_pool().clone();
-        let client_ip = stream.peer_addr().ok().map(|addr| addr.ip());
+        let peer = stream.peer_addr().ok();
         let shutting_down = shutdown.has_begun();
         let stats = observe::session_stats(&state, worker, id, &stream);
         Session {
@@ -247,7 +253,7 @@ impl Session {
             unauthenticated: None,
             auth_failures: 0,
             reply_hold: None,
-            client_ip,
+            peer,
             last_activity: tokio::time::Instant::now(),
             resume_at: None,
             try_again_hold: false,

@@ -168,13 +168,13 @@ impl Session {
     /// delay; the `auth_max_failures`-th failure on this connection is answered with an error and closes it.
     fn auth_failed(&mut self, username: Option<&[u8]>, wrongpass: Bytes) -> Bytes {
         self.auth_failures = self.auth_failures.saturating_add(1);
-        let delay = match self.client_ip {
+        let delay = match self.peer.map(|addr| addr.ip()) {
             Some(ip) => self.state.auth_failures().failure(ip),
             None => Duration::ZERO,
         };
         let user = username.map(String::from_utf8_lossy);
         warn!(
-            client.ip = ?self.client_ip,
+            client.ip = ?self.peer.map(|addr| addr.ip()),
             user = %crate::backend::one_line(user.as_deref().unwrap_or("default")),
             failures_here = self.auth_failures,
             failures_total = self.state.auth_failures().total(),

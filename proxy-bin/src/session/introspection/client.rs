@@ -43,7 +43,7 @@ impl Session {
         };
         ClientLine {
             id: self.id,
-            addr: addr(self.stream.peer_addr()),
+            addr: self.peer_text(),
             laddr: addr(self.stream.local_addr()),
             fd: raw_fd(self.stream.tcp()),
             name: text(&self.name),

@@ -57,11 +57,7 @@ impl Session {
             duration: took,
             argc,
             args,
-            client_addr: self
-                .stream
-                .peer_addr()
-                .map(|addr| addr.to_string())
-                .unwrap_or_default(),
+            client_addr: self.peer_text(),
             client_name: self
                 .name
                 .as_ref()

@@ -174,10 +174,11 @@ impl SessionStats {
     #[cold]
     #[inline(never)]
     fn command_after_start_over(&mut self, name: &'static str, request_bytes: u64) {
-        self.count_command(name, |command| {
+        self.start_over_here();
+        if let Some(command) = self.live.command(name, &mut self.command_hint) {
             command.calls.add(1);
             command.bytes_in.add(request_bytes);
-        });
+        }
     }
 
     /// The command table name of the latest request counted (`"NULL"` before the first).

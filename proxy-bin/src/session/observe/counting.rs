@@ -281,8 +281,8 @@ impl Session {
             };
             let written_at = *now.get_or_insert_with(Moment::now);
             let in_proxy = sent
-                .framed_at
-                .map_or(took, |framed| written_at.nanos_since(framed))
+                .at
+                .map_or(took, |at| written_at.nanos_since(at))
                 .max(took);
             // Each time's bucket is found once, for both histograms it goes into.
             let (in_proxy_seen, took_seen) =

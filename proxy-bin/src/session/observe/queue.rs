@@ -13,10 +13,9 @@ use cluster_router::topology::NodeAddr;
 /// Timing of one entry of the reply queue.
 #[derive(Default)]
 pub(super) struct Sent {
-    /// When it was pushed (dispatched); `None` for entries the proxy answered itself.
+    /// When its first request was framed, which also times its dispatch (see `start`): the start of both its
+    /// time in the proxy and its time at the backend. `None` for entries the proxy answered itself.
     pub(super) at: Option<Moment>,
-    /// When the proxy framed its first request (the start of the time in the proxy); `at` if unknown.
-    pub(super) framed_at: Option<Moment>,
     /// Nanoseconds until it was last taken off the front.
     pub(super) took: Option<u64>,
     /// Requests it stands for (a batch stands for several).
@@ -216,7 +215,6 @@ impl PendingQueue {
         let at = self.framed_at.unwrap_or_else(Moment::now);
         Sent {
             at: Some(at),
-            framed_at: Some(self.framed_at.unwrap_or(at)),
             requests: requests_of(entry),
             ..Sent::default()
         }

@@ -103,12 +103,12 @@ impl LiveNode {
     }
 }
 
-/// A session's [`Traffic`].
+/// A session's [`Traffic`]. Its request bytes and its time in the proxy are its commands' (counted once, per
+/// command, and added up when read).
 #[derive(Debug, Default)]
 pub struct LiveTraffic {
     pub errors: [Tally; 4],
     pub bytes_out: Tally,
-    pub latency: LiveHistogram,
     pub backend: LiveHistogram,
     pub lane_requests: Tally,
 }
@@ -119,7 +119,7 @@ impl LiveTraffic {
             errors: std::array::from_fn(|index| self.errors[index].get()),
             bytes_in: 0,
             bytes_out: self.bytes_out.get(),
-            latency: self.latency.read(),
+            latency: Histogram::default(),
             backend: self.backend.read(),
             lane_requests: self.lane_requests.get(),
             lane_busy: 0,
@@ -199,17 +199,28 @@ impl SessionLive {
         None
     }
 
-    /// The slot of `node`, taken if new; `None` when every slot holds another node.
+    /// The slot of `node`, taken if new; `None` when every slot holds another node. `hint` works as in
+    /// [`SessionLive::command`] (a standalone pool has one node; a cluster session often repeats one).
     #[inline]
-    pub fn node(&self, node: &Arc<str>) -> Option<&LiveNode> {
-        for slot in &self.nodes {
-            match slot.get() {
-                Some(known) if Arc::ptr_eq(&known.node, node) || known.node == *node => {
-                    return Some(known)
-                }
-                Some(_) => continue,
-                None => return Some(slot.get_or_init(|| Box::new(LiveNode::new(node)))),
+    pub fn node(&self, node: &Arc<str>, hint: &mut usize) -> Option<&LiveNode> {
+        if let Some(known) = self.nodes.get(*hint).and_then(OnceLock::get) {
+            if Arc::ptr_eq(&known.node, node) {
+                return Some(known);
             }
+        }
+        self.find_node(node, hint)
+    }
+
+    #[inline(never)]
+    fn find_node(&self, node: &Arc<str>, hint: &mut usize) -> Option<&LiveNode> {
+        for (index, slot) in self.nodes.iter().enumerate() {
+            let counts = match slot.get() {
+                Some(known) if Arc::ptr_eq(&known.node, node) || known.node == *node => known,
+                Some(_) => continue,
+                None => slot.get_or_init(|| Box::new(LiveNode::new(node))),
+            };
+            *hint = index;
+            return Some(counts);
         }
         None
     }
@@ -245,9 +256,12 @@ impl SessionLive {
             .map(|node| (Arc::clone(&node.node), node.read()))
             .filter(|(_, counts)| !counts.is_empty())
             .collect();
-        // A pool and tenant's request bytes are its commands' (counted once, per command).
+        // A pool and tenant's request bytes and time in the proxy are its commands' (counted once, per command).
         let mut traffic = self.traffic.read();
         traffic.bytes_in = commands.iter().map(|(_, counts)| counts.bytes_in).sum();
+        for (_, counts) in &commands {
+            traffic.latency.merge(&counts.latency);
+        }
         LiveCounts {
             commands,
             traffic,
@@ -338,11 +352,16 @@ mod tests {
         let same = live.command(Box::leak(again.into_boxed_str()), &mut hint);
         assert_eq!(same.map(|command| command.calls.get()), Some(1));
         assert_eq!(hint, 3);
+        let mut node_hint = 0;
         for index in 0..SLOTS {
-            assert!(live.node(&Arc::from(format!("n{index}"))).is_some());
+            let node = Arc::from(format!("n{index}"));
+            assert!(live.node(&node, &mut node_hint).is_some());
+            assert_eq!(node_hint, index);
         }
-        assert!(live.node(&Arc::from("n99")).is_none());
-        assert!(live.node(&Arc::from("n7")).is_some());
+        assert!(live.node(&Arc::from("n99"), &mut node_hint).is_none());
+        // Equal text, another pointer: the same node, found past the hint.
+        assert!(live.node(&Arc::from("n7"), &mut node_hint).is_some());
+        assert_eq!(node_hint, 7);
         let counts = live.read();
         assert_eq!(counts.commands.len(), SLOTS);
         assert!(
@@ -383,6 +402,11 @@ mod tests {
         let calls: u64 = counts.commands.iter().map(|(_, c)| c.calls).sum();
         let timed: u64 = counts.commands.iter().map(|(_, c)| c.latency.count()).sum();
         assert_eq!(counts.traffic.bytes_in, 600_000, "the commands' bytes");
+        assert_eq!(
+            counts.traffic.latency.count(),
+            200_000,
+            "the commands' times"
+        );
         assert_eq!(
             (calls, timed, counts.traffic.bytes_out),
             (200_000, 200_000, 400_000)

@@ -28,6 +28,8 @@ pub struct SessionStats {
     live_id: Option<u64>,
     /// The slot of the command counted last (tried first).
     command_hint: usize,
+    /// The slot of the node counted last (tried first).
+    node_hint: usize,
     /// Keyed requests left until the next one is sampled for the hot keys.
     hot_countdown: u32,
     /// Requests and replies of at least this many bytes are recorded as big keys.
@@ -58,6 +60,7 @@ impl SessionStats {
             live,
             live_id,
             command_hint: 0,
+            node_hint: 0,
             hot_countdown: HOT_SAMPLE_EVERY,
             big_threshold: usize::MAX,
             client_id: None,
@@ -144,6 +147,7 @@ impl SessionStats {
         drop(worker);
         self.live = fresh;
         self.command_hint = 0;
+        self.node_hint = 0;
     }
 
     /// Starts over under the same labels (every slot of one kind is taken).
@@ -187,7 +191,8 @@ impl SessionStats {
     }
 
     /// `requests` of command `name` answered after `in_proxy` in the proxy (see
-    /// [`CommandCounts::latency`](super::CommandCounts::latency)).
+    /// [`CommandCounts::latency`](super::CommandCounts::latency); the pool and tenant's time in the proxy is
+    /// the sum of its commands').
     #[inline]
     pub fn command_latency(&mut self, name: &'static str, in_proxy: Observation, requests: u64) {
         if !self.enabled {
@@ -197,12 +202,17 @@ impl SessionStats {
     }
 
     /// Counts into command `name`'s slot, starting over first when the slots ran out.
-    #[inline]
+    #[inline(always)]
     fn count_command(&mut self, name: &'static str, count: impl Fn(&LiveCommand)) {
-        if let Some(command) = self.live.command(name, &mut self.command_hint) {
-            count(command);
-            return;
+        match self.live.command(name, &mut self.command_hint) {
+            Some(command) => count(command),
+            None => self.count_command_after_start_over(name, &count),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn count_command_after_start_over(&mut self, name: &'static str, count: &dyn Fn(&LiveCommand)) {
         self.start_over_here();
         if let Some(command) = self.live.command(name, &mut self.command_hint) {
             count(command);
@@ -225,13 +235,11 @@ impl SessionStats {
         self.live.traffic.bytes_out.add(bytes as u64);
     }
 
-    /// `requests` answered together: `in_proxy` from their read to their reply's write, `at_backend` from
-    /// their dispatch to their reply.
-    pub fn latency(&mut self, in_proxy: Observation, at_backend: Observation, requests: u64) {
+    /// `requests` answered together after `at_backend` from their dispatch to their reply.
+    pub fn backend_latency(&mut self, at_backend: Observation, requests: u64) {
         if !self.enabled {
             return;
         }
-        self.live.traffic.latency.record(in_proxy, requests);
         self.live.traffic.backend.record(at_backend, requests);
     }
 
@@ -246,6 +254,7 @@ impl SessionStats {
 
     /// `requests` answered by backend node `node` (`took`: their round trip there), of which `failures`
     /// failed there.
+    #[inline]
     pub fn node(
         &mut self,
         node: &Arc<str>,
@@ -266,13 +275,19 @@ impl SessionStats {
     }
 
     /// Counts into `node`'s slot, starting over first when the slots ran out.
+    #[inline(always)]
     fn count_node(&mut self, node: &Arc<str>, count: impl Fn(&LiveNode)) {
-        if let Some(counts) = self.live.node(node) {
-            count(counts);
-            return;
+        match self.live.node(node, &mut self.node_hint) {
+            Some(counts) => count(counts),
+            None => self.count_node_after_start_over(node, &count),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn count_node_after_start_over(&mut self, node: &Arc<str>, count: &dyn Fn(&LiveNode)) {
         self.start_over_here();
-        if let Some(counts) = self.live.node(node) {
+        if let Some(counts) = self.live.node(node, &mut self.node_hint) {
             count(counts);
         }
     }
@@ -299,6 +314,7 @@ impl SessionStats {
     }
 
     /// Brings what `CLIENT LIST` shows of the session up to date (before replies are written).
+    #[inline]
     pub fn publish(&mut self, now: ClientNow<'_>) {
         if !self.enabled {
             return;
@@ -316,11 +332,18 @@ impl SessionStats {
         client.pending.store(now.pending, Relaxed);
         client.output_bytes.store(now.output_bytes, Relaxed);
         if !same_name(self.published_name.as_ref(), now.name) {
-            self.published_name = now.name.cloned();
-            if let Some(id) = self.client_id {
-                if let Some(entry) = lock(&self.worker).clients.get_mut(&id) {
-                    entry.name = now.name.cloned();
-                }
+            self.publish_name(now.name);
+        }
+    }
+
+    /// The client's name changed (CLIENT SETNAME): its client-table entry gets the new one.
+    #[cold]
+    #[inline(never)]
+    fn publish_name(&mut self, name: Option<&Bytes>) {
+        self.published_name = name.cloned();
+        if let Some(id) = self.client_id {
+            if let Some(entry) = lock(&self.worker).clients.get_mut(&id) {
+                entry.name = name.cloned();
             }
         }
     }

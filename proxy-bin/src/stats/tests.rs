@@ -70,11 +70,8 @@ fn disabled_stats_count_nothing() {
     let stats = Stats::new(false, 10_000, 128);
     let mut session = SessionStats::new(&stats, 0, "main", "shop");
     session.command("get", 10);
-    session.latency(
-        Observation::of(Duration::from_millis(2)),
-        Observation::of(Duration::from_millis(1)),
-        1,
-    );
+    session.command_latency("get", Observation::of(Duration::from_millis(2)), 1);
+    session.backend_latency(Observation::of(Duration::from_millis(1)), 1);
     drop(session);
     assert!(stats.snapshot().commands.is_empty());
 }
@@ -123,6 +120,7 @@ fn a_session_with_more_commands_and_nodes_than_slots_loses_no_count() {
         .all(|n| n.requests == 3 && n.failures == 1));
     let traffic = &read.traffic[&(Arc::from("main"), Arc::from("shop"))];
     assert_eq!(traffic.bytes_in, 1_200);
+    assert_eq!(traffic.latency.count(), 120, "the pool's time is its commands'");
     assert_eq!(session.last_command(), "command39");
     drop(session);
     let after = stats.snapshot();

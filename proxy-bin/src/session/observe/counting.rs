@@ -217,7 +217,7 @@ impl Session {
         let at_backend = now.saturating_duration_since(dispatched);
         let (in_proxy_seen, at_backend_seen) =
             (Observation::of(in_proxy), Observation::of(at_backend));
-        self.stats.latency(in_proxy_seen, at_backend_seen, 1);
+        self.stats.backend_latency(at_backend_seen, 1);
         self.stats.command_latency(lane.command, in_proxy_seen, 1);
         let label = self.lane_node_label(lane.node);
         if let Some(label) = &label {
@@ -263,17 +263,24 @@ impl Session {
 
     /// Before replies are written: records the timing of completed entries (and logs slow ones), counts the
     /// reply bytes, and publishes what the client table shows of the session.
+    #[inline]
     pub(in crate::session) fn observe_before_write(&mut self, reply_bytes: usize) {
         let replies_at = self.pending.take_replies_clock();
         // Most loop turns write nothing (a request was read, a reply is still on its way): nothing to count.
         if !self.stats.enabled() || (reply_bytes == 0 && !self.pending.has_completed()) {
             return;
         }
-        let mut completed = self.pending.settle();
+        self.record_before_write(reply_bytes, replies_at);
+    }
+
+    /// [`Session::observe_before_write`] when there is something to record (`replies_at`: the replies' time
+    /// of this pass, if replies were taken off).
+    #[inline(never)]
+    fn record_before_write(&mut self, reply_bytes: usize, replies_at: Option<Moment>) {
         // The end of the time in the proxy of every entry completed since: the time its replies were taken off
         // in this pass (the write follows without a wait), or one clock read.
         let mut now: Option<Moment> = replies_at;
-        for sent in completed.drain(..) {
+        while let Some(sent) = self.pending.next_completed() {
             let Some(took) = sent.took else {
                 // Answered by the proxy itself: its requests are not timed.
                 self.pending.take_commands(sent.carried, |_, _| {});
@@ -284,28 +291,34 @@ impl Session {
                 .at
                 .map_or(took, |at| written_at.nanos_since(at))
                 .max(took);
-            // Each time's bucket is found once, for both histograms it goes into.
-            let (in_proxy_seen, took_seen) =
-                (Observation::of_nanos(in_proxy), Observation::of_nanos(took));
+            // Each time's bucket is found once, for every histogram it goes into (and once for both when the
+            // two are one: the usual case, when the replies' clock read also ends their time in the proxy).
+            let took_seen = Observation::of_nanos(took);
+            let in_proxy_seen = if in_proxy == took {
+                took_seen
+            } else {
+                Observation::of_nanos(in_proxy)
+            };
             self.stats
-                .latency(in_proxy_seen, took_seen, u64::from(sent.requests.max(1)));
+                .backend_latency(took_seen, u64::from(sent.requests.max(1)));
             let stats = &mut self.stats;
             self.pending
                 .take_commands(sent.carried, |command, requests| {
                     stats.command_latency(command, in_proxy_seen, u64::from(requests));
                 });
-            let mut first_node: Option<Arc<str>> = None;
             let stats = &mut self.stats;
             self.pending.for_each_node(&sent, |node, requests| {
                 stats.node(node, u64::from(requests), 0, Some(took_seen));
-                first_node.get_or_insert_with(|| Arc::clone(node));
             });
             if self.pending.slow_after.is_some_and(|limit| took >= limit) {
+                let mut first_node: Option<Arc<str>> = None;
+                self.pending.for_each_node(&sent, |node, _| {
+                    first_node.get_or_insert_with(|| Arc::clone(node));
+                });
                 let took = Duration::from_nanos(took);
                 self.log_slow(&sent, took, first_node.as_deref().unwrap_or_default());
             }
         }
-        self.pending.reuse(completed);
         self.stats.bytes_out(reply_bytes);
         self.stats.publish(ClientNow {
             name: self.name.as_ref(),

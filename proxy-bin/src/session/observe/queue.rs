@@ -1,7 +1,7 @@
 //! The reply queue, [`PendingQueue`]: the session's pending replies in request order, with the timing of each
 //! entry (see the parent module's docs) and the client's requests in flight and their bytes.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -33,8 +33,9 @@ pub(super) struct Sent {
 pub(super) enum Target {
     #[default]
     Unknown,
-    /// A standalone pool's node.
-    Label(Arc<str>),
+    /// A standalone pool's node: its index in `PendingQueue::node_labels` (no reference count to take and
+    /// drop per request).
+    Label(u32),
     /// A cluster node (its label is looked up once per session, see `PendingQueue::label`).
     Node(Arc<NodeAddr>),
     /// Cluster nodes of a split or pipelined request, with the requests each answered.
@@ -69,10 +70,12 @@ pub(in crate::session) struct PendingQueue {
     total: InFlight,
     /// What the entry last taken by `pop_front` stood for, given back by `push_front`.
     last_carried: InFlight,
-    /// The entry taken off the front last, until it is put back or settled.
-    popped: Option<Sent>,
-    /// Entries taken off complete, not yet recorded.
-    completed: Vec<Sent>,
+    /// While timing, `sent` starts with the timing of this many entries taken off the front, not yet recorded
+    /// (see `next_completed`); the others are the timing of `entries`, in the same order. Kept in place: a
+    /// `Sent` is moved once, when it is recorded.
+    taken: usize,
+    /// Whether the last of the `taken` is the entry `pop_front` took last, which `push_front` may put back.
+    last_taken_open: bool,
     timing: bool,
     /// When the requests framed in the current pass over the read buffer began (one clock read per pass).
     framed_at: Option<Moment>,
@@ -83,6 +86,12 @@ pub(in crate::session) struct PendingQueue {
     pub(super) slow_after: Option<u64>,
     /// Cluster nodes' labels, made once per session (not once per request).
     labels: Vec<(Arc<NodeAddr>, Arc<str>)>,
+    /// Standalone pools' node labels that entries were sent to (see `Target::Label`), and the index of the
+    /// one used last (tried first).
+    node_labels: Vec<Arc<str>>,
+    last_node_label: usize,
+    /// Where the slow log's copies of requests are made (see `keep_for_slow_log`).
+    slow_copies: BytesMut,
     /// While timing: the command of every request counted in `total`, in the order they were framed, as runs
     /// of one command. It changes in step with `total` (framed at the back, forgotten from the back, and taken
     /// from the front by each completed entry, as many as it carried), so each request's command gets the
@@ -194,16 +203,48 @@ impl PendingQueue {
     ) {
         let mut sent = self.start(&entry);
         if self.timing {
-            sent.target = Target::Label(Arc::clone(node));
+            sent.target = Target::Label(self.node_label_index(node));
             if self.slow_after.is_some() {
-                // A copy of the first bytes, not the request: its buffer is not kept alive until the reply.
                 let kept = request.len().min(SLOW_PREFIX);
-                sent.request = Some(Bytes::copy_from_slice(&request[..kept]));
+                sent.request = Some(self.keep_for_slow_log(&request[..kept]));
             }
         }
         self.sent.push_back(sent);
         self.entries.push_back(entry);
         self.carry_unattributed();
+    }
+
+    /// `node`'s index in `node_labels` (added if new).
+    #[inline]
+    fn node_label_index(&mut self, node: &Arc<str>) -> u32 {
+        match self.node_labels.get(self.last_node_label) {
+            Some(last) if Arc::ptr_eq(last, node) => {}
+            _ => self.find_node_label(node),
+        }
+        u32::try_from(self.last_node_label).unwrap_or(u32::MAX)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn find_node_label(&mut self, node: &Arc<str>) {
+        // Equal text is the same node (a reload makes new labels for the same addresses): the table holds one
+        // label per address the session sent to.
+        let found = self.node_labels.iter().position(|known| **known == **node);
+        self.last_node_label = found.unwrap_or_else(|| {
+            self.node_labels.push(Arc::clone(node));
+            self.node_labels.len() - 1
+        });
+    }
+
+    /// A copy of a request's first bytes for the slow log, so that the request's own buffer is not kept alive
+    /// until its reply. Copies are cut from blocks of [`SLOW_COPIES_BLOCK`] bytes (one allocation per block,
+    /// not per request); a block is freed when its last copy is.
+    fn keep_for_slow_log(&mut self, prefix: &[u8]) -> Bytes {
+        if self.slow_copies.capacity() < prefix.len() {
+            self.slow_copies = BytesMut::with_capacity(SLOW_COPIES_BLOCK.max(prefix.len()));
+        }
+        self.slow_copies.extend_from_slice(prefix);
+        self.slow_copies.split().freeze()
     }
 
     fn start(&self, entry: &Pending) -> Sent {
@@ -222,8 +263,12 @@ impl PendingQueue {
 
     /// Puts back the entry taken off last (it keeps its start), or another entry in its place.
     pub(in crate::session) fn push_front(&mut self, entry: Pending) {
-        let sent = self.popped.take().unwrap_or_default();
-        self.sent.push_front(sent);
+        if self.last_taken_open {
+            self.last_taken_open = false;
+            self.taken -= 1;
+        } else {
+            self.sent.insert(self.taken, Sent::default());
+        }
         self.entries.push_front(entry);
         let carried = std::mem::take(&mut self.last_carried);
         self.total.requests += carried.requests;
@@ -237,32 +282,32 @@ impl PendingQueue {
         self.total.requests -= carried.requests;
         self.total.bytes -= carried.bytes;
         self.last_carried = carried;
-        let mut sent = self.sent.pop_front().unwrap_or_default();
-        sent.carried = u32::try_from(carried.requests).unwrap_or(u32::MAX);
-        if let Some(previous) = self.popped.take() {
-            // Completed entries are kept for `observe_before_write`, which runs only while timing.
-            if self.timing {
-                self.completed.push(previous);
-            }
+        if !self.timing {
+            // Nothing to record (a put-back entry gets a default `Sent`, which is what this is).
+            self.sent.pop_front();
+            return Some(entry);
         }
+        let replies_at = self.replies_at;
+        let slow_after = self.slow_after;
+        let Some(sent) = self.sent.get_mut(self.taken) else {
+            return Some(entry);
+        };
+        sent.carried = u32::try_from(carried.requests).unwrap_or(u32::MAX);
         if let Some(at) = sent.at {
-            let took = self.replies_clock().nanos_since(at);
+            let replies_at = replies_at.unwrap_or_else(Moment::now);
+            let took = replies_at.nanos_since(at);
             sent.took = Some(took);
             if !matches!(sent.target, Target::Label(_)) {
                 sent.target = target_of(&entry);
             }
-            if self.slow_after.is_some_and(|limit| took >= limit) && sent.request.is_none() {
+            if slow_after.is_some_and(|limit| took >= limit) && sent.request.is_none() {
                 sent.request = request_of(&entry);
             }
+            self.replies_at = Some(replies_at);
         }
-        self.popped = Some(sent);
+        self.taken += 1;
+        self.last_taken_open = true;
         Some(entry)
-    }
-
-    /// The time of the replies taken off in this pass: one clock read for all of them and for their write,
-    /// which follows without a wait (see [`PendingQueue::take_replies_clock`]).
-    fn replies_clock(&mut self) -> Moment {
-        *self.replies_at.get_or_insert_with(Moment::now)
     }
 
     /// Takes the replies' time of this pass, if replies were taken off. The session calls it when it writes
@@ -272,22 +317,20 @@ impl PendingQueue {
         self.replies_at.take()
     }
 
-    /// Whether entries completed since the last `settle`.
+    /// Whether entries were taken off complete and not recorded yet (only while timing).
     pub(super) fn has_completed(&self) -> bool {
-        self.popped.is_some() || !self.completed.is_empty()
+        self.taken > 0
     }
 
-    /// The entries completed since the last call (give the vector back with `reuse`, to keep its capacity).
-    pub(super) fn settle(&mut self) -> Vec<Sent> {
-        if let Some(last) = self.popped.take() {
-            self.completed.push(last);
+    /// The timing of the oldest entry taken off complete and not recorded yet (only while timing; the replies'
+    /// time of the current pass is read once, by the first `pop_front` that needs it).
+    pub(super) fn next_completed(&mut self) -> Option<Sent> {
+        if self.taken == 0 {
+            return None;
         }
-        std::mem::take(&mut self.completed)
-    }
-
-    pub(super) fn reuse(&mut self, mut emptied: Vec<Sent>) {
-        emptied.clear();
-        self.completed = emptied;
+        self.taken -= 1;
+        self.last_taken_open = false;
+        self.sent.pop_front()
     }
 
     /// A cluster node's label, made once per session.
@@ -306,10 +349,18 @@ impl PendingQueue {
 
     /// Calls `count` with each node of a completed entry and the requests it answered (no allocation: this
     /// runs once per completed entry).
+    #[inline]
     pub(super) fn for_each_node(&mut self, sent: &Sent, mut count: impl FnMut(&Arc<str>, u32)) {
         match &sent.target {
             Target::Unknown => {}
-            Target::Label(label) => count(label, sent.requests),
+            Target::Label(index) => {
+                let label = usize::try_from(*index)
+                    .ok()
+                    .and_then(|index| self.node_labels.get(index));
+                if let Some(label) = label {
+                    count(label, sent.requests);
+                }
+            }
             Target::Node(node) => count(&self.label(node), sent.requests),
             Target::Parts(parts) => {
                 for (node, requests) in parts {
@@ -398,6 +449,9 @@ fn target_of(entry: &Pending) -> Target {
 /// The slow log keeps at most this many leading bytes of a request sent to a standalone pool (enough for
 /// 32 short arguments; a big value is not kept alive until its reply).
 pub(super) const SLOW_PREFIX: usize = 1024;
+
+/// The size of the blocks the slow log's copies of requests are cut from.
+const SLOW_COPIES_BLOCK: usize = 4096;
 
 /// The reply queue a session starts with.
 pub(in crate::session) fn new_queue(stats: &Stats) -> PendingQueue {

@@ -120,7 +120,11 @@ fn a_session_with_more_commands_and_nodes_than_slots_loses_no_count() {
         .all(|n| n.requests == 3 && n.failures == 1));
     let traffic = &read.traffic[&(Arc::from("main"), Arc::from("shop"))];
     assert_eq!(traffic.bytes_in, 1_200);
-    assert_eq!(traffic.latency.count(), 120, "the pool's time is its commands'");
+    assert_eq!(
+        traffic.latency.count(),
+        120,
+        "the pool's time is its commands'"
+    );
     assert_eq!(session.last_command(), "command39");
     drop(session);
     let after = stats.snapshot();

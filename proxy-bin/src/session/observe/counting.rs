@@ -100,6 +100,7 @@ pub(in crate::session) fn refusal_kind(error: &PolicyError) -> ErrorKind {
 impl Session {
     /// Counts a request as it is framed (each request once, whatever happens to it later). Returns its command
     /// table entry when counting looked it up.
+    #[inline]
     pub(in crate::session) fn count_request(
         &mut self,
         request: &Request,
@@ -107,28 +108,43 @@ impl Session {
         if !self.stats.enabled() {
             return None;
         }
-        let spec = match self.lookup(request) {
-            Ok(spec) => spec,
-            Err(_) => {
-                let name = unlisted_command(request.name());
-                self.stats.command(name, request.raw().len());
-                return None;
-            }
+        let Ok(spec) = self.lookup(request) else {
+            self.count_unlisted_request(request);
+            return None;
         };
         let size = request.raw().len();
         self.stats.command(spec.name, size);
         let keyed = spec.first_key > 0 || !spec.key_specs.is_empty();
         if keyed && self.stats.sample_hot_key() {
-            if let Some(key) = first_key(spec, request) {
-                self.stats.hot_key(key);
-            }
+            self.sample_hot_key(spec, request);
         }
         if size >= self.stats.big_threshold() {
-            if let Some(key) = first_key(spec, request) {
-                self.record_big_key(spec.name, key, BigSide::Request, size);
-            }
+            self.note_big_request(spec, request, size);
         }
         Some(spec)
+    }
+
+    /// A request the command table does not know, counted by its name (see [`unlisted_command`]).
+    #[inline(never)]
+    fn count_unlisted_request(&mut self, request: &Request) {
+        let name = unlisted_command(request.name());
+        self.stats.command(name, request.raw().len());
+    }
+
+    /// The request sampled for the hot keys (one keyed request in `HOT_SAMPLE_EVERY`).
+    #[inline(never)]
+    fn sample_hot_key(&mut self, spec: &'static CommandSpec, request: &Request) {
+        if let Some(key) = first_key(spec, request) {
+            self.stats.hot_key(key);
+        }
+    }
+
+    /// A request of at least the big-request threshold, recorded under its key.
+    #[inline(never)]
+    fn note_big_request(&mut self, spec: &'static CommandSpec, request: &Request, size: usize) {
+        if let Some(key) = first_key(spec, request) {
+            self.record_big_key(spec.name, key, BigSide::Request, size);
+        }
     }
 
     /// A request or reply of at least the big-request threshold for `key` (the client's key, unprefixed).

@@ -298,3 +298,64 @@ async fn a_watching_client_gets_the_proxys_slow_log_and_commands() {
         .unwrap();
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn entries_in_flight_together_are_each_logged_with_their_own_arguments() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The proxy keeps the leading bytes of each standalone request in flight, one after another, and gives
+    // each back to its own entry: three requests read in three passes (three entries in flight at once, all
+    // slow: the second and third wait behind the first script) must come out with their own arguments.
+    let redis = OwnRedis::start(&[]);
+    let toml = format!(
+        "default_pool = 'main'\n[slowlog]\nslower_than_us = 100000\n\
+         [pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+        redis.addr()
+    );
+    let proxy = start_proxy_toml(&toml).await;
+    let script = busy_script(150);
+    let eval = |marker: &str| {
+        format!(
+            "*4\r\n$4\r\nEVAL\r\n${}\r\n{script}\r\n$1\r\n0\r\n${}\r\n{marker}\r\n",
+            script.len(),
+            marker.len()
+        )
+    };
+    let mut raw = tokio::net::TcpStream::connect(proxy.local_addr())
+        .await
+        .unwrap();
+    for request in [
+        eval("first-marker"),
+        eval("second-marker"),
+        "*2\r\n$3\r\nGET\r\n$12\r\nthird-marker\r\n".to_owned(),
+    ] {
+        raw.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    }
+    let mut replies = Vec::new();
+    while replies.windows(2).filter(|pair| pair == b"\r\n").count() < 3 {
+        let mut chunk = [0u8; 64];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), raw.read(&mut chunk))
+            .await
+            .expect("the replies in time")
+            .unwrap();
+        assert!(read > 0, "the proxy closed the connection");
+        replies.extend_from_slice(&chunk[..read]);
+    }
+    assert_eq!(replies, b":1\r\n:1\r\n$-1\r\n");
+    let mut connection = client(&proxy).await;
+    let entries = slowlog_get(&mut connection, "-1").await;
+    let logged_with = |marker: &str| {
+        entries
+            .iter()
+            .find(|entry| entry.args.last().map(String::as_str) == Some(marker))
+            .unwrap_or_else(|| panic!("an entry ending with {marker}: {entries:?}"))
+    };
+    for marker in ["first-marker", "second-marker"] {
+        let entry = logged_with(marker);
+        assert_eq!(entry.args.len(), 4, "{entry:?}");
+        assert_eq!(entry.args[0], "EVAL", "{entry:?}");
+        assert_eq!(entry.args[2], "0", "{entry:?}");
+    }
+    assert_eq!(logged_with("third-marker").args, ["GET", "third-marker"]);
+    proxy.shutdown().await;
+}

@@ -247,10 +247,10 @@ impl Session {
             let kept = lane.head.len().min(SLOW_PREFIX);
             let sent = Sent {
                 requests: 1,
-                request: Some(Bytes::copy_from_slice(&lane.head[..kept])),
                 ..Sent::default()
             };
-            self.log_slow(&sent, at_backend, label.as_deref().unwrap_or_default());
+            let label = label.as_deref().unwrap_or_default();
+            self.log_slow(&sent, &lane.head[..kept], at_backend, label);
         }
     }
 
@@ -297,43 +297,8 @@ impl Session {
         // in this pass (the write follows without a wait), or one clock read.
         let mut now: Option<Moment> = replies_at;
         while let Some(sent) = self.pending.next_completed() {
-            let Some(took) = sent.took else {
-                // Answered by the proxy itself: its requests are not timed.
-                self.pending.take_commands(sent.carried, |_, _| {});
-                continue;
-            };
-            let written_at = *now.get_or_insert_with(Moment::now);
-            let in_proxy = sent
-                .at
-                .map_or(took, |at| written_at.nanos_since(at))
-                .max(took);
-            // Each time's bucket is found once, for every histogram it goes into (and once for both when the
-            // two are one: the usual case, when the replies' clock read also ends their time in the proxy).
-            let took_seen = Observation::of_nanos(took);
-            let in_proxy_seen = if in_proxy == took {
-                took_seen
-            } else {
-                Observation::of_nanos(in_proxy)
-            };
-            self.stats
-                .backend_latency(took_seen, u64::from(sent.requests.max(1)));
-            let stats = &mut self.stats;
-            self.pending
-                .take_commands(sent.carried, |command, requests| {
-                    stats.command_latency(command, in_proxy_seen, u64::from(requests));
-                });
-            let stats = &mut self.stats;
-            self.pending.for_each_node(&sent, |node, requests| {
-                stats.node(node, u64::from(requests), 0, Some(took_seen));
-            });
-            if self.pending.slow_after.is_some_and(|limit| took >= limit) {
-                let mut first_node: Option<Arc<str>> = None;
-                self.pending.for_each_node(&sent, |node, _| {
-                    first_node.get_or_insert_with(|| Arc::clone(node));
-                });
-                let took = Duration::from_nanos(took);
-                self.log_slow(&sent, took, first_node.as_deref().unwrap_or_default());
-            }
+            self.record_completed(&sent, &mut now);
+            self.pending.release_copy(&sent);
         }
         self.stats.bytes_out(reply_bytes);
         self.stats.publish(ClientNow {
@@ -346,6 +311,56 @@ impl Session {
         });
         // Settings may have changed (a reload): the next entries use the current threshold.
         self.pending.slow_after = self.state.stats().slowlog().threshold_nanos();
+    }
+
+    /// Records one completed entry's times (`now`: the end of its time in the proxy, read once per write).
+    fn record_completed(&mut self, sent: &Sent, now: &mut Option<Moment>) {
+        let Some(took) = sent.took else {
+            // Answered by the proxy itself: its requests are not timed.
+            self.pending.take_commands(sent.carried, |_, _| {});
+            return;
+        };
+        let written_at = *now.get_or_insert_with(Moment::now);
+        let in_proxy = sent
+            .at
+            .map_or(took, |at| written_at.nanos_since(at))
+            .max(took);
+        // Each time's bucket is found once, for every histogram it goes into (and once for both when the two
+        // are one: the usual case, when the replies' clock read also ends their time in the proxy).
+        let took_seen = Observation::of_nanos(took);
+        let in_proxy_seen = if in_proxy == took {
+            took_seen
+        } else {
+            Observation::of_nanos(in_proxy)
+        };
+        self.stats
+            .backend_latency(took_seen, u64::from(sent.requests.max(1)));
+        let stats = &mut self.stats;
+        self.pending
+            .take_commands(sent.carried, |command, requests| {
+                stats.command_latency(command, in_proxy_seen, u64::from(requests));
+            });
+        let stats = &mut self.stats;
+        self.pending.for_each_node(sent, |node, requests| {
+            stats.node(node, u64::from(requests), 0, Some(took_seen));
+        });
+        if self.pending.slow_after.is_some_and(|limit| took >= limit) {
+            let mut first_node: Option<Arc<str>> = None;
+            self.pending.for_each_node(sent, |node, _| {
+                first_node.get_or_insert_with(|| Arc::clone(node));
+            });
+            let request = match &sent.request {
+                Some(request) => &request[..],
+                None => self.pending.copied_request(sent),
+            };
+            let took = Duration::from_nanos(took);
+            self.log_slow(
+                sent,
+                request,
+                took,
+                first_node.as_deref().unwrap_or_default(),
+            );
+        }
     }
 
     /// After AUTH or USE: later counts carry the new tenant and pool.

@@ -1,7 +1,7 @@
 //! The reply queue, [`PendingQueue`]: the session's pending replies in request order, with the timing of each
 //! entry (see the parent module's docs) and the client's requests in flight and their bytes.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -22,8 +22,11 @@ pub(super) struct Sent {
     pub(super) requests: u32,
     /// Framed requests it carried (see `PendingQueue::commands`), set when it is taken off the front.
     pub(super) carried: u32,
-    /// Kept only while the slow log is on: what was sent, for a slow-log entry.
+    /// A cluster entry's request, taken when it turned out slow, for its slow-log entry.
     pub(super) request: Option<Bytes>,
+    /// How many leading bytes of a standalone entry's request were copied into the queue's `SlowCopies`
+    /// (while the slow log is on).
+    pub(super) copied: u16,
     /// The backend node(s) that answered.
     pub(super) target: Target,
 }
@@ -90,8 +93,8 @@ pub(in crate::session) struct PendingQueue {
     /// one used last (tried first).
     node_labels: Vec<Arc<str>>,
     last_node_label: usize,
-    /// Where the slow log's copies of requests are made (see `keep_for_slow_log`).
-    slow_copies: BytesMut,
+    /// The slow log's copies of standalone requests in flight (see [`SlowCopies`]).
+    slow_copies: SlowCopies,
     /// While timing: the command of every request counted in `total`, in the order they were framed, as runs
     /// of one command. It changes in step with `total` (framed at the back, forgotten from the back, and taken
     /// from the front by each completed entry, as many as it carried), so each request's command gets the
@@ -206,7 +209,8 @@ impl PendingQueue {
             sent.target = Target::Label(self.node_label_index(node));
             if self.slow_after.is_some() {
                 let kept = request.len().min(SLOW_PREFIX);
-                sent.request = Some(self.keep_for_slow_log(&request[..kept]));
+                self.slow_copies.append(&request[..kept]);
+                sent.copied = u16::try_from(kept).unwrap_or(u16::MAX);
             }
         }
         self.sent.push_back(sent);
@@ -234,17 +238,6 @@ impl PendingQueue {
             self.node_labels.push(Arc::clone(node));
             self.node_labels.len() - 1
         });
-    }
-
-    /// A copy of a request's first bytes for the slow log, so that the request's own buffer is not kept alive
-    /// until its reply. Copies are cut from blocks of [`SLOW_COPIES_BLOCK`] bytes (one allocation per block,
-    /// not per request); a block is freed when its last copy is.
-    fn keep_for_slow_log(&mut self, prefix: &[u8]) -> Bytes {
-        if self.slow_copies.capacity() < prefix.len() {
-            self.slow_copies = BytesMut::with_capacity(SLOW_COPIES_BLOCK.max(prefix.len()));
-        }
-        self.slow_copies.extend_from_slice(prefix);
-        self.slow_copies.split().freeze()
     }
 
     fn start(&self, entry: &Pending) -> Sent {
@@ -324,6 +317,9 @@ impl PendingQueue {
 
     /// The timing of the oldest entry taken off complete and not recorded yet (only while timing; the replies'
     /// time of the current pass is read once, by the first `pop_front` that needs it).
+    ///
+    /// Give each back with `release_copy` once recorded: the slow log's copy of its request is the oldest one
+    /// left until then.
     pub(super) fn next_completed(&mut self) -> Option<Sent> {
         if self.taken == 0 {
             return None;
@@ -331,6 +327,18 @@ impl PendingQueue {
         self.taken -= 1;
         self.last_taken_open = false;
         self.sent.pop_front()
+    }
+
+    /// What was kept of the request of `sent`, just taken by `next_completed` (empty if nothing was).
+    pub(super) fn copied_request(&self, sent: &Sent) -> &[u8] {
+        self.slow_copies.oldest(usize::from(sent.copied))
+    }
+
+    /// `sent` is recorded: its copy is no longer needed.
+    pub(super) fn release_copy(&mut self, sent: &Sent) {
+        if sent.copied > 0 {
+            self.slow_copies.release(usize::from(sent.copied));
+        }
     }
 
     /// A cluster node's label, made once per session.
@@ -450,10 +458,76 @@ fn target_of(entry: &Pending) -> Target {
 /// 32 short arguments; a big value is not kept alive until its reply).
 pub(super) const SLOW_PREFIX: usize = 1024;
 
-/// The size of the blocks the slow log's copies of requests are cut from.
-const SLOW_COPIES_BLOCK: usize = 4096;
+/// The leading bytes of standalone requests in flight, kept for the slow log (the request's own buffer is not
+/// kept alive until its reply), one after another in queue order: appended as entries are pushed and released
+/// as they are recorded, which is the same order, so the oldest copy is always at the front. One buffer for
+/// all, reused: no allocation per request.
+#[derive(Default)]
+struct SlowCopies {
+    bytes: Vec<u8>,
+    /// Where the oldest copy not yet released starts.
+    head: usize,
+}
+
+/// Released bytes are moved out of the front of `SlowCopies` once there are this many and they are at least
+/// half of it (so a client that always has requests in flight does not grow it forever).
+const SLOW_COPIES_COMPACT: usize = 16 * 1024;
+
+impl SlowCopies {
+    fn append(&mut self, prefix: &[u8]) {
+        self.bytes.extend_from_slice(prefix);
+    }
+
+    /// The oldest copy, `len` bytes long.
+    fn oldest(&self, len: usize) -> &[u8] {
+        let end = self.head.saturating_add(len).min(self.bytes.len());
+        self.bytes.get(self.head..end).unwrap_or_default()
+    }
+
+    fn release(&mut self, len: usize) {
+        self.head = self.head.saturating_add(len).min(self.bytes.len());
+        if self.head == self.bytes.len() {
+            self.bytes.clear();
+            self.head = 0;
+        } else if self.head >= SLOW_COPIES_COMPACT && self.head * 2 >= self.bytes.len() {
+            self.bytes.drain(..self.head);
+            self.head = 0;
+        }
+    }
+}
 
 /// The reply queue a session starts with.
 pub(in crate::session) fn new_queue(stats: &Stats) -> PendingQueue {
     PendingQueue::new(stats.enabled(), stats.slowlog().threshold_nanos())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_copies_give_back_each_copy_in_order_and_stay_small() {
+        let mut copies = SlowCopies::default();
+        copies.append(b"first");
+        copies.append(b"second");
+        assert_eq!(copies.oldest(5), b"first");
+        copies.release(5);
+        assert_eq!(copies.oldest(6), b"second");
+        copies.release(6);
+        assert!(
+            copies.bytes.is_empty(),
+            "emptied once every copy is released"
+        );
+        // A client that always has requests in flight: the released front is dropped now and then.
+        let request = [b'x'; 1000];
+        copies.append(&request);
+        for round in 0..1000 {
+            copies.append(&request);
+            assert_eq!(copies.oldest(1000), &request[..], "round {round}");
+            copies.release(1000);
+            assert!(copies.bytes.len() <= 2 * SLOW_COPIES_COMPACT + 2000);
+        }
+        // Asking past the end gives what is there, never a panic.
+        assert_eq!(copies.oldest(5000).len(), 1000);
+    }
 }

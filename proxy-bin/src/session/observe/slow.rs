@@ -44,8 +44,10 @@ fn resp_number(bytes: &[u8], at: usize, kind: u8) -> Option<(usize, usize)> {
 }
 
 impl Session {
-    pub(super) fn log_slow(&self, sent: &Sent, took: Duration, node: &str) {
-        let (mut args, mut argc) = sent.request.as_deref().map_or((Vec::new(), 0), prefix_args);
+    /// Logs `sent`, slow: `request` is what the proxy kept of what it sent (its leading bytes; empty when
+    /// nothing was kept).
+    pub(super) fn log_slow(&self, sent: &Sent, request: &[u8], took: Duration, node: &str) {
+        let (mut args, mut argc) = prefix_args(request);
         let batch_note = format!("... ({} requests in one batch)", sent.requests);
         if sent.requests > 1 && argc < 32 {
             // The note is an argument of its own (so it is never cut), unless the request has 32 or more.

@@ -118,8 +118,10 @@ impl Session {
     ) -> Result<&'static CommandSpec, CommandError> {
         let name = request.name();
         if let Some(last) = &self.last_command {
-            if name.len() == last.len
-                && name.eq_ignore_ascii_case(&last.name[..last.len])
+            // A client spells its commands the same way each time: an exact comparison first (a bytewise
+            // case-insensitive one costs about 13 instructions per byte).
+            let stored = last.name.get(..last.len).unwrap_or_default();
+            if (name == stored || name.eq_ignore_ascii_case(stored))
                 && last.spec.arity_accepts(request.argc())
             {
                 return Ok(last.spec);

@@ -99,7 +99,7 @@ pub(in crate::session) struct PendingQueue {
     /// of one command. It changes in step with `total` (framed at the back, forgotten from the back, and taken
     /// from the front by each completed entry, as many as it carried), so each request's command gets the
     /// time of the entry that carried it, with no clock read or allocation per request.
-    commands: VecDeque<(&'static str, u32)>,
+    commands: CommandRuns,
 }
 
 impl PendingQueue {
@@ -129,10 +129,7 @@ impl PendingQueue {
             if self.framed_at.is_none() {
                 self.framed_at = Some(Moment::now());
             }
-            match self.commands.back_mut() {
-                Some((last, run)) if std::ptr::eq(*last, command) => *run += 1,
-                _ => self.commands.push_back((command, 1)),
-            }
+            self.commands.push(command);
         }
         self.unattributed.requests += 1;
         self.unattributed.bytes += bytes;
@@ -147,44 +144,13 @@ impl PendingQueue {
         self.total.requests -= forgotten.requests;
         self.total.bytes -= forgotten.bytes;
         if self.timing {
-            self.forget_commands(forgotten.requests);
-        }
-    }
-
-    /// Drops the commands of the `count` requests framed last.
-    fn forget_commands(&mut self, mut count: usize) {
-        while count > 0 {
-            let Some((_, run)) = self.commands.back_mut() else {
-                return;
-            };
-            let run_len = *run as usize;
-            if run_len > count {
-                *run -= count as u32;
-                return;
-            }
-            count -= run_len;
-            self.commands.pop_back();
+            self.commands.forget_newest(forgotten.requests);
         }
     }
 
     /// Takes the commands of the `count` oldest requests, giving each run of one command to `each`.
-    pub(super) fn take_commands(
-        &mut self,
-        mut count: u32,
-        mut each: impl FnMut(&'static str, u32),
-    ) {
-        while count > 0 {
-            let Some(&mut (command, ref mut run)) = self.commands.front_mut() else {
-                return;
-            };
-            let taken = (*run).min(count);
-            each(command, taken);
-            count -= taken;
-            *run -= taken;
-            if *run == 0 {
-                self.commands.pop_front();
-            }
-        }
+    pub(super) fn take_commands(&mut self, count: u32, each: impl FnMut(&'static str, u32)) {
+        self.commands.take_oldest(count, each);
     }
 
     /// Client requests in flight (a batch counts each of its requests).
@@ -458,6 +424,70 @@ fn target_of(entry: &Pending) -> Target {
 /// 32 short arguments; a big value is not kept alive until its reply).
 pub(super) const SLOW_PREFIX: usize = 1024;
 
+/// The commands of framed requests in the order they were framed, as runs of one command: the runs before the
+/// last in a queue, the last (the one a new request of the same command extends, nearly always) apart, so
+/// that counting a request is a comparison and an addition.
+#[derive(Default)]
+struct CommandRuns {
+    closed: VecDeque<(&'static str, u32)>,
+    open: Option<(&'static str, u32)>,
+}
+
+impl CommandRuns {
+    /// One more request of `command`, the newest.
+    #[inline]
+    fn push(&mut self, command: &'static str) {
+        match &mut self.open {
+            Some((last, run)) if std::ptr::eq(*last, command) => *run += 1,
+            _ => self.open_run(command),
+        }
+    }
+
+    fn open_run(&mut self, command: &'static str) {
+        if let Some(finished) = self.open.replace((command, 1)) {
+            self.closed.push_back(finished);
+        }
+    }
+
+    /// Drops the `count` newest requests.
+    fn forget_newest(&mut self, mut count: usize) {
+        while count > 0 {
+            let Some((_, run)) = self.open.as_mut() else {
+                return;
+            };
+            let run_len = *run as usize;
+            if run_len > count {
+                *run -= count as u32;
+                return;
+            }
+            count -= run_len;
+            self.open = self.closed.pop_back();
+        }
+    }
+
+    /// Takes the `count` oldest requests, giving each run of one command to `each`.
+    fn take_oldest(&mut self, mut count: u32, mut each: impl FnMut(&'static str, u32)) {
+        while count > 0 {
+            let oldest = match self.closed.front_mut() {
+                Some(run) => run,
+                None => match self.open.as_mut() {
+                    Some(run) => run,
+                    None => return,
+                },
+            };
+            let (command, run) = (oldest.0, &mut oldest.1);
+            let taken = (*run).min(count);
+            each(command, taken);
+            count -= taken;
+            *run -= taken;
+            // An emptied run goes: the oldest closed one, or else the open one.
+            if *run == 0 && self.closed.pop_front().is_none() {
+                self.open = None;
+            }
+        }
+    }
+}
+
 /// The leading bytes of standalone requests in flight, kept for the slow log (the request's own buffer is not
 /// kept alive until its reply), one after another in queue order: appended as entries are pushed and released
 /// as they are recorded, which is the same order, so the oldest copy is always at the front. One buffer for
@@ -504,6 +534,46 @@ pub(in crate::session) fn new_queue(stats: &Stats) -> PendingQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The runs against a plain list of commands, one per request, under random pushes, forgets and takes.
+    #[test]
+    fn command_runs_give_each_request_its_own_command() {
+        const NAMES: [&str; 3] = ["get", "set", "mget"];
+        let mut runs = CommandRuns::default();
+        let mut model: VecDeque<&'static str> = VecDeque::new();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        for _ in 0..20_000 {
+            match next(4) {
+                0 | 1 => {
+                    let command = NAMES[next(3) as usize];
+                    runs.push(command);
+                    model.push_back(command);
+                }
+                2 => {
+                    let count = next(4) as usize;
+                    runs.forget_newest(count);
+                    let keep = model.len().saturating_sub(count);
+                    model.truncate(keep);
+                }
+                _ => {
+                    let count = next(5) as u32;
+                    let mut taken = Vec::new();
+                    runs.take_oldest(count, |command, run| {
+                        taken.extend(std::iter::repeat_n(command, run as usize));
+                    });
+                    let expected: Vec<&str> =
+                        (0..count).filter_map(|_| model.pop_front()).collect();
+                    assert_eq!(taken, expected);
+                }
+            }
+        }
+    }
 
     #[test]
     fn slow_copies_give_back_each_copy_in_order_and_stay_small() {

@@ -62,6 +62,7 @@ impl Default for ArgSpans {
 impl ArgSpans {
     /// Room for `expected` spans; a hostile count must not allocate by itself, so the heap vector starts
     /// small and grows as arguments actually arrive.
+    #[inline]
     fn with_expected(expected: usize) -> ArgSpans {
         if expected <= INLINE_ARGS {
             ArgSpans::default()
@@ -70,22 +71,31 @@ impl ArgSpans {
         }
     }
 
+    #[inline]
     fn push(&mut self, span: (usize, usize)) {
         match self {
             ArgSpans::Inline { len, spans } if *len < INLINE_ARGS => {
                 spans[*len] = span;
                 *len += 1;
             }
-            ArgSpans::Inline { len, spans } => {
-                let mut heap = Vec::with_capacity(INLINE_ARGS * 2);
-                heap.extend_from_slice(&spans[..*len]);
-                heap.push(span);
-                *self = ArgSpans::Heap(heap);
-            }
+            ArgSpans::Inline { .. } => self.spill(span),
             ArgSpans::Heap(heap) => heap.push(span),
         }
     }
 
+    /// `push` when the inline spans are full: they move to the heap.
+    #[cold]
+    #[inline(never)]
+    fn spill(&mut self, span: (usize, usize)) {
+        if let ArgSpans::Inline { len, spans } = self {
+            let mut heap = Vec::with_capacity(INLINE_ARGS * 2);
+            heap.extend_from_slice(&spans[..*len]);
+            heap.push(span);
+            *self = ArgSpans::Heap(heap);
+        }
+    }
+
+    #[inline]
     fn as_slice(&self) -> &[(usize, usize)] {
         match self {
             ArgSpans::Inline { len, spans } => &spans[..*len],
@@ -93,10 +103,12 @@ impl ArgSpans {
         }
     }
 
+    #[inline]
     fn len(&self) -> usize {
         self.as_slice().len()
     }
 
+    #[inline]
     fn get(&self, index: usize) -> Option<&(usize, usize)> {
         self.as_slice().get(index)
     }
@@ -425,7 +437,9 @@ impl RequestDecoder {
         let RequestState::Multibulk(progress) = &mut self.state else {
             return Ok(None);
         };
-        while progress.arg_spans.len() < progress.argc {
+        // The spans read so far, counted here (asking the spans for their length costs a match per argument).
+        let mut read = progress.arg_spans.len();
+        while read < progress.argc {
             let len = match progress.pending_bulk {
                 Some(len) => len,
                 None => {
@@ -475,6 +489,7 @@ impl RequestDecoder {
                 return Err(ProtocolError::ExpectedCrlf);
             }
             progress.arg_spans.push((progress.cursor, end - 2));
+            read += 1;
             progress.cursor = end;
             progress.pending_bulk = None;
         }

@@ -3,6 +3,7 @@
 //! only its own entries.
 
 use redis::Value;
+use rkproxy::Proxy;
 
 use crate::support::*;
 
@@ -85,16 +86,20 @@ async fn slowlog_len(connection: &mut redis::aio::MultiplexedConnection) -> i64 
         .unwrap()
 }
 
+/// A proxy in front of the standalone server at `backend`, logging requests slower than 100 ms.
+async fn proxy_logging_over_100_ms(backend: &str) -> Proxy {
+    let toml = format!(
+        "default_pool = 'main'\n[slowlog]\nslower_than_us = 100000\n\
+         [pools.main]\nkind = 'standalone'\nnodes = ['{backend}']\n"
+    );
+    start_proxy_toml(&toml).await
+}
+
 #[tokio::test]
 async fn a_slow_request_is_logged_with_its_client_tenant_and_node() {
     // A server of the test's own: the script keeps it busy, and no other test's commands wait for it.
     let redis = OwnRedis::start(&[]);
-    let toml = format!(
-        "default_pool = 'main'\n[slowlog]\nslower_than_us = 100000\n\
-         [pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
-        redis.addr()
-    );
-    let proxy = start_proxy_toml(&toml).await;
+    let proxy = proxy_logging_over_100_ms(&redis.addr()).await;
     let mut connection = client(&proxy).await;
     let _: () = redis::cmd("CLIENT")
         .arg("SETNAME")
@@ -231,12 +236,7 @@ async fn a_tenant_sees_and_resets_only_its_own_slow_entries() {
 #[tokio::test]
 async fn a_slow_blocking_command_on_a_dedicated_connection_is_logged() {
     // BLPOP with a timeout runs on a backend connection of the client's own; it blocks for 300 ms.
-    let toml = format!(
-        "default_pool = 'main'\n[slowlog]\nslower_than_us = 100000\n\
-         [pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
-        redis_addr()
-    );
-    let proxy = start_proxy_toml(&toml).await;
+    let proxy = proxy_logging_over_100_ms(&redis_addr()).await;
     let mut connection = client(&proxy).await;
     let key = unique("slowlog-blpop");
     let popped: Option<(String, String)> = redis::cmd("BLPOP")
@@ -306,12 +306,7 @@ async fn entries_in_flight_together_are_each_logged_with_their_own_arguments() {
     // each back to its own entry: three requests read in three passes (three entries in flight at once, all
     // slow: the second and third wait behind the first script) must come out with their own arguments.
     let redis = OwnRedis::start(&[]);
-    let toml = format!(
-        "default_pool = 'main'\n[slowlog]\nslower_than_us = 100000\n\
-         [pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
-        redis.addr()
-    );
-    let proxy = start_proxy_toml(&toml).await;
+    let proxy = proxy_logging_over_100_ms(&redis.addr()).await;
     let script = busy_script(150);
     let eval = |marker: &str| {
         format!(

@@ -14,8 +14,8 @@ pub const BOUNDS_US: [u64; 17] = [
 pub const BUCKETS: usize = BOUNDS_US.len() + 1;
 
 /// One observation's bucket and whole microseconds, worked out once for every histogram it goes into (a
-/// request's time in the proxy goes into its pool's and its command's, its time at the backend into its pool's
-/// and its node's).
+/// request's time at the backend goes into its pool's and its node's; its time in the proxy into its
+/// command's, which add up to its pool's when read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Observation {
     pub(super) bucket: usize,

@@ -424,35 +424,26 @@ fn target_of(entry: &Pending) -> Target {
 /// 32 short arguments; a big value is not kept alive until its reply).
 pub(super) const SLOW_PREFIX: usize = 1024;
 
-/// The commands of framed requests in the order they were framed, as runs of one command: the runs before the
-/// last in a queue, the last (the one a new request of the same command extends, nearly always) apart, so
-/// that counting a request is a comparison and an addition.
+/// The commands of framed requests in the order they were framed, as runs of one command.
 #[derive(Default)]
 struct CommandRuns {
-    closed: VecDeque<(&'static str, u32)>,
-    open: Option<(&'static str, u32)>,
+    runs: VecDeque<(&'static str, u32)>,
 }
 
 impl CommandRuns {
     /// One more request of `command`, the newest.
     #[inline]
     fn push(&mut self, command: &'static str) {
-        match &mut self.open {
+        match self.runs.back_mut() {
             Some((last, run)) if std::ptr::eq(*last, command) => *run += 1,
-            _ => self.open_run(command),
-        }
-    }
-
-    fn open_run(&mut self, command: &'static str) {
-        if let Some(finished) = self.open.replace((command, 1)) {
-            self.closed.push_back(finished);
+            _ => self.runs.push_back((command, 1)),
         }
     }
 
     /// Drops the `count` newest requests.
     fn forget_newest(&mut self, mut count: usize) {
         while count > 0 {
-            let Some((_, run)) = self.open.as_mut() else {
+            let Some((_, run)) = self.runs.back_mut() else {
                 return;
             };
             let run_len = *run as usize;
@@ -461,28 +452,22 @@ impl CommandRuns {
                 return;
             }
             count -= run_len;
-            self.open = self.closed.pop_back();
+            self.runs.pop_back();
         }
     }
 
     /// Takes the `count` oldest requests, giving each run of one command to `each`.
     fn take_oldest(&mut self, mut count: u32, mut each: impl FnMut(&'static str, u32)) {
         while count > 0 {
-            let oldest = match self.closed.front_mut() {
-                Some(run) => run,
-                None => match self.open.as_mut() {
-                    Some(run) => run,
-                    None => return,
-                },
+            let Some(&mut (command, ref mut run)) = self.runs.front_mut() else {
+                return;
             };
-            let (command, run) = (oldest.0, &mut oldest.1);
             let taken = (*run).min(count);
             each(command, taken);
             count -= taken;
             *run -= taken;
-            // An emptied run goes: the oldest closed one, or else the open one.
-            if *run == 0 && self.closed.pop_front().is_none() {
-                self.open = None;
+            if *run == 0 {
+                self.runs.pop_front();
             }
         }
     }

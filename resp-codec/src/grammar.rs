@@ -194,6 +194,31 @@ pub(crate) fn interpret_line(
     }
 }
 
+/// The usual `*N` or `$N` header (of a request or a reply), read in one pass: 1 to 9 ASCII digits, the first not
+/// `0`, then `\r\n`, all in `src` from `start`. Gives the number and the index of the `\r`. `None` for anything
+/// else (a `0`, a sign, a longer number, a line not complete yet, a bad ending): the general path reads those,
+/// with Redis's errors. Nine digits stay below `i32::MAX`, the largest count the general path accepts.
+#[inline(always)]
+pub(crate) fn plain_header(src: &[u8], start: usize) -> Option<(i64, usize)> {
+    let digits = src.get(start..)?;
+    let first = *digits.first()?;
+    if !(b'1'..=b'9').contains(&first) {
+        return None;
+    }
+    let mut value = i64::from(first - b'0');
+    let mut offset = 1;
+    loop {
+        match *digits.get(offset)? {
+            byte @ b'0'..=b'9' if offset < 9 => value = value * 10 + i64::from(byte - b'0'),
+            b'\r' if digits.get(offset + 1) == Some(&b'\n') => {
+                return Some((value, start + offset))
+            }
+            _ => return None,
+        }
+        offset += 1;
+    }
+}
+
 /// Checks a declared bulk length against the limits.
 pub(crate) fn check_bulk_len(len: i64, limits: &Limits) -> Result<usize, ProtocolError> {
     let len = u64::try_from(len).map_err(|_| ProtocolError::InvalidBulkLength)?;

@@ -7,7 +7,10 @@
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
-use crate::grammar::{find_line_end, interpret_line, reserve_hint, Header, LineSearch, TypeKind};
+use crate::grammar::{
+    find_line_end, interpret_line, parse_strict_i64, plain_header, reserve_hint, Header,
+    LineSearch, TypeKind, MAX_NUMBER_LINE,
+};
 use crate::{Limits, ProtocolError};
 
 /// Frames one complete reply of any RESP2/RESP3 type and returns its raw bytes, zero-copy.
@@ -146,6 +149,9 @@ pub(crate) struct Framer {
     pending_bulk: Option<PendingBulk>,
     /// For each open aggregate, the number of children still expected.
     open_aggregates: Vec<usize>,
+    /// Tests only: walk every reply through the general path, to compare it with the shortcut of
+    /// [`complete_simple_reply`].
+    general_only: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -183,6 +189,12 @@ impl Framer {
     }
 
     fn walk(&mut self, src: &[u8], limits: &Limits) -> Result<Option<usize>, ProtocolError> {
+        // At cursor 0 nothing of this frame was walked (a bulk header or an aggregate moves the cursor).
+        if self.cursor == 0 && !self.general_only {
+            if let Some(length) = complete_simple_reply(src, limits) {
+                return Ok(Some(length));
+            }
+        }
         loop {
             if let Some(bulk) = self.pending_bulk {
                 let end = self.cursor.saturating_add(bulk.len).saturating_add(2);
@@ -253,6 +265,121 @@ impl Framer {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The length of a complete status, error, integer or bulk reply at the start of `src` whose line is of the
+/// usual kind, found in one pass without the walk's state: most replies are like this. `None` for anything
+/// else (not complete yet, an aggregate or another type, a `\r` inside a status line, an unusual header, over
+/// the limits): the general walk reads those and gives the errors.
+#[inline]
+fn complete_simple_reply(src: &[u8], limits: &Limits) -> Option<usize> {
+    match *src.first()? {
+        b'+' | b'-' => {
+            let carriage_return = 1 + memchr::memchr(b'\r', &src[1..])?;
+            let fits = carriage_return - 1 <= limits.max_bulk_len;
+            (fits && src.get(carriage_return + 1) == Some(&b'\n')).then_some(carriage_return + 2)
+        }
+        b':' => {
+            let line = &src[..src.len().min(MAX_NUMBER_LINE)];
+            let carriage_return = memchr::memchr(b'\r', line)?;
+            let valid = parse_strict_i64(&src[1..carriage_return]).is_some();
+            (valid && src.get(carriage_return + 1) == Some(&b'\n')).then_some(carriage_return + 2)
+        }
+        b'$' => {
+            let (len, line_end) = plain_header(src, 1)?;
+            // Nine digits at most: no overflow below.
+            let len = usize::try_from(len)
+                .ok()
+                .filter(|&len| len <= limits.max_bulk_len)?;
+            let end = line_end + 2 + len;
+            (src.get(end..end + 2)? == b"\r\n").then_some(end + 2)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// One piece of a reply stream: the usual replies, the unusual ones only the general walk reads, and broken ones.
+    fn piece() -> impl Strategy<Value = Vec<u8>> {
+        let text = vec(
+            prop_oneof![4 => b'a'..=b'z', 1 => Just(b'\r'), 1 => Just(b'\n')],
+            0..8,
+        );
+        let number = prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            Just("-0".to_string()),
+            Just("007".to_string()),
+            Just("".to_string()),
+            Just("1x".to_string()),
+            Just("99999999999999999999".to_string()),
+        ];
+        prop_oneof![
+            (prop_oneof![Just(b'+'), Just(b'-')], text.clone()).prop_map(|(kind, line)| [
+                &[kind][..],
+                &line,
+                b"\r\n"
+            ]
+            .concat()),
+            number
+                .clone()
+                .prop_map(|n| format!(":{n}\r\n").into_bytes()),
+            vec(b'a'..=b'z', 0..12).prop_map(|data| [
+                format!("${}\r\n", data.len()).as_bytes(),
+                &data,
+                b"\r\n"
+            ]
+            .concat()),
+            (number, text)
+                .prop_map(|(n, data)| [format!("${n}\r\n").as_bytes(), &data, b"\r\n"].concat()),
+            (0usize..4).prop_map(|n| format!("*{n}\r\n").into_bytes()),
+            Just(b"$-1\r\n".to_vec()),
+            Just(b"_\r\n".to_vec()),
+            Just(b"$3\r\nabcx\n".to_vec()),
+        ]
+    }
+
+    /// Everything `decoder` makes of `stream` fed in chunks of `chunk` bytes: each reply, then the error, if any.
+    fn decode_all(mut decoder: ReplyDecoder, stream: &[u8], chunk: usize) -> Vec<String> {
+        let mut buffer = BytesMut::new();
+        let mut outcome = Vec::new();
+        for part in stream.chunks(chunk.max(1)) {
+            buffer.extend_from_slice(part);
+            loop {
+                match decoder.decode(&mut buffer) {
+                    Ok(Some(reply)) => outcome.push(format!("{reply:?}")),
+                    Ok(None) => break,
+                    Err(error) => {
+                        outcome.push(format!("error: {error}"));
+                        return outcome;
+                    }
+                }
+            }
+        }
+        outcome
+    }
+
+    proptest! {
+        #[test]
+        fn the_shortcut_frames_as_the_general_walk(
+            pieces in vec(piece(), 1..12),
+            chunk in prop_oneof![1usize..40, Just(usize::MAX)],
+            max_bulk_len in prop_oneof![Just(1_000_000usize), 0usize..8],
+        ) {
+            let stream = pieces.concat();
+            let limits = Limits { max_bulk_len, ..Limits::default() };
+            let mut general = ReplyDecoder::new(limits);
+            general.framer.general_only = true;
+            prop_assert_eq!(
+                decode_all(ReplyDecoder::new(limits), &stream, chunk),
+                decode_all(general, &stream, chunk)
+            );
         }
     }
 }

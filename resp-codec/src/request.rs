@@ -10,7 +10,9 @@ use std::fmt;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::grammar::{check_array_len, check_bulk_len, parse_strict_i64, reserve_hint};
+use crate::grammar::{
+    check_array_len, check_bulk_len, parse_strict_i64, plain_header, reserve_hint,
+};
 use crate::inline::split_inline_args;
 use crate::write::{put_bulk, put_header};
 use crate::{Limits, ProtocolError};
@@ -40,12 +42,14 @@ pub struct Request {
 /// How many argument spans a request holds without a heap allocation (GET, SET with options, HSET, ...).
 const INLINE_ARGS: usize = 5;
 
-/// Argument spans: inline for short requests, so framing the common commands allocates nothing for them.
+/// Argument spans: inline for short requests, so framing the common commands allocates nothing for them. Inline
+/// spans are `u32` (a request is moved several times on its way; 80 bytes instead of 128), so a request
+/// reaching past 4 GiB keeps its spans on the heap.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum ArgSpans {
     Inline {
-        len: usize,
-        spans: [(usize, usize); INLINE_ARGS],
+        len: u8,
+        spans: [(u32, u32); INLINE_ARGS],
     },
     Heap(Vec<(usize, usize)>),
 }
@@ -74,43 +78,46 @@ impl ArgSpans {
     #[inline]
     fn push(&mut self, span: (usize, usize)) {
         match self {
-            ArgSpans::Inline { len, spans } if *len < INLINE_ARGS => {
-                spans[*len] = span;
-                *len += 1;
+            ArgSpans::Inline { len, spans } if usize::from(*len) < INLINE_ARGS => {
+                match (u32::try_from(span.0), u32::try_from(span.1)) {
+                    (Ok(start), Ok(end)) => {
+                        spans[usize::from(*len)] = (start, end);
+                        *len += 1;
+                    }
+                    _ => self.spill(span),
+                }
             }
             ArgSpans::Inline { .. } => self.spill(span),
             ArgSpans::Heap(heap) => heap.push(span),
         }
     }
 
-    /// `push` when the inline spans are full: they move to the heap.
+    /// `push` when the inline spans are full or `span` does not fit them: they move to the heap.
     #[cold]
     #[inline(never)]
     fn spill(&mut self, span: (usize, usize)) {
-        if let ArgSpans::Inline { len, spans } = self {
-            let mut heap = Vec::with_capacity(INLINE_ARGS * 2);
-            heap.extend_from_slice(&spans[..*len]);
-            heap.push(span);
-            *self = ArgSpans::Heap(heap);
-        }
-    }
-
-    #[inline]
-    fn as_slice(&self) -> &[(usize, usize)] {
-        match self {
-            ArgSpans::Inline { len, spans } => &spans[..*len],
-            ArgSpans::Heap(heap) => heap,
-        }
+        let mut heap = Vec::with_capacity(INLINE_ARGS * 2);
+        heap.extend((0..self.len()).filter_map(|index| self.get(index)));
+        heap.push(span);
+        *self = ArgSpans::Heap(heap);
     }
 
     #[inline]
     fn len(&self) -> usize {
-        self.as_slice().len()
+        match self {
+            ArgSpans::Inline { len, .. } => usize::from(*len),
+            ArgSpans::Heap(heap) => heap.len(),
+        }
     }
 
     #[inline]
-    fn get(&self, index: usize) -> Option<&(usize, usize)> {
-        self.as_slice().get(index)
+    fn get(&self, index: usize) -> Option<(usize, usize)> {
+        match self {
+            ArgSpans::Inline { len, spans } => spans[..usize::from(*len)]
+                .get(index)
+                .map(|&(start, end)| (start as usize, end as usize)),
+            ArgSpans::Heap(heap) => heap.get(index).copied(),
+        }
     }
 }
 
@@ -132,7 +139,7 @@ impl Request {
 
     /// The argument at `index` (0 is the command name).
     pub fn arg(&self, index: usize) -> Option<&[u8]> {
-        let &(start, end) = self.arg_spans.get(index)?;
+        let (start, end) = self.arg_spans.get(index)?;
         self.raw.get(start..end)
     }
 
@@ -146,16 +153,13 @@ impl Request {
     /// assert!(request.arg_bytes(2).is_none());
     /// ```
     pub fn arg_bytes(&self, index: usize) -> Option<Bytes> {
-        let &(start, end) = self.arg_spans.get(index)?;
+        let (start, end) = self.arg_spans.get(index)?;
         Some(self.raw.slice(start..end))
     }
 
     /// All arguments in order, the command name first.
     pub fn args(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.arg_spans
-            .as_slice()
-            .iter()
-            .map(move |&(start, end)| &self.raw[start..end])
+        (0..self.argc()).filter_map(move |index| self.arg(index))
     }
 
     /// The command name (argument 0) as sent, not case-folded; empty if there are no arguments.
@@ -277,8 +281,8 @@ where
 pub struct RequestDecoder {
     limits: Limits,
     state: RequestState,
-    /// Tests only: read every header through the general path, to compare it with the shortcut of
-    /// [`plain_header`].
+    /// Tests only: read every request and header through the general path, to compare it with the shortcuts
+    /// of [`complete_small_request`] and [`plain_header`].
     general_headers_only: bool,
 }
 
@@ -359,6 +363,11 @@ impl RequestDecoder {
                     if first != b'*' {
                         self.state = RequestState::Inline { line_scan: 0 };
                         continue;
+                    }
+                    if !self.general_headers_only {
+                        if let Some(request) = complete_small_request(src, &self.limits) {
+                            return Ok(Some(request));
+                        }
                     }
                     if let Some((argc, line_end)) =
                         plain_header(src, 1).filter(|_| !self.general_headers_only)
@@ -500,27 +509,48 @@ impl RequestDecoder {
     }
 }
 
-/// The usual request header, read in one pass: 1 to 9 ASCII digits, the first not `0`, then `\r\n`, all in
-/// `src` from `start`. Gives the number and the index of the `\r`. `None` for anything else (a `0`, a sign, a
-/// longer number, a line not complete yet, a bad ending): the general path reads those, with Redis's errors.
-/// Nine digits stay below `i32::MAX`, the largest count the general path accepts.
+/// A complete multibulk request of at most [`INLINE_ARGS`] arguments whose headers are all plain (see
+/// [`plain_header`]), framed in one pass without the general path's state: most requests are like this. `None`
+/// for anything else (not complete yet, more arguments, an unusual header, a bad ending, over the limits): the
+/// general path reads those from the start again and gives the errors.
 #[inline]
-fn plain_header(src: &[u8], start: usize) -> Option<(i64, usize)> {
-    let digits = src.get(start..)?;
-    if !matches!(digits.first(), Some(b'1'..=b'9')) {
+fn complete_small_request(src: &mut BytesMut, limits: &Limits) -> Option<Request> {
+    const _: () = assert!(
+        INLINE_ARGS == 5,
+        "the count below is one digit up to INLINE_ARGS"
+    );
+    let bytes: &[u8] = src;
+    let argc = match bytes.get(..4)? {
+        [b'*', count @ b'1'..=b'5', b'\r', b'\n'] => count - b'0',
+        _ => return None,
+    };
+    if usize::from(argc) > limits.max_array_len {
         return None;
     }
-    let mut value: i64 = 0;
-    for (offset, &byte) in digits.iter().enumerate().take(10) {
-        match byte {
-            b'0'..=b'9' => value = value * 10 + i64::from(byte - b'0'),
-            b'\r' if digits.get(offset + 1) == Some(&b'\n') => {
-                return Some((value, start + offset))
-            }
-            _ => return None,
+    let mut spans = [(0, 0); INLINE_ARGS];
+    let mut cursor: usize = 4;
+    for span in &mut spans[..usize::from(argc)] {
+        if *bytes.get(cursor)? != b'$' {
+            return None;
         }
+        let (len, line_end) = plain_header(bytes, cursor + 1)?;
+        // Nine digits at most: no overflow below.
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&len| len <= limits.max_bulk_len)?;
+        let start = line_end + 2;
+        let end = start + len;
+        if bytes.get(end..end + 2)? != b"\r\n" {
+            return None;
+        }
+        *span = (u32::try_from(start).ok()?, u32::try_from(end).ok()?);
+        cursor = end + 2;
     }
-    None
+    let raw = src.split_to(cursor).freeze();
+    Some(Request {
+        raw,
+        arg_spans: ArgSpans::Inline { len: argc, spans },
+    })
 }
 
 /// Which request header a line ends: it names the errors of a bad one. (The errors are made only when one
@@ -681,14 +711,54 @@ mod tests {
         outcome
     }
 
+    #[test]
+    fn spans_past_4_gib_move_to_the_heap_and_keep_their_order() {
+        let mut spans = ArgSpans::default();
+        spans.push((4, 7));
+        spans.push((9, 1 << 33));
+        spans.push((1 << 33, (1 << 33) + 2));
+        assert!(matches!(spans, ArgSpans::Heap(_)));
+        let all: Vec<_> = (0..spans.len())
+            .filter_map(|index| spans.get(index))
+            .collect();
+        assert_eq!(all, [(4, 7), (9, 1 << 33), (1 << 33, (1 << 33) + 2)]);
+        assert!(spans.get(3).is_none());
+    }
+
+    #[test]
+    fn a_request_stays_small_to_move() {
+        assert!(std::mem::size_of::<Request>() <= 80);
+    }
+
     proptest! {
         #[test]
-        fn the_plain_header_shortcut_decodes_as_the_general_path(
+        fn the_shortcuts_decode_as_the_general_path(
             pieces in vec(piece(), 1..12),
-            chunk in 1usize..40,
+            chunk in prop_oneof![1usize..40, Just(usize::MAX)],
+            max_bulk_len in prop_oneof![Just(1_000_000usize), 0usize..4],
+            max_array_len in prop_oneof![Just(1usize << 24), 0usize..4],
         ) {
             let stream = pieces.concat();
-            let limits = Limits { max_bulk_len: 1_000_000, ..Limits::default() };
+            let limits = Limits { max_bulk_len, max_array_len, ..Limits::default() };
+            let general = RequestDecoder { general_headers_only: true, ..RequestDecoder::new(limits) };
+            prop_assert_eq!(
+                decode_all(RequestDecoder::new(limits), &stream, chunk),
+                decode_all(general, &stream, chunk)
+            );
+        }
+
+        #[test]
+        fn well_formed_requests_near_the_limits_decode_as_the_general_path(
+            requests in vec(vec(vec(any::<u8>(), 0..12), 1..8), 1..8),
+            chunk in prop_oneof![1usize..40, Just(usize::MAX)],
+            max_bulk_len in prop_oneof![Just(1_000_000usize), 0usize..12],
+            max_array_len in prop_oneof![Just(1usize << 24), 0usize..8],
+        ) {
+            let mut stream = BytesMut::new();
+            for args in &requests {
+                encode_command(&mut stream, args);
+            }
+            let limits = Limits { max_bulk_len, max_array_len, ..Limits::default() };
             let general = RequestDecoder { general_headers_only: true, ..RequestDecoder::new(limits) };
             prop_assert_eq!(
                 decode_all(RequestDecoder::new(limits), &stream, chunk),

@@ -14,6 +14,8 @@ use crate::reply;
 
 impl Session {
     pub(super) fn answer_locally(&mut self, spec: &'static CommandSpec, request: Request) {
+        // INFO and CLIENT LIST may show this session's own counts.
+        self.stats.publish_commands();
         let reply = match spec.name {
             "quit" => {
                 self.closing = Some(SessionEnd::Quit);

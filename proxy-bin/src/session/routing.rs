@@ -53,6 +53,7 @@ impl Session {
         }
         self.flush_batch();
         self.pending.forget_unattributed();
+        self.stats.publish_commands();
         handled
     }
 
@@ -225,6 +226,8 @@ impl Session {
     /// `USE` or `RKPROXY` (see `is_proxy_command`): answered once every earlier reply has arrived.
     fn answer_proxy_command(&mut self, request: Request) {
         self.flush_batch();
+        // Its answer may show this session's own counts.
+        self.stats.publish_commands();
         // USE moves the connection to another pool: earlier replies first.
         if !self.pending.is_empty() {
             self.deferred = Some(request);

@@ -20,7 +20,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// A session samples one keyed request in this many for the hot keys.
-pub const HOT_SAMPLE_EVERY: u32 = 32;
+pub const HOT_SAMPLE_EVERY: u32 = 128;
 /// Hot-key candidates kept per tenant in each worker.
 pub const HOT_KEYS_PER_TENANT: usize = 32;
 /// Big keys kept per tenant.

@@ -43,8 +43,19 @@ pub struct SessionStats {
     publish_active_from: Instant,
     /// The client name published last (a session keeps one `Bytes` per CLIENT SETNAME: compared by pointer).
     published_name: Option<Bytes>,
-    /// The command table name of the latest request counted.
-    last_command: &'static str,
+    /// Requests of the latest command counted, not yet added to its live counts.
+    run: CommandRun,
+}
+
+/// Requests of one command counted in a row by a session and added to the command's live counts together (at
+/// the end of the read pass that framed them, see [`SessionStats::publish_commands`]): a pipeline of one command
+/// costs the live counts one update, not one per request.
+#[derive(Debug)]
+struct CommandRun {
+    /// The command table name of the latest request counted (`"NULL"` before the first).
+    name: &'static str,
+    calls: u64,
+    bytes: u64,
 }
 
 impl SessionStats {
@@ -67,7 +78,11 @@ impl SessionStats {
             registered_at: Instant::now(),
             publish_active_from: Instant::now(),
             published_name: None,
-            last_command: "NULL",
+            run: CommandRun {
+                name: "NULL",
+                calls: 0,
+                bytes: 0,
+            },
         }
     }
 
@@ -134,6 +149,8 @@ impl SessionStats {
     /// `tenant` (new labels, or the same ones when the slots ran out).
     #[inline(never)]
     fn start_over(&mut self, pool: Arc<str>, tenant: Arc<str>) {
+        // Requests counted before count under the labels they were made under.
+        self.publish_commands();
         let fresh = Arc::new(SessionLive::new(pool, tenant));
         fresh.continue_client(&self.live);
         let mut worker = lock(&self.worker);
@@ -156,38 +173,49 @@ impl SessionStats {
         self.start_over(pool, tenant);
     }
 
-    /// One request of command `name` (a command table name, or [`UNKNOWN_COMMAND`](super::UNKNOWN_COMMAND)).
-    /// Runs for every request: the usual case is one comparison and three stores.
+    /// One request of command `name` (a command table name, or [`UNKNOWN_COMMAND`](super::UNKNOWN_COMMAND)),
+    /// added to the command's live counts by [`SessionStats::publish_commands`]. Runs for every request: the usual
+    /// case is one comparison and two additions.
     #[inline]
     pub fn command(&mut self, name: &'static str, request_bytes: usize) {
         if !self.enabled {
             return;
         }
-        self.last_command = name;
-        match self.live.command(name, &mut self.command_hint) {
-            Some(command) => {
-                command.calls.add(1);
-                command.bytes_in.add(request_bytes as u64);
-            }
-            None => self.command_after_start_over(name, request_bytes as u64),
+        if !std::ptr::eq(self.run.name, name) {
+            self.start_run(name);
         }
-        self.live.set_last_command(self.command_hint);
+        self.run.calls += 1;
+        self.run.bytes += request_bytes as u64;
     }
 
-    /// [`SessionStats::command`] when every slot holds another command.
-    #[cold]
+    /// Another command than the latest: the latest one's run is published first.
     #[inline(never)]
-    fn command_after_start_over(&mut self, name: &'static str, request_bytes: u64) {
-        self.start_over_here();
-        if let Some(command) = self.live.command(name, &mut self.command_hint) {
-            command.calls.add(1);
-            command.bytes_in.add(request_bytes);
+    fn start_run(&mut self, name: &'static str) {
+        self.publish_commands();
+        self.run.name = name;
+    }
+
+    /// Adds the requests counted since the last call to their command's live counts, where readers see them.
+    /// A session calls it at the end of each read pass, before it answers a request about the stats, and when
+    /// its labels change; dropping the stats publishes too.
+    #[inline]
+    pub fn publish_commands(&mut self) {
+        if self.run.calls == 0 {
+            return;
         }
+        let CommandRun { name, calls, bytes } = self.run;
+        self.run.calls = 0;
+        self.run.bytes = 0;
+        self.count_command(name, |command| {
+            command.calls.add(calls);
+            command.bytes_in.add(bytes);
+        });
+        self.live.set_last_command(self.command_hint);
     }
 
     /// The command table name of the latest request counted (`"NULL"` before the first).
     pub fn last_command(&self) -> &'static str {
-        self.last_command
+        self.run.name
     }
 
     /// `requests` of command `name` answered after `in_proxy` in the proxy (see
@@ -360,6 +388,7 @@ fn same_name(published: Option<&Bytes>, now: Option<&Bytes>) -> bool {
 
 impl Drop for SessionStats {
     fn drop(&mut self) {
+        self.publish_commands();
         let mut worker = lock(&self.worker);
         if let Some(id) = self.live_id {
             worker.retire(id);

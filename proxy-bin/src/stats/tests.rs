@@ -12,7 +12,10 @@ fn reads_merge_live_sessions_and_ended_ones_over_workers() {
     one.error(ErrorKind::Limit, 1);
     two.command("get", 5);
     two.bytes_out(7);
-    // Counts are read in place: visible at once, before the sessions end or change anything.
+    one.publish_commands();
+    two.publish_commands();
+    // Counts are read in place: visible once published (each read pass), before the sessions end or change
+    // anything.
     let key: CommandKey = (Arc::from("main"), Arc::from("shop"), "get");
     assert_eq!(stats.snapshot().commands[&key].calls, 3);
     drop(two);
@@ -90,6 +93,7 @@ fn a_session_with_more_commands_and_nodes_than_slots_loses_no_count() {
     for round in 0..3u64 {
         for (index, &name) in names.iter().enumerate() {
             session.command(name, 10);
+            session.publish_commands();
             session.command_latency(
                 name,
                 Observation::of(Duration::from_micros(100 * round + 1)),
@@ -145,6 +149,7 @@ fn a_reader_never_sees_counts_twice_or_lose_them_while_a_session_starts_over() {
             for round in 0..20_000u64 {
                 // Fifty commands in turn: the slots run out every sixteen, and the counts move to the worker.
                 session.command(names[(round % 50) as usize], 1);
+                session.publish_commands();
                 if round % 5_000 == 4_999 {
                     session.relabel(
                         "main",
@@ -173,4 +178,43 @@ fn a_reader_never_sees_counts_twice_or_lose_them_while_a_session_starts_over() {
     writer.join().expect("the session thread");
     let calls: u64 = stats.snapshot().commands.values().map(|c| c.calls).sum();
     assert_eq!(calls, 20_000);
+}
+
+#[test]
+fn a_run_of_one_command_is_seen_once_published_and_under_the_labels_it_was_made_under() {
+    let stats = Stats::new(true, 10_000, 128);
+    let mut session = SessionStats::new(&stats, 0, "main", "shop");
+    let calls = |stats: &Stats, tenant: &str| -> u64 {
+        let read = stats.snapshot();
+        read.commands
+            .iter()
+            .filter(|((_, of, _), _)| **of == *tenant)
+            .map(|(_, counts)| counts.calls)
+            .sum()
+    };
+    for _ in 0..16 {
+        session.command("get", 30);
+    }
+    assert_eq!(calls(&stats, "shop"), 0, "not published yet");
+    session.publish_commands();
+    assert_eq!(calls(&stats, "shop"), 16);
+    session.command("get", 30);
+    session.command("set", 40);
+    assert_eq!(
+        calls(&stats, "shop"),
+        17,
+        "another command publishes the run before it"
+    );
+    session.relabel("main", "other");
+    session.command("set", 40);
+    drop(session);
+    assert_eq!(calls(&stats, "shop"), 18);
+    assert_eq!(
+        calls(&stats, "other"),
+        1,
+        "dropping the session publishes its last run"
+    );
+    let read = stats.snapshot();
+    let bytes: u64 = read.commands.values().map(|counts| counts.bytes_in).sum();
+    assert_eq!(bytes, 17 * 30 + 2 * 40);
 }

@@ -163,14 +163,14 @@ async fn key_lines(
     command.query_async(connection).await.unwrap()
 }
 
+/// `times` GETs of `key`, pipelined.
 async fn get_times(connection: &mut redis::aio::MultiplexedConnection, key: &str, times: usize) {
+    let mut pipe = redis::pipe();
     for _ in 0..times {
-        let _: Option<String> = redis::cmd("GET")
-            .arg(key)
-            .query_async(connection)
-            .await
-            .unwrap();
+        pipe.cmd("GET").arg(key);
     }
+    let replies: Vec<Option<String>> = pipe.query_async(connection).await.unwrap();
+    assert_eq!(replies.len(), times);
 }
 
 #[tokio::test]
@@ -267,12 +267,12 @@ async fn hot_keys_are_estimated_per_tenant_and_served_as_metrics() {
     let mut alpha = as_tenant(&proxy, "alpha", "alpha-pw").await;
     let mut beta = as_tenant(&proxy, "beta", "beta-pw").await;
     let mut boss = as_tenant(&proxy, "boss", "boss-pw").await;
-    // One keyed request in 32 is sampled: 640 GETs of one key are 20 samples, 32 of another one.
-    get_times(&mut alpha, "hot", 640).await;
+    // One keyed request in 128 is sampled: 2560 GETs of one key are 20 samples, 128 of another one.
+    get_times(&mut alpha, "hot", 2560).await;
     for cold in 0..5 {
-        get_times(&mut alpha, &format!("cold{cold}"), 32).await;
+        get_times(&mut alpha, &format!("cold{cold}"), 128).await;
     }
-    get_times(&mut beta, "warm", 320).await;
+    get_times(&mut beta, "warm", 1280).await;
 
     let mine = key_lines(&mut alpha, "HOTKEYS", Some(3)).await;
     assert_eq!(mine.len(), 3, "{mine:?}");
@@ -282,7 +282,7 @@ async fn hot_keys_are_estimated_per_tenant_and_served_as_metrics() {
         ("alpha", "hot")
     );
     // An estimate: never below what was sampled, times the sampling rate.
-    assert!(number(&first, "requests") >= 640, "{mine:?}");
+    assert!(number(&first, "requests") >= 2560, "{mine:?}");
     assert!(mine.iter().all(|line| fields(line)["tenant"] == "alpha"));
 
     let theirs = key_lines(&mut beta, "HOTKEYS", None).await;
@@ -305,7 +305,7 @@ async fn hot_keys_are_estimated_per_tenant_and_served_as_metrics() {
         &[("tenant", "alpha"), ("pool", "main"), ("key", "hot")],
     )
     .unwrap_or_else(|| panic!("no hot key series in\n{body}"));
-    assert!(matches!(hot.value, prometheus_parse::Value::Gauge(n) if n >= 640.0));
+    assert!(matches!(hot.value, prometheus_parse::Value::Gauge(n) if n >= 2560.0));
     assert!(!body.contains(&alpha_prefix) && !body.contains(&beta_prefix));
     proxy.shutdown().await;
 }

@@ -277,7 +277,10 @@ impl Session {
         self.log_in_by_certificate();
         let shutdown = self.shutdown.clone();
         let limit = self.state.shutdown_limit();
+        // Biased: polled on every wake-up of the session, and the random start of an unbiased `select!` costs
+        // a thread-local generator each time; the deadline only matters once the session stops being served.
         tokio::select! {
+            biased;
             end = self.serve() => end,
             () = shutdown_deadline(shutdown, limit) => SessionEnd::ShutdownDeadline,
         }

@@ -54,15 +54,34 @@ impl ReplyDecoder {
     }
 }
 
+impl ReplyDecoder {
+    /// [`Decoder::decode`] without freezing the reply: replies split one after another from one buffer can be
+    /// joined again without a copy (`BytesMut::unsplit`), as a proxy does with the replies of a pipelined batch.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use resp_codec::ReplyDecoder;
+    ///
+    /// let mut decoder = ReplyDecoder::default();
+    /// let mut buffer = BytesMut::from(&b"+OK\r\n:1\r\n"[..]);
+    /// let mut both = decoder.split_reply(&mut buffer).unwrap().unwrap();
+    /// both.unsplit(decoder.split_reply(&mut buffer).unwrap().unwrap());
+    /// assert_eq!(&both[..], b"+OK\r\n:1\r\n");
+    /// ```
+    pub fn split_reply(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, ProtocolError> {
+        match self.framer.advance(src, &self.limits)? {
+            Some(length) => Ok(Some(src.split_to(length))),
+            None => Ok(None),
+        }
+    }
+}
+
 impl Decoder for ReplyDecoder {
     type Item = Bytes;
     type Error = ProtocolError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, ProtocolError> {
-        match self.framer.advance(src, &self.limits)? {
-            Some(length) => Ok(Some(src.split_to(length).freeze())),
-            None => Ok(None),
-        }
+        Ok(self.split_reply(src)?.map(BytesMut::freeze))
     }
 }
 

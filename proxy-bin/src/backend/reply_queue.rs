@@ -100,7 +100,11 @@ impl<W> ReplyQueue<W> {
 
     /// Gives one reply frame to the oldest job. Returns that job's waiter and its whole answer when this was
     /// the job's last reply; `None` while it is owed more. An error when no job is owed a reply.
-    pub(super) fn pair(&mut self, frame: Bytes) -> Result<Option<(W, Bytes)>, Broken> {
+    ///
+    /// A job's replies are joined with `BytesMut::unsplit`: without a copy while they lie one after another in
+    /// the connection's read buffer (the usual case: a batch's replies arrive together), copied only where a
+    /// read buffer ended between them.
+    pub(super) fn pair(&mut self, frame: BytesMut) -> Result<Option<(W, Bytes)>, Broken> {
         let front = self.owed.front_mut().ok_or(Broken::ReplyWithoutRequest)?;
         if let Some(watch) = &front.redirects {
             watch.note(&frame);
@@ -108,11 +112,7 @@ impl<W> ReplyQueue<W> {
         if let Some(left) = NonZeroUsize::new(front.remaining.get() - 1) {
             front.remaining = left;
             if front.keeps_all {
-                // Room for the rest if the replies are alike (a cluster split's share), capped: one allocation.
-                front
-                    .collected
-                    .reserve(frame.len().saturating_mul(left.get() + 1).min(64 * 1024));
-                front.collected.extend_from_slice(&frame);
+                front.collected.unsplit(frame);
             }
             return Ok(None);
         }
@@ -122,14 +122,9 @@ impl<W> ReplyQueue<W> {
         if done.patience == Patience::Slow {
             self.slow_owed -= 1;
         }
-        let answer = if done.collected.is_empty() {
-            frame
-        } else {
-            let mut all = done.collected;
-            all.extend_from_slice(&frame);
-            all.freeze()
-        };
-        Ok(Some((done.waiter, answer)))
+        let mut answer = done.collected;
+        answer.unsplit(frame);
+        Ok(Some((done.waiter, answer.freeze())))
     }
 
     /// Slow while any job owed a reply is slow. Not only the oldest: Redis runs every command of a pipeline

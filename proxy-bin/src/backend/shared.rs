@@ -11,7 +11,6 @@ use resp_codec::{Limits, ReplyDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_util::codec::Decoder;
 use tracing::{debug, warn};
 
 use super::connect::connect;
@@ -358,7 +357,7 @@ impl Live {
         }
         while let Some(frame) = self
             .decoder
-            .decode(&mut self.read_buffer)
+            .split_reply(&mut self.read_buffer)
             .map_err(Broken::BadReply)?
         {
             // RESP3 push frames are not replies to a request (shared connections never enable tracking or

@@ -21,7 +21,7 @@ fn count(n: usize) -> NonZeroUsize {
 fn feed(queue: &mut ReplyQueue<u32>, frames: &[&'static [u8]]) -> Vec<(u32, Bytes)> {
     let mut answered = Vec::new();
     for frame in frames {
-        if let Some(done) = queue.pair(Bytes::from_static(frame)).unwrap() {
+        if let Some(done) = queue.pair(BytesMut::from(*frame)).unwrap() {
             answered.push(done);
         }
     }
@@ -63,11 +63,11 @@ fn a_reply_nobody_is_owed_breaks_the_connection() {
     let mut queue = ReplyQueue::default();
     queue.push(1, Expected::One, Patience::Normal);
     assert!(queue
-        .pair(Bytes::from_static(b"+OK\r\n"))
+        .pair(BytesMut::from(&b"+OK\r\n"[..]))
         .unwrap()
         .is_some());
     assert!(matches!(
-        queue.pair(Bytes::from_static(b"+OK\r\n")),
+        queue.pair(BytesMut::from(&b"+OK\r\n"[..])),
         Err(Broken::ReplyWithoutRequest)
     ));
 }
@@ -87,7 +87,7 @@ fn a_transaction_of_10_000_commands_between_other_clients_replies() {
     queue.push(3, Expected::One, Patience::Normal);
     let mut answered = Vec::new();
     let mut give = |frame: Bytes| {
-        if let Some(done) = queue.pair(frame).unwrap() {
+        if let Some(done) = queue.pair(BytesMut::from(&frame[..])).unwrap() {
             answered.push(done);
         }
     };
@@ -122,7 +122,7 @@ fn a_pipeline_of_10_000_replies_comes_back_whole_and_in_order() {
     let mut expected = BytesMut::new();
     let mut answered = Vec::new();
     for n in 0..commands {
-        let frame = Bytes::from(format!(":{n}\r\n"));
+        let frame = BytesMut::from(format!(":{n}\r\n").as_bytes());
         expected.extend_from_slice(&frame);
         if let Some(done) = queue.pair(frame).unwrap() {
             answered.push(done);
@@ -289,4 +289,37 @@ fn failures_are_counted_by_their_variant() {
         &BackendError::lost(&address, Broken::NoProgress(second)).to_reply()[..],
         b"-ERR backend 10.0.0.1:6379 unavailable: no progress for 1000 ms\r\n"
     );
+}
+
+#[test]
+fn a_batch_read_together_is_handed_back_without_a_copy_and_one_split_by_a_read_with_one() {
+    let mut decoder = resp_codec::ReplyDecoder::default();
+    let mut queue = ReplyQueue::default();
+    queue.push(1, Expected::Concatenated(count(3)), Patience::Normal);
+    queue.push(2, Expected::Concatenated(count(2)), Patience::Normal);
+    let mut read_buffer = BytesMut::from(&b"+OK\r\n$3\r\nabc\r\n:7\r\n$1\r\nx"[..]);
+    let start = read_buffer.as_ptr();
+    let mut answered = Vec::new();
+    while let Some(frame) = decoder.split_reply(&mut read_buffer).unwrap() {
+        if let Some(done) = queue.pair(frame).unwrap() {
+            answered.push(done);
+        }
+    }
+    assert_eq!(
+        answered,
+        [(1, Bytes::from_static(b"+OK\r\n$3\r\nabc\r\n:7\r\n"))]
+    );
+    assert_eq!(answered[0].1.as_ptr(), start, "joined in place");
+    // The rest of job 2 arrives in another buffer: its replies are joined by a copy, still in order.
+    read_buffer.unsplit(BytesMut::from(&b"\r\n-ERR no\r\n"[..]));
+    while let Some(frame) = decoder.split_reply(&mut read_buffer).unwrap() {
+        if let Some(done) = queue.pair(frame).unwrap() {
+            answered.push(done);
+        }
+    }
+    assert_eq!(
+        answered[1],
+        (2, Bytes::from_static(b"$1\r\nx\r\n-ERR no\r\n"))
+    );
+    assert!(queue.is_empty());
 }

@@ -323,3 +323,70 @@ fn a_batch_read_together_is_handed_back_without_a_copy_and_one_split_by_a_read_w
     );
     assert!(queue.is_empty());
 }
+
+/// Random jobs (one reply, a batch, ASKING then one) and random replies, read in random pieces into a read
+/// buffer that is sometimes replaced (as a read that reserves more room does): every job gets exactly its own
+/// replies, whole and in order, whether they were joined in place or copied.
+#[test]
+fn random_replies_read_in_random_pieces_reach_their_own_job_whole() {
+    for seed in 0..200u64 {
+        let mut random = fastrand::Rng::with_seed(seed);
+        let mut queue = ReplyQueue::default();
+        let mut stream = Vec::new();
+        let mut expected = Vec::new();
+        for job in 0..random.usize(1..40) {
+            let (kind, replies) = match random.u8(0..3) {
+                0 => (Expected::One, 1),
+                1 => {
+                    let n = random.usize(1..20);
+                    (Expected::Concatenated(count(n)), n)
+                }
+                _ => (Expected::AskingThenOne, 2),
+            };
+            queue.push(job, kind, Patience::Normal);
+            let mut answer = Vec::new();
+            for index in 0..replies {
+                let reply = match random.u8(0..4) {
+                    0 => b"+OK\r\n".to_vec(),
+                    1 => format!(":{}\r\n", random.i64(..)).into_bytes(),
+                    2 => {
+                        let value: String = (0..random.usize(0..40))
+                            .map(|_| random.alphanumeric())
+                            .collect();
+                        format!("${}\r\n{value}\r\n", value.len()).into_bytes()
+                    }
+                    _ => format!(
+                        "*2\r\n:{job}\r\n${}\r\n{index}\r\n",
+                        index.to_string().len()
+                    )
+                    .into_bytes(),
+                };
+                stream.extend_from_slice(&reply);
+                if kind != Expected::AskingThenOne || index == 1 {
+                    answer.extend_from_slice(&reply);
+                }
+            }
+            expected.push((job, Bytes::from(answer)));
+        }
+        let mut decoder = resp_codec::ReplyDecoder::default();
+        let mut read_buffer = BytesMut::new();
+        let mut answered = Vec::new();
+        let mut rest = &stream[..];
+        while !rest.is_empty() {
+            let piece = random.usize(1..=rest.len().min(64));
+            if random.u8(0..4) == 0 {
+                // A read into a new buffer: what is buffered moves with it.
+                read_buffer = BytesMut::from(&read_buffer[..]);
+            }
+            read_buffer.extend_from_slice(&rest[..piece]);
+            rest = &rest[piece..];
+            while let Some(frame) = decoder.split_reply(&mut read_buffer).unwrap() {
+                if let Some(done) = queue.pair(frame).unwrap() {
+                    answered.push(done);
+                }
+            }
+        }
+        assert_eq!(answered, expected, "seed {seed}");
+        assert!(queue.is_empty() && read_buffer.is_empty(), "seed {seed}");
+    }
+}

@@ -45,6 +45,8 @@ mod limits;
 mod reply;
 mod request;
 mod stream;
+#[cfg(test)]
+mod test_support;
 mod write;
 
 pub use combine_frame::{parse_frame, FrameCodec};

@@ -365,23 +365,8 @@ mod tests {
     }
 
     /// Everything `decoder` makes of `stream` fed in chunks of `chunk` bytes: each reply, then the error, if any.
-    fn decode_all(mut decoder: ReplyDecoder, stream: &[u8], chunk: usize) -> Vec<String> {
-        let mut buffer = BytesMut::new();
-        let mut outcome = Vec::new();
-        for part in stream.chunks(chunk.max(1)) {
-            buffer.extend_from_slice(part);
-            loop {
-                match decoder.decode(&mut buffer) {
-                    Ok(Some(reply)) => outcome.push(format!("{reply:?}")),
-                    Ok(None) => break,
-                    Err(error) => {
-                        outcome.push(format!("error: {error}"));
-                        return outcome;
-                    }
-                }
-            }
-        }
-        outcome
+    fn decode_all(decoder: ReplyDecoder, stream: &[u8], chunk: usize) -> Vec<String> {
+        crate::test_support::decode_all(decoder, stream, chunk, |reply| format!("{reply:?}"))
     }
 
     proptest! {

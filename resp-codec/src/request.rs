@@ -686,29 +686,16 @@ mod tests {
 
     /// Everything `decoder` makes of `stream` fed in chunks of `chunk` bytes: each request's raw bytes and
     /// arguments, then the error that stopped it, if any.
-    fn decode_all(mut decoder: RequestDecoder, stream: &[u8], chunk: usize) -> Vec<String> {
-        let mut buffer = BytesMut::new();
-        let mut outcome = Vec::new();
-        for part in stream.chunks(chunk.max(1)) {
-            buffer.extend_from_slice(part);
-            loop {
-                match decoder.decode(&mut buffer) {
-                    Ok(Some(request)) => outcome.push(format!(
-                        "{:?} {:?}",
-                        request.raw(),
-                        (0..request.argc())
-                            .map(|i| request.arg(i))
-                            .collect::<Vec<_>>()
-                    )),
-                    Ok(None) => break,
-                    Err(error) => {
-                        outcome.push(format!("error: {error}"));
-                        return outcome;
-                    }
-                }
-            }
-        }
-        outcome
+    fn decode_all(decoder: RequestDecoder, stream: &[u8], chunk: usize) -> Vec<String> {
+        crate::test_support::decode_all(decoder, stream, chunk, |request| {
+            format!(
+                "{:?} {:?}",
+                request.raw(),
+                (0..request.argc())
+                    .map(|i| request.arg(i))
+                    .collect::<Vec<_>>()
+            )
+        })
     }
 
     #[test]

@@ -283,7 +283,7 @@ pub struct RequestDecoder {
     state: RequestState,
     /// Tests only: read every request and header through the general path, to compare it with the shortcuts
     /// of [`complete_small_request`] and [`plain_header`].
-    general_headers_only: bool,
+    general_path_only: bool,
 }
 
 impl Default for RequestState {
@@ -344,7 +344,7 @@ impl RequestDecoder {
         RequestDecoder {
             limits,
             state: RequestState::default(),
-            general_headers_only: false,
+            general_path_only: false,
         }
     }
 
@@ -364,13 +364,13 @@ impl RequestDecoder {
                         self.state = RequestState::Inline { line_scan: 0 };
                         continue;
                     }
-                    if !self.general_headers_only {
+                    if !self.general_path_only {
                         if let Some(request) = complete_small_request(src, &self.limits) {
                             return Ok(Some(request));
                         }
                     }
                     if let Some((argc, line_end)) =
-                        plain_header(src, 1).filter(|_| !self.general_headers_only)
+                        plain_header(src, 1).filter(|_| !self.general_path_only)
                     {
                         let argc = check_array_len(argc, &self.limits)?;
                         self.state =
@@ -460,7 +460,7 @@ impl RequestDecoder {
                     }
                     let content_start = progress.cursor + 1;
                     if let Some((len, line_end)) =
-                        plain_header(src, content_start).filter(|_| !self.general_headers_only)
+                        plain_header(src, content_start).filter(|_| !self.general_path_only)
                     {
                         let len = check_bulk_len(len, &limits)?;
                         progress.cursor = line_end + 2;
@@ -727,7 +727,7 @@ mod tests {
         ) {
             let stream = pieces.concat();
             let limits = Limits { max_bulk_len, max_array_len, ..Limits::default() };
-            let general = RequestDecoder { general_headers_only: true, ..RequestDecoder::new(limits) };
+            let general = RequestDecoder { general_path_only: true, ..RequestDecoder::new(limits) };
             prop_assert_eq!(
                 decode_all(RequestDecoder::new(limits), &stream, chunk),
                 decode_all(general, &stream, chunk)
@@ -746,7 +746,7 @@ mod tests {
                 encode_command(&mut stream, args);
             }
             let limits = Limits { max_bulk_len, max_array_len, ..Limits::default() };
-            let general = RequestDecoder { general_headers_only: true, ..RequestDecoder::new(limits) };
+            let general = RequestDecoder { general_path_only: true, ..RequestDecoder::new(limits) };
             prop_assert_eq!(
                 decode_all(RequestDecoder::new(limits), &stream, chunk),
                 decode_all(general, &stream, chunk)

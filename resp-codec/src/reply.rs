@@ -52,9 +52,7 @@ impl ReplyDecoder {
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
-}
 
-impl ReplyDecoder {
     /// [`Decoder::decode`] without freezing the reply: replies split one after another from one buffer can be
     /// joined again without a copy (`BytesMut::unsplit`), as a proxy does with the replies of a pipelined batch.
     ///
@@ -288,6 +286,9 @@ impl Framer {
     }
 }
 
+/// The longest status or error line (with its type byte) that [`complete_simple_reply`] looks at.
+const SHORT_STATUS_LINE: usize = 256;
+
 /// The length of a complete status, error, integer or bulk reply at the start of `src` whose line is of the
 /// usual kind, found in one pass without the walk's state: most replies are like this. `None` for anything
 /// else (not complete yet, an aggregate or another type, a `\r` inside a status line, an unusual header, over
@@ -296,7 +297,10 @@ impl Framer {
 fn complete_simple_reply(src: &[u8], limits: &Limits) -> Option<usize> {
     match *src.first()? {
         b'+' | b'-' => {
-            let carriage_return = 1 + memchr::memchr(b'\r', &src[1..])?;
+            // Only a short line: the walk resumes a long line where it stopped, this would search it again
+            // from the start on every call while it arrives.
+            let line = &src[1..src.len().min(SHORT_STATUS_LINE)];
+            let carriage_return = 1 + memchr::memchr(b'\r', line)?;
             let fits = carriage_return - 1 <= limits.max_bulk_len;
             (fits && src.get(carriage_return + 1) == Some(&b'\n')).then_some(carriage_return + 2)
         }
@@ -358,6 +362,8 @@ mod tests {
             (number, text)
                 .prop_map(|(n, data)| [format!("${n}\r\n").as_bytes(), &data, b"\r\n"].concat()),
             (0usize..4).prop_map(|n| format!("*{n}\r\n").into_bytes()),
+            // Around the longest status line the shortcut looks at.
+            vec(b'a'..=b'z', 250..260).prop_map(|line| [&b"+"[..], &line, b"\r\n"].concat()),
             Just(b"$-1\r\n".to_vec()),
             Just(b"_\r\n".to_vec()),
             Just(b"$3\r\nabcx\n".to_vec()),

@@ -437,7 +437,10 @@ async fn sleep_until_lazily(deadline: tokio::time::Instant) {
 }
 
 /// Completes `limit` after the proxy began to shut down (never, if it does not).
-async fn shutdown_deadline(shutdown: crate::shutdown::ShutdownWatch, limit: std::time::Duration) {
+async fn shutdown_deadline(
+    mut shutdown: crate::shutdown::ShutdownWatch,
+    limit: std::time::Duration,
+) {
     shutdown.begun().await;
     tokio::time::sleep(limit).await;
 }

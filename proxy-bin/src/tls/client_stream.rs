@@ -4,6 +4,7 @@
 //! The session reads and writes without waiting and waits for readiness in its `select!`; a TLS stream keeps
 //! that model through [`TlsSocket`] (see there how).
 
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -80,22 +81,28 @@ impl ClientStream {
         }
     }
 
-    /// Ready when a read would find something (or the end); as `TcpStream::readable`.
+    /// Ready when a read would find something (or the end); as `TcpStream::readable`, but waiting through the
+    /// socket's one reader slot (`poll_read_ready`) rather than a waiter list: a session waits for readability
+    /// on every turn of its loop, and `readable()` locks that list twice per wait (to join it, and to leave it
+    /// when another branch of the session's `select!` wins). Only the session's own task waits on its socket.
     #[inline]
     pub async fn readable(&self) -> io::Result<()> {
-        match self {
-            ClientStream::Plain(tcp) => tcp.readable().await,
-            ClientStream::Tls(tls) => tls.socket.readable().await,
-        }
+        poll_fn(|cx| match self {
+            ClientStream::Plain(tcp) => tcp.poll_read_ready(cx),
+            ClientStream::Tls(tls) => tls.socket.poll_readable(cx),
+        })
+        .await
     }
 
-    /// Ready when a write would take bytes; over TLS, first sends what rustls holds.
+    /// Ready when a write would take bytes; over TLS, first sends what rustls holds. Waits through the
+    /// socket's one writer slot, as [`ClientStream::readable`] does.
     #[inline]
     pub async fn writable(&self) -> io::Result<()> {
-        match self {
-            ClientStream::Plain(tcp) => tcp.writable().await,
-            ClientStream::Tls(tls) => tls.socket.writable().await,
-        }
+        poll_fn(|cx| match self {
+            ClientStream::Plain(tcp) => tcp.poll_write_ready(cx),
+            ClientStream::Tls(tls) => tls.socket.poll_writable(cx),
+        })
+        .await
     }
 
     /// Reads what is there without waiting; `WouldBlock` when nothing is; as `TcpStream::try_read_buf`.

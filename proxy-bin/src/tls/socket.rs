@@ -13,10 +13,10 @@
 //! - replies are encrypted in as few records as the caller's writes allow and sent with one `writev`.
 //!
 //! Two rules make the readiness model hold over TLS:
-//! - [`TlsSocket::readable`] is ready at once while rustls holds decrypted bytes, which the socket's readiness
+//! - [`TlsSocket::poll_readable`] is ready at once while rustls holds decrypted bytes, which the socket's readiness
 //!   knows nothing about;
 //! - encrypted bytes the socket did not take yet are [`TlsSocket::has_unsent`]: the caller waits for
-//!   [`TlsSocket::writable`] while there are any, and `writable` sends them.
+//!   [`TlsSocket::poll_writable`] while there are any, and `writable` sends them.
 
 use std::cell::RefCell;
 use std::io::{self, BufRead, Write};
@@ -79,26 +79,25 @@ impl TlsSocket {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Encrypted bytes that still wait for the socket: the caller must wait for [`TlsSocket::writable`].
+    /// Encrypted bytes that still wait for the socket: the caller must wait for [`TlsSocket::poll_writable`].
     #[inline]
     pub fn has_unsent(&self) -> bool {
         self.lock().wants_write()
     }
 
-    /// Ready when a read would find something (or the end); as `TcpStream::readable`.
-    pub async fn readable(&self) -> io::Result<()> {
+    /// Ready when a read would find something (or the end), as `TcpStream::poll_read_ready` (registering `cx`
+    /// in the socket's reader slot).
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.has_buffered_input() {
-            return Ok(());
+            return Poll::Ready(Ok(()));
         }
-        self.tcp.readable().await
+        self.tcp.poll_read_ready(cx)
     }
 
-    /// Ready when a write would take bytes; first sends what rustls holds.
-    pub async fn writable(&self) -> io::Result<()> {
-        while self.send_pending()? {
-            self.tcp.writable().await?;
-        }
-        self.tcp.writable().await
+    /// Ready when a write would take bytes, as `TcpStream::poll_write_ready`; first sends what rustls holds.
+    pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_flush(cx))?;
+        self.tcp.poll_write_ready(cx)
     }
 
     /// Decrypted bytes wait, or the peer closed: a read will not block. Every read decrypts all it receives, so

@@ -23,8 +23,9 @@ pub enum Pending {
     /// Waiting for one backend reply, passed on as it is (or converted, see [`Expect`]).
     Waiting(oneshot::Receiver<BackendReply>, Expect),
     /// Standalone pools: plain requests sent as one job, whose bytes are kept (a reference, not a copy) until
-    /// they are answered, so that a big reply can be traced to its key for the big lane.
-    Sent(Box<Sent>),
+    /// they are answered, so that a big reply can be traced to its key for the big lane. Not boxed: every
+    /// batch of a standalone session is one, and the allocation cost more than the larger entries.
+    Sent(Sent),
     /// A cluster command sent to one node; it may come back as MOVED or ASK and be sent again.
     Routed(Box<Routed>),
     /// A command sent as several parts (a split multi-key command, a whole-keyspace command, SCAN).

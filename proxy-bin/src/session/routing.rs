@@ -96,11 +96,11 @@ impl Session {
         let entry = if requests.len() <= MAX_BATCH_BYTES {
             // Small enough to keep until answered: a big reply is then traced to its key (see `big`).
             let receiver = route.send_many(requests.clone(), count);
-            Pending::Sent(Box::new(Sent {
+            Pending::Sent(Sent {
                 receiver,
                 requests: requests.clone(),
                 count,
-            }))
+            })
         } else if count == 1 {
             Pending::Waiting(route.send(requests.clone()), Expect::Forward)
         } else {

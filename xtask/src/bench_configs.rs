@@ -8,6 +8,12 @@
 //! `/proc/<pid>/task/*/schedstat` (nanoseconds on a CPU) before and after the run. The CPU time is the
 //! steadier measure on a small shared machine: another process's load lowers a run's throughput but hardly
 //! changes what each request costs the proxy.
+//!
+//! The machine's speed drifts between rounds by more than the few percent these sections look for, so the
+//! table also pairs each run with the first configuration's run of the same test in the same round (run
+//! moments apart) and shows the median of those paired throughput ratios with a 95% confidence interval for
+//! that median (distribution-free: order statistics of the ratios, at least six rounds). Many short rounds
+//! (`--rounds 100 --requests 50000`) narrow it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -154,8 +160,8 @@ fn render(
 ) -> String {
     let first = proxies.first().map_or("-", |proxy| proxy.name);
     let mut out = format!(
-        "{}\n| test | P | configuration | req/s | vs {first} | proxy CPU ns/request | vs {first} | p50 ms |\n\
-         |---|---|---|---|---|---|---|---|\n",
+        "{}\n| test | P | configuration | req/s | vs {first} | paired vs {first} (95% CI) | proxy CPU ns/request | vs {first} | p50 ms |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
         comparison.heading
     );
     let rps = |runs: &[Run]| {
@@ -186,12 +192,87 @@ fn render(
                 .map(|r| r.measurement.p50_ms)
                 .collect::<Vec<_>>(),
         );
+        let paired = basis.map_or_else(|| "-".to_string(), |basis| paired_ratio(runs, basis));
         out.push_str(&format!(
-            "| {test} | {pipeline} | {} | {requests_per_second:.0} | {} | {cpu_per_request:.0} | {} | {p50:.3} |\n",
+            "| {test} | {pipeline} | {} | {requests_per_second:.0} | {} | {paired} | {cpu_per_request:.0} | {} | {p50:.3} |\n",
             proxies.get(*index).map_or("-", |proxy| proxy.name),
             ratio(requests_per_second, basis.map(|runs| rps(runs))),
             ratio(cpu_per_request, basis.map(|runs| cpu(runs))),
         ));
     }
     out
+}
+
+/// The median of the per-round throughput ratios of `runs` to `basis` (the same test and pipeline, the first
+/// configuration, one run of each per round, in round order), with its 95% confidence interval when there
+/// are enough rounds for one.
+fn paired_ratio(runs: &[Run], basis: &[Run]) -> String {
+    let mut ratios: Vec<f64> = runs
+        .iter()
+        .zip(basis)
+        .map(|(run, basis)| {
+            run.measurement.requests_per_second / basis.measurement.requests_per_second
+        })
+        .collect();
+    // `median` sorts the ratios, as `median_interval` needs them.
+    let middle = median(&mut ratios);
+    match median_interval(&ratios) {
+        Some((low, high)) => format!("{middle:.3} ({low:.3}-{high:.3})"),
+        None => format!("{middle:.3}"),
+    }
+}
+
+/// A distribution-free 95% confidence interval for the median of `sorted` (ascending): the `k`-th smallest
+/// and `k`-th largest values, `k` the largest count with P(Binomial(n, 1/2) < k) <= 2.5%, so that the median
+/// lies between them with at least 95% probability. `None` below six values (no such `k`).
+fn median_interval(sorted: &[f64]) -> Option<(f64, f64)> {
+    let n = sorted.len();
+    let mut probability = 0.5f64.powi(i32::try_from(n).ok()?);
+    let mut below = 0.0;
+    let mut k = 0;
+    // P(X < k + 1) = P(X <= k); the loop finds the largest k with P(X < k) <= 0.025.
+    while k < n / 2 && below + probability <= 0.025 {
+        below += probability;
+        k += 1;
+        probability *= (n - k + 1) as f64 / k as f64;
+    }
+    if k == 0 {
+        return None;
+    }
+    Some((sorted[k - 1], sorted[n - k]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_interval_follows_the_binomial_order_statistics() {
+        let values = |n: usize| (1..=n).map(|value| value as f64).collect::<Vec<_>>();
+        // Five values cannot give 95%: the widest interval, from the least to the greatest, has 93.75%.
+        assert_eq!(median_interval(&values(5)), None);
+        // Six: the least and the greatest (96.9%).
+        assert_eq!(median_interval(&values(6)), Some((1.0, 6.0)));
+        // Tables of the sign test: n = 20 gives the 6th smallest and 15th (k = 6), n = 100 the 40th and 61st.
+        assert_eq!(median_interval(&values(20)), Some((6.0, 15.0)));
+        assert_eq!(median_interval(&values(100)), Some((40.0, 61.0)));
+    }
+
+    #[test]
+    fn paired_ratios_pair_runs_of_the_same_round() {
+        let run = |rps: f64| Run {
+            measurement: Measurement {
+                test: "GET".into(),
+                requests_per_second: rps,
+                p50_ms: 0.1,
+                p99_ms: 0.2,
+            },
+            cpu_ns_per_request: 1.0,
+        };
+        // Each round's two runs differ by 2% while the rounds differ by far more.
+        let basis: Vec<Run> = [100.0, 300.0, 200.0, 50.0, 400.0, 250.0].map(run).into();
+        let runs: Vec<Run> = [102.0, 306.0, 204.0, 51.0, 408.0, 255.0].map(run).into();
+        assert_eq!(paired_ratio(&runs, &basis), "1.020 (1.020-1.020)");
+        assert_eq!(paired_ratio(&runs[..2], &basis[..2]), "1.020");
+    }
 }

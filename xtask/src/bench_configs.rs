@@ -192,7 +192,10 @@ fn render(
                 .map(|r| r.measurement.p50_ms)
                 .collect::<Vec<_>>(),
         );
-        let paired = basis.map_or_else(|| "-".to_string(), |basis| paired_ratio(runs, basis));
+        let paired = match basis {
+            Some(basis) if *index > 0 => paired_ratio(runs, basis),
+            _ => "-".to_string(),
+        };
         out.push_str(&format!(
             "| {test} | {pipeline} | {} | {requests_per_second:.0} | {} | {paired} | {cpu_per_request:.0} | {} | {p50:.3} |\n",
             proxies.get(*index).map_or("-", |proxy| proxy.name),

@@ -364,11 +364,7 @@ impl RequestDecoder {
                         self.state = RequestState::Inline { line_scan: 0 };
                         continue;
                     }
-                    if !self.general_path_only {
-                        if let Some(request) = complete_small_request(src, &self.limits) {
-                            return Ok(Some(request));
-                        }
-                    }
+                    // (`decode` tried `complete_small_request` already.)
                     if let Some((argc, line_end)) =
                         plain_header(src, 1).filter(|_| !self.general_path_only)
                     {
@@ -615,7 +611,30 @@ impl Decoder for RequestDecoder {
     type Item = Request;
     type Error = ProtocolError;
 
+    /// Inlined into the caller for the usual cases (an empty buffer between requests, a complete small
+    /// request; see [`complete_small_request`]); everything else goes to the general path, out of line.
+    #[inline]
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
+        if matches!(self.state, RequestState::Start { .. }) && !self.general_path_only {
+            match src.first() {
+                None => return Ok(None),
+                Some(b'*') => {
+                    if let Some(request) = complete_small_request(src, &self.limits) {
+                        return Ok(Some(request));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        self.decode_general(src)
+    }
+}
+
+impl RequestDecoder {
+    /// The general path: every request, resumed where the last call stopped, and every error (after which
+    /// the decoder starts afresh).
+    #[inline(never)]
+    fn decode_general(&mut self, src: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
         let result = self.decode_inner(src);
         if result.is_err() {
             self.state = RequestState::default();

@@ -364,7 +364,8 @@ impl RequestDecoder {
                         self.state = RequestState::Inline { line_scan: 0 };
                         continue;
                     }
-                    // (`decode` tried `complete_small_request` already.)
+                    // `decode` tries `complete_small_request` before calling here; after an empty `*0` above,
+                    // the next request is read by the general path, as it must be read anyway when not small.
                     if let Some((argc, line_end)) =
                         plain_header(src, 1).filter(|_| !self.general_path_only)
                     {

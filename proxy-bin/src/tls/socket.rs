@@ -16,7 +16,7 @@
 //! - [`TlsSocket::poll_readable`] is ready at once while rustls holds decrypted bytes, which the socket's readiness
 //!   knows nothing about;
 //! - encrypted bytes the socket did not take yet are [`TlsSocket::has_unsent`]: the caller waits for
-//!   [`TlsSocket::poll_writable`] while there are any, and `writable` sends them.
+//!   [`TlsSocket::poll_writable`] while there are any, and `poll_writable` sends them.
 
 use std::cell::RefCell;
 use std::io::{self, BufRead, Write};

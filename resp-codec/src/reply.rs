@@ -289,12 +289,21 @@ impl Framer {
 /// The longest status or error line (with its type byte) that [`complete_simple_reply`] looks at.
 const SHORT_STATUS_LINE: usize = 256;
 
-/// The length of a complete status, error, integer or bulk reply at the start of `src` whose line is of the
-/// usual kind, found in one pass without the walk's state: most replies are like this. `None` for anything
-/// else (not complete yet, an aggregate or another type, a `\r` inside a status line, an unusual header, over
-/// the limits): the general walk reads those and gives the errors.
+/// A RESP2 null bulk string (`$-1`) or null array (`*-1`): both are this long.
+const NULL_REPLY: &[u8] = b"$-1\r\n";
+
+/// The length of a complete status, error, integer, bulk or null reply at the start of `src` whose line is of
+/// the usual kind, found in one pass without the walk's state: most replies are like this (a null is a cache
+/// miss's GET, a timed-out BLPOP). `None` for anything else (not complete yet, an aggregate or another type, a
+/// `\r` inside a status line, an unusual header, over the limits): the general walk reads those and gives the
+/// errors.
 #[inline]
 fn complete_simple_reply(src: &[u8], limits: &Limits) -> Option<usize> {
+    // A null array is an aggregate for the depth limit, as in the walk.
+    let null_array = limits.max_depth > 0 && src.starts_with(b"*-1\r\n");
+    if src.starts_with(b"$-1\r\n") || null_array {
+        return Some(NULL_REPLY.len());
+    }
     match *src.first()? {
         b'+' | b'-' => {
             // Only a short line: the walk resumes a long line where it stopped, this would search it again
@@ -365,6 +374,8 @@ mod tests {
             // Around the longest status line the shortcut looks at.
             vec(b'a'..=b'z', 250..260).prop_map(|line| [&b"+"[..], &line, b"\r\n"].concat()),
             Just(b"$-1\r\n".to_vec()),
+            Just(b"*-1\r\n".to_vec()),
+            Just(b"$-2\r\n".to_vec()),
             Just(b"_\r\n".to_vec()),
             Just(b"$3\r\nabcx\n".to_vec()),
         ]
@@ -381,9 +392,10 @@ mod tests {
             pieces in vec(piece(), 1..12),
             chunk in prop_oneof![1usize..40, Just(usize::MAX)],
             max_bulk_len in prop_oneof![Just(1_000_000usize), 0usize..8],
+            max_depth in prop_oneof![Just(Limits::default().max_depth), 0usize..2],
         ) {
             let stream = pieces.concat();
-            let limits = Limits { max_bulk_len, ..Limits::default() };
+            let limits = Limits { max_bulk_len, max_depth, ..Limits::default() };
             let mut general = ReplyDecoder::new(limits);
             general.framer.general_only = true;
             prop_assert_eq!(

@@ -948,8 +948,17 @@ fn table_row(
     } else {
         (RKPROXY_PEERS.map(|_| String::new()), String::new())
     };
+    let paired_cell = match runs_of(BenchTarget::Direct) {
+        Some(direct) if target != BenchTarget::Direct => paired_median(
+            runs.iter()
+                .zip(direct)
+                .map(|(run, direct)| run.requests_per_second / direct.requests_per_second)
+                .collect(),
+        ),
+        _ => String::new(),
+    };
     Some(format!(
-        "| {} | {} | {test} | {pipeline} | {:.0} | {} | {:.3} | {:.3} | {} | {} | {goal_cell} |\n",
+        "| {} | {} | {test} | {pipeline} | {:.0} | {} | {:.3} | {:.3} | {} | {paired_cell} | {} | {goal_cell} |\n",
         section.name,
         target.name(),
         row.requests_per_second,
@@ -961,6 +970,38 @@ fn table_row(
     ))
 }
 
+/// The median of per-round ratios (each the throughput of one target over another's in the same round, moments
+/// apart, so the machine's drift between rounds cancels), with its 95% confidence interval when there are
+/// enough rounds for one: `median (low-high)`, or `median`.
+pub(super) fn paired_median(mut ratios: Vec<f64>) -> String {
+    // `median` sorts the ratios, as `median_interval` needs them.
+    let middle = median(&mut ratios);
+    match median_interval(&ratios) {
+        Some((low, high)) => format!("{middle:.3} ({low:.3}-{high:.3})"),
+        None => format!("{middle:.3}"),
+    }
+}
+
+/// A distribution-free 95% confidence interval for the median of `sorted` (ascending): the `k`-th smallest
+/// and `k`-th largest values, `k` the largest count with P(Binomial(n, 1/2) < k) <= 2.5%, so that the median
+/// lies between them with at least 95% probability. `None` below six values (no such `k`).
+fn median_interval(sorted: &[f64]) -> Option<(f64, f64)> {
+    let n = sorted.len();
+    let mut probability = 0.5f64.powi(i32::try_from(n).ok()?);
+    let mut below = 0.0;
+    let mut k = 0;
+    // P(X < k + 1) = P(X <= k); the loop finds the largest k with P(X < k) <= 0.025.
+    while k < n / 2 && below + probability <= 0.025 {
+        below += probability;
+        k += 1;
+        probability *= (n - k + 1) as f64 / k as f64;
+    }
+    if k == 0 {
+        return None;
+    }
+    Some((sorted[k - 1], sorted[n - k]))
+}
+
 /// `requests_per_second / basis` with two decimals, or `-` when the basis did not run.
 fn ratio_cell(requests_per_second: f64, basis: Option<f64>) -> String {
     basis.map_or_else(
@@ -970,9 +1011,9 @@ fn ratio_cell(requests_per_second: f64, basis: Option<f64>) -> String {
 }
 
 /// The header and rule of the results table (the kafka section adds rows to it).
-pub(crate) const TABLE_HEADER: &str = "| section | target | test | pipeline | requests/s | min-max | p50 ms | p99 ms | vs direct | rkproxy vs twemproxy | rkproxy vs baseline | rkproxy vs predixy | goal |";
+pub(crate) const TABLE_HEADER: &str = "| section | target | test | pipeline | requests/s | min-max | p50 ms | p99 ms | vs direct | paired vs direct (95% CI) | rkproxy vs twemproxy | rkproxy vs baseline | rkproxy vs predixy | goal |";
 pub(crate) const TABLE_RULE: &str =
-    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
+    "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
 
 /// The lowest and highest requests per second among the rounds, as `low-high`.
 fn spread(runs: &[Measurement]) -> String {
@@ -1322,18 +1363,53 @@ mod tests {
         assert_eq!(rows[0], TABLE_HEADER);
         assert_eq!(
             rows[3],
-            "| standalone | rkproxy | GET | 1 | 100 | 90-110 | 0.300 | 0.600 | 0.80 | - | 1.25 \
-             | 0.50 | >= 0.50 x direct: met |"
+            "| standalone | rkproxy | GET | 1 | 100 | 90-110 | 0.300 | 0.600 | 0.80 | 0.880 | - \
+             | 1.25 | 0.50 | >= 0.50 x direct: met |"
         );
         assert_eq!(
             rows[4],
-            "| standalone | baseline | GET | 1 | 80 | 80-80 | 0.300 | 0.600 | 0.64 |  |  |  |  |"
+            "| standalone | baseline | GET | 1 | 80 | 80-80 | 0.300 | 0.600 | 0.64 | 0.640 |  |  |  |  |"
         );
         let columns = |row: &str| row.matches('|').count();
         assert!(rows.iter().all(|row| columns(row) == columns(TABLE_HEADER)));
         assert!(table.contains(
             "targets run: direct, rkproxy, baseline (/tmp/rkproxy-old), predixy; not run: twemproxy\n"
         ));
+    }
+
+    #[test]
+    fn the_median_interval_follows_the_binomial_order_statistics() {
+        let values = |n: usize| (1..=n).map(|value| value as f64).collect::<Vec<_>>();
+        // Five values cannot give 95%: the widest interval, from the least to the greatest, has 93.75%.
+        assert_eq!(median_interval(&values(5)), None);
+        // Six: the least and the greatest (96.9%).
+        assert_eq!(median_interval(&values(6)), Some((1.0, 6.0)));
+        // Tables of the sign test: n = 20 gives the 6th smallest and 15th (k = 6), n = 100 the 40th and 61st.
+        assert_eq!(median_interval(&values(20)), Some((6.0, 15.0)));
+        assert_eq!(median_interval(&values(100)), Some((40.0, 61.0)));
+    }
+
+    #[test]
+    fn paired_ratios_to_direct_pair_the_runs_of_each_round() {
+        use BenchTarget::{Direct, Rkproxy};
+        let targets = [Direct, Rkproxy];
+        // The rounds differ by far more than the 10% between the targets in each round.
+        let direct = [100.0, 300.0, 200.0, 50.0, 400.0, 250.0];
+        let mut results = BTreeMap::new();
+        for (target, factor) in [(Direct, 1.0), (Rkproxy, 0.9)] {
+            let runs = direct
+                .iter()
+                .map(|rps| measurement("GET", rps * factor))
+                .collect();
+            results.insert(("standalone", "GET".to_string(), 1, target), runs);
+        }
+        let table = render_table(
+            &options_for_table(&targets),
+            &[section_for_table(&targets)],
+            &results,
+        );
+        let rkproxy = table.lines().find(|line| line.contains("| rkproxy |"));
+        assert!(rkproxy.is_some_and(|row| row.contains("| 0.900 (0.900-0.900) |")));
     }
 
     #[test]

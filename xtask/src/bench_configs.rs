@@ -20,7 +20,9 @@ use std::net::SocketAddr;
 
 use std::path::Path;
 
-use super::{median, parse_csv, redis_benchmark, Measurement, PIPELINED_REQUEST_FACTOR};
+use super::{
+    median, paired_median, parse_csv, redis_benchmark, Measurement, PIPELINED_REQUEST_FACTOR,
+};
 use crate::flags::{BenchOptions, BenchTarget};
 use crate::redis::{self, RedisKind, RedisSpec};
 use crate::shell::ChildGuard;
@@ -208,58 +210,21 @@ fn render(
 
 /// The median of the per-round throughput ratios of `runs` to `basis` (the same test and pipeline, the first
 /// configuration, one run of each per round, in round order), with its 95% confidence interval when there
-/// are enough rounds for one.
+/// are enough rounds for one (see [`paired_median`]).
 fn paired_ratio(runs: &[Run], basis: &[Run]) -> String {
-    let mut ratios: Vec<f64> = runs
-        .iter()
-        .zip(basis)
-        .map(|(run, basis)| {
-            run.measurement.requests_per_second / basis.measurement.requests_per_second
-        })
-        .collect();
-    // `median` sorts the ratios, as `median_interval` needs them.
-    let middle = median(&mut ratios);
-    match median_interval(&ratios) {
-        Some((low, high)) => format!("{middle:.3} ({low:.3}-{high:.3})"),
-        None => format!("{middle:.3}"),
-    }
-}
-
-/// A distribution-free 95% confidence interval for the median of `sorted` (ascending): the `k`-th smallest
-/// and `k`-th largest values, `k` the largest count with P(Binomial(n, 1/2) < k) <= 2.5%, so that the median
-/// lies between them with at least 95% probability. `None` below six values (no such `k`).
-fn median_interval(sorted: &[f64]) -> Option<(f64, f64)> {
-    let n = sorted.len();
-    let mut probability = 0.5f64.powi(i32::try_from(n).ok()?);
-    let mut below = 0.0;
-    let mut k = 0;
-    // P(X < k + 1) = P(X <= k); the loop finds the largest k with P(X < k) <= 0.025.
-    while k < n / 2 && below + probability <= 0.025 {
-        below += probability;
-        k += 1;
-        probability *= (n - k + 1) as f64 / k as f64;
-    }
-    if k == 0 {
-        return None;
-    }
-    Some((sorted[k - 1], sorted[n - k]))
+    paired_median(
+        runs.iter()
+            .zip(basis)
+            .map(|(run, basis)| {
+                run.measurement.requests_per_second / basis.measurement.requests_per_second
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_median_interval_follows_the_binomial_order_statistics() {
-        let values = |n: usize| (1..=n).map(|value| value as f64).collect::<Vec<_>>();
-        // Five values cannot give 95%: the widest interval, from the least to the greatest, has 93.75%.
-        assert_eq!(median_interval(&values(5)), None);
-        // Six: the least and the greatest (96.9%).
-        assert_eq!(median_interval(&values(6)), Some((1.0, 6.0)));
-        // Tables of the sign test: n = 20 gives the 6th smallest and 15th (k = 6), n = 100 the 40th and 61st.
-        assert_eq!(median_interval(&values(20)), Some((6.0, 15.0)));
-        assert_eq!(median_interval(&values(100)), Some((40.0, 61.0)));
-    }
 
     #[test]
     fn paired_ratios_pair_runs_of_the_same_round() {

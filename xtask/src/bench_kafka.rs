@@ -370,7 +370,7 @@ fn section(runs: &[(Run, Vec<Measurement>)]) -> KafkaSection {
             _ => String::new(),
         };
         rows.push(format!(
-            "| kafka | {} | {} | 1 | {rps:.0} | {range} | {p50:.3} | {p99:.3} | - |  | {vs_baseline} |  | {goal} |",
+            "| kafka | {} | {} | 1 | {rps:.0} | {range} | {p50:.3} | {p99:.3} | - |  |  | {vs_baseline} |  | {goal} |",
             target.name(),
             test.label(),
         ));
@@ -650,27 +650,27 @@ mod tests {
         assert_eq!(section.rows.len(), 5, "{:?}", section.rows);
         assert_eq!(
             section.rows[0],
-            "| kafka | rkproxy | SET 100 B (Redis pool) | 1 | 200 | 200-200 | 1.000 | 2.000 | - |  | 0.80 |  |  |"
+            "| kafka | rkproxy | SET 100 B (Redis pool) | 1 | 200 | 200-200 | 1.000 | 2.000 | - |  |  | 0.80 |  |  |"
         );
         assert_eq!(
             section.rows[1],
-            "| kafka | baseline | SET 100 B (Redis pool) | 1 | 250 | 250-250 | 1.000 | 2.000 | - |  |  |  |  |"
+            "| kafka | baseline | SET 100 B (Redis pool) | 1 | 250 | 250-250 | 1.000 | 2.000 | - |  |  |  |  |  |"
         );
         assert!(
             section.rows[2].starts_with("| kafka | rkproxy | KPUSH 100 B | 1 | 120 |")
-                && section.rows[2].ends_with("| - |  | 1.20 |  | KPUSH/SET 0.60 >= 0.50 met |"),
+                && section.rows[2].ends_with("| - |  |  | 1.20 |  | KPUSH/SET 0.60 >= 0.50 met |"),
             "{}",
             section.rows[2]
         );
         assert!(
             section.rows[3].starts_with("| kafka | baseline | KPUSH 100 B | 1 | 100 |")
-                && section.rows[3].ends_with("| - |  |  |  | KPUSH/SET 0.40 |"),
+                && section.rows[3].ends_with("| - |  |  |  |  | KPUSH/SET 0.40 |"),
             "{}",
             section.rows[3]
         );
         // The baseline runs no KPOP: rkproxy's KPOP row has no ratio to it.
         assert!(
-            section.rows[4].ends_with("| - |  |  |  | KPOP/KPUSH 0.75 >= 0.70 met |"),
+            section.rows[4].ends_with("| - |  |  |  |  | KPOP/KPUSH 0.75 >= 0.70 met |"),
             "{}",
             section.rows[4]
         );

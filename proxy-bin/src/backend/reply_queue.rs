@@ -39,6 +39,19 @@ impl Expected {
     }
 }
 
+/// Who waits for a job's answer.
+pub(super) trait Waiter {
+    /// Whether nobody will read the answer any more (its client went away): the job's replies are then framed
+    /// and dropped, never joined (joining copies whatever did not arrive in one piece).
+    fn abandoned(&self) -> bool;
+}
+
+impl<T> Waiter for tokio::sync::oneshot::Sender<T> {
+    fn abandoned(&self) -> bool {
+        self.is_closed()
+    }
+}
+
 /// One job on the wire: who waits for it, and how many replies it is still owed.
 #[derive(Debug)]
 struct Owed<W> {
@@ -70,7 +83,7 @@ impl<W> Default for ReplyQueue<W> {
     }
 }
 
-impl<W> ReplyQueue<W> {
+impl<W: Waiter> ReplyQueue<W> {
     /// Records a job whose bytes were just queued for writing, behind every job queued before.
     #[cfg(test)]
     pub(super) fn push(&mut self, waiter: W, expected: Expected, patience: Patience) {
@@ -103,15 +116,21 @@ impl<W> ReplyQueue<W> {
     ///
     /// A job's replies are joined with `BytesMut::unsplit`: without a copy while they lie one after another in
     /// the connection's read buffer (the usual case: a batch's replies arrive together), copied only where a
-    /// read buffer ended between them.
+    /// read buffer ended between them. An abandoned job's replies are dropped as they come, and its waiter
+    /// gets an empty answer.
     pub(super) fn pair(&mut self, frame: BytesMut) -> Result<Option<(W, Bytes)>, Broken> {
         let front = self.owed.front_mut().ok_or(Broken::ReplyWithoutRequest)?;
         if let Some(watch) = &front.redirects {
             watch.note(&frame);
         }
+        let keep = front.keeps_all && !front.waiter.abandoned();
+        if !keep && !front.collected.is_empty() {
+            // Abandoned since its first replies: free what was kept.
+            front.collected = BytesMut::new();
+        }
         if let Some(left) = NonZeroUsize::new(front.remaining.get() - 1) {
             front.remaining = left;
-            if front.keeps_all {
+            if keep {
                 front.collected.unsplit(frame);
             }
             return Ok(None);
@@ -123,7 +142,9 @@ impl<W> ReplyQueue<W> {
             self.slow_owed -= 1;
         }
         let mut answer = done.collected;
-        answer.unsplit(frame);
+        if !done.waiter.abandoned() {
+            answer.unsplit(frame);
+        }
         Ok(Some((done.waiter, answer.freeze())))
     }
 

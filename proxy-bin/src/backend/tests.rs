@@ -10,8 +10,34 @@ use tokio::time::Instant;
 
 use super::error::{BackendError, Broken, ConnectError, FailureKind};
 use super::patience::{Patience, SlowOwed, Watchdog};
-use super::reply_queue::{Expected, ReplyQueue};
+use super::reply_queue::{Expected, ReplyQueue, Waiter};
 use super::{connect, Endpoint};
+
+/// The tests' plain waiters: a number, never abandoned.
+macro_rules! never_abandoned {
+    ($($number:ty),*) => {
+        $(impl Waiter for $number {
+            fn abandoned(&self) -> bool {
+                false
+            }
+        })*
+    };
+}
+
+never_abandoned!(i32, u32, usize);
+
+/// A waiter whose client can go away while its job is on the wire.
+#[derive(Debug)]
+struct Leaving {
+    id: u32,
+    gone: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Waiter for Leaving {
+    fn abandoned(&self) -> bool {
+        self.gone.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 fn count(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).unwrap()
@@ -389,4 +415,30 @@ fn random_replies_read_in_random_pieces_reach_their_own_job_whole() {
         assert_eq!(answered, expected, "seed {seed}");
         assert!(queue.is_empty() && read_buffer.is_empty(), "seed {seed}");
     }
+}
+
+#[test]
+fn an_abandoned_jobs_replies_are_dropped_and_the_next_job_gets_its_own() {
+    let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut queue = ReplyQueue::default();
+    let leaving = Leaving {
+        id: 1,
+        gone: Arc::clone(&gone),
+    };
+    queue.push(leaving, Expected::Concatenated(count(3)), Patience::Normal);
+    let staying = Leaving {
+        id: 2,
+        gone: Arc::default(),
+    };
+    queue.push(staying, Expected::Concatenated(count(2)), Patience::Normal);
+    let frame = |bytes: &'static [u8]| BytesMut::from(bytes);
+    assert!(queue.pair(frame(b"$1\r\na\r\n")).unwrap().is_none());
+    // The first job's client goes away after its first reply arrived.
+    gone.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(queue.pair(frame(b"$1\r\nb\r\n")).unwrap().is_none());
+    let (waiter, answer) = queue.pair(frame(b"$1\r\nc\r\n")).unwrap().unwrap();
+    assert_eq!((waiter.id, &answer[..]), (1, &b""[..]));
+    assert!(queue.pair(frame(b":1\r\n")).unwrap().is_none());
+    let (waiter, answer) = queue.pair(frame(b":2\r\n")).unwrap().unwrap();
+    assert_eq!((waiter.id, &answer[..]), (2, &b":1\r\n:2\r\n"[..]));
 }

@@ -12,8 +12,9 @@
 //! connection. The control client GETs the small key every 10 ms meanwhile. The row shows the peak RSS,
 //! how many slow readers were disconnected (within 30 s), and the control client's errors.
 //!
-//! Each target runs once per round (a fresh process each time, since `VmHWM` is a peak since start); the
-//! table shows the median of the rounds.
+//! Each target runs once per round (a fresh process each time, since `VmHWM` is a peak since start), every
+//! target in turn within a round (row 1); the table shows the median of the rounds and, for row 1, the median of
+//! the per-round ratios of each target's time to direct's, with its 95% interval.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,8 +24,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use super::{
-    median, predixy_standalone_pool, start_predixy, start_rkproxy, start_twemproxy_named,
-    wait_round_trip,
+    median, paired_median, predixy_standalone_pool, start_predixy, start_rkproxy,
+    start_twemproxy_named, wait_round_trip,
 };
 use crate::flags::{BenchOptions, BenchTarget, Named};
 use crate::redis::{self, RedisKind, RedisSpec};
@@ -84,46 +85,38 @@ pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) ->
     set_value(redis_addr, SMALL_KEY, b"v")?;
     set_value(redis_addr, BIG_KEY, &vec![b'x'; GET_VALUE_BYTES])?;
 
-    let mut rows = Vec::new();
-    let mut row_one = Vec::new();
-    for target in options.targets.iter().copied() {
-        if target == BenchTarget::Baseline && options.baseline.is_none() {
-            continue;
-        }
-        let mut runs = Vec::new();
-        for round in 0..options.rounds {
-            let name = format!("bigreq-{}-{round}", target.name());
-            let (addr, pid) = start_target(options, target, &name, redis_addr, None, dir, guard)?;
-            eprintln!(
-                "bigreq     {:<10} {addr} round {}",
-                target.name(),
-                round + 1
-            );
-            let redis_before = redis_pid.and_then(cpu_seconds);
-            let mut run = big_sets(addr)?;
-            if let (Some(before), Some(after)) = (redis_before, redis_pid.and_then(cpu_seconds)) {
-                eprintln!(
-                    "bigreq     {:<10} redis-server cpu {:.2} s during the load",
-                    target.name(),
-                    after - before
-                );
-            }
-            run.peak_rss_mb = pid.and_then(peak_rss_mb);
-            run.cpu_s = pid.and_then(cpu_seconds);
-            if let Some(split) = pid.and_then(cpu_split) {
-                eprintln!("bigreq     {:<10} {split}", target.name());
-            }
-            stop(pid);
-            runs.push(run);
-        }
-        row_one.push((target, medians(&runs)));
-    }
-    let direct = row_one
+    let targets: Vec<BenchTarget> = options
+        .targets
         .iter()
-        .find(|(target, _)| *target == BenchTarget::Direct)
-        .map(|(_, run)| run.clone());
-    for (target, run) in &row_one {
-        rows.push(row_one_line(*target, run, direct.as_ref()));
+        .copied()
+        .filter(|target| *target != BenchTarget::Baseline || options.baseline.is_some())
+        .collect();
+    // Round by round, every target in turn (the order rotated each round), so that a run can be paired with
+    // direct's run of the same round, moments apart.
+    let mut runs_of: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
+    for round in 0..options.rounds {
+        let mut order: Vec<usize> = (0..targets.len()).collect();
+        order.rotate_left(round % targets.len().max(1));
+        for index in order {
+            let run = row_one_run(
+                options,
+                targets[index],
+                round,
+                redis_addr,
+                redis_pid,
+                dir,
+                guard,
+            )?;
+            runs_of[index].push(run);
+        }
+    }
+    let direct = targets
+        .iter()
+        .position(|target| *target == BenchTarget::Direct)
+        .map(|index| runs_of[index].as_slice());
+    let mut rows = Vec::new();
+    for (target, runs) in targets.iter().zip(&runs_of) {
+        rows.push(row_one_line(*target, runs, direct));
     }
 
     if options.wants_target(BenchTarget::Rkproxy) {
@@ -152,6 +145,41 @@ pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) ->
         rows.push(row_two_line(&medians(&runs)));
     }
     Ok(render(&rows))
+}
+
+/// One round of row 1 through `target`, a fresh process (except `direct`), with its peak RSS and CPU time.
+fn row_one_run(
+    options: &BenchOptions,
+    target: BenchTarget,
+    round: usize,
+    redis_addr: SocketAddr,
+    redis_pid: Option<u32>,
+    dir: &Path,
+    guard: &mut ChildGuard,
+) -> Result<Run> {
+    let name = format!("bigreq-{}-{round}", target.name());
+    let (addr, pid) = start_target(options, target, &name, redis_addr, None, dir, guard)?;
+    eprintln!(
+        "bigreq     {:<10} {addr} round {}",
+        target.name(),
+        round + 1
+    );
+    let redis_before = redis_pid.and_then(cpu_seconds);
+    let mut run = big_sets(addr)?;
+    if let (Some(before), Some(after)) = (redis_before, redis_pid.and_then(cpu_seconds)) {
+        eprintln!(
+            "bigreq     {:<10} redis-server cpu {:.2} s during the load",
+            target.name(),
+            after - before
+        );
+    }
+    run.peak_rss_mb = pid.and_then(peak_rss_mb);
+    run.cpu_s = pid.and_then(cpu_seconds);
+    if let Some(split) = pid.and_then(cpu_split) {
+        eprintln!("bigreq     {:<10} {split}", target.name());
+    }
+    stop(pid);
+    Ok(run)
 }
 
 /// Starts `target` in front of Redis (a fresh process, except `direct`); returns its address and process id.
@@ -481,21 +509,44 @@ fn ratio_cell(run: &Run, direct: Option<&Run>) -> String {
     )
 }
 
-fn row_one_line(target: BenchTarget, run: &Run, direct: Option<&Run>) -> String {
+/// The median of the per-round time ratios of `runs` to direct's runs (same round), with its 95% interval.
+fn paired_time_cell(runs: &[Run], direct: Option<&[Run]>) -> String {
+    match direct {
+        Some(direct)
+            if runs.len() == direct.len() && direct.iter().all(|run| run.total_s > 0.0) =>
+        {
+            paired_median(
+                runs.iter()
+                    .zip(direct)
+                    .map(|(run, direct)| run.total_s / direct.total_s)
+                    .collect(),
+            )
+        }
+        _ => "–".to_string(),
+    }
+}
+
+fn row_one_line(target: BenchTarget, runs: &[Run], direct: Option<&[Run]>) -> String {
+    let run = medians(runs);
+    let direct_median = direct.map(medians);
     let goal = if target == BenchTarget::Rkproxy {
-        row_one_goal(run, direct)
+        row_one_goal(&run, direct_median.as_ref())
     } else {
         String::new()
     };
+    let paired = match target {
+        BenchTarget::Direct => String::new(),
+        _ => paired_time_cell(runs, direct),
+    };
     format!(
-        "| {SET_CLIENTS} clients x {SETS_PER_CLIENT} pipelined SETs of 1 MiB | {} | {} | {} | {:.1} | {:.1} | {:.2} s | {} | control: {} GETs, {} errors | {goal} |",
+        "| {SET_CLIENTS} clients x {SETS_PER_CLIENT} pipelined SETs of 1 MiB | {} | {} | {} | {:.1} | {:.1} | {:.2} s | {} | {paired} | control: {} GETs, {} errors | {goal} |",
         target.name(),
-        rss_cell(run),
-        cpu_cell(run),
+        rss_cell(&run),
+        cpu_cell(&run),
         run.p50_ms,
         run.p99_ms,
         run.total_s,
-        ratio_cell(run, direct),
+        ratio_cell(&run, direct_median.as_ref()),
         run.control_gets,
         run.control_errors,
     )
@@ -530,7 +581,7 @@ fn verdict(met: bool, goal: &str) -> String {
 fn row_two_line(run: &Run) -> String {
     let met = run.disconnected == SLOW_READERS && run.control_errors == 0;
     format!(
-        "| {SLOW_READERS} clients x {GETS_PER_READER} pipelined GETs of 100 KB, never read (max_output_bytes = {OUTPUT_LIMIT}) | rkproxy | {} | {} | {:.1} | {:.1} | {:.2} s | – | {}/{SLOW_READERS} slow readers disconnected; control: {} GETs, {} errors | {} |",
+        "| {SLOW_READERS} clients x {GETS_PER_READER} pipelined GETs of 100 KB, never read (max_output_bytes = {OUTPUT_LIMIT}) | rkproxy | {} | {} | {:.1} | {:.1} | {:.2} s | – | – | {}/{SLOW_READERS} slow readers disconnected; control: {} GETs, {} errors | {} |",
         rss_cell(run),
         cpu_cell(run),
         run.p50_ms,
@@ -545,8 +596,8 @@ fn row_two_line(run: &Run) -> String {
 
 fn render(rows: &[String]) -> String {
     let mut out = String::from(
-        "\n| bigreq load | target | peak RSS (VmHWM) | proxy CPU | small GET p50 ms | small GET p99 ms | time | time vs direct | clients | goal |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "\n| bigreq load | target | peak RSS (VmHWM) | proxy CPU | small GET p50 ms | small GET p99 ms | time | time vs direct | time vs direct, paired (95% CI) | clients | goal |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
         out.push_str(row);
@@ -556,7 +607,8 @@ fn render(rows: &[String]) -> String {
         "- bigreq: every target a fresh process per round in front of one redis-server; the control client GETs a \
          small key every 10 ms during the load; time is until every SET was answered (row 1) or every slow \
          reader was disconnected (row 2, at most 30 s); proxy CPU is the proxy process's CPU time (all threads, \
-         from its start to the end of the load).\n",
+         from its start to the end of the load); each round runs every target in turn, and the paired column is \
+         the median of the per-round ratios of a target's time to direct's.\n",
     );
     out
 }
@@ -571,6 +623,24 @@ mod tests {
         assert_eq!(percentile(&mut values, 0.5), 51.0);
         assert_eq!(percentile(&mut values, 0.99), 99.0);
         assert!(percentile(&mut [], 0.5).is_nan());
+    }
+
+    #[test]
+    fn row_one_pairs_each_round_with_directs_round() {
+        let run = |total_s: f64| Run {
+            total_s,
+            ..Run::default()
+        };
+        // The rounds differ by far more than the 1.5x between rkproxy and direct in each round.
+        let direct: Vec<Run> = [0.5, 1.0, 0.6, 2.0, 0.8, 0.7].map(run).into();
+        let rkproxy: Vec<Run> = [0.75, 1.5, 0.9, 3.0, 1.2, 1.05].map(run).into();
+        assert_eq!(
+            paired_time_cell(&rkproxy, Some(&direct)),
+            "1.500 (1.500-1.500)"
+        );
+        let line = row_one_line(BenchTarget::Rkproxy, &rkproxy, Some(&direct));
+        assert!(line.contains("| 1.50x | 1.500 (1.500-1.500) |"), "{line}");
+        assert_eq!(paired_time_cell(&rkproxy, None), "–");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Bounded memory: clients that do not read are disconnected at `client_limits.max_output_bytes` (shared mode
 //! and subscribers), `max_memory` pauses reading and recovers with every request answered once, and a partly
-//! received request costs what arrived, not what it announced. Each test runs a proxy of its own (its counters
-//! are its own), with unique keys on the shared Redis.
+//! received request costs what arrived, not what it announced; clients that go away with big replies in flight
+//! never shift another client's replies. Each test runs a proxy of its own (its counters are its own), with
+//! unique keys on the shared Redis.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -357,4 +358,114 @@ fn partly_received_requests_cost_what_arrived_not_what_they_announced() {
     assert!(rss_growth < 20 * 1024, "RSS grew by {rss_growth} kB");
     assert!(size_growth < 100 * 1024, "VmSize grew by {size_growth} kB");
     drop(connections);
+}
+
+/// A value of `len` bytes that names its key throughout, so a reply that reached the wrong request shows.
+fn value_naming(key: &str, len: usize) -> Vec<u8> {
+    key.bytes().chain(*b"|").cycle().take(len).collect()
+}
+
+/// Sends `gets` GETs of `keys` (picked at random from `seed`) in one pipeline and reads every reply, byte for
+/// byte; `Err` names the first reply that is not the value of its own request's key.
+fn read_own_replies(
+    address: SocketAddr,
+    keys: &[(String, Vec<u8>)],
+    gets: usize,
+    seed: u64,
+) -> Result<(), String> {
+    let mut random = fastrand::Rng::with_seed(seed);
+    let picks: Vec<usize> = (0..gets).map(|_| random.usize(..keys.len())).collect();
+    let pipeline: Vec<u8> = picks
+        .iter()
+        .flat_map(|&pick| get_command(&keys[pick].0))
+        .collect();
+    let stream = TcpStream::connect(address).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
+    let sending = std::thread::spawn(move || writer.write_all(&pipeline));
+    let mut reader = std::io::BufReader::new(stream);
+    for (index, &pick) in picks.iter().enumerate() {
+        let (key, value) = &keys[pick];
+        let mut expected = format!("${}\r\n", value.len()).into_bytes();
+        expected.extend_from_slice(value);
+        expected.extend_from_slice(b"\r\n");
+        let mut reply = vec![0u8; expected.len()];
+        reader
+            .read_exact(&mut reply)
+            .map_err(|e| format!("reply {index} (GET {key}): {e}"))?;
+        if reply != expected {
+            let start = String::from_utf8_lossy(&reply[..reply.len().min(60)]).into_owned();
+            return Err(format!(
+                "reply {index} (GET {key}) was not its value: {start:?}..."
+            ));
+        }
+    }
+    sending
+        .join()
+        .map_err(|_| "the writer panicked".to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// Sends `gets` GETs of `keys` in one pipeline, reads `read_first` bytes of the replies, and goes away.
+fn vanish_with_replies_in_flight(
+    address: SocketAddr,
+    keys: &[(String, Vec<u8>)],
+    gets: usize,
+    read_first: usize,
+) {
+    let pipeline: Vec<u8> = (0..gets)
+        .flat_map(|n| get_command(&keys[n % keys.len()].0))
+        .collect();
+    let Ok(mut stream) = TcpStream::connect(address) else {
+        return;
+    };
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = stream.write_all(&pipeline);
+    let mut first = vec![0u8; read_first];
+    let _ = stream.read_exact(&mut first);
+}
+
+/// Clients that go away with replies of tens of KB in flight (batches of several jobs on the shared connection,
+/// replies seldom in one piece) while other clients pipeline GETs of the same keys: every reader gets exactly
+/// its own replies, in order, byte for byte, whatever the abandoned jobs' replies did on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_go_away_with_big_replies_in_flight_never_shift_another_clients_replies() {
+    let proxy = proxy_with("").await;
+    let mut setup = client(&proxy).await;
+    let mut keys = Vec::new();
+    for index in 0..6 {
+        let key = unique(&format!("vanishing-{index}"));
+        let value = value_naming(&key, 20_000 + index * 17_000);
+        let _: () = setup.set(&key, &value).await.unwrap();
+        keys.push((key, value));
+    }
+    let keys = Arc::new(keys);
+    let address = proxy.local_addr();
+    let seed = fastrand::u64(..);
+    for round in 0..3u64 {
+        let mut clients = Vec::new();
+        for vanishing in 0..4usize {
+            let keys = Arc::clone(&keys);
+            clients.push(tokio::task::spawn_blocking(move || {
+                vanish_with_replies_in_flight(address, &keys, 300, vanishing * 40_000);
+                Ok(())
+            }));
+        }
+        for reader in 0..3u64 {
+            let keys = Arc::clone(&keys);
+            let seed = seed ^ (round << 8) ^ reader;
+            clients.push(tokio::task::spawn_blocking(move || {
+                read_own_replies(address, &keys, 300, seed)
+            }));
+        }
+        for outcome in futures_util::future::join_all(clients).await {
+            if let Err(problem) = outcome.unwrap() {
+                panic!("seed {seed}, round {round}: {problem}");
+            }
+        }
+    }
+    proxy.shutdown().await;
 }

@@ -123,14 +123,14 @@ impl<W: Waiter> ReplyQueue<W> {
         if let Some(watch) = &front.redirects {
             watch.note(&frame);
         }
-        let keep = front.keeps_all && !front.waiter.abandoned();
-        if !keep && !front.collected.is_empty() {
+        let abandoned = front.waiter.abandoned();
+        if abandoned && !front.collected.is_empty() {
             // Abandoned since its first replies: free what was kept.
             front.collected = BytesMut::new();
         }
         if let Some(left) = NonZeroUsize::new(front.remaining.get() - 1) {
             front.remaining = left;
-            if keep {
+            if front.keeps_all && !abandoned {
                 front.collected.unsplit(frame);
             }
             return Ok(None);
@@ -142,7 +142,7 @@ impl<W: Waiter> ReplyQueue<W> {
             self.slow_owed -= 1;
         }
         let mut answer = done.collected;
-        if !done.waiter.abandoned() {
+        if !abandoned {
             answer.unsplit(frame);
         }
         Ok(Some((done.waiter, answer.freeze())))

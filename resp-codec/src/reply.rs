@@ -289,8 +289,9 @@ impl Framer {
 /// The longest status or error line (with its type byte) that [`complete_simple_reply`] looks at.
 const SHORT_STATUS_LINE: usize = 256;
 
-/// A RESP2 null bulk string (`$-1`) or null array (`*-1`): both are this long.
-const NULL_REPLY: &[u8] = b"$-1\r\n";
+/// The RESP2 null bulk string and null array (the same length).
+const NULL_BULK: &[u8] = b"$-1\r\n";
+const NULL_ARRAY: &[u8] = b"*-1\r\n";
 
 /// The length of a complete status, error, integer, bulk or null reply at the start of `src` whose line is of
 /// the usual kind, found in one pass without the walk's state: most replies are like this (a null is a cache
@@ -300,9 +301,9 @@ const NULL_REPLY: &[u8] = b"$-1\r\n";
 #[inline]
 fn complete_simple_reply(src: &[u8], limits: &Limits) -> Option<usize> {
     // A null array is an aggregate for the depth limit, as in the walk.
-    let null_array = limits.max_depth > 0 && src.starts_with(b"*-1\r\n");
-    if src.starts_with(b"$-1\r\n") || null_array {
-        return Some(NULL_REPLY.len());
+    let null_array = limits.max_depth > 0 && src.starts_with(NULL_ARRAY);
+    if src.starts_with(NULL_BULK) || null_array {
+        return Some(NULL_BULK.len());
     }
     match *src.first()? {
         b'+' | b'-' => {

@@ -39,6 +39,7 @@
 mod connect;
 mod endpoint;
 mod error;
+mod outgoing;
 mod patience;
 mod reply_queue;
 mod shared;

@@ -1,12 +1,12 @@
 //! A shared, multiplexed connection: the cheap handle clients send through, and the task that owns the socket
 //! (see the parent module's docs for how it batches, pairs replies and keeps its deadlines).
 
-use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use resp_codec::{Limits, ReplyDecoder};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -16,6 +16,7 @@ use tracing::{debug, warn};
 use super::connect::connect;
 use super::endpoint::Endpoint;
 use super::error::{BackendError, BackendFailure, BackendReply, Broken};
+use super::outgoing::{Outgoing, MAX_WRITE_PIECES};
 use super::patience::{Patience, SlowOwed, Watchdog};
 use super::reply_queue::{Expected, RedirectWatch, ReplyQueue};
 use crate::tls::{BackendStream, ReadNow, WriteNow};
@@ -24,11 +25,6 @@ use crate::tls::{BackendStream, ReadNow, WriteNow};
 const MAX_IN_FLIGHT: usize = 16 * 1024;
 /// No more jobs are taken while this many request bytes wait to be written.
 const MAX_WRITE_BATCH: usize = 256 * 1024;
-/// A write buffer that grew past this (for a big request) is given back once it is empty.
-const MAX_IDLE_WRITE_CAPACITY: usize = 4 * 1024 * 1024;
-/// A request this big is written from where it is, never copied into the write buffer: a copy of many MB holds
-/// up the event loop (every client on it) and doubles the memory the request costs.
-const MIN_UNCOPIED_REQUEST: usize = MAX_WRITE_BATCH;
 /// After a failed connect, requests fail at once for this long instead of each trying to connect again.
 const RECONNECT_HOLD_OFF: Duration = Duration::from_millis(100);
 
@@ -201,11 +197,7 @@ struct Live {
     queue: ReplyQueue<oneshot::Sender<BackendReply>>,
     decoder: ReplyDecoder,
     read_buffer: BytesMut,
-    write_buffer: BytesMut,
-    /// Requests of at least [`MIN_UNCOPIED_REQUEST`] bytes (and, frozen, what was queued before each), written
-    /// as they are, oldest first, before `write_buffer`, whose bytes were all queued after them.
-    uncopied: VecDeque<Bytes>,
-    uncopied_bytes: usize,
+    outgoing: Outgoing,
     watchdog: Watchdog,
     scripts_on_server: SlowOwed,
     /// Every handle is gone: finish what is owed, then stop.
@@ -219,9 +211,7 @@ impl Live {
             // Any reply Redis can produce must pass, however deep; the client limits are for client requests.
             decoder: ReplyDecoder::new(Limits::for_backend_replies()),
             read_buffer: BytesMut::with_capacity(64 * 1024),
-            write_buffer: BytesMut::with_capacity(64 * 1024),
-            uncopied: VecDeque::new(),
-            uncopied_bytes: 0,
+            outgoing: Outgoing::default(),
             watchdog: Watchdog {
                 command_timeout: endpoint.command_timeout,
                 slow_command_timeout: endpoint.slow_command_timeout,
@@ -270,12 +260,13 @@ impl Live {
         tokio::pin!(alarm);
         self.take_jobs(first, jobs, alarm.as_mut());
         loop {
+            let mut pieces = [IoSlice::new(&[]); MAX_WRITE_PIECES];
             let accepting = !self.handles_gone
                 && self.unwritten() < MAX_WRITE_BATCH
                 && self.queue.len() < MAX_IN_FLIGHT;
             tokio::select! {
                 read = reader.read_buf(&mut self.read_buffer) => self.on_read(read)?,
-                written = writer.write(next_bytes(&self.uncopied, &self.write_buffer)), if self.unwritten() > 0 => {
+                written = writer.write_vectored(self.outgoing.pieces(&mut pieces)), if self.unwritten() > 0 => {
                     self.on_written(written)?;
                 }
                 job = jobs.recv(), if accepting => match job {
@@ -329,24 +320,14 @@ impl Live {
     }
 
     fn queue_job(&mut self, job: Job) {
-        if job.request.len() >= MIN_UNCOPIED_REQUEST {
-            if !self.write_buffer.is_empty() {
-                let earlier = self.write_buffer.split().freeze();
-                self.uncopied_bytes += earlier.len();
-                self.uncopied.push_back(earlier);
-            }
-            self.uncopied_bytes += job.request.len();
-            self.uncopied.push_back(job.request);
-        } else {
-            self.write_buffer.extend_from_slice(&job.request);
-        }
+        self.outgoing.push(job.request);
         self.queue
             .push_watched(job.reply, job.expected, job.patience, job.redirects);
     }
 
     /// Request bytes queued and not written yet.
     fn unwritten(&self) -> usize {
-        self.uncopied_bytes + self.write_buffer.len()
+        self.outgoing.len()
     }
 
     fn on_read(&mut self, read: std::io::Result<usize>) -> Result<(), Broken> {
@@ -378,31 +359,11 @@ impl Live {
         match written {
             Ok(0) => Err(Broken::Write(std::io::ErrorKind::WriteZero.into())),
             Ok(count) => {
-                self.advance_written(count);
+                self.outgoing.advance(count);
                 self.watchdog.progress();
-                if self.write_buffer.is_empty()
-                    && self.write_buffer.capacity() > MAX_IDLE_WRITE_CAPACITY
-                {
-                    self.write_buffer = BytesMut::with_capacity(64 * 1024);
-                }
                 Ok(())
             }
             Err(e) => Err(Broken::Write(e)),
-        }
-    }
-
-    /// Drops `count` written bytes from the front of what was queued (see [`next_bytes`]).
-    fn advance_written(&mut self, count: usize) {
-        match self.uncopied.front_mut() {
-            Some(front) => {
-                let count = count.min(front.len());
-                front.advance(count);
-                self.uncopied_bytes -= count;
-                if front.is_empty() {
-                    self.uncopied.pop_front();
-                }
-            }
-            None => self.write_buffer.advance(count),
         }
     }
 
@@ -419,7 +380,7 @@ impl Live {
             read => self.on_read(read)?,
         }
         if self.unwritten() > 0 {
-            match writer.write_now(next_bytes(&self.uncopied, &self.write_buffer)) {
+            match writer.write_now(self.outgoing.first_piece()) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 written => self.on_written(written)?,
             }
@@ -446,13 +407,5 @@ impl Live {
                     Broken::WriteBlocked(allowance)
                 }
             })
-    }
-}
-
-/// The bytes to write next: the oldest uncopied request (or what was queued before it), else the write buffer.
-fn next_bytes<'a>(uncopied: &'a VecDeque<Bytes>, write_buffer: &'a BytesMut) -> &'a [u8] {
-    match uncopied.front() {
-        Some(front) => front,
-        None => write_buffer,
     }
 }

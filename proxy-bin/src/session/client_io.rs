@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::Decoder;
 
 use super::errors::{AdminError, ErrorReply};
-use super::{Session, SessionEnd};
+use super::{Session, SessionEnd, MIN_READ_ROOM, READ_BUFFER_BYTES};
 
 /// How long a session closing at shutdown waits for the client to close its end (see
 /// `Session::close_after_shutdown`).
@@ -56,7 +56,14 @@ impl Session {
     /// takes the socket as drained, so the next turn waits for readiness instead of making a `recvfrom` that
     /// can only say EAGAIN (one wasted system call per batch of requests otherwise). The loop's `readable()`
     /// registers the real waker again before it waits.
+    ///
+    /// A buffer with little room left gets more first: reading into a few hundred bytes of room took a request
+    /// in two `recv`s and copied its first part into a bigger buffer. While frames split off it are in flight
+    /// the room comes from a fresh allocation, which copies only a partial frame's bytes (usually none).
     pub(super) fn read_some(&mut self) -> Result<Option<usize>, SessionEnd> {
+        if self.read_buffer.capacity() - self.read_buffer.len() < MIN_READ_ROOM {
+            self.read_buffer.reserve(READ_BUFFER_BYTES);
+        }
         let mut context = std::task::Context::from_waker(std::task::Waker::noop());
         let stream = std::pin::Pin::new(&mut self.stream);
         match tokio_util::io::poll_read_buf(stream, &mut context, &mut self.read_buffer) {

@@ -13,7 +13,7 @@ use super::pending::{Expect, Pending, Sent};
 use super::tenancy::Verdict;
 use super::{
     transaction, unsupported, LastCommand, Session, SessionEnd, LAST_COMMAND_NAME, MAX_BATCH_BYTES,
-    MAX_BATCH_REQUESTS,
+    MAX_BATCH_REQUESTS, MIN_UNBATCHED_REQUEST,
 };
 use crate::backend::{Patience, SharedConnection};
 use crate::pools::PoolHandle;
@@ -84,10 +84,15 @@ impl Session {
         if self.batch_count == 0 {
             return;
         }
-        // Only standalone pools batch, so there is always a route here.
         let requests = self.batch.split().freeze();
         let count = std::mem::take(&mut self.batch_count);
         let patience = std::mem::take(&mut self.batch_patience);
+        self.send_batch(requests, count, patience);
+    }
+
+    /// Sends `count` requests to the standalone pool's node as one pending entry.
+    fn send_batch(&mut self, requests: Bytes, count: usize, patience: Patience) {
+        // Only standalone pools batch, so there is always a route here.
         let node = self.standalone_address();
         let Some(route) = self.standalone_route() else {
             return;
@@ -264,6 +269,12 @@ impl Session {
             return;
         }
         if plain && self.cluster.is_none() {
+            if request.raw().len() >= MIN_UNBATCHED_REQUEST {
+                // Sent from the read buffer it arrived in: a copy into the batch would cost more than a job.
+                self.flush_batch();
+                self.send_batch(request.into_raw(), 1, Patience::for_command(spec));
+                return;
+            }
             self.batch.extend_from_slice(request.raw());
             self.batch_count += 1;
             self.batch_patience = self.batch_patience.max(Patience::for_command(spec));

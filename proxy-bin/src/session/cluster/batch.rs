@@ -13,6 +13,7 @@ use crate::config::ReadPolicy;
 use crate::session::errors::{ClusterError, ErrorReply, ReplyError};
 use crate::session::pending::{Pending, Pipeline, PipelinePart, Routed};
 use crate::session::Session;
+use crate::session::MIN_UNBATCHED_REQUEST;
 
 use super::ClusterSession;
 
@@ -162,7 +163,11 @@ impl Session {
                 return;
             }
         };
-        if let (Ok(RoutePlan::Slot(slot)), Some(cluster)) = (&plan, self.cluster.as_mut()) {
+        // A request of MIN_UNBATCHED_REQUEST or more is routed on its own, never copied into a batch.
+        let batchable = request.raw().len() < MIN_UNBATCHED_REQUEST;
+        if let (Ok(RoutePlan::Slot(slot)), Some(cluster), true) =
+            (&plan, self.cluster.as_mut(), batchable)
+        {
             let queued = cluster
                 .topology
                 .map

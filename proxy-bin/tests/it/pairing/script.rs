@@ -1,7 +1,7 @@
 //! One client's random requests: single commands, multi-key commands over several hash tags (so over several
-//! cluster slots), MULTI blocks of 1 to 2000 commands on one hash tag, errors, and a few big values. Each request
-//! says what kind of entry it is; the reply it must get is worked out only when that reply is checked
-//! (`checker.rs`), from the model as it is then.
+//! cluster slots), MULTI blocks of 1 to 2000 commands on one hash tag, errors, some middling and a few big
+//! values. Each request says what kind of entry it is; the reply it must get is worked out only when that reply
+//! is checked (`checker.rs`), from the model as it is then.
 //!
 //! Every key and every value belongs to one client (client number in the key's hash tag, client number and
 //! request number in every value and every PING/ECHO payload), so a reply that reaches the wrong request or the
@@ -19,6 +19,10 @@ const KEYS_PER_TAG: usize = 6;
 const MAX_PIPELINE: usize = 200;
 /// One simple command in this many carries a big value (64 KiB to 1 MiB).
 const BIG_VALUE_ONE_IN: u32 = 250;
+/// One simple command in this many carries a middling value (1 to 48 KiB): around the sizes where the proxy
+/// stops copying a request into a batch and a backend write into one buffer, and where a request no longer
+/// fits the room left in a read buffer.
+const MIDDLING_VALUE_ONE_IN: u32 = 25;
 
 /// One request, and what kind of entry it is (which says how its reply is checked).
 pub struct Sent {
@@ -336,6 +340,8 @@ impl Script {
         let length = if big_allowed && self.rng.u32(0..BIG_VALUE_ONE_IN) == 0 {
             self.big_values += 1;
             self.rng.usize(64 * 1024..=1024 * 1024)
+        } else if self.rng.u32(0..MIDDLING_VALUE_ONE_IN) == 0 {
+            self.rng.usize(1024..=48 * 1024)
         } else {
             value.len() + self.rng.usize(0..40)
         };

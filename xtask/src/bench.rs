@@ -733,6 +733,10 @@ fn run_benchmark(
     scenario: &Scenario,
 ) -> Result<Vec<Measurement>> {
     let mut args = vec!["-P".to_string(), scenario.pipeline.to_string()];
+    if let Some(value_bytes) = options.value_bytes {
+        // Before the workload's arguments: a workload that sets its own `-d` (kafka's) keeps it.
+        args.extend(["-d".to_string(), value_bytes.to_string()]);
+    }
     args.extend_from_slice(&endpoint.extra_args);
     match &scenario.workload {
         Workload::Tests(tests) => args.extend(["-t".to_string(), tests.to_string()]),
@@ -1312,6 +1316,7 @@ mod tests {
             requests: 1000,
             rounds: 3,
             clients: 50,
+            value_bytes: None,
             targets: targets.to_vec(),
             sections: vec![BenchSection::Standalone],
             baseline: Some(PathBuf::from("/tmp/rkproxy-old")),

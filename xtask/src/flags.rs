@@ -59,6 +59,8 @@ xflags::xflags! {
             optional --rounds n: NonZeroUsize
             /// Parallel connections (default 50).
             optional --clients n: NonZeroU32
+            /// Value size of SET/GET in bytes (redis-benchmark -d; default redis-benchmark's 3).
+            optional --value-bytes n: NonZeroU32
             /// Comma-separated subset of direct,rkproxy,baseline,twemproxy,predixy (default all
             /// available: baseline only with --baseline, predixy only if ../shared/peers/predixy
             /// exists; the cluster sections leave twemproxy out).
@@ -170,6 +172,7 @@ pub struct Bench {
     pub requests: Option<NonZeroU64>,
     pub rounds: Option<NonZeroUsize>,
     pub clients: Option<NonZeroU32>,
+    pub value_bytes: Option<NonZeroU32>,
     pub targets: Option<TargetList>,
     pub baseline: Option<PathBuf>,
     pub sections: Option<SectionList>,
@@ -443,6 +446,8 @@ pub struct BenchOptions {
     pub requests: u64,
     pub rounds: usize,
     pub clients: u32,
+    /// `redis-benchmark -d`; `None` keeps its default (3 bytes).
+    pub value_bytes: Option<u32>,
     pub targets: Vec<BenchTarget>,
     pub sections: Vec<BenchSection>,
     /// The older rkproxy binary that target `baseline` runs.
@@ -470,6 +475,7 @@ impl From<Bench> for BenchOptions {
             requests: flags.requests.map_or(200_000, NonZeroU64::get),
             rounds: flags.rounds.map_or(5, NonZeroUsize::get),
             clients: flags.clients.map_or(50, NonZeroU32::get),
+            value_bytes: flags.value_bytes.map(NonZeroU32::get),
             targets: flags
                 .targets
                 .map_or_else(|| default_targets(flags.baseline.is_some()), |list| list.0),
@@ -543,8 +549,9 @@ mod tests {
     #[test]
     fn bench_accepts_both_value_forms_and_sorts_targets() {
         let options = bench_options(
-            "bench --requests=1000 --rounds 5 --targets twemproxy,direct --workers 2",
+            "bench --requests=1000 --rounds 5 --targets twemproxy,direct --workers 2 --value-bytes 16000",
         );
+        assert_eq!(options.value_bytes, Some(16000));
         assert_eq!(options.requests, 1000);
         assert_eq!(options.rounds, 5);
         assert_eq!(options.clients, 50);
@@ -554,6 +561,7 @@ mod tests {
             vec![BenchTarget::Direct, BenchTarget::Twemproxy]
         );
         assert_eq!(bench_options("bench").workers, None);
+        assert_eq!(bench_options("bench").value_bytes, None);
     }
 
     #[test]
@@ -563,6 +571,7 @@ mod tests {
         assert!(parse_words("bench --targets ,").is_err());
         assert!(parse_words("bench --rounds").is_err());
         assert!(parse_words("bench --workers 0").is_err());
+        assert!(parse_words("bench --value-bytes 0").is_err());
     }
 
     #[test]

@@ -5,9 +5,12 @@
 //! client's read buffer), as a piece of its own in the same vectored write.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWrite;
 
 /// A request this big is written from where it is, never copied into the buffer: copying costs more than a
 /// piece of its own in the vectored write (SET of 16 KB values at `-P 1`: 56,800 instructions per request with
@@ -15,7 +18,7 @@ use bytes::{Buf, Bytes, BytesMut};
 /// double the memory the request costs.
 pub(super) const MIN_UNCOPIED_REQUEST: usize = 4 * 1024;
 /// Most pieces one vectored write takes (what is queued after them waits for the next write).
-pub(super) const MAX_WRITE_PIECES: usize = 16;
+const MAX_WRITE_PIECES: usize = 16;
 /// A buffer that grew past this (for many requests at once) is given back once it is empty.
 const MAX_IDLE_CAPACITY: usize = 4 * 1024 * 1024;
 const BUFFER_CAPACITY: usize = 64 * 1024;
@@ -74,6 +77,20 @@ impl Outgoing {
             filled += 1;
         }
         &slots[..filled]
+    }
+
+    /// Writes what the writer takes of the queued bytes: one `write` of the buffer when no piece waits before
+    /// it (small requests only, the usual case), else one vectored write of the pieces and the buffer.
+    pub(super) fn poll_write_to<W: AsyncWrite + Unpin>(
+        &self,
+        writer: &mut W,
+        context: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        if self.uncopied.is_empty() {
+            return Pin::new(writer).poll_write(context, &self.buffer);
+        }
+        let mut slots = [IoSlice::new(&[]); MAX_WRITE_PIECES];
+        Pin::new(writer).poll_write_vectored(context, self.pieces(&mut slots))
     }
 
     /// The oldest piece: for a write that takes one slice.

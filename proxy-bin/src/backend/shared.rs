@@ -1,14 +1,14 @@
 //! A shared, multiplexed connection: the cheap handle clients send through, and the task that owns the socket
 //! (see the parent module's docs for how it batches, pairs replies and keeps its deadlines).
 
-use std::io::IoSlice;
+use std::future::poll_fn;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use resp_codec::{Limits, ReplyDecoder};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 use super::connect::connect;
 use super::endpoint::Endpoint;
 use super::error::{BackendError, BackendFailure, BackendReply, Broken};
-use super::outgoing::{Outgoing, MAX_WRITE_PIECES};
+use super::outgoing::Outgoing;
 use super::patience::{Patience, SlowOwed, Watchdog};
 use super::reply_queue::{Expected, RedirectWatch, ReplyQueue};
 use crate::tls::{BackendStream, ReadNow, WriteNow};
@@ -260,13 +260,12 @@ impl Live {
         tokio::pin!(alarm);
         self.take_jobs(first, jobs, alarm.as_mut());
         loop {
-            let mut pieces = [IoSlice::new(&[]); MAX_WRITE_PIECES];
             let accepting = !self.handles_gone
                 && self.unwritten() < MAX_WRITE_BATCH
                 && self.queue.len() < MAX_IN_FLIGHT;
             tokio::select! {
                 read = reader.read_buf(&mut self.read_buffer) => self.on_read(read)?,
-                written = writer.write_vectored(self.outgoing.pieces(&mut pieces)), if self.unwritten() > 0 => {
+                written = poll_fn(|context| self.outgoing.poll_write_to(&mut writer, context)), if self.unwritten() > 0 => {
                     self.on_written(written)?;
                 }
                 job = jobs.recv(), if accepting => match job {

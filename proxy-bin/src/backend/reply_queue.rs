@@ -58,7 +58,8 @@ struct Owed<W> {
     waiter: W,
     remaining: NonZeroUsize,
     keeps_all: bool,
-    /// The replies received so far, when every reply is handed back.
+    /// The replies received so far, when every reply is handed back: the latest run of replies that lie one
+    /// after another in the connection's read buffer, after the earlier runs (the queue's `front_runs`).
     collected: BytesMut,
     patience: Patience,
     /// Set when one of this job's replies is a cluster redirect (see [`SharedConnection::watching_redirects`]).
@@ -72,6 +73,9 @@ pub(super) struct ReplyQueue<W> {
     owed: VecDeque<Owed<W>>,
     /// How many entries of `owed` are [`Patience::Slow`].
     slow_owed: usize,
+    /// The front job's earlier runs of replies (see [`ReplyQueue::pair`]); only the front job is owed the
+    /// replies that arrive, so one list serves every job in turn.
+    front_runs: Vec<BytesMut>,
 }
 
 impl<W> Default for ReplyQueue<W> {
@@ -79,6 +83,7 @@ impl<W> Default for ReplyQueue<W> {
         ReplyQueue {
             owed: VecDeque::new(),
             slow_owed: 0,
+            front_runs: Vec::new(),
         }
     }
 }
@@ -115,9 +120,10 @@ impl<W: Waiter> ReplyQueue<W> {
     /// the job's last reply; `None` while it is owed more. An error when no job is owed a reply.
     ///
     /// A job's replies are joined with `BytesMut::unsplit`: without a copy while they lie one after another in
-    /// the connection's read buffer (the usual case: a batch's replies arrive together), copied only where a
-    /// read buffer ended between them. An abandoned job's replies are dropped as they come, and its waiter
-    /// gets an empty answer.
+    /// the connection's read buffer (the usual case: a batch's replies arrive together). Where a read buffer
+    /// ended between them, the runs are kept apart and copied once, at the end, into one buffer of the answer's
+    /// size (growing one buffer reply by reply copied each byte about three times). An abandoned job's replies
+    /// are dropped as they come, and its waiter gets an empty answer.
     pub(super) fn pair(&mut self, frame: BytesMut) -> Result<Option<(W, Bytes)>, Broken> {
         let front = self.owed.front_mut().ok_or(Broken::ReplyWithoutRequest)?;
         if let Some(watch) = &front.redirects {
@@ -127,11 +133,12 @@ impl<W: Waiter> ReplyQueue<W> {
         if abandoned && !front.collected.is_empty() {
             // Abandoned since its first replies: free what was kept.
             front.collected = BytesMut::new();
+            self.front_runs = Vec::new();
         }
         if let Some(left) = NonZeroUsize::new(front.remaining.get() - 1) {
             front.remaining = left;
             if front.keeps_all && !abandoned {
-                front.collected.unsplit(frame);
+                collect(&mut front.collected, &mut self.front_runs, frame);
             }
             return Ok(None);
         }
@@ -141,11 +148,14 @@ impl<W: Waiter> ReplyQueue<W> {
         if done.patience == Patience::Slow {
             self.slow_owed -= 1;
         }
-        let mut answer = done.collected;
+        let mut collected = done.collected;
         if !abandoned {
-            answer.unsplit(frame);
+            collect(&mut collected, &mut self.front_runs, frame);
         }
-        Ok(Some((done.waiter, answer.freeze())))
+        if !self.front_runs.is_empty() {
+            collected = join_runs(std::mem::take(&mut self.front_runs), collected);
+        }
+        Ok(Some((done.waiter, collected.freeze())))
     }
 
     /// Slow while any job owed a reply is slow. Not only the oldest: Redis runs every command of a pipeline
@@ -195,4 +205,27 @@ impl RedirectWatch {
             self.0.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// Adds `frame` to a job's replies: to the latest run when it lies right after it, else as a new run.
+#[inline]
+fn collect(latest: &mut BytesMut, runs: &mut Vec<BytesMut>, frame: BytesMut) {
+    if latest.is_empty() || latest.as_ptr_range().end == frame.as_ptr() {
+        // In place when both are parts of one buffer (a copy in the rare case of two buffers that touch).
+        latest.unsplit(frame);
+    } else {
+        runs.push(std::mem::replace(latest, frame));
+    }
+}
+
+/// The runs of a job's replies, then `latest`, as one buffer.
+#[cold]
+fn join_runs(runs: Vec<BytesMut>, latest: BytesMut) -> BytesMut {
+    let size = runs.iter().map(BytesMut::len).sum::<usize>() + latest.len();
+    let mut joined = BytesMut::with_capacity(size);
+    for run in runs {
+        joined.extend_from_slice(&run);
+    }
+    joined.extend_from_slice(&latest);
+    joined
 }

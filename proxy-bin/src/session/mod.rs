@@ -104,7 +104,9 @@ pub struct Session {
     state: Arc<ProxyState>,
     stream: ClientStream,
     read_buffer: BytesMut,
-    /// Replies gathered in this turn of the loop (filtered by CLIENT REPLY), then moved to `output`.
+    /// Replies gathered in this turn of the loop (filtered by CLIENT REPLY), then moved to `output`: first
+    /// `reply_pieces` (big replies never copied, and what was gathered before each), then `write_buffer`.
+    reply_pieces: Vec<Bytes>,
     write_buffer: BytesMut,
     /// Replies on their way to the client, written without blocking (`client_limits.max_output_bytes`).
     output: output::Output,
@@ -198,6 +200,9 @@ const MIN_READ_ROOM: usize = 4 * 1024;
 /// read buffer it arrived in, never copied into a batch: copying 16 KB costs more than a job of its own (SET of
 /// 16 KB values at `-P 1` copied each request three times on its way to Redis).
 pub(super) const MIN_UNBATCHED_REQUEST: usize = 4 * 1024;
+/// A reply this big is gathered as a piece of its own, never copied into the write buffer (the output writes
+/// the pieces with one vectored write).
+const MIN_UNCOPIED_REPLY: usize = 4 * 1024;
 
 /// A looked-up command name (lowercase) and its table entry.
 struct LastCommand {
@@ -233,6 +238,7 @@ impl Session {
             worker,
             stream,
             read_buffer: BytesMut::with_capacity(READ_BUFFER_BYTES),
+            reply_pieces: Vec::new(),
             write_buffer: BytesMut::with_capacity(16 * 1024),
             output: output::Output::new(state.config().client_limits.max_output_bytes),
             memory: memory::ClientMemory::new(Arc::clone(state.memory()), id),

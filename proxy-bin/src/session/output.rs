@@ -7,13 +7,18 @@
 //! unseen in the reply queue), so it sees how much waits and disconnects the client over the limit, as Redis
 //! does with `client-output-buffer-limit`.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
 use crate::tls::ClientStream;
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
 /// Above this capacity an emptied buffer is given back, so a client that once received a big reply does not
 /// keep its memory.
 const MAX_IDLE_CAPACITY: usize = 256 * 1024;
+/// Most pieces one vectored write takes (what waits after them goes in the next write).
+const MAX_WRITE_PIECES: usize = 16;
 
 /// The client's replies waiting to be written exceed `client_limits.max_output_bytes`.
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +28,13 @@ pub struct OverOutputLimit {
     pub limit: usize,
 }
 
-/// Reply bytes taken from the session's write buffer and not written to the client yet.
+/// Reply bytes taken from the session's write buffer and not written to the client yet, in order: the pieces
+/// (big replies never copied, and what was gathered before each; only while the client keeps up), then
+/// `unwritten`.
 #[derive(Debug)]
 pub(super) struct Output {
+    pieces: VecDeque<Bytes>,
+    pieces_len: usize,
     unwritten: BytesMut,
     /// `client_limits.max_output_bytes`; 0 = no limit.
     limit: usize,
@@ -34,6 +43,8 @@ pub(super) struct Output {
 impl Output {
     pub(super) fn new(limit: usize) -> Output {
         Output {
+            pieces: VecDeque::new(),
+            pieces_len: 0,
             unwritten: BytesMut::new(),
             limit,
         }
@@ -41,45 +52,108 @@ impl Output {
 
     /// Bytes waiting to be written.
     pub(super) fn len(&self) -> usize {
-        self.unwritten.len()
+        self.pieces_len + self.unwritten.len()
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.unwritten.is_empty()
+        self.len() == 0
     }
 
-    /// Takes the replies gathered in `gathered`, leaving it empty. Fails when the replies waiting would then
-    /// exceed the limit. One bulk string reply is never refused for its own size when nothing else waits (a
-    /// GET of a value bigger than the limit works); what piles up behind anything is limited.
-    pub(super) fn take(&mut self, gathered: &mut BytesMut) -> Result<(), OverOutputLimit> {
+    /// Takes the replies gathered in `pieces` and then `gathered`, leaving both empty. Fails when the replies
+    /// waiting would then exceed the limit. One bulk string reply is never refused for its own size when
+    /// nothing else waits (a GET of a value bigger than the limit works); what piles up behind anything is
+    /// limited.
+    #[inline]
+    pub(super) fn take(
+        &mut self,
+        pieces: &mut Vec<Bytes>,
+        gathered: &mut BytesMut,
+    ) -> Result<(), OverOutputLimit> {
+        if !pieces.is_empty() {
+            return self.take_pieces(pieces, gathered);
+        }
         if gathered.is_empty() {
             return Ok(());
         }
-        let waiting = self.unwritten.len() + gathered.len();
-        let exempt = self.unwritten.is_empty() && is_one_bulk_string(gathered);
-        if self.limit > 0 && waiting > self.limit && !exempt {
+        self.check_limit(gathered.len(), || is_one_bulk_string(gathered))?;
+        self.take_buffer(gathered);
+        Ok(())
+    }
+
+    /// [`Output::take`] when big replies were gathered as pieces.
+    #[inline(never)]
+    fn take_pieces(
+        &mut self,
+        pieces: &mut Vec<Bytes>,
+        gathered: &mut BytesMut,
+    ) -> Result<(), OverOutputLimit> {
+        let adding = pieces.iter().map(Bytes::len).sum::<usize>() + gathered.len();
+        self.check_limit(adding, || match pieces.as_slice() {
+            [one] => gathered.is_empty() && is_one_bulk_string(one),
+            _ => false,
+        })?;
+        if self.is_empty() {
+            for piece in pieces.drain(..) {
+                self.pieces_len += piece.len();
+                self.pieces.push_back(piece);
+            }
+        } else {
+            // The client is behind: copied, so that a slow reader's replies never keep the buffers a backend
+            // connection read them into (shared with other clients' replies) alive.
+            for piece in pieces.drain(..) {
+                self.unwritten.extend_from_slice(&piece);
+            }
+        }
+        self.take_buffer(gathered);
+        Ok(())
+    }
+
+    /// Refuses `adding` more bytes over the limit, unless they are one bulk string (`one_bulk_string`, asked
+    /// only then) and nothing else waits.
+    #[inline]
+    fn check_limit(
+        &self,
+        adding: usize,
+        one_bulk_string: impl FnOnce() -> bool,
+    ) -> Result<(), OverOutputLimit> {
+        let waiting = self.len() + adding;
+        if self.limit > 0 && waiting > self.limit && !(self.is_empty() && one_bulk_string()) {
             return Err(OverOutputLimit {
                 waiting,
                 limit: self.limit,
             });
         }
+        Ok(())
+    }
+
+    #[inline]
+    fn take_buffer(&mut self, gathered: &mut BytesMut) {
         if self.unwritten.is_empty() {
             std::mem::swap(&mut self.unwritten, gathered);
         } else {
             self.unwritten.extend_from_slice(gathered);
             gathered.clear();
         }
-        Ok(())
     }
 
     /// Writes as much as the socket takes now, without waiting; returns the bytes written.
     pub(super) fn write_now(&mut self, stream: &ClientStream) -> std::io::Result<usize> {
         let mut written = 0;
-        while !self.unwritten.is_empty() {
-            match stream.try_write(&self.unwritten) {
+        while !self.is_empty() {
+            let attempt = if self.pieces.is_empty() {
+                stream.try_write(&self.unwritten)
+            } else {
+                let mut slots = [IoSlice::new(&[]); MAX_WRITE_PIECES];
+                stream.try_write_vectored(self.slices(&mut slots))
+            };
+            match attempt {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(count) => {
+                Ok(count) if self.pieces.is_empty() => {
                     self.unwritten.advance(count);
+                    written += count;
+                }
+                Ok(count) => {
+                    self.advance(count);
                     written += count;
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -93,13 +167,49 @@ impl Output {
     /// Writes everything waiting, however long the client takes (used when a session ends or changes mode,
     /// where the caller bounds the wait); returns the bytes written.
     pub(super) async fn write_all(&mut self, stream: &mut ClientStream) -> std::io::Result<usize> {
+        let written = self.len();
+        for piece in self.pieces.drain(..) {
+            stream.write_all(&piece).await?;
+        }
+        self.pieces_len = 0;
         stream.write_all(&self.unwritten).await?;
         // Over TLS, the last encrypted bytes may still wait for the socket; over TCP this does nothing.
         stream.flush().await?;
-        let written = self.unwritten.len();
         self.unwritten.clear();
         self.release_if_idle();
         Ok(written)
+    }
+
+    /// The bytes to write next, oldest first, in `slots`; returns the filled part of `slots`.
+    fn slices<'a, 's>(
+        &'a self,
+        slots: &'s mut [IoSlice<'a>; MAX_WRITE_PIECES],
+    ) -> &'s [IoSlice<'a>] {
+        let pieces = self.pieces.iter().map(|piece| &piece[..]);
+        let all = pieces.chain(std::iter::once(&self.unwritten[..]));
+        let mut filled = 0;
+        for (slot, bytes) in slots.iter_mut().zip(all.filter(|bytes| !bytes.is_empty())) {
+            *slot = IoSlice::new(bytes);
+            filled += 1;
+        }
+        &slots[..filled]
+    }
+
+    /// Drops `count` written bytes from the front.
+    fn advance(&mut self, mut count: usize) {
+        while count > 0 {
+            let Some(front) = self.pieces.front_mut() else {
+                self.unwritten.advance(count.min(self.unwritten.len()));
+                return;
+            };
+            let taken = count.min(front.len());
+            front.advance(taken);
+            self.pieces_len -= taken;
+            count -= taken;
+            if front.is_empty() {
+                self.pieces.pop_front();
+            }
+        }
     }
 
     fn release_if_idle(&mut self) {
@@ -126,16 +236,19 @@ fn is_one_bulk_string(bytes: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
+    use tokio::io::AsyncReadExt;
 
     #[test]
     fn replies_beyond_the_limit_are_refused() {
         let mut output = Output::new(10);
         let mut gathered = BytesMut::from(&b"+OK\r\n+OK\r\n"[..]);
-        assert!(output.take(&mut gathered).is_ok());
+        assert!(output.take(&mut Vec::new(), &mut gathered).is_ok());
         assert!(gathered.is_empty());
         let mut more = BytesMut::from(&b"+OK\r\n"[..]);
-        let over = output.take(&mut more).unwrap_err();
+        let over = output.take(&mut Vec::new(), &mut more).unwrap_err();
         assert_eq!((over.waiting, over.limit), (15, 10));
     }
 
@@ -143,19 +256,77 @@ mod tests {
     fn one_big_bulk_string_alone_is_written() {
         let mut output = Output::new(4);
         let mut gathered = BytesMut::from(&b"$10\r\n0123456789\r\n"[..]);
-        assert!(output.take(&mut gathered).is_ok());
+        assert!(output.take(&mut Vec::new(), &mut gathered).is_ok());
         assert_eq!(output.len(), 17);
         let mut two = BytesMut::from(&b"$1\r\na\r\n$1\r\nb\r\n"[..]);
         let mut empty = Output::new(4);
-        assert!(empty.take(&mut two).is_err());
+        assert!(empty.take(&mut Vec::new(), &mut two).is_err());
     }
 
     #[test]
     fn no_limit_takes_everything() {
         let mut output = Output::new(0);
         let mut gathered = BytesMut::from(&[b'x'; 1000][..]);
-        assert!(output.take(&mut gathered).is_ok());
+        assert!(output.take(&mut Vec::new(), &mut gathered).is_ok());
         assert_eq!(output.len(), 1000);
+    }
+
+    #[test]
+    fn one_big_bulk_string_alone_as_a_piece_is_written() {
+        let mut output = Output::new(4);
+        let mut pieces = vec![Bytes::from_static(b"$10\r\n0123456789\r\n")];
+        assert!(output.take(&mut pieces, &mut BytesMut::new()).is_ok());
+        assert_eq!(output.len(), 17);
+        let mut empty = Output::new(4);
+        let mut two = vec![
+            Bytes::from_static(b"$1\r\na\r\n"),
+            Bytes::from_static(b"$1\r\nb\r\n"),
+        ];
+        assert!(empty.take(&mut two, &mut BytesMut::new()).is_err());
+    }
+
+    /// Pieces are kept while the output is empty, copied behind what waits otherwise; either way the client
+    /// gets every byte in order, through partial writes.
+    #[tokio::test]
+    async fn pieces_and_gathered_bytes_reach_the_client_in_order() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(address).await.unwrap();
+        let (mut peer, _) = listener.accept().await.unwrap();
+        let stream = ClientStream::from(client);
+        let mut output = Output::new(0);
+        let mut expected = Vec::new();
+        for round in 0..20u8 {
+            let big = Bytes::from(vec![b'a' + round; 300_000 + usize::from(round)]);
+            let small = Bytes::from(vec![b'A' + round; 10]);
+            let tail = BytesMut::from(&[b'0' + round % 10; 7][..]);
+            for part in [&big[..], &small[..], &tail[..]] {
+                expected.extend_from_slice(part);
+            }
+            let kept_before = output.pieces.len();
+            let behind = !output.is_empty();
+            output
+                .take(&mut vec![big, small], &mut tail.clone())
+                .unwrap();
+            if behind {
+                assert_eq!(
+                    output.pieces.len(),
+                    kept_before,
+                    "a client behind gets copies"
+                );
+            }
+            output.write_now(&stream).unwrap();
+        }
+        let reader = tokio::spawn(async move {
+            let mut received = vec![0; expected.len()];
+            peer.read_exact(&mut received).await.unwrap();
+            assert!(received == expected, "the bytes arrived out of order");
+        });
+        while !output.is_empty() {
+            stream.writable().await.unwrap();
+            output.write_now(&stream).unwrap();
+        }
+        reader.await.unwrap();
     }
 
     #[test]

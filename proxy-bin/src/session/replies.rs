@@ -5,11 +5,57 @@
 use bytes::{Bytes, BytesMut};
 
 use super::pending::{try_front_event, Expect, FrontEvent, Pending};
-use super::Session;
+use super::{Session, MIN_UNCOPIED_REPLY};
 use crate::backend::BackendReply;
 use crate::reply;
 
 impl Session {
+    /// Adds a backend's reply bytes to the replies gathered: a big one as a piece of its own (see
+    /// [`MIN_UNCOPIED_REPLY`]), unless a CLIENT REPLY filter must see every reply in the write buffer.
+    #[inline(always)]
+    fn gather_reply(&mut self, bytes: Bytes) {
+        if bytes.len() < MIN_UNCOPIED_REPLY {
+            self.write_buffer.extend_from_slice(&bytes);
+        } else {
+            self.gather_big_reply(bytes);
+        }
+    }
+
+    #[inline(never)]
+    fn gather_big_reply(&mut self, bytes: Bytes) {
+        if self.client.reply_filter.is_some() {
+            self.write_buffer.extend_from_slice(&bytes);
+            return;
+        }
+        if !self.write_buffer.is_empty() {
+            self.reply_pieces.push(self.write_buffer.split().freeze());
+        }
+        self.reply_pieces.push(bytes);
+    }
+
+    /// Bytes of the replies gathered and not yet moved to the output.
+    #[inline]
+    pub(super) fn gathered_len(&self) -> usize {
+        if self.reply_pieces.is_empty() {
+            return self.write_buffer.len();
+        }
+        self.reply_pieces.iter().map(Bytes::len).sum::<usize>() + self.write_buffer.len()
+    }
+
+    /// Copies the pieces gathered into the write buffer, before the replies already there, for what must see
+    /// every gathered reply in one buffer (the CLIENT REPLY filter).
+    pub(super) fn join_reply_pieces(&mut self) {
+        if self.reply_pieces.is_empty() {
+            return;
+        }
+        let mut joined = BytesMut::with_capacity(self.gathered_len());
+        for piece in self.reply_pieces.drain(..) {
+            joined.extend_from_slice(&piece);
+        }
+        joined.extend_from_slice(&self.write_buffer);
+        self.write_buffer = joined;
+    }
+
     /// Whether any request behind the front entry is still owed by a backend: then it may already have run, and
     /// the front entry can no longer be sent again without changing the order the client sees.
     pub(super) fn later_requests_in_flight(&self) -> bool {
@@ -57,16 +103,16 @@ impl Session {
             }
             (Pending::Waiting(_, expect), FrontEvent::Reply(reply)) => {
                 let bytes = convert_reply(reply, expect);
-                self.write_buffer.extend_from_slice(&bytes);
+                self.gather_reply(bytes);
             }
             (Pending::Sent(sent), FrontEvent::Reply(reply)) => {
                 let bytes = convert_reply(reply, Expect::Batch(sent.count));
                 self.note_batch_reply_sizes(&sent, &bytes);
-                self.write_buffer.extend_from_slice(&bytes);
+                self.gather_reply(bytes);
             }
             (Pending::Routed(routed), FrontEvent::Reply(reply)) => {
                 match self.cluster_reply(routed, reply) {
-                    Ok(bytes) => self.write_buffer.extend_from_slice(&bytes),
+                    Ok(bytes) => self.gather_reply(bytes),
                     Err(again) => self.pending.push_front(again),
                 }
             }

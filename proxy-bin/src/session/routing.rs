@@ -90,6 +90,14 @@ impl Session {
         self.send_batch(requests, count, patience);
     }
 
+    /// Sends a request of [`MIN_UNBATCHED_REQUEST`] or more from the read buffer it arrived in, after the batch
+    /// before it: a copy into the batch would cost more than a job of its own.
+    #[inline(never)]
+    fn send_unbatched(&mut self, spec: &'static CommandSpec, request: Request) {
+        self.flush_batch();
+        self.send_batch(request.into_raw(), 1, Patience::for_command(spec));
+    }
+
     /// Sends `count` requests to the standalone pool's node as one pending entry.
     fn send_batch(&mut self, requests: Bytes, count: usize, patience: Patience) {
         // Only standalone pools batch, so there is always a route here.
@@ -270,9 +278,7 @@ impl Session {
         }
         if plain && self.cluster.is_none() {
             if request.raw().len() >= MIN_UNBATCHED_REQUEST {
-                // Sent from the read buffer it arrived in: a copy into the batch would cost more than a job.
-                self.flush_batch();
-                self.send_batch(request.into_raw(), 1, Patience::for_command(spec));
+                self.send_unbatched(spec, request);
                 return;
             }
             self.batch.extend_from_slice(request.raw());

@@ -122,6 +122,15 @@ impl ClientStream {
             ClientStream::Tls(tls) => tls.socket.try_write(bytes),
         }
     }
+
+    /// [`ClientStream::try_write`] of several slices in order, in one system call.
+    #[inline]
+    pub fn try_write_vectored(&self, slices: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            ClientStream::Plain(tcp) => tcp.try_write_vectored(slices),
+            ClientStream::Tls(tls) => tls.socket.try_write_vectored(slices),
+        }
+    }
 }
 
 // === AsyncRead / AsyncWrite, for the session's reads and for the waits outside its loop (write_all, shutdown) ===

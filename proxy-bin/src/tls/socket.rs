@@ -244,6 +244,29 @@ impl TlsSocket {
         Ok(taken)
     }
 
+    /// [`TlsSocket::try_write`] of several slices in order (each encrypted in records of its own), sent with one
+    /// `writev`.
+    pub fn try_write_vectored(&self, slices: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let mut connection = self.lock();
+        send_without_waiting(&mut connection, &self.tcp)?;
+        if connection.wants_write() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut taken = 0;
+        for slice in slices {
+            let count = connection.writer().write(slice)?;
+            taken += count;
+            if count < slice.len() {
+                break;
+            }
+        }
+        send_without_waiting(&mut connection, &self.tcp)?;
+        if taken == 0 && slices.iter().any(|slice| !slice.is_empty()) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(taken)
+    }
+
     /// Sends encrypted bytes without waiting; `true` while some still wait for the socket.
     fn send_pending(&self) -> io::Result<bool> {
         let mut connection = self.lock();

@@ -568,6 +568,34 @@ async fn client_reply_off_on_and_skip_are_emulated() {
     );
 }
 
+/// Replies of 4 KiB or more go to the client without a copy, beside the write buffer: CLIENT REPLY SKIP and
+/// OFF still drop exactly the replies they name, big ones and small ones, in a pipeline that mixes them.
+#[tokio::test]
+async fn client_reply_skip_and_off_drop_big_replies_too() {
+    let proxy = start_proxy(&redis_addr()).await;
+    let addr = proxy.local_addr();
+    let key = unique("replymode-big");
+    let big = "b".repeat(20_000);
+    let received = blocking(move || {
+        let k = key.as_str();
+        let payload = format!(
+            "SET {k} {big}\r\nGET {k}\r\nCLIENT REPLY SKIP\r\nGET {k}\r\nPING\r\nGET {k}\r\n\
+             CLIENT REPLY OFF\r\nGET {k}\r\nGET {k}\r\nCLIENT REPLY ON\r\nGET {k}\r\n"
+        );
+        exchange(addr, payload.as_bytes())
+    })
+    .await;
+    let value = format!("$20000\r\n{}\r\n", "b".repeat(20_000));
+    // `exchange` keeps the header of its closing ECHO's reply.
+    let expected = format!("+OK\r\n{value}+PONG\r\n{value}+OK\r\n{value}$15\r\n");
+    assert!(
+        received == expected,
+        "got {} bytes: {:.80}",
+        received.len(),
+        received
+    );
+}
+
 /// Sends `payload` then `ECHO end-of-exchange`, and returns every byte received up to that echo.
 fn exchange(addr: std::net::SocketAddr, payload: &[u8]) -> String {
     let mut raw = RawClient::connect(addr);

@@ -54,7 +54,7 @@ impl Session {
             argv_mem: request.args().map(<[u8]>::len).sum(),
             read_buffer_size: self.read_buffer.capacity(),
             output_list_length: self.pending.len(),
-            output_memory: self.write_buffer.len() + self.output.len(),
+            output_memory: self.gathered_len() + self.output.len(),
             total_memory: std::mem::size_of::<Session>()
                 + self.read_buffer.capacity()
                 + self.write_buffer.capacity(),

@@ -115,6 +115,10 @@ impl Session {
 
     /// Removes dropped replies from the write buffer (a no-op without a filter).
     pub(in crate::session) fn filter_replies(&mut self) {
+        if self.client.reply_filter.is_none() {
+            return;
+        }
+        self.join_reply_pieces();
         let Some(filter) = self.client.reply_filter.as_mut() else {
             return;
         };

@@ -32,6 +32,7 @@ pub mod config;
 mod introspection;
 mod memory;
 mod metrics;
+mod piece_queue;
 mod pools;
 mod proxy;
 mod reply;

@@ -7,18 +7,16 @@
 //! unseen in the reply queue), so it sees how much waits and disconnects the client over the limit, as Redis
 //! does with `client-output-buffer-limit`.
 
-use std::collections::VecDeque;
 use std::io::IoSlice;
 
+use crate::piece_queue::{PieceQueue, MAX_WRITE_PIECES};
 use crate::tls::ClientStream;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 
 /// Above this capacity an emptied buffer is given back, so a client that once received a big reply does not
 /// keep its memory.
 const MAX_IDLE_CAPACITY: usize = 256 * 1024;
-/// Most pieces one vectored write takes (what waits after them goes in the next write).
-const MAX_WRITE_PIECES: usize = 16;
 
 /// The client's replies waiting to be written exceed `client_limits.max_output_bytes`.
 #[derive(Debug, thiserror::Error)]
@@ -29,13 +27,11 @@ pub struct OverOutputLimit {
 }
 
 /// Reply bytes taken from the session's write buffer and not written to the client yet, in order: the pieces
-/// (big replies never copied, and what was gathered before each; only while the client keeps up), then
-/// `unwritten`.
+/// (big replies never copied, and what was gathered before each; only while the client keeps up), then the
+/// copied bytes.
 #[derive(Debug)]
 pub(super) struct Output {
-    pieces: VecDeque<Bytes>,
-    pieces_len: usize,
-    unwritten: BytesMut,
+    unwritten: PieceQueue,
     /// `client_limits.max_output_bytes`; 0 = no limit.
     limit: usize,
 }
@@ -43,20 +39,18 @@ pub(super) struct Output {
 impl Output {
     pub(super) fn new(limit: usize) -> Output {
         Output {
-            pieces: VecDeque::new(),
-            pieces_len: 0,
-            unwritten: BytesMut::new(),
+            unwritten: PieceQueue::default(),
             limit,
         }
     }
 
     /// Bytes waiting to be written.
     pub(super) fn len(&self) -> usize {
-        self.pieces_len + self.unwritten.len()
+        self.unwritten.len()
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.unwritten.is_empty()
     }
 
     /// Takes the replies gathered in `pieces` and then `gathered`, leaving both empty. Fails when the replies
@@ -94,14 +88,13 @@ impl Output {
         })?;
         if self.is_empty() {
             for piece in pieces.drain(..) {
-                self.pieces_len += piece.len();
-                self.pieces.push_back(piece);
+                self.unwritten.push_piece(piece);
             }
         } else {
             // The client is behind: copied, so that a slow reader's replies never keep the buffers a backend
             // connection read them into (shared with other clients' replies) alive.
             for piece in pieces.drain(..) {
-                self.unwritten.extend_from_slice(&piece);
+                self.unwritten.buffer.extend_from_slice(&piece);
             }
         }
         self.take_buffer(gathered);
@@ -128,10 +121,11 @@ impl Output {
 
     #[inline]
     fn take_buffer(&mut self, gathered: &mut BytesMut) {
-        if self.unwritten.is_empty() {
-            std::mem::swap(&mut self.unwritten, gathered);
+        let buffer = &mut self.unwritten.buffer;
+        if buffer.is_empty() {
+            std::mem::swap(buffer, gathered);
         } else {
-            self.unwritten.extend_from_slice(gathered);
+            buffer.extend_from_slice(gathered);
             gathered.clear();
         }
     }
@@ -140,20 +134,16 @@ impl Output {
     pub(super) fn write_now(&mut self, stream: &ClientStream) -> std::io::Result<usize> {
         let mut written = 0;
         while !self.is_empty() {
-            let attempt = if self.pieces.is_empty() {
-                stream.try_write(&self.unwritten)
-            } else {
+            let attempt = if self.unwritten.has_pieces() {
                 let mut slots = [IoSlice::new(&[]); MAX_WRITE_PIECES];
-                stream.try_write_vectored(self.slices(&mut slots))
+                stream.try_write_vectored(self.unwritten.slices(&mut slots))
+            } else {
+                stream.try_write(&self.unwritten.buffer)
             };
             match attempt {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(count) if self.pieces.is_empty() => {
-                    self.unwritten.advance(count);
-                    written += count;
-                }
                 Ok(count) => {
-                    self.advance(count);
+                    self.unwritten.advance(count);
                     written += count;
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -168,53 +158,21 @@ impl Output {
     /// where the caller bounds the wait); returns the bytes written.
     pub(super) async fn write_all(&mut self, stream: &mut ClientStream) -> std::io::Result<usize> {
         let written = self.len();
-        for piece in self.pieces.drain(..) {
+        for piece in self.unwritten.drain_pieces() {
             stream.write_all(&piece).await?;
         }
-        self.pieces_len = 0;
-        stream.write_all(&self.unwritten).await?;
+        stream.write_all(&self.unwritten.buffer).await?;
         // Over TLS, the last encrypted bytes may still wait for the socket; over TCP this does nothing.
         stream.flush().await?;
-        self.unwritten.clear();
+        self.unwritten.buffer.clear();
         self.release_if_idle();
         Ok(written)
     }
 
-    /// The bytes to write next, oldest first, in `slots`; returns the filled part of `slots`.
-    fn slices<'a, 's>(
-        &'a self,
-        slots: &'s mut [IoSlice<'a>; MAX_WRITE_PIECES],
-    ) -> &'s [IoSlice<'a>] {
-        let pieces = self.pieces.iter().map(|piece| &piece[..]);
-        let all = pieces.chain(std::iter::once(&self.unwritten[..]));
-        let mut filled = 0;
-        for (slot, bytes) in slots.iter_mut().zip(all.filter(|bytes| !bytes.is_empty())) {
-            *slot = IoSlice::new(bytes);
-            filled += 1;
-        }
-        &slots[..filled]
-    }
-
-    /// Drops `count` written bytes from the front.
-    fn advance(&mut self, mut count: usize) {
-        while count > 0 {
-            let Some(front) = self.pieces.front_mut() else {
-                self.unwritten.advance(count.min(self.unwritten.len()));
-                return;
-            };
-            let taken = count.min(front.len());
-            front.advance(taken);
-            self.pieces_len -= taken;
-            count -= taken;
-            if front.is_empty() {
-                self.pieces.pop_front();
-            }
-        }
-    }
-
     fn release_if_idle(&mut self) {
-        if self.unwritten.is_empty() && self.unwritten.capacity() > MAX_IDLE_CAPACITY {
-            self.unwritten = BytesMut::new();
+        let buffer = &mut self.unwritten.buffer;
+        if buffer.is_empty() && buffer.capacity() > MAX_IDLE_CAPACITY {
+            *buffer = BytesMut::new();
         }
     }
 }
@@ -303,14 +261,14 @@ mod tests {
             for part in [&big[..], &small[..], &tail[..]] {
                 expected.extend_from_slice(part);
             }
-            let kept_before = output.pieces.len();
+            let kept_before = output.unwritten.pieces_count();
             let behind = !output.is_empty();
             output
                 .take(&mut vec![big, small], &mut tail.clone())
                 .unwrap();
             if behind {
                 assert_eq!(
-                    output.pieces.len(),
+                    output.unwritten.pieces_count(),
                     kept_before,
                     "a client behind gets copies"
                 );

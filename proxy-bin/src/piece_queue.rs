@@ -103,6 +103,28 @@ impl PieceQueue {
         }
     }
 
+    /// The one piece waiting, when nothing else waits.
+    pub fn only_piece(&self) -> Option<&Bytes> {
+        match (self.pieces.len(), self.buffer.is_empty()) {
+            (1, true) => self.pieces.front(),
+            _ => None,
+        }
+    }
+
+    /// Copies the pieces into the buffer, before the bytes already there, for what must see every byte in one
+    /// buffer.
+    pub fn join_pieces(&mut self) {
+        if self.pieces.is_empty() {
+            return;
+        }
+        let mut joined = BytesMut::with_capacity(self.len());
+        for piece in self.drain_pieces() {
+            joined.extend_from_slice(&piece);
+        }
+        joined.extend_from_slice(&self.buffer);
+        self.buffer = joined;
+    }
+
     /// Every piece, oldest first, leaving none (the buffer stays).
     pub fn drain_pieces(&mut self) -> impl Iterator<Item = Bytes> + '_ {
         self.pieces_len = 0;

@@ -18,11 +18,8 @@ impl Session {
     /// the limits). Over `client_limits.max_output_bytes` the client is disconnected. Before AUTH the loop also
     /// watches the auth deadline, so a client that sends requests and never reads the replies cannot stay.
     pub(super) fn send_replies(&mut self) -> Result<(), SessionEnd> {
-        self.observe_before_write(self.gathered_len());
-        if let Err(over) = self
-            .output
-            .take(&mut self.reply_pieces, &mut self.write_buffer)
-        {
+        self.observe_before_write(self.gathered.len());
+        if let Err(over) = self.output.take(&mut self.gathered) {
             return Err(self.output_limit_reached(over));
         }
         if !self.output.is_empty() {
@@ -35,11 +32,8 @@ impl Session {
     /// Writes every reply gathered or waiting, however long it takes (the session is about to end or change
     /// mode). Before AUTH the write must finish by the auth deadline.
     pub(super) async fn flush_output(&mut self) -> Result<(), SessionEnd> {
-        self.observe_before_write(self.gathered_len());
-        if let Err(over) = self
-            .output
-            .take(&mut self.reply_pieces, &mut self.write_buffer)
-        {
+        self.observe_before_write(self.gathered.len());
+        if let Err(over) = self.output.take(&mut self.gathered) {
             return Err(self.output_limit_reached(over));
         }
         let written = if self.awaiting_auth() {
@@ -100,7 +94,7 @@ impl Session {
         let _ = self.stream.try_read_buf(&mut self.read_buffer);
         let stopped = AdminError::ShuttingDown.to_reply();
         while let Ok(Some(_request)) = self.decoder.decode(&mut self.read_buffer) {
-            self.write_buffer.extend_from_slice(&stopped);
+            self.gathered.buffer.extend_from_slice(&stopped);
         }
         self.flush_output().await?;
         self.close_after_shutdown().await

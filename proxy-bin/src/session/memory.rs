@@ -75,7 +75,7 @@ impl Session {
     fn held_bytes(&self) -> usize {
         self.read_buffer.len()
             + self.pending.in_flight_bytes()
-            + self.gathered_len()
+            + self.gathered.len()
             + self.output.len()
     }
 
@@ -91,7 +91,7 @@ impl Session {
     /// Whether the bytes held for this client's requests in flight and replies not yet written have reached
     /// `client_limits.max_pending_bytes` (then the session reads no more of its requests until they drain).
     pub(super) fn over_pending_bytes(&self, in_flight: usize) -> bool {
-        in_flight + self.gathered_len() + self.output.len()
+        in_flight + self.gathered.len() + self.output.len()
             >= self.state.config().client_limits.max_pending_bytes
     }
 

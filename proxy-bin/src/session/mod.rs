@@ -54,6 +54,7 @@ use cluster_router::commands::{CommandError, CommandSpec};
 use resp_codec::{Request, RequestDecoder};
 
 use crate::backend::{Patience, SharedConnection};
+use crate::piece_queue::PieceQueue;
 use crate::pools::PoolHandle;
 use crate::state::ProxyState;
 use crate::tls::ClientStream;
@@ -104,10 +105,9 @@ pub struct Session {
     state: Arc<ProxyState>,
     stream: ClientStream,
     read_buffer: BytesMut,
-    /// Replies gathered in this turn of the loop (filtered by CLIENT REPLY), then moved to `output`: first
-    /// `reply_pieces` (big replies never copied, and what was gathered before each), then `write_buffer`.
-    reply_pieces: Vec<Bytes>,
-    write_buffer: BytesMut,
+    /// Replies gathered in this turn of the loop (filtered by CLIENT REPLY), then moved to `output`: big
+    /// replies as pieces, never copied (and, frozen, what was gathered before each), then the copied bytes.
+    gathered: PieceQueue,
     /// Replies on their way to the client, written without blocking (`client_limits.max_output_bytes`).
     output: output::Output,
     /// This session's share of the process's memory budget (`max_memory`).
@@ -238,8 +238,7 @@ impl Session {
             worker,
             stream,
             read_buffer: BytesMut::with_capacity(READ_BUFFER_BYTES),
-            reply_pieces: Vec::new(),
-            write_buffer: BytesMut::with_capacity(16 * 1024),
+            gathered: PieceQueue::with_capacity(16 * 1024),
             output: output::Output::new(state.config().client_limits.max_output_bytes),
             memory: memory::ClientMemory::new(Arc::clone(state.memory()), id),
             decoder: RequestDecoder::new(limits),

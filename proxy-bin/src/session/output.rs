@@ -11,7 +11,7 @@ use std::io::IoSlice;
 
 use crate::piece_queue::{PieceQueue, MAX_WRITE_PIECES};
 use crate::tls::ClientStream;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 /// Above this capacity an emptied buffer is given back, so a client that once received a big reply does not
@@ -53,51 +53,42 @@ impl Output {
         self.unwritten.is_empty()
     }
 
-    /// Takes the replies gathered in `pieces` and then `gathered`, leaving both empty. Fails when the replies
-    /// waiting would then exceed the limit. One bulk string reply is never refused for its own size when
-    /// nothing else waits (a GET of a value bigger than the limit works); what piles up behind anything is
-    /// limited.
+    /// Takes the replies gathered, leaving none. Fails when the replies waiting would then exceed the limit.
+    /// One bulk string reply is never refused for its own size when nothing else waits (a GET of a value bigger
+    /// than the limit works); what piles up behind anything is limited.
     #[inline]
-    pub(super) fn take(
-        &mut self,
-        pieces: &mut Vec<Bytes>,
-        gathered: &mut BytesMut,
-    ) -> Result<(), OverOutputLimit> {
-        if !pieces.is_empty() {
-            return self.take_pieces(pieces, gathered);
+    pub(super) fn take(&mut self, gathered: &mut PieceQueue) -> Result<(), OverOutputLimit> {
+        if gathered.has_pieces() {
+            return self.take_pieces(gathered);
         }
-        if gathered.is_empty() {
+        let buffer = &mut gathered.buffer;
+        if buffer.is_empty() {
             return Ok(());
         }
-        self.check_limit(gathered.len(), || is_one_bulk_string(gathered))?;
-        self.take_buffer(gathered);
+        self.check_limit(buffer.len(), || is_one_bulk_string(buffer))?;
+        self.take_buffer(buffer);
         Ok(())
     }
 
     /// [`Output::take`] when big replies were gathered as pieces.
     #[inline(never)]
-    fn take_pieces(
-        &mut self,
-        pieces: &mut Vec<Bytes>,
-        gathered: &mut BytesMut,
-    ) -> Result<(), OverOutputLimit> {
-        let adding = pieces.iter().map(Bytes::len).sum::<usize>() + gathered.len();
-        self.check_limit(adding, || match pieces.as_slice() {
-            [one] => gathered.is_empty() && is_one_bulk_string(one),
-            _ => false,
+    fn take_pieces(&mut self, gathered: &mut PieceQueue) -> Result<(), OverOutputLimit> {
+        self.check_limit(gathered.len(), || {
+            gathered
+                .only_piece()
+                .is_some_and(|one| is_one_bulk_string(one))
         })?;
-        if self.is_empty() {
-            for piece in pieces.drain(..) {
+        let keep_pieces = self.is_empty();
+        for piece in gathered.drain_pieces() {
+            if keep_pieces {
                 self.unwritten.push_piece(piece);
-            }
-        } else {
-            // The client is behind: copied, so that a slow reader's replies never keep the buffers a backend
-            // connection read them into (shared with other clients' replies) alive.
-            for piece in pieces.drain(..) {
+            } else {
+                // The client is behind: copied, so that a slow reader's replies never keep the buffers a
+                // backend connection read them into (shared with other clients' replies) alive.
                 self.unwritten.buffer.extend_from_slice(&piece);
             }
         }
-        self.take_buffer(gathered);
+        self.take_buffer(&mut gathered.buffer);
         Ok(())
     }
 
@@ -197,50 +188,58 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use bytes::Bytes;
     use tokio::io::AsyncReadExt;
+
+    /// Replies gathered as `pieces`, then `buffer`'s bytes.
+    fn replies(pieces: &[&'static [u8]], buffer: &[u8]) -> PieceQueue {
+        let mut gathered = PieceQueue::default();
+        for piece in pieces {
+            gathered.push_piece(Bytes::from_static(piece));
+        }
+        gathered.buffer.extend_from_slice(buffer);
+        gathered
+    }
 
     #[test]
     fn replies_beyond_the_limit_are_refused() {
         let mut output = Output::new(10);
-        let mut gathered = BytesMut::from(&b"+OK\r\n+OK\r\n"[..]);
-        assert!(output.take(&mut Vec::new(), &mut gathered).is_ok());
+        let mut gathered = replies(&[], b"+OK\r\n+OK\r\n");
+        assert!(output.take(&mut gathered).is_ok());
         assert!(gathered.is_empty());
-        let mut more = BytesMut::from(&b"+OK\r\n"[..]);
-        let over = output.take(&mut Vec::new(), &mut more).unwrap_err();
+        let mut more = replies(&[], b"+OK\r\n");
+        let over = output.take(&mut more).unwrap_err();
         assert_eq!((over.waiting, over.limit), (15, 10));
     }
 
     #[test]
     fn one_big_bulk_string_alone_is_written() {
         let mut output = Output::new(4);
-        let mut gathered = BytesMut::from(&b"$10\r\n0123456789\r\n"[..]);
-        assert!(output.take(&mut Vec::new(), &mut gathered).is_ok());
+        let mut gathered = replies(&[], b"$10\r\n0123456789\r\n");
+        assert!(output.take(&mut gathered).is_ok());
         assert_eq!(output.len(), 17);
-        let mut two = BytesMut::from(&b"$1\r\na\r\n$1\r\nb\r\n"[..]);
+        let mut two = replies(&[], b"$1\r\na\r\n$1\r\nb\r\n");
         let mut empty = Output::new(4);
-        assert!(empty.take(&mut Vec::new(), &mut two).is_err());
+        assert!(empty.take(&mut two).is_err());
     }
 
     #[test]
     fn no_limit_takes_everything() {
         let mut output = Output::new(0);
-        let mut gathered = BytesMut::from(&[b'x'; 1000][..]);
-        assert!(output.take(&mut Vec::new(), &mut gathered).is_ok());
+        let mut gathered = replies(&[], &[b'x'; 1000]);
+        assert!(output.take(&mut gathered).is_ok());
         assert_eq!(output.len(), 1000);
     }
 
     #[test]
     fn one_big_bulk_string_alone_as_a_piece_is_written() {
         let mut output = Output::new(4);
-        let mut pieces = vec![Bytes::from_static(b"$10\r\n0123456789\r\n")];
-        assert!(output.take(&mut pieces, &mut BytesMut::new()).is_ok());
+        let mut pieces = replies(&[b"$10\r\n0123456789\r\n"], b"");
+        assert!(output.take(&mut pieces).is_ok());
         assert_eq!(output.len(), 17);
         let mut empty = Output::new(4);
-        let mut two = vec![
-            Bytes::from_static(b"$1\r\na\r\n"),
-            Bytes::from_static(b"$1\r\nb\r\n"),
-        ];
-        assert!(empty.take(&mut two, &mut BytesMut::new()).is_err());
+        let mut two = replies(&[b"$1\r\na\r\n", b"$1\r\nb\r\n"], b"");
+        assert!(empty.take(&mut two).is_err());
     }
 
     /// Pieces are kept while the output is empty, copied behind what waits otherwise; either way the client
@@ -263,9 +262,11 @@ mod tests {
             }
             let kept_before = output.unwritten.pieces_count();
             let behind = !output.is_empty();
-            output
-                .take(&mut vec![big, small], &mut tail.clone())
-                .unwrap();
+            let mut gathered = PieceQueue::default();
+            gathered.push_piece(big);
+            gathered.push_piece(small);
+            gathered.buffer.extend_from_slice(&tail);
+            output.take(&mut gathered).unwrap();
             if behind {
                 assert_eq!(
                     output.unwritten.pieces_count(),

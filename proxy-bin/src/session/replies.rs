@@ -15,7 +15,7 @@ impl Session {
     #[inline(always)]
     fn gather_reply(&mut self, bytes: Bytes) {
         if bytes.len() < MIN_UNCOPIED_REPLY {
-            self.write_buffer.extend_from_slice(&bytes);
+            self.gathered.buffer.extend_from_slice(&bytes);
         } else {
             self.gather_big_reply(bytes);
         }
@@ -24,36 +24,10 @@ impl Session {
     #[inline(never)]
     fn gather_big_reply(&mut self, bytes: Bytes) {
         if self.client.reply_filter.is_some() {
-            self.write_buffer.extend_from_slice(&bytes);
-            return;
+            self.gathered.buffer.extend_from_slice(&bytes);
+        } else {
+            self.gathered.push_piece(bytes);
         }
-        if !self.write_buffer.is_empty() {
-            self.reply_pieces.push(self.write_buffer.split().freeze());
-        }
-        self.reply_pieces.push(bytes);
-    }
-
-    /// Bytes of the replies gathered and not yet moved to the output.
-    #[inline]
-    pub(super) fn gathered_len(&self) -> usize {
-        if self.reply_pieces.is_empty() {
-            return self.write_buffer.len();
-        }
-        self.reply_pieces.iter().map(Bytes::len).sum::<usize>() + self.write_buffer.len()
-    }
-
-    /// Copies the pieces gathered into the write buffer, before the replies already there, for what must see
-    /// every gathered reply in one buffer (the CLIENT REPLY filter).
-    pub(super) fn join_reply_pieces(&mut self) {
-        if self.reply_pieces.is_empty() {
-            return;
-        }
-        let mut joined = BytesMut::with_capacity(self.gathered_len());
-        for piece in self.reply_pieces.drain(..) {
-            joined.extend_from_slice(&piece);
-        }
-        joined.extend_from_slice(&self.write_buffer);
-        self.write_buffer = joined;
     }
 
     /// Whether any request behind the front entry is still owed by a backend: then it may already have run, and
@@ -70,13 +44,13 @@ impl Session {
             };
             if let Pending::Ready(bytes) = front {
                 let bytes = std::mem::take(bytes);
-                self.write_buffer.extend_from_slice(&bytes);
+                self.gathered.buffer.extend_from_slice(&bytes);
                 self.pending.pop_front();
                 continue;
             }
             if let Pending::Dedicated(owed) = front {
                 // Replies that came while earlier entries waited; complete once none is owed.
-                if !owed.deliver_early(&mut self.write_buffer) {
+                if !owed.deliver_early(&mut self.gathered.buffer) {
                     return;
                 }
                 self.pending.pop_front();
@@ -99,7 +73,7 @@ impl Session {
             (Pending::Waiting(_, Expect::Rewrite(spec)), FrontEvent::Reply(reply)) => {
                 let bytes = convert_reply(reply, Expect::Forward);
                 let bytes = self.rewrite_reply_bytes(spec, bytes);
-                self.write_buffer.extend_from_slice(&bytes);
+                self.gathered.buffer.extend_from_slice(&bytes);
             }
             (Pending::Waiting(_, expect), FrontEvent::Reply(reply)) => {
                 let bytes = convert_reply(reply, expect);
@@ -118,13 +92,13 @@ impl Session {
             }
             (Pending::Transaction(exec), FrontEvent::Reply(reply)) => {
                 match self.cluster_exec_reply(*exec, reply) {
-                    Ok(bytes) => self.write_buffer.extend_from_slice(&bytes),
+                    Ok(bytes) => self.gathered.buffer.extend_from_slice(&bytes),
                     Err(again) => self.pending.push_front(again),
                 }
             }
             (Pending::Merge(merge), FrontEvent::Part(index, reply)) => {
                 match self.cluster_part_reply(merge, index, reply) {
-                    Ok(bytes) => self.write_buffer.extend_from_slice(&bytes),
+                    Ok(bytes) => self.gathered.buffer.extend_from_slice(&bytes),
                     Err(again) => self.pending.push_front(again),
                 }
             }

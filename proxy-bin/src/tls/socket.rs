@@ -231,17 +231,7 @@ impl TlsSocket {
     /// Encrypts as much of `bytes` as rustls buffers and sends what the socket takes. Takes nothing
     /// (`WouldBlock`) while earlier encrypted bytes still wait for the socket.
     pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
-        let mut connection = self.lock();
-        send_without_waiting(&mut connection, &self.tcp)?;
-        if connection.wants_write() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let taken = connection.writer().write(bytes)?;
-        send_without_waiting(&mut connection, &self.tcp)?;
-        if taken == 0 && !bytes.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(taken)
+        self.try_write_vectored(&[io::IoSlice::new(bytes)])
     }
 
     /// [`TlsSocket::try_write`] of several slices in order (each encrypted in records of its own), sent with one

@@ -287,7 +287,7 @@ impl Session {
                 Ok(())
             }
             RequestOutcome::Unsent(reply) => {
-                self.write_buffer.extend_from_slice(&reply);
+                self.gathered.buffer.extend_from_slice(&reply);
                 Ok(())
             }
             RequestOutcome::ClientBroke => Ok(()),
@@ -323,7 +323,7 @@ impl Session {
                     Err(error) => {
                         // Like a malformed request framed whole: the error, then the connection closes. The lane
                         // connection holds half a request and is dropped with the lease.
-                        self.write_buffer.extend_from_slice(&error.to_reply());
+                        self.gathered.buffer.extend_from_slice(&error.to_reply());
                         self.closing = Some(SessionEnd::Protocol(error.to_string()));
                         return Ok(RequestOutcome::ClientBroke);
                     }
@@ -516,7 +516,7 @@ impl Session {
         if streaming {
             return Err(SessionEnd::BackendLost(failure.to_string()));
         }
-        self.write_buffer.extend_from_slice(&failure.to_reply());
+        self.gathered.buffer.extend_from_slice(&failure.to_reply());
         Ok(false)
     }
 
@@ -544,7 +544,7 @@ impl Session {
                     pool.request_refresh();
                     let node = Arc::from(node.to_string());
                     let error = TransferError::Redirected { node };
-                    self.write_buffer.extend_from_slice(&error.to_reply());
+                    self.gathered.buffer.extend_from_slice(&error.to_reply());
                     return;
                 }
             }
@@ -553,7 +553,7 @@ impl Session {
             Some(spec) => self.rewrite_reply_bytes(spec, reply),
             None => reply,
         };
-        self.write_buffer.extend_from_slice(&reply);
+        self.gathered.buffer.extend_from_slice(&reply);
     }
 }
 

@@ -248,7 +248,7 @@ impl Session {
                     if frame.len() >= threshold {
                         self.note_pipelined_reply(&parts, part, next_request[part], &frame);
                     }
-                    self.write_buffer.extend_from_slice(&frame);
+                    self.gathered.buffer.extend_from_slice(&frame);
                 }
                 if let Some(next) = next_request.get_mut(part) {
                     *next += 1;

@@ -78,7 +78,7 @@ impl Session {
                 });
             let effect = match owed {
                 Some((0, owed)) => {
-                    dedicated.backend_frame(frame, Some(owed), &mut self.write_buffer)
+                    dedicated.backend_frame(frame, Some(owed), &mut self.gathered.buffer)
                 }
                 Some((_, owed)) => {
                     let mut early = std::mem::take(&mut owed.early);
@@ -86,7 +86,7 @@ impl Session {
                     owed.early = early;
                     effect
                 }
-                None => dedicated.backend_frame(frame, None, &mut self.write_buffer),
+                None => dedicated.backend_frame(frame, None, &mut self.gathered.buffer),
             };
             if effect == FrameEffect::None {
                 continue;

@@ -65,7 +65,7 @@ impl Session {
         let (subscribed, holds_state) = (dedicated.subscribed, dedicated.holds_state());
         if let Some(refusal) = self.tenant_removed_by_reload() {
             // A subscriber, or a client between the commands of a transaction, of a removed tenant.
-            self.write_buffer.extend_from_slice(&refusal);
+            self.gathered.buffer.extend_from_slice(&refusal);
             self.flush_output().await?;
             return Ok(Some(SessionEnd::TenantRemoved));
         }

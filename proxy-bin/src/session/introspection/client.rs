@@ -54,10 +54,10 @@ impl Session {
             argv_mem: request.args().map(<[u8]>::len).sum(),
             read_buffer_size: self.read_buffer.capacity(),
             output_list_length: self.pending.len(),
-            output_memory: self.gathered_len() + self.output.len(),
+            output_memory: self.gathered.len() + self.output.len(),
             total_memory: std::mem::size_of::<Session>()
                 + self.read_buffer.capacity()
-                + self.write_buffer.capacity(),
+                + self.gathered.buffer.capacity(),
             cmd: cmd.to_owned(),
             user: self
                 .tenant()

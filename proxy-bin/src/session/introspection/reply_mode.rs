@@ -118,12 +118,12 @@ impl Session {
         if self.client.reply_filter.is_none() {
             return;
         }
-        self.join_reply_pieces();
+        self.gathered.join_pieces();
         let Some(filter) = self.client.reply_filter.as_mut() else {
             return;
         };
-        if !self.write_buffer.is_empty() {
-            let written = self.write_buffer.split().freeze();
+        if !self.gathered.buffer.is_empty() {
+            let written = self.gathered.buffer.split().freeze();
             let limits = Limits {
                 max_bulk_len: usize::MAX,
                 max_array_len: usize::MAX,
@@ -135,12 +135,12 @@ impl Session {
                     for one in replies {
                         let push = one.first() == Some(&b'>');
                         if push || !filter.dropped.pop_front().unwrap_or(false) {
-                            self.write_buffer.extend_from_slice(&one);
+                            self.gathered.buffer.extend_from_slice(&one);
                         }
                     }
                 }
                 // Cannot happen for replies the proxy framed itself; pass them on rather than lose them.
-                Err(_) => self.write_buffer.extend_from_slice(&written),
+                Err(_) => self.gathered.buffer.extend_from_slice(&written),
             }
         }
         if filter.mode == ReplyMode::On && filter.dropped.is_empty() {

@@ -307,7 +307,7 @@ impl Session {
             resp3: self.resp3,
             last_active: self.last_activity.into_std(),
             pending: self.pending.in_flight_requests(),
-            output_bytes: self.output.len() + self.gathered_len(),
+            output_bytes: self.output.len() + self.gathered.len(),
         });
         // Settings may have changed (a reload): the next entries use the current threshold.
         self.pending.slow_after = self.state.stats().slowlog().threshold_nanos();

@@ -72,6 +72,36 @@ impl ReplyDecoder {
             None => Ok(None),
         }
     }
+
+    /// The length of the complete reply at the start of `src`, without taking it out: `None` while more bytes
+    /// are needed (the progress is kept; call again with the same reply's bytes, from its start, once more
+    /// arrived). A reader that frames many replies in one buffer and takes them out together, with one split,
+    /// uses this; [`ReplyDecoder::reserve_for_reply`] then makes room for the rest of an incomplete one.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use resp_codec::ReplyDecoder;
+    ///
+    /// let mut decoder = ReplyDecoder::default();
+    /// let mut buffer = BytesMut::from(&b"+OK\r\n:1\r\n$5\r\nhel"[..]);
+    /// assert_eq!(decoder.reply_length(&buffer).unwrap(), Some(5));
+    /// assert_eq!(decoder.reply_length(&buffer[5..]).unwrap(), Some(4));
+    /// assert_eq!(decoder.reply_length(&buffer[9..]).unwrap(), None);
+    /// let both = buffer.split_to(9);
+    /// decoder.reserve_for_reply(&mut buffer);
+    /// buffer.extend_from_slice(b"lo\r\n");
+    /// assert_eq!(decoder.reply_length(&buffer).unwrap(), Some(11));
+    /// assert_eq!(&both[..], b"+OK\r\n:1\r\n");
+    /// ```
+    pub fn reply_length(&mut self, src: &[u8]) -> Result<Option<usize>, ProtocolError> {
+        self.framer.frame_length(src, &self.limits)
+    }
+
+    /// Makes room in `src`, which starts with an incomplete reply, for the rest of a bulk string whose header
+    /// was read, so that it arrives in few reads (see [`ReplyDecoder::reply_length`]).
+    pub fn reserve_for_reply(&self, src: &mut BytesMut) {
+        self.framer.reserve_for_bulk(src);
+    }
 }
 
 impl Decoder for ReplyDecoder {
@@ -188,12 +218,20 @@ impl Framer {
         src: &mut BytesMut,
         limits: &Limits,
     ) -> Result<Option<usize>, ProtocolError> {
-        let result = self.walk(src, limits);
-        if let (Ok(None), Some(bulk)) = (&result, self.pending_bulk) {
-            // Waiting for bulk data: make room for it now, so it arrives in few reads.
-            let end = self.cursor.saturating_add(bulk.len).saturating_add(2);
-            src.reserve(reserve_hint(end.saturating_sub(src.len()), src.len()));
+        let result = self.frame_length(src, limits);
+        if matches!(result, Ok(None)) {
+            self.reserve_for_bulk(src);
         }
+        result
+    }
+
+    /// [`Framer::advance`] without making room: walks `src`, which starts with the frame.
+    pub(crate) fn frame_length(
+        &mut self,
+        src: &[u8],
+        limits: &Limits,
+    ) -> Result<Option<usize>, ProtocolError> {
+        let result = self.walk(src, limits);
         if !matches!(result, Ok(None)) {
             // Done with this frame (or the stream is broken): start afresh, keeping the
             // stack's allocation.
@@ -203,6 +241,15 @@ impl Framer {
             self.open_aggregates.clear();
         }
         result
+    }
+
+    /// While waiting for bulk data, makes room for it in `src` (which starts with the frame), so it arrives
+    /// in few reads.
+    pub(crate) fn reserve_for_bulk(&self, src: &mut BytesMut) {
+        if let Some(bulk) = self.pending_bulk {
+            let end = self.cursor.saturating_add(bulk.len).saturating_add(2);
+            src.reserve(reserve_hint(end.saturating_sub(src.len()), src.len()));
+        }
     }
 
     fn walk(&mut self, src: &[u8], limits: &Limits) -> Result<Option<usize>, ProtocolError> {

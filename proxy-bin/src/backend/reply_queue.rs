@@ -6,8 +6,9 @@ use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use cluster_router::redirect::{classify_reply, ClusterReplyKind};
+use resp_codec::ReplyDecoder;
 
 use super::error::Broken;
 use super::patience::Patience;
@@ -58,12 +59,21 @@ struct Owed<W> {
     waiter: W,
     remaining: NonZeroUsize,
     keeps_all: bool,
-    /// The replies received so far, when every reply is handed back: the latest run of replies that lie one
-    /// after another in the connection's read buffer, after the earlier runs (the queue's `front_runs`).
-    collected: BytesMut,
     patience: Patience,
     /// Set when one of this job's replies is a cluster redirect (see [`SharedConnection::watching_redirects`]).
     redirects: Option<RedirectWatch>,
+}
+
+/// What one reply does to the oldest job.
+enum Paired<W> {
+    /// The job keeps it and is owed more.
+    Kept,
+    /// Not the job's to keep (a RESP3 push frame, `ASKING`'s `+OK`).
+    Skipped,
+    /// Nobody will read the job's answer: its replies so far and this one are dropped.
+    Abandoned,
+    /// The job's last reply: its waiter, and whether its answer is its replies or nothing (abandoned).
+    Last(W, bool),
 }
 
 /// The replies a connection is owed, oldest first, and who gets each (see the module docs for the invariant).
@@ -73,8 +83,8 @@ pub(super) struct ReplyQueue<W> {
     owed: VecDeque<Owed<W>>,
     /// How many entries of `owed` are [`Patience::Slow`].
     slow_owed: usize,
-    /// The front job's earlier runs of replies (see [`ReplyQueue::pair`]); only the front job is owed the
-    /// replies that arrive, so one list serves every job in turn.
+    /// The oldest job's replies taken out of earlier reads, oldest first (see [`ReplyQueue::pair_buffered`]);
+    /// only the oldest job is owed the replies that arrive, so one list serves every job in turn.
     front_runs: Vec<BytesMut>,
 }
 
@@ -110,37 +120,99 @@ impl<W: Waiter> ReplyQueue<W> {
             waiter,
             remaining: expected.replies(),
             keeps_all: expected.keeps_all(),
-            collected: BytesMut::new(),
             patience,
             redirects,
         });
     }
 
-    /// Gives one reply frame to the oldest job. Returns that job's waiter and its whole answer when this was
-    /// the job's last reply; `None` while it is owed more. An error when no job is owed a reply.
+    /// Frames the complete replies at the start of `buffer` (a connection's read buffer), gives each to the
+    /// oldest job owed one, and hands every job that got its last reply to `answered`, with its whole answer.
+    /// An error when a reply is malformed or no job is owed it.
     ///
-    /// A job's replies are joined with `BytesMut::unsplit`: without a copy while they lie one after another in
-    /// the connection's read buffer (the usual case: a batch's replies arrive together). Where a read buffer
-    /// ended between them, the runs are kept apart and copied once, at the end, into one buffer of the answer's
-    /// size (growing one buffer reply by reply copied each byte about three times). An abandoned job's replies
-    /// are dropped as they come, and its waiter gets an empty answer.
+    /// A job's replies are taken out of the buffer together, with one split and without a copy, when they
+    /// arrived in one read (the usual case: a batch's replies arrive together). Replies of a job whose answer
+    /// is still incomplete when the buffer runs out are taken out then (so that growing the buffer for the next
+    /// read does not copy them), and joined to the rest once, at the end: in place when the next read landed
+    /// right after them, else by one copy into a buffer of the answer's size. An abandoned job's replies are
+    /// dropped as they come, and its waiter gets an empty answer. RESP3 push frames are not replies to a
+    /// request (shared connections never enable tracking or subscriptions, so none should come); they are
+    /// dropped, which keeps the pairing in step.
+    pub(super) fn pair_buffered(
+        &mut self,
+        buffer: &mut BytesMut,
+        decoder: &mut ReplyDecoder,
+        mut answered: impl FnMut(W, Bytes),
+    ) -> Result<(), Broken> {
+        // Bytes at the start of `buffer` that are the oldest job's replies so far, not taken out yet.
+        let mut kept = 0;
+        while let Some(length) = decoder
+            .reply_length(&buffer[kept..])
+            .map_err(Broken::BadReply)?
+        {
+            let reply = kept..kept + length;
+            match self.pair_one(&buffer[reply.clone()])? {
+                Paired::Kept => kept = reply.end,
+                Paired::Skipped => {
+                    self.take_kept(buffer, kept);
+                    buffer.advance(length);
+                    kept = 0;
+                }
+                Paired::Abandoned => {
+                    buffer.advance(reply.end);
+                    kept = 0;
+                }
+                Paired::Last(waiter, true) => {
+                    kept = 0;
+                    answered(waiter, self.whole_answer(buffer.split_to(reply.end)));
+                }
+                Paired::Last(waiter, false) => {
+                    kept = 0;
+                    buffer.advance(reply.end);
+                    answered(waiter, Bytes::new());
+                }
+            }
+        }
+        self.take_kept(buffer, kept);
+        decoder.reserve_for_reply(buffer);
+        Ok(())
+    }
+
+    /// Gives one reply frame (in a buffer of its own) to the oldest job: [`ReplyQueue::pair_buffered`] for a
+    /// single reply.
+    #[cfg(test)]
     pub(super) fn pair(&mut self, frame: BytesMut) -> Result<Option<(W, Bytes)>, Broken> {
+        let mut decoder = ReplyDecoder::new(resp_codec::Limits::for_backend_replies());
+        let mut buffer = frame;
+        let mut done = None;
+        self.pair_buffered(&mut buffer, &mut decoder, |waiter, answer| {
+            done = Some((waiter, answer));
+        })?;
+        Ok(done)
+    }
+
+    /// What `reply` does to the oldest job (see [`Paired`]), its count of replies owed updated.
+    fn pair_one(&mut self, reply: &[u8]) -> Result<Paired<W>, Broken> {
+        if reply.first() == Some(&b'>') {
+            return Ok(Paired::Skipped);
+        }
         let front = self.owed.front_mut().ok_or(Broken::ReplyWithoutRequest)?;
         if let Some(watch) = &front.redirects {
-            watch.note(&frame);
+            watch.note(reply);
         }
         let abandoned = front.waiter.abandoned();
-        if abandoned && !front.collected.is_empty() {
+        if abandoned {
             // Abandoned since its first replies: free what was kept.
-            front.collected = BytesMut::new();
-            self.front_runs = Vec::new();
+            self.front_runs.clear();
         }
         if let Some(left) = NonZeroUsize::new(front.remaining.get() - 1) {
             front.remaining = left;
-            if front.keeps_all && !abandoned {
-                collect(&mut front.collected, &mut self.front_runs, frame);
-            }
-            return Ok(None);
+            return Ok(if abandoned {
+                Paired::Abandoned
+            } else if front.keeps_all {
+                Paired::Kept
+            } else {
+                Paired::Skipped
+            });
         }
         let Some(done) = self.owed.pop_front() else {
             return Err(Broken::ReplyWithoutRequest);
@@ -148,14 +220,28 @@ impl<W: Waiter> ReplyQueue<W> {
         if done.patience == Patience::Slow {
             self.slow_owed -= 1;
         }
-        let mut collected = done.collected;
-        if !abandoned {
-            collect(&mut collected, &mut self.front_runs, frame);
+        Ok(Paired::Last(done.waiter, !abandoned))
+    }
+
+    /// Takes the oldest job's replies kept at the start of `buffer` (`kept` bytes) out, into its runs.
+    fn take_kept(&mut self, buffer: &mut BytesMut, kept: usize) {
+        if kept > 0 {
+            add_run(&mut self.front_runs, buffer.split_to(kept));
         }
-        if !self.front_runs.is_empty() {
-            collected = join_runs(std::mem::take(&mut self.front_runs), collected);
+    }
+
+    /// The oldest job's answer: its earlier runs, if any, then `last`, the rest of its replies.
+    fn whole_answer(&mut self, last: BytesMut) -> Bytes {
+        if self.front_runs.is_empty() {
+            return last.freeze();
         }
-        Ok(Some((done.waiter, collected.freeze())))
+        add_run(&mut self.front_runs, last);
+        if self.front_runs.len() == 1 {
+            if let Some(only) = self.front_runs.pop() {
+                return only.freeze();
+            }
+        }
+        join_runs(std::mem::take(&mut self.front_runs)).freeze()
     }
 
     /// Slow while any job owed a reply is slow. Not only the oldest: Redis runs every command of a pipeline
@@ -207,25 +293,21 @@ impl RedirectWatch {
     }
 }
 
-/// Adds `frame` to a job's replies: to the latest run when it lies right after it, else as a new run.
-#[inline]
-fn collect(latest: &mut BytesMut, runs: &mut Vec<BytesMut>, frame: BytesMut) {
-    if latest.is_empty() || latest.as_ptr_range().end == frame.as_ptr() {
-        // In place when both are parts of one buffer (a copy in the rare case of two buffers that touch).
-        latest.unsplit(frame);
-    } else {
-        runs.push(std::mem::replace(latest, frame));
+/// Adds `run` to a job's runs: joined to the latest in place when it lies right after it, else as a new run.
+fn add_run(runs: &mut Vec<BytesMut>, run: BytesMut) {
+    match runs.last_mut() {
+        Some(latest) if latest.as_ptr_range().end == run.as_ptr() => latest.unsplit(run),
+        _ => runs.push(run),
     }
 }
 
-/// The runs of a job's replies, then `latest`, as one buffer.
+/// A job's runs of replies as one buffer.
 #[cold]
-fn join_runs(runs: Vec<BytesMut>, latest: BytesMut) -> BytesMut {
-    let size = runs.iter().map(BytesMut::len).sum::<usize>() + latest.len();
+fn join_runs(runs: Vec<BytesMut>) -> BytesMut {
+    let size = runs.iter().map(BytesMut::len).sum::<usize>();
     let mut joined = BytesMut::with_capacity(size);
     for run in runs {
         joined.extend_from_slice(&run);
     }
-    joined.extend_from_slice(&latest);
     joined
 }

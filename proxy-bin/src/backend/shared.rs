@@ -335,20 +335,13 @@ impl Live {
             Ok(_) => self.watchdog.progress(),
             Err(e) => return Err(Broken::Read(e)),
         }
-        while let Some(frame) = self
-            .decoder
-            .split_reply(&mut self.read_buffer)
-            .map_err(Broken::BadReply)?
-        {
-            // RESP3 push frames are not replies to a request (shared connections never enable tracking or
-            // subscriptions, so none should come); skipping them keeps the pairing in step.
-            if frame.first() == Some(&b'>') {
-                continue;
-            }
-            if let Some((waiter, answer)) = self.queue.pair(frame)? {
+        self.queue.pair_buffered(
+            &mut self.read_buffer,
+            &mut self.decoder,
+            |waiter, answer| {
                 let _ = waiter.send(Ok(answer));
-            }
-        }
+            },
+        )?;
         self.scripts_on_server
             .set(self.queue.patience() == Patience::Slow);
         Ok(())

@@ -326,36 +326,78 @@ fn a_batch_read_together_is_handed_back_without_a_copy_and_one_split_by_a_read_w
     let mut read_buffer = BytesMut::from(&b"+OK\r\n$3\r\nabc\r\n:7\r\n$1\r\nx"[..]);
     let start = read_buffer.as_ptr();
     let mut answered = Vec::new();
-    while let Some(frame) = decoder.split_reply(&mut read_buffer).unwrap() {
-        if let Some(done) = queue.pair(frame).unwrap() {
-            answered.push(done);
-        }
-    }
-    assert_eq!(
-        answered,
-        [(1, Bytes::from_static(b"+OK\r\n$3\r\nabc\r\n:7\r\n"))]
-    );
-    assert_eq!(answered[0].1.as_ptr(), start, "joined in place");
+    let mut answer = |waiter, answer| answered.push((waiter, answer));
+    queue
+        .pair_buffered(&mut read_buffer, &mut decoder, &mut answer)
+        .unwrap();
     // The rest of job 2 arrives in another buffer: its replies are joined by a copy, still in order.
     read_buffer.unsplit(BytesMut::from(&b"\r\n-ERR no\r\n"[..]));
-    while let Some(frame) = decoder.split_reply(&mut read_buffer).unwrap() {
-        if let Some(done) = queue.pair(frame).unwrap() {
-            answered.push(done);
-        }
-    }
+    queue
+        .pair_buffered(&mut read_buffer, &mut decoder, &mut answer)
+        .unwrap();
     assert_eq!(
-        answered[1],
-        (2, Bytes::from_static(b"$1\r\nx\r\n-ERR no\r\n"))
+        answered,
+        [
+            (1, Bytes::from_static(b"+OK\r\n$3\r\nabc\r\n:7\r\n")),
+            (2, Bytes::from_static(b"$1\r\nx\r\n-ERR no\r\n"))
+        ]
     );
-    assert!(queue.is_empty());
+    assert_eq!(answered[0].1.as_ptr(), start, "taken out in place");
+    assert!(queue.is_empty() && read_buffer.is_empty());
 }
 
-/// Random jobs (one reply, a batch, ASKING then one) and random replies, read in random pieces into a read
-/// buffer that is sometimes replaced (as a read that reserves more room does): every job gets exactly its own
-/// replies, whole and in order, whether they were joined in place or copied.
+#[test]
+fn replies_split_by_reads_into_one_buffer_are_joined_in_place() {
+    let mut decoder = resp_codec::ReplyDecoder::default();
+    let mut queue = ReplyQueue::default();
+    queue.push(1, Expected::Concatenated(count(3)), Patience::Normal);
+    let mut read_buffer = BytesMut::with_capacity(64);
+    read_buffer.extend_from_slice(b"+OK\r\n:1");
+    let start = read_buffer.as_ptr();
+    let mut answered = Vec::new();
+    for more in [&b"\r\n$2\r"[..], b"\nab\r\n"] {
+        queue
+            .pair_buffered(&mut read_buffer, &mut decoder, |waiter, answer| {
+                answered.push((waiter, answer))
+            })
+            .unwrap();
+        read_buffer.extend_from_slice(more);
+    }
+    queue
+        .pair_buffered(&mut read_buffer, &mut decoder, |waiter, answer| {
+            answered.push((waiter, answer))
+        })
+        .unwrap();
+    assert_eq!(
+        answered,
+        [(1, Bytes::from_static(b"+OK\r\n:1\r\n$2\r\nab\r\n"))]
+    );
+    assert_eq!(answered[0].1.as_ptr(), start, "joined in place");
+}
+
+/// A waiter whose client goes away after its job was looked at a given number of times (never, with
+/// `usize::MAX`): one look per reply, so a job can be abandoned between any two of its replies.
+#[derive(Debug)]
+struct LeavesAfter {
+    id: usize,
+    looks_left: std::cell::Cell<usize>,
+}
+
+impl Waiter for LeavesAfter {
+    fn abandoned(&self) -> bool {
+        let left = self.looks_left.get();
+        self.looks_left.set(left.saturating_sub(1));
+        left == 0
+    }
+}
+
+/// Random jobs (one reply, a batch, ASKING then one), random replies with RESP3 push frames among them, jobs
+/// abandoned between two of their replies, all read in random pieces into a read buffer that is sometimes
+/// replaced (as a read that reserves more room does): every job gets exactly its own replies, whole and in
+/// order, whether they were taken out in place or copied; an abandoned job gets an empty answer.
 #[test]
 fn random_replies_read_in_random_pieces_reach_their_own_job_whole() {
-    for seed in 0..200u64 {
+    for seed in 0..300u64 {
         let mut random = fastrand::Rng::with_seed(seed);
         let mut queue = ReplyQueue::default();
         let mut stream = Vec::new();
@@ -369,28 +411,29 @@ fn random_replies_read_in_random_pieces_reach_their_own_job_whole() {
                 }
                 _ => (Expected::AskingThenOne, 2),
             };
-            queue.push(job, kind, Patience::Normal);
+            let leaves_after = if random.u8(0..6) == 0 {
+                random.usize(0..replies)
+            } else {
+                usize::MAX
+            };
+            let waiter = LeavesAfter {
+                id: job,
+                looks_left: std::cell::Cell::new(leaves_after),
+            };
+            queue.push(waiter, kind, Patience::Normal);
             let mut answer = Vec::new();
             for index in 0..replies {
-                let reply = match random.u8(0..4) {
-                    0 => b"+OK\r\n".to_vec(),
-                    1 => format!(":{}\r\n", random.i64(..)).into_bytes(),
-                    2 => {
-                        let value: String = (0..random.usize(0..40))
-                            .map(|_| random.alphanumeric())
-                            .collect();
-                        format!("${}\r\n{value}\r\n", value.len()).into_bytes()
-                    }
-                    _ => format!(
-                        "*2\r\n:{job}\r\n${}\r\n{index}\r\n",
-                        index.to_string().len()
-                    )
-                    .into_bytes(),
-                };
+                if random.u8(0..8) == 0 {
+                    stream.extend_from_slice(b">2\r\n$7\r\nmessage\r\n:1\r\n");
+                }
+                let reply = random_reply(&mut random, job, index);
                 stream.extend_from_slice(&reply);
                 if kind != Expected::AskingThenOne || index == 1 {
                     answer.extend_from_slice(&reply);
                 }
+            }
+            if leaves_after != usize::MAX {
+                answer.clear();
             }
             expected.push((job, Bytes::from(answer)));
         }
@@ -406,14 +449,32 @@ fn random_replies_read_in_random_pieces_reach_their_own_job_whole() {
             }
             read_buffer.extend_from_slice(&rest[..piece]);
             rest = &rest[piece..];
-            while let Some(frame) = decoder.split_reply(&mut read_buffer).unwrap() {
-                if let Some(done) = queue.pair(frame).unwrap() {
-                    answered.push(done);
-                }
-            }
+            queue
+                .pair_buffered(&mut read_buffer, &mut decoder, |waiter, answer| {
+                    answered.push((waiter.id, answer))
+                })
+                .unwrap();
         }
         assert_eq!(answered, expected, "seed {seed}");
         assert!(queue.is_empty() && read_buffer.is_empty(), "seed {seed}");
+    }
+}
+
+fn random_reply(random: &mut fastrand::Rng, job: usize, index: usize) -> Vec<u8> {
+    match random.u8(0..4) {
+        0 => b"+OK\r\n".to_vec(),
+        1 => format!(":{}\r\n", random.i64(..)).into_bytes(),
+        2 => {
+            let value: String = (0..random.usize(0..40))
+                .map(|_| random.alphanumeric())
+                .collect();
+            format!("${}\r\n{value}\r\n", value.len()).into_bytes()
+        }
+        _ => format!(
+            "*2\r\n:{job}\r\n${}\r\n{index}\r\n",
+            index.to_string().len()
+        )
+        .into_bytes(),
     }
 }
 

@@ -2,6 +2,8 @@
 //! against redis-server's own TLS port (`redis-benchmark --tls`), in two tables:
 //!
 //! - `tls-client`: `redis-benchmark --tls` to rkproxy's `tls_listen`, rkproxy to a plaintext redis-server;
+//! - `tls-client-unix`: the same, rkproxy reaching the plaintext redis-server over its Unix domain socket
+//!   (`nodes = ["unix:/path"]`), as a TLS terminator beside its Redis is deployed;
 //! - `tls-backend`: plain redis-benchmark to rkproxy, rkproxy to a TLS-only redis-server (`tls = true` pool).
 //!
 //! `direct` is `redis-benchmark --tls` to the TLS-only redis-server in both. The certificates are made for the
@@ -35,7 +37,7 @@ pub(super) fn sections(
         name: "tls-bench-plain".into(),
         port: ports::free_port()?,
         dir: dir.join("tls-bench-plain"),
-        kind: RedisKind::Standalone,
+        kind: RedisKind::StandaloneWithSocket,
         daemonize: false,
     };
     guard.push("tls-bench-plain", redis::spawn_child(&plain)?);
@@ -53,7 +55,17 @@ pub(super) fn sections(
         options,
         &files,
         "rkproxy-tls-client",
-        plain.addr(),
+        &plain.addr().to_string(),
+        false,
+        dir,
+        guard,
+    )?;
+    let unix_node = format!("unix:{}", plain.unix_socket().display());
+    let client_side_unix = start_proxy(
+        options,
+        &files,
+        "rkproxy-tls-client-unix",
+        &unix_node,
         false,
         dir,
         guard,
@@ -62,7 +74,7 @@ pub(super) fn sections(
         options,
         &files,
         "rkproxy-tls-backend",
-        secure.addr(),
+        &secure.addr().to_string(),
         true,
         dir,
         guard,
@@ -75,6 +87,7 @@ pub(super) fn sections(
     for (addr, tls) in [
         (secure.addr(), true),
         (client_side, true),
+        (client_side_unix, true),
         (backend_side, false),
     ] {
         check(&files, addr, tls)?;
@@ -95,6 +108,21 @@ pub(super) fn sections(
                 Endpoint {
                     target: BenchTarget::Rkproxy,
                     addr: client_side,
+                    extra_args: tls_args.clone(),
+                },
+            ],
+            scenarios: scenarios(options),
+        },
+        Section {
+            name: "tls-client-unix",
+            note: "the same, rkproxy reaching that plaintext redis-server over its Unix domain socket \
+                   (nodes = [\"unix:/path\"]); goal rkproxy >= 0.9 x direct"
+                .to_string(),
+            endpoints: vec![
+                direct.clone(),
+                Endpoint {
+                    target: BenchTarget::Rkproxy,
+                    addr: client_side_unix,
                     extra_args: tls_args,
                 },
             ],
@@ -135,12 +163,13 @@ fn scenarios(options: &BenchOptions) -> Vec<Scenario> {
     ]
 }
 
-/// rkproxy in front of `backend`: with a TLS listener (`backend_tls` false), or with a TLS pool (true).
+/// rkproxy in front of `backend` (a pool node: `host:port` or `unix:/path`): with a TLS listener (`backend_tls`
+/// false), or with a TLS pool (true).
 fn start_proxy(
     options: &BenchOptions,
     files: &TlsFiles,
     name: &str,
-    backend: SocketAddr,
+    backend: &str,
     backend_tls: bool,
     dir: &Path,
     guard: &mut ChildGuard,

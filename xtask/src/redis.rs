@@ -28,6 +28,9 @@ pub const CLUSTER_NODE_TIMEOUT_MS: u32 = 2000;
 pub enum RedisKind {
     /// A plain server without authentication.
     Standalone,
+    /// A plain server without authentication that also listens on a Unix domain socket, `redis.sock` in its
+    /// folder ([`RedisSpec::unix_socket`]).
+    StandaloneWithSocket,
     /// A server with `requirepass` and the [`ACL_USER`] user.
     StandaloneAuth,
     /// A cluster node; `bus_port` is its cluster bus port.
@@ -78,6 +81,11 @@ impl RedisSpec {
         }
     }
 
+    /// The Unix domain socket of a [`RedisKind::StandaloneWithSocket`] server.
+    pub fn unix_socket(&self) -> PathBuf {
+        self.dir.join("redis.sock")
+    }
+
     pub fn pid_file(&self) -> PathBuf {
         self.dir.join("redis.pid")
     }
@@ -110,6 +118,12 @@ impl RedisSpec {
         );
         match self.kind {
             RedisKind::Standalone => {}
+            RedisKind::StandaloneWithSocket => {
+                text.push_str(&format!(
+                    "unixsocket {}\nunixsocketperm 700\n",
+                    quote(&self.unix_socket())
+                ));
+            }
             RedisKind::StandaloneAuth => {
                 text.push_str(&format!(
                     "requirepass {AUTH_PASSWORD}\n\

@@ -3,12 +3,29 @@
 use bytes::BytesMut;
 use resp_codec::{encode_command, Limits, ReplyDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_util::codec::Decoder;
 
 use super::endpoint::Endpoint;
 use super::error::{ConnectError, HandshakeStep};
-use crate::tls::BackendStream;
+use crate::config::UNIX_SOCKET_PREFIX;
+use crate::tls::{BackendStream, PlainSocket};
+
+/// Opens a socket to `address`: a Unix domain socket for `unix:/path` (see
+/// [`UNIX_SOCKET_PREFIX`]), else a TCP connection, without Nagle's delay.
+async fn open_socket(address: &str) -> Result<PlainSocket, ConnectError> {
+    if let Some(path) = address.strip_prefix(UNIX_SOCKET_PREFIX) {
+        let unix = UnixStream::connect(path)
+            .await
+            .map_err(ConnectError::Connect)?;
+        return Ok(PlainSocket::Unix(unix));
+    }
+    let tcp = TcpStream::connect(address)
+        .await
+        .map_err(ConnectError::Connect)?;
+    tcp.set_nodelay(true).map_err(ConnectError::NoDelay)?;
+    Ok(PlainSocket::Tcp(tcp))
+}
 
 /// Connects to the endpoint and runs the handshake (AUTH / HELLO, SELECT), all within `connect_timeout`.
 pub async fn connect(endpoint: &Endpoint) -> Result<BackendStream, ConnectError> {
@@ -19,16 +36,13 @@ pub async fn connect(endpoint: &Endpoint) -> Result<BackendStream, ConnectError>
 }
 
 async fn connect_inner(endpoint: &Endpoint) -> Result<BackendStream, ConnectError> {
-    let tcp = TcpStream::connect(&*endpoint.address)
-        .await
-        .map_err(ConnectError::Connect)?;
-    tcp.set_nodelay(true).map_err(ConnectError::NoDelay)?;
-    let mut stream = match &endpoint.tls {
-        None => BackendStream::Plain(tcp),
-        Some(tls) => tls
+    let mut stream = match (open_socket(&endpoint.address).await?, &endpoint.tls) {
+        (socket, None) => BackendStream::Plain(socket),
+        (PlainSocket::Tcp(tcp), Some(tls)) => tls
             .connect(tcp, &endpoint.address)
             .await
             .map_err(ConnectError::Tls)?,
+        (PlainSocket::Unix(_), Some(_)) => return Err(ConnectError::TlsOverUnixSocket),
     };
 
     let mut handshake = BytesMut::new();

@@ -188,6 +188,9 @@ pub enum ConnectError {
     HandshakeRefused { step: HandshakeStep, reply: String },
     #[error(transparent)]
     Tls(#[from] crate::tls::BackendTlsError),
+    /// Configuration refuses `tls = true` with a `unix:` node; this stands in case one is built by hand.
+    #[error("TLS is not spoken over a Unix domain socket")]
+    TlsOverUnixSocket,
 }
 
 impl ConnectError {

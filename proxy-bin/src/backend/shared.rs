@@ -19,7 +19,7 @@ use super::error::{BackendError, BackendFailure, BackendReply, Broken};
 use super::outgoing::Outgoing;
 use super::patience::{Patience, SlowOwed, Watchdog};
 use super::reply_queue::{Expected, RedirectWatch, ReplyQueue};
-use crate::tls::{BackendStream, ReadNow, WriteNow};
+use crate::tls::{BackendStream, PlainSocket, ReadNow, WriteNow};
 
 /// Most jobs one shared connection has in flight before it stops taking more (the rest wait in the channel).
 const MAX_IN_FLIGHT: usize = 16 * 1024;
@@ -234,8 +234,12 @@ impl Live {
         // Each kind of stream gets its own copy of the loop: a plaintext connection runs on tokio's socket
         // halves exactly as before TLS existed.
         match stream {
-            BackendStream::Plain(tcp) => {
+            BackendStream::Plain(PlainSocket::Tcp(tcp)) => {
                 let (reader, writer) = tcp.into_split();
+                self.serve_halves(reader, writer, first, jobs).await
+            }
+            BackendStream::Plain(PlainSocket::Unix(unix)) => {
+                let (reader, writer) = unix.into_split();
                 self.serve_halves(reader, writer, first, jobs).await
             }
             BackendStream::Tls(tls) => {

@@ -1,6 +1,6 @@
 //! Checks of a Kafka pool's settings against the whole configuration (its tenants, its offset store pool).
 
-use super::address::{parse_node_address, AddressError};
+use super::address::{is_unix_socket, parse_node_address, AddressError};
 use super::kafka::{KafkaOffsetsConfig, KafkaPoolConfig, KafkaTopicConfig};
 use super::pools::PoolConfig;
 use super::{invalid, Config, ConfigError};
@@ -127,6 +127,15 @@ impl Config {
         offsets: &KafkaOffsetsConfig,
     ) -> Result<(), ConfigError> {
         match self.pools.get(pool) {
+            Some(PoolConfig::Standalone(store)) if store.nodes.iter().any(|n| is_unix_socket(n)) => {
+                return Err(invalid(
+                    format!("{key}.pool"),
+                    format!(
+                        "pool '{pool}' is reached over a Unix domain socket; the offset store needs a \
+                         host:port node"
+                    ),
+                ))
+            }
             Some(PoolConfig::Standalone(_)) => {}
             Some(_) => {
                 return Err(invalid(

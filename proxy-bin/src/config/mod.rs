@@ -35,7 +35,9 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-pub use self::address::{parse_node_address, AddressError};
+pub use self::address::{
+    is_unix_socket, parse_node_address, parse_standalone_node, AddressError, UNIX_SOCKET_PREFIX,
+};
 pub use self::kafka::{
     KafkaDelivery, KafkaOffsetsConfig, KafkaPoolConfig, KafkaTopicConfig, DEFAULT_KAFKA_TENANT,
 };

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use figment::value::{Dict, Value};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::address::{parse_node_address, redacted};
+use super::address::{
+    is_unix_socket, parse_node_address, parse_standalone_node, redacted, AddressError,
+};
 use super::kafka::{KafkaPoolConfig, KAFKA_ONLY_KEYS};
 use super::pool_tls::{PoolTlsConfig, NEEDS_TLS};
 use super::table::{read_table, read_value};
@@ -46,7 +48,8 @@ pub enum PoolConfig {
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisPoolConfig {
-    /// `host:port` or `redis://host:port`; a standalone pool has exactly one, a cluster pool its seeds.
+    /// `host:port` or `redis://host:port`; a standalone pool has exactly one (which may be `unix:/path`, a Unix
+    /// domain socket), a cluster pool its seeds.
     pub nodes: Vec<String>,
     /// ACL user for the backend handshake; needs `password`.
     #[serde(default)]
@@ -246,8 +249,13 @@ pub(super) fn deserialize_pools<'de, D: Deserializer<'de>>(
 }
 
 impl RedisPoolConfig {
-    /// Nodes parse, credentials and connections make sense, TLS keys go together. `key` is the pool's table.
-    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+    /// Nodes parse (with `parse_node`), credentials and connections make sense, TLS keys go together. `key` is
+    /// the pool's table.
+    fn validate(
+        &self,
+        key: &str,
+        parse_node: fn(&str) -> Result<String, AddressError>,
+    ) -> Result<(), ConfigError> {
         if self.nodes.is_empty() {
             return Err(invalid(
                 format!("{key}.nodes"),
@@ -255,7 +263,7 @@ impl RedisPoolConfig {
             ));
         }
         for node in &self.nodes {
-            parse_node_address(node).map_err(|problem| {
+            parse_node(node).map_err(|problem| {
                 invalid(format!("{key}.nodes"), format!("'{node}': {problem}"))
             })?;
         }
@@ -285,9 +293,16 @@ impl RedisPoolConfig {
 }
 
 impl RedisPoolConfig {
-    /// A standalone pool's checks: those of every Redis pool, and exactly one node.
+    /// A standalone pool's checks: those of every Redis pool, exactly one node, which may be a Unix domain
+    /// socket (then without TLS).
     pub(super) fn validate_standalone(&self, key: &str) -> Result<(), ConfigError> {
-        self.validate(key)?;
+        self.validate(key, parse_standalone_node)?;
+        if self.tls.enabled && self.nodes.iter().any(|node| is_unix_socket(node)) {
+            return Err(invalid(
+                format!("{key}.tls"),
+                "a unix: node is reached without TLS (the socket never leaves the host); remove tls",
+            ));
+        }
         if self.nodes.len() != 1 {
             return Err(invalid(
                 format!("{key}.nodes"),
@@ -304,7 +319,7 @@ impl RedisPoolConfig {
 impl ClusterPoolConfig {
     /// A cluster pool's checks: those of every Redis pool, and a refresh interval of at least 100 ms.
     pub(super) fn validate(&self, key: &str) -> Result<(), ConfigError> {
-        self.redis.validate(key)?;
+        self.redis.validate(key, parse_node_address)?;
         if self.refresh_ms < 100 {
             return Err(invalid(format!("{key}.refresh_ms"), "must be at least 100"));
         }

@@ -340,6 +340,52 @@ fn node_addresses() {
     assert!(parse_node_address("h").is_err());
     assert!(parse_node_address("redis://u:p@h:1").is_err());
     assert!(parse_node_address("h:0").is_err());
+    assert!(parse_node_address("unix:/r.sock").is_err());
+}
+
+#[test]
+fn a_standalone_node_may_be_a_unix_socket_and_only_there() {
+    let standalone = |node: &str, keys: &str| {
+        load_str(&format!(
+            "default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{node}']\n{keys}"
+        ))
+    };
+    let config = standalone("unix:/run/redis/redis.sock", "").unwrap();
+    let Some(PoolConfig::Standalone(pool)) = config.pools.get("main") else {
+        panic!("a standalone pool");
+    };
+    assert_eq!(pool.nodes, ["unix:/run/redis/redis.sock"]);
+    let error = standalone("unix:redis.sock", "").unwrap_err().to_string();
+    assert!(
+        error.contains("pools.main.nodes") && error.contains("absolute path"),
+        "{error}"
+    );
+    let error = standalone("unix:/r.sock", "tls = true\nca_file = '/ca.pem'")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("pools.main.tls") && error.contains("without TLS"),
+        "{error}"
+    );
+    let error =
+        load_str("default_pool = 'c'\n[pools.c]\nkind = 'cluster'\nnodes = ['unix:/r.sock']\n")
+            .unwrap_err()
+            .to_string();
+    assert!(
+        error.contains("pools.c.nodes") && error.contains("only a standalone pool"),
+        "{error}"
+    );
+    let error = load_str(
+        "default_pool = 'k'\n[pools.s]\nkind = 'standalone'\nnodes = ['unix:/r.sock']\n\
+         [pools.k]\nkind = 'kafka'\nnodes = ['h:9092']\noffsets = { pool = 's' }\n\
+         [pools.k.topics.t]\npartitions = 1\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("pools.k.offsets.pool") && error.contains("Unix domain socket"),
+        "{error}"
+    );
 }
 
 /// `default_pool = 'main'` and pool `main` of `kind` with `keys`: the error, as text.

@@ -31,6 +31,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{connect, BackendError, BackendReply, BackendStream, Broken, Endpoint};
 use crate::config::BigRequests;
+use crate::tls::PlainSocket;
 
 mod splice;
 
@@ -328,12 +329,15 @@ impl LaneLease {
     /// their own; over TLS as [`LaneLease::write`]. The request's last bytes go with [`LaneLease::write`],
     /// which sends whatever the kernel still holds.
     pub async fn write_more(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
-        if !matches!(self.socket().await?, BackendStream::Plain(_)) {
+        if !matches!(
+            self.socket().await?,
+            BackendStream::Plain(PlainSocket::Tcp(_))
+        ) {
             return self.write(bytes).await;
         }
         let patience = self.lane.endpoint.slow_command_timeout;
         let node = &self.lane.node;
-        let Some(BackendStream::Plain(socket)) = &self.socket else {
+        let Some(BackendStream::Plain(PlainSocket::Tcp(socket))) = &self.socket else {
             return Err(BackendError::lost(node, Broken::NoLaneConnection));
         };
         let mut rest = bytes;
@@ -352,7 +356,7 @@ impl LaneLease {
     /// Whether the lease's socket is connected over plain TCP, so a value can be spliced to it
     /// ([`LaneLease::drain_pipe`]).
     pub fn is_plain(&self) -> bool {
-        matches!(self.socket, Some(BackendStream::Plain(_)))
+        matches!(self.socket, Some(BackendStream::Plain(PlainSocket::Tcp(_))))
     }
 
     /// The pipe to splice a value through to this lane connection (plain TCP only, see
@@ -373,7 +377,8 @@ impl LaneLease {
     pub async fn drain_pipe(&mut self) -> Result<(), BackendError> {
         let patience = self.lane.endpoint.slow_command_timeout;
         let node = &self.lane.node;
-        let (Some(BackendStream::Plain(socket)), Some(pipe)) = (&self.socket, &mut self.pipe)
+        let (Some(BackendStream::Plain(PlainSocket::Tcp(socket))), Some(pipe)) =
+            (&self.socket, &mut self.pipe)
         else {
             return Err(BackendError::lost(node, Broken::NoLaneConnection));
         };

@@ -14,7 +14,7 @@ use tenant_policy::BackendLogin;
 use super::big_lane::{BigLane, BigLanes};
 use super::PoolError;
 use crate::backend::{Endpoint, SharedConnection};
-use crate::config::{parse_node_address, Config, RedisPoolConfig};
+use crate::config::{parse_standalone_node, Config, RedisPoolConfig};
 
 /// One standalone backend and its shared connections, as one tenant (or every client without an ACL user of
 /// its own) sees it: [`StandalonePool::for_login`] gives a tenant with a `backend_user` a view of the same pool
@@ -50,7 +50,7 @@ impl StandalonePool {
             .nodes
             .first()
             .ok_or_else(|| PoolError::NoNode(name.to_owned()))?;
-        let address = parse_node_address(node)?;
+        let address = parse_standalone_node(node)?;
         Ok(StandalonePool {
             node: Arc::new(StandaloneNode {
                 name: Arc::from(name),

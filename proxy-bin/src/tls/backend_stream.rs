@@ -18,10 +18,12 @@ use tokio::net::TcpStream;
 use tokio_rustls::rustls::ClientConnection;
 
 use super::plain_or_tls::PlainOrTls;
+use super::plain_socket::{PlainReader, PlainSocket, PlainWriter};
 use super::socket::TlsSocket;
 
-/// A connection to a backend node: `BackendStream::Plain(TcpStream)` or `BackendStream::Tls(Box<TlsBackend>)`.
-pub type BackendStream = PlainOrTls<TcpStream, Box<TlsBackend>>;
+/// A connection to a backend node: `BackendStream::Plain(PlainSocket)` (TCP or a Unix domain socket) or
+/// `BackendStream::Tls(Box<TlsBackend>)`.
+pub type BackendStream = PlainOrTls<PlainSocket, Box<TlsBackend>>;
 
 /// A TLS connection to a node, written through (see [`WriteThrough`]).
 #[derive(Debug)]
@@ -31,10 +33,10 @@ pub struct TlsBackend {
 }
 
 /// The reading half of a [`BackendStream`].
-pub type BackendReader = PlainOrTls<OwnedReadHalf, TlsReader>;
+pub type BackendReader = PlainOrTls<PlainReader, TlsReader>;
 
 /// The writing half of a [`BackendStream`].
-pub type BackendWriter = PlainOrTls<OwnedWriteHalf, TlsWriter>;
+pub type BackendWriter = PlainOrTls<PlainWriter, TlsWriter>;
 
 /// The reading half of a TLS connection.
 #[derive(Debug)]
@@ -98,8 +100,8 @@ impl TlsBackend {
 impl BackendStream {
     pub fn into_split(self) -> (BackendReader, BackendWriter) {
         match self {
-            BackendStream::Plain(tcp) => {
-                let (reader, writer) = tcp.into_split();
+            BackendStream::Plain(socket) => {
+                let (reader, writer) = socket.into_split();
                 (BackendReader::Plain(reader), BackendWriter::Plain(writer))
             }
             BackendStream::Tls(tls) => {
@@ -114,9 +116,9 @@ impl BackendStream {
     pub fn still_open(&self) -> bool {
         let mut probe = [0u8; 1];
         let tcp = match self {
-            BackendStream::Plain(tcp) => {
+            BackendStream::Plain(socket) => {
                 return matches!(
-                    tcp.try_read(&mut probe),
+                    socket.try_read(&mut probe),
                     Err(ref e) if e.kind() == io::ErrorKind::WouldBlock
                 )
             }
@@ -133,7 +135,7 @@ impl BackendReader {
     pub fn reunite(self, writer: BackendWriter) -> Option<BackendStream> {
         match (self, writer) {
             (BackendReader::Plain(reader), BackendWriter::Plain(writer)) => {
-                reader.reunite(writer).ok().map(BackendStream::Plain)
+                reader.reunite(writer).map(BackendStream::Plain)
             }
             (BackendReader::Tls(TlsReader(reader)), BackendWriter::Tls(writer))
                 if Arc::ptr_eq(&reader, &writer.socket) =>

@@ -8,6 +8,7 @@
 mod backend_stream;
 mod client_stream;
 mod plain_or_tls;
+mod plain_socket;
 mod socket;
 
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use tracing::warn;
 use self::backend_stream::TlsBackend;
 pub use self::backend_stream::{BackendReader, BackendStream, BackendWriter, ReadNow, WriteNow};
 pub use self::client_stream::ClientStream;
+pub use self::plain_socket::PlainSocket;
 use crate::config::{
     invalid, ClientTlsConfig, Config, ConfigError, PoolTlsConfig, RedisPoolConfig,
 };

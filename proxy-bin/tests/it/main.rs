@@ -32,3 +32,4 @@ mod tenants;
 mod tls;
 mod tls_reload;
 mod transactions;
+mod unix_socket;

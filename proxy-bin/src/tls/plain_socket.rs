@@ -1,0 +1,174 @@
+//! [`PlainSocket`]: a plaintext connection to a Redis node, over TCP or over a Unix domain socket (a standalone
+//! pool's `unix:/path` node), and its two halves. Each method passes to tokio's own type; a shared connection
+//! takes the halves of the variant it got (`backend::shared`), so its loop runs on tokio's types directly.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{tcp, unix, TcpStream, UnixStream};
+
+use super::backend_stream::{ReadNow, WriteNow};
+
+/// A plaintext connection to a node.
+#[derive(Debug)]
+pub enum PlainSocket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// The reading half of a [`PlainSocket`].
+#[derive(Debug)]
+pub enum PlainReader {
+    Tcp(tcp::OwnedReadHalf),
+    Unix(unix::OwnedReadHalf),
+}
+
+/// The writing half of a [`PlainSocket`].
+#[derive(Debug)]
+pub enum PlainWriter {
+    Tcp(tcp::OwnedWriteHalf),
+    Unix(unix::OwnedWriteHalf),
+}
+
+impl PlainSocket {
+    pub fn into_split(self) -> (PlainReader, PlainWriter) {
+        match self {
+            PlainSocket::Tcp(socket) => {
+                let (reader, writer) = socket.into_split();
+                (PlainReader::Tcp(reader), PlainWriter::Tcp(writer))
+            }
+            PlainSocket::Unix(socket) => {
+                let (reader, writer) = socket.into_split();
+                (PlainReader::Unix(reader), PlainWriter::Unix(writer))
+            }
+        }
+    }
+
+    /// Reads without waiting (`WouldBlock` when nothing is there).
+    pub fn try_read(&self, buffer: &mut [u8]) -> io::Result<usize> {
+        match self {
+            PlainSocket::Tcp(socket) => socket.try_read(buffer),
+            PlainSocket::Unix(socket) => socket.try_read(buffer),
+        }
+    }
+}
+
+impl PlainReader {
+    /// The socket again, if `writer` is its other half.
+    pub fn reunite(self, writer: PlainWriter) -> Option<PlainSocket> {
+        match (self, writer) {
+            (PlainReader::Tcp(reader), PlainWriter::Tcp(writer)) => {
+                reader.reunite(writer).ok().map(PlainSocket::Tcp)
+            }
+            (PlainReader::Unix(reader), PlainWriter::Unix(writer)) => {
+                reader.reunite(writer).ok().map(PlainSocket::Unix)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Passes a method call to the variant's own value, whichever it is.
+macro_rules! each_variant {
+    ($value:expr, $enum:ident, $inner:ident => $call:expr) => {
+        match $value {
+            $enum::Tcp($inner) => $call,
+            $enum::Unix($inner) => $call,
+        }
+    };
+}
+
+impl AsyncRead for PlainSocket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        each_variant!(self.get_mut(), PlainSocket, socket => Pin::new(socket).poll_read(cx, buffer))
+    }
+}
+
+impl AsyncWrite for PlainSocket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        each_variant!(self.get_mut(), PlainSocket, socket => Pin::new(socket).poll_write(cx, bytes))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        slices: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        each_variant!(self.get_mut(), PlainSocket, socket => Pin::new(socket).poll_write_vectored(cx, slices))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each_variant!(self.get_mut(), PlainSocket, socket => Pin::new(socket).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each_variant!(self.get_mut(), PlainSocket, socket => Pin::new(socket).poll_shutdown(cx))
+    }
+}
+
+impl AsyncRead for PlainReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buffer: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        each_variant!(self.get_mut(), PlainReader, half => Pin::new(half).poll_read(cx, buffer))
+    }
+}
+
+impl AsyncWrite for PlainWriter {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bytes: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        each_variant!(self.get_mut(), PlainWriter, half => Pin::new(half).poll_write(cx, bytes))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        slices: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        each_variant!(self.get_mut(), PlainWriter, half => Pin::new(half).poll_write_vectored(cx, slices))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each_variant!(self.get_mut(), PlainWriter, half => Pin::new(half).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each_variant!(self.get_mut(), PlainWriter, half => Pin::new(half).poll_shutdown(cx))
+    }
+}
+
+impl ReadNow for unix::OwnedReadHalf {
+    fn read_now(&mut self, buffer: &mut BytesMut) -> io::Result<usize> {
+        self.try_read_buf(buffer)
+    }
+}
+
+impl WriteNow for unix::OwnedWriteHalf {
+    fn write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.try_write(bytes)
+    }
+}

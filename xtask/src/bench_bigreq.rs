@@ -2,7 +2,8 @@
 //! memory and in the latency of a small request beside them (the load of the big-request issue).
 //!
 //! Row 1, through every chosen target (direct redis-server, rkproxy, twemproxy, predixy), each a fresh process
-//! in front of one redis-server of the section's own: 20 clients each pipeline 50 SETs of 1 MiB at once (all
+//! in front of one redis-server of the section's own, and `rkproxy-unix`, rkproxy reaching that server over its
+//! Unix domain socket (`nodes = ["unix:/path"]`, as when it runs beside its Redis): 20 clients each pipeline 50 SETs of 1 MiB at once (all
 //! 50 written before any reply is read; each client overwrites one key of its own, so Redis holds 20 MiB);
 //! meanwhile a control client GETs a small key every 10 ms. The row shows the proxy's peak RSS (`VmHWM` of its
 //! process, read after the load), the small GETs' p50/p99 and the time until every SET was answered.
@@ -75,7 +76,7 @@ pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) ->
         name: "redis-bigreq".into(),
         port: ports::free_port()?,
         dir: dir.join("redis-bigreq"),
-        kind: RedisKind::Standalone,
+        kind: RedisKind::StandaloneWithSocket,
         daemonize: false,
     };
     guard.push("redis-bigreq", redis::spawn_child(&redis_spec)?);
@@ -85,12 +86,23 @@ pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) ->
     set_value(redis_addr, SMALL_KEY, b"v")?;
     set_value(redis_addr, BIG_KEY, &vec![b'x'; GET_VALUE_BYTES])?;
 
-    let targets: Vec<BenchTarget> = options
-        .targets
-        .iter()
-        .copied()
-        .filter(|target| *target != BenchTarget::Baseline || options.baseline.is_some())
-        .collect();
+    let unix_node = format!("unix:{}", redis_spec.unix_socket().display());
+    let mut targets: Vec<RowTarget> = Vec::new();
+    for &target in &options.targets {
+        if target == BenchTarget::Baseline && options.baseline.is_none() {
+            continue;
+        }
+        targets.push(RowTarget {
+            target,
+            over_unix: false,
+        });
+        if target == BenchTarget::Rkproxy {
+            targets.push(RowTarget {
+                target,
+                over_unix: true,
+            });
+        }
+    }
     // Round by round, every target in turn (the order rotated each round), so that a run can be paired with
     // direct's run of the same round, moments apart.
     let mut runs_of: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
@@ -98,11 +110,19 @@ pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) ->
         let mut order: Vec<usize> = (0..targets.len()).collect();
         order.rotate_left(round % targets.len().max(1));
         for index in order {
+            let backend = Backend {
+                addr: redis_addr,
+                node: if targets[index].over_unix {
+                    unix_node.clone()
+                } else {
+                    redis_addr.to_string()
+                },
+            };
             let run = row_one_run(
                 options,
                 targets[index],
                 round,
-                redis_addr,
+                &backend,
                 redis_pid,
                 dir,
                 guard,
@@ -112,7 +132,7 @@ pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) ->
     }
     let direct = targets
         .iter()
-        .position(|target| *target == BenchTarget::Direct)
+        .position(|row| row.target == BenchTarget::Direct)
         .map(|index| runs_of[index].as_slice());
     let mut rows = Vec::new();
     for (target, runs) in targets.iter().zip(&runs_of) {
@@ -123,11 +143,15 @@ pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) ->
         let mut runs = Vec::new();
         for round in 0..options.rounds {
             let name = format!("bigreq-slow-rkproxy-{round}");
+            let backend = Backend {
+                addr: redis_addr,
+                node: redis_addr.to_string(),
+            };
             let (addr, pid) = start_target(
                 options,
                 BenchTarget::Rkproxy,
                 &name,
-                redis_addr,
+                &backend,
                 Some(OUTPUT_LIMIT),
                 dir,
                 guard,
@@ -147,36 +171,57 @@ pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) ->
     Ok(render(&rows))
 }
 
-/// One round of row 1 through `target`, a fresh process (except `direct`), with its peak RSS and CPU time.
+/// A target of row 1: rkproxy appears twice, reaching Redis over TCP and over its Unix domain socket.
+#[derive(Debug, Clone, Copy)]
+struct RowTarget {
+    target: BenchTarget,
+    over_unix: bool,
+}
+
+impl RowTarget {
+    fn name(self) -> &'static str {
+        if self.over_unix {
+            "rkproxy-unix"
+        } else {
+            self.target.name()
+        }
+    }
+}
+
+/// The section's redis-server: its TCP address, and the node rkproxy's pool names (its address, or
+/// `unix:/path`).
+struct Backend {
+    addr: SocketAddr,
+    node: String,
+}
+
+/// One round of row 1 through `row`, a fresh process (except `direct`), with its peak RSS and CPU time.
 fn row_one_run(
     options: &BenchOptions,
-    target: BenchTarget,
+    row: RowTarget,
     round: usize,
-    redis_addr: SocketAddr,
+    backend: &Backend,
     redis_pid: Option<u32>,
     dir: &Path,
     guard: &mut ChildGuard,
 ) -> Result<Run> {
-    let name = format!("bigreq-{}-{round}", target.name());
-    let (addr, pid) = start_target(options, target, &name, redis_addr, None, dir, guard)?;
-    eprintln!(
-        "bigreq     {:<10} {addr} round {}",
-        target.name(),
-        round + 1
-    );
+    let target = row.target;
+    let name = format!("bigreq-{}-{round}", row.name());
+    let (addr, pid) = start_target(options, target, &name, backend, None, dir, guard)?;
+    eprintln!("bigreq     {:<12} {addr} round {}", row.name(), round + 1);
     let redis_before = redis_pid.and_then(cpu_seconds);
     let mut run = big_sets(addr)?;
     if let (Some(before), Some(after)) = (redis_before, redis_pid.and_then(cpu_seconds)) {
         eprintln!(
-            "bigreq     {:<10} redis-server cpu {:.2} s during the load",
-            target.name(),
+            "bigreq     {:<12} redis-server cpu {:.2} s during the load",
+            row.name(),
             after - before
         );
     }
     run.peak_rss_mb = pid.and_then(peak_rss_mb);
     run.cpu_s = pid.and_then(cpu_seconds);
     if let Some(split) = pid.and_then(cpu_split) {
-        eprintln!("bigreq     {:<10} {split}", target.name());
+        eprintln!("bigreq     {:<12} {split}", row.name());
     }
     stop(pid);
     Ok(run)
@@ -187,19 +232,23 @@ fn start_target(
     options: &BenchOptions,
     target: BenchTarget,
     name: &str,
-    redis_addr: SocketAddr,
+    backend: &Backend,
     max_output_bytes: Option<usize>,
     dir: &Path,
     guard: &mut ChildGuard,
 ) -> Result<(SocketAddr, Option<u32>)> {
     let run_dir = dir.join(name);
     std::fs::create_dir_all(&run_dir)?;
+    let redis_addr = backend.addr;
     let addr = match target {
         BenchTarget::Direct => return Ok((redis_addr, None)),
         BenchTarget::Rkproxy | BenchTarget::Baseline => {
             let addr = ports::loopback(ports::free_port()?);
             let config = run_dir.join("rkproxy.toml");
-            std::fs::write(&config, rkproxy_config(addr, redis_addr, max_output_bytes))?;
+            std::fs::write(
+                &config,
+                rkproxy_config(addr, &backend.node, max_output_bytes),
+            )?;
             let args = ["--config".to_string(), config.display().to_string()];
             start_rkproxy(options, target, name, addr, &args, &run_dir, guard)?;
             addr
@@ -215,12 +264,8 @@ fn start_target(
     Ok((addr, pid))
 }
 
-/// The rkproxy config of the section: one standalone pool; row 2 sets the output limit.
-fn rkproxy_config(
-    listen: SocketAddr,
-    redis: SocketAddr,
-    max_output_bytes: Option<usize>,
-) -> String {
+/// The rkproxy config of the section: one standalone pool whose node is `redis`; row 2 sets the output limit.
+fn rkproxy_config(listen: SocketAddr, redis: &str, max_output_bytes: Option<usize>) -> String {
     let limits = max_output_bytes
         .map(|limit| format!("[client_limits]\nmax_output_bytes = {limit}\n"))
         .unwrap_or_default();
@@ -526,7 +571,8 @@ fn paired_time_cell(runs: &[Run], direct: Option<&[Run]>) -> String {
     }
 }
 
-fn row_one_line(target: BenchTarget, runs: &[Run], direct: Option<&[Run]>) -> String {
+fn row_one_line(row: RowTarget, runs: &[Run], direct: Option<&[Run]>) -> String {
+    let target = row.target;
     let run = medians(runs);
     let direct_median = direct.map(medians);
     let goal = if target == BenchTarget::Rkproxy {
@@ -540,7 +586,7 @@ fn row_one_line(target: BenchTarget, runs: &[Run], direct: Option<&[Run]>) -> St
     };
     format!(
         "| {SET_CLIENTS} clients x {SETS_PER_CLIENT} pipelined SETs of 1 MiB | {} | {} | {} | {:.1} | {:.1} | {:.2} s | {} | {paired} | control: {} GETs, {} errors | {goal} |",
-        target.name(),
+        row.name(),
         rss_cell(&run),
         cpu_cell(&run),
         run.p50_ms,
@@ -608,7 +654,9 @@ fn render(rows: &[String]) -> String {
          small key every 10 ms during the load; time is until every SET was answered (row 1) or every slow \
          reader was disconnected (row 2, at most 30 s); proxy CPU is the proxy process's CPU time (all threads, \
          from its start to the end of the load); each round runs every target in turn, and the paired column is \
-         the median of the per-round ratios of a target's time to direct's.\n",
+         the median of the per-round ratios of a target's time to direct's; rkproxy-unix is rkproxy reaching \
+         the same redis-server over its Unix domain socket (nodes = [\"unix:/path\"]), the clients and direct \
+         over TCP as for every target.\n",
     );
     out
 }
@@ -638,7 +686,11 @@ mod tests {
             paired_time_cell(&rkproxy, Some(&direct)),
             "1.500 (1.500-1.500)"
         );
-        let line = row_one_line(BenchTarget::Rkproxy, &rkproxy, Some(&direct));
+        let over_tcp = RowTarget {
+            target: BenchTarget::Rkproxy,
+            over_unix: false,
+        };
+        let line = row_one_line(over_tcp, &rkproxy, Some(&direct));
         assert!(line.contains("| 1.50x | 1.500 (1.500-1.500) |"), "{line}");
         assert_eq!(paired_time_cell(&rkproxy, None), "–");
     }
@@ -646,9 +698,10 @@ mod tests {
     #[test]
     fn the_slow_reader_config_sets_the_output_limit() {
         let listen: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let redis: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        let config = rkproxy_config(listen, redis, Some(OUTPUT_LIMIT));
+        let config = rkproxy_config(listen, "127.0.0.1:2", Some(OUTPUT_LIMIT));
         assert!(config.contains("max_output_bytes = 16777216"));
-        assert!(!rkproxy_config(listen, redis, None).contains("client_limits"));
+        let over_unix = rkproxy_config(listen, "unix:/r/redis.sock", None);
+        assert!(!over_unix.contains("client_limits"));
+        assert!(over_unix.contains("nodes = [\"unix:/r/redis.sock\"]"));
     }
 }

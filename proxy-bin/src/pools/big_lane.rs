@@ -15,8 +15,8 @@
 //!
 //! A lane connection is borrowed whole by one request ([`LaneLease`]), so the session can write a big value to
 //! it as it arrives from the client and write the reply to the client as it arrives from the server, holding a
-//! window of [`LANE_WINDOW`] bytes, never the value. On plain TCP the value's bytes go from the client's socket
-//! to the lane's by `splice(2)` ([`SplicePipe`], [`LaneLease::drain_pipe`]), never copied into the proxy.
+//! window of [`LANE_WINDOW`] bytes, never the value. In plaintext (a TCP client; a lane over TCP or a Unix domain
+//! socket) the value's bytes go from the client's socket to the lane's by `splice(2)` ([`SplicePipe`], [`LaneLease::drain_pipe`]), never copied into the proxy.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -31,7 +31,6 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{connect, BackendError, BackendReply, BackendStream, Broken, Endpoint};
 use crate::config::BigRequests;
-use crate::tls::PlainSocket;
 
 mod splice;
 
@@ -324,20 +323,17 @@ impl LaneLease {
         }
     }
 
-    /// Writes `bytes` that more of the same request follows at once: on plain TCP with `MSG_MORE`
+    /// Writes `bytes` that more of the same request follows at once: in plaintext with `MSG_MORE`
     /// ([`send_more`]), so the kernel sends them in the value's full segments rather than in a short packet of
     /// their own; over TLS as [`LaneLease::write`]. The request's last bytes go with [`LaneLease::write`],
     /// which sends whatever the kernel still holds.
     pub async fn write_more(&mut self, bytes: &[u8]) -> Result<(), BackendError> {
-        if !matches!(
-            self.socket().await?,
-            BackendStream::Plain(PlainSocket::Tcp(_))
-        ) {
+        if !matches!(self.socket().await?, BackendStream::Plain(_)) {
             return self.write(bytes).await;
         }
         let patience = self.lane.endpoint.slow_command_timeout;
         let node = &self.lane.node;
-        let Some(BackendStream::Plain(PlainSocket::Tcp(socket))) = &self.socket else {
+        let Some(BackendStream::Plain(socket)) = &self.socket else {
             return Err(BackendError::lost(node, Broken::NoLaneConnection));
         };
         let mut rest = bytes;
@@ -353,13 +349,13 @@ impl LaneLease {
         Ok(())
     }
 
-    /// Whether the lease's socket is connected over plain TCP, so a value can be spliced to it
+    /// Whether the lease's socket is plaintext (TCP or a Unix domain socket), so a value can be spliced to it
     /// ([`LaneLease::drain_pipe`]).
     pub fn is_plain(&self) -> bool {
-        matches!(self.socket, Some(BackendStream::Plain(PlainSocket::Tcp(_))))
+        matches!(self.socket, Some(BackendStream::Plain(_)))
     }
 
-    /// The pipe to splice a value through to this lane connection (plain TCP only, see
+    /// The pipe to splice a value through to this lane connection (plaintext only, see
     /// [`LaneLease::is_plain`]): an idle one of the lane's, or a new one. `None` when none can be made (the
     /// process is out of descriptors); the value is then copied as over TLS.
     pub fn pipe(&mut self) -> Option<&mut SplicePipe> {
@@ -372,13 +368,12 @@ impl LaneLease {
         self.pipe.as_mut()
     }
 
-    /// Writes everything the lease's pipe holds to the server (plain TCP only); the socket must take some of
+    /// Writes everything the lease's pipe holds to the server (plaintext only); the socket must take some of
     /// it every `slow_command_ms`, as with [`LaneLease::write`].
     pub async fn drain_pipe(&mut self) -> Result<(), BackendError> {
         let patience = self.lane.endpoint.slow_command_timeout;
         let node = &self.lane.node;
-        let (Some(BackendStream::Plain(PlainSocket::Tcp(socket))), Some(pipe)) =
-            (&self.socket, &mut self.pipe)
+        let (Some(BackendStream::Plain(socket)), Some(pipe)) = (&self.socket, &mut self.pipe)
         else {
             return Err(BackendError::lost(node, Broken::NoLaneConnection));
         };

@@ -3,11 +3,12 @@
 //! takes the halves of the variant it got (`backend::shared`), so its loop runs on tokio's types directly.
 
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{tcp, unix, TcpStream, UnixStream};
 
 use super::backend_stream::{ReadNow, WriteNow};
@@ -44,6 +45,27 @@ impl PlainSocket {
                 let (reader, writer) = socket.into_split();
                 (PlainReader::Unix(reader), PlainWriter::Unix(writer))
             }
+        }
+    }
+
+    /// Waits until the socket may take bytes (see tokio's `TcpStream::writable`).
+    pub async fn writable(&self) -> io::Result<()> {
+        match self {
+            PlainSocket::Tcp(socket) => socket.writable().await,
+            PlainSocket::Unix(socket) => socket.writable().await,
+        }
+    }
+
+    /// Runs `io` on the socket's descriptor, clearing its readiness when `io` would block (see tokio's
+    /// `TcpStream::try_io`).
+    pub fn try_io<R>(
+        &self,
+        interest: Interest,
+        io: impl FnOnce(BorrowedFd<'_>) -> io::Result<R>,
+    ) -> io::Result<R> {
+        match self {
+            PlainSocket::Tcp(socket) => socket.try_io(interest, || io(socket.as_fd())),
+            PlainSocket::Unix(socket) => socket.try_io(interest, || io(socket.as_fd())),
         }
     }
 

@@ -1,7 +1,8 @@
 //! Moving a big value from the client's socket to a lane socket with `splice(2)`, through a pipe, so its bytes
 //! never enter the proxy's memory: the kernel hands the socket buffers' pages on instead of the proxy reading
 //! them into a buffer and writing them out again (two copies of every byte, most of the proxy's CPU time on
-//! big requests). Plain TCP on both sides only: TLS needs the bytes in user space.
+//! big requests). Plaintext on both sides only (the lane's socket TCP or a Unix domain socket): TLS needs the
+//! bytes in user space.
 //!
 //! The pipe holds at most [`SPLICE_PIPE_BYTES`] (1 MiB) of kernel pages, not the proxy's memory; a lane keeps
 //! at most one pipe per connection (a lease uses it, and gives it back empty). It is bigger than the buffered
@@ -26,6 +27,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::LANE_WINDOW;
+use crate::tls::PlainSocket;
 
 /// The size asked for the pipe (see the module docs).
 pub const SPLICE_PIPE_BYTES: usize = 1024 * 1024;
@@ -88,13 +90,13 @@ impl SplicePipe {
     /// Moves what the pipe holds to `lane`, waiting while its socket is full; returns the bytes moved (at
     /// least one). 0 means the pipe was empty. Sent with `SPLICE_F_MORE`: the caller writes the request's
     /// next bytes without it (see the module docs).
-    pub async fn drain_to(&mut self, lane: &TcpStream) -> io::Result<usize> {
+    pub async fn drain_to(&mut self, lane: &PlainSocket) -> io::Result<usize> {
         if self.held == 0 {
             return Ok(0);
         }
         loop {
             lane.writable().await?;
-            let moved = lane.try_io(Interest::WRITABLE, || {
+            let moved = lane.try_io(Interest::WRITABLE, |lane| {
                 splice(
                     &self.read,
                     None,
@@ -121,10 +123,10 @@ impl SplicePipe {
 /// Writes some of `bytes` to `socket` with `MSG_MORE`, waiting while it is full; returns how many it took. The
 /// kernel holds a last partial segment until bytes written without `MSG_MORE` follow, so a request's short
 /// pieces (its head, a few KiB read with it) ride in the value's full segments instead of packets of their own.
-pub async fn send_more(socket: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+pub async fn send_more(socket: &PlainSocket, bytes: &[u8]) -> io::Result<usize> {
     loop {
         socket.writable().await?;
-        let sent = socket.try_io(Interest::WRITABLE, || {
+        let sent = socket.try_io(Interest::WRITABLE, |socket| {
             send(socket, bytes, SendFlags::MORE | SendFlags::NOSIGNAL).map_err(io::Error::from)
         });
         match sent {
@@ -154,11 +156,20 @@ mod tests {
     }
 
     /// 3 MB go from one socket to another through the pipe, a pipe's worth at a time, byte for byte; the
-    /// bytes sent after them stay in the first socket, unread.
+    /// bytes sent after them stay in the first socket, unread. The lane is TCP, then a Unix domain socket.
     #[tokio::test]
     async fn a_value_moves_between_sockets_byte_for_byte_and_no_further() {
+        let (to_lane, lane) = connected_pair().await;
+        move_a_value(PlainSocket::Tcp(to_lane), lane).await;
+        let (to_lane, lane) = tokio::net::UnixStream::pair().unwrap();
+        move_a_value(PlainSocket::Unix(to_lane), lane).await;
+    }
+
+    async fn move_a_value(
+        mut to_lane: PlainSocket,
+        mut lane: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    ) {
         let (mut client, from_client) = connected_pair().await;
-        let (to_lane, mut lane) = connected_pair().await;
         let value: Vec<u8> = (0..3_000_000u32).map(|index| (index % 251) as u8).collect();
         let sent = value.clone();
         let writer = tokio::spawn(async move {
@@ -182,7 +193,6 @@ mod tests {
             left -= moved;
         }
         // Spliced with SPLICE_F_MORE: the last bytes go once bytes without it follow (the value's `\r\n`).
-        let mut to_lane = to_lane;
         to_lane.write_all(b"\r\n").await.unwrap();
         let mut expected = value;
         expected.extend_from_slice(b"\r\n");

@@ -9,7 +9,8 @@
 //! Requests whose keys come after the big argument, and requests that need what the proxy does with whole
 //! requests (CLIENT REPLY filtering, transactions, ...) are framed whole as before.
 //!
-//! When the client and the lane connection are both plain TCP, the big argument's data is not even read: it
+//! When the client is on plain TCP and the lane connection plaintext (TCP or a Unix domain socket), the big
+//! argument's data is not even read: it
 //! moves from one socket to the other by `splice(2)`, a pipe's worth at a time (`pools::big_lane::SplicePipe`,
 //! 1 MiB of kernel pages, the lane connection's), and the scanner counts it unseen
 //! (`FrameScanner::skip_bulk_data`). That saves the two copies of every byte through the proxy's memory, most
@@ -104,7 +105,7 @@ const SPLICED_TAIL_WINDOW: usize = 16 * 1024;
 
 /// What [`Session::splice_bulk_data`] did.
 enum Spliced {
-    /// Nothing: a socket is not plain TCP, or no pipe could be made; the bytes are read and written instead.
+    /// Nothing: a socket is not plaintext, or no pipe could be made; the bytes are read and written instead.
     No,
     /// This many bytes went from the client to the lane.
     Moved(usize),
@@ -376,7 +377,7 @@ impl Session {
     }
 
     /// Moves the rest of a big argument's data (`remaining` bytes) from the client to the lane with `splice(2)`
-    /// when both sockets are plain TCP: at most a pipe's worth (a window) per call, so the proxy neither copies
+    /// when both sockets are plaintext: at most a pipe's worth (a window) per call, so the proxy neither copies
     /// the value nor holds more than a window of it. Waits for the client like [`Session::read_request_bytes`].
     async fn splice_bulk_data(
         &mut self,

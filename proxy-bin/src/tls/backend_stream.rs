@@ -172,6 +172,18 @@ impl WriteNow for OwnedWriteHalf {
     }
 }
 
+impl ReadNow for tokio::net::unix::OwnedReadHalf {
+    fn read_now(&mut self, buffer: &mut BytesMut) -> io::Result<usize> {
+        self.try_read_buf(buffer)
+    }
+}
+
+impl WriteNow for tokio::net::unix::OwnedWriteHalf {
+    fn write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.try_write(bytes)
+    }
+}
+
 impl ReadNow for TlsReader {
     fn read_now(&mut self, buffer: &mut BytesMut) -> io::Result<usize> {
         self.0.try_read_buf(buffer)

@@ -7,11 +7,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{tcp, unix, TcpStream, UnixStream};
-
-use super::backend_stream::{ReadNow, WriteNow};
 
 /// A plaintext connection to a node.
 #[derive(Debug)]
@@ -103,94 +100,59 @@ macro_rules! each_variant {
     };
 }
 
-impl AsyncRead for PlainSocket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buffer: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        each_variant!(self.get_mut(), PlainSocket, socket => Pin::new(socket).poll_read(cx, buffer))
-    }
+/// `AsyncRead` for an enum of a TCP and a Unix variant, passed to the variant.
+macro_rules! async_read_of_each_variant {
+    ($enum:ident) => {
+        impl AsyncRead for $enum {
+            fn poll_read(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                buffer: &mut ReadBuf<'_>,
+            ) -> Poll<io::Result<()>> {
+                each_variant!(self.get_mut(), $enum, inner => Pin::new(inner).poll_read(cx, buffer))
+            }
+        }
+    };
 }
 
-impl AsyncWrite for PlainSocket {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bytes: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        each_variant!(self.get_mut(), PlainSocket, socket => Pin::new(socket).poll_write(cx, bytes))
-    }
+/// `AsyncWrite` for an enum of a TCP and a Unix variant, passed to the variant (vectored writes too).
+macro_rules! async_write_of_each_variant {
+    ($enum:ident) => {
+        impl AsyncWrite for $enum {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bytes: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                each_variant!(self.get_mut(), $enum, inner => Pin::new(inner).poll_write(cx, bytes))
+            }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        slices: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        each_variant!(self.get_mut(), PlainSocket, socket => Pin::new(socket).poll_write_vectored(cx, slices))
-    }
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                slices: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                each_variant!(self.get_mut(), $enum, inner => {
+                    Pin::new(inner).poll_write_vectored(cx, slices)
+                })
+            }
 
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        each_variant!(self.get_mut(), PlainSocket, socket => Pin::new(socket).poll_flush(cx))
-    }
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                each_variant!(self.get_mut(), $enum, inner => Pin::new(inner).poll_flush(cx))
+            }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        each_variant!(self.get_mut(), PlainSocket, socket => Pin::new(socket).poll_shutdown(cx))
-    }
+            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                each_variant!(self.get_mut(), $enum, inner => Pin::new(inner).poll_shutdown(cx))
+            }
+        }
+    };
 }
 
-impl AsyncRead for PlainReader {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buffer: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        each_variant!(self.get_mut(), PlainReader, half => Pin::new(half).poll_read(cx, buffer))
-    }
-}
-
-impl AsyncWrite for PlainWriter {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bytes: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        each_variant!(self.get_mut(), PlainWriter, half => Pin::new(half).poll_write(cx, bytes))
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        slices: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        each_variant!(self.get_mut(), PlainWriter, half => Pin::new(half).poll_write_vectored(cx, slices))
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        each_variant!(self.get_mut(), PlainWriter, half => Pin::new(half).poll_flush(cx))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        each_variant!(self.get_mut(), PlainWriter, half => Pin::new(half).poll_shutdown(cx))
-    }
-}
-
-impl ReadNow for unix::OwnedReadHalf {
-    fn read_now(&mut self, buffer: &mut BytesMut) -> io::Result<usize> {
-        self.try_read_buf(buffer)
-    }
-}
-
-impl WriteNow for unix::OwnedWriteHalf {
-    fn write_now(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.try_write(bytes)
-    }
-}
+async_read_of_each_variant!(PlainSocket);
+async_read_of_each_variant!(PlainReader);
+async_write_of_each_variant!(PlainSocket);
+async_write_of_each_variant!(PlainWriter);

@@ -138,3 +138,22 @@ async fn a_restarted_server_on_the_socket_is_reached_again_and_a_stopped_one_is_
     proxy.shutdown().await;
     let _ = std::fs::remove_dir_all(socket.parent().unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_path_with_no_server_is_a_fast_clear_error() {
+    // Fast: the connect fails at once with the system's reason, not after `connect_ms` with a timeout.
+    let missing = std::env::temp_dir().join(format!("rkproxy-unix-{}.sock", unique("none")));
+    let proxy = start_proxy(&format!("unix:{}", missing.display())).await;
+    let mut connection = client(&proxy).await;
+    let error = connection
+        .get::<_, String>("k")
+        .await
+        .expect_err("no server listens there");
+    let text = error.to_string();
+    assert!(
+        text.contains(&format!("backend unix:{} unavailable", missing.display()))
+            && text.contains("No such file"),
+        "{text}"
+    );
+    proxy.shutdown().await;
+}

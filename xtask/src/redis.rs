@@ -81,9 +81,15 @@ impl RedisSpec {
         }
     }
 
-    /// The Unix domain socket of a [`RedisKind::StandaloneWithSocket`] server.
+    /// The Unix domain socket of a [`RedisKind::StandaloneWithSocket`] server: `redis.sock` in its folder, or in
+    /// the system's temporary folder when that path is too long for a socket address (108 bytes on Linux).
     pub fn unix_socket(&self) -> PathBuf {
-        self.dir.join("redis.sock")
+        const MAX_SOCKET_PATH: usize = 100;
+        let beside = self.dir.join("redis.sock");
+        if beside.as_os_str().len() <= MAX_SOCKET_PATH {
+            return beside;
+        }
+        std::env::temp_dir().join(format!("rkproxy-{}-{}.sock", self.name, self.port))
     }
 
     pub fn pid_file(&self) -> PathBuf {
@@ -465,6 +471,26 @@ mod tests {
         assert!(text.contains("requirepass rkproxy-test-pass\n"));
         assert!(text.contains("user proxyuser on >proxyuser-pass ~* &* +@all\n"));
         assert!(!text.contains("cluster-enabled"));
+    }
+
+    #[test]
+    fn a_server_with_a_socket_listens_on_a_path_short_enough() {
+        let spec = |dir: PathBuf| RedisSpec {
+            name: "plain".into(),
+            port: 40002,
+            dir,
+            kind: RedisKind::StandaloneWithSocket,
+            daemonize: false,
+        };
+        let near = spec(PathBuf::from("/srv/x"));
+        assert_eq!(near.unix_socket(), PathBuf::from("/srv/x/redis.sock"));
+        assert!(near
+            .config_text()
+            .contains("unixsocket \"/srv/x/redis.sock\"\nunixsocketperm 700\n"));
+        let deep = spec(PathBuf::from(format!("/srv/{}", "d".repeat(120))));
+        let socket = deep.unix_socket();
+        assert!(socket.as_os_str().len() <= 100 || socket.starts_with(std::env::temp_dir()));
+        assert!(socket.ends_with("rkproxy-plain-40002.sock"));
     }
 
     #[test]

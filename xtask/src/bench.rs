@@ -1131,13 +1131,14 @@ fn predixy_cluster_pool(seeds: &[SocketAddr]) -> String {
 
 /// Starts twemproxy (nutcracker) in front of `backend` and waits until it accepts.
 fn start_twemproxy(backend: SocketAddr, dir: &Path, guard: &mut ChildGuard) -> Result<SocketAddr> {
-    start_twemproxy_named("twemproxy", backend, dir, guard)
+    start_twemproxy_named("twemproxy", &backend.to_string(), dir, guard)
 }
 
-/// [`start_twemproxy`] with a child `name` of its own (unique among the guard's children).
+/// [`start_twemproxy`] with a child `name` of its own (unique among the guard's children), in front of `server`
+/// (`host:port`, or the absolute path of Redis's Unix domain socket).
 fn start_twemproxy_named(
     name: &str,
-    backend: SocketAddr,
+    server: &str,
     dir: &Path,
     guard: &mut ChildGuard,
 ) -> Result<SocketAddr> {
@@ -1146,7 +1147,7 @@ fn start_twemproxy_named(
     let stats_port = reserver.reserve()?;
     drop(reserver);
     let config_path = dir.join("nutcracker.yml");
-    std::fs::write(&config_path, twemproxy_config(addr, backend))?;
+    std::fs::write(&config_path, twemproxy_config(addr, server))?;
     let log_path = dir.join("nutcracker.log");
     let sh = Shell::new()?;
     let nutcracker = shell::require("nutcracker")?;
@@ -1166,8 +1167,8 @@ fn start_twemproxy_named(
     Ok(addr)
 }
 
-/// The nutcracker YAML: one pool, one server, no ejection.
-fn twemproxy_config(listen: SocketAddr, backend: SocketAddr) -> String {
+/// The nutcracker YAML: one pool, one server (`host:port` or a socket's path), no ejection.
+fn twemproxy_config(listen: SocketAddr, server: &str) -> String {
     format!(
         "rkbench:\n  \
            listen: {listen}\n  \
@@ -1177,7 +1178,7 @@ fn twemproxy_config(listen: SocketAddr, backend: SocketAddr) -> String {
            auto_eject_hosts: false\n  \
            server_connections: 1\n  \
            servers:\n    \
-             - {backend}:1\n"
+             - {server}:1\n"
     )
 }
 
@@ -1476,10 +1477,12 @@ mod tests {
 
     #[test]
     fn twemproxy_config_names_one_server_without_ejection() {
-        let text = twemproxy_config(ports::loopback(22121), ports::loopback(6390));
+        let text = twemproxy_config(ports::loopback(22121), "127.0.0.1:6390");
         assert!(text.contains("  listen: 127.0.0.1:22121\n"));
         assert!(text.contains("  redis: true\n"));
         assert!(text.contains("  auto_eject_hosts: false\n"));
         assert!(text.contains("    - 127.0.0.1:6390:1\n"));
+        let over_unix = twemproxy_config(ports::loopback(22121), "/r/redis.sock");
+        assert!(over_unix.contains("    - /r/redis.sock:1\n"));
     }
 }

@@ -2,8 +2,9 @@
 //! memory and in the latency of a small request beside them (the load of the big-request issue).
 //!
 //! Row 1, through every chosen target (direct redis-server, rkproxy, twemproxy, predixy), each a fresh process
-//! in front of one redis-server of the section's own, and `rkproxy-unix`, rkproxy reaching that server over its
-//! Unix domain socket (`nodes = ["unix:/path"]`, as when it runs beside its Redis): 20 clients each pipeline 50 SETs of 1 MiB at once (all
+//! in front of one redis-server of the section's own, and `rkproxy-unix` and `twemproxy-unix`, each reaching that
+//! server over its Unix domain socket (as when the proxy runs beside its Redis; rkproxy's `nodes =
+//! ["unix:/path"]`): 20 clients each pipeline 50 SETs of 1 MiB at once (all
 //! 50 written before any reply is read; each client overwrites one key of its own, so Redis holds 20 MiB);
 //! meanwhile a control client GETs a small key every 10 ms. The row shows the proxy's peak RSS (`VmHWM` of its
 //! process, read after the load), the small GETs' p50/p99 and the time until every SET was answered.
@@ -96,7 +97,7 @@ pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) ->
             target,
             over_unix: false,
         });
-        if target == BenchTarget::Rkproxy {
+        if matches!(target, BenchTarget::Rkproxy | BenchTarget::Twemproxy) {
             targets.push(RowTarget {
                 target,
                 over_unix: true,
@@ -171,7 +172,8 @@ pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) ->
     Ok(render(&rows))
 }
 
-/// A target of row 1: rkproxy appears twice, reaching Redis over TCP and over its Unix domain socket.
+/// A target of row 1: rkproxy and twemproxy appear twice, reaching Redis over TCP and over its Unix domain
+/// socket (predixy reaches Redis over TCP only).
 #[derive(Debug, Clone, Copy)]
 struct RowTarget {
     target: BenchTarget,
@@ -180,10 +182,10 @@ struct RowTarget {
 
 impl RowTarget {
     fn name(self) -> &'static str {
-        if self.over_unix {
-            "rkproxy-unix"
-        } else {
-            self.target.name()
+        match (self.target, self.over_unix) {
+            (BenchTarget::Rkproxy, true) => "rkproxy-unix",
+            (BenchTarget::Twemproxy, true) => "twemproxy-unix",
+            (target, _) => target.name(),
         }
     }
 }
@@ -193,6 +195,13 @@ impl RowTarget {
 struct Backend {
     addr: SocketAddr,
     node: String,
+}
+
+impl Backend {
+    /// The server as twemproxy names it: the node without rkproxy's `unix:` prefix.
+    fn twemproxy_server(&self) -> &str {
+        self.node.strip_prefix("unix:").unwrap_or(&self.node)
+    }
 }
 
 /// One round of row 1 through `row`, a fresh process (except `direct`), with its peak RSS and CPU time.
@@ -253,7 +262,9 @@ fn start_target(
             start_rkproxy(options, target, name, addr, &args, &run_dir, guard)?;
             addr
         }
-        BenchTarget::Twemproxy => start_twemproxy_named(name, redis_addr, &run_dir, guard)?,
+        BenchTarget::Twemproxy => {
+            start_twemproxy_named(name, backend.twemproxy_server(), &run_dir, guard)?
+        }
         BenchTarget::Predixy => {
             let pool = predixy_standalone_pool(redis_addr);
             start_predixy(name, &pool, &run_dir, guard)?
@@ -654,9 +665,9 @@ fn render(rows: &[String]) -> String {
          small key every 10 ms during the load; time is until every SET was answered (row 1) or every slow \
          reader was disconnected (row 2, at most 30 s); proxy CPU is the proxy process's CPU time (all threads, \
          from its start to the end of the load); each round runs every target in turn, and the paired column is \
-         the median of the per-round ratios of a target's time to direct's; rkproxy-unix is rkproxy reaching \
-         the same redis-server over its Unix domain socket (nodes = [\"unix:/path\"]), the clients and direct \
-         over TCP as for every target.\n",
+         the median of the per-round ratios of a target's time to direct's; rkproxy-unix and twemproxy-unix reach \
+         the same redis-server over its Unix domain socket (rkproxy: nodes = [\"unix:/path\"]), the clients and \
+         direct over TCP as for every target.\n",
     );
     out
 }

@@ -73,6 +73,21 @@ impl PlainSocket {
             PlainSocket::Unix(socket) => socket.try_read(buffer),
         }
     }
+
+    /// On a Unix domain socket, asks for a send buffer of `bytes` (`SO_SNDBUF`; the kernel caps it at
+    /// `net.core.wmem_max` and doubles it for its bookkeeping). A Unix socket's send buffer is all the room there
+    /// is between the two processes, and it stays at `net.core.wmem_default` (208 KiB) unless asked, where a TCP
+    /// socket's grows by itself: a TCP socket is left as it is. Returns the size the socket has.
+    pub fn widen_unix_send_buffer(&self, bytes: usize) -> io::Result<usize> {
+        match self {
+            PlainSocket::Tcp(socket) => rustix::net::sockopt::socket_send_buffer_size(socket),
+            PlainSocket::Unix(socket) => {
+                rustix::net::sockopt::set_socket_send_buffer_size(socket, bytes)?;
+                rustix::net::sockopt::socket_send_buffer_size(socket)
+            }
+        }
+        .map_err(io::Error::from)
+    }
 }
 
 impl PlainReader {
@@ -156,3 +171,37 @@ async_read_of_each_variant!(PlainSocket);
 async_read_of_each_variant!(PlainReader);
 async_write_of_each_variant!(PlainSocket);
 async_write_of_each_variant!(PlainWriter);
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// What Linux grants for a send buffer of `bytes`: at most `net.core.wmem_max`, doubled for its bookkeeping.
+    fn granted(bytes: usize) -> usize {
+        let cap: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        bytes.min(cap) * 2
+    }
+
+    #[tokio::test]
+    async fn a_unix_socket_gets_the_send_buffer_asked_and_a_tcp_socket_keeps_its_own() {
+        let (near, _far) = UnixStream::pair().unwrap();
+        let before = rustix::net::sockopt::socket_send_buffer_size(&near).unwrap();
+        let unix = PlainSocket::Unix(near);
+        let asked = 4 * before;
+        assert_eq!(unix.widen_unix_send_buffer(asked).unwrap(), granted(asked));
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let before = rustix::net::sockopt::socket_send_buffer_size(&tcp).unwrap();
+        let tcp = PlainSocket::Tcp(tcp);
+        assert_eq!(tcp.widen_unix_send_buffer(asked).unwrap(), before);
+    }
+}

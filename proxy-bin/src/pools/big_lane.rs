@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{connect, BackendError, BackendReply, BackendStream, Broken, Endpoint};
 use crate::config::BigRequests;
+use crate::tls::PlainSocket;
 
 mod splice;
 
@@ -265,28 +266,38 @@ pub struct BigLane {
 /// are written on.
 pub const LANE_WINDOW: usize = 256 * 1024;
 
-/// The send buffer a lane connection over a Unix domain socket asks for: room for a whole pass of the splice
-/// pipe ([`SPLICE_PIPE_BYTES`]) and the next. With the system's default (208 KiB) a 1 MiB value went in five
-/// `splice` calls, each waiting for Redis to read the last, and Redis read it in as many wake-ups; the bench's
-/// big SETs took 1.2x the time of direct through the socket, and as long as direct with this buffer.
+/// The send buffer a lane connection over a Unix domain socket asks for (`SO_SNDBUF`; Linux grants twice
+/// this, at most twice `net.core.wmem_max`). With the system's default (208 KiB) a 1 MiB value went in five
+/// `splice` calls, each waiting for Redis to read the last, and Redis read it in as many wake-ups: the bench's
+/// big SETs took 1.2x the time of direct through the socket, and as long as direct with this buffer (1.1x when
+/// `net.core.wmem_max` holds it at 1 MiB, no gain at the kernel's default of 208 KiB).
 pub const UNIX_LANE_SEND_BUFFER: usize = 2 * SPLICE_PIPE_BYTES;
 
-/// Gives a new lane connection over a Unix domain socket [`UNIX_LANE_SEND_BUFFER`]. Refused or capped (by
-/// `net.core.wmem_max`), the lane still works, with more passes per value: said once per connection in the log.
+/// Whether the log already said that `net.core.wmem_max` holds the lane's send buffer down (said once).
+static SEND_BUFFER_CAP_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// Gives a new lane connection over a Unix domain socket [`UNIX_LANE_SEND_BUFFER`]. Refused or held down by
+/// `net.core.wmem_max`, the lane still works, with more passes per value; the log says so once per process.
 fn widen_send_buffer(stream: &BackendStream, node: &str) {
-    let BackendStream::Plain(socket) = stream else {
+    let BackendStream::Plain(socket @ PlainSocket::Unix(_)) = stream else {
         return;
     };
-    match socket.widen_unix_send_buffer(UNIX_LANE_SEND_BUFFER) {
-        Ok(size) if size < UNIX_LANE_SEND_BUFFER => tracing::debug!(
-            node,
-            size,
-            "the big-request lane's send buffer is smaller than asked (net.core.wmem_max)"
-        ),
-        Ok(_) => {}
+    let granted = match socket.widen_unix_send_buffer(UNIX_LANE_SEND_BUFFER) {
+        Ok(granted) => granted,
         Err(error) => {
-            tracing::debug!(node, %error, "the big-request lane's send buffer was not widened")
+            tracing::debug!(node, %error, "the big-request lane's send buffer was not widened");
+            return;
         }
+    };
+    if granted < 2 * UNIX_LANE_SEND_BUFFER && !SEND_BUFFER_CAP_LOGGED.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(
+            node,
+            granted,
+            "net.core.wmem_max holds the send buffer of big-request lane connections over a Unix domain socket \
+             below the {UNIX_LANE_SEND_BUFFER} bytes asked: big values take more passes; raise \
+             net.core.wmem_max to at least {UNIX_LANE_SEND_BUFFER}"
+        );
     }
 }
 

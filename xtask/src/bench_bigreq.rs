@@ -87,7 +87,7 @@ pub(super) fn run(options: &BenchOptions, dir: &Path, guard: &mut ChildGuard) ->
     set_value(redis_addr, SMALL_KEY, b"v")?;
     set_value(redis_addr, BIG_KEY, &vec![b'x'; GET_VALUE_BYTES])?;
 
-    let unix_node = format!("unix:{}", redis_spec.unix_socket().display());
+    let unix_node = redis_spec.unix_socket_node();
     let mut targets: Vec<RowTarget> = Vec::new();
     for &target in &options.targets {
         if target == BenchTarget::Baseline && options.baseline.is_none() {

@@ -60,7 +60,7 @@ pub(super) fn sections(
         dir,
         guard,
     )?;
-    let unix_node = format!("unix:{}", plain.unix_socket().display());
+    let unix_node = plain.unix_socket_node();
     let client_side_unix = start_proxy(
         options,
         &files,

@@ -92,6 +92,11 @@ impl RedisSpec {
         std::env::temp_dir().join(format!("rkproxy-{}-{}.sock", self.name, self.port))
     }
 
+    /// The server as an rkproxy pool's node reaching it over [`RedisSpec::unix_socket`]: `unix:<path>`.
+    pub fn unix_socket_node(&self) -> String {
+        format!("unix:{}", self.unix_socket().display())
+    }
+
     pub fn pid_file(&self) -> PathBuf {
         self.dir.join("redis.pid")
     }

@@ -1042,6 +1042,16 @@ fn goal_verdict(goal: Option<Goal>, ratio: Option<f64>) -> String {
     }
 }
 
+/// How the bench starts an rkproxy process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheduling {
+    /// As it is: Linux's default policy, SCHED_OTHER.
+    Normal,
+    /// Under `chrt --batch 0` (SCHED_BATCH, util-linux): its wake-ups do not preempt the task running on
+    /// the CPU, as `CPUSchedulingPolicy=batch` in a systemd unit does.
+    Batch,
+}
+
 /// Starts `target`'s rkproxy binary (see [`rkproxy_binary`]) with `args` (which must make it
 /// listen on `addr`), logging to `dir/<name>.log`, and waits until it accepts. `name` must be
 /// unique among the guard's children. `--workers` becomes `RKPROXY_WORKER_THREADS`. Returns its pid.
@@ -1054,6 +1064,27 @@ fn start_rkproxy(
     dir: &Path,
     guard: &mut ChildGuard,
 ) -> Result<u32> {
+    let process = ProxyProcess { name, addr, dir };
+    start_rkproxy_scheduled(options, target, &process, args, Scheduling::Normal, guard)
+}
+
+/// The name, listening address and log folder of a proxy the bench starts (see [`start_rkproxy`]).
+struct ProxyProcess<'a> {
+    name: &'a str,
+    addr: SocketAddr,
+    dir: &'a Path,
+}
+
+/// [`start_rkproxy`] under the given scheduling policy.
+fn start_rkproxy_scheduled(
+    options: &BenchOptions,
+    target: BenchTarget,
+    process: &ProxyProcess<'_>,
+    args: &[String],
+    scheduling: Scheduling,
+    guard: &mut ChildGuard,
+) -> Result<u32> {
+    let ProxyProcess { name, addr, dir } = *process;
     let binary = rkproxy_binary(options, target)?;
     if !binary.exists() {
         bail!(
@@ -1064,7 +1095,10 @@ fn start_rkproxy(
     }
     let log_path = dir.join(format!("{name}.log"));
     let sh = Shell::new()?;
-    let mut command = cmd!(sh, "{binary} {args...}");
+    let mut command = match scheduling {
+        Scheduling::Normal => cmd!(sh, "{binary} {args...}"),
+        Scheduling::Batch => cmd!(sh, "chrt --batch 0 {binary} {args...}"),
+    };
     if let Some(workers) = options.workers {
         command = command.env("RKPROXY_WORKER_THREADS", workers.to_string());
     }

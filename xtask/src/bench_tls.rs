@@ -1,19 +1,24 @@
 //! The `tls` section of `cargo xtask bench`: GET/SET at `-P 1` and `-P 16` with TLS on one side of rkproxy,
-//! against redis-server's own TLS port (`redis-benchmark --tls`), in two tables:
+//! against redis-server's own TLS port (`redis-benchmark --tls`), in four tables:
 //!
 //! - `tls-client`: `redis-benchmark --tls` to rkproxy's `tls_listen`, rkproxy to a plaintext redis-server;
-//! - `tls-client-unix`: the same, rkproxy reaching the plaintext redis-server over its Unix domain socket
-//!   (`nodes = ["unix:/path"]`), as a TLS terminator beside its Redis is deployed;
+//! - `tls-client-batch`: the same, rkproxy started under `chrt --batch 0` (SCHED_BATCH), as a deployment whose
+//!   proxy shares its cores with its clients or Redis would run it (see the README's TLS section);
+//! - `tls-client-unix`: the same (normal scheduling), rkproxy reaching the plaintext redis-server over its Unix
+//!   domain socket (`nodes = ["unix:/path"]`), as a TLS terminator beside its Redis is deployed;
 //! - `tls-backend`: plain redis-benchmark to rkproxy, rkproxy to a TLS-only redis-server (`tls = true` pool).
 //!
-//! `direct` is `redis-benchmark --tls` to the TLS-only redis-server in both. The certificates are made for the
+//! `direct` is `redis-benchmark --tls` to the TLS-only redis-server in all four. The certificates are made for the
 //! run as `cargo xtask test` makes them (xtask/src/tls.rs). The goal from the TLS issue: rkproxy at least
 //! 0.9 x redis-server's TLS.
 
 use std::net::SocketAddr;
 use std::path::Path;
 
-use super::{start_rkproxy, Endpoint, Goal, Scenario, Section, Workload, PIPELINED_REQUEST_FACTOR};
+use super::{
+    start_rkproxy_scheduled, Endpoint, Goal, ProxyProcess, Scenario, Scheduling, Section, Workload,
+    PIPELINED_REQUEST_FACTOR,
+};
 use crate::flags::{BenchOptions, BenchTarget};
 use crate::redis::{self, RedisKind, RedisSpec};
 use crate::shell::ChildGuard;
@@ -23,7 +28,7 @@ use crate::{bail, ports, Result};
 /// The goal of both directions, at both pipeline depths.
 const TLS_GOAL: Goal = Goal::vs_direct(0.9);
 
-/// Starts the servers and the two proxies; returns the two sections.
+/// Starts the servers and the four proxies; returns the four tables.
 pub(super) fn sections(
     options: &BenchOptions,
     dir: &Path,
@@ -51,98 +56,97 @@ pub(super) fn sections(
     };
     guard.push("tls-bench-secure", redis::spawn_child(&secure)?);
 
-    let client_side = start_proxy(
-        options,
-        &files,
-        "rkproxy-tls-client",
-        &plain.addr().to_string(),
-        false,
-        dir,
-        guard,
-    )?;
+    let plain_node = plain.addr().to_string();
     let unix_node = plain.unix_socket_node();
-    let client_side_unix = start_proxy(
-        options,
-        &files,
+    let secure_node = secure.addr().to_string();
+    let mut start = |name, backend, backend_tls, scheduling| {
+        let proxy = TlsProxy {
+            name,
+            backend,
+            backend_tls,
+            scheduling,
+        };
+        start_proxy(options, &files, &proxy, dir, guard)
+    };
+    let client_side = start("rkproxy-tls-client", &plain_node, false, Scheduling::Normal)?;
+    let client_side_batch = start(
+        "rkproxy-tls-client-batch",
+        &plain_node,
+        false,
+        Scheduling::Batch,
+    )?;
+    let client_side_unix = start(
         "rkproxy-tls-client-unix",
         &unix_node,
         false,
-        dir,
-        guard,
+        Scheduling::Normal,
     )?;
-    let backend_side = start_proxy(
-        options,
-        &files,
+    let backend_side = start(
         "rkproxy-tls-backend",
-        &secure.addr().to_string(),
+        &secure_node,
         true,
-        dir,
-        guard,
+        Scheduling::Normal,
     )?;
-    let tls_args = vec![
-        "--tls".to_string(),
-        "--cacert".to_string(),
-        files.path("ca.crt").display().to_string(),
-    ];
     for (addr, tls) in [
         (secure.addr(), true),
         (client_side, true),
+        (client_side_batch, true),
         (client_side_unix, true),
         (backend_side, false),
     ] {
         check(&files, addr, tls)?;
     }
+    let tls_args = vec![
+        "--tls".to_string(),
+        "--cacert".to_string(),
+        files.path("ca.crt").display().to_string(),
+    ];
     let direct = Endpoint {
         target: BenchTarget::Direct,
         addr: secure.addr(),
         extra_args: tls_args.clone(),
     };
+    let section = |name, note: &str, addr, extra_args| Section {
+        name,
+        note: format!("{note}; goal rkproxy >= 0.9 x direct"),
+        endpoints: vec![
+            direct.clone(),
+            Endpoint {
+                target: BenchTarget::Rkproxy,
+                addr,
+                extra_args,
+            },
+        ],
+        scenarios: scenarios(options),
+    };
     Ok(vec![
-        Section {
-            name: "tls-client",
-            note: "redis-benchmark --tls to rkproxy's tls_listen (backend plaintext) vs redis-server's TLS port; \
-                   goal rkproxy >= 0.9 x direct"
-                .to_string(),
-            endpoints: vec![
-                direct.clone(),
-                Endpoint {
-                    target: BenchTarget::Rkproxy,
-                    addr: client_side,
-                    extra_args: tls_args.clone(),
-                },
-            ],
-            scenarios: scenarios(options),
-        },
-        Section {
-            name: "tls-client-unix",
-            note: "the same, rkproxy reaching that plaintext redis-server over its Unix domain socket \
-                   (nodes = [\"unix:/path\"]); goal rkproxy >= 0.9 x direct"
-                .to_string(),
-            endpoints: vec![
-                direct.clone(),
-                Endpoint {
-                    target: BenchTarget::Rkproxy,
-                    addr: client_side_unix,
-                    extra_args: tls_args,
-                },
-            ],
-            scenarios: scenarios(options),
-        },
-        Section {
-            name: "tls-backend",
-            note: "plain redis-benchmark to rkproxy, whose pool reaches a TLS-only redis-server, vs \
-                   redis-benchmark --tls to that server; goal rkproxy >= 0.9 x direct"
-                .to_string(),
-            endpoints: vec![
-                direct,
-                Endpoint {
-                    target: BenchTarget::Rkproxy,
-                    addr: backend_side,
-                    extra_args: Vec::new(),
-                },
-            ],
-            scenarios: scenarios(options),
-        },
+        section(
+            "tls-client",
+            "redis-benchmark --tls to rkproxy's tls_listen (backend plaintext) vs redis-server's TLS port",
+            client_side,
+            tls_args.clone(),
+        ),
+        section(
+            "tls-client-batch",
+            "the same, rkproxy started under `chrt --batch 0` (SCHED_BATCH: its wake-ups do not preempt the \
+             process running on the CPU)",
+            client_side_batch,
+            tls_args.clone(),
+        ),
+        section(
+            "tls-client-unix",
+            "the same (normal scheduling), rkproxy reaching that plaintext redis-server over its Unix domain \
+             socket (nodes = [\"unix:/path\"])",
+            client_side_unix,
+            tls_args,
+        ),
+        section(
+            "tls-backend",
+            "plain redis-benchmark to rkproxy, whose pool reaches a TLS-only redis-server, vs \
+             redis-benchmark --tls to that server",
+            backend_side,
+            Vec::new(),
+        ),
     ])
 }
 
@@ -163,20 +167,27 @@ fn scenarios(options: &BenchOptions) -> Vec<Scenario> {
     ]
 }
 
-/// rkproxy in front of `backend` (a pool node: `host:port` or `unix:/path`): with a TLS listener (`backend_tls`
-/// false), or with a TLS pool (true).
+/// One of the section's proxies: its name, the pool node it reaches (`host:port` or `unix:/path`), whether
+/// that node speaks TLS, and how the process is started.
+struct TlsProxy<'a> {
+    name: &'a str,
+    backend: &'a str,
+    backend_tls: bool,
+    scheduling: Scheduling,
+}
+
+/// Starts `proxy`: with a TLS listener in front of a plaintext node (`backend_tls` false; returns the TLS
+/// listener's address), or with a plaintext listener and a TLS pool (true; returns the plaintext one).
 fn start_proxy(
     options: &BenchOptions,
     files: &TlsFiles,
-    name: &str,
-    backend: &str,
-    backend_tls: bool,
+    proxy: &TlsProxy<'_>,
     dir: &Path,
     guard: &mut ChildGuard,
 ) -> Result<SocketAddr> {
     let listen = ports::loopback(ports::free_port()?);
     let tls_listen = ports::loopback(ports::free_port()?);
-    let pool_tls = if backend_tls {
+    let pool_tls = if proxy.backend_tls {
         format!(
             "tls = true\nca_file = \"{}\"\n",
             files.path("ca.crt").display()
@@ -190,20 +201,29 @@ fn start_proxy(
          [pools.main]\nkind = \"standalone\"\nnodes = [\"{backend}\"]\n{pool_tls}",
         cert = files.path("server.crt").display(),
         key = files.path("server.key").display(),
+        backend = proxy.backend,
     );
-    let config_path = dir.join(format!("{name}.toml"));
+    let config_path = dir.join(format!("{}.toml", proxy.name));
     std::fs::write(&config_path, config)?;
     let args = ["--config".to_string(), config_path.display().to_string()];
-    start_rkproxy(
+    let process = ProxyProcess {
+        name: proxy.name,
+        addr: listen,
+        dir,
+    };
+    start_rkproxy_scheduled(
         options,
         BenchTarget::Rkproxy,
-        name,
-        listen,
+        &process,
         &args,
-        dir,
+        proxy.scheduling,
         guard,
     )?;
-    Ok(if backend_tls { listen } else { tls_listen })
+    Ok(if proxy.backend_tls {
+        listen
+    } else {
+        tls_listen
+    })
 }
 
 /// SET then GET through `addr`, over TLS or not, so a broken setup fails before any benchmark.

@@ -3,13 +3,13 @@
 //!
 //! - `tls-client`: `redis-benchmark --tls` to rkproxy's `tls_listen`, rkproxy to a plaintext redis-server;
 //! - `tls-client-batch`: the same, rkproxy started under `chrt --batch 0` (SCHED_BATCH), as a deployment whose
-//!   proxy shares its cores with its clients or Redis would run it (see the README's TLS section);
+//!   proxy shares its cores with its clients or Redis would run it (see the README's "Behaviour worth knowing");
 //! - `tls-client-unix`: the same (normal scheduling), rkproxy reaching the plaintext redis-server over its Unix
 //!   domain socket (`nodes = ["unix:/path"]`), as a TLS terminator beside its Redis is deployed;
 //! - `tls-backend`: plain redis-benchmark to rkproxy, rkproxy to a TLS-only redis-server (`tls = true` pool).
 //!
-//! `direct` is `redis-benchmark --tls` to the TLS-only redis-server in all four. The certificates are made for the
-//! run as `cargo xtask test` makes them (xtask/src/tls.rs). The goal from the TLS issue: rkproxy at least
+//! `direct` is `redis-benchmark --tls` to the TLS-only redis-server in all four. The certificates are made for
+//! the run as `cargo xtask test` makes them (xtask/src/tls.rs). The goal from the TLS issue: rkproxy at least
 //! 0.9 x redis-server's TLS.
 
 use std::net::SocketAddr;

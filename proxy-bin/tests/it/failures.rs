@@ -141,3 +141,20 @@ async fn backend_password_and_acl_user() {
     );
     proxy.shutdown().await;
 }
+
+/// The helper every dead/slow-backend test starts its server with: a server that could not bind its port
+/// must not count as started because another test's server answers there (CI once failed
+/// `slow_backend_gives_an_error_within_the_timeout` with "Connection refused" after that other server
+/// stopped).
+#[test]
+fn own_redis_is_not_started_when_another_server_holds_its_port() {
+    let holder = OwnRedis::start(&[]);
+    let mut second = OwnRedis::placeholder(holder.port);
+    assert!(
+        !second.try_restart(),
+        "counted {}'s server as its own",
+        holder.addr()
+    );
+    assert!(!second.is_running());
+    assert!(holder.is_running());
+}

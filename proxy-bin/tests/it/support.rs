@@ -353,8 +353,10 @@ impl OwnRedis {
         );
     }
 
-    /// Starts the server again on its port; false if it exited (its port taken) or did not listen in 10 s.
-    fn try_restart(&mut self) -> bool {
+    /// Starts the server again on its port; false if it exited (its port taken), another server answers on
+    /// the port, or it did not listen in 10 s. A connection alone does not tell: a parallel test's server may
+    /// hold the port while this one is still failing to bind, so the answering server's pid is checked.
+    pub fn try_restart(&mut self) -> bool {
         self.stop();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
@@ -367,7 +369,7 @@ impl OwnRedis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let listening = TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+            let answering = pid_answering_on(self.port);
             // Exited: it could not bind (another process's port), whatever answered the connection.
             let exited = self
                 .child
@@ -377,8 +379,14 @@ impl OwnRedis {
                 self.child = None;
                 return false;
             }
-            if listening {
-                return true;
+            let own_pid = self.child.as_ref().map(Child::id);
+            match answering {
+                Some(pid) if Some(pid) == own_pid => return true,
+                Some(_) => {
+                    self.stop();
+                    return false;
+                }
+                None => {}
             }
             if Instant::now() >= deadline {
                 self.stop();
@@ -387,6 +395,28 @@ impl OwnRedis {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The pid of the redis-server answering `INFO server` on `port`, if one answers within a second.
+fn pid_answering_on(port: u16) -> Option<u32> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    stream.write_all(b"INFO server\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while reply.len() < 64 * 1024 {
+        let read = stream.read(&mut chunk).ok()?;
+        if read == 0 {
+            return None;
+        }
+        reply.extend_from_slice(&chunk[..read]);
+        let text = String::from_utf8_lossy(&reply);
+        let field = text.split("process_id:").nth(1);
+        if let Some((pid, _)) = field.and_then(|rest| rest.split_once("\r\n")) {
+            return pid.trim().parse().ok();
+        }
+    }
+    None
 }
 
 impl Drop for OwnRedis {

@@ -28,6 +28,8 @@
 //!   `rkproxy_big_lane_busy_total{pool}`, `rkproxy_big_lane_tenant_requests_total{pool,tenant}`,
 //!   `rkproxy_big_lane_node_requests_total{pool,node}`, `rkproxy_big_lane_tenant_busy_total{pool,tenant}`,
 //!   `rkproxy_big_lane_node_busy_total{pool,node}`
+//! - `rkproxy_tls_handshakes_total{result}` (client handshakes on `tls_listen`; result: ok, not_tls, timeout,
+//!   failed)
 //! - `rkproxy_slowlog_length`, `rkproxy_uptime_seconds`
 
 use std::collections::BTreeMap;
@@ -49,6 +51,7 @@ use crate::state::{shutdown_begun, Live, ProxyState};
 use crate::stats::keys::{BigKey, HotItem, HotKey, KeptKey};
 use crate::stats::report::{Facts, NodeFacts};
 use crate::stats::{ErrorKind, Histogram, WorkerStats};
+use crate::tls::HandshakeResult;
 
 /// A scraper that sends nothing (or never finishes its request head) is dropped after this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -174,6 +177,7 @@ pub async fn render(state: &ProxyState) -> String {
         hot_keys: state.stats().hot_keys(&everyone, KEYS_PER_TENANT),
         big_keys: state.stats().big_keys(&everyone, KEYS_PER_TENANT),
         facts,
+        tls_handshakes: state.tls_handshakes().counts(),
         slowlog_length: state.stats().slowlog().len(|_| true),
         uptime_seconds: state.uptime().as_secs(),
     };
@@ -193,6 +197,7 @@ struct Scrape {
     hot_keys: Vec<HotKey>,
     big_keys: Vec<BigKey>,
     facts: Facts,
+    tls_handshakes: Vec<(HandshakeResult, u64)>,
     slowlog_length: usize,
     uptime_seconds: u64,
 }
@@ -207,6 +212,17 @@ impl Collector for Scrape {
         self.encode_kafka(&mut encoder)?;
         self.encode_keys(&mut encoder)?;
         self.encode_lanes(&mut encoder)?;
+        let handshakes = self
+            .tls_handshakes
+            .iter()
+            .map(|(result, count)| (vec![("result", result.label().to_owned())], *count))
+            .collect();
+        counter(
+            &mut encoder,
+            "rkproxy_tls_handshakes",
+            "Client TLS handshakes on tls_listen by result (ok, not_tls, timeout, failed).",
+            handshakes,
+        )?;
         gauge(
             &mut encoder,
             "rkproxy_slowlog_length",

@@ -364,8 +364,12 @@ async fn accept_loop(worker: usize, listener: TcpListener, live: Arc<Live>, tran
                 let stream = match tls {
                     None => ClientStream::Plain(stream),
                     Some(tls) => match tls.accept(stream).await {
-                        Ok(stream) => stream,
+                        Ok(stream) => {
+                            state.tls_handshakes().count(Ok(()));
+                            stream
+                        }
                         Err(error) => {
+                            state.tls_handshakes().count(Err(&error));
                             crate::tls::log_handshake_failure(client_addr, &error);
                             drop(permit);
                             return;

@@ -22,6 +22,7 @@ use crate::memory::MemoryBudget;
 use crate::pools::kafka::KafkaPool;
 use crate::pools::PoolHandle;
 use crate::stats::Stats;
+use crate::tls::HandshakeCounts;
 
 mod reload;
 
@@ -79,6 +80,8 @@ struct Process {
     memory: Arc<MemoryBudget>,
     /// Counts and the slow log: created once per process and carried across configuration reloads.
     stats: Arc<Stats>,
+    /// Client TLS handshakes by how they ended.
+    tls_handshakes: HandshakeCounts,
 }
 
 impl Process {
@@ -98,6 +101,7 @@ impl Process {
                 config.slowlog.slower_than_us,
                 config.slowlog.max_len,
             ),
+            tls_handshakes: HandshakeCounts::default(),
         }
     }
 }
@@ -280,6 +284,11 @@ impl ProxyState {
     /// Per-IP AUTH failures (their delays) and their count.
     pub fn auth_failures(&self) -> &AuthThrottle {
         &self.process.auth_failures
+    }
+
+    /// Client TLS handshakes by how they ended, since the proxy started.
+    pub fn tls_handshakes(&self) -> &HandshakeCounts {
+        &self.process.tls_handshakes
     }
 
     /// Client connections open now (each holds one of the `max_connections` permits).

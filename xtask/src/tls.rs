@@ -8,6 +8,9 @@
 //!   subject `O=rkproxy-test, CN=tenant-client` (mutual TLS, and rkproxy's certificate towards the cluster,
 //!   whose nodes require one);
 //! - `expired.crt`/`expired.key`: signed by the test CA, valid in January 2020 only;
+//! - `revoked-client.crt`/`revoked-client.key`: signed by the test CA, subject
+//!   `O=rkproxy-test, CN=revoked-client`; `ca-empty.crl`: the test CA's revocation list before it was revoked
+//!   (nothing revoked), `ca.crl`: the list after (it names `revoked-client.crt`);
 //! - `other-ca.crt`, `other-server.crt`/`other-server.key`: a second CA and a server certificate of its own,
 //!   for "a client that trusts the wrong CA".
 
@@ -59,6 +62,7 @@ impl TlsFiles {
         files.signed_leaf("server", "/CN=localhost", "ca", 2)?;
         files.signed_leaf("client", CLIENT_SUBJECT, "ca", 3)?;
         files.expired_leaf()?;
+        files.revoked_leaf()?;
         files.self_signed_ca("other-ca", "/CN=some other CA")?;
         files.signed_leaf("other-server", "/CN=localhost", "other-ca", 4)?;
         Ok(files)
@@ -144,12 +148,15 @@ impl TlsFiles {
         std::fs::write(self.path("ca-serial"), "10\n")?;
         let config = format!(
             "[ ca ]\ndefault_ca = test_ca\n[ test_ca ]\ndatabase = {database}\nnew_certs_dir = {dir}\n\
-             serial = {serial}\ndefault_md = sha256\npolicy = any_subject\ncopy_extensions = copy\n\
-             unique_subject = no\n[ any_subject ]\ncommonName = supplied\n",
+             serial = {serial}\ncrlnumber = {crlnumber}\ndefault_crl_days = 30\ndefault_md = sha256\n\
+             policy = any_subject\ncopy_extensions = copy\nunique_subject = no\n\
+             [ any_subject ]\ncommonName = supplied\n",
             database = text(&database),
             dir = text(&self.dir),
             serial = text(&self.path("ca-serial")),
+            crlnumber = text(&self.path("ca-crlnumber")),
         );
+        std::fs::write(self.path("ca-crlnumber"), "01\n")?;
         std::fs::write(self.path("ca.cnf"), config)?;
         openssl(&[
             "ca",
@@ -169,6 +176,46 @@ impl TlsFiles {
             "20200101000000Z",
             "-enddate",
             "20200102000000Z",
+        ])
+    }
+
+    /// `revoked-client.crt`, and the test CA's revocation lists before and after revoking it (`ca.cnf`, written
+    /// by [`Self::expired_leaf`], holds the CA's database).
+    fn revoked_leaf(&self) -> Result<()> {
+        self.signed_leaf(
+            "revoked-client",
+            "/O=rkproxy-test/CN=revoked-client",
+            "ca",
+            5,
+        )?;
+        self.revocation_list("ca-empty.crl")?;
+        openssl(&[
+            "ca",
+            "-config",
+            &text(&self.path("ca.cnf")),
+            "-cert",
+            &text(&self.path("ca.crt")),
+            "-keyfile",
+            &text(&self.path("ca.key")),
+            "-revoke",
+            &text(&self.path("revoked-client.crt")),
+        ])?;
+        self.revocation_list("ca.crl")
+    }
+
+    /// The test CA's revocation list as its database has it now, into `name`.
+    fn revocation_list(&self, name: &str) -> Result<()> {
+        openssl(&[
+            "ca",
+            "-config",
+            &text(&self.path("ca.cnf")),
+            "-cert",
+            &text(&self.path("ca.crt")),
+            "-keyfile",
+            &text(&self.path("ca.key")),
+            "-gencrl",
+            "-out",
+            &text(&self.path(name)),
         ])
     }
 

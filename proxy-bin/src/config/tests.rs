@@ -153,6 +153,18 @@ fn tls_errors_name_the_key() {
             "tls.handshake_ms",
         ),
         (
+            "[tls]\ncert_file = 'c'\nkey_file = 'k'\nclient_auth = 'optional'\n",
+            "tls.client_auth",
+        ),
+        (
+            "[tls]\ncert_file = 'c'\nkey_file = 'k'\nclient_crl_file = 'crl.pem'\n",
+            "tls.client_crl_file",
+        ),
+        (
+            "[tls]\ncert_file = 'c'\nkey_file = 'k'\nmin_version = '1.1'\n",
+            "min_version",
+        ),
+        (
             "[tenants.t]\npassword = 'p'\npool = 'main'\ntls_subject = 'CN=a'\n",
             "tenants.t.tls_subject",
         ),
@@ -189,6 +201,9 @@ fn tls_errors_name_the_key() {
             cert_file: "/nonexistent/proxy.crt".into(),
             key_file: "k".into(),
             client_ca_file: None,
+            client_auth: ClientAuth::Required,
+            client_crl_file: None,
+            min_version: TlsVersion::Tls12,
             handshake_ms: 1,
         }),
         ..load_str(&format!("default_pool = 'main'\n{pool}")).unwrap()

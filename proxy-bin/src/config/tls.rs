@@ -15,10 +15,21 @@ pub struct ClientTlsConfig {
     pub cert_file: String,
     /// Its private key (PKCS#8, PKCS#1 or SEC1).
     pub key_file: String,
-    /// Mutual TLS: every client must present a certificate signed by this CA (a tenant with `tls_subject`
-    /// is then logged in by its certificate, without AUTH).
+    /// Mutual TLS: clients present a certificate signed by this CA (a tenant with `tls_subject` is then
+    /// logged in by its certificate, without AUTH).
     #[serde(default)]
     pub client_ca_file: Option<String>,
+    /// With `client_ca_file`: whether every client must present a certificate, or may connect without one
+    /// and authenticate with AUTH.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// With `client_ca_file`: the certificate revocation lists (PEM) of the client CAs; a revoked client
+    /// certificate, or one whose issuer has no list here, is refused.
+    #[serde(default)]
+    pub client_crl_file: Option<String>,
+    /// The oldest TLS version a client may speak.
+    #[serde(default)]
+    pub min_version: TlsVersion,
     /// A client that has not finished its handshake by then is closed.
     #[serde(default = "default_handshake_ms")]
     pub handshake_ms: u64,
@@ -26,6 +37,47 @@ pub struct ClientTlsConfig {
 
 fn default_handshake_ms() -> u64 {
     5000
+}
+
+/// `tls.client_auth`: whether a client certificate is required when `client_ca_file` is set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Every client presents a certificate of the client CA (Redis's `tls-auth-clients yes`).
+    #[default]
+    Required,
+    /// A client may present one (and is then checked) or none (Redis's `tls-auth-clients optional`).
+    Optional,
+}
+
+/// `tls.min_version`: the oldest TLS version the listener accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TlsVersion {
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+impl ClientTlsConfig {
+    /// `handshake_ms` is above 0; the mutual TLS keys have a client CA.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.handshake_ms == 0 {
+            return Err(invalid("tls.handshake_ms", "must be above 0"));
+        }
+        if self.client_ca_file.is_some() {
+            return Ok(());
+        }
+        let needs_client_ca = "needs tls.client_ca_file (the CA of the client certificates)";
+        if self.client_auth != ClientAuth::Required {
+            return Err(invalid("tls.client_auth", needs_client_ca));
+        }
+        if self.client_crl_file.is_some() {
+            return Err(invalid("tls.client_crl_file", needs_client_ca));
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -45,8 +97,8 @@ impl Config {
                 ));
             }
         }
-        if self.tls.as_ref().is_some_and(|tls| tls.handshake_ms == 0) {
-            return Err(invalid("tls.handshake_ms", "must be above 0"));
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
         }
         let mut bound = Vec::new();
         for (name, tenant) in &self.tenants {

@@ -20,7 +20,9 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName,
+};
 use tracing::warn;
 
 use self::backend_stream::TlsBackend;
@@ -28,7 +30,8 @@ pub use self::backend_stream::{BackendReader, BackendStream, BackendWriter, Read
 pub use self::client_stream::ClientStream;
 pub use self::plain_socket::PlainSocket;
 use crate::config::{
-    invalid, ClientTlsConfig, Config, ConfigError, PoolTlsConfig, RedisPoolConfig,
+    invalid, ClientAuth, ClientTlsConfig, Config, ConfigError, PoolTlsConfig, RedisPoolConfig,
+    TlsVersion,
 };
 use crate::subject::Subject;
 
@@ -41,13 +44,17 @@ pub enum TlsError {
     Certificates { path: String, problem: String },
     #[error("{path} holds no PEM certificate")]
     NoCertificate { path: String },
+    #[error("cannot read certificate revocation lists from {path}: {problem}")]
+    RevocationLists { path: String, problem: String },
+    #[error("{path} holds no PEM certificate revocation list (X509 CRL)")]
+    NoRevocationList { path: String },
     #[error("cannot read a private key from {path}: {problem}")]
     Key { path: String, problem: String },
     #[error("CA certificate in {path} rejected: {problem}")]
     BadCa { path: String, problem: String },
     #[error("certificate and key rejected: {0}")]
     Rustls(#[from] rustls::Error),
-    #[error("client CA verifier: {0}")]
+    #[error("client certificate verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
     #[error("'{0}' is not a DNS name or an IP address")]
     ServerName(String),
@@ -165,25 +172,20 @@ impl ClientTls {
         }
     }
 
-    /// Reads the certificate, key and (for mutual TLS) client CA files named by `[tls]`.
+    /// Reads the certificate, key and (for mutual TLS) client CA and revocation files named by `[tls]`.
     pub fn build(config: &ClientTlsConfig) -> Result<ClientTls, (&'static str, TlsError)> {
         let certificates =
             read_certificates(&config.cert_file).map_err(|e| ("tls.cert_file", e))?;
         let key = read_key(&config.key_file).map_err(|e| ("tls.key_file", e))?;
+        let versions: &[&rustls::SupportedProtocolVersion] = match config.min_version {
+            TlsVersion::Tls12 => rustls::DEFAULT_VERSIONS,
+            TlsVersion::Tls13 => &[&rustls::version::TLS13],
+        };
         let builder = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ("tls", e.into()))?;
+            .with_protocol_versions(versions)
+            .map_err(|e| ("tls.min_version", e.into()))?;
         let builder = match &config.client_ca_file {
-            Some(path) => {
-                let roots = read_roots(path).map_err(|e| ("tls.client_ca_file", e))?;
-                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    provider(),
-                )
-                .build()
-                .map_err(|e| ("tls.client_ca_file", e.into()))?;
-                builder.with_client_cert_verifier(verifier)
-            }
+            Some(path) => builder.with_client_cert_verifier(client_verifier(config, path)?),
             None => builder.with_no_client_auth(),
         };
         let server = builder
@@ -215,6 +217,50 @@ impl ClientTls {
     }
 }
 
+/// The check of client certificates for mutual TLS: they chain to the CA in `client_ca_file`, and none in
+/// the chain is revoked by a list in `client_crl_file` (a certificate whose issuer has no list there is
+/// refused too: its status is unknown). With `client_auth = "optional"` a client may also send none.
+fn client_verifier(
+    config: &ClientTlsConfig,
+    ca_path: &str,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, (&'static str, TlsError)> {
+    let roots = read_roots(ca_path).map_err(|e| ("tls.client_ca_file", e))?;
+    let mut verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    if let Some(path) = &config.client_crl_file {
+        let lists = read_revocation_lists(path).map_err(|e| ("tls.client_crl_file", e))?;
+        verifier = verifier.with_crls(lists);
+    }
+    if config.client_auth == ClientAuth::Optional {
+        verifier = verifier.allow_unauthenticated();
+    }
+    verifier.build().map_err(|error| {
+        let key = match error {
+            rustls::server::VerifierBuilderError::InvalidCrl(_) => "tls.client_crl_file",
+            _ => "tls.client_ca_file",
+        };
+        (key, error.into())
+    })
+}
+
+/// The PEM certificate revocation lists in the file `path`: at least one.
+fn read_revocation_lists(
+    path: &str,
+) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let lists = CertificateRevocationListDer::pem_slice_iter(&read_file(path)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| TlsError::RevocationLists {
+            path: path.to_owned(),
+            problem: error.to_string(),
+        })?;
+    if lists.is_empty() {
+        return Err(TlsError::NoRevocationList {
+            path: path.to_owned(),
+        });
+    }
+    Ok(lists)
+}
+
 /// Whether the handshake failed because the first bytes were not a TLS record.
 fn is_not_tls(error: &std::io::Error) -> bool {
     error
@@ -229,6 +275,71 @@ fn is_not_tls(error: &std::io::Error) -> bool {
                 )
             )
         })
+}
+
+impl HandshakeError {
+    /// The `result` label of this failure in `rkproxy_tls_handshakes_total`.
+    fn result(&self) -> HandshakeResult {
+        match self {
+            HandshakeError::Timeout(_) => HandshakeResult::Timeout,
+            HandshakeError::NotTls(_) => HandshakeResult::NotTls,
+            HandshakeError::Failed(_) => HandshakeResult::Failed,
+        }
+    }
+}
+
+/// How a client's TLS handshake ended, as counted by [`HandshakeCounts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeResult {
+    Ok,
+    /// The client sent something that is not TLS.
+    NotTls,
+    /// No handshake within `tls.handshake_ms`.
+    Timeout,
+    /// Any other failure: a certificate refused by either side, a protocol version or alert.
+    Failed,
+}
+
+impl HandshakeResult {
+    const ALL: [HandshakeResult; 4] = [
+        HandshakeResult::Ok,
+        HandshakeResult::NotTls,
+        HandshakeResult::Timeout,
+        HandshakeResult::Failed,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            HandshakeResult::Ok => "ok",
+            HandshakeResult::NotTls => "not_tls",
+            HandshakeResult::Timeout => "timeout",
+            HandshakeResult::Failed => "failed",
+        }
+    }
+}
+
+/// Client TLS handshakes by how they ended, since the proxy started (kept across reloads).
+#[derive(Debug, Default)]
+pub struct HandshakeCounts([AtomicU64; 4]);
+
+impl HandshakeCounts {
+    /// Counts one handshake: `Ok(())` for a client that finished it.
+    pub fn count(&self, outcome: Result<(), &HandshakeError>) {
+        let result = match outcome {
+            Ok(()) => HandshakeResult::Ok,
+            Err(error) => error.result(),
+        };
+        self.0[result as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every result with its count.
+    pub fn counts(&self) -> Vec<(HandshakeResult, u64)> {
+        HandshakeResult::ALL
+            .into_iter()
+            .map(|result| (result, self.0[result as usize].load(Ordering::Relaxed)))
+            .collect()
+    }
 }
 
 /// Logs a failed client handshake (the connection is then dropped, which closes it).

@@ -27,8 +27,8 @@ use rkproxy::Proxy;
 pub use slot_move::{masters_among, SlotMove};
 pub use stats::{fields, http_get, line_with, number, sample, scrape_metrics, stats_lines};
 pub use tls::{
-    client_config, tls_command, tls_connect, tls_file, tls_ping, tls_redis, tls_redis_rs_client,
-    TlsClient, TLS_BOUNDED,
+    client_config, tls12_client_config, tls_command, tls_connect, tls_file, tls_ping, tls_redis,
+    tls_redis_rs_client, TlsClient, TLS_BOUNDED,
 };
 
 /// Reads a server address that `cargo xtask test` exports; fails loudly when it is missing.

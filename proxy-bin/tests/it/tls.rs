@@ -1,8 +1,9 @@
 //! TLS on both sides (issue 16): clients to rkproxy's `tls_listen` (redis-cli `--tls`, redis-rs over
 //! `rediss://`, raw rustls), rkproxy to TLS-only Redis servers (`RKPROXY_TEST_TLS_REDIS`, the TLS cluster
 //! `RKPROXY_TEST_TLS_CLUSTER`, whose nodes require a client certificate), the Redis offset store of a Kafka
-//! pool on the TLS-only server, mutual TLS tenants, certificate reload, and the failures: a plaintext client
-//! on the TLS port, a client trusting another CA, an expired certificate on either side. Each failure must end
+//! pool on the TLS-only server, mutual TLS tenants (client certificates required or optional, revocation
+//! lists), `min_version`, certificate reload, and the failures: a plaintext client on the TLS port, a client
+//! trusting another CA, an expired certificate on either side, a revoked client certificate. Each failure must end
 //! in a closed connection (or an error reply) within a few seconds and a log line that says why. The
 //! certificates are made by `cargo xtask test` in `RKPROXY_TEST_TLS_DIR` (see xtask/src/tls.rs).
 
@@ -15,6 +16,7 @@ use redis::AsyncCommands;
 use rkproxy::config::Config;
 use rkproxy::Proxy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::rustls;
 
 use crate::support::*;
 
@@ -438,13 +440,217 @@ async fn mutual_tls_logs_a_bound_tenant_in_without_a_password() {
     assert_eq!(stored, "v1");
 
     // Without a certificate the handshake is refused (client_ca_file requires one).
-    let refused = tls_connect(addr, client_config("ca.crt", None)).await;
-    let refused = match refused {
+    assert!(
+        refused(addr, client_config("ca.crt", None)).await,
+        "a client without a certificate is refused"
+    );
+    proxy.shutdown().await;
+}
+
+/// Whether a client with `config` is refused by the listener at `addr`: the handshake fails, or (TLS 1.3, where
+/// the client finishes first) the connection closes at its first command.
+async fn refused(addr: std::net::SocketAddr, config: Arc<rustls::ClientConfig>) -> bool {
+    match tls_connect(addr, config).await {
         Err(_) => true,
-        // TLS 1.3: the client finishes first and learns of the refusal on its first read.
         Ok(mut stream) => closed_soon(&mut stream).await,
+    }
+}
+
+/// The count of `rkproxy_tls_handshakes_total{result}` in the proxy's metrics.
+async fn handshakes(proxy: &Proxy, result: &str) -> f64 {
+    let (scrape, body) = scrape_metrics(proxy).await;
+    match sample(
+        &scrape,
+        "rkproxy_tls_handshakes_total",
+        &[("result", result)],
+    ) {
+        Some(sample) => match sample.value {
+            prometheus_parse::Value::Counter(count) => count,
+            ref other => panic!("{other:?} in {body}"),
+        },
+        None => panic!("no rkproxy_tls_handshakes_total{{result={result}}} in {body}"),
+    }
+}
+
+#[tokio::test]
+async fn a_revoked_client_certificate_is_refused_and_a_reload_puts_a_new_list_in_force() {
+    let dir = std::env::temp_dir().join(unique("rkproxy-tls-crl"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let list = dir.join("clients.crl");
+    std::fs::copy(tls_file("ca-empty.crl"), &list).unwrap();
+    let config = Config::from_toml(&format!(
+        "listen = '127.0.0.1:0'\nmetrics_listen = '127.0.0.1:0'\ndefault_pool = 'main'\n{}\
+         client_crl_file = '{}'\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+        listener_toml("server", true),
+        list.display(),
+        redis_addr()
+    ))
+    .unwrap();
+    let proxy = Proxy::builder(config.clone()).start().await.unwrap();
+    let addr = proxy.tls_local_addr().unwrap();
+    let revoked_client = || client_config("ca.crt", Some("revoked-client"));
+    let mut before = tls_connect(addr, revoked_client()).await.unwrap();
+    assert_eq!(
+        tls_ping(&mut before).await.as_deref(),
+        Some("+PONG\r\n"),
+        "not revoked yet"
+    );
+
+    // The CA revokes it: the list is replaced in place and the same configuration reloaded.
+    std::fs::copy(tls_file("ca.crl"), &list).unwrap();
+    proxy.reload(config.clone()).await.unwrap();
+    assert!(refused(addr, revoked_client()).await, "revoked");
+    let mut valid = tls_connect(addr, client_config("ca.crt", Some("client")))
+        .await
+        .unwrap();
+    assert_eq!(tls_ping(&mut valid).await.as_deref(), Some("+PONG\r\n"));
+    assert_eq!(handshakes(&proxy, "ok").await, 2.0);
+    assert_eq!(handshakes(&proxy, "failed").await, 1.0);
+    assert_eq!(handshakes(&proxy, "not_tls").await, 0.0);
+
+    // A list that does not parse refuses the reload, names the key, and the old list stays in force.
+    std::fs::write(
+        &list,
+        "-----BEGIN X509 CRL-----\nbm90IGEgbGlzdA==\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    let error = proxy.reload(config.clone()).await.unwrap_err().to_string();
+    assert!(error.contains("tls.client_crl_file"), "{error}");
+    std::fs::write(&list, "no PEM here").unwrap();
+    let error = proxy.reload(config).await.unwrap_err().to_string();
+    assert!(
+        error.contains("tls.client_crl_file")
+            && error.contains("holds no PEM certificate revocation list"),
+        "{error}"
+    );
+    assert!(refused(addr, revoked_client()).await, "still revoked");
+    proxy.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn with_revocation_lists_a_client_ca_without_one_is_refused() {
+    let dir = std::env::temp_dir().join(unique("rkproxy-tls-crl-unknown"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Clients of two CAs, and a revocation list of the first only.
+    let both_cas = dir.join("client-cas.crt");
+    let pem = [tls_file("ca.crt"), tls_file("other-ca.crt")]
+        .map(|path| std::fs::read_to_string(path).unwrap())
+        .concat();
+    std::fs::write(&both_cas, pem).unwrap();
+    let listener = |crl: &str| {
+        format!(
+            "tls_listen = '127.0.0.1:0'\ndefault_pool = 'main'\n[tls]\ncert_file = '{}'\nkey_file = '{}'\n\
+             client_ca_file = '{}'\n{crl}[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+            tls_file("server.crt"),
+            tls_file("server.key"),
+            both_cas.display(),
+            redis_addr()
+        )
     };
-    assert!(refused, "a client without a certificate is refused");
+    let other_client = || client_config("ca.crt", Some("other-server"));
+    let without_lists = proxy_from(&listener("")).await;
+    let mut accepted = tls_connect(without_lists.tls_local_addr().unwrap(), other_client())
+        .await
+        .unwrap();
+    assert_eq!(tls_ping(&mut accepted).await.as_deref(), Some("+PONG\r\n"));
+    without_lists.shutdown().await;
+
+    let crl = format!("client_crl_file = '{}'\n", tls_file("ca-empty.crl"));
+    let with_lists = proxy_from(&listener(&crl)).await;
+    let addr = with_lists.tls_local_addr().unwrap();
+    assert!(
+        refused(addr, other_client()).await,
+        "unknown revocation status"
+    );
+    let mut listed = tls_connect(addr, client_config("ca.crt", Some("client")))
+        .await
+        .unwrap();
+    assert_eq!(tls_ping(&mut listed).await.as_deref(), Some("+PONG\r\n"));
+    with_lists.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn optional_client_certificates_log_bound_tenants_in_and_let_others_use_auth() {
+    let prefix = unique("mtls-optional");
+    let proxy = proxy_from(&format!(
+        "default_pool = 'main'\n{}client_auth = 'optional'\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n\
+         [tenants.shop]\npassword = '{prefix}-never-sent'\npool = 'main'\nkey_prefix = '{prefix}:'\n\
+         tls_subject = 'CN=tenant-client, O=rkproxy-test'\n\
+         [tenants.other]\npassword = '{prefix}-other'\npool = 'main'\nkey_prefix = '{prefix}-other:'\n",
+        listener_toml("server", true),
+        redis_addr()
+    ))
+    .await;
+    let addr = proxy.tls_local_addr().unwrap();
+    let set = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv1\r\n";
+
+    let mut bound = tls_connect(addr, client_config("ca.crt", Some("client")))
+        .await
+        .unwrap();
+    assert_eq!(
+        tls_command(&mut bound, set).await.as_deref(),
+        Some("+OK\r\n")
+    );
+
+    let mut anonymous = tls_connect(addr, client_config("ca.crt", None))
+        .await
+        .unwrap();
+    let reply = tls_command(&mut anonymous, set).await.unwrap();
+    assert!(reply.starts_with("-NOAUTH"), "{reply}");
+    let auth = format!(
+        "*2\r\n$4\r\nAUTH\r\n${}\r\n{prefix}-other\r\n",
+        prefix.len() + 6
+    );
+    assert_eq!(
+        tls_command(&mut anonymous, auth.as_bytes())
+            .await
+            .as_deref(),
+        Some("+OK\r\n")
+    );
+    assert_eq!(
+        tls_command(&mut anonymous, set).await.as_deref(),
+        Some("+OK\r\n")
+    );
+
+    let mut direct = direct(&redis_addr(), 0).await;
+    let stored: String = direct.get(format!("{prefix}:k")).await.unwrap();
+    assert_eq!(stored, "v1", "the certificate's tenant");
+    let stored: String = direct.get(format!("{prefix}-other:k")).await.unwrap();
+    assert_eq!(stored, "v1", "the password's tenant");
+
+    // A certificate that is presented is still checked: one of another CA is refused.
+    assert!(refused(addr, client_config("ca.crt", Some("other-server"))).await);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn min_version_1_3_refuses_tls_1_2_clients() {
+    let proxy = tls_proxy().await;
+    let mut tls12 = tls_connect(
+        proxy.tls_local_addr().unwrap(),
+        tls12_client_config("ca.crt"),
+    )
+    .await
+    .expect("TLS 1.2 is accepted by default");
+    assert_eq!(tls_ping(&mut tls12).await.as_deref(), Some("+PONG\r\n"));
+    proxy.shutdown().await;
+
+    let proxy = proxy_from(&format!(
+        "default_pool = 'main'\n{}min_version = '1.3'\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+        listener_toml("server", false),
+        redis_addr()
+    ))
+    .await;
+    let addr = proxy.tls_local_addr().unwrap();
+    assert!(tls_connect(addr, tls12_client_config("ca.crt"))
+        .await
+        .is_err());
+    let mut tls13 = tls_connect(addr, client_config("ca.crt", None))
+        .await
+        .unwrap();
+    assert_eq!(tls_ping(&mut tls13).await.as_deref(), Some("+PONG\r\n"));
     proxy.shutdown().await;
 }
 
@@ -490,8 +696,8 @@ async fn a_reload_puts_a_new_certificate_in_use_without_a_restart() {
 }
 
 /// The log lines of the rkproxy binary: a plaintext client on the TLS port, a client that rejects the
-/// proxy's certificate, and a client that never finishes its handshake each get a warning naming the cause,
-/// and a closed connection in bounded time.
+/// proxy's certificate, a client whose certificate is revoked, and a client that never finishes its handshake
+/// each get a warning naming the cause, and a closed connection in bounded time.
 #[test]
 fn failed_handshakes_are_logged_and_closed() {
     let port = free_port();
@@ -502,8 +708,10 @@ fn failed_handshakes_are_logged_and_closed() {
     std::fs::write(
         &config,
         format!(
-            "listen = '127.0.0.1:{port}'\ndefault_pool = 'main'\n{}\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
-            listener_toml("server", false).replace("127.0.0.1:0", &format!("127.0.0.1:{tls_port}")),
+            "listen = '127.0.0.1:{port}'\ndefault_pool = 'main'\n{}client_crl_file = '{}'\n\
+             [pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+            listener_toml("server", true).replace("127.0.0.1:0", &format!("127.0.0.1:{tls_port}")),
+            tls_file("ca.crl"),
             redis_addr()
         ),
     )
@@ -528,6 +736,14 @@ fn failed_handshakes_are_logged_and_closed() {
     let outcome = runtime.block_on(tls_connect(address, client_config("other-ca.crt", None)));
     assert!(outcome.is_err());
     proxy.wait_for_log("UnknownCA");
+
+    // A client whose certificate the CA revoked (client_crl_file) is refused; the log says why.
+    let revoked_client = client_config("ca.crt", Some("revoked-client"));
+    assert!(
+        runtime.block_on(refused(address, revoked_client)),
+        "a revoked client certificate is refused"
+    );
+    proxy.wait_for_log("invalid peer certificate: Revoked");
 
     // A client that connects and sends nothing is closed at handshake_ms.
     let mut silent = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();

@@ -58,6 +58,22 @@ pub fn client_config(ca: &str, client: Option<&str>) -> Arc<rustls::ClientConfig
     })
 }
 
+/// A rustls client configuration trusting `ca` that speaks TLS 1.2 only.
+pub fn tls12_client_config(ca: &str) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in certificates(ca) {
+        roots.add(certificate).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
 /// A rustls client connection to a TLS listener.
 pub type TlsClient = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 

@@ -3,9 +3,9 @@
 //! `RKPROXY_TEST_TLS_CLUSTER`, whose nodes require a client certificate), the Redis offset store of a Kafka
 //! pool on the TLS-only server, mutual TLS tenants (client certificates required or optional, revocation
 //! lists), `min_version`, certificate reload, and the failures: a plaintext client on the TLS port, a client
-//! trusting another CA, an expired certificate on either side, a revoked client certificate. Each failure must end
-//! in a closed connection (or an error reply) within a few seconds and a log line that says why. The
-//! certificates are made by `cargo xtask test` in `RKPROXY_TEST_TLS_DIR` (see xtask/src/tls.rs).
+//! trusting another CA, an expired certificate on either side, a revoked client certificate. Each failure
+//! must end in a closed connection (or an error reply) within a few seconds and a log line that says why.
+//! The certificates are made by `cargo xtask test` in `RKPROXY_TEST_TLS_DIR` (see xtask/src/tls.rs).
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};

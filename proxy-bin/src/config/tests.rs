@@ -204,6 +204,7 @@ fn tls_errors_name_the_key() {
             client_auth: ClientAuth::Required,
             client_crl_file: None,
             min_version: TlsVersion::Tls12,
+            session_cache_size: 0,
             handshake_ms: 1,
         }),
         ..load_str(&format!("default_pool = 'main'\n{pool}")).unwrap()

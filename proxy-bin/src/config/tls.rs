@@ -30,6 +30,9 @@ pub struct ClientTlsConfig {
     /// The oldest TLS version a client may speak.
     #[serde(default)]
     pub min_version: TlsVersion,
+    /// TLS sessions remembered for resumption (a returning client skips the certificate exchange); 0: none.
+    #[serde(default = "default_session_cache_size")]
+    pub session_cache_size: usize,
     /// A client that has not finished its handshake by then is closed.
     #[serde(default = "default_handshake_ms")]
     pub handshake_ms: u64,
@@ -37,6 +40,11 @@ pub struct ClientTlsConfig {
 
 fn default_handshake_ms() -> u64 {
     5000
+}
+
+/// As Redis's `tls-session-cache-size`.
+fn default_session_cache_size() -> usize {
+    20480
 }
 
 /// `tls.client_auth`: whether a client certificate is required when `client_ca_file` is set.

@@ -188,9 +188,10 @@ impl ClientTls {
             Some(path) => builder.with_client_cert_verifier(client_verifier(config, path)?),
             None => builder.with_no_client_auth(),
         };
-        let server = builder
+        let mut server = builder
             .with_single_cert(certificates, key)
             .map_err(|e| ("tls.key_file", e.into()))?;
+        remember_sessions(&mut server, config.session_cache_size);
         Ok(ClientTls {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             handshake_timeout: Duration::from_millis(config.handshake_ms),
@@ -214,6 +215,19 @@ impl ClientTls {
             .and_then(<[_]>::first)
             .and_then(|certificate| Subject::of_certificate(certificate));
         Ok(ClientStream::tls(tcp, connection, subject))
+    }
+}
+
+/// Keeps up to `size` sessions (TLS 1.2 session ids, TLS 1.3 tickets naming a cached session) so a client that
+/// reconnects resumes without the certificate exchange and key agreement; 0 turns resumption off. The cache
+/// is the listener's, shared by every worker thread; a reload starts a new one (clients then do one full
+/// handshake).
+fn remember_sessions(server: &mut rustls::ServerConfig, size: usize) {
+    if size == 0 {
+        server.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        server.send_tls13_tickets = 0;
+    } else {
+        server.session_storage = rustls::server::ServerSessionMemoryCache::new(size);
     }
 }
 

@@ -625,6 +625,75 @@ async fn optional_client_certificates_log_bound_tenants_in_and_let_others_use_au
     proxy.shutdown().await;
 }
 
+/// Connects with `config` (which remembers sessions), runs `request` and says how the handshake went.
+async fn session_kind(
+    addr: std::net::SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    request: &[u8],
+) -> (rustls::HandshakeKind, Option<String>) {
+    let mut stream = tls_connect(addr, Arc::clone(config)).await.unwrap();
+    // The reply also carries the session tickets a TLS 1.3 server sends after its handshake.
+    let reply = tls_command(&mut stream, request).await;
+    (stream.get_ref().1.handshake_kind().unwrap(), reply)
+}
+
+#[tokio::test]
+async fn returning_clients_resume_their_tls_session_and_keep_their_certificate_tenant() {
+    let prefix = unique("tls-resume");
+    let toml = |extra: &str| {
+        format!(
+            "listen = '127.0.0.1:0'\ndefault_pool = 'main'\n{}{extra}[pools.main]\nkind = 'standalone'\n\
+             nodes = ['{}']\n[tenants.shop]\npassword = '{prefix}-never-sent'\npool = 'main'\n\
+             key_prefix = '{prefix}:'\ntls_subject = 'CN=tenant-client, O=rkproxy-test'\n",
+            listener_toml("server", true),
+            redis_addr()
+        )
+    };
+    let config = Config::from_toml(&toml("")).unwrap();
+    let proxy = Proxy::builder(config.clone()).start().await.unwrap();
+    let addr = proxy.tls_local_addr().unwrap();
+    let client = client_config("ca.crt", Some("client"));
+    let set = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n";
+    let ok = Some("+OK\r\n".to_owned());
+    assert_eq!(
+        session_kind(addr, &client, set).await,
+        (rustls::HandshakeKind::Full, ok.clone())
+    );
+    // The resumed session still names the certificate: the tenant is logged in without AUTH.
+    assert_eq!(
+        session_kind(addr, &client, set).await,
+        (rustls::HandshakeKind::Resumed, ok.clone())
+    );
+    let mut direct = direct(&redis_addr(), 0).await;
+    let stored: String = direct.get(format!("{prefix}:k")).await.unwrap();
+    assert_eq!(stored, "v");
+
+    // A reload starts a new cache: a certificate check that changed (a revocation list, another CA) is
+    // never skipped by resuming a session made under the old one.
+    proxy.reload(config).await.unwrap();
+    assert_eq!(
+        session_kind(addr, &client, set).await.0,
+        rustls::HandshakeKind::Full
+    );
+    assert_eq!(
+        session_kind(addr, &client, set).await.0,
+        rustls::HandshakeKind::Resumed
+    );
+    proxy.shutdown().await;
+
+    let without_cache = Config::from_toml(&toml("session_cache_size = 0\n")).unwrap();
+    let proxy = Proxy::builder(without_cache).start().await.unwrap();
+    let addr = proxy.tls_local_addr().unwrap();
+    let client = client_config("ca.crt", Some("client"));
+    for _ in 0..2 {
+        assert_eq!(
+            session_kind(addr, &client, set).await,
+            (rustls::HandshakeKind::Full, ok.clone())
+        );
+    }
+    proxy.shutdown().await;
+}
+
 #[tokio::test]
 async fn min_version_1_3_refuses_tls_1_2_clients() {
     let proxy = tls_proxy().await;

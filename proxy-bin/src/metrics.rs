@@ -30,6 +30,7 @@
 //!   `rkproxy_big_lane_node_busy_total{pool,node}`
 //! - `rkproxy_tls_handshakes_total{result}` (client handshakes on `tls_listen`; result: ok, not_tls, timeout,
 //!   failed)
+//! - `rkproxy_tls_certificate_expiry_timestamp_seconds` (when the `tls_listen` certificate expires)
 //! - `rkproxy_slowlog_length`, `rkproxy_uptime_seconds`
 
 use std::collections::BTreeMap;
@@ -178,6 +179,10 @@ pub async fn render(state: &ProxyState) -> String {
         big_keys: state.stats().big_keys(&everyone, KEYS_PER_TENANT),
         facts,
         tls_handshakes: state.tls_handshakes().counts(),
+        certificate_expiry: state
+            .live()
+            .and_then(|live| live.client_tls())
+            .and_then(|tls| tls.certificate_expiry()),
         slowlog_length: state.stats().slowlog().len(|_| true),
         uptime_seconds: state.uptime().as_secs(),
     };
@@ -198,6 +203,7 @@ struct Scrape {
     big_keys: Vec<BigKey>,
     facts: Facts,
     tls_handshakes: Vec<(HandshakeResult, u64)>,
+    certificate_expiry: Option<i64>,
     slowlog_length: usize,
     uptime_seconds: u64,
 }
@@ -223,6 +229,14 @@ impl Collector for Scrape {
             "Client TLS handshakes on tls_listen by result (ok, not_tls, timeout, failed).",
             handshakes,
         )?;
+        if let Some(expiry) = self.certificate_expiry {
+            gauge(
+                &mut encoder,
+                "rkproxy_tls_certificate_expiry_timestamp_seconds",
+                "When the tls_listen certificate expires, in seconds since 1970.",
+                vec![(Vec::new(), expiry)],
+            )?;
+        }
         gauge(
             &mut encoder,
             "rkproxy_slowlog_length",

@@ -1,4 +1,6 @@
-//! The subject of a client certificate, and the `tls_subject` a tenant is bound to (mutual TLS).
+//! What rkproxy reads from certificates itself: the subject of a client certificate, and the `tls_subject` a
+//! tenant is bound to (mutual TLS); and when a certificate expires (the listener's, for the metrics and the
+//! start-up warning).
 //!
 //! A subject is a set of `ATTRIBUTE=value` pairs (`CN=orders,O=Shop`). A tenant's `tls_subject` names the whole
 //! set, in any order: `"CN=orders, O=Shop"` matches a certificate whose subject is exactly O=Shop and
@@ -35,15 +37,7 @@ impl Subject {
 
     /// The subject of a DER certificate, `None` when it cannot be read.
     pub fn of_certificate(certificate: &[u8]) -> Option<Subject> {
-        let (_, certificate) = Der::new(certificate).element(SEQUENCE)?;
-        let (_, to_be_signed) = Der::new(certificate).element(SEQUENCE)?;
-        let mut fields = Der::new(to_be_signed);
-        if fields.peek() == Some(EXPLICIT_VERSION) {
-            fields.any()?;
-        }
-        fields.element(INTEGER)?; // serial number
-        fields.element(SEQUENCE)?; // signature algorithm
-        fields.element(SEQUENCE)?; // issuer
+        let mut fields = fields_from_validity(certificate)?;
         fields.element(SEQUENCE)?; // validity
         let (_, name) = fields.element(SEQUENCE)?;
         let mut attributes = Vec::new();
@@ -79,7 +73,77 @@ impl std::fmt::Display for Subject {
     }
 }
 
+/// When a DER certificate stops being valid (its `notAfter`), in seconds since 1970; `None` when it cannot be
+/// read.
+pub fn expiry_of_certificate(certificate: &[u8]) -> Option<i64> {
+    let (_, validity) = fields_from_validity(certificate)?.element(SEQUENCE)?;
+    let mut validity = Der::new(validity);
+    validity.any()?; // notBefore
+    let (tag, time) = validity.any()?;
+    seconds_since_1970(tag, time)
+}
+
+/// The fields of a certificate's to-be-signed part from its validity on (version, serial number, signature
+/// algorithm and issuer skipped).
+fn fields_from_validity(certificate: &[u8]) -> Option<Der<'_>> {
+    let (_, certificate) = Der::new(certificate).element(SEQUENCE)?;
+    let (_, to_be_signed) = Der::new(certificate).element(SEQUENCE)?;
+    let mut fields = Der::new(to_be_signed);
+    if fields.peek() == Some(EXPLICIT_VERSION) {
+        fields.any()?;
+    }
+    fields.element(INTEGER)?; // serial number
+    fields.element(SEQUENCE)?; // signature algorithm
+    fields.element(SEQUENCE)?; // issuer
+    Some(fields)
+}
+
+/// An X.509 time (RFC 5280 4.1.2.5: UTCTime `YYMMDDHHMMSSZ`, years 1950-2049, or GeneralizedTime
+/// `YYYYMMDDHHMMSSZ`) as seconds since 1970.
+fn seconds_since_1970(tag: u8, time: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(time).ok()?.strip_suffix('Z')?;
+    let (year, rest) = match tag {
+        UTC_TIME if text.len() == 12 => {
+            let short: i64 = text.get(..2)?.parse().ok()?;
+            (
+                if short < 50 {
+                    2000 + short
+                } else {
+                    1900 + short
+                },
+                &text[2..],
+            )
+        }
+        GENERALIZED_TIME if text.len() == 14 => (text.get(..4)?.parse().ok()?, &text[4..]),
+        _ => return None,
+    };
+    let field = |at: usize| -> Option<i64> { rest.get(at..at + 2)?.parse().ok() };
+    let (month, day) = (field(0)?, field(2)?);
+    let (hour, minute, second) = (field(4)?, field(6)?, field(8)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    Some(days_since_1970(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second)
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (Howard Hinnant's `days_from_civil`).
+fn days_since_1970(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
 const SEQUENCE: u8 = 0x30;
+const UTC_TIME: u8 = 0x17;
+const GENERALIZED_TIME: u8 = 0x18;
 const SET: u8 = 0x31;
 const INTEGER: u8 = 0x02;
 const OID: u8 = 0x06;
@@ -163,6 +227,36 @@ mod tests {
     }
 
     #[test]
+    fn certificate_times_count_seconds_since_1970() {
+        assert_eq!(days_since_1970(1970, 1, 1), 0);
+        assert_eq!(days_since_1970(2000, 3, 1), 11_017);
+        assert_eq!(days_since_1970(1969, 12, 31), -1);
+        // The test CA's expired certificate (xtask/src/tls.rs) ends at 2020-01-02 00:00:00 UTC.
+        assert_eq!(
+            seconds_since_1970(GENERALIZED_TIME, b"20200102000000Z"),
+            Some(1_577_923_200)
+        );
+        assert_eq!(
+            seconds_since_1970(UTC_TIME, b"200102000000Z"),
+            Some(1_577_923_200)
+        );
+        assert_eq!(
+            seconds_since_1970(UTC_TIME, b"991231235959Z"),
+            Some(946_684_799)
+        );
+        for (tag, bad) in [
+            (UTC_TIME, &b"20200102000000Z"[..]),
+            (GENERALIZED_TIME, b"200102000000Z"),
+            (UTC_TIME, b"201302000000Z"),
+            (UTC_TIME, b"2001020000+0"),
+            (UTC_TIME, b"20010200000\xffZ"),
+            (INTEGER, b"200102000000Z"),
+        ] {
+            assert_eq!(seconds_since_1970(tag, bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn garbage_is_no_subject() {
         for bytes in [
             &b""[..],
@@ -171,6 +265,7 @@ mod tests {
             b"\x30\x03\x30\x01",
         ] {
             assert_eq!(Subject::of_certificate(bytes), None);
+            assert_eq!(expiry_of_certificate(bytes), None);
         }
     }
 }

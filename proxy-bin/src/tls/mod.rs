@@ -138,6 +138,8 @@ fn roots_in(path: &str, pem: &[u8]) -> Result<rustls::RootCertStore, TlsError> {
 pub struct ClientTls {
     acceptor: tokio_rustls::TlsAcceptor,
     handshake_timeout: Duration,
+    /// When the certificate clients see expires (seconds since 1970), if it could be read.
+    certificate_expiry: Option<i64>,
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -177,6 +179,10 @@ impl ClientTls {
         let certificates =
             read_certificates(&config.cert_file).map_err(|e| ("tls.cert_file", e))?;
         let key = read_key(&config.key_file).map_err(|e| ("tls.key_file", e))?;
+        let certificate_expiry = certificates
+            .first()
+            .and_then(|leaf| crate::subject::expiry_of_certificate(leaf));
+        warn_of_expiry(&config.cert_file, certificate_expiry);
         let versions: &[&rustls::SupportedProtocolVersion] = match config.min_version {
             TlsVersion::Tls12 => rustls::DEFAULT_VERSIONS,
             TlsVersion::Tls13 => &[&rustls::version::TLS13],
@@ -195,7 +201,13 @@ impl ClientTls {
         Ok(ClientTls {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             handshake_timeout: Duration::from_millis(config.handshake_ms),
+            certificate_expiry,
         })
+    }
+
+    /// When the certificate clients see expires, in seconds since 1970 (`None`: its date could not be read).
+    pub fn certificate_expiry(&self) -> Option<i64> {
+        self.certificate_expiry
     }
 
     /// Runs the server side of the handshake within the deadline. Never waits longer, never panics on what the
@@ -215,6 +227,36 @@ impl ClientTls {
             .and_then(<[_]>::first)
             .and_then(|certificate| Subject::of_certificate(certificate));
         Ok(ClientStream::tls(tcp, connection, subject))
+    }
+}
+
+/// Within this many seconds of its expiry the listener's certificate is warned about at start and reload.
+const EXPIRY_WARNING: i64 = 14 * 86_400;
+
+/// Logs a warning when the listener's certificate (read from `path`) has expired or expires within
+/// [`EXPIRY_WARNING`]: rustls serves it all the same, and every client would refuse it.
+fn warn_of_expiry(path: &str, expiry: Option<i64>) {
+    let Some(expiry) = expiry else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        });
+    let left = expiry - now;
+    if left <= 0 {
+        warn!(
+            path,
+            expired_seconds_ago = -left,
+            "the TLS listener's certificate has expired; clients will refuse it"
+        );
+    } else if left < EXPIRY_WARNING {
+        warn!(
+            path,
+            expires_in_hours = left / 3_600,
+            "the TLS listener's certificate expires soon"
+        );
     }
 }
 

@@ -362,7 +362,8 @@ async fn a_client_trusting_another_ca_is_refused() {
 #[tokio::test]
 async fn an_expired_proxy_certificate_is_refused_by_clients() {
     let proxy = proxy_from(&format!(
-        "default_pool = 'main'\n{}\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+        "metrics_listen = '127.0.0.1:0'\ndefault_pool = 'main'\n{}\n[pools.main]\nkind = 'standalone'\n\
+         nodes = ['{}']\n",
         listener_toml("expired", false),
         redis_addr()
     ))
@@ -374,6 +375,17 @@ async fn an_expired_proxy_certificate_is_refused_by_clients() {
     .await;
     let error = outcome.expect_err("an expired certificate is refused");
     assert!(error.to_string().contains("certificate expired"), "{error}");
+    // The metrics say when it expired: 2020-01-02 00:00:00 UTC (xtask/src/tls.rs).
+    let (scrape, body) = scrape_metrics(&proxy).await;
+    let expiry = sample(
+        &scrape,
+        "rkproxy_tls_certificate_expiry_timestamp_seconds",
+        &[],
+    );
+    assert!(
+        matches!(expiry.map(|sample| &sample.value), Some(prometheus_parse::Value::Gauge(at)) if *at == 1_577_923_200.0),
+        "{body}"
+    );
     proxy.shutdown().await;
 }
 
@@ -825,6 +837,30 @@ fn failed_handshakes_are_logged_and_closed() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The rkproxy binary warns at start that the TLS listener's certificate has expired.
+#[test]
+fn an_expired_listener_certificate_is_warned_about_at_start() {
+    let tls_port = free_port();
+    let dir = std::env::temp_dir().join(unique("rkproxy-tls-expired-log"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("rkproxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = '127.0.0.1:{}'\ndefault_pool = 'main'\n{}\n[pools.main]\nkind = 'standalone'\n\
+             nodes = ['{}']\n",
+            free_port(),
+            listener_toml("expired", false).replace("127.0.0.1:0", &format!("127.0.0.1:{tls_port}")),
+            redis_addr()
+        ),
+    )
+    .unwrap();
+    let mut proxy = LoggingProxy::start(&config, tls_port);
+    proxy.wait_for_line("the TLS listener's certificate has expired; clients will refuse it");
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Whether the peer closes the socket (end of stream or reset) within [`TLS_BOUNDED`], whatever it sends first.
 fn closed_within(stream: &mut std::net::TcpStream) -> bool {
     let deadline = Instant::now() + TLS_BOUNDED;
@@ -885,16 +921,22 @@ impl LoggingProxy {
         LoggingProxy { child, log }
     }
 
+    /// Waits for a handshake failure logged with `text` in it.
     fn wait_for_log(&mut self, text: &str) {
+        let log = self.wait_for_line(text);
+        assert!(
+            log.contains("TLS handshake with a client failed; connection closed"),
+            "{log}"
+        );
+    }
+
+    /// Waits until the log holds `text` (within [`TLS_BOUNDED`]); the log so far.
+    fn wait_for_line(&mut self, text: &str) -> String {
         let deadline = Instant::now() + TLS_BOUNDED;
         loop {
             let log = self.log.lock().unwrap().clone();
             if log.contains(text) {
-                assert!(
-                    log.contains("TLS handshake with a client failed; connection closed"),
-                    "{log}"
-                );
-                return;
+                return log;
             }
             assert!(
                 Instant::now() < deadline,

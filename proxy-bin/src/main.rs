@@ -1,5 +1,6 @@
 //! The `rkproxy` binary: parse the command line, load the configuration, install tracing, run.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use rkproxy::cli::{CommandLine, USAGE};
@@ -60,11 +61,19 @@ fn install_tracing(config: &Config) {
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colours_wanted())
         .with_writer(std::io::stderr);
     match config.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+}
+
+/// Colours (ANSI escapes) only on a terminal, and not there either with `NO_COLOR` set (no-color.org): a log
+/// read from a file, a pipe or journald gets plain text.
+fn colours_wanted() -> bool {
+    std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
 }
 
 /// Adds `rskafka=warn` to a filter that says nothing about rskafka.

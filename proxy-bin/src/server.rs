@@ -170,24 +170,27 @@ pub fn run(
         let live = Live::start(config, source).await?;
         started(&live);
         start_metrics(&live).await?;
+        // The first worker binds first: the other workers then share the port it got, which is what `listen`
+        // names unless that asks for any free port (port 0).
+        let listener = bind(listen, threads > 1)?;
+        let listen = listener.local_addr().map_err(ServerError::LocalAddr)?;
+        let tls_listener = match tls_listen {
+            Some(address) => Some(bind(address, threads > 1)?),
+            None => None,
+        };
+        let tls_listen = match &tls_listener {
+            Some(listener) => Some(listener.local_addr().map_err(ServerError::LocalAddr)?),
+            None => None,
+        };
         let mut workers = Vec::new();
         for index in 1..threads {
             workers.push(spawn_worker(index, Arc::clone(&live), listen, tls_listen)?);
         }
-        let listener = bind(listen, threads > 1)?;
-        let tls_accept = match tls_listen {
-            Some(address) => {
-                let listener = bind(address, threads > 1)?;
-                Some(tokio::spawn(accept_loop(
-                    FIRST_WORKER,
-                    listener,
-                    Arc::clone(&live),
-                    Tls,
-                )))
-            }
-            None => None,
-        };
-        info!(listen = %listen, tls_listen = ?tls_listen, threads, "rkproxy ready");
+        let tls_accept = tls_listener.map(|listener| {
+            tokio::spawn(accept_loop(FIRST_WORKER, listener, Arc::clone(&live), Tls))
+        });
+        let tls_text = tls_listen.map_or_else(|| "off".to_owned(), |address| address.to_string());
+        info!(listen = %listen, tls_listen = %tls_text, threads, "rkproxy ready");
         let accept = tokio::spawn(accept_loop(
             FIRST_WORKER,
             listener,

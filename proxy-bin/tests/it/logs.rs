@@ -1,4 +1,5 @@
-//! Logs: `log_format = "json"` writes one JSON object per line.
+//! Logs: `log_format = "json"` writes one JSON object per line; the ready line names the ports the proxy got;
+//! a log written to a pipe has no colour escapes.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -106,4 +107,88 @@ fn a_kafka_pool_logs_one_line_per_state_change() {
             .count(),
         1
     );
+}
+
+/// `listen` and `tls_listen` on port 0 with two workers: the ready line names the ports the proxy got (both
+/// workers share them), and a log written to a pipe holds no colour escapes.
+#[test]
+fn the_ready_line_names_the_ports_it_got_and_a_piped_log_has_no_colours() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = std::env::temp_dir().join(unique("rkproxy-ready-log").replace(':', "-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("rkproxy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = '127.0.0.1:0'\ntls_listen = '127.0.0.1:0'\nworker_threads = 2\ndefault_pool = 'main'\n\
+             [tls]\ncert_file = '{}'\nkey_file = '{}'\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+            tls_file("server.crt"),
+            tls_file("server.key"),
+            redis_addr()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rkproxy"))
+        .arg("--config")
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (sender, lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    let ready = loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("rkproxy logs that it is ready");
+        assert!(
+            !line.contains('\u{1b}'),
+            "colour escapes in a piped log: {line:?}"
+        );
+        if line.contains("rkproxy ready") {
+            break line;
+        }
+    };
+    let field = |name: &str| -> std::net::SocketAddr {
+        let start = ready.find(&format!(" {name}=")).unwrap() + name.len() + 2;
+        ready[start..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (plain, tls) = (field("listen"), field("tls_listen"));
+    assert!(plain.port() != 0 && tls.port() != 0, "{ready}");
+    assert!(ready.contains("threads=2"), "{ready}");
+    for _ in 0..8 {
+        let mut client = std::net::TcpStream::connect(plain).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        client.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+        let mut reply = [0u8; 7];
+        client.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"+PONG\r\n");
+    }
+    let output = Command::new("redis-cli")
+        .args(["--tls", "--cacert", &tls_file("ca.crt")])
+        .args(["-h", "127.0.0.1", "-p", &tls.port().to_string(), "PING"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "PONG\n",
+        "{output:?}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }

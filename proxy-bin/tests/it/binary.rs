@@ -1,7 +1,6 @@
 //! The `rkproxy` binary itself: start-up forms, configuration errors, exit codes.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -115,29 +114,21 @@ fn a_key_of_another_kind_of_pool_is_named_with_its_pool_wherever_it_comes_from()
 
 #[test]
 fn quick_start_form_proxies_to_redis() {
-    let port = free_port();
-    let mut child = rkproxy()
+    let mut command = rkproxy();
+    command
         .args([
             "--listen",
-            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:0",
             "--backend",
             &format!("redis://{}", redis_addr()),
         ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "rkproxy did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        .stdout(Stdio::null());
+    let proxy = ReadyProxy::start(command);
     let output = Command::new("redis-cli")
-        .args(["-p", &port.to_string(), "PING"])
+        .args(["-p", &proxy.listen.port().to_string(), "PING"])
         .output()
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(proxy);
     assert_eq!(String::from_utf8_lossy(&output.stdout), "PONG\n");
 }
 

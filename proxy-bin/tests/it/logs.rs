@@ -113,7 +113,7 @@ fn a_kafka_pool_logs_one_line_per_state_change() {
 /// workers share them), and a log written to a pipe holds no colour escapes.
 #[test]
 fn the_ready_line_names_the_ports_it_got_and_a_piped_log_has_no_colours() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let dir = std::env::temp_dir().join(unique("rkproxy-ready-log").replace(':', "-"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("rkproxy.toml");
@@ -128,46 +128,21 @@ fn the_ready_line_names_the_ports_it_got_and_a_piped_log_has_no_colours() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rkproxy"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rkproxy"));
+    command
         .arg("--config")
         .arg(&config)
-        .env_remove("RUST_LOG")
         .env_remove("NO_COLOR")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (sender, lines) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    });
-    let ready = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(20))
-            .expect("rkproxy logs that it is ready");
-        assert!(
-            !line.contains('\u{1b}'),
-            "colour escapes in a piped log: {line:?}"
-        );
-        if line.contains("rkproxy ready") {
-            break line;
-        }
-    };
-    let field = |name: &str| -> std::net::SocketAddr {
-        let start = ready.find(&format!(" {name}=")).unwrap() + name.len() + 2;
-        ready[start..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    let (plain, tls) = (field("listen"), field("tls_listen"));
-    assert!(plain.port() != 0 && tls.port() != 0, "{ready}");
-    assert!(ready.contains("threads=2"), "{ready}");
+        .stdout(Stdio::null());
+    let proxy = ReadyProxy::start(command);
+    let log = proxy.log_text();
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour escapes in a piped log: {log:?}"
+    );
+    let (plain, tls) = (proxy.listen, proxy.tls_listen.expect("tls_listen is on"));
+    assert!(plain.port() != 0 && tls.port() != 0, "{log}");
+    assert!(log.contains("threads=2"), "{log}");
     for _ in 0..8 {
         let mut client = std::net::TcpStream::connect(plain).unwrap();
         client
@@ -188,7 +163,6 @@ fn the_ready_line_names_the_ports_it_got_and_a_piped_log_has_no_colours() {
         "PONG\n",
         "{output:?}"
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(proxy);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,21 +16,19 @@ const EXIT_MARGIN: Duration = Duration::from_secs(3);
 
 /// An rkproxy process serving one standalone pool on `redis`, with its configuration file.
 struct RunningProxy {
-    child: Child,
-    port: u16,
+    process: ReadyProxy,
     _dir: TempDir,
 }
 
 impl RunningProxy {
     fn start(redis: &OwnRedis, shutdown_ms: u64) -> RunningProxy {
-        let port = free_port();
         let dir = TempDir(std::env::temp_dir().join(unique("rkproxy-shutdown-test")));
         std::fs::create_dir_all(&dir.0).unwrap();
         let file = dir.0.join("rkproxy.toml");
         std::fs::write(
             &file,
             format!(
-                "listen = '127.0.0.1:{port}'\n\
+                "listen = '127.0.0.1:0'\n\
                  default_pool = 'main'\n\
                  [timeouts]\n\
                  shutdown_ms = {shutdown_ms}\n\
@@ -41,27 +39,16 @@ impl RunningProxy {
             ),
         )
         .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rkproxy"))
-            .arg("--config")
-            .arg(&file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "rkproxy did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rkproxy"));
+        command.arg("--config").arg(&file).stdout(Stdio::null());
         RunningProxy {
-            child,
-            port,
+            process: ReadyProxy::start(command),
             _dir: dir,
         }
     }
 
     fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let stream = TcpStream::connect(self.process.listen).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
@@ -74,7 +61,7 @@ impl RunningProxy {
 
     fn signal(&self, signal: &str) {
         let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
+            .args([signal, &self.process.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
@@ -84,19 +71,12 @@ impl RunningProxy {
     fn wait_exit(&mut self, limit: Duration) -> (Option<ExitStatus>, Duration) {
         let started = Instant::now();
         while started.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.process.child.try_wait().unwrap() {
                 return (Some(status), started.elapsed());
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         (None, started.elapsed())
-    }
-}
-
-impl Drop for RunningProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -9,7 +9,7 @@
 
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
@@ -781,26 +781,25 @@ async fn a_reload_puts_a_new_certificate_in_use_without_a_restart() {
 /// each get a warning naming the cause, and a closed connection in bounded time.
 #[test]
 fn failed_handshakes_are_logged_and_closed() {
-    let port = free_port();
-    let tls_port = free_port();
     let dir = std::env::temp_dir().join(unique("rkproxy-tls-log"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("rkproxy.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = '127.0.0.1:{port}'\ndefault_pool = 'main'\n{}client_crl_file = '{}'\n\
+            "listen = '127.0.0.1:0'\ndefault_pool = 'main'\n{}client_crl_file = '{}'\n\
              [pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
-            listener_toml("server", true).replace("127.0.0.1:0", &format!("127.0.0.1:{tls_port}")),
+            listener_toml("server", true),
             tls_file("ca.crl"),
             redis_addr()
         ),
     )
     .unwrap();
-    let mut proxy = LoggingProxy::start(&config, tls_port);
+    let mut proxy = LoggingProxy::start(&config);
+    let address = proxy.tls_addr();
 
     // A plaintext client on the TLS port: closed at once.
-    let mut plain = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+    let mut plain = std::net::TcpStream::connect(address).unwrap();
     std::io::Write::write_all(&mut plain, b"*1\r\n$4\r\nPING\r\n").unwrap();
     assert!(
         closed_within(&mut plain),
@@ -813,7 +812,6 @@ fn failed_handshakes_are_logged_and_closed() {
         .enable_all()
         .build()
         .unwrap();
-    let address = format!("127.0.0.1:{tls_port}").parse().unwrap();
     let outcome = runtime.block_on(tls_connect(address, client_config("other-ca.crt", None)));
     assert!(outcome.is_err());
     proxy.wait_for_log("UnknownCA");
@@ -827,7 +825,7 @@ fn failed_handshakes_are_logged_and_closed() {
     proxy.wait_for_log("invalid peer certificate: Revoked");
 
     // A client that connects and sends nothing is closed at handshake_ms.
-    let mut silent = std::net::TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+    let mut silent = std::net::TcpStream::connect(address).unwrap();
     assert!(
         closed_within(&mut silent),
         "a silent client is disconnected"
@@ -840,22 +838,20 @@ fn failed_handshakes_are_logged_and_closed() {
 /// The rkproxy binary warns at start that the TLS listener's certificate has expired.
 #[test]
 fn an_expired_listener_certificate_is_warned_about_at_start() {
-    let tls_port = free_port();
     let dir = std::env::temp_dir().join(unique("rkproxy-tls-expired-log"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("rkproxy.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = '127.0.0.1:{}'\ndefault_pool = 'main'\n{}\n[pools.main]\nkind = 'standalone'\n\
+            "listen = '127.0.0.1:0'\ndefault_pool = 'main'\n{}\n[pools.main]\nkind = 'standalone'\n\
              nodes = ['{}']\n",
-            free_port(),
-            listener_toml("expired", false).replace("127.0.0.1:0", &format!("127.0.0.1:{tls_port}")),
+            listener_toml("expired", false),
             redis_addr()
         ),
     )
     .unwrap();
-    let mut proxy = LoggingProxy::start(&config, tls_port);
+    let mut proxy = LoggingProxy::start(&config);
     proxy.wait_for_line("the TLS listener's certificate has expired; clients will refuse it");
     drop(proxy);
     let _ = std::fs::remove_dir_all(dir);
@@ -883,42 +879,20 @@ fn closed_within(stream: &mut std::net::TcpStream) -> bool {
     false
 }
 
-/// The rkproxy binary with its log collected.
-struct LoggingProxy {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
+/// The rkproxy binary with its log collected, on the ports its ready line names.
+struct LoggingProxy(ReadyProxy);
 
 impl LoggingProxy {
-    fn start(config: &std::path::Path, tls_port: u16) -> LoggingProxy {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rkproxy"))
-            .arg("--config")
-            .arg(config)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            while let Ok(read) = stderr.read(&mut buffer) {
-                if read == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buffer[..read]));
-            }
-        });
-        let deadline = Instant::now() + TLS_BOUNDED;
-        while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
-            assert!(Instant::now() < deadline, "rkproxy did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        LoggingProxy { child, log }
+    /// Starts the binary with `config`, whose `listen` and `tls_listen` are on port 0.
+    fn start(config: &std::path::Path) -> LoggingProxy {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rkproxy"));
+        command.arg("--config").arg(config).stdout(Stdio::null());
+        LoggingProxy(ReadyProxy::start(command))
+    }
+
+    /// Where TLS clients connect.
+    fn tls_addr(&self) -> std::net::SocketAddr {
+        self.0.tls_listen.expect("tls_listen is on")
     }
 
     /// Waits for a handshake failure logged with `text` in it.
@@ -934,7 +908,7 @@ impl LoggingProxy {
     fn wait_for_line(&mut self, text: &str) -> String {
         let deadline = Instant::now() + TLS_BOUNDED;
         loop {
-            let log = self.log.lock().unwrap().clone();
+            let log = self.0.log_text();
             if log.contains(text) {
                 return log;
             }
@@ -944,13 +918,6 @@ impl LoggingProxy {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for LoggingProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -1,9 +1,11 @@
 //! A real rkproxy process, for tests that kill a proxy (`kill -9`), run several against one offset store, or
-//! reload its configuration file with SIGHUP.
+//! reload its configuration file with SIGHUP; and [`ReadyProxy`], a binary on port 0 found by its ready line.
 
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{free_port, TempDir};
@@ -96,4 +98,75 @@ impl Drop for ProxyProcess {
 
 fn write_config(path: &Path, listen: SocketAddr, config: &str) {
     std::fs::write(path, format!("listen = '{listen}'\n{config}")).unwrap();
+}
+
+/// A spawned rkproxy binary told to listen on port 0 (`listen = "127.0.0.1:0"`, `--listen 127.0.0.1:0`), once
+/// it logged `rkproxy ready`: the addresses that line names (so no port is picked before the proxy binds it,
+/// and no other process's listener can be mistaken for the proxy), and its log so far and from then on.
+pub struct ReadyProxy {
+    pub child: Child,
+    pub listen: SocketAddr,
+    pub tls_listen: Option<SocketAddr>,
+    log: Arc<Mutex<String>>,
+}
+
+impl ReadyProxy {
+    /// Spawns `command` (its stderr piped here; text log format) and waits up to 20 s for the ready line.
+    pub fn start(mut command: Command) -> ReadyProxy {
+        let mut child = command
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(read) = stderr.read(&mut buffer) {
+                if read == 0 {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&buffer[..read]);
+                sink.lock().unwrap().push_str(&text);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let ready = loop {
+            let text = log.lock().unwrap().clone();
+            if let Some(line) = text.lines().find(|line| line.contains("rkproxy ready")) {
+                if text.contains(&format!("{line}\n")) {
+                    break line.to_owned();
+                }
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("rkproxy exited ({status}):\n{text}");
+            }
+            assert!(Instant::now() < deadline, "rkproxy is not ready:\n{text}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let field = |name: &str| {
+            let start = ready.find(&format!(" {name}="))? + name.len() + 2;
+            ready[start..].split_whitespace().next()?.parse().ok()
+        };
+        ReadyProxy {
+            child,
+            listen: field("listen").unwrap_or_else(|| panic!("no listen address in {ready}")),
+            tls_listen: field("tls_listen"),
+            log,
+        }
+    }
+
+    /// Everything the process logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ReadyProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -158,16 +158,9 @@ impl TlsFiles {
         );
         std::fs::write(self.path("ca-crlnumber"), "01\n")?;
         std::fs::write(self.path("ca.cnf"), config)?;
-        openssl(&[
-            "ca",
-            "-config",
-            &text(&self.path("ca.cnf")),
+        self.openssl_ca(&[
             "-batch",
             "-notext",
-            "-cert",
-            &text(&self.path("ca.crt")),
-            "-keyfile",
-            &text(&self.path("ca.key")),
             "-in",
             &text(&request),
             "-out",
@@ -189,34 +182,25 @@ impl TlsFiles {
             5,
         )?;
         self.revocation_list("ca-empty.crl")?;
-        openssl(&[
-            "ca",
-            "-config",
-            &text(&self.path("ca.cnf")),
-            "-cert",
-            &text(&self.path("ca.crt")),
-            "-keyfile",
-            &text(&self.path("ca.key")),
-            "-revoke",
-            &text(&self.path("revoked-client.crt")),
-        ])?;
+        self.openssl_ca(&["-revoke", &text(&self.path("revoked-client.crt"))])?;
         self.revocation_list("ca.crl")
     }
 
     /// The test CA's revocation list as its database has it now, into `name`.
     fn revocation_list(&self, name: &str) -> Result<()> {
-        openssl(&[
-            "ca",
-            "-config",
-            &text(&self.path("ca.cnf")),
-            "-cert",
-            &text(&self.path("ca.crt")),
-            "-keyfile",
-            &text(&self.path("ca.key")),
-            "-gencrl",
-            "-out",
-            &text(&self.path(name)),
-        ])
+        self.openssl_ca(&["-gencrl", "-out", &text(&self.path(name))])
+    }
+
+    /// `openssl ca` as the test CA (`ca.crt`, `ca.key`, the database `ca.cnf` names) with `args`.
+    fn openssl_ca(&self, args: &[&str]) -> Result<()> {
+        let (config, cert, key) = (
+            text(&self.path("ca.cnf")),
+            text(&self.path("ca.crt")),
+            text(&self.path("ca.key")),
+        );
+        let mut all = vec!["ca", "-config", &config, "-cert", &cert, "-keyfile", &key];
+        all.extend_from_slice(args);
+        openssl(&all)
     }
 
     /// The redis-server settings of a TLS-only server with `server.crt`. `clients_need_certificates`:

@@ -428,18 +428,25 @@ async fn a_backend_signed_by_another_ca_is_an_error_reply() {
     );
 }
 
-#[tokio::test]
-async fn mutual_tls_logs_a_bound_tenant_in_without_a_password() {
-    let prefix = unique("mtls");
-    let proxy = proxy_from(&format!(
-        "default_pool = 'main'\n{}\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n\
+/// A mutual TLS listener (`[tls]` keys `tls_extra` added) in front of the plaintext standalone Redis, with two
+/// tenants: `shop`, bound to the subject of `client.crt` (keys under `{prefix}:`), and `other`, password
+/// `{prefix}-other` (keys under `{prefix}-other:`).
+async fn mutual_tls_tenants_proxy(prefix: &str, tls_extra: &str) -> Proxy {
+    proxy_from(&format!(
+        "default_pool = 'main'\n{}{tls_extra}[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n\
          [tenants.shop]\npassword = '{prefix}-never-sent'\npool = 'main'\nkey_prefix = '{prefix}:'\n\
          tls_subject = 'CN=tenant-client, O=rkproxy-test'\n\
          [tenants.other]\npassword = '{prefix}-other'\npool = 'main'\nkey_prefix = '{prefix}-other:'\n",
         listener_toml("server", true),
         redis_addr()
     ))
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn mutual_tls_logs_a_bound_tenant_in_without_a_password() {
+    let prefix = unique("mtls");
+    let proxy = mutual_tls_tenants_proxy(&prefix, "").await;
     let addr = proxy.tls_local_addr().unwrap();
     let mut tenant = tls_connect(addr, client_config("ca.crt", Some("client")))
         .await
@@ -586,15 +593,7 @@ async fn with_revocation_lists_a_client_ca_without_one_is_refused() {
 #[tokio::test]
 async fn optional_client_certificates_log_bound_tenants_in_and_let_others_use_auth() {
     let prefix = unique("mtls-optional");
-    let proxy = proxy_from(&format!(
-        "default_pool = 'main'\n{}client_auth = 'optional'\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n\
-         [tenants.shop]\npassword = '{prefix}-never-sent'\npool = 'main'\nkey_prefix = '{prefix}:'\n\
-         tls_subject = 'CN=tenant-client, O=rkproxy-test'\n\
-         [tenants.other]\npassword = '{prefix}-other'\npool = 'main'\nkey_prefix = '{prefix}-other:'\n",
-        listener_toml("server", true),
-        redis_addr()
-    ))
-    .await;
+    let proxy = mutual_tls_tenants_proxy(&prefix, "client_auth = 'optional'\n").await;
     let addr = proxy.tls_local_addr().unwrap();
     let set = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv1\r\n";
 

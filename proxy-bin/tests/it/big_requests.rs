@@ -999,23 +999,6 @@ async fn a_streamed_value_keeps_the_tenants_prefix_and_the_options_after_it() {
     assert!(stored == sent);
 }
 
-/// The rkproxy binary, killed on drop.
-struct ProxyProcess(std::process::Child);
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A field of `/proc/<pid>/status`, in kB.
-fn status_kb(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|line| line.starts_with(field)).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// A 200 MB value written through the proxy and read back, byte for byte, each way in 1 MB pieces that the
 /// test makes as it goes (so it never holds the value either): the proxy process's peak RSS (`VmHWM`) grows by
 /// far less than the value, since it holds a window, not the value.
@@ -1023,36 +1006,17 @@ fn status_kb(pid: u32, field: &str) -> u64 {
 async fn a_200_mb_value_passes_the_proxy_in_a_bounded_window() {
     let _heavy = support::cpu_heavy().await;
     let redis = OwnRedis::start(&[]);
-    let port = support::free_port();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rkproxy"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--backend",
-            &format!("redis://{}", redis.addr()),
-        ])
-        .env("RKPROXY_TIMEOUTS__SLOW_COMMAND_MS", "60000")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let proxy = ProxyProcess(child);
-    let pid = proxy.0.id();
-    let address: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut client = loop {
-        if let Ok(client) = TcpStream::connect(address).await {
-            break client;
-        }
-        assert!(Instant::now() < deadline, "rkproxy did not start listening");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let proxy = support::ReadyProxy::in_front_of(
+        &redis.addr(),
+        &[("RKPROXY_TIMEOUTS__SLOW_COMMAND_MS", "60000")],
+    );
+    let mut client = TcpStream::connect(proxy.listen).await.unwrap();
     // A big request first, so the lane and its buffers exist before measuring.
     client.write_all(&set_head("warm", MB)).await.unwrap();
     client.write_all(&value(MB, 0)).await.unwrap();
     client.write_all(b"\r\n").await.unwrap();
     assert_eq!(read_line(&mut client).await, "+OK\r\n");
-    let before = status_kb(pid, "VmHWM");
+    let before = proxy.status_kb("VmHWM");
 
     let pieces = 200;
     let key = support::unique("stream:200");
@@ -1077,7 +1041,7 @@ async fn a_200_mb_value_passes_the_proxy_in_a_bounded_window() {
         assert!(piece_read == value(MB, piece as u8), "MB {piece} differs");
     }
     assert_eq!(read_line(&mut client).await, "\r\n");
-    let growth_mb = status_kb(pid, "VmHWM").saturating_sub(before) / 1024;
+    let growth_mb = proxy.status_kb("VmHWM").saturating_sub(before) / 1024;
     eprintln!("proxy peak RSS grew by {growth_mb} MB while 200 MB passed each way");
     assert!(growth_mb < 32, "peak RSS grew by {growth_mb} MB");
 }

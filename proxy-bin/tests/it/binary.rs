@@ -1,6 +1,6 @@
 //! The `rkproxy` binary itself: start-up forms, configuration errors, exit codes.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::support::*;
 
@@ -114,16 +114,7 @@ fn a_key_of_another_kind_of_pool_is_named_with_its_pool_wherever_it_comes_from()
 
 #[test]
 fn quick_start_form_proxies_to_redis() {
-    let mut command = rkproxy();
-    command
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--backend",
-            &format!("redis://{}", redis_addr()),
-        ])
-        .stdout(Stdio::null());
-    let proxy = ReadyProxy::start(command);
+    let proxy = ReadyProxy::in_front_of(&redis_addr(), &[]);
     let output = Command::new("redis-cli")
         .args(["-p", &proxy.listen.port().to_string(), "PING"])
         .output()

@@ -595,7 +595,8 @@ async fn a_broker_down_at_start_gives_fast_errors_then_recovers() {
 }
 
 /// A proxy config with the Kafka pool `events` (one topic, everyone may use it, with `topic_keys` added to
-/// its table) whose offsets live in the test Redis under `key_prefix`.
+/// its table) whose offsets live in the test Redis under `key_prefix`. It logs warnings only, but for the ready
+/// line, which tells a [`ProxyProcess`] the port the proxy got.
 fn shared_offsets_config(
     topic: &str,
     partitions: i32,
@@ -603,7 +604,7 @@ fn shared_offsets_config(
     topic_keys: &str,
 ) -> String {
     format!(
-        "default_pool = 'events'\nlog = 'warn'\n{}",
+        "default_pool = 'events'\nlog = 'warn,rkproxy::server=info'\n{}",
         kafka_pool_toml(
             &kafka_addr(),
             &format!(

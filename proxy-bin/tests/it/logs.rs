@@ -9,37 +9,9 @@ use crate::support::*;
 
 #[test]
 fn json_log_format_writes_one_object_per_line() {
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rkproxy"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--backend",
-            &format!("redis://{}", redis_addr()),
-        ])
-        .env("RKPROXY_LOG_FORMAT", "json")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "rkproxy did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // "rkproxy ready" is logged before the accept loop starts; stop the proxy and read all it wrote.
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let _ = child.wait();
+    let proxy = ReadyProxy::in_front_of(&redis_addr(), &[("RKPROXY_LOG_FORMAT", "json")]);
+    // Stop the proxy and read all it wrote, so that every line it logs is checked.
+    let stderr = proxy.terminate();
     let lines: Vec<serde_json::Value> = stderr
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
@@ -56,44 +28,44 @@ fn json_log_format_writes_one_object_per_line() {
 /// (each retry is a debug line, which this test turns on to count the attempts).
 #[test]
 fn a_kafka_pool_logs_one_line_per_state_change() {
-    use std::io::{BufRead, BufReader};
-    let (port, broker_port) = (free_port(), free_port());
+    // A port nothing listened on when chosen stands for the broker that never answers: a broker's address
+    // cannot be port 0, which only a listener can ask for.
+    let broker_port = free_port();
     let dir = std::env::temp_dir().join(unique("rkproxy-kafka-log").replace(':', "-"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("rkproxy.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = '127.0.0.1:{port}'\ndefault_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n\
+            "listen = '127.0.0.1:0'\ndefault_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n\
              [pools.events]\nkind = 'kafka'\nnodes = ['127.0.0.1:{broker_port}']\nrequest_timeout_ms = 100\n\
              connect_retry_ms = 10\n[pools.events.topics.t]\npartitions = 1\n",
             redis_addr()
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rkproxy"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rkproxy"));
+    command
         .arg("--config")
         .arg(&config)
         .env("RUST_LOG", "info,rkproxy::pools::kafka=debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = Vec::new();
+        .stdout(Stdio::null());
+    let proxy = ReadyProxy::start(command);
     let deadline = Instant::now() + Duration::from_secs(60);
-    for line in BufReader::new(stderr).lines() {
-        let line = line.unwrap();
-        lines.push(line);
+    let lines = loop {
+        let log = proxy.log_text();
+        // Whole lines only: the last one may still be arriving.
+        let whole = &log[..log.rfind('\n').map_or(0, |end| end + 1)];
+        let lines: Vec<String> = whole.lines().map(str::to_owned).collect();
         let count = |needle: &str| lines.iter().filter(|l| l.contains(needle)).count();
         // Twelve failed attempts (the old code logged the first and the tenth at WARN), or a second WARN.
         if count("Kafka pool still unavailable") >= 11 || count("Kafka pool unavailable;") >= 2 {
-            break;
+            break lines;
         }
         assert!(Instant::now() < deadline, "{lines:#?}");
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(proxy);
     let _ = std::fs::remove_dir_all(&dir);
     let down: Vec<&String> = lines
         .iter()

@@ -6,7 +6,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -281,55 +280,17 @@ async fn max_memory_is_reached_and_recovered_from_with_every_request_answered_on
     proxy.shutdown().await;
 }
 
-/// The rkproxy binary, killed on drop.
-struct ProxyProcess(Child);
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A field of `/proc/<pid>/status` in kB (`VmRSS`, `VmSize`).
-fn status_kb(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status
-        .lines()
-        .find(|line| line.starts_with(field))
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn partly_received_requests_cost_what_arrived_not_what_they_announced() {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_rkproxy"))
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--backend",
-            &format!("redis://{}", redis_addr()),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let proxy = ProxyProcess(child);
-    let pid = proxy.0.id();
-    let address: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(address).is_err() {
-        assert!(Instant::now() < deadline, "rkproxy did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let proxy = ReadyProxy::in_front_of(&redis_addr(), &[]);
+    let address = proxy.listen;
     // One request through first, so the proxy's backend connection and buffers exist before measuring.
     let key = unique("partial");
     let mut warm = RawClient::connect(address);
     warm.send(&set_command(&key, &[b'w'; 64 * 1024]));
     assert_eq!(warm.read_line(), "+OK\r\n");
-    let rss_before = status_kb(pid, "VmRSS");
-    let size_before = status_kb(pid, "VmSize");
+    let rss_before = proxy.status_kb("VmRSS");
+    let size_before = proxy.status_kb("VmSize");
 
     // 200 connections, each announcing a 500 MB bulk string and sending 1 KB of it.
     let header = format!(
@@ -351,8 +312,8 @@ fn partly_received_requests_cost_what_arrived_not_what_they_announced() {
     probe.send(b"*1\r\n$4\r\nPING\r\n");
     assert_eq!(probe.read_line(), "+PONG\r\n");
     std::thread::sleep(Duration::from_millis(200));
-    let rss_growth = status_kb(pid, "VmRSS").saturating_sub(rss_before);
-    let size_growth = status_kb(pid, "VmSize").saturating_sub(size_before);
+    let rss_growth = proxy.status_kb("VmRSS").saturating_sub(rss_before);
+    let size_growth = proxy.status_kb("VmSize").saturating_sub(size_before);
     // What arrived is 200 KB; allow 100 KB of buffers and bookkeeping per connection. Reserving room for the
     // announced length (1 MiB per connection before) shows in the address space even where pages are untouched.
     assert!(rss_growth < 20 * 1024, "RSS grew by {rss_growth} kB");

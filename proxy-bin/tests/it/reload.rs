@@ -652,14 +652,6 @@ async fn a_hundred_reloads_under_pipelined_traffic_lose_no_reply() {
     proxy.shutdown().await;
 }
 
-fn send_hangup(child: &std::process::Child) {
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// Reads one reply line for `command` on a new connection, or `None` if the proxy does not answer yet.
 fn try_command(addr: SocketAddr, command: &[u8]) -> Option<String> {
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
@@ -672,55 +664,48 @@ fn try_command(addr: SocketAddr, command: &[u8]) -> Option<String> {
 
 #[test]
 fn sighup_makes_the_binary_read_its_file_again() {
-    let port = free_port();
-    let file = ConfigFile::new(&with_tenants(ALPHA).replace(
-        "listen = '127.0.0.1:0'",
-        &format!("listen = '127.0.0.1:{port}'"),
-    ));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rkproxy"))
+    let file = ConfigFile::new(&with_tenants(ALPHA));
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_rkproxy"));
+    command
         .arg("--config")
         .arg(&file.path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        .stdout(std::process::Stdio::null());
+    let proxy = ReadyProxy::start(command);
+    let addr = proxy.listen;
     let deadline = Instant::now() + Duration::from_secs(20);
-    let outcome = (|| {
-        while try_command(addr, b"AUTH alpha-pw\r\n").as_deref() != Some("+OK\r\n") {
-            if Instant::now() > deadline {
-                return Err("the proxy did not start".to_owned());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if try_command(addr, b"AUTH beta-pw\r\n").as_deref() == Some("+OK\r\n") {
-            return Err("beta exists before the reload".to_owned());
-        }
-        let mut open = RawClient::connect(addr);
-        open.send(b"AUTH alpha-pw\r\n");
-        assert_eq!(open.read_line(), "+OK\r\n");
+    assert_eq!(
+        try_command(addr, b"AUTH alpha-pw\r\n").as_deref(),
+        Some("+OK\r\n"),
+        "alpha cannot log in:\n{}",
+        proxy.log_text()
+    );
+    assert_ne!(
+        try_command(addr, b"AUTH beta-pw\r\n").as_deref(),
+        Some("+OK\r\n"),
+        "beta exists before the reload"
+    );
+    let mut open = RawClient::connect(addr);
+    open.send(b"AUTH alpha-pw\r\n");
+    assert_eq!(open.read_line(), "+OK\r\n");
 
-        file.write(&with_tenants(&format!("{ALPHA}{BETA}")).replace(
-            "listen = '127.0.0.1:0'",
-            &format!("listen = '127.0.0.1:{port}'"),
-        ));
-        send_hangup(&child);
-        // The reload runs in the background of the signal: wait until beta can log in.
-        while try_command(addr, b"AUTH beta-pw\r\n").as_deref() != Some("+OK\r\n") {
-            if Instant::now() > deadline {
-                return Err("SIGHUP did not reload the configuration".to_owned());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        open.send(b"PING\r\n");
-        if open.read_line() != "+PONG\r\n" {
-            return Err("a connection opened before the reload broke".to_owned());
-        }
-        Ok(())
-    })();
-    let _ = child.kill();
-    let _ = child.wait();
-    outcome.unwrap();
+    // The file keeps `listen` on port 0, which the reload sees as unchanged.
+    file.write(&with_tenants(&format!("{ALPHA}{BETA}")));
+    proxy.signal("-HUP");
+    // The reload runs in the background of the signal: wait until beta can log in.
+    while try_command(addr, b"AUTH beta-pw\r\n").as_deref() != Some("+OK\r\n") {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not reload the configuration:\n{}",
+            proxy.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    open.send(b"PING\r\n");
+    assert_eq!(
+        open.read_line(),
+        "+PONG\r\n",
+        "a connection opened before the reload broke"
+    );
 }
 
 /// A reload creates a topic and grows another while the client stays connected, and KPOP's cursors (kept in

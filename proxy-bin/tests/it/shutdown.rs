@@ -56,15 +56,7 @@ impl RunningProxy {
     }
 
     fn terminate(&self) {
-        self.signal("-TERM");
-    }
-
-    fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.process.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.process.signal("-TERM");
     }
 
     /// Waits for the process to exit, at most `limit`; its status and how long it took.
@@ -195,7 +187,7 @@ fn sigint_tells_subscribers_the_proxy_is_shutting_down() {
         confirmation.push(line);
     }
     assert_eq!(confirmation[2], "subscribe\r\n", "{confirmation:?}");
-    proxy.signal("-INT");
+    proxy.process.signal("-INT");
     let mut rest = String::new();
     let _ = reader.read_to_string(&mut rest);
     assert_eq!(rest, "-ERR rkproxy is shutting down\r\n");

@@ -1,120 +1,93 @@
-//! A real rkproxy process, for tests that kill a proxy (`kill -9`), run several against one offset store, or
-//! reload its configuration file with SIGHUP; and [`ReadyProxy`], a binary on port 0 found by its ready line.
+//! Real rkproxy processes: [`ReadyProxy`], a binary on port 0 found by its ready line, and [`ProxyProcess`], one
+//! started from a configuration file of its own, for tests that kill a proxy (`kill -9`), run several against
+//! one offset store, or reload its configuration file with SIGHUP.
 
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{free_port, TempDir};
+use super::{unique, TempDir};
 
-/// A real rkproxy process (killed on drop), listening on a free port, logging to a file of its own folder.
+/// A real rkproxy process (killed on drop) started from a configuration file in a folder of its own, with
+/// `listen` on port 0: `addr` is the address its ready line names.
 pub struct ProxyProcess {
-    child: Child,
+    process: ReadyProxy,
     pub addr: SocketAddr,
     config_path: PathBuf,
-    log: PathBuf,
     _dir: TempDir,
 }
 
 impl ProxyProcess {
-    /// Starts the binary with `config` (everything but `listen`) and waits until it accepts connections;
-    /// `name` names its folder, for a reader of the temporary directory.
+    /// Starts the binary with `config` (everything but `listen`) and waits until it is ready; `name` names its
+    /// folder, for a reader of the temporary directory. `config`'s `log` must let the ready line through (INFO
+    /// of `rkproxy::server`).
     pub fn start(name: &str, config: &str) -> ProxyProcess {
-        let dir = std::env::temp_dir().join(format!(
-            "rkproxy-it-{name}-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
+        let dir = std::env::temp_dir().join(unique(&format!("rkproxy-it-{name}")));
         std::fs::create_dir_all(&dir).unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config_path = dir.join("rkproxy.toml");
-        write_config(&config_path, addr, config);
-        let log = dir.join("rkproxy.log");
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_rkproxy"))
+        write_config(&config_path, config);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rkproxy"));
+        command
             .arg("--config")
             .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .unwrap();
-        let mut process = ProxyProcess {
-            child,
-            addr,
+            .stdout(Stdio::null());
+        let process = ReadyProxy::start(command);
+        ProxyProcess {
+            addr: process.listen,
+            process,
             config_path,
-            log,
             _dir: TempDir(dir),
-        };
-        process.wait_listening();
-        process
-    }
-
-    fn wait_listening(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(self.addr).is_err() {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("rkproxy exited ({status}):\n{}", self.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rkproxy did not listen:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    /// Rewrites the configuration file with `config` (same `listen`) and makes the process reload it (SIGHUP).
+    /// Rewrites the configuration file with `config` (the same `listen` on port 0, which a reload sees as
+    /// unchanged) and makes the process reload it (SIGHUP).
     pub fn reload(&self, config: &str) {
-        write_config(&self.config_path, self.addr, config);
-        let status = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        write_config(&self.config_path, config);
+        self.process.signal("-HUP");
     }
 
     /// Everything the process logged so far.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log_text()
     }
 
     /// Kills the process at once (SIGKILL), like a crash or a `kill -9` restart.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
     }
 }
 
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn write_config(path: &Path, listen: SocketAddr, config: &str) {
-    std::fs::write(path, format!("listen = '{listen}'\n{config}")).unwrap();
+fn write_config(path: &Path, config: &str) {
+    std::fs::write(path, format!("listen = '127.0.0.1:0'\n{config}")).unwrap();
 }
 
 /// A spawned rkproxy binary told to listen on port 0 (`listen = "127.0.0.1:0"`, `--listen 127.0.0.1:0`), once
 /// it logged `rkproxy ready`: the addresses that line names (so no port is picked before the proxy binds it,
 /// and no other process's listener can be mistaken for the proxy), and its log so far and from then on.
+/// Killed on drop.
 pub struct ReadyProxy {
     pub child: Child,
     pub listen: SocketAddr,
     pub tls_listen: Option<SocketAddr>,
     log: Arc<Mutex<String>>,
+    /// Copies the process's stderr into `log` until the process closes it.
+    reader: Option<JoinHandle<()>>,
 }
 
 impl ReadyProxy {
-    /// Spawns `command` (its stderr piped here; text log format) and waits up to 20 s for the ready line.
+    /// Spawns `command` (its stderr piped here) and waits up to 20 s for the ready line, in the text or the JSON
+    /// log format. `RUST_LOG` is removed unless `command` sets it, so that the caller's filter cannot hide the
+    /// ready line.
     pub fn start(mut command: Command) -> ReadyProxy {
+        if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
+            command.env_remove("RUST_LOG");
+        }
         let mut child = command
-            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -122,7 +95,7 @@ impl ReadyProxy {
         let mut stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut buffer = [0u8; 4096];
             while let Ok(read) = stderr.read(&mut buffer) {
                 if read == 0 {
@@ -146,27 +119,83 @@ impl ReadyProxy {
             assert!(Instant::now() < deadline, "rkproxy is not ready:\n{text}");
             std::thread::sleep(Duration::from_millis(20));
         };
+        // `listen=ADDR` in the text format, `"listen":"ADDR"` in JSON (`tls_listen` is `off` without TLS).
         let field = |name: &str| {
-            let start = ready.find(&format!(" {name}="))? + name.len() + 2;
-            ready[start..].split_whitespace().next()?.parse().ok()
+            let start = [format!(" {name}="), format!("\"{name}\":\"")]
+                .iter()
+                .find_map(|key| Some(ready.find(key.as_str())? + key.len()))?;
+            ready[start..]
+                .split(|c: char| c.is_whitespace() || c == '"')
+                .next()?
+                .parse()
+                .ok()
         };
         ReadyProxy {
-            child,
             listen: field("listen").unwrap_or_else(|| panic!("no listen address in {ready}")),
             tls_listen: field("tls_listen"),
+            child,
             log,
+            reader: Some(reader),
         }
+    }
+
+    /// The quick-start form in front of the Redis at `backend` (`--listen 127.0.0.1:0 --backend
+    /// redis://BACKEND`), with the environment variables `env` (settings, say) added; stdout is dropped.
+    pub fn in_front_of(backend: &str, env: &[(&str, &str)]) -> ReadyProxy {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rkproxy"));
+        command
+            .args(["--listen", "127.0.0.1:0", "--backend"])
+            .arg(format!("redis://{backend}"))
+            .envs(env.iter().copied())
+            .stdout(Stdio::null());
+        ReadyProxy::start(command)
     }
 
     /// Everything the process logged so far.
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    /// Sends the process `signal` (`-HUP`, `-TERM`) with `kill`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} failed");
+    }
+
+    /// Stops the process with SIGTERM (a graceful shutdown) and returns everything it logged, to its last line.
+    pub fn terminate(mut self) -> String {
+        self.signal("-TERM");
+        let _ = self.child.wait();
+        // The process has exited: the reader ends at the end of its stderr, having copied all of it.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.log_text()
+    }
+
+    /// Kills the process at once (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A field of the process's `/proc/<pid>/status` in kB (`VmRSS`, `VmSize`, `VmHWM`).
+    pub fn status_kb(&self, field: &str) -> u64 {
+        let pid = self.child.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status
+            .lines()
+            .find(|line| line.starts_with(field))
+            .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
 }
 
 impl Drop for ReadyProxy {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }

@@ -70,11 +70,13 @@ pub struct SaslSettings {
     pub password: String,
 }
 
-/// TLS to the brokers: the CA that signed their certificates, and optionally a client certificate with its key
-/// (for brokers with `ssl.client.auth`). Files are PEM; the key is PKCS#8, PKCS#1 or SEC1, unencrypted.
+/// TLS to the brokers: the CA that signed their certificates (`None`: the system's trust store, for brokers
+/// with publicly trusted certificates; `SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured), and optionally a
+/// client certificate with its key (for brokers with `ssl.client.auth`). Files are PEM; the key is PKCS#8,
+/// PKCS#1 or SEC1, unencrypted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
-    pub ca_file: PathBuf,
+    pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
 }
@@ -177,12 +179,18 @@ impl KafkaSecurity {
 
 impl TlsSettings {
     fn client_config(&self) -> Result<rustls::ClientConfig, KafkaError> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in read_certificates(&self.ca_file)? {
-            roots
-                .add(cert)
-                .map_err(|error| file_error(&self.ca_file, &error.to_string()))?;
-        }
+        let roots = match &self.ca_file {
+            Some(ca_file) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in read_certificates(ca_file)? {
+                    roots
+                        .add(cert)
+                        .map_err(|error| file_error(ca_file, &error.to_string()))?;
+                }
+                roots
+            }
+            None => system_roots()?,
+        };
         // The provider is named, not taken from the process default, so that another crate enabling a second
         // rustls provider cannot make this panic.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -215,6 +223,25 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, KafkaE
         return Err(file_error(path, "no PEM certificate in it"));
     }
     Ok(certs)
+}
+
+/// The CA certificates of the system's trust store that rustls can use (a system store holds certificates of
+/// every age and kind); an error when there are none.
+fn system_roots() -> Result<rustls::RootCertStore, KafkaError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        let problem = found
+            .errors
+            .first()
+            .map_or_else(|| "none usable".to_owned(), ToString::to_string);
+        return Err(KafkaError::Config(format!(
+            "TLS: no CA certificate in the system's trust store ({problem}); set ca_file, or SSL_CERT_FILE \
+             or SSL_CERT_DIR"
+        )));
+    }
+    Ok(roots)
 }
 
 fn file_error(path: &Path, problem: &str) -> KafkaError {
@@ -478,7 +505,7 @@ mod tests {
         let security = KafkaSecurity {
             sasl: None,
             tls: Some(TlsSettings {
-                ca_file: PathBuf::from("/nonexistent/ca.pem"),
+                ca_file: Some(PathBuf::from("/nonexistent/ca.pem")),
                 cert_file: None,
                 key_file: None,
             }),

@@ -25,7 +25,7 @@ impl Config {
             })?;
         }
         check_kafka_sasl(&key, pool)?;
-        pool.tls.validate(&key, "brokers")?;
+        pool.tls.validate(&key)?;
         for (tenant, group) in &pool.group_ids {
             let group_key = format!("{key}.group_ids.{tenant}");
             self.check_kafka_tenant(name, tenant)

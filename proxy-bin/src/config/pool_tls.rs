@@ -16,10 +16,11 @@ pub(super) const NEEDS_TLS: &str = "set `tls = true` to use it";
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolTlsConfig {
-    /// `tls`: connect to the backends over TLS; needs `ca_file`.
+    /// `tls`: connect to the backends over TLS.
     #[serde(rename = "tls", default, skip_serializing_if = "std::ops::Not::not")]
     pub enabled: bool,
-    /// With `tls`: the CA (PEM) that signs the backends' certificates.
+    /// With `tls`: the CA (PEM) that signs the backends' certificates; without it, the CAs of the system's trust
+    /// store (for backends with publicly trusted certificates, as managed Redis and Kafka services have).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
     /// With `tls`: a client certificate (PEM) for backends that require one, with `key_file`.
@@ -44,9 +45,8 @@ impl PoolTlsConfig {
         read_table(key, tls_keys)
     }
 
-    /// `tls = true` needs `ca_file`; the other keys need `tls = true`; a client certificate needs its key.
-    /// `key` is the pool's table, `peers` who presents the certificates `ca_file` checks (`nodes`, `brokers`).
-    pub(super) fn validate(&self, key: &str, peers: &str) -> Result<(), ConfigError> {
+    /// The other keys need `tls = true`; a client certificate needs its key. `key` is the pool's table.
+    pub(super) fn validate(&self, key: &str) -> Result<(), ConfigError> {
         if !self.enabled {
             let set = [
                 ("ca_file", self.ca_file.is_some()),
@@ -60,14 +60,6 @@ impl PoolTlsConfig {
                 Some(field) => Err(invalid(format!("{key}.{field}"), NEEDS_TLS)),
                 None => Ok(()),
             };
-        }
-        if self.ca_file.is_none() {
-            return Err(invalid(
-                format!("{key}.ca_file"),
-                format!(
-                    "`tls = true` needs the CA (PEM file) that signs the {peers}' certificates"
-                ),
-            ));
         }
         if self.cert_file.is_some() != self.key_file.is_some() {
             return Err(invalid(

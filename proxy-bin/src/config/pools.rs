@@ -284,7 +284,7 @@ impl RedisPoolConfig {
 
     /// The checks of the TLS keys, then `server_name` (a Redis pool's own TLS key) only with `tls = true`.
     fn validate_tls(&self, key: &str) -> Result<(), ConfigError> {
-        self.tls.validate(key, "nodes")?;
+        self.tls.validate(key)?;
         if !self.tls.enabled && self.server_name.is_some() {
             return Err(invalid(format!("{key}.server_name"), NEEDS_TLS));
         }

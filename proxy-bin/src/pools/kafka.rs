@@ -492,14 +492,11 @@ fn security(pool: &crate::config::KafkaPoolConfig) -> Result<KafkaSecurity, Pool
         }
         _ => None,
     };
-    let tls = match (&pool.tls.ca_file, pool.tls.enabled) {
-        (Some(ca_file), true) => Some(TlsSettings {
-            ca_file: ca_file.into(),
-            cert_file: pool.tls.cert_file.as_ref().map(Into::into),
-            key_file: pool.tls.key_file.as_ref().map(Into::into),
-        }),
-        _ => None,
-    };
+    let tls = pool.tls.enabled.then(|| TlsSettings {
+        ca_file: pool.tls.ca_file.as_ref().map(Into::into),
+        cert_file: pool.tls.cert_file.as_ref().map(Into::into),
+        key_file: pool.tls.key_file.as_ref().map(Into::into),
+    });
     Ok(KafkaSecurity { sasl, tls })
 }
 
@@ -660,7 +657,10 @@ mod tests {
             ("app", "pw")
         );
         let tls = bridge.security.tls.unwrap();
-        assert_eq!(tls.ca_file, std::path::Path::new("/etc/ca.pem"));
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
         assert_eq!(
             tls.key_file.as_deref(),
             Some(std::path::Path::new("/etc/c.key"))

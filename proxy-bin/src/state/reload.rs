@@ -88,8 +88,8 @@ pub enum ReloadError {
 /// Why the first state could not be built at start.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error(transparent)]
-    Pool(#[from] PoolError),
+    #[error("config key `pools.{pool}`: {problem}")]
+    Pool { pool: String, problem: PoolError },
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -156,7 +156,13 @@ impl Live {
         let mut pools = HashMap::new();
         let mut backend_versions = HashMap::new();
         for (name, pool) in &config.pools {
-            pools.insert(name.clone(), PoolHandle::start(name, pool, &config).await?);
+            let handle = PoolHandle::start(name, pool, &config)
+                .await
+                .map_err(|problem| StateError::Pool {
+                    pool: name.clone(),
+                    problem,
+                })?;
+            pools.insert(name.clone(), handle);
             backend_versions.insert(name.clone(), Arc::default());
         }
         let tenants = config.validate_and_build_tenants()?;

@@ -58,6 +58,11 @@ pub enum TlsError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
     #[error("'{0}' is not a DNS name or an IP address")]
     ServerName(String),
+    #[error(
+        "no CA certificate found in the system's trust store ({0}); set ca_file, or SSL_CERT_FILE or \
+         SSL_CERT_DIR"
+    )]
+    NoSystemCertificates(String),
 }
 
 /// Why a TLS connection to a backend node could not be made.
@@ -126,6 +131,35 @@ fn roots_in(path: &str, pem: &[u8]) -> Result<rustls::RootCertStore, TlsError> {
             path: path.to_owned(),
             problem: error.to_string(),
         })?;
+    }
+    Ok(roots)
+}
+
+/// The CA certificates of the system's trust store (rustls-native-certs: `SSL_CERT_FILE` or `SSL_CERT_DIR`
+/// when set, else the platform's bundle). Certificates it could not read are skipped as long as some were read.
+fn system_certificates() -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        let problem = match found.errors.first() {
+            Some(error) => error.to_string(),
+            None => "it is empty".to_owned(),
+        };
+        return Err(TlsError::NoSystemCertificates(problem));
+    }
+    Ok(found.certs)
+}
+
+/// The roots `certificates` of the system's trust store make, skipping any rustls cannot use (a system store
+/// holds certificates of every age and kind).
+fn system_roots(
+    certificates: &[CertificateDer<'static>],
+) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(certificates.iter().cloned());
+    if added == 0 {
+        return Err(TlsError::NoSystemCertificates(
+            "none is a usable CA certificate".to_owned(),
+        ));
     }
     Ok(roots)
 }
@@ -424,9 +458,17 @@ fn at_key(key: &'static str) -> impl Fn(TlsError) -> PoolTlsError {
 /// only (the key file's content is a secret).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PoolTlsFiles {
-    ca: (String, Vec<u8>),
+    ca: TrustedCas,
     /// The client certificate chain and its key, each path with its content.
     client: Option<[(String, Vec<u8>); 2]>,
+}
+
+/// The CAs a pool trusts: those of its `ca_file` (path and content), or without one the system's trust store
+/// (as loaded, so a reload sees an updated store as a change like a rotated file).
+#[derive(Clone, PartialEq, Eq)]
+enum TrustedCas {
+    File(String, Vec<u8>),
+    System(Vec<CertificateDer<'static>>),
 }
 
 impl std::fmt::Debug for PoolTlsFiles {
@@ -435,8 +477,12 @@ impl std::fmt::Debug for PoolTlsFiles {
             .client
             .as_ref()
             .map(|[(cert, _), (key, _)]| (cert, key));
+        let ca_file = match &self.ca {
+            TrustedCas::File(path, _) => path.as_str(),
+            TrustedCas::System(_) => "(the system's trust store)",
+        };
         f.debug_struct("PoolTlsFiles")
-            .field("ca_file", &self.ca.0)
+            .field("ca_file", &ca_file)
             .field("client", &client)
             .finish()
     }
@@ -449,16 +495,13 @@ impl PoolTlsFiles {
         if !pool.enabled {
             return Ok(None);
         }
-        let Some(ca_file) = &pool.ca_file else {
-            // Config::validate requires ca_file with tls = true.
-            return Err(at_key("ca_file")(TlsError::NoCertificate {
-                path: "(unset)".to_owned(),
-            }));
+        let ca = match &pool.ca_file {
+            Some(ca_file) => TrustedCas::File(
+                ca_file.clone(),
+                read_file(ca_file).map_err(at_key("ca_file"))?,
+            ),
+            None => TrustedCas::System(system_certificates().map_err(at_key("ca_file"))?),
         };
-        let ca = (
-            ca_file.clone(),
-            read_file(ca_file).map_err(at_key("ca_file"))?,
-        );
         let client = match (&pool.cert_file, &pool.key_file) {
             (Some(cert), Some(key)) => Some([
                 (cert.clone(), read_file(cert).map_err(at_key("cert_file"))?),
@@ -471,8 +514,11 @@ impl PoolTlsFiles {
 
     /// The rustls client configuration these files make: the CA's roots, and the client certificate.
     pub fn client_config(&self) -> Result<rustls::ClientConfig, PoolTlsError> {
-        let (ca_path, ca) = &self.ca;
-        let roots = roots_in(ca_path, ca).map_err(at_key("ca_file"))?;
+        let roots = match &self.ca {
+            TrustedCas::File(path, pem) => roots_in(path, pem),
+            TrustedCas::System(certificates) => system_roots(certificates),
+        }
+        .map_err(at_key("ca_file"))?;
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|error| at_key("tls")(error.into()))?
@@ -668,7 +714,7 @@ mod tests {
     #[test]
     fn pool_tls_files_debug_shows_no_key_content() {
         let files = PoolTlsFiles {
-            ca: ("ca.pem".into(), b"CA".to_vec()),
+            ca: TrustedCas::File("ca.pem".into(), b"CA".to_vec()),
             client: Some([
                 ("c.pem".into(), b"CERT".to_vec()),
                 ("c.key".into(), b"SECRET KEY".to_vec()),

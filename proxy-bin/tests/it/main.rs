@@ -31,5 +31,6 @@ mod tenant_scripts;
 mod tenants;
 mod tls;
 mod tls_reload;
+mod tls_trust;
 mod transactions;
 mod unix_socket;

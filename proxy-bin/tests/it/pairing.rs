@@ -31,8 +31,9 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use resp_codec::{encode_command, parse_frame, Frame, Limits, ReplyDecoder};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
 use tokio_util::codec::Decoder;
 
 use crate::support::*;
@@ -60,7 +61,33 @@ async fn replies_pair_with_requests_on_a_standalone_pool() {
     let _heavy = cpu_heavy().await;
     let settings = Settings::from_env();
     let proxy = start_proxy(&redis_addr()).await;
-    let report = run_clients(proxy.local_addr(), &unique("pairing"), &settings, None).await;
+    let target = Target::Plain(proxy.local_addr());
+    let report = run_clients(target, &unique("pairing"), &settings, None).await;
+    proxy.shutdown().await;
+    report.check();
+}
+
+/// The same clients over TLS to rkproxy's `tls_listen`, whose pool reaches the TLS-only redis-server: every
+/// reply, big values and long MULTI blocks among them, crosses two TLS connections, in records of any size and
+/// through the big-request lane (which a TLS connection takes by copying, not splicing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_pair_with_requests_over_tls_on_both_sides() {
+    let _heavy = cpu_heavy().await;
+    let settings = Settings::from_env();
+    let proxy = start_proxy_toml(&format!(
+        "tls_listen = '127.0.0.1:0'\ndefault_pool = 'secure'\n[tls]\ncert_file = '{}'\nkey_file = '{}'\n\
+         [pools.secure]\nkind = 'standalone'\nnodes = ['{}']\ntls = true\nca_file = '{}'\n",
+        tls_file("server.crt"),
+        tls_file("server.key"),
+        tls_redis(),
+        tls_file("ca.crt"),
+    ))
+    .await;
+    let target = Target::Tls(
+        proxy.tls_local_addr().expect("tls_listen is on"),
+        client_config("ca.crt", None),
+    );
+    let report = run_clients(target, &unique("pairing-tls"), &settings, None).await;
     proxy.shutdown().await;
     report.check();
 }
@@ -74,7 +101,13 @@ async fn the_expected_replies_are_those_of_redis_itself() {
     let redis: SocketAddr = redis_addr()
         .parse()
         .expect("RKPROXY_TEST_REDIS is host:port");
-    let report = run_clients(redis, &unique("pairing-direct"), &settings, None).await;
+    let report = run_clients(
+        Target::Plain(redis),
+        &unique("pairing-direct"),
+        &settings,
+        None,
+    )
+    .await;
     report.check();
 }
 
@@ -100,7 +133,8 @@ async fn replies_pair_with_requests_on_a_cluster_pool_during_slot_migration() {
     let migrator = settings
         .migrate
         .then(|| Migrator::start(masters, owners, settings.seed));
-    let report = run_clients(proxy.local_addr(), &prefix, &settings, migrator.as_ref()).await;
+    let target = Target::Plain(proxy.local_addr());
+    let report = run_clients(target, &prefix, &settings, migrator.as_ref()).await;
     let migrations = match migrator {
         Some(migrator) => blocking(move || migrator.finish()).await,
         None => Ok(0),
@@ -268,9 +302,32 @@ impl Goal {
     }
 }
 
+/// Where the clients connect, and how.
+#[derive(Clone)]
+enum Target {
+    Plain(SocketAddr),
+    /// TLS, trusting the CAs of the configuration (the name checked is `localhost`).
+    Tls(SocketAddr, Arc<rustls::ClientConfig>),
+}
+
+/// A client's connection, plaintext or TLS.
+trait ClientConnection: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ClientConnection for T {}
+
+impl Target {
+    async fn connect(&self) -> std::io::Result<Box<dyn ClientConnection>> {
+        match self {
+            Target::Plain(addr) => Ok(Box::new(TcpStream::connect(addr).await?)),
+            Target::Tls(addr, config) => {
+                Ok(Box::new(tls_connect(*addr, Arc::clone(config)).await?))
+            }
+        }
+    }
+}
+
 /// Runs every client against the proxy at `proxy` (keys under `prefix`) and collects their outcomes.
 async fn run_clients(
-    proxy: SocketAddr,
+    proxy: Target,
     prefix: &str,
     settings: &Settings,
     migrator: Option<&Migrator>,
@@ -299,7 +356,7 @@ async fn run_clients(
         );
         let checker = Checker::new(try_again);
         tasks.push(tokio::spawn(run_client(
-            proxy,
+            proxy.clone(),
             script,
             checker,
             goal.clone(),
@@ -354,13 +411,14 @@ async fn run_clients(
 /// One client: pipelines until the goal is reached, then a last one that deletes its keys and ECHOes (which also
 /// shows that no extra reply is left over). Stops early, without failing, once another client has failed.
 async fn run_client(
-    proxy: SocketAddr,
+    proxy: Target,
     mut script: Script,
     mut checker: Checker,
     goal: Goal,
 ) -> Result<ClientCounts, String> {
     let client = script.client();
-    let mut stream = TcpStream::connect(proxy)
+    let mut stream = proxy
+        .connect()
         .await
         .map_err(|error| format!("client {client}: connect: {error}"))?;
     let mut commands = 0;
@@ -395,7 +453,7 @@ async fn run_client(
 
 /// Sends one pipeline and checks its replies; a failure is marked in `goal`, so the other clients stop.
 async fn send_pipeline(
-    stream: &mut TcpStream,
+    stream: &mut Box<dyn ClientConnection>,
     sent: Vec<Sent>,
     checker: &mut Checker,
     goal: &Goal,
@@ -417,7 +475,7 @@ async fn send_pipeline(
 /// Writes one pipeline while reading and checking its replies (both at once: a pipeline can be far bigger than
 /// the socket buffers).
 async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut Box<dyn ClientConnection>,
     sent: &[Sent],
     checker: &mut Checker,
 ) -> Result<(), String> {
@@ -425,10 +483,14 @@ async fn exchange(
     for one in sent {
         encode_command(&mut request, one.args.iter());
     }
-    let (mut reader, mut writer) = stream.split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    // Flushed: a TLS stream may still hold encrypted bytes once it took all of the request.
     let write = async {
-        writer
-            .write_all(&request)
+        writer.write_all(&request).await?;
+        writer.flush().await
+    };
+    let write = async {
+        write
             .await
             .map_err(|error| format!("write failed: {error}"))
     };
@@ -438,7 +500,7 @@ async fn exchange(
 
 /// Reads one reply per request of `sent` and checks each against the model's expectation, in order.
 async fn read_replies(
-    reader: &mut tokio::net::tcp::ReadHalf<'_>,
+    reader: &mut (impl AsyncRead + Unpin),
     sent: &[Sent],
     checker: &mut Checker,
 ) -> Result<(), String> {

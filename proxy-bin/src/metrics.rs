@@ -30,7 +30,8 @@
 //!   `rkproxy_big_lane_node_busy_total{pool,node}`
 //! - `rkproxy_tls_handshakes_total{result}` (client handshakes on `tls_listen`; result: ok, not_tls, timeout,
 //!   failed)
-//! - `rkproxy_tls_certificate_expiry_timestamp_seconds` (when the `tls_listen` certificate expires)
+//! - `rkproxy_tls_certificate_expiry_timestamp_seconds{certificate}` (when the `tls_listen` certificate and the
+//!   pools' client certificates expire; `certificate` is the configuration key of the file)
 //! - `rkproxy_slowlog_length`, `rkproxy_uptime_seconds`
 
 use std::collections::BTreeMap;
@@ -179,10 +180,7 @@ pub async fn render(state: &ProxyState) -> String {
         big_keys: state.stats().big_keys(&everyone, KEYS_PER_TENANT),
         facts,
         tls_handshakes: state.tls_handshakes().counts(),
-        certificate_expiry: state
-            .live()
-            .and_then(|live| live.client_tls())
-            .and_then(|tls| tls.certificate_expiry()),
+        certificate_expiry: certificate_expiries(state),
         slowlog_length: state.stats().slowlog().len(|_| true),
         uptime_seconds: state.uptime().as_secs(),
     };
@@ -195,6 +193,25 @@ pub async fn render(state: &ProxyState) -> String {
     text
 }
 
+/// The certificates `state`'s proxy presents (the listener's, the pools' client certificates) by their
+/// configuration key, with when each expires; those whose date could not be read are left out.
+fn certificate_expiries(state: &ProxyState) -> Vec<(String, i64)> {
+    let listener = state
+        .live()
+        .and_then(|live| live.client_tls())
+        .and_then(|tls| tls.certificate_expiry())
+        .map(|expiry| ("tls.cert_file".to_owned(), expiry));
+    let mut pools: Vec<(String, i64)> = state
+        .pool_handles()
+        .filter_map(|pool| {
+            let expiry = pool.client_certificate_expiry()?;
+            Some((format!("pools.{}.cert_file", pool.name()), expiry))
+        })
+        .collect();
+    pools.sort();
+    listener.into_iter().chain(pools).collect()
+}
+
 /// One scrape's data, encoded by [`Collector::encode`].
 #[derive(Debug)]
 struct Scrape {
@@ -203,7 +220,8 @@ struct Scrape {
     big_keys: Vec<BigKey>,
     facts: Facts,
     tls_handshakes: Vec<(HandshakeResult, u64)>,
-    certificate_expiry: Option<i64>,
+    /// The certificates the proxy presents, by their configuration key, with when each expires.
+    certificate_expiry: Vec<(String, i64)>,
     slowlog_length: usize,
     uptime_seconds: u64,
 }
@@ -229,12 +247,18 @@ impl Collector for Scrape {
             "Client TLS handshakes on tls_listen by result (ok, not_tls, timeout, failed).",
             handshakes,
         )?;
-        if let Some(expiry) = self.certificate_expiry {
+        if !self.certificate_expiry.is_empty() {
+            let expiries = self
+                .certificate_expiry
+                .iter()
+                .map(|(key, expiry)| (vec![("certificate", key.clone())], *expiry))
+                .collect();
             gauge(
                 &mut encoder,
                 "rkproxy_tls_certificate_expiry_timestamp_seconds",
-                "When the tls_listen certificate expires, in seconds since 1970.",
-                vec![(Vec::new(), expiry)],
+                "When each certificate the proxy presents expires, in seconds since 1970: the tls_listen \
+                 certificate (tls.cert_file) and the pools' client certificates (pools.NAME.cert_file).",
+                expiries,
             )?;
         }
         gauge(

@@ -54,6 +54,9 @@ impl Endpoint {
         timeouts: &crate::config::Timeouts,
     ) -> Result<Endpoint, crate::tls::PoolTlsError> {
         let tls = BackendTls::for_pool(config)?;
+        if let Some(tls) = &tls {
+            tls.warn_of_client_certificate_expiry();
+        }
         Ok(Endpoint {
             address: Arc::from(address),
             username: config.username.clone(),

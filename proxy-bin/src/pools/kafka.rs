@@ -119,6 +119,7 @@ impl KafkaTlsFiles {
         let brokers = PoolTlsFiles::read(&pool.tls)?;
         if let Some(files) = &brokers {
             files.client_config()?;
+            files.warn_of_client_certificate_expiry();
         }
         let store_pool = pool
             .offsets
@@ -177,6 +178,11 @@ impl KafkaPool {
             status: watch::Sender::new(Status::Starting),
             tls_files,
         })
+    }
+
+    /// When the client certificate this pool presents to its brokers expires (seconds since 1970).
+    pub fn client_certificate_expiry(&self) -> Option<i64> {
+        self.tls_files.brokers.as_ref()?.client_certificate_expiry()
     }
 
     /// Whether the TLS files this pool was built from (its settings `pool`, unchanged by a reload) hold

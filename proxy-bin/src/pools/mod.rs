@@ -154,6 +154,14 @@ impl PoolHandle {
         }
     }
 
+    /// When the TLS client certificate the pool presents to its nodes or brokers expires (seconds since 1970).
+    pub fn client_certificate_expiry(&self) -> Option<i64> {
+        match self {
+            PoolHandle::Kafka(pool) => pool.client_certificate_expiry(),
+            _ => self.backend_tls()?.client_certificate_expiry(),
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             PoolHandle::Standalone(pool) => pool.name(),

@@ -216,7 +216,11 @@ impl ClientTls {
         let certificate_expiry = certificates
             .first()
             .and_then(|leaf| crate::subject::expiry_of_certificate(leaf));
-        warn_of_expiry(&config.cert_file, certificate_expiry);
+        warn_of_expiry(
+            PresentedCertificate::Listener,
+            &config.cert_file,
+            certificate_expiry,
+        );
         let versions: &[&rustls::SupportedProtocolVersion] = match config.min_version {
             TlsVersion::Tls12 => rustls::DEFAULT_VERSIONS,
             TlsVersion::Tls13 => &[&rustls::version::TLS13],
@@ -264,12 +268,21 @@ impl ClientTls {
     }
 }
 
-/// Within this many seconds of its expiry the listener's certificate is warned about at start and reload.
+/// Within this many seconds of its expiry a certificate the proxy presents is warned about at start and reload.
 const EXPIRY_WARNING: i64 = 14 * 86_400;
 
-/// Logs a warning when the listener's certificate (read from `path`) has expired or expires within
-/// [`EXPIRY_WARNING`]: rustls serves it all the same, and every client would refuse it.
-fn warn_of_expiry(path: &str, expiry: Option<i64>) {
+/// A certificate the proxy presents, as its expiry warnings name it.
+#[derive(Debug, Clone, Copy)]
+enum PresentedCertificate {
+    /// `tls.cert_file`, which clients of `tls_listen` check.
+    Listener,
+    /// A pool's `cert_file`, which its Redis nodes or Kafka brokers check when they require client certificates.
+    PoolClient,
+}
+
+/// Logs a warning when `certificate` (read from `path`) has expired or expires within [`EXPIRY_WARNING`]:
+/// rustls presents it all the same, and every peer that checks it would refuse it.
+fn warn_of_expiry(certificate: PresentedCertificate, path: &str, expiry: Option<i64>) {
     let Some(expiry) = expiry else {
         return;
     };
@@ -279,18 +292,20 @@ fn warn_of_expiry(path: &str, expiry: Option<i64>) {
             i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
         });
     let left = expiry - now;
+    let (expired, expires_soon) = match certificate {
+        PresentedCertificate::Listener => (
+            "the TLS listener's certificate has expired; clients will refuse it",
+            "the TLS listener's certificate expires soon",
+        ),
+        PresentedCertificate::PoolClient => (
+            "a pool's TLS client certificate has expired; backends that check client certificates will refuse it",
+            "a pool's TLS client certificate expires soon",
+        ),
+    };
     if left <= 0 {
-        warn!(
-            path,
-            expired_seconds_ago = -left,
-            "the TLS listener's certificate has expired; clients will refuse it"
-        );
+        warn!(path, expired_seconds_ago = -left, "{expired}");
     } else if left < EXPIRY_WARNING {
-        warn!(
-            path,
-            expires_in_hours = left / 3_600,
-            "the TLS listener's certificate expires soon"
-        );
+        warn!(path, expires_in_hours = left / 3_600, "{expires_soon}");
     }
 }
 
@@ -512,6 +527,22 @@ impl PoolTlsFiles {
         Ok(Some(PoolTlsFiles { ca, client }))
     }
 
+    /// When the client certificate (the first of `cert_file`) expires, in seconds since 1970; `None` without
+    /// one, or when its date cannot be read.
+    pub fn client_certificate_expiry(&self) -> Option<i64> {
+        let [(_, chain), _] = self.client.as_ref()?;
+        let leaf = CertificateDer::pem_slice_iter(chain).next()?.ok()?;
+        crate::subject::expiry_of_certificate(&leaf)
+    }
+
+    /// Warns when the client certificate has expired or expires soon (at start and at every reload).
+    pub fn warn_of_client_certificate_expiry(&self) {
+        if let Some([(path, _), _]) = &self.client {
+            let expiry = self.client_certificate_expiry();
+            warn_of_expiry(PresentedCertificate::PoolClient, path, expiry);
+        }
+    }
+
     /// The rustls client configuration these files make: the CA's roots, and the client certificate.
     pub fn client_config(&self) -> Result<rustls::ClientConfig, PoolTlsError> {
         let roots = match &self.ca {
@@ -587,6 +618,7 @@ impl BackendTls {
         let Some(files) = PoolTlsFiles::read(&pool.tls)? else {
             return Ok(None);
         };
+        files.warn_of_client_certificate_expiry();
         if files == self.current.load().files {
             return Ok(None);
         }
@@ -594,6 +626,19 @@ impl BackendTls {
             tls: Arc::clone(self),
             next: Arc::new(BackendTlsSettings::build(pool, files)?),
         }))
+    }
+
+    /// When the client certificate the pool presents expires (see [`PoolTlsFiles::client_certificate_expiry`]).
+    pub fn client_certificate_expiry(&self) -> Option<i64> {
+        self.current.load().files.client_certificate_expiry()
+    }
+
+    /// Warns when the client certificate the pool presents has expired or expires soon.
+    pub fn warn_of_client_certificate_expiry(&self) {
+        self.current
+            .load()
+            .files
+            .warn_of_client_certificate_expiry();
     }
 
     /// Changes each time a reload replaces the settings (see [`TlsRotation::apply`]).

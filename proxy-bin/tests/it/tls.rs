@@ -359,13 +359,27 @@ async fn a_client_trusting_another_ca_is_refused() {
     proxy.shutdown().await;
 }
 
+/// A TLS pool `secure` on the TLS-only Redis presenting the expired certificate as its client certificate (the
+/// standalone server does not ask for one, so the pool works; only its expiry is looked at).
+fn pool_with_expired_client_certificate() -> String {
+    format!(
+        "[pools.secure]\nkind = 'standalone'\nnodes = ['{}']\ntls = true\nca_file = '{}'\ncert_file = '{}'\n\
+         key_file = '{}'\n",
+        tls_redis(),
+        tls_file("ca.crt"),
+        tls_file("expired.crt"),
+        tls_file("expired.key"),
+    )
+}
+
 #[tokio::test]
 async fn an_expired_proxy_certificate_is_refused_by_clients() {
     let proxy = proxy_from(&format!(
         "metrics_listen = '127.0.0.1:0'\ndefault_pool = 'main'\n{}\n[pools.main]\nkind = 'standalone'\n\
-         nodes = ['{}']\n",
+         nodes = ['{}']\n{}",
         listener_toml("expired", false),
-        redis_addr()
+        redis_addr(),
+        pool_with_expired_client_certificate()
     ))
     .await;
     let outcome = tls_connect(
@@ -375,17 +389,42 @@ async fn an_expired_proxy_certificate_is_refused_by_clients() {
     .await;
     let error = outcome.expect_err("an expired certificate is refused");
     assert!(error.to_string().contains("certificate expired"), "{error}");
-    // The metrics say when it expired: 2020-01-02 00:00:00 UTC (xtask/src/tls.rs).
+    // The metrics say when it expired: 2020-01-02 00:00:00 UTC (xtask/src/tls.rs); the same for the pool's
+    // client certificate, and the plaintext pool has none.
     let (scrape, body) = scrape_metrics(&proxy).await;
-    let expiry = sample(
-        &scrape,
-        "rkproxy_tls_certificate_expiry_timestamp_seconds",
-        &[],
-    );
-    assert!(
-        matches!(expiry.map(|sample| &sample.value), Some(prometheus_parse::Value::Gauge(at)) if *at == 1_577_923_200.0),
+    let expiries: Vec<(&str, &prometheus_parse::Value)> = scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == "rkproxy_tls_certificate_expiry_timestamp_seconds")
+        .map(|sample| {
+            (
+                sample.labels.get("certificate").unwrap_or(""),
+                &sample.value,
+            )
+        })
+        .collect();
+    let expired = prometheus_parse::Value::Gauge(1_577_923_200.0);
+    assert_eq!(
+        expiries,
+        [
+            ("tls.cert_file", &expired),
+            ("pools.secure.cert_file", &expired)
+        ],
         "{body}"
     );
+    // The pool serves all the same (its Redis does not check client certificates).
+    let mut connection = client_at(proxy.local_addr(), None).await;
+    let pong: String = redis::cmd("USE")
+        .arg("secure")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(pong, "OK");
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(pong, "PONG");
     proxy.shutdown().await;
 }
 
@@ -834,9 +873,10 @@ fn failed_handshakes_are_logged_and_closed() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// The rkproxy binary warns at start that the TLS listener's certificate has expired.
+/// The rkproxy binary warns at start that the TLS listener's certificate and a pool's client certificate have
+/// expired.
 #[test]
-fn an_expired_listener_certificate_is_warned_about_at_start() {
+fn expired_certificates_the_proxy_presents_are_warned_about_at_start() {
     let dir = std::env::temp_dir().join(unique("rkproxy-tls-expired-log"));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("rkproxy.toml");
@@ -844,14 +884,19 @@ fn an_expired_listener_certificate_is_warned_about_at_start() {
         &config,
         format!(
             "listen = '127.0.0.1:0'\ndefault_pool = 'main'\n{}\n[pools.main]\nkind = 'standalone'\n\
-             nodes = ['{}']\n",
+             nodes = ['{}']\n{}",
             listener_toml("expired", false),
-            redis_addr()
+            redis_addr(),
+            pool_with_expired_client_certificate()
         ),
     )
     .unwrap();
     let mut proxy = LoggingProxy::start(&config);
     proxy.wait_for_line("the TLS listener's certificate has expired; clients will refuse it");
+    let log = proxy.wait_for_line(
+        "a pool's TLS client certificate has expired; backends that check client certificates will refuse it",
+    );
+    assert!(log.contains(&tls_file("expired.crt")), "{log}");
     drop(proxy);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -77,6 +77,9 @@ pub struct SaslSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
     pub ca_file: Option<PathBuf>,
+    /// Certificate revocation lists (PEM) of the brokers' CAs: a broker whose certificate (or an intermediate)
+    /// is revoked, or whose issuer has no list in the file, is refused.
+    pub crl_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
 }
@@ -194,10 +197,23 @@ impl TlsSettings {
         // The provider is named, not taken from the process default, so that another crate enabling a second
         // rustls provider cannot make this panic.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
-            .map_err(|error| KafkaError::Config(format!("TLS: {error}")))?
-            .with_root_certificates(roots);
+            .map_err(|error| KafkaError::Config(format!("TLS: {error}")))?;
+        let builder = match &self.crl_file {
+            None => builder.with_root_certificates(roots),
+            Some(crl_file) => {
+                let lists = read_revocation_lists(crl_file)?;
+                let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .with_crls(lists)
+                .build()
+                .map_err(|error| file_error(crl_file, &error.to_string()))?;
+                builder.with_webpki_verifier(verifier)
+            }
+        };
         match (&self.cert_file, &self.key_file) {
             (None, None) => Ok(builder.with_no_client_auth()),
             (Some(cert_file), Some(key_file)) => {
@@ -223,6 +239,22 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, KafkaE
         return Err(file_error(path, "no PEM certificate in it"));
     }
     Ok(certs)
+}
+
+/// The PEM certificate revocation lists in `path`: at least one.
+fn read_revocation_lists(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, KafkaError> {
+    let lists = rustls::pki_types::CertificateRevocationListDer::pem_file_iter(path)
+        .and_then(|lists| lists.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| file_error(path, &error.to_string()))?;
+    if lists.is_empty() {
+        return Err(file_error(
+            path,
+            "no PEM certificate revocation list (X509 CRL) in it",
+        ));
+    }
+    Ok(lists)
 }
 
 /// The CA certificates of the system's trust store that rustls can use (a system store holds certificates of
@@ -506,6 +538,7 @@ mod tests {
             sasl: None,
             tls: Some(TlsSettings {
                 ca_file: Some(PathBuf::from("/nonexistent/ca.pem")),
+                crl_file: None,
                 cert_file: None,
                 key_file: None,
             }),

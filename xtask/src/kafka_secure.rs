@@ -78,7 +78,7 @@ pub fn format_args() -> Vec<String> {
 /// certificate and an unrelated CA, in `certs`.
 pub fn make_certificates(certs: &Path) -> Result<()> {
     std::fs::create_dir_all(certs)?;
-    new_ca(certs, "ca", "rkproxy test CA")?;
+    new_ca(certs, "ca", "rkproxy Kafka test CA")?;
     new_ca(certs, "other-ca", "rkproxy unrelated CA")?;
     let extensions = certs.join("extensions.cnf");
     std::fs::write(

@@ -9,8 +9,9 @@
 //!   whose nodes require one);
 //! - `expired.crt`/`expired.key`: signed by the test CA, valid in January 2020 only;
 //! - `revoked-client.crt`/`revoked-client.key`: signed by the test CA, subject
-//!   `O=rkproxy-test, CN=revoked-client`; `ca-empty.crl`: the test CA's revocation list before it was revoked
-//!   (nothing revoked), `ca.crl`: the list after (it names `revoked-client.crt`);
+//!   `O=rkproxy-test, CN=revoked-client`; `revoked-server.crt`/`revoked-server.key`: signed by the test CA for
+//!   `localhost` and 127.0.0.1; `ca-empty.crl`: the test CA's revocation list before they were revoked
+//!   (nothing revoked), `ca.crl`: the list after (it names both);
 //! - `other-ca.crt`, `other-server.crt`/`other-server.key`: a second CA and a server certificate of its own,
 //!   for "a client that trusts the wrong CA".
 
@@ -172,8 +173,8 @@ impl TlsFiles {
         ])
     }
 
-    /// `revoked-client.crt`, and the test CA's revocation lists before and after revoking it (`ca.cnf`, written
-    /// by [`Self::expired_leaf`], holds the CA's database).
+    /// `revoked-client.crt` and `revoked-server.crt`, and the test CA's revocation lists before and after
+    /// revoking them (`ca.cnf`, written by [`Self::expired_leaf`], holds the CA's database).
     fn revoked_leaf(&self) -> Result<()> {
         self.signed_leaf(
             "revoked-client",
@@ -181,8 +182,11 @@ impl TlsFiles {
             "ca",
             5,
         )?;
+        self.signed_leaf("revoked-server", "/CN=localhost", "ca", 6)?;
         self.revocation_list("ca-empty.crl")?;
-        self.openssl_ca(&["-revoke", &text(&self.path("revoked-client.crt"))])?;
+        for revoked in ["revoked-client.crt", "revoked-server.crt"] {
+            self.openssl_ca(&["-revoke", &text(&self.path(revoked))])?;
+        }
         self.revocation_list("ca.crl")
     }
 

@@ -1,5 +1,5 @@
-//! The TLS keys of a pool's connections to its backends (`tls`, `ca_file`, `cert_file`, `key_file`): Redis
-//! pools and Kafka pools have the same four, read and checked here once.
+//! The TLS keys of a pool's connections to its backends (`tls`, `ca_file`, `crl_file`, `cert_file`,
+//! `key_file`): Redis pools and Kafka pools have the same five, read and checked here once.
 
 use figment::value::Dict;
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,10 @@ pub struct PoolTlsConfig {
     /// store (for backends with publicly trusted certificates, as managed Redis and Kafka services have).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
+    /// With `tls`: the certificate revocation lists (PEM) of the backends' CAs; a backend whose certificate, or
+    /// an intermediate of its chain, is revoked, or whose issuer has no list here, is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_file: Option<String>,
     /// With `tls`: a client certificate (PEM) for backends that require one, with `key_file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_file: Option<String>,
@@ -32,7 +36,7 @@ pub struct PoolTlsConfig {
 }
 
 /// The keys of [`PoolTlsConfig`], as they are written in a pool's table.
-const POOL_TLS_KEYS: &[&str] = &["tls", "ca_file", "cert_file", "key_file"];
+const POOL_TLS_KEYS: &[&str] = &["tls", "ca_file", "crl_file", "cert_file", "key_file"];
 
 impl PoolTlsConfig {
     /// Takes the TLS keys out of the table of the pool at `key` and reads them; the other keys stay in `keys`
@@ -50,6 +54,7 @@ impl PoolTlsConfig {
         if !self.enabled {
             let set = [
                 ("ca_file", self.ca_file.is_some()),
+                ("crl_file", self.crl_file.is_some()),
                 ("cert_file", self.cert_file.is_some()),
                 ("key_file", self.key_file.is_some()),
             ];

@@ -612,6 +612,7 @@ fn pool_tls_keys_are_read_written_and_checked_alike_on_redis_and_kafka_pools() {
             PoolTlsConfig {
                 enabled: true,
                 ca_file: files("ca.pem"),
+                crl_file: None,
                 cert_file: files("c.pem"),
                 key_file: files("c.key"),
             },
@@ -631,6 +632,11 @@ fn pool_tls_keys_are_read_written_and_checked_alike_on_redis_and_kafka_pools() {
 
         let cases = [
             ("ca_file = 'ca.pem'", "pools.p.ca_file", "set `tls = true`"),
+            (
+                "crl_file = 'ca.crl'",
+                "pools.p.crl_file",
+                "set `tls = true`",
+            ),
             (
                 "tls = true\nca_file = 'ca.pem'\nkey_file = 'c.key'",
                 "pools.p.cert_file",

@@ -56,6 +56,8 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("client certificate verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("server certificate verifier: {0}")]
+    ServerVerifier(rustls::client::VerifierBuilderError),
     #[error("'{0}' is not a DNS name or an IP address")]
     ServerName(String),
     #[error(
@@ -352,7 +354,15 @@ fn client_verifier(
 fn read_revocation_lists(
     path: &str,
 ) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
-    let lists = CertificateRevocationListDer::pem_slice_iter(&read_file(path)?)
+    revocation_lists_in(path, &read_file(path)?)
+}
+
+/// The PEM certificate revocation lists in `pem`, the content of the file `path`: at least one.
+fn revocation_lists_in(
+    path: &str,
+    pem: &[u8],
+) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let lists = CertificateRevocationListDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| TlsError::RevocationLists {
             path: path.to_owned(),
@@ -474,6 +484,8 @@ fn at_key(key: &'static str) -> impl Fn(TlsError) -> PoolTlsError {
 #[derive(Clone, PartialEq, Eq)]
 pub struct PoolTlsFiles {
     ca: TrustedCas,
+    /// The revocation lists of the CAs (`crl_file`), path and content.
+    revocation_lists: Option<(String, Vec<u8>)>,
     /// The client certificate chain and its key, each path with its content.
     client: Option<[(String, Vec<u8>); 2]>,
 }
@@ -496,8 +508,10 @@ impl std::fmt::Debug for PoolTlsFiles {
             TrustedCas::File(path, _) => path.as_str(),
             TrustedCas::System(_) => "(the system's trust store)",
         };
+        let crl_file = self.revocation_lists.as_ref().map(|(path, _)| path);
         f.debug_struct("PoolTlsFiles")
             .field("ca_file", &ca_file)
+            .field("crl_file", &crl_file)
             .field("client", &client)
             .finish()
     }
@@ -517,6 +531,10 @@ impl PoolTlsFiles {
             ),
             None => TrustedCas::System(system_certificates().map_err(at_key("ca_file"))?),
         };
+        let revocation_lists = match &pool.crl_file {
+            Some(path) => Some((path.clone(), read_file(path).map_err(at_key("crl_file"))?)),
+            None => None,
+        };
         let client = match (&pool.cert_file, &pool.key_file) {
             (Some(cert), Some(key)) => Some([
                 (cert.clone(), read_file(cert).map_err(at_key("cert_file"))?),
@@ -524,7 +542,11 @@ impl PoolTlsFiles {
             ]),
             _ => None,
         };
-        Ok(Some(PoolTlsFiles { ca, client }))
+        Ok(Some(PoolTlsFiles {
+            ca,
+            revocation_lists,
+            client,
+        }))
     }
 
     /// When the client certificate (the first of `cert_file`) expires, in seconds since 1970; `None` without
@@ -552,8 +574,11 @@ impl PoolTlsFiles {
         .map_err(at_key("ca_file"))?;
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|error| at_key("tls")(error.into()))?
-            .with_root_certificates(roots);
+            .map_err(|error| at_key("tls")(error.into()))?;
+        let builder = match &self.revocation_lists {
+            None => builder.with_root_certificates(roots),
+            Some((path, pem)) => builder.with_webpki_verifier(server_verifier(roots, path, pem)?),
+        };
         let Some([(cert_path, cert), (key_path, key)]) = &self.client else {
             return Ok(builder.with_no_client_auth());
         };
@@ -563,6 +588,21 @@ impl PoolTlsFiles {
             .with_client_auth_cert(chain, key)
             .map_err(|error| at_key("key_file")(error.into()))
     }
+}
+
+/// The check of the nodes' certificates with revocation lists: they chain to `roots`, and none in the chain is
+/// revoked by the lists in `pem` (the file `path`); a certificate whose issuer has no list there is refused
+/// (its status is unknown: fail closed), as on the listener.
+fn server_verifier(
+    roots: rustls::RootCertStore,
+    path: &str,
+    pem: &[u8],
+) -> Result<Arc<rustls::client::WebPkiServerVerifier>, PoolTlsError> {
+    let lists = revocation_lists_in(path, pem).map_err(at_key("crl_file"))?;
+    rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .with_crls(lists)
+        .build()
+        .map_err(|error| at_key("crl_file")(TlsError::ServerVerifier(error)))
 }
 
 /// How a pool's connections to its Redis nodes are encrypted: the CA that signs the nodes' certificates, an
@@ -760,6 +800,7 @@ mod tests {
     fn pool_tls_files_debug_shows_no_key_content() {
         let files = PoolTlsFiles {
             ca: TrustedCas::File("ca.pem".into(), b"CA".to_vec()),
+            revocation_lists: None,
             client: Some([
                 ("c.pem".into(), b"CERT".to_vec()),
                 ("c.key".into(), b"SECRET KEY".to_vec()),

@@ -175,6 +175,47 @@ async fn a_wrong_ca_is_a_clear_error_not_a_hang() {
     proxy.shutdown().await;
 }
 
+/// Revocation lists (`crl_file`) are checked for the brokers too: with lists of another CA only, the
+/// broker's issuer has none, its certificate's status is unknown and it is refused (fail closed), a clear
+/// error and no hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_whose_ca_has_no_revocation_list_is_refused() {
+    let other_lists =
+        std::path::Path::new(&secured_env("RKPROXY_TEST_TLS_DIR")).join("ca-empty.crl");
+    let keys = format!(
+        "tls = true\nca_file = '{}'\ncrl_file = '{}'\nrequest_timeout_ms = 1000",
+        cert_file("ca.pem"),
+        other_lists.display()
+    );
+    let topic = unique_name("nocrl");
+    let proxy = start_proxy_toml(&pool_config(
+        &secured_env("RKPROXY_TEST_KAFKA_SSL"),
+        &keys,
+        &topic,
+        1,
+    ))
+    .await;
+    let mut connection = client(&proxy).await;
+    let started = Instant::now();
+    let error = redis::cmd("KPARTITIONS")
+        .arg(&topic)
+        .query_async::<Vec<i64>>(&mut connection)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        error.contains("kafka pool 'events' unavailable")
+            && error.contains("invalid peer certificate: UnknownRevocationStatus"),
+        "{error}"
+    );
+    proxy.shutdown().await;
+}
+
 /// A wrong password: the client and the log get Kafka's SASL_AUTHENTICATION_FAILED (never the password), the
 /// pool keeps retrying, and once a reload fixes the password the same connection's commands work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -431,8 +431,17 @@ async fn an_expired_proxy_certificate_is_refused_by_clients() {
 /// Sends `request` through a proxy whose default pool is the TLS standalone Redis `backend`: the first reply
 /// line, and how long it took. The raw client blocks its thread: call it from a multi-threaded runtime.
 async fn first_reply_through_tls_pool(backend: &OwnTlsRedis, request: &[u8]) -> (String, Duration) {
+    first_reply_through_tls_pool_with(backend, "", request).await
+}
+
+/// [`first_reply_through_tls_pool`] with `pool_keys` added to the pool's table.
+async fn first_reply_through_tls_pool_with(
+    backend: &OwnTlsRedis,
+    pool_keys: &str,
+    request: &[u8],
+) -> (String, Duration) {
     let proxy = proxy_from(&format!(
-        "default_pool = 'secure'\n{}",
+        "default_pool = 'secure'\n{}{pool_keys}\n",
         tls_pool_toml("secure", "standalone", &[backend.addr()]),
     ))
     .await;
@@ -443,6 +452,48 @@ async fn first_reply_through_tls_pool(backend: &OwnTlsRedis, request: &[u8]) -> 
     let took = started.elapsed();
     proxy.shutdown().await;
     (line, took)
+}
+
+/// A pool's `crl_file`: a node whose certificate the CA revoked is refused at the handshake, an error reply
+/// that says so, in bounded time; the same node passes with the CA's list from before the revocation, and a
+/// node whose certificate is not revoked passes with the list that names the revoked ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_backend_certificate_is_an_error_reply() {
+    let revoked = OwnTlsRedis::start("revoked-server");
+    let good = OwnTlsRedis::start("server");
+    let crl = |name: &str| format!("crl_file = '{}'", tls_file(name));
+    let ping = b"*1\r\n$4\r\nPING\r\n";
+    let (line, took) = first_reply_through_tls_pool_with(&revoked, &crl("ca.crl"), ping).await;
+    assert!(took < TLS_BOUNDED, "{took:?}");
+    assert!(
+        line.starts_with("-ERR backend") && line.contains("invalid peer certificate: Revoked"),
+        "{line}"
+    );
+    let (line, _) = first_reply_through_tls_pool_with(&revoked, &crl("ca-empty.crl"), ping).await;
+    assert_eq!(line, "+PONG\r\n");
+    let (line, _) = first_reply_through_tls_pool_with(&good, &crl("ca.crl"), ping).await;
+    assert_eq!(line, "+PONG\r\n");
+}
+
+/// A `crl_file` that holds no revocation list refuses the start, naming the pool and the key.
+#[tokio::test]
+async fn a_pool_crl_file_without_a_list_is_refused() {
+    let config = Config::from_toml(&format!(
+        "listen = '127.0.0.1:0'\ndefault_pool = 'secure'\n{}crl_file = '{}'\n",
+        tls_pool_toml("secure", "standalone", &[tls_redis()]),
+        tls_file("ca.crt"),
+    ))
+    .unwrap();
+    let error = Proxy::builder(config)
+        .start()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("config key `pools.secure`: crl_file: ")
+            && error.contains("holds no PEM certificate revocation list"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

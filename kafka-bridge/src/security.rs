@@ -80,6 +80,8 @@ pub struct TlsSettings {
     /// Certificate revocation lists (PEM) of the brokers' CAs: a broker whose certificate (or an intermediate)
     /// is revoked, or whose issuer has no list in the file, is refused.
     pub crl_file: Option<PathBuf>,
+    /// Speak TLS 1.3 only (refuse brokers that offer only TLS 1.2).
+    pub tls13_only: bool,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
 }
@@ -197,8 +199,13 @@ impl TlsSettings {
         // The provider is named, not taken from the process default, so that another crate enabling a second
         // rustls provider cannot make this panic.
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions: &[&rustls::SupportedProtocolVersion] = if self.tls13_only {
+            &[&rustls::version::TLS13]
+        } else {
+            rustls::DEFAULT_VERSIONS
+        };
         let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .map_err(|error| KafkaError::Config(format!("TLS: {error}")))?;
         let builder = match &self.crl_file {
             None => builder.with_root_certificates(roots),
@@ -539,6 +546,7 @@ mod tests {
             tls: Some(TlsSettings {
                 ca_file: Some(PathBuf::from("/nonexistent/ca.pem")),
                 crl_file: None,
+                tls13_only: false,
                 cert_file: None,
                 key_file: None,
             }),

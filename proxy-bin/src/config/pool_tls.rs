@@ -1,11 +1,11 @@
 //! The TLS keys of a pool's connections to its backends (`tls`, `ca_file`, `crl_file`, `cert_file`,
-//! `key_file`): Redis pools and Kafka pools have the same five, read and checked here once.
+//! `key_file`, `min_version`): Redis pools and Kafka pools have the same six, read and checked here once.
 
 use figment::value::Dict;
 use serde::{Deserialize, Serialize};
 
 use super::table::read_table;
-use super::{invalid, ConfigError};
+use super::{invalid, ConfigError, TlsVersion};
 
 /// The problem of a TLS key set on a pool without `tls = true`.
 pub(super) const NEEDS_TLS: &str = "set `tls = true` to use it";
@@ -33,10 +33,20 @@ pub struct PoolTlsConfig {
     /// With `cert_file`: its private key (unencrypted PEM: PKCS#8, PKCS#1 or SEC1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<String>,
+    /// With `tls`: the oldest TLS version the backends may speak (unset: 1.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_version: Option<TlsVersion>,
 }
 
 /// The keys of [`PoolTlsConfig`], as they are written in a pool's table.
-const POOL_TLS_KEYS: &[&str] = &["tls", "ca_file", "crl_file", "cert_file", "key_file"];
+const POOL_TLS_KEYS: &[&str] = &[
+    "tls",
+    "ca_file",
+    "crl_file",
+    "cert_file",
+    "key_file",
+    "min_version",
+];
 
 impl PoolTlsConfig {
     /// Takes the TLS keys out of the table of the pool at `key` and reads them; the other keys stay in `keys`
@@ -57,6 +67,7 @@ impl PoolTlsConfig {
                 ("crl_file", self.crl_file.is_some()),
                 ("cert_file", self.cert_file.is_some()),
                 ("key_file", self.key_file.is_some()),
+                ("min_version", self.min_version.is_some()),
             ];
             return match set
                 .into_iter()

@@ -615,6 +615,7 @@ fn pool_tls_keys_are_read_written_and_checked_alike_on_redis_and_kafka_pools() {
                 crl_file: None,
                 cert_file: files("c.pem"),
                 key_file: files("c.key"),
+                min_version: None,
             },
             "{kind}"
         );
@@ -636,6 +637,16 @@ fn pool_tls_keys_are_read_written_and_checked_alike_on_redis_and_kafka_pools() {
                 "crl_file = 'ca.crl'",
                 "pools.p.crl_file",
                 "set `tls = true`",
+            ),
+            (
+                "min_version = '1.3'",
+                "pools.p.min_version",
+                "set `tls = true`",
+            ),
+            (
+                "tls = true\nmin_version = '1.1'",
+                "pools.p.min_version",
+                "unknown variant",
             ),
             (
                 "tls = true\nca_file = 'ca.pem'\nkey_file = 'c.key'",

@@ -501,6 +501,7 @@ fn security(pool: &crate::config::KafkaPoolConfig) -> Result<KafkaSecurity, Pool
     let tls = pool.tls.enabled.then(|| TlsSettings {
         ca_file: pool.tls.ca_file.as_ref().map(Into::into),
         crl_file: pool.tls.crl_file.as_ref().map(Into::into),
+        tls13_only: pool.tls.min_version == Some(crate::config::TlsVersion::Tls13),
         cert_file: pool.tls.cert_file.as_ref().map(Into::into),
         key_file: pool.tls.key_file.as_ref().map(Into::into),
     });

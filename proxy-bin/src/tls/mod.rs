@@ -82,6 +82,19 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// TLS 1.3 alone (`min_version = "1.3"`).
+static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+/// The TLS versions spoken with `min_version` the oldest.
+fn protocol_versions(
+    min_version: TlsVersion,
+) -> &'static [&'static rustls::SupportedProtocolVersion] {
+    match min_version {
+        TlsVersion::Tls12 => rustls::DEFAULT_VERSIONS,
+        TlsVersion::Tls13 => TLS13_ONLY,
+    }
+}
+
 fn read_file(path: &str) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|error| TlsError::Unreadable {
         path: path.to_owned(),
@@ -223,12 +236,8 @@ impl ClientTls {
             &config.cert_file,
             certificate_expiry,
         );
-        let versions: &[&rustls::SupportedProtocolVersion] = match config.min_version {
-            TlsVersion::Tls12 => rustls::DEFAULT_VERSIONS,
-            TlsVersion::Tls13 => &[&rustls::version::TLS13],
-        };
         let builder = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(versions)
+            .with_protocol_versions(protocol_versions(config.min_version))
             .map_err(|e| ("tls.min_version", e.into()))?;
         let builder = match &config.client_ca_file {
             Some(path) => builder.with_client_cert_verifier(client_verifier(config, path)?),
@@ -483,6 +492,8 @@ fn at_key(key: &'static str) -> impl Fn(TlsError) -> PoolTlsError {
 /// only (the key file's content is a secret).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PoolTlsFiles {
+    /// The oldest TLS version (`min_version`; a setting, not a file, kept here with what it goes with).
+    min_version: TlsVersion,
     ca: TrustedCas,
     /// The revocation lists of the CAs (`crl_file`), path and content.
     revocation_lists: Option<(String, Vec<u8>)>,
@@ -543,6 +554,7 @@ impl PoolTlsFiles {
             _ => None,
         };
         Ok(Some(PoolTlsFiles {
+            min_version: pool.min_version.unwrap_or_default(),
             ca,
             revocation_lists,
             client,
@@ -573,8 +585,8 @@ impl PoolTlsFiles {
         }
         .map_err(at_key("ca_file"))?;
         let builder = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|error| at_key("tls")(error.into()))?;
+            .with_protocol_versions(protocol_versions(self.min_version))
+            .map_err(|error| at_key("min_version")(error.into()))?;
         let builder = match &self.revocation_lists {
             None => builder.with_root_certificates(roots),
             Some((path, pem)) => builder.with_webpki_verifier(server_verifier(roots, path, pem)?),
@@ -799,6 +811,7 @@ mod tests {
     #[test]
     fn pool_tls_files_debug_shows_no_key_content() {
         let files = PoolTlsFiles {
+            min_version: TlsVersion::Tls12,
             ca: TrustedCas::File("ca.pem".into(), b"CA".to_vec()),
             revocation_lists: None,
             client: Some([

@@ -475,6 +475,23 @@ async fn a_revoked_backend_certificate_is_an_error_reply() {
     assert_eq!(line, "+PONG\r\n");
 }
 
+/// A pool's `min_version = "1.3"` refuses a node that speaks TLS 1.2 only (an error reply, in bounded time);
+/// by default the same node serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_with_min_version_1_3_refuses_a_tls_1_2_node() {
+    let old_node = OwnTlsRedis::start_with("server", &["--tls-protocols", "TLSv1.2"]);
+    let ping = b"*1\r\n$4\r\nPING\r\n";
+    let (line, took) =
+        first_reply_through_tls_pool_with(&old_node, "min_version = '1.3'", ping).await;
+    assert!(took < TLS_BOUNDED, "{took:?}");
+    assert!(
+        line.starts_with("-ERR backend") && line.contains("TLS handshake failed"),
+        "{line}"
+    );
+    let (line, _) = first_reply_through_tls_pool(&old_node, ping).await;
+    assert_eq!(line, "+PONG\r\n");
+}
+
 /// A `crl_file` that holds no revocation list refuses the start, naming the pool and the key.
 #[tokio::test]
 async fn a_pool_crl_file_without_a_list_is_refused() {
@@ -1024,6 +1041,11 @@ struct OwnTlsRedis {
 
 impl OwnTlsRedis {
     fn start(cert: &str) -> OwnTlsRedis {
+        OwnTlsRedis::start_with(cert, &[])
+    }
+
+    /// A server with `cert` and the redis-server arguments `extra` added.
+    fn start_with(cert: &str, extra: &[&str]) -> OwnTlsRedis {
         let port = free_port();
         let child = Command::new("redis-server")
             .args([
@@ -1045,6 +1067,7 @@ impl OwnTlsRedis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -2,7 +2,7 @@
 //! a log written to a pipe has no colour escapes.
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -31,25 +31,14 @@ fn a_kafka_pool_logs_one_line_per_state_change() {
     // A port nothing listened on when chosen stands for the broker that never answers: a broker's address
     // cannot be port 0, which only a listener can ask for.
     let broker_port = free_port();
-    let dir = std::env::temp_dir().join(unique("rkproxy-kafka-log").replace(':', "-"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("rkproxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = '127.0.0.1:0'\ndefault_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n\
-             [pools.events]\nkind = 'kafka'\nnodes = ['127.0.0.1:{broker_port}']\nrequest_timeout_ms = 100\n\
-             connect_retry_ms = 10\n[pools.events.topics.t]\npartitions = 1\n",
-            redis_addr()
-        ),
-    )
-    .unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rkproxy"));
-    command
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info,rkproxy::pools::kafka=debug")
-        .stdout(Stdio::null());
+    let config = ConfigFile::new(&format!(
+        "listen = '127.0.0.1:0'\ndefault_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n\
+         [pools.events]\nkind = 'kafka'\nnodes = ['127.0.0.1:{broker_port}']\nrequest_timeout_ms = 100\n\
+         connect_retry_ms = 10\n[pools.events.topics.t]\npartitions = 1\n",
+        redis_addr()
+    ));
+    let mut command = config.command();
+    command.env("RUST_LOG", "info,rkproxy::pools::kafka=debug");
     let proxy = ReadyProxy::start(command);
     let deadline = Instant::now() + Duration::from_secs(60);
     let lines = loop {
@@ -66,7 +55,6 @@ fn a_kafka_pool_logs_one_line_per_state_change() {
         std::thread::sleep(Duration::from_millis(20));
     };
     drop(proxy);
-    let _ = std::fs::remove_dir_all(&dir);
     let down: Vec<&String> = lines
         .iter()
         .filter(|line| line.contains("WARN") && line.contains("Kafka pool unavailable"))
@@ -86,26 +74,15 @@ fn a_kafka_pool_logs_one_line_per_state_change() {
 #[test]
 fn the_ready_line_names_the_ports_it_got_and_a_piped_log_has_no_colours() {
     use std::io::Write;
-    let dir = std::env::temp_dir().join(unique("rkproxy-ready-log").replace(':', "-"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("rkproxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = '127.0.0.1:0'\ntls_listen = '127.0.0.1:0'\nworker_threads = 2\ndefault_pool = 'main'\n\
-             [tls]\ncert_file = '{}'\nkey_file = '{}'\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
-            tls_file("server.crt"),
-            tls_file("server.key"),
-            redis_addr()
-        ),
-    )
-    .unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rkproxy"));
-    command
-        .arg("--config")
-        .arg(&config)
-        .env_remove("NO_COLOR")
-        .stdout(Stdio::null());
+    let config = ConfigFile::new(&format!(
+        "listen = '127.0.0.1:0'\ntls_listen = '127.0.0.1:0'\nworker_threads = 2\ndefault_pool = 'main'\n\
+         [tls]\ncert_file = '{}'\nkey_file = '{}'\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+        tls_file("server.crt"),
+        tls_file("server.key"),
+        redis_addr()
+    ));
+    let mut command = config.command();
+    command.env_remove("NO_COLOR");
     let proxy = ReadyProxy::start(command);
     let log = proxy.log_text();
     assert!(
@@ -136,5 +113,4 @@ fn the_ready_line_names_the_ports_it_got_and_a_piped_log_has_no_colours() {
         "{output:?}"
     );
     drop(proxy);
-    let _ = std::fs::remove_dir_all(&dir);
 }

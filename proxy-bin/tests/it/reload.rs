@@ -3,7 +3,6 @@
 //! Kafka test needs the broker (`cargo xtask test` without `--no-kafka`; with it, add `--skip kafka`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,29 +11,6 @@ use rkproxy::config::{CommandLineOverrides, Config};
 use rkproxy::Proxy;
 
 use crate::support::*;
-
-/// A configuration file of a test's own, in a directory removed at the end.
-struct ConfigFile {
-    path: PathBuf,
-    _dir: TempDir,
-}
-
-impl ConfigFile {
-    fn new(toml: &str) -> ConfigFile {
-        let dir = std::env::temp_dir().join(unique("rkproxy-reload"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = ConfigFile {
-            path: dir.join("rkproxy.toml"),
-            _dir: TempDir(dir),
-        };
-        file.write(toml);
-        file
-    }
-
-    fn write(&self, toml: &str) {
-        std::fs::write(&self.path, toml).unwrap();
-    }
-}
 
 /// Starts a proxy from `file`, as the binary does, so that a reload reads the file again.
 async fn proxy_from(file: &ConfigFile) -> Proxy {

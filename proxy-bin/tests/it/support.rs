@@ -21,7 +21,7 @@ pub use kafka::{
     kafka_pool_toml, kafka_proxy, koffsets, kpop, kpush, kreset, serve_within, topic_toml,
     unique_name, wait_connected, wait_serving, Record, Retry,
 };
-pub use process::{ProxyProcess, ReadyProxy};
+pub use process::{ConfigFile, ProxyProcess, ReadyProxy};
 use rkproxy::config::Config;
 use rkproxy::Proxy;
 pub use slot_move::{masters_among, SlotMove};

@@ -10,29 +10,24 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-/// The rkproxy binary started with `SSL_CERT_FILE` naming `store`, a file in its folder.
+/// The rkproxy binary started with `SSL_CERT_FILE` naming `store`, a file beside its configuration.
 struct TrustingProxy {
     process: ReadyProxy,
     store: PathBuf,
-    _dir: TempDir,
+    _config: ConfigFile,
 }
 
 impl TrustingProxy {
     /// Starts the binary on port 0 with `config` (without `listen`) and a system store holding the
     /// certificates of the file `trusted`.
     fn start(config: &str, trusted: &str) -> TrustingProxy {
-        let dir = TempDir(std::env::temp_dir().join(unique("rkproxy-trust-test")));
-        std::fs::create_dir_all(&dir.0).unwrap();
-        let store = dir.0.join("system-store.pem");
+        let config = ConfigFile::new(&format!("listen = '127.0.0.1:0'\n{config}"));
+        let store = config.dir().join("system-store.pem");
         std::fs::copy(trusted, &store).unwrap();
-        let file = dir.0.join("rkproxy.toml");
-        std::fs::write(&file, format!("listen = '127.0.0.1:0'\n{config}")).unwrap();
-        let mut command = trusting_command(&file, &store);
-        command.stdout(Stdio::null());
         TrustingProxy {
-            process: ReadyProxy::start(command),
+            process: ReadyProxy::start(trusting_command(&config, &store)),
             store,
-            _dir: dir,
+            _config: config,
         }
     }
 
@@ -44,12 +39,10 @@ impl TrustingProxy {
     }
 }
 
-/// The binary with `--config file` and `SSL_CERT_FILE=store` (and no `SSL_CERT_DIR`, which would be read too).
-fn trusting_command(file: &Path, store: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rkproxy"));
+/// The binary with `--config` and `SSL_CERT_FILE=store` (and no `SSL_CERT_DIR`, which would be read too).
+fn trusting_command(config: &ConfigFile, store: &Path) -> Command {
+    let mut command = config.command();
     command
-        .arg("--config")
-        .arg(file)
         .env("SSL_CERT_FILE", store)
         .env_remove("SSL_CERT_DIR");
     command
@@ -128,19 +121,11 @@ async fn a_tls_pool_without_ca_file_trusts_the_system_store_read_again_at_reload
 /// A system store with no certificate at all: the proxy does not start, and says which key to set.
 #[test]
 fn an_empty_system_store_refuses_to_start_naming_ca_file() {
-    let dir = TempDir(std::env::temp_dir().join(unique("rkproxy-empty-store-test")));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let store = dir.0.join("empty.pem");
+    let config = ConfigFile::new(&format!("listen = '127.0.0.1:0'\n{}", system_trust_pool()));
+    let store = config.dir().join("empty.pem");
     std::fs::write(&store, "").unwrap();
-    let file = dir.0.join("rkproxy.toml");
-    std::fs::write(
-        &file,
-        format!("listen = '127.0.0.1:0'\n{}", system_trust_pool()),
-    )
-    .unwrap();
-    let mut child = trusting_command(&file, &store)
+    let mut child = trusting_command(&config, &store)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -66,6 +66,45 @@ fn write_config(path: &Path, config: &str) {
     std::fs::write(path, format!("listen = '127.0.0.1:0'\n{config}")).unwrap();
 }
 
+/// A configuration file in a temporary folder of its own (removed on drop), for the binary's `--config` and for
+/// reload tests that rewrite it.
+pub struct ConfigFile {
+    pub path: PathBuf,
+    dir: TempDir,
+}
+
+impl ConfigFile {
+    pub fn new(toml: &str) -> ConfigFile {
+        let dir = std::env::temp_dir().join(unique("rkproxy-config"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = ConfigFile {
+            path: dir.join("rkproxy.toml"),
+            dir: TempDir(dir),
+        };
+        file.write(toml);
+        file
+    }
+
+    pub fn write(&self, toml: &str) {
+        std::fs::write(&self.path, toml).unwrap();
+    }
+
+    /// The folder it is in, for other files a test needs beside it.
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
+    }
+
+    /// The rkproxy binary with `--config` this file (stdout dropped), for [`ReadyProxy::start`].
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rkproxy"));
+        command
+            .arg("--config")
+            .arg(&self.path)
+            .stdout(Stdio::null());
+        command
+    }
+}
+
 /// A spawned rkproxy binary told to listen on port 0 (`listen = "127.0.0.1:0"`, `--listen 127.0.0.1:0`), once
 /// it logged `rkproxy ready`: the addresses that line names (so no port is picked before the proxy binds it,
 /// and no other process's listener can be mistaken for the proxy), and its log so far and from then on.

@@ -8,7 +8,7 @@
 //! The certificates are made by `cargo xtask test` in `RKPROXY_TEST_TLS_DIR` (see xtask/src/tls.rs).
 
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -887,20 +887,13 @@ async fn a_reload_puts_a_new_certificate_in_use_without_a_restart() {
 /// each get a warning naming the cause, and a closed connection in bounded time.
 #[test]
 fn failed_handshakes_are_logged_and_closed() {
-    let dir = std::env::temp_dir().join(unique("rkproxy-tls-log"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("rkproxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = '127.0.0.1:0'\ndefault_pool = 'main'\n{}client_crl_file = '{}'\n\
-             [pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
-            listener_toml("server", true),
-            tls_file("ca.crl"),
-            redis_addr()
-        ),
-    )
-    .unwrap();
+    let config = ConfigFile::new(&format!(
+        "listen = '127.0.0.1:0'\ndefault_pool = 'main'\n{}client_crl_file = '{}'\n\
+         [pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+        listener_toml("server", true),
+        tls_file("ca.crl"),
+        redis_addr()
+    ));
     let mut proxy = LoggingProxy::start(&config);
     let address = proxy.tls_addr();
 
@@ -937,36 +930,25 @@ fn failed_handshakes_are_logged_and_closed() {
         "a silent client is disconnected"
     );
     proxy.wait_for_log("no TLS handshake within 2000 ms");
-    drop(proxy);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// The rkproxy binary warns at start that the TLS listener's certificate and a pool's client certificate have
 /// expired.
 #[test]
 fn expired_certificates_the_proxy_presents_are_warned_about_at_start() {
-    let dir = std::env::temp_dir().join(unique("rkproxy-tls-expired-log"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("rkproxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = '127.0.0.1:0'\ndefault_pool = 'main'\n{}\n[pools.main]\nkind = 'standalone'\n\
-             nodes = ['{}']\n{}",
-            listener_toml("expired", false),
-            redis_addr(),
-            pool_with_expired_client_certificate()
-        ),
-    )
-    .unwrap();
+    let config = ConfigFile::new(&format!(
+        "listen = '127.0.0.1:0'\ndefault_pool = 'main'\n{}\n[pools.main]\nkind = 'standalone'\n\
+         nodes = ['{}']\n{}",
+        listener_toml("expired", false),
+        redis_addr(),
+        pool_with_expired_client_certificate()
+    ));
     let mut proxy = LoggingProxy::start(&config);
     proxy.wait_for_line("the TLS listener's certificate has expired; clients will refuse it");
     let log = proxy.wait_for_line(
         "a pool's TLS client certificate has expired; backends that check client certificates will refuse it",
     );
     assert!(log.contains(&tls_file("expired.crt")), "{log}");
-    drop(proxy);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Whether the peer closes the socket (end of stream or reset) within [`TLS_BOUNDED`], whatever it sends first.
@@ -996,10 +978,8 @@ struct LoggingProxy(ReadyProxy);
 
 impl LoggingProxy {
     /// Starts the binary with `config`, whose `listen` and `tls_listen` are on port 0.
-    fn start(config: &std::path::Path) -> LoggingProxy {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rkproxy"));
-        command.arg("--config").arg(config).stdout(Stdio::null());
-        LoggingProxy(ReadyProxy::start(command))
+    fn start(config: &ConfigFile) -> LoggingProxy {
+        LoggingProxy(ReadyProxy::start(config.command()))
     }
 
     /// Where TLS clients connect.
@@ -1033,10 +1013,14 @@ impl LoggingProxy {
     }
 }
 
-/// A TLS-only redis-server of the test's own, with the certificate `cert` (`expired`, `other-server`).
+/// A redis-server of the test's own serving TLS with the certificate `cert` (`expired`, `other-server`) on
+/// `tls_port`, the only port the tests use. It is an [`OwnRedis`] with a TLS port added, chosen afresh on each
+/// attempt like a cluster node's bus port: redis-server binds all its ports before it answers anything (and
+/// exits when one is taken), so once its plaintext port answers with its pid, the TLS port is its own too.
 struct OwnTlsRedis {
-    port: u16,
-    child: Child,
+    tls_port: u16,
+    /// Stopped on drop.
+    _server: OwnRedis,
 }
 
 impl OwnTlsRedis {
@@ -1046,48 +1030,41 @@ impl OwnTlsRedis {
 
     /// A server with `cert` and the redis-server arguments `extra` added.
     fn start_with(cert: &str, extra: &[&str]) -> OwnTlsRedis {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
+        let (cert_file, key_file) = (
+            tls_file(&format!("{cert}.crt")),
+            tls_file(&format!("{cert}.key")),
+        );
+        let ca_file = tls_file("ca.crt");
+        let mut tls_port = 0;
+        let server = OwnRedis::start_with(|| {
+            tls_port = free_port();
+            let port = tls_port.to_string();
+            let tls_args = [
                 "--tls-port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .args(["--tls-cert-file", &tls_file(&format!("{cert}.crt"))])
-            .args(["--tls-key-file", &tls_file(&format!("{cert}.key"))])
-            .args(["--tls-ca-cert-file", &tls_file("ca.crt")])
-            .args([
+                &port,
+                "--tls-cert-file",
+                &cert_file,
+                "--tls-key-file",
+                &key_file,
+                "--tls-ca-cert-file",
+                &ca_file,
                 "--tls-auth-clients",
                 "no",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server runs");
-        let deadline = Instant::now() + TLS_BOUNDED;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
+            ];
+            tls_args
+                .iter()
+                .chain(extra)
+                .map(|arg| arg.to_string())
+                .collect()
+        });
+        // The last attempt's port: the one the server started on.
+        OwnTlsRedis {
+            tls_port,
+            _server: server,
         }
-        OwnTlsRedis { port, child }
     }
 
     fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for OwnTlsRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        format!("127.0.0.1:{}", self.tls_port)
     }
 }

@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 
 use super::{unique, TempDir};
 
-/// A real rkproxy process (killed on drop) started from a configuration file in a folder of its own, with
-/// `listen` on port 0: `addr` is the address its ready line names.
+/// A real rkproxy process (killed on drop) started from a [`ConfigFile`] of its own, with `listen` on port 0:
+/// `addr` is the address its ready line names.
 pub struct ProxyProcess {
     process: ReadyProxy,
     pub addr: SocketAddr,
-    config_path: PathBuf,
-    _dir: TempDir,
+    config: ConfigFile,
 }
 
 impl ProxyProcess {
@@ -26,28 +25,19 @@ impl ProxyProcess {
     /// folder, for a reader of the temporary directory. `config`'s `log` must let the ready line through (INFO
     /// of `rkproxy::server`).
     pub fn start(name: &str, config: &str) -> ProxyProcess {
-        let dir = std::env::temp_dir().join(unique(&format!("rkproxy-it-{name}")));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config_path = dir.join("rkproxy.toml");
-        write_config(&config_path, config);
-        let mut command = Command::new(env!("CARGO_BIN_EXE_rkproxy"));
-        command
-            .arg("--config")
-            .arg(&config_path)
-            .stdout(Stdio::null());
-        let process = ReadyProxy::start(command);
+        let config = ConfigFile::in_folder(&format!("rkproxy-it-{name}"), &with_listen(config));
+        let process = ReadyProxy::start(config.command());
         ProxyProcess {
             addr: process.listen,
             process,
-            config_path,
-            _dir: TempDir(dir),
+            config,
         }
     }
 
     /// Rewrites the configuration file with `config` (the same `listen` on port 0, which a reload sees as
     /// unchanged) and makes the process reload it (SIGHUP).
     pub fn reload(&self, config: &str) {
-        write_config(&self.config_path, config);
+        self.config.write(&with_listen(config));
         self.process.signal("-HUP");
     }
 
@@ -62,8 +52,9 @@ impl ProxyProcess {
     }
 }
 
-fn write_config(path: &Path, config: &str) {
-    std::fs::write(path, format!("listen = '127.0.0.1:0'\n{config}")).unwrap();
+/// `config` with `listen` on port 0 in front.
+fn with_listen(config: &str) -> String {
+    format!("listen = '127.0.0.1:0'\n{config}")
 }
 
 /// A configuration file in a temporary folder of its own (removed on drop), for the binary's `--config` and for
@@ -75,7 +66,12 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     pub fn new(toml: &str) -> ConfigFile {
-        let dir = std::env::temp_dir().join(unique("rkproxy-config"));
+        ConfigFile::in_folder("rkproxy-config", toml)
+    }
+
+    /// [`ConfigFile::new`] in a folder whose name starts with `prefix`, for a reader of the temporary directory.
+    pub fn in_folder(prefix: &str, toml: &str) -> ConfigFile {
+        let dir = std::env::temp_dir().join(unique(prefix));
         std::fs::create_dir_all(&dir).unwrap();
         let file = ConfigFile {
             path: dir.join("rkproxy.toml"),

@@ -82,6 +82,9 @@ pub struct TlsSettings {
     pub crl_file: Option<PathBuf>,
     /// Speak TLS 1.3 only (refuse brokers that offer only TLS 1.2).
     pub tls13_only: bool,
+    /// The cipher suites offered to the brokers, in order of preference (`None`: all of rustls's ring
+    /// provider; one it does not implement is a configuration error).
+    pub cipher_suites: Option<Vec<rustls::CipherSuite>>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
 }
@@ -182,6 +185,15 @@ impl KafkaSecurity {
 
 // === impl TlsSettings ===
 
+/// The ring provider's implementation of `suite`.
+fn ring_suite(suite: rustls::CipherSuite) -> Result<rustls::SupportedCipherSuite, KafkaError> {
+    rustls::crypto::ring::ALL_CIPHER_SUITES
+        .iter()
+        .find(|offered| offered.suite() == suite)
+        .copied()
+        .ok_or_else(|| KafkaError::Config(format!("TLS: cipher suite {suite:?} is not offered")))
+}
+
 impl TlsSettings {
     fn client_config(&self) -> Result<rustls::ClientConfig, KafkaError> {
         let roots = match &self.ca_file {
@@ -198,7 +210,14 @@ impl TlsSettings {
         };
         // The provider is named, not taken from the process default, so that another crate enabling a second
         // rustls provider cannot make this panic.
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut provider = rustls::crypto::ring::default_provider();
+        if let Some(suites) = &self.cipher_suites {
+            provider.cipher_suites = suites
+                .iter()
+                .map(|&suite| ring_suite(suite))
+                .collect::<Result<_, _>>()?;
+        }
+        let provider = Arc::new(provider);
         let versions: &[&rustls::SupportedProtocolVersion] = if self.tls13_only {
             &[&rustls::version::TLS13]
         } else {
@@ -547,6 +566,7 @@ mod tests {
                 ca_file: Some(PathBuf::from("/nonexistent/ca.pem")),
                 crl_file: None,
                 tls13_only: false,
+                cipher_suites: None,
                 cert_file: None,
                 key_file: None,
             }),

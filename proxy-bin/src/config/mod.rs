@@ -44,7 +44,7 @@ pub use self::kafka::{
 pub use self::limits::{BigRequests, ClientLimits, Timeouts};
 pub use self::pool_tls::PoolTlsConfig;
 pub use self::pools::{ClusterPoolConfig, PoolConfig, PoolKind, ReadPolicy, RedisPoolConfig};
-pub use self::tls::{ClientAuth, ClientTlsConfig, TlsVersion};
+pub use self::tls::{CipherSuite, ClientAuth, ClientTlsConfig, TlsVersion};
 
 /// Everything the proxy needs to run, validated.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,11 +1,13 @@
 //! The TLS keys of a pool's connections to its backends (`tls`, `ca_file`, `crl_file`, `cert_file`,
-//! `key_file`, `min_version`): Redis pools and Kafka pools have the same six, read and checked here once.
+//! `key_file`, `min_version`, `cipher_suites`): Redis pools and Kafka pools have the same seven, read and
+//! checked here once.
 
 use figment::value::Dict;
 use serde::{Deserialize, Serialize};
 
 use super::table::read_table;
-use super::{invalid, ConfigError, TlsVersion};
+use super::tls::validate_cipher_suites;
+use super::{invalid, CipherSuite, ConfigError, TlsVersion};
 
 /// The problem of a TLS key set on a pool without `tls = true`.
 pub(super) const NEEDS_TLS: &str = "set `tls = true` to use it";
@@ -36,6 +38,10 @@ pub struct PoolTlsConfig {
     /// With `tls`: the oldest TLS version the backends may speak (unset: 1.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_version: Option<TlsVersion>,
+    /// With `tls`: the cipher suites offered to the backends, in order of preference (unset: all rkproxy
+    /// speaks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher_suites: Option<Vec<CipherSuite>>,
 }
 
 /// The keys of [`PoolTlsConfig`], as they are written in a pool's table.
@@ -46,6 +52,7 @@ const POOL_TLS_KEYS: &[&str] = &[
     "cert_file",
     "key_file",
     "min_version",
+    "cipher_suites",
 ];
 
 impl PoolTlsConfig {
@@ -59,7 +66,8 @@ impl PoolTlsConfig {
         read_table(key, tls_keys)
     }
 
-    /// The other keys need `tls = true`; a client certificate needs its key. `key` is the pool's table.
+    /// The other keys need `tls = true`; a client certificate needs its key; the cipher suites fit
+    /// `min_version`. `key` is the pool's table.
     pub(super) fn validate(&self, key: &str) -> Result<(), ConfigError> {
         if !self.enabled {
             let set = [
@@ -68,6 +76,7 @@ impl PoolTlsConfig {
                 ("cert_file", self.cert_file.is_some()),
                 ("key_file", self.key_file.is_some()),
                 ("min_version", self.min_version.is_some()),
+                ("cipher_suites", self.cipher_suites.is_some()),
             ];
             return match set
                 .into_iter()
@@ -83,6 +92,10 @@ impl PoolTlsConfig {
                 "a client certificate needs both `cert_file` and `key_file`",
             ));
         }
-        Ok(())
+        validate_cipher_suites(
+            &format!("{key}.cipher_suites"),
+            self.cipher_suites.as_deref(),
+            self.min_version.unwrap_or_default(),
+        )
     }
 }

@@ -165,6 +165,19 @@ fn tls_errors_name_the_key() {
             "min_version",
         ),
         (
+            "[tls]\ncert_file = 'c'\nkey_file = 'k'\ncipher_suites = ['TLS_RSA_WITH_RC4_128_MD5']\n",
+            "tls.cipher_suites.0",
+        ),
+        (
+            "[tls]\ncert_file = 'c'\nkey_file = 'k'\ncipher_suites = []\n",
+            "tls.cipher_suites",
+        ),
+        (
+            "[tls]\ncert_file = 'c'\nkey_file = 'k'\nmin_version = '1.3'\n\
+             cipher_suites = ['ECDHE-ECDSA-AES128-GCM-SHA256']\n",
+            "tls.cipher_suites",
+        ),
+        (
             "[tenants.t]\npassword = 'p'\npool = 'main'\ntls_subject = 'CN=a'\n",
             "tenants.t.tls_subject",
         ),
@@ -203,6 +216,7 @@ fn tls_errors_name_the_key() {
             client_auth: ClientAuth::Required,
             client_crl_file: None,
             min_version: TlsVersion::Tls12,
+            cipher_suites: None,
             session_cache_size: 0,
             handshake_ms: 1,
         }),
@@ -588,6 +602,39 @@ fn validation_hands_back_the_tenants_it_built() {
 
 /// The TLS keys are one struct on Redis and Kafka pools: read from the pool's own table, written back as the
 /// pool's own keys (the `--backend` pool goes through figment that way), and checked with the same errors.
+/// IANA names and, for TLS 1.2 suites, OpenSSL's; written back with the IANA name.
+#[test]
+fn cipher_suites_are_read_by_either_name() {
+    let config = load_str(
+        "default_pool = 'main'\n[pools.main]\nkind = 'standalone'\nnodes = ['127.0.0.1:6379']\n\
+         [tls]\ncert_file = 'c'\nkey_file = 'k'\n\
+         cipher_suites = ['TLS_AES_128_GCM_SHA256', 'ECDHE-RSA-AES256-GCM-SHA384']\n",
+    )
+    .unwrap();
+    let tls = config.tls.unwrap();
+    assert_eq!(
+        tls.cipher_suites,
+        Some(vec![
+            CipherSuite::Tls13Aes128GcmSha256,
+            CipherSuite::EcdheRsaAes256GcmSha384
+        ])
+    );
+    let written = figment::value::Value::serialize(&tls).unwrap();
+    let names: Vec<_> = written.as_dict().unwrap()["cipher_suites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|name| name.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "TLS_AES_128_GCM_SHA256",
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+        ]
+    );
+}
+
 #[test]
 fn pool_tls_keys_are_read_written_and_checked_alike_on_redis_and_kafka_pools() {
     for kind in ["standalone", "cluster", "kafka"] {
@@ -616,6 +663,7 @@ fn pool_tls_keys_are_read_written_and_checked_alike_on_redis_and_kafka_pools() {
                 cert_file: files("c.pem"),
                 key_file: files("c.key"),
                 min_version: None,
+                cipher_suites: None,
             },
             "{kind}"
         );
@@ -647,6 +695,21 @@ fn pool_tls_keys_are_read_written_and_checked_alike_on_redis_and_kafka_pools() {
                 "tls = true\nmin_version = '1.1'",
                 "pools.p.min_version",
                 "unknown variant",
+            ),
+            (
+                "cipher_suites = ['TLS_AES_128_GCM_SHA256']",
+                "pools.p.cipher_suites",
+                "set `tls = true`",
+            ),
+            (
+                "tls = true\ncipher_suites = ['TLS_AES_128_GCM_SHA255']",
+                "pools.p.cipher_suites",
+                "unknown variant",
+            ),
+            (
+                "tls = true\nmin_version = '1.3'\ncipher_suites = ['TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256']",
+                "pools.p.cipher_suites",
+                "needs a TLS 1.3 suite",
             ),
             (
                 "tls = true\nca_file = 'ca.pem'\nkey_file = 'c.key'",

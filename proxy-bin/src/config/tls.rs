@@ -30,6 +30,9 @@ pub struct ClientTlsConfig {
     /// The oldest TLS version a client may speak.
     #[serde(default)]
     pub min_version: TlsVersion,
+    /// The cipher suites a client may choose from (unset: every suite rkproxy offers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher_suites: Option<Vec<CipherSuite>>,
     /// TLS sessions remembered for resumption (a returning client skips the certificate exchange); 0: none.
     #[serde(default = "default_session_cache_size")]
     pub session_cache_size: usize,
@@ -68,12 +71,94 @@ pub enum TlsVersion {
     Tls13,
 }
 
+/// A TLS cipher suite rkproxy speaks (`tls.cipher_suites`, a pool's `cipher_suites`): its IANA name (as
+/// OpenSSL and Redis's `tls-ciphersuites` write the TLS 1.3 ones), or for a TLS 1.2 suite also OpenSSL's name
+/// (as Redis's `tls-ciphers` writes them). Every suite of rustls's ring provider, all AEAD with forward secrecy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CipherSuite {
+    #[serde(rename = "TLS_AES_256_GCM_SHA384")]
+    Tls13Aes256GcmSha384,
+    #[serde(rename = "TLS_AES_128_GCM_SHA256")]
+    Tls13Aes128GcmSha256,
+    #[serde(rename = "TLS_CHACHA20_POLY1305_SHA256")]
+    Tls13Chacha20Poly1305Sha256,
+    #[serde(
+        rename = "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        alias = "ECDHE-ECDSA-AES256-GCM-SHA384"
+    )]
+    EcdheEcdsaAes256GcmSha384,
+    #[serde(
+        rename = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        alias = "ECDHE-ECDSA-AES128-GCM-SHA256"
+    )]
+    EcdheEcdsaAes128GcmSha256,
+    #[serde(
+        rename = "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        alias = "ECDHE-ECDSA-CHACHA20-POLY1305"
+    )]
+    EcdheEcdsaChacha20Poly1305Sha256,
+    #[serde(
+        rename = "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        alias = "ECDHE-RSA-AES256-GCM-SHA384"
+    )]
+    EcdheRsaAes256GcmSha384,
+    #[serde(
+        rename = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        alias = "ECDHE-RSA-AES128-GCM-SHA256"
+    )]
+    EcdheRsaAes128GcmSha256,
+    #[serde(
+        rename = "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        alias = "ECDHE-RSA-CHACHA20-POLY1305"
+    )]
+    EcdheRsaChacha20Poly1305Sha256,
+}
+
+impl CipherSuite {
+    /// A TLS 1.3 suite (the others are TLS 1.2's).
+    pub fn is_tls13(self) -> bool {
+        matches!(
+            self,
+            CipherSuite::Tls13Aes256GcmSha384
+                | CipherSuite::Tls13Aes128GcmSha256
+                | CipherSuite::Tls13Chacha20Poly1305Sha256
+        )
+    }
+}
+
+/// `cipher_suites` at `key` names a suite, and a TLS 1.3 one when `min_version` is 1.3.
+pub(super) fn validate_cipher_suites(
+    key: &str,
+    suites: Option<&[CipherSuite]>,
+    min_version: TlsVersion,
+) -> Result<(), ConfigError> {
+    let Some(suites) = suites else {
+        return Ok(());
+    };
+    if suites.is_empty() {
+        return Err(invalid(key, "names no cipher suite (leave it out for all)"));
+    }
+    if min_version == TlsVersion::Tls13 && !suites.iter().any(|suite| suite.is_tls13()) {
+        return Err(invalid(
+            key,
+            "min_version = \"1.3\" needs a TLS 1.3 suite (TLS_AES_256_GCM_SHA384, TLS_AES_128_GCM_SHA256 \
+             or TLS_CHACHA20_POLY1305_SHA256)",
+        ));
+    }
+    Ok(())
+}
+
 impl ClientTlsConfig {
-    /// `handshake_ms` is above 0; the mutual TLS keys have a client CA.
+    /// `handshake_ms` is above 0; the cipher suites fit `min_version`; the mutual TLS keys have a client CA.
     fn validate(&self) -> Result<(), ConfigError> {
         if self.handshake_ms == 0 {
             return Err(invalid("tls.handshake_ms", "must be above 0"));
         }
+        validate_cipher_suites(
+            "tls.cipher_suites",
+            self.cipher_suites.as_deref(),
+            self.min_version,
+        )?;
         if self.client_ca_file.is_some() {
             return Ok(());
         }

@@ -502,6 +502,13 @@ fn security(pool: &crate::config::KafkaPoolConfig) -> Result<KafkaSecurity, Pool
         ca_file: pool.tls.ca_file.as_ref().map(Into::into),
         crl_file: pool.tls.crl_file.as_ref().map(Into::into),
         tls13_only: pool.tls.min_version == Some(crate::config::TlsVersion::Tls13),
+        cipher_suites: pool.tls.cipher_suites.as_ref().map(|suites| {
+            suites
+                .iter()
+                .copied()
+                .map(|suite| crate::tls::supported_suite(suite).suite())
+                .collect()
+        }),
         cert_file: pool.tls.cert_file.as_ref().map(Into::into),
         key_file: pool.tls.key_file.as_ref().map(Into::into),
     });

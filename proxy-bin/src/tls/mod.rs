@@ -30,8 +30,8 @@ pub use self::backend_stream::{BackendReader, BackendStream, BackendWriter, Read
 pub use self::client_stream::ClientStream;
 pub use self::plain_socket::PlainSocket;
 use crate::config::{
-    invalid, ClientAuth, ClientTlsConfig, Config, ConfigError, PoolTlsConfig, RedisPoolConfig,
-    TlsVersion,
+    invalid, CipherSuite, ClientAuth, ClientTlsConfig, Config, ConfigError, PoolTlsConfig,
+    RedisPoolConfig, TlsVersion,
 };
 use crate::subject::Subject;
 
@@ -80,6 +80,35 @@ pub enum BackendTlsError {
 /// another provider (aws-lc-rs) would otherwise make rustls's process default ambiguous.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// [`provider`] with only the cipher suites `suites` names, in its order (`None`: all it offers).
+fn provider_with_suites(suites: Option<&[CipherSuite]>) -> Arc<rustls::crypto::CryptoProvider> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if let Some(suites) = suites {
+        provider.cipher_suites = suites.iter().copied().map(supported_suite).collect();
+    }
+    Arc::new(provider)
+}
+
+/// The ring provider's implementation of `suite`.
+pub fn supported_suite(suite: CipherSuite) -> rustls::SupportedCipherSuite {
+    use rustls::crypto::ring::cipher_suite as ring;
+    match suite {
+        CipherSuite::Tls13Aes256GcmSha384 => ring::TLS13_AES_256_GCM_SHA384,
+        CipherSuite::Tls13Aes128GcmSha256 => ring::TLS13_AES_128_GCM_SHA256,
+        CipherSuite::Tls13Chacha20Poly1305Sha256 => ring::TLS13_CHACHA20_POLY1305_SHA256,
+        CipherSuite::EcdheEcdsaAes256GcmSha384 => ring::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        CipherSuite::EcdheEcdsaAes128GcmSha256 => ring::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        CipherSuite::EcdheEcdsaChacha20Poly1305Sha256 => {
+            ring::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+        CipherSuite::EcdheRsaAes256GcmSha384 => ring::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        CipherSuite::EcdheRsaAes128GcmSha256 => ring::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        CipherSuite::EcdheRsaChacha20Poly1305Sha256 => {
+            ring::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+    }
 }
 
 /// TLS 1.3 alone (`min_version = "1.3"`).
@@ -236,9 +265,11 @@ impl ClientTls {
             &config.cert_file,
             certificate_expiry,
         );
-        let builder = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(protocol_versions(config.min_version))
-            .map_err(|e| ("tls.min_version", e.into()))?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider_with_suites(
+            config.cipher_suites.as_deref(),
+        ))
+        .with_protocol_versions(protocol_versions(config.min_version))
+        .map_err(|e| ("tls.min_version", e.into()))?;
         let builder = match &config.client_ca_file {
             Some(path) => builder.with_client_cert_verifier(client_verifier(config, path)?),
             None => builder.with_no_client_auth(),
@@ -494,6 +525,8 @@ fn at_key(key: &'static str) -> impl Fn(TlsError) -> PoolTlsError {
 pub struct PoolTlsFiles {
     /// The oldest TLS version (`min_version`; a setting, not a file, kept here with what it goes with).
     min_version: TlsVersion,
+    /// The cipher suites offered (`cipher_suites`; a setting too).
+    cipher_suites: Option<Vec<CipherSuite>>,
     ca: TrustedCas,
     /// The revocation lists of the CAs (`crl_file`), path and content.
     revocation_lists: Option<(String, Vec<u8>)>,
@@ -555,6 +588,7 @@ impl PoolTlsFiles {
         };
         Ok(Some(PoolTlsFiles {
             min_version: pool.min_version.unwrap_or_default(),
+            cipher_suites: pool.cipher_suites.clone(),
             ca,
             revocation_lists,
             client,
@@ -584,9 +618,11 @@ impl PoolTlsFiles {
             TrustedCas::System(certificates) => system_roots(certificates),
         }
         .map_err(at_key("ca_file"))?;
-        let builder = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(protocol_versions(self.min_version))
-            .map_err(|error| at_key("min_version")(error.into()))?;
+        let builder = rustls::ClientConfig::builder_with_provider(provider_with_suites(
+            self.cipher_suites.as_deref(),
+        ))
+        .with_protocol_versions(protocol_versions(self.min_version))
+        .map_err(|error| at_key("min_version")(error.into()))?;
         let builder = match &self.revocation_lists {
             None => builder.with_root_certificates(roots),
             Some((path, pem)) => builder.with_webpki_verifier(server_verifier(roots, path, pem)?),
@@ -812,6 +848,7 @@ mod tests {
     fn pool_tls_files_debug_shows_no_key_content() {
         let files = PoolTlsFiles {
             min_version: TlsVersion::Tls12,
+            cipher_suites: None,
             ca: TrustedCas::File("ca.pem".into(), b"CA".to_vec()),
             revocation_lists: None,
             client: Some([
@@ -824,6 +861,37 @@ mod tests {
         assert!(
             text.contains("c.key") && !text.contains("83, 69, 67"),
             "{text}"
+        );
+    }
+
+    /// Each name `cipher_suites` accepts is the suite rustls implements under that IANA name.
+    #[test]
+    fn cipher_suite_names_are_the_suites_of_those_names() {
+        let names = [
+            "TLS_AES_256_GCM_SHA384",
+            "TLS_AES_128_GCM_SHA256",
+            "TLS_CHACHA20_POLY1305_SHA256",
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        ];
+        for name in names {
+            let suite: CipherSuite = figment::value::Value::from(name).deserialize().unwrap();
+            let rustls_name = supported_suite(suite).suite().as_str().unwrap();
+            assert_eq!(rustls_name.replacen("TLS13_", "TLS_", 1), name);
+            assert_eq!(
+                suite.is_tls13(),
+                rustls_name.starts_with("TLS13_"),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            names.len(),
+            rustls::crypto::ring::ALL_CIPHER_SUITES.len(),
+            "every suite the provider offers can be named"
         );
     }
 

@@ -150,6 +150,28 @@ async fn a_wrong_ca_is_a_clear_error_not_a_hang() {
     );
 }
 
+/// A pool's `cipher_suites` is all rkproxy offers the brokers: a TLS 1.3 suite of the list serves; a list of
+/// TLS 1.2 suites for RSA keys alone, which the broker's ECDSA certificate cannot serve, is refused at the
+/// handshake: a clear error, never a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_pool_offers_only_its_cipher_suites() {
+    let keys = |suites: &str| {
+        format!(
+            "tls = true\nca_file = '{}'\ncipher_suites = [{suites}]",
+            cert_file("ca.pem")
+        )
+    };
+    let broker = secured_env("RKPROXY_TEST_KAFKA_SSL");
+    push_and_pop_through(&broker, &keys("'TLS_CHACHA20_POLY1305_SHA256'")).await;
+    let rsa_only = keys("'ECDHE-RSA-AES128-GCM-SHA256', 'TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384'");
+    let error = first_error_over_tls(&rsa_only, "suites").await;
+    assert!(
+        error.contains("kafka pool 'events' unavailable")
+            && error.contains("TLS handshake failed: received fatal alert: HandshakeFailure"),
+        "{error}"
+    );
+}
+
 /// Revocation lists (`crl_file`) are checked for the brokers too: with lists of another CA only, the
 /// broker's issuer has none, its certificate's status is unknown and it is refused (fail closed), a clear
 /// error and no hang.

@@ -2,7 +2,7 @@
 //! `rediss://`, raw rustls), rkproxy to TLS-only Redis servers (`RKPROXY_TEST_TLS_REDIS`, the TLS cluster
 //! `RKPROXY_TEST_TLS_CLUSTER`, whose nodes require a client certificate), the Redis offset store of a Kafka
 //! pool on the TLS-only server, mutual TLS tenants (client certificates required or optional, revocation
-//! lists), `min_version`, certificate reload, and the failures: a plaintext client on the TLS port, a client
+//! lists), `min_version`, `cipher_suites`, certificate reload, and the failures: a plaintext client on the TLS port, a client
 //! trusting another CA, an expired certificate on either side, a revoked client certificate. Each failure
 //! must end in a closed connection (or an error reply) within a few seconds and a log line that says why.
 //! The certificates are made by `cargo xtask test` in `RKPROXY_TEST_TLS_DIR` (see xtask/src/tls.rs).
@@ -839,6 +839,146 @@ async fn min_version_1_3_refuses_tls_1_2_clients() {
         .unwrap();
     assert_eq!(tls_ping(&mut tls13).await.as_deref(), Some("+PONG\r\n"));
     proxy.shutdown().await;
+}
+
+/// redis-cli with `--tls --cacert ca.crt` and `args` against `addr`, which may fail: its exit status and
+/// what it printed (standard output, then standard error).
+fn tls_redis_cli_outcome(addr: std::net::SocketAddr, args: &[&str]) -> (bool, String) {
+    let output = Command::new("redis-cli")
+        .args(["--tls", "--cacert", &tls_file("ca.crt")])
+        .args(["-h", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli runs");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), printed)
+}
+
+/// `[tls]`'s `cipher_suites` is all a client may choose from: redis-cli offering only another TLS 1.3 suite is
+/// refused at the handshake (counted as failed), redis-cli offering a listed one is served with it, and a
+/// TLS 1.2 client gets the TLS 1.2 suite of the list (named by OpenSSL's name). A reload puts a new list in
+/// force for new connections; open ones keep their suite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_offers_only_its_cipher_suites() {
+    let config_with = |suites: &str| {
+        format!(
+            "listen = '127.0.0.1:0'\nmetrics_listen = '127.0.0.1:0'\ndefault_pool = 'main'\n\
+             {}cipher_suites = [{suites}]\n[pools.main]\nkind = 'standalone'\nnodes = ['{}']\n",
+            listener_toml("server", false),
+            redis_addr()
+        )
+    };
+    let first = config_with("'TLS_AES_256_GCM_SHA384', 'ECDHE-ECDSA-AES128-GCM-SHA256'");
+    let proxy = Proxy::builder(Config::from_toml(&first).unwrap())
+        .start()
+        .await
+        .unwrap();
+    let addr = proxy.tls_local_addr().unwrap();
+    let failed_before = handshakes(&proxy, "failed").await;
+    assert!(!pinged_with_suite(addr, "TLS_AES_128_GCM_SHA256").await);
+    // redis-cli tries again once the first connection failed: at least one failure.
+    assert!(handshakes(&proxy, "failed").await > failed_before);
+    assert!(pinged_with_suite(addr, "TLS_AES_256_GCM_SHA384").await);
+
+    let negotiated = |stream: &TlsClient| {
+        stream
+            .get_ref()
+            .1
+            .negotiated_cipher_suite()
+            .map(|s| s.suite())
+    };
+    let mut tls13 = tls_connect(addr, client_config("ca.crt", None))
+        .await
+        .unwrap();
+    assert_eq!(tls_ping(&mut tls13).await.as_deref(), Some("+PONG\r\n"));
+    assert_eq!(
+        negotiated(&tls13),
+        Some(rustls::CipherSuite::TLS13_AES_256_GCM_SHA384)
+    );
+    let mut tls12 = tls_connect(addr, tls12_client_config("ca.crt"))
+        .await
+        .unwrap();
+    assert_eq!(tls_ping(&mut tls12).await.as_deref(), Some("+PONG\r\n"));
+    assert_eq!(
+        negotiated(&tls12),
+        Some(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
+    );
+
+    let second = config_with("'TLS_AES_128_GCM_SHA256'");
+    proxy
+        .reload(Config::from_toml(&second).unwrap())
+        .await
+        .unwrap();
+    assert!(!pinged_with_suite(addr, "TLS_AES_256_GCM_SHA384").await);
+    assert!(pinged_with_suite(addr, "TLS_AES_128_GCM_SHA256").await);
+    assert_eq!(tls_ping(&mut tls13).await.as_deref(), Some("+PONG\r\n"));
+    proxy.shutdown().await;
+}
+
+/// Whether redis-cli offering only the TLS 1.3 suite `suite` gets PONG from the TLS port `addr`; when it does
+/// not, it must say that the handshake failed.
+async fn pinged_with_suite(addr: std::net::SocketAddr, suite: &'static str) -> bool {
+    let (served, printed) =
+        blocking(move || tls_redis_cli_outcome(addr, &["--tls-ciphersuites", suite, "PING"])).await;
+    if served && printed == "PONG\n" {
+        return true;
+    }
+    assert!(printed.contains("SSL_connect failed"), "{printed}");
+    false
+}
+
+/// A pool's `cipher_suites` is all rkproxy offers its nodes: a node that accepts only another suite (Redis's
+/// `tls-ciphersuites`, and `tls-ciphers` for TLS 1.2) is a failed connect, an error reply in bounded time; a
+/// list with a suite the node accepts serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_offers_only_its_cipher_suites() {
+    let tls13_node =
+        OwnTlsRedis::start_with("server", &["--tls-ciphersuites", "TLS_AES_128_GCM_SHA256"]);
+    let tls12_node = OwnTlsRedis::start_with(
+        "server",
+        &[
+            "--tls-protocols",
+            "TLSv1.2",
+            "--tls-ciphers",
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+        ],
+    );
+    let ping = b"*1\r\n$4\r\nPING\r\n";
+    let refused = [
+        (&tls13_node, "cipher_suites = ['TLS_AES_256_GCM_SHA384']"),
+        (
+            &tls12_node,
+            "cipher_suites = ['TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384']",
+        ),
+    ];
+    for (node, keys) in refused {
+        let (line, took) = first_reply_through_tls_pool_with(node, keys, ping).await;
+        assert!(took < TLS_BOUNDED, "{took:?}");
+        assert!(
+            line.starts_with("-ERR backend")
+                && line.contains("TLS handshake failed: received fatal alert: HandshakeFailure"),
+            "{keys}: {line}"
+        );
+    }
+    let served = [
+        (
+            &tls13_node,
+            "cipher_suites = ['TLS_CHACHA20_POLY1305_SHA256', 'TLS_AES_128_GCM_SHA256']",
+        ),
+        (
+            &tls12_node,
+            "cipher_suites = ['ECDHE-ECDSA-AES256-GCM-SHA384']",
+        ),
+    ];
+    for (node, keys) in served {
+        let (line, _) = first_reply_through_tls_pool_with(node, keys, ping).await;
+        assert_eq!(line, "+PONG\r\n", "{keys}");
+    }
 }
 
 #[tokio::test]

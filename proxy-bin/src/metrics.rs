@@ -29,7 +29,8 @@
 //!   `rkproxy_big_lane_node_requests_total{pool,node}`, `rkproxy_big_lane_tenant_busy_total{pool,tenant}`,
 //!   `rkproxy_big_lane_node_busy_total{pool,node}`
 //! - `rkproxy_tls_handshakes_total{result}` (client handshakes on `tls_listen`; result: ok, not_tls, timeout,
-//!   failed)
+//!   failed), `rkproxy_tls_cipher_suites_total{version,cipher_suite}` (the successful ones by what they agreed
+//!   on; only suites chosen at least once)
 //! - `rkproxy_tls_certificate_expiry_timestamp_seconds{certificate}` (when the `tls_listen` certificate and the
 //!   pools' client certificates expire; `certificate` is the configuration key of the file)
 //! - `rkproxy_slowlog_length`, `rkproxy_uptime_seconds`
@@ -180,6 +181,7 @@ pub async fn render(state: &ProxyState) -> String {
         big_keys: state.stats().big_keys(&everyone, KEYS_PER_TENANT),
         facts,
         tls_handshakes: state.tls_handshakes().counts(),
+        tls_cipher_suites: state.tls_handshakes().suite_counts(),
         certificate_expiry: certificate_expiries(state),
         slowlog_length: state.stats().slowlog().len(|_| true),
         uptime_seconds: state.uptime().as_secs(),
@@ -220,6 +222,8 @@ struct Scrape {
     big_keys: Vec<BigKey>,
     facts: Facts,
     tls_handshakes: Vec<(HandshakeResult, u64)>,
+    /// Successful client handshakes by TLS version and cipher suite.
+    tls_cipher_suites: Vec<(&'static str, String, u64)>,
     /// The certificates the proxy presents, by their configuration key, with when each expires.
     certificate_expiry: Vec<(String, i64)>,
     slowlog_length: usize,
@@ -247,6 +251,25 @@ impl Collector for Scrape {
             "Client TLS handshakes on tls_listen by result (ok, not_tls, timeout, failed).",
             handshakes,
         )?;
+        if !self.tls_cipher_suites.is_empty() {
+            let suites = self
+                .tls_cipher_suites
+                .iter()
+                .map(|(version, suite, count)| {
+                    let labels = vec![
+                        ("version", (*version).to_owned()),
+                        ("cipher_suite", suite.clone()),
+                    ];
+                    (labels, *count)
+                })
+                .collect();
+            counter(
+                &mut encoder,
+                "rkproxy_tls_cipher_suites",
+                "Successful client TLS handshakes on tls_listen by TLS version and cipher suite (IANA name).",
+                suites,
+            )?;
+        }
         if !self.certificate_expiry.is_empty() {
             let expiries = self
                 .certificate_expiry

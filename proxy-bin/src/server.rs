@@ -368,7 +368,7 @@ async fn accept_loop(worker: usize, listener: TcpListener, live: Arc<Live>, tran
                     None => ClientStream::Plain(stream),
                     Some(tls) => match tls.accept(stream).await {
                         Ok(stream) => {
-                            state.tls_handshakes().count(Ok(()));
+                            state.tls_handshakes().count(Ok(&stream));
                             stream
                         }
                         Err(error) => {

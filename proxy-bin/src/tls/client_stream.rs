@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::ServerConnection;
+use tokio_rustls::rustls::{ServerConnection, SupportedCipherSuite};
 
 use super::plain_or_tls::PlainOrTls;
 use super::socket::TlsSocket;
@@ -28,6 +28,8 @@ pub struct TlsClient {
     socket: TlsSocket,
     /// The subject of the certificate the client presented (mutual TLS), if any.
     subject: Option<Subject>,
+    /// The cipher suite the handshake agreed on (it implies the TLS version).
+    cipher_suite: Option<SupportedCipherSuite>,
 }
 
 impl From<TcpStream> for ClientStream {
@@ -42,9 +44,11 @@ impl ClientStream {
         connection: ServerConnection,
         subject: Option<Subject>,
     ) -> ClientStream {
+        let cipher_suite = connection.negotiated_cipher_suite();
         ClientStream::Tls(Box::new(TlsClient {
             socket: TlsSocket::new(tcp, connection),
             subject,
+            cipher_suite,
         }))
     }
 
@@ -69,6 +73,14 @@ impl ClientStream {
         match self {
             ClientStream::Plain(_) => None,
             ClientStream::Tls(tls) => tls.subject.as_ref(),
+        }
+    }
+
+    /// The cipher suite of a TLS client's connection (`None` for a plaintext client).
+    pub fn cipher_suite(&self) -> Option<SupportedCipherSuite> {
+        match self {
+            ClientStream::Plain(_) => None,
+            ClientStream::Tls(tls) => tls.cipher_suite,
         }
     }
 

@@ -474,26 +474,79 @@ impl HandshakeResult {
     }
 }
 
-/// Client TLS handshakes by how they ended, since the proxy started (kept across reloads).
+/// Client TLS handshakes by how they ended, and those that succeeded by the cipher suite agreed on, since the
+/// proxy started (kept across reloads).
 #[derive(Debug, Default)]
-pub struct HandshakeCounts([AtomicU64; 4]);
+pub struct HandshakeCounts {
+    by_result: [AtomicU64; 4],
+    /// By the suite's place in [`rustls::crypto::ring::ALL_CIPHER_SUITES`] (every suite rkproxy can speak).
+    by_suite: [AtomicU64; SUITES],
+}
+
+/// How many cipher suites rkproxy can speak.
+const SUITES: usize = rustls::crypto::ring::ALL_CIPHER_SUITES.len();
 
 impl HandshakeCounts {
-    /// Counts one handshake: `Ok(())` for a client that finished it.
-    pub fn count(&self, outcome: Result<(), &HandshakeError>) {
+    /// Counts one handshake: the client's stream when it finished it.
+    pub fn count(&self, outcome: Result<&ClientStream, &HandshakeError>) {
         let result = match outcome {
-            Ok(()) => HandshakeResult::Ok,
+            Ok(stream) => {
+                self.count_suite(stream.cipher_suite());
+                HandshakeResult::Ok
+            }
             Err(error) => error.result(),
         };
-        self.0[result as usize].fetch_add(1, Ordering::Relaxed);
+        self.by_result[result as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_suite(&self, suite: Option<rustls::SupportedCipherSuite>) {
+        let place = suite.and_then(|suite| {
+            rustls::crypto::ring::ALL_CIPHER_SUITES
+                .iter()
+                .position(|offered| offered.suite() == suite.suite())
+        });
+        if let Some(place) = place {
+            self.by_suite[place].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Every result with its count.
     pub fn counts(&self) -> Vec<(HandshakeResult, u64)> {
         HandshakeResult::ALL
             .into_iter()
-            .map(|result| (result, self.0[result as usize].load(Ordering::Relaxed)))
+            .map(|result| {
+                (
+                    result,
+                    self.by_result[result as usize].load(Ordering::Relaxed),
+                )
+            })
             .collect()
+    }
+
+    /// The successful handshakes by TLS version (`TLSv1.2`, `TLSv1.3`) and cipher suite (IANA name), for the
+    /// suites clients have chosen.
+    pub fn suite_counts(&self) -> Vec<(&'static str, String, u64)> {
+        rustls::crypto::ring::ALL_CIPHER_SUITES
+            .iter()
+            .zip(&self.by_suite)
+            .map(|(suite, count)| (suite, count.load(Ordering::Relaxed)))
+            .filter(|&(_, count)| count > 0)
+            .map(|(suite, count)| (version_name(suite), iana_name(suite.suite()), count))
+            .collect()
+    }
+}
+
+/// The IANA name of `suite` (rustls names TLS 1.3 suites `TLS13_...`; IANA, OpenSSL and Redis `TLS_...`).
+fn iana_name(suite: rustls::CipherSuite) -> String {
+    let name = suite.as_str().unwrap_or("unknown");
+    name.replacen("TLS13_", "TLS_", 1)
+}
+
+/// The TLS version of `suite`, as OpenSSL writes it.
+fn version_name(suite: &rustls::SupportedCipherSuite) -> &'static str {
+    match suite.version().version {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+        _ => "TLSv1.2",
     }
 }
 

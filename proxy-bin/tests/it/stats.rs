@@ -307,8 +307,10 @@ async fn metrics_are_served_in_the_prometheus_text_format() {
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect();
         let family = name.strip_suffix("_bucket").unwrap_or(&name);
-        // Served only with tls_listen (this proxy has none); tls.rs checks it.
-        let needs_tls = name == "rkproxy_tls_certificate_expiry_timestamp_seconds";
+        // Served only with tls_listen (this proxy has none), the second once a TLS client connected; tls.rs
+        // checks them.
+        let needs_tls = name == "rkproxy_tls_certificate_expiry_timestamp_seconds"
+            || name == "rkproxy_tls_cipher_suites_total";
         assert!(
             scrape.docs.contains_key(family) || name == "rkproxy_" || needs_tls,
             "the dashboard's {name} is not served (served: {served:?})"

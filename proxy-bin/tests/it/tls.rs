@@ -861,8 +861,8 @@ fn tls_redis_cli_outcome(addr: std::net::SocketAddr, args: &[&str]) -> (bool, St
 
 /// `[tls]`'s `cipher_suites` is all a client may choose from: redis-cli offering only another TLS 1.3 suite is
 /// refused at the handshake (counted as failed), redis-cli offering a listed one is served with it, and a
-/// TLS 1.2 client gets the TLS 1.2 suite of the list (named by OpenSSL's name). A reload puts a new list in
-/// force for new connections; open ones keep their suite.
+/// TLS 1.2 client gets the TLS 1.2 suite of the list (named by OpenSSL's name); the metrics count each
+/// suite chosen. A reload puts a new list in force for new connections; open ones keep their suite.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_offers_only_its_cipher_suites() {
     let config_with = |suites: &str| {
@@ -909,6 +909,21 @@ async fn the_listener_offers_only_its_cipher_suites() {
         Some(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)
     );
 
+    // What the successful handshakes agreed on: redis-cli's and the TLS 1.3 client's, the TLS 1.2 client's.
+    assert_eq!(
+        suite_count(&proxy, "TLSv1.3", "TLS_AES_256_GCM_SHA384").await,
+        Some(2.0)
+    );
+    assert_eq!(
+        suite_count(&proxy, "TLSv1.2", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256").await,
+        Some(1.0)
+    );
+    assert_eq!(
+        suite_count(&proxy, "TLSv1.3", "TLS_AES_128_GCM_SHA256").await,
+        None,
+        "only suites chosen are listed"
+    );
+
     let second = config_with("'TLS_AES_128_GCM_SHA256'");
     proxy
         .reload(Config::from_toml(&second).unwrap())
@@ -917,7 +932,22 @@ async fn the_listener_offers_only_its_cipher_suites() {
     assert!(!pinged_with_suite(addr, "TLS_AES_256_GCM_SHA384").await);
     assert!(pinged_with_suite(addr, "TLS_AES_128_GCM_SHA256").await);
     assert_eq!(tls_ping(&mut tls13).await.as_deref(), Some("+PONG\r\n"));
+    assert_eq!(
+        suite_count(&proxy, "TLSv1.3", "TLS_AES_128_GCM_SHA256").await,
+        Some(1.0)
+    );
     proxy.shutdown().await;
+}
+
+/// The count of `rkproxy_tls_cipher_suites_total{version,cipher_suite}` in the proxy's metrics, if listed.
+async fn suite_count(proxy: &Proxy, version: &str, suite: &str) -> Option<f64> {
+    let (scrape, body) = scrape_metrics(proxy).await;
+    let labels = [("version", version), ("cipher_suite", suite)];
+    let found = sample(&scrape, "rkproxy_tls_cipher_suites_total", &labels)?;
+    match found.value {
+        prometheus_parse::Value::Counter(count) => Some(count),
+        ref other => panic!("{other:?} in {body}"),
+    }
 }
 
 /// Whether redis-cli offering only the TLS 1.3 suite `suite` gets PONG from the TLS port `addr`; when it does
